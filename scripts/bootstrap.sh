@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs what smtplb needs to build, test and benchmark, from Debian's
+# packages. Idempotent: does nothing when everything is already there.
+set -euo pipefail
+
+build_packages=(
+  build-essential cmake ninja-build ccache pkg-config
+  libboost1.81-dev libboost-json1.81-dev libssl-dev
+  libtomlplusplus-dev libcli11-dev libgtest-dev libgmock-dev libbenchmark-dev
+)
+test_packages=(
+  python3 postfix swaks clang libclang-rt-14-dev
+)
+bench_packages=(haproxy)
+
+want=("${build_packages[@]}")
+case "${1:-all}" in
+  build) ;;
+  test) want+=("${test_packages[@]}") ;;
+  all) want+=("${test_packages[@]}" "${bench_packages[@]}") ;;
+  *) echo "usage: $0 [build|test|all]" >&2; exit 2 ;;
+esac
+
+missing=()
+for p in "${want[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  echo "bootstrap: installing ${missing[*]}"
+  $SUDO apt-get update -q
+  # Postfix asks no questions with this; the image starts no daemons.
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi

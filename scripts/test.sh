@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Sets up, builds and runs every test: unit, golden, integration against real
+# Postfix/smtp-source/swaks, and a short run of each fuzz target.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/bootstrap.sh test
+scripts/build.sh
+ctest --test-dir build --output-on-failure -j2 --timeout 300
+scripts/fuzz.sh --smoke

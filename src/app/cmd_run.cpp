@@ -1,0 +1,49 @@
+#include <iostream>
+
+#include "commands.hpp"
+#include "config/loader.hpp"
+#include "io/balancer.hpp"
+
+namespace smtplb::app {
+
+int run_daemon(const std::string& path) {
+    auto result = config::load_file(path);
+    std::cerr << result.diagnostics.format(path);
+    if (!result.config) {
+        std::cerr << path << ": configuration is not valid; not starting\n";
+        return 1;
+    }
+    auto io = std::make_unique<io::asio::io_context>(1);
+    auto balancer = std::make_unique<io::Balancer>(*io, *result.config);
+    std::string error;
+    if (!balancer->start(error)) {
+        std::cerr << "smtplb: " << error << "\n";
+        return 1;
+    }
+    auto ports = balancer->bound_ports();
+    for (std::size_t i = 0; i < ports.size(); ++i)
+        std::cerr << "smtplb: listener " << result.config->listeners[i].name << " on port "
+                  << ports[i] << "\n";
+
+    io::asio::signal_set signals(*io, SIGINT, SIGTERM);
+    io::asio::steady_timer grace(*io);
+    signals.async_wait([&](const io::error_code& ec, int signo) {
+        if (ec) return;
+        std::cerr << "smtplb: signal " << signo << ", stopping\n";
+        balancer->stop();
+        // Sessions in progress get a few seconds to finish their transaction.
+        grace.expires_after(std::chrono::seconds(5));
+        grace.async_wait([&](const io::error_code&) { io->stop(); });
+    });
+    ::signal(SIGPIPE, SIG_IGN);
+    io->run();
+    // Coroutine frames go first (they return connections to the cache), then
+    // the balancer they refer to.
+    balancer->cache().set_closing();
+    balancer->tracking().flush();
+    io.reset();
+    balancer.reset();
+    return 0;
+}
+
+}  // namespace smtplb::app

@@ -1,0 +1,66 @@
+#include <CLI/CLI.hpp>
+#include <iostream>
+
+#include "base/network.hpp"
+#include "commands.hpp"
+
+int main(int argc, char** argv) {
+    CLI::App app{"smtplb - an SMTP-aware load balancer that balances every message"};
+    app.require_subcommand(1);
+    app.set_version_flag("--version", "smtplb 0.1.0");
+
+    std::string config_path;
+    auto* run = app.add_subcommand("run", "Run the balancer daemon");
+    run->add_option("--config,-c", config_path, "Configuration file (TOML)")->required();
+
+    auto* check = app.add_subcommand("check", "Validate a configuration and print it with defaults");
+    check->add_option("--config,-c", config_path, "Configuration file (TOML)")->required();
+
+    smtplb::io::SinkOptions sink_options;
+    std::string listen;
+    std::vector<std::string> faults;
+    auto* sink = app.add_subcommand("sink", "A fast SMTP receiver for tests, with injectable faults");
+    sink->add_option("--listen,-l", listen, "ADDRESS:PORT to listen on")->required();
+    sink->add_option("--fault", faults,
+                     "STAGE=ACTION; STAGE greeting|mail|rcpt|data|message, ACTION a 4xx/5xx code "
+                     "(optionally :x.y.z), drop, or delay:DURATION");
+    sink->add_option("--fault-rate", sink_options.fault_rate, "Probability a fault applies (0-1)")
+        ->check(CLI::Range(0.0, 1.0));
+    sink->add_option("--fault-unless-sender-domain", sink_options.faults_unless_sender_domain,
+                     "Spare senders of this domain from faults");
+    sink->add_option("--record", sink_options.record_path, "Append one JSON line per message to FILE");
+    sink->add_option("--hostname", sink_options.hostname, "Name in the greeting");
+    bool no_xclient = false;
+    sink->add_flag("--no-xclient", no_xclient, "Do not announce XCLIENT");
+
+    int demo_messages = 300;
+    auto* demo = app.add_subcommand("demo", "smtplb in front of three built-in sinks, with sample traffic");
+    demo->add_option("--messages,-n", demo_messages, "Messages to send over one connection")
+        ->check(CLI::Range(1, 1000000));
+
+    CLI11_PARSE(app, argc, argv);
+
+    if (*run) return smtplb::app::run_daemon(config_path);
+    if (*check) return smtplb::app::check_config(config_path);
+    if (*sink) {
+        auto hp = smtplb::base::HostPort::parse(listen);
+        if (!hp) {
+            std::cerr << "smtplb sink: --listen must be ADDRESS:PORT\n";
+            return 2;
+        }
+        sink_options.listen = *hp;
+        sink_options.xclient = !no_xclient;
+        for (const auto& text : faults) {
+            std::string error;
+            auto f = smtplb::io::SinkFault::parse(text, error);
+            if (!f) {
+                std::cerr << "smtplb sink: " << error << "\n";
+                return 2;
+            }
+            sink_options.faults.push_back(*f);
+        }
+        return smtplb::app::run_sink(sink_options);
+    }
+    if (*demo) return smtplb::app::run_demo(demo_messages);
+    return 2;
+}

@@ -1,0 +1,113 @@
+#pragma once
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "base/network.hpp"
+#include "proto/data_decoder.hpp"
+
+namespace smtplb::config {
+
+using Millis = std::chrono::milliseconds;
+
+enum class ListenerMode { Smtp, Tcp };
+enum class Role { Inbound, Relay, Submission };
+enum class IdentityMode { Xclient, ProxyV1, ProxyV2, None };
+enum class Algorithm { RoundRobin, LeastConnections, LeastPending, SourceHash, RandomTwo };
+enum class Persistence { None, SourceIp };
+enum class OnUnavailable { Tempfail, Spool };
+enum class HealthDepth { Connect, Banner, Ehlo, Starttls, Mail, Rcpt };
+
+struct Server {
+    std::string hostname = "localhost";
+    std::string state_dir = "/var/lib/smtplb";
+    std::string tracking_log = "-";
+    std::string admin = "127.0.0.1:8025";
+    std::uint64_t spill_threshold = 1u << 20;  // message bytes kept in memory
+};
+
+struct Listener {
+    std::string name;
+    base::HostPort bind;
+    ListenerMode mode = ListenerMode::Smtp;
+    Role role = Role::Inbound;
+    std::vector<std::string> accepted_domains;  // lower case
+    std::vector<base::Cidr> trusted_networks;
+    std::vector<std::string> trusted_networks_text;
+    std::string pool;
+    IdentityMode client_identity = IdentityMode::Xclient;
+    std::optional<base::IpAddress> source_address;
+    std::uint32_t max_connections = 10000;
+    std::uint32_t max_connections_per_client = 50;
+    std::uint64_t max_message_size = 50ull << 20;
+    std::uint32_t max_recipients = 100;
+    std::uint32_t max_line_length = 512;
+    std::uint32_t max_data_line_length = 65536;
+    std::uint32_t max_commands = 100000;
+    std::uint32_t max_errors = 10;
+    Millis command_timeout{300000};  // RFC 5321 §4.5.3.2.7
+    Millis data_timeout{600000};
+    proto::BareLineEndings bare_line_endings = proto::BareLineEndings::Reject;
+    bool smtputf8 = true;
+};
+
+struct Health {
+    HealthDepth depth = HealthDepth::Rcpt;
+    Millis interval{5000};
+    Millis timeout{10000};
+    std::uint32_t rise = 2;
+    std::uint32_t fall = 2;
+    std::string mail_from = "probe@external.invalid";
+    std::string rcpt_to = "postmaster";
+};
+
+struct Backend {
+    std::string name;
+    base::HostPort address;
+    std::uint32_t weight = 1;
+    std::uint32_t priority = 10;
+};
+
+struct Pool {
+    std::string name;
+    Algorithm algorithm = Algorithm::RoundRobin;
+    Persistence persistence = Persistence::None;
+    Millis persistence_ttl{3600000};
+    OnUnavailable on_unavailable = OnUnavailable::Tempfail;
+    Health health;
+    std::vector<Backend> backends;
+    std::uint32_t max_attempts = 3;  // backends tried for one transaction
+    Millis connect_timeout{10000};
+    Millis reply_timeout{300000};
+    Millis down_retry{10000};  // a backend that refused connections is left alone this long
+    std::uint32_t max_idle_connections = 32;  // per backend, kept for reuse
+    Millis idle_timeout{30000};
+};
+
+struct Route {
+    std::string recipient_domain;  // lower case; or
+    std::string recipient;         // ECMAScript regex on the whole address
+    std::string pool;
+};
+
+struct Config {
+    Server server;
+    std::vector<Listener> listeners;
+    std::vector<Pool> pools;
+    std::vector<Route> routes;
+
+    const Pool* find_pool(const std::string& name) const;
+};
+
+const char* to_string(ListenerMode v);
+const char* to_string(Role v);
+const char* to_string(IdentityMode v);
+const char* to_string(Algorithm v);
+const char* to_string(Persistence v);
+const char* to_string(OnUnavailable v);
+const char* to_string(HealthDepth v);
+const char* to_string(proto::BareLineEndings v);
+
+}  // namespace smtplb::config

@@ -1,0 +1,95 @@
+#include "config/describe.hpp"
+
+#include <sstream>
+
+namespace smtplb::config {
+namespace {
+
+std::string quoted(const std::string& s) {
+    std::string out = "\"";
+    for (char c : s) {
+        if (c == '"' || c == '\\') out += '\\';
+        out += c;
+    }
+    return out + "\"";
+}
+
+std::string list(const std::vector<std::string>& items) {
+    std::string out = "[";
+    for (std::size_t i = 0; i < items.size(); ++i) out += (i ? ", " : "") + quoted(items[i]);
+    return out + "]";
+}
+
+std::string ms(Millis d) { return quoted(std::to_string(d.count()) + "ms"); }
+
+}  // namespace
+
+std::string describe(const Config& c) {
+    std::ostringstream o;
+    o << "[server]\n"
+      << "hostname = " << quoted(c.server.hostname) << "\n"
+      << "state_dir = " << quoted(c.server.state_dir) << "\n"
+      << "tracking_log = " << quoted(c.server.tracking_log) << "\n"
+      << "admin = " << quoted(c.server.admin) << "\n"
+      << "spill_threshold = " << c.server.spill_threshold << "\n";
+    for (const auto& l : c.listeners) {
+        o << "\n[[listener]]\n"
+          << "name = " << quoted(l.name) << "\n"
+          << "bind = " << quoted(l.bind.to_string()) << "\n"
+          << "mode = " << quoted(to_string(l.mode)) << "\n"
+          << "role = " << quoted(to_string(l.role)) << "\n"
+          << "accepted_domains = " << list(l.accepted_domains) << "\n"
+          << "trusted_networks = " << list(l.trusted_networks_text) << "\n"
+          << "pool = " << quoted(l.pool) << "\n"
+          << "client_identity = " << quoted(to_string(l.client_identity)) << "\n"
+          << "source_address = "
+          << quoted(l.source_address ? l.source_address->to_string() : "") << "\n"
+          << "max_connections = " << l.max_connections << "\n"
+          << "max_connections_per_client = " << l.max_connections_per_client << "\n"
+          << "max_message_size = " << l.max_message_size << "\n"
+          << "max_recipients = " << l.max_recipients << "\n"
+          << "max_line_length = " << l.max_line_length << "\n"
+          << "max_data_line_length = " << l.max_data_line_length << "\n"
+          << "max_commands = " << l.max_commands << "\n"
+          << "max_errors = " << l.max_errors << "\n"
+          << "command_timeout = " << ms(l.command_timeout) << "\n"
+          << "data_timeout = " << ms(l.data_timeout) << "\n"
+          << "bare_line_endings = " << quoted(to_string(l.bare_line_endings)) << "\n"
+          << "smtputf8 = " << (l.smtputf8 ? "true" : "false") << "\n";
+    }
+    for (const auto& p : c.pools) {
+        o << "\n[[pool]]\n"
+          << "name = " << quoted(p.name) << "\n"
+          << "algorithm = " << quoted(to_string(p.algorithm)) << "\n"
+          << "persistence = " << quoted(to_string(p.persistence)) << "\n"
+          << "persistence_ttl = " << ms(p.persistence_ttl) << "\n"
+          << "on_unavailable = " << quoted(to_string(p.on_unavailable)) << "\n"
+          << "max_attempts = " << p.max_attempts << "\n"
+          << "connect_timeout = " << ms(p.connect_timeout) << "\n"
+          << "reply_timeout = " << ms(p.reply_timeout) << "\n"
+          << "down_retry = " << ms(p.down_retry) << "\n"
+          << "max_idle_connections = " << p.max_idle_connections << "\n"
+          << "idle_timeout = " << ms(p.idle_timeout) << "\n"
+          << "health = { depth = " << quoted(to_string(p.health.depth))
+          << ", interval = " << ms(p.health.interval) << ", timeout = " << ms(p.health.timeout)
+          << ", rise = " << p.health.rise << ", fall = " << p.health.fall
+          << ", mail_from = " << quoted(p.health.mail_from)
+          << ", rcpt_to = " << quoted(p.health.rcpt_to) << " }\n";
+        for (const auto& b : p.backends) {
+            o << "\n[[pool.backend]]\n"
+              << "name = " << quoted(b.name) << "\n"
+              << "address = " << quoted(b.address.to_string()) << "\n"
+              << "weight = " << b.weight << "\n"
+              << "priority = " << b.priority << "\n";
+        }
+    }
+    for (const auto& r : c.routes) {
+        o << "\n[[route]]\n";
+        if (!r.recipient_domain.empty()) o << "recipient_domain = " << quoted(r.recipient_domain) << "\n";
+        if (!r.recipient.empty()) o << "recipient = " << quoted(r.recipient) << "\n";
+        o << "pool = " << quoted(r.pool) << "\n";
+    }
+    return o.str();
+}
+
+}  // namespace smtplb::config

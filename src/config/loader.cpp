@@ -1,0 +1,261 @@
+#include "config/loader.hpp"
+
+#include <fstream>
+#include <regex>
+#include <set>
+#include <sstream>
+
+#include "base/text.hpp"
+#include "config/table_reader.hpp"
+
+namespace smtplb::config {
+namespace {
+
+using namespace std::chrono_literals;
+constexpr std::uint64_t kGiB = 1ull << 30;
+
+void read_server(TableReader& r, Server& s) {
+    r.string("hostname", s.hostname);
+    r.string("state_dir", s.state_dir);
+    r.string("tracking_log", s.tracking_log);
+    r.string("admin", s.admin);
+    r.size("spill_threshold", s.spill_threshold, 4096, kGiB);
+}
+
+void read_listener(TableReader& r, Listener& l) {
+    auto& d = r.diagnostics();
+    r.string("name", l.name, true);
+    std::string bind;
+    r.string("bind", bind, true);
+    if (!bind.empty()) {
+        auto hp = base::HostPort::parse(bind);
+        if (!hp || !base::IpAddress::parse(hp->host))
+            d.error(r.key_path("bind"), r.line_of("bind"),
+                    "must be ADDRESS:PORT with a numeric address, e.g. \"0.0.0.0:25\" or \"[::]:25\"");
+        else l.bind = *hp;
+    }
+    r.choice("mode", l.mode, {{"smtp", ListenerMode::Smtp}, {"tcp", ListenerMode::Tcp}});
+    if (l.mode == ListenerMode::Tcp)
+        d.error(r.key_path("mode"), r.line_of("mode"),
+                "\"tcp\" (per-connection) mode is not implemented in this version; use \"smtp\"");
+    r.choice("role", l.role,
+             {{"inbound", Role::Inbound}, {"relay", Role::Relay}, {"submission", Role::Submission}});
+    r.strings("accepted_domains", l.accepted_domains);
+    for (auto& dom : l.accepted_domains) dom = base::to_lower(dom);
+    r.strings("trusted_networks", l.trusted_networks_text);
+    for (const auto& text : l.trusted_networks_text) {
+        if (auto c = base::Cidr::parse(text)) l.trusted_networks.push_back(*c);
+        else d.error(r.key_path("trusted_networks"), r.line_of("trusted_networks"),
+                     "\"" + text + "\" is not an address or ADDRESS/PREFIX");
+    }
+    r.string("pool", l.pool, true);
+    r.choice("client_identity", l.client_identity,
+             {{"xclient", IdentityMode::Xclient}, {"proxy-v1", IdentityMode::ProxyV1},
+              {"proxy-v2", IdentityMode::ProxyV2}, {"none", IdentityMode::None}});
+    std::string source;
+    r.string("source_address", source);
+    if (!source.empty()) {
+        if (auto a = base::IpAddress::parse(source)) l.source_address = a;
+        else d.error(r.key_path("source_address"), r.line_of("source_address"),
+                     "must be a numeric IPv4 or IPv6 address");
+    }
+    r.integer("max_connections", l.max_connections, 1, 1000000);
+    r.integer("max_connections_per_client", l.max_connections_per_client, 1, 1000000);
+    r.size("max_message_size", l.max_message_size, 1024, 4 * kGiB);
+    r.integer("max_recipients", l.max_recipients, 1, 100000);
+    r.integer("max_line_length", l.max_line_length, 512, 65536);
+    r.integer("max_data_line_length", l.max_data_line_length, 1000, 16u << 20);
+    r.integer("max_commands", l.max_commands, 10, 100000000);
+    r.integer("max_errors", l.max_errors, 1, 1000);
+    r.duration("command_timeout", l.command_timeout, 1s, 1h);
+    r.duration("data_timeout", l.data_timeout, 1s, 1h);
+    r.choice("bare_line_endings", l.bare_line_endings,
+             {{"reject", proto::BareLineEndings::Reject},
+              {"normalise", proto::BareLineEndings::Normalise},
+              {"normalize", proto::BareLineEndings::Normalise}});
+    r.boolean("smtputf8", l.smtputf8);
+
+    if (l.role == Role::Inbound && l.accepted_domains.empty())
+        d.error(r.key_path("accepted_domains"), r.line_of("accepted_domains"),
+                "an inbound listener needs the domains it accepts mail for");
+    if (l.role == Role::Relay && l.trusted_networks.empty())
+        d.warning(r.key_path("trusted_networks"), r.line_of("trusted_networks"),
+                  "a relay listener without trusted networks relays for nobody");
+    if (l.role == Role::Submission)
+        d.warning(r.key_path("role"), r.line_of("role"),
+                  "AUTH is not implemented yet: a submission listener refuses every MAIL with 530");
+}
+
+void read_health(TableReader& r, Health& h) {
+    r.choice("depth", h.depth,
+             {{"connect", HealthDepth::Connect}, {"banner", HealthDepth::Banner},
+              {"ehlo", HealthDepth::Ehlo}, {"starttls", HealthDepth::Starttls},
+              {"mail", HealthDepth::Mail}, {"rcpt", HealthDepth::Rcpt}});
+    r.duration("interval", h.interval, 100ms, 1h);
+    r.duration("timeout", h.timeout, 100ms, 10min);
+    r.integer("rise", h.rise, 1, 100);
+    r.integer("fall", h.fall, 1, 100);
+    r.string("mail_from", h.mail_from);
+    r.string("rcpt_to", h.rcpt_to);
+}
+
+void read_backend(TableReader& r, Backend& b) {
+    r.string("name", b.name, true);
+    std::string address;
+    r.string("address", address, true);
+    if (!address.empty()) {
+        if (auto hp = base::HostPort::parse(address); hp && base::IpAddress::parse(hp->host))
+            b.address = *hp;
+        else r.diagnostics().error(r.key_path("address"), r.line_of("address"),
+                                   "must be ADDRESS:PORT with a numeric address");
+    }
+    r.integer("weight", b.weight, 1, 1000);
+    r.integer("priority", b.priority, 0, 1000);
+}
+
+void read_pool(TableReader& r, Pool& p) {
+    auto& d = r.diagnostics();
+    r.string("name", p.name, true);
+    r.choice("algorithm", p.algorithm,
+             {{"round_robin", Algorithm::RoundRobin},
+              {"least_connections", Algorithm::LeastConnections},
+              {"least_pending", Algorithm::LeastPending},
+              {"source_hash", Algorithm::SourceHash},
+              {"random_two", Algorithm::RandomTwo}});
+    r.choice("persistence", p.persistence,
+             {{"none", Persistence::None}, {"source_ip", Persistence::SourceIp}});
+    r.duration("persistence_ttl", p.persistence_ttl, 1s, 24h * 7);
+    r.choice("on_unavailable", p.on_unavailable,
+             {{"tempfail", OnUnavailable::Tempfail}, {"spool", OnUnavailable::Spool}});
+    if (p.on_unavailable == OnUnavailable::Spool)
+        d.error(r.key_path("on_unavailable"), r.line_of("on_unavailable"),
+                "the durable spool is not implemented in this version; use \"tempfail\"");
+    if (auto* t = r.table("health")) {
+        TableReader hr(*t, r.key_path("health"), d);
+        read_health(hr, p.health);
+        d.warning(r.key_path("health"), r.line_of("health"),
+                  "active health probes are not implemented yet; backends are judged by live "
+                  "traffic (connection failures and deferrals) only");
+    }
+    r.integer("max_attempts", p.max_attempts, 1, 20);
+    r.duration("connect_timeout", p.connect_timeout, 100ms, 5min);
+    r.duration("reply_timeout", p.reply_timeout, 1s, 1h);
+    r.duration("down_retry", p.down_retry, 100ms, 1h);
+    r.integer("max_idle_connections", p.max_idle_connections, 0, 10000);
+    r.duration("idle_timeout", p.idle_timeout, 1s, 1h);
+    auto backends = r.tables("backend");
+    if (backends.empty())
+        d.error(r.key_path("backend"), r.line_of("backend"), "a pool needs at least one [[pool.backend]]");
+    std::set<std::string> names;
+    for (std::size_t i = 0; i < backends.size(); ++i) {
+        Backend b;
+        TableReader br(*backends[i], r.key_path("backend") + "[" + std::to_string(i) + "]", d);
+        read_backend(br, b);
+        if (!b.name.empty() && !names.insert(b.name).second)
+            d.error(br.path() + ".name", br.line_of("name"), "duplicate backend name \"" + b.name + "\"");
+        p.backends.push_back(std::move(b));
+    }
+}
+
+void read_route(TableReader& r, Route& route) {
+    auto& d = r.diagnostics();
+    r.string("recipient_domain", route.recipient_domain);
+    route.recipient_domain = base::to_lower(route.recipient_domain);
+    r.string("recipient", route.recipient);
+    r.string("pool", route.pool, true);
+    if (route.recipient_domain.empty() == route.recipient.empty())
+        d.error(r.path(), r.line_of("pool"), "a route needs exactly one of recipient_domain or recipient");
+    if (!route.recipient.empty()) {
+        try {
+            std::regex re(route.recipient, std::regex::ECMAScript | std::regex::icase);
+        } catch (const std::regex_error& e) {
+            d.error(r.key_path("recipient"), r.line_of("recipient"),
+                    std::string("is not a valid regular expression: ") + e.what());
+        }
+    }
+}
+
+void cross_check(const toml::table& root, Config& c, Diagnostics& d) {
+    std::set<std::string> pools, listeners, binds;
+    for (std::size_t i = 0; i < c.pools.size(); ++i)
+        if (!pools.insert(c.pools[i].name).second)
+            d.error("pool[" + std::to_string(i) + "].name", 0, "duplicate pool name \"" + c.pools[i].name + "\"");
+    for (std::size_t i = 0; i < c.listeners.size(); ++i) {
+        auto& l = c.listeners[i];
+        std::string path = "listener[" + std::to_string(i) + "]";
+        if (!listeners.insert(l.name).second) d.error(path + ".name", 0, "duplicate listener name");
+        if (l.bind.port && !binds.insert(l.bind.to_string()).second)
+            d.error(path + ".bind", 0, "another listener binds " + l.bind.to_string());
+        if (!l.pool.empty() && !pools.count(l.pool))
+            d.error(path + ".pool", 0, "no [[pool]] is named \"" + l.pool + "\"");
+    }
+    for (std::size_t i = 0; i < c.routes.size(); ++i)
+        if (!c.routes[i].pool.empty() && !pools.count(c.routes[i].pool))
+            d.error("route[" + std::to_string(i) + "].pool", 0,
+                    "no [[pool]] is named \"" + c.routes[i].pool + "\"");
+    if (c.listeners.empty()) d.error("listener", 0, "at least one [[listener]] is needed");
+    (void)root;
+}
+
+}  // namespace
+
+LoadResult load_string(const std::string& text, const std::string& source_name) {
+    LoadResult result;
+    auto& d = result.diagnostics;
+    toml::table root;
+    try {
+        root = toml::parse(text, source_name);
+    } catch (const toml::parse_error& e) {
+        d.error("", static_cast<int>(e.source().begin.line), std::string(e.description()));
+        return result;
+    }
+    Config c;
+    {
+        TableReader r(root, "", d);
+        if (auto* t = r.table("server")) {
+            TableReader sr(*t, "server", d);
+            read_server(sr, c.server);
+        }
+        auto listeners = r.tables("listener");
+        for (std::size_t i = 0; i < listeners.size(); ++i) {
+            Listener l;
+            TableReader lr(*listeners[i], "listener[" + std::to_string(i) + "]", d);
+            read_listener(lr, l);
+            c.listeners.push_back(std::move(l));
+        }
+        auto pools = r.tables("pool");
+        for (std::size_t i = 0; i < pools.size(); ++i) {
+            Pool p;
+            TableReader pr(*pools[i], "pool[" + std::to_string(i) + "]", d);
+            read_pool(pr, p);
+            c.pools.push_back(std::move(p));
+        }
+        auto routes = r.tables("route");
+        for (std::size_t i = 0; i < routes.size(); ++i) {
+            Route route;
+            TableReader rr(*routes[i], "route[" + std::to_string(i) + "]", d);
+            read_route(rr, route);
+            c.routes.push_back(std::move(route));
+        }
+    }
+    // Top-level unknown keys are reported with a leading "." by the reader; tidy them.
+    for (auto& item : d.items)
+        if (!item.path.empty() && item.path.front() == '.') item.path.erase(0, 1);
+    cross_check(root, c, d);
+    if (!d.has_errors()) result.config = std::move(c);
+    return result;
+}
+
+LoadResult load_file(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) {
+        LoadResult r;
+        r.diagnostics.error("", 0, "cannot open the file");
+        return r;
+    }
+    std::ostringstream text;
+    text << in.rdbuf();
+    return load_string(text.str(), path);
+}
+
+}  // namespace smtplb::config

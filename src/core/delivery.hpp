@@ -1,0 +1,21 @@
+#pragma once
+#include "proto/reply.hpp"
+
+namespace smtplb::core {
+
+// What one backend's reply means for the transaction (DESIGN.md delivery contract).
+enum class Verdict {
+    Accepted,      // 2xx/3xx: go on with this backend
+    Rejected,      // 5xx: the client gets this reply unchanged
+    TryElsewhere,  // 4xx: replay the transaction on another backend
+};
+
+Verdict classify(const proto::Reply& reply);
+
+// The client's reply when no backend could take the transaction.
+proto::Reply no_backend_reply();
+// A backend's reply as passed to the client: code, enhanced code and text are
+// kept; a reply without an enhanced code gets the generic one of its class.
+proto::Reply relay_reply(const proto::Reply& backend_reply);
+
+}  // namespace smtplb::core

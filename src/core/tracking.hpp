@@ -1,0 +1,40 @@
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace smtplb::core {
+
+// One backend attempt of a transaction, for the tracking log.
+struct AttemptRecord {
+    std::string backend;
+    std::string stage;  // connect | greeting | ehlo | xclient | mail | rcpt | data | message
+    std::string reply;  // the reply summary, or the failure
+};
+
+// One line of the tracking log (JSON Lines), one per transaction.
+struct TrackingRecord {
+    std::int64_t time_ms = 0;
+    std::string listener;
+    std::string client_address;
+    std::uint16_t client_port = 0;
+    std::string helo;
+    std::string sender;
+    std::size_t recipients = 0;
+    std::vector<std::string> recipient_domains;
+    std::uint64_t size = 0;
+    std::string pool;
+    std::vector<AttemptRecord> attempts;
+    std::string queue_id;  // from the backend's 250, when it names one
+    std::string result;    // relayed | rejected | tempfailed | aborted
+    std::string reply;     // what the client was finally told
+    std::string identity;  // xclient | proxy-v1 | proxy-v2 | none | not-supported
+    std::int64_t duration_ms = 0;
+
+    std::string to_json() const;
+};
+
+// "250 2.0.0 Ok: queued as 4Xyz" -> "4Xyz"; empty when none is named.
+std::string queue_id_from(const std::string& reply_text);
+
+}  // namespace smtplb::core

@@ -1,0 +1,140 @@
+#include "io/backend_connection.hpp"
+
+#include <sys/socket.h>
+
+#include "io/socket_reader.hpp"
+
+namespace smtplb::io {
+
+using Step = proto::ClientSession::Step;
+
+BackendConnection::BackendConnection(tcp::socket socket, core::Pool& pool, std::size_t backend,
+                                     std::optional<base::IpAddress> source)
+    : socket_(std::move(socket)), pool_(pool), backend_(backend), source_(std::move(source)) {
+    tune_socket(socket_);
+    deadline_ = Deadline::start(socket_.get_executor(), [this] {
+        error_code ec;
+        socket_.close(ec);
+    });
+    ++pool_.backend(backend_).active_connections;
+}
+
+BackendConnection::~BackendConnection() {
+    deadline_->stop();
+    --pool_.backend(backend_).active_connections;
+}
+
+void BackendConnection::close() {
+    error_code ec;
+    socket_.close(ec);
+}
+
+awaitable<bool> BackendConnection::flush() {
+    auto& out = protocol_.output();
+    if (out.empty()) co_return socket_.is_open();
+    auto [ec, n] = co_await asio::async_write(socket_, asio::buffer(out), use_nothrow);
+    out.clear();
+    if (ec) {
+        failure_ = "write failed: " + ec.message();
+        co_return false;
+    }
+    co_return true;
+}
+
+awaitable<std::optional<BackendConnection::Completion>> BackendConnection::next(Millis timeout) {
+    if (!co_await flush()) co_return std::nullopt;
+    deadline_->expires_after(timeout);
+    for (;;) {
+        if (auto done = protocol_.next()) co_return done;
+        if (protocol_.failed()) {
+            failure_ = "protocol error: " + protocol_.failure();
+            co_return std::nullopt;
+        }
+        auto [ec, bytes] = co_await read_some_shared(socket_);
+        if (ec) {
+            failure_ = deadline_->expired() ? "timeout waiting for reply"
+                       : ec == asio::error::eof ? "connection closed by backend"
+                                                : "read failed: " + ec.message();
+            co_return std::nullopt;
+        }
+        protocol_.feed(bytes);
+    }
+}
+
+awaitable<bool> BackendConnection::drain(Millis timeout) {
+    while (!protocol_.idle())
+        if (!co_await next(timeout)) co_return false;
+    co_return true;
+}
+
+awaitable<bool> BackendConnection::handshake(const std::string& hostname, Millis timeout) {
+    auto greeting = co_await next(timeout);
+    if (!greeting) co_return false;
+    if (greeting->reply.code != 220) {
+        failure_ = "greeting " + greeting->reply.summary();
+        co_return false;
+    }
+    protocol_.send(Step::Ehlo, "EHLO " + hostname + "\r\n");
+    auto ehlo = co_await next(timeout);
+    if (!ehlo) co_return false;
+    if (ehlo->reply.code != 250) {
+        failure_ = "EHLO " + ehlo->reply.summary();
+        co_return false;
+    }
+    co_return true;
+}
+
+awaitable<bool> BackendConnection::send_identity(const proto::ClientIdentity& id,
+                                                 std::uint64_t session, const std::string& hostname,
+                                                 Millis timeout) {
+    if (identity_session_ == session && identity_helo_ == id.helo) co_return true;
+    const auto& caps = protocol_.capabilities();
+    if (!caps.xclient) {
+        identity_unsupported_ = true;
+        co_return true;
+    }
+    for (const auto& line : proto::xclient_commands(id, caps.xclient_attributes)) {
+        protocol_.send(Step::Xclient, line);
+        auto reply = co_await next(timeout);
+        if (!reply) co_return false;
+        if (reply->reply.code != 220) {
+            failure_ = "XCLIENT " + reply->reply.summary();
+            co_return false;
+        }
+    }
+    protocol_.send(Step::Ehlo, "EHLO " + hostname + "\r\n");
+    auto ehlo = co_await next(timeout);
+    if (!ehlo) co_return false;
+    if (ehlo->reply.code != 250) {
+        failure_ = "EHLO after XCLIENT " + ehlo->reply.summary();
+        co_return false;
+    }
+    identity_session_ = session;
+    identity_helo_ = id.helo;
+    co_return true;
+}
+
+awaitable<bool> BackendConnection::reset(Millis timeout) {
+    if (!co_await drain(timeout)) co_return false;
+    protocol_.send(Step::Rset, "RSET\r\n");
+    auto reply = co_await next(timeout);
+    co_return reply && reply->reply.code == 250;
+}
+
+awaitable<void> BackendConnection::quit(Millis timeout) {
+    if (socket_.is_open() && protocol_.idle()) {
+        protocol_.send(Step::Quit, "QUIT\r\n");
+        co_await next(timeout);
+    }
+    close();
+}
+
+bool BackendConnection::reusable() {
+    if (!socket_.is_open() || !protocol_.idle() || protocol_.failed()) return false;
+    char byte;
+    ssize_t n = ::recv(socket_.native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+    // 0: the backend closed; >0: it said something nobody asked for.
+    return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+}
+
+}  // namespace smtplb::io

@@ -1,0 +1,80 @@
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "base/network.hpp"
+#include "core/pool.hpp"
+#include "io/asio.hpp"
+#include "io/deadline.hpp"
+#include "proto/client_session.hpp"
+#include "proto/identity.hpp"
+
+namespace smtplb::io {
+
+// One SMTP connection to a backend: a socket, the sans-I/O client protocol,
+// and a deadline. The conversation's order is decided by Relay; this class
+// only moves bytes and waits for replies.
+class BackendConnection {
+public:
+    using Completion = proto::ClientSession::Completion;
+
+    BackendConnection(tcp::socket socket, core::Pool& pool, std::size_t backend,
+                      std::optional<base::IpAddress> source);
+    ~BackendConnection();
+    BackendConnection(const BackendConnection&) = delete;
+    BackendConnection& operator=(const BackendConnection&) = delete;
+
+    proto::ClientSession& protocol() { return protocol_; }
+    // Writes the queued commands; false when the connection broke.
+    awaitable<bool> flush();
+    // The next reply, or nothing when the connection broke, timed out or sent
+    // something that is not SMTP (failure() says which).
+    awaitable<std::optional<Completion>> next(Millis timeout);
+    // Reads and discards replies until none is outstanding.
+    awaitable<bool> drain(Millis timeout);
+
+    // Greeting and EHLO on a new connection.
+    awaitable<bool> handshake(const std::string& hostname, Millis timeout);
+    // XCLIENT with the client's identity, then EHLO again, unless this
+    // connection already speaks for that session with the same HELO.
+    // Returns false on failure; sets identity_unsupported when the backend
+    // did not announce XCLIENT.
+    awaitable<bool> send_identity(const proto::ClientIdentity& id, std::uint64_t session,
+                                  const std::string& hostname, Millis timeout);
+    // RSET so the connection can carry another transaction.
+    awaitable<bool> reset(Millis timeout);
+    // Polite end: QUIT, its reply, close.
+    awaitable<void> quit(Millis timeout);
+
+    // True when the connection can be lent to another transaction: open,
+    // nothing outstanding, and the backend has not closed it or sent
+    // anything unasked (a 421 on idle timeout, say).
+    bool reusable();
+    void close();
+
+    core::Pool& pool() { return pool_; }
+    std::size_t backend() const { return backend_; }
+    const std::optional<base::IpAddress>& source() const { return source_; }
+    const std::string& failure() const { return failure_; }
+    bool identity_unsupported() const { return identity_unsupported_; }
+    // Connections that carry a PROXY header speak for one client only.
+    bool dedicated = false;
+    std::uint64_t owner_session = 0;
+    std::chrono::steady_clock::time_point idle_since{};
+
+private:
+    tcp::socket socket_;
+    core::Pool& pool_;
+    std::size_t backend_;
+    std::optional<base::IpAddress> source_;
+    proto::ClientSession protocol_;
+    std::shared_ptr<Deadline> deadline_;
+    std::string failure_;
+    std::uint64_t identity_session_ = 0;
+    std::string identity_helo_;
+    bool identity_unsupported_ = false;
+};
+
+}  // namespace smtplb::io

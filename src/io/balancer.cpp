@@ -1,0 +1,51 @@
+#include "io/balancer.hpp"
+
+#include "io/listener.hpp"
+
+namespace smtplb::io {
+
+Balancer::Balancer(asio::io_context& io, const config::Config& config,
+                   std::unique_ptr<BackendConnector> connector)
+    : io_(io),
+      config_(config),
+      router_(config_.routes),
+      connector_(connector ? std::move(connector) : std::make_unique<TcpConnector>()),
+      cache_(io.get_executor(), config_.server.hostname),
+      tracking_(io.get_executor(), config_.server.tracking_log) {
+    for (const auto& p : config_.pools) pools_.push_back(std::make_unique<core::Pool>(p, clock_, random_));
+}
+
+Balancer::~Balancer() { cache_.set_closing(); }
+
+core::Pool* Balancer::pool(const std::string& name) {
+    for (auto& p : pools_)
+        if (p->name() == name) return p.get();
+    return nullptr;
+}
+
+bool Balancer::start(std::string& error) {
+    if (!tracking_.error().empty()) {
+        error = tracking_.error();
+        return false;
+    }
+    for (const auto& l : config_.listeners) {
+        auto listener = std::make_unique<Listener>(*this, l);
+        if (!listener->start(error)) return false;
+        listeners_.push_back(std::move(listener));
+    }
+    return true;
+}
+
+void Balancer::stop() {
+    for (auto& l : listeners_) l->stop();
+    cache_.close_all();
+    tracking_.flush();
+}
+
+std::vector<std::uint16_t> Balancer::bound_ports() const {
+    std::vector<std::uint16_t> ports;
+    for (const auto& l : listeners_) ports.push_back(l->port());
+    return ports;
+}
+
+}  // namespace smtplb::io

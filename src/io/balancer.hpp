@@ -1,0 +1,63 @@
+#pragma once
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "base/clock.hpp"
+#include "base/random.hpp"
+#include "config/config.hpp"
+#include "core/pool.hpp"
+#include "core/router.hpp"
+#include "io/asio.hpp"
+#include "io/backend_connector.hpp"
+#include "io/connection_cache.hpp"
+#include "io/tracking_log.hpp"
+
+namespace smtplb::io {
+
+class Listener;
+
+// Everything one running configuration needs: pools, routes, listeners,
+// backend connections, the tracking log. Runs on one io_context thread.
+class Balancer {
+public:
+    Balancer(asio::io_context& io, const config::Config& config,
+             std::unique_ptr<BackendConnector> connector = nullptr);
+    ~Balancer();
+
+    // Binds every listener; false with a message when one cannot be bound.
+    bool start(std::string& error);
+    // Stops accepting and closes idle backend connections.
+    void stop();
+
+    core::Pool* pool(const std::string& name);
+    const std::vector<std::unique_ptr<core::Pool>>& pools() const { return pools_; }
+    const config::Config& config() const { return config_; }
+    const core::Router& router() const { return router_; }
+    BackendConnector& connector() { return *connector_; }
+    ConnectionCache& cache() { return cache_; }
+    TrackingLog& tracking() { return tracking_; }
+    const base::Clock& clock() const { return clock_; }
+    std::uint64_t next_session_id() { return ++session_ids_; }
+    asio::io_context& io() { return io_; }
+    // Ports actually bound, in listener order (for port 0 in tests and the demo).
+    std::vector<std::uint16_t> bound_ports() const;
+
+private:
+    asio::io_context& io_;
+    config::Config config_;
+    base::SystemClock clock_;
+    base::DefaultRandom random_;
+    std::vector<std::unique_ptr<core::Pool>> pools_;
+    core::Router router_;
+    std::unique_ptr<BackendConnector> connector_;
+    ConnectionCache cache_;
+    TrackingLog tracking_;
+    std::vector<std::unique_ptr<Listener>> listeners_;
+    std::uint64_t session_ids_ = 0;
+};
+
+}  // namespace smtplb::io

@@ -1,0 +1,241 @@
+#include "io/client_session.hpp"
+
+#include <chrono>
+#include <set>
+
+#include "core/delivery.hpp"
+#include "core/tracking.hpp"
+#include "io/balancer.hpp"
+#include "io/deadline.hpp"
+#include "io/listener.hpp"
+#include "io/message_buffer.hpp"
+#include "io/relay.hpp"
+#include "io/socket_reader.hpp"
+#include "proto/server_session.hpp"
+
+namespace smtplb::io {
+namespace {
+
+using Kind = proto::ServerEvent::Kind;
+using proto::Reply;
+
+proto::ClientIdentity identity_of(tcp::socket& socket) {
+    proto::ClientIdentity id;
+    error_code ec;
+    auto remote = socket.remote_endpoint(ec);
+    auto local = socket.local_endpoint(ec);
+    if (auto a = base::IpAddress::parse(remote.address().to_string())) id.address = a->unmapped();
+    if (auto a = base::IpAddress::parse(local.address().to_string())) id.local_address = a->unmapped();
+    id.port = remote.port();
+    id.local_port = local.port();
+    return id;
+}
+
+class ClientSession {
+public:
+    ClientSession(tcp::socket socket, Listener& listener)
+        : socket_(std::move(socket)),
+          listener_(listener),
+          balancer_(listener.balancer()),
+          protocol_(listener.settings()),
+          relay_(listener.relay_context(), identity_of(socket_), balancer_.next_session_id()),
+          body_(balancer_.config().server.spill_threshold, spill_dir()) {}
+
+    awaitable<void> run();
+
+private:
+    std::string spill_dir() const {
+        const auto& dir = balancer_.config().server.state_dir;
+        return dir.empty() ? "/tmp" : dir;
+    }
+    awaitable<bool> flush();
+    awaitable<void> handle(proto::ServerEvent& ev);
+    void begin_tracking(const proto::ServerEvent& ev);
+    void finish_tracking(const Reply& reply, const char* result_override = nullptr);
+
+    tcp::socket socket_;
+    Listener& listener_;
+    Balancer& balancer_;
+    proto::ServerSession protocol_;
+    Relay relay_;
+    MessageBuffer body_;
+    std::optional<core::TrackingRecord> record_;
+    std::chrono::steady_clock::time_point started_;
+    std::set<std::string> domains_;
+};
+
+awaitable<bool> ClientSession::flush() {
+    auto& out = protocol_.output();
+    if (out.empty()) co_return true;
+    auto [ec, n] = co_await asio::async_write(socket_, asio::buffer(out), use_nothrow);
+    out.clear();
+    if (out.capacity() > 16384) out.shrink_to_fit();
+    co_return !ec;
+}
+
+void ClientSession::begin_tracking(const proto::ServerEvent& ev) {
+    record_.emplace();
+    record_->time_ms = balancer_.clock().wall_ms();
+    record_->listener = listener_.config().name;
+    record_->client_address = relay_.identity().address.to_string();
+    record_->client_port = relay_.identity().port;
+    record_->helo = protocol_.helo();
+    record_->sender = ev.path.null ? "" : ev.path.mailbox.address();
+    started_ = std::chrono::steady_clock::now();
+    domains_.clear();
+}
+
+void ClientSession::finish_tracking(const Reply& reply, const char* result_override) {
+    if (!record_) return;
+    auto& r = *record_;
+    r.recipients = protocol_.accepted_recipients();
+    r.recipient_domains.assign(domains_.begin(), domains_.end());
+    r.pool = relay_.pool() ? relay_.pool()->name() : "";
+    r.attempts = relay_.attempts();
+    r.queue_id = relay_.queue_id();
+    r.identity = relay_.identity_result();
+    r.reply = reply.summary();
+    r.result = result_override ? result_override
+               : reply.positive() ? "relayed"
+               : reply.permanent() ? "rejected"
+                                   : "tempfailed";
+    r.duration_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                        std::chrono::steady_clock::now() - started_)
+                        .count();
+    balancer_.tracking().write(r.to_json());
+    record_.reset();
+}
+
+awaitable<void> ClientSession::handle(proto::ServerEvent& ev) {
+    const auto& config = listener_.config();
+    const auto& policy = listener_.policy();
+    const auto& client = relay_.identity().address;
+    switch (ev.kind) {
+        case Kind::Reset:
+            record_.reset();  // abandoned before DATA: nothing was relayed
+            co_await relay_.abandon();
+            break;
+        case Kind::Mail: {
+            if (auto refusal = policy.check_sender(false)) {
+                protocol_.answer(*refusal);
+                break;
+            }
+            auto* pool = balancer_.pool(config.pool);
+            relay_.set_helo(protocol_.helo(), protocol_.esmtp());
+            relay_.begin(*pool, ev.path, ev.mail_params);
+            begin_tracking(ev);
+            protocol_.answer(Reply::make(250, "2.1.0", "Ok"));
+            break;
+        }
+        case Kind::Rcpt: {
+            const auto& rcpt = ev.path.mailbox;
+            if (auto refusal = policy.check_recipient(client, false, rcpt)) {
+                protocol_.answer(*refusal);
+                break;
+            }
+            auto* pool = balancer_.pool(balancer_.router().route(rcpt, config.pool));
+            if (protocol_.accepted_recipients() == 0 && relay_.pool() != pool) {
+                co_await relay_.switch_pool(*pool);  // the first recipient decides the pool
+            }
+            if (relay_.pool() != pool) {
+                // RFC 5321 §4.5.3.1.10: the client sends it again in a new transaction.
+                protocol_.answer(Reply::make(452, "4.5.3", "Recipient belongs to another mail system; send it separately"));
+                break;
+            }
+            auto reply = co_await relay_.add_recipient(rcpt);
+            if (reply.positive()) domains_.insert(rcpt.domain);
+            protocol_.answer(reply);
+            break;
+        }
+        case Kind::Data:
+            body_.clear();
+            protocol_.set_body_sink(&body_);
+            protocol_.answer(Reply::make(354, "", "End data with <CR><LF>.<CR><LF>"));
+            break;
+        case Kind::MessageEnd: {
+            Reply reply;
+            if (ev.data_outcome != proto::DataDecoder::Outcome::Ok) {
+                reply = proto::data_outcome_reply(ev.data_outcome);
+                co_await relay_.abandon();
+            } else if (body_.failed()) {
+                reply = Reply::make(451, "4.3.0", "Local error storing the message");
+                co_await relay_.abandon();
+            } else {
+                if (record_) record_->size = body_.size();
+                reply = co_await relay_.deliver(body_);
+            }
+            body_.clear();
+            finish_tracking(reply);
+            protocol_.answer(reply);
+            break;
+        }
+        case Kind::Xclient:
+            protocol_.answer(Reply::make(502, "5.5.1", "Error: command not implemented"));
+            break;
+        default:
+            break;
+    }
+}
+
+awaitable<void> ClientSession::run() {
+    const auto& config = listener_.config();
+    auto deadline = Deadline::start(socket_.get_executor(), [this] {
+        error_code ec;
+        socket_.cancel(ec);
+    });
+    protocol_.start();
+    bool open = true;
+    while (open) {
+        auto ev = protocol_.next();
+        switch (ev.kind) {
+            case Kind::NeedInput: {
+                if (!co_await flush()) {
+                    open = false;
+                    break;
+                }
+                deadline->expires_after(protocol_.in_transaction() ? config.data_timeout
+                                                                   : config.command_timeout);
+                auto [ec, bytes] = co_await read_some_shared(socket_);
+                if (ec) {
+                    if (deadline->expired()) {
+                        protocol_.shutdown(Reply::make(
+                            421, "4.4.2", listener_.settings().hostname + " Error: timeout exceeded"));
+                        deadline->expires_after(std::chrono::seconds(10));
+                        co_await flush();
+                    }
+                    open = false;
+                    break;
+                }
+                protocol_.feed(bytes);
+                break;
+            }
+            case Kind::Close:
+                co_await flush();
+                open = false;
+                break;
+            default:
+                co_await handle(ev);
+                break;
+        }
+    }
+    deadline->stop();
+    if (record_ && protocol_.accepted_recipients() > 0)
+        finish_tracking(Reply::make(421, "4.4.2", "connection ended"), "aborted");
+    co_await relay_.abandon();
+    relay_.release_connections();
+    error_code ec;
+    socket_.shutdown(tcp::socket::shutdown_both, ec);
+    socket_.close(ec);
+}
+
+}  // namespace
+
+awaitable<void> run_client_session(tcp::socket socket, Listener& listener, std::string client) {
+    {
+        ClientSession session(std::move(socket), listener);
+        co_await session.run();
+    }
+    listener.session_ended(client);
+}
+
+}  // namespace smtplb::io

@@ -1,0 +1,14 @@
+#pragma once
+#include <string>
+
+#include "io/asio.hpp"
+
+namespace smtplb::io {
+
+class Listener;
+
+// Serves one client connection until it ends; releases the listener's
+// accounting for `client` on the way out.
+awaitable<void> run_client_session(tcp::socket socket, Listener& listener, std::string client);
+
+}  // namespace smtplb::io

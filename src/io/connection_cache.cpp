@@ -1,0 +1,96 @@
+#include "io/connection_cache.hpp"
+
+namespace smtplb::io {
+namespace {
+std::string source_key(const std::optional<base::IpAddress>& source) {
+    return source ? source->to_string() : std::string();
+}
+}  // namespace
+
+ConnectionCache::ConnectionCache(asio::any_io_executor executor, std::string)
+    : executor_(executor), timer_(executor) {}
+
+std::unique_ptr<BackendConnection> ConnectionCache::take(core::Pool& pool, std::size_t backend,
+                                                         const std::optional<base::IpAddress>& source,
+                                                         std::uint64_t session) {
+    auto it = idle_.find(Key{&pool, backend, source_key(source)});
+    if (it == idle_.end()) return nullptr;
+    auto& list = it->second;
+    // Newest first: it is the least likely to have been closed by the backend.
+    for (auto pos = list.rbegin(); pos != list.rend(); ++pos) {
+        if ((*pos)->owner_session == session && (*pos)->reusable()) {
+            auto conn = std::move(*pos);
+            list.erase(std::next(pos).base());
+            return conn;
+        }
+    }
+    while (!list.empty()) {
+        auto conn = std::move(list.back());
+        list.pop_back();
+        if (conn->reusable()) return conn;
+    }
+    return nullptr;
+}
+
+void ConnectionCache::put(std::unique_ptr<BackendConnection> conn) {
+    if (closing_ || conn->dedicated || !conn->reusable()) return;  // destroyed, socket closed
+    auto max = conn->pool().config().max_idle_connections;
+    if (max == 0) {
+        retire(std::move(conn));
+        return;
+    }
+    conn->idle_since = std::chrono::steady_clock::now();
+    auto& list = idle_[Key{&conn->pool(), conn->backend(), source_key(conn->source())}];
+    list.push_back(std::move(conn));
+    while (list.size() > max) {
+        retire(std::move(list.front()));
+        list.pop_front();
+    }
+    if (!sweeping_) {
+        sweeping_ = true;
+        asio::co_spawn(executor_, sweep(), asio::detached);
+    }
+}
+
+void ConnectionCache::retire(std::unique_ptr<BackendConnection> conn) {
+    if (closing_) return;
+    asio::co_spawn(
+        executor_,
+        [c = std::move(conn)]() -> awaitable<void> { co_await c->quit(Millis(5000)); },
+        asio::detached);
+}
+
+awaitable<void> ConnectionCache::sweep() {
+    while (!idle_.empty()) {
+        timer_.expires_after(std::chrono::seconds(1));
+        auto [ec] = co_await timer_.async_wait(use_nothrow);
+        if (ec) break;
+        auto now = std::chrono::steady_clock::now();
+        for (auto it = idle_.begin(); it != idle_.end();) {
+            auto& list = it->second;
+            while (!list.empty() &&
+                   (now - list.front()->idle_since >= list.front()->pool().config().idle_timeout ||
+                    !list.front()->reusable())) {
+                retire(std::move(list.front()));
+                list.pop_front();
+            }
+            it = list.empty() ? idle_.erase(it) : std::next(it);
+        }
+    }
+    sweeping_ = false;
+}
+
+void ConnectionCache::close_all() {
+    for (auto& [key, list] : idle_)
+        for (auto& conn : list) retire(std::move(conn));
+    idle_.clear();
+    timer_.cancel();
+}
+
+std::size_t ConnectionCache::size() const {
+    std::size_t n = 0;
+    for (const auto& [key, list] : idle_) n += list.size();
+    return n;
+}
+
+}  // namespace smtplb::io

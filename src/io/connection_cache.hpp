@@ -1,0 +1,47 @@
+#pragma once
+#include <deque>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <tuple>
+
+#include "io/asio.hpp"
+#include "io/backend_connection.hpp"
+
+namespace smtplb::io {
+
+// Idle backend connections kept for reuse, per (pool, backend, source
+// address), bounded per backend and closed with QUIT after the pool's idle
+// timeout. Only connections whose identity is re-sent per message (XCLIENT,
+// or none at all) come here; PROXY connections never do.
+class ConnectionCache {
+public:
+    explicit ConnectionCache(asio::any_io_executor executor, std::string hostname);
+
+    // An idle connection, preferring one that already speaks for `session`.
+    std::unique_ptr<BackendConnection> take(core::Pool& pool, std::size_t backend,
+                                            const std::optional<base::IpAddress>& source,
+                                            std::uint64_t session);
+    void put(std::unique_ptr<BackendConnection> connection);
+    // Closes everything politely (shutdown).
+    void close_all();
+    // From now on connections handed in are simply closed (the event loop is
+    // going away, so nothing may be scheduled on it).
+    void set_closing() { closing_ = true; }
+    std::size_t size() const;
+    // Ends a connection politely in the background (QUIT, then close).
+    void retire(std::unique_ptr<BackendConnection> connection);
+
+private:
+    using Key = std::tuple<const core::Pool*, std::size_t, std::string>;
+    awaitable<void> sweep();
+
+    asio::any_io_executor executor_;
+    asio::steady_timer timer_;
+    std::map<Key, std::deque<std::unique_ptr<BackendConnection>>> idle_;
+    bool sweeping_ = false;
+    bool closing_ = false;
+};
+
+}  // namespace smtplb::io

@@ -1,0 +1,101 @@
+#include "io/listener.hpp"
+
+#include "io/balancer.hpp"
+#include "io/client_session.hpp"
+#include "io/socket_reader.hpp"
+
+namespace smtplb::io {
+
+Listener::Listener(Balancer& balancer, const config::Listener& config)
+    : balancer_(balancer),
+      config_(config),
+      policy_(config),
+      relay_context_{balancer.connector(), balancer.cache(), balancer.config().server.hostname,
+                     config.client_identity, config.source_address},
+      acceptor_(balancer.io()) {
+    settings_.hostname = balancer.config().server.hostname;
+    settings_.max_line_length = config.max_line_length;
+    settings_.max_data_line_length = config.max_data_line_length;
+    settings_.max_message_size = config.max_message_size;
+    settings_.max_recipients = config.max_recipients;
+    settings_.max_commands = config.max_commands;
+    settings_.max_errors = config.max_errors;
+    settings_.bare_line_endings = config.bare_line_endings;
+    settings_.advertise_smtputf8 = config.smtputf8;
+}
+
+bool Listener::start(std::string& error) {
+    error_code ec;
+    tcp::endpoint endpoint(asio::ip::make_address(config_.bind.host, ec), config_.bind.port);
+    if (!ec) acceptor_.open(endpoint.protocol(), ec);
+    if (!ec) acceptor_.set_option(tcp::acceptor::reuse_address(true), ec);
+    if (!ec) acceptor_.bind(endpoint, ec);
+    if (!ec) acceptor_.listen(asio::socket_base::max_listen_connections, ec);
+    if (ec) {
+        error = "listener " + config_.name + ": cannot listen on " + config_.bind.to_string() +
+                ": " + ec.message();
+        return false;
+    }
+    asio::co_spawn(acceptor_.get_executor(), accept_loop(), asio::detached);
+    return true;
+}
+
+void Listener::stop() {
+    error_code ec;
+    acceptor_.close(ec);
+}
+
+std::uint16_t Listener::port() const {
+    error_code ec;
+    auto ep = acceptor_.local_endpoint(ec);
+    return ec ? 0 : ep.port();
+}
+
+void Listener::session_ended(const std::string& client) {
+    --connections_;
+    auto it = per_client_.find(client);
+    if (it != per_client_.end() && --it->second == 0) per_client_.erase(it);
+}
+
+awaitable<void> Listener::refuse(tcp::socket socket, const char* reply) {
+    co_await asio::async_write(socket, asio::buffer(std::string_view(reply)), use_nothrow);
+    error_code ec;
+    socket.shutdown(tcp::socket::shutdown_both, ec);
+    socket.close(ec);
+}
+
+awaitable<void> Listener::accept_loop() {
+    for (;;) {
+        auto [ec, socket] = co_await acceptor_.async_accept(use_nothrow);
+        if (ec) {
+            if (ec == asio::error::operation_aborted || !acceptor_.is_open()) co_return;
+            // EMFILE and friends: back off briefly instead of spinning.
+            asio::steady_timer pause(acceptor_.get_executor(), std::chrono::milliseconds(100));
+            co_await pause.async_wait(use_nothrow);
+            continue;
+        }
+        error_code peer_ec;
+        auto peer = socket.remote_endpoint(peer_ec);
+        if (peer_ec) continue;
+        std::string client = peer.address().to_string();
+        if (connections_ >= config_.max_connections) {
+            asio::co_spawn(acceptor_.get_executor(),
+                           refuse(std::move(socket), "421 4.7.0 Too many connections, try again later\r\n"),
+                           asio::detached);
+            continue;
+        }
+        if (per_client_[client] >= config_.max_connections_per_client) {
+            asio::co_spawn(acceptor_.get_executor(),
+                           refuse(std::move(socket), "421 4.7.0 Too many connections from your address\r\n"),
+                           asio::detached);
+            continue;
+        }
+        ++connections_;
+        ++per_client_[client];
+        tune_socket(socket);
+        asio::co_spawn(acceptor_.get_executor(), run_client_session(std::move(socket), *this, client),
+                       asio::detached);
+    }
+}
+
+}  // namespace smtplb::io

@@ -1,0 +1,47 @@
+#pragma once
+#include <cstdint>
+#include <string>
+#include <unordered_map>
+
+#include "config/config.hpp"
+#include "core/policy.hpp"
+#include "io/asio.hpp"
+#include "io/relay.hpp"
+#include "proto/server_session.hpp"
+
+namespace smtplb::io {
+
+class Balancer;
+
+// One [[listener]]: its socket, its policy and limits, and its sessions.
+class Listener {
+public:
+    Listener(Balancer& balancer, const config::Listener& config);
+    bool start(std::string& error);
+    void stop();
+    std::uint16_t port() const;
+
+    Balancer& balancer() { return balancer_; }
+    const config::Listener& config() const { return config_; }
+    const proto::ServerSettings& settings() const { return settings_; }
+    const core::RelayPolicy& policy() const { return policy_; }
+    RelayContext& relay_context() { return relay_context_; }
+
+    // Connection accounting, released by the session when it ends.
+    void session_ended(const std::string& client);
+
+private:
+    awaitable<void> accept_loop();
+    awaitable<void> refuse(tcp::socket socket, const char* reply);
+
+    Balancer& balancer_;
+    const config::Listener& config_;
+    proto::ServerSettings settings_;
+    core::RelayPolicy policy_;
+    RelayContext relay_context_;
+    tcp::acceptor acceptor_;
+    std::size_t connections_ = 0;
+    std::unordered_map<std::string, std::uint32_t> per_client_;
+};
+
+}  // namespace smtplb::io

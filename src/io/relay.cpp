@@ -1,0 +1,330 @@
+#include "io/relay.hpp"
+
+#include "core/delivery.hpp"
+#include "proto/dot_stuffer.hpp"
+
+namespace smtplb::io {
+
+using Step = proto::ClientSession::Step;
+using core::Verdict;
+using core::classify;
+
+Relay::Relay(RelayContext& context, const proto::ClientIdentity& identity, std::uint64_t session)
+    : context_(context), identity_(identity), session_(session) {}
+
+Relay::~Relay() { release_connections(); }
+
+Millis Relay::reply_timeout() const { return pool_->config().reply_timeout; }
+
+std::string Relay::identity_result() const {
+    if (identity_unsupported_) return "not-supported";
+    return config::to_string(context_.identity_mode);
+}
+
+void Relay::begin(core::Pool& pool, const proto::Path& sender, const proto::MailParameters& params) {
+    pool_ = &pool;
+    sender_ = sender;
+    params_ = params;
+    recipients_.clear();
+    tried_.clear();
+    attempts_.clear();
+    queue_id_.clear();
+    attempts_made_ = 0;
+}
+
+awaitable<void> Relay::switch_pool(core::Pool& pool) {
+    co_await release_current(true);
+    pool_ = &pool;
+    recipients_.clear();
+    tried_.clear();
+    attempts_made_ = 0;
+}
+
+void Relay::record(std::size_t backend, const char* stage, const std::string& what) {
+    attempts_.push_back({pool_->backend(backend).config.name, stage, what});
+}
+
+std::string Relay::mail_command(const proto::Capabilities& caps) const {
+    std::string cmd = "MAIL FROM:<" + (sender_.null ? std::string() : sender_.mailbox.address()) + ">";
+    if (params_.size && caps.size_limit) cmd += " SIZE=" + std::to_string(*params_.size);
+    if (params_.body_8bitmime && caps.eightbitmime) cmd += " BODY=8BITMIME";
+    if (params_.smtputf8) cmd += " SMTPUTF8";
+    return cmd + "\r\n";
+}
+
+void Relay::keep(std::unique_ptr<BackendConnection> conn) {
+    // One idle connection per backend stays with the session (its identity
+    // is already sent); older ones go to the shared cache.
+    for (auto& held : stash_) {
+        if (&held->pool() == &conn->pool() && held->backend() == conn->backend()) {
+            std::swap(held, conn);
+            context_.cache.put(std::move(conn));
+            return;
+        }
+    }
+    stash_.push_back(std::move(conn));
+}
+
+void Relay::release_connections() {
+    for (auto& conn : stash_) {
+        if (conn->dedicated) context_.cache.retire(std::move(conn));  // PROXY: this client's only
+        else context_.cache.put(std::move(conn));
+    }
+    stash_.clear();
+}
+
+awaitable<std::unique_ptr<BackendConnection>> Relay::acquire(std::size_t backend) {
+    auto& state = pool_->backend(backend);
+    for (auto it = stash_.begin(); it != stash_.end(); ++it) {
+        if (&(*it)->pool() == pool_ && (*it)->backend() == backend) {
+            auto conn = std::move(*it);
+            stash_.erase(it);
+            if (conn->reusable()) co_return conn;
+            break;
+        }
+    }
+    bool proxy = context_.identity_mode == config::IdentityMode::ProxyV1 ||
+                 context_.identity_mode == config::IdentityMode::ProxyV2;
+    if (!proxy) {
+        if (auto conn = context_.cache.take(*pool_, backend, context_.source_address, session_))
+            co_return conn;
+    }
+    auto [ec, socket] = co_await context_.connector.connect(
+        state.config.address, context_.source_address, pool_->config().connect_timeout);
+    if (ec) {
+        record(backend, "connect", ec.message());
+        co_return nullptr;
+    }
+    auto conn = std::make_unique<BackendConnection>(std::move(socket), *pool_, backend,
+                                                    context_.source_address);
+    if (proxy) {
+        conn->dedicated = true;
+        conn->protocol().output() = context_.identity_mode == config::IdentityMode::ProxyV1
+                                        ? proto::proxy_v1_header(identity_)
+                                        : proto::proxy_v2_header(identity_);
+    }
+    if (!co_await conn->handshake(context_.hostname, reply_timeout())) {
+        record(backend, "greeting", conn->failure());
+        co_return nullptr;
+    }
+    co_return conn;
+}
+
+awaitable<void> Relay::release_current(bool needs_reset) {
+    if (!conn_) co_return;
+    auto conn = std::move(conn_);
+    auto& state = pool_->backend(conn->backend());
+    if (state.pending > 0) --state.pending;
+    if (needs_reset && !co_await conn->reset(reply_timeout())) co_return;  // broken: dropped
+    keep(std::move(conn));
+}
+
+awaitable<proto::Reply> Relay::establish(const proto::Mailbox* new_rcpt) {
+    std::optional<proto::Reply> permanent;  // a 5xx worth passing on if nobody accepts
+    while (attempts_made_ < pool_->config().max_attempts) {
+        auto chosen = pool_->pick(identity_.address, tried_);
+        if (!chosen) break;
+        std::size_t backend = *chosen;
+        tried_.push_back(backend);
+        ++attempts_made_;
+        auto& state = pool_->backend(backend);
+        ++state.counters.attempts;
+
+        auto conn = co_await acquire(backend);
+        if (!conn) {
+            ++state.counters.failed;
+            pool_->report_failure(backend);
+            continue;
+        }
+        if (context_.identity_mode == config::IdentityMode::Xclient) {
+            if (!co_await conn->send_identity(identity_, session_, context_.hostname,
+                                              reply_timeout())) {
+                record(backend, "xclient", conn->failure());
+                ++state.counters.failed;
+                continue;  // a backend refusing XCLIENT is misconfigured; not "down"
+            }
+            conn->owner_session = session_;
+            identity_unsupported_ |= conn->identity_unsupported();
+        }
+        const auto& caps = conn->protocol().capabilities();
+        if (params_.smtputf8 && !caps.smtputf8) {
+            record(backend, "mail", "backend does not announce SMTPUTF8");
+            keep(std::move(conn));
+            continue;
+        }
+        // MAIL, the replayed recipients and the new one, pipelined when allowed.
+        auto& proto = conn->protocol();
+        proto.send(Step::Mail, mail_command(caps));
+        std::size_t expected_rcpts = recipients_.size() + (new_rcpt ? 1 : 0);
+        auto send_rcpt = [&](const proto::Mailbox& m) {
+            proto.send(Step::Rcpt, "RCPT TO:<" + m.address() + ">\r\n");
+        };
+        bool ok = true, broken = false;
+        std::optional<proto::Reply> new_reply;
+        if (caps.pipelining) {
+            for (const auto& r : recipients_) send_rcpt(r);
+            if (new_rcpt) send_rcpt(*new_rcpt);
+        }
+        auto mail = co_await conn->next(reply_timeout());
+        if (!mail) {
+            broken = true;
+        } else if (classify(mail->reply) != Verdict::Accepted) {
+            ok = false;
+            if (classify(mail->reply) == Verdict::Rejected) permanent = mail->reply;
+            record(backend, "mail", mail->reply.summary());
+        } else {
+            for (std::size_t i = 0; i < expected_rcpts && !broken; ++i) {
+                if (!caps.pipelining) send_rcpt(i < recipients_.size() ? recipients_[i] : *new_rcpt);
+                auto rc = co_await conn->next(reply_timeout());
+                if (!rc) {
+                    broken = true;
+                    break;
+                }
+                bool is_new = i >= recipients_.size();
+                if (is_new) {
+                    new_reply = rc->reply;
+                    if (classify(rc->reply) == Verdict::TryElsewhere) ok = false;
+                } else if (classify(rc->reply) != Verdict::Accepted) {
+                    // This backend refuses a recipient another one accepted:
+                    // it cannot carry the transaction as the client sees it.
+                    ok = false;
+                }
+                if (!ok) {
+                    record(backend, "rcpt", rc->reply.summary());
+                    break;
+                }
+            }
+        }
+        if (broken) {
+            record(backend, "mail", conn->failure());
+            ++state.counters.failed;
+            pool_->report_failure(backend);
+            continue;
+        }
+        if (!ok) {
+            ++state.counters.deferred;
+            if (co_await conn->reset(reply_timeout())) keep(std::move(conn));
+            continue;
+        }
+        pool_->report_success(backend);
+        ++state.pending;
+        conn_ = std::move(conn);
+        if (!new_rcpt) co_return proto::Reply::make(250, "2.0.0", "Ok");
+        if (new_reply->positive()) {
+            recipients_.push_back(*new_rcpt);
+            ++state.counters.recipients;
+        } else {
+            ++state.counters.rejected;
+        }
+        co_return core::relay_reply(*new_reply);
+    }
+    if (permanent) co_return core::relay_reply(*permanent);
+    co_return core::no_backend_reply();
+}
+
+awaitable<proto::Reply> Relay::add_recipient(const proto::Mailbox& rcpt) {
+    if (conn_) {
+        std::size_t backend = conn_->backend();
+        auto& state = pool_->backend(backend);
+        conn_->protocol().send(Step::Rcpt, "RCPT TO:<" + rcpt.address() + ">\r\n");
+        auto rc = co_await conn_->next(reply_timeout());
+        if (rc && classify(rc->reply) != Verdict::TryElsewhere) {
+            if (rc->reply.positive()) {
+                recipients_.push_back(rcpt);
+                ++state.counters.recipients;
+            } else {
+                ++state.counters.rejected;
+            }
+            co_return core::relay_reply(rc->reply);
+        }
+        // Deferred or broken: move the whole transaction elsewhere.
+        record(backend, "rcpt", rc ? rc->reply.summary() : conn_->failure());
+        if (!rc) {
+            ++state.counters.failed;
+            pool_->report_failure(backend);
+            conn_.reset();
+            if (state.pending > 0) --state.pending;
+        } else {
+            ++state.counters.deferred;
+            co_await release_current(true);
+        }
+    }
+    co_return co_await establish(&rcpt);
+}
+
+awaitable<proto::Reply> Relay::deliver(const MessageBuffer& body) {
+    if (recipients_.empty()) co_return proto::Reply::make(554, "5.5.1", "Error: no valid recipients");
+    for (;;) {
+        if (!conn_) {
+            auto replay = co_await establish(nullptr);
+            if (!conn_) co_return replay;
+        }
+        std::size_t backend = conn_->backend();
+        auto& state = pool_->backend(backend);
+        auto& proto = conn_->protocol();
+        proto.send(Step::Data, "DATA\r\n");
+        auto data = co_await conn_->next(reply_timeout());
+        std::optional<proto::Reply> final_reply;
+        const char* stage = "data";
+        if (data && data->reply.code == 354) {
+            stage = "message";
+            proto::DotStuffer stuffer;
+            std::string scratch;
+            bool sent = true;
+            for (std::uint64_t offset = 0; offset < body.size() && sent;) {
+                auto chunk = body.chunk_at(offset, 65536, scratch);
+                if (chunk.empty()) {
+                    // Our own spill file failed: nobody else can do better.
+                    conn_->close();
+                    conn_.reset();
+                    if (state.pending > 0) --state.pending;
+                    co_return proto::Reply::make(451, "4.3.0", "Local error reading message");
+                }
+                stuffer.encode(chunk, proto.output());
+                offset += chunk.size();
+                if (proto.output().size() >= 65536) sent = co_await conn_->flush();
+            }
+            if (sent) {
+                stuffer.finish(proto.output());
+                proto.expect(Step::Message);
+                if (auto done = co_await conn_->next(reply_timeout())) final_reply = done->reply;
+            }
+        } else if (data) {
+            final_reply = data->reply;
+        }
+        if (!final_reply) {
+            record(backend, stage, conn_->failure());
+            ++state.counters.failed;
+            pool_->report_failure(backend);
+            conn_.reset();
+            if (state.pending > 0) --state.pending;
+            continue;
+        }
+        record(backend, stage, final_reply->summary());
+        switch (classify(*final_reply)) {
+            case Verdict::Accepted:
+                if (stage == std::string("data")) break;  // 2xx to DATA: nonsense, go elsewhere
+                ++state.counters.delivered;
+                queue_id_ = core::queue_id_from(final_reply->lines.empty() ? "" : final_reply->lines[0]);
+                co_await release_current(false);
+                recipients_.clear();
+                co_return core::relay_reply(*final_reply);
+            case Verdict::Rejected:
+                ++state.counters.rejected;
+                co_await release_current(stage == std::string("data"));
+                recipients_.clear();
+                co_return core::relay_reply(*final_reply);
+            case Verdict::TryElsewhere:
+                break;
+        }
+        ++state.counters.deferred;
+        co_await release_current(stage == std::string("data"));
+    }
+}
+
+awaitable<void> Relay::abandon() {
+    co_await release_current(true);
+    recipients_.clear();
+}
+
+}  // namespace smtplb::io

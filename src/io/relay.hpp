@@ -1,0 +1,91 @@
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "config/config.hpp"
+#include "core/pool.hpp"
+#include "core/tracking.hpp"
+#include "io/asio.hpp"
+#include "io/backend_connection.hpp"
+#include "io/backend_connector.hpp"
+#include "io/connection_cache.hpp"
+#include "io/message_buffer.hpp"
+#include "proto/address.hpp"
+#include "proto/command.hpp"
+#include "proto/identity.hpp"
+#include "proto/reply.hpp"
+
+namespace smtplb::io {
+
+struct RelayContext {
+    BackendConnector& connector;
+    ConnectionCache& cache;
+    std::string hostname;  // our EHLO name towards backends
+    config::IdentityMode identity_mode = config::IdentityMode::Xclient;
+    std::optional<base::IpAddress> source_address;
+};
+
+// Carries one client session's transactions to backends (DESIGN.md delivery
+// contract): each transaction is opened on a backend chosen by the pool at
+// its first recipient, recipients are verified live, and when a backend
+// defers or fails the transaction is replayed on another one before the
+// client is answered. The client sees 4xx only when no backend could take it.
+class Relay {
+public:
+    Relay(RelayContext& context, const proto::ClientIdentity& identity, std::uint64_t session);
+    ~Relay();
+
+    // A new transaction (the client's MAIL FROM, already accepted locally).
+    void begin(core::Pool& pool, const proto::Path& sender, const proto::MailParameters& params);
+    core::Pool* pool() const { return pool_; }
+    // Moves a transaction with no accepted recipient yet to another pool.
+    awaitable<void> switch_pool(core::Pool& pool);
+    awaitable<proto::Reply> add_recipient(const proto::Mailbox& rcpt);
+    awaitable<proto::Reply> deliver(const MessageBuffer& body);
+    // The transaction ended without delivery (RSET, QUIT, refused message).
+    awaitable<void> abandon();
+    // Session end: connections go back to the shared cache.
+    void release_connections();
+
+    const std::vector<core::AttemptRecord>& attempts() const { return attempts_; }
+    const std::string& queue_id() const { return queue_id_; }
+    std::string identity_result() const;
+    const proto::ClientIdentity& identity() const { return identity_; }
+    void set_helo(const std::string& helo, bool esmtp) {
+        identity_.helo = helo;
+        identity_.esmtp = esmtp;
+    }
+
+private:
+    // Opens the transaction on a new backend, replaying accepted recipients
+    // and then `new_rcpt` if any. Returns the reply for new_rcpt (or, with
+    // none, for the replay: a positive reply means conn_ holds it).
+    awaitable<proto::Reply> establish(const proto::Mailbox* new_rcpt);
+    awaitable<std::unique_ptr<BackendConnection>> acquire(std::size_t backend);
+    // Ends use of the current connection; `clean` when it may carry more mail.
+    awaitable<void> release_current(bool needs_reset);
+    void keep(std::unique_ptr<BackendConnection> conn);
+    void record(std::size_t backend, const char* stage, const std::string& what);
+    std::string mail_command(const proto::Capabilities& caps) const;
+    Millis reply_timeout() const;
+
+    RelayContext& context_;
+    proto::ClientIdentity identity_;
+    std::uint64_t session_;
+    core::Pool* pool_ = nullptr;
+    proto::Path sender_;
+    proto::MailParameters params_;
+    std::vector<proto::Mailbox> recipients_;  // accepted by the current backend
+    std::vector<std::size_t> tried_;
+    std::uint32_t attempts_made_ = 0;
+    std::unique_ptr<BackendConnection> conn_;  // holds the open transaction
+    std::vector<std::unique_ptr<BackendConnection>> stash_;  // this session's idle ones
+    std::vector<core::AttemptRecord> attempts_;
+    std::string queue_id_;
+    bool identity_unsupported_ = false;
+};
+
+}  // namespace smtplb::io

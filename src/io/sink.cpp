@@ -1,0 +1,301 @@
+#include "io/sink.hpp"
+
+#include <boost/json.hpp>
+
+#include "base/text.hpp"
+#include "base/units.hpp"
+#include "io/socket_reader.hpp"
+#include "proto/xtext.hpp"
+
+namespace smtplb::io {
+
+using Kind = proto::ServerEvent::Kind;
+using proto::Reply;
+
+std::optional<SinkFault> SinkFault::parse(const std::string& text, std::string& error) {
+    auto eq = text.find('=');
+    if (eq == std::string::npos) {
+        error = "fault must be STAGE=ACTION, e.g. mail=452";
+        return std::nullopt;
+    }
+    std::string stage = base::to_lower(text.substr(0, eq));
+    std::string action = text.substr(eq + 1);
+    SinkFault f;
+    if (stage == "greeting") f.stage = Stage::Greeting;
+    else if (stage == "mail") f.stage = Stage::Mail;
+    else if (stage == "rcpt") f.stage = Stage::Rcpt;
+    else if (stage == "data") f.stage = Stage::Data;
+    else if (stage == "message") f.stage = Stage::Message;
+    else {
+        error = "fault stage must be greeting, mail, rcpt, data or message";
+        return std::nullopt;
+    }
+    if (action == "drop") {
+        f.drop = true;
+    } else if (action.rfind("delay:", 0) == 0) {
+        auto d = base::parse_duration(action.substr(6));
+        if (!d) {
+            error = "bad delay in " + text;
+            return std::nullopt;
+        }
+        f.delay = *d;
+    } else {
+        auto colon = action.find(':');
+        std::string code = action.substr(0, colon);
+        if (code.size() != 3 || code[0] < '4' || code[0] > '5' || code.find_first_not_of("0123456789") != std::string::npos) {
+            error = "fault action must be a 4xx/5xx code, drop, or delay:DURATION";
+            return std::nullopt;
+        }
+        f.code = std::stoi(code);
+        f.enhanced = colon == std::string::npos ? std::string(1, code[0]) + ".3.0" : action.substr(colon + 1);
+    }
+    return f;
+}
+
+class SinkSession {
+public:
+    SinkSession(Sink& sink, tcp::socket socket)
+        : sink_(sink), socket_(std::move(socket)), protocol_(sink.settings_) {
+        error_code ec;
+        peer_ = socket_.remote_endpoint(ec).address().to_string();
+    }
+
+    awaitable<void> run();
+
+private:
+    struct Body final : proto::BodySink {
+        std::string text;
+        bool keep = false;
+        std::uint64_t size = 0;
+        void append(std::string_view b) override {
+            size += b.size();
+            if (keep && text.size() < 65536) text.append(b.substr(0, 65536 - text.size()));
+        }
+    };
+
+    // The fault for this stage, if one applies to this message.
+    const SinkFault* fault(SinkFault::Stage stage) {
+        const auto& opts = sink_.options_;
+        if (!opts.faults_unless_sender_domain.empty() && !from_.empty()) {
+            auto at = from_.rfind('@');
+            if (at != std::string::npos && base::iequals(from_.substr(at + 1), opts.faults_unless_sender_domain))
+                return nullptr;
+        }
+        for (const auto& f : opts.faults) {
+            if (f.stage != stage) continue;
+            if (opts.fault_rate < 1.0) {
+                // xorshift: cheap, and no shared Random needed in a test tool
+                auto& s = sink_.random_state_;
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                if (static_cast<double>(s % 1000000) / 1e6 >= opts.fault_rate) continue;
+            }
+            ++sink_.stats_.faults;
+            return &f;
+        }
+        return nullptr;
+    }
+
+    // Applies a fault: true when it decided the answer (or dropped the connection).
+    awaitable<bool> apply(const SinkFault* f) {
+        if (!f) co_return false;
+        if (f->delay.count() > 0) {
+            asio::steady_timer t(socket_.get_executor(), f->delay);
+            co_await t.async_wait(use_nothrow);
+        }
+        if (f->drop) {
+            error_code ec;
+            socket_.close(ec);
+            dropped_ = true;
+            co_return true;
+        }
+        if (f->code) {
+            protocol_.answer(Reply::make(f->code, f->enhanced, "Fault injected by smtplb sink"));
+            co_return true;
+        }
+        co_return false;
+    }
+
+    void record_message();
+
+    Sink& sink_;
+    tcp::socket socket_;
+    proto::ServerSession protocol_;
+    Body body_;
+    std::string peer_;
+    std::string from_;
+    std::vector<std::string> rcpts_;
+    std::string xclient_addr_, xclient_helo_, xclient_login_;
+    bool dropped_ = false;
+};
+
+void SinkSession::record_message() {
+    boost::json::object o;
+    o["port"] = sink_.port();
+    o["peer"] = peer_;
+    o["client"] = xclient_addr_.empty() ? peer_ : xclient_addr_;
+    o["client_helo"] = xclient_helo_;
+    o["login"] = xclient_login_;
+    o["helo"] = protocol_.helo();
+    o["from"] = from_;
+    boost::json::array rcpts;
+    for (const auto& r : rcpts_) rcpts.emplace_back(r);
+    o["rcpt"] = std::move(rcpts);
+    o["size"] = body_.size;
+    o["body"] = body_.text;
+    sink_.record(boost::json::serialize(o));
+}
+
+awaitable<void> SinkSession::run() {
+    ++sink_.stats_.connections;
+    if (auto* f = fault(SinkFault::Stage::Greeting); f && (f->drop || f->code)) {
+        if (f->code) protocol_.shutdown(Reply::make(f->code, f->enhanced, "Fault injected by smtplb sink"));
+    } else {
+        protocol_.start();
+    }
+    body_.keep = sink_.record_ != nullptr;
+    protocol_.set_body_sink(&body_);
+    for (;;) {
+        auto ev = protocol_.next();
+        if (ev.kind == Kind::NeedInput || ev.kind == Kind::Close) {
+            auto& out = protocol_.output();
+            if (!out.empty()) {
+                auto [ec, n] = co_await asio::async_write(socket_, asio::buffer(out), use_nothrow);
+                out.clear();
+                if (ec) break;
+            }
+            if (ev.kind == Kind::Close) break;
+            auto [ec, bytes] = co_await read_some_shared(socket_);
+            if (ec) break;
+            protocol_.feed(bytes);
+            continue;
+        }
+        switch (ev.kind) {
+            case Kind::Mail:
+                from_ = ev.path.null ? "" : ev.path.mailbox.address();
+                rcpts_.clear();
+                if (!co_await apply(fault(SinkFault::Stage::Mail)))
+                    protocol_.answer(Reply::make(250, "2.1.0", "Ok"));
+                break;
+            case Kind::Rcpt:
+                if (!co_await apply(fault(SinkFault::Stage::Rcpt))) {
+                    rcpts_.push_back(ev.path.mailbox.address());
+                    protocol_.answer(Reply::make(250, "2.1.5", "Ok"));
+                }
+                break;
+            case Kind::Data:
+                body_.text.clear();
+                body_.size = 0;
+                if (!co_await apply(fault(SinkFault::Stage::Data)))
+                    protocol_.answer(Reply::make(354, "", "End data with <CR><LF>.<CR><LF>"));
+                break;
+            case Kind::MessageEnd:
+                if (ev.data_outcome != proto::DataDecoder::Outcome::Ok) {
+                    protocol_.answer(proto::data_outcome_reply(ev.data_outcome));
+                } else if (!co_await apply(fault(SinkFault::Stage::Message))) {
+                    ++sink_.stats_.messages;
+                    sink_.stats_.recipients += rcpts_.size();
+                    sink_.stats_.bytes += body_.size;
+                    sink_.stats_.last_client =
+                        xclient_addr_.empty() ? peer_ + " (no XCLIENT)" : xclient_addr_ + " (XCLIENT)";
+                    if (sink_.record_) record_message();
+                    protocol_.answer(Reply::make(250, "2.0.0",
+                                                 "Ok: queued as S" + std::to_string(sink_.port()) + "N" +
+                                                     std::to_string(sink_.stats_.messages)));
+                }
+                break;
+            case Kind::Xclient: {
+                for (auto word : base::split_words(ev.argument)) {
+                    auto eq = word.find('=');
+                    if (eq == std::string_view::npos) continue;
+                    auto key = base::to_lower(word.substr(0, eq));
+                    auto value = proto::xtext_decode(word.substr(eq + 1)).value_or("");
+                    if (key == "addr") xclient_addr_ = value;
+                    if (key == "helo") xclient_helo_ = value;
+                    if (key == "login") xclient_login_ = value;
+                }
+                protocol_.answer(Reply::make(220, "", sink_.options_.hostname + " ESMTP smtplb sink"));
+                break;
+            }
+            default:
+                break;
+        }
+        if (dropped_) break;
+    }
+    error_code ec;
+    socket_.close(ec);
+}
+
+Sink::Sink(asio::io_context& io, SinkOptions options)
+    : io_(io), options_(std::move(options)), acceptor_(io) {
+    settings_.hostname = options_.hostname;
+    settings_.advertise_xclient = options_.xclient;
+    settings_.max_recipients = 100000;
+    settings_.max_errors = 100;
+    settings_.max_message_size = 1ull << 32;
+    settings_.require_helo = false;
+}
+
+Sink::~Sink() {
+    if (record_) std::fclose(record_);
+}
+
+bool Sink::start(std::string& error) {
+    if (!options_.record_path.empty()) {
+        record_ = std::fopen(options_.record_path.c_str(), "a");
+        if (!record_) {
+            error = "cannot open " + options_.record_path;
+            return false;
+        }
+    }
+    error_code ec;
+    tcp::endpoint endpoint(asio::ip::make_address(options_.listen.host, ec), options_.listen.port);
+    if (!ec) acceptor_.open(endpoint.protocol(), ec);
+    if (!ec) acceptor_.set_option(tcp::acceptor::reuse_address(true), ec);
+    if (!ec) acceptor_.bind(endpoint, ec);
+    if (!ec) acceptor_.listen(asio::socket_base::max_listen_connections, ec);
+    if (ec) {
+        error = "sink cannot listen on " + options_.listen.to_string() + ": " + ec.message();
+        return false;
+    }
+    asio::co_spawn(io_, accept_loop(), asio::detached);
+    return true;
+}
+
+void Sink::stop() {
+    error_code ec;
+    acceptor_.close(ec);
+}
+
+std::uint16_t Sink::port() const {
+    error_code ec;
+    auto ep = acceptor_.local_endpoint(ec);
+    return ec ? 0 : ep.port();
+}
+
+void Sink::record(const std::string& line) {
+    std::fwrite(line.data(), 1, line.size(), record_);
+    std::fputc('\n', record_);
+    std::fflush(record_);  // tests read it while the sink runs
+}
+
+awaitable<void> Sink::accept_loop() {
+    for (;;) {
+        auto [ec, socket] = co_await acceptor_.async_accept(use_nothrow);
+        if (ec) {
+            if (!acceptor_.is_open()) co_return;
+            continue;
+        }
+        tune_socket(socket);
+        asio::co_spawn(
+            io_,
+            [this, s = std::move(socket)]() mutable -> awaitable<void> {
+                SinkSession session(*this, std::move(s));
+                co_await session.run();
+            },
+            asio::detached);
+    }
+}
+
+}  // namespace smtplb::io

@@ -1,0 +1,47 @@
+#include "io/tracking_log.hpp"
+
+#include <cerrno>
+#include <cstring>
+
+namespace smtplb::io {
+
+TrackingLog::TrackingLog(asio::any_io_executor executor, const std::string& path) : timer_(executor) {
+    if (path.empty()) return;  // disabled
+    if (path == "-") {
+        file_ = stdout;
+    } else {
+        file_ = std::fopen(path.c_str(), "a");
+        owned_ = true;
+        if (!file_) error_ = "cannot open tracking log " + path + ": " + std::strerror(errno);
+    }
+}
+
+TrackingLog::~TrackingLog() {
+    flush();
+    if (owned_ && file_) std::fclose(file_);
+}
+
+void TrackingLog::write(const std::string& line) {
+    if (!file_) return;
+    std::fwrite(line.data(), 1, line.size(), file_);
+    std::fputc('\n', file_);
+    dirty_ = true;
+    if (!flushing_) {
+        flushing_ = true;
+        asio::co_spawn(timer_.get_executor(), flusher(), asio::detached);
+    }
+}
+
+void TrackingLog::flush() {
+    if (file_ && dirty_) std::fflush(file_);
+    dirty_ = false;
+}
+
+awaitable<void> TrackingLog::flusher() {
+    timer_.expires_after(std::chrono::seconds(1));
+    co_await timer_.async_wait(use_nothrow);
+    flush();
+    flushing_ = false;
+}
+
+}  // namespace smtplb::io

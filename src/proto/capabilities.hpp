@@ -1,0 +1,26 @@
+#pragma once
+#include <cstdint>
+#include <optional>
+#include <set>
+#include <string>
+
+#include "proto/reply.hpp"
+
+namespace smtplb::proto {
+
+// What a backend announced in its EHLO reply.
+struct Capabilities {
+    bool pipelining = false;
+    bool eightbitmime = false;
+    bool smtputf8 = false;
+    bool enhanced_codes = false;
+    bool starttls = false;
+    bool chunking = false;
+    std::optional<std::uint64_t> size_limit;  // 0 = no fixed limit
+    bool xclient = false;
+    std::set<std::string> xclient_attributes;  // upper case
+
+    static Capabilities from_ehlo(const Reply& reply);
+};
+
+}  // namespace smtplb::proto

@@ -1,0 +1,52 @@
+#pragma once
+#include <deque>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "proto/capabilities.hpp"
+#include "proto/reply_parser.hpp"
+
+namespace smtplb::proto {
+
+// The client (backend) side, sans-I/O: commands are queued with the reply
+// each expects, replies are matched to them in order, which is all that
+// RFC 2920 pipelining needs. The caller writes output() and feeds what it
+// reads; it decides what to send next from the completions.
+class ClientSession {
+public:
+    enum class Step { Greeting, Ehlo, Xclient, Mail, Rcpt, Data, Message, Rset, Quit };
+    struct Completion {
+        Step step;
+        Reply reply;
+    };
+
+    ClientSession() { expected_.push_back(Step::Greeting); }
+
+    void send(Step step, std::string_view line);  // line includes CRLF
+    // For the message body: bytes go out, the reply is expected after them.
+    std::string& output() { return output_; }
+    void expect(Step step) { expected_.push_back(step); }
+
+    void feed(std::string_view bytes) { parser_.feed(bytes); }
+    // The next completed step; nothing when more input is needed or on error.
+    std::optional<Completion> next();
+    // Protocol failure: malformed reply, or a reply nobody asked for.
+    bool failed() const { return !failure_.empty(); }
+    const std::string& failure() const { return failure_; }
+    bool idle() const { return expected_.empty(); }
+    std::size_t outstanding() const { return expected_.size(); }
+
+    const Capabilities& capabilities() const { return caps_; }
+
+private:
+    ReplyParser parser_;
+    std::deque<Step> expected_;
+    std::string output_;
+    Capabilities caps_;
+    std::string failure_;
+};
+
+const char* step_name(ClientSession::Step step);
+
+}  // namespace smtplb::proto

@@ -1,0 +1,102 @@
+#include "proto/command.hpp"
+
+#include <array>
+#include <charconv>
+
+#include "base/text.hpp"
+
+namespace smtplb::proto {
+namespace {
+
+constexpr std::array<CommandSpec, 17> kCommands{{
+    {Verb::Helo, "HELO", true, false},
+    {Verb::Ehlo, "EHLO", true, false},
+    {Verb::Mail, "MAIL", false, true},
+    {Verb::Rcpt, "RCPT", false, true},
+    {Verb::Data, "DATA", true, true},
+    {Verb::Rset, "RSET", false, false},
+    {Verb::Noop, "NOOP", true, false},
+    {Verb::Quit, "QUIT", true, false},
+    {Verb::Vrfy, "VRFY", true, false},
+    {Verb::Expn, "EXPN", true, false},
+    {Verb::Help, "HELP", true, false},
+    {Verb::StartTls, "STARTTLS", true, false},
+    {Verb::Auth, "AUTH", true, true},
+    {Verb::Bdat, "BDAT", false, true},
+    {Verb::Xclient, "XCLIENT", true, false},
+    {Verb::Etrn, "ETRN", true, true},
+    {Verb::Turn, "TURN", true, false},
+}};
+
+// Accepts "FROM:<x>" and the common "FROM: <x>".
+std::optional<std::string_view> after_keyword(std::string_view argument, std::string_view keyword) {
+    if (!base::istarts_with(argument, keyword)) return std::nullopt;
+    argument.remove_prefix(keyword.size());
+    while (!argument.empty() && argument.front() == ' ') argument.remove_prefix(1);
+    return argument;
+}
+
+ArgumentError syntax(std::string text) { return {501, "5.5.4", std::move(text)}; }
+
+}  // namespace
+
+const CommandSpec* find_command(std::string_view name) {
+    for (const auto& spec : kCommands)
+        if (base::iequals(spec.name, name)) return &spec;
+    return nullptr;
+}
+
+Command parse_command(std::string_view line) {
+    auto space = line.find(' ');
+    Command cmd;
+    cmd.spec = find_command(line.substr(0, space));
+    if (space != std::string_view::npos) cmd.argument = base::trim(line.substr(space + 1));
+    return cmd;
+}
+
+std::optional<ArgumentError> parse_mail_argument(std::string_view argument, MailArgument& out) {
+    auto rest = after_keyword(argument, "FROM:");
+    if (!rest) return syntax("Syntax: MAIL FROM:<address>");
+    auto parsed = parse_path(*rest, true);
+    if (!parsed.path) return syntax(parsed.error);
+    out.path = std::move(*parsed.path);
+    out.params = {};
+    for (auto word : base::split_words(rest->substr(parsed.consumed))) {
+        auto eq = word.find('=');
+        auto key = word.substr(0, eq);
+        auto value = eq == std::string_view::npos ? std::string_view{} : word.substr(eq + 1);
+        if (base::iequals(key, "SIZE") && !value.empty()) {
+            std::uint64_t n = 0;
+            auto [ptr, ec] = std::from_chars(value.data(), value.data() + value.size(), n);
+            if (ec != std::errc{} || ptr != value.data() + value.size())
+                return syntax("Bad SIZE parameter");
+            out.params.size = n;
+        } else if (base::iequals(key, "BODY") && !value.empty()) {
+            if (base::iequals(value, "8BITMIME")) {
+                out.params.body_8bitmime = true;
+            } else if (!base::iequals(value, "7BIT")) {
+                return ArgumentError{555, "5.5.4", "Unsupported BODY parameter"};
+            }
+        } else if (base::iequals(key, "SMTPUTF8") && value.empty()) {
+            out.params.smtputf8 = true;
+        } else {
+            return ArgumentError{555, "5.5.4", "Unsupported parameter"};
+        }
+    }
+    if (out.path.mailbox.non_ascii && !out.params.smtputf8)
+        return ArgumentError{553, "5.6.7", "Non-ASCII address needs SMTPUTF8"};
+    return std::nullopt;
+}
+
+std::optional<ArgumentError> parse_rcpt_argument(std::string_view argument, Path& out) {
+    auto rest = after_keyword(argument, "TO:");
+    if (!rest) return syntax("Syntax: RCPT TO:<address>");
+    auto parsed = parse_path(*rest, false);
+    if (!parsed.path) return syntax(parsed.error);
+    if (!base::trim(rest->substr(parsed.consumed)).empty())
+        return ArgumentError{555, "5.5.4", "Unsupported parameter"};
+    out = std::move(*parsed.path);
+    return std::nullopt;
+}
+
+}  // namespace smtplb::proto

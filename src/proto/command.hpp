@@ -1,0 +1,55 @@
+#pragma once
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "proto/address.hpp"
+
+namespace smtplb::proto {
+
+enum class Verb { Unknown, Helo, Ehlo, Mail, Rcpt, Data, Rset, Noop, Quit, Vrfy, Expn, Help,
+                  StartTls, Auth, Bdat, Xclient, Etrn, Turn };
+
+// Per-command facts, in the manner of Postfix's smtpd_cmd_table.
+struct CommandSpec {
+    Verb verb;
+    std::string_view name;
+    bool ends_pipeline_group;  // RFC 2920 §3.1: must be the last command of a group
+    bool needs_helo;           // refused with 503 before HELO/EHLO
+};
+
+const CommandSpec* find_command(std::string_view name);
+
+struct Command {
+    const CommandSpec* spec = nullptr;  // null for an unknown verb
+    std::string_view argument;          // after the verb and one space, trimmed
+};
+
+// Splits one command line (without CRLF) into verb and argument.
+Command parse_command(std::string_view line);
+
+// MAIL FROM parameters we implement (RFC 1870, 6152, 6531).
+struct MailParameters {
+    std::optional<std::uint64_t> size;
+    bool body_8bitmime = false;
+    bool smtputf8 = false;
+};
+
+struct MailArgument {
+    Path path;
+    MailParameters params;
+};
+
+struct ArgumentError {
+    int code;
+    std::string enhanced;
+    std::string text;
+};
+
+// "FROM:<path> [params]"; returns the error to reply with on failure.
+std::optional<ArgumentError> parse_mail_argument(std::string_view argument, MailArgument& out);
+// "TO:<path>"; no RCPT parameters are advertised, so any is refused.
+std::optional<ArgumentError> parse_rcpt_argument(std::string_view argument, Path& out);
+
+}  // namespace smtplb::proto

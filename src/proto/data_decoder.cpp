@@ -1,0 +1,98 @@
+#include "proto/data_decoder.hpp"
+
+#include <cstring>
+
+namespace smtplb::proto {
+
+void DataDecoder::emit(std::string_view bytes) {
+    line_length_ += bytes.size();
+    if (line_length_ > limits_.max_line) fail(Outcome::LineTooLong);
+    size_ += bytes.size();
+    if (size_ > limits_.max_size) fail(Outcome::TooBig);
+    // Once the message is doomed, stop storing it: memory stays bounded.
+    if (outcome_ == Outcome::Ok && sink_) sink_->append(bytes);
+}
+
+void DataDecoder::end_line() {
+    emit("\r\n");
+    line_length_ = 0;
+    state_ = State::LineStart;
+}
+
+void DataDecoder::bare_ending() {
+    if (limits_.bare == BareLineEndings::Reject) fail(Outcome::BareLineEnding);
+    end_line();
+}
+
+std::size_t DataDecoder::feed(std::string_view in) {
+    std::size_t i = 0;
+    while (i < in.size() && state_ != State::Done) {
+        char c = in[i];
+        switch (state_) {
+            case State::LineStart:
+                if (c == '.') {
+                    state_ = State::Dot;
+                    ++i;
+                } else {
+                    state_ = State::Body;
+                }
+                break;
+            case State::Dot:
+                if (c == '\r') {
+                    state_ = State::DotCr;
+                    ++i;
+                } else if (c == '\n') {
+                    // ".<LF>": not an end of data; a line holding one dot.
+                    emit(".");
+                    bare_ending();
+                    ++i;
+                } else {
+                    state_ = State::Body;  // the leading dot was stuffing
+                }
+                break;
+            case State::DotCr:
+                if (c == '\n') {
+                    state_ = State::Done;
+                    ++i;
+                } else {
+                    emit(".");
+                    bare_ending();  // ".<CR>x": bare CR; x starts the next line
+                }
+                break;
+            case State::Body: {
+                // Fast path: copy the run up to the next CR or LF in one go.
+                const char* start = in.data() + i;
+                std::size_t left = in.size() - i;
+                const void* cr = std::memchr(start, '\r', left);
+                const void* lf = std::memchr(start, '\n', left);
+                const char* stop = start + left;
+                if (cr && static_cast<const char*>(cr) < stop) stop = static_cast<const char*>(cr);
+                if (lf && static_cast<const char*>(lf) < stop) stop = static_cast<const char*>(lf);
+                if (stop > start) emit(std::string_view(start, stop - start));
+                i += stop - start;
+                if (i < in.size()) {
+                    if (in[i] == '\r') {
+                        state_ = State::Cr;
+                    } else {
+                        bare_ending();
+                    }
+                    ++i;
+                }
+                break;
+            }
+            case State::Cr:
+                if (c == '\n') {
+                    end_line();
+                    ++i;
+                } else {
+                    bare_ending();  // do not consume c: it starts the next line
+                }
+                break;
+            case State::Done:
+                break;
+        }
+    }
+    return i;
+}
+
+}  // namespace smtplb::proto

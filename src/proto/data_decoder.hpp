@@ -1,0 +1,57 @@
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <string_view>
+
+namespace smtplb::proto {
+
+enum class BareLineEndings { Reject, Normalise };
+
+// Receives the decoded message content: un-stuffed, CRLF line endings, without
+// the terminating ".". Implemented in memory or on disk by the caller.
+class BodySink {
+public:
+    virtual ~BodySink() = default;
+    virtual void append(std::string_view bytes) = 0;
+};
+
+// Decodes the DATA stream of RFC 5321 §4.1.1.4. End of data is <CRLF>.<CRLF>
+// and nothing else: bare CR or LF never ends a message, whatever the mode
+// (the SMTP smuggling defence). Works byte-wise with no line buffer, so memory
+// stays constant whatever the client sends.
+class DataDecoder {
+public:
+    enum class Outcome { Ok, TooBig, BareLineEnding, LineTooLong };
+    struct Limits {
+        std::uint64_t max_size = 50u << 20;
+        std::size_t max_line = 65536;
+        BareLineEndings bare = BareLineEndings::Reject;
+    };
+
+    DataDecoder(Limits limits, BodySink* sink) : limits_(limits), sink_(sink) {}
+
+    // Consumes bytes up to the end of data. Returns how many were used; when
+    // done() becomes true the rest belongs to the command stream.
+    std::size_t feed(std::string_view bytes);
+    bool done() const { return state_ == State::Done; }
+    Outcome outcome() const { return outcome_; }
+    std::uint64_t size() const { return size_; }
+
+private:
+    enum class State { LineStart, Dot, DotCr, Body, Cr, Done };
+    void emit(std::string_view bytes);
+    void end_line();  // emits CRLF
+    void bare_ending();
+    void fail(Outcome o) {
+        if (outcome_ == Outcome::Ok) outcome_ = o;
+    }
+
+    Limits limits_;
+    BodySink* sink_;
+    State state_ = State::LineStart;
+    Outcome outcome_ = Outcome::Ok;
+    std::uint64_t size_ = 0;
+    std::size_t line_length_ = 0;
+};
+
+}  // namespace smtplb::proto

@@ -1,0 +1,34 @@
+#pragma once
+#include <cstdint>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "base/network.hpp"
+
+namespace smtplb::proto {
+
+// Who the real client is, as passed on to backends.
+struct ClientIdentity {
+    base::IpAddress address;
+    std::uint16_t port = 0;
+    base::IpAddress local_address;  // the listener address the client reached
+    std::uint16_t local_port = 0;
+    std::string helo;   // as the client sent it; empty before HELO/EHLO
+    bool esmtp = true;  // EHLO (ESMTP) or HELO (SMTP)
+    std::string login;  // SASL login, empty when not authenticated
+};
+
+// Postfix-style XCLIENT commands (XCLIENT_README) for the attributes the
+// backend announced. Values are xtext-encoded; lines stay within max_line
+// (RFC 5321's 512 by default), so long values go in several commands, each of
+// which the backend answers with 220.
+std::vector<std::string> xclient_commands(const ClientIdentity& id,
+                                          const std::set<std::string>& supported,
+                                          std::size_t max_line = 512);
+
+// PROXY protocol headers (haproxy's proxy-protocol.txt), v1 text and v2 binary.
+std::string proxy_v1_header(const ClientIdentity& id);
+std::string proxy_v2_header(const ClientIdentity& id);
+
+}  // namespace smtplb::proto

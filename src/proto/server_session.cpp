@@ -1,0 +1,273 @@
+#include "proto/server_session.hpp"
+
+namespace smtplb::proto {
+
+using Kind = ServerEvent::Kind;
+
+Reply data_outcome_reply(DataDecoder::Outcome outcome) {
+    switch (outcome) {
+        case DataDecoder::Outcome::TooBig:
+            return Reply::make(552, "5.3.4", "Message size exceeds fixed limit");
+        case DataDecoder::Outcome::BareLineEnding:
+            return Reply::make(550, "5.6.11", "Message contains bare CR or LF; use CRLF");
+        case DataDecoder::Outcome::LineTooLong:
+            return Reply::make(550, "5.6.0", "Message has a line that is too long");
+        case DataDecoder::Outcome::Ok:
+            break;
+    }
+    return Reply::make(250, "2.0.0", "Ok");
+}
+
+ServerSession::ServerSession(const ServerSettings& settings) : settings_(settings) {}
+
+void ServerSession::start() { reply(220, "", settings_.hostname + " ESMTP smtplb"); }
+
+void ServerSession::shutdown(const Reply& r) {
+    if (mode_ == Mode::Closed) return;
+    r.append_wire(output_);
+    mode_ = Mode::Closed;
+}
+
+void ServerSession::feed(std::string_view bytes) { input_.append(bytes); }
+
+void ServerSession::reply(int code, std::string_view enhanced, std::string_view text) {
+    Reply::make(code, enhanced, text).append_wire(output_);
+}
+
+void ServerSession::compact() {
+    if (consumed_ == input_.size()) {
+        input_.clear();
+        // An idle session should not keep a large buffer from a big message.
+        if (input_.capacity() > 4096) input_.shrink_to_fit();
+    } else if (consumed_ > 0) {
+        input_.erase(0, consumed_);
+    }
+    consumed_ = 0;
+}
+
+void ServerSession::reset_transaction() {
+    mail_accepted_ = false;
+    accepted_recipients_ = 0;
+    recipients_seen_ = 0;
+}
+
+std::optional<ServerEvent> ServerSession::error(int code, std::string_view enhanced,
+                                                std::string_view text) {
+    reply(code, enhanced, text);
+    if (++errors_ >= settings_.max_errors) {
+        reply(421, "4.7.0", settings_.hostname + " Error: too many errors");
+        mode_ = Mode::Closed;
+        return ServerEvent{Kind::Close};
+    }
+    return std::nullopt;
+}
+
+ServerEvent ServerSession::next() {
+    while (!pending_) {
+        std::string_view rest(input_.data() + consumed_, input_.size() - consumed_);
+        switch (mode_) {
+            case Mode::Closed:
+                return ServerEvent{Kind::Close};
+            case Mode::Data: {
+                consumed_ += decoder_->feed(rest);
+                if (!decoder_->done()) {
+                    compact();
+                    return ServerEvent{Kind::NeedInput};
+                }
+                mode_ = Mode::Command;
+                ServerEvent ev{Kind::MessageEnd};
+                ev.data_outcome = decoder_->outcome();
+                ev.message_size = decoder_->size();
+                decoder_.reset();
+                pending_ = Kind::MessageEnd;
+                return ev;
+            }
+            case Mode::SkipLine: {
+                auto lf = rest.find('\n');
+                if (lf == std::string_view::npos) {
+                    consumed_ = input_.size();
+                    compact();
+                    return ServerEvent{Kind::NeedInput};
+                }
+                consumed_ += lf + 1;
+                mode_ = Mode::Command;
+                break;
+            }
+            case Mode::Command: {
+                auto lf = rest.find('\n');
+                if (lf == std::string_view::npos && rest.size() < settings_.max_line_length) {
+                    compact();
+                    return ServerEvent{Kind::NeedInput};
+                }
+                if (lf == std::string_view::npos || lf + 1 > settings_.max_line_length) {
+                    // Drop the overlong line up to its end, wherever that is.
+                    consumed_ += lf == std::string_view::npos ? rest.size() : lf + 1;
+                    if (lf == std::string_view::npos) mode_ = Mode::SkipLine;
+                    if (auto ev = error(500, "5.5.2", "Error: line too long")) return *ev;
+                    break;
+                }
+                std::string_view line = rest.substr(0, lf);
+                if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+                consumed_ += lf + 1;
+                if (++commands_ > settings_.max_commands) {
+                    reply(421, "4.7.0", settings_.hostname + " Error: too many commands");
+                    mode_ = Mode::Closed;
+                    return ServerEvent{Kind::Close};
+                }
+                if (auto ev = handle_line(line)) return *ev;
+                break;
+            }
+        }
+    }
+    // Called again while an answer is owed: nothing can be processed.
+    return ServerEvent{Kind::NeedInput};
+}
+
+void ServerSession::ehlo_reply(std::string_view name) {
+    Reply r;
+    r.code = 250;
+    r.lines.push_back(settings_.hostname);
+    r.lines.push_back("PIPELINING");
+    r.lines.push_back("SIZE " + std::to_string(settings_.max_message_size));
+    r.lines.push_back("8BITMIME");
+    r.lines.push_back("ENHANCEDSTATUSCODES");
+    if (settings_.advertise_smtputf8) r.lines.push_back("SMTPUTF8");
+    if (settings_.advertise_xclient) r.lines.push_back("XCLIENT NAME ADDR PORT PROTO HELO LOGIN");
+    r.append_wire(output_);
+}
+
+std::optional<ServerEvent> ServerSession::handle_line(std::string_view line) {
+    if (line.find('\0') != std::string_view::npos)
+        return error(500, "5.5.2", "Error: NUL character in command");
+    Command cmd = parse_command(line);
+    if (!cmd.spec) return error(500, "5.5.2", "Error: command not recognized");
+    if (cmd.spec->needs_helo && settings_.require_helo && helo_.empty())
+        return error(503, "5.5.1", "Error: send HELO/EHLO first");
+
+    switch (cmd.spec->verb) {
+        case Verb::Helo:
+        case Verb::Ehlo: {
+            if (cmd.argument.empty()) return error(501, "5.5.4", "Syntax: EHLO hostname");
+            bool had_transaction = mail_accepted_;
+            reset_transaction();
+            helo_ = std::string(cmd.argument);
+            esmtp_ = cmd.spec->verb == Verb::Ehlo;
+            if (esmtp_) ehlo_reply(cmd.argument);
+            else reply(250, "", settings_.hostname);
+            if (had_transaction) return ServerEvent{Kind::Reset};
+            return std::nullopt;
+        }
+        case Verb::Mail: {
+            if (mail_accepted_) return error(503, "5.5.1", "Error: nested MAIL command");
+            MailArgument arg;
+            if (auto err = parse_mail_argument(cmd.argument, arg))
+                return error(err->code, err->enhanced, err->text);
+            if (arg.params.smtputf8 && !settings_.advertise_smtputf8)
+                return error(555, "5.5.4", "SMTPUTF8 is not supported");
+            if (arg.params.size && *arg.params.size > settings_.max_message_size) {
+                reply(552, "5.3.4", "Message size exceeds fixed limit");
+                return std::nullopt;
+            }
+            ServerEvent ev{Kind::Mail};
+            ev.path = std::move(arg.path);
+            ev.mail_params = arg.params;
+            pending_ = Kind::Mail;
+            return ev;
+        }
+        case Verb::Rcpt: {
+            if (!mail_accepted_) return error(503, "5.5.1", "Error: need MAIL command");
+            Path path;
+            if (auto err = parse_rcpt_argument(cmd.argument, path))
+                return error(err->code, err->enhanced, err->text);
+            if (recipients_seen_ >= settings_.max_recipients) {
+                reply(452, "4.5.3", "Error: too many recipients");
+                return std::nullopt;
+            }
+            ServerEvent ev{Kind::Rcpt};
+            ev.path = std::move(path);
+            pending_ = Kind::Rcpt;
+            return ev;
+        }
+        case Verb::Data:
+            if (!cmd.argument.empty()) return error(501, "5.5.4", "Syntax: DATA");
+            if (!mail_accepted_) return error(503, "5.5.1", "Error: need RCPT command");
+            if (accepted_recipients_ == 0) {
+                reply(554, "5.5.1", "Error: no valid recipients");
+                // Whatever was pipelined behind a refused DATA is message
+                // text; never run it as commands.
+                consumed_ = input_.size();
+                return std::nullopt;
+            }
+            data_pipelined_ = buffered_input() > 0;
+            pending_ = Kind::Data;
+            return ServerEvent{Kind::Data};
+        case Verb::Rset: {
+            bool had_transaction = mail_accepted_;
+            reset_transaction();
+            reply(250, "2.0.0", "Ok");
+            if (had_transaction) return ServerEvent{Kind::Reset};
+            return std::nullopt;
+        }
+        case Verb::Noop:
+            reply(250, "2.0.0", "Ok");
+            return std::nullopt;
+        case Verb::Quit:
+            reply(221, "2.0.0", "Bye");
+            mode_ = Mode::Closed;
+            return ServerEvent{Kind::Close};
+        case Verb::Vrfy:
+            reply(252, "2.5.0", "Cannot VRFY user, but will accept message and attempt delivery");
+            return std::nullopt;
+        case Verb::Help:
+            reply(214, "2.0.0", "See RFC 5321");
+            return std::nullopt;
+        case Verb::Xclient:
+            if (!settings_.advertise_xclient) break;
+            if (mail_accepted_) return error(503, "5.5.1", "Error: MAIL transaction in progress");
+            pending_ = Kind::Xclient;
+            return ServerEvent{Kind::Xclient, {}, {}, {}, 0, std::string(cmd.argument)};
+        default:
+            break;
+    }
+    return error(502, "5.5.1", "Error: command not implemented");
+}
+
+void ServerSession::answer(const Reply& r) {
+    if (!pending_) return;
+    Kind kind = *pending_;
+    pending_.reset();
+    r.append_wire(output_);
+    switch (kind) {
+        case Kind::Mail:
+            if (r.positive()) mail_accepted_ = true;
+            break;
+        case Kind::Rcpt:
+            ++recipients_seen_;
+            if (r.positive()) ++accepted_recipients_;
+            break;
+        case Kind::Data:
+            if (r.code == 354) {
+                DataDecoder::Limits limits{settings_.max_message_size,
+                                           settings_.max_data_line_length,
+                                           settings_.bare_line_endings};
+                decoder_.emplace(limits, body_sink_);
+                mode_ = Mode::Data;
+            } else if (data_pipelined_) {
+                consumed_ = input_.size();
+            }
+            break;
+        case Kind::MessageEnd:
+            reset_transaction();
+            break;
+        case Kind::Xclient:
+            if (r.code == 220) {
+                reset_transaction();
+                helo_.clear();
+            }
+            break;
+        default:
+            break;
+    }
+}
+
+}  // namespace smtplb::proto

@@ -1,0 +1,106 @@
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "proto/address.hpp"
+#include "proto/command.hpp"
+#include "proto/data_decoder.hpp"
+#include "proto/reply.hpp"
+
+namespace smtplb::proto {
+
+struct ServerSettings {
+    std::string hostname = "localhost";
+    std::size_t max_line_length = 512;  // command line including CRLF
+    std::size_t max_data_line_length = 65536;
+    std::uint64_t max_message_size = 50u << 20;
+    std::size_t max_recipients = 100;
+    std::size_t max_commands = 100000;  // per session
+    std::size_t max_errors = 10;        // protocol errors before 421
+    BareLineEndings bare_line_endings = BareLineEndings::Reject;
+    bool advertise_smtputf8 = true;
+    bool advertise_xclient = false;  // the built-in sink only
+    bool require_helo = true;
+};
+
+// What the caller must know or decide. Events marked "answer" wait for
+// answer(); the session processes no further input until then, which keeps
+// pipelined replies in order.
+struct ServerEvent {
+    enum class Kind {
+        NeedInput,   // all input used; write output() and read more
+        Close,       // write output() and close the connection
+        Reset,       // transaction abandoned: RSET, HELO, or failed DATA (notification)
+        Mail,        // answer: accept the sender?
+        Rcpt,        // answer: accept this recipient?
+        Data,        // answer: 354 to start the message, or a refusal
+        MessageEnd,  // answer: the message is complete (see data_outcome)
+        Xclient,     // answer: 220 applies the attributes (sink only)
+    };
+    Kind kind = Kind::NeedInput;
+    Path path;                     // Mail, Rcpt
+    MailParameters mail_params;    // Mail
+    DataDecoder::Outcome data_outcome = DataDecoder::Outcome::Ok;  // MessageEnd
+    std::uint64_t message_size = 0;                                // MessageEnd
+    std::string argument;                                          // Xclient
+};
+
+// The standard refusal for a message the decoder did not accept.
+Reply data_outcome_reply(DataDecoder::Outcome outcome);
+
+// The server side of one SMTP session, sans-I/O (DESIGN.md "proto").
+class ServerSession {
+public:
+    explicit ServerSession(const ServerSettings& settings);
+
+    // Queues the 220 greeting; call once before the first next().
+    void start();
+    // Queues a 421 and ends the session (timeouts, shutdown, overload).
+    void shutdown(const Reply& reply);
+    void feed(std::string_view bytes);
+    ServerEvent next();
+    void answer(const Reply& reply);
+
+    std::string& output() { return output_; }
+    // Where message content goes during DATA; null discards it.
+    void set_body_sink(BodySink* sink) { body_sink_ = sink; }
+
+    const std::string& helo() const { return helo_; }
+    bool esmtp() const { return esmtp_; }
+    bool in_transaction() const { return mail_accepted_; }
+    std::size_t accepted_recipients() const { return accepted_recipients_; }
+    std::size_t buffered_input() const { return input_.size() - consumed_; }
+
+private:
+    enum class Mode { Command, Data, SkipLine, Closed };
+    // Each returns an event for the caller, or nothing to go on reading.
+    std::optional<ServerEvent> handle_line(std::string_view line);
+    std::optional<ServerEvent> error(int code, std::string_view enhanced, std::string_view text);
+    void reply(int code, std::string_view enhanced, std::string_view text);
+    void reset_transaction();
+    void ehlo_reply(std::string_view name);
+    void compact();
+
+    const ServerSettings& settings_;
+    std::string input_;
+    std::size_t consumed_ = 0;
+    std::string output_;
+    Mode mode_ = Mode::Command;
+    std::optional<ServerEvent::Kind> pending_;
+    std::optional<DataDecoder> decoder_;
+    BodySink* body_sink_ = nullptr;
+
+    std::string helo_;
+    bool esmtp_ = false;
+    bool mail_accepted_ = false;
+    std::size_t accepted_recipients_ = 0;
+    std::size_t recipients_seen_ = 0;
+    std::size_t commands_ = 0;
+    std::size_t errors_ = 0;
+    bool data_pipelined_ = false;  // input followed DATA in the same group
+};
+
+}  // namespace smtplb::proto

@@ -17,11 +17,13 @@ void DataDecoder::end_line() {
     emit("\r\n");
     line_length_ = 0;
     state_ = State::LineStart;
+    crlf_before_ = true;
 }
 
 void DataDecoder::bare_ending() {
     if (limits_.bare == BareLineEndings::Reject) fail(Outcome::BareLineEnding);
     end_line();
+    crlf_before_ = false;
 }
 
 std::size_t DataDecoder::feed(std::string_view in) {
@@ -51,8 +53,12 @@ std::size_t DataDecoder::feed(std::string_view in) {
                 }
                 break;
             case State::DotCr:
-                if (c == '\n') {
+                if (c == '\n' && crlf_before_) {
                     state_ = State::Done;
+                    ++i;
+                } else if (c == '\n') {
+                    emit(".");  // "<LF>.<CRLF>": a content line holding one dot
+                    end_line();
                     ++i;
                 } else {
                     emit(".");

@@ -52,6 +52,9 @@ private:
     Outcome outcome_ = Outcome::Ok;
     std::uint64_t size_ = 0;
     std::size_t line_length_ = 0;
+    // Whether the previous line ended in CRLF: a "." line ends the data only
+    // then, so "<LF>.<CRLF>" is content, never an end (smuggling defence).
+    bool crlf_before_ = true;
 };
 
 }  // namespace smtplb::proto

@@ -1,1 +1,157 @@
 #include <gtest/gtest.h>
+
+#include "config/describe.hpp"
+#include "config/loader.hpp"
+
+using namespace smtplb::config;
+
+namespace {
+const char* kValid = R"(
+[server]
+hostname = "mx.example.net"
+tracking_log = "-"
+
+[[listener]]
+name = "internet"
+bind = "127.0.0.1:2525"
+accepted_domains = ["Example.NET"]
+pool = "hubs"
+max_message_size = "10MiB"
+
+[[listener]]
+name = "internal"
+bind = "127.0.0.1:2526"
+role = "relay"
+trusted_networks = ["10.0.0.0/8", "127.0.0.1"]
+pool = "hubs"
+client_identity = "proxy-v2"
+source_address = "127.0.0.3"
+
+[[pool]]
+name = "hubs"
+algorithm = "least_pending"
+
+[[pool.backend]]
+name = "hub1"
+address = "127.0.0.1:2601"
+weight = 3
+
+[[pool.backend]]
+name = "hub2"
+address = "127.0.0.1:2602"
+priority = 20
+
+[[pool]]
+name = "org"
+[[pool.backend]]
+name = "org1"
+address = "127.0.0.1:2700"
+
+[[route]]
+recipient_domain = "example.org"
+pool = "org"
+)";
+
+bool has_error(const LoadResult& r, const std::string& path, int line, const std::string& text) {
+    for (const auto& d : r.diagnostics.items)
+        if (d.path == path && (line == 0 || d.line == line) && d.message.find(text) != std::string::npos)
+            return true;
+    ADD_FAILURE() << "missing '" << path << ":" << line << " " << text << "' in\n"
+                  << r.diagnostics.format("test");
+    return false;
+}
+}  // namespace
+
+TEST(ConfigLoader, LoadsAValidFileWithDefaults) {
+    auto r = load_string(kValid, "test.toml");
+    ASSERT_TRUE(r.config) << r.diagnostics.format("test.toml");
+    const auto& c = *r.config;
+    ASSERT_EQ(c.listeners.size(), 2u);
+    EXPECT_EQ(c.listeners[0].accepted_domains[0], "example.net");
+    EXPECT_EQ(c.listeners[0].max_message_size, 10u << 20);
+    EXPECT_EQ(c.listeners[0].max_recipients, 100u);
+    EXPECT_EQ(c.listeners[1].client_identity, IdentityMode::ProxyV2);
+    EXPECT_EQ(c.listeners[1].source_address->to_string(), "127.0.0.3");
+    EXPECT_EQ(c.pools[0].algorithm, Algorithm::LeastPending);
+    EXPECT_EQ(c.pools[0].backends[0].weight, 3u);
+    EXPECT_EQ(c.pools[0].backends[1].priority, 20u);
+    EXPECT_EQ(c.routes[0].pool, "org");
+    // The effective configuration reads back to the same thing.
+    auto again = load_string(describe(c), "described");
+    ASSERT_TRUE(again.config) << again.diagnostics.format("described");
+    EXPECT_EQ(describe(*again.config), describe(c));
+}
+
+TEST(ConfigLoader, ReportsEveryErrorWithPathAndLine) {
+    auto r = load_string(R"([server]
+hostnme = "typo"
+
+[[listener]]
+name = "x"
+bind = "localhost:25"
+role = "outbound"
+pool = "nope"
+max_recipients = 0
+command_timeout = "5 parsecs"
+accepted_domains = ["example.net"]
+
+[[pool]]
+name = "p"
+algorithm = "fastest"
+[[pool.backend]]
+name = "b"
+address = "127.0.0.1:99999"
+weight = 0
+)",
+                         "bad.toml");
+    EXPECT_FALSE(r.config);
+    has_error(r, "server.hostnme", 2, "unknown key");
+    has_error(r, "listener[0].bind", 6, "numeric address");
+    has_error(r, "listener[0].role", 7, "inbound | relay | submission");
+    has_error(r, "listener[0].max_recipients", 9, "between 1 and 100000");
+    has_error(r, "listener[0].command_timeout", 10, "duration");
+    has_error(r, "pool[0].algorithm", 15, "round_robin");
+    has_error(r, "pool[0].backend[0].address", 18, "ADDRESS:PORT");
+    has_error(r, "pool[0].backend[0].weight", 19, "between 1 and 1000");
+    has_error(r, "listener[0].pool", 0, "no [[pool]] is named \"nope\"");
+}
+
+TEST(ConfigLoader, SyntaxErrorHasALine) {
+    auto r = load_string("[server]\nhostname = \n", "broken.toml");
+    EXPECT_FALSE(r.config);
+    ASSERT_FALSE(r.diagnostics.items.empty());
+    EXPECT_EQ(r.diagnostics.items[0].line, 2);
+}
+
+TEST(ConfigLoader, InboundNeedsDomainsAndRoutesNeedOneMatcher) {
+    auto r = load_string(R"(
+[[listener]]
+name = "in"
+bind = "127.0.0.1:25"
+pool = "p"
+[[pool]]
+name = "p"
+[[pool.backend]]
+name = "b"
+address = "127.0.0.1:26"
+[[route]]
+pool = "p"
+[[route]]
+recipient = "([a-z"
+pool = "p"
+)",
+                         "t");
+    EXPECT_FALSE(r.config);
+    has_error(r, "listener[0].accepted_domains", 0, "needs the domains");
+    has_error(r, "route[0]", 0, "exactly one of");
+    has_error(r, "route[1].recipient", 0, "regular expression");
+}
+
+TEST(ConfigLoader, UnimplementedFeaturesAreRefusedClearly) {
+    std::string text = kValid;
+    text.replace(text.find("algorithm = \"least_pending\""), 27,
+                 "algorithm = \"least_pending\"\non_unavailable = \"spool\"");
+    auto r = load_string(text, "t");
+    EXPECT_FALSE(r.config);
+    has_error(r, "pool[0].on_unavailable", 0, "not implemented");
+}

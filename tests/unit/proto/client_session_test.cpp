@@ -1,1 +1,49 @@
 #include <gtest/gtest.h>
+
+#include "proto/client_session.hpp"
+
+using namespace smtplb::proto;
+using Step = ClientSession::Step;
+
+TEST(ClientSession, MatchesPipelinedRepliesInOrderAndParsesCapabilities) {
+    ClientSession c;
+    c.feed("220 backend ESMTP\r\n");
+    auto g = c.next();
+    ASSERT_TRUE(g);
+    EXPECT_EQ(g->step, Step::Greeting);
+    c.send(Step::Ehlo, "EHLO lb\r\n");
+    c.feed("250-backend\r\n250-PIPELINING\r\n250-SIZE 10240000\r\n250-XCLIENT NAME ADDR PORT PROTO HELO LOGIN\r\n250 8BITMIME\r\n");
+    auto e = c.next();
+    ASSERT_TRUE(e);
+    EXPECT_TRUE(c.capabilities().pipelining);
+    EXPECT_EQ(*c.capabilities().size_limit, 10240000u);
+    EXPECT_TRUE(c.capabilities().xclient);
+    EXPECT_TRUE(c.capabilities().xclient_attributes.count("HELO"));
+    EXPECT_FALSE(c.capabilities().smtputf8);
+    c.send(Step::Mail, "MAIL FROM:<a@b>\r\n");
+    c.send(Step::Rcpt, "RCPT TO:<c@d>\r\n");
+    EXPECT_EQ(c.output(), "EHLO lb\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\n");
+    c.feed("250 2.1.0 Ok\r\n550 5.1.1 Unknown\r\n");
+    auto m = c.next();
+    auto r = c.next();
+    ASSERT_TRUE(m && r);
+    EXPECT_EQ(m->step, Step::Mail);
+    EXPECT_EQ(r->step, Step::Rcpt);
+    EXPECT_EQ(r->reply.code, 550);
+    EXPECT_TRUE(c.idle());
+}
+
+TEST(ClientSession, UnsolicitedReplyIsAFailure) {
+    ClientSession c;
+    c.feed("220 hi\r\n250 injected\r\n");
+    ASSERT_TRUE(c.next());
+    EXPECT_FALSE(c.next());
+    EXPECT_TRUE(c.failed());
+}
+
+TEST(ClientSession, GarbageIsAFailure) {
+    ClientSession c;
+    c.feed("SSH-2.0-OpenSSH_9.2\r\n");
+    EXPECT_FALSE(c.next());
+    EXPECT_TRUE(c.failed());
+}

@@ -1,1 +1,157 @@
 #include <gtest/gtest.h>
+
+#include <random>
+
+#include "proto/data_decoder.hpp"
+#include "proto/dot_stuffer.hpp"
+
+using namespace smtplb::proto;
+
+namespace {
+struct StringSink : BodySink {
+    std::string text;
+    void append(std::string_view b) override { text.append(b); }
+};
+
+struct Decoded {
+    bool done;
+    DataDecoder::Outcome outcome;
+    std::string body;
+    std::size_t used;
+};
+
+Decoded decode(std::string_view in, BareLineEndings mode = BareLineEndings::Reject,
+               bool byte_by_byte = false, std::uint64_t max_size = 1 << 20) {
+    StringSink sink;
+    DataDecoder d({max_size, 1000, mode}, &sink);
+    std::size_t used = 0;
+    if (byte_by_byte) {
+        while (used < in.size() && !d.done()) used += d.feed(in.substr(used, 1));
+    } else {
+        used = d.feed(in);
+    }
+    return {d.done(), d.outcome(), sink.text, used};
+}
+}  // namespace
+
+TEST(DataDecoder, EndsOnlyAtCrLfDotCrLf) {
+    auto r = decode("Subject: x\r\n\r\nbody\r\n.\r\nMAIL FROM:<a@b>\r\n");
+    EXPECT_TRUE(r.done);
+    EXPECT_EQ(r.outcome, DataDecoder::Outcome::Ok);
+    EXPECT_EQ(r.body, "Subject: x\r\n\r\nbody\r\n");
+    EXPECT_EQ(r.used, std::string("Subject: x\r\n\r\nbody\r\n.\r\n").size());
+}
+
+TEST(DataDecoder, RemovesStuffingDots) {
+    auto r = decode("..leading\r\n...\r\n.x\r\n.\r\n");
+    EXPECT_EQ(r.body, ".leading\r\n..\r\nx\r\n");
+}
+
+// The SMTP smuggling end-of-data variants: none may end the message, in
+// either mode; only the final <CRLF>.<CRLF> does.
+class Smuggling : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(Smuggling, VariantNeverEndsTheMessage) {
+    std::string variant = GetParam();
+    std::string stream = "Subject: a\r\n\r\nfirst" + variant +
+                         "MAIL FROM:<evil@example.org>\r\nRCPT TO:<victim@example.net>\r\nDATA\r\n"
+                         "Subject: smuggled\r\n\r\nhello\r\n.\r\n";
+    for (bool bytewise : {false, true}) {
+        auto rejected = decode(stream, BareLineEndings::Reject, bytewise);
+        EXPECT_TRUE(rejected.done);
+        EXPECT_EQ(rejected.used, stream.size()) << "ended early";
+        auto normalised = decode(stream, BareLineEndings::Normalise, bytewise);
+        EXPECT_TRUE(normalised.done);
+        EXPECT_EQ(normalised.used, stream.size()) << "ended early";
+        EXPECT_NE(normalised.body.find("Subject: smuggled"), std::string::npos);
+        // Everything the backend will get is CRLF-only.
+        for (std::size_t i = 0; i < normalised.body.size(); ++i) {
+            if (normalised.body[i] == '\n') {
+                ASSERT_GT(i, 0u);
+                EXPECT_EQ(normalised.body[i - 1], '\r');
+            }
+            if (normalised.body[i] == '\r') {
+                ASSERT_LT(i + 1, normalised.body.size());
+                EXPECT_EQ(normalised.body[i + 1], '\n');
+            }
+        }
+    }
+}
+
+INSTANTIATE_TEST_SUITE_P(EndOfDataVariants, Smuggling,
+                         ::testing::Values("\n.\n", "\r.\r", "\r.\n", "\n.\r", "\n.\r\n",
+                                           "\r\n.\n", "\r.\r\n", "\r\n.\r", "\r\r\n.\r\r\n",
+                                           "\n.\n\n", "\r\n.\r\r\n"));
+
+TEST(DataDecoder, NulDotIsNotTheEnd) {
+    std::string stream("a\r\n\0.\r\nb\r\n.\r\n", 13);
+    auto r = decode(stream);
+    EXPECT_TRUE(r.done);
+    EXPECT_EQ(r.used, stream.size());
+}
+
+TEST(DataDecoder, RejectModeFlagsBareLineEndings) {
+    EXPECT_EQ(decode("a\nb\r\n.\r\n").outcome, DataDecoder::Outcome::BareLineEnding);
+    EXPECT_EQ(decode("a\rb\r\n.\r\n").outcome, DataDecoder::Outcome::BareLineEnding);
+    EXPECT_EQ(decode("a\r\nb\r\n.\r\n").outcome, DataDecoder::Outcome::Ok);
+}
+
+TEST(DataDecoder, NormaliseModeRewritesToCrLf) {
+    auto r = decode("a\nb\rc\r\n.\r\n", BareLineEndings::Normalise);
+    EXPECT_EQ(r.outcome, DataDecoder::Outcome::Ok);
+    EXPECT_EQ(r.body, "a\r\nb\r\nc\r\n");
+}
+
+TEST(DataDecoder, SizeLimitStopsStoringButFindsTheEnd) {
+    std::string big;
+    for (int i = 0; i < 50; ++i) big += std::string(98, 'x') + "\r\n";
+    auto r = decode(big + ".\r\nNOOP\r\n", BareLineEndings::Reject, false, 1000);
+    EXPECT_TRUE(r.done);
+    EXPECT_EQ(r.outcome, DataDecoder::Outcome::TooBig);
+    EXPECT_LE(r.body.size(), 1000u);
+    EXPECT_EQ(r.used, big.size() + 3);
+}
+
+TEST(DataDecoder, LineLengthLimit) {
+    auto r = decode(std::string(1500, 'x') + "\r\n.\r\n");
+    EXPECT_EQ(r.outcome, DataDecoder::Outcome::LineTooLong);
+}
+
+TEST(DotStuffer, StuffsAndTerminates) {
+    DotStuffer s;
+    std::string out;
+    s.encode(".a\r\nb\r\n..\r\n", out);
+    s.finish(out);
+    EXPECT_EQ(out, "..a\r\nb\r\n...\r\n.\r\n");
+    DotStuffer empty;
+    std::string e;
+    empty.finish(e);
+    EXPECT_EQ(e, ".\r\n");
+}
+
+TEST(DotStuffer, RoundTripsRandomContentInRandomChunks) {
+    std::mt19937 rng(42);
+    const char alphabet[] = {'.', 'a', '\r', '\n'};
+    for (int round = 0; round < 500; ++round) {
+        // Canonical content: CRLF lines only.
+        std::string content;
+        int lines = rng() % 8;
+        for (int l = 0; l < lines; ++l) {
+            int len = rng() % 6;
+            for (int i = 0; i < len; ++i) content += alphabet[rng() % 2];
+            content += "\r\n";
+        }
+        DotStuffer s;
+        std::string wire;
+        for (std::size_t pos = 0; pos < content.size();) {
+            std::size_t n = 1 + rng() % 4;
+            s.encode(std::string_view(content).substr(pos, n), wire);
+            pos += n;
+        }
+        s.finish(wire);
+        auto back = decode(wire, BareLineEndings::Reject, round % 2 == 0);
+        ASSERT_TRUE(back.done);
+        EXPECT_EQ(back.used, wire.size());
+        EXPECT_EQ(back.body, content);
+    }
+}

@@ -1,1 +1,104 @@
 #include <gtest/gtest.h>
+
+#include "proto/server_session.hpp"
+#include "unit/proto/transcript.hpp"
+
+using namespace smtplb::proto;
+using smtplb::testing::golden_settings;
+using smtplb::testing::run_transcript;
+
+namespace {
+bool contains(const std::string& haystack, const std::string& needle) {
+    return haystack.find(needle) != std::string::npos;
+}
+}  // namespace
+
+TEST(ServerSession, GreetingAndEhloAdvertiseOnlyWhatWorks) {
+    auto t = run_transcript(golden_settings(), "EHLO x\r\n", 100);
+    EXPECT_TRUE(contains(t, "S: 220 mx.test ESMTP"));
+    EXPECT_TRUE(contains(t, "S: 250-PIPELINING"));
+    EXPECT_TRUE(contains(t, "S: 250-SIZE 2000"));
+    EXPECT_TRUE(contains(t, "S: 250-8BITMIME"));
+    EXPECT_FALSE(contains(t, "CHUNKING"));
+    EXPECT_FALSE(contains(t, "STARTTLS"));
+    EXPECT_FALSE(contains(t, "XCLIENT"));
+}
+
+TEST(ServerSession, PipelinedRepliesKeepOrderWhileAnEventIsPending) {
+    ServerSettings settings = golden_settings();
+    ServerSession s(settings);
+    s.start();
+    s.output().clear();
+    s.feed("EHLO x\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<c@d.example>\r\nNOOP\r\n");
+    auto ev = s.next();
+    ASSERT_EQ(ev.kind, ServerEvent::Kind::Mail);
+    // Nothing behind MAIL is processed until it is answered.
+    EXPECT_EQ(s.next().kind, ServerEvent::Kind::NeedInput);
+    EXPECT_FALSE(contains(s.output(), "NOOP"));
+    s.answer(Reply::make(250, "2.1.0", "Ok"));
+    ev = s.next();
+    ASSERT_EQ(ev.kind, ServerEvent::Kind::Rcpt);
+    s.answer(Reply::make(250, "2.1.5", "Ok"));
+    EXPECT_EQ(s.next().kind, ServerEvent::Kind::NeedInput);
+    auto out = s.output();
+    auto mail = out.find("250 2.1.0"), rcpt = out.find("250 2.1.5"), noop = out.rfind("250 2.0.0");
+    EXPECT_LT(mail, rcpt);
+    EXPECT_LT(rcpt, noop);
+}
+
+TEST(ServerSession, CommandLineLimitIsEnforcedWithoutBufferingTheLine) {
+    ServerSettings settings = golden_settings();
+    ServerSession s(settings);
+    s.start();
+    // 10 MB without a line end: memory must stay bounded.
+    std::string chunk(65536, 'A');
+    for (int i = 0; i < 160; ++i) {
+        s.feed(chunk);
+        auto ev = s.next();
+        ASSERT_NE(ev.kind, ServerEvent::Kind::Close);
+        EXPECT_LE(s.buffered_input(), settings.max_line_length);
+    }
+    s.feed("\r\nNOOP\r\n");
+    s.next();
+    EXPECT_TRUE(contains(s.output(), "500 5.5.2 Error: line too long"));
+    EXPECT_TRUE(contains(s.output(), "250 2.0.0 Ok"));
+}
+
+TEST(ServerSession, TooManyCommandsCloses) {
+    ServerSettings settings = golden_settings();
+    settings.max_commands = 5;
+    std::string in;
+    for (int i = 0; i < 10; ++i) in += "NOOP\r\n";
+    auto t = run_transcript(settings, in, in.size());
+    EXPECT_TRUE(contains(t, "421 4.7.0 mx.test Error: too many commands"));
+    EXPECT_TRUE(contains(t, "# close"));
+}
+
+TEST(ServerSession, TenThousandPipelinedCommandsAreAnsweredInOrder) {
+    ServerSettings settings = golden_settings();
+    settings.max_commands = 20000;
+    std::string in;
+    for (int i = 0; i < 10000; ++i) in += "NOOP\r\n";
+    auto t = run_transcript(settings, in, 4096);
+    std::size_t count = 0;
+    for (auto pos = t.find("250 2.0.0 Ok"); pos != std::string::npos; pos = t.find("250 2.0.0 Ok", pos + 1)) ++count;
+    EXPECT_EQ(count, 10000u);
+}
+
+TEST(ServerSession, ShutdownSendsReplyAndCloses) {
+    ServerSettings settings = golden_settings();
+    ServerSession s(settings);
+    s.start();
+    s.shutdown(Reply::make(421, "4.4.2", "timeout"));
+    EXPECT_EQ(s.next().kind, ServerEvent::Kind::Close);
+    EXPECT_TRUE(contains(s.output(), "421 4.4.2 timeout"));
+}
+
+TEST(ServerSession, RefusedDataDiscardsPipelinedText) {
+    auto t = run_transcript(golden_settings(),
+                            "EHLO x\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<bad@d.example>\r\nDATA\r\n"
+                            "MAIL FROM:<evil@e.example>\r\n",
+                            1000);
+    EXPECT_TRUE(contains(t, "554 5.5.1"));
+    EXPECT_FALSE(contains(t, "evil"));
+}

@@ -1,0 +1,133 @@
+#include "unit/proto/transcript.hpp"
+
+#include "base/text.hpp"
+
+namespace smtplb::testing {
+namespace {
+
+struct Sink : proto::BodySink {
+    std::string text;
+    void append(std::string_view b) override { text.append(b); }
+};
+
+void take_output(proto::ServerSession& s, std::string& out) {
+    std::string& o = s.output();
+    std::size_t start = 0;
+    while (start < o.size()) {
+        auto end = o.find("\r\n", start);
+        if (end == std::string::npos) end = o.size();
+        out += "S: " + o.substr(start, end - start) + "\n";
+        start = end + 2;
+    }
+    o.clear();
+}
+
+}  // namespace
+
+proto::ServerSettings golden_settings() {
+    proto::ServerSettings s;
+    s.hostname = "mx.test";
+    s.max_recipients = 3;
+    s.max_message_size = 2000;
+    s.max_errors = 6;
+    s.max_commands = 60;
+    return s;
+}
+
+std::string run_transcript(const proto::ServerSettings& settings, const std::string& input,
+                           std::size_t chunk_size) {
+    using Kind = proto::ServerEvent::Kind;
+    proto::ServerSession s(settings);
+    Sink body;
+    s.set_body_sink(&body);
+    s.start();
+    std::string out;
+    std::size_t fed = 0;
+    for (;;) {
+        auto ev = s.next();
+        take_output(s, out);
+        if (ev.kind == Kind::Close) {
+            out += "# close\n";
+            break;
+        }
+        if (ev.kind == Kind::NeedInput) {
+            if (fed >= input.size()) {
+                out += "# end of input\n";
+                break;
+            }
+            auto n = std::min(chunk_size, input.size() - fed);
+            s.feed(std::string_view(input).substr(fed, n));
+            fed += n;
+            continue;
+        }
+        switch (ev.kind) {
+            case Kind::Reset:
+                out += "# reset\n";
+                break;
+            case Kind::Mail:
+                out += "# mail <" + ev.path.mailbox.address() + ">\n";
+                s.answer(proto::Reply::make(250, "2.1.0", "Ok"));
+                break;
+            case Kind::Rcpt: {
+                const auto& local = ev.path.mailbox.local;
+                out += "# rcpt <" + ev.path.mailbox.address() + ">\n";
+                if (local.rfind("bad", 0) == 0) s.answer(proto::Reply::make(550, "5.1.1", "User unknown"));
+                else if (local.rfind("busy", 0) == 0) s.answer(proto::Reply::make(451, "4.3.0", "Try later"));
+                else s.answer(proto::Reply::make(250, "2.1.5", "Ok"));
+                break;
+            }
+            case Kind::Data:
+                out += "# data\n";
+                body.text.clear();
+                s.answer(proto::Reply::make(354, "", "Go ahead"));
+                break;
+            case Kind::MessageEnd:
+                out += "# message size=" + std::to_string(ev.message_size) + " outcome=" +
+                       std::to_string(static_cast<int>(ev.data_outcome)) + " body=" +
+                       base::printable(body.text, 400) + "\n";
+                if (ev.data_outcome == proto::DataDecoder::Outcome::Ok)
+                    s.answer(proto::Reply::make(250, "2.0.0", "Ok: queued"));
+                else s.answer(proto::data_outcome_reply(ev.data_outcome));
+                break;
+            case Kind::Xclient:
+                out += "# xclient " + ev.argument + "\n";
+                s.answer(proto::Reply::make(220, "", "mx.test ESMTP"));
+                break;
+            default:
+                break;
+        }
+    }
+    return out;
+}
+
+std::string decode_golden_input(const std::string& text) {
+    std::string out;
+    std::size_t i = 0;
+    while (i < text.size()) {
+        auto nl = text.find('\n', i);
+        std::string line = text.substr(i, nl == std::string::npos ? std::string::npos : nl - i);
+        i = nl == std::string::npos ? text.size() : nl + 1;
+        bool continued = !line.empty() && line.back() == '\\' &&
+                         (line.size() < 2 || line[line.size() - 2] != '\\');
+        if (continued) line.pop_back();
+        for (std::size_t k = 0; k < line.size(); ++k) {
+            if (line[k] != '\\' || k + 1 >= line.size()) {
+                out += line[k];
+                continue;
+            }
+            char e = line[++k];
+            if (e == 'r') out += '\r';
+            else if (e == 'n') out += '\n';
+            else if (e == '0') out += '\0';
+            else if (e == '\\') out += '\\';
+            else if (e == 'x' && k + 2 < line.size()) {
+                out += static_cast<char>(std::stoi(line.substr(k + 1, 2), nullptr, 16));
+                k += 2;
+            } else out += e;
+        }
+        if (!continued) out += "\r\n";
+    }
+    return out;
+}
+
+}  // namespace smtplb::testing

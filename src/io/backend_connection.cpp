@@ -102,7 +102,9 @@ awaitable<bool> BackendConnection::send_identity(const proto::ClientIdentity& id
             co_return false;
         }
     }
-    protocol_.send(Step::Ehlo, "EHLO " + hostname + "\r\n");
+    // Postfix takes the HELO name from the EHLO that must follow XCLIENT,
+    // so that EHLO carries the client's name (as nginx's mail proxy does).
+    protocol_.send(Step::Ehlo, "EHLO " + proto::safe_helo(id.helo, hostname) + "\r\n");
     auto ehlo = co_await next(timeout);
     if (!ehlo) co_return false;
     if (ehlo->reply.code != 250) {

@@ -47,6 +47,13 @@ std::vector<std::string> xclient_commands(const ClientIdentity& id,
     return lines;
 }
 
+std::string safe_helo(const std::string& helo, const std::string& fallback) {
+    if (helo.empty() || helo.size() > 255) return fallback;
+    for (unsigned char c : helo)
+        if (c <= 32 || c >= 127) return fallback;
+    return helo;
+}
+
 std::string proxy_v1_header(const ClientIdentity& id) {
     auto src = id.address.unmapped(), dst = id.local_address.unmapped();
     if (src.v6 != dst.v6) {

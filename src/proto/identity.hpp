@@ -27,6 +27,10 @@ std::vector<std::string> xclient_commands(const ClientIdentity& id,
                                           const std::set<std::string>& supported,
                                           std::size_t max_line = 512);
 
+// The client's HELO name if it is one printable word, else `fallback`: it
+// goes into an EHLO we send, so it must not carry anything but a name.
+std::string safe_helo(const std::string& helo, const std::string& fallback);
+
 // PROXY protocol headers (haproxy's proxy-protocol.txt), v1 text and v2 binary.
 std::string proxy_v1_header(const ClientIdentity& id);
 std::string proxy_v2_header(const ClientIdentity& id);

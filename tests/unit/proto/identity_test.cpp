@@ -73,3 +73,12 @@ TEST(Proxy, V2Header) {
     EXPECT_EQ(static_cast<unsigned char>(h[16 + 3]), 2);  // 127.0.0.2
     EXPECT_EQ((static_cast<unsigned char>(h[24]) << 8) | static_cast<unsigned char>(h[25]), 40000);
 }
+
+TEST(SafeHelo, OnlyOnePrintableWordPasses) {
+    EXPECT_EQ(safe_helo("client.example", "lb"), "client.example");
+    EXPECT_EQ(safe_helo("[192.0.2.1]", "lb"), "[192.0.2.1]");
+    EXPECT_EQ(safe_helo("two words", "lb"), "lb");
+    EXPECT_EQ(safe_helo("", "lb"), "lb");
+    EXPECT_EQ(safe_helo("caf\xc3\xa9", "lb"), "lb");
+    EXPECT_EQ(safe_helo(std::string(300, 'a'), "lb"), "lb");
+}

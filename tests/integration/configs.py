@@ -1,0 +1,45 @@
+"""Builds smtplb configurations for the integration tests."""
+
+
+def toml_value(v):
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return str(v)
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(toml_value(x) for x in v) + "]"
+    return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def table(header, values):
+    out = [header]
+    out += [f"{k} = {toml_value(v)}" for k, v in values.items()]
+    return "\n".join(out) + "\n\n"
+
+
+def balancer(port, backends, pool_options=None, listener_options=None, extra_pools=(), routes=(),
+             extra_listeners=()):
+    """backends: list of (name, port) or (name, port, {options})."""
+    text = table("[server]", {"hostname": "lb.test", "state_dir": "@STATE@",
+                              "tracking_log": "@TRACKING@"})
+    listener = {"name": "internet", "bind": f"127.0.0.1:{port}", "role": "inbound",
+                "accepted_domains": ["example.net"], "pool": "hubs"}
+    listener.update(listener_options or {})
+    text += table("[[listener]]", listener)
+    for extra in extra_listeners:
+        text += table("[[listener]]", extra)
+    pool = {"name": "hubs"}
+    pool.update(pool_options or {})
+    text += table("[[pool]]", pool)
+    for b in backends:
+        values = {"name": b[0], "address": f"127.0.0.1:{b[1]}"}
+        if len(b) > 2:
+            values.update(b[2])
+        text += table("[[pool.backend]]", values)
+    for name, members in extra_pools:
+        text += table("[[pool]]", {"name": name})
+        for b in members:
+            text += table("[[pool.backend]]", {"name": b[0], "address": f"127.0.0.1:{b[1]}"})
+    for r in routes:
+        text += table("[[route]]", r)
+    return text

@@ -1,0 +1,292 @@
+"""Helpers for integration tests: the real smtplb binary, its built-in sink,
+and a private Postfix instance, all on loopback, all stopped by the test.
+
+Only the standard library is used, so the tests run wherever python3 does.
+"""
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+SMTPLB = None  # set by main()
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port, host="127.0.0.1", timeout=10.0, proc=None):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode} before listening on {port}")
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on {host}:{port} after {timeout}s")
+
+
+def wait_until(predicate, timeout=10.0, what="condition"):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+class Process:
+    """A child process started by the test and stopped by it (SIGTERM, then SIGKILL)."""
+
+    def __init__(self, args, stdout=None, stderr=None):
+        self.args = args
+        self.stdout_path = stdout
+        self.stderr_path = stderr
+        self.proc = None
+
+    def start(self):
+        out = open(self.stdout_path, "wb") if self.stdout_path else subprocess.DEVNULL
+        err = open(self.stderr_path, "wb") if self.stderr_path else subprocess.DEVNULL
+        try:
+            self.proc = subprocess.Popen(self.args, stdout=out, stderr=err)
+        finally:
+            for f in (out, err):
+                if f is not subprocess.DEVNULL:
+                    f.close()  # the child has its own copy
+        return self
+
+    def stop(self, timeout=10):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode if self.proc else None
+
+
+class Sink:
+    """`smtplb sink` recording each message it accepts as a JSON line."""
+
+    def __init__(self, workdir, name, faults=(), extra=()):
+        self.port = free_port()
+        self.name = name
+        self.record = os.path.join(workdir, f"{name}.jsonl")
+        args = [SMTPLB, "sink", "--listen", f"127.0.0.1:{self.port}", "--record", self.record,
+                "--hostname", f"{name}.test"]
+        for f in faults:
+            args += ["--fault", f]
+        args += list(extra)
+        self.process = Process(args, stdout=os.path.join(workdir, f"{name}.out"),
+                               stderr=os.path.join(workdir, f"{name}.err"))
+
+    def start(self):
+        self.process.start()
+        wait_for_port(self.port, proc=self.process.proc)
+        return self
+
+    def stop(self):
+        self.process.stop()
+
+    def messages(self):
+        if not os.path.exists(self.record):
+            return []
+        with open(self.record) as f:
+            return [json.loads(line) for line in f if line.endswith("\n")]
+
+
+class Smtplb:
+    """`smtplb run` on a configuration written into the work directory."""
+
+    def __init__(self, workdir, config_text, name="smtplb"):
+        self.workdir = workdir
+        self.config = os.path.join(workdir, f"{name}.toml")
+        self.tracking = os.path.join(workdir, f"{name}-tracking.jsonl")
+        self.stderr = os.path.join(workdir, f"{name}.err")
+        with open(self.config, "w") as f:
+            f.write(config_text.replace("@TRACKING@", self.tracking).replace("@STATE@", workdir))
+        self.process = Process([SMTPLB, "run", "--config", self.config], stderr=self.stderr)
+
+    def start(self, port):
+        self.process.start()
+        try:
+            wait_for_port(port, proc=self.process.proc)
+        except RuntimeError:
+            with open(self.stderr) as f:
+                raise RuntimeError("smtplb did not start:\n" + f.read())
+        return self
+
+    def stop(self):
+        rc = self.process.stop()
+        return rc
+
+    def tracking_records(self):
+        if not os.path.exists(self.tracking):
+            return []
+        with open(self.tracking) as f:
+            # A line still being written has no newline yet.
+            return [json.loads(line) for line in f if line.endswith("\n")]
+
+
+def postfix_available():
+    return shutil.which("postfix") is not None and os.geteuid() == 0
+
+
+class Postfix:
+    """A private Postfix instance (its own config, queue and log directories)
+    whose smtpd listens on a loopback port and discards what it accepts."""
+
+    MASTER = """\
+{listen} inet n - n - - smtpd {smtpd_args}
+pickup    unix  n       -       n       60      1       pickup
+cleanup   unix  n       -       n       -       0       cleanup
+qmgr      unix  n       -       n       300     1       qmgr
+rewrite   unix  -       -       n       -       -       trivial-rewrite
+bounce    unix  -       -       n       -       0       bounce
+defer     unix  -       -       n       -       0       bounce
+trace     unix  -       -       n       -       0       bounce
+verify    unix  -       -       n       -       1       verify
+proxymap  unix  -       -       n       -       -       proxymap
+showq     unix  n       -       n       -       -       showq
+error     unix  -       -       n       -       -       error
+retry     unix  -       -       n       -       -       error
+discard   unix  -       -       n       -       -       discard
+anvil     unix  -       -       n       -       1       anvil
+scache    unix  -       -       n       -       1       scache
+postlog   unix-dgram n  -       n       -       1       postlogd
+"""
+
+    def __init__(self, workdir, name="postfix", smtpd_args="", extra_main=""):
+        self.dir = os.path.join(workdir, name)
+        self.conf = os.path.join(self.dir, "conf")
+        self.log = os.path.join(self.dir, "maillog")
+        self.port = free_port()
+        for d in ("conf", "queue", "data"):
+            os.makedirs(os.path.join(self.dir, d), exist_ok=True)
+        shutil.chown(os.path.join(self.dir, "data"), "postfix")
+        # The work directory must be traversable by the postfix user.
+        for d in (workdir, self.dir):
+            os.chmod(d, 0o755)
+        main = f"""\
+compatibility_level = 3.6
+queue_directory = {self.dir}/queue
+data_directory = {self.dir}/data
+command_directory = /usr/sbin
+daemon_directory = /usr/lib/postfix/sbin
+meta_directory = /etc/postfix
+shlib_directory = /usr/lib/postfix
+mail_owner = postfix
+setgid_group = postdrop
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
+myhostname = {name}.test
+mydestination =
+mynetworks = 127.0.0.0/8
+relay_domains = example.net
+smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination
+smtpd_authorized_xclient_hosts = 127.0.0.1/32
+default_transport = discard
+relay_transport = discard
+local_transport = discard
+maillog_file = {self.log}
+maillog_file_prefixes = {workdir}
+smtpd_banner = $myhostname ESMTP
+{extra_main}
+"""
+        with open(os.path.join(self.conf, "main.cf"), "w") as f:
+            f.write(main)
+        with open(os.path.join(self.conf, "master.cf"), "w") as f:
+            f.write(self.MASTER.format(listen=f"127.0.0.1:{self.port}", smtpd_args=smtpd_args))
+
+    def _postfix(self, verb):
+        # postfix prints its reasons only to a terminal: give it one.
+        return subprocess.run(["script", "-qc", f"postfix -c {self.conf} {verb}", "/dev/null"],
+                              capture_output=True, text=True, timeout=60)
+
+    def start(self):
+        r = self._postfix("start")
+        if r.returncode != 0:
+            raise RuntimeError("postfix start failed: " + r.stdout + r.stderr)
+        wait_for_port(self.port)
+        return self
+
+    def stop(self):
+        self._postfix("stop")
+
+    def log_lines(self):
+        if not os.path.exists(self.log):
+            return []
+        with open(self.log, errors="replace") as f:
+            return f.read().splitlines()
+
+
+class SmtpClient:
+    """A raw SMTP client for hostile tests: sends exactly the bytes given."""
+
+    def __init__(self, port, source="127.0.0.1", timeout=10):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout,
+                                             source_address=(source, 0))
+        self.buf = b""
+
+    def read_reply(self):
+        lines = []
+        while True:
+            while b"\r\n" not in self.buf:
+                data = self.sock.recv(65536)
+                if not data:
+                    raise ConnectionError("closed; got " + repr(lines))
+                self.buf += data
+            line, self.buf = self.buf.split(b"\r\n", 1)
+            lines.append(line.decode(errors="replace"))
+            if len(line) < 4 or line[3:4] != b"-":
+                return lines
+
+    def code(self):
+        return int(self.read_reply()[-1][:3])
+
+    def send(self, data):
+        self.sock.sendall(data if isinstance(data, bytes) else data.encode())
+
+    def command(self, line):
+        self.send(line + "\r\n")
+        return self.read_reply()
+
+    def close(self):
+        self.sock.close()
+
+
+class WorkdirTestCase(unittest.TestCase):
+    """Each test gets a fresh directory, removed unless SMTPLB_KEEP is set."""
+
+    def setUp(self):
+        self.workdir = tempfile.mkdtemp(prefix="smtplb-it-")
+        self._cleanups = []
+
+    def started(self, thing):
+        self.addCleanup(thing.stop)
+        return thing.start() if not isinstance(thing, Smtplb) else thing
+
+    def tearDown(self):
+        if not os.environ.get("SMTPLB_KEEP"):
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def main():
+    global SMTPLB
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--smtplb", required=True)
+    args, rest = parser.parse_known_args()
+    SMTPLB = os.path.abspath(args.smtplb)
+    unittest.main(argv=[sys.argv[0]] + rest, verbosity=2)

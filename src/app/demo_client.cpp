@@ -35,7 +35,8 @@ io::awaitable<DemoOutcome> send_over_one_connection(std::uint16_t port, DemoTraf
             smtp.feed(bytes);
         }
     };
-    if (!co_await next()) {
+    auto greeting = co_await next();
+    if (!greeting) {
         outcome.error = "no greeting";
         co_return outcome;
     }

@@ -42,7 +42,8 @@ awaitable<bool> BackendConnection::flush() {
 }
 
 awaitable<std::optional<BackendConnection::Completion>> BackendConnection::next(Millis timeout) {
-    if (!co_await flush()) co_return std::nullopt;
+    bool flushed = co_await flush();
+    if (!flushed) co_return std::nullopt;
     deadline_->expires_after(timeout);
     for (;;) {
         if (auto done = protocol_.next()) co_return done;
@@ -62,8 +63,10 @@ awaitable<std::optional<BackendConnection::Completion>> BackendConnection::next(
 }
 
 awaitable<bool> BackendConnection::drain(Millis timeout) {
-    while (!protocol_.idle())
-        if (!co_await next(timeout)) co_return false;
+    while (!protocol_.idle()) {
+        auto reply = co_await next(timeout);
+        if (!reply) co_return false;
+    }
     co_return true;
 }
 
@@ -117,7 +120,8 @@ awaitable<bool> BackendConnection::send_identity(const proto::ClientIdentity& id
 }
 
 awaitable<bool> BackendConnection::reset(Millis timeout) {
-    if (!co_await drain(timeout)) co_return false;
+    bool drained = co_await drain(timeout);
+    if (!drained) co_return false;
     protocol_.send(Step::Rset, "RSET\r\n");
     auto reply = co_await next(timeout);
     co_return reply && reply->reply.code == 250;

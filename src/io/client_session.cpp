@@ -189,7 +189,8 @@ awaitable<void> ClientSession::run() {
         auto ev = protocol_.next();
         switch (ev.kind) {
             case Kind::NeedInput: {
-                if (!co_await flush()) {
+                bool flushed = co_await flush();
+                if (!flushed) {
                     open = false;
                     break;
                 }

@@ -103,7 +103,8 @@ awaitable<std::unique_ptr<BackendConnection>> Relay::acquire(std::size_t backend
                                         ? proto::proxy_v1_header(identity_)
                                         : proto::proxy_v2_header(identity_);
     }
-    if (!co_await conn->handshake(context_.hostname, reply_timeout())) {
+    bool greeted = co_await conn->handshake(context_.hostname, reply_timeout());
+    if (!greeted) {
         record(backend, "greeting", conn->failure());
         co_return nullptr;
     }
@@ -115,7 +116,10 @@ awaitable<void> Relay::release_current(bool needs_reset) {
     auto conn = std::move(conn_);
     auto& state = pool_->backend(conn->backend());
     if (state.pending > 0) --state.pending;
-    if (needs_reset && !co_await conn->reset(reply_timeout())) co_return;  // broken: dropped
+    if (needs_reset) {
+        bool clean = co_await conn->reset(reply_timeout());
+        if (!clean) co_return;  // broken: dropped
+    }
     keep(std::move(conn));
 }
 
@@ -137,8 +141,9 @@ awaitable<proto::Reply> Relay::establish(const proto::Mailbox* new_rcpt) {
             continue;
         }
         if (context_.identity_mode == config::IdentityMode::Xclient) {
-            if (!co_await conn->send_identity(identity_, session_, context_.hostname,
-                                              reply_timeout())) {
+            bool identified = co_await conn->send_identity(identity_, session_, context_.hostname,
+                                                           reply_timeout());
+            if (!identified) {
                 record(backend, "xclient", conn->failure());
                 ++state.counters.failed;
                 continue;  // a backend refusing XCLIENT is misconfigured; not "down"
@@ -203,7 +208,8 @@ awaitable<proto::Reply> Relay::establish(const proto::Mailbox* new_rcpt) {
         }
         if (!ok) {
             ++state.counters.deferred;
-            if (co_await conn->reset(reply_timeout())) keep(std::move(conn));
+            bool clean = co_await conn->reset(reply_timeout());
+            if (clean) keep(std::move(conn));
             continue;
         }
         pool_->report_success(backend);
@@ -287,7 +293,8 @@ awaitable<proto::Reply> Relay::deliver(const MessageBuffer& body) {
             if (sent) {
                 stuffer.finish(proto.output());
                 proto.expect(Step::Message);
-                if (auto done = co_await conn_->next(reply_timeout())) final_reply = done->reply;
+                auto done = co_await conn_->next(reply_timeout());
+                if (done) final_reply = done->reply;
             }
         } else if (data) {
             final_reply = data->reply;

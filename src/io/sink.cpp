@@ -171,15 +171,18 @@ awaitable<void> SinkSession::run() {
             protocol_.feed(bytes);
             continue;
         }
+        bool handled = false;
         switch (ev.kind) {
             case Kind::Mail:
                 from_ = ev.path.null ? "" : ev.path.mailbox.address();
                 rcpts_.clear();
-                if (!co_await apply(fault(SinkFault::Stage::Mail)))
+                handled = co_await apply(fault(SinkFault::Stage::Mail));
+                if (!handled)
                     protocol_.answer(Reply::make(250, "2.1.0", "Ok"));
                 break;
             case Kind::Rcpt:
-                if (!co_await apply(fault(SinkFault::Stage::Rcpt))) {
+                handled = co_await apply(fault(SinkFault::Stage::Rcpt));
+                if (!handled) {
                     rcpts_.push_back(ev.path.mailbox.address());
                     protocol_.answer(Reply::make(250, "2.1.5", "Ok"));
                 }
@@ -187,13 +190,17 @@ awaitable<void> SinkSession::run() {
             case Kind::Data:
                 body_.text.clear();
                 body_.size = 0;
-                if (!co_await apply(fault(SinkFault::Stage::Data)))
+                handled = co_await apply(fault(SinkFault::Stage::Data));
+                if (!handled)
                     protocol_.answer(Reply::make(354, "", "End data with <CR><LF>.<CR><LF>"));
                 break;
             case Kind::MessageEnd:
                 if (ev.data_outcome != proto::DataDecoder::Outcome::Ok) {
                     protocol_.answer(proto::data_outcome_reply(ev.data_outcome));
-                } else if (!co_await apply(fault(SinkFault::Stage::Message))) {
+                    break;
+                }
+                handled = co_await apply(fault(SinkFault::Stage::Message));
+                if (!handled) {
                     ++sink_.stats_.messages;
                     sink_.stats_.recipients += rcpts_.size();
                     sink_.stats_.bytes += body_.size;

@@ -1,0 +1,129 @@
+"""Per-message balancing, invisible retries and live recipient checks, against
+`smtplb sink` backends with injected faults."""
+import smtplib
+import subprocess
+
+import configs
+from harness import Sink, Smtplb, WorkdirTestCase, free_port, main, wait_until
+
+
+class Balancing(WorkdirTestCase):
+    def sinks(self, *specs):
+        out = []
+        for name, faults in specs:
+            s = Sink(self.workdir, name, faults)
+            s.start()
+            self.addCleanup(s.stop)
+            out.append(s)
+        return out
+
+    def balancer(self, sinks, **kwargs):
+        port = free_port()
+        lb = Smtplb(self.workdir, configs.balancer(port, [(s.name, s.port) for s in sinks], **kwargs))
+        lb.start(port)
+        self.addCleanup(lb.stop)
+        return port, lb
+
+    def test_one_connection_300_messages_spread_over_three_backends(self):
+        sinks = self.sinks(("a", []), ("b", []), ("c", []))
+        port, lb = self.balancer(sinks)
+        # smtp-source -d: one session reused for every message, like an appliance.
+        r = subprocess.run(["smtp-source", "-d", "-s", "1", "-m", "300", "-l", "1024",
+                            "-f", "app@example.org", "-t", "user@example.net", f"127.0.0.1:{port}"],
+                           capture_output=True, text=True, timeout=120)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        wait_until(lambda: sum(len(s.messages()) for s in sinks) >= 300, what="300 messages")
+        counts = [len(s.messages()) for s in sinks]
+        self.assertEqual(sum(counts), 300)
+        for c in counts:
+            self.assertGreaterEqual(c, 95, counts)
+            self.assertLessEqual(c, 105, counts)
+
+    def test_weights_and_identity_reach_backends(self):
+        sinks = self.sinks(("heavy", []), ("light", []))
+        port = free_port()
+        text = configs.balancer(port, [("heavy", sinks[0].port, {"weight": 3}),
+                                       ("light", sinks[1].port, {"weight": 1})])
+        lb = Smtplb(self.workdir, text)
+        lb.start(port)
+        self.addCleanup(lb.stop)
+        with smtplib.SMTP("127.0.0.1", port, local_hostname="client.example",
+                          source_address=("127.0.0.2", 0), timeout=30) as s:
+            for i in range(40):
+                s.sendmail("a@example.org", ["u@example.net"], f"Subject: {i}\r\n\r\nx\r\n")
+        wait_until(lambda: sum(len(s.messages()) for s in sinks) >= 40, what="40 messages")
+        self.assertEqual([len(s.messages()) for s in sinks], [30, 10])
+        for m in sinks[0].messages() + sinks[1].messages():
+            self.assertEqual(m["client"], "127.0.0.2")  # XCLIENT ADDR
+            self.assertEqual(m["client_helo"], "client.example")
+
+    def test_deferring_and_dead_backends_are_invisible_to_the_client(self):
+        sinks = self.sinks(("defers_mail", ["mail=452:4.3.1"]), ("defers_end", ["message=451"]),
+                           ("drops", ["data=drop"]), ("good", []))
+        dead_port = free_port()  # nothing listens here
+        port = free_port()
+        backends = [(s.name, s.port) for s in sinks] + [("dead", dead_port)]
+        lb = Smtplb(self.workdir, configs.balancer(port, backends, pool_options={"max_attempts": 5}))
+        lb.start(port)
+        self.addCleanup(lb.stop)
+        with smtplib.SMTP("127.0.0.1", port, timeout=30) as s:
+            for i in range(30):
+                refused = s.sendmail("a@example.org", ["u@example.net", "v@example.net"],
+                                     f"Subject: {i}\r\n\r\nbody {i}\r\n")
+                self.assertEqual(refused, {})
+        good = sinks[3]
+        wait_until(lambda: len(good.messages()) >= 30, what="all 30 at the good backend")
+        self.assertEqual(len(good.messages()), 30)
+        for s in sinks[:3]:
+            self.assertEqual(s.messages(), [], s.name)
+        self.assertEqual(sorted(good.messages()[0]["rcpt"]), ["u@example.net", "v@example.net"])
+        wait_until(lambda: len(lb.tracking_records()) >= 30, what="tracking")
+        tried = {a["backend"] for r in lb.tracking_records() for a in r["attempts"]}
+        self.assertTrue({"defers_mail", "defers_end", "good"} <= tried, tried)
+        self.assertTrue(all(r["result"] == "relayed" for r in lb.tracking_records()))
+
+    def test_permanent_recipient_verdict_reaches_the_client_unchanged(self):
+        sinks = self.sinks(("strict", ["rcpt=550:5.1.1"]))
+        port, _ = self.balancer(sinks)
+        with smtplib.SMTP("127.0.0.1", port, timeout=30) as s:
+            s.ehlo("client.example")
+            s.mail("a@example.org")
+            code, msg = s.rcpt("nobody@example.net")
+            self.assertEqual(code, 550)
+            self.assertIn(b"5.1.1", msg)
+
+    def test_client_gets_451_only_when_no_backend_can_take_it(self):
+        sinks = self.sinks(("x", ["mail=421"]), ("y", ["rcpt=452"]))
+        port, lb = self.balancer(sinks)
+        with smtplib.SMTP("127.0.0.1", port, timeout=30) as s:
+            s.ehlo("client.example")
+            s.mail("a@example.org")
+            code, msg = s.rcpt("u@example.net")
+            self.assertEqual(code, 451, msg)
+            self.assertIn(b"4.4.1", msg)
+
+    def test_recipient_for_another_pool_gets_452_453(self):
+        a, b = self.sinks(("net", []), ("org", []))
+        port = free_port()
+        text = configs.balancer(port, [("net", a.port)],
+                                listener_options={"accepted_domains": ["example.net", "example.org"]},
+                                extra_pools=[("orgpool", [("org", b.port)])],
+                                routes=[{"recipient_domain": "example.org", "pool": "orgpool"}])
+        lb = Smtplb(self.workdir, text)
+        lb.start(port)
+        self.addCleanup(lb.stop)
+        with smtplib.SMTP("127.0.0.1", port, timeout=30) as s:
+            s.ehlo("client.example")
+            s.mail("a@example.com")
+            self.assertEqual(s.rcpt("x@example.org")[0], 250)
+            code, msg = s.rcpt("y@example.net")
+            self.assertEqual(code, 452)
+            self.assertIn(b"4.5.3", msg)
+            s.data(b"Subject: routed\r\n\r\nx\r\n")
+        wait_until(lambda: len(b.messages()) == 1, what="message at the org pool")
+        self.assertEqual(a.messages(), [])
+        self.assertEqual(b.messages()[0]["rcpt"], ["x@example.org"])
+
+
+if __name__ == "__main__":
+    main()

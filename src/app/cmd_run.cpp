@@ -26,14 +26,23 @@ int run_daemon(const std::string& path) {
                   << ports[i] << "\n";
 
     io::asio::signal_set signals(*io, SIGINT, SIGTERM);
-    io::asio::steady_timer grace(*io);
     signals.async_wait([&](const io::error_code& ec, int signo) {
         if (ec) return;
         std::cerr << "smtplb: signal " << signo << ", stopping\n";
         balancer->stop();
-        // Sessions in progress get a few seconds to finish their transaction.
-        grace.expires_after(std::chrono::seconds(5));
-        grace.async_wait([&](const io::error_code&) { io->stop(); });
+        // Sessions in progress get a few seconds to finish their transaction;
+        // stop as soon as none is left.
+        io::asio::co_spawn(
+            *io,
+            [&]() -> io::awaitable<void> {
+                io::asio::steady_timer tick(*io);
+                for (int i = 0; i < 100 && balancer->active_sessions() > 0; ++i) {
+                    tick.expires_after(std::chrono::milliseconds(50));
+                    co_await tick.async_wait(io::use_nothrow);
+                }
+                io->stop();
+            },
+            io::asio::detached);
     });
     ::signal(SIGPIPE, SIG_IGN);
     io->run();

@@ -37,6 +37,7 @@ struct Listener {
     std::vector<base::Cidr> trusted_networks;
     std::vector<std::string> trusted_networks_text;
     std::string pool;
+    int pool_line = 0;  // where `pool` was given, for cross-reference errors
     IdentityMode client_identity = IdentityMode::Xclient;
     std::optional<base::IpAddress> source_address;
     std::uint32_t max_connections = 10000;
@@ -90,6 +91,7 @@ struct Route {
     std::string recipient_domain;  // lower case; or
     std::string recipient;         // ECMAScript regex on the whole address
     std::string pool;
+    int pool_line = 0;
 };
 
 struct Config {

@@ -49,6 +49,7 @@ void read_listener(TableReader& r, Listener& l) {
                      "\"" + text + "\" is not an address or ADDRESS/PREFIX");
     }
     r.string("pool", l.pool, true);
+    l.pool_line = r.line_of("pool");
     r.choice("client_identity", l.client_identity,
              {{"xclient", IdentityMode::Xclient}, {"proxy-v1", IdentityMode::ProxyV1},
               {"proxy-v2", IdentityMode::ProxyV2}, {"none", IdentityMode::None}});
@@ -163,6 +164,7 @@ void read_route(TableReader& r, Route& route) {
     route.recipient_domain = base::to_lower(route.recipient_domain);
     r.string("recipient", route.recipient);
     r.string("pool", route.pool, true);
+    route.pool_line = r.line_of("pool");
     if (route.recipient_domain.empty() == route.recipient.empty())
         d.error(r.path(), r.line_of("pool"), "a route needs exactly one of recipient_domain or recipient");
     if (!route.recipient.empty()) {
@@ -187,11 +189,11 @@ void cross_check(const toml::table& root, Config& c, Diagnostics& d) {
         if (l.bind.port && !binds.insert(l.bind.to_string()).second)
             d.error(path + ".bind", 0, "another listener binds " + l.bind.to_string());
         if (!l.pool.empty() && !pools.count(l.pool))
-            d.error(path + ".pool", 0, "no [[pool]] is named \"" + l.pool + "\"");
+            d.error(path + ".pool", l.pool_line, "no [[pool]] is named \"" + l.pool + "\"");
     }
     for (std::size_t i = 0; i < c.routes.size(); ++i)
         if (!c.routes[i].pool.empty() && !pools.count(c.routes[i].pool))
-            d.error("route[" + std::to_string(i) + "].pool", 0,
+            d.error("route[" + std::to_string(i) + "].pool", c.routes[i].pool_line,
                     "no [[pool]] is named \"" + c.routes[i].pool + "\"");
     if (c.listeners.empty()) d.error("listener", 0, "at least one [[listener]] is needed");
     (void)root;

@@ -42,6 +42,12 @@ void Balancer::stop() {
     tracking_.flush();
 }
 
+std::size_t Balancer::active_sessions() const {
+    std::size_t n = 0;
+    for (const auto& l : listeners_) n += l->sessions();
+    return n;
+}
+
 std::vector<std::uint16_t> Balancer::bound_ports() const {
     std::vector<std::uint16_t> ports;
     for (const auto& l : listeners_) ports.push_back(l->port());

@@ -45,6 +45,7 @@ public:
     asio::io_context& io() { return io_; }
     // Ports actually bound, in listener order (for port 0 in tests and the demo).
     std::vector<std::uint16_t> bound_ports() const;
+    std::size_t active_sessions() const;
 
 private:
     asio::io_context& io_;

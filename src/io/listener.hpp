@@ -29,6 +29,7 @@ public:
 
     // Connection accounting, released by the session when it ends.
     void session_ended(const std::string& client);
+    std::size_t sessions() const { return connections_; }
 
 private:
     awaitable<void> accept_loop();

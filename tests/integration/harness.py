@@ -100,6 +100,12 @@ class Sink:
     def stop(self):
         self.process.stop()
 
+    def final_stats(self):
+        """Stops the sink and returns the counters it prints on exit."""
+        self.stop()
+        with open(self.process.stdout_path) as f:
+            return json.loads(f.read().strip().splitlines()[-1])
+
     def messages(self):
         if not os.path.exists(self.record):
             return []

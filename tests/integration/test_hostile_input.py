@@ -1,0 +1,153 @@
+"""Hostile input through the real binary: the open-relay battery, SMTP
+smuggling end-of-data variants, and every limit with its reply."""
+import socket
+import time
+
+import configs
+from harness import Sink, SmtpClient, Smtplb, WorkdirTestCase, free_port, main, wait_until
+
+RELAY_BATTERY = [
+    "<victim@target.example>", "<victim%target.example@example.net>",
+    "<target.example!victim@example.net>", '<"victim@target.example">',
+    '<"victim@target.example"@example.net>', '<"victim%target.example"@example.net>',
+    "<@example.net:victim@target.example>", "<@example.net,@x.example:victim@target.example>",
+    "<victim@[192.0.2.1]>", "<victim@[127.0.0.1]>", "<victim@example.net.target.example>",
+    "<victim@localhost>", "<victim@target.example@example.net>",
+]
+
+SMUGGLING = [b"\n.\n", b"\r.\r", b"\r.\n", b"\n.\r", b"\n.\r\n", b"\r\n.\n", b"\r.\r\n",
+             b"\r\n.\r", b"\r\n\x00.\r\n", b"\r\r\n.\r\r\n"]
+
+
+class Hostile(WorkdirTestCase):
+    def setUp(self):
+        super().setUp()
+        self.sink = Sink(self.workdir, "backend")
+        self.sink.start()
+        self.addCleanup(self.sink.stop)
+
+    def balancer(self, **listener_options):
+        port = free_port()
+        lb = Smtplb(self.workdir, configs.balancer(port, [("backend", self.sink.port)],
+                                                   listener_options=listener_options))
+        lb.start(port)
+        self.addCleanup(lb.stop)
+        return port
+
+    def session(self, port, source="127.0.0.1"):
+        c = SmtpClient(port, source)
+        self.addCleanup(c.close)
+        self.assertEqual(c.code(), 220)
+        self.assertEqual(int(c.command("EHLO attacker.example")[-1][:3]), 250)
+        return c
+
+    def test_open_relay_battery_refused_on_inbound_and_untrusted_relay(self):
+        for role, extra in (("inbound", {}), ("relay", {"trusted_networks": ["10.0.0.0/8"]})):
+            port = self.balancer(role=role, **extra)
+            c = self.session(port)
+            for rcpt in RELAY_BATTERY:
+                self.assertEqual(c.command("MAIL FROM:<spammer@evil.example>")[-1][:3], "250")
+                reply = c.command(f"RCPT TO:{rcpt}")[-1]
+                self.assertTrue(reply.startswith("550 5.7.1") or reply.startswith("501"),
+                                f"{role} {rcpt}: {reply}")
+                self.assertIn(c.command("RSET")[-1][:3], "250")
+        self.assertEqual(self.sink.messages(), [])
+        # Refused by the balancer itself: no backend was even connected to
+        # (the one connection is the harness's readiness probe).
+        self.assertEqual(self.sink.final_stats()["connections"], 1)
+
+    def test_smuggling_variants_never_make_a_second_message(self):
+        for mode in ("reject", "normalise"):
+            port = self.balancer(bare_line_endings=mode)
+            for variant in SMUGGLING:
+                before = len(self.sink.messages())
+                c = self.session(port)
+                c.command("MAIL FROM:<a@example.org>")
+                self.assertEqual(c.command("RCPT TO:<b@example.net>")[-1][:3], "250")
+                self.assertEqual(c.command("DATA")[-1][:3], "354")
+                c.send(b"Subject: outer\r\n\r\nhello" + variant +
+                       b"MAIL FROM:<evil@example.org>\r\nRCPT TO:<victim@example.net>\r\nDATA\r\n"
+                       b"Subject: smuggled\r\n\r\nsmuggled\r\n.\r\n")
+                final = c.read_reply()[-1]
+                c.command("QUIT")
+                if mode == "reject" and variant != b"\r\n\x00.\r\n":
+                    self.assertTrue(final.startswith("550 5.6.11"), f"{variant!r}: {final}")
+                else:
+                    self.assertTrue(final.startswith("250"), f"{variant!r}: {final}")
+                time.sleep(0.1)
+                received = self.sink.messages()[before:]
+                self.assertLessEqual(len(received), 1, variant)
+                for m in received:
+                    self.assertEqual(m["from"], "a@example.org")
+                    self.assertEqual(m["rcpt"], ["b@example.net"])
+                    # The would-be second message is text inside the first.
+                    self.assertIn("Subject: smuggled", m["body"])
+
+    def test_dot_stuffing_round_trip(self):
+        port = self.balancer()
+        c = self.session(port)
+        c.command("MAIL FROM:<a@example.org>")
+        c.command("RCPT TO:<b@example.net>")
+        c.command("DATA")
+        c.send(b"Subject: dots\r\n\r\n..\r\n...x\r\n.y\r\n.\r\n")
+        self.assertTrue(c.read_reply()[-1].startswith("250"))
+        wait_until(lambda: self.sink.messages(), what="message")
+        self.assertEqual(self.sink.messages()[-1]["body"], "Subject: dots\r\n\r\n.\r\n..x\r\ny\r\n")
+
+    def test_limits_get_their_replies(self):
+        port = self.balancer(max_recipients=3, max_message_size="2KiB", max_errors=5,
+                             max_connections_per_client=2)
+        c = self.session(port)
+        self.assertTrue(c.command("NOOP " + "x" * 600)[-1].startswith("500 5.5.2"))
+        # 10 MB on one line: answered, and the session survives.
+        c.send(b"NOOP " + b"y" * (10 << 20) + b"\r\n")
+        self.assertTrue(c.read_reply()[-1].startswith("500 5.5.2"))
+        self.assertTrue(c.command("MAIL FROM:<a@example.org> SIZE=999999")[-1].startswith("552 5.3.4"))
+        c.command("MAIL FROM:<a@example.org>")
+        for i in range(3):
+            self.assertEqual(c.command(f"RCPT TO:<r{i}@example.net>")[-1][:3], "250")
+        self.assertTrue(c.command("RCPT TO:<r9@example.net>")[-1].startswith("452 4.5.3"))
+        c.command("DATA")
+        c.send(b"Subject: big\r\n\r\n" + (b"z" * 70 + b"\r\n") * 100 + b".\r\n")
+        self.assertTrue(c.read_reply()[-1].startswith("552 5.3.4"))
+        # Per-client connection limit: this is the 2nd, the 3rd is refused.
+        d = SmtpClient(port)
+        self.addCleanup(d.close)
+        self.assertEqual(d.code(), 220)
+        e = SmtpClient(port)
+        self.addCleanup(e.close)
+        self.assertTrue(e.read_reply()[-1].startswith("421 4.7.0"))
+        # Error limit: the fifth error closes the session with 421.
+        for _ in range(4):
+            reply = c.command("BOGUS")[-1]
+        self.assertTrue(reply.startswith("421 4.7.0"), reply)
+        self.assertEqual(len([m for m in self.sink.messages() if m["from"] == "a@example.org"]), 0)
+
+    def test_pipelined_flood_without_reading_stays_bounded(self):
+        port = self.balancer(max_commands=20000)
+        c = SmtpClient(port)
+        self.addCleanup(c.close)
+        c.sock.settimeout(30)
+        c.send(b"EHLO flood.example\r\n" + b"NOOP\r\n" * 10000 + b"QUIT\r\n")
+        data = b""
+        while True:
+            chunk = c.sock.recv(1 << 20)
+            if not chunk:
+                break
+            data += chunk
+        self.assertEqual(data.count(b"250 2.0.0 Ok\r\n"), 10000)
+        self.assertTrue(data.endswith(b"221 2.0.0 Bye\r\n"))
+
+    def test_idle_client_times_out_with_421(self):
+        port = self.balancer(command_timeout="1s")
+        c = SmtpClient(port)
+        self.addCleanup(c.close)
+        self.assertEqual(c.code(), 220)
+        start = time.time()
+        reply = c.read_reply()[-1]
+        self.assertTrue(reply.startswith("421 4.4.2"), reply)
+        self.assertLess(time.time() - start, 10)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Builds the libFuzzer targets with clang (ASan+UBSan) and runs each one.
+#   scripts/fuzz.sh --smoke        a short bounded run of each (CI)
+#   scripts/fuzz.sh [SECONDS]      a longer run of each (default 300 s)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+seconds=300
+[ "${1:-}" = "--smoke" ] && seconds=15
+[[ "${1:-}" =~ ^[0-9]+$ ]] && seconds=$1
+CC=clang CXX=clang++ cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+  -DSMTPLB_FUZZ=ON -DSMTPLB_TESTS=OFF >/dev/null
+ninja -C build-fuzz -j2
+failed=0
+for target in command data_decoder reply_parser server_session xtext config; do
+  work=$(mktemp -d)
+  cp tests/fuzz/corpus/$target/* "$work"/ 2>/dev/null || true
+  echo "fuzz: $target for ${seconds}s"
+  if ! build-fuzz/tests/fuzz/fuzz_$target -max_total_time=$seconds -max_len=4096 \
+       -print_final_stats=0 "$work" > "build-fuzz/$target.log" 2>&1; then
+    echo "fuzz: $target FAILED; see build-fuzz/$target.log"; tail -40 "build-fuzz/$target.log"
+    failed=1
+  fi
+  rm -rf "$work"
+done
+if [ $failed -eq 0 ]; then echo "fuzz: 6 passed, 0 failed"; else echo "fuzz: failures found"; exit 1; fi

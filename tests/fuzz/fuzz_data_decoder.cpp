@@ -1,0 +1,39 @@
+// DATA framing: the end is found exactly once, memory stays bounded, and
+// what is decoded re-encodes to a stream that decodes to the same content.
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "proto/data_decoder.hpp"
+#include "proto/dot_stuffer.hpp"
+
+namespace {
+struct Sink : smtplb::proto::BodySink {
+    std::string text;
+    void append(std::string_view b) override { text.append(b); }
+};
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+    if (size < 1) return 0;
+    using namespace smtplb::proto;
+    auto mode = data[0] & 1 ? BareLineEndings::Normalise : BareLineEndings::Reject;
+    std::string_view in(reinterpret_cast<const char*>(data + 1), size - 1);
+    Sink sink;
+    DataDecoder d({1 << 16, 1000, mode}, &sink);
+    // Feed in uneven pieces, as the network would.
+    std::size_t used = 0, step = 1 + (data[0] >> 1) % 7;
+    while (used < in.size() && !d.done()) used += d.feed(in.substr(used, step));
+    if (sink.text.size() > (1 << 16)) __builtin_trap();
+    if (d.done() && d.outcome() == DataDecoder::Outcome::Ok) {
+        std::string wire;
+        DotStuffer s;
+        s.encode(sink.text, wire);
+        s.finish(wire);
+        Sink again;
+        DataDecoder d2({1 << 17, 1 << 17, BareLineEndings::Reject}, &again);
+        if (d2.feed(wire) != wire.size() || !d2.done() || again.text != sink.text) __builtin_trap();
+    }
+    return 0;
+}

@@ -100,7 +100,9 @@ awaitable<bool> BackendConnection::send_identity(const proto::ClientIdentity& id
         protocol_.send(Step::Xclient, line);
         auto reply = co_await next(timeout);
         if (!reply) co_return false;
-        if (reply->reply.code != 220) {
+        // Postfix answers 220 (a new session); others, smtp-sink among
+        // them, answer 250. Either way EHLO follows.
+        if (reply->reply.klass() != 2) {
             failure_ = "XCLIENT " + reply->reply.summary();
             co_return false;
         }

@@ -189,6 +189,9 @@ awaitable<void> ClientSession::run() {
         auto ev = protocol_.next();
         switch (ev.kind) {
             case Kind::NeedInput: {
+                // Nothing to answer means the client is mid-stream (a body,
+                // a long pipeline): its next bytes are likely already here.
+                bool streaming = protocol_.output().empty();
                 bool flushed = co_await flush();
                 if (!flushed) {
                     open = false;
@@ -196,7 +199,7 @@ awaitable<void> ClientSession::run() {
                 }
                 deadline->expires_after(protocol_.in_transaction() ? config.data_timeout
                                                                    : config.command_timeout);
-                auto [ec, bytes] = co_await read_some_shared(socket_);
+                auto [ec, bytes] = co_await read_some_shared(socket_, streaming);
                 if (ec) {
                     if (deadline->expired()) {
                         protocol_.shutdown(Reply::make(

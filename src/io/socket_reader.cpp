@@ -4,8 +4,13 @@
 
 namespace smtplb::io {
 
-awaitable<std::pair<error_code, std::string_view>> read_some_shared(tcp::socket& socket) {
+awaitable<std::pair<error_code, std::string_view>> read_some_shared(tcp::socket& socket,
+                                                                    bool try_first) {
     thread_local std::array<char, 65536> buffer;
+    if (!try_first) {
+        auto [wait_ec] = co_await socket.async_wait(tcp::socket::wait_read, use_nothrow);
+        if (wait_ec) co_return std::pair{wait_ec, std::string_view{}};
+    }
     for (;;) {
         error_code ec;
         std::size_t n = socket.read_some(asio::buffer(buffer), ec);

@@ -3,18 +3,22 @@
 namespace smtplb::proto {
 
 void DotStuffer::encode(std::string_view content, std::string& out) {
+    if (content.empty()) return;
+    out.reserve(out.size() + content.size() + 16);
     std::size_t start = 0;
-    for (std::size_t i = 0; i < content.size(); ++i) {
-        char c = content[i];
-        if (at_line_start_ && c == '.') {
-            out.append(content.substr(start, i - start));
+    // Only a '.' right after a line feed (or at the very start) needs a second dot.
+    if (at_line_start_ && content.front() == '.') out += '.';
+    for (std::size_t lf = content.find('\n'); lf != std::string_view::npos;
+         lf = content.find('\n', lf + 1)) {
+        if (lf + 1 < content.size() && content[lf + 1] == '.') {
+            out.append(content.substr(start, lf + 1 - start));
             out += '.';
-            start = i;
+            start = lf + 1;
         }
-        at_line_start_ = (c == '\n');
     }
     out.append(content.substr(start));
-    if (!content.empty()) last_ = content.back();
+    at_line_start_ = content.back() == '\n';
+    last_ = content.back();
 }
 
 void DotStuffer::finish(std::string& out) {

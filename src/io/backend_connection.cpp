@@ -8,9 +8,17 @@ namespace smtplb::io {
 
 using Step = proto::ClientSession::Step;
 
+namespace {
+constexpr std::size_t kReadBufferSize = 16384;
+}  // namespace
+
 BackendConnection::BackendConnection(tcp::socket socket, core::Pool& pool, std::size_t backend,
                                      std::optional<base::IpAddress> source)
-    : socket_(std::move(socket)), pool_(pool), backend_(backend), source_(std::move(source)) {
+    : socket_(std::move(socket)),
+      read_buffer_(std::make_unique<char[]>(kReadBufferSize)),
+      pool_(pool),
+      backend_(backend),
+      source_(std::move(source)) {
     tune_socket(socket_);
     deadline_ = Deadline::start(socket_.get_executor(), [this] {
         error_code ec;
@@ -51,14 +59,15 @@ awaitable<std::optional<BackendConnection::Completion>> BackendConnection::next(
             failure_ = "protocol error: " + protocol_.failure();
             co_return std::nullopt;
         }
-        auto [ec, bytes] = co_await read_some_shared(socket_);
+        auto [ec, n] = co_await socket_.async_read_some(
+            asio::buffer(read_buffer_.get(), kReadBufferSize), use_nothrow);
         if (ec) {
             failure_ = deadline_->expired() ? "timeout waiting for reply"
                        : ec == asio::error::eof ? "connection closed by backend"
                                                 : "read failed: " + ec.message();
             co_return std::nullopt;
         }
-        protocol_.feed(bytes);
+        protocol_.feed(std::string_view(read_buffer_.get(), n));
     }
 }
 
@@ -139,6 +148,9 @@ awaitable<void> BackendConnection::quit(Millis timeout) {
 
 bool BackendConnection::reusable() {
     if (!socket_.is_open() || !protocol_.idle() || protocol_.failed()) return false;
+    // Used within the last second: the backend has had no time to close it
+    // (a peek per message would cost a syscall on the hot path).
+    if (std::chrono::steady_clock::now() - idle_since < std::chrono::seconds(1)) return true;
     char byte;
     ssize_t n = ::recv(socket_.native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
     // 0: the backend closed; >0: it said something nobody asked for.

@@ -3,6 +3,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <memory>
 
 #include "base/network.hpp"
 #include "core/pool.hpp"
@@ -66,6 +67,10 @@ public:
 
 private:
     tcp::socket socket_;
+    // Own read buffer: async_read_some into it costs one syscall per read,
+    // where waiting first then reading costs two (Asio re-arms epoll for
+    // every async_wait). Backend connections are few; this is cheap.
+    std::unique_ptr<char[]> read_buffer_;
     core::Pool& pool_;
     std::size_t backend_;
     std::optional<base::IpAddress> source_;

@@ -53,7 +53,13 @@ private:
     void begin_tracking(const proto::ServerEvent& ev);
     void finish_tracking(const Reply& reply, const char* result_override = nullptr);
 
+    // Reads during a transaction go into a buffer of the session's own (one
+    // syscall per read); between transactions the session waits without one
+    // and reads into the thread's shared buffer, so idle sessions stay small.
+    awaitable<std::pair<error_code, std::string_view>> read(bool streaming);
+
     tcp::socket socket_;
+    std::unique_ptr<char[]> transaction_buffer_;
     Listener& listener_;
     Balancer& balancer_;
     proto::ServerSession protocol_;
@@ -63,6 +69,19 @@ private:
     std::chrono::steady_clock::time_point started_;
     std::set<std::string> domains_;
 };
+
+constexpr std::size_t kTransactionBufferSize = 16384;
+
+awaitable<std::pair<error_code, std::string_view>> ClientSession::read(bool streaming) {
+    if (!protocol_.in_transaction()) {
+        transaction_buffer_.reset();
+        co_return co_await read_some_shared(socket_, streaming);
+    }
+    if (!transaction_buffer_) transaction_buffer_ = std::make_unique<char[]>(kTransactionBufferSize);
+    auto [ec, n] = co_await socket_.async_read_some(
+        asio::buffer(transaction_buffer_.get(), kTransactionBufferSize), use_nothrow);
+    co_return std::pair{ec, std::string_view(transaction_buffer_.get(), n)};
+}
 
 awaitable<bool> ClientSession::flush() {
     auto& out = protocol_.output();
@@ -199,7 +218,7 @@ awaitable<void> ClientSession::run() {
                 }
                 deadline->expires_after(protocol_.in_transaction() ? config.data_timeout
                                                                    : config.command_timeout);
-                auto [ec, bytes] = co_await read_some_shared(socket_, streaming);
+                auto [ec, bytes] = co_await read(streaming);
                 if (ec) {
                     if (deadline->expired()) {
                         protocol_.shutdown(Reply::make(

@@ -53,6 +53,7 @@ std::string Relay::mail_command(const proto::Capabilities& caps) const {
 }
 
 void Relay::keep(std::unique_ptr<BackendConnection> conn) {
+    conn->idle_since = std::chrono::steady_clock::now();
     // One idle connection per backend stays with the session (its identity
     // is already sent); older ones go to the shared cache.
     for (auto& held : stash_) {

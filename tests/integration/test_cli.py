@@ -76,6 +76,14 @@ class Cli(WorkdirTestCase):
             self.assertIn(" 30 ", line)
             self.assertIn("127.0.0.1 (XCLIENT)", line)
 
+    def test_every_example_configuration_is_valid(self):
+        examples = os.path.join(os.path.dirname(__file__), "..", "..", "examples")
+        files = [f for f in os.listdir(examples) if f.endswith(".toml")]
+        self.assertGreaterEqual(len(files), 3)
+        for name in files:
+            r = self.run_smtplb("check", "--config", os.path.join(examples, name))
+            self.assertEqual(r.returncode, 0, name + ": " + r.stderr)
+
     def test_sink_rejects_bad_fault(self):
         r = self.run_smtplb("sink", "--listen", "127.0.0.1:0", "--fault", "mail=999")
         self.assertEqual(r.returncode, 2)

@@ -81,7 +81,8 @@ int run_demo(int messages) {
         return 1;
     }
     auto port = balancer->bound_ports().front();
-    std::cout << "smtplb demo: balancer on 127.0.0.1:" << port << " in front of three built-in sinks\n"
+    std::cout << "smtplb demo: balancer on 127.0.0.1:" << port
+              << " in front of three built-in sinks\n"
               << "One client connection (like a filtering appliance) sends " << messages
               << " messages; smtplb chooses a backend for each message.\n\n";
 
@@ -103,18 +104,22 @@ int run_demo(int messages) {
         io,
         [&]() -> io::awaitable<void> {
             outcome = co_await send_over_one_connection(port, traffic, [&](int sent) {
-                if (sent % std::max(1, messages / (tty ? 100 : 5)) == 0 || sent == messages) show(sent);
+                if (sent % std::max(1, messages / (tty ? 100 : 5)) == 0 || sent == messages)
+                    show(sent);
             });
             balancer->stop();
-            for (auto& s : sinks) s->stop();
+            for (auto& s : sinks)
+                s->stop();
         },
         io::asio::detached);
     io.run();
     std::cout << "\n\n";
     if (!outcome.error.empty()) std::cout << "client error: " << outcome.error << "\n";
-    std::printf("%-6s %-22s %9s %7s %s\n", "backend", "address", "messages", "share", "client seen by backend");
+    std::printf("%-6s %-22s %9s %7s %s\n", "backend", "address", "messages", "share",
+                "client seen by backend");
     std::uint64_t total = 0;
-    for (const auto& s : sinks) total += s->stats().messages;
+    for (const auto& s : sinks)
+        total += s->stats().messages;
     for (std::size_t i = 0; i < sinks.size(); ++i) {
         const auto& b = pool->backends()[i];
         auto n = sinks[i]->stats().messages;

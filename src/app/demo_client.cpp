@@ -12,8 +12,8 @@ io::awaitable<DemoOutcome> send_over_one_connection(std::uint16_t port, DemoTraf
     DemoOutcome outcome;
     auto executor = co_await io::asio::this_coro::executor;
     io::tcp::socket socket(executor);
-    auto [ec] = co_await socket.async_connect(
-        {io::asio::ip::make_address("127.0.0.1"), port}, io::use_nothrow);
+    auto [ec] = co_await socket.async_connect({io::asio::ip::make_address("127.0.0.1"), port},
+                                              io::use_nothrow);
     if (ec) {
         outcome.error = "connect: " + ec.message();
         co_return outcome;
@@ -23,7 +23,8 @@ io::awaitable<DemoOutcome> send_over_one_connection(std::uint16_t port, DemoTraf
     auto next = [&]() -> io::awaitable<std::optional<proto::ClientSession::Completion>> {
         auto& out = smtp.output();
         if (!out.empty()) {
-            auto [wec, n] = co_await io::asio::async_write(socket, io::asio::buffer(out), io::use_nothrow);
+            auto [wec, n] =
+                co_await io::asio::async_write(socket, io::asio::buffer(out), io::use_nothrow);
             out.clear();
             if (wec) co_return std::nullopt;
         }
@@ -57,16 +58,18 @@ io::awaitable<DemoOutcome> send_over_one_connection(std::uint16_t port, DemoTraf
             ++outcome.refused;
             continue;
         }
-        smtp.output() += "Subject: demo message " + std::to_string(i) +
-                         "\r\nFrom: <" + traffic.from + ">\r\n\r\nHello from the smtplb demo.\r\n.\r\n";
+        smtp.output() += "Subject: demo message " + std::to_string(i) + "\r\nFrom: <" +
+                         traffic.from + ">\r\n\r\nHello from the smtplb demo.\r\n.\r\n";
         smtp.expect(Step::Message);
         auto done = co_await next();
         if (!done) {
             outcome.error = "connection lost";
             break;
         }
-        if (done->reply.code == 250) ++outcome.accepted;
-        else ++outcome.refused;
+        if (done->reply.code == 250)
+            ++outcome.accepted;
+        else
+            ++outcome.refused;
         progress(i);
     }
     smtp.send(Step::Quit, "QUIT\r\n");

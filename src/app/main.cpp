@@ -13,13 +13,15 @@ int main(int argc, char** argv) {
     auto* run = app.add_subcommand("run", "Run the balancer daemon");
     run->add_option("--config,-c", config_path, "Configuration file (TOML)")->required();
 
-    auto* check = app.add_subcommand("check", "Validate a configuration and print it with defaults");
+    auto* check =
+        app.add_subcommand("check", "Validate a configuration and print it with defaults");
     check->add_option("--config,-c", config_path, "Configuration file (TOML)")->required();
 
     smtplb::io::SinkOptions sink_options;
     std::string listen;
     std::vector<std::string> faults;
-    auto* sink = app.add_subcommand("sink", "A fast SMTP receiver for tests, with injectable faults");
+    auto* sink =
+        app.add_subcommand("sink", "A fast SMTP receiver for tests, with injectable faults");
     sink->add_option("--listen,-l", listen, "ADDRESS:PORT to listen on")->required();
     sink->add_option("--fault", faults,
                      "STAGE=ACTION; STAGE greeting|mail|rcpt|data|message, ACTION a 4xx/5xx code "
@@ -28,13 +30,15 @@ int main(int argc, char** argv) {
         ->check(CLI::Range(0.0, 1.0));
     sink->add_option("--fault-unless-sender-domain", sink_options.faults_unless_sender_domain,
                      "Spare senders of this domain from faults");
-    sink->add_option("--record", sink_options.record_path, "Append one JSON line per message to FILE");
+    sink->add_option("--record", sink_options.record_path,
+                     "Append one JSON line per message to FILE");
     sink->add_option("--hostname", sink_options.hostname, "Name in the greeting");
     bool no_xclient = false;
     sink->add_flag("--no-xclient", no_xclient, "Do not announce XCLIENT");
 
     int demo_messages = 300;
-    auto* demo = app.add_subcommand("demo", "smtplb in front of three built-in sinks, with sample traffic");
+    auto* demo =
+        app.add_subcommand("demo", "smtplb in front of three built-in sinks, with sample traffic");
     demo->add_option("--messages,-n", demo_messages, "Messages to send over one connection")
         ->check(CLI::Range(1, 1000000));
 

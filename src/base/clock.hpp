@@ -6,7 +6,7 @@ namespace smtplb::base {
 // Time source for everything that decides by time (persistence TTLs, health
 // hysteresis, backoff), so tests can drive time by hand.
 class Clock {
-public:
+  public:
     using Duration = std::chrono::steady_clock::duration;
     using TimePoint = std::chrono::steady_clock::time_point;
     virtual ~Clock() = default;
@@ -16,7 +16,7 @@ public:
 };
 
 class SystemClock final : public Clock {
-public:
+  public:
     TimePoint now() const override { return std::chrono::steady_clock::now(); }
     std::int64_t wall_ms() const override {
         return std::chrono::duration_cast<std::chrono::milliseconds>(

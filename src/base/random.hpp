@@ -6,21 +6,21 @@ namespace smtplb::base {
 
 // Randomness behind an interface so schedulers are deterministic under test.
 class Random {
-public:
+  public:
     virtual ~Random() = default;
     // Uniform in [0, bound); bound must be > 0.
     virtual std::uint64_t below(std::uint64_t bound) = 0;
 };
 
 class DefaultRandom final : public Random {
-public:
+  public:
     DefaultRandom() : engine_(std::random_device{}()) {}
     explicit DefaultRandom(std::uint64_t seed) : engine_(seed) {}
     std::uint64_t below(std::uint64_t bound) override {
         return std::uniform_int_distribution<std::uint64_t>(0, bound - 1)(engine_);
     }
 
-private:
+  private:
     std::mt19937_64 engine_;
 };
 

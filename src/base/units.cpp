@@ -32,12 +32,10 @@ std::optional<std::uint64_t> parse_size(std::string_view text) {
         std::string_view name;
         std::uint64_t factor;
     };
-    static constexpr Unit units[] = {{"", 1},           {"b", 1},
-                                     {"k", 1000},       {"kb", 1000},
-                                     {"kib", 1024},     {"m", 1000000},
-                                     {"mb", 1000000},   {"mib", 1048576},
-                                     {"g", 1000000000}, {"gb", 1000000000},
-                                     {"gib", 1073741824}};
+    static constexpr Unit units[] = {
+        {"", 1},           {"b", 1},           {"k", 1000},        {"kb", 1000},
+        {"kib", 1024},     {"m", 1000000},     {"mb", 1000000},    {"mib", 1048576},
+        {"g", 1000000000}, {"gb", 1000000000}, {"gib", 1073741824}};
     for (const auto& u : units)
         if (iequals(unit, u.name)) return multiply(n, u.factor);
     return std::nullopt;
@@ -51,8 +49,8 @@ std::optional<std::chrono::milliseconds> parse_duration(std::string_view text) {
         std::string_view name;
         std::uint64_t factor;
     };
-    static constexpr Unit units[] = {{"ms", 1}, {"s", 1000}, {"m", 60000}, {"h", 3600000},
-                                     {"d", 86400000}};
+    static constexpr Unit units[] = {
+        {"ms", 1}, {"s", 1000}, {"m", 60000}, {"h", 3600000}, {"d", 86400000}};
     for (const auto& u : units) {
         if (unit == u.name) {
             auto ms = multiply(n, u.factor);

@@ -8,44 +8,68 @@ const Pool* Config::find_pool(const std::string& name) const {
     return nullptr;
 }
 
-const char* to_string(ListenerMode v) { return v == ListenerMode::Smtp ? "smtp" : "tcp"; }
+const char* to_string(ListenerMode v) {
+    return v == ListenerMode::Smtp ? "smtp" : "tcp";
+}
 const char* to_string(Role v) {
     switch (v) {
-        case Role::Inbound: return "inbound";
-        case Role::Relay: return "relay";
-        case Role::Submission: return "submission";
+        case Role::Inbound:
+            return "inbound";
+        case Role::Relay:
+            return "relay";
+        case Role::Submission:
+            return "submission";
     }
     return "?";
 }
 const char* to_string(IdentityMode v) {
     switch (v) {
-        case IdentityMode::Xclient: return "xclient";
-        case IdentityMode::ProxyV1: return "proxy-v1";
-        case IdentityMode::ProxyV2: return "proxy-v2";
-        case IdentityMode::None: return "none";
+        case IdentityMode::Xclient:
+            return "xclient";
+        case IdentityMode::ProxyV1:
+            return "proxy-v1";
+        case IdentityMode::ProxyV2:
+            return "proxy-v2";
+        case IdentityMode::None:
+            return "none";
     }
     return "?";
 }
 const char* to_string(Algorithm v) {
     switch (v) {
-        case Algorithm::RoundRobin: return "round_robin";
-        case Algorithm::LeastConnections: return "least_connections";
-        case Algorithm::LeastPending: return "least_pending";
-        case Algorithm::SourceHash: return "source_hash";
-        case Algorithm::RandomTwo: return "random_two";
+        case Algorithm::RoundRobin:
+            return "round_robin";
+        case Algorithm::LeastConnections:
+            return "least_connections";
+        case Algorithm::LeastPending:
+            return "least_pending";
+        case Algorithm::SourceHash:
+            return "source_hash";
+        case Algorithm::RandomTwo:
+            return "random_two";
     }
     return "?";
 }
-const char* to_string(Persistence v) { return v == Persistence::None ? "none" : "source_ip"; }
-const char* to_string(OnUnavailable v) { return v == OnUnavailable::Tempfail ? "tempfail" : "spool"; }
+const char* to_string(Persistence v) {
+    return v == Persistence::None ? "none" : "source_ip";
+}
+const char* to_string(OnUnavailable v) {
+    return v == OnUnavailable::Tempfail ? "tempfail" : "spool";
+}
 const char* to_string(HealthDepth v) {
     switch (v) {
-        case HealthDepth::Connect: return "connect";
-        case HealthDepth::Banner: return "banner";
-        case HealthDepth::Ehlo: return "ehlo";
-        case HealthDepth::Starttls: return "starttls";
-        case HealthDepth::Mail: return "mail";
-        case HealthDepth::Rcpt: return "rcpt";
+        case HealthDepth::Connect:
+            return "connect";
+        case HealthDepth::Banner:
+            return "banner";
+        case HealthDepth::Ehlo:
+            return "ehlo";
+        case HealthDepth::Starttls:
+            return "starttls";
+        case HealthDepth::Mail:
+            return "mail";
+        case HealthDepth::Rcpt:
+            return "rcpt";
     }
     return "?";
 }

@@ -16,11 +16,14 @@ std::string quoted(const std::string& s) {
 
 std::string list(const std::vector<std::string>& items) {
     std::string out = "[";
-    for (std::size_t i = 0; i < items.size(); ++i) out += (i ? ", " : "") + quoted(items[i]);
+    for (std::size_t i = 0; i < items.size(); ++i)
+        out += (i ? ", " : "") + quoted(items[i]);
     return out + "]";
 }
 
-std::string ms(Millis d) { return quoted(std::to_string(d.count()) + "ms"); }
+std::string ms(Millis d) {
+    return quoted(std::to_string(d.count()) + "ms");
+}
 
 }  // namespace
 
@@ -42,8 +45,8 @@ std::string describe(const Config& c) {
           << "trusted_networks = " << list(l.trusted_networks_text) << "\n"
           << "pool = " << quoted(l.pool) << "\n"
           << "client_identity = " << quoted(to_string(l.client_identity)) << "\n"
-          << "source_address = "
-          << quoted(l.source_address ? l.source_address->to_string() : "") << "\n"
+          << "source_address = " << quoted(l.source_address ? l.source_address->to_string() : "")
+          << "\n"
           << "max_connections = " << l.max_connections << "\n"
           << "max_connections_per_client = " << l.max_connections_per_client << "\n"
           << "max_message_size = " << l.max_message_size << "\n"
@@ -85,7 +88,8 @@ std::string describe(const Config& c) {
     }
     for (const auto& r : c.routes) {
         o << "\n[[route]]\n";
-        if (!r.recipient_domain.empty()) o << "recipient_domain = " << quoted(r.recipient_domain) << "\n";
+        if (!r.recipient_domain.empty())
+            o << "recipient_domain = " << quoted(r.recipient_domain) << "\n";
         if (!r.recipient.empty()) o << "recipient = " << quoted(r.recipient) << "\n";
         o << "pool = " << quoted(r.pool) << "\n";
     }

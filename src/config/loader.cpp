@@ -30,35 +30,45 @@ void read_listener(TableReader& r, Listener& l) {
     if (!bind.empty()) {
         auto hp = base::HostPort::parse(bind);
         if (!hp || !base::IpAddress::parse(hp->host))
-            d.error(r.key_path("bind"), r.line_of("bind"),
-                    "must be ADDRESS:PORT with a numeric address, e.g. \"0.0.0.0:25\" or \"[::]:25\"");
-        else l.bind = *hp;
+            d.error(
+                r.key_path("bind"), r.line_of("bind"),
+                "must be ADDRESS:PORT with a numeric address, e.g. \"0.0.0.0:25\" or \"[::]:25\"");
+        else
+            l.bind = *hp;
     }
     r.choice("mode", l.mode, {{"smtp", ListenerMode::Smtp}, {"tcp", ListenerMode::Tcp}});
     if (l.mode == ListenerMode::Tcp)
         d.error(r.key_path("mode"), r.line_of("mode"),
                 "\"tcp\" (per-connection) mode is not implemented in this version; use \"smtp\"");
-    r.choice("role", l.role,
-             {{"inbound", Role::Inbound}, {"relay", Role::Relay}, {"submission", Role::Submission}});
+    r.choice(
+        "role", l.role,
+        {{"inbound", Role::Inbound}, {"relay", Role::Relay}, {"submission", Role::Submission}});
     r.strings("accepted_domains", l.accepted_domains);
-    for (auto& dom : l.accepted_domains) dom = base::to_lower(dom);
+    for (auto& dom : l.accepted_domains)
+        dom = base::to_lower(dom);
     r.strings("trusted_networks", l.trusted_networks_text);
     for (const auto& text : l.trusted_networks_text) {
-        if (auto c = base::Cidr::parse(text)) l.trusted_networks.push_back(*c);
-        else d.error(r.key_path("trusted_networks"), r.line_of("trusted_networks"),
-                     "\"" + text + "\" is not an address or ADDRESS/PREFIX");
+        if (auto c = base::Cidr::parse(text))
+            l.trusted_networks.push_back(*c);
+        else
+            d.error(r.key_path("trusted_networks"), r.line_of("trusted_networks"),
+                    "\"" + text + "\" is not an address or ADDRESS/PREFIX");
     }
     r.string("pool", l.pool, true);
     l.pool_line = r.line_of("pool");
     r.choice("client_identity", l.client_identity,
-             {{"xclient", IdentityMode::Xclient}, {"proxy-v1", IdentityMode::ProxyV1},
-              {"proxy-v2", IdentityMode::ProxyV2}, {"none", IdentityMode::None}});
+             {{"xclient", IdentityMode::Xclient},
+              {"proxy-v1", IdentityMode::ProxyV1},
+              {"proxy-v2", IdentityMode::ProxyV2},
+              {"none", IdentityMode::None}});
     std::string source;
     r.string("source_address", source);
     if (!source.empty()) {
-        if (auto a = base::IpAddress::parse(source)) l.source_address = a;
-        else d.error(r.key_path("source_address"), r.line_of("source_address"),
-                     "must be a numeric IPv4 or IPv6 address");
+        if (auto a = base::IpAddress::parse(source))
+            l.source_address = a;
+        else
+            d.error(r.key_path("source_address"), r.line_of("source_address"),
+                    "must be a numeric IPv4 or IPv6 address");
     }
     r.integer("max_connections", l.max_connections, 1, 1000000);
     r.integer("max_connections_per_client", l.max_connections_per_client, 1, 1000000);
@@ -89,9 +99,12 @@ void read_listener(TableReader& r, Listener& l) {
 
 void read_health(TableReader& r, Health& h) {
     r.choice("depth", h.depth,
-             {{"connect", HealthDepth::Connect}, {"banner", HealthDepth::Banner},
-              {"ehlo", HealthDepth::Ehlo}, {"starttls", HealthDepth::Starttls},
-              {"mail", HealthDepth::Mail}, {"rcpt", HealthDepth::Rcpt}});
+             {{"connect", HealthDepth::Connect},
+              {"banner", HealthDepth::Banner},
+              {"ehlo", HealthDepth::Ehlo},
+              {"starttls", HealthDepth::Starttls},
+              {"mail", HealthDepth::Mail},
+              {"rcpt", HealthDepth::Rcpt}});
     r.duration("interval", h.interval, 100ms, 1h);
     r.duration("timeout", h.timeout, 100ms, 10min);
     r.integer("rise", h.rise, 1, 100);
@@ -107,8 +120,9 @@ void read_backend(TableReader& r, Backend& b) {
     if (!address.empty()) {
         if (auto hp = base::HostPort::parse(address); hp && base::IpAddress::parse(hp->host))
             b.address = *hp;
-        else r.diagnostics().error(r.key_path("address"), r.line_of("address"),
-                                   "must be ADDRESS:PORT with a numeric address");
+        else
+            r.diagnostics().error(r.key_path("address"), r.line_of("address"),
+                                  "must be ADDRESS:PORT with a numeric address");
     }
     r.integer("weight", b.weight, 1, 1000);
     r.integer("priority", b.priority, 0, 1000);
@@ -146,14 +160,16 @@ void read_pool(TableReader& r, Pool& p) {
     r.duration("idle_timeout", p.idle_timeout, 1s, 1h);
     auto backends = r.tables("backend");
     if (backends.empty())
-        d.error(r.key_path("backend"), r.line_of("backend"), "a pool needs at least one [[pool.backend]]");
+        d.error(r.key_path("backend"), r.line_of("backend"),
+                "a pool needs at least one [[pool.backend]]");
     std::set<std::string> names;
     for (std::size_t i = 0; i < backends.size(); ++i) {
         Backend b;
         TableReader br(*backends[i], r.key_path("backend") + "[" + std::to_string(i) + "]", d);
         read_backend(br, b);
         if (!b.name.empty() && !names.insert(b.name).second)
-            d.error(br.path() + ".name", br.line_of("name"), "duplicate backend name \"" + b.name + "\"");
+            d.error(br.path() + ".name", br.line_of("name"),
+                    "duplicate backend name \"" + b.name + "\"");
         p.backends.push_back(std::move(b));
     }
 }
@@ -166,7 +182,8 @@ void read_route(TableReader& r, Route& route) {
     r.string("pool", route.pool, true);
     route.pool_line = r.line_of("pool");
     if (route.recipient_domain.empty() == route.recipient.empty())
-        d.error(r.path(), r.line_of("pool"), "a route needs exactly one of recipient_domain or recipient");
+        d.error(r.path(), r.line_of("pool"),
+                "a route needs exactly one of recipient_domain or recipient");
     if (!route.recipient.empty()) {
         try {
             std::regex re(route.recipient, std::regex::ECMAScript | std::regex::icase);
@@ -181,7 +198,8 @@ void cross_check(const toml::table& root, Config& c, Diagnostics& d) {
     std::set<std::string> pools, listeners, binds;
     for (std::size_t i = 0; i < c.pools.size(); ++i)
         if (!pools.insert(c.pools[i].name).second)
-            d.error("pool[" + std::to_string(i) + "].name", 0, "duplicate pool name \"" + c.pools[i].name + "\"");
+            d.error("pool[" + std::to_string(i) + "].name", 0,
+                    "duplicate pool name \"" + c.pools[i].name + "\"");
     for (std::size_t i = 0; i < c.listeners.size(); ++i) {
         auto& l = c.listeners[i];
         std::string path = "listener[" + std::to_string(i) + "]";

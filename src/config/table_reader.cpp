@@ -85,9 +85,9 @@ void TableReader::size(const std::string& key, std::uint64_t& out, std::uint64_t
     }
     if (!bytes) return wrong_type(key, "a size such as \"50MiB\" or a number of bytes");
     if (*bytes < min || *bytes > max) {
-        diags_.error(key_path(key), line_of(key),
-                     "must be between " + std::to_string(min) + " and " + std::to_string(max) +
-                         " bytes");
+        diags_.error(
+            key_path(key), line_of(key),
+            "must be between " + std::to_string(min) + " and " + std::to_string(max) + " bytes");
         return;
     }
     out = *bytes;
@@ -140,8 +140,10 @@ std::vector<const toml::table*> TableReader::tables(const std::string& key) {
         return out;
     }
     for (const auto& item : *arr) {
-        if (auto* t = item.as_table()) out.push_back(t);
-        else wrong_type(key, "an array of tables");
+        if (auto* t = item.as_table())
+            out.push_back(t);
+        else
+            wrong_type(key, "an array of tables");
     }
     return out;
 }

@@ -18,7 +18,7 @@ namespace smtplb::config {
 // every problem with its key path and line, and reports keys nobody read
 // (a misspelt key in a mail configuration must not pass silently).
 class TableReader {
-public:
+  public:
     TableReader(const toml::table& table, std::string path, Diagnostics& diags);
     ~TableReader();
     TableReader(const TableReader&) = delete;
@@ -49,7 +49,8 @@ public:
             }
             names += names.empty() ? name : std::string(" | ") + name;
         }
-        diags_.error(key_path(key), line_of(key), "must be one of " + names + ", not \"" + text + "\"");
+        diags_.error(key_path(key), line_of(key),
+                     "must be one of " + names + ", not \"" + text + "\"");
     }
     // Array of tables, e.g. [[pool.backend]]; each element read by the caller.
     std::vector<const toml::table*> tables(const std::string& key);
@@ -59,7 +60,7 @@ public:
     Diagnostics& diagnostics() { return diags_; }
     const std::string& path() const { return path_; }
 
-private:
+  private:
     void wrong_type(const std::string& key, const std::string& expected);
 
     const toml::table& table_;

@@ -9,12 +9,12 @@ namespace smtplb::core {
 
 // Counters per backend, for the tracking summary, the demo view and metrics.
 struct BackendCounters {
-    std::uint64_t attempts = 0;         // transactions started on it
-    std::uint64_t delivered = 0;        // messages it answered 250 for
-    std::uint64_t rejected = 0;         // 5xx verdicts passed to clients
-    std::uint64_t deferred = 0;         // 4xx that sent the transaction elsewhere
-    std::uint64_t failed = 0;           // connection or protocol failures
-    std::uint64_t recipients = 0;       // recipients it accepted
+    std::uint64_t attempts = 0;    // transactions started on it
+    std::uint64_t delivered = 0;   // messages it answered 250 for
+    std::uint64_t rejected = 0;    // 5xx verdicts passed to clients
+    std::uint64_t deferred = 0;    // 4xx that sent the transaction elsewhere
+    std::uint64_t failed = 0;      // connection or protocol failures
+    std::uint64_t recipients = 0;  // recipients it accepted
 };
 
 // One backend as the scheduler sees it: configuration plus live load and state.

@@ -41,7 +41,8 @@ std::vector<std::size_t> HashRing::walk(std::uint64_t key) const {
     std::vector<std::size_t> order;
     if (points_.empty()) return order;
     std::vector<bool> seen(members_, false);
-    auto start = std::lower_bound(points_.begin(), points_.end(), std::make_pair(key, std::size_t{0}));
+    auto start =
+        std::lower_bound(points_.begin(), points_.end(), std::make_pair(key, std::size_t{0}));
     std::size_t offset = static_cast<std::size_t>(start - points_.begin());
     for (std::size_t n = 0; n < points_.size() && order.size() < members_; ++n) {
         std::size_t member = points_[(offset + n) % points_.size()].second;

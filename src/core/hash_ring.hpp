@@ -12,7 +12,7 @@ std::uint64_t stable_hash(std::string_view bytes);
 // proportion to its weight, so adding one of N backends moves about 1/(N+1)
 // of the keys and removing one moves only its own keys.
 class HashRing {
-public:
+  public:
     static constexpr int kPointsPerWeight = 160;
     struct Member {
         std::string_view name;
@@ -24,7 +24,7 @@ public:
     // First member at or after the key's position.
     std::size_t owner(std::uint64_t key) const;
 
-private:
+  private:
     std::vector<std::pair<std::uint64_t, std::size_t>> points_;
     std::size_t members_ = 0;
 };

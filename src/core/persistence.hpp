@@ -12,7 +12,7 @@ namespace smtplb::core {
 // its last use. Bounded: expired entries are swept, and past max_entries the
 // table is cleared rather than grown (persistence is a preference, not a promise).
 class PersistenceTable {
-public:
+  public:
     PersistenceTable(const base::Clock& clock, base::Clock::Duration ttl,
                      std::size_t max_entries = 100000)
         : clock_(clock), ttl_(ttl), max_entries_(max_entries) {}
@@ -21,7 +21,7 @@ public:
     void remember(const std::string& client, std::size_t backend);
     std::size_t size() const { return entries_.size(); }
 
-private:
+  private:
     struct Entry {
         std::size_t backend;
         base::Clock::TimePoint expires;

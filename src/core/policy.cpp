@@ -2,7 +2,9 @@
 
 namespace smtplb::core {
 namespace {
-proto::Reply denied(const char* text) { return proto::Reply::make(550, "5.7.1", text); }
+proto::Reply denied(const char* text) {
+    return proto::Reply::make(550, "5.7.1", text);
+}
 }  // namespace
 
 bool RelayPolicy::may_relay(const base::IpAddress& client, bool authenticated) const {

@@ -11,7 +11,7 @@ namespace smtplb::core {
 // The relay boundary, enforced by the balancer whatever the backends would
 // allow (DESIGN.md): who may send where, per listener.
 class RelayPolicy {
-public:
+  public:
     explicit RelayPolicy(const config::Listener& listener) : listener_(listener) {}
 
     // Clients that may relay anywhere: trusted networks of a relay listener,
@@ -24,7 +24,7 @@ public:
                                                 const proto::Mailbox& rcpt) const;
     bool accepts_domain(const std::string& domain) const;
 
-private:
+  private:
     const config::Listener& listener_;
 };
 

@@ -36,7 +36,8 @@ std::optional<std::size_t> Pool::pick(const std::optional<base::IpAddress>& clie
             // Stay only while no better tier has become usable again.
             bool better_tier = false;
             for (std::size_t i = 0; i < backends_.size(); ++i)
-                if (open(i) && backends_[i].config.priority < backends_[*remembered].config.priority)
+                if (open(i) &&
+                    backends_[i].config.priority < backends_[*remembered].config.priority)
                     better_tier = true;
             if (!better_tier) {
                 persistence_->remember(client_key, *remembered);

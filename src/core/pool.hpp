@@ -18,7 +18,7 @@ namespace smtplb::core {
 // A named group of backends: priority tiers, a scheduler within a tier,
 // optional persistence, and the passive view of which backends are usable.
 class Pool {
-public:
+  public:
     Pool(const config::Pool& config, const base::Clock& clock, base::Random& random);
 
     // A backend for a new attempt, never one in `tried`. Lower priority
@@ -38,7 +38,7 @@ public:
     const std::vector<BackendState>& backends() const { return backends_; }
     BackendState& backend(std::size_t i) { return backends_[i]; }
 
-private:
+  private:
     config::Pool config_;
     const base::Clock& clock_;
     std::vector<BackendState> backends_;

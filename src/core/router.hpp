@@ -10,11 +10,11 @@ namespace smtplb::core {
 
 // Recipient -> pool name: the first matching [[route]], else the listener's pool.
 class Router {
-public:
+  public:
     explicit Router(const std::vector<config::Route>& routes);
     const std::string& route(const proto::Mailbox& rcpt, const std::string& default_pool) const;
 
-private:
+  private:
     struct Compiled {
         std::string domain;
         bool has_regex = false;

@@ -16,7 +16,8 @@ bool lighter(std::uint64_t a, std::uint32_t wa, std::uint64_t b, std::uint32_t w
 
 std::vector<HashRing::Member> ring_members(const std::vector<BackendState>& backends) {
     std::vector<HashRing::Member> members;
-    for (const auto& b : backends) members.push_back({b.config.name, b.config.weight});
+    for (const auto& b : backends)
+        members.push_back({b.config.name, b.config.weight});
     return members;
 }
 
@@ -26,13 +27,16 @@ std::unique_ptr<Scheduler> make_scheduler(config::Algorithm algorithm,
                                           const std::vector<BackendState>& backends,
                                           base::Random& random) {
     switch (algorithm) {
-        case config::Algorithm::RoundRobin: return std::make_unique<SmoothRoundRobin>();
+        case config::Algorithm::RoundRobin:
+            return std::make_unique<SmoothRoundRobin>();
         case config::Algorithm::LeastConnections:
             return std::make_unique<LeastLoaded>(LeastLoaded::Measure::Connections);
         case config::Algorithm::LeastPending:
             return std::make_unique<LeastLoaded>(LeastLoaded::Measure::Pending);
-        case config::Algorithm::SourceHash: return std::make_unique<SourceHash>(backends);
-        case config::Algorithm::RandomTwo: return std::make_unique<RandomTwo>(random);
+        case config::Algorithm::SourceHash:
+            return std::make_unique<SourceHash>(backends);
+        case config::Algorithm::RandomTwo:
+            return std::make_unique<RandomTwo>(random);
     }
     return std::make_unique<SmoothRoundRobin>();
 }
@@ -67,12 +71,13 @@ std::size_t LeastLoaded::choose(std::vector<BackendState>& backends,
 
 SourceHash::SourceHash(const std::vector<BackendState>& backends) : ring_(ring_members(backends)) {}
 
-std::size_t SourceHash::choose(std::vector<BackendState>&, const std::vector<std::size_t>& candidates,
-                               std::uint64_t key) {
+std::size_t SourceHash::choose(std::vector<BackendState>&,
+                               const std::vector<std::size_t>& candidates, std::uint64_t key) {
     // The first usable backend clockwise from the key: when one is down, only
     // its own clients move.
     for (std::size_t member : ring_.walk(key))
-        if (std::find(candidates.begin(), candidates.end(), member) != candidates.end()) return member;
+        if (std::find(candidates.begin(), candidates.end(), member) != candidates.end())
+            return member;
     return candidates.front();
 }
 

@@ -13,7 +13,7 @@ namespace smtplb::core {
 // Chooses one of `candidates` (indexes into `backends`, all usable, all of one
 // priority tier, never empty). `key` is the client's hash, for source_hash.
 class Scheduler {
-public:
+  public:
     virtual ~Scheduler() = default;
     virtual std::size_t choose(std::vector<BackendState>& backends,
                                const std::vector<std::size_t>& candidates, std::uint64_t key) = 0;
@@ -25,42 +25,42 @@ std::unique_ptr<Scheduler> make_scheduler(config::Algorithm algorithm,
 
 // nginx-style smooth weighted round robin: exact proportions, well interleaved.
 class SmoothRoundRobin final : public Scheduler {
-public:
+  public:
     std::size_t choose(std::vector<BackendState>& backends,
                        const std::vector<std::size_t>& candidates, std::uint64_t key) override;
 };
 
 // Least load per unit of weight; ties go round robin so equal loads spread.
 class LeastLoaded final : public Scheduler {
-public:
+  public:
     enum class Measure { Connections, Pending };
     explicit LeastLoaded(Measure measure) : measure_(measure) {}
     std::size_t choose(std::vector<BackendState>& backends,
                        const std::vector<std::size_t>& candidates, std::uint64_t key) override;
 
-private:
+  private:
     Measure measure_;
     std::size_t rotation_ = 0;
 };
 
 class SourceHash final : public Scheduler {
-public:
+  public:
     explicit SourceHash(const std::vector<BackendState>& backends);
     std::size_t choose(std::vector<BackendState>& backends,
                        const std::vector<std::size_t>& candidates, std::uint64_t key) override;
 
-private:
+  private:
     HashRing ring_;
 };
 
 // Power of two choices: two random candidates, the less loaded wins.
 class RandomTwo final : public Scheduler {
-public:
+  public:
     explicit RandomTwo(base::Random& random) : random_(random) {}
     std::size_t choose(std::vector<BackendState>& backends,
                        const std::vector<std::size_t>& candidates, std::uint64_t key) override;
 
-private:
+  private:
     base::Random& random_;
 };
 

@@ -14,13 +14,15 @@ std::string TrackingRecord::to_json() const {
     o["sender"] = sender;
     o["recipients"] = recipients;
     boost::json::array domains;
-    for (const auto& d : recipient_domains) domains.emplace_back(d);
+    for (const auto& d : recipient_domains)
+        domains.emplace_back(d);
     o["recipient_domains"] = std::move(domains);
     o["size"] = size;
     o["pool"] = pool;
     boost::json::array tries;
     for (const auto& a : attempts)
-        tries.emplace_back(boost::json::object{{"backend", a.backend}, {"stage", a.stage}, {"reply", a.reply}});
+        tries.emplace_back(
+            boost::json::object{{"backend", a.backend}, {"stage", a.stage}, {"reply", a.reply}});
     o["attempts"] = std::move(tries);
     o["queue_id"] = queue_id;
     o["result"] = result;

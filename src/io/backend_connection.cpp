@@ -15,7 +15,7 @@ constexpr std::size_t kReadBufferSize = 16384;
 BackendConnection::BackendConnection(tcp::socket socket, core::Pool& pool, std::size_t backend,
                                      std::optional<base::IpAddress> source)
     : socket_(std::move(socket)),
-      read_buffer_(std::make_unique<char[]>(kReadBufferSize)),
+      read_buffer_(std::make_unique_for_overwrite<char[]>(kReadBufferSize)),
       pool_(pool),
       backend_(backend),
       source_(std::move(source)) {
@@ -62,7 +62,7 @@ awaitable<std::optional<BackendConnection::Completion>> BackendConnection::next(
         auto [ec, n] = co_await socket_.async_read_some(
             asio::buffer(read_buffer_.get(), kReadBufferSize), use_nothrow);
         if (ec) {
-            failure_ = deadline_->expired() ? "timeout waiting for reply"
+            failure_ = deadline_->expired()     ? "timeout waiting for reply"
                        : ec == asio::error::eof ? "connection closed by backend"
                                                 : "read failed: " + ec.message();
             co_return std::nullopt;

@@ -3,7 +3,6 @@
 #include <memory>
 #include <optional>
 #include <string>
-#include <memory>
 
 #include "base/network.hpp"
 #include "core/pool.hpp"
@@ -18,7 +17,7 @@ namespace smtplb::io {
 // and a deadline. The conversation's order is decided by Relay; this class
 // only moves bytes and waits for replies.
 class BackendConnection {
-public:
+  public:
     using Completion = proto::ClientSession::Completion;
 
     BackendConnection(tcp::socket socket, core::Pool& pool, std::size_t backend,
@@ -65,7 +64,7 @@ public:
     std::uint64_t owner_session = 0;
     std::chrono::steady_clock::time_point idle_since{};
 
-private:
+  private:
     tcp::socket socket_;
     // Own read buffer: async_read_some into it costs one syscall per read,
     // where waiting first then reading costs two (Asio re-arms epoll for

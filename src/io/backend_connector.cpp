@@ -20,7 +20,8 @@ awaitable<std::pair<error_code, tcp::socket>> TcpConnector::connect(
     if (ec) co_return std::pair{ec, std::move(socket)};
     asio::steady_timer timer(executor);
     timer.expires_after(timeout);
-    auto result = co_await (socket.async_connect(endpoint, use_nothrow) || timer.async_wait(use_nothrow));
+    auto result =
+        co_await (socket.async_connect(endpoint, use_nothrow) || timer.async_wait(use_nothrow));
     if (result.index() == 1) {
         socket.close(ec);
         co_return std::pair{error_code(asio::error::timed_out), std::move(socket)};

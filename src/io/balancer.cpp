@@ -12,10 +12,13 @@ Balancer::Balancer(asio::io_context& io, const config::Config& config,
       connector_(connector ? std::move(connector) : std::make_unique<TcpConnector>()),
       cache_(io.get_executor(), config_.server.hostname),
       tracking_(io.get_executor(), config_.server.tracking_log) {
-    for (const auto& p : config_.pools) pools_.push_back(std::make_unique<core::Pool>(p, clock_, random_));
+    for (const auto& p : config_.pools)
+        pools_.push_back(std::make_unique<core::Pool>(p, clock_, random_));
 }
 
-Balancer::~Balancer() { cache_.set_closing(); }
+Balancer::~Balancer() {
+    cache_.set_closing();
+}
 
 core::Pool* Balancer::pool(const std::string& name) {
     for (auto& p : pools_)
@@ -37,20 +40,23 @@ bool Balancer::start(std::string& error) {
 }
 
 void Balancer::stop() {
-    for (auto& l : listeners_) l->stop();
+    for (auto& l : listeners_)
+        l->stop();
     cache_.close_all();
     tracking_.flush();
 }
 
 std::size_t Balancer::active_sessions() const {
     std::size_t n = 0;
-    for (const auto& l : listeners_) n += l->sessions();
+    for (const auto& l : listeners_)
+        n += l->sessions();
     return n;
 }
 
 std::vector<std::uint16_t> Balancer::bound_ports() const {
     std::vector<std::uint16_t> ports;
-    for (const auto& l : listeners_) ports.push_back(l->port());
+    for (const auto& l : listeners_)
+        ports.push_back(l->port());
     return ports;
 }
 

@@ -23,7 +23,7 @@ class Listener;
 // Everything one running configuration needs: pools, routes, listeners,
 // backend connections, the tracking log. Runs on one io_context thread.
 class Balancer {
-public:
+  public:
     Balancer(asio::io_context& io, const config::Config& config,
              std::unique_ptr<BackendConnector> connector = nullptr);
     ~Balancer();
@@ -47,7 +47,7 @@ public:
     std::vector<std::uint16_t> bound_ports() const;
     std::size_t active_sessions() const;
 
-private:
+  private:
     asio::io_context& io_;
     config::Config config_;
     base::SystemClock clock_;

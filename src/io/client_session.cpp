@@ -25,14 +25,15 @@ proto::ClientIdentity identity_of(tcp::socket& socket) {
     auto remote = socket.remote_endpoint(ec);
     auto local = socket.local_endpoint(ec);
     if (auto a = base::IpAddress::parse(remote.address().to_string())) id.address = a->unmapped();
-    if (auto a = base::IpAddress::parse(local.address().to_string())) id.local_address = a->unmapped();
+    if (auto a = base::IpAddress::parse(local.address().to_string()))
+        id.local_address = a->unmapped();
     id.port = remote.port();
     id.local_port = local.port();
     return id;
 }
 
 class ClientSession {
-public:
+  public:
     ClientSession(tcp::socket socket, Listener& listener)
         : socket_(std::move(socket)),
           listener_(listener),
@@ -43,7 +44,7 @@ public:
 
     awaitable<void> run();
 
-private:
+  private:
     std::string spill_dir() const {
         const auto& dir = balancer_.config().server.state_dir;
         return dir.empty() ? "/tmp" : dir;
@@ -77,7 +78,8 @@ awaitable<std::pair<error_code, std::string_view>> ClientSession::read(bool stre
         transaction_buffer_.reset();
         co_return co_await read_some_shared(socket_, streaming);
     }
-    if (!transaction_buffer_) transaction_buffer_ = std::make_unique<char[]>(kTransactionBufferSize);
+    if (!transaction_buffer_)
+        transaction_buffer_ = std::make_unique_for_overwrite<char[]>(kTransactionBufferSize);
     auto [ec, n] = co_await socket_.async_read_some(
         asio::buffer(transaction_buffer_.get(), kTransactionBufferSize), use_nothrow);
     co_return std::pair{ec, std::string_view(transaction_buffer_.get(), n)};
@@ -114,8 +116,8 @@ void ClientSession::finish_tracking(const Reply& reply, const char* result_overr
     r.queue_id = relay_.queue_id();
     r.identity = relay_.identity_result();
     r.reply = reply.summary();
-    r.result = result_override ? result_override
-               : reply.positive() ? "relayed"
+    r.result = result_override     ? result_override
+               : reply.positive()  ? "relayed"
                : reply.permanent() ? "rejected"
                                    : "tempfailed";
     r.duration_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -158,7 +160,8 @@ awaitable<void> ClientSession::handle(proto::ServerEvent& ev) {
             }
             if (relay_.pool() != pool) {
                 // RFC 5321 §4.5.3.1.10: the client sends it again in a new transaction.
-                protocol_.answer(Reply::make(452, "4.5.3", "Recipient belongs to another mail system; send it separately"));
+                protocol_.answer(Reply::make(
+                    452, "4.5.3", "Recipient belongs to another mail system; send it separately"));
                 break;
             }
             auto reply = co_await relay_.add_recipient(rcpt);
@@ -222,7 +225,8 @@ awaitable<void> ClientSession::run() {
                 if (ec) {
                     if (deadline->expired()) {
                         protocol_.shutdown(Reply::make(
-                            421, "4.4.2", listener_.settings().hostname + " Error: timeout exceeded"));
+                            421, "4.4.2",
+                            listener_.settings().hostname + " Error: timeout exceeded"));
                         deadline->expires_after(std::chrono::seconds(10));
                         co_await flush();
                     }

@@ -10,9 +10,9 @@ std::string source_key(const std::optional<base::IpAddress>& source) {
 ConnectionCache::ConnectionCache(asio::any_io_executor executor, std::string)
     : executor_(executor), timer_(executor) {}
 
-std::unique_ptr<BackendConnection> ConnectionCache::take(core::Pool& pool, std::size_t backend,
-                                                         const std::optional<base::IpAddress>& source,
-                                                         std::uint64_t session) {
+std::unique_ptr<BackendConnection> ConnectionCache::take(
+    core::Pool& pool, std::size_t backend, const std::optional<base::IpAddress>& source,
+    std::uint64_t session) {
     auto it = idle_.find(Key{&pool, backend, source_key(source)});
     if (it == idle_.end()) return nullptr;
     auto& list = it->second;
@@ -55,8 +55,7 @@ void ConnectionCache::put(std::unique_ptr<BackendConnection> conn) {
 void ConnectionCache::retire(std::unique_ptr<BackendConnection> conn) {
     if (closing_) return;
     asio::co_spawn(
-        executor_,
-        [c = std::move(conn)]() -> awaitable<void> { co_await c->quit(Millis(5000)); },
+        executor_, [c = std::move(conn)]() -> awaitable<void> { co_await c->quit(Millis(5000)); },
         asio::detached);
 }
 
@@ -82,14 +81,16 @@ awaitable<void> ConnectionCache::sweep() {
 
 void ConnectionCache::close_all() {
     for (auto& [key, list] : idle_)
-        for (auto& conn : list) retire(std::move(conn));
+        for (auto& conn : list)
+            retire(std::move(conn));
     idle_.clear();
     timer_.cancel();
 }
 
 std::size_t ConnectionCache::size() const {
     std::size_t n = 0;
-    for (const auto& [key, list] : idle_) n += list.size();
+    for (const auto& [key, list] : idle_)
+        n += list.size();
     return n;
 }
 

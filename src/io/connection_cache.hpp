@@ -16,7 +16,7 @@ namespace smtplb::io {
 // timeout. Only connections whose identity is re-sent per message (XCLIENT,
 // or none at all) come here; PROXY connections never do.
 class ConnectionCache {
-public:
+  public:
     explicit ConnectionCache(asio::any_io_executor executor, std::string hostname);
 
     // An idle connection, preferring one that already speaks for `session`.
@@ -33,7 +33,7 @@ public:
     // Ends a connection politely in the background (QUIT, then close).
     void retire(std::unique_ptr<BackendConnection> connection);
 
-private:
+  private:
     using Key = std::tuple<const core::Pool*, std::size_t, std::string>;
     awaitable<void> sweep();
 

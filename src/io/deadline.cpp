@@ -5,7 +5,8 @@ namespace smtplb::io {
 std::shared_ptr<Deadline> Deadline::start(asio::any_io_executor executor,
                                           std::function<void()> on_expire) {
     auto d = std::make_shared<Deadline>(executor, std::move(on_expire));
-    asio::co_spawn(executor, [d]() -> awaitable<void> { co_await d->watch(); }, asio::detached);
+    asio::co_spawn(
+        executor, [d]() -> awaitable<void> { co_await d->watch(); }, asio::detached);
     return d;
 }
 

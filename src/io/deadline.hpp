@@ -12,7 +12,7 @@ namespace smtplb::io {
 // store: the timer wakes at the old time and sleeps again, so the hot path
 // does no timer work. Only moving it earlier re-arms the timer.
 class Deadline : public std::enable_shared_from_this<Deadline> {
-public:
+  public:
     using Clock = std::chrono::steady_clock;
     Deadline(asio::any_io_executor executor, std::function<void()> on_expire)
         : timer_(executor), on_expire_(std::move(on_expire)) {}
@@ -24,7 +24,7 @@ public:
     // Ends the watchdog; on_expire is not called after this.
     void stop();
 
-private:
+  private:
     awaitable<void> watch();
 
     asio::steady_timer timer_;

@@ -79,22 +79,24 @@ awaitable<void> Listener::accept_loop() {
         if (peer_ec) continue;
         std::string client = peer.address().to_string();
         if (connections_ >= config_.max_connections) {
-            asio::co_spawn(acceptor_.get_executor(),
-                           refuse(std::move(socket), "421 4.7.0 Too many connections, try again later\r\n"),
-                           asio::detached);
+            asio::co_spawn(
+                acceptor_.get_executor(),
+                refuse(std::move(socket), "421 4.7.0 Too many connections, try again later\r\n"),
+                asio::detached);
             continue;
         }
         if (per_client_[client] >= config_.max_connections_per_client) {
-            asio::co_spawn(acceptor_.get_executor(),
-                           refuse(std::move(socket), "421 4.7.0 Too many connections from your address\r\n"),
-                           asio::detached);
+            asio::co_spawn(
+                acceptor_.get_executor(),
+                refuse(std::move(socket), "421 4.7.0 Too many connections from your address\r\n"),
+                asio::detached);
             continue;
         }
         ++connections_;
         ++per_client_[client];
         tune_socket(socket);
-        asio::co_spawn(acceptor_.get_executor(), run_client_session(std::move(socket), *this, client),
-                       asio::detached);
+        asio::co_spawn(acceptor_.get_executor(),
+                       run_client_session(std::move(socket), *this, client), asio::detached);
     }
 }
 

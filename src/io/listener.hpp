@@ -15,7 +15,7 @@ class Balancer;
 
 // One [[listener]]: its socket, its policy and limits, and its sessions.
 class Listener {
-public:
+  public:
     Listener(Balancer& balancer, const config::Listener& config);
     bool start(std::string& error);
     void stop();
@@ -31,7 +31,7 @@ public:
     void session_ended(const std::string& client);
     std::size_t sessions() const { return connections_; }
 
-private:
+  private:
     awaitable<void> accept_loop();
     awaitable<void> refuse(tcp::socket socket, const char* reply);
 

@@ -5,7 +5,9 @@
 
 namespace smtplb::io {
 
-MessageBuffer::~MessageBuffer() { clear(); }
+MessageBuffer::~MessageBuffer() {
+    clear();
+}
 
 void MessageBuffer::clear() {
     if (file_) std::fclose(file_);

@@ -11,7 +11,7 @@ namespace smtplb::io {
 // Holds one message's content so it can be replayed on another backend:
 // in memory up to a threshold, then in an unlinked temporary file.
 class MessageBuffer final : public proto::BodySink {
-public:
+  public:
     explicit MessageBuffer(std::uint64_t memory_limit, std::string spill_dir)
         : memory_limit_(memory_limit), spill_dir_(std::move(spill_dir)) {}
     ~MessageBuffer() override;
@@ -27,7 +27,7 @@ public:
     // (check offset against size()).
     std::string_view chunk_at(std::uint64_t offset, std::size_t max, std::string& scratch) const;
 
-private:
+  private:
     void spill();
 
     std::uint64_t memory_limit_;

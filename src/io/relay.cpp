@@ -6,22 +6,27 @@
 namespace smtplb::io {
 
 using Step = proto::ClientSession::Step;
-using core::Verdict;
 using core::classify;
+using core::Verdict;
 
 Relay::Relay(RelayContext& context, const proto::ClientIdentity& identity, std::uint64_t session)
     : context_(context), identity_(identity), session_(session) {}
 
-Relay::~Relay() { release_connections(); }
+Relay::~Relay() {
+    release_connections();
+}
 
-Millis Relay::reply_timeout() const { return pool_->config().reply_timeout; }
+Millis Relay::reply_timeout() const {
+    return pool_->config().reply_timeout;
+}
 
 std::string Relay::identity_result() const {
     if (identity_unsupported_) return "not-supported";
     return config::to_string(context_.identity_mode);
 }
 
-void Relay::begin(core::Pool& pool, const proto::Path& sender, const proto::MailParameters& params) {
+void Relay::begin(core::Pool& pool, const proto::Path& sender,
+                  const proto::MailParameters& params) {
     pool_ = &pool;
     sender_ = sender;
     params_ = params;
@@ -45,7 +50,8 @@ void Relay::record(std::size_t backend, const char* stage, const std::string& wh
 }
 
 std::string Relay::mail_command(const proto::Capabilities& caps) const {
-    std::string cmd = "MAIL FROM:<" + (sender_.null ? std::string() : sender_.mailbox.address()) + ">";
+    std::string cmd =
+        "MAIL FROM:<" + (sender_.null ? std::string() : sender_.mailbox.address()) + ">";
     if (params_.size && caps.size_limit) cmd += " SIZE=" + std::to_string(*params_.size);
     if (params_.body_8bitmime && caps.eightbitmime) cmd += " BODY=8BITMIME";
     if (params_.smtputf8) cmd += " SMTPUTF8";
@@ -68,8 +74,10 @@ void Relay::keep(std::unique_ptr<BackendConnection> conn) {
 
 void Relay::release_connections() {
     for (auto& conn : stash_) {
-        if (conn->dedicated) context_.cache.retire(std::move(conn));  // PROXY: this client's only
-        else context_.cache.put(std::move(conn));
+        if (conn->dedicated)
+            context_.cache.retire(std::move(conn));  // PROXY: this client's only
+        else
+            context_.cache.put(std::move(conn));
     }
     stash_.clear();
 }
@@ -168,7 +176,8 @@ awaitable<proto::Reply> Relay::establish(const proto::Mailbox* new_rcpt) {
         bool ok = true, broken = false;
         std::optional<proto::Reply> new_reply;
         if (caps.pipelining) {
-            for (const auto& r : recipients_) send_rcpt(r);
+            for (const auto& r : recipients_)
+                send_rcpt(r);
             if (new_rcpt) send_rcpt(*new_rcpt);
         }
         auto mail = co_await conn->next(reply_timeout());
@@ -180,7 +189,8 @@ awaitable<proto::Reply> Relay::establish(const proto::Mailbox* new_rcpt) {
             record(backend, "mail", mail->reply.summary());
         } else {
             for (std::size_t i = 0; i < expected_rcpts && !broken; ++i) {
-                if (!caps.pipelining) send_rcpt(i < recipients_.size() ? recipients_[i] : *new_rcpt);
+                if (!caps.pipelining)
+                    send_rcpt(i < recipients_.size() ? recipients_[i] : *new_rcpt);
                 auto rc = co_await conn->next(reply_timeout());
                 if (!rc) {
                     broken = true;
@@ -260,7 +270,8 @@ awaitable<proto::Reply> Relay::add_recipient(const proto::Mailbox& rcpt) {
 }
 
 awaitable<proto::Reply> Relay::deliver(const MessageBuffer& body) {
-    if (recipients_.empty()) co_return proto::Reply::make(554, "5.5.1", "Error: no valid recipients");
+    if (recipients_.empty())
+        co_return proto::Reply::make(554, "5.5.1", "Error: no valid recipients");
     for (;;) {
         if (!conn_) {
             auto replay = co_await establish(nullptr);
@@ -313,7 +324,8 @@ awaitable<proto::Reply> Relay::deliver(const MessageBuffer& body) {
             case Verdict::Accepted:
                 if (stage == std::string("data")) break;  // 2xx to DATA: nonsense, go elsewhere
                 ++state.counters.delivered;
-                queue_id_ = core::queue_id_from(final_reply->lines.empty() ? "" : final_reply->lines[0]);
+                queue_id_ =
+                    core::queue_id_from(final_reply->lines.empty() ? "" : final_reply->lines[0]);
                 co_await release_current(false);
                 recipients_.clear();
                 co_return core::relay_reply(*final_reply);

@@ -34,7 +34,7 @@ struct RelayContext {
 // defers or fails the transaction is replayed on another one before the
 // client is answered. The client sees 4xx only when no backend could take it.
 class Relay {
-public:
+  public:
     Relay(RelayContext& context, const proto::ClientIdentity& identity, std::uint64_t session);
     ~Relay();
 
@@ -59,7 +59,7 @@ public:
         identity_.esmtp = esmtp;
     }
 
-private:
+  private:
     // Opens the transaction on a new backend, replaying accepted recipients
     // and then `new_rcpt` if any. Returns the reply for new_rcpt (or, with
     // none, for the replay: a positive reply means conn_ holds it).
@@ -81,7 +81,7 @@ private:
     std::vector<proto::Mailbox> recipients_;  // accepted by the current backend
     std::vector<std::size_t> tried_;
     std::uint32_t attempts_made_ = 0;
-    std::unique_ptr<BackendConnection> conn_;  // holds the open transaction
+    std::unique_ptr<BackendConnection> conn_;                // holds the open transaction
     std::vector<std::unique_ptr<BackendConnection>> stash_;  // this session's idle ones
     std::vector<core::AttemptRecord> attempts_;
     std::string queue_id_;

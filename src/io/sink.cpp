@@ -21,11 +21,16 @@ std::optional<SinkFault> SinkFault::parse(const std::string& text, std::string& 
     std::string stage = base::to_lower(text.substr(0, eq));
     std::string action = text.substr(eq + 1);
     SinkFault f;
-    if (stage == "greeting") f.stage = Stage::Greeting;
-    else if (stage == "mail") f.stage = Stage::Mail;
-    else if (stage == "rcpt") f.stage = Stage::Rcpt;
-    else if (stage == "data") f.stage = Stage::Data;
-    else if (stage == "message") f.stage = Stage::Message;
+    if (stage == "greeting")
+        f.stage = Stage::Greeting;
+    else if (stage == "mail")
+        f.stage = Stage::Mail;
+    else if (stage == "rcpt")
+        f.stage = Stage::Rcpt;
+    else if (stage == "data")
+        f.stage = Stage::Data;
+    else if (stage == "message")
+        f.stage = Stage::Message;
     else {
         error = "fault stage must be greeting, mail, rcpt, data or message";
         return std::nullopt;
@@ -42,18 +47,20 @@ std::optional<SinkFault> SinkFault::parse(const std::string& text, std::string& 
     } else {
         auto colon = action.find(':');
         std::string code = action.substr(0, colon);
-        if (code.size() != 3 || code[0] < '4' || code[0] > '5' || code.find_first_not_of("0123456789") != std::string::npos) {
+        if (code.size() != 3 || code[0] < '4' || code[0] > '5' ||
+            code.find_first_not_of("0123456789") != std::string::npos) {
             error = "fault action must be a 4xx/5xx code, drop, or delay:DURATION";
             return std::nullopt;
         }
         f.code = std::stoi(code);
-        f.enhanced = colon == std::string::npos ? std::string(1, code[0]) + ".3.0" : action.substr(colon + 1);
+        f.enhanced = colon == std::string::npos ? std::string(1, code[0]) + ".3.0"
+                                                : action.substr(colon + 1);
     }
     return f;
 }
 
 class SinkSession {
-public:
+  public:
     SinkSession(Sink& sink, tcp::socket socket)
         : sink_(sink), socket_(std::move(socket)), protocol_(sink.settings_) {
         error_code ec;
@@ -62,7 +69,7 @@ public:
 
     awaitable<void> run();
 
-private:
+  private:
     struct Body final : proto::BodySink {
         std::string text;
         bool keep = false;
@@ -78,7 +85,8 @@ private:
         const auto& opts = sink_.options_;
         if (!opts.faults_unless_sender_domain.empty() && !from_.empty()) {
             auto at = from_.rfind('@');
-            if (at != std::string::npos && base::iequals(from_.substr(at + 1), opts.faults_unless_sender_domain))
+            if (at != std::string::npos &&
+                base::iequals(from_.substr(at + 1), opts.faults_unless_sender_domain))
                 return nullptr;
         }
         for (const auto& f : opts.faults) {
@@ -140,7 +148,8 @@ void SinkSession::record_message() {
     o["helo"] = protocol_.helo();
     o["from"] = from_;
     boost::json::array rcpts;
-    for (const auto& r : rcpts_) rcpts.emplace_back(r);
+    for (const auto& r : rcpts_)
+        rcpts.emplace_back(r);
     o["rcpt"] = std::move(rcpts);
     o["size"] = body_.size;
     o["body"] = body_.text;
@@ -150,7 +159,8 @@ void SinkSession::record_message() {
 awaitable<void> SinkSession::run() {
     ++sink_.stats_.connections;
     if (auto* f = fault(SinkFault::Stage::Greeting); f && (f->drop || f->code)) {
-        if (f->code) protocol_.shutdown(Reply::make(f->code, f->enhanced, "Fault injected by smtplb sink"));
+        if (f->code)
+            protocol_.shutdown(Reply::make(f->code, f->enhanced, "Fault injected by smtplb sink"));
     } else {
         protocol_.start();
     }
@@ -177,8 +187,7 @@ awaitable<void> SinkSession::run() {
                 from_ = ev.path.null ? "" : ev.path.mailbox.address();
                 rcpts_.clear();
                 handled = co_await apply(fault(SinkFault::Stage::Mail));
-                if (!handled)
-                    protocol_.answer(Reply::make(250, "2.1.0", "Ok"));
+                if (!handled) protocol_.answer(Reply::make(250, "2.1.0", "Ok"));
                 break;
             case Kind::Rcpt:
                 handled = co_await apply(fault(SinkFault::Stage::Rcpt));
@@ -204,12 +213,12 @@ awaitable<void> SinkSession::run() {
                     ++sink_.stats_.messages;
                     sink_.stats_.recipients += rcpts_.size();
                     sink_.stats_.bytes += body_.size;
-                    sink_.stats_.last_client =
-                        xclient_addr_.empty() ? peer_ + " (no XCLIENT)" : xclient_addr_ + " (XCLIENT)";
+                    sink_.stats_.last_client = xclient_addr_.empty() ? peer_ + " (no XCLIENT)"
+                                                                     : xclient_addr_ + " (XCLIENT)";
                     if (sink_.record_) record_message();
                     protocol_.answer(Reply::make(250, "2.0.0",
-                                                 "Ok: queued as S" + std::to_string(sink_.port()) + "N" +
-                                                     std::to_string(sink_.stats_.messages)));
+                                                 "Ok: queued as S" + std::to_string(sink_.port()) +
+                                                     "N" + std::to_string(sink_.stats_.messages)));
                 }
                 break;
             case Kind::Xclient: {
@@ -222,7 +231,8 @@ awaitable<void> SinkSession::run() {
                     if (key == "helo") xclient_helo_ = value;
                     if (key == "login") xclient_login_ = value;
                 }
-                protocol_.answer(Reply::make(220, "", sink_.options_.hostname + " ESMTP smtplb sink"));
+                protocol_.answer(
+                    Reply::make(220, "", sink_.options_.hostname + " ESMTP smtplb sink"));
                 break;
             }
             default:

@@ -30,9 +30,9 @@ struct SinkOptions {
     base::HostPort listen;
     std::string hostname = "sink.invalid";
     std::vector<SinkFault> faults;
-    double fault_rate = 1.0;                 // probability that a fault applies
+    double fault_rate = 1.0;                  // probability that a fault applies
     std::string faults_unless_sender_domain;  // faults spare senders of this domain
-    std::string record_path;                 // JSON line per message received
+    std::string record_path;                  // JSON line per message received
     bool xclient = true;
 };
 
@@ -48,7 +48,7 @@ struct SinkStats {
 // A fast SMTP receiver for tests, the demo and benchmarks: accepts and
 // discards mail (optionally recording each message), with injectable faults.
 class Sink {
-public:
+  public:
     Sink(asio::io_context& io, SinkOptions options);
     ~Sink();
     bool start(std::string& error);
@@ -57,7 +57,7 @@ public:
     const SinkStats& stats() const { return stats_; }
     const SinkOptions& options() const { return options_; }
 
-private:
+  private:
     friend class SinkSession;
     awaitable<void> accept_loop();
     void record(const std::string& line);

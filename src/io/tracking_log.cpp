@@ -5,7 +5,8 @@
 
 namespace smtplb::io {
 
-TrackingLog::TrackingLog(asio::any_io_executor executor, const std::string& path) : timer_(executor) {
+TrackingLog::TrackingLog(asio::any_io_executor executor, const std::string& path)
+    : timer_(executor) {
     if (path.empty()) return;  // disabled
     if (path == "-") {
         file_ = stdout;

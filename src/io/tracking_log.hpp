@@ -9,7 +9,7 @@ namespace smtplb::io {
 // Appends tracking-log lines to a file or stdout ("-"). Buffered, flushed
 // once a second and on exit, so logging costs no syscall per message.
 class TrackingLog {
-public:
+  public:
     TrackingLog(asio::any_io_executor executor, const std::string& path);
     ~TrackingLog();
     bool ok() const { return file_ != nullptr; }
@@ -17,7 +17,7 @@ public:
     void write(const std::string& line);
     void flush();
 
-private:
+  private:
     awaitable<void> flusher();
 
     asio::steady_timer timer_;

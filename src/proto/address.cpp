@@ -11,9 +11,25 @@ bool is_atext(unsigned char c) {
     if (c >= 0x80) return true;  // UTF-8; flagged as non_ascii
     if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) return true;
     switch (c) {
-        case '!': case '#': case '$': case '%': case '&': case '\'': case '*': case '+':
-        case '-': case '/': case '=': case '?': case '^': case '_': case '`': case '{':
-        case '|': case '}': case '~':
+        case '!':
+        case '#':
+        case '$':
+        case '%':
+        case '&':
+        case '\'':
+        case '*':
+        case '+':
+        case '-':
+        case '/':
+        case '=':
+        case '?':
+        case '^':
+        case '_':
+        case '`':
+        case '{':
+        case '|':
+        case '}':
+        case '~':
             return true;
         default:
             return false;
@@ -127,7 +143,8 @@ PathParse parse_path(std::string_view text, bool allow_null) {
     mb.local = std::string(inner.substr(0, at));
     if (at == std::string_view::npos || at >= inner.size()) {
         // Only "Postmaster" may go without a domain (RFC 5321 §4.1.1.3).
-        if (!base::iequals(mb.local, "postmaster") || allow_null) return fail("Address needs a domain");
+        if (!base::iequals(mb.local, "postmaster") || allow_null)
+            return fail("Address needs a domain");
         mb.local = "postmaster";
     } else {
         std::string_view domain = inner.substr(at + 1);
@@ -139,8 +156,10 @@ PathParse parse_path(std::string_view text, bool allow_null) {
         }
         mb.domain = base::to_lower(domain);
     }
-    for (unsigned char c : mb.local) mb.non_ascii |= c >= 0x80;
-    for (unsigned char c : mb.domain) mb.non_ascii |= c >= 0x80;
+    for (unsigned char c : mb.local)
+        mb.non_ascii |= c >= 0x80;
+    for (unsigned char c : mb.domain)
+        mb.non_ascii |= c >= 0x80;
     out.path = std::move(path);
     return out;
 }

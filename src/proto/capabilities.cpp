@@ -13,12 +13,18 @@ Capabilities Capabilities::from_ehlo(const Reply& reply) {
         auto words = base::split_words(reply.lines[i]);
         if (words.empty()) continue;
         auto key = base::to_lower(words[0]);
-        if (key == "pipelining") caps.pipelining = true;
-        else if (key == "8bitmime") caps.eightbitmime = true;
-        else if (key == "smtputf8") caps.smtputf8 = true;
-        else if (key == "enhancedstatuscodes") caps.enhanced_codes = true;
-        else if (key == "starttls") caps.starttls = true;
-        else if (key == "chunking") caps.chunking = true;
+        if (key == "pipelining")
+            caps.pipelining = true;
+        else if (key == "8bitmime")
+            caps.eightbitmime = true;
+        else if (key == "smtputf8")
+            caps.smtputf8 = true;
+        else if (key == "enhancedstatuscodes")
+            caps.enhanced_codes = true;
+        else if (key == "starttls")
+            caps.starttls = true;
+        else if (key == "chunking")
+            caps.chunking = true;
         else if (key == "size") {
             std::uint64_t n = 0;
             if (words.size() > 1) {
@@ -29,7 +35,8 @@ Capabilities Capabilities::from_ehlo(const Reply& reply) {
             caps.xclient = true;
             for (std::size_t w = 1; w < words.size(); ++w) {
                 std::string attr(words[w]);
-                for (char& c : attr) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+                for (char& c : attr)
+                    c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
                 caps.xclient_attributes.insert(attr);
             }
         }

@@ -14,7 +14,7 @@ namespace smtplb::proto {
 // RFC 2920 pipelining needs. The caller writes output() and feeds what it
 // reads; it decides what to send next from the completions.
 class ClientSession {
-public:
+  public:
     enum class Step { Greeting, Ehlo, Xclient, Mail, Rcpt, Data, Message, Rset, Quit };
     struct Completion {
         Step step;
@@ -39,7 +39,7 @@ public:
 
     const Capabilities& capabilities() const { return caps_; }
 
-private:
+  private:
     ReplyParser parser_;
     std::deque<Step> expected_;
     std::string output_;

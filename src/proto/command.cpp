@@ -32,11 +32,14 @@ constexpr std::array<CommandSpec, 17> kCommands{{
 std::optional<std::string_view> after_keyword(std::string_view argument, std::string_view keyword) {
     if (!base::istarts_with(argument, keyword)) return std::nullopt;
     argument.remove_prefix(keyword.size());
-    while (!argument.empty() && argument.front() == ' ') argument.remove_prefix(1);
+    while (!argument.empty() && argument.front() == ' ')
+        argument.remove_prefix(1);
     return argument;
 }
 
-ArgumentError syntax(std::string text) { return {501, "5.5.4", std::move(text)}; }
+ArgumentError syntax(std::string text) {
+    return {501, "5.5.4", std::move(text)};
+}
 
 }  // namespace
 

@@ -8,8 +8,26 @@
 
 namespace smtplb::proto {
 
-enum class Verb { Unknown, Helo, Ehlo, Mail, Rcpt, Data, Rset, Noop, Quit, Vrfy, Expn, Help,
-                  StartTls, Auth, Bdat, Xclient, Etrn, Turn };
+enum class Verb {
+    Unknown,
+    Helo,
+    Ehlo,
+    Mail,
+    Rcpt,
+    Data,
+    Rset,
+    Noop,
+    Quit,
+    Vrfy,
+    Expn,
+    Help,
+    StartTls,
+    Auth,
+    Bdat,
+    Xclient,
+    Etrn,
+    Turn
+};
 
 // Per-command facts, in the manner of Postfix's smtpd_cmd_table.
 struct CommandSpec {

@@ -10,7 +10,7 @@ enum class BareLineEndings { Reject, Normalise };
 // Receives the decoded message content: un-stuffed, CRLF line endings, without
 // the terminating ".". Implemented in memory or on disk by the caller.
 class BodySink {
-public:
+  public:
     virtual ~BodySink() = default;
     virtual void append(std::string_view bytes) = 0;
 };
@@ -20,7 +20,7 @@ public:
 // (the SMTP smuggling defence). Works byte-wise with no line buffer, so memory
 // stays constant whatever the client sends.
 class DataDecoder {
-public:
+  public:
     enum class Outcome { Ok, TooBig, BareLineEnding, LineTooLong };
     struct Limits {
         std::uint64_t max_size = 50u << 20;
@@ -37,7 +37,7 @@ public:
     Outcome outcome() const { return outcome_; }
     std::uint64_t size() const { return size_; }
 
-private:
+  private:
     enum class State { LineStart, Dot, DotCr, Body, Cr, Done };
     void emit(std::string_view bytes);
     void end_line();  // emits CRLF

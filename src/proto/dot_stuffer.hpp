@@ -8,12 +8,12 @@ namespace smtplb::proto {
 // line is doubled; finish() appends the terminating "." line. The balancer
 // always re-frames with this, never forwarding the client's raw bytes.
 class DotStuffer {
-public:
+  public:
     void encode(std::string_view content, std::string& out);
     // Appends "<CRLF>." if needed so that the message ends in CRLF.CRLF.
     void finish(std::string& out);
 
-private:
+  private:
     bool at_line_start_ = true;
     char last_ = '\n';
 };

@@ -5,17 +5,21 @@
 namespace smtplb::proto {
 namespace {
 
-bool is_digit(char c) { return c >= '0' && c <= '9'; }
+bool is_digit(char c) {
+    return c >= '0' && c <= '9';
+}
 
 // "x.y.z" with x in 2,4,5 and 1-3 digit parts (RFC 3463).
 std::size_t enhanced_length(std::string_view text, char klass) {
     if (text.size() < 5 || text[0] != klass || text[1] != '.') return 0;
     std::size_t i = 2, digits = 0;
-    while (i < text.size() && is_digit(text[i]) && digits < 3) ++i, ++digits;
+    while (i < text.size() && is_digit(text[i]) && digits < 3)
+        ++i, ++digits;
     if (digits == 0 || i >= text.size() || text[i] != '.') return 0;
     ++i;
     digits = 0;
-    while (i < text.size() && is_digit(text[i]) && digits < 3) ++i, ++digits;
+    while (i < text.size() && is_digit(text[i]) && digits < 3)
+        ++i, ++digits;
     if (digits == 0) return 0;
     if (i < text.size() && text[i] != ' ') return 0;
     return i;
@@ -76,7 +80,8 @@ bool ReplyParser::parse_line(std::string_view line) {
         error_ = "reply has too many lines";
         return false;
     }
-    if (!partial_->enhanced.empty() && text.substr(0, partial_->enhanced.size()) == partial_->enhanced) {
+    if (!partial_->enhanced.empty() &&
+        text.substr(0, partial_->enhanced.size()) == partial_->enhanced) {
         text.remove_prefix(partial_->enhanced.size());
         if (!text.empty() && text.front() == ' ') text.remove_prefix(1);
     }

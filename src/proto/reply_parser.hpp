@@ -12,7 +12,7 @@ namespace smtplb::proto {
 // line length and the number of lines; anything that is not a well-formed
 // reply puts the parser into the error state for good.
 class ReplyParser {
-public:
+  public:
     struct Limits {
         std::size_t max_line = 4096;
         std::size_t max_lines = 200;
@@ -28,7 +28,7 @@ public:
     // Bytes received but not yet parsed (used to detect injected replies).
     std::size_t buffered() const { return buffer_.size() - consumed_; }
 
-private:
+  private:
     bool parse_line(std::string_view line);
 
     Limits limits_;

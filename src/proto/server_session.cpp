@@ -20,7 +20,9 @@ Reply data_outcome_reply(DataDecoder::Outcome outcome) {
 
 ServerSession::ServerSession(const ServerSettings& settings) : settings_(settings) {}
 
-void ServerSession::start() { reply(220, "", settings_.hostname + " ESMTP smtplb"); }
+void ServerSession::start() {
+    reply(220, "", settings_.hostname + " ESMTP smtplb");
+}
 
 void ServerSession::shutdown(const Reply& r) {
     if (mode_ == Mode::Closed) return;
@@ -28,7 +30,9 @@ void ServerSession::shutdown(const Reply& r) {
     mode_ = Mode::Closed;
 }
 
-void ServerSession::feed(std::string_view bytes) { input_.append(bytes); }
+void ServerSession::feed(std::string_view bytes) {
+    input_.append(bytes);
+}
 
 void ServerSession::reply(int code, std::string_view enhanced, std::string_view text) {
     Reply::make(code, enhanced, text).append_wire(output_);
@@ -152,8 +156,10 @@ std::optional<ServerEvent> ServerSession::handle_line(std::string_view line) {
             reset_transaction();
             helo_ = std::string(cmd.argument);
             esmtp_ = cmd.spec->verb == Verb::Ehlo;
-            if (esmtp_) ehlo_reply(cmd.argument);
-            else reply(250, "", settings_.hostname);
+            if (esmtp_)
+                ehlo_reply(cmd.argument);
+            else
+                reply(250, "", settings_.hostname);
             if (had_transaction) return ServerEvent{Kind::Reset};
             return std::nullopt;
         }

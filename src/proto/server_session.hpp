@@ -41,8 +41,8 @@ struct ServerEvent {
         Xclient,     // answer: 220 applies the attributes (sink only)
     };
     Kind kind = Kind::NeedInput;
-    Path path;                     // Mail, Rcpt
-    MailParameters mail_params;    // Mail
+    Path path;                                                     // Mail, Rcpt
+    MailParameters mail_params;                                    // Mail
     DataDecoder::Outcome data_outcome = DataDecoder::Outcome::Ok;  // MessageEnd
     std::uint64_t message_size = 0;                                // MessageEnd
     std::string argument;                                          // Xclient
@@ -53,7 +53,7 @@ Reply data_outcome_reply(DataDecoder::Outcome outcome);
 
 // The server side of one SMTP session, sans-I/O (DESIGN.md "proto").
 class ServerSession {
-public:
+  public:
     explicit ServerSession(const ServerSettings& settings);
 
     // Queues the 220 greeting; call once before the first next().
@@ -74,7 +74,7 @@ public:
     std::size_t accepted_recipients() const { return accepted_recipients_; }
     std::size_t buffered_input() const { return input_.size() - consumed_; }
 
-private:
+  private:
     enum class Mode { Command, Data, SkipLine, Closed };
     // Each returns an event for the caller, or nothing to go on reading.
     std::optional<ServerEvent> handle_line(std::string_view line);

@@ -24,7 +24,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     DataDecoder d({1 << 16, 1000, mode}, &sink);
     // Feed in uneven pieces, as the network would.
     std::size_t used = 0, step = 1 + (data[0] >> 1) % 7;
-    while (used < in.size() && !d.done()) used += d.feed(in.substr(used, step));
+    while (used < in.size() && !d.done())
+        used += d.feed(in.substr(used, step));
     if (sink.text.size() > (1 << 16)) __builtin_trap();
     if (d.done() && d.outcome() == DataDecoder::Outcome::Ok) {
         std::string wire;

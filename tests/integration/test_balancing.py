@@ -125,5 +125,36 @@ class Balancing(WorkdirTestCase):
         self.assertEqual(b.messages()[0]["rcpt"], ["x@example.org"])
 
 
+    def test_large_message_spills_to_disk_and_is_replayed_intact(self):
+        sinks = self.sinks(("first", ["message=451"]), ("second", []))
+        port = free_port()
+        text = configs.balancer(port, [(s.name, s.port) for s in sinks])
+        text = text.replace("[server]\n", "[server]\nspill_threshold = \"4KiB\"\n")
+        lb = Smtplb(self.workdir, text)
+        lb.start(port)
+        self.addCleanup(lb.stop)
+        # 60 KiB with lines that need dot-stuffing: from disk, re-stuffed, twice.
+        body = "".join(f".line {i} " + "x" * 60 + "\r\n" for i in range(900))
+        with smtplib.SMTP("127.0.0.1", port, timeout=30) as s:
+            s.sendmail("a@example.org", ["u@example.net"], "Subject: big\r\n\r\n" + body)
+        wait_until(lambda: sinks[1].messages(), what="the message at the second backend")
+        got = sinks[1].messages()[0]
+        self.assertEqual(got["size"], len("Subject: big\r\n\r\n" + body))
+        self.assertEqual(sinks[0].messages(), [])
+        rec = lb.tracking_records()
+        wait_until(lambda: lb.tracking_records(), what="tracking")
+        rec = lb.tracking_records()[0]
+        self.assertEqual([a["backend"] for a in rec["attempts"]], ["first", "second"])
+        self.assertEqual(rec["result"], "relayed")
+
+    def test_backend_connections_come_from_the_listener_source_address(self):
+        sinks = self.sinks(("hub", []))
+        port, _ = self.balancer(sinks, listener_options={"source_address": "127.0.0.3"})
+        with smtplib.SMTP("127.0.0.1", port, timeout=30) as s:
+            s.sendmail("a@example.org", ["u@example.net"], "Subject: src\r\n\r\nx\r\n")
+        wait_until(lambda: sinks[0].messages(), what="message")
+        self.assertEqual(sinks[0].messages()[0]["peer"], "127.0.0.3")
+
+
 if __name__ == "__main__":
     main()

@@ -56,22 +56,28 @@ class PostfixIdentity(WorkdirTestCase):
         self.assertEqual(rec["identity"], "xclient")
         self.assertEqual(rec["attempts"][0]["backend"], "hub1")
 
-    def test_proxy_v2_real_client_address_in_postfix_log(self):
+    def test_proxy_v1_and_v2_real_client_address_in_postfix_log(self):
         pf = Postfix(self.workdir, "hub2", smtpd_args="-o smtpd_upstream_proxy_protocol=haproxy")
         pf.start()
         self.addCleanup(pf.stop)
-        port = free_port()
-        lb = Smtplb(self.workdir, configs.balancer(port, [("hub2", pf.port)],
-                                                   listener_options={"client_identity": "proxy-v2"}))
-        lb.start(port)
-        self.addCleanup(lb.stop)
-        with smtplib.SMTP("127.0.0.1", port, local_hostname="proxied.example",
-                          source_address=("127.0.0.2", 0), timeout=30) as s:
-            for i in range(3):
-                s.sendmail("alice@example.org", ["bob@example.net"], f"Subject: {i}\r\n\r\nhi\r\n")
-        wait_until(lambda: sum("client=localhost[127.0.0.2]" in l or "client=unknown[127.0.0.2]" in l
-                               for l in pf.log_lines()) >= 3,
-                   what="three messages attributed to 127.0.0.2")
+        expected = 0
+        for version in ("proxy-v1", "proxy-v2"):
+            port = free_port()
+            lb = Smtplb(self.workdir, configs.balancer(port, [("hub2", pf.port)],
+                                                       listener_options={"client_identity": version}),
+                        name=version)
+            lb.start(port)
+            self.addCleanup(lb.stop)
+            with smtplib.SMTP("127.0.0.1", port, local_hostname="proxied.example",
+                              source_address=("127.0.0.2", 0), timeout=30) as s:
+                for i in range(3):
+                    s.sendmail("alice@example.org", ["bob@example.net"], f"Subject: {i}\r\n\r\nhi\r\n")
+            expected += 3
+            wait_until(lambda: sum("client=localhost[127.0.0.2]" in l or "client=unknown[127.0.0.2]" in l
+                                   for l in pf.log_lines()) >= expected,
+                       what=f"{version}: messages attributed to 127.0.0.2")
+            # One PROXY connection serves one client: never a bare 127.0.0.1 client.
+            self.assertFalse(any("client=localhost[127.0.0.1]" in l for l in pf.log_lines()))
 
     def test_smtp_source_many_messages_one_session_reach_postfix(self):
         pf = Postfix(self.workdir, "hub3")

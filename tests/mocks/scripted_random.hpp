@@ -8,14 +8,14 @@ namespace smtplb::testing {
 
 // Returns scripted values (modulo the bound), cycling; deterministic schedulers.
 class ScriptedRandom final : public base::Random {
-public:
+  public:
     explicit ScriptedRandom(std::vector<std::uint64_t> values) : values_(std::move(values)) {}
     std::uint64_t below(std::uint64_t bound) override {
         auto v = values_[next_++ % values_.size()];
         return v % bound;
     }
 
-private:
+  private:
     std::vector<std::uint64_t> values_;
     std::size_t next_ = 0;
 };

@@ -54,7 +54,8 @@ pool = "org"
 
 bool has_error(const LoadResult& r, const std::string& path, int line, const std::string& text) {
     for (const auto& d : r.diagnostics.items)
-        if (d.path == path && (line == 0 || d.line == line) && d.message.find(text) != std::string::npos)
+        if (d.path == path && (line == 0 || d.line == line) &&
+            d.message.find(text) != std::string::npos)
             return true;
     ADD_FAILURE() << "missing '" << path << ":" << line << " " << text << "' in\n"
                   << r.diagnostics.format("test");

@@ -41,8 +41,10 @@ TEST_P(OpenRelayBattery, RefusedWith550_571ForOutsiders) {
 INSTANTIATE_TEST_SUITE_P(
     Classic, OpenRelayBattery,
     ::testing::Values("<victim@target.example>", "<victim%target.example@example.net>",
-                      "<target.example!victim@example.net>", "<\"victim@target.example\"@example.net>",
-                      "<\"victim%target.example\"@example.net>", "<@example.net:victim@target.example>",
+                      "<target.example!victim@example.net>",
+                      "<\"victim@target.example\"@example.net>",
+                      "<\"victim%target.example\"@example.net>",
+                      "<@example.net:victim@target.example>",
                       "<@example.net,@relay.example:victim@example.net>", "<victim@[192.0.2.1]>",
                       "<victim@[IPv6:2001:db8::1]>", "<victim@example.net.target.example>",
                       "<victim@notexample.net>", "<\"victim\\@target\"@example.net>",
@@ -61,10 +63,12 @@ TEST(RelayPolicy, AcceptsOwnDomainsSubdomainsAndPostmaster) {
 TEST(RelayPolicy, TrustedNetworksRelayOnlyOnRelayListeners) {
     auto relay = listener(config::Role::Relay);
     core::RelayPolicy relay_policy(relay);
-    EXPECT_FALSE(relay_policy.check_recipient(kInsider, false, mailbox("<someone@elsewhere.example>")));
+    EXPECT_FALSE(
+        relay_policy.check_recipient(kInsider, false, mailbox("<someone@elsewhere.example>")));
     auto inbound = listener(config::Role::Inbound);
     core::RelayPolicy inbound_policy(inbound);
-    EXPECT_TRUE(inbound_policy.check_recipient(kInsider, false, mailbox("<someone@elsewhere.example>")));
+    EXPECT_TRUE(
+        inbound_policy.check_recipient(kInsider, false, mailbox("<someone@elsewhere.example>")));
 }
 
 TEST(RelayPolicy, SubmissionNeedsAuthentication) {

@@ -30,7 +30,8 @@ TEST(Pool, HigherPriorityTierOnlyWhenLowerTierIsUnusable) {
     smtplb::testing::FakeClock clock;
     smtplb::testing::ScriptedRandom random({0});
     core::Pool pool(pool_config({{1, 10}, {1, 10}, {1, 20}}), clock, random);
-    for (int i = 0; i < 20; ++i) EXPECT_NE(*pool.pick(kClient, {}), 2u);
+    for (int i = 0; i < 20; ++i)
+        EXPECT_NE(*pool.pick(kClient, {}), 2u);
     pool.report_failure(0);
     pool.report_failure(1);
     EXPECT_EQ(*pool.pick(kClient, {}), 2u);
@@ -39,7 +40,8 @@ TEST(Pool, HigherPriorityTierOnlyWhenLowerTierIsUnusable) {
     EXPECT_NE(*pool.pick(kClient, {}), 2u);
     pool.report_success(0);
     pool.report_success(1);
-    for (int i = 0; i < 20; ++i) EXPECT_NE(*pool.pick(kClient, {}), 2u);
+    for (int i = 0; i < 20; ++i)
+        EXPECT_NE(*pool.pick(kClient, {}), 2u);
 }
 
 TEST(Pool, NeverPicksATriedBackendAndRunsOut) {
@@ -62,7 +64,8 @@ TEST(Pool, WeightsAcrossPicks) {
     smtplb::testing::ScriptedRandom random({0});
     core::Pool pool(pool_config({{3, 10}, {1, 10}}), clock, random);
     std::map<std::size_t, int> count;
-    for (int i = 0; i < 400; ++i) ++count[*pool.pick(kClient, {})];
+    for (int i = 0; i < 400; ++i)
+        ++count[*pool.pick(kClient, {})];
     EXPECT_EQ(count[0], 300);
     EXPECT_EQ(count[1], 100);
 }

@@ -21,7 +21,8 @@ std::vector<core::BackendState> backends(std::vector<std::uint32_t> weights) {
 }
 std::vector<std::size_t> all(const std::vector<core::BackendState>& b) {
     std::vector<std::size_t> c;
-    for (std::size_t i = 0; i < b.size(); ++i) c.push_back(i);
+    for (std::size_t i = 0; i < b.size(); ++i)
+        c.push_back(i);
     return c;
 }
 }  // namespace
@@ -30,7 +31,8 @@ TEST(SmoothRoundRobin, Weights3To1Give75To25Over400Picks) {
     auto b = backends({3, 1});
     core::SmoothRoundRobin s;
     std::map<std::size_t, int> count;
-    for (int i = 0; i < 400; ++i) ++count[s.choose(b, all(b), 0)];
+    for (int i = 0; i < 400; ++i)
+        ++count[s.choose(b, all(b), 0)];
     EXPECT_EQ(count[0], 300);
     EXPECT_EQ(count[1], 100);
 }
@@ -39,7 +41,8 @@ TEST(SmoothRoundRobin, InterleavesInsteadOfBursting) {
     auto b = backends({2, 1, 1});
     core::SmoothRoundRobin s;
     std::vector<std::size_t> seq;
-    for (int i = 0; i < 8; ++i) seq.push_back(s.choose(b, all(b), 0));
+    for (int i = 0; i < 8; ++i)
+        seq.push_back(s.choose(b, all(b), 0));
     // The heavy backend never gets two in a row when others are due.
     EXPECT_EQ(seq, (std::vector<std::size_t>{0, 1, 2, 0, 0, 1, 2, 0}));
 }
@@ -48,7 +51,8 @@ TEST(SmoothRoundRobin, EqualWeightsGiveExactThirds) {
     auto b = backends({1, 1, 1});
     core::SmoothRoundRobin s;
     std::map<std::size_t, int> count;
-    for (int i = 0; i < 300; ++i) ++count[s.choose(b, all(b), 0)];
+    for (int i = 0; i < 300; ++i)
+        ++count[s.choose(b, all(b), 0)];
     EXPECT_EQ(count[0], 100);
     EXPECT_EQ(count[1], 100);
     EXPECT_EQ(count[2], 100);
@@ -65,7 +69,8 @@ TEST(LeastLoaded, PicksLowestPendingPerWeightAndRotatesTies) {
     b[0].pending = 0;
     b[2].pending = 0;
     std::map<std::size_t, int> count;
-    for (int i = 0; i < 30; ++i) ++count[s.choose(b, all(b), 0)];
+    for (int i = 0; i < 30; ++i)
+        ++count[s.choose(b, all(b), 0)];
     EXPECT_EQ(count.size(), 3u);  // ties spread, not always the first
 }
 
@@ -93,9 +98,11 @@ TEST(RandomTwo, PrefersTheLessLoadedOfTwo) {
 TEST(HashRing, AddingABackendMovesAtMostOneNthPlusFivePercent) {
     for (std::size_t n : {2u, 3u, 5u, 8u}) {
         std::vector<std::string> names;
-        for (std::size_t i = 0; i <= n; ++i) names.push_back("hub" + std::to_string(i));
+        for (std::size_t i = 0; i <= n; ++i)
+            names.push_back("hub" + std::to_string(i));
         std::vector<core::HashRing::Member> before, after;
-        for (std::size_t i = 0; i < n; ++i) before.push_back({names[i], 1});
+        for (std::size_t i = 0; i < n; ++i)
+            before.push_back({names[i], 1});
         after = before;
         after.push_back({names[n], 1});
         core::HashRing r1(before), r2(after);
@@ -127,7 +134,9 @@ TEST(SourceHash, SameClientSameBackendAndOnlyItsClientsMoveWhenDown) {
     std::vector<std::size_t> without_1 = {0, 2};
     for (auto [key, owner] : first) {
         auto now = s.choose(b, without_1, key);
-        if (owner != 1) EXPECT_EQ(now, owner);
-        else EXPECT_NE(now, 1u);
+        if (owner != 1)
+            EXPECT_EQ(now, owner);
+        else
+            EXPECT_NE(now, 1u);
     }
 }

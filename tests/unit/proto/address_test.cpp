@@ -24,7 +24,9 @@ TEST(Address, PlainAndCaseOfDomain) {
     EXPECT_FALSE(p.mailbox.has_routing_characters());
 }
 
-TEST(Address, SpaceAfterColonIsTolerated) { EXPECT_EQ(rcpt("to: <a@b.example>").mailbox.domain, "b.example"); }
+TEST(Address, SpaceAfterColonIsTolerated) {
+    EXPECT_EQ(rcpt("to: <a@b.example>").mailbox.domain, "b.example");
+}
 
 TEST(Address, FactsAboutHostileForms) {
     EXPECT_TRUE(rcpt("TO:<@relay.example:user@target.example>").mailbox.had_source_route);
@@ -45,11 +47,11 @@ TEST(Address, PostmasterWithoutDomain) {
 }
 
 TEST(Address, Malformed) {
-    for (const char* bad : {"TO:user@example.net", "TO:<user@example.net", "TO:<>", "TO:<user@>",
-                            "TO:<@example.net>", "TO:<a..b@example.net>", "TO:<.a@example.net>",
-                            "TO:<a@-example.net>", "TO:<a@example..net>", "TO:<a b@example.net>",
-                            "TO:<a@example.net> NOTIFY=NEVER", "TO:<\"unterminated@example.net>",
-                            "FROM:<a@example.net>"})
+    for (const char* bad :
+         {"TO:user@example.net", "TO:<user@example.net", "TO:<>", "TO:<user@>", "TO:<@example.net>",
+          "TO:<a..b@example.net>", "TO:<.a@example.net>", "TO:<a@-example.net>",
+          "TO:<a@example..net>", "TO:<a b@example.net>", "TO:<a@example.net> NOTIFY=NEVER",
+          "TO:<\"unterminated@example.net>", "FROM:<a@example.net>"})
         EXPECT_TRUE(rcpt_fails(bad)) << bad;
     EXPECT_TRUE(rcpt_fails("TO:<" + std::string(300, 'a') + "@example.net>"));
 }

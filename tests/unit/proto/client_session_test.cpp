@@ -12,7 +12,9 @@ TEST(ClientSession, MatchesPipelinedRepliesInOrderAndParsesCapabilities) {
     ASSERT_TRUE(g);
     EXPECT_EQ(g->step, Step::Greeting);
     c.send(Step::Ehlo, "EHLO lb\r\n");
-    c.feed("250-backend\r\n250-PIPELINING\r\n250-SIZE 10240000\r\n250-XCLIENT NAME ADDR PORT PROTO HELO LOGIN\r\n250 8BITMIME\r\n");
+    c.feed(
+        "250-backend\r\n250-PIPELINING\r\n250-SIZE 10240000\r\n250-XCLIENT NAME ADDR PORT PROTO "
+        "HELO LOGIN\r\n250 8BITMIME\r\n");
     auto e = c.next();
     ASSERT_TRUE(e);
     EXPECT_TRUE(c.capabilities().pipelining);

@@ -26,7 +26,8 @@ Decoded decode(std::string_view in, BareLineEndings mode = BareLineEndings::Reje
     DataDecoder d({max_size, 1000, mode}, &sink);
     std::size_t used = 0;
     if (byte_by_byte) {
-        while (used < in.size() && !d.done()) used += d.feed(in.substr(used, 1));
+        while (used < in.size() && !d.done())
+            used += d.feed(in.substr(used, 1));
     } else {
         used = d.feed(in);
     }
@@ -79,9 +80,9 @@ TEST_P(Smuggling, VariantNeverEndsTheMessage) {
 }
 
 INSTANTIATE_TEST_SUITE_P(EndOfDataVariants, Smuggling,
-                         ::testing::Values("\n.\n", "\r.\r", "\r.\n", "\n.\r", "\n.\r\n",
-                                           "\r\n.\n", "\r.\r\n", "\r\n.\r", "\r\r\n.\r\r\n",
-                                           "\n.\n\n", "\r\n.\r\r\n"));
+                         ::testing::Values("\n.\n", "\r.\r", "\r.\n", "\n.\r", "\n.\r\n", "\r\n.\n",
+                                           "\r.\r\n", "\r\n.\r", "\r\r\n.\r\r\n", "\n.\n\n",
+                                           "\r\n.\r\r\n"));
 
 TEST(DataDecoder, NulDotIsNotTheEnd) {
     std::string stream("a\r\n\0.\r\nb\r\n.\r\n", 13);
@@ -104,7 +105,8 @@ TEST(DataDecoder, NormaliseModeRewritesToCrLf) {
 
 TEST(DataDecoder, SizeLimitStopsStoringButFindsTheEnd) {
     std::string big;
-    for (int i = 0; i < 50; ++i) big += std::string(98, 'x') + "\r\n";
+    for (int i = 0; i < 50; ++i)
+        big += std::string(98, 'x') + "\r\n";
     auto r = decode(big + ".\r\nNOOP\r\n", BareLineEndings::Reject, false, 1000);
     EXPECT_TRUE(r.done);
     EXPECT_EQ(r.outcome, DataDecoder::Outcome::TooBig);
@@ -138,7 +140,8 @@ TEST(DotStuffer, RoundTripsRandomContentInRandomChunks) {
         int lines = rng() % 8;
         for (int l = 0; l < lines; ++l) {
             int len = rng() % 6;
-            for (int i = 0; i < len; ++i) content += alphabet[rng() % 2];
+            for (int i = 0; i < len; ++i)
+                content += alphabet[rng() % 2];
             content += "\r\n";
         }
         DotStuffer s;

@@ -55,7 +55,8 @@ TEST(Xclient, HostileHeloIsXtextEncodedAndLinesStayShort) {
         EXPECT_EQ(l.rfind("XCLIENT ", 0), 0u);
     }
     std::string all;
-    for (const auto& l : lines) all += l;
+    for (const auto& l : lines)
+        all += l;
     EXPECT_NE(all.find("+20+3D+2B+0D+0AMAIL"), std::string::npos);
 }
 

@@ -44,8 +44,8 @@ TEST(ReplyParser, EnhancedCodeMustMatchClass) {
 }
 
 TEST(ReplyParser, RejectsGarbage) {
-    for (const char* bad : {"HTTP/1.1 200 OK\r\n", "25\r\n", "250x\r\n", "650 six\r\n",
-                            "250-a\r\n251 b\r\n"}) {
+    for (const char* bad :
+         {"HTTP/1.1 200 OK\r\n", "25\r\n", "250x\r\n", "650 six\r\n", "250-a\r\n251 b\r\n"}) {
         ReplyParser p;
         p.feed(bad);
         while (p.next()) {
@@ -60,7 +60,8 @@ TEST(ReplyParser, BoundsLineLengthAndLineCount) {
     EXPECT_FALSE(p.next());
     EXPECT_TRUE(p.error());
     ReplyParser q(ReplyParser::Limits{100, 5});
-    for (int i = 0; i < 10; ++i) q.feed("250-x\r\n");
+    for (int i = 0; i < 10; ++i)
+        q.feed("250-x\r\n");
     EXPECT_FALSE(q.next());
     EXPECT_TRUE(q.error());
 }

@@ -68,7 +68,8 @@ TEST(ServerSession, TooManyCommandsCloses) {
     ServerSettings settings = golden_settings();
     settings.max_commands = 5;
     std::string in;
-    for (int i = 0; i < 10; ++i) in += "NOOP\r\n";
+    for (int i = 0; i < 10; ++i)
+        in += "NOOP\r\n";
     auto t = run_transcript(settings, in, in.size());
     EXPECT_TRUE(contains(t, "421 4.7.0 mx.test Error: too many commands"));
     EXPECT_TRUE(contains(t, "# close"));
@@ -78,10 +79,13 @@ TEST(ServerSession, TenThousandPipelinedCommandsAreAnsweredInOrder) {
     ServerSettings settings = golden_settings();
     settings.max_commands = 20000;
     std::string in;
-    for (int i = 0; i < 10000; ++i) in += "NOOP\r\n";
+    for (int i = 0; i < 10000; ++i)
+        in += "NOOP\r\n";
     auto t = run_transcript(settings, in, 4096);
     std::size_t count = 0;
-    for (auto pos = t.find("250 2.0.0 Ok"); pos != std::string::npos; pos = t.find("250 2.0.0 Ok", pos + 1)) ++count;
+    for (auto pos = t.find("250 2.0.0 Ok"); pos != std::string::npos;
+         pos = t.find("250 2.0.0 Ok", pos + 1))
+        ++count;
     EXPECT_EQ(count, 10000u);
 }
 
@@ -95,10 +99,11 @@ TEST(ServerSession, ShutdownSendsReplyAndCloses) {
 }
 
 TEST(ServerSession, RefusedDataDiscardsPipelinedText) {
-    auto t = run_transcript(golden_settings(),
-                            "EHLO x\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<bad@d.example>\r\nDATA\r\n"
-                            "MAIL FROM:<evil@e.example>\r\n",
-                            1000);
+    auto t =
+        run_transcript(golden_settings(),
+                       "EHLO x\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<bad@d.example>\r\nDATA\r\n"
+                       "MAIL FROM:<evil@e.example>\r\n",
+                       1000);
     EXPECT_TRUE(contains(t, "554 5.5.1"));
     EXPECT_FALSE(contains(t, "evil"));
 }

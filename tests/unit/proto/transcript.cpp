@@ -71,9 +71,12 @@ std::string run_transcript(const proto::ServerSettings& settings, const std::str
             case Kind::Rcpt: {
                 const auto& local = ev.path.mailbox.local;
                 out += "# rcpt <" + ev.path.mailbox.address() + ">\n";
-                if (local.rfind("bad", 0) == 0) s.answer(proto::Reply::make(550, "5.1.1", "User unknown"));
-                else if (local.rfind("busy", 0) == 0) s.answer(proto::Reply::make(451, "4.3.0", "Try later"));
-                else s.answer(proto::Reply::make(250, "2.1.5", "Ok"));
+                if (local.rfind("bad", 0) == 0)
+                    s.answer(proto::Reply::make(550, "5.1.1", "User unknown"));
+                else if (local.rfind("busy", 0) == 0)
+                    s.answer(proto::Reply::make(451, "4.3.0", "Try later"));
+                else
+                    s.answer(proto::Reply::make(250, "2.1.5", "Ok"));
                 break;
             }
             case Kind::Data:
@@ -82,12 +85,13 @@ std::string run_transcript(const proto::ServerSettings& settings, const std::str
                 s.answer(proto::Reply::make(354, "", "Go ahead"));
                 break;
             case Kind::MessageEnd:
-                out += "# message size=" + std::to_string(ev.message_size) + " outcome=" +
-                       std::to_string(static_cast<int>(ev.data_outcome)) + " body=" +
-                       base::printable(body.text, 400) + "\n";
+                out += "# message size=" + std::to_string(ev.message_size) +
+                       " outcome=" + std::to_string(static_cast<int>(ev.data_outcome)) +
+                       " body=" + base::printable(body.text, 400) + "\n";
                 if (ev.data_outcome == proto::DataDecoder::Outcome::Ok)
                     s.answer(proto::Reply::make(250, "2.0.0", "Ok: queued"));
-                else s.answer(proto::data_outcome_reply(ev.data_outcome));
+                else
+                    s.answer(proto::data_outcome_reply(ev.data_outcome));
                 break;
             case Kind::Xclient:
                 out += "# xclient " + ev.argument + "\n";
@@ -116,14 +120,19 @@ std::string decode_golden_input(const std::string& text) {
                 continue;
             }
             char e = line[++k];
-            if (e == 'r') out += '\r';
-            else if (e == 'n') out += '\n';
-            else if (e == '0') out += '\0';
-            else if (e == '\\') out += '\\';
+            if (e == 'r')
+                out += '\r';
+            else if (e == 'n')
+                out += '\n';
+            else if (e == '0')
+                out += '\0';
+            else if (e == '\\')
+                out += '\\';
             else if (e == 'x' && k + 2 < line.size()) {
                 out += static_cast<char>(std::stoi(line.substr(k + 1, 2), nullptr, 16));
                 k += 2;
-            } else out += e;
+            } else
+                out += e;
         }
         if (!continued) out += "\r\n";
     }

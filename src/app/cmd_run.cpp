@@ -40,18 +40,24 @@ int run_daemon(const std::string& path) {
                     tick.expires_after(std::chrono::milliseconds(50));
                     co_await tick.async_wait(io::use_nothrow);
                 }
+                // Past the grace period: end what is left, then let it unwind.
+                balancer->abort_sessions();
+                tick.expires_after(std::chrono::milliseconds(200));
+                co_await tick.async_wait(io::use_nothrow);
                 io->stop();
             },
             io::asio::detached);
     });
     ::signal(SIGPIPE, SIG_IGN);
     io->run();
-    // Coroutine frames go first (they return connections to the cache), then
-    // the balancer they refer to.
-    balancer->cache().set_closing();
+    // Anything still suspended unwinds now; then the balancer goes, then the
+    // loop its sockets belong to.
+    balancer->abort_sessions();
+    io->restart();
+    io->run_for(std::chrono::seconds(2));
     balancer->tracking().flush();
-    io.reset();
     balancer.reset();
+    io.reset();
     return 0;
 }
 

@@ -2,6 +2,7 @@
 
 #include <sys/socket.h>
 
+#include "io/connection_cache.hpp"
 #include "io/socket_reader.hpp"
 
 namespace smtplb::io {
@@ -27,7 +28,13 @@ BackendConnection::BackendConnection(tcp::socket socket, core::Pool& pool, std::
     ++pool_.backend(backend_).active_connections;
 }
 
+void BackendConnection::track_in(ConnectionCache& cache) {
+    tracker_ = &cache;
+    cache.track(this);
+}
+
 BackendConnection::~BackendConnection() {
+    if (tracker_) tracker_->untrack(this);
     deadline_->stop();
     --pool_.backend(backend_).active_connections;
 }

@@ -53,6 +53,8 @@ class BackendConnection {
     // anything unasked (a 421 on idle timeout, say).
     bool reusable();
     void close();
+    // Registers with the cache's list of open connections until destroyed.
+    void track_in(class ConnectionCache& cache);
 
     core::Pool& pool() { return pool_; }
     std::size_t backend() const { return backend_; }
@@ -79,6 +81,7 @@ class BackendConnection {
     std::uint64_t identity_session_ = 0;
     std::string identity_helo_;
     bool identity_unsupported_ = false;
+    class ConnectionCache* tracker_ = nullptr;
 };
 
 }  // namespace smtplb::io

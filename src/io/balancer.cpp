@@ -46,6 +46,12 @@ void Balancer::stop() {
     tracking_.flush();
 }
 
+void Balancer::abort_sessions() {
+    cache_.set_closing();  // relays give up instead of trying more backends
+    for (auto& l : listeners_) l->close_sessions();
+    for (auto* conn : cache_.in_use()) conn->close();
+}
+
 std::size_t Balancer::active_sessions() const {
     std::size_t n = 0;
     for (const auto& l : listeners_)

@@ -32,6 +32,9 @@ class Balancer {
     bool start(std::string& error);
     // Stops accepting and closes idle backend connections.
     void stop();
+    // Ends every client session and every backend attempt now (after the
+    // grace period of a stop); run the loop afterwards to let them unwind.
+    void abort_sessions();
 
     core::Pool* pool(const std::string& name);
     const std::vector<std::unique_ptr<core::Pool>>& pools() const { return pools_; }

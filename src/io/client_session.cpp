@@ -34,13 +34,16 @@ proto::ClientIdentity identity_of(tcp::socket& socket) {
 
 class ClientSession {
   public:
+    ~ClientSession() { listener_.untrack(&socket_); }
     ClientSession(tcp::socket socket, Listener& listener)
         : socket_(std::move(socket)),
           listener_(listener),
           balancer_(listener.balancer()),
           protocol_(listener.settings()),
           relay_(listener.relay_context(), identity_of(socket_), balancer_.next_session_id()),
-          body_(balancer_.config().server.spill_threshold, spill_dir()) {}
+          body_(balancer_.config().server.spill_threshold, spill_dir()) {
+        listener_.track(&socket_);
+    }
 
     awaitable<void> run();
 

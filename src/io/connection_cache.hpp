@@ -1,6 +1,7 @@
 #pragma once
 #include <deque>
 #include <map>
+#include <set>
 #include <memory>
 #include <optional>
 #include <string>
@@ -18,6 +19,7 @@ namespace smtplb::io {
 class ConnectionCache {
   public:
     explicit ConnectionCache(asio::any_io_executor executor, std::string hostname);
+    ~ConnectionCache() { idle_.clear(); }  // before open_, which they unregister from
 
     // An idle connection, preferring one that already speaks for `session`.
     std::unique_ptr<BackendConnection> take(core::Pool& pool, std::size_t backend,
@@ -29,6 +31,11 @@ class ConnectionCache {
     // From now on connections handed in are simply closed (the event loop is
     // going away, so nothing may be scheduled on it).
     void set_closing() { closing_ = true; }
+    bool closing() const { return closing_; }
+    // Every open backend connection, idle or not (for shutdown).
+    void track(BackendConnection* c) { open_.insert(c); }
+    void untrack(BackendConnection* c) { open_.erase(c); }
+    const std::set<BackendConnection*>& in_use() const { return open_; }
     std::size_t size() const;
     // Ends a connection politely in the background (QUIT, then close).
     void retire(std::unique_ptr<BackendConnection> connection);
@@ -42,6 +49,7 @@ class ConnectionCache {
     std::map<Key, std::deque<std::unique_ptr<BackendConnection>>> idle_;
     bool sweeping_ = false;
     bool closing_ = false;
+    std::set<BackendConnection*> open_;
 };
 
 }  // namespace smtplb::io

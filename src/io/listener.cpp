@@ -51,6 +51,13 @@ std::uint16_t Listener::port() const {
     return ec ? 0 : ep.port();
 }
 
+void Listener::close_sessions() {
+    for (auto* socket : sockets_) {
+        error_code ec;
+        socket->close(ec);  // the session's pending read or write ends; it unwinds
+    }
+}
+
 void Listener::session_ended(const std::string& client) {
     --connections_;
     auto it = per_client_.find(client);

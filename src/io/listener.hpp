@@ -2,6 +2,7 @@
 #include <cstdint>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "config/config.hpp"
 #include "core/policy.hpp"
@@ -30,6 +31,10 @@ class Listener {
     // Connection accounting, released by the session when it ends.
     void session_ended(const std::string& client);
     std::size_t sessions() const { return connections_; }
+    // Sessions register their sockets so a shutdown can close them.
+    void track(tcp::socket* socket) { sockets_.insert(socket); }
+    void untrack(tcp::socket* socket) { sockets_.erase(socket); }
+    void close_sessions();
 
   private:
     awaitable<void> accept_loop();
@@ -43,6 +48,7 @@ class Listener {
     tcp::acceptor acceptor_;
     std::size_t connections_ = 0;
     std::unordered_map<std::string, std::uint32_t> per_client_;
+    std::unordered_set<tcp::socket*> sockets_;
 };
 
 }  // namespace smtplb::io

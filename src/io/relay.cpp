@@ -106,6 +106,7 @@ awaitable<std::unique_ptr<BackendConnection>> Relay::acquire(std::size_t backend
     }
     auto conn = std::make_unique<BackendConnection>(std::move(socket), *pool_, backend,
                                                     context_.source_address);
+    conn->track_in(context_.cache);
     if (proxy) {
         conn->dedicated = true;
         conn->protocol().output() = context_.identity_mode == config::IdentityMode::ProxyV1
@@ -134,7 +135,7 @@ awaitable<void> Relay::release_current(bool needs_reset) {
 
 awaitable<proto::Reply> Relay::establish(const proto::Mailbox* new_rcpt) {
     std::optional<proto::Reply> permanent;  // a 5xx worth passing on if nobody accepts
-    while (attempts_made_ < pool_->config().max_attempts) {
+    while (attempts_made_ < pool_->config().max_attempts && !context_.cache.closing()) {
         auto chosen = pool_->pick(identity_.address, tried_);
         if (!chosen) break;
         std::size_t backend = *chosen;
@@ -274,6 +275,7 @@ awaitable<proto::Reply> Relay::deliver(const MessageBuffer& body) {
         co_return proto::Reply::make(554, "5.5.1", "Error: no valid recipients");
     for (;;) {
         if (!conn_) {
+            if (context_.cache.closing()) co_return core::no_backend_reply();
             auto replay = co_await establish(nullptr);
             if (!conn_) co_return replay;
         }

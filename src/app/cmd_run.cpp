@@ -50,14 +50,12 @@ int run_daemon(const std::string& path) {
     });
     ::signal(SIGPIPE, SIG_IGN);
     io->run();
-    // Anything still suspended unwinds now; then the balancer goes, then the
-    // loop its sockets belong to.
+    // Anything still suspended unwinds now. Then, by scope: the signal set,
+    // the balancer, and last the loop their sockets belong to.
     balancer->abort_sessions();
     io->restart();
     io->run_for(std::chrono::seconds(2));
     balancer->tracking().flush();
-    balancer.reset();
-    io.reset();
     return 0;
 }
 

@@ -135,7 +135,13 @@ class Smtplb:
         return self
 
     def stop(self):
+        """Stops the daemon; a non-zero exit (a crash, a sanitizer report) fails the test."""
+        if self.process.proc is None:
+            return None
         rc = self.process.stop()
+        if rc != 0:
+            with open(self.stderr, errors="replace") as f:
+                raise AssertionError(f"smtplb exited with {rc}:\n" + f.read()[-4000:])
         return rc
 
     def tracking_records(self):
@@ -278,13 +284,10 @@ class WorkdirTestCase(unittest.TestCase):
 
     def setUp(self):
         self.workdir = tempfile.mkdtemp(prefix="smtplb-it-")
-        self._cleanups = []
+        # Registered first, so it runs last: after every process is stopped.
+        self.addCleanup(self._remove_workdir)
 
-    def started(self, thing):
-        self.addCleanup(thing.stop)
-        return thing.start() if not isinstance(thing, Smtplb) else thing
-
-    def tearDown(self):
+    def _remove_workdir(self):
         if not os.environ.get("SMTPLB_KEEP"):
             shutil.rmtree(self.workdir, ignore_errors=True)
 

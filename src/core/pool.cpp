@@ -30,7 +30,9 @@ std::optional<std::size_t> Pool::pick(const std::optional<base::IpAddress>& clie
     auto open = [&](std::size_t i) {
         return usable(i) && std::find(tried.begin(), tried.end(), i) == tried.end();
     };
-    std::string client_key = client ? client->to_string() : std::string();
+    // The client's key matters only to persistence and source hashing.
+    const bool keyed = client && (persistence_ || config_.algorithm == config::Algorithm::SourceHash);
+    std::string client_key = keyed ? client->to_string() : std::string();
     if (persistence_ && client) {
         if (auto remembered = persistence_->lookup(client_key); remembered && open(*remembered)) {
             // Stay only while no better tier has become usable again.
@@ -45,7 +47,7 @@ std::optional<std::size_t> Pool::pick(const std::optional<base::IpAddress>& clie
             }
         }
     }
-    std::uint64_t key = stable_hash(client_key);
+    std::uint64_t key = keyed ? stable_hash(client_key) : 0;
     std::vector<std::size_t> candidates;
     for (std::uint32_t tier : tiers_) {
         candidates.clear();

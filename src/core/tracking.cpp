@@ -1,35 +1,86 @@
 #include "core/tracking.hpp"
 
-#include <boost/json.hpp>
 
 namespace smtplb::core {
 
+namespace {
+
+// JSON string escaping (RFC 8259): quotes, backslash and control characters.
+// Written out rather than built as a JSON document: this runs once per
+// message, and a document costs an allocation per field.
+void append_string(std::string& out, std::string_view s) {
+    static constexpr char hex[] = "0123456789abcdef";
+    out += '"';
+    for (unsigned char c : s) {
+        switch (c) {
+            case '"': out += "\\\""; break;
+            case '\\': out += "\\\\"; break;
+            case '\n': out += "\\n"; break;
+            case '\r': out += "\\r"; break;
+            case '\t': out += "\\t"; break;
+            default:
+                if (c < 0x20) {
+                    out += "\\u00";
+                    out += hex[c >> 4];
+                    out += hex[c & 15];
+                } else {
+                    out += static_cast<char>(c);
+                }
+        }
+    }
+    out += '"';
+}
+
+void field(std::string& out, const char* name, std::string_view value) {
+    out += ",\"";
+    out += name;
+    out += "\":";
+    append_string(out, value);
+}
+
+void field(std::string& out, const char* name, std::int64_t value) {
+    out += ",\"";
+    out += name;
+    out += "\":";
+    out += std::to_string(value);
+}
+
+}  // namespace
+
 std::string TrackingRecord::to_json() const {
-    boost::json::object o;
-    o["time_ms"] = time_ms;
-    o["listener"] = listener;
-    o["client"] = client_address;
-    o["client_port"] = client_port;
-    o["helo"] = helo;
-    o["sender"] = sender;
-    o["recipients"] = recipients;
-    boost::json::array domains;
-    for (const auto& d : recipient_domains)
-        domains.emplace_back(d);
-    o["recipient_domains"] = std::move(domains);
-    o["size"] = size;
-    o["pool"] = pool;
-    boost::json::array tries;
-    for (const auto& a : attempts)
-        tries.emplace_back(
-            boost::json::object{{"backend", a.backend}, {"stage", a.stage}, {"reply", a.reply}});
-    o["attempts"] = std::move(tries);
-    o["queue_id"] = queue_id;
-    o["result"] = result;
-    o["reply"] = reply;
-    o["identity"] = identity;
-    o["duration_ms"] = duration_ms;
-    return boost::json::serialize(o);
+    std::string out;
+    out.reserve(512);
+    out += "{\"time_ms\":" + std::to_string(time_ms);
+    field(out, "listener", listener);
+    field(out, "client", client_address);
+    field(out, "client_port", client_port);
+    field(out, "helo", helo);
+    field(out, "sender", sender);
+    field(out, "recipients", static_cast<std::int64_t>(recipients));
+    out += ",\"recipient_domains\":[";
+    for (std::size_t i = 0; i < recipient_domains.size(); ++i) {
+        if (i) out += ',';
+        append_string(out, recipient_domains[i]);
+    }
+    out += ']';
+    field(out, "size", static_cast<std::int64_t>(size));
+    field(out, "pool", pool);
+    out += ",\"attempts\":[";
+    for (std::size_t i = 0; i < attempts.size(); ++i) {
+        out += i ? ",{\"backend\":" : "{\"backend\":";
+        append_string(out, attempts[i].backend);
+        field(out, "stage", attempts[i].stage);
+        field(out, "reply", attempts[i].reply);
+        out += '}';
+    }
+    out += ']';
+    field(out, "queue_id", queue_id);
+    field(out, "result", result);
+    field(out, "reply", reply);
+    field(out, "identity", identity);
+    field(out, "duration_ms", duration_ms);
+    out += '}';
+    return out;
 }
 
 std::string queue_id_from(const std::string& text) {

@@ -25,3 +25,25 @@ TEST(Router, FirstMatchingRouteElseDefault) {
     EXPECT_EQ(route("<x@example.com>"), "default");
     EXPECT_EQ(route("<postmaster>"), "default");
 }
+
+#include "core/tracking.hpp"
+
+TEST(TrackingRecord, IsOneLineOfValidEscapedJson) {
+    core::TrackingRecord r;
+    r.helo = "evil\"\\\n\x01";
+    r.sender = "a@example.org";
+    r.recipient_domains = {"example.net", "example.org"};
+    r.attempts = {{"hub1", "rcpt", "451 4.3.0 later"}, {"hub2", "message", "250 ok"}};
+    auto json = r.to_json();
+    EXPECT_EQ(json.find('\n'), std::string::npos);
+    EXPECT_NE(json.find(R"("helo":"evil\"\\\n\u0001")"), std::string::npos) << json;
+    EXPECT_NE(json.find(R"("recipient_domains":["example.net","example.org"])"), std::string::npos);
+    EXPECT_NE(json.find(R"("attempts":[{"backend":"hub1","stage":"rcpt","reply":"451 4.3.0 later"},{"backend":"hub2")"),
+              std::string::npos)
+        << json;
+}
+
+TEST(TrackingRecord, QueueIdFromReply) {
+    EXPECT_EQ(core::queue_id_from("2.0.0 Ok: queued as 4XyZ12"), "4XyZ12");
+    EXPECT_EQ(core::queue_id_from("Ok"), "");
+}

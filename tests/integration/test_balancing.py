@@ -155,6 +155,31 @@ class Balancing(WorkdirTestCase):
         wait_until(lambda: sinks[0].messages(), what="message")
         self.assertEqual(sinks[0].messages()[0]["peer"], "127.0.0.3")
 
+    def test_ipv6_client_identity_is_passed_as_ipv6(self):
+        sinks = self.sinks(("hub", []))
+        port = free_port()
+        lb = Smtplb(self.workdir, configs.balancer(port, [("hub", sinks[0].port)],
+                                                   listener_options={"bind": f"[::1]:{port}"}))
+        lb.process.start()
+        self.addCleanup(lb.stop)
+        wait_until(lambda: _v6_listening(port), what="smtplb on [::1]")
+        with smtplib.SMTP("::1", port, local_hostname="v6.example", timeout=30) as s:
+            s.sendmail("a@example.org", ["u@example.net"], "Subject: v6\r\n\r\nx\r\n")
+        wait_until(lambda: sinks[0].messages(), what="message")
+        # Postfix's XCLIENT form for IPv6 addresses.
+        self.assertEqual(sinks[0].messages()[0]["client"], "IPV6:::1")
+        wait_until(lambda: lb.tracking_records(), what="tracking")
+        self.assertEqual(lb.tracking_records()[0]["client"], "::1")
+
+
+def _v6_listening(port):
+    import socket
+    try:
+        with socket.create_connection(("::1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
 
 if __name__ == "__main__":
     main()

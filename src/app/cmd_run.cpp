@@ -1,3 +1,4 @@
+#include <functional>
 #include <iostream>
 
 #include "commands.hpp"
@@ -48,10 +49,20 @@ int run_daemon(const std::string& path) {
             },
             io::asio::detached);
     });
+    // Reload is not implemented yet: SIGHUP must not kill the daemon.
+    io::asio::signal_set hangup(*io, SIGHUP);
+    std::function<void(const io::error_code&, int)> on_hangup = [&](const io::error_code& ec, int) {
+        if (ec) return;
+        std::cerr << "smtplb: SIGHUP: reload is not implemented yet; configuration unchanged\n";
+        hangup.async_wait(on_hangup);
+    };
+    hangup.async_wait(on_hangup);
     ::signal(SIGPIPE, SIG_IGN);
     io->run();
     // Anything still suspended unwinds now. Then, by scope: the signal set,
     // the balancer, and last the loop their sockets belong to.
+    signals.cancel();
+    hangup.cancel();
     balancer->abort_sessions();
     io->restart();
     io->run_for(std::chrono::seconds(2));

@@ -194,7 +194,7 @@ void read_route(TableReader& r, Route& route) {
     }
 }
 
-void cross_check(const toml::table& root, Config& c, Diagnostics& d) {
+void cross_check(Config& c, Diagnostics& d) {
     std::set<std::string> pools, listeners, binds;
     for (std::size_t i = 0; i < c.pools.size(); ++i)
         if (!pools.insert(c.pools[i].name).second)
@@ -214,7 +214,6 @@ void cross_check(const toml::table& root, Config& c, Diagnostics& d) {
             d.error("route[" + std::to_string(i) + "].pool", c.routes[i].pool_line,
                     "no [[pool]] is named \"" + c.routes[i].pool + "\"");
     if (c.listeners.empty()) d.error("listener", 0, "at least one [[listener]] is needed");
-    (void)root;
 }
 
 }  // namespace
@@ -261,7 +260,7 @@ LoadResult load_string(const std::string& text, const std::string& source_name) 
     // Top-level unknown keys are reported with a leading "." by the reader; tidy them.
     for (auto& item : d.items)
         if (!item.path.empty() && item.path.front() == '.') item.path.erase(0, 1);
-    cross_check(root, c, d);
+    cross_check(c, d);
     if (!d.has_errors()) result.config = std::move(c);
     return result;
 }

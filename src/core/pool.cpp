@@ -31,7 +31,8 @@ std::optional<std::size_t> Pool::pick(const std::optional<base::IpAddress>& clie
         return usable(i) && std::find(tried.begin(), tried.end(), i) == tried.end();
     };
     // The client's key matters only to persistence and source hashing.
-    const bool keyed = client && (persistence_ || config_.algorithm == config::Algorithm::SourceHash);
+    const bool keyed =
+        client && (persistence_ || config_.algorithm == config::Algorithm::SourceHash);
     std::string client_key = keyed ? client->to_string() : std::string();
     if (persistence_ && client) {
         if (auto remembered = persistence_->lookup(client_key); remembered && open(*remembered)) {

@@ -10,7 +10,7 @@ Balancer::Balancer(asio::io_context& io, const config::Config& config,
       config_(config),
       router_(config_.routes),
       connector_(connector ? std::move(connector) : std::make_unique<TcpConnector>()),
-      cache_(io.get_executor(), config_.server.hostname),
+      cache_(io.get_executor()),
       tracking_(io.get_executor(), config_.server.tracking_log) {
     for (const auto& p : config_.pools)
         pools_.push_back(std::make_unique<core::Pool>(p, clock_, random_));
@@ -48,8 +48,10 @@ void Balancer::stop() {
 
 void Balancer::abort_sessions() {
     cache_.set_closing();  // relays give up instead of trying more backends
-    for (auto& l : listeners_) l->close_sessions();
-    for (auto* conn : cache_.in_use()) conn->close();
+    for (auto& l : listeners_)
+        l->close_sessions();
+    for (auto* conn : cache_.in_use())
+        conn->close();
 }
 
 std::size_t Balancer::active_sessions() const {

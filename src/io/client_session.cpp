@@ -173,6 +173,7 @@ awaitable<void> ClientSession::handle(proto::ServerEvent& ev) {
             break;
         }
         case Kind::Data:
+            co_await relay_.start_data();
             body_.clear();
             protocol_.set_body_sink(&body_);
             protocol_.answer(Reply::make(354, "", "End data with <CR><LF>.<CR><LF>"));

@@ -7,7 +7,7 @@ std::string source_key(const std::optional<base::IpAddress>& source) {
 }
 }  // namespace
 
-ConnectionCache::ConnectionCache(asio::any_io_executor executor, std::string)
+ConnectionCache::ConnectionCache(asio::any_io_executor executor)
     : executor_(executor), timer_(executor) {}
 
 std::unique_ptr<BackendConnection> ConnectionCache::take(

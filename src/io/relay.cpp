@@ -126,6 +126,13 @@ awaitable<void> Relay::release_current(bool needs_reset) {
     auto conn = std::move(conn_);
     auto& state = pool_->backend(conn->backend());
     if (state.pending > 0) --state.pending;
+    if (data_sent_) {
+        // A backend in DATA can only be given the message or abandoned:
+        // closing without the final "." discards the transaction there.
+        data_sent_ = false;
+        conn->close();
+        co_return;
+    }
     if (needs_reset) {
         bool clean = co_await conn->reset(reply_timeout());
         if (!clean) co_return;  // broken: dropped
@@ -270,6 +277,13 @@ awaitable<proto::Reply> Relay::add_recipient(const proto::Mailbox& rcpt) {
     co_return co_await establish(&rcpt);
 }
 
+awaitable<void> Relay::start_data() {
+    if (!conn_ || data_sent_ || recipients_.empty()) co_return;
+    conn_->protocol().send(Step::Data, "DATA\r\n");
+    data_sent_ = true;
+    co_await conn_->flush();  // a failure shows when deliver() reads the reply
+}
+
 awaitable<proto::Reply> Relay::deliver(const MessageBuffer& body) {
     if (recipients_.empty())
         co_return proto::Reply::make(554, "5.5.1", "Error: no valid recipients");
@@ -282,7 +296,8 @@ awaitable<proto::Reply> Relay::deliver(const MessageBuffer& body) {
         std::size_t backend = conn_->backend();
         auto& state = pool_->backend(backend);
         auto& proto = conn_->protocol();
-        proto.send(Step::Data, "DATA\r\n");
+        if (!data_sent_) proto.send(Step::Data, "DATA\r\n");
+        data_sent_ = false;  // from here on, its reply is being read
         auto data = co_await conn_->next(reply_timeout());
         std::optional<proto::Reply> final_reply;
         const char* stage = "data";

@@ -44,6 +44,10 @@ class Relay {
     // Moves a transaction with no accepted recipient yet to another pool.
     awaitable<void> switch_pool(core::Pool& pool);
     awaitable<proto::Reply> add_recipient(const proto::Mailbox& rcpt);
+    // The client sent DATA: send DATA to the backend now, so its 354 arrives
+    // while the client is still sending, and the end of the message costs
+    // one round trip instead of two. Its reply is read by deliver().
+    awaitable<void> start_data();
     awaitable<proto::Reply> deliver(const MessageBuffer& body);
     // The transaction ended without delivery (RSET, QUIT, refused message).
     awaitable<void> abandon();
@@ -81,7 +85,8 @@ class Relay {
     std::vector<proto::Mailbox> recipients_;  // accepted by the current backend
     std::vector<std::size_t> tried_;
     std::uint32_t attempts_made_ = 0;
-    std::unique_ptr<BackendConnection> conn_;                // holds the open transaction
+    std::unique_ptr<BackendConnection> conn_;  // holds the open transaction
+    bool data_sent_ = false;  // conn_ is in DATA: it can only be finished or closed
     std::vector<std::unique_ptr<BackendConnection>> stash_;  // this session's idle ones
     std::vector<core::AttemptRecord> attempts_;
     std::string queue_id_;

@@ -84,6 +84,20 @@ class Cli(WorkdirTestCase):
             r = self.run_smtplb("check", "--config", os.path.join(examples, name))
             self.assertEqual(r.returncode, 0, name + ": " + r.stderr)
 
+    def test_sighup_does_not_stop_the_daemon(self):
+        import signal
+        import smtplib
+        import configs
+        from harness import Smtplb, free_port
+        port = free_port()
+        lb = Smtplb(self.workdir, configs.balancer(port, [("hub", free_port())]))
+        lb.start(port)
+        self.addCleanup(lb.stop)
+        lb.process.proc.send_signal(signal.SIGHUP)
+        with smtplib.SMTP("127.0.0.1", port, timeout=10) as s:
+            self.assertEqual(s.noop()[0], 250)
+        self.assertIsNone(lb.process.proc.poll())
+
     def test_sink_rejects_bad_fault(self):
         r = self.run_smtplb("sink", "--listen", "127.0.0.1:0", "--fault", "mail=999")
         self.assertEqual(r.returncode, 2)

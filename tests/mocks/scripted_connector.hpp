@@ -10,7 +10,7 @@ namespace smtplb::testing {
 // A BackendConnector that refuses chosen backends (as a dead host would)
 // and counts every attempt; the rest go through a real TcpConnector.
 class ScriptedConnector final : public io::BackendConnector {
-public:
+  public:
     std::set<std::uint16_t> refuse_ports;
     std::map<std::uint16_t, int> attempts;
 
@@ -27,7 +27,7 @@ public:
         co_return co_await real_.connect(to, source, timeout);
     }
 
-private:
+  private:
     io::TcpConnector real_;
 };
 

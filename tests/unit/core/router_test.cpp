@@ -38,8 +38,10 @@ TEST(TrackingRecord, IsOneLineOfValidEscapedJson) {
     EXPECT_EQ(json.find('\n'), std::string::npos);
     EXPECT_NE(json.find(R"("helo":"evil\"\\\n\u0001")"), std::string::npos) << json;
     EXPECT_NE(json.find(R"("recipient_domains":["example.net","example.org"])"), std::string::npos);
-    EXPECT_NE(json.find(R"("attempts":[{"backend":"hub1","stage":"rcpt","reply":"451 4.3.0 later"},{"backend":"hub2")"),
-              std::string::npos)
+    EXPECT_NE(
+        json.find(
+            R"("attempts":[{"backend":"hub1","stage":"rcpt","reply":"451 4.3.0 later"},{"backend":"hub2")"),
+        std::string::npos)
         << json;
 }
 

@@ -66,7 +66,7 @@ io::awaitable<void> send_one(std::uint16_t port, Outcome& out) {
 }
 
 class RelayWithScriptedConnector : public ::testing::Test {
-protected:
+  protected:
     void SetUp() override {
         for (int i = 0; i < 2; ++i) {
             io::SinkOptions o;
@@ -88,10 +88,12 @@ pool = "p"
 name = "p"
 [[pool.backend]]
 name = "a"
-address = "127.0.0.1:)" + std::to_string(sinks[0]->port()) + R"("
+address = "127.0.0.1:)" + std::to_string(sinks[0]->port()) +
+                           R"("
 [[pool.backend]]
 name = "b"
-address = "127.0.0.1:)" + std::to_string(sinks[1]->port()) + "\"\n";
+address = "127.0.0.1:)" + std::to_string(sinks[1]->port()) +
+                           "\"\n";
         auto loaded = config::load_string(text, "test");
         ASSERT_TRUE(loaded.config) << loaded.diagnostics.format("test");
         auto connector = std::make_unique<smtplb::testing::ScriptedConnector>();
@@ -120,7 +122,8 @@ address = "127.0.0.1:)" + std::to_string(sinks[1]->port()) + "\"\n";
         if (!balancer) return;
         balancer->stop();
         balancer->abort_sessions();
-        for (auto& s : sinks) s->stop();
+        for (auto& s : sinks)
+            s->stop();
         io.restart();
         io.run_for(std::chrono::seconds(2));
         balancer.reset();

@@ -35,6 +35,8 @@ int main(int argc, char** argv) {
     sink->add_option("--hostname", sink_options.hostname, "Name in the greeting");
     bool no_xclient = false;
     sink->add_flag("--no-xclient", no_xclient, "Do not announce XCLIENT");
+    bool no_esmtp = false;
+    sink->add_flag("--no-esmtp", no_esmtp, "Refuse EHLO, like an SMTP-only server");
 
     int demo_messages = 300;
     auto* demo =
@@ -54,6 +56,7 @@ int main(int argc, char** argv) {
         }
         sink_options.listen = *hp;
         sink_options.xclient = !no_xclient;
+        sink_options.esmtp = !no_esmtp;
         for (const auto& text : faults) {
             std::string error;
             auto f = smtplb::io::SinkFault::parse(text, error);

@@ -82,6 +82,9 @@ struct Pool {
     std::uint32_t max_attempts = 3;  // backends tried for one transaction
     Millis connect_timeout{10000};
     Millis reply_timeout{300000};
+    // A new backend connection's greeting and EHLO; shorter than RFC 5321's
+    // 5 minutes, because another backend can take the mail meanwhile.
+    Millis greeting_timeout{30000};
     Millis down_retry{10000};  // a backend that refused connections is left alone this long
     std::uint32_t max_idle_connections = 32;  // per backend, kept for reuse
     Millis idle_timeout{30000};

@@ -70,6 +70,7 @@ std::string describe(const Config& c) {
           << "max_attempts = " << p.max_attempts << "\n"
           << "connect_timeout = " << ms(p.connect_timeout) << "\n"
           << "reply_timeout = " << ms(p.reply_timeout) << "\n"
+          << "greeting_timeout = " << ms(p.greeting_timeout) << "\n"
           << "down_retry = " << ms(p.down_retry) << "\n"
           << "max_idle_connections = " << p.max_idle_connections << "\n"
           << "idle_timeout = " << ms(p.idle_timeout) << "\n"

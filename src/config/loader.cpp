@@ -155,6 +155,7 @@ void read_pool(TableReader& r, Pool& p) {
     r.integer("max_attempts", p.max_attempts, 1, 20);
     r.duration("connect_timeout", p.connect_timeout, 100ms, 5min);
     r.duration("reply_timeout", p.reply_timeout, 1s, 1h);
+    r.duration("greeting_timeout", p.greeting_timeout, 100ms, 10min);
     r.duration("down_retry", p.down_retry, 100ms, 1h);
     r.integer("max_idle_connections", p.max_idle_connections, 0, 10000);
     r.duration("idle_timeout", p.idle_timeout, 1s, 1h);

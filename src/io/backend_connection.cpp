@@ -96,6 +96,12 @@ awaitable<bool> BackendConnection::handshake(const std::string& hostname, Millis
     protocol_.send(Step::Ehlo, "EHLO " + hostname + "\r\n");
     auto ehlo = co_await next(timeout);
     if (!ehlo) co_return false;
+    if (ehlo->reply.code == 500 || ehlo->reply.code == 502) {
+        // An SMTP-only server (RFC 5321 §3.2): HELO, and no extensions.
+        protocol_.send(Step::Ehlo, "HELO " + hostname + "\r\n");
+        ehlo = co_await next(timeout);
+        if (!ehlo) co_return false;
+    }
     if (ehlo->reply.code != 250) {
         failure_ = "EHLO " + ehlo->reply.summary();
         co_return false;

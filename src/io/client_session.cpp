@@ -55,7 +55,19 @@ class ClientSession {
     awaitable<bool> flush();
     awaitable<void> handle(proto::ServerEvent& ev);
     void begin_tracking(const proto::ServerEvent& ev);
-    void finish_tracking(const Reply& reply, const char* result_override = nullptr);
+    void finish_tracking(const std::string& reply, const char* result);
+    void finish_tracking(const Reply& reply);
+    // A transaction that ends without a message (RSET, QUIT, disconnect):
+    // logged as aborted when recipients were accepted, as refused when every
+    // recipient was (relay attempts show up here), else not at all.
+    void end_without_message(const char* why);
+    void note_rcpt_reply(const Reply& reply) {
+        ++rcpts_tried_;
+        if (reply.positive())
+            ++rcpts_accepted_;
+        else
+            last_refusal_ = reply;
+    }
 
     // Reads during a transaction go into a buffer of the session's own (one
     // syscall per read); between transactions the session waits without one
@@ -72,6 +84,9 @@ class ClientSession {
     std::optional<core::TrackingRecord> record_;
     std::chrono::steady_clock::time_point started_;
     std::set<std::string> domains_;
+    std::size_t rcpts_tried_ = 0;
+    std::size_t rcpts_accepted_ = 0;
+    std::optional<Reply> last_refusal_;
 };
 
 constexpr std::size_t kTransactionBufferSize = 16384;
@@ -107,22 +122,37 @@ void ClientSession::begin_tracking(const proto::ServerEvent& ev) {
     record_->sender = ev.path.null ? "" : ev.path.mailbox.address();
     started_ = std::chrono::steady_clock::now();
     domains_.clear();
+    rcpts_tried_ = rcpts_accepted_ = 0;
+    last_refusal_.reset();
 }
 
-void ClientSession::finish_tracking(const Reply& reply, const char* result_override) {
+void ClientSession::finish_tracking(const Reply& reply) {
+    finish_tracking(reply.summary(), reply.positive()    ? "relayed"
+                                     : reply.permanent() ? "rejected"
+                                                         : "tempfailed");
+}
+
+void ClientSession::end_without_message(const char* why) {
+    if (!record_) return;
+    if (rcpts_accepted_ > 0)
+        finish_tracking(why, "aborted");
+    else if (last_refusal_)
+        finish_tracking(*last_refusal_);
+    else
+        record_.reset();
+}
+
+void ClientSession::finish_tracking(const std::string& reply, const char* result) {
     if (!record_) return;
     auto& r = *record_;
-    r.recipients = protocol_.accepted_recipients();
+    r.recipients = rcpts_accepted_;
     r.recipient_domains.assign(domains_.begin(), domains_.end());
     r.pool = relay_.pool() ? relay_.pool()->name() : "";
     r.attempts = relay_.attempts();
     r.queue_id = relay_.queue_id();
     r.identity = relay_.identity_result();
-    r.reply = reply.summary();
-    r.result = result_override     ? result_override
-               : reply.positive()  ? "relayed"
-               : reply.permanent() ? "rejected"
-                                   : "tempfailed";
+    r.reply = reply;
+    r.result = result;
     r.duration_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                         std::chrono::steady_clock::now() - started_)
                         .count();
@@ -136,7 +166,7 @@ awaitable<void> ClientSession::handle(proto::ServerEvent& ev) {
     const auto& client = relay_.identity().address;
     switch (ev.kind) {
         case Kind::Reset:
-            record_.reset();  // abandoned before DATA: nothing was relayed
+            end_without_message("RSET");
             co_await relay_.abandon();
             break;
         case Kind::Mail: {
@@ -154,6 +184,7 @@ awaitable<void> ClientSession::handle(proto::ServerEvent& ev) {
         case Kind::Rcpt: {
             const auto& rcpt = ev.path.mailbox;
             if (auto refusal = policy.check_recipient(client, false, rcpt)) {
+                note_rcpt_reply(*refusal);
                 protocol_.answer(*refusal);
                 break;
             }
@@ -163,11 +194,14 @@ awaitable<void> ClientSession::handle(proto::ServerEvent& ev) {
             }
             if (relay_.pool() != pool) {
                 // RFC 5321 §4.5.3.1.10: the client sends it again in a new transaction.
-                protocol_.answer(Reply::make(
-                    452, "4.5.3", "Recipient belongs to another mail system; send it separately"));
+                auto later = Reply::make(
+                    452, "4.5.3", "Recipient belongs to another mail system; send it separately");
+                note_rcpt_reply(later);
+                protocol_.answer(later);
                 break;
             }
             auto reply = co_await relay_.add_recipient(rcpt);
+            note_rcpt_reply(reply);
             if (reply.positive()) domains_.insert(rcpt.domain);
             protocol_.answer(reply);
             break;
@@ -250,8 +284,7 @@ awaitable<void> ClientSession::run() {
         }
     }
     deadline->stop();
-    if (record_ && protocol_.accepted_recipients() > 0)
-        finish_tracking(Reply::make(421, "4.4.2", "connection ended"), "aborted");
+    end_without_message("connection ended");
     co_await relay_.abandon();
     relay_.release_connections();
     error_code ec;

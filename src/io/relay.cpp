@@ -113,7 +113,7 @@ awaitable<std::unique_ptr<BackendConnection>> Relay::acquire(std::size_t backend
                                         ? proto::proxy_v1_header(identity_)
                                         : proto::proxy_v2_header(identity_);
     }
-    bool greeted = co_await conn->handshake(context_.hostname, reply_timeout());
+    bool greeted = co_await conn->handshake(context_.hostname, pool_->config().greeting_timeout);
     if (!greeted) {
         record(backend, "greeting", conn->failure());
         co_return nullptr;

@@ -248,6 +248,7 @@ Sink::Sink(asio::io_context& io, SinkOptions options)
     : io_(io), options_(std::move(options)), acceptor_(io) {
     settings_.hostname = options_.hostname;
     settings_.advertise_xclient = options_.xclient;
+    settings_.ehlo_enabled = options_.esmtp;
     settings_.max_recipients = 100000;
     settings_.max_errors = 100;
     settings_.max_message_size = 1ull << 32;

@@ -34,6 +34,7 @@ struct SinkOptions {
     std::string faults_unless_sender_domain;  // faults spare senders of this domain
     std::string record_path;                  // JSON line per message received
     bool xclient = true;
+    bool esmtp = true;  // false: EHLO is refused, only HELO works
 };
 
 struct SinkStats {

@@ -152,6 +152,8 @@ std::optional<ServerEvent> ServerSession::handle_line(std::string_view line) {
         case Verb::Helo:
         case Verb::Ehlo: {
             if (cmd.argument.empty()) return error(501, "5.5.4", "Syntax: EHLO hostname");
+            if (cmd.spec->verb == Verb::Ehlo && !settings_.ehlo_enabled)
+                return error(502, "5.5.1", "Error: command not implemented");
             bool had_transaction = mail_accepted_;
             reset_transaction();
             helo_ = std::string(cmd.argument);

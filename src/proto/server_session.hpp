@@ -24,6 +24,7 @@ struct ServerSettings {
     bool advertise_smtputf8 = true;
     bool advertise_xclient = false;  // the built-in sink only
     bool require_helo = true;
+    bool ehlo_enabled = true;  // false: an SMTP-only server (the sink's --no-esmtp)
 };
 
 // What the caller must know or decide. Events marked "answer" wait for

@@ -155,6 +155,18 @@ class Balancing(WorkdirTestCase):
         wait_until(lambda: sinks[0].messages(), what="message")
         self.assertEqual(sinks[0].messages()[0]["peer"], "127.0.0.3")
 
+    def test_smtp_only_backend_gets_helo_and_no_identity(self):
+        old = Sink(self.workdir, "old", extra=["--no-esmtp"])
+        old.start()
+        self.addCleanup(old.stop)
+        port, lb = self.balancer([old])
+        with smtplib.SMTP("127.0.0.1", port, timeout=30) as s:
+            s.sendmail("a@example.org", ["u@example.net"], "Subject: old\r\n\r\nx\r\n")
+        wait_until(lambda: old.messages(), what="message at the SMTP-only backend")
+        self.assertEqual(old.messages()[0]["helo"], "lb.test")
+        wait_until(lambda: lb.tracking_records(), what="tracking")
+        self.assertEqual(lb.tracking_records()[0]["identity"], "not-supported")
+
     def test_ipv6_client_identity_is_passed_as_ipv6(self):
         sinks = self.sinks(("hub", []))
         port = free_port()

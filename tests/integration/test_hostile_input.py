@@ -32,6 +32,7 @@ class Hostile(WorkdirTestCase):
                                                    listener_options=listener_options))
         lb.start(port)
         self.addCleanup(lb.stop)
+        self.lb = lb
         return port
 
     def session(self, port, source="127.0.0.1"):
@@ -42,6 +43,7 @@ class Hostile(WorkdirTestCase):
         return c
 
     def test_open_relay_battery_refused_on_inbound_and_untrusted_relay(self):
+        denied = 0
         for role, extra in (("inbound", {}), ("relay", {"trusted_networks": ["10.0.0.0/8"]})):
             port = self.balancer(role=role, **extra)
             c = self.session(port)
@@ -50,7 +52,18 @@ class Hostile(WorkdirTestCase):
                 reply = c.command(f"RCPT TO:{rcpt}")[-1]
                 self.assertTrue(reply.startswith("550 5.7.1") or reply.startswith("501"),
                                 f"{role} {rcpt}: {reply}")
+                denied += reply.startswith("550 5.7.1")
                 self.assertIn(c.command("RSET")[-1][:3], "250")
+        # Every relay attempt the balancer refused is in its tracking log.
+        wait_until(lambda: len(self.lb.tracking_records()) >= denied, what="tracking records")
+        records = self.lb.tracking_records()
+        self.assertGreaterEqual(denied, 10)
+        self.assertEqual(len(records), denied)
+        for r in records:
+            self.assertEqual(r["result"], "rejected")
+            self.assertTrue(r["reply"].startswith("550 5.7.1"), r)
+            self.assertEqual(r["sender"], "spammer@evil.example")
+            self.assertEqual(r["attempts"], [])
         self.assertEqual(self.sink.messages(), [])
         # Refused by the balancer itself: no backend was even connected to
         # (the one connection is the harness's readiness probe).

@@ -1,6 +1,6 @@
 #include "demo_client.hpp"
 
-#include "io/socket_reader.hpp"
+#include "io/sockets.hpp"
 #include "proto/client_session.hpp"
 
 namespace smtplb::app {

@@ -195,6 +195,18 @@ void read_route(TableReader& r, Route& route) {
     }
 }
 
+// Reads every [[key]] table into `out`, each with its own path for messages.
+template <typename T, typename ReadFn>
+void read_each(TableReader& parent, const std::string& key, std::vector<T>& out, ReadFn read) {
+    auto tables = parent.tables(key);
+    for (std::size_t i = 0; i < tables.size(); ++i) {
+        T item;
+        TableReader reader(*tables[i], key + "[" + std::to_string(i) + "]", parent.diagnostics());
+        read(reader, item);
+        out.push_back(std::move(item));
+    }
+}
+
 void cross_check(Config& c, Diagnostics& d) {
     std::set<std::string> pools, listeners, binds;
     for (std::size_t i = 0; i < c.pools.size(); ++i)
@@ -236,27 +248,9 @@ LoadResult load_string(const std::string& text, const std::string& source_name) 
             TableReader sr(*t, "server", d);
             read_server(sr, c.server);
         }
-        auto listeners = r.tables("listener");
-        for (std::size_t i = 0; i < listeners.size(); ++i) {
-            Listener l;
-            TableReader lr(*listeners[i], "listener[" + std::to_string(i) + "]", d);
-            read_listener(lr, l);
-            c.listeners.push_back(std::move(l));
-        }
-        auto pools = r.tables("pool");
-        for (std::size_t i = 0; i < pools.size(); ++i) {
-            Pool p;
-            TableReader pr(*pools[i], "pool[" + std::to_string(i) + "]", d);
-            read_pool(pr, p);
-            c.pools.push_back(std::move(p));
-        }
-        auto routes = r.tables("route");
-        for (std::size_t i = 0; i < routes.size(); ++i) {
-            Route route;
-            TableReader rr(*routes[i], "route[" + std::to_string(i) + "]", d);
-            read_route(rr, route);
-            c.routes.push_back(std::move(route));
-        }
+        read_each(r, "listener", c.listeners, read_listener);
+        read_each(r, "pool", c.pools, read_pool);
+        read_each(r, "route", c.routes, read_route);
     }
     // Top-level unknown keys are reported with a leading "." by the reader; tidy them.
     for (auto& item : d.items)

@@ -3,7 +3,7 @@
 #include <sys/socket.h>
 
 #include "io/connection_cache.hpp"
-#include "io/socket_reader.hpp"
+#include "io/sockets.hpp"
 
 namespace smtplb::io {
 

@@ -10,7 +10,7 @@
 #include "io/listener.hpp"
 #include "io/message_buffer.hpp"
 #include "io/relay.hpp"
-#include "io/socket_reader.hpp"
+#include "io/sockets.hpp"
 #include "proto/server_session.hpp"
 
 namespace smtplb::io {

@@ -2,7 +2,7 @@
 
 #include "io/balancer.hpp"
 #include "io/client_session.hpp"
-#include "io/socket_reader.hpp"
+#include "io/sockets.hpp"
 
 namespace smtplb::io {
 
@@ -25,13 +25,7 @@ Listener::Listener(Balancer& balancer, const config::Listener& config)
 }
 
 bool Listener::start(std::string& error) {
-    error_code ec;
-    tcp::endpoint endpoint(asio::ip::make_address(config_.bind.host, ec), config_.bind.port);
-    if (!ec) acceptor_.open(endpoint.protocol(), ec);
-    if (!ec) acceptor_.set_option(tcp::acceptor::reuse_address(true), ec);
-    if (!ec) acceptor_.bind(endpoint, ec);
-    if (!ec) acceptor_.listen(asio::socket_base::max_listen_connections, ec);
-    if (ec) {
+    if (auto ec = listen_on(acceptor_, config_.bind.host, config_.bind.port)) {
         error = "listener " + config_.name + ": cannot listen on " + config_.bind.to_string() +
                 ": " + ec.message();
         return false;

@@ -4,7 +4,7 @@
 
 #include "base/text.hpp"
 #include "base/units.hpp"
-#include "io/socket_reader.hpp"
+#include "io/sockets.hpp"
 #include "proto/xtext.hpp"
 
 namespace smtplb::io {
@@ -267,13 +267,7 @@ bool Sink::start(std::string& error) {
             return false;
         }
     }
-    error_code ec;
-    tcp::endpoint endpoint(asio::ip::make_address(options_.listen.host, ec), options_.listen.port);
-    if (!ec) acceptor_.open(endpoint.protocol(), ec);
-    if (!ec) acceptor_.set_option(tcp::acceptor::reuse_address(true), ec);
-    if (!ec) acceptor_.bind(endpoint, ec);
-    if (!ec) acceptor_.listen(asio::socket_base::max_listen_connections, ec);
-    if (ec) {
+    if (auto ec = listen_on(acceptor_, options_.listen.host, options_.listen.port)) {
         error = "sink cannot listen on " + options_.listen.to_string() + ": " + ec.message();
         return false;
     }

@@ -7,7 +7,7 @@
 #include "config/loader.hpp"
 #include "io/balancer.hpp"
 #include "io/sink.hpp"
-#include "io/socket_reader.hpp"
+#include "io/sockets.hpp"
 #include "mocks/scripted_connector.hpp"
 #include "proto/client_session.hpp"
 

@@ -1,4 +1,6 @@
 #pragma once
+#include <cstdint>
+#include <string>
 #include <string_view>
 #include <utility>
 
@@ -18,5 +20,8 @@ awaitable<std::pair<error_code, std::string_view>> read_some_shared(tcp::socket&
 
 // Socket options every connection of ours gets.
 void tune_socket(tcp::socket& socket);
+
+// Opens, binds (with SO_REUSEADDR) and listens on a numeric address.
+error_code listen_on(tcp::acceptor& acceptor, const std::string& host, std::uint16_t port);
 
 }  // namespace smtplb::io

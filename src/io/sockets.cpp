@@ -1,4 +1,4 @@
-#include "io/socket_reader.hpp"
+#include "io/sockets.hpp"
 
 #include <array>
 
@@ -20,6 +20,16 @@ awaitable<std::pair<error_code, std::string_view>> read_some_shared(tcp::socket&
         auto [wait_ec] = co_await socket.async_wait(tcp::socket::wait_read, use_nothrow);
         if (wait_ec) co_return std::pair{wait_ec, std::string_view{}};
     }
+}
+
+error_code listen_on(tcp::acceptor& acceptor, const std::string& host, std::uint16_t port) {
+    error_code ec;
+    tcp::endpoint endpoint(asio::ip::make_address(host, ec), port);
+    if (!ec) acceptor.open(endpoint.protocol(), ec);
+    if (!ec) acceptor.set_option(tcp::acceptor::reuse_address(true), ec);
+    if (!ec) acceptor.bind(endpoint, ec);
+    if (!ec) acceptor.listen(asio::socket_base::max_listen_connections, ec);
+    return ec;
 }
 
 void tune_socket(tcp::socket& socket) {

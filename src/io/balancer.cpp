@@ -1,5 +1,11 @@
 #include "io/balancer.hpp"
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
 #include "io/listener.hpp"
 
 namespace smtplb::io {
@@ -31,6 +37,16 @@ bool Balancer::start(std::string& error) {
         error = tracking_.error();
         return false;
     }
+    // Messages past spill_threshold are buffered there: find out now, not
+    // when the first large message gets a 451.
+    const auto& dir = config_.server.state_dir;
+    int fd = ::open(dir.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        error = "server.state_dir \"" + dir + "\" cannot hold temporary files: " +
+                std::strerror(errno);
+        return false;
+    }
+    ::close(fd);
     for (const auto& l : config_.listeners) {
         auto listener = std::make_unique<Listener>(*this, l);
         if (!listener->start(error)) return false;

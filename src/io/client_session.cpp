@@ -49,10 +49,7 @@ class ClientSession {
     awaitable<void> run();
 
   private:
-    std::string spill_dir() const {
-        const auto& dir = balancer_.config().server.state_dir;
-        return dir.empty() ? "/tmp" : dir;
-    }
+    std::string spill_dir() const { return balancer_.config().server.state_dir; }
     awaitable<bool> flush();
     awaitable<void> handle(proto::ServerEvent& ev);
     void begin_tracking(const proto::ServerEvent& ev);

@@ -84,6 +84,17 @@ class Cli(WorkdirTestCase):
             r = self.run_smtplb("check", "--config", os.path.join(examples, name))
             self.assertEqual(r.returncode, 0, name + ": " + r.stderr)
 
+    def test_run_refuses_an_unusable_state_dir(self):
+        import configs
+        from harness import free_port
+        port = free_port()
+        text = configs.balancer(port, [("hub", free_port())]).replace(
+            "@STATE@", os.path.join(self.workdir, "missing")).replace("@TRACKING@", "")
+        r = self.run_smtplb("run", "--config", self.write("nostate.toml", text), timeout=10)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("server.state_dir", r.stderr)
+        self.assertIn("cannot hold temporary files", r.stderr)
+
     def test_sighup_does_not_stop_the_daemon(self):
         import signal
         import smtplib

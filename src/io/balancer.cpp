@@ -42,8 +42,8 @@ bool Balancer::start(std::string& error) {
     const auto& dir = config_.server.state_dir;
     int fd = ::open(dir.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
     if (fd < 0) {
-        error = "server.state_dir \"" + dir + "\" cannot hold temporary files: " +
-                std::strerror(errno);
+        error =
+            "server.state_dir \"" + dir + "\" cannot hold temporary files: " + std::strerror(errno);
         return false;
     }
     ::close(fd);

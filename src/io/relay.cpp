@@ -49,15 +49,6 @@ void Relay::record(std::size_t backend, const char* stage, const std::string& wh
     attempts_.push_back({pool_->backend(backend).config.name, stage, what});
 }
 
-std::string Relay::mail_command(const proto::Capabilities& caps) const {
-    std::string cmd =
-        "MAIL FROM:<" + (sender_.null ? std::string() : sender_.mailbox.address()) + ">";
-    if (params_.size && caps.size_limit) cmd += " SIZE=" + std::to_string(*params_.size);
-    if (params_.body_8bitmime && caps.eightbitmime) cmd += " BODY=8BITMIME";
-    if (params_.smtputf8) cmd += " SMTPUTF8";
-    return cmd + "\r\n";
-}
-
 void Relay::keep(std::unique_ptr<BackendConnection> conn) {
     conn->idle_since = std::chrono::steady_clock::now();
     // One idle connection per backend stays with the session (its identity
@@ -176,10 +167,10 @@ awaitable<proto::Reply> Relay::establish(const proto::Mailbox* new_rcpt) {
         }
         // MAIL, the replayed recipients and the new one, pipelined when allowed.
         auto& proto = conn->protocol();
-        proto.send(Step::Mail, mail_command(caps));
+        proto.send(Step::Mail, proto::mail_command(sender_, params_, caps));
         std::size_t expected_rcpts = recipients_.size() + (new_rcpt ? 1 : 0);
         auto send_rcpt = [&](const proto::Mailbox& m) {
-            proto.send(Step::Rcpt, "RCPT TO:<" + m.address() + ">\r\n");
+            proto.send(Step::Rcpt, proto::rcpt_command(m));
         };
         bool ok = true, broken = false;
         std::optional<proto::Reply> new_reply;
@@ -251,7 +242,7 @@ awaitable<proto::Reply> Relay::add_recipient(const proto::Mailbox& rcpt) {
     if (conn_) {
         std::size_t backend = conn_->backend();
         auto& state = pool_->backend(backend);
-        conn_->protocol().send(Step::Rcpt, "RCPT TO:<" + rcpt.address() + ">\r\n");
+        conn_->protocol().send(Step::Rcpt, proto::rcpt_command(rcpt));
         auto rc = co_await conn_->next(reply_timeout());
         if (rc && classify(rc->reply) != Verdict::TryElsewhere) {
             if (rc->reply.positive()) {

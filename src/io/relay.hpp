@@ -73,7 +73,6 @@ class Relay {
     awaitable<void> release_current(bool needs_reset);
     void keep(std::unique_ptr<BackendConnection> conn);
     void record(std::size_t backend, const char* stage, const std::string& what);
-    std::string mail_command(const proto::Capabilities& caps) const;
     Millis reply_timeout() const;
 
     RelayContext& context_;

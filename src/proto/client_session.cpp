@@ -26,28 +26,4 @@ std::optional<ClientSession::Completion> ClientSession::next() {
     return Completion{step, std::move(*reply)};
 }
 
-const char* step_name(ClientSession::Step step) {
-    switch (step) {
-        case ClientSession::Step::Greeting:
-            return "greeting";
-        case ClientSession::Step::Ehlo:
-            return "ehlo";
-        case ClientSession::Step::Xclient:
-            return "xclient";
-        case ClientSession::Step::Mail:
-            return "mail";
-        case ClientSession::Step::Rcpt:
-            return "rcpt";
-        case ClientSession::Step::Data:
-            return "data";
-        case ClientSession::Step::Message:
-            return "message";
-        case ClientSession::Step::Rset:
-            return "rset";
-        case ClientSession::Step::Quit:
-            return "quit";
-    }
-    return "?";
-}
-
 }  // namespace smtplb::proto

@@ -35,7 +35,6 @@ class ClientSession {
     bool failed() const { return !failure_.empty(); }
     const std::string& failure() const { return failure_; }
     bool idle() const { return expected_.empty(); }
-    std::size_t outstanding() const { return expected_.size(); }
 
     const Capabilities& capabilities() const { return caps_; }
 
@@ -46,7 +45,5 @@ class ClientSession {
     Capabilities caps_;
     std::string failure_;
 };
-
-const char* step_name(ClientSession::Step step);
 
 }  // namespace smtplb::proto

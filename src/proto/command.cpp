@@ -4,6 +4,7 @@
 #include <charconv>
 
 #include "base/text.hpp"
+#include "proto/capabilities.hpp"
 
 namespace smtplb::proto {
 namespace {
@@ -55,6 +56,20 @@ Command parse_command(std::string_view line) {
     cmd.spec = find_command(line.substr(0, space));
     if (space != std::string_view::npos) cmd.argument = base::trim(line.substr(space + 1));
     return cmd;
+}
+
+std::string mail_command(const Path& sender, const MailParameters& params,
+                         const Capabilities& caps) {
+    std::string cmd =
+        "MAIL FROM:<" + (sender.null ? std::string() : sender.mailbox.address()) + ">";
+    if (params.size && caps.size_limit) cmd += " SIZE=" + std::to_string(*params.size);
+    if (params.body_8bitmime && caps.eightbitmime) cmd += " BODY=8BITMIME";
+    if (params.smtputf8) cmd += " SMTPUTF8";
+    return cmd + "\r\n";
+}
+
+std::string rcpt_command(const Mailbox& rcpt) {
+    return "RCPT TO:<" + rcpt.address() + ">\r\n";
 }
 
 std::optional<ArgumentError> parse_mail_argument(std::string_view argument, MailArgument& out) {

@@ -65,6 +65,13 @@ struct ArgumentError {
     std::string text;
 };
 
+// Commands as sent to a backend: the client's envelope, with only the
+// parameters this backend announced (SMTPUTF8 is checked by the caller).
+struct Capabilities;
+std::string mail_command(const Path& sender, const MailParameters& params,
+                         const Capabilities& caps);
+std::string rcpt_command(const Mailbox& rcpt);
+
 // "FROM:<path> [params]"; returns the error to reply with on failure.
 std::optional<ArgumentError> parse_mail_argument(std::string_view argument, MailArgument& out);
 // "TO:<path>"; no RCPT parameters are advertised, so any is refused.

@@ -25,8 +25,6 @@ class ReplyParser {
     std::optional<Reply> next();
     bool error() const { return !error_.empty(); }
     const std::string& error_text() const { return error_; }
-    // Bytes received but not yet parsed (used to detect injected replies).
-    std::size_t buffered() const { return buffer_.size() - consumed_; }
 
   private:
     bool parse_line(std::string_view line);

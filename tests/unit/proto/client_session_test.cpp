@@ -49,3 +49,24 @@ TEST(ClientSession, GarbageIsAFailure) {
     EXPECT_FALSE(c.next());
     EXPECT_TRUE(c.failed());
 }
+
+#include "proto/command.hpp"
+
+TEST(BackendCommands, MailCarriesOnlyAnnouncedParameters) {
+    MailArgument m;
+    ASSERT_FALSE(parse_mail_argument("FROM:<a@example.org> SIZE=500 BODY=8BITMIME", m));
+    Capabilities none;
+    EXPECT_EQ(mail_command(m.path, m.params, none), "MAIL FROM:<a@example.org>\r\n");
+    Capabilities all;
+    all.size_limit = 0;
+    all.eightbitmime = true;
+    EXPECT_EQ(mail_command(m.path, m.params, all),
+              "MAIL FROM:<a@example.org> SIZE=500 BODY=8BITMIME\r\n");
+    MailArgument null_sender;
+    ASSERT_FALSE(parse_mail_argument("FROM:<>", null_sender));
+    EXPECT_EQ(mail_command(null_sender.path, null_sender.params, all), "MAIL FROM:<>\r\n");
+    Path rcpt;
+    ASSERT_FALSE(parse_rcpt_argument("TO:<@relay.example:u@example.net>", rcpt));
+    // A source route is accepted and ignored (RFC 5321 §3.6.1), never forwarded.
+    EXPECT_EQ(rcpt_command(rcpt.mailbox), "RCPT TO:<u@example.net>\r\n");
+}

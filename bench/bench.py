@@ -14,6 +14,7 @@ Every load is bounded in count and time; only 127.0.0.1 is used.
 import argparse
 import json
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -205,7 +206,8 @@ def main():
     workdir = tempfile.mkdtemp(prefix="smtplb-bench-")
     workloads = [("reused", True, args.messages), ("new-conn", False, args.new_conn_messages)]
     configs = ["direct", "haproxy", "smtplb"]
-    results = {w[0]: {c: {"rate": [], "cpu": []} for c in configs} for w in workloads}
+    results = {w[0]: {c: {"rate": [], "cpu": [], "sink_cpu": [], "busy": []} for c in configs}
+               for w in workloads}
     sinks = start_sinks()
     sink_ports = [p for p, _ in sinks]
     try:
@@ -225,14 +227,23 @@ def main():
                         targets = sink_ports
                     try:
                         cpu0 = cpu_seconds(proxy.pid) if proxy else 0
+                        sink0 = sum(cpu_seconds(s.pid) for _, s in sinks)
+                        gen0 = resource.getrusage(resource.RUSAGE_CHILDREN)
                         elapsed = run_load(targets, messages, args.sessions, reuse, args.size, 300)
+                        gen1 = resource.getrusage(resource.RUSAGE_CHILDREN)
                         cpu1 = cpu_seconds(proxy.pid) if proxy else 0
+                        sink1 = sum(cpu_seconds(s.pid) for _, s in sinks)
                     finally:
                         if proxy:
                             proxy.stop()
                     rate = messages / elapsed
                     results[name][config]["rate"].append(rate)
                     results[name][config]["cpu"].append((cpu1 - cpu0) * 1000 / messages if proxy else None)
+                    results[name][config]["sink_cpu"].append((sink1 - sink0) * 1000 / messages)
+                    generator = (gen1.ru_utime + gen1.ru_stime) - (gen0.ru_utime + gen0.ru_stime)
+                    # How busy the two cores were: all three parties' CPU over wall time.
+                    results[name][config]["busy"].append(
+                        ((cpu1 - cpu0) + (sink1 - sink0) + generator) / elapsed)
                     print(f"run {run + 1} {name:8} {config:8} {rate:9.0f} msg/s"
                           + (f"  {(cpu1 - cpu0) * 1000 / messages:.3f} CPU-s/1000" if proxy else ""),
                           flush=True)
@@ -259,8 +270,8 @@ def main():
     print(f"Medians of {args.runs} interleaved runs; {args.sessions} sessions, {args.size}-byte messages, "
           f"3 smtp-sink backends, 2 cores shared by everything.")
     print()
-    print("| workload | configuration | messages/s | × direct | × HAProxy | proxy CPU-s per 1000 msgs | × HAProxy CPU |")
-    print("|---|---|---:|---:|---:|---:|---:|")
+    print("| workload | configuration | messages/s | × direct | × HAProxy | proxy CPU-s per 1000 msgs | × HAProxy CPU | backends' CPU-s per 1000 msgs | cores busy (of 2) |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
     summary = {}
     for name, _, _ in workloads:
         direct = statistics.median(results[name]["direct"]["rate"])
@@ -269,10 +280,13 @@ def main():
         for config in configs:
             rate = statistics.median(results[name][config]["rate"])
             cpu = None if config == "direct" else statistics.median(results[name][config]["cpu"])
-            summary[f"{name}/{config}"] = {"rate": rate, "cpu_per_1000": cpu}
+            sink_cpu = statistics.median(results[name][config]["sink_cpu"])
+            summary[f"{name}/{config}"] = {"rate": rate, "cpu_per_1000": cpu,
+                                           "backend_cpu_per_1000": sink_cpu}
             print(f"| {name} | {config} | {rate:.0f} | {rate / direct:.2f} | {rate / hap_rate:.2f} | "
                   + ("–" if cpu is None else f"{cpu:.3f}") + " | "
-                  + ("–" if cpu is None else f"{cpu / hap_cpu:.2f}") + " |")
+                  + ("–" if cpu is None else f"{cpu / hap_cpu:.2f}") + f" | {sink_cpu:.3f} | "
+                  + f"{statistics.median(results[name][config]['busy']):.2f} |")
     print()
     print("| idle client connections | KiB RSS per connection |")
     print("|---|---:|")

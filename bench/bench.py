@@ -87,7 +87,7 @@ def start_sinks(n=3):
     return sinks
 
 
-def start_haproxy(workdir, sink_ports):
+def start_haproxy(workdir, sink_ports, threads=None):
     port = free_port()
     cfg = os.path.join(workdir, "haproxy.cfg")
     servers = "\n".join(f"    server s{i} 127.0.0.1:{p} check inter 2s"
@@ -95,6 +95,7 @@ def start_haproxy(workdir, sink_ports):
     with open(cfg, "w") as f:
         f.write(f"""global
     maxconn 9000
+{f"    nbthread {threads}" if threads else ""}
 defaults
     mode tcp
     timeout connect 5s
@@ -198,6 +199,7 @@ def main():
     ap.add_argument("--size", type=int, default=4096)
     ap.add_argument("--idle", type=int, default=500)  # HAProxy needs a sink connection per idle client; smtp-sink stalls past a few hundred each
     ap.add_argument("--json", help="write results to this file")
+    ap.add_argument("--haproxy-threads", type=int, help="nbthread for HAProxy (default: its own, one per core)")
     args = ap.parse_args()
     for tool in ("smtp-source", "smtp-sink", "haproxy"):
         if not shutil.which(tool):
@@ -218,7 +220,7 @@ def main():
                 for config in order:
                     proxy = None
                     if config == "haproxy":
-                        port, proxy = start_haproxy(workdir, sink_ports)
+                        port, proxy = start_haproxy(workdir, sink_ports, args.haproxy_threads)
                         targets = [port]
                     elif config == "smtplb":
                         port, proxy = start_smtplb(smtplb, workdir, sink_ports)

@@ -11,7 +11,6 @@
 #include "io/listener.hpp"
 #include "io/message_buffer.hpp"
 #include "io/relay.hpp"
-#include "io/sockets.hpp"
 #include "proto/server_session.hpp"
 
 namespace smtplb::io {
@@ -67,10 +66,10 @@ class ClientSession {
             last_refusal_ = reply;
     }
 
-    // Reads during a transaction go into a buffer of the session's own (one
-    // syscall per read); between transactions the session waits without one
-    // and reads into the thread's shared buffer, so idle sessions stay small.
-    awaitable<std::pair<error_code, std::string_view>> read(bool streaming);
+    // Reads go into buffers of the session's own, which Asio fills from one
+    // readiness event (one syscall per read): a 1 KiB one for commands, and
+    // during a transaction a 16 KiB one, freed when the transaction ends.
+    awaitable<std::pair<error_code, std::string_view>> read();
 
     tcp::socket socket_;
     std::unique_ptr<char[]> transaction_buffer_;
@@ -90,7 +89,7 @@ class ClientSession {
 
 constexpr std::size_t kTransactionBufferSize = 16384;
 
-awaitable<std::pair<error_code, std::string_view>> ClientSession::read(bool streaming) {
+awaitable<std::pair<error_code, std::string_view>> ClientSession::read() {
     if (!protocol_.in_transaction()) {
         transaction_buffer_.reset();
         // Commands are short: a small buffer of the session's own lets Asio
@@ -252,9 +251,6 @@ awaitable<void> ClientSession::run() {
         auto ev = protocol_.next();
         switch (ev.kind) {
             case Kind::NeedInput: {
-                // Nothing to answer means the client is mid-stream (a body,
-                // a long pipeline): its next bytes are likely already here.
-                bool streaming = protocol_.output().empty();
                 bool flushed = co_await flush();
                 if (!flushed) {
                     open = false;
@@ -262,7 +258,7 @@ awaitable<void> ClientSession::run() {
                 }
                 deadline->expires_after(protocol_.in_transaction() ? config.data_timeout
                                                                    : config.command_timeout);
-                auto [ec, bytes] = co_await read(streaming);
+                auto [ec, bytes] = co_await read();
                 if (ec) {
                     if (deadline->expired()) {
                         protocol_.shutdown(Reply::make(

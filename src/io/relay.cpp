@@ -291,9 +291,11 @@ awaitable<proto::Reply> Relay::deliver(const MessageBuffer& body) {
         data_sent_ = false;  // from here on, its reply is being read
         auto data = co_await conn_->next(reply_timeout());
         std::optional<proto::Reply> final_reply;
-        const char* stage = "data";
-        if (data && data->reply.code == 354) {
-            stage = "message";
+        // Until the body has gone out, the reply is to DATA and the backend
+        // still holds the transaction (it needs RSET before reuse).
+        bool body_sent = data && data->reply.code == 354;
+        const char* stage = body_sent ? "message" : "data";
+        if (body_sent) {
             proto::DotStuffer stuffer;
             std::string scratch;
             bool sent = true;
@@ -330,7 +332,7 @@ awaitable<proto::Reply> Relay::deliver(const MessageBuffer& body) {
         record(backend, stage, final_reply->summary());
         switch (classify(*final_reply)) {
             case Verdict::Accepted:
-                if (stage == std::string("data")) break;  // 2xx to DATA: nonsense, go elsewhere
+                if (!body_sent) break;  // 2xx to DATA: nonsense, go elsewhere
                 ++state.counters.delivered;
                 queue_id_ =
                     core::queue_id_from(final_reply->lines.empty() ? "" : final_reply->lines[0]);
@@ -339,14 +341,14 @@ awaitable<proto::Reply> Relay::deliver(const MessageBuffer& body) {
                 co_return core::relay_reply(*final_reply);
             case Verdict::Rejected:
                 ++state.counters.rejected;
-                co_await release_current(stage == std::string("data"));
+                co_await release_current(!body_sent);
                 recipients_.clear();
                 co_return core::relay_reply(*final_reply);
             case Verdict::TryElsewhere:
                 break;
         }
         ++state.counters.deferred;
-        co_await release_current(stage == std::string("data"));
+        co_await release_current(!body_sent);
     }
 }
 

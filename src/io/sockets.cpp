@@ -4,21 +4,17 @@
 
 namespace smtplb::io {
 
-awaitable<std::pair<error_code, std::string_view>> read_some_shared(tcp::socket& socket,
-                                                                    bool try_first) {
+awaitable<std::pair<error_code, std::string_view>> read_some_shared(tcp::socket& socket) {
     thread_local std::array<char, 65536> buffer;
-    if (!try_first) {
+    for (;;) {
+        // Wait first: reading before the peer can have answered is a wasted syscall.
         auto [wait_ec] = co_await socket.async_wait(tcp::socket::wait_read, use_nothrow);
         if (wait_ec) co_return std::pair{wait_ec, std::string_view{}};
-    }
-    for (;;) {
         error_code ec;
         std::size_t n = socket.read_some(asio::buffer(buffer), ec);
         if (!ec) co_return std::pair{ec, std::string_view(buffer.data(), n)};
         if (ec != asio::error::would_block && ec != asio::error::try_again)
             co_return std::pair{ec, std::string_view{}};
-        auto [wait_ec] = co_await socket.async_wait(tcp::socket::wait_read, use_nothrow);
-        if (wait_ec) co_return std::pair{wait_ec, std::string_view{}};
     }
 }
 

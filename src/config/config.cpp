@@ -56,23 +56,6 @@ const char* to_string(Persistence v) {
 const char* to_string(OnUnavailable v) {
     return v == OnUnavailable::Tempfail ? "tempfail" : "spool";
 }
-const char* to_string(HealthDepth v) {
-    switch (v) {
-        case HealthDepth::Connect:
-            return "connect";
-        case HealthDepth::Banner:
-            return "banner";
-        case HealthDepth::Ehlo:
-            return "ehlo";
-        case HealthDepth::Starttls:
-            return "starttls";
-        case HealthDepth::Mail:
-            return "mail";
-        case HealthDepth::Rcpt:
-            return "rcpt";
-    }
-    return "?";
-}
 const char* to_string(proto::BareLineEndings v) {
     return v == proto::BareLineEndings::Reject ? "reject" : "normalise";
 }

@@ -7,6 +7,7 @@
 
 #include "base/network.hpp"
 #include "proto/data_decoder.hpp"
+#include "proto/probe.hpp"
 
 namespace smtplb::config {
 
@@ -18,7 +19,7 @@ enum class IdentityMode { Xclient, ProxyV1, ProxyV2, None };
 enum class Algorithm { RoundRobin, LeastConnections, LeastPending, SourceHash, RandomTwo };
 enum class Persistence { None, SourceIp };
 enum class OnUnavailable { Tempfail, Spool };
-enum class HealthDepth { Connect, Banner, Ehlo, Starttls, Mail, Rcpt };
+using HealthDepth = proto::ProbeDepth;
 
 struct Server {
     std::string hostname = "localhost";
@@ -55,13 +56,17 @@ struct Listener {
 };
 
 struct Health {
-    HealthDepth depth = HealthDepth::Rcpt;
+    bool enabled = true;
+    // MAIL by default: it shows sender-dependent back pressure and needs no
+    // recipient that every backend is sure to accept.
+    HealthDepth depth = HealthDepth::Mail;
     Millis interval{5000};
+    Millis down_interval{2000};  // while a backend is busy or down
     Millis timeout{10000};
     std::uint32_t rise = 2;
     std::uint32_t fall = 2;
     std::string mail_from = "probe@external.invalid";
-    std::string rcpt_to = "postmaster";
+    std::string rcpt_to;  // required for depth "rcpt"
 };
 
 struct Backend {
@@ -85,7 +90,14 @@ struct Pool {
     // A new backend connection's greeting and EHLO; shorter than RFC 5321's
     // 5 minutes, because another backend can take the mail meanwhile.
     Millis greeting_timeout{30000};
-    Millis down_retry{10000};  // a backend that refused connections is left alone this long
+    // Without active probes: how long a backend that failed live traffic is
+    // left alone before one trial transaction.
+    Millis down_retry{10000};
+    // Consecutive live failures (backend-wide 4xx, timeouts, refused
+    // connections) that take a backend out at once, before any probe.
+    std::uint32_t passive_fall = 1;
+    Millis slow_start{10000};  // a recovered backend's weight ramps up over this
+    Millis retry_time{60000};  // total time spent trying backends for one step
     std::uint32_t max_idle_connections = 32;  // per backend, kept for reuse
     Millis idle_timeout{30000};
 };
@@ -112,7 +124,6 @@ const char* to_string(IdentityMode v);
 const char* to_string(Algorithm v);
 const char* to_string(Persistence v);
 const char* to_string(OnUnavailable v);
-const char* to_string(HealthDepth v);
 const char* to_string(proto::BareLineEndings v);
 
 }  // namespace smtplb::config

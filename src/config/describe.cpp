@@ -72,10 +72,16 @@ std::string describe(const Config& c) {
           << "reply_timeout = " << ms(p.reply_timeout) << "\n"
           << "greeting_timeout = " << ms(p.greeting_timeout) << "\n"
           << "down_retry = " << ms(p.down_retry) << "\n"
+          << "passive_fall = " << p.passive_fall << "\n"
+          << "slow_start = " << ms(p.slow_start) << "\n"
+          << "retry_time = " << ms(p.retry_time) << "\n"
           << "max_idle_connections = " << p.max_idle_connections << "\n"
           << "idle_timeout = " << ms(p.idle_timeout) << "\n"
-          << "health = { depth = " << quoted(to_string(p.health.depth))
-          << ", interval = " << ms(p.health.interval) << ", timeout = " << ms(p.health.timeout)
+          << "health = { enabled = " << (p.health.enabled ? "true" : "false")
+          << ", depth = " << quoted(to_string(p.health.depth))
+          << ", interval = " << ms(p.health.interval)
+          << ", down_interval = " << ms(p.health.down_interval)
+          << ", timeout = " << ms(p.health.timeout)
           << ", rise = " << p.health.rise << ", fall = " << p.health.fall
           << ", mail_from = " << quoted(p.health.mail_from)
           << ", rcpt_to = " << quoted(p.health.rcpt_to) << " }\n";

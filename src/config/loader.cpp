@@ -97,7 +97,20 @@ void read_listener(TableReader& r, Listener& l) {
                   "AUTH is not implemented yet: a submission listener refuses every MAIL with 530");
 }
 
+// A probe address goes into MAIL FROM:<...> or RCPT TO:<...> as written.
+void check_probe_address(TableReader& r, const std::string& key, const std::string& value) {
+    bool bad = value.size() > 254;
+    for (unsigned char c : value)
+        bad |= c <= ' ' || c == '<' || c == '>' || c == 0x7f;
+    if (bad)
+        r.diagnostics().error(r.key_path(key), r.line_of(key),
+                              "must be a plain address (at most 254 characters, no spaces, "
+                              "control characters or angle brackets)");
+}
+
 void read_health(TableReader& r, Health& h) {
+    auto& d = r.diagnostics();
+    r.boolean("enabled", h.enabled);
     r.choice("depth", h.depth,
              {{"connect", HealthDepth::Connect},
               {"banner", HealthDepth::Banner},
@@ -106,11 +119,22 @@ void read_health(TableReader& r, Health& h) {
               {"mail", HealthDepth::Mail},
               {"rcpt", HealthDepth::Rcpt}});
     r.duration("interval", h.interval, 100ms, 1h);
+    r.duration("down_interval", h.down_interval, 100ms, 1h);
     r.duration("timeout", h.timeout, 100ms, 10min);
     r.integer("rise", h.rise, 1, 100);
     r.integer("fall", h.fall, 1, 100);
     r.string("mail_from", h.mail_from);
     r.string("rcpt_to", h.rcpt_to);
+    check_probe_address(r, "mail_from", h.mail_from);
+    check_probe_address(r, "rcpt_to", h.rcpt_to);
+    if (h.depth == HealthDepth::Starttls)
+        d.error(r.key_path("depth"), r.line_of("depth"),
+                "\"starttls\" needs TLS, which this version does not have; use \"ehlo\", "
+                "\"mail\" or \"rcpt\"");
+    if (h.depth == HealthDepth::Rcpt && h.rcpt_to.empty())
+        d.error(r.key_path("rcpt_to"), r.line_of("depth"),
+                "depth \"rcpt\" needs a recipient every backend accepts, e.g. "
+                "\"postmaster@example.net\"");
 }
 
 void read_backend(TableReader& r, Backend& b) {
@@ -148,15 +172,15 @@ void read_pool(TableReader& r, Pool& p) {
     if (auto* t = r.table("health")) {
         TableReader hr(*t, r.key_path("health"), d);
         read_health(hr, p.health);
-        d.warning(r.key_path("health"), r.line_of("health"),
-                  "active health probes are not implemented yet; backends are judged by live "
-                  "traffic (connection failures and deferrals) only");
     }
     r.integer("max_attempts", p.max_attempts, 1, 20);
     r.duration("connect_timeout", p.connect_timeout, 100ms, 5min);
     r.duration("reply_timeout", p.reply_timeout, 1s, 1h);
     r.duration("greeting_timeout", p.greeting_timeout, 100ms, 10min);
     r.duration("down_retry", p.down_retry, 100ms, 1h);
+    r.integer("passive_fall", p.passive_fall, 1, 100);
+    r.duration("slow_start", p.slow_start, 0ms, 1h);
+    r.duration("retry_time", p.retry_time, 1s, 1h);
     r.integer("max_idle_connections", p.max_idle_connections, 0, 10000);
     r.duration("idle_timeout", p.idle_timeout, 1s, 1h);
     auto backends = r.tables("backend");

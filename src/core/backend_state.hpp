@@ -4,6 +4,7 @@
 
 #include "base/clock.hpp"
 #include "config/config.hpp"
+#include "core/health.hpp"
 
 namespace smtplb::core {
 
@@ -19,13 +20,18 @@ struct BackendCounters {
 
 // One backend as the scheduler sees it: configuration plus live load and state.
 struct BackendState {
+    BackendState(const config::Backend& backend, const config::Pool& pool)
+        : config(backend), effective_weight(backend.weight * 1000), health(pool) {}
+
     config::Backend config;
+    // The weight schedulers use: the configured one in thousandths, lowered
+    // during slow start.
+    std::uint32_t effective_weight;
     std::uint32_t active_connections = 0;  // connections open to it
     std::uint32_t pending = 0;             // transactions in flight on it
     std::int64_t smooth_current = 0;       // smooth weighted round robin state
-    bool down = false;
-    base::Clock::TimePoint retry_at{};  // when a down backend may be tried again
-    std::uint32_t consecutive_failures = 0;
+    BackendHealth health;
+    ReplyRates rates;
     BackendCounters counters;
 };
 

@@ -7,9 +7,7 @@ namespace smtplb::core {
 Pool::Pool(const config::Pool& config, const base::Clock& clock, base::Random& random)
     : config_(config), clock_(clock) {
     for (const auto& b : config_.backends) {
-        BackendState state;
-        state.config = b;
-        backends_.push_back(std::move(state));
+        backends_.emplace_back(b, config_);
         tiers_.push_back(b.priority);
     }
     std::sort(tiers_.begin(), tiers_.end());
@@ -20,9 +18,13 @@ Pool::Pool(const config::Pool& config, const base::Clock& clock, base::Random& r
 }
 
 bool Pool::usable(std::size_t i) const {
-    const auto& b = backends_[i];
-    // A down backend gets one trial attempt after its retry time (half-open).
-    return !b.down || clock_.now() >= b.retry_at;
+    return backends_[i].health.accepts_new(clock_.now());
+}
+
+std::optional<std::size_t> Pool::find(const std::string& name) const {
+    for (std::size_t i = 0; i < backends_.size(); ++i)
+        if (backends_[i].config.name == name) return i;
+    return std::nullopt;
 }
 
 std::optional<std::size_t> Pool::pick(const std::optional<base::IpAddress>& client,
@@ -49,6 +51,9 @@ std::optional<std::size_t> Pool::pick(const std::optional<base::IpAddress>& clie
         }
     }
     std::uint64_t key = keyed ? stable_hash(client_key) : 0;
+    auto now = clock_.now();
+    for (auto& b : backends_)
+        b.effective_weight = b.config.weight * b.health.weight_permille(now);
     std::vector<std::size_t> candidates;
     for (std::uint32_t tier : tiers_) {
         candidates.clear();
@@ -62,17 +67,27 @@ std::optional<std::size_t> Pool::pick(const std::optional<base::IpAddress>& clie
     return std::nullopt;
 }
 
-void Pool::report_success(std::size_t i) {
-    auto& b = backends_[i];
-    b.down = false;
-    b.consecutive_failures = 0;
+void Pool::log(std::size_t i, const std::optional<HealthEvent>& event) {
+    if (event && health_log_) health_log_(*this, backends_[i], *event);
 }
 
-void Pool::report_failure(std::size_t i) {
+void Pool::report(std::size_t i, LiveOutcome outcome, const std::string& reason,
+                  const std::string& reply) {
     auto& b = backends_[i];
-    ++b.consecutive_failures;
-    b.down = true;
-    b.retry_at = clock_.now() + config_.down_retry;
+    auto now = clock_.now();
+    static constexpr ReplyRates::Class kClass[] = {
+        ReplyRates::Positive, ReplyRates::Permanent, ReplyRates::Transient,
+        ReplyRates::Transient, ReplyRates::Failure};
+    b.rates.record(kClass[static_cast<int>(outcome)], now);
+    log(i, b.health.live(outcome, reason, reply, now));
+}
+
+void Pool::probe_result(std::size_t i, const proto::ProbeResult& result) {
+    log(i, backends_[i].health.probe(result, clock_.now()));
+}
+
+void Pool::set_admin(std::size_t i, AdminState state) {
+    log(i, backends_[i].health.set_admin(state, clock_.now()));
 }
 
 }  // namespace smtplb::core

@@ -1,5 +1,6 @@
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -27,10 +28,21 @@ class Pool {
     std::optional<std::size_t> pick(const std::optional<base::IpAddress>& client,
                                     const std::vector<std::size_t>& tried);
 
-    // Passive health from live traffic.
-    void report_success(std::size_t backend);
-    void report_failure(std::size_t backend);  // connection refused, timeout, protocol garbage
+    // Passive health: how a live transaction step went on a backend.
+    // `reply` is the backend's reply as text, when there was one.
+    void report(std::size_t backend, LiveOutcome outcome, const std::string& reason,
+                const std::string& reply = {});
+    // Active health: one probe's result.
+    void probe_result(std::size_t backend, const proto::ProbeResult& result);
+    void set_admin(std::size_t backend, AdminState state);
+    // May a new transaction start on this backend now?
     bool usable(std::size_t backend) const;
+    std::optional<std::size_t> find(const std::string& backend_name) const;
+
+    // Receives every health transition, for the log.
+    using HealthLog = std::function<void(const Pool&, const BackendState&, const HealthEvent&)>;
+    void set_health_log(HealthLog log) { health_log_ = std::move(log); }
+    const base::Clock& clock() const { return clock_; }
 
     const config::Pool& config() const { return config_; }
     const std::string& name() const { return config_.name; }
@@ -39,12 +51,15 @@ class Pool {
     BackendState& backend(std::size_t i) { return backends_[i]; }
 
   private:
+    void log(std::size_t backend, const std::optional<HealthEvent>& event);
+
     config::Pool config_;
     const base::Clock& clock_;
     std::vector<BackendState> backends_;
     std::vector<std::uint32_t> tiers_;  // distinct priorities, ascending
     std::unique_ptr<Scheduler> scheduler_;
     std::optional<PersistenceTable> persistence_;
+    HealthLog health_log_;
 };
 
 }  // namespace smtplb::core

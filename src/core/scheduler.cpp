@@ -47,8 +47,8 @@ std::size_t SmoothRoundRobin::choose(std::vector<BackendState>& backends,
     std::size_t best = candidates.front();
     for (std::size_t i : candidates) {
         auto& b = backends[i];
-        b.smooth_current += b.config.weight;
-        total += b.config.weight;
+        b.smooth_current += b.effective_weight;
+        total += b.effective_weight;
         if (b.smooth_current > backends[best].smooth_current) best = i;
     }
     backends[best].smooth_current -= total;
@@ -62,8 +62,8 @@ std::size_t LeastLoaded::choose(std::vector<BackendState>& backends,
     std::size_t best = candidates[start];
     for (std::size_t k = 1; k < n; ++k) {
         std::size_t i = candidates[(start + k) % n];
-        if (lighter(load_of(backends[i], measure_), backends[i].config.weight,
-                    load_of(backends[best], measure_), backends[best].config.weight))
+        if (lighter(load_of(backends[i], measure_), backends[i].effective_weight,
+                    load_of(backends[best], measure_), backends[best].effective_weight))
             best = i;
     }
     return best;
@@ -89,8 +89,8 @@ std::size_t RandomTwo::choose(std::vector<BackendState>& backends,
     std::size_t b = random_.below(n - 1);
     if (b >= a) ++b;
     std::size_t ia = candidates[a], ib = candidates[b];
-    return lighter(backends[ib].pending, backends[ib].config.weight, backends[ia].pending,
-                   backends[ia].config.weight)
+    return lighter(backends[ib].pending, backends[ib].effective_weight, backends[ia].pending,
+                   backends[ia].effective_weight)
                ? ib
                : ia;
 }

@@ -90,6 +90,7 @@ awaitable<bool> BackendConnection::handshake(const std::string& hostname, Millis
     auto greeting = co_await next(timeout);
     if (!greeting) co_return false;
     if (greeting->reply.code != 220) {
+        refusal_ = greeting->reply;
         failure_ = "greeting " + greeting->reply.summary();
         co_return false;
     }
@@ -103,6 +104,7 @@ awaitable<bool> BackendConnection::handshake(const std::string& hostname, Millis
         if (!ehlo) co_return false;
     }
     if (ehlo->reply.code != 250) {
+        refusal_ = ehlo->reply;
         failure_ = "EHLO " + ehlo->reply.summary();
         co_return false;
     }

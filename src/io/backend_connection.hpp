@@ -60,9 +60,15 @@ class BackendConnection {
     std::size_t backend() const { return backend_; }
     const std::optional<base::IpAddress>& source() const { return source_; }
     const std::string& failure() const { return failure_; }
+    // The backend's reply that ended the handshake (a 421 or 554 greeting,
+    // a refused EHLO), when it was a reply and not a broken connection.
+    const std::optional<proto::Reply>& refusal() const { return refusal_; }
     bool identity_unsupported() const { return identity_unsupported_; }
     // Connections that carry a PROXY header speak for one client only.
     bool dedicated = false;
+    // Taken from a cache rather than opened for this transaction: if it
+    // breaks before any reply, the backend probably closed it while idle.
+    bool reused = false;
     std::uint64_t owner_session = 0;
     std::chrono::steady_clock::time_point idle_since{};
 
@@ -78,6 +84,7 @@ class BackendConnection {
     proto::ClientSession protocol_;
     std::shared_ptr<Deadline> deadline_;
     std::string failure_;
+    std::optional<proto::Reply> refusal_;
     std::uint64_t identity_session_ = 0;
     std::string identity_helo_;
     bool identity_unsupported_ = false;

@@ -35,6 +35,7 @@ void Relay::begin(core::Pool& pool, const proto::Path& sender,
     attempts_.clear();
     queue_id_.clear();
     attempts_made_ = 0;
+    first_failure_.reset();
 }
 
 awaitable<void> Relay::switch_pool(core::Pool& pool) {
@@ -43,10 +44,31 @@ awaitable<void> Relay::switch_pool(core::Pool& pool) {
     recipients_.clear();
     tried_.clear();
     attempts_made_ = 0;
+    first_failure_.reset();
 }
 
 void Relay::record(std::size_t backend, const char* stage, const std::string& what) {
     attempts_.push_back({pool_->backend(backend).config.name, stage, what});
+}
+
+void Relay::report(std::size_t backend, core::LiveOutcome outcome, const std::string& reason,
+                   const proto::Reply* reply) {
+    using core::LiveOutcome;
+    if (outcome == LiveOutcome::BackendDeferred || outcome == LiveOutcome::Failed ||
+        outcome == LiveOutcome::MessageDeferred) {
+        if (!first_failure_) first_failure_ = pool_->clock().now();
+    }
+    pool_->report(backend, outcome, reason, reply ? reply->summary() : std::string());
+}
+
+void Relay::report_reply(std::size_t backend, const char* stage, const proto::Reply& reply) {
+    auto outcome = core::classify_live(reply);
+    report(backend, outcome, std::string("live ") + stage, &reply);
+}
+
+bool Relay::may_try_again() const {
+    if (attempts_made_ >= pool_->config().max_attempts || context_.cache.closing()) return false;
+    return !first_failure_ || pool_->clock().now() - *first_failure_ < pool_->config().retry_time;
 }
 
 void Relay::keep(std::unique_ptr<BackendConnection> conn) {
@@ -79,18 +101,26 @@ awaitable<std::unique_ptr<BackendConnection>> Relay::acquire(std::size_t backend
         if (&(*it)->pool() == pool_ && (*it)->backend() == backend) {
             auto conn = std::move(*it);
             stash_.erase(it);
-            if (conn->reusable()) co_return conn;
+            if (conn->reusable()) {
+                conn->reused = true;
+                co_return conn;
+            }
             break;
         }
     }
     bool proxy = context_.identity_mode == config::IdentityMode::ProxyV1 ||
                  context_.identity_mode == config::IdentityMode::ProxyV2;
     if (!proxy) {
-        if (auto conn = context_.cache.take(*pool_, backend, context_.source_address, session_))
+        if (auto conn =
+                context_.cache.take(*pool_, backend, context_.source_address, session_)) {
+            conn->reused = true;
             co_return conn;
+        }
     }
     auto [ec, socket] = co_await context_.connector.connect(
         state.config.address, context_.source_address, pool_->config().connect_timeout);
+    acquire_outcome_ = core::LiveOutcome::Failed;
+    acquire_refusal_.reset();
     if (ec) {
         record(backend, "connect", ec.message());
         co_return nullptr;
@@ -107,6 +137,12 @@ awaitable<std::unique_ptr<BackendConnection>> Relay::acquire(std::size_t backend
     bool greeted = co_await conn->handshake(context_.hostname, pool_->config().greeting_timeout);
     if (!greeted) {
         record(backend, "greeting", conn->failure());
+        if (conn->refusal()) {
+            // 421 at the greeting is back pressure; 554 is a refusal of service.
+            acquire_refusal_ = conn->refusal();
+            acquire_outcome_ = conn->refusal()->transient() ? core::LiveOutcome::BackendDeferred
+                                                            : core::LiveOutcome::Failed;
+        }
         co_return nullptr;
     }
     co_return conn;
@@ -133,7 +169,8 @@ awaitable<void> Relay::release_current(bool needs_reset) {
 
 awaitable<proto::Reply> Relay::establish(const proto::Mailbox* new_rcpt) {
     std::optional<proto::Reply> permanent;  // a 5xx worth passing on if nobody accepts
-    while (attempts_made_ < pool_->config().max_attempts && !context_.cache.closing()) {
+    int stale_retries = 0;                  // reused connections found closed
+    while (may_try_again()) {
         auto chosen = pool_->pick(identity_.address, tried_);
         if (!chosen) break;
         std::size_t backend = *chosen;
@@ -145,9 +182,11 @@ awaitable<proto::Reply> Relay::establish(const proto::Mailbox* new_rcpt) {
         auto conn = co_await acquire(backend);
         if (!conn) {
             ++state.counters.failed;
-            pool_->report_failure(backend);
+            report(backend, acquire_outcome_, "live " + attempts_.back().stage + ": " + attempts_.back().reply,
+                   acquire_refusal_ ? &*acquire_refusal_ : nullptr);
             continue;
         }
+        bool reused = conn->reused;
         if (context_.identity_mode == config::IdentityMode::Xclient) {
             bool identified = co_await conn->send_identity(identity_, session_, context_.hostname,
                                                            reply_timeout());
@@ -180,12 +219,22 @@ awaitable<proto::Reply> Relay::establish(const proto::Mailbox* new_rcpt) {
             if (new_rcpt) send_rcpt(*new_rcpt);
         }
         auto mail = co_await conn->next(reply_timeout());
+        if (!mail && reused && stale_retries < 2) {
+            // The backend closed an idle connection under us: not its fault,
+            // and not a reason to skip it. Once more, on another connection.
+            ++stale_retries;
+            tried_.pop_back();
+            --attempts_made_;
+            --state.counters.attempts;
+            continue;
+        }
         if (!mail) {
             broken = true;
         } else if (classify(mail->reply) != Verdict::Accepted) {
             ok = false;
             if (classify(mail->reply) == Verdict::Rejected) permanent = mail->reply;
             record(backend, "mail", mail->reply.summary());
+            report_reply(backend, "MAIL", mail->reply);
         } else {
             for (std::size_t i = 0; i < expected_rcpts && !broken; ++i) {
                 if (!caps.pipelining)
@@ -198,7 +247,10 @@ awaitable<proto::Reply> Relay::establish(const proto::Mailbox* new_rcpt) {
                 bool is_new = i >= recipients_.size();
                 if (is_new) {
                     new_reply = rc->reply;
-                    if (classify(rc->reply) == Verdict::TryElsewhere) ok = false;
+                    if (classify(rc->reply) == Verdict::TryElsewhere) {
+                        ok = false;
+                        report_reply(backend, "RCPT", rc->reply);
+                    }
                 } else if (classify(rc->reply) != Verdict::Accepted) {
                     // This backend refuses a recipient another one accepted:
                     // it cannot carry the transaction as the client sees it.
@@ -213,7 +265,7 @@ awaitable<proto::Reply> Relay::establish(const proto::Mailbox* new_rcpt) {
         if (broken) {
             record(backend, "mail", conn->failure());
             ++state.counters.failed;
-            pool_->report_failure(backend);
+            report(backend, core::LiveOutcome::Failed, "live MAIL/RCPT: " + conn->failure());
             continue;
         }
         if (!ok) {
@@ -222,7 +274,7 @@ awaitable<proto::Reply> Relay::establish(const proto::Mailbox* new_rcpt) {
             if (clean) keep(std::move(conn));
             continue;
         }
-        pool_->report_success(backend);
+        report(backend, core::LiveOutcome::Success, "live MAIL");
         ++state.pending;
         conn_ = std::move(conn);
         if (!new_rcpt) co_return proto::Reply::make(250, "2.0.0", "Ok");
@@ -257,11 +309,12 @@ awaitable<proto::Reply> Relay::add_recipient(const proto::Mailbox& rcpt) {
         record(backend, "rcpt", rc ? rc->reply.summary() : conn_->failure());
         if (!rc) {
             ++state.counters.failed;
-            pool_->report_failure(backend);
+            report(backend, core::LiveOutcome::Failed, "live RCPT: " + conn_->failure());
             conn_.reset();
             if (state.pending > 0) --state.pending;
         } else {
             ++state.counters.deferred;
+            report_reply(backend, "RCPT", rc->reply);
             co_await release_current(true);
         }
     }
@@ -280,7 +333,7 @@ awaitable<proto::Reply> Relay::deliver(const MessageBuffer& body) {
         co_return proto::Reply::make(554, "5.5.1", "Error: no valid recipients");
     for (;;) {
         if (!conn_) {
-            if (context_.cache.closing()) co_return core::no_backend_reply();
+            if (!may_try_again()) co_return core::no_backend_reply();
             auto replay = co_await establish(nullptr);
             if (!conn_) co_return replay;
         }
@@ -324,12 +377,15 @@ awaitable<proto::Reply> Relay::deliver(const MessageBuffer& body) {
         if (!final_reply) {
             record(backend, stage, conn_->failure());
             ++state.counters.failed;
-            pool_->report_failure(backend);
+            report(backend, core::LiveOutcome::Failed,
+                   std::string("live ") + stage + ": " + conn_->failure());
             conn_.reset();
             if (state.pending > 0) --state.pending;
             continue;
         }
         record(backend, stage, final_reply->summary());
+        if (body_sent || !final_reply->positive())
+            report_reply(backend, body_sent ? "end of data" : "DATA", *final_reply);
         switch (classify(*final_reply)) {
             case Verdict::Accepted:
                 if (!body_sent) break;  // 2xx to DATA: nonsense, go elsewhere

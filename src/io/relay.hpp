@@ -73,6 +73,14 @@ class Relay {
     awaitable<void> release_current(bool needs_reset);
     void keep(std::unique_ptr<BackendConnection> conn);
     void record(std::size_t backend, const char* stage, const std::string& what);
+    // Passive health: tells the pool how a step went on a backend, and
+    // starts the retry clock at the transaction's first failure.
+    void report(std::size_t backend, core::LiveOutcome outcome, const std::string& reason,
+                const proto::Reply* reply = nullptr);
+    // Reports a reply and counts it as deferred, rejected or delivered.
+    void report_reply(std::size_t backend, const char* stage, const proto::Reply& reply);
+    // Retries stop after max_attempts or retry_time since the first failure.
+    bool may_try_again() const;
     Millis reply_timeout() const;
 
     RelayContext& context_;
@@ -84,6 +92,10 @@ class Relay {
     std::vector<proto::Mailbox> recipients_;  // accepted by the current backend
     std::vector<std::size_t> tried_;
     std::uint32_t attempts_made_ = 0;
+    std::optional<base::Clock::TimePoint> first_failure_;
+    // Why the last acquire() failed, for passive health.
+    core::LiveOutcome acquire_outcome_ = core::LiveOutcome::Failed;
+    std::optional<proto::Reply> acquire_refusal_;
     std::unique_ptr<BackendConnection> conn_;  // holds the open transaction
     bool data_sent_ = false;  // conn_ is in DATA: it can only be finished or closed
     std::vector<std::unique_ptr<BackendConnection>> stash_;  // this session's idle ones

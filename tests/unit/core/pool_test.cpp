@@ -14,6 +14,7 @@ config::Pool pool_config(std::vector<std::pair<std::uint32_t, std::uint32_t>> we
     config::Pool p;
     p.name = "p";
     p.down_retry = 10s;
+    p.health.enabled = false;  // recovery by trial transactions; probes are tested elsewhere
     for (std::size_t i = 0; i < weight_priority.size(); ++i) {
         config::Backend b;
         b.name = "b" + std::to_string(i);
@@ -32,14 +33,14 @@ TEST(Pool, HigherPriorityTierOnlyWhenLowerTierIsUnusable) {
     core::Pool pool(pool_config({{1, 10}, {1, 10}, {1, 20}}), clock, random);
     for (int i = 0; i < 20; ++i)
         EXPECT_NE(*pool.pick(kClient, {}), 2u);
-    pool.report_failure(0);
-    pool.report_failure(1);
+    pool.report(0, core::LiveOutcome::Failed, "test");
+    pool.report(1, core::LiveOutcome::Failed, "test");
     EXPECT_EQ(*pool.pick(kClient, {}), 2u);
     // After down_retry, the preferred tier gets a trial again.
     clock.advance(11s);
     EXPECT_NE(*pool.pick(kClient, {}), 2u);
-    pool.report_success(0);
-    pool.report_success(1);
+    pool.report(0, core::LiveOutcome::Success, "test");
+    pool.report(1, core::LiveOutcome::Success, "test");
     for (int i = 0; i < 20; ++i)
         EXPECT_NE(*pool.pick(kClient, {}), 2u);
 }
@@ -86,6 +87,6 @@ TEST(Pool, SourceIpPersistenceHoldsUntilTtl) {
     pool.pick(other, {});  // moves round robin on
     clock.advance(61s);
     // Expired: chosen afresh, and a failing backend is left even when remembered.
-    pool.report_failure(first);
+    pool.report(first, core::LiveOutcome::Failed, "test");
     EXPECT_NE(*pool.pick(kClient, {}), first);
 }

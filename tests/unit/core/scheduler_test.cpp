@@ -11,11 +11,12 @@ using namespace smtplb;
 namespace {
 std::vector<core::BackendState> backends(std::vector<std::uint32_t> weights) {
     std::vector<core::BackendState> out;
+    config::Pool pool;
     for (std::size_t i = 0; i < weights.size(); ++i) {
-        core::BackendState b;
-        b.config.name = "b" + std::to_string(i);
-        b.config.weight = weights[i];
-        out.push_back(b);
+        config::Backend b;
+        b.name = "b" + std::to_string(i);
+        b.weight = weights[i];
+        out.emplace_back(b, pool);
     }
     return out;
 }

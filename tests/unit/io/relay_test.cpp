@@ -86,6 +86,7 @@ accepted_domains = ["example.net"]
 pool = "p"
 [[pool]]
 name = "p"
+health = { enabled = false }
 [[pool.backend]]
 name = "a"
 address = "127.0.0.1:)" + std::to_string(sinks[0]->port()) +
@@ -148,7 +149,7 @@ TEST_F(RelayWithScriptedConnector, RefusedBackendIsSkippedAndMarkedDown) {
     EXPECT_EQ(sinks[1]->stats().messages, 1u);
     EXPECT_EQ(scripted->attempts[port_a], 1);
     const auto& a = balancer->pool("p")->backends()[0];
-    EXPECT_TRUE(a.down);
+    EXPECT_EQ(a.health.state(), core::HealthState::Down);
     EXPECT_EQ(a.counters.failed, 1u);
     EXPECT_EQ(balancer->pool("p")->backends()[1].counters.delivered, 1u);
 }

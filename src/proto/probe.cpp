@@ -1,0 +1,228 @@
+#include "proto/probe.hpp"
+
+namespace smtplb::proto {
+
+const char* to_string(ProbeDepth depth) {
+    switch (depth) {
+        case ProbeDepth::Connect:
+            return "connect";
+        case ProbeDepth::Banner:
+            return "banner";
+        case ProbeDepth::Ehlo:
+            return "ehlo";
+        case ProbeDepth::Starttls:
+            return "starttls";
+        case ProbeDepth::Mail:
+            return "mail";
+        case ProbeDepth::Rcpt:
+            return "rcpt";
+    }
+    return "?";
+}
+
+const char* to_string(ProbeVerdict verdict) {
+    switch (verdict) {
+        case ProbeVerdict::Healthy:
+            return "healthy";
+        case ProbeVerdict::Busy:
+            return "busy";
+        case ProbeVerdict::Down:
+            return "down";
+    }
+    return "?";
+}
+
+ProbeSession::ProbeSession(ProbePlan plan) : plan_(std::move(plan)) {}
+
+std::vector<ProbeSession::Event> ProbeSession::take_events() {
+    std::vector<Event> out;
+    out.swap(events_);
+    return out;
+}
+
+void ProbeSession::note(std::string text) {
+    events_.push_back({Event::Kind::Note, std::move(text)});
+}
+
+const char* ProbeSession::phase_name() const {
+    switch (phase_) {
+        case Phase::Connecting:
+            return "connect";
+        case Phase::Banner:
+            return "banner";
+        case Phase::Ehlo:
+            return "ehlo";
+        case Phase::Helo:
+            return "helo";
+        case Phase::Mail:
+            return "mail";
+        case Phase::Rcpt:
+            return "rcpt";
+        case Phase::Rset:
+            return "rset";
+        case Phase::Quit:
+            return "quit";
+        case Phase::Done:
+            return "done";
+    }
+    return "?";
+}
+
+void ProbeSession::connected() {
+    if (phase_ != Phase::Connecting) return;
+    note("connected");
+    if (plan_.depth == ProbeDepth::Connect) {
+        decide(ProbeVerdict::Healthy, "connect", std::nullopt, "ok");
+        phase_ = Phase::Done;  // a connect probe does not wait for the banner
+        return;
+    }
+    phase_ = Phase::Banner;
+}
+
+void ProbeSession::connect_failed(const std::string& reason) {
+    if (done()) return;
+    decide(ProbeVerdict::Down, "connect", std::nullopt, "connection failed: " + reason);
+    phase_ = Phase::Done;
+}
+
+void ProbeSession::closed() {
+    if (done()) return;
+    if (!result_)
+        decide(ProbeVerdict::Down, phase_name(), std::nullopt,
+               std::string("connection closed waiting for the ") + phase_name() + " reply");
+    else
+        note("connection closed");
+    phase_ = Phase::Done;
+}
+
+void ProbeSession::timed_out() {
+    if (done()) return;
+    if (!result_)
+        decide(ProbeVerdict::Down, phase_name(), std::nullopt,
+               std::string("timeout waiting for the ") + phase_name() + " reply");
+    else
+        note(std::string("timeout waiting for the ") + phase_name() + " reply");
+    phase_ = Phase::Done;
+}
+
+void ProbeSession::feed(std::string_view bytes) {
+    if (done()) return;
+    parser_.feed(bytes);
+    while (!done()) {
+        auto reply = parser_.next();
+        if (!reply) break;
+        std::string wire = reply->wire();
+        for (std::size_t start = 0; start < wire.size();) {
+            auto end = wire.find("\r\n", start);
+            events_.push_back({Event::Kind::Received, wire.substr(start, end - start)});
+            start = end + 2;
+        }
+        handle(*reply);
+    }
+    if (!done() && parser_.error()) {
+        if (!result_)
+            decide(ProbeVerdict::Down, phase_name(), std::nullopt,
+                   "not SMTP: " + parser_.error_text());
+        else
+            note("not SMTP: " + parser_.error_text());
+        phase_ = Phase::Done;  // no point in QUIT to something that is not SMTP
+    }
+}
+
+void ProbeSession::decide(ProbeVerdict verdict, const char* step, std::optional<Reply> reply,
+                          std::string reason) {
+    if (result_) return;
+    result_ = ProbeResult{verdict, step, std::move(reply), std::move(reason)};
+    note(std::string("verdict: ") + to_string(verdict) + " at " + step + " (" + result_->reason +
+         ")");
+}
+
+void ProbeSession::send(Phase next, const std::string& line) {
+    events_.push_back({Event::Kind::Sent, line});
+    output_ += line;
+    output_ += "\r\n";
+    phase_ = next;
+}
+
+void ProbeSession::teardown() {
+    if (mail_sent_) {
+        mail_sent_ = false;
+        send(Phase::Rset, "RSET");
+    } else {
+        send(Phase::Quit, "QUIT");
+    }
+}
+
+void ProbeSession::passed(const char* step, const Reply& reply) {
+    auto depth = plan_.depth;
+    bool last = (phase_ == Phase::Banner && depth == ProbeDepth::Banner) ||
+                ((phase_ == Phase::Ehlo || phase_ == Phase::Helo) &&
+                 (depth == ProbeDepth::Ehlo || depth == ProbeDepth::Starttls)) ||
+                (phase_ == Phase::Mail && depth == ProbeDepth::Mail) || phase_ == Phase::Rcpt;
+    if (last) {
+        decide(ProbeVerdict::Healthy, step, reply, "ok");
+        teardown();
+        return;
+    }
+    switch (phase_) {
+        case Phase::Banner:
+            send(Phase::Ehlo, "EHLO " + plan_.helo);
+            break;
+        case Phase::Ehlo:
+        case Phase::Helo:
+            mail_sent_ = true;
+            send(Phase::Mail, "MAIL FROM:<" + plan_.mail_from + ">");
+            break;
+        case Phase::Mail:
+            send(Phase::Rcpt, "RCPT TO:<" + plan_.rcpt_to + ">");
+            break;
+        default:
+            break;
+    }
+}
+
+void ProbeSession::handle(const Reply& reply) {
+    switch (phase_) {
+        case Phase::Rset:
+            send(Phase::Quit, "QUIT");
+            return;
+        case Phase::Quit:
+            phase_ = Phase::Done;
+            return;
+        case Phase::Connecting:
+        case Phase::Done:
+            return;
+        default:
+            break;
+    }
+    const char* step = phase_name();
+    std::string what = std::string(step) + " answered " + std::to_string(reply.code);
+    switch (reply.klass()) {
+        case 2:
+            passed(step, reply);
+            return;
+        case 4:
+            decide(ProbeVerdict::Busy, step, reply, what + " (back pressure)");
+            break;
+        case 5:
+            if (phase_ == Phase::Ehlo) {
+                // An old server without ESMTP: HELO is as good a step.
+                note("EHLO refused; trying HELO");
+                send(Phase::Helo, "HELO " + plan_.helo);
+                return;
+            }
+            decide(ProbeVerdict::Down, step, reply, what);
+            break;
+        default:
+            decide(ProbeVerdict::Down, step, reply, what + ", which is not a reply to this step");
+            break;
+    }
+    if (phase_ == Phase::Banner) {
+        // RFC 5321 §3.1: after a 554 (or 421) greeting the client should QUIT.
+        send(Phase::Quit, "QUIT");
+        return;
+    }
+    teardown();
+}
+
+}  // namespace smtplb::proto

@@ -1,0 +1,86 @@
+#pragma once
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "proto/reply.hpp"
+#include "proto/reply_parser.hpp"
+
+namespace smtplb::proto {
+
+// How far a health probe goes into an SMTP conversation.
+enum class ProbeDepth { Connect, Banner, Ehlo, Starttls, Mail, Rcpt };
+const char* to_string(ProbeDepth depth);
+
+// What a probe saw, as the pool uses it: 2xx at every step is healthy, a 4xx
+// at any step is back pressure (busy), a 5xx, garbage, a timeout or a closed
+// connection is down.
+enum class ProbeVerdict { Healthy, Busy, Down };
+const char* to_string(ProbeVerdict verdict);
+
+struct ProbePlan {
+    ProbeDepth depth = ProbeDepth::Mail;
+    std::string helo = "localhost";
+    std::string mail_from;  // without <>; empty is the null sender
+    std::string rcpt_to;
+};
+
+struct ProbeResult {
+    ProbeVerdict verdict = ProbeVerdict::Down;
+    std::string step;            // connect, banner, ehlo, helo, mail, rcpt
+    std::optional<Reply> reply;  // the reply that decided, when one did
+    std::string reason;          // for logs: what went wrong, or "ok"
+};
+
+// One health probe as declarative send/expect steps, sans-I/O: the caller
+// connects, writes output(), feeds what it reads and reports closes and
+// timeouts. After the verdict the probe ends politely (RSET when a MAIL was
+// sent, then QUIT) so backends log no aborted sessions; the teardown never
+// changes the verdict. Lock-step on purpose: one command, one reply, so the
+// transcript reads like a telnet session.
+class ProbeSession {
+  public:
+    struct Event {
+        enum class Kind { Sent, Received, Note };
+        Kind kind;
+        std::string text;  // one line, without CRLF
+    };
+
+    explicit ProbeSession(ProbePlan plan);
+
+    void connected();
+    void connect_failed(const std::string& reason);
+    void feed(std::string_view bytes);
+    void closed();     // the peer closed or the read failed
+    void timed_out();  // the caller's deadline passed
+
+    std::string& output() { return output_; }
+    // Nothing more to send or to wait for: the caller closes the socket.
+    bool done() const { return phase_ == Phase::Done; }
+    const std::optional<ProbeResult>& result() const { return result_; }
+    // Events since the last call, for transcripts and logs.
+    std::vector<Event> take_events();
+
+  private:
+    enum class Phase { Connecting, Banner, Ehlo, Helo, Mail, Rcpt, Rset, Quit, Done };
+
+    void handle(const Reply& reply);
+    void passed(const char* step, const Reply& reply);  // this step answered 2xx
+    void decide(ProbeVerdict verdict, const char* step, std::optional<Reply> reply,
+                std::string reason);
+    void send(Phase next, const std::string& line);
+    void teardown();
+    void note(std::string text);
+    const char* phase_name() const;
+
+    ProbePlan plan_;
+    Phase phase_ = Phase::Connecting;
+    ReplyParser parser_;
+    std::string output_;
+    std::optional<ProbeResult> result_;
+    bool mail_sent_ = false;
+    std::vector<Event> events_;
+};
+
+}  // namespace smtplb::proto

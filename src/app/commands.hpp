@@ -1,8 +1,10 @@
 #pragma once
+#include <chrono>
 #include <string>
 #include <vector>
 
 #include "io/sink.hpp"
+#include "proto/probe.hpp"
 
 namespace smtplb::app {
 
@@ -10,5 +12,16 @@ int run_daemon(const std::string& config_path);
 int check_config(const std::string& config_path);
 int run_sink(const io::SinkOptions& options);
 int run_demo(int messages);
+
+struct ProbeOptions {
+    std::string target;  // ADDRESS:PORT
+    proto::ProbeDepth depth = proto::ProbeDepth::Mail;
+    std::string helo = "localhost";
+    std::string mail_from = "probe@external.invalid";
+    std::string rcpt_to;
+    std::chrono::milliseconds timeout{10000};
+};
+// Exit status: 0 healthy, 1 busy (4xx), 2 down, 64 usage error.
+int run_probe_command(const ProbeOptions& options);
 
 }  // namespace smtplb::app

@@ -2,6 +2,7 @@
 #include <iostream>
 
 #include "base/network.hpp"
+#include "base/units.hpp"
 #include "commands.hpp"
 
 int main(int argc, char** argv) {
@@ -44,7 +45,49 @@ int main(int argc, char** argv) {
     demo->add_option("--messages,-n", demo_messages, "Messages to send over one connection")
         ->check(CLI::Range(1, 1000000));
 
+    smtplb::app::ProbeOptions probe_options;
+    std::string probe_depth, probe_timeout = "10s";
+    auto* probe = app.add_subcommand(
+        "probe",
+        "Run one health probe and print the conversation with timings; exit status 0 "
+        "healthy, 1 busy (4xx), 2 down");
+    probe->add_option("target", probe_options.target, "Backend ADDRESS:PORT")->required();
+    probe->add_option("--depth", probe_depth,
+                      "connect | banner | ehlo | mail | rcpt (default: rcpt with --rcpt-to, "
+                      "else mail)");
+    probe->add_option("--mail-from", probe_options.mail_from,
+                      "Probe sender (default probe@external.invalid; \"\" for <>)");
+    probe->add_option("--rcpt-to", probe_options.rcpt_to, "Probe recipient");
+    probe->add_option("--helo", probe_options.helo, "Name to send with EHLO");
+    probe->add_option("--timeout", probe_timeout, "Whole probe, e.g. 10s");
+
     CLI11_PARSE(app, argc, argv);
+
+    if (*probe) {
+        using smtplb::proto::ProbeDepth;
+        probe_options.depth = probe_options.rcpt_to.empty() ? ProbeDepth::Mail : ProbeDepth::Rcpt;
+        if (!probe_depth.empty()) {
+            bool known = false;
+            for (auto d : {ProbeDepth::Connect, ProbeDepth::Banner, ProbeDepth::Ehlo,
+                           ProbeDepth::Mail, ProbeDepth::Rcpt})
+                if (probe_depth == smtplb::proto::to_string(d)) {
+                    probe_options.depth = d;
+                    known = true;
+                }
+            if (!known) {
+                std::cerr << "smtplb probe: --depth must be connect | banner | ehlo | mail | "
+                             "rcpt\n";
+                return 64;
+            }
+        }
+        auto timeout = smtplb::base::parse_duration(probe_timeout);
+        if (!timeout || timeout->count() < 1 || *timeout > std::chrono::minutes(10)) {
+            std::cerr << "smtplb probe: --timeout must be a duration up to 10m, e.g. 10s\n";
+            return 64;
+        }
+        probe_options.timeout = *timeout;
+        return smtplb::app::run_probe_command(probe_options);
+    }
 
     if (*run) return smtplb::app::run_daemon(config_path);
     if (*check) return smtplb::app::check_config(config_path);

@@ -96,8 +96,8 @@ struct Pool {
     // Consecutive live failures (backend-wide 4xx, timeouts, refused
     // connections) that take a backend out at once, before any probe.
     std::uint32_t passive_fall = 1;
-    Millis slow_start{10000};  // a recovered backend's weight ramps up over this
-    Millis retry_time{60000};  // total time spent trying backends for one step
+    Millis slow_start{10000};                 // a recovered backend's weight ramps up over this
+    Millis retry_time{60000};                 // total time spent trying backends for one step
     std::uint32_t max_idle_connections = 32;  // per backend, kept for reuse
     Millis idle_timeout{30000};
 };

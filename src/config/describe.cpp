@@ -81,9 +81,8 @@ std::string describe(const Config& c) {
           << ", depth = " << quoted(to_string(p.health.depth))
           << ", interval = " << ms(p.health.interval)
           << ", down_interval = " << ms(p.health.down_interval)
-          << ", timeout = " << ms(p.health.timeout)
-          << ", rise = " << p.health.rise << ", fall = " << p.health.fall
-          << ", mail_from = " << quoted(p.health.mail_from)
+          << ", timeout = " << ms(p.health.timeout) << ", rise = " << p.health.rise
+          << ", fall = " << p.health.fall << ", mail_from = " << quoted(p.health.mail_from)
           << ", rcpt_to = " << quoted(p.health.rcpt_to) << " }\n";
         for (const auto& b : p.backends) {
             o << "\n[[pool.backend]]\n"

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "base/text.hpp"
+
 namespace smtplb::core {
 
 const char* to_string(HealthState state) {
@@ -48,6 +50,33 @@ LiveOutcome classify_live(const proto::Reply& reply) {
     }
     if (reply.code == 421 || reply.code == 452) return LiveOutcome::BackendDeferred;
     return LiveOutcome::MessageDeferred;
+}
+
+namespace {
+std::string logfmt_value(std::string_view raw) {
+    std::string v = base::printable(raw, 300);
+    bool quote = v.empty();
+    for (char c : v)
+        quote |= c == ' ' || c == '"' || c == '=' || c == '\\';
+    if (!quote) return v;
+    std::string out = "\"";
+    for (char c : v) {
+        if (c == '"' || c == '\\') out += '\\';
+        out += c;
+    }
+    return out + "\"";
+}
+}  // namespace
+
+std::string health_log_line(const std::string& pool, const std::string& backend,
+                            const HealthEvent& e) {
+    std::string line = "event=health pool=" + logfmt_value(pool) +
+                       " backend=" + logfmt_value(backend) + " from=" + e.from + " to=" + e.to +
+                       " source=" + e.source;
+    if (e.observations) line += " observations=" + std::to_string(e.observations);
+    line += " reason=" + logfmt_value(e.reason);
+    if (!e.reply.empty()) line += " reply=" + logfmt_value(e.reply);
+    return line;
 }
 
 void ReplyRates::record(Class c, base::Clock::TimePoint now) {
@@ -109,8 +138,8 @@ std::optional<HealthEvent> BackendHealth::move_to(HealthState to, const char* so
                                                   std::uint32_t observations,
                                                   base::Clock::TimePoint now) {
     if (to == state_) return std::nullopt;
-    HealthEvent event{to_string(state_), to_string(to), source, std::move(reason),
-                      std::move(reply), observations};
+    HealthEvent event{to_string(state_), to_string(to),    source,
+                      std::move(reason), std::move(reply), observations};
     if (to == HealthState::Up) ramp_from_ = now;
     state_ = to;
     changed_at_ = now;
@@ -168,11 +197,10 @@ std::optional<HealthEvent> BackendHealth::live(LiveOutcome outcome, const std::s
     return move_to(target, "live", reason, reply, live_failures_, now);
 }
 
-std::optional<HealthEvent> BackendHealth::set_admin(AdminState admin,
-                                                    base::Clock::TimePoint now) {
+std::optional<HealthEvent> BackendHealth::set_admin(AdminState admin, base::Clock::TimePoint now) {
     if (admin == admin_) return std::nullopt;
-    HealthEvent event{to_string(admin_), to_string(admin), "admin", "set by the administrator",
-                      "", 0};
+    HealthEvent event{
+        to_string(admin_), to_string(admin), "admin", "set by the administrator", "", 0};
     if (admin_ == AdminState::Maintenance) {
         // Nothing is known about a backend back from maintenance: with probes
         // it must pass `rise` of them first; without, it starts slowly.

@@ -27,11 +27,11 @@ std::optional<AdminState> parse_admin_state(std::string_view text);
 
 // How one live transaction step on a backend went (passive health).
 enum class LiveOutcome {
-    Success,         // 2xx/3xx
-    Rejected,        // 5xx for this message: says nothing about the backend
-    MessageDeferred, // 4xx about this sender/recipient/message only
-    BackendDeferred, // 4xx about the backend itself (resources, 421)
-    Failed,          // refused connection, timeout, broken or non-SMTP reply
+    Success,          // 2xx/3xx
+    Rejected,         // 5xx for this message: says nothing about the backend
+    MessageDeferred,  // 4xx about this sender/recipient/message only
+    BackendDeferred,  // 4xx about the backend itself (resources, 421)
+    Failed,           // refused connection, timeout, broken or non-SMTP reply
 };
 
 // Whether a live 4xx speaks for the whole backend or only for this message.
@@ -48,9 +48,14 @@ struct HealthEvent {
     std::string to;
     std::string source;  // probe | live | admin
     std::string reason;
-    std::string reply;   // the reply that caused it, when one did
+    std::string reply;               // the reply that caused it, when one did
     std::uint32_t observations = 0;  // consecutive results that led to it
 };
+
+// The health log's line for a transition, in logfmt (key=value, quoted
+// where needed): backends' reply texts are untrusted and are made printable.
+std::string health_log_line(const std::string& pool, const std::string& backend,
+                            const HealthEvent& event);
 
 // Live reply classes per backend over the last minute, for metrics.
 class ReplyRates {
@@ -84,8 +89,7 @@ class BackendHealth {
     // Slow start: the share of its weight a recovered backend gets, 1..1000.
     std::uint32_t weight_permille(base::Clock::TimePoint now) const;
 
-    std::optional<HealthEvent> probe(const proto::ProbeResult& result,
-                                     base::Clock::TimePoint now);
+    std::optional<HealthEvent> probe(const proto::ProbeResult& result, base::Clock::TimePoint now);
     std::optional<HealthEvent> live(LiveOutcome outcome, const std::string& reason,
                                     const std::string& reply, base::Clock::TimePoint now);
     std::optional<HealthEvent> set_admin(AdminState admin, base::Clock::TimePoint now);
@@ -106,7 +110,7 @@ class BackendHealth {
     AdminState admin_ = AdminState::Enabled;
     std::uint32_t good_probes_ = 0, bad_probes_ = 0, live_failures_ = 0;
     base::Clock::TimePoint changed_at_{};
-    base::Clock::TimePoint retry_at_{};  // without probes: when to try live again
+    base::Clock::TimePoint retry_at_{};                // without probes: when to try live again
     std::optional<base::Clock::TimePoint> ramp_from_;  // slow start since
     std::optional<proto::ProbeResult> last_probe_;
 };

@@ -5,6 +5,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <iostream>
 
 #include "io/listener.hpp"
 
@@ -17,12 +18,20 @@ Balancer::Balancer(asio::io_context& io, const config::Config& config,
       router_(config_.routes),
       connector_(connector ? std::move(connector) : std::make_unique<TcpConnector>()),
       cache_(io.get_executor()),
-      tracking_(io.get_executor(), config_.server.tracking_log) {
-    for (const auto& p : config_.pools)
+      tracking_(io.get_executor(), config_.server.tracking_log),
+      health_(io.get_executor(), *connector_, config_.server.hostname, random_),
+      event_log_([](const std::string& line) { std::cerr << "smtplb: " << line << "\n"; }) {
+    for (const auto& p : config_.pools) {
         pools_.push_back(std::make_unique<core::Pool>(p, clock_, random_));
+        pools_.back()->set_health_log([this](const core::Pool& pool, const core::BackendState& b,
+                                             const core::HealthEvent& e) {
+            if (event_log_) event_log_(core::health_log_line(pool.name(), b.config.name, e));
+        });
+    }
 }
 
 Balancer::~Balancer() {
+    health_.stop();
     cache_.set_closing();
 }
 
@@ -52,10 +61,33 @@ bool Balancer::start(std::string& error) {
         if (!listener->start(error)) return false;
         listeners_.push_back(std::move(listener));
     }
+    for (auto& p : pools_)
+        health_.watch(*p);
+    return true;
+}
+
+bool Balancer::set_backend_state(const std::string& pool_name, const std::string& backend,
+                                 core::AdminState state, std::string& error) {
+    auto* p = pool(pool_name);
+    if (!p) {
+        error = "no pool named \"" + pool_name + "\"";
+        return false;
+    }
+    auto index = p->find(backend);
+    if (!index) {
+        error = "pool \"" + pool_name + "\" has no backend named \"" + backend + "\"";
+        return false;
+    }
+    auto before = p->backend(*index).health.admin();
+    p->set_admin(*index, state);
+    // Transactions in flight finish; idle connections have nothing to finish.
+    if (state != core::AdminState::Enabled) cache_.close_idle(*p, *index);
+    if (before == core::AdminState::Maintenance && state != before) health_.probe_now(*p, *index);
     return true;
 }
 
 void Balancer::stop() {
+    health_.stop();
     for (auto& l : listeners_)
         l->stop();
     cache_.close_all();

@@ -1,6 +1,7 @@
 #pragma once
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -14,6 +15,7 @@
 #include "io/asio.hpp"
 #include "io/backend_connector.hpp"
 #include "io/connection_cache.hpp"
+#include "io/health_checker.hpp"
 #include "io/tracking_log.hpp"
 
 namespace smtplb::io {
@@ -37,6 +39,14 @@ class Balancer {
     void abort_sessions();
 
     core::Pool* pool(const std::string& name);
+    // drain | maintenance | enable one backend; false with a reason when
+    // the pool or backend does not exist.
+    bool set_backend_state(const std::string& pool, const std::string& backend,
+                           core::AdminState state, std::string& error);
+    // Where health transitions and other events go; stderr by default.
+    using EventLog = std::function<void(const std::string& line)>;
+    void set_event_log(EventLog log) { event_log_ = std::move(log); }
+    HealthChecker& health() { return health_; }
     const std::vector<std::unique_ptr<core::Pool>>& pools() const { return pools_; }
     const config::Config& config() const { return config_; }
     const core::Router& router() const { return router_; }
@@ -61,6 +71,8 @@ class Balancer {
     ConnectionCache cache_;
     TrackingLog tracking_;
     std::vector<std::unique_ptr<Listener>> listeners_;
+    HealthChecker health_;
+    EventLog event_log_;
     std::uint64_t session_ids_ = 0;
 };
 

@@ -87,6 +87,18 @@ void ConnectionCache::close_all() {
     timer_.cancel();
 }
 
+void ConnectionCache::close_idle(const core::Pool& pool, std::size_t backend) {
+    for (auto it = idle_.begin(); it != idle_.end();) {
+        if (std::get<0>(it->first) == &pool && std::get<1>(it->first) == backend) {
+            for (auto& conn : it->second)
+                retire(std::move(conn));
+            it = idle_.erase(it);
+        } else {
+            ++it;
+        }
+    }
+}
+
 std::size_t ConnectionCache::size() const {
     std::size_t n = 0;
     for (const auto& [key, list] : idle_)

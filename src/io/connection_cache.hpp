@@ -28,6 +28,8 @@ class ConnectionCache {
     void put(std::unique_ptr<BackendConnection> connection);
     // Closes everything politely (shutdown).
     void close_all();
+    // Closes the idle connections to one backend (drain, maintenance).
+    void close_idle(const core::Pool& pool, std::size_t backend);
     // From now on connections handed in are simply closed (the event loop is
     // going away, so nothing may be scheduled on it).
     void set_closing() { closing_ = true; }

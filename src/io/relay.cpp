@@ -111,8 +111,7 @@ awaitable<std::unique_ptr<BackendConnection>> Relay::acquire(std::size_t backend
     bool proxy = context_.identity_mode == config::IdentityMode::ProxyV1 ||
                  context_.identity_mode == config::IdentityMode::ProxyV2;
     if (!proxy) {
-        if (auto conn =
-                context_.cache.take(*pool_, backend, context_.source_address, session_)) {
+        if (auto conn = context_.cache.take(*pool_, backend, context_.source_address, session_)) {
             conn->reused = true;
             co_return conn;
         }
@@ -182,7 +181,8 @@ awaitable<proto::Reply> Relay::establish(const proto::Mailbox* new_rcpt) {
         auto conn = co_await acquire(backend);
         if (!conn) {
             ++state.counters.failed;
-            report(backend, acquire_outcome_, "live " + attempts_.back().stage + ": " + attempts_.back().reply,
+            report(backend, acquire_outcome_,
+                   "live " + attempts_.back().stage + ": " + attempts_.back().reply,
                    acquire_refusal_ ? &*acquire_refusal_ : nullptr);
             continue;
         }

@@ -218,8 +218,10 @@ TEST(PoolHealth, BusyPreferredTierFailsOverAndComesBack) {
     smtplb::testing::ScriptedRandom random({0});
     core::Pool pool(tiered(), clock, random);
     std::vector<std::string> log;
-    pool.set_health_log([&](const core::Pool&, const core::BackendState& b,
-                            const core::HealthEvent& e) { log.push_back(b.config.name + ":" + e.to); });
+    pool.set_health_log(
+        [&](const core::Pool&, const core::BackendState& b, const core::HealthEvent& e) {
+            log.push_back(b.config.name + ":" + e.to);
+        });
     pool.probe_result(0, kBusy);
     EXPECT_NE(*pool.pick(std::nullopt, {}), 0u);
     EXPECT_EQ(*pool.pick(std::nullopt, {}), 1u);  // b alone still serves tier 10

@@ -1,6 +1,7 @@
 #include <functional>
 #include <iostream>
 
+#include "admin/http_server.hpp"
 #include "commands.hpp"
 #include "config/loader.hpp"
 #include "io/balancer.hpp"
@@ -21,6 +22,15 @@ int run_daemon(const std::string& path) {
         std::cerr << "smtplb: " << error << "\n";
         return 1;
     }
+    std::unique_ptr<admin::HttpServer> admin_server;
+    if (const auto& bind = result.config->server.admin_bind) {
+        admin_server = std::make_unique<admin::HttpServer>(*balancer, *bind);
+        if (!admin_server->start(error)) {
+            std::cerr << "smtplb: " << error << "\n";
+            return 1;
+        }
+        std::cerr << "smtplb: admin API on " << bind->host << ":" << admin_server->port() << "\n";
+    }
     auto ports = balancer->bound_ports();
     for (std::size_t i = 0; i < ports.size(); ++i)
         std::cerr << "smtplb: listener " << result.config->listeners[i].name << " on port "
@@ -30,6 +40,7 @@ int run_daemon(const std::string& path) {
     signals.async_wait([&](const io::error_code& ec, int signo) {
         if (ec) return;
         std::cerr << "smtplb: signal " << signo << ", stopping\n";
+        if (admin_server) admin_server->stop();
         balancer->stop();
         // Sessions in progress get a few seconds to finish their transaction;
         // stop as soon as none is left.

@@ -21,6 +21,17 @@ struct ProbeOptions {
     std::string rcpt_to;
     std::chrono::milliseconds timeout{10000};
 };
+// How to reach a running daemon's admin API.
+struct AdminOptions {
+    std::string admin;  // ADDRESS:PORT, else from config_path, else the default
+    std::string config_path;
+    bool json = false;
+    std::chrono::milliseconds timeout{5000};
+};
+int run_status(const AdminOptions& options);
+int run_backend_command(const AdminOptions& options, const std::string& pool,
+                        const std::string& backend, const std::string& action);
+
 // Exit status: 0 healthy, 1 busy (4xx), 2 down, 64 usage error.
 int run_probe_command(const ProbeOptions& options);
 

@@ -61,7 +61,29 @@ int main(int argc, char** argv) {
     probe->add_option("--helo", probe_options.helo, "Name to send with EHLO");
     probe->add_option("--timeout", probe_timeout, "Whole probe, e.g. 10s");
 
+    smtplb::app::AdminOptions admin_options;
+    auto* status = app.add_subcommand(
+        "status", "Show a running daemon's pools and backends (from its admin API)");
+    status->add_option("--admin", admin_options.admin, "The daemon's admin ADDRESS:PORT");
+    status->add_option("--config,-c", admin_options.config_path,
+                       "Take the admin address from this configuration");
+    status->add_flag("--json", admin_options.json, "Print the API's JSON document");
+    std::string backend_pool, backend_name, backend_action;
+    auto* backend = app.add_subcommand(
+        "backend", "Drain a backend, put it in maintenance, or enable it, on a running daemon");
+    backend->add_option("pool", backend_pool, "Pool name")->required();
+    backend->add_option("backend", backend_name, "Backend name")->required();
+    backend->add_option("action", backend_action, "drain | maintenance | enable")->required();
+    backend->add_option("--admin", admin_options.admin, "The daemon's admin ADDRESS:PORT");
+    backend->add_option("--config,-c", admin_options.config_path,
+                        "Take the admin address from this configuration");
+
     CLI11_PARSE(app, argc, argv);
+
+    if (*status) return smtplb::app::run_status(admin_options);
+    if (*backend)
+        return smtplb::app::run_backend_command(admin_options, backend_pool, backend_name,
+                                                backend_action);
 
     if (*probe) {
         using smtplb::proto::ProbeDepth;

@@ -26,6 +26,14 @@ std::string IpAddress::to_string() const {
     return buf;
 }
 
+bool IpAddress::is_loopback() const {
+    auto a = unmapped();
+    if (!a.v6) return a.bytes[0] == 127;
+    for (int i = 0; i < 15; ++i)
+        if (a.bytes[i] != 0) return false;
+    return a.bytes[15] == 1;
+}
+
 IpAddress IpAddress::unmapped() const {
     static constexpr std::uint8_t prefix[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
     if (!v6 || std::memcmp(bytes.data(), prefix, 12) != 0) return *this;

@@ -17,6 +17,7 @@ struct IpAddress {
     std::string to_string() const;
     // IPv4-mapped IPv6 addresses become IPv4.
     IpAddress unmapped() const;
+    bool is_loopback() const;  // 127.0.0.0/8 or ::1
     bool operator==(const IpAddress&) const = default;
 };
 

@@ -25,7 +25,8 @@ struct Server {
     std::string hostname = "localhost";
     std::string state_dir = "/var/lib/smtplb";
     std::string tracking_log = "-";
-    std::string admin = "127.0.0.1:8025";
+    std::string admin = "127.0.0.1:8025";      // "" = no admin listener
+    std::optional<base::HostPort> admin_bind;  // parsed from `admin`
     std::uint64_t spill_threshold = 1u << 20;  // message bytes kept in memory
 };
 

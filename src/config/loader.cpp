@@ -20,6 +20,22 @@ void read_server(TableReader& r, Server& s) {
     r.string("tracking_log", s.tracking_log);
     r.string("admin", s.admin);
     r.size("spill_threshold", s.spill_threshold, 4096, kGiB);
+    if (!s.admin.empty()) {
+        auto hp = base::HostPort::parse(s.admin);
+        auto ip = hp ? base::IpAddress::parse(hp->host) : std::nullopt;
+        if (!ip)
+            r.diagnostics().error(r.key_path("admin"), r.line_of("admin"),
+                                  "must be ADDRESS:PORT with a numeric address, or \"\" for none");
+        else if (!ip->is_loopback())
+            // The API can drain every backend and has no authentication yet.
+            r.diagnostics().error(r.key_path("admin"), r.line_of("admin"),
+                                  "must be a loopback address (127.0.0.0/8 or ::1): the admin API "
+                                  "has no authentication in this version");
+        else
+            s.admin_bind = hp;
+    } else {
+        s.admin_bind.reset();
+    }
 }
 
 void read_listener(TableReader& r, Listener& l) {
@@ -268,10 +284,10 @@ LoadResult load_string(const std::string& text, const std::string& source_name) 
     Config c;
     {
         TableReader r(root, "", d);
-        if (auto* t = r.table("server")) {
-            TableReader sr(*t, "server", d);
-            read_server(sr, c.server);
-        }
+        toml::table no_server;
+        const auto* server = r.table("server");
+        TableReader sr(server ? *server : no_server, "server", d);
+        read_server(sr, c.server);
         read_each(r, "listener", c.listeners, read_listener);
         read_each(r, "pool", c.pools, read_pool);
         read_each(r, "route", c.routes, read_route);

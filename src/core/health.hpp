@@ -80,6 +80,8 @@ class ReplyRates {
 class BackendHealth {
   public:
     explicit BackendHealth(const config::Pool& pool);
+    // The time the state is counted from until its first change.
+    void started(base::Clock::TimePoint now) { changed_at_ = now; }
 
     HealthState state() const { return state_; }
     AdminState admin() const { return admin_; }

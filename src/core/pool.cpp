@@ -8,6 +8,7 @@ Pool::Pool(const config::Pool& config, const base::Clock& clock, base::Random& r
     : config_(config), clock_(clock) {
     for (const auto& b : config_.backends) {
         backends_.emplace_back(b, config_);
+        backends_.back().health.started(clock_.now());
         tiers_.push_back(b.priority);
     }
     std::sort(tiers_.begin(), tiers_.end());

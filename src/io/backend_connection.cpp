@@ -127,6 +127,7 @@ awaitable<bool> BackendConnection::send_identity(const proto::ClientIdentity& id
         // Postfix answers 220 (a new session); others, smtp-sink among
         // them, answer 250. Either way EHLO follows.
         if (reply->reply.klass() != 2) {
+            refusal_ = reply->reply;
             failure_ = "XCLIENT " + reply->reply.summary();
             co_return false;
         }
@@ -137,6 +138,7 @@ awaitable<bool> BackendConnection::send_identity(const proto::ClientIdentity& id
     auto ehlo = co_await next(timeout);
     if (!ehlo) co_return false;
     if (ehlo->reply.code != 250) {
+        refusal_ = ehlo->reply;
         failure_ = "EHLO after XCLIENT " + ehlo->reply.summary();
         co_return false;
     }

@@ -186,10 +186,22 @@ awaitable<proto::Reply> Relay::establish(const proto::Mailbox* new_rcpt) {
                    acquire_refusal_ ? &*acquire_refusal_ : nullptr);
             continue;
         }
-        bool reused = conn->reused;
+        // A reused connection that breaks before its first reply was most
+        // likely closed by the backend while idle (the cache checks only
+        // connections idle for a second or more): not the backend's fault,
+        // and not a reason to skip it. Once more, on another connection.
+        auto stale = [&, reused = conn->reused](BackendConnection& c) {
+            if (!reused || stale_retries >= 2 || c.refusal() || c.protocol().failed()) return false;
+            ++stale_retries;
+            tried_.pop_back();
+            --attempts_made_;
+            --state.counters.attempts;
+            return true;
+        };
         if (context_.identity_mode == config::IdentityMode::Xclient) {
             bool identified = co_await conn->send_identity(identity_, session_, context_.hostname,
                                                            reply_timeout());
+            if (!identified && stale(*conn)) continue;
             if (!identified) {
                 record(backend, "xclient", conn->failure());
                 ++state.counters.failed;
@@ -219,15 +231,7 @@ awaitable<proto::Reply> Relay::establish(const proto::Mailbox* new_rcpt) {
             if (new_rcpt) send_rcpt(*new_rcpt);
         }
         auto mail = co_await conn->next(reply_timeout());
-        if (!mail && reused && stale_retries < 2) {
-            // The backend closed an idle connection under us: not its fault,
-            // and not a reason to skip it. Once more, on another connection.
-            ++stale_retries;
-            tried_.pop_back();
-            --attempts_made_;
-            --state.counters.attempts;
-            continue;
-        }
+        if (!mail && stale(*conn)) continue;
         if (!mail) {
             broken = true;
         } else if (classify(mail->reply) != Verdict::Accepted) {

@@ -6,6 +6,8 @@ def toml_value(v):
         return "true" if v else "false"
     if isinstance(v, (int, float)):
         return str(v)
+    if isinstance(v, dict):
+        return "{ " + ", ".join(f"{k} = {toml_value(x)}" for k, x in v.items()) + " }"
     if isinstance(v, (list, tuple)):
         return "[" + ", ".join(toml_value(x) for x in v) + "]"
     return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
@@ -18,10 +20,15 @@ def table(header, values):
 
 
 def balancer(port, backends, pool_options=None, listener_options=None, extra_pools=(), routes=(),
-             extra_listeners=()):
-    """backends: list of (name, port) or (name, port, {options})."""
-    text = table("[server]", {"hostname": "lb.test", "state_dir": "@STATE@",
-                              "tracking_log": "@TRACKING@"})
+             extra_listeners=(), server_options=None):
+    """backends: list of (name, port) or (name, port, {options}).
+
+    The admin API is off unless server_options asks for it: tests run in
+    parallel and the default port would collide."""
+    server = {"hostname": "lb.test", "state_dir": "@STATE@", "tracking_log": "@TRACKING@",
+              "admin": ""}
+    server.update(server_options or {})
+    text = table("[server]", server)
     listener = {"name": "internet", "bind": f"127.0.0.1:{port}", "role": "inbound",
                 "accepted_domains": ["example.net"], "pool": "hubs"}
     listener.update(listener_options or {})

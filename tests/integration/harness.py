@@ -80,8 +80,8 @@ class Process:
 class Sink:
     """`smtplb sink` recording each message it accepts as a JSON line."""
 
-    def __init__(self, workdir, name, faults=(), extra=()):
-        self.port = free_port()
+    def __init__(self, workdir, name, faults=(), extra=(), port=None):
+        self.port = port or free_port()
         self.name = name
         self.record = os.path.join(workdir, f"{name}.jsonl")
         args = [SMTPLB, "sink", "--listen", f"127.0.0.1:{self.port}", "--record", self.record,
@@ -143,6 +143,18 @@ class Smtplb:
             with open(self.stderr, errors="replace") as f:
                 raise AssertionError(f"smtplb exited with {rc}:\n" + f.read()[-4000:])
         return rc
+
+    def log_lines(self, contains=""):
+        with open(self.stderr, errors="replace") as f:
+            return [line.rstrip("\n") for line in f if contains in line]
+
+    def admin_port(self):
+        """The admin API's port, as the daemon logged it (for admin = "127.0.0.1:0")."""
+        def found():
+            lines = self.log_lines("admin API on ")
+            return lines[-1] if lines else None
+        wait_until(found, what="the admin API's log line")
+        return int(found().rsplit(":", 1)[1])
 
     def tracking_records(self):
         if not os.path.exists(self.tracking):

@@ -28,7 +28,10 @@ class Hostile(WorkdirTestCase):
 
     def balancer(self, **listener_options):
         port = free_port()
+        # Without probes, so that the backend's connection count shows
+        # exactly which client commands reached it.
         lb = Smtplb(self.workdir, configs.balancer(port, [("backend", self.sink.port)],
+                                                   pool_options={"health": {"enabled": False}},
                                                    listener_options=listener_options))
         lb.start(port)
         self.addCleanup(lb.stop)

@@ -1,0 +1,135 @@
+#include "admin/api.hpp"
+
+#include <boost/json.hpp>
+#include <chrono>
+#include <vector>
+
+namespace smtplb::admin {
+namespace json = boost::json;
+
+namespace {
+
+ApiResponse error_response(int status, const std::string& message) {
+    json::object o;
+    o["error"] = message;
+    return {status, "application/json", json::serialize(o) + "\n"};
+}
+
+std::vector<std::string> split_path(const std::string& target) {
+    std::vector<std::string> parts;
+    std::string path = target.substr(0, target.find('?'));
+    std::size_t i = 0;
+    while (i < path.size()) {
+        auto slash = path.find('/', i);
+        if (slash == std::string::npos) slash = path.size();
+        if (slash > i) parts.push_back(path.substr(i, slash - i));
+        i = slash + 1;
+    }
+    return parts;
+}
+
+json::object backend_json(const core::Pool& pool, const core::BackendState& b) {
+    auto now = pool.clock().now();
+    json::object o;
+    o["name"] = b.config.name;
+    o["address"] = b.config.address.to_string();
+    o["priority"] = b.config.priority;
+    o["weight"] = b.config.weight;
+    o["effective_weight"] = b.config.weight * b.health.weight_permille(now) / 1000.0;
+    o["health"] = core::to_string(b.health.state());
+    o["admin"] = core::to_string(b.health.admin());
+    o["accepts_new"] = b.health.accepts_new(now);
+    o["state_age_ms"] =
+        std::chrono::duration_cast<std::chrono::milliseconds>(now - b.health.changed_at()).count();
+    if (const auto& p = b.health.last_probe()) {
+        json::object probe;
+        probe["verdict"] = proto::to_string(p->verdict);
+        probe["step"] = p->step;
+        probe["reason"] = p->reason;
+        if (p->reply) {
+            probe["reply"] = p->reply->summary();
+            probe["enhanced"] = p->reply->enhanced;
+        }
+        o["last_probe"] = std::move(probe);
+    }
+    o["in_flight"] = b.pending;
+    o["connections"] = b.active_connections;
+    json::object counters;
+    counters["attempts"] = b.counters.attempts;
+    counters["delivered"] = b.counters.delivered;
+    counters["rejected"] = b.counters.rejected;
+    counters["deferred"] = b.counters.deferred;
+    counters["failed"] = b.counters.failed;
+    counters["recipients"] = b.counters.recipients;
+    o["counters"] = std::move(counters);
+    auto minute = b.rates.last_minute(now);
+    json::object rates;
+    rates["2xx"] = minute[core::ReplyRates::Positive];
+    rates["4xx"] = minute[core::ReplyRates::Transient];
+    rates["5xx"] = minute[core::ReplyRates::Permanent];
+    rates["failures"] = minute[core::ReplyRates::Failure];
+    o["replies_last_minute"] = std::move(rates);
+    return o;
+}
+
+}  // namespace
+
+std::string status_json(io::Balancer& balancer) {
+    json::object root;
+    json::array listeners;
+    auto ports = balancer.bound_ports();
+    const auto& config = balancer.config();
+    for (std::size_t i = 0; i < config.listeners.size(); ++i) {
+        json::object l;
+        l["name"] = config.listeners[i].name;
+        l["role"] = config::to_string(config.listeners[i].role);
+        l["pool"] = config.listeners[i].pool;
+        if (i < ports.size()) l["port"] = ports[i];
+        listeners.push_back(std::move(l));
+    }
+    root["listeners"] = std::move(listeners);
+    root["sessions"] = balancer.active_sessions();
+    json::array pools;
+    for (const auto& p : balancer.pools()) {
+        json::object o;
+        o["name"] = p->name();
+        o["algorithm"] = config::to_string(p->config().algorithm);
+        o["probes"] = p->config().health.enabled
+                          ? json::value(proto::to_string(p->config().health.depth))
+                          : json::value(false);
+        json::array backends;
+        for (const auto& b : p->backends())
+            backends.push_back(backend_json(*p, b));
+        o["backends"] = std::move(backends);
+        pools.push_back(std::move(o));
+    }
+    root["pools"] = std::move(pools);
+    root["probes_run"] = balancer.health().probes_run();
+    return json::serialize(root) + "\n";
+}
+
+ApiResponse handle_request(io::Balancer& balancer, const std::string& method,
+                           const std::string& target) {
+    auto parts = split_path(target);
+    bool api = parts.size() >= 2 && parts[0] == "api" && parts[1] == "v1";
+    if (api && parts.size() == 3 && parts[2] == "status") {
+        if (method != "GET") return error_response(405, "use GET");
+        return {200, "application/json", status_json(balancer)};
+    }
+    if (api && parts.size() == 6 && parts[2] == "backends") {
+        if (method != "POST") return error_response(405, "use POST");
+        auto state = core::parse_admin_state(parts[5]);
+        if (!state) return error_response(400, "the action must be drain, maintenance or enable");
+        std::string error;
+        if (!balancer.set_backend_state(parts[3], parts[4], *state, error))
+            return error_response(404, error);
+        auto* pool = balancer.pool(parts[3]);
+        const auto& b = pool->backend(*pool->find(parts[4]));
+        json::object o = backend_json(*pool, b);
+        o["pool"] = parts[3];
+        return {200, "application/json", json::serialize(o) + "\n"};
+    }
+    return error_response(404, "no such endpoint; see GET /api/v1/status");
+}
+
+}  // namespace smtplb::admin

@@ -1,0 +1,25 @@
+#pragma once
+#include <string>
+
+#include "io/balancer.hpp"
+
+namespace smtplb::admin {
+
+struct ApiResponse {
+    int status = 200;
+    std::string content_type = "application/json";
+    std::string body;
+};
+
+// The admin API's routes, apart from HTTP: a method and a target in, a
+// response out. The HTTP server and the tests share it.
+//   GET  /api/v1/status
+//   POST /api/v1/backends/{pool}/{backend}/{drain|maintenance|enable}
+ApiResponse handle_request(io::Balancer& balancer, const std::string& method,
+                           const std::string& target);
+
+// The status document: listeners, pools, backends with health, admin
+// state, weights, load and counters.
+std::string status_json(io::Balancer& balancer);
+
+}  // namespace smtplb::admin

@@ -1,0 +1,133 @@
+#include <boost/json.hpp>
+#include <cstdio>
+#include <iostream>
+
+#include "admin/client.hpp"
+#include "commands.hpp"
+#include "config/loader.hpp"
+
+namespace smtplb::app {
+namespace json = boost::json;
+
+namespace {
+
+// --admin wins; else the configuration's server.admin; else the default.
+std::optional<base::HostPort> admin_address(const AdminOptions& o) {
+    std::string text = o.admin;
+    if (text.empty() && !o.config_path.empty()) {
+        auto loaded = config::load_file(o.config_path);
+        if (!loaded.config) {
+            std::cerr << loaded.diagnostics.format(o.config_path);
+            return std::nullopt;
+        }
+        if (!loaded.config->server.admin_bind) {
+            std::cerr << o.config_path << ": server.admin is empty: the daemon has no admin API\n";
+            return std::nullopt;
+        }
+        return loaded.config->server.admin_bind;
+    }
+    if (text.empty()) text = config::Server{}.admin;
+    auto hp = base::HostPort::parse(text);
+    if (!hp) std::cerr << "smtplb: --admin must be ADDRESS:PORT\n";
+    return hp;
+}
+
+std::string text_of(const json::value* v) {
+    if (!v) return "-";
+    if (v->is_string()) return std::string(v->as_string());
+    return json::serialize(*v);
+}
+
+void print_status(const json::value& doc) {
+    const auto& root = doc.as_object();
+    std::printf("%-12s %-12s %-22s %4s %7s %-5s %-12s %6s %10s  %s\n", "POOL", "BACKEND", "ADDRESS",
+                "PRI", "WEIGHT", "STATE", "ADMIN", "FLIGHT", "DELIVERED", "LAST PROBE");
+    for (const auto& pv : root.at("pools").as_array()) {
+        const auto& pool = pv.as_object();
+        for (const auto& bv : pool.at("backends").as_array()) {
+            const auto& b = bv.as_object();
+            std::string probe = "-";
+            if (const auto* lp = b.if_contains("last_probe")) {
+                const auto& p = lp->as_object();
+                probe = text_of(p.if_contains("verdict")) + " at " + text_of(p.if_contains("step"));
+                if (const auto* reply = p.if_contains("reply")) probe += ": " + text_of(reply);
+            }
+            std::printf(
+                "%-12s %-12s %-22s %4s %7.2f %-5s %-12s %6s %10s  %s\n",
+                text_of(pool.if_contains("name")).c_str(), text_of(b.if_contains("name")).c_str(),
+                text_of(b.if_contains("address")).c_str(),
+                text_of(b.if_contains("priority")).c_str(),
+                b.at("effective_weight").to_number<double>(),
+                text_of(b.if_contains("health")).c_str(), text_of(b.if_contains("admin")).c_str(),
+                text_of(b.if_contains("in_flight")).c_str(),
+                text_of(&b.at("counters").as_object().at("delivered")).c_str(), probe.c_str());
+        }
+    }
+}
+
+}  // namespace
+
+int run_status(const AdminOptions& options) {
+    auto address = admin_address(options);
+    if (!address) return 64;
+    auto result = admin::http_request(*address, "GET", "/api/v1/status", options.timeout);
+    if (result.status == 0) {
+        std::cerr << "smtplb status: " << result.error << "\n";
+        return 1;
+    }
+    if (result.status != 200) {
+        std::cerr << "smtplb status: HTTP " << result.status << ": " << result.body;
+        return 1;
+    }
+    if (options.json) {
+        std::cout << result.body;
+        return 0;
+    }
+    try {
+        print_status(json::parse(result.body));
+    } catch (const std::exception& e) {
+        std::cerr << "smtplb status: unexpected answer from " << address->to_string() << ": "
+                  << e.what() << "\n";
+        return 1;
+    }
+    return 0;
+}
+
+int run_backend_command(const AdminOptions& options, const std::string& pool,
+                        const std::string& backend, const std::string& action) {
+    if (action != "drain" && action != "maintenance" && action != "enable") {
+        std::cerr << "smtplb backend: the action must be drain, maintenance or enable\n";
+        return 64;
+    }
+    auto address = admin_address(options);
+    if (!address) return 64;
+    auto result = admin::http_request(*address, "POST",
+                                      "/api/v1/backends/" + pool + "/" + backend + "/" + action,
+                                      options.timeout);
+    if (result.status == 0) {
+        std::cerr << "smtplb backend: " << result.error << "\n";
+        return 1;
+    }
+    if (result.status != 200) {
+        std::string message = result.body;
+        try {
+            message = text_of(json::parse(result.body).as_object().if_contains("error"));
+        } catch (const std::exception&) {
+        }
+        std::cerr << "smtplb backend: " << message << "\n";
+        return 1;
+    }
+    try {
+        auto doc = json::parse(result.body);
+        const auto& b = doc.as_object();
+        std::printf("%s/%s: admin %s, health %s, %s in flight\n", pool.c_str(), backend.c_str(),
+                    text_of(b.if_contains("admin")).c_str(),
+                    text_of(b.if_contains("health")).c_str(),
+                    text_of(b.if_contains("in_flight")).c_str());
+    } catch (const std::exception&) {
+        std::cout << result.body;
+    }
+    return 0;
+}
+
+}  // namespace smtplb::app

@@ -1,5 +1,7 @@
 #include "proto/probe.hpp"
 
+#include <cctype>
+
 namespace smtplb::proto {
 
 const char* to_string(ProbeDepth depth) {
@@ -31,6 +33,18 @@ const char* to_string(ProbeVerdict verdict) {
     }
     return "?";
 }
+
+namespace {
+bool announces_pipelining(const Reply& ehlo) {
+    for (std::size_t i = 1; i < ehlo.lines.size(); ++i) {
+        std::string word = ehlo.lines[i].substr(0, ehlo.lines[i].find(' '));
+        for (auto& c : word)
+            c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+        if (word == "PIPELINING") return true;
+    }
+    return false;
+}
+}  // namespace
 
 ProbeSession::ProbeSession(ProbePlan plan) : plan_(std::move(plan)) {}
 
@@ -148,6 +162,10 @@ void ProbeSession::teardown() {
     if (mail_sent_) {
         mail_sent_ = false;
         send(Phase::Rset, "RSET");
+        if (pipelining_) {
+            send(Phase::Rset, "QUIT");
+            quit_sent_ = true;
+        }
     } else {
         send(Phase::Quit, "QUIT");
     }
@@ -172,9 +190,16 @@ void ProbeSession::passed(const char* step, const Reply& reply) {
         case Phase::Helo:
             mail_sent_ = true;
             send(Phase::Mail, "MAIL FROM:<" + plan_.mail_from + ">");
+            if (pipelining_ && plan_.depth == ProbeDepth::Rcpt) {
+                send(Phase::Mail, "RCPT TO:<" + plan_.rcpt_to + ">");
+                rcpt_sent_ = true;
+            }
             break;
         case Phase::Mail:
-            send(Phase::Rcpt, "RCPT TO:<" + plan_.rcpt_to + ">");
+            if (rcpt_sent_)
+                phase_ = Phase::Rcpt;
+            else
+                send(Phase::Rcpt, "RCPT TO:<" + plan_.rcpt_to + ">");
             break;
         default:
             break;
@@ -182,9 +207,16 @@ void ProbeSession::passed(const char* step, const Reply& reply) {
 }
 
 void ProbeSession::handle(const Reply& reply) {
+    if (ignore_replies_ > 0) {
+        --ignore_replies_;
+        return;
+    }
     switch (phase_) {
         case Phase::Rset:
-            send(Phase::Quit, "QUIT");
+            if (quit_sent_)
+                phase_ = Phase::Quit;
+            else
+                send(Phase::Quit, "QUIT");
             return;
         case Phase::Quit:
             phase_ = Phase::Done;
@@ -199,6 +231,7 @@ void ProbeSession::handle(const Reply& reply) {
     std::string what = std::string(step) + " answered " + std::to_string(reply.code);
     switch (reply.klass()) {
         case 2:
+            if (phase_ == Phase::Ehlo) pipelining_ = announces_pipelining(reply);
             passed(step, reply);
             return;
         case 4:
@@ -217,6 +250,8 @@ void ProbeSession::handle(const Reply& reply) {
             decide(ProbeVerdict::Down, step, reply, what + ", which is not a reply to this step");
             break;
     }
+    // The RCPT sent with MAIL still has its reply coming (a 503, most likely).
+    if (phase_ == Phase::Mail && rcpt_sent_) ignore_replies_ = 1;
     if (phase_ == Phase::Banner) {
         // RFC 5321 §3.1: after a 554 (or 421) greeting the client should QUIT.
         send(Phase::Quit, "QUIT");

@@ -38,7 +38,9 @@ struct ProbeResult {
 // timeouts. After the verdict the probe ends politely (RSET when a MAIL was
 // sent, then QUIT) so backends log no aborted sessions; the teardown never
 // changes the verdict. Lock-step on purpose: one command, one reply, so the
-// transcript reads like a telnet session.
+// transcript reads like a telnet session, except where the backend announces
+// PIPELINING (RFC 2920): then MAIL and RCPT go out together, and RSET and
+// QUIT, which saves three of seven round trips per probe.
 class ProbeSession {
   public:
     struct Event {
@@ -80,6 +82,10 @@ class ProbeSession {
     std::string output_;
     std::optional<ProbeResult> result_;
     bool mail_sent_ = false;
+    bool pipelining_ = false;  // the backend announced PIPELINING
+    bool rcpt_sent_ = false;   // RCPT went out together with MAIL
+    bool quit_sent_ = false;   // QUIT went out together with RSET
+    int ignore_replies_ = 0;   // due to commands sent before the verdict
     std::vector<Event> events_;
 };
 

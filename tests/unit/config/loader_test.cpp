@@ -156,3 +156,28 @@ TEST(ConfigLoader, UnimplementedFeaturesAreRefusedClearly) {
     EXPECT_FALSE(r.config);
     has_error(r, "pool[0].on_unavailable", 0, "not implemented");
 }
+
+TEST(ConfigLoader, HealthAndAdminAreChecked) {
+    std::string text = kValid;
+    text.replace(text.find("[server]\n"), 9, "[server]\nadmin = \"0.0.0.0:8025\"\n");
+    text.replace(
+        text.find("algorithm = \"least_pending\""), 27,
+        "algorithm = \"least_pending\"\nhealth = { depth = \"rcpt\", mail_from = \"a b@x\" }");
+    auto r = load_string(text, "t");
+    EXPECT_FALSE(r.config);
+    EXPECT_TRUE(has_error(r, "server.admin", 0, "loopback"));
+    EXPECT_TRUE(has_error(r, "pool[0].health.rcpt_to", 0, "needs a recipient"));
+    EXPECT_TRUE(has_error(r, "pool[0].health.mail_from", 0, "plain address"));
+
+    text = kValid;
+    text.replace(text.find("algorithm = \"least_pending\""), 27,
+                 "algorithm = \"least_pending\"\nhealth = { depth = \"starttls\" }");
+    r = load_string(text, "t");
+    EXPECT_TRUE(has_error(r, "pool[0].health.depth", 0, "needs TLS"));
+
+    auto ok = load_string(kValid, "t");
+    ASSERT_TRUE(ok.config);
+    EXPECT_EQ(ok.config->server.admin_bind->port, 8025);
+    EXPECT_TRUE(ok.config->pools[0].health.enabled);
+    EXPECT_EQ(ok.config->pools[0].health.depth, smtplb::config::HealthDepth::Mail);
+}

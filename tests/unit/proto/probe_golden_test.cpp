@@ -4,24 +4,13 @@
 // closes after its last byte). The .ref shows both sides and the verdict.
 #include <gtest/gtest.h>
 
-#include <filesystem>
-#include <fstream>
-#include <sstream>
-
 #include "proto/probe.hpp"
 #include "unit/proto/transcript.hpp"
 
-namespace fs = std::filesystem;
 using namespace smtplb;
+using smtplb::testing::check_golden_dir;
 
 namespace {
-
-std::string slurp(const fs::path& p) {
-    std::ifstream in(p, std::ios::binary);
-    std::ostringstream s;
-    s << in.rdbuf();
-    return s.str();
-}
 
 proto::ProbeDepth depth_named(const std::string& name) {
     for (auto d : {proto::ProbeDepth::Connect, proto::ProbeDepth::Banner, proto::ProbeDepth::Ehlo,
@@ -37,7 +26,8 @@ void render(proto::ProbeSession& probe, std::string& out) {
         out += kPrefix[static_cast<int>(e.kind)] + e.text + "\n";
 }
 
-std::string run_probe(std::string text, std::size_t chunk) {
+std::string run_probe(const std::string& file_text, std::size_t chunk) {
+    std::string text = file_text;
     proto::ProbePlan plan;
     plan.depth = proto::ProbeDepth::Rcpt;
     plan.helo = "lb.test";
@@ -55,6 +45,7 @@ std::string run_probe(std::string text, std::size_t chunk) {
     proto::ProbeSession probe(plan);
     std::string out;
     probe.connected();
+    if (chunk > 1) chunk = input.size() + 1;  // all at once
     for (std::size_t i = 0; i < input.size() && !probe.done(); i += chunk) {
         probe.feed(std::string_view(input).substr(i, chunk));
         probe.output().clear();  // "written"
@@ -71,23 +62,7 @@ std::string run_probe(std::string text, std::size_t chunk) {
 }  // namespace
 
 TEST(ProbeGolden, Transcripts) {
-    int count = 0;
-    for (const auto& entry : fs::directory_iterator(fs::path(SMTPLB_GOLDEN_DIR) / "probe")) {
-        if (entry.path().extension() != ".in") continue;
-        ++count;
-        auto text = slurp(entry.path());
-        auto whole = run_probe(text, text.size() + 1);
-        EXPECT_EQ(whole, run_probe(text, 1)) << entry.path() << ": depends on packet boundaries";
-        auto ref = entry.path();
-        ref.replace_extension(".ref");
-        if (std::getenv("SMTPLB_UPDATE_GOLDEN")) {
-            std::ofstream(ref, std::ios::binary) << whole;
-            continue;
-        }
-        ASSERT_TRUE(fs::exists(ref)) << ref;
-        EXPECT_EQ(whole, slurp(ref)) << entry.path();
-    }
-    EXPECT_GE(count, 10);
+    EXPECT_GE(check_golden_dir(SMTPLB_GOLDEN_DIR "/probe", run_probe), 10);
 }
 
 TEST(Probe, ConnectDepthNeedsNoBanner) {

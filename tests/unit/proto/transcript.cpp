@@ -1,5 +1,11 @@
 #include "unit/proto/transcript.hpp"
 
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
 #include "base/text.hpp"
 
 namespace smtplb::testing {
@@ -137,6 +143,36 @@ std::string decode_golden_input(const std::string& text) {
         if (!continued) out += "\r\n";
     }
     return out;
+}
+
+int check_golden_dir(const std::string& dir,
+                     const std::function<std::string(const std::string&, std::size_t)>& render) {
+    namespace fs = std::filesystem;
+    auto slurp = [](const fs::path& p) {
+        std::ifstream in(p, std::ios::binary);
+        std::ostringstream s;
+        s << in.rdbuf();
+        return s.str();
+    };
+    int count = 0;
+    for (const auto& entry : fs::directory_iterator(dir)) {
+        if (entry.path().extension() != ".in") continue;
+        ++count;
+        auto text = slurp(entry.path());
+        auto whole = render(text, text.size() + 1);
+        if (entry.path().stem().string().find(".unchunked") == std::string::npos) {
+            EXPECT_EQ(whole, render(text, 1)) << entry.path() << ": depends on packet boundaries";
+        }
+        auto ref = entry.path();
+        ref.replace_extension(".ref");
+        if (std::getenv("SMTPLB_UPDATE_GOLDEN")) {
+            std::ofstream(ref, std::ios::binary) << whole;
+            continue;
+        }
+        EXPECT_TRUE(fs::exists(ref)) << ref;
+        EXPECT_EQ(whole, slurp(ref)) << entry.path();
+    }
+    return count;
 }
 
 }  // namespace smtplb::testing

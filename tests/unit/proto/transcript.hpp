@@ -1,4 +1,6 @@
 #pragma once
+#include <cstddef>
+#include <functional>
 #include <string>
 
 #include "proto/server_session.hpp"
@@ -16,5 +18,12 @@ std::string run_transcript(const proto::ServerSettings& settings, const std::str
 std::string decode_golden_input(const std::string& text);
 
 proto::ServerSettings golden_settings();
+
+// Runs every DIR/*.in through `render` (given the file's text and a chunk
+// size), checks that whole and one-byte-at-a-time input agree (unless the
+// name contains ".unchunked"), and compares with DIR/*.ref; with
+// SMTPLB_UPDATE_GOLDEN set it rewrites the refs instead. Returns the count.
+int check_golden_dir(const std::string& dir,
+                     const std::function<std::string(const std::string&, std::size_t)>& render);
 
 }  // namespace smtplb::testing

@@ -1,8 +1,8 @@
 #include "io/backend_connector.hpp"
 
-namespace smtplb::io {
+#include "io/deadline.hpp"
 
-using namespace asio::experimental::awaitable_operators;
+namespace smtplb::io {
 
 awaitable<std::pair<error_code, tcp::socket>> TcpConnector::connect(
     const base::HostPort& to, const std::optional<base::IpAddress>& source, Millis timeout) {
@@ -18,15 +18,14 @@ awaitable<std::pair<error_code, tcp::socket>> TcpConnector::connect(
         socket.bind(tcp::endpoint(asio::ip::make_address(source->to_string()), 0), ec);
     }
     if (ec) co_return std::pair{ec, std::move(socket)};
-    asio::steady_timer timer(executor);
-    timer.expires_after(timeout);
-    auto result =
-        co_await (socket.async_connect(endpoint, use_nothrow) || timer.async_wait(use_nothrow));
-    if (result.index() == 1) {
-        socket.close(ec);
-        co_return std::pair{error_code(asio::error::timed_out), std::move(socket)};
-    }
-    auto [connect_ec] = std::get<0>(result);
+    // Closing the socket ends the connect with an error: no parallel wait.
+    Alarm alarm(executor, timeout, [&socket] {
+        error_code ignored;
+        socket.close(ignored);
+    });
+    auto [connect_ec] = co_await socket.async_connect(endpoint, use_nothrow);
+    if (alarm.expired()) co_return std::pair{error_code(asio::error::timed_out), std::move(socket)};
+    alarm.cancel();
     co_return std::pair{connect_ec, std::move(socket)};
 }
 

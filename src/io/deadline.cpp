@@ -35,4 +35,23 @@ awaitable<void> Deadline::watch() {
     }
 }
 
+Alarm::Alarm(asio::any_io_executor executor, Millis after, std::function<void()> on_expire)
+    : timer_(executor), state_(std::make_shared<State>()) {
+    state_->on_expire = std::move(on_expire);
+    timer_.expires_after(after);
+    timer_.async_wait([state = state_](const error_code& ec) {
+        if (ec || !state->armed) return;
+        state->expired = true;
+        state->armed = false;
+        if (auto f = std::move(state->on_expire)) f();
+    });
+}
+
+void Alarm::cancel() {
+    if (!state_->armed) return;
+    state_->armed = false;
+    state_->on_expire = nullptr;
+    timer_.cancel();
+}
+
 }  // namespace smtplb::io

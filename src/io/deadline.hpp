@@ -35,4 +35,27 @@ class Deadline : public std::enable_shared_from_this<Deadline> {
     bool expired_ = false;
 };
 
+// A one-shot timer for short operations (a connect, a probe): on_expire
+// runs when `after` passes, unless cancelled or destroyed first. Cheaper
+// than Deadline (no coroutine, one timer wait) and safe to destroy while
+// its handler is queued.
+class Alarm {
+  public:
+    Alarm(asio::any_io_executor executor, Millis after, std::function<void()> on_expire);
+    ~Alarm() { cancel(); }
+    Alarm(const Alarm&) = delete;
+    Alarm& operator=(const Alarm&) = delete;
+    void cancel();
+    bool expired() const { return state_->expired; }
+
+  private:
+    struct State {
+        bool armed = true;
+        bool expired = false;
+        std::function<void()> on_expire;
+    };
+    asio::steady_timer timer_;
+    std::shared_ptr<State> state_;
+};
+
 }  // namespace smtplb::io

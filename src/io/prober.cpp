@@ -27,12 +27,11 @@ awaitable<ProbeReport> run_probe(BackendConnector& connector, base::HostPort to,
         probe.connect_failed(ec == asio::error::timed_out ? "timeout" : ec.message());
     } else {
         probe.connected();
-        auto deadline = Deadline::start(socket.get_executor(), [&socket] {
+        auto left = timeout - std::chrono::duration_cast<Millis>(since_start());
+        Alarm deadline(socket.get_executor(), left > Millis(0) ? left : Millis(1), [&socket] {
             error_code ignored;
             socket.close(ignored);
         });
-        auto left = timeout - std::chrono::duration_cast<Millis>(since_start());
-        deadline->expires_after(left > Millis(0) ? left : Millis(1));
         std::array<char, 4096> buffer;
         while (!probe.done()) {
             collect();
@@ -41,18 +40,18 @@ awaitable<ProbeReport> run_probe(BackendConnector& connector, base::HostPort to,
                     co_await asio::async_write(socket, asio::buffer(probe.output()), use_nothrow);
                 probe.output().clear();
                 if (wec) {
-                    deadline->expired() ? probe.timed_out() : probe.closed();
+                    deadline.expired() ? probe.timed_out() : probe.closed();
                     break;
                 }
             }
             auto [rec, n] = co_await socket.async_read_some(asio::buffer(buffer), use_nothrow);
             if (rec) {
-                deadline->expired() ? probe.timed_out() : probe.closed();
+                deadline.expired() ? probe.timed_out() : probe.closed();
                 break;
             }
             probe.feed(std::string_view(buffer.data(), n));
         }
-        deadline->stop();
+        deadline.cancel();
         error_code ignored;
         socket.close(ignored);
     }

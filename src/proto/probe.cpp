@@ -159,6 +159,10 @@ void ProbeSession::send(Phase next, const std::string& line) {
 }
 
 void ProbeSession::teardown() {
+    if (teardown_sent_) {
+        phase_ = Phase::Rset;  // their replies are still to come
+        return;
+    }
     if (mail_sent_) {
         mail_sent_ = false;
         send(Phase::Rset, "RSET");
@@ -190,9 +194,14 @@ void ProbeSession::passed(const char* step, const Reply& reply) {
         case Phase::Helo:
             mail_sent_ = true;
             send(Phase::Mail, "MAIL FROM:<" + plan_.mail_from + ">");
-            if (pipelining_ && plan_.depth == ProbeDepth::Rcpt) {
-                send(Phase::Mail, "RCPT TO:<" + plan_.rcpt_to + ">");
-                rcpt_sent_ = true;
+            if (pipelining_) {
+                if (plan_.depth == ProbeDepth::Rcpt) {
+                    send(Phase::Mail, "RCPT TO:<" + plan_.rcpt_to + ">");
+                    rcpt_sent_ = true;
+                }
+                send(Phase::Mail, "RSET");
+                send(Phase::Mail, "QUIT");
+                teardown_sent_ = quit_sent_ = true;
             }
             break;
         case Phase::Mail:

@@ -39,8 +39,9 @@ struct ProbeResult {
 // sent, then QUIT) so backends log no aborted sessions; the teardown never
 // changes the verdict. Lock-step on purpose: one command, one reply, so the
 // transcript reads like a telnet session, except where the backend announces
-// PIPELINING (RFC 2920): then MAIL and RCPT go out together, and RSET and
-// QUIT, which saves three of seven round trips per probe.
+// PIPELINING (RFC 2920): then MAIL, RCPT, RSET and QUIT go out in one
+// group after EHLO, which saves three of six exchanges per probe. Replies
+// are still judged one by one, in order.
 class ProbeSession {
   public:
     struct Event {
@@ -85,6 +86,7 @@ class ProbeSession {
     bool pipelining_ = false;  // the backend announced PIPELINING
     bool rcpt_sent_ = false;   // RCPT went out together with MAIL
     bool quit_sent_ = false;   // QUIT went out together with RSET
+    bool teardown_sent_ = false;  // RSET and QUIT went out with MAIL
     int ignore_replies_ = 0;   // due to commands sent before the verdict
     std::vector<Event> events_;
 };

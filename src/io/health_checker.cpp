@@ -18,58 +18,77 @@ HealthChecker::~HealthChecker() {
 }
 
 Millis HealthChecker::jittered(Millis base) {
-    // ±10%: probes that started together drift apart.
+    // ±10%: several balancers probing the same backends drift apart.
     auto spread = std::max<std::int64_t>(1, base.count() / 5);
     return base - Millis(spread / 2) + Millis(static_cast<std::int64_t>(random_.below(spread)));
 }
 
 void HealthChecker::watch(core::Pool& pool) {
     if (!pool.config().health.enabled) return;
-    for (std::size_t i = 0; i < pool.backends().size(); ++i) {
-        auto target = std::make_unique<Target>(
-            Target{&pool, i, std::make_unique<asio::steady_timer>(executor_)});
-        auto& ref = *target;
-        targets_.push_back(std::move(target));
-        asio::co_spawn(executor_, loop(ref), asio::detached);
-    }
+    auto w = std::make_unique<Watched>(Watched{&pool,
+                                               std::vector<bool>(pool.backends().size(), false),
+                                               std::make_unique<asio::steady_timer>(executor_),
+                                               std::make_unique<asio::steady_timer>(executor_)});
+    auto& ref = *w;
+    watched_.push_back(std::move(w));
+    asio::co_spawn(executor_, rounds(ref, true), asio::detached);
+    asio::co_spawn(executor_, rounds(ref, false), asio::detached);
 }
 
 void HealthChecker::probe_now(const core::Pool& pool, std::size_t backend) {
-    for (auto& t : targets_)
-        if (t->pool == &pool && t->backend == backend) t->timer->cancel();
+    if (*stopped_) return;
+    for (auto& w : watched_)
+        if (w->pool == &pool) start_probe(*w, backend);
 }
 
 void HealthChecker::stop() {
     if (*stopped_) return;
     *stopped_ = true;
-    for (auto& t : targets_)
-        t->timer->cancel();
+    for (auto& w : watched_) {
+        w->up_timer->cancel();
+        w->out_timer->cancel();
+    }
 }
 
-awaitable<void> HealthChecker::loop(Target& target) {
-    // The flag outlives the checker: a loop resumed after stop() must not
+void HealthChecker::start_probe(Watched& w, std::size_t backend) {
+    if (w.probing[backend] || !w.pool->backend(backend).health.probing()) return;
+    w.probing[backend] = true;
+    asio::co_spawn(executor_, probe_one(w, backend), asio::detached);
+}
+
+awaitable<void> HealthChecker::probe_one(Watched& w, std::size_t backend) {
+    // The flag outlives the checker: a probe that ends after stop() must not
     // touch anything else.
     auto stopped = stopped_;
-    auto& pool = *target.pool;
+    auto& pool = *w.pool;
     const auto& health = pool.config().health;
-    // The first probe soon after start, spread over up to a second.
-    Millis delay(static_cast<std::int64_t>(random_.below(
-        static_cast<std::uint64_t>(std::min<Millis>(health.interval, Millis(1000)).count()) + 1)));
+    proto::ProbePlan plan{health.depth, hostname_, health.mail_from, health.rcpt_to};
+    auto report = co_await run_probe(connector_, pool.backend(backend).config.address,
+                                     std::nullopt, plan, health.timeout, false);
+    if (*stopped) co_return;
+    w.probing[backend] = false;
+    ++probes_run_;
+    pool.probe_result(backend, report.result);
+}
+
+awaitable<void> HealthChecker::rounds(Watched& w, bool up) {
+    auto stopped = stopped_;
+    auto& timer = up ? *w.up_timer : *w.out_timer;
+    const auto& health = w.pool->config().health;
+    const Millis period = up ? health.interval : std::min(health.down_interval, health.interval);
+    // The first round soon after start, at a random point of up to a second.
+    Millis delay(static_cast<std::int64_t>(
+        random_.below(static_cast<std::uint64_t>(std::min(period, Millis(1000)).count()) + 1)));
     for (;;) {
-        target.timer->expires_after(delay);
-        auto [ec] = co_await target.timer->async_wait(use_nothrow);
+        timer.expires_after(delay);
+        // Cancelled early (stop) or not: the flag says which.
+        [[maybe_unused]] auto [ec] = co_await timer.async_wait(use_nothrow);
         if (*stopped) co_return;
-        delay = jittered(health.interval);
-        auto& state = pool.backend(target.backend);
-        if (!state.health.probing()) continue;  // maintenance
-        proto::ProbePlan plan{health.depth, hostname_, health.mail_from, health.rcpt_to};
-        auto report = co_await run_probe(connector_, state.config.address, std::nullopt, plan,
-                                         health.timeout, false);
-        if (*stopped) co_return;
-        ++probes_run_;
-        pool.probe_result(target.backend, report.result);
-        if (state.health.state() != core::HealthState::Up)
-            delay = jittered(std::min(health.down_interval, health.interval));
+        delay = jittered(period);
+        for (std::size_t i = 0; i < w.pool->backends().size(); ++i) {
+            bool is_up = w.pool->backend(i).health.state() == core::HealthState::Up;
+            if (is_up == up) start_probe(w, i);
+        }
     }
 }
 

@@ -1,10 +1,14 @@
 // Probes and connects over real loopback sockets: a built-in sink, a server
-// that never speaks, and a listener whose full backlog drops SYNs.
+// that never speaks, a listener whose full backlog drops SYNs, and the
+// health checker's rounds inside a Balancer.
 #include <gtest/gtest.h>
 
+#include "config/loader.hpp"
 #include "io/backend_connector.hpp"
+#include "io/balancer.hpp"
 #include "io/prober.hpp"
 #include "io/sink.hpp"
+#include "mocks/scripted_connector.hpp"
 
 using namespace smtplb;
 using namespace std::chrono_literals;
@@ -85,4 +89,83 @@ TEST(TcpConnector, ConnectTimeoutIsReportedAsTimedOut) {
         io::asio::detached);
     io.run_for(10s);
     EXPECT_EQ(result, io::asio::error::timed_out) << result.message();
+}
+
+// Probe rounds counted through the connector: drain keeps probing,
+// maintenance stops it, enable probes again at once; a refused backend goes
+// down after `fall` probes.
+TEST(HealthChecker, ProbesFollowAdminStatesAndFall) {
+    io::asio::io_context io{1};
+    io::SinkOptions options;
+    options.listen = {"127.0.0.1", 0};
+    io::Sink sink(io, options);
+    std::string error;
+    ASSERT_TRUE(sink.start(error)) << error;
+    const auto up = std::to_string(sink.port());
+    auto loaded = config::load_string(R"([server]
+tracking_log = ""
+state_dir = "/tmp"
+admin = ""
+[[listener]]
+name = "t"
+bind = "127.0.0.1:0"
+accepted_domains = ["example.net"]
+pool = "p"
+[[pool]]
+name = "p"
+health = { depth = "mail", interval = "100ms", down_interval = "100ms", fall = 2 }
+[[pool.backend]]
+name = "a"
+address = "127.0.0.1:)" + up + R"("
+[[pool.backend]]
+name = "refused"
+address = "127.0.0.1:1"
+)",
+                                      "test");
+    ASSERT_TRUE(loaded.config) << loaded.diagnostics.format("test");
+    auto connector = std::make_unique<smtplb::testing::ScriptedConnector>();
+    auto* scripted = connector.get();
+    scripted->refuse_ports = {1};
+    std::vector<std::string> log;
+    io::Balancer balancer(io, *loaded.config, std::move(connector));
+    balancer.set_event_log([&](const std::string& line) { log.push_back(line); });
+    ASSERT_TRUE(balancer.start(error)) << error;
+    auto run = [&](std::chrono::milliseconds d) {
+        io.restart();
+        io.run_for(d);
+    };
+    const auto port = sink.port();
+
+    run(1500ms);
+    EXPECT_GE(scripted->attempts[port], 5);  // ~14 rounds; a loose floor for slow machines
+    auto* pool = balancer.pool("p");
+    EXPECT_EQ(pool->backend(1).health.state(), core::HealthState::Down);
+    ASSERT_FALSE(log.empty());
+    EXPECT_NE(log[0].find("backend=refused from=up to=down source=probe observations=2"),
+              std::string::npos)
+        << log[0];
+
+    ASSERT_TRUE(balancer.set_backend_state("p", "a", core::AdminState::Drain, error));
+    scripted->attempts.clear();
+    run(500ms);
+    EXPECT_GE(scripted->attempts[port], 2);  // drained, still probed
+
+    ASSERT_TRUE(balancer.set_backend_state("p", "a", core::AdminState::Maintenance, error));
+    run(200ms);  // a probe in flight may still finish
+    scripted->attempts.clear();
+    run(500ms);
+    EXPECT_EQ(scripted->attempts[port], 0);  // maintenance: not probed
+
+    ASSERT_TRUE(balancer.set_backend_state("p", "a", core::AdminState::Enabled, error));
+    EXPECT_EQ(pool->backend(0).health.state(), core::HealthState::Down);  // must prove itself
+    run(500ms);
+    EXPECT_GE(scripted->attempts[port], 2);
+    EXPECT_EQ(pool->backend(0).health.state(), core::HealthState::Up);
+    EXPECT_FALSE(balancer.set_backend_state("p", "nosuch", core::AdminState::Drain, error));
+    EXPECT_NE(error.find("no backend named"), std::string::npos);
+
+    balancer.stop();
+    sink.stop();
+    io.restart();
+    io.run_for(500ms);
 }

@@ -1,5 +1,7 @@
 #include "admin/api.hpp"
 
+#include "admin/metrics.hpp"
+
 #include <boost/json.hpp>
 #include <chrono>
 #include <vector>
@@ -111,6 +113,10 @@ std::string status_json(io::Balancer& balancer) {
 ApiResponse handle_request(io::Balancer& balancer, const std::string& method,
                            const std::string& target) {
     auto parts = split_path(target);
+    if (parts.size() == 1 && parts[0] == "metrics") {
+        if (method != "GET") return error_response(405, "use GET");
+        return {200, "text/plain; version=0.0.4", metrics_text(balancer)};
+    }
     bool api = parts.size() >= 2 && parts[0] == "api" && parts[1] == "v1";
     if (api && parts.size() == 3 && parts[2] == "status") {
         if (method != "GET") return error_response(405, "use GET");

@@ -13,6 +13,7 @@ struct ApiResponse {
 
 // The admin API's routes, apart from HTTP: a method and a target in, a
 // response out. The HTTP server and the tests share it.
+//   GET  /metrics (Prometheus text format)
 //   GET  /api/v1/status
 //   POST /api/v1/backends/{pool}/{backend}/{drain|maintenance|enable}
 ApiResponse handle_request(io::Balancer& balancer, const std::string& method,

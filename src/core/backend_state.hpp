@@ -5,6 +5,7 @@
 #include "base/clock.hpp"
 #include "config/config.hpp"
 #include "core/health.hpp"
+#include "core/metrics.hpp"
 
 namespace smtplb::core {
 
@@ -32,6 +33,7 @@ struct BackendState {
     std::int64_t smooth_current = 0;       // smooth weighted round robin state
     BackendHealth health;
     ReplyRates rates;
+    Histogram reply_seconds;  // end of a message until the backend's reply
     BackendCounters counters;
 };
 

@@ -59,6 +59,7 @@ class Balancer {
     // Ports actually bound, in listener order (for port 0 in tests and the demo).
     std::vector<std::uint16_t> bound_ports() const;
     std::size_t active_sessions() const;
+    const std::vector<std::unique_ptr<Listener>>& listeners() const { return listeners_; }
 
   private:
     asio::io_context& io_;

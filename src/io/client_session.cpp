@@ -158,6 +158,7 @@ void ClientSession::finish_tracking(const std::string& reply, const char* result
     r.duration_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                         std::chrono::steady_clock::now() - started_)
                         .count();
+    listener_.counters.count_result(r.result, r.size);
     balancer_.tracking().write(r.to_json());
     record_.reset();
 }

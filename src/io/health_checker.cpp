@@ -25,10 +25,10 @@ Millis HealthChecker::jittered(Millis base) {
 
 void HealthChecker::watch(core::Pool& pool) {
     if (!pool.config().health.enabled) return;
-    auto w = std::make_unique<Watched>(Watched{&pool,
-                                               std::vector<bool>(pool.backends().size(), false),
-                                               std::make_unique<asio::steady_timer>(executor_),
-                                               std::make_unique<asio::steady_timer>(executor_)});
+    auto w =
+        std::make_unique<Watched>(Watched{&pool, std::vector<bool>(pool.backends().size(), false),
+                                          std::make_unique<asio::steady_timer>(executor_),
+                                          std::make_unique<asio::steady_timer>(executor_)});
     auto& ref = *w;
     watched_.push_back(std::move(w));
     asio::co_spawn(executor_, rounds(ref, true), asio::detached);
@@ -63,8 +63,8 @@ awaitable<void> HealthChecker::probe_one(Watched& w, std::size_t backend) {
     auto& pool = *w.pool;
     const auto& health = pool.config().health;
     proto::ProbePlan plan{health.depth, hostname_, health.mail_from, health.rcpt_to};
-    auto report = co_await run_probe(connector_, pool.backend(backend).config.address,
-                                     std::nullopt, plan, health.timeout, false);
+    auto report = co_await run_probe(connector_, pool.backend(backend).config.address, std::nullopt,
+                                     plan, health.timeout, false);
     if (*stopped) co_return;
     w.probing[backend] = false;
     ++probes_run_;

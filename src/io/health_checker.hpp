@@ -19,8 +19,8 @@ namespace smtplb::io {
 // skipped for that round. Results go to the pool, which applies rise/fall.
 class HealthChecker {
   public:
-    HealthChecker(asio::any_io_executor executor, BackendConnector& connector,
-                  std::string hostname, base::Random& random);
+    HealthChecker(asio::any_io_executor executor, BackendConnector& connector, std::string hostname,
+                  base::Random& random);
     ~HealthChecker();
 
     // Starts probing every backend of a pool whose health checks are enabled.

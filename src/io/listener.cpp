@@ -80,6 +80,7 @@ awaitable<void> Listener::accept_loop() {
         if (peer_ec) continue;
         std::string client = peer.address().to_string();
         if (connections_ >= config_.max_connections) {
+            ++counters.refused;
             asio::co_spawn(
                 acceptor_.get_executor(),
                 refuse(std::move(socket), "421 4.7.0 Too many connections, try again later\r\n"),
@@ -87,6 +88,7 @@ awaitable<void> Listener::accept_loop() {
             continue;
         }
         if (per_client_[client] >= config_.max_connections_per_client) {
+            ++counters.refused;
             asio::co_spawn(
                 acceptor_.get_executor(),
                 refuse(std::move(socket), "421 4.7.0 Too many connections from your address\r\n"),
@@ -94,6 +96,7 @@ awaitable<void> Listener::accept_loop() {
             continue;
         }
         ++connections_;
+        ++counters.connections;
         ++per_client_[client];
         tune_socket(socket);
         asio::co_spawn(acceptor_.get_executor(),

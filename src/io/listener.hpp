@@ -5,6 +5,7 @@
 #include <unordered_set>
 
 #include "config/config.hpp"
+#include "core/metrics.hpp"
 #include "core/policy.hpp"
 #include "io/asio.hpp"
 #include "io/relay.hpp"
@@ -35,6 +36,7 @@ class Listener {
     void track(tcp::socket* socket) { sockets_.insert(socket); }
     void untrack(tcp::socket* socket) { sockets_.erase(socket); }
     void close_sessions();
+    core::ListenerCounters counters;
 
   private:
     awaitable<void> accept_loop();

@@ -372,8 +372,14 @@ awaitable<proto::Reply> Relay::deliver(const MessageBuffer& body) {
             if (sent) {
                 stuffer.finish(proto.output());
                 proto.expect(Step::Message);
+                auto sent_at = std::chrono::steady_clock::now();
                 auto done = co_await conn_->next(reply_timeout());
-                if (done) final_reply = done->reply;
+                if (done) {
+                    final_reply = done->reply;
+                    state.reply_seconds.observe(
+                        std::chrono::duration<double>(std::chrono::steady_clock::now() - sent_at)
+                            .count());
+                }
             }
         } else if (data) {
             final_reply = data->reply;

@@ -83,11 +83,11 @@ class ProbeSession {
     std::string output_;
     std::optional<ProbeResult> result_;
     bool mail_sent_ = false;
-    bool pipelining_ = false;  // the backend announced PIPELINING
-    bool rcpt_sent_ = false;   // RCPT went out together with MAIL
-    bool quit_sent_ = false;   // QUIT went out together with RSET
+    bool pipelining_ = false;     // the backend announced PIPELINING
+    bool rcpt_sent_ = false;      // RCPT went out together with MAIL
+    bool quit_sent_ = false;      // QUIT went out together with RSET
     bool teardown_sent_ = false;  // RSET and QUIT went out with MAIL
-    int ignore_replies_ = 0;   // due to commands sent before the verdict
+    int ignore_replies_ = 0;      // due to commands sent before the verdict
     std::vector<Event> events_;
 };
 

@@ -6,6 +6,7 @@ import smtplib
 import subprocess
 import threading
 import time
+import urllib.request
 
 import configs
 import harness
@@ -194,6 +195,21 @@ class Health(WorkdirTestCase):
         table = subprocess.run([harness.SMTPLB, "status", "--admin", admin],
                                capture_output=True, text=True, timeout=30)
         self.assertRegex(table.stdout, rf"hubs\s+{holder}\s.*\sdrain\s")
+        # The same in /metrics, whose every line is valid exposition format.
+        with urllib.request.urlopen(f"http://{admin}/metrics", timeout=10) as r:
+            self.assertTrue(r.headers["Content-Type"].startswith("text/plain; version=0.0.4"))
+            metrics = r.read().decode()
+        sample = re.compile(r'^[a-zA-Z_:][a-zA-Z0-9_:]*(\{([a-z_]+="[^"]*",?)*\})? '
+                            r'(-?[0-9.e+-]+|\+Inf)$')
+        for line in metrics.splitlines():
+            if not line.startswith("#"):
+                self.assertRegex(line, sample)
+        self.assertIn(f'smtplb_backend_admin_state{{pool="hubs",backend="{holder}",'
+                      'state="drain"} 1', metrics)
+        self.assertIn('smtplb_listener_transactions_total{listener="internet",result="relayed"} 11',
+                      metrics)
+        self.assertIn(f'smtplb_backend_reply_seconds_count{{pool="hubs",backend="{other}"}} 10',
+                      metrics)
         # Unknown names and actions are refused with a reason.
         bad = subprocess.run([harness.SMTPLB, "backend", "hubs", "nosuch", "drain", "--admin",
                               admin], capture_output=True, text=True, timeout=30)

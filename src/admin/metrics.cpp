@@ -1,0 +1,164 @@
+#include "admin/metrics.hpp"
+
+#include <unistd.h>
+
+#include <dirent.h>
+
+#include <fstream>
+#include <sstream>
+
+#include "io/listener.hpp"
+
+namespace smtplb::admin {
+
+namespace {
+
+using core::PrometheusText;
+
+void listener_metrics(PrometheusText& m, io::Balancer& balancer) {
+    const auto& listeners = balancer.listeners();
+    auto each = [&](const char* name, const char* type, const char* help, auto value) {
+        m.family(name, type, help);
+        for (const auto& l : listeners)
+            m.sample(name, {{"listener", l->config().name}}, static_cast<double>(value(*l)));
+    };
+    each("smtplb_listener_connections_total", "counter", "Client connections accepted.",
+         [](const io::Listener& l) { return l.counters.connections; });
+    each("smtplb_listener_refused_connections_total", "counter",
+         "Client connections refused over max_connections or the per-client limit.",
+         [](const io::Listener& l) { return l.counters.refused; });
+    each("smtplb_listener_sessions", "gauge", "Client sessions open now.",
+         [](const io::Listener& l) { return l.sessions(); });
+    each("smtplb_listener_message_bytes_total", "counter", "Bytes of relayed messages.",
+         [](const io::Listener& l) { return l.counters.message_bytes; });
+    m.family("smtplb_listener_transactions_total", "counter",
+             "Transactions by result, as in the tracking log.");
+    for (const auto& l : listeners) {
+        const auto& c = l->counters;
+        for (auto [result, n] : {std::pair{"relayed", c.relayed},
+                                 {"rejected", c.rejected},
+                                 {"tempfailed", c.tempfailed},
+                                 {"aborted", c.aborted}})
+            m.sample("smtplb_listener_transactions_total",
+                     {{"listener", l->config().name}, {"result", result}}, static_cast<double>(n));
+    }
+}
+
+void backend_metrics(PrometheusText& m, io::Balancer& balancer) {
+    struct Row {
+        const core::Pool* pool;
+        const core::BackendState* backend;
+    };
+    std::vector<Row> rows;
+    for (const auto& p : balancer.pools())
+        for (const auto& b : p->backends())
+            rows.push_back({p.get(), &b});
+    auto labels = [](const Row& r) -> PrometheusText::Labels {
+        return {{"pool", r.pool->name()}, {"backend", r.backend->config.name}};
+    };
+    auto each = [&](const char* name, const char* type, const char* help, auto value) {
+        m.family(name, type, help);
+        for (const auto& r : rows)
+            m.sample(name, labels(r), static_cast<double>(value(r)));
+    };
+    m.family("smtplb_backend_attempts_total", "counter",
+             "Transactions started on a backend, by how they ended there.");
+    for (const auto& r : rows) {
+        const auto& c = r.backend->counters;
+        for (auto [outcome, n] : {std::pair{"delivered", c.delivered},
+                                  {"rejected", c.rejected},
+                                  {"deferred", c.deferred},
+                                  {"failed", c.failed}}) {
+            auto l = labels(r);
+            l.emplace_back("outcome", outcome);
+            m.sample("smtplb_backend_attempts_total", l, static_cast<double>(n));
+        }
+    }
+    each("smtplb_backend_recipients_total", "counter", "Recipients a backend accepted.",
+         [](const Row& r) { return r.backend->counters.recipients; });
+    each("smtplb_backend_in_flight", "gauge", "Transactions open on a backend now.",
+         [](const Row& r) { return r.backend->pending; });
+    each("smtplb_backend_connections", "gauge", "Connections open to a backend now.",
+         [](const Row& r) { return r.backend->active_connections; });
+    auto now = [](const Row& r) { return r.pool->clock().now(); };
+    each("smtplb_backend_effective_weight", "gauge",
+         "The weight schedulers use now (lower during slow start).", [&](const Row& r) {
+             return r.backend->config.weight * r.backend->health.weight_permille(now(r)) / 1000.0;
+         });
+    m.family("smtplb_backend_health", "gauge",
+             "1 for the backend's health state (up, busy, down).");
+    for (const auto& r : rows)
+        for (auto s : {core::HealthState::Up, core::HealthState::Busy, core::HealthState::Down}) {
+            auto l = labels(r);
+            l.emplace_back("state", core::to_string(s));
+            m.sample("smtplb_backend_health", l, r.backend->health.state() == s ? 1 : 0);
+        }
+    m.family("smtplb_backend_admin_state", "gauge",
+             "1 for the backend's administrative state (enabled, drain, maintenance).");
+    for (const auto& r : rows)
+        for (auto s :
+             {core::AdminState::Enabled, core::AdminState::Drain, core::AdminState::Maintenance}) {
+            auto l = labels(r);
+            l.emplace_back("state", core::to_string(s));
+            m.sample("smtplb_backend_admin_state", l, r.backend->health.admin() == s ? 1 : 0);
+        }
+    m.family("smtplb_backend_replies_last_minute", "gauge",
+             "Live replies from a backend over the last minute, by class.");
+    for (const auto& r : rows) {
+        auto minute = r.backend->rates.last_minute(now(r));
+        for (auto [klass, i] : {std::pair{"2xx", core::ReplyRates::Positive},
+                                {"4xx", core::ReplyRates::Transient},
+                                {"5xx", core::ReplyRates::Permanent},
+                                {"failure", core::ReplyRates::Failure}}) {
+            auto l = labels(r);
+            l.emplace_back("class", klass);
+            m.sample("smtplb_backend_replies_last_minute", l, static_cast<double>(minute[i]));
+        }
+    }
+    m.family("smtplb_backend_reply_seconds", "histogram",
+             "Time from the end of a message to the backend's reply.");
+    for (const auto& r : rows)
+        m.histogram("smtplb_backend_reply_seconds", labels(r), r.backend->reply_seconds);
+    m.family("smtplb_health_probes_total", "counter", "Health probes run.");
+    m.sample("smtplb_health_probes_total", {}, static_cast<double>(balancer.health().probes_run()));
+}
+
+void process_metrics(PrometheusText& m) {
+    std::ifstream stat("/proc/self/stat");
+    std::string line;
+    std::getline(stat, line);
+    auto close = line.rfind(')');
+    if (close == std::string::npos) return;
+    std::istringstream fields(line.substr(close + 2));
+    std::vector<std::string> f;
+    for (std::string x; fields >> x;)
+        f.push_back(x);
+    // Fields from 3 (state) on: utime is 14, stime 15, starttime 22, rss 24.
+    if (f.size() < 22) return;
+    const double ticks = static_cast<double>(::sysconf(_SC_CLK_TCK));
+    const double page = static_cast<double>(::sysconf(_SC_PAGESIZE));
+    m.family("process_cpu_seconds_total", "counter", "User and system CPU time.");
+    m.sample("process_cpu_seconds_total", {}, (std::stod(f[11]) + std::stod(f[12])) / ticks);
+    m.family("process_resident_memory_bytes", "gauge", "Resident memory.");
+    m.sample("process_resident_memory_bytes", {}, std::stod(f[21]) * page);
+    std::size_t fds = 0;
+    if (DIR* dir = ::opendir("/proc/self/fd")) {
+        while (::readdir(dir))
+            ++fds;
+        ::closedir(dir);
+    }
+    m.family("process_open_fds", "gauge", "Open file descriptors.");
+    m.sample("process_open_fds", {}, static_cast<double>(fds > 2 ? fds - 3 : 0));  // ., .., dir
+}
+
+}  // namespace
+
+std::string metrics_text(io::Balancer& balancer) {
+    PrometheusText m;
+    listener_metrics(m, balancer);
+    backend_metrics(m, balancer);
+    process_metrics(m);
+    return m.text();
+}
+
+}  // namespace smtplb::admin

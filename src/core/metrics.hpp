@@ -1,0 +1,57 @@
+#pragma once
+#include <array>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace smtplb::core {
+
+// What one listener has seen since start, for /metrics.
+struct ListenerCounters {
+    std::uint64_t connections = 0;  // accepted
+    std::uint64_t refused = 0;      // over max_connections or the per-client limit
+    std::uint64_t relayed = 0;      // transactions by result, as in the tracking log
+    std::uint64_t rejected = 0;
+    std::uint64_t tempfailed = 0;
+    std::uint64_t aborted = 0;
+    std::uint64_t message_bytes = 0;  // of relayed messages
+
+    void count_result(std::string_view result, std::uint64_t bytes);
+};
+
+// A Prometheus histogram with fixed buckets in seconds (5 ms to 60 s: a
+// backend's reply to the end of a message).
+class Histogram {
+  public:
+    static constexpr std::array<double, 13> kBounds = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+                                                       1,     2.5,  5,     10,   30,  60};
+    void observe(double seconds);
+    const std::array<std::uint64_t, kBounds.size()>& buckets() const { return buckets_; }
+    std::uint64_t count() const { return count_; }
+    double sum() const { return sum_; }
+
+  private:
+    std::array<std::uint64_t, kBounds.size()> buckets_{};  // not cumulative
+    std::uint64_t count_ = 0;
+    double sum_ = 0;
+};
+
+// Builds the Prometheus text exposition format (version 0.0.4): one
+// HELP/TYPE header per family, then its samples; label values escaped.
+class PrometheusText {
+  public:
+    using Labels = std::vector<std::pair<std::string, std::string>>;
+    void family(std::string_view name, std::string_view type, std::string_view help);
+    void sample(std::string_view name, const Labels& labels, double value);
+    void histogram(std::string_view name, const Labels& labels, const Histogram& h);
+    const std::string& text() const { return out_; }
+
+  private:
+    void write_labels(const Labels& labels, std::string_view extra_key = {},
+                      std::string_view extra_value = {});
+    std::string out_;
+};
+
+}  // namespace smtplb::core

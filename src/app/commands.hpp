@@ -3,6 +3,7 @@
 #include <string>
 #include <vector>
 
+#include "core/report.hpp"
 #include "io/sink.hpp"
 #include "proto/probe.hpp"
 
@@ -31,6 +32,14 @@ struct AdminOptions {
 int run_status(const AdminOptions& options);
 int run_backend_command(const AdminOptions& options, const std::string& pool,
                         const std::string& backend, const std::string& action);
+
+struct ReportOptions {
+    std::string log;  // "-" = stdin
+    core::ReportBy by = core::ReportBy::Backend;
+    std::chrono::milliseconds interval{3600000};
+    std::string svg;  // write a chart here too
+};
+int run_report(const ReportOptions& options);
 
 // Exit status: 0 healthy, 1 busy (4xx), 2 down, 64 usage error.
 int run_probe_command(const ProbeOptions& options);

@@ -78,7 +78,42 @@ int main(int argc, char** argv) {
     backend->add_option("--config,-c", admin_options.config_path,
                         "Take the admin address from this configuration");
 
+    smtplb::app::ReportOptions report_options;
+    std::string report_by = "backend", report_interval = "1h";
+    auto* report = app.add_subcommand(
+        "report",
+        "Relayed messages per backend (or listener, client, domain) per interval, "
+        "from a tracking log, with each one's share and the skew");
+    report->add_option("--log", report_options.log, "Tracking log (JSON Lines); - for stdin")
+        ->required();
+    report->add_option("--by", report_by, "backend | listener | client | domain");
+    report->add_option("--interval", report_interval, "Row width, e.g. 1h, 15m, 1d");
+    report->add_option("--svg", report_options.svg, "Also write a chart to this SVG file");
+
     CLI11_PARSE(app, argc, argv);
+
+    if (*report) {
+        using smtplb::core::ReportBy;
+        const std::pair<const char*, ReportBy> kinds[] = {{"backend", ReportBy::Backend},
+                                                          {"listener", ReportBy::Listener},
+                                                          {"client", ReportBy::Client},
+                                                          {"domain", ReportBy::Domain}};
+        bool known = false;
+        for (auto [name, kind] : kinds)
+            if (report_by == name) {
+                report_options.by = kind;
+                known = true;
+            }
+        auto interval = smtplb::base::parse_duration(report_interval);
+        if (!known || !interval || *interval < std::chrono::minutes(1) ||
+            *interval > std::chrono::hours(24 * 31)) {
+            std::cerr << "smtplb report: --by must be backend | listener | client | domain, and "
+                         "--interval a duration from 1m to 31d\n";
+            return 64;
+        }
+        report_options.interval = *interval;
+        return smtplb::app::run_report(report_options);
+    }
 
     if (*status) return smtplb::app::run_status(admin_options);
     if (*backend)

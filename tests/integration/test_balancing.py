@@ -1,9 +1,11 @@
 """Per-message balancing, invisible retries and live recipient checks, against
 `smtplb sink` backends with injected faults."""
+import os
 import smtplib
 import subprocess
 
 import configs
+import harness
 from harness import Sink, Smtplb, WorkdirTestCase, free_port, main, wait_until
 
 
@@ -38,6 +40,19 @@ class Balancing(WorkdirTestCase):
         for c in counts:
             self.assertGreaterEqual(c, 95, counts)
             self.assertLessEqual(c, 105, counts)
+        # The traffic report from the tracking log agrees with the backends.
+        wait_until(lambda: len(lb.tracking_records()) >= 300, what="300 tracking records")
+        svg = os.path.join(self.workdir, "report.svg")
+        r = subprocess.run([harness.SMTPLB, "report", "--log", lb.tracking, "--interval", "1d",
+                            "--svg", svg], capture_output=True, text=True, timeout=30)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        header, total = r.stdout.splitlines()[0], r.stdout.splitlines()[-4]
+        self.assertEqual(header.split()[2:5], ["a", "b", "c"], r.stdout)
+        self.assertEqual([int(x) for x in total.split()[1:]], counts + [300], r.stdout)
+        self.assertIn("300 relayed messages", r.stdout)
+        self.assertNotIn("IMBALANCED", r.stdout)
+        with open(svg) as f:
+            self.assertEqual(f.read().count("<polyline"), 3)
 
     def test_weights_and_identity_reach_backends(self):
         sinks = self.sinks(("heavy", []), ("light", []))

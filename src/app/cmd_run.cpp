@@ -36,19 +36,22 @@ int run_daemon(const std::string& path) {
         std::cerr << "smtplb: listener " << result.config->listeners[i].name << " on port "
                   << ports[i] << "\n";
 
+    const auto grace = result.config->server.shutdown_grace;
     io::asio::signal_set signals(*io, SIGINT, SIGTERM);
     signals.async_wait([&](const io::error_code& ec, int signo) {
         if (ec) return;
         std::cerr << "smtplb: signal " << signo << ", stopping\n";
         if (admin_server) admin_server->stop();
         balancer->stop();
-        // Sessions in progress get a few seconds to finish their transaction;
-        // stop as soon as none is left.
+        // Idle sessions are told 421 4.3.2 at once; those in a transaction
+        // get server.shutdown_grace to finish it. Stop as soon as none is left.
         io::asio::co_spawn(
             *io,
             [&]() -> io::awaitable<void> {
                 io::asio::steady_timer tick(*io);
-                for (int i = 0; i < 100 && balancer->active_sessions() > 0; ++i) {
+                auto until = std::chrono::steady_clock::now() + grace;
+                while (balancer->active_sessions() > 0 &&
+                       std::chrono::steady_clock::now() < until) {
                     tick.expires_after(std::chrono::milliseconds(50));
                     co_await tick.async_wait(io::use_nothrow);
                 }

@@ -28,6 +28,8 @@ struct Server {
     std::string admin = "127.0.0.1:8025";      // "" = no admin listener
     std::optional<base::HostPort> admin_bind;  // parsed from `admin`
     std::uint64_t spill_threshold = 1u << 20;  // message bytes kept in memory
+    // On SIGTERM: how long transactions in progress may take to finish.
+    std::chrono::milliseconds shutdown_grace{30000};
 };
 
 struct Listener {

@@ -34,7 +34,8 @@ std::string describe(const Config& c) {
       << "state_dir = " << quoted(c.server.state_dir) << "\n"
       << "tracking_log = " << quoted(c.server.tracking_log) << "\n"
       << "admin = " << quoted(c.server.admin) << "\n"
-      << "spill_threshold = " << c.server.spill_threshold << "\n";
+      << "spill_threshold = " << c.server.spill_threshold << "\n"
+      << "shutdown_grace = " << ms(c.server.shutdown_grace) << "\n";
     for (const auto& l : c.listeners) {
         o << "\n[[listener]]\n"
           << "name = " << quoted(l.name) << "\n"

@@ -20,6 +20,7 @@ void read_server(TableReader& r, Server& s) {
     r.string("tracking_log", s.tracking_log);
     r.string("admin", s.admin);
     r.size("spill_threshold", s.spill_threshold, 4096, kGiB);
+    r.duration("shutdown_grace", s.shutdown_grace, 0ms, 1h);
     if (!s.admin.empty()) {
         auto hp = base::HostPort::parse(s.admin);
         auto ip = hp ? base::IpAddress::parse(hp->host) : std::nullopt;

@@ -42,7 +42,7 @@ class ClientSession {
           protocol_(listener.settings()),
           relay_(listener.relay_context(), identity_of(socket_), balancer_.next_session_id()),
           body_(balancer_.config().server.spill_threshold, spill_dir()) {
-        listener_.track(&socket_);
+        listener_.track(&socket_, &protocol_);
     }
 
     awaitable<void> run();
@@ -50,6 +50,8 @@ class ClientSession {
   private:
     std::string spill_dir() const { return balancer_.config().server.state_dir; }
     awaitable<bool> flush();
+    // The daemon is stopping: 421 4.3.2 and the end of the session.
+    awaitable<void> say_goodbye();
     awaitable<void> handle(proto::ServerEvent& ev);
     void begin_tracking(const proto::ServerEvent& ev);
     void finish_tracking(const std::string& reply, const char* result);
@@ -112,6 +114,12 @@ awaitable<bool> ClientSession::flush() {
     out.clear();
     if (out.capacity() > 16384) out.shrink_to_fit();
     co_return !ec;
+}
+
+awaitable<void> ClientSession::say_goodbye() {
+    protocol_.shutdown(
+        Reply::make(421, "4.3.2", listener_.settings().hostname + " Service shutting down"));
+    co_await flush();
 }
 
 void ClientSession::begin_tracking(const proto::ServerEvent& ev) {
@@ -257,11 +265,19 @@ awaitable<void> ClientSession::run() {
                     open = false;
                     break;
                 }
+                if (listener_.stopping() && !protocol_.in_transaction()) {
+                    co_await say_goodbye();
+                    open = false;
+                    break;
+                }
                 deadline->expires_after(protocol_.in_transaction() ? config.data_timeout
                                                                    : config.command_timeout);
                 auto [ec, bytes] = co_await read();
                 if (ec) {
-                    if (deadline->expired()) {
+                    if (ec == asio::error::operation_aborted && listener_.stopping() &&
+                        !deadline->expired()) {
+                        co_await say_goodbye();  // woken by Listener::stop
+                    } else if (deadline->expired()) {
                         protocol_.shutdown(Reply::make(
                             421, "4.4.2",
                             listener_.settings().hostname + " Error: timeout exceeded"));

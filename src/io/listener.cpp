@@ -35,8 +35,14 @@ bool Listener::start(std::string& error) {
 }
 
 void Listener::stop() {
+    stopping_ = true;
     error_code ec;
     acceptor_.close(ec);
+    // An idle session is waiting for its next command: wake it so it says
+    // 421 now. Sessions in a transaction finish it first (they check
+    // stopping() before reading the next command).
+    for (auto& [socket, protocol] : sessions_)
+        if (!protocol->in_transaction()) socket->cancel(ec);
 }
 
 std::uint16_t Listener::port() const {
@@ -46,7 +52,7 @@ std::uint16_t Listener::port() const {
 }
 
 void Listener::close_sessions() {
-    for (auto* socket : sockets_) {
+    for (auto& [socket, protocol] : sessions_) {
         error_code ec;
         socket->close(ec);  // the session's pending read or write ends; it unwinds
     }

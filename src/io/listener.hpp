@@ -2,7 +2,6 @@
 #include <cstdint>
 #include <string>
 #include <unordered_map>
-#include <unordered_set>
 
 #include "config/config.hpp"
 #include "core/metrics.hpp"
@@ -32,9 +31,15 @@ class Listener {
     // Connection accounting, released by the session when it ends.
     void session_ended(const std::string& client);
     std::size_t sessions() const { return connections_; }
-    // Sessions register their sockets so a shutdown can close them.
-    void track(tcp::socket* socket) { sockets_.insert(socket); }
-    void untrack(tcp::socket* socket) { sockets_.erase(socket); }
+    // Sessions register their sockets (and protocol state, to tell idle
+    // ones) so that a stop can end them.
+    void track(tcp::socket* socket, const proto::ServerSession* protocol) {
+        sessions_[socket] = protocol;
+    }
+    void untrack(tcp::socket* socket) { sessions_.erase(socket); }
+    // Stopping: no new connections; sessions between transactions are told
+    // 421 4.3.2 now, the others when their transaction is over.
+    bool stopping() const { return stopping_; }
     void close_sessions();
     core::ListenerCounters counters;
 
@@ -50,7 +55,8 @@ class Listener {
     tcp::acceptor acceptor_;
     std::size_t connections_ = 0;
     std::unordered_map<std::string, std::uint32_t> per_client_;
-    std::unordered_set<tcp::socket*> sockets_;
+    std::unordered_map<tcp::socket*, const proto::ServerSession*> sessions_;
+    bool stopping_ = false;
 };
 
 }  // namespace smtplb::io

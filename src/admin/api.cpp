@@ -111,7 +111,7 @@ std::string status_json(io::Balancer& balancer) {
 }
 
 ApiResponse handle_request(io::Balancer& balancer, const std::string& method,
-                           const std::string& target) {
+                           const std::string& target, const ReloadHook& reload) {
     auto parts = split_path(target);
     if (parts.size() == 1 && parts[0] == "metrics") {
         if (method != "GET") return error_response(405, "use GET");
@@ -121,6 +121,15 @@ ApiResponse handle_request(io::Balancer& balancer, const std::string& method,
     if (api && parts.size() == 3 && parts[2] == "status") {
         if (method != "GET") return error_response(405, "use GET");
         return {200, "application/json", status_json(balancer)};
+    }
+    if (api && parts.size() == 3 && parts[2] == "reload") {
+        if (method != "POST") return error_response(405, "use POST");
+        if (!reload) return error_response(501, "reload is not available here");
+        auto outcome = reload();
+        json::object o;
+        o["reloaded"] = outcome.ok;
+        o["message"] = outcome.message;
+        return {outcome.ok ? 200 : 422, "application/json", json::serialize(o) + "\n"};
     }
     if (api && parts.size() == 6 && parts[2] == "backends") {
         if (method != "POST") return error_response(405, "use POST");

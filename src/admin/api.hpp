@@ -1,4 +1,5 @@
 #pragma once
+#include <functional>
 #include <string>
 
 #include "io/balancer.hpp"
@@ -11,13 +12,20 @@ struct ApiResponse {
     std::string body;
 };
 
+struct ReloadOutcome {
+    bool ok = false;
+    std::string message;  // what changed, or every reason it was refused
+};
+using ReloadHook = std::function<ReloadOutcome()>;
+
 // The admin API's routes, apart from HTTP: a method and a target in, a
 // response out. The HTTP server and the tests share it.
 //   GET  /metrics (Prometheus text format)
 //   GET  /api/v1/status
 //   POST /api/v1/backends/{pool}/{backend}/{drain|maintenance|enable}
+//   POST /api/v1/reload
 ApiResponse handle_request(io::Balancer& balancer, const std::string& method,
-                           const std::string& target);
+                           const std::string& target, const ReloadHook& reload = {});
 
 // The status document: listeners, pools, backends with health, admin
 // state, weights, load and counters.

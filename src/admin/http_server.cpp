@@ -11,8 +11,11 @@ namespace beast = boost::beast;
 namespace http = beast::http;
 using io::asio::ip::make_address;
 
-HttpServer::HttpServer(io::Balancer& balancer, base::HostPort bind)
-    : balancer_(balancer), bind_(std::move(bind)), acceptor_(balancer.io()) {}
+HttpServer::HttpServer(io::Balancer& balancer, base::HostPort bind, ReloadHook reload)
+    : balancer_(&balancer),
+      bind_(std::move(bind)),
+      reload_(std::move(reload)),
+      acceptor_(balancer.io()) {}
 
 HttpServer::~HttpServer() {
     stop();
@@ -29,7 +32,7 @@ bool HttpServer::start(std::string& error) {
         error = "server.admin: cannot listen on " + bind_.to_string() + ": " + ec.message();
         return false;
     }
-    io::asio::co_spawn(balancer_.io(), accept_loop(), io::asio::detached);
+    io::asio::co_spawn(balancer_->io(), accept_loop(), io::asio::detached);
     return true;
 }
 
@@ -51,7 +54,7 @@ io::awaitable<void> HttpServer::accept_loop() {
         auto [ec, socket] = co_await acceptor_.async_accept(io::use_nothrow);
         if (*stopped) co_return;
         if (ec) continue;
-        io::asio::co_spawn(balancer_.io(), serve(std::move(socket)), io::asio::detached);
+        io::asio::co_spawn(balancer_->io(), serve(std::move(socket)), io::asio::detached);
     }
 }
 
@@ -67,8 +70,8 @@ io::awaitable<void> HttpServer::serve(io::tcp::socket socket) {
         auto [ec, n] = co_await http::async_read(stream, buffer, parser, io::use_nothrow);
         if (ec || *stopped) co_return;
         auto& request = parser.get();
-        auto result = handle_request(balancer_, std::string(request.method_string()),
-                                     std::string(request.target()));
+        auto result = handle_request(*balancer_, std::string(request.method_string()),
+                                     std::string(request.target()), reload_);
         http::response<http::string_body> response{static_cast<http::status>(result.status),
                                                    request.version()};
         response.set(http::field::server, "smtplb");

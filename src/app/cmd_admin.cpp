@@ -130,4 +130,22 @@ int run_backend_command(const AdminOptions& options, const std::string& pool,
     return 0;
 }
 
+int run_reload_command(const AdminOptions& options) {
+    auto address = admin_address(options);
+    if (!address) return 64;
+    auto result = admin::http_request(*address, "POST", "/api/v1/reload", options.timeout);
+    if (result.status == 0) {
+        std::cerr << "smtplb reload: " << result.error << "\n";
+        return 1;
+    }
+    std::string message = result.body;
+    try {
+        message = text_of(json::parse(result.body).as_object().if_contains("message"));
+    } catch (const std::exception&) {
+    }
+    (result.status == 200 ? std::cout : std::cerr)
+        << message << (message.ends_with('\n') ? "" : "\n");
+    return result.status == 200 ? 0 : 1;
+}
+
 }  // namespace smtplb::app

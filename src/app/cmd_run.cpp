@@ -1,5 +1,7 @@
+#include <algorithm>
 #include <functional>
 #include <iostream>
+#include <vector>
 
 #include "admin/http_server.hpp"
 #include "commands.hpp"
@@ -7,6 +9,83 @@
 #include "io/balancer.hpp"
 
 namespace smtplb::app {
+
+namespace {
+
+// The running daemon: the current configuration generation, and the ones a
+// reload replaced, kept until their last transaction is over.
+struct Daemon {
+    std::string path;
+    io::asio::io_context& io;
+    std::unique_ptr<io::Balancer> current;
+    std::vector<std::unique_ptr<io::Balancer>> retiring;
+    std::unique_ptr<admin::HttpServer> admin_server;
+    bool reaping = false;
+
+    admin::ReloadOutcome reload();
+    io::awaitable<void> reap();
+};
+
+admin::ReloadOutcome Daemon::reload() {
+    auto loaded = config::load_file(path);
+    if (!loaded.config) {
+        auto reasons = loaded.diagnostics.format(path);
+        std::cerr << reasons << "smtplb: reload refused: " << path
+                  << " is not valid; the running configuration is unchanged\n";
+        return {false, reasons};
+    }
+    // Validate against the running daemon too: bind, state_dir, tracking log.
+    auto next = std::make_unique<io::Balancer>(io, *loaded.config, nullptr, current.get());
+    std::string error;
+    if (!next->start(error, current.get())) {
+        std::cerr << "smtplb: reload refused: " << error
+                  << "; the running configuration is unchanged\n";
+        return {false, error};
+    }
+    const auto& old_admin = current->config().server.admin;
+    if (loaded.config->server.admin != old_admin)
+        std::cerr << "smtplb: server.admin changes take effect at the next start; the admin API "
+                     "stays on "
+                  << old_admin << "\n";
+    // The old generation takes no new connections; its idle sessions are
+    // told 421 (clients reconnect to the new one), its transactions finish.
+    current->stop();
+    retiring.push_back(std::move(current));
+    current = std::move(next);
+    if (admin_server) admin_server->set_balancer(*current);
+    auto ports = current->bound_ports();
+    std::string summary = "reloaded " + path + ": " + std::to_string(ports.size()) +
+                          " listeners, " + std::to_string(current->pools().size()) + " pools";
+    std::cerr << "smtplb: " << summary << "\n";
+    if (!reaping) {
+        reaping = true;
+        io::asio::co_spawn(io, reap(), io::asio::detached);
+    }
+    return {true, summary};
+}
+
+// Destroys replaced generations once nothing of theirs runs, and a little
+// later still: their timers (tracking-log flush, deadlines) end within that.
+io::awaitable<void> Daemon::reap() {
+    io::asio::steady_timer tick(io);
+    while (!retiring.empty()) {
+        tick.expires_after(std::chrono::milliseconds(500));
+        co_await tick.async_wait(io::use_nothrow);
+        std::vector<const io::Balancer*> done;
+        for (const auto& b : retiring)
+            if (b->finished()) done.push_back(b.get());
+        if (done.empty()) continue;
+        tick.expires_after(std::chrono::seconds(2));
+        co_await tick.async_wait(io::use_nothrow);
+        // By identity: a reload during the wait may have added to the list.
+        std::erase_if(retiring, [&](const auto& b) {
+            return std::find(done.begin(), done.end(), b.get()) != done.end();
+        });
+    }
+    reaping = false;
+}
+
+}  // namespace
 
 int run_daemon(const std::string& path) {
     auto result = config::load_file(path);
@@ -16,71 +95,85 @@ int run_daemon(const std::string& path) {
         return 1;
     }
     auto io = std::make_unique<io::asio::io_context>(1);
-    auto balancer = std::make_unique<io::Balancer>(*io, *result.config);
+    Daemon daemon{path, *io, std::make_unique<io::Balancer>(*io, *result.config), {}, {}};
     std::string error;
-    if (!balancer->start(error)) {
+    if (!daemon.current->start(error)) {
         std::cerr << "smtplb: " << error << "\n";
         return 1;
     }
-    std::unique_ptr<admin::HttpServer> admin_server;
     if (const auto& bind = result.config->server.admin_bind) {
-        admin_server = std::make_unique<admin::HttpServer>(*balancer, *bind);
-        if (!admin_server->start(error)) {
+        daemon.admin_server = std::make_unique<admin::HttpServer>(
+            *daemon.current, *bind, [&daemon] { return daemon.reload(); });
+        if (!daemon.admin_server->start(error)) {
             std::cerr << "smtplb: " << error << "\n";
             return 1;
         }
-        std::cerr << "smtplb: admin API on " << bind->host << ":" << admin_server->port() << "\n";
+        std::cerr << "smtplb: admin API on " << bind->host << ":" << daemon.admin_server->port()
+                  << "\n";
     }
-    auto ports = balancer->bound_ports();
+    auto ports = daemon.current->bound_ports();
     for (std::size_t i = 0; i < ports.size(); ++i)
         std::cerr << "smtplb: listener " << result.config->listeners[i].name << " on port "
                   << ports[i] << "\n";
 
-    const auto grace = result.config->server.shutdown_grace;
+    auto all = [&daemon](auto f) {
+        f(*daemon.current);
+        for (auto& b : daemon.retiring)
+            f(*b);
+    };
     io::asio::signal_set signals(*io, SIGINT, SIGTERM);
     signals.async_wait([&](const io::error_code& ec, int signo) {
         if (ec) return;
         std::cerr << "smtplb: signal " << signo << ", stopping\n";
-        if (admin_server) admin_server->stop();
-        balancer->stop();
+        if (daemon.admin_server) daemon.admin_server->stop();
+        daemon.current->stop();
         // Idle sessions are told 421 4.3.2 at once; those in a transaction
         // get server.shutdown_grace to finish it. Stop as soon as none is left.
+        const auto grace = daemon.current->config().server.shutdown_grace;
         io::asio::co_spawn(
             *io,
-            [&]() -> io::awaitable<void> {
+            [&, grace]() -> io::awaitable<void> {
                 io::asio::steady_timer tick(*io);
                 auto until = std::chrono::steady_clock::now() + grace;
-                while (balancer->active_sessions() > 0 &&
-                       std::chrono::steady_clock::now() < until) {
+                auto sessions = [&] {
+                    std::size_t n = 0;
+                    all([&](io::Balancer& b) { n += b.active_sessions(); });
+                    return n;
+                };
+                while (sessions() > 0 && std::chrono::steady_clock::now() < until) {
                     tick.expires_after(std::chrono::milliseconds(50));
                     co_await tick.async_wait(io::use_nothrow);
                 }
                 // Past the grace period: end what is left, then let it unwind.
-                balancer->abort_sessions();
+                all([](io::Balancer& b) { b.abort_sessions(); });
                 tick.expires_after(std::chrono::milliseconds(200));
                 co_await tick.async_wait(io::use_nothrow);
                 io->stop();
             },
             io::asio::detached);
     });
-    // Reload is not implemented yet: SIGHUP must not kill the daemon.
+    // SIGHUP reloads: a file that does not validate changes nothing.
     io::asio::signal_set hangup(*io, SIGHUP);
     std::function<void(const io::error_code&, int)> on_hangup = [&](const io::error_code& ec, int) {
         if (ec) return;
-        std::cerr << "smtplb: SIGHUP: reload is not implemented yet; configuration unchanged\n";
+        daemon.reload();
         hangup.async_wait(on_hangup);
     };
     hangup.async_wait(on_hangup);
     ::signal(SIGPIPE, SIG_IGN);
     io->run();
-    // Anything still suspended unwinds now. Then, by scope: the signal set,
-    // the balancer, and last the loop their sockets belong to.
+    // Anything still suspended unwinds now. Then, by scope: the signal sets,
+    // the admin server, the balancers, and last the loop their sockets
+    // belong to.
     signals.cancel();
     hangup.cancel();
-    balancer->abort_sessions();
+    all([](io::Balancer& b) { b.abort_sessions(); });
     io->restart();
     io->run_for(std::chrono::seconds(2));
-    balancer->tracking().flush();
+    all([](io::Balancer& b) { b.tracking().flush(); });
+    daemon.admin_server.reset();
+    daemon.retiring.clear();
+    daemon.current.reset();
     return 0;
 }
 

@@ -30,6 +30,7 @@ struct AdminOptions {
     std::chrono::milliseconds timeout{5000};
 };
 int run_status(const AdminOptions& options);
+int run_reload_command(const AdminOptions& options);
 int run_backend_command(const AdminOptions& options, const std::string& pool,
                         const std::string& backend, const std::string& action);
 

@@ -68,6 +68,13 @@ int main(int argc, char** argv) {
     status->add_option("--config,-c", admin_options.config_path,
                        "Take the admin address from this configuration");
     status->add_flag("--json", admin_options.json, "Print the API's JSON document");
+    auto* reload = app.add_subcommand(
+        "reload",
+        "Make a running daemon re-read its configuration (same as SIGHUP); prints "
+        "what changed, or every reason the file was refused");
+    reload->add_option("--admin", admin_options.admin, "The daemon's admin ADDRESS:PORT");
+    reload->add_option("--config,-c", admin_options.config_path,
+                       "Take the admin address from this configuration");
     std::string backend_pool, backend_name, backend_action;
     auto* backend = app.add_subcommand(
         "backend", "Drain a backend, put it in maintenance, or enable it, on a running daemon");
@@ -116,6 +123,7 @@ int main(int argc, char** argv) {
     }
 
     if (*status) return smtplb::app::run_status(admin_options);
+    if (*reload) return smtplb::app::run_reload_command(admin_options);
     if (*backend)
         return smtplb::app::run_backend_command(admin_options, backend_pool, backend_name,
                                                 backend_action);

@@ -110,6 +110,18 @@ BackendHealth::BackendHealth(const config::Pool& pool)
       down_retry_(pool.down_retry),
       slow_start_(pool.slow_start) {}
 
+void BackendHealth::adopt(const BackendHealth& p) {
+    state_ = p.state_;
+    admin_ = p.admin_;
+    good_probes_ = p.good_probes_;
+    bad_probes_ = p.bad_probes_;
+    live_failures_ = p.live_failures_;
+    changed_at_ = p.changed_at_;
+    retry_at_ = p.retry_at_;
+    ramp_from_ = p.ramp_from_;
+    last_probe_ = p.last_probe_;
+}
+
 bool BackendHealth::accepts_new(base::Clock::TimePoint now) const {
     if (admin_ != AdminState::Enabled) return false;
     if (state_ == HealthState::Up) return true;

@@ -82,6 +82,9 @@ class BackendHealth {
     explicit BackendHealth(const config::Pool& pool);
     // The time the state is counted from until its first change.
     void started(base::Clock::TimePoint now) { changed_at_ = now; }
+    // The state of the same backend in the previous configuration; the
+    // settings (rise, fall, slow start...) stay this configuration's.
+    void adopt(const BackendHealth& previous);
 
     HealthState state() const { return state_; }
     AdminState admin() const { return admin_; }

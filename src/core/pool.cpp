@@ -68,6 +68,19 @@ std::optional<std::size_t> Pool::pick(const std::optional<base::IpAddress>& clie
     return std::nullopt;
 }
 
+void Pool::adopt_state(const Pool& previous) {
+    for (auto& b : backends_) {
+        auto old = previous.find(b.config.name);
+        if (!old) continue;
+        const auto& o = previous.backends_[*old];
+        if (o.config.address.to_string() != b.config.address.to_string()) continue;
+        b.health.adopt(o.health);
+        b.counters = o.counters;
+        b.rates = o.rates;
+        b.reply_seconds = o.reply_seconds;
+    }
+}
+
 void Pool::log(std::size_t i, const std::optional<HealthEvent>& event) {
     if (event && health_log_) health_log_(*this, backends_[i], *event);
 }

@@ -38,6 +38,9 @@ class Pool {
     // May a new transaction start on this backend now?
     bool usable(std::size_t backend) const;
     std::optional<std::size_t> find(const std::string& backend_name) const;
+    // After a reload: backends of `previous` with the same name and address
+    // keep their health, admin state, counters and rates.
+    void adopt_state(const Pool& previous);
 
     // Receives every health transition, for the log.
     using HealthLog = std::function<void(const Pool&, const BackendState&, const HealthEvent&)>;

@@ -12,17 +12,23 @@
 namespace smtplb::io {
 
 Balancer::Balancer(asio::io_context& io, const config::Config& config,
-                   std::unique_ptr<BackendConnector> connector)
+                   std::unique_ptr<BackendConnector> connector, const Balancer* previous)
     : io_(io),
       config_(config),
       router_(config_.routes),
       connector_(connector ? std::move(connector) : std::make_unique<TcpConnector>()),
       cache_(io.get_executor()),
-      tracking_(io.get_executor(), config_.server.tracking_log),
+      tracking_(
+          previous && previous->tracking_->path() == config_.server.tracking_log
+              ? previous->tracking_
+              : std::make_shared<TrackingLog>(io.get_executor(), config_.server.tracking_log)),
       health_(io.get_executor(), *connector_, config_.server.hostname, random_),
       event_log_([](const std::string& line) { std::cerr << "smtplb: " << line << "\n"; }) {
     for (const auto& p : config_.pools) {
         pools_.push_back(std::make_unique<core::Pool>(p, clock_, random_));
+        if (previous) {
+            if (const auto* old = previous->pool(p.name)) pools_.back()->adopt_state(*old);
+        }
         pools_.back()->set_health_log([this](const core::Pool& pool, const core::BackendState& b,
                                              const core::HealthEvent& e) {
             if (event_log_) event_log_(core::health_log_line(pool.name(), b.config.name, e));
@@ -41,9 +47,15 @@ core::Pool* Balancer::pool(const std::string& name) {
     return nullptr;
 }
 
-bool Balancer::start(std::string& error) {
-    if (!tracking_.error().empty()) {
-        error = tracking_.error();
+const core::Pool* Balancer::pool(const std::string& name) const {
+    for (const auto& p : pools_)
+        if (p->name() == name) return p.get();
+    return nullptr;
+}
+
+bool Balancer::start(std::string& error, Balancer* previous) {
+    if (!tracking_->error().empty()) {
+        error = tracking_->error();
         return false;
     }
     // Messages past spill_threshold are buffered there: find out now, not
@@ -56,14 +68,29 @@ bool Balancer::start(std::string& error) {
         return false;
     }
     ::close(fd);
+    std::vector<std::unique_ptr<Listener>> bound;
     for (const auto& l : config_.listeners) {
+        Listener* same_address = nullptr;
+        if (previous)
+            for (const auto& old : previous->listeners_)
+                if (old->config().bind.to_string() == l.bind.to_string()) same_address = old.get();
         auto listener = std::make_unique<Listener>(*this, l);
-        if (!listener->start(error)) return false;
-        listeners_.push_back(std::move(listener));
+        if (!listener->bind(error, same_address)) return false;  // nothing started yet
+        if (previous)
+            for (const auto& old : previous->listeners_)
+                if (old->config().name == l.name) listener->counters = old->counters;
+        bound.push_back(std::move(listener));
     }
+    listeners_ = std::move(bound);
+    for (auto& l : listeners_)
+        l->begin();
     for (auto& p : pools_)
         health_.watch(*p);
     return true;
+}
+
+bool Balancer::finished() const {
+    return active_sessions() == 0 && cache_.in_use().empty() && health_.probes_in_flight() == 0;
 }
 
 bool Balancer::set_backend_state(const std::string& pool_name, const std::string& backend,
@@ -91,7 +118,7 @@ void Balancer::stop() {
     for (auto& l : listeners_)
         l->stop();
     cache_.close_all();
-    tracking_.flush();
+    tracking_->flush();
 }
 
 void Balancer::abort_sessions() {

@@ -26,12 +26,18 @@ class Listener;
 // backend connections, the tracking log. Runs on one io_context thread.
 class Balancer {
   public:
+    // With `previous` (the running generation, on reload): the tracking log
+    // is shared when its path is unchanged, and each backend that keeps its
+    // pool, name and address keeps its health, admin state and counters.
     Balancer(asio::io_context& io, const config::Config& config,
-             std::unique_ptr<BackendConnector> connector = nullptr);
+             std::unique_ptr<BackendConnector> connector = nullptr,
+             const Balancer* previous = nullptr);
     ~Balancer();
 
-    // Binds every listener; false with a message when one cannot be bound.
-    bool start(std::string& error);
+    // Binds every listener (taking over the sockets of `previous`'s
+    // listeners on the same address) and starts; false with a message when
+    // one cannot be bound, and then nothing has started.
+    bool start(std::string& error, Balancer* previous = nullptr);
     // Stops accepting and closes idle backend connections.
     void stop();
     // Ends every client session and every backend attempt now (after the
@@ -39,6 +45,7 @@ class Balancer {
     void abort_sessions();
 
     core::Pool* pool(const std::string& name);
+    const core::Pool* pool(const std::string& name) const;
     // drain | maintenance | enable one backend; false with a reason when
     // the pool or backend does not exist.
     bool set_backend_state(const std::string& pool, const std::string& backend,
@@ -52,7 +59,10 @@ class Balancer {
     const core::Router& router() const { return router_; }
     BackendConnector& connector() { return *connector_; }
     ConnectionCache& cache() { return cache_; }
-    TrackingLog& tracking() { return tracking_; }
+    TrackingLog& tracking() { return *tracking_; }
+    // A stopped generation may be destroyed once nothing of it runs: no
+    // session, no backend connection, no probe in flight.
+    bool finished() const;
     const base::Clock& clock() const { return clock_; }
     std::uint64_t next_session_id() { return ++session_ids_; }
     asio::io_context& io() { return io_; }
@@ -70,7 +80,7 @@ class Balancer {
     core::Router router_;
     std::unique_ptr<BackendConnector> connector_;
     ConnectionCache cache_;
-    TrackingLog tracking_;
+    std::shared_ptr<TrackingLog> tracking_;
     std::vector<std::unique_ptr<Listener>> listeners_;
     HealthChecker health_;
     EventLog event_log_;

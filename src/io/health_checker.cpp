@@ -15,6 +15,7 @@ HealthChecker::HealthChecker(asio::any_io_executor executor, BackendConnector& c
 
 HealthChecker::~HealthChecker() {
     stop();
+    *alive_ = false;
 }
 
 Millis HealthChecker::jittered(Millis base) {
@@ -53,13 +54,15 @@ void HealthChecker::stop() {
 void HealthChecker::start_probe(Watched& w, std::size_t backend) {
     if (w.probing[backend] || !w.pool->backend(backend).health.probing()) return;
     w.probing[backend] = true;
+    ++in_flight_;
     asio::co_spawn(executor_, probe_one(w, backend), asio::detached);
 }
 
 awaitable<void> HealthChecker::probe_one(Watched& w, std::size_t backend) {
-    // The flag outlives the checker: a probe that ends after stop() must not
-    // touch anything else.
+    // The flags outlive the checker: a probe that ends after stop() only
+    // counts itself out, and after destruction touches nothing.
     auto stopped = stopped_;
+    auto alive = alive_;
     auto& pool = *w.pool;
     const auto& health = pool.config().health;
     proto::ProbePlan plan{health.depth, hostname_, health.mail_from, health.rcpt_to};

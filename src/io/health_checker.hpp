@@ -29,6 +29,7 @@ class HealthChecker {
     void probe_now(const core::Pool& pool, std::size_t backend);
     void stop();
     std::uint64_t probes_run() const { return probes_run_; }
+    std::size_t probes_in_flight() const { return in_flight_; }
 
   private:
     struct Watched {
@@ -49,7 +50,10 @@ class HealthChecker {
     base::Random& random_;
     std::vector<std::unique_ptr<Watched>> watched_;
     std::shared_ptr<bool> stopped_ = std::make_shared<bool>(false);
+    // False once destroyed: probes that end later touch nothing of it.
+    std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
     std::uint64_t probes_run_ = 0;
+    std::size_t in_flight_ = 0;
 };
 
 }  // namespace smtplb::io

@@ -1,5 +1,7 @@
 #include "io/listener.hpp"
 
+#include <unistd.h>
+
 #include "io/balancer.hpp"
 #include "io/client_session.hpp"
 #include "io/sockets.hpp"
@@ -24,14 +26,34 @@ Listener::Listener(Balancer& balancer, const config::Listener& config)
     settings_.advertise_smtputf8 = config.smtputf8;
 }
 
-bool Listener::start(std::string& error) {
+bool Listener::bind(std::string& error, Listener* inherited) {
+    if (inherited) {
+        // A second descriptor for the same listening socket: the old
+        // listener closes its own when it stops; this one goes on accepting.
+        int fd = ::dup(inherited->acceptor().native_handle());
+        error_code ec;
+        if (fd >= 0) {
+            auto endpoint = inherited->acceptor().local_endpoint(ec);
+            if (!ec) acceptor_.assign(endpoint.protocol(), fd, ec);
+            if (ec) ::close(fd);
+        }
+        if (fd < 0 || ec) {
+            error = "listener " + config_.name + ": cannot take over " + config_.bind.to_string() +
+                    ": " + (ec ? ec.message() : "dup failed");
+            return false;
+        }
+        return true;
+    }
     if (auto ec = listen_on(acceptor_, config_.bind.host, config_.bind.port)) {
         error = "listener " + config_.name + ": cannot listen on " + config_.bind.to_string() +
                 ": " + ec.message();
         return false;
     }
-    asio::co_spawn(acceptor_.get_executor(), accept_loop(), asio::detached);
     return true;
+}
+
+void Listener::begin() {
+    asio::co_spawn(acceptor_.get_executor(), accept_loop(), asio::detached);
 }
 
 void Listener::stop() {

@@ -18,9 +18,14 @@ class Balancer;
 class Listener {
   public:
     Listener(Balancer& balancer, const config::Listener& config);
-    bool start(std::string& error);
+    // Binds the address, or takes over `inherited` (a listener of the
+    // previous configuration on the same address: no connection is refused
+    // during a reload). Nothing runs until begin().
+    bool bind(std::string& error, Listener* inherited = nullptr);
+    void begin();
     void stop();
     std::uint16_t port() const;
+    tcp::acceptor& acceptor() { return acceptor_; }
 
     Balancer& balancer() { return balancer_; }
     const config::Listener& config() const { return config_; }

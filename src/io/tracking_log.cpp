@@ -6,7 +6,7 @@
 namespace smtplb::io {
 
 TrackingLog::TrackingLog(asio::any_io_executor executor, const std::string& path)
-    : timer_(executor) {
+    : timer_(executor), path_(path) {
     if (path.empty()) return;  // disabled
     if (path == "-") {
         file_ = stdout;
@@ -29,7 +29,11 @@ void TrackingLog::write(const std::string& line) {
     dirty_ = true;
     if (!flushing_) {
         flushing_ = true;
-        asio::co_spawn(timer_.get_executor(), flusher(), asio::detached);
+        // The flusher keeps the log alive until it has run.
+        asio::co_spawn(
+            timer_.get_executor(),
+            [self = shared_from_this()]() -> awaitable<void> { co_await self->flusher(); },
+            asio::detached);
     }
 }
 

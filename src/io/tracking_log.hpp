@@ -1,5 +1,6 @@
 #pragma once
 #include <cstdio>
+#include <memory>
 #include <string>
 
 #include "io/asio.hpp"
@@ -8,12 +9,15 @@ namespace smtplb::io {
 
 // Appends tracking-log lines to a file or stdout ("-"). Buffered, flushed
 // once a second and on exit, so logging costs no syscall per message.
-class TrackingLog {
+// Shared by configuration generations after a reload (two buffers on one
+// file could split a line), so always held by a shared_ptr.
+class TrackingLog : public std::enable_shared_from_this<TrackingLog> {
   public:
     TrackingLog(asio::any_io_executor executor, const std::string& path);
     ~TrackingLog();
     bool ok() const { return file_ != nullptr; }
     const std::string& error() const { return error_; }
+    const std::string& path() const { return path_; }
     void write(const std::string& line);
     void flush();
 
@@ -26,6 +30,7 @@ class TrackingLog {
     bool dirty_ = false;
     bool flushing_ = false;
     std::string error_;
+    std::string path_;
 };
 
 }  // namespace smtplb::io

@@ -1,0 +1,118 @@
+"""Reload without loss: SIGHUP or POST /api/v1/reload validates first, keeps
+the listening socket, lets transactions in progress finish on the old
+configuration, carries backend states over, and refuses a bad file with its
+reasons while the old configuration keeps running."""
+import json
+import signal
+import smtplib
+import subprocess
+import urllib.error
+import urllib.request
+
+import configs
+import harness
+from harness import Sink, SmtpClient, Smtplb, WorkdirTestCase, free_port, main, wait_until
+
+
+def send_one(port, subject):
+    with smtplib.SMTP("127.0.0.1", port, timeout=30) as s:
+        s.sendmail("a@outside.example", ["u@example.net"], f"Subject: {subject}\r\n\r\nx\r\n")
+
+
+def subjects(sink):
+    return [m["body"].split("\r\n")[0][len("Subject: "):] for m in sink.messages()]
+
+
+class Reload(WorkdirTestCase):
+    def config(self, backends):
+        return configs.balancer(self.port, backends, server_options={"admin": "127.0.0.1:0"},
+                                pool_options={"health": {"interval": "200ms"}})
+
+    def write(self, text):
+        with open(self.lb.config, "w") as f:
+            f.write(text.replace("@TRACKING@", self.lb.tracking).replace("@STATE@", self.workdir))
+
+    def reload_api(self):
+        request = urllib.request.Request(f"http://127.0.0.1:{self.admin}/api/v1/reload",
+                                         method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=10) as r:
+                return r.status, json.load(r)
+        except urllib.error.HTTPError as e:
+            return e.code, json.load(e)
+
+    def test_reload_keeps_mail_flowing_and_refuses_bad_files(self):
+        a, b = Sink(self.workdir, "a"), Sink(self.workdir, "b")
+        for s in (a, b):
+            s.start()
+            self.addCleanup(s.stop)
+        self.port = free_port()
+        self.lb = Smtplb(self.workdir, self.config([("a", a.port)]))
+        self.lb.start(self.port)
+        self.addCleanup(self.lb.stop)
+        self.admin = self.lb.admin_port()
+        send_one(self.port, "v1")
+
+        open_tx = SmtpClient(self.port)
+        self.assertEqual(open_tx.code(), 220)
+        open_tx.command("EHLO busy.test")
+        self.assertEqual(open_tx.command("MAIL FROM:<a@outside.example>")[-1][:3], "250")
+        self.assertEqual(open_tx.command("RCPT TO:<u@example.net>")[-1][:3], "250")
+        idle = SmtpClient(self.port)
+        self.assertEqual(idle.code(), 220)
+        idle.command("EHLO idle.test")
+
+        # v2: the pool's only backend is now b.
+        self.write(self.config([("b", b.port)]))
+        self.lb.process.proc.send_signal(signal.SIGHUP)
+        wait_until(lambda: self.lb.log_lines("smtplb: reloaded"), what="reloaded")
+        self.assertTrue(idle.read_reply()[-1].startswith("421 4.3.2"))
+        # The transaction in progress finishes on the old configuration.
+        self.assertEqual(open_tx.command("DATA")[-1][:3], "354")
+        open_tx.send("Subject: inflight\r\n\r\nx\r\n.\r\n")
+        self.assertTrue(open_tx.read_reply()[-1].startswith("250"))
+        self.assertTrue(open_tx.command("NOOP")[-1].startswith("421 4.3.2"))
+        send_one(self.port, "v2")  # same port, new configuration
+        wait_until(lambda: "v2" in subjects(b), what="v2 at b")
+        self.assertEqual(sorted(subjects(a)), ["inflight", "v1"])
+
+        # A bad file: refused with its reasons; v2 keeps running.
+        self.write(self.config([("b", b.port)]).replace('name = "hubs"', 'name = "hubs"\nbogus = 1'))
+        self.lb.process.proc.send_signal(signal.SIGHUP)
+        wait_until(lambda: self.lb.log_lines("reload refused"), what="reload refused")
+        self.assertTrue(self.lb.log_lines("pool[0].bogus"))
+        status, body = self.reload_api()
+        self.assertEqual(status, 422)
+        self.assertFalse(body["reloaded"])
+        self.assertIn("unknown key", body["message"])
+        cli = subprocess.run([harness.SMTPLB, "reload", "--admin", f"127.0.0.1:{self.admin}"],
+                             capture_output=True, text=True, timeout=30)
+        self.assertEqual(cli.returncode, 1)
+        self.assertIn("pool[0].bogus", cli.stderr)
+        send_one(self.port, "still-v2")
+        wait_until(lambda: "still-v2" in subjects(b), what="still-v2 at b")
+
+        # Admin state survives a reload for a backend that stays.
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.admin}/api/v1/backends/hubs/b/drain", method="POST")
+        urllib.request.urlopen(request, timeout=10).close()
+        self.write(self.config([("a", a.port), ("b", b.port)]))
+        status, body = self.reload_api()
+        self.assertEqual(status, 200, body)
+        self.assertTrue(body["reloaded"])
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.admin}/api/v1/status",
+                                    timeout=10) as r:
+            backends = {x["name"]: x for x in json.load(r)["pools"][0]["backends"]}
+        self.assertEqual(backends["b"]["admin"], "drain")
+        self.assertEqual(backends["b"]["counters"]["delivered"], 2)  # counters carried over
+        for i in range(4):
+            send_one(self.port, f"v4-{i}")
+        wait_until(lambda: sum(x.startswith("v4-") for x in subjects(a)) == 4, what="v4 at a")
+        self.assertFalse(any(x.startswith("v4-") for x in subjects(b)))
+        # Every tracking line of every generation is whole (flushed each second).
+        wait_until(lambda: len(self.lb.tracking_records()) >= 8, what="8 tracking records")
+        self.assertEqual(len(self.lb.tracking_records()), 8)
+
+
+if __name__ == "__main__":
+    main()

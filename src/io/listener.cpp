@@ -59,6 +59,13 @@ void Listener::begin() {
 void Listener::stop() {
     stopping_ = true;
     error_code ec;
+    // Release, then close: after a reload another descriptor refers to the
+    // same listening socket, so a plain close would not take this one out
+    // of epoll (Asio leaves that to close), and its events would go on.
+    if (acceptor_.is_open()) {
+        int fd = acceptor_.release(ec);
+        if (!ec && fd >= 0) ::close(fd);
+    }
     acceptor_.close(ec);
     // An idle session is waiting for its next command: wake it so it says
     // 421 now. Sessions in a transaction finish it first (they check

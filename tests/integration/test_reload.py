@@ -6,6 +6,8 @@ import json
 import signal
 import smtplib
 import subprocess
+import threading
+import time
 import urllib.error
 import urllib.request
 
@@ -112,6 +114,56 @@ class Reload(WorkdirTestCase):
         # Every tracking line of every generation is whole (flushed each second).
         wait_until(lambda: len(self.lb.tracking_records()) >= 8, what="8 tracking records")
         self.assertEqual(len(self.lb.tracking_records()), 8)
+
+    def test_reloads_under_load_lose_nothing(self):
+        sinks = [Sink(self.workdir, n) for n in ("a", "b", "c")]
+        for s in sinks:
+            s.start()
+            self.addCleanup(s.stop)
+        self.port = free_port()
+        backends = [(s.name, s.port) for s in sinks]
+        self.lb = Smtplb(self.workdir, self.config(backends))
+        self.lb.start(self.port)
+        self.addCleanup(self.lb.stop)
+        acked, errors = [], []
+
+        def client(n):
+            # Each message until a 250; a 421 or a closed connection means
+            # "reconnect and send it again", as a real MTA would.
+            i, tries = 0, 0
+            s = None
+            while i < 100 and tries < 1000:
+                tries += 1
+                try:
+                    if s is None:
+                        s = smtplib.SMTP("127.0.0.1", self.port, timeout=30)
+                    mid = f"c{n}-{i}"
+                    s.sendmail("a@outside.example", ["u@example.net"], f"Subject: {mid}\r\n\r\nx\r\n")
+                    acked.append(mid)
+                    i += 1
+                except (smtplib.SMTPServerDisconnected, smtplib.SMTPResponseException,
+                        ConnectionError) as e:
+                    if isinstance(e, smtplib.SMTPResponseException) and e.smtp_code != 421:
+                        errors.append(str(e))
+                    s = None
+            if i < 100:
+                errors.append(f"client {n} gave up at {i}")
+
+        threads = [threading.Thread(target=client, args=(n,)) for n in range(5)]
+        for t in threads:
+            t.start()
+        for k in range(5):  # alternate between two backend sets while mail flows
+            time.sleep(0.3)
+            self.write(self.config(backends[: 2 + k % 2]))
+            self.lb.process.proc.send_signal(signal.SIGHUP)
+            wait_until(lambda: len(self.lb.log_lines("smtplb: reloaded")) >= k + 1,
+                       what=f"reload {k + 1}")
+        for t in threads:
+            t.join(timeout=120)
+        self.assertEqual(errors, [])
+        self.assertEqual(len(acked), 500)
+        delivered = [x for s in sinks for x in subjects(s)]
+        self.assertEqual(sorted(set(acked) - set(delivered)), [], "acknowledged, not delivered")
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ build_packages=(
   libtomlplusplus-dev libcli11-dev libgtest-dev libgmock-dev libbenchmark-dev
 )
 test_packages=(
-  python3 postfix swaks clang libclang-rt-14-dev
+  python3 postfix swaks clang libclang-rt-14-dev systemd
 )
 bench_packages=(haproxy)
 

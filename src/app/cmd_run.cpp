@@ -7,6 +7,7 @@
 #include "commands.hpp"
 #include "config/loader.hpp"
 #include "io/balancer.hpp"
+#include "systemd.hpp"
 
 namespace smtplb::app {
 
@@ -23,10 +24,19 @@ struct Daemon {
     bool reaping = false;
 
     admin::ReloadOutcome reload();
+    admin::ReloadOutcome reload_now();
     io::awaitable<void> reap();
 };
 
 admin::ReloadOutcome Daemon::reload() {
+    notify_systemd("RELOADING=1");
+    auto outcome = reload_now();
+    notify_systemd("READY=1\nSTATUS=" +
+                   std::string(outcome.ok ? "reloaded" : "reload refused; running as before"));
+    return outcome;
+}
+
+admin::ReloadOutcome Daemon::reload_now() {
     auto loaded = config::load_file(path);
     if (!loaded.config) {
         auto reasons = loaded.diagnostics.format(path);
@@ -115,6 +125,24 @@ int run_daemon(const std::string& path) {
     for (std::size_t i = 0; i < ports.size(); ++i)
         std::cerr << "smtplb: listener " << result.config->listeners[i].name << " on port "
                   << ports[i] << "\n";
+    // Type=notify: ready once every listener is bound. The watchdog
+    // keep-alive comes from the event loop itself, so a stuck loop is seen.
+    notify_systemd("READY=1\nSTATUS=accepting mail");
+    std::unique_ptr<io::asio::steady_timer> watchdog;
+    if (auto interval = systemd_watchdog_interval()) {
+        watchdog = std::make_unique<io::asio::steady_timer>(*io);
+        io::asio::co_spawn(
+            *io,
+            [&watchdog, period = *interval / 2]() -> io::awaitable<void> {
+                for (;;) {
+                    notify_systemd("WATCHDOG=1");
+                    watchdog->expires_after(period);
+                    auto [ec] = co_await watchdog->async_wait(io::use_nothrow);
+                    if (ec) co_return;
+                }
+            },
+            io::asio::detached);
+    }
 
     auto all = [&daemon](auto f) {
         f(*daemon.current);
@@ -125,6 +153,7 @@ int run_daemon(const std::string& path) {
     signals.async_wait([&](const io::error_code& ec, int signo) {
         if (ec) return;
         std::cerr << "smtplb: signal " << signo << ", stopping\n";
+        notify_systemd("STOPPING=1");
         if (daemon.admin_server) daemon.admin_server->stop();
         daemon.current->stop();
         // Idle sessions are told 421 4.3.2 at once; those in a transaction
@@ -167,6 +196,7 @@ int run_daemon(const std::string& path) {
     // belong to.
     signals.cancel();
     hangup.cancel();
+    if (watchdog) watchdog->cancel();
     all([](io::Balancer& b) { b.abort_sessions(); });
     io->restart();
     io->run_for(std::chrono::seconds(2));

@@ -49,8 +49,9 @@ def wait_until(predicate, timeout=10.0, what="condition"):
 class Process:
     """A child process started by the test and stopped by it (SIGTERM, then SIGKILL)."""
 
-    def __init__(self, args, stdout=None, stderr=None):
+    def __init__(self, args, stdout=None, stderr=None, env=None):
         self.args = args
+        self.env = env
         self.stdout_path = stdout
         self.stderr_path = stderr
         self.proc = None
@@ -59,7 +60,7 @@ class Process:
         out = open(self.stdout_path, "wb") if self.stdout_path else subprocess.DEVNULL
         err = open(self.stderr_path, "wb") if self.stderr_path else subprocess.DEVNULL
         try:
-            self.proc = subprocess.Popen(self.args, stdout=out, stderr=err)
+            self.proc = subprocess.Popen(self.args, stdout=out, stderr=err, env=self.env)
         finally:
             for f in (out, err):
                 if f is not subprocess.DEVNULL:
@@ -116,14 +117,15 @@ class Sink:
 class Smtplb:
     """`smtplb run` on a configuration written into the work directory."""
 
-    def __init__(self, workdir, config_text, name="smtplb"):
+    def __init__(self, workdir, config_text, name="smtplb", env=None):
         self.workdir = workdir
         self.config = os.path.join(workdir, f"{name}.toml")
         self.tracking = os.path.join(workdir, f"{name}-tracking.jsonl")
         self.stderr = os.path.join(workdir, f"{name}.err")
         with open(self.config, "w") as f:
             f.write(config_text.replace("@TRACKING@", self.tracking).replace("@STATE@", workdir))
-        self.process = Process([SMTPLB, "run", "--config", self.config], stderr=self.stderr)
+        self.process = Process([SMTPLB, "run", "--config", self.config], stderr=self.stderr,
+                               env=env)
 
     def start(self, port):
         self.process.start()

@@ -1,0 +1,93 @@
+"""Running as a service: the systemd notify protocol (readiness after the
+listeners are bound, watchdog keep-alives, reload and stop), and the Debian
+package built by CPack (files, dependencies, a default configuration that
+validates, a unit file systemd accepts)."""
+import os
+import pathlib
+import signal
+import socket
+import subprocess
+
+import configs
+import harness
+from harness import Smtplb, WorkdirTestCase, free_port, main
+
+
+class Service(WorkdirTestCase):
+    def test_notify_protocol(self):
+        path = os.path.join(self.workdir, "notify.sock")
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        sock.bind(path)
+        sock.settimeout(10)
+        self.addCleanup(sock.close)
+        env = dict(os.environ, NOTIFY_SOCKET=path, WATCHDOG_USEC="200000")
+        port = free_port()
+        lb = Smtplb(self.workdir, configs.balancer(port, [("hub", free_port())]), env=env)
+        lb.process.start()
+        self.addCleanup(lb.stop)
+
+        def next_message():
+            return sock.recv(4096).decode()
+
+        first = next_message()
+        self.assertIn("READY=1", first)
+        # Ready means bound: the port accepts now, without waiting.
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+        watchdogs = sum("WATCHDOG=1" in next_message() for _ in range(3))
+        self.assertGreaterEqual(watchdogs, 2)
+        lb.process.proc.send_signal(signal.SIGHUP)
+        seen = [next_message() for _ in range(6)]
+        states = [m for m in seen if "WATCHDOG" not in m]
+        self.assertIn("RELOADING=1", states[0])
+        self.assertIn("READY=1", states[1])
+        lb.process.proc.send_signal(signal.SIGTERM)
+        while True:
+            m = next_message()
+            if "STOPPING=1" in m:
+                break
+        self.assertEqual(lb.process.proc.wait(timeout=15), 0)
+
+    def test_debian_package(self):
+        build = pathlib.Path(harness.SMTPLB).parents[2]
+        self.assertTrue((build / "CPackConfig.cmake").exists(), build)
+        out = os.path.join(self.workdir, "pkg")
+        r = subprocess.run(["cpack", "-G", "DEB", "-B", out], cwd=build, capture_output=True,
+                           text=True, timeout=300)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        debs = list(pathlib.Path(out).glob("smtplb_*.deb"))
+        self.assertEqual(len(debs), 1, r.stdout)
+        deb = str(debs[0])
+        files = subprocess.run(["dpkg-deb", "-c", deb], capture_output=True, text=True,
+                               check=True).stdout
+        for f in ("./usr/bin/smtplb", "./usr/lib/systemd/system/smtplb.service",
+                  "./etc/smtplb/smtplb.toml", "./usr/share/man/man1/smtplb.1"):
+            self.assertIn(f, files)
+        depends = subprocess.run(["dpkg-deb", "-f", deb, "Depends"], capture_output=True,
+                                 text=True, check=True).stdout
+        self.assertIn("libboost-json", depends)
+        self.assertIn("adduser", depends)
+        control = subprocess.run(["dpkg-deb", "-I", deb], capture_output=True, text=True,
+                                 check=True).stdout
+        self.assertIn("postinst", control)
+        self.assertIn("conffiles", control)
+        root = os.path.join(self.workdir, "root")
+        subprocess.run(["dpkg-deb", "-x", deb, root], check=True)
+        binary = os.path.join(root, "usr/bin/smtplb")
+        conf = os.path.join(root, "etc/smtplb/smtplb.toml")
+        r = subprocess.run([binary, "check", "--config", conf], capture_output=True, text=True)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        # The unit as systemd reads it, pointed at the extracted files.
+        with open(os.path.join(root, "usr/lib/systemd/system/smtplb.service")) as f:
+            unit = f.read().replace("/usr/bin/smtplb", binary).replace(
+                "/etc/smtplb/smtplb.toml", conf)
+        self.assertIn("Type=notify", unit)
+        path = os.path.join(self.workdir, "smtplb.service")
+        with open(path, "w") as f:
+            f.write(unit)
+        r = subprocess.run(["systemd-analyze", "verify", "--man=no", path], capture_output=True,
+                           text=True, timeout=60)
+        self.assertEqual((r.returncode, r.stderr.strip()), (0, ""), r.stdout)
+
+
+if __name__ == "__main__":
+    main()

@@ -11,7 +11,8 @@ namespace beast = boost::beast;
 namespace http = beast::http;
 
 HttpResult http_request(const base::HostPort& to, const std::string& method,
-                        const std::string& target, std::chrono::milliseconds timeout) {
+                        const std::string& target, std::chrono::milliseconds timeout,
+                        const std::string& bearer_token) {
     io::asio::io_context context(1);
     HttpResult result;
     io::asio::co_spawn(
@@ -34,6 +35,8 @@ HttpResult http_request(const base::HostPort& to, const std::string& method,
             http::request<http::empty_body> request{http::string_to_verb(method), target, 11};
             request.set(http::field::host, to.to_string());
             request.set(http::field::user_agent, "smtplb");
+            if (!bearer_token.empty())
+                request.set(http::field::authorization, "Bearer " + bearer_token);
             auto [wec, written] = co_await http::async_write(stream, request, io::use_nothrow);
             if (wec) {
                 result.error = "cannot send the request: " + wec.message();

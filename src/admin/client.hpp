@@ -15,6 +15,7 @@ struct HttpResult {
 // One request to a running daemon's admin listener, for `smtplb status`
 // and `smtplb backend`; blocks for at most `timeout`.
 HttpResult http_request(const base::HostPort& to, const std::string& method,
-                        const std::string& target, std::chrono::milliseconds timeout);
+                        const std::string& target, std::chrono::milliseconds timeout,
+                        const std::string& bearer_token = {});
 
 }  // namespace smtplb::admin

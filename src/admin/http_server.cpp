@@ -11,6 +11,20 @@ namespace beast = boost::beast;
 namespace http = beast::http;
 using io::asio::ip::make_address;
 
+namespace {
+// "Bearer <token>", compared in time independent of where it differs.
+bool authorised(std::string_view header, const std::string& token) {
+    constexpr std::string_view kScheme = "Bearer ";
+    if (header.size() != kScheme.size() + token.size() ||
+        header.substr(0, kScheme.size()) != kScheme)
+        return false;
+    unsigned char diff = 0;
+    for (std::size_t i = 0; i < token.size(); ++i)
+        diff |= static_cast<unsigned char>(header[kScheme.size() + i] ^ token[i]);
+    return diff == 0;
+}
+}  // namespace
+
 HttpServer::HttpServer(io::Balancer& balancer, base::HostPort bind, ReloadHook reload)
     : balancer_(&balancer),
       bind_(std::move(bind)),
@@ -70,6 +84,18 @@ io::awaitable<void> HttpServer::serve(io::tcp::socket socket) {
         auto [ec, n] = co_await http::async_read(stream, buffer, parser, io::use_nothrow);
         if (ec || *stopped) co_return;
         auto& request = parser.get();
+        const auto& token = balancer_->config().server.admin_token;
+        if (!token.empty() && !authorised(request[http::field::authorization], token)) {
+            http::response<http::string_body> denied{http::status::unauthorized, request.version()};
+            denied.set(http::field::server, "smtplb");
+            denied.set(http::field::www_authenticate, "Bearer");
+            denied.set(http::field::content_type, "application/json");
+            denied.body() = "{\"error\":\"a valid bearer token is required\"}\n";
+            denied.keep_alive(false);
+            denied.prepare_payload();
+            co_await http::async_write(stream, denied, io::use_nothrow);
+            co_return;
+        }
         auto result = handle_request(*balancer_, std::string(request.method_string()),
                                      std::string(request.target()), reload_);
         http::response<http::string_body> response{static_cast<http::status>(result.status),

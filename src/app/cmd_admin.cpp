@@ -1,5 +1,7 @@
 #include <boost/json.hpp>
+#include <cctype>
 #include <cstdio>
+#include <fstream>
 #include <iostream>
 
 #include "admin/client.hpp"
@@ -11,8 +13,26 @@ namespace json = boost::json;
 
 namespace {
 
+struct AdminTarget {
+    base::HostPort address;
+    std::string token;
+};
+
 // --admin wins; else the configuration's server.admin; else the default.
-std::optional<base::HostPort> admin_address(const AdminOptions& o) {
+// The bearer token from --token-file, else the configuration's.
+std::optional<AdminTarget> admin_target(const AdminOptions& o) {
+    AdminTarget target;
+    if (!o.token_file.empty()) {
+        std::ifstream in(o.token_file);
+        std::getline(in, target.token);
+        while (!target.token.empty() &&
+               std::isspace(static_cast<unsigned char>(target.token.back())))
+            target.token.pop_back();
+        if (target.token.empty()) {
+            std::cerr << "smtplb: cannot read a token from " << o.token_file << "\n";
+            return std::nullopt;
+        }
+    }
     std::string text = o.admin;
     if (text.empty() && !o.config_path.empty()) {
         auto loaded = config::load_file(o.config_path);
@@ -24,12 +44,18 @@ std::optional<base::HostPort> admin_address(const AdminOptions& o) {
             std::cerr << o.config_path << ": server.admin is empty: the daemon has no admin API\n";
             return std::nullopt;
         }
-        return loaded.config->server.admin_bind;
+        target.address = *loaded.config->server.admin_bind;
+        if (target.token.empty()) target.token = loaded.config->server.admin_token;
+        return target;
     }
     if (text.empty()) text = config::Server{}.admin;
     auto hp = base::HostPort::parse(text);
-    if (!hp) std::cerr << "smtplb: --admin must be ADDRESS:PORT\n";
-    return hp;
+    if (!hp) {
+        std::cerr << "smtplb: --admin must be ADDRESS:PORT\n";
+        return std::nullopt;
+    }
+    target.address = *hp;
+    return target;
 }
 
 std::string text_of(const json::value* v) {
@@ -68,9 +94,10 @@ void print_status(const json::value& doc) {
 }  // namespace
 
 int run_status(const AdminOptions& options) {
-    auto address = admin_address(options);
-    if (!address) return 64;
-    auto result = admin::http_request(*address, "GET", "/api/v1/status", options.timeout);
+    auto target = admin_target(options);
+    if (!target) return 64;
+    auto result = admin::http_request(target->address, "GET", "/api/v1/status", options.timeout,
+                                      target->token);
     if (result.status == 0) {
         std::cerr << "smtplb status: " << result.error << "\n";
         return 1;
@@ -86,7 +113,7 @@ int run_status(const AdminOptions& options) {
     try {
         print_status(json::parse(result.body));
     } catch (const std::exception& e) {
-        std::cerr << "smtplb status: unexpected answer from " << address->to_string() << ": "
+        std::cerr << "smtplb status: unexpected answer from " << target->address.to_string() << ": "
                   << e.what() << "\n";
         return 1;
     }
@@ -99,11 +126,11 @@ int run_backend_command(const AdminOptions& options, const std::string& pool,
         std::cerr << "smtplb backend: the action must be drain, maintenance or enable\n";
         return 64;
     }
-    auto address = admin_address(options);
-    if (!address) return 64;
-    auto result = admin::http_request(*address, "POST",
+    auto target = admin_target(options);
+    if (!target) return 64;
+    auto result = admin::http_request(target->address, "POST",
                                       "/api/v1/backends/" + pool + "/" + backend + "/" + action,
-                                      options.timeout);
+                                      options.timeout, target->token);
     if (result.status == 0) {
         std::cerr << "smtplb backend: " << result.error << "\n";
         return 1;
@@ -131,9 +158,10 @@ int run_backend_command(const AdminOptions& options, const std::string& pool,
 }
 
 int run_reload_command(const AdminOptions& options) {
-    auto address = admin_address(options);
-    if (!address) return 64;
-    auto result = admin::http_request(*address, "POST", "/api/v1/reload", options.timeout);
+    auto target = admin_target(options);
+    if (!target) return 64;
+    auto result = admin::http_request(target->address, "POST", "/api/v1/reload", options.timeout,
+                                      target->token);
     if (result.status == 0) {
         std::cerr << "smtplb reload: " << result.error << "\n";
         return 1;

@@ -26,6 +26,7 @@ struct ProbeOptions {
 struct AdminOptions {
     std::string admin;  // ADDRESS:PORT, else from config_path, else the default
     std::string config_path;
+    std::string token_file;  // bearer token, else the configuration's
     bool json = false;
     std::chrono::milliseconds timeout{5000};
 };

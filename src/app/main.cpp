@@ -65,6 +65,8 @@ int main(int argc, char** argv) {
     auto* status = app.add_subcommand(
         "status", "Show a running daemon's pools and backends (from its admin API)");
     status->add_option("--admin", admin_options.admin, "The daemon's admin ADDRESS:PORT");
+    status->add_option("--token-file", admin_options.token_file,
+                       "Bearer token for the admin API (else the configuration's)");
     status->add_option("--config,-c", admin_options.config_path,
                        "Take the admin address from this configuration");
     status->add_flag("--json", admin_options.json, "Print the API's JSON document");
@@ -73,6 +75,8 @@ int main(int argc, char** argv) {
         "Make a running daemon re-read its configuration (same as SIGHUP); prints "
         "what changed, or every reason the file was refused");
     reload->add_option("--admin", admin_options.admin, "The daemon's admin ADDRESS:PORT");
+    reload->add_option("--token-file", admin_options.token_file,
+                       "Bearer token for the admin API (else the configuration's)");
     reload->add_option("--config,-c", admin_options.config_path,
                        "Take the admin address from this configuration");
     std::string backend_pool, backend_name, backend_action;
@@ -82,6 +86,8 @@ int main(int argc, char** argv) {
     backend->add_option("backend", backend_name, "Backend name")->required();
     backend->add_option("action", backend_action, "drain | maintenance | enable")->required();
     backend->add_option("--admin", admin_options.admin, "The daemon's admin ADDRESS:PORT");
+    backend->add_option("--token-file", admin_options.token_file,
+                        "Bearer token for the admin API (else the configuration's)");
     backend->add_option("--config,-c", admin_options.config_path,
                         "Take the admin address from this configuration");
 

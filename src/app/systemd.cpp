@@ -22,8 +22,8 @@ bool notify_systemd(const std::string& state) {
     if (fd < 0) return false;
     auto size = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + length);
     bool sent = ::sendto(fd, state.data(), state.size(), MSG_NOSIGNAL,
-                         reinterpret_cast<const sockaddr*>(&address), size) ==
-                static_cast<ssize_t>(state.size());
+                         reinterpret_cast<const sockaddr*>(&address),
+                         size) == static_cast<ssize_t>(state.size());
     ::close(fd);
     return sent;
 }

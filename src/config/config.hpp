@@ -27,6 +27,10 @@ struct Server {
     std::string tracking_log = "-";
     std::string admin = "127.0.0.1:8025";      // "" = no admin listener
     std::optional<base::HostPort> admin_bind;  // parsed from `admin`
+    // Requests to the admin API must carry "Authorization: Bearer <token>",
+    // the first line of this file. Required off loopback.
+    std::string admin_token_file;
+    std::string admin_token;                   // read from the file; never printed
     std::uint64_t spill_threshold = 1u << 20;  // message bytes kept in memory
     // On SIGTERM: how long transactions in progress may take to finish.
     std::chrono::milliseconds shutdown_grace{30000};

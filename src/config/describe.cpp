@@ -34,6 +34,7 @@ std::string describe(const Config& c) {
       << "state_dir = " << quoted(c.server.state_dir) << "\n"
       << "tracking_log = " << quoted(c.server.tracking_log) << "\n"
       << "admin = " << quoted(c.server.admin) << "\n"
+      << "admin_token_file = " << quoted(c.server.admin_token_file) << "\n"
       << "spill_threshold = " << c.server.spill_threshold << "\n"
       << "shutdown_grace = " << ms(c.server.shutdown_grace) << "\n";
     for (const auto& l : c.listeners) {

@@ -21,17 +21,31 @@ void read_server(TableReader& r, Server& s) {
     r.string("admin", s.admin);
     r.size("spill_threshold", s.spill_threshold, 4096, kGiB);
     r.duration("shutdown_grace", s.shutdown_grace, 0ms, 1h);
+    r.string("admin_token_file", s.admin_token_file);
+    auto& d = r.diagnostics();
+    if (!s.admin_token_file.empty()) {
+        std::ifstream in(s.admin_token_file);
+        std::getline(in, s.admin_token);
+        while (!s.admin_token.empty() &&
+               std::isspace(static_cast<unsigned char>(s.admin_token.back())))
+            s.admin_token.pop_back();
+        if (!in && s.admin_token.empty())
+            d.error(r.key_path("admin_token_file"), r.line_of("admin_token_file"),
+                    "cannot read \"" + s.admin_token_file + "\"");
+        else if (s.admin_token.size() < 16)
+            d.error(r.key_path("admin_token_file"), r.line_of("admin_token_file"),
+                    "the token (the file's first line) must have at least 16 characters");
+    }
     if (!s.admin.empty()) {
         auto hp = base::HostPort::parse(s.admin);
         auto ip = hp ? base::IpAddress::parse(hp->host) : std::nullopt;
         if (!ip)
-            r.diagnostics().error(r.key_path("admin"), r.line_of("admin"),
-                                  "must be ADDRESS:PORT with a numeric address, or \"\" for none");
-        else if (!ip->is_loopback())
-            // The API can drain every backend and has no authentication yet.
-            r.diagnostics().error(r.key_path("admin"), r.line_of("admin"),
-                                  "must be a loopback address (127.0.0.0/8 or ::1): the admin API "
-                                  "has no authentication in this version");
+            d.error(r.key_path("admin"), r.line_of("admin"),
+                    "must be ADDRESS:PORT with a numeric address, or \"\" for none");
+        else if (!ip->is_loopback() && s.admin_token_file.empty())
+            // The API can drain every backend: not without a token off this host.
+            d.error(r.key_path("admin"), r.line_of("admin"),
+                    "a non-loopback admin address needs admin_token_file (a bearer token)");
         else
             s.admin_bind = hp;
     } else {

@@ -7,6 +7,8 @@ import pathlib
 import signal
 import socket
 import subprocess
+import urllib.error
+import urllib.request
 
 import configs
 import harness
@@ -46,6 +48,38 @@ class Service(WorkdirTestCase):
             if "STOPPING=1" in m:
                 break
         self.assertEqual(lb.process.proc.wait(timeout=15), 0)
+
+    def test_admin_api_with_a_bearer_token(self):
+        token_file = os.path.join(self.workdir, "token")
+        with open(token_file, "w") as f:
+            f.write("s3cret-token-0123456789\n")
+        port = free_port()
+        lb = Smtplb(self.workdir, configs.balancer(
+            port, [("hub", free_port())],
+            server_options={"admin": "127.0.0.1:0", "admin_token_file": token_file}))
+        lb.start(port)
+        self.addCleanup(lb.stop)
+        url = f"http://127.0.0.1:{lb.admin_port()}/api/v1/status"
+        with self.assertRaises(urllib.error.HTTPError) as denied:
+            urllib.request.urlopen(url, timeout=10)
+        self.assertEqual(denied.exception.code, 401)
+        request = urllib.request.Request(url, headers={"Authorization": "Bearer wrong"})
+        with self.assertRaises(urllib.error.HTTPError) as denied:
+            urllib.request.urlopen(request, timeout=10)
+        self.assertEqual(denied.exception.code, 401)
+        request = urllib.request.Request(
+            url, headers={"Authorization": "Bearer s3cret-token-0123456789"})
+        with urllib.request.urlopen(request, timeout=10) as r:
+            self.assertEqual(r.status, 200)
+        admin = f"127.0.0.1:{lb.admin_port()}"
+        r = subprocess.run([harness.SMTPLB, "status", "--admin", admin, "--token-file",
+                            token_file], capture_output=True, text=True, timeout=30)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("hub", r.stdout)
+        r = subprocess.run([harness.SMTPLB, "status", "--admin", admin], capture_output=True,
+                           text=True, timeout=30)
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("401", r.stderr)
 
     def test_debian_package(self):
         build = pathlib.Path(harness.SMTPLB).parents[2]

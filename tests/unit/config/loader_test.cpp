@@ -1,5 +1,8 @@
 #include <gtest/gtest.h>
 
+#include <filesystem>
+#include <fstream>
+
 #include "config/describe.hpp"
 #include "config/loader.hpp"
 
@@ -165,7 +168,7 @@ TEST(ConfigLoader, HealthAndAdminAreChecked) {
         "algorithm = \"least_pending\"\nhealth = { depth = \"rcpt\", mail_from = \"a b@x\" }");
     auto r = load_string(text, "t");
     EXPECT_FALSE(r.config);
-    EXPECT_TRUE(has_error(r, "server.admin", 0, "loopback"));
+    EXPECT_TRUE(has_error(r, "server.admin", 0, "needs admin_token_file"));
     EXPECT_TRUE(has_error(r, "pool[0].health.rcpt_to", 0, "needs a recipient"));
     EXPECT_TRUE(has_error(r, "pool[0].health.mail_from", 0, "plain address"));
 
@@ -180,4 +183,30 @@ TEST(ConfigLoader, HealthAndAdminAreChecked) {
     EXPECT_EQ(ok.config->server.admin_bind->port, 8025);
     EXPECT_TRUE(ok.config->pools[0].health.enabled);
     EXPECT_EQ(ok.config->pools[0].health.depth, smtplb::config::HealthDepth::Mail);
+}
+
+TEST(ConfigLoader, AdminTokenFileIsReadAndChecked) {
+    auto dir = std::filesystem::temp_directory_path();
+    auto good = dir / "smtplb-token-good";
+    auto shorty = dir / "smtplb-token-short";
+    std::ofstream(good) << "0123456789abcdef0123\n";
+    std::ofstream(shorty) << "short\n";
+    std::string text = kValid;
+    text.replace(text.find("[server]\n"), 9,
+                 "[server]\nadmin = \"0.0.0.0:8025\"\nadmin_token_file = \"" + good.string() +
+                     "\"\n");
+    auto ok = load_string(text, "t");
+    ASSERT_TRUE(ok.config) << ok.diagnostics.format("t");
+    EXPECT_EQ(ok.config->server.admin_token, "0123456789abcdef0123");
+    EXPECT_EQ(ok.config->server.admin_bind->host, "0.0.0.0");
+    auto bad = text;
+    bad.replace(bad.find(good.string()), good.string().size(), shorty.string());
+    auto r = load_string(bad, "t");
+    EXPECT_TRUE(has_error(r, "server.admin_token_file", 0, "at least 16"));
+    bad = text;
+    bad.replace(bad.find(good.string()), good.string().size(), "/nonexistent/token");
+    r = load_string(bad, "t");
+    EXPECT_TRUE(has_error(r, "server.admin_token_file", 0, "cannot read"));
+    std::filesystem::remove(good);
+    std::filesystem::remove(shorty);
 }

@@ -21,7 +21,8 @@ bool notify_systemd(const std::string& state) {
     int fd = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     if (fd < 0) return false;
     auto size = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + length);
-    bool sent = ::sendto(fd, state.data(), state.size(), MSG_NOSIGNAL,
+    // Never blocks the event loop: with nobody reading, the message is dropped.
+    bool sent = ::sendto(fd, state.data(), state.size(), MSG_NOSIGNAL | MSG_DONTWAIT,
                          reinterpret_cast<const sockaddr*>(&address),
                          size) == static_cast<ssize_t>(state.size());
     ::close(fd);

@@ -95,7 +95,7 @@ class Cli(WorkdirTestCase):
         self.assertIn("server.state_dir", r.stderr)
         self.assertIn("cannot hold temporary files", r.stderr)
 
-    def test_sighup_does_not_stop_the_daemon(self):
+    def test_sighup_reloads_and_keeps_serving(self):
         import signal
         import smtplib
         import configs
@@ -105,6 +105,9 @@ class Cli(WorkdirTestCase):
         lb.start(port)
         self.addCleanup(lb.stop)
         lb.process.proc.send_signal(signal.SIGHUP)
+        # A session open during the reload would be told 421 (see
+        # test_reload.py); one opened after it is served by the new one.
+        harness.wait_until(lambda: lb.log_lines("smtplb: reloaded"), what="reloaded")
         with smtplib.SMTP("127.0.0.1", port, timeout=10) as s:
             self.assertEqual(s.noop()[0], 250)
         self.assertIsNone(lb.process.proc.poll())

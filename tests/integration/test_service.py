@@ -7,6 +7,7 @@ import pathlib
 import signal
 import socket
 import subprocess
+import time
 import urllib.error
 import urllib.request
 
@@ -42,6 +43,11 @@ class Service(WorkdirTestCase):
         states = [m for m in seen if "WATCHDOG" not in m]
         self.assertIn("RELOADING=1", states[0])
         self.assertIn("READY=1", states[1])
+        # Nobody reads for a while: the notify socket's queue (10 datagrams)
+        # fills up, and the daemon must not block on it.
+        time.sleep(1.5)
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as c:
+            self.assertTrue(c.recv(100).startswith(b"220"))
         lb.process.proc.send_signal(signal.SIGTERM)
         while True:
             m = next_message()

@@ -192,9 +192,9 @@ TEST(ConfigLoader, AdminTokenFileIsReadAndChecked) {
     std::ofstream(good) << "0123456789abcdef0123\n";
     std::ofstream(shorty) << "short\n";
     std::string text = kValid;
-    text.replace(text.find("[server]\n"), 9,
-                 "[server]\nadmin = \"0.0.0.0:8025\"\nadmin_token_file = \"" + good.string() +
-                     "\"\n");
+    text.replace(
+        text.find("[server]\n"), 9,
+        "[server]\nadmin = \"0.0.0.0:8025\"\nadmin_token_file = \"" + good.string() + "\"\n");
     auto ok = load_string(text, "t");
     ASSERT_TRUE(ok.config) << ok.diagnostics.format("t");
     EXPECT_EQ(ok.config->server.admin_token, "0123456789abcdef0123");

@@ -9,7 +9,7 @@ build_packages=(
   libtomlplusplus-dev libcli11-dev libgtest-dev libgmock-dev libbenchmark-dev
 )
 test_packages=(
-  python3 postfix swaks clang libclang-rt-14-dev systemd
+  python3 postfix swaks clang libclang-rt-14-dev systemd chromium
 )
 bench_packages=(haproxy)
 
@@ -20,6 +20,12 @@ case "${1:-all}" in
   all) want+=("${test_packages[@]}" "${bench_packages[@]}") ;;
   *) echo "usage: $0 [build|test|all]" >&2; exit 2 ;;
 esac
+
+# Node.js and npm for the dashboard's uPlot and its Playwright test: Debian's,
+# unless a node with npm is already there (e.g. from another repository).
+if [ "${1:-all}" != build ] && ! { command -v node && command -v npm; } >/dev/null 2>&1; then
+  want+=(nodejs npm)
+fi
 
 missing=()
 for p in "${want[@]}"; do

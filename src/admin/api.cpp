@@ -1,5 +1,6 @@
 #include "admin/api.hpp"
 
+#include "admin/assets.hpp"
 #include "admin/metrics.hpp"
 
 #include <boost/json.hpp>
@@ -113,6 +114,10 @@ std::string status_json(io::Balancer& balancer) {
 ApiResponse handle_request(io::Balancer& balancer, const std::string& method,
                            const std::string& target, const ReloadHook& reload) {
     auto parts = split_path(target);
+    if (const auto* asset = find_asset(target.substr(0, target.find('?')))) {
+        if (method != "GET") return error_response(405, "use GET");
+        return {200, std::string(asset->content_type), std::string(asset->body)};
+    }
     if (parts.size() == 1 && parts[0] == "metrics") {
         if (method != "GET") return error_response(405, "use GET");
         return {200, "text/plain; version=0.0.4", metrics_text(balancer)};

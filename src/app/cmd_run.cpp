@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "admin/http_server.hpp"
+#include "base/text.hpp"
 #include "commands.hpp"
 #include "config/loader.hpp"
 #include "io/balancer.hpp"
@@ -12,6 +13,15 @@
 namespace smtplb::app {
 
 namespace {
+
+// One structured (logfmt) line on stderr, which systemd puts in the journal.
+void log_event(const std::string& event,
+               std::initializer_list<std::pair<const char*, std::string>> fields) {
+    std::string line = "smtplb: event=" + event;
+    for (const auto& [key, value] : fields)
+        line += std::string(" ") + key + "=" + base::logfmt_value(value);
+    std::cerr << line << "\n";
+}
 
 // The running daemon: the current configuration generation, and the ones a
 // reload replaced, kept until their last transaction is over.
@@ -40,23 +50,25 @@ admin::ReloadOutcome Daemon::reload_now() {
     auto loaded = config::load_file(path);
     if (!loaded.config) {
         auto reasons = loaded.diagnostics.format(path);
-        std::cerr << reasons << "smtplb: reload refused: " << path
-                  << " is not valid; the running configuration is unchanged\n";
+        std::cerr << reasons;
+        log_event(
+            "reload_refused",
+            {{"file", path}, {"reason", "not valid; the running configuration is unchanged"}});
         return {false, reasons};
     }
     // Validate against the running daemon too: bind, state_dir, tracking log.
     auto next = std::make_unique<io::Balancer>(io, *loaded.config, nullptr, current.get());
     std::string error;
     if (!next->start(error, current.get())) {
-        std::cerr << "smtplb: reload refused: " << error
-                  << "; the running configuration is unchanged\n";
+        log_event("reload_refused",
+                  {{"file", path}, {"reason", error + "; the running configuration is unchanged"}});
         return {false, error};
     }
     const auto& old_admin = current->config().server.admin;
     if (loaded.config->server.admin != old_admin)
-        std::cerr << "smtplb: server.admin changes take effect at the next start; the admin API "
-                     "stays on "
-                  << old_admin << "\n";
+        log_event("admin_unchanged",
+                  {{"address", old_admin},
+                   {"reason", "server.admin changes take effect at the next start"}});
     // The old generation takes no new connections; its idle sessions are
     // told 421 (clients reconnect to the new one), its transactions finish.
     current->stop();
@@ -66,7 +78,9 @@ admin::ReloadOutcome Daemon::reload_now() {
     auto ports = current->bound_ports();
     std::string summary = "reloaded " + path + ": " + std::to_string(ports.size()) +
                           " listeners, " + std::to_string(current->pools().size()) + " pools";
-    std::cerr << "smtplb: " << summary << "\n";
+    log_event("reloaded", {{"file", path},
+                           {"listeners", std::to_string(ports.size())},
+                           {"pools", std::to_string(current->pools().size())}});
     if (!reaping) {
         reaping = true;
         io::asio::co_spawn(io, reap(), io::asio::detached);
@@ -108,23 +122,24 @@ int run_daemon(const std::string& path) {
     Daemon daemon{path, *io, std::make_unique<io::Balancer>(*io, *result.config), {}, {}};
     std::string error;
     if (!daemon.current->start(error)) {
-        std::cerr << "smtplb: " << error << "\n";
+        log_event("start_failed", {{"reason", error}});
         return 1;
     }
     if (const auto& bind = result.config->server.admin_bind) {
         daemon.admin_server = std::make_unique<admin::HttpServer>(
             *daemon.current, *bind, [&daemon] { return daemon.reload(); });
         if (!daemon.admin_server->start(error)) {
-            std::cerr << "smtplb: " << error << "\n";
+            log_event("start_failed", {{"reason", error}});
             return 1;
         }
-        std::cerr << "smtplb: admin API on " << bind->host << ":" << daemon.admin_server->port()
-                  << "\n";
+        log_event(
+            "admin_listening",
+            {{"address", base::HostPort{bind->host, daemon.admin_server->port()}.to_string()}});
     }
     auto ports = daemon.current->bound_ports();
     for (std::size_t i = 0; i < ports.size(); ++i)
-        std::cerr << "smtplb: listener " << result.config->listeners[i].name << " on port "
-                  << ports[i] << "\n";
+        log_event("listening", {{"listener", result.config->listeners[i].name},
+                                {"port", std::to_string(ports[i])}});
     // Type=notify: ready once every listener is bound. The watchdog
     // keep-alive comes from the event loop itself, so a stuck loop is seen.
     notify_systemd("READY=1\nSTATUS=accepting mail");
@@ -152,7 +167,7 @@ int run_daemon(const std::string& path) {
     io::asio::signal_set signals(*io, SIGINT, SIGTERM);
     signals.async_wait([&](const io::error_code& ec, int signo) {
         if (ec) return;
-        std::cerr << "smtplb: signal " << signo << ", stopping\n";
+        log_event("stopping", {{"signal", std::to_string(signo)}});
         notify_systemd("STOPPING=1");
         if (daemon.admin_server) daemon.admin_server->stop();
         daemon.current->stop();

@@ -65,4 +65,18 @@ std::string printable(std::string_view s, std::size_t max_len) {
     return out;
 }
 
+std::string logfmt_value(std::string_view raw) {
+    std::string v = printable(raw, 300);
+    bool quote = v.empty();
+    for (char c : v)
+        quote |= c == ' ' || c == '"' || c == '=' || c == '\\';
+    if (!quote) return v;
+    std::string out = "\"";
+    for (char c : v) {
+        if (c == '"' || c == '\\') out += '\\';
+        out += c;
+    }
+    return out + "\"";
+}
+
 }  // namespace smtplb::base

@@ -14,5 +14,8 @@ std::string_view trim(std::string_view s);
 std::vector<std::string_view> split_words(std::string_view s);
 // Printable rendering of untrusted bytes for logs and errors (bounded length).
 std::string printable(std::string_view s, std::size_t max_len = 200);
+// One logfmt value: made printable, quoted when it holds spaces, quotes, '='
+// or nothing at all.
+std::string logfmt_value(std::string_view raw);
 
 }  // namespace smtplb::base

@@ -52,30 +52,14 @@ LiveOutcome classify_live(const proto::Reply& reply) {
     return LiveOutcome::MessageDeferred;
 }
 
-namespace {
-std::string logfmt_value(std::string_view raw) {
-    std::string v = base::printable(raw, 300);
-    bool quote = v.empty();
-    for (char c : v)
-        quote |= c == ' ' || c == '"' || c == '=' || c == '\\';
-    if (!quote) return v;
-    std::string out = "\"";
-    for (char c : v) {
-        if (c == '"' || c == '\\') out += '\\';
-        out += c;
-    }
-    return out + "\"";
-}
-}  // namespace
-
 std::string health_log_line(const std::string& pool, const std::string& backend,
                             const HealthEvent& e) {
-    std::string line = "event=health pool=" + logfmt_value(pool) +
-                       " backend=" + logfmt_value(backend) + " from=" + e.from + " to=" + e.to +
-                       " source=" + e.source;
+    std::string line = "event=health pool=" + base::logfmt_value(pool) +
+                       " backend=" + base::logfmt_value(backend) + " from=" + e.from +
+                       " to=" + e.to + " source=" + e.source;
     if (e.observations) line += " observations=" + std::to_string(e.observations);
-    line += " reason=" + logfmt_value(e.reason);
-    if (!e.reply.empty()) line += " reply=" + logfmt_value(e.reply);
+    line += " reason=" + base::logfmt_value(e.reason);
+    if (!e.reply.empty()) line += " reply=" + base::logfmt_value(e.reply);
     return line;
 }
 

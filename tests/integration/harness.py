@@ -153,7 +153,7 @@ class Smtplb:
     def admin_port(self):
         """The admin API's port, as the daemon logged it (for admin = "127.0.0.1:0")."""
         def found():
-            lines = self.log_lines("admin API on ")
+            lines = self.log_lines("event=admin_listening ")
             return lines[-1] if lines else None
         wait_until(found, what="the admin API's log line")
         return int(found().rsplit(":", 1)[1])

@@ -107,7 +107,7 @@ class Cli(WorkdirTestCase):
         lb.process.proc.send_signal(signal.SIGHUP)
         # A session open during the reload would be told 421 (see
         # test_reload.py); one opened after it is served by the new one.
-        harness.wait_until(lambda: lb.log_lines("smtplb: reloaded"), what="reloaded")
+        harness.wait_until(lambda: lb.log_lines("event=reloaded "), what="reloaded")
         with smtplib.SMTP("127.0.0.1", port, timeout=10) as s:
             self.assertEqual(s.noop()[0], 250)
         self.assertIsNone(lb.process.proc.poll())

@@ -67,7 +67,7 @@ class Reload(WorkdirTestCase):
         # v2: the pool's only backend is now b.
         self.write(self.config([("b", b.port)]))
         self.lb.process.proc.send_signal(signal.SIGHUP)
-        wait_until(lambda: self.lb.log_lines("smtplb: reloaded"), what="reloaded")
+        wait_until(lambda: self.lb.log_lines("event=reloaded "), what="reloaded")
         self.assertTrue(idle.read_reply()[-1].startswith("421 4.3.2"))
         # The transaction in progress finishes on the old configuration.
         self.assertEqual(open_tx.command("DATA")[-1][:3], "354")
@@ -81,7 +81,7 @@ class Reload(WorkdirTestCase):
         # A bad file: refused with its reasons; v2 keeps running.
         self.write(self.config([("b", b.port)]).replace('name = "hubs"', 'name = "hubs"\nbogus = 1'))
         self.lb.process.proc.send_signal(signal.SIGHUP)
-        wait_until(lambda: self.lb.log_lines("reload refused"), what="reload refused")
+        wait_until(lambda: self.lb.log_lines("event=reload_refused "), what="reload refused")
         self.assertTrue(self.lb.log_lines("pool[0].bogus"))
         status, body = self.reload_api()
         self.assertEqual(status, 422)
@@ -156,7 +156,7 @@ class Reload(WorkdirTestCase):
             time.sleep(0.3)
             self.write(self.config(backends[: 2 + k % 2]))
             self.lb.process.proc.send_signal(signal.SIGHUP)
-            wait_until(lambda: len(self.lb.log_lines("smtplb: reloaded")) >= k + 1,
+            wait_until(lambda: len(self.lb.log_lines("event=reloaded ")) >= k + 1,
                        what=f"reload {k + 1}")
         for t in threads:
             t.join(timeout=120)

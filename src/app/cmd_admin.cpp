@@ -91,30 +91,55 @@ void print_status(const json::value& doc) {
     }
 }
 
+// A string field of a JSON answer, or the whole body when it has none.
+std::string field_or_body(const std::string& body, const char* key) {
+    try {
+        auto doc = json::parse(body);
+        if (const auto* v = doc.as_object().if_contains(key); v && v->is_string())
+            return std::string(v->as_string());
+    } catch (const std::exception&) {
+    }
+    return body;
+}
+
+// One request to the daemon; when there is no answer, says why (as
+// `command`) and sets the exit status.
+std::optional<admin::HttpResult> call(const AdminOptions& options, const char* command,
+                                      const char* method, const std::string& path, int& status) {
+    auto target = admin_target(options);
+    if (!target) {
+        status = 64;
+        return std::nullopt;
+    }
+    auto result =
+        admin::http_request(target->address, method, path, options.timeout, target->token);
+    if (result.status == 0) {
+        std::cerr << "smtplb " << command << ": " << result.error << "\n";
+        status = 1;
+        return std::nullopt;
+    }
+    return result;
+}
+
 }  // namespace
 
 int run_status(const AdminOptions& options) {
-    auto target = admin_target(options);
-    if (!target) return 64;
-    auto result = admin::http_request(target->address, "GET", "/api/v1/status", options.timeout,
-                                      target->token);
-    if (result.status == 0) {
-        std::cerr << "smtplb status: " << result.error << "\n";
-        return 1;
-    }
-    if (result.status != 200) {
-        std::cerr << "smtplb status: HTTP " << result.status << ": " << result.body;
+    int status = 0;
+    auto result = call(options, "status", "GET", "/api/v1/status", status);
+    if (!result) return status;
+    if (result->status != 200) {
+        std::cerr << "smtplb status: HTTP " << result->status << ": "
+                  << field_or_body(result->body, "error") << "\n";
         return 1;
     }
     if (options.json) {
-        std::cout << result.body;
+        std::cout << result->body;
         return 0;
     }
     try {
-        print_status(json::parse(result.body));
+        print_status(json::parse(result->body));
     } catch (const std::exception& e) {
-        std::cerr << "smtplb status: unexpected answer from " << target->address.to_string() << ": "
-                  << e.what() << "\n";
+        std::cerr << "smtplb status: unexpected answer: " << e.what() << "\n";
         return 1;
     }
     return 0;
@@ -126,54 +151,37 @@ int run_backend_command(const AdminOptions& options, const std::string& pool,
         std::cerr << "smtplb backend: the action must be drain, maintenance or enable\n";
         return 64;
     }
-    auto target = admin_target(options);
-    if (!target) return 64;
-    auto result = admin::http_request(target->address, "POST",
-                                      "/api/v1/backends/" + pool + "/" + backend + "/" + action,
-                                      options.timeout, target->token);
-    if (result.status == 0) {
-        std::cerr << "smtplb backend: " << result.error << "\n";
-        return 1;
-    }
-    if (result.status != 200) {
-        std::string message = result.body;
-        try {
-            message = text_of(json::parse(result.body).as_object().if_contains("error"));
-        } catch (const std::exception&) {
-        }
-        std::cerr << "smtplb backend: " << message << "\n";
+    int status = 0;
+    auto result = call(options, "backend", "POST",
+                       "/api/v1/backends/" + pool + "/" + backend + "/" + action, status);
+    if (!result) return status;
+    if (result->status != 200) {
+        std::cerr << "smtplb backend: " << field_or_body(result->body, "error") << "\n";
         return 1;
     }
     try {
-        auto doc = json::parse(result.body);
+        auto doc = json::parse(result->body);
         const auto& b = doc.as_object();
         std::printf("%s/%s: admin %s, health %s, %s in flight\n", pool.c_str(), backend.c_str(),
                     text_of(b.if_contains("admin")).c_str(),
                     text_of(b.if_contains("health")).c_str(),
                     text_of(b.if_contains("in_flight")).c_str());
     } catch (const std::exception&) {
-        std::cout << result.body;
+        std::cout << result->body;
     }
     return 0;
 }
 
 int run_reload_command(const AdminOptions& options) {
-    auto target = admin_target(options);
-    if (!target) return 64;
-    auto result = admin::http_request(target->address, "POST", "/api/v1/reload", options.timeout,
-                                      target->token);
-    if (result.status == 0) {
-        std::cerr << "smtplb reload: " << result.error << "\n";
-        return 1;
-    }
-    std::string message = result.body;
-    try {
-        message = text_of(json::parse(result.body).as_object().if_contains("message"));
-    } catch (const std::exception&) {
-    }
-    (result.status == 200 ? std::cout : std::cerr)
+    int status = 0;
+    auto result = call(options, "reload", "POST", "/api/v1/reload", status);
+    if (!result) return status;
+    auto message = field_or_body(result->body, "message");
+    if (result->status != 200 && message == result->body)
+        message = field_or_body(result->body, "error");
+    (result->status == 200 ? std::cout : std::cerr)
         << message << (message.ends_with('\n') ? "" : "\n");
-    return result.status == 200 ? 0 : 1;
+    return result->status == 200 ? 0 : 1;
 }
 
 }  // namespace smtplb::app

@@ -32,16 +32,26 @@ io::ProbeReport probe(io::asio::io_context& io, std::uint16_t port, proto::Probe
     return report;
 }
 
+// A built-in sink on a free loopback port; nothing when it cannot start.
+std::unique_ptr<io::Sink> start_sink(io::asio::io_context& io) {
+    io::SinkOptions options;
+    options.listen = {"127.0.0.1", 0};
+    auto sink = std::make_unique<io::Sink>(io, options);
+    std::string error;
+    if (!sink->start(error)) {
+        ADD_FAILURE() << error;
+        return nullptr;
+    }
+    return sink;
+}
+
 }  // namespace
 
 TEST(Prober, RcptDeepProbeOfASinkIsHealthyAndEndsWithQuit) {
     io::asio::io_context io{1};
-    io::SinkOptions options;
-    options.listen = {"127.0.0.1", 0};
-    io::Sink sink(io, options);
-    std::string error;
-    ASSERT_TRUE(sink.start(error)) << error;
-    auto report = probe(io, sink.port(),
+    auto sink = start_sink(io);
+    ASSERT_TRUE(sink);
+    auto report = probe(io, sink->port(),
                         {proto::ProbeDepth::Rcpt, "lb.test", "p@x.invalid", "pm@example.net"}, 5s);
     EXPECT_EQ(report.result.verdict, proto::ProbeVerdict::Healthy) << report.result.reason;
     EXPECT_EQ(report.result.step, "rcpt");
@@ -50,7 +60,7 @@ TEST(Prober, RcptDeepProbeOfASinkIsHealthyAndEndsWithQuit) {
     for (const auto& line : report.transcript)
         quit |= line.event.text == "QUIT";
     EXPECT_TRUE(quit);
-    sink.stop();
+    sink->stop();
 }
 
 TEST(Prober, SilentServerTimesOutAsDown) {
@@ -96,12 +106,9 @@ TEST(TcpConnector, ConnectTimeoutIsReportedAsTimedOut) {
 // down after `fall` probes.
 TEST(HealthChecker, ProbesFollowAdminStatesAndFall) {
     io::asio::io_context io{1};
-    io::SinkOptions options;
-    options.listen = {"127.0.0.1", 0};
-    io::Sink sink(io, options);
-    std::string error;
-    ASSERT_TRUE(sink.start(error)) << error;
-    const auto up = std::to_string(sink.port());
+    auto sink = start_sink(io);
+    ASSERT_TRUE(sink);
+    const auto up = std::to_string(sink->port());
     auto loaded = config::load_string(R"([server]
 tracking_log = ""
 state_dir = "/tmp"
@@ -123,6 +130,7 @@ address = "127.0.0.1:1"
 )",
                                       "test");
     ASSERT_TRUE(loaded.config) << loaded.diagnostics.format("test");
+    std::string error;
     auto connector = std::make_unique<smtplb::testing::ScriptedConnector>();
     auto* scripted = connector.get();
     scripted->refuse_ports = {1};
@@ -134,7 +142,7 @@ address = "127.0.0.1:1"
         io.restart();
         io.run_for(d);
     };
-    const auto port = sink.port();
+    const auto port = sink->port();
 
     run(1500ms);
     EXPECT_GE(scripted->attempts[port], 5);  // ~14 rounds; a loose floor for slow machines
@@ -165,7 +173,7 @@ address = "127.0.0.1:1"
     EXPECT_NE(error.find("no backend named"), std::string::npos);
 
     balancer.stop();
-    sink.stop();
+    sink->stop();
     io.restart();
     io.run_for(500ms);
 }

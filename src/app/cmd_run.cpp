@@ -69,9 +69,9 @@ admin::ReloadOutcome Daemon::reload_now() {
         log_event("admin_unchanged",
                   {{"address", old_admin},
                    {"reason", "server.admin changes take effect at the next start"}});
-    // The old generation takes no new connections; its idle sessions are
-    // told 421 (clients reconnect to the new one), its transactions finish.
-    current->stop();
+    // The old generation takes no new connections; its sessions go on with
+    // the old configuration until their clients end them.
+    current->retire();
     retiring.push_back(std::move(current));
     current = std::move(next);
     if (admin_server) admin_server->set_balancer(*current);
@@ -88,16 +88,19 @@ admin::ReloadOutcome Daemon::reload_now() {
     return {true, summary};
 }
 
-// Destroys replaced generations once nothing of theirs runs, and a little
-// later still: their timers (tracking-log flush, deadlines) end within that.
+// Stops replaced generations once their last session has ended, and
+// destroys them once nothing of theirs runs, and a little later still:
+// their timers (tracking-log flush, deadlines) end within that.
 io::awaitable<void> Daemon::reap() {
     io::asio::steady_timer tick(io);
     while (!retiring.empty()) {
         tick.expires_after(std::chrono::milliseconds(500));
         co_await tick.async_wait(io::use_nothrow);
         std::vector<const io::Balancer*> done;
-        for (const auto& b : retiring)
-            if (b->finished()) done.push_back(b.get());
+        for (const auto& b : retiring) {
+            if (b->active_sessions() == 0) b->stop();  // probes and idle connections end
+            if (b->stopped() && b->finished()) done.push_back(b.get());
+        }
         if (done.empty()) continue;
         tick.expires_after(std::chrono::seconds(2));
         co_await tick.async_wait(io::use_nothrow);
@@ -105,6 +108,9 @@ io::awaitable<void> Daemon::reap() {
         std::erase_if(retiring, [&](const auto& b) {
             return std::find(done.begin(), done.end(), b.get()) != done.end();
         });
+        log_event("previous_configuration_released",
+                  {{"count", std::to_string(done.size())},
+                   {"still_running", std::to_string(retiring.size())}});
     }
     reaping = false;
 }
@@ -170,7 +176,7 @@ int run_daemon(const std::string& path) {
         log_event("stopping", {{"signal", std::to_string(signo)}});
         notify_systemd("STOPPING=1");
         if (daemon.admin_server) daemon.admin_server->stop();
-        daemon.current->stop();
+        all([](io::Balancer& b) { b.stop(); });
         // Idle sessions are told 421 4.3.2 at once; those in a transaction
         // get server.shutdown_grace to finish it. Stop as soon as none is left.
         const auto grace = daemon.current->config().server.shutdown_grace;

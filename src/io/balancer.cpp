@@ -113,7 +113,14 @@ bool Balancer::set_backend_state(const std::string& pool_name, const std::string
     return true;
 }
 
+void Balancer::retire() {
+    for (auto& l : listeners_)
+        l->stop_accepting();
+}
+
 void Balancer::stop() {
+    if (stopped_) return;
+    stopped_ = true;
     health_.stop();
     for (auto& l : listeners_)
         l->stop();

@@ -38,8 +38,13 @@ class Balancer {
     // listeners on the same address) and starts; false with a message when
     // one cannot be bound, and then nothing has started.
     bool start(std::string& error, Balancer* previous = nullptr);
-    // Stops accepting and closes idle backend connections.
+    // Stops accepting and closes idle backend connections; sessions hear
+    // 421 4.3.2 when they are between transactions.
     void stop();
+    // Replaced by a reload: no new connections, while the sessions it has
+    // go on with this configuration (and its probes) until they end.
+    void retire();
+    bool stopped() const { return stopped_; }
     // Ends every client session and every backend attempt now (after the
     // grace period of a stop); run the loop afterwards to let them unwind.
     void abort_sessions();
@@ -84,6 +89,7 @@ class Balancer {
     std::vector<std::unique_ptr<Listener>> listeners_;
     HealthChecker health_;
     EventLog event_log_;
+    bool stopped_ = false;
     std::uint64_t session_ids_ = 0;
 };
 

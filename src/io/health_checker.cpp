@@ -68,6 +68,8 @@ awaitable<void> HealthChecker::probe_one(Watched& w, std::size_t backend) {
     proto::ProbePlan plan{health.depth, hostname_, health.mail_from, health.rcpt_to};
     auto report = co_await run_probe(connector_, pool.backend(backend).config.address, std::nullopt,
                                      plan, health.timeout, false);
+    if (!*alive) co_return;
+    --in_flight_;
     if (*stopped) co_return;
     w.probing[backend] = false;
     ++probes_run_;

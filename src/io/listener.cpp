@@ -56,8 +56,7 @@ void Listener::begin() {
     asio::co_spawn(acceptor_.get_executor(), accept_loop(), asio::detached);
 }
 
-void Listener::stop() {
-    stopping_ = true;
+void Listener::stop_accepting() {
     error_code ec;
     // Release, then close: after a reload another descriptor refers to the
     // same listening socket, so a plain close would not take this one out
@@ -67,9 +66,15 @@ void Listener::stop() {
         if (!ec && fd >= 0) ::close(fd);
     }
     acceptor_.close(ec);
+}
+
+void Listener::stop() {
+    stop_accepting();
+    stopping_ = true;
     // An idle session is waiting for its next command: wake it so it says
     // 421 now. Sessions in a transaction finish it first (they check
     // stopping() before reading the next command).
+    error_code ec;
     for (auto& [socket, protocol] : sessions_)
         if (!protocol->in_transaction()) socket->cancel(ec);
 }

@@ -23,6 +23,10 @@ class Listener {
     // during a reload). Nothing runs until begin().
     bool bind(std::string& error, Listener* inherited = nullptr);
     void begin();
+    // No new connections; sessions go on (a reload's old generation).
+    void stop_accepting();
+    // Stopping the daemon: also tells sessions between transactions 421
+    // 4.3.2 now, the others when their transaction is over.
     void stop();
     std::uint16_t port() const;
     tcp::acceptor& acceptor() { return acceptor_; }

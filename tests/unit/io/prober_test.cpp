@@ -172,7 +172,11 @@ address = "127.0.0.1:1"
     EXPECT_FALSE(balancer.set_backend_state("p", "nosuch", core::AdminState::Drain, error));
     EXPECT_NE(error.find("no backend named"), std::string::npos);
 
+    // Stopped, it winds down to nothing running (what a reload waits for).
     balancer.stop();
+    run(500ms);
+    EXPECT_EQ(balancer.health().probes_in_flight(), 0u);
+    EXPECT_TRUE(balancer.finished());
     sink->stop();
     io.restart();
     io.run_for(500ms);

@@ -10,6 +10,7 @@ build_packages=(
 )
 test_packages=(
   python3 postfix swaks clang libclang-rt-14-dev systemd chromium
+  prometheus librsvg2-bin
 )
 bench_packages=(haproxy)
 

@@ -53,6 +53,13 @@ class Balancing(WorkdirTestCase):
         self.assertNotIn("IMBALANCED", r.stdout)
         with open(svg) as f:
             self.assertEqual(f.read().count("<polyline"), 3)
+        # The SVG renders (rsvg-convert, from Debian's librsvg2-bin).
+        png = os.path.join(self.workdir, "report.png")
+        r = subprocess.run(["rsvg-convert", "-o", png, svg], capture_output=True, text=True,
+                           timeout=30)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        with open(png, "rb") as f:
+            self.assertEqual(f.read(8), b"\x89PNG\r\n\x1a\n")
 
     def test_weights_and_identity_reach_backends(self):
         sinks = self.sinks(("heavy", []), ("light", []))

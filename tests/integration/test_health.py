@@ -204,6 +204,10 @@ class Health(WorkdirTestCase):
         for line in metrics.splitlines():
             if not line.startswith("#"):
                 self.assertRegex(line, sample)
+        # Prometheus' own checker accepts it (promtool, from Debian's prometheus).
+        check = subprocess.run(["promtool", "check", "metrics"], input=metrics,
+                               capture_output=True, text=True, timeout=30)
+        self.assertEqual(check.returncode, 0, check.stdout + check.stderr)
         self.assertIn(f'smtplb_backend_admin_state{{pool="hubs",backend="{holder}",'
                       'state="drain"} 1', metrics)
         self.assertIn('smtplb_listener_transactions_total{listener="internet",result="relayed"} 11',

@@ -2,7 +2,9 @@
 transaction in progress finishes (its 250 is a real backend's), then that
 session hears 421 too, and the daemon exits cleanly."""
 import signal
+import smtplib
 import socket
+import threading
 
 import configs
 from harness import Sink, SmtpClient, Smtplb, WorkdirTestCase, free_port, main, wait_until
@@ -42,6 +44,55 @@ class Shutdown(WorkdirTestCase):
         self.assertEqual(lb.process.proc.wait(timeout=15), 0)
         wait_until(lambda: len(sink.messages()) == 1, what="the message at the backend")
         self.assertIn("during shutdown", sink.messages()[0]["body"])
+
+    def test_sigterm_under_load_loses_nothing_acknowledged(self):
+        sinks = [Sink(self.workdir, n) for n in ("a", "b", "c")]
+        for s in sinks:
+            s.start()
+            self.addCleanup(s.stop)
+        port = free_port()
+        lb = Smtplb(self.workdir, configs.balancer(port, [(s.name, s.port) for s in sinks],
+                                                   server_options={"shutdown_grace": "5s"}))
+        lb.start(port)
+        self.addCleanup(lb.stop)
+        acked, refused, unexpected = [], [], []
+
+        def client(n):
+            # Sessions of 20 messages, until the balancer is gone (bounded).
+            i = 0
+            while i < 2000:
+                try:
+                    with smtplib.SMTP("127.0.0.1", port, timeout=30) as s:
+                        for _ in range(20):
+                            mid = f"c{n}-{i}"
+                            i += 1
+                            s.sendmail("a@outside.example", ["u@example.net"],
+                                       f"Subject: {mid}\r\n\r\nx\r\n")
+                            acked.append(mid)
+                except (smtplib.SMTPServerDisconnected, ConnectionError, OSError) as e:
+                    refused.append(repr(e))
+                    if not self.accepts(port):
+                        return
+                except smtplib.SMTPResponseException as e:
+                    (refused if e.smtp_code == 421 else unexpected).append(f"{e.smtp_code} {e}")
+                    if not self.accepts(port):
+                        return
+
+        threads = [threading.Thread(target=client, args=(n,)) for n in range(5)]
+        for t in threads:
+            t.start()
+        wait_until(lambda: len(acked) >= 200, what="traffic")
+        lb.process.proc.send_signal(signal.SIGTERM)
+        for t in threads:
+            t.join(timeout=60)
+        self.assertEqual(lb.process.proc.wait(timeout=30), 0)
+        self.assertEqual(unexpected, [])  # only 421 or a closed connection
+        self.assertGreater(len(refused), 0)
+        delivered = set()
+        for s in sinks:
+            for m in s.messages():
+                delivered.add(m["body"].split("\r\n")[0][len("Subject: "):])
+        self.assertEqual(sorted(set(acked) - delivered), [], "acknowledged, not delivered")
 
     @staticmethod
     def accepts(port):

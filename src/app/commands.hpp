@@ -42,6 +42,8 @@ struct ReportOptions {
     std::string svg;  // write a chart here too
 };
 int run_report(const ReportOptions& options);
+// Exit status 1 when a problem was found.
+int run_audit(const std::string& config_path, bool offline);
 
 // Exit status: 0 healthy, 1 busy (4xx), 2 down, 64 usage error.
 int run_probe_command(const ProbeOptions& options);

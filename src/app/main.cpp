@@ -103,7 +103,17 @@ int main(int argc, char** argv) {
     report->add_option("--interval", report_interval, "Row width, e.g. 1h, 15m, 1d");
     report->add_option("--svg", report_options.svg, "Also write a chart to this SVG file");
 
+    bool audit_offline = false;
+    auto* audit = app.add_subcommand(
+        "audit",
+        "Check a deployment for the mistakes that bite: backends that relay for the "
+        "balancer's address, identity not passed on, shallow probes, skewing settings");
+    audit->add_option("--config,-c", config_path, "Configuration file (TOML)")->required();
+    audit->add_flag("--offline", audit_offline, "Check the configuration only; contact no backend");
+
     CLI11_PARSE(app, argc, argv);
+
+    if (*audit) return smtplb::app::run_audit(config_path, audit_offline);
 
     if (*report) {
         using smtplb::core::ReportBy;

@@ -1,0 +1,83 @@
+#include "core/audit.hpp"
+
+#include <algorithm>
+#include <map>
+
+namespace smtplb::core {
+
+const char* to_string(Finding::Severity severity) {
+    switch (severity) {
+        case Finding::Severity::Problem:
+            return "PROBLEM";
+        case Finding::Severity::Warning:
+            return "warning";
+        case Finding::Severity::Note:
+            return "note";
+    }
+    return "?";
+}
+
+std::vector<Finding> audit_config(const config::Config& config) {
+    using S = Finding::Severity;
+    std::vector<Finding> out;
+    for (std::size_t i = 0; i < config.listeners.size(); ++i) {
+        const auto& l = config.listeners[i];
+        std::string at = "listener[" + std::to_string(i) + "] (" + l.name + ")";
+        if (l.client_identity == config::IdentityMode::None)
+            out.push_back({S::Warning, at + ".client_identity",
+                           "backends see only the balancer's address: their logs, RBL checks and "
+                           "per-client limits lose the real client",
+                           "client_identity = \"xclient\" (or proxy-v1/proxy-v2)"});
+        for (const auto& net : l.trusted_networks)
+            if (net.prefix == 0)
+                out.push_back({S::Problem, at + ".trusted_networks",
+                               "trusts every address: anyone can relay through this listener",
+                               "list only your own networks"});
+    }
+    for (std::size_t i = 0; i < config.pools.size(); ++i) {
+        const auto& p = config.pools[i];
+        std::string at = "pool[" + std::to_string(i) + "] (" + p.name + ")";
+        const auto depth = p.health.depth;
+        if (!p.health.enabled)
+            out.push_back({S::Warning, at + ".health",
+                           "no active probes: a backend that defers every sender is noticed only "
+                           "by live mail",
+                           "health = { depth = \"mail\" } (or \"rcpt\" with a recipient)"});
+        else if (depth == config::HealthDepth::Connect || depth == config::HealthDepth::Banner ||
+                 depth == config::HealthDepth::Ehlo)
+            out.push_back({S::Warning, at + ".health.depth",
+                           "probes stop before MAIL FROM: a server answering 452 4.3.1 to every "
+                           "sender looks healthy",
+                           "depth = \"mail\" or \"rcpt\""});
+        if (p.persistence == config::Persistence::SourceIp)
+            out.push_back({S::Warning, at + ".persistence",
+                           "source_ip persistence keeps a busy sender (a filtering appliance) on "
+                           "one backend: the skew per-message balancing removes",
+                           "persistence = \"none\", unless backends need it"});
+        if (p.algorithm == config::Algorithm::SourceHash)
+            out.push_back({S::Warning, at + ".algorithm",
+                           "source_hash sends all of one client's mail to one backend",
+                           "round_robin or least_pending"});
+        std::map<std::uint32_t, std::pair<std::uint32_t, std::uint32_t>> weights;  // min, max
+        for (const auto& b : p.backends) {
+            auto [it, added] = weights.try_emplace(b.priority, b.weight, b.weight);
+            it->second.first = std::min(it->second.first, b.weight);
+            it->second.second = std::max(it->second.second, b.weight);
+        }
+        for (const auto& [priority, range] : weights)
+            if (range.second >= 4 * range.first)
+                out.push_back({S::Note, at + " priority " + std::to_string(priority),
+                               "weights from " + std::to_string(range.first) + " to " +
+                                   std::to_string(range.second) + ": the heaviest backend gets " +
+                                   std::to_string(range.second / range.first) +
+                                   " times the lightest one's mail",
+                               "intended? smtplb report --by backend shows the shares"});
+        if (p.backends.size() == 1)
+            out.push_back({S::Note, at,
+                           "a single backend: when it is out, clients get 451 (no failover)",
+                           "add a backend, or a backup with a higher priority"});
+    }
+    return out;
+}
+
+}  // namespace smtplb::core

@@ -1,0 +1,64 @@
+"""smtplb audit against real Postfix: one that relays for the balancer's
+address (the harness's default: mynetworks = 127.0.0.0/8) is reported as an
+open relay; one that does not is clean; a backend without XCLIENT is
+reported as losing the client's identity; configuration mistakes too."""
+import os
+import subprocess
+
+import configs
+import harness
+from harness import Postfix, Sink, WorkdirTestCase, free_port, main, postfix_available
+
+
+class Audit(WorkdirTestCase):
+    def setUp(self):
+        super().setUp()
+        self.assertTrue(postfix_available(), "postfix must be installed (scripts/bootstrap.sh test)")
+
+    def audit(self, text, *extra):
+        path = os.path.join(self.workdir, "audit.toml")
+        with open(path, "w") as f:
+            f.write(text.replace("@TRACKING@", "").replace("@STATE@", self.workdir))
+        return subprocess.run([harness.SMTPLB, "audit", "--config", path, *extra],
+                              capture_output=True, text=True, timeout=120)
+
+    def test_open_relay_backend_is_reported_and_a_correct_one_is_clean(self):
+        relay = Postfix(self.workdir, "relay")  # permit_mynetworks, 127.0.0.0/8
+        strict = Postfix(self.workdir, "strict", extra_main="mynetworks = 127.0.0.2/32\n")
+        for pf in (relay, strict):
+            pf.start()
+            self.addCleanup(pf.stop)
+        r = self.audit(configs.balancer(free_port(), [("relay", relay.port)]))
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        self.assertIn("PROBLEM: pool hubs, backend relay", r.stdout)
+        self.assertIn("accepts mail for any domain", r.stdout)
+        r = self.audit(configs.balancer(free_port(), [("strict", strict.port),
+                                                     ("strict2", strict.port)]))
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn("0 problems, 0 warnings", r.stdout)
+        # The strict one refused the probe's relay attempt in its own log.
+        self.assertTrue(any("Relay access denied" in line for line in strict.log_lines()),
+                        "\n".join(strict.log_lines()[-20:]))
+
+    def test_identity_loss_and_configuration_mistakes(self):
+        sink = Sink(self.workdir, "noxclient", extra=["--no-xclient"])
+        sink.start()
+        self.addCleanup(sink.stop)
+        text = configs.balancer(free_port(), [("noxclient", sink.port, {"weight": 8})],
+                                pool_options={"health": {"depth": "ehlo"},
+                                              "persistence": "source_ip"})
+        r = self.audit(text)
+        # The sink accepts any recipient: an open relay too, as far as it goes.
+        self.assertEqual(r.returncode, 1, r.stdout)
+        self.assertIn("does not announce XCLIENT", r.stdout)
+        self.assertIn("probes stop before MAIL FROM", r.stdout)
+        self.assertIn("source_ip persistence", r.stdout)
+        self.assertIn("a single backend", r.stdout)
+        offline = self.audit(text, "--offline")
+        self.assertEqual(offline.returncode, 0, offline.stdout)
+        self.assertNotIn("XCLIENT", offline.stdout)
+        self.assertIn("(configuration only)", offline.stdout)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,84 @@
+#include <gtest/gtest.h>
+
+#include "config/loader.hpp"
+#include "core/audit.hpp"
+
+using namespace smtplb;
+
+namespace {
+std::vector<core::Finding> audit(const std::string& pool_extra, const std::string& backends,
+                                 const std::string& listener_extra = "") {
+    auto loaded = config::load_string(R"([server]
+admin = ""
+[[listener]]
+name = "in"
+bind = "127.0.0.1:2525"
+accepted_domains = ["example.net"]
+pool = "p"
+)" + listener_extra + R"(
+[[pool]]
+name = "p"
+)" + pool_extra + "\n" + backends,
+                                      "t");
+    EXPECT_TRUE(loaded.config) << loaded.diagnostics.format("t");
+    return loaded.config ? core::audit_config(*loaded.config) : std::vector<core::Finding>{};
+}
+const char* kTwo = R"([[pool.backend]]
+name = "a"
+address = "127.0.0.1:26"
+[[pool.backend]]
+name = "b"
+address = "127.0.0.1:27"
+)";
+bool has(const std::vector<core::Finding>& f, core::Finding::Severity s, const std::string& text) {
+    for (const auto& x : f)
+        if (x.severity == s && x.what.find(text) != std::string::npos) return true;
+    return false;
+}
+}  // namespace
+
+TEST(Audit, ASoundConfigurationHasNoFindings) {
+    EXPECT_TRUE(audit("", kTwo).empty());
+}
+
+TEST(Audit, EachMistakeIsNamed) {
+    using S = core::Finding::Severity;
+    auto f = audit("health = { depth = \"banner\" }\npersistence = \"source_ip\"",
+                   "[[pool.backend]]\nname = \"a\"\naddress = \"127.0.0.1:26\"\nweight = 5\n",
+                   "client_identity = \"none\"\n");
+    EXPECT_TRUE(has(f, S::Warning, "probes stop before MAIL FROM"));
+    EXPECT_TRUE(has(f, S::Warning, "source_ip persistence"));
+    EXPECT_TRUE(has(f, S::Warning, "see only the balancer's address"));
+    EXPECT_TRUE(has(f, S::Note, "a single backend"));
+    f = audit("algorithm = \"source_hash\"\nhealth = { enabled = false }",
+              std::string(kTwo) +
+                  "[[pool.backend]]\nname = \"c\"\naddress = \"127.0.0.1:28\"\n"
+                  "weight = 4\n");
+    EXPECT_TRUE(has(f, S::Warning, "source_hash"));
+    EXPECT_TRUE(has(f, S::Warning, "no active probes"));
+    EXPECT_TRUE(has(f, S::Note, "4 times the lightest"));
+}
+
+TEST(Audit, RelayListenerTrustingEveryoneIsAProblem) {
+    auto loaded = config::load_string(R"([server]
+admin = ""
+[[listener]]
+name = "out"
+bind = "127.0.0.1:2525"
+role = "relay"
+trusted_networks = ["0.0.0.0/0"]
+pool = "p"
+[[pool]]
+name = "p"
+[[pool.backend]]
+name = "a"
+address = "127.0.0.1:26"
+[[pool.backend]]
+name = "b"
+address = "127.0.0.1:27"
+)",
+                                      "t");
+    ASSERT_TRUE(loaded.config);
+    auto f = core::audit_config(*loaded.config);
+    EXPECT_TRUE(has(f, core::Finding::Severity::Problem, "trusts every address"));
+}

@@ -2,7 +2,6 @@
 #include <iostream>
 
 #include "commands.hpp"
-#include "io/backend_connector.hpp"
 #include "io/prober.hpp"
 
 namespace smtplb::app {
@@ -27,17 +26,7 @@ int run_probe_command(const ProbeOptions& options) {
         std::cerr << "smtplb probe: depth rcpt needs --rcpt-to\n";
         return 64;
     }
-    io::asio::io_context io(1);
-    io::TcpConnector connector;
-    io::ProbeReport report;
-    io::asio::co_spawn(
-        io,
-        [&]() -> io::awaitable<void> {
-            report = co_await io::run_probe(connector, *target, std::nullopt, plan, options.timeout,
-                                            true);
-        },
-        io::asio::detached);
-    io.run();
+    auto report = io::run_probe_blocking(*target, std::nullopt, plan, options.timeout);
 
     std::printf("probe %s depth=%s\n", target->to_string().c_str(), proto::to_string(plan.depth));
     static const char* kPrefix[] = {"C: ", "S: ", "   "};

@@ -80,4 +80,31 @@ std::vector<Finding> audit_config(const config::Config& config) {
     return out;
 }
 
+std::vector<Finding> audit_probe(const std::string& where, const proto::ProbeResult& r,
+                                 bool announces_xclient, bool wants_xclient) {
+    using S = Finding::Severity;
+    std::vector<Finding> out;
+    bool reached_ehlo = r.step != "connect" && r.step != "banner" &&
+                        !(r.step == "ehlo" && r.verdict != proto::ProbeVerdict::Healthy);
+    if (!reached_ehlo) {
+        out.push_back({S::Warning, where, "could not be checked: " + r.reason,
+                       "make it reachable from this address, or check the configuration"});
+        return out;
+    }
+    if (wants_xclient && !announces_xclient)
+        out.push_back({S::Warning, where,
+                       "does not announce XCLIENT to the balancer: the client's identity is lost",
+                       "Postfix: smtpd_authorized_xclient_hosts = the balancer's addresses"});
+    if (r.verdict == proto::ProbeVerdict::Healthy && r.step == "rcpt")
+        out.push_back({S::Problem, where,
+                       std::string("accepts mail for any domain from the balancer's address "
+                                   "(RCPT TO:<") +
+                           kAuditRecipient + "> answered " + (r.reply ? r.reply->summary() : "") +
+                           "): an open relay for whatever reaches it through that address",
+                       "give the balancer's address no relay rights (Postfix: keep it out of "
+                       "mynetworks); smtplb enforces the relay boundary, and XCLIENT lets the "
+                       "backend judge the real client"});
+    return out;
+}
+
 }  // namespace smtplb::core

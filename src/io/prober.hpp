@@ -28,4 +28,8 @@ awaitable<ProbeReport> run_probe(BackendConnector& connector, base::HostPort to,
                                  std::optional<base::IpAddress> source, proto::ProbePlan plan,
                                  Millis timeout, bool with_transcript);
 
+// The same on a loop of its own, for the command line (probe, audit).
+ProbeReport run_probe_blocking(base::HostPort to, std::optional<base::IpAddress> source,
+                               proto::ProbePlan plan, Millis timeout);
+
 }  // namespace smtplb::io

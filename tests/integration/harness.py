@@ -301,6 +301,14 @@ class WorkdirTestCase(unittest.TestCase):
         # Registered first, so it runs last: after every process is stopped.
         self.addCleanup(self._remove_workdir)
 
+    def start_sinks(self, *names):
+        """Started `smtplb sink`s, stopped at the end of the test."""
+        sinks = [Sink(self.workdir, n) for n in names]
+        for s in sinks:
+            s.start()
+            self.addCleanup(s.stop)
+        return sinks
+
     def _remove_workdir(self):
         if not os.environ.get("SMTPLB_KEEP"):
             shutil.rmtree(self.workdir, ignore_errors=True)

@@ -7,7 +7,7 @@ import subprocess
 import threading
 
 import configs
-from harness import Sink, Smtplb, WorkdirTestCase, free_port, main
+from harness import Smtplb, WorkdirTestCase, free_port, main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -18,10 +18,7 @@ class Dashboard(WorkdirTestCase):
         self.assertIsNotNone(shutil.which("node"), "node is missing")
         self.assertTrue(os.path.exists(os.path.join(ROOT, "web/node_modules/playwright-core")),
                         "run npm ci --prefix web")
-        sinks = [Sink(self.workdir, n) for n in ("a", "b", "c")]
-        for s in sinks:
-            s.start()
-            self.addCleanup(s.stop)
+        sinks = self.start_sinks(*("a", "b", "c"))
         port = free_port()
         lb = Smtplb(self.workdir, configs.balancer(port, [(s.name, s.port) for s in sinks],
                                                    server_options={"admin": "127.0.0.1:0"}))

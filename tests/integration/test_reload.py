@@ -13,7 +13,7 @@ import urllib.request
 
 import configs
 import harness
-from harness import Sink, SmtpClient, Smtplb, WorkdirTestCase, free_port, main, wait_until
+from harness import SmtpClient, Smtplb, WorkdirTestCase, free_port, main, wait_until
 
 
 def send_one(port, subject):
@@ -44,10 +44,7 @@ class Reload(WorkdirTestCase):
             return e.code, json.load(e)
 
     def test_reload_keeps_mail_flowing_and_refuses_bad_files(self):
-        a, b = Sink(self.workdir, "a"), Sink(self.workdir, "b")
-        for s in (a, b):
-            s.start()
-            self.addCleanup(s.stop)
+        a, b = self.start_sinks("a", "b")
         self.port = free_port()
         self.lb = Smtplb(self.workdir, self.config([("a", a.port)]))
         self.lb.start(self.port)
@@ -126,10 +123,7 @@ class Reload(WorkdirTestCase):
         self.assertEqual(len(self.lb.tracking_records()), 10)
 
     def test_reloads_under_load_lose_nothing(self):
-        sinks = [Sink(self.workdir, n) for n in ("a", "b", "c")]
-        for s in sinks:
-            s.start()
-            self.addCleanup(s.stop)
+        sinks = self.start_sinks(*("a", "b", "c"))
         self.port = free_port()
         backends = [(s.name, s.port) for s in sinks]
         self.lb = Smtplb(self.workdir, self.config(backends))

@@ -7,14 +7,12 @@ import socket
 import threading
 
 import configs
-from harness import Sink, SmtpClient, Smtplb, WorkdirTestCase, free_port, main, wait_until
+from harness import SmtpClient, Smtplb, WorkdirTestCase, free_port, main, wait_until
 
 
 class Shutdown(WorkdirTestCase):
     def test_sigterm_lets_the_open_transaction_finish(self):
-        sink = Sink(self.workdir, "hub")
-        sink.start()
-        self.addCleanup(sink.stop)
+        (sink,) = self.start_sinks("hub")
         port = free_port()
         lb = Smtplb(self.workdir, configs.balancer(port, [("hub", sink.port)],
                                                    server_options={"shutdown_grace": "20s"}))
@@ -46,10 +44,7 @@ class Shutdown(WorkdirTestCase):
         self.assertIn("during shutdown", sink.messages()[0]["body"])
 
     def test_sigterm_under_load_loses_nothing_acknowledged(self):
-        sinks = [Sink(self.workdir, n) for n in ("a", "b", "c")]
-        for s in sinks:
-            s.start()
-            self.addCleanup(s.stop)
+        sinks = self.start_sinks(*("a", "b", "c"))
         port = free_port()
         lb = Smtplb(self.workdir, configs.balancer(port, [(s.name, s.port) for s in sinks],
                                                    server_options={"shutdown_grace": "5s"}))

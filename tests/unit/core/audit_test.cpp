@@ -82,3 +82,26 @@ address = "127.0.0.1:27"
     auto f = core::audit_config(*loaded.config);
     EXPECT_TRUE(has(f, core::Finding::Severity::Problem, "trusts every address"));
 }
+
+TEST(Audit, ProbeVerdictsBecomeFindings) {
+    using S = core::Finding::Severity;
+    proto::ProbeResult relayed{proto::ProbeVerdict::Healthy, "rcpt",
+                               proto::Reply::make(250, "2.1.5", "Ok"), "ok"};
+    auto f = core::audit_probe("b", relayed, true, true);
+    ASSERT_EQ(f.size(), 1u);
+    EXPECT_EQ(f[0].severity, S::Problem);
+    EXPECT_NE(f[0].what.find("250 2.1.5 Ok"), std::string::npos);
+    proto::ProbeResult refused{proto::ProbeVerdict::Down, "rcpt",
+                               proto::Reply::make(554, "5.7.1", "Relay access denied"), "x"};
+    EXPECT_TRUE(core::audit_probe("b", refused, true, true).empty());
+    f = core::audit_probe("b", refused, false, true);
+    ASSERT_EQ(f.size(), 1u);
+    EXPECT_NE(f[0].what.find("XCLIENT"), std::string::npos);
+    EXPECT_TRUE(core::audit_probe("b", refused, false, false).empty());
+    proto::ProbeResult unreachable{proto::ProbeVerdict::Down, "connect", std::nullopt,
+                                   "connection failed: refused"};
+    f = core::audit_probe("b", unreachable, false, true);
+    ASSERT_EQ(f.size(), 1u);
+    EXPECT_EQ(f[0].severity, S::Warning);
+    EXPECT_NE(f[0].what.find("could not be checked"), std::string::npos);
+}

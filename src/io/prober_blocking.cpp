@@ -1,0 +1,28 @@
+// run_probe_blocking, apart from run_probe: in one translation unit GCC 12
+// warns falsely (-Wmismatched-new-delete) about the inlined coroutine frame.
+#include "io/prober.hpp"
+
+namespace smtplb::io {
+
+namespace {
+awaitable<void> probe_into(ProbeReport& out, base::HostPort to,
+                           std::optional<base::IpAddress> source, proto::ProbePlan plan,
+                           Millis timeout) {
+    TcpConnector connector;
+    out = co_await run_probe(connector, std::move(to), std::move(source), std::move(plan), timeout,
+                             true);
+}
+}  // namespace
+
+ProbeReport run_probe_blocking(base::HostPort to, std::optional<base::IpAddress> source,
+                               proto::ProbePlan plan, Millis timeout) {
+    asio::io_context io(1);
+    ProbeReport report;
+    asio::co_spawn(io,
+                   probe_into(report, std::move(to), std::move(source), std::move(plan), timeout),
+                   asio::detached);
+    io.run();
+    return report;
+}
+
+}  // namespace smtplb::io

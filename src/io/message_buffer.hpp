@@ -10,7 +10,7 @@ namespace smtplb::io {
 
 // Holds one message's content so it can be replayed on another backend:
 // in memory up to a threshold, then in an unlinked temporary file.
-class MessageBuffer final : public proto::BodySink {
+class MessageBuffer final : public proto::BodySink, public proto::BodySource {
   public:
     explicit MessageBuffer(std::uint64_t memory_limit, std::string spill_dir)
         : memory_limit_(memory_limit), spill_dir_(std::move(spill_dir)) {}
@@ -20,12 +20,10 @@ class MessageBuffer final : public proto::BodySink {
 
     void append(std::string_view bytes) override;
     void clear();
-    std::uint64_t size() const { return size_; }
+    std::uint64_t size() const override { return size_; }
     bool failed() const { return failed_; }  // the spill file could not be written
-    // Up to `max` bytes of content from `offset`: a view of memory, or read
-    // from the spill file into `scratch`. Empty at the end or on a read error
-    // (check offset against size()).
-    std::string_view chunk_at(std::uint64_t offset, std::size_t max, std::string& scratch) const;
+    std::string_view chunk_at(std::uint64_t offset, std::size_t max,
+                              std::string& scratch) const override;
 
   private:
     void spill();

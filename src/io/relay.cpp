@@ -332,7 +332,7 @@ awaitable<void> Relay::start_data() {
     co_await conn_->flush();  // a failure shows when deliver() reads the reply
 }
 
-awaitable<proto::Reply> Relay::deliver(const MessageBuffer& body) {
+awaitable<proto::Reply> Relay::deliver(const proto::BodySource& body) {
     if (recipients_.empty())
         co_return proto::Reply::make(554, "5.5.1", "Error: no valid recipients");
     for (;;) {

@@ -48,7 +48,7 @@ class Relay {
     // while the client is still sending, and the end of the message costs
     // one round trip instead of two. Its reply is read by deliver().
     awaitable<void> start_data();
-    awaitable<proto::Reply> deliver(const MessageBuffer& body);
+    awaitable<proto::Reply> deliver(const proto::BodySource& body);
     // The transaction ended without delivery (RSET, QUIT, refused message).
     awaitable<void> abandon();
     // Session end: connections go back to the shared cache.

@@ -1,6 +1,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <string>
 #include <string_view>
 
 namespace smtplb::proto {
@@ -13,6 +14,17 @@ class BodySink {
   public:
     virtual ~BodySink() = default;
     virtual void append(std::string_view bytes) = 0;
+};
+
+// A stored message's content, read back in chunks (to a backend, to the spool).
+class BodySource {
+  public:
+    virtual ~BodySource() = default;
+    virtual std::uint64_t size() const = 0;
+    // Up to `max` bytes from `offset`: a view of memory or of `scratch`.
+    // Empty at the end or on a read error (check offset against size()).
+    virtual std::string_view chunk_at(std::uint64_t offset, std::size_t max,
+                                      std::string& scratch) const = 0;
 };
 
 // Decodes the DATA stream of RFC 5321 §4.1.1.4. End of data is <CRLF>.<CRLF>

@@ -1,0 +1,83 @@
+#include "core/dsn.hpp"
+
+#include <ctime>
+
+#include "base/text.hpp"
+
+namespace smtplb::core {
+
+std::string rfc5322_date(std::int64_t epoch_ms) {
+    std::time_t t = static_cast<std::time_t>(epoch_ms / 1000);
+    std::tm tm{};
+    gmtime_r(&t, &tm);
+    char out[64];
+    std::strftime(out, sizeof out, "%a, %d %b %Y %H:%M:%S +0000", &tm);
+    return out;
+}
+
+std::string status_of(int code, const std::string& enhanced) {
+    if (!enhanced.empty()) return enhanced;
+    return code >= 500 ? "5.0.0" : "4.0.0";
+}
+
+std::string header_section(const proto::BodySource& body, std::size_t max) {
+    std::string scratch;
+    auto chunk = body.chunk_at(0, max, scratch);
+    std::string text(chunk);
+    auto end = text.find("\r\n\r\n");
+    if (end != std::string::npos) return text.substr(0, end + 2);
+    auto last = text.rfind("\r\n");
+    return last == std::string::npos ? std::string() : text.substr(0, last + 2);
+}
+
+std::string build_dsn(const DsnInput& in) {
+    // Unique per report and never found in the parts (they hold no such token).
+    const std::string boundary = in.queue_id + "/" + in.reporting_mta + "/dsn";
+    const std::string crlf = "\r\n";
+    std::string m;
+    m += "From: Mail Delivery System <MAILER-DAEMON@" + in.reporting_mta + ">" + crlf;
+    m += "To: <" + in.sender + ">" + crlf;
+    m += "Subject: Undelivered Mail Returned to Sender" + crlf;
+    m += "Date: " + rfc5322_date(in.now_ms) + crlf;
+    m += "Message-ID: <" + in.queue_id + ".dsn@" + in.reporting_mta + ">" + crlf;
+    m += "Auto-Submitted: auto-replied" + crlf;
+    m += "MIME-Version: 1.0" + crlf;
+    m += "Content-Type: multipart/report; report-type=delivery-status;" + crlf;
+    m += "\tboundary=\"" + boundary + "\"" + crlf;
+    m += crlf;
+    m += "This is a MIME-encapsulated message." + crlf + crlf;
+
+    m += "--" + boundary + crlf;
+    m += "Content-Description: Notification" + crlf;
+    m += "Content-Type: text/plain; charset=us-ascii" + crlf + crlf;
+    m += "This is the mail system at host " + in.reporting_mta + "." + crlf + crlf;
+    m += "Your message (queue ID " + in.queue_id + ") could not be delivered to" + crlf;
+    m += "one or more recipients. The reasons are below." + crlf + crlf;
+    for (const auto& r : in.failed)
+        m += "<" + r.address + ">: " + base::printable(r.diagnostic) + crlf;
+    m += crlf;
+
+    m += "--" + boundary + crlf;
+    m += "Content-Description: Delivery report" + crlf;
+    m += "Content-Type: message/delivery-status" + crlf + crlf;
+    m += "Reporting-MTA: dns; " + in.reporting_mta + crlf;
+    m += "X-Smtplb-Queue-ID: " + in.queue_id + crlf;
+    m += "Arrival-Date: " + rfc5322_date(in.arrival_ms) + crlf;
+    for (const auto& r : in.failed) {
+        m += crlf;
+        m += "Final-Recipient: rfc822; " + r.address + crlf;
+        m += "Action: failed" + crlf;
+        m += "Status: " + r.status + crlf;
+        m += "Diagnostic-Code: smtp; " + base::printable(r.diagnostic) + crlf;
+    }
+    m += crlf;
+
+    m += "--" + boundary + crlf;
+    m += "Content-Description: Undelivered Message Headers" + crlf;
+    m += "Content-Type: text/rfc822-headers" + crlf + crlf;
+    m += in.original_headers;
+    m += crlf + "--" + boundary + "--" + crlf;
+    return m;
+}
+
+}  // namespace smtplb::core

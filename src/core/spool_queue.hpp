@@ -1,0 +1,76 @@
+#pragma once
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "base/clock.hpp"
+#include "base/random.hpp"
+
+namespace smtplb::core {
+
+struct QueueSettings {
+    std::chrono::milliseconds retry_initial{60000};
+    std::chrono::milliseconds retry_max{1800000};
+    std::chrono::milliseconds max_lifetime{5 * 86400000LL};
+};
+
+// The spool's index in memory: what is queued, held or being delivered, and
+// when each message is next tried (exponential backoff with jitter). Pure:
+// the files are the truth; this is rebuilt from them on start.
+class SpoolQueue {
+  public:
+    enum class State { Ready, Busy, Held };
+    struct Entry {
+        std::string id;
+        std::int64_t arrival_ms = 0;
+        std::uint64_t size = 0;
+        std::uint32_t attempts = 0;
+        base::Clock::TimePoint next_attempt{};
+        State state = State::Ready;
+        std::string last_error;
+    };
+
+    SpoolQueue(const base::Clock& clock, base::Random& random, QueueSettings settings)
+        : clock_(clock), random_(random), settings_(settings) {}
+
+    void add(const std::string& id, std::int64_t arrival_ms, std::uint64_t size, bool held = false);
+    bool contains(const std::string& id) const { return entries_.count(id) > 0; }
+    const Entry* find(const std::string& id) const;
+    // Up to `max` messages due now, oldest first; they become Busy.
+    std::vector<std::string> take_due(std::size_t max);
+    // The attempt ended; the message is gone (delivered, bounced, moved away).
+    void remove(const std::string& id);
+    // The attempt ended with recipients left: next try after the backoff.
+    void deferred(const std::string& id, const std::string& reason);
+    // The attempt could not start (nothing could take it now): try again
+    // soon without counting an attempt.
+    void postpone(const std::string& id, std::chrono::milliseconds delay);
+    bool expired(const std::string& id, std::int64_t now_ms) const;
+    bool hold(const std::string& id);     // false when absent or busy
+    bool release(const std::string& id);  // false when not held
+    void flush();                         // every ready message is due now
+    // The delay before attempt number `attempts` + 1, without jitter.
+    std::chrono::milliseconds backoff(std::uint32_t attempts) const;
+
+    std::size_t size() const { return entries_.size(); }
+    std::uint64_t bytes() const { return bytes_; }
+    std::size_t held() const;
+    std::size_t busy() const { return busy_; }
+    std::optional<std::int64_t> oldest_arrival_ms() const;
+    std::vector<const Entry*> list() const;
+    // When the next message becomes due, if any is ready.
+    std::optional<base::Clock::TimePoint> next_due() const;
+
+  private:
+    const base::Clock& clock_;
+    base::Random& random_;
+    QueueSettings settings_;
+    std::map<std::string, Entry> entries_;  // by ID: arrival order
+    std::uint64_t bytes_ = 0;
+    std::size_t busy_ = 0;
+};
+
+}  // namespace smtplb::core

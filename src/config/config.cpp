@@ -2,6 +2,12 @@
 
 namespace smtplb::config {
 
+bool Config::uses_spool() const {
+    for (const auto& p : pools)
+        if (p.on_unavailable == OnUnavailable::Spool) return true;
+    return false;
+}
+
 const Pool* Config::find_pool(const std::string& name) const {
     for (const auto& p : pools)
         if (p.name == name) return &p;

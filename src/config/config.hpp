@@ -36,6 +36,17 @@ struct Server {
     std::chrono::milliseconds shutdown_grace{30000};
 };
 
+// The durable queue for pools with on_unavailable = "spool" (under state_dir).
+struct Spool {
+    std::uint32_t max_messages = 100000;
+    std::uint64_t max_size = 10ull << 30;  // bytes of spool files
+    Millis max_queue_lifetime{5LL * 86400000};
+    Millis retry_initial{60000};  // first retry; doubles up to retry_max
+    Millis retry_max{1800000};
+    std::uint32_t concurrency = 20;  // messages delivered from the spool at once
+    std::uint32_t writers = 4;       // threads that write and fsync spool files
+};
+
 struct Listener {
     std::string name;
     base::HostPort bind;
@@ -118,11 +129,13 @@ struct Route {
 
 struct Config {
     Server server;
+    Spool spool;
     std::vector<Listener> listeners;
     std::vector<Pool> pools;
     std::vector<Route> routes;
 
     const Pool* find_pool(const std::string& name) const;
+    bool uses_spool() const;
 };
 
 const char* to_string(ListenerMode v);

@@ -37,6 +37,14 @@ std::string describe(const Config& c) {
       << "admin_token_file = " << quoted(c.server.admin_token_file) << "\n"
       << "spill_threshold = " << c.server.spill_threshold << "\n"
       << "shutdown_grace = " << ms(c.server.shutdown_grace) << "\n";
+    o << "\n[spool]\n"
+      << "max_messages = " << c.spool.max_messages << "\n"
+      << "max_size = " << c.spool.max_size << "\n"
+      << "max_queue_lifetime = " << ms(c.spool.max_queue_lifetime) << "\n"
+      << "retry_initial = " << ms(c.spool.retry_initial) << "\n"
+      << "retry_max = " << ms(c.spool.retry_max) << "\n"
+      << "concurrency = " << c.spool.concurrency << "\n"
+      << "writers = " << c.spool.writers << "\n";
     for (const auto& l : c.listeners) {
         o << "\n[[listener]]\n"
           << "name = " << quoted(l.name) << "\n"

@@ -53,6 +53,19 @@ void read_server(TableReader& r, Server& s) {
     }
 }
 
+void read_spool(TableReader& r, Spool& s) {
+    r.integer("max_messages", s.max_messages, 1, 10000000);
+    r.size("max_size", s.max_size, 1ull << 20, 1ull << 50);
+    r.duration("max_queue_lifetime", s.max_queue_lifetime, 1min, 24h * 30);
+    r.duration("retry_initial", s.retry_initial, 1s, 24h);
+    r.duration("retry_max", s.retry_max, 1s, 24h);
+    r.integer("concurrency", s.concurrency, 1, 1000);
+    r.integer("writers", s.writers, 1, 64);
+    if (s.retry_max < s.retry_initial)
+        r.diagnostics().error(r.key_path("retry_max"), r.line_of("retry_max"),
+                              "must not be less than retry_initial");
+}
+
 void read_listener(TableReader& r, Listener& l) {
     auto& d = r.diagnostics();
     r.string("name", l.name, true);
@@ -197,9 +210,6 @@ void read_pool(TableReader& r, Pool& p) {
     r.duration("persistence_ttl", p.persistence_ttl, 1s, 24h * 7);
     r.choice("on_unavailable", p.on_unavailable,
              {{"tempfail", OnUnavailable::Tempfail}, {"spool", OnUnavailable::Spool}});
-    if (p.on_unavailable == OnUnavailable::Spool)
-        d.error(r.key_path("on_unavailable"), r.line_of("on_unavailable"),
-                "the durable spool is not implemented in this version; use \"tempfail\"");
     if (auto* t = r.table("health")) {
         TableReader hr(*t, r.key_path("health"), d);
         read_health(hr, p.health);
@@ -303,6 +313,10 @@ LoadResult load_string(const std::string& text, const std::string& source_name) 
         const auto* server = r.table("server");
         TableReader sr(server ? *server : no_server, "server", d);
         read_server(sr, c.server);
+        toml::table no_spool;
+        const auto* spool = r.table("spool");
+        TableReader spr(spool ? *spool : no_spool, "spool", d);
+        read_spool(spr, c.spool);
         read_each(r, "listener", c.listeners, read_listener);
         read_each(r, "pool", c.pools, read_pool);
         read_each(r, "route", c.routes, read_route);

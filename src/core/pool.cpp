@@ -22,6 +22,12 @@ bool Pool::usable(std::size_t i) const {
     return backends_[i].health.accepts_new(clock_.now());
 }
 
+bool Pool::any_usable() const {
+    for (std::size_t i = 0; i < backends_.size(); ++i)
+        if (usable(i)) return true;
+    return false;
+}
+
 std::optional<std::size_t> Pool::find(const std::string& name) const {
     for (std::size_t i = 0; i < backends_.size(); ++i)
         if (backends_[i].config.name == name) return i;

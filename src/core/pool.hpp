@@ -37,6 +37,7 @@ class Pool {
     void set_admin(std::size_t backend, AdminState state);
     // May a new transaction start on this backend now?
     bool usable(std::size_t backend) const;
+    bool any_usable() const;
     std::optional<std::size_t> find(const std::string& backend_name) const;
     // After a reload: backends of `previous` with the same name and address
     // keep their health, admin state, counters and rates.

@@ -5,9 +5,10 @@
 namespace smtplb::core {
 
 void SpoolQueue::add(const std::string& id, std::int64_t arrival_ms, std::uint64_t size,
-                     bool held) {
+                     bool held, const std::string& pool) {
     if (entries_.count(id)) return;
     Entry e;
+    e.pool = pool;
     e.id = id;
     e.arrival_ms = arrival_ms;
     e.size = size;
@@ -22,12 +23,18 @@ const SpoolQueue::Entry* SpoolQueue::find(const std::string& id) const {
     return it == entries_.end() ? nullptr : &it->second;
 }
 
-std::vector<std::string> SpoolQueue::take_due(std::size_t max) {
+void SpoolQueue::set_pool(const std::string& id, const std::string& pool) {
+    auto it = entries_.find(id);
+    if (it != entries_.end()) it->second.pool = pool;
+}
+
+std::vector<std::string> SpoolQueue::take_due(std::size_t max, const Filter& ready) {
     std::vector<std::string> due;
     auto now = clock_.now();
     for (auto& [id, e] : entries_) {
         if (due.size() >= max) break;
         if (e.state != State::Ready || e.next_attempt > now) continue;
+        if (ready && !ready(e)) continue;
         e.state = State::Busy;
         ++busy_;
         due.push_back(id);

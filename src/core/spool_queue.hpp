@@ -1,6 +1,7 @@
 #pragma once
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -31,16 +32,22 @@ class SpoolQueue {
         base::Clock::TimePoint next_attempt{};
         State state = State::Ready;
         std::string last_error;
+        std::string pool;  // known once the file was read (or written here)
     };
 
     SpoolQueue(const base::Clock& clock, base::Random& random, QueueSettings settings)
         : clock_(clock), random_(random), settings_(settings) {}
 
-    void add(const std::string& id, std::int64_t arrival_ms, std::uint64_t size, bool held = false);
+    void set_settings(QueueSettings settings) { settings_ = settings; }
+    void add(const std::string& id, std::int64_t arrival_ms, std::uint64_t size, bool held = false,
+             const std::string& pool = {});
+    void set_pool(const std::string& id, const std::string& pool);
     bool contains(const std::string& id) const { return entries_.count(id) > 0; }
     const Entry* find(const std::string& id) const;
-    // Up to `max` messages due now, oldest first; they become Busy.
-    std::vector<std::string> take_due(std::size_t max);
+    // Up to `max` messages due now, oldest first, that `ready` accepts
+    // (e.g. their pool has a backend up); they become Busy.
+    using Filter = std::function<bool(const Entry&)>;
+    std::vector<std::string> take_due(std::size_t max, const Filter& ready = {});
     // The attempt ended; the message is gone (delivered, bounced, moved away).
     void remove(const std::string& id);
     // The attempt ended with recipients left: next try after the backoff.

@@ -84,6 +84,7 @@ std::string TrackingRecord::to_json() const {
     }
     out += ']';
     field(out, "queue_id", queue_id);
+    if (!spool_id.empty()) field(out, "spool_id", spool_id);
     field(out, "result", result);
     field(out, "reply", reply);
     field(out, "identity", identity);

@@ -26,7 +26,10 @@ struct TrackingRecord {
     std::string pool;
     std::vector<AttemptRecord> attempts;
     std::string queue_id;  // from the backend's 250, when it names one
-    std::string result;    // relayed | rejected | tempfailed | aborted
+    std::string spool_id;  // ours, for a message that went through the spool
+    // relayed | rejected | tempfailed | aborted | spooled; from the spool:
+    // delivered | deferred | bounced | dead
+    std::string result;
     std::string reply;     // what the client was finally told
     std::string identity;  // xclient | proxy-v1 | proxy-v2 | none | not-supported
     std::int64_t duration_ms = 0;

@@ -1,6 +1,7 @@
 #include "io/balancer.hpp"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -24,6 +25,19 @@ Balancer::Balancer(asio::io_context& io, const config::Config& config,
               : std::make_shared<TrackingLog>(io.get_executor(), config_.server.tracking_log)),
       health_(io.get_executor(), *connector_, config_.server.hostname, random_),
       event_log_([](const std::string& line) { std::cerr << "smtplb: " << line << "\n"; }) {
+    if (previous && previous->spool_ &&
+        previous->config_.server.state_dir == config_.server.state_dir) {
+        spool_ = previous->spool_;
+        spool_->configure(config_.spool);
+    } else {
+        // Also without a spooling pool, when a spool is left on disk: what
+        // it holds was acknowledged and must still be delivered.
+        struct stat st {};
+        auto dir = config_.server.state_dir + "/spool/queue";
+        if (config_.uses_spool() || ::stat(dir.c_str(), &st) == 0)
+            spool_ = std::make_shared<Spool>(io_, config_);
+    }
+    if (spool_) spool_->set_event_log(event_log_);
     for (const auto& p : config_.pools) {
         pools_.push_back(std::make_unique<core::Pool>(p, clock_, random_));
         if (previous) {
@@ -37,8 +51,14 @@ Balancer::Balancer(asio::io_context& io, const config::Config& config,
 }
 
 Balancer::~Balancer() {
+    deliverer_.reset();
     health_.stop();
     cache_.set_closing();
+}
+
+void Balancer::set_event_log(EventLog log) {
+    event_log_ = std::move(log);
+    if (spool_) spool_->set_event_log(event_log_);
 }
 
 core::Pool* Balancer::pool(const std::string& name) {
@@ -68,6 +88,8 @@ bool Balancer::start(std::string& error, Balancer* previous) {
         return false;
     }
     ::close(fd);
+    bool new_spool = spool_ && !(previous && previous->spool_ == spool_);
+    if (new_spool && !spool_->open(error)) return false;
     std::vector<std::unique_ptr<Listener>> bound;
     for (const auto& l : config_.listeners) {
         Listener* same_address = nullptr;
@@ -86,11 +108,17 @@ bool Balancer::start(std::string& error, Balancer* previous) {
         l->begin();
     for (auto& p : pools_)
         health_.watch(*p);
+    if (spool_) {
+        if (previous && previous->deliverer_) previous->deliverer_->stop();
+        deliverer_ = std::make_unique<SpoolDeliverer>(*this, *spool_);
+        deliverer_->start();
+    }
     return true;
 }
 
 bool Balancer::finished() const {
-    return active_sessions() == 0 && cache_.in_use().empty() && health_.probes_in_flight() == 0;
+    return active_sessions() == 0 && cache_.in_use().empty() && health_.probes_in_flight() == 0 &&
+           (!deliverer_ || deliverer_->in_flight() == 0);
 }
 
 bool Balancer::set_backend_state(const std::string& pool_name, const std::string& backend,
@@ -114,6 +142,7 @@ bool Balancer::set_backend_state(const std::string& pool_name, const std::string
 }
 
 void Balancer::retire() {
+    if (deliverer_) deliverer_->stop();
     for (auto& l : listeners_)
         l->stop_accepting();
 }
@@ -121,6 +150,7 @@ void Balancer::retire() {
 void Balancer::stop() {
     if (stopped_) return;
     stopped_ = true;
+    if (deliverer_) deliverer_->stop();
     health_.stop();
     for (auto& l : listeners_)
         l->stop();

@@ -16,6 +16,8 @@
 #include "io/backend_connector.hpp"
 #include "io/connection_cache.hpp"
 #include "io/health_checker.hpp"
+#include "io/spool.hpp"
+#include "io/spool_deliverer.hpp"
 #include "io/tracking_log.hpp"
 
 namespace smtplb::io {
@@ -57,7 +59,11 @@ class Balancer {
                            core::AdminState state, std::string& error);
     // Where health transitions and other events go; stderr by default.
     using EventLog = std::function<void(const std::string& line)>;
-    void set_event_log(EventLog log) { event_log_ = std::move(log); }
+    void set_event_log(EventLog log);
+    // The durable spool, when a pool spools or a spool is left from before;
+    // shared with the next generation on reload.
+    Spool* spool() { return spool_.get(); }
+    SpoolDeliverer* deliverer() { return deliverer_.get(); }
     HealthChecker& health() { return health_; }
     const std::vector<std::unique_ptr<core::Pool>>& pools() const { return pools_; }
     const config::Config& config() const { return config_; }
@@ -87,6 +93,8 @@ class Balancer {
     ConnectionCache cache_;
     std::shared_ptr<TrackingLog> tracking_;
     std::vector<std::unique_ptr<Listener>> listeners_;
+    std::shared_ptr<Spool> spool_;
+    std::unique_ptr<SpoolDeliverer> deliverer_;
     HealthChecker health_;
     EventLog event_log_;
     bool stopped_ = false;

@@ -60,6 +60,16 @@ class ClientSession {
     // logged as aborted when recipients were accepted, as refused when every
     // recipient was (relay attempts show up here), else not at all.
     void end_without_message(const char* why);
+    // The pool of this transaction spools when no backend can take it.
+    Spool* spool_for_transaction() {
+        auto* spool = balancer_.spool();
+        auto* pool = relay_.pool();
+        if (!spool || !pool || pool->config().on_unavailable != config::OnUnavailable::Spool)
+            return nullptr;
+        return spool;
+    }
+    // Writes the message to the spool: 250 only once it is durable.
+    awaitable<Reply> spool_message();
     void note_rcpt_reply(const Reply& reply) {
         ++rcpts_tried_;
         if (reply.positive())
@@ -87,7 +97,16 @@ class ClientSession {
     std::size_t rcpts_tried_ = 0;
     std::size_t rcpts_accepted_ = 0;
     std::optional<Reply> last_refusal_;
+    // The transaction as the spool needs it.
+    proto::Path sender_;
+    proto::MailParameters mail_params_;
+    std::vector<proto::Mailbox> accepted_;
+    bool spooling_ = false;  // no backend could take it: it goes to the spool
 };
+
+Reply storage_full() {
+    return Reply::make(452, "4.3.1", "Insufficient system storage");
+}
 
 constexpr std::size_t kTransactionBufferSize = 16384;
 
@@ -171,6 +190,21 @@ void ClientSession::finish_tracking(const std::string& reply, const char* result
     record_.reset();
 }
 
+awaitable<Reply> ClientSession::spool_message() {
+    auto* spool = spool_for_transaction();
+    proto::SpoolEnvelope envelope;
+    envelope.arrival_ms = balancer_.clock().wall_ms();
+    envelope.listener = listener_.config().name;
+    envelope.pool = relay_.pool()->name();
+    envelope.sender = sender_;
+    envelope.params = mail_params_;
+    envelope.identity = relay_.identity();
+    auto committed = co_await spool->commit(envelope, accepted_, body_);
+    if (committed.id.empty()) co_return storage_full();
+    if (record_) record_->spool_id = committed.id;
+    co_return Reply::make(250, "2.0.0", "Ok: queued as " + committed.id);
+}
+
 awaitable<void> ClientSession::handle(proto::ServerEvent& ev) {
     const auto& config = listener_.config();
     const auto& policy = listener_.policy();
@@ -179,6 +213,8 @@ awaitable<void> ClientSession::handle(proto::ServerEvent& ev) {
         case Kind::Reset:
             end_without_message("RSET");
             co_await relay_.abandon();
+            spooling_ = false;
+            accepted_.clear();
             break;
         case Kind::Mail: {
             if (auto refusal = policy.check_sender(false)) {
@@ -188,6 +224,10 @@ awaitable<void> ClientSession::handle(proto::ServerEvent& ev) {
             auto* pool = balancer_.pool(config.pool);
             relay_.set_helo(protocol_.helo(), protocol_.esmtp());
             relay_.begin(*pool, ev.path, ev.mail_params);
+            sender_ = ev.path;
+            mail_params_ = ev.mail_params;
+            accepted_.clear();
+            spooling_ = false;
             begin_tracking(ev);
             protocol_.answer(Reply::make(250, "2.1.0", "Ok"));
             break;
@@ -211,14 +251,30 @@ awaitable<void> ClientSession::handle(proto::ServerEvent& ev) {
                 protocol_.answer(later);
                 break;
             }
-            auto reply = co_await relay_.add_recipient(rcpt);
+            Reply reply;
+            if (spooling_) {
+                // Accepted by the listener's policy; no backend can verify it now.
+                auto* spool = spool_for_transaction();
+                reply = spool->has_room(0) ? Reply::make(250, "2.1.5", "Ok") : storage_full();
+            } else {
+                reply = co_await relay_.add_recipient(rcpt);
+                auto* spool = spool_for_transaction();
+                if (!reply.positive() && relay_.no_backend() && spool && spool->has_room(0)) {
+                    spooling_ = true;
+                    co_await relay_.abandon();
+                    reply = Reply::make(250, "2.1.5", "Ok");
+                }
+            }
             note_rcpt_reply(reply);
-            if (reply.positive()) domains_.insert(rcpt.domain);
+            if (reply.positive()) {
+                domains_.insert(rcpt.domain);
+                accepted_.push_back(rcpt);
+            }
             protocol_.answer(reply);
             break;
         }
         case Kind::Data:
-            co_await relay_.start_data();
+            if (!spooling_) co_await relay_.start_data();
             body_.clear();
             protocol_.set_body_sink(&body_);
             protocol_.answer(Reply::make(354, "", "End data with <CR><LF>.<CR><LF>"));
@@ -233,10 +289,20 @@ awaitable<void> ClientSession::handle(proto::ServerEvent& ev) {
                 co_await relay_.abandon();
             } else {
                 if (record_) record_->size = body_.size();
-                reply = co_await relay_.deliver(body_);
+                if (!spooling_) {
+                    reply = co_await relay_.deliver(body_);
+                    spooling_ = reply.transient() && relay_.no_backend() && spool_for_transaction();
+                    if (spooling_) co_await relay_.abandon();
+                }
+                if (spooling_) reply = co_await spool_message();
             }
             body_.clear();
-            finish_tracking(reply);
+            if (spooling_ && reply.positive())
+                finish_tracking(reply.summary(), "spooled");
+            else
+                finish_tracking(reply);
+            spooling_ = false;
+            accepted_.clear();
             protocol_.answer(reply);
             break;
         }

@@ -167,6 +167,7 @@ awaitable<void> Relay::release_current(bool needs_reset) {
 }
 
 awaitable<proto::Reply> Relay::establish(const proto::Mailbox* new_rcpt) {
+    no_backend_ = false;
     std::optional<proto::Reply> permanent;  // a 5xx worth passing on if nobody accepts
     int stale_retries = 0;                  // reused connections found closed
     while (may_try_again()) {
@@ -291,10 +292,12 @@ awaitable<proto::Reply> Relay::establish(const proto::Mailbox* new_rcpt) {
         co_return core::relay_reply(*new_reply);
     }
     if (permanent) co_return core::relay_reply(*permanent);
+    no_backend_ = true;
     co_return core::no_backend_reply();
 }
 
 awaitable<proto::Reply> Relay::add_recipient(const proto::Mailbox& rcpt) {
+    no_backend_ = false;
     if (conn_) {
         std::size_t backend = conn_->backend();
         auto& state = pool_->backend(backend);
@@ -333,11 +336,15 @@ awaitable<void> Relay::start_data() {
 }
 
 awaitable<proto::Reply> Relay::deliver(const proto::BodySource& body) {
+    no_backend_ = false;
     if (recipients_.empty())
         co_return proto::Reply::make(554, "5.5.1", "Error: no valid recipients");
     for (;;) {
         if (!conn_) {
-            if (!may_try_again()) co_return core::no_backend_reply();
+            if (!may_try_again()) {
+                no_backend_ = true;
+                co_return core::no_backend_reply();
+            }
             auto replay = co_await establish(nullptr);
             if (!conn_) co_return replay;
         }

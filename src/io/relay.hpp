@@ -54,6 +54,10 @@ class Relay {
     // Session end: connections go back to the shared cache.
     void release_connections();
 
+    // The last add_recipient() or deliver() failed because no backend could
+    // take the transaction now (not because one refused it): a spooling
+    // pool takes over from here.
+    bool no_backend() const { return no_backend_; }
     const std::vector<core::AttemptRecord>& attempts() const { return attempts_; }
     const std::string& queue_id() const { return queue_id_; }
     std::string identity_result() const;
@@ -102,6 +106,7 @@ class Relay {
     std::vector<core::AttemptRecord> attempts_;
     std::string queue_id_;
     bool identity_unsupported_ = false;
+    bool no_backend_ = false;
 };
 
 }  // namespace smtplb::io

@@ -151,13 +151,22 @@ pool = "p"
     has_error(r, "route[1].recipient", 0, "regular expression");
 }
 
-TEST(ConfigLoader, UnimplementedFeaturesAreRefusedClearly) {
+TEST(ConfigLoader, SpoolIsReadWithItsBounds) {
     std::string text = kValid;
     text.replace(text.find("algorithm = \"least_pending\""), 27,
                  "algorithm = \"least_pending\"\non_unavailable = \"spool\"");
-    auto r = load_string(text, "t");
-    EXPECT_FALSE(r.config);
-    has_error(r, "pool[0].on_unavailable", 0, "not implemented");
+    auto good = load_string(text + "[spool]\nmax_queue_lifetime = \"2d\"\nconcurrency = 5\n", "t");
+    ASSERT_TRUE(good.config);
+    EXPECT_TRUE(good.config->uses_spool());
+    EXPECT_EQ(good.config->spool.max_queue_lifetime, std::chrono::hours(48));
+    EXPECT_EQ(good.config->spool.concurrency, 5u);
+    auto bad = load_string(text + "[spool]\nmax_queue_lifetime = \"1s\"\nretry_initial = \"1h\"\n"
+                                  "retry_max = \"1m\"\nsize = 3\n",
+                           "t");
+    EXPECT_FALSE(bad.config);
+    EXPECT_TRUE(has_error(bad, "spool.max_queue_lifetime", 0, ""));
+    EXPECT_TRUE(has_error(bad, "spool.retry_max", 0, "retry_initial"));
+    EXPECT_TRUE(has_error(bad, "spool.size", 0, ""));
 }
 
 TEST(ConfigLoader, HealthAndAdminAreChecked) {

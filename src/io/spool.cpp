@@ -1,0 +1,146 @@
+#include "io/spool.hpp"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "io/posix_spool_files.hpp"
+
+namespace smtplb::io {
+namespace {
+
+core::QueueSettings queue_settings(const config::Spool& s) {
+    return {s.retry_initial, s.retry_max, s.max_queue_lifetime};
+}
+
+// A spool file is its body plus a head that is small next to it.
+constexpr std::uint64_t kHeadAllowance = 4096;
+
+}  // namespace
+
+Spool::Spool(asio::io_context& io, const config::Config& config,
+             std::unique_ptr<core::SpoolFiles> files)
+    : io_(io),
+      settings_(config.spool),
+      root_(config.server.state_dir + "/spool"),
+      files_(files ? std::move(files) : std::make_unique<PosixSpoolFiles>()),
+      store_(*files_, root_),
+      queue_(clock_, random_, queue_settings(settings_)),
+      writers_(std::make_unique<asio::thread_pool>(settings_.writers)) {}
+
+Spool::~Spool() {
+    writers_->join();
+    if (lock_fd_ >= 0) ::close(lock_fd_);
+}
+
+void Spool::configure(const config::Spool& settings) {
+    settings_ = settings;
+    queue_.set_settings(queue_settings(settings));
+}
+
+bool Spool::open(std::string& error) {
+    if (auto ec = store_.prepare()) {
+        error = "cannot create the spool under \"" + root_ + "\": " + ec.message();
+        return false;
+    }
+    auto lock_path = root_ + "/lock";
+    lock_fd_ = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (lock_fd_ < 0 || ::flock(lock_fd_, LOCK_EX | LOCK_NB) != 0) {
+        error = "the spool \"" + root_ + "\" is in use by another smtplb (" +
+                std::strerror(errno) + ")";
+        return false;
+    }
+    if (auto n = store_.quarantine_incomplete())
+        log("event=spool_quarantined files=" + std::to_string(n) +
+            " reason=\"never committed (no END record)\"");
+    scan();
+    return true;
+}
+
+void Spool::scan() {
+    // Only directory listings: the arrival time is in the ID and the size
+    // in the directory entry, so 100 000 files take a fraction of a second,
+    // on a writer thread. Files are read and checked when delivered.
+    scanning_ = true;
+    asio::post(*writers_, [this, guard = asio::make_work_guard(io_)] {
+        std::error_code ec_queue, ec_hold;
+        auto queued = store_.list(core::SpoolArea::Queue, ec_queue);
+        auto held = store_.list(core::SpoolArea::Hold, ec_hold);
+        asio::post(io_, [this, queued = std::move(queued), held = std::move(held)] {
+            for (const auto& e : queued)
+                queue_.add(e.name, core::spool_id_time_ms(e.name), e.size);
+            for (const auto& e : held)
+                queue_.add(e.name, core::spool_id_time_ms(e.name), e.size, true);
+            scanning_ = false;
+            log("event=spool_recovered queued=" + std::to_string(queued.size()) +
+                " held=" + std::to_string(held.size()));
+            wake();
+        });
+    });
+}
+
+bool Spool::has_room(std::uint64_t size) const {
+    return queue_.size() + reserved_messages_ < settings_.max_messages &&
+           queue_.bytes() + reserved_bytes_ + size + kHeadAllowance <= settings_.max_size;
+}
+
+std::string Spool::next_id() {
+    auto us = std::chrono::duration_cast<std::chrono::microseconds>(
+                  std::chrono::system_clock::now().time_since_epoch())
+                  .count();
+    // Strictly increasing, also when the clock steps back or many arrive at once.
+    if (us <= last_id_us_) {
+        if (++id_sequence_ > 0xFFF) {
+            ++last_id_us_;
+            id_sequence_ = 0;
+        }
+    } else {
+        last_id_us_ = us;
+        id_sequence_ = 0;
+    }
+    return core::make_spool_id(last_id_us_, id_sequence_);
+}
+
+awaitable<Spool::Committed> Spool::commit(proto::SpoolEnvelope envelope,
+                                          std::vector<proto::Mailbox> recipients,
+                                          const proto::BodySource& body) {
+    Committed out;
+    std::uint64_t size = body.size() + kHeadAllowance;
+    if (!has_room(body.size())) {
+        ++counters_.refused_full;
+        out.result.error = std::make_error_code(std::errc::no_space_on_device);
+        out.result.stage = "spool full";
+        co_return out;
+    }
+    ++reserved_messages_;
+    reserved_bytes_ += size;
+    auto id = next_id();
+    auto* store = &store_;
+    auto* body_source = &body;
+    auto* env = &envelope;
+    auto* rcpts = &recipients;
+    // Named, not a temporary in the co_await (GCC 12, see io/asio.hpp).
+    std::function<core::CommitResult()> work = [store, id, env, rcpts, body_source] {
+        return store->commit(id, *env, *rcpts, *body_source);
+    };
+    auto result = co_await offload<core::CommitResult>(std::move(work));
+    --reserved_messages_;
+    reserved_bytes_ -= size;
+    out.result = result;
+    if (result.error) {
+        ++counters_.commit_failed;
+        log("event=spool_commit_failed stage=\"" + std::string(result.stage) + "\" error=\"" +
+            result.error.message() + "\"");
+        co_return out;
+    }
+    ++counters_.spooled;
+    out.id = id;
+    queue_.add(id, envelope.arrival_ms, size, false, envelope.pool);
+    wake();
+    co_return out;
+}
+
+}  // namespace smtplb::io

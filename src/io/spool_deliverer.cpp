@@ -1,0 +1,69 @@
+#include "io/spool_deliverer.hpp"
+
+#include "io/balancer.hpp"
+#include "io/listener.hpp"
+#include "io/spool.hpp"
+
+namespace smtplb::io {
+
+SpoolDeliverer::SpoolDeliverer(Balancer& balancer, Spool& spool)
+    : balancer_(balancer), spool_(spool), timer_(balancer.io()) {}
+
+SpoolDeliverer::~SpoolDeliverer() {
+    *alive_ = false;
+    spool_.clear_waker(this);
+}
+
+void SpoolDeliverer::start() {
+    spool_.set_waker(this, [this] { fill(); });
+    asio::co_spawn(balancer_.io(), ticker(), asio::detached);
+}
+
+void SpoolDeliverer::stop() {
+    if (stopped_) return;
+    stopped_ = true;
+    timer_.cancel();
+}
+
+awaitable<void> SpoolDeliverer::ticker() {
+    auto alive = alive_;
+    while (*alive && !stopped_) {
+        fill();
+        timer_.expires_after(std::chrono::milliseconds(500));
+        auto [ec] = co_await timer_.async_wait(use_nothrow);
+        if (!*alive || ec == asio::error::operation_aborted) co_return;
+    }
+}
+
+RelayContext& SpoolDeliverer::context_for(const std::string& listener) {
+    auto it = contexts_.find(listener);
+    if (it != contexts_.end()) return *it->second;
+    const config::Listener* found = nullptr;
+    for (const auto& l : balancer_.config().listeners)
+        if (l.name == listener) found = &l;
+    auto context = std::make_unique<RelayContext>(RelayContext{
+        balancer_.connector(), balancer_.cache(), balancer_.config().server.hostname,
+        found ? found->client_identity : config::IdentityMode::Xclient,
+        found ? found->source_address : std::nullopt});
+    return *contexts_.emplace(listener, std::move(context)).first->second;
+}
+
+void SpoolDeliverer::fill() {
+    if (stopped_ || balancer_.stopped()) return;
+    auto limit = spool_.settings().concurrency;
+    if (in_flight_ >= limit) return;
+    // Only messages whose pool can take mail now: while every backend is
+    // down, nothing is opened, and nothing waits out a long backoff when
+    // they come back.
+    auto ids = spool_.queue().take_due(limit - in_flight_, [this](const auto& entry) {
+        if (entry.pool.empty()) return true;  // not read yet
+        const auto* pool = balancer_.pool(entry.pool);
+        return pool && pool->any_usable();
+    });
+    for (auto& id : ids) {
+        ++in_flight_;
+        asio::co_spawn(balancer_.io(), deliver(std::move(id)), asio::detached);
+    }
+}
+
+}  // namespace smtplb::io

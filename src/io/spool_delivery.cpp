@@ -1,0 +1,256 @@
+// One delivery attempt from the spool. Apart from spool_deliverer.cpp: with
+// the coroutine in the same translation unit as its co_spawn, GCC 12 warns
+// falsely (-Wmismatched-new-delete) about the inlined frame.
+#include "core/dsn.hpp"
+#include "core/tracking.hpp"
+#include "io/balancer.hpp"
+#include "io/spool.hpp"
+#include "io/spool_deliverer.hpp"
+
+namespace smtplb::io {
+namespace {
+
+using core::SpoolArea;
+using proto::Reply;
+using proto::SpoolRecord;
+
+struct Loaded {
+    std::shared_ptr<core::SpoolMessage> message;
+    std::string error;
+    bool missing = false;  // deleted or moved meanwhile (by `smtplb queue`)
+};
+
+struct Outcome {
+    std::vector<std::size_t> delivered;                       // recipient indexes
+    std::vector<std::pair<std::size_t, Reply>> failed;        // permanent
+    std::vector<std::pair<std::size_t, Reply>> deferred;      // temporary
+};
+
+// A DSN is mail we write ourselves: it presents itself to the backend as
+// coming from this host, which backends trust to relay (mynetworks).
+proto::ClientIdentity local_identity(const std::string& hostname) {
+    proto::ClientIdentity id;
+    id.address = *base::IpAddress::parse("127.0.0.1");
+    id.local_address = id.address;
+    id.helo = hostname;
+    return id;
+}
+
+class StringBody final : public proto::BodySource {
+  public:
+    explicit StringBody(std::string text) : text_(std::move(text)) {}
+    std::uint64_t size() const override { return text_.size(); }
+    std::string_view chunk_at(std::uint64_t offset, std::size_t max,
+                              std::string&) const override {
+        if (offset >= text_.size()) return {};
+        return std::string_view(text_).substr(offset, max);
+    }
+
+  private:
+    std::string text_;
+};
+
+}  // namespace
+
+awaitable<void> SpoolDeliverer::deliver(std::string id) {
+    auto alive = alive_;
+    auto& spool = spool_;
+    auto& queue = spool.queue();
+    auto* store = &spool.store();
+    // Work for the writer threads is always a named std::function: a
+    // lambda temporary inside co_await is destroyed twice by GCC 12.
+    std::function<Loaded()> load = [store, id] {
+        Loaded out;
+        auto message = store->load(SpoolArea::Queue, id, out.error);
+        out.missing = !message && out.error.starts_with("cannot open");
+        out.message = std::move(message);
+        return out;
+    };
+    auto loaded = co_await spool.offload<Loaded>(std::move(load));
+    auto finish = [&] {
+        if (!*alive) return;
+        --in_flight_;
+        fill();
+    };
+    if (!loaded.message) {
+        queue.remove(id);
+        if (!loaded.missing) {
+            std::function<std::error_code()> quarantine = [store, id] {
+                return store->move(id, SpoolArea::Queue, SpoolArea::Corrupt);
+            };
+            auto moved = co_await spool.offload<std::error_code>(std::move(quarantine));
+            ++spool.counters().corrupt;
+            spool.log("event=spool_corrupt id=" + id + " error=\"" + loaded.error + "\"" +
+                      (moved ? " move_error=\"" + moved.message() + "\"" : ""));
+        }
+        finish();
+        co_return;
+    }
+    if (!*alive) co_return;
+    const auto& message = *loaded.message;
+    const auto& layout = message.layout();
+    const auto& env = layout.envelope;
+    queue.set_pool(id, env.pool);
+    core::Pool* pool = balancer_.pool(env.pool);
+    if (!pool || !pool->any_usable()) {
+        // The pool is gone from the configuration, or went down meanwhile.
+        queue.postpone(id, pool ? std::chrono::seconds(1) : spool.settings().retry_initial);
+        if (!pool) spool.log("event=spool_no_pool id=" + id + " pool=\"" + env.pool + "\"");
+        finish();
+        co_return;
+    }
+
+    auto started = std::chrono::steady_clock::now();
+    Relay relay(context_for(env.listener), env.identity, balancer_.next_session_id());
+    relay.begin(*pool, env.sender, env.params);
+    Outcome outcome;
+    std::vector<std::size_t> accepted;
+    for (std::size_t i = 0; i < layout.recipients.size(); ++i) {
+        const auto& r = layout.recipients[i];
+        if (r.state != SpoolRecord::Recipient) continue;
+        auto reply = co_await relay.add_recipient(r.mailbox);
+        if (!*alive) co_return;
+        if (reply.positive())
+            accepted.push_back(i);
+        else if (reply.permanent())
+            outcome.failed.emplace_back(i, reply);
+        else
+            outcome.deferred.emplace_back(i, reply);
+    }
+    Reply final_reply = Reply::make(250, "2.0.0", "Ok");
+    if (!accepted.empty()) {
+        co_await relay.start_data();
+        final_reply = co_await relay.deliver(message);
+        if (!*alive) co_return;
+        for (auto i : accepted) {
+            if (final_reply.positive())
+                outcome.delivered.push_back(i);
+            else if (final_reply.permanent())
+                outcome.failed.emplace_back(i, final_reply);
+            else
+                outcome.deferred.emplace_back(i, final_reply);
+        }
+    } else {
+        co_await relay.abandon();
+    }
+    relay.release_connections();
+    if (!*alive) co_return;
+
+    // Expired: what is left fails now.
+    std::int64_t now_ms = balancer_.clock().wall_ms();
+    bool expired = !outcome.deferred.empty() && queue.expired(id, now_ms);
+    if (expired) {
+        ++spool.counters().expired;
+        for (auto& [i, reply] : outcome.deferred) {
+            auto why = Reply::make(
+                reply.code ? reply.code : 451, "4.4.7",
+                "message expired after " +
+                    std::to_string(spool.settings().max_queue_lifetime.count() / 1000) +
+                    "s in the queue; last reply: " + reply.summary());
+            outcome.failed.emplace_back(i, why);
+        }
+        outcome.deferred.clear();
+    }
+
+    // The report to the sender is committed before the failures are marked:
+    // a crash in between sends it twice, never not at all.
+    bool can_bounce = !env.sender.null;
+    bool bounce_failed = false;
+    if (!outcome.failed.empty() && can_bounce) {
+        core::DsnInput dsn;
+        dsn.reporting_mta = balancer_.config().server.hostname;
+        dsn.queue_id = id;
+        dsn.sender = env.sender.mailbox.address();
+        dsn.arrival_ms = env.arrival_ms;
+        dsn.now_ms = now_ms;
+        for (const auto& [i, reply] : outcome.failed)
+            dsn.failed.push_back({layout.recipients[i].mailbox.address(),
+                                  core::status_of(reply.code, reply.enhanced), reply.summary()});
+        dsn.original_headers = core::header_section(message);
+        proto::SpoolEnvelope report;
+        report.arrival_ms = now_ms;
+        report.listener = env.listener;
+        report.pool = env.pool;
+        report.sender.null = true;
+        report.identity = local_identity(balancer_.config().server.hostname);
+        std::vector<proto::Mailbox> to{env.sender.mailbox};
+        StringBody body(core::build_dsn(dsn));
+        auto committed = co_await spool.commit(report, to, body);
+        if (!*alive) co_return;
+        bounce_failed = committed.id.empty();
+        if (!bounce_failed) {
+            spool.counters().bounced += outcome.failed.size();
+            spool.log("event=spool_bounce id=" + id + " dsn_id=" + committed.id +
+                      " recipients=" + std::to_string(outcome.failed.size()));
+        }
+    }
+    if (bounce_failed) {
+        // Try the whole thing again later rather than lose the report.
+        for (auto& f : outcome.failed)
+            outcome.deferred.push_back(std::move(f));
+        outcome.failed.clear();
+    }
+
+    // Record each recipient's fate in the file, then decide about the file.
+    std::vector<std::pair<std::uint64_t, SpoolRecord>> marks;
+    for (auto i : outcome.delivered)
+        marks.emplace_back(layout.recipients[i].offset, SpoolRecord::Delivered);
+    if (can_bounce)
+        for (const auto& [i, reply] : outcome.failed)
+            marks.emplace_back(layout.recipients[i].offset, SpoolRecord::Failed);
+    bool done = outcome.deferred.empty();
+    bool dead = done && !outcome.failed.empty() && !can_bounce;
+    std::function<std::error_code()> record = [store, id, marks, done, dead] {
+        for (const auto& [offset, state] : marks)
+            if (auto ec = store->mark(SpoolArea::Queue, id, offset, state)) return ec;
+        if (dead) return store->move(id, SpoolArea::Queue, SpoolArea::Dead);
+        if (done) return store->remove(SpoolArea::Queue, id);
+        return std::error_code();
+    };
+    auto file_error = co_await spool.offload<std::error_code>(std::move(record));
+    if (!*alive) co_return;
+
+    spool.counters().delivered += outcome.delivered.size();
+    const char* result = "delivered";
+    if (!outcome.deferred.empty()) {
+        ++spool.counters().deferred;
+        result = "deferred";
+        queue.deferred(id, outcome.deferred.front().second.summary());
+    } else {
+        queue.remove(id);
+        if (dead) {
+            ++spool.counters().dead;
+            result = "dead";
+        } else if (!outcome.failed.empty()) {
+            result = "bounced";
+        }
+    }
+    if (file_error)
+        spool.log("event=spool_file_error id=" + id + " error=\"" + file_error.message() + "\"");
+
+    core::TrackingRecord r;
+    r.time_ms = now_ms;
+    r.listener = env.listener;
+    r.client_address = env.identity.address.to_string();
+    r.client_port = env.identity.port;
+    r.helo = env.identity.helo;
+    r.sender = env.sender.null ? "" : env.sender.mailbox.address();
+    r.recipients = outcome.delivered.size();
+    r.size = message.size();
+    r.pool = env.pool;
+    r.attempts = relay.attempts();
+    r.queue_id = relay.queue_id();
+    r.spool_id = id;
+    r.result = result;
+    r.reply = !outcome.deferred.empty() ? outcome.deferred.front().second.summary()
+              : !outcome.failed.empty() ? outcome.failed.front().second.summary()
+                                        : final_reply.summary();
+    r.identity = relay.identity_result();
+    r.duration_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                        std::chrono::steady_clock::now() - started)
+                        .count();
+    balancer_.tracking().write(r.to_json());
+    finish();
+}
+
+}  // namespace smtplb::io

@@ -2,6 +2,7 @@
 
 #include "admin/assets.hpp"
 #include "admin/metrics.hpp"
+#include "admin/queue.hpp"
 
 #include <boost/json.hpp>
 #include <chrono>
@@ -108,6 +109,7 @@ std::string status_json(io::Balancer& balancer) {
     }
     root["pools"] = std::move(pools);
     root["probes_run"] = balancer.health().probes_run();
+    if (auto* spool = balancer.spool()) root["spool"] = spool_summary(*spool);
     return json::serialize(root) + "\n";
 }
 
@@ -135,6 +137,12 @@ ApiResponse handle_request(io::Balancer& balancer, const std::string& method,
         o["reloaded"] = outcome.ok;
         o["message"] = outcome.message;
         return {outcome.ok ? 200 : 422, "application/json", json::serialize(o) + "\n"};
+    }
+    if (api && parts.size() >= 3 && parts[2] == "queue") {
+        auto q = target.find('?');
+        return handle_queue_request(balancer.spool(), method,
+                                    std::vector<std::string>(parts.begin() + 3, parts.end()),
+                                    q == std::string::npos ? "" : target.substr(q + 1));
     }
     if (api && parts.size() == 6 && parts[2] == "backends") {
         if (method != "POST") return error_response(405, "use POST");

@@ -4,6 +4,7 @@
 
 #include <dirent.h>
 
+#include <chrono>
 #include <fstream>
 #include <sstream>
 
@@ -38,7 +39,8 @@ void listener_metrics(PrometheusText& m, io::Balancer& balancer) {
         for (auto [result, n] : {std::pair{"relayed", c.relayed},
                                  {"rejected", c.rejected},
                                  {"tempfailed", c.tempfailed},
-                                 {"aborted", c.aborted}})
+                                 {"aborted", c.aborted},
+                                 {"spooled", c.spooled}})
             m.sample("smtplb_listener_transactions_total",
                      {{"listener", l->config().name}, {"result", result}}, static_cast<double>(n));
     }
@@ -153,10 +155,44 @@ void process_metrics(PrometheusText& m) {
 
 }  // namespace
 
+void spool_metrics(PrometheusText& m, io::Spool& spool) {
+    auto& q = spool.queue();
+    auto gauge = [&](const char* name, const char* help, double value) {
+        m.family(name, "gauge", help);
+        m.sample(name, {}, value);
+    };
+    gauge("smtplb_spool_messages", "Messages in the spool (queued, held or being delivered).",
+          static_cast<double>(q.size()));
+    gauge("smtplb_spool_held_messages", "Messages held by an administrator.",
+          static_cast<double>(q.held()));
+    gauge("smtplb_spool_bytes", "Bytes of spool files.", static_cast<double>(q.bytes()));
+    auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                   std::chrono::system_clock::now().time_since_epoch())
+                   .count();
+    auto oldest = q.oldest_arrival_ms();
+    gauge("smtplb_spool_oldest_age_seconds", "Age of the oldest spooled message (0 when empty).",
+          oldest ? static_cast<double>(now - *oldest) / 1000.0 : 0.0);
+    const auto& c = spool.counters();
+    m.family("smtplb_spool_events_total", "counter",
+             "What happened to spooled mail: spooled and refused messages, delivered and "
+             "bounced recipients, deferred attempts, expired, corrupt and dead files.");
+    for (auto [event, n] : {std::pair{"spooled", c.spooled},
+                            {"commit_failed", c.commit_failed},
+                            {"refused_full", c.refused_full},
+                            {"delivered_recipients", c.delivered},
+                            {"deferred", c.deferred},
+                            {"bounced_recipients", c.bounced},
+                            {"expired", c.expired},
+                            {"corrupt", c.corrupt},
+                            {"dead", c.dead}})
+        m.sample("smtplb_spool_events_total", {{"event", event}}, static_cast<double>(n));
+}
+
 std::string metrics_text(io::Balancer& balancer) {
     PrometheusText m;
     listener_metrics(m, balancer);
     backend_metrics(m, balancer);
+    if (auto* spool = balancer.spool()) spool_metrics(m, *spool);
     process_metrics(m);
     return m.text();
 }

@@ -5,6 +5,7 @@
 #include <iostream>
 
 #include "admin/client.hpp"
+#include "admin_call.hpp"
 #include "commands.hpp"
 #include "config/loader.hpp"
 
@@ -58,12 +59,6 @@ std::optional<AdminTarget> admin_target(const AdminOptions& o) {
     return target;
 }
 
-std::string text_of(const json::value* v) {
-    if (!v) return "-";
-    if (v->is_string()) return std::string(v->as_string());
-    return json::serialize(*v);
-}
-
 void print_status(const json::value& doc) {
     const auto& root = doc.as_object();
     std::printf("%-12s %-12s %-22s %4s %7s %-5s %-12s %6s %10s  %s\n", "POOL", "BACKEND", "ADDRESS",
@@ -89,6 +84,14 @@ void print_status(const json::value& doc) {
                 text_of(&b.at("counters").as_object().at("delivered")).c_str(), probe.c_str());
         }
     }
+}
+
+}  // namespace
+
+std::string text_of(const json::value* v) {
+    if (!v) return "-";
+    if (v->is_string()) return std::string(v->as_string());
+    return json::serialize(*v);
 }
 
 // A string field of a JSON answer, or the whole body when it has none.
@@ -120,8 +123,6 @@ std::optional<admin::HttpResult> call(const AdminOptions& options, const char* c
     }
     return result;
 }
-
-}  // namespace
 
 int run_status(const AdminOptions& options) {
     int status = 0;

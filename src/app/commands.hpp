@@ -32,6 +32,10 @@ struct AdminOptions {
 };
 int run_status(const AdminOptions& options);
 int run_reload_command(const AdminOptions& options);
+// list | show ID | flush | hold ID | release ID | delete ID, on a running
+// daemon (admin API) or on the spool of a stopped one.
+int run_queue_command(const AdminOptions& options, const std::string& action,
+                      const std::string& id);
 int run_backend_command(const AdminOptions& options, const std::string& pool,
                         const std::string& backend, const std::string& action);
 

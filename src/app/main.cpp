@@ -91,6 +91,21 @@ int main(int argc, char** argv) {
     backend->add_option("--config,-c", admin_options.config_path,
                         "Take the admin address from this configuration");
 
+    std::string queue_action, queue_id;
+    auto* queue = app.add_subcommand(
+        "queue",
+        "The spool: list | show ID | flush | hold ID | release ID | delete ID. Works on a "
+        "running daemon (through its admin API) and on the spool of a stopped one");
+    queue->add_option("action", queue_action, "list | show | flush | hold | release | delete")
+        ->required();
+    queue->add_option("id", queue_id, "Queue ID (from `smtplb queue list` or the tracking log)");
+    queue->add_option("--config,-c", admin_options.config_path,
+                      "The daemon's configuration (state_dir, admin address)");
+    queue->add_option("--admin", admin_options.admin, "The daemon's admin ADDRESS:PORT");
+    queue->add_option("--token-file", admin_options.token_file,
+                      "Bearer token for the admin API (else the configuration's)");
+    queue->add_flag("--json", admin_options.json, "Print the API's JSON document");
+
     smtplb::app::ReportOptions report_options;
     std::string report_by = "backend", report_interval = "1h";
     auto* report = app.add_subcommand(
@@ -140,6 +155,7 @@ int main(int argc, char** argv) {
 
     if (*status) return smtplb::app::run_status(admin_options);
     if (*reload) return smtplb::app::run_reload_command(admin_options);
+    if (*queue) return smtplb::app::run_queue_command(admin_options, queue_action, queue_id);
     if (*backend)
         return smtplb::app::run_backend_command(admin_options, backend_pool, backend_name,
                                                 backend_action);

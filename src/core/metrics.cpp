@@ -15,6 +15,9 @@ void ListenerCounters::count_result(std::string_view result, std::uint64_t bytes
         ++tempfailed;
     } else if (result == "aborted") {
         ++aborted;
+    } else if (result == "spooled") {
+        ++spooled;
+        message_bytes += bytes;
     }
 }
 

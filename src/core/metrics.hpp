@@ -16,7 +16,8 @@ struct ListenerCounters {
     std::uint64_t rejected = 0;
     std::uint64_t tempfailed = 0;
     std::uint64_t aborted = 0;
-    std::uint64_t message_bytes = 0;  // of relayed messages
+    std::uint64_t spooled = 0;
+    std::uint64_t message_bytes = 0;  // of relayed and spooled messages
 
     void count_result(std::string_view result, std::uint64_t bytes);
 };

@@ -78,15 +78,18 @@ CommitResult SpoolStore::commit(const std::string& id, const proto::SpoolEnvelop
     const auto tmp = path(SpoolArea::Tmp, id);
     const auto final_path = path(SpoolArea::Queue, id);
     std::error_code ec;
+    std::uint64_t bytes = 0;
     auto fail = [&](const char* stage, bool created) {
         if (created) files_.remove(tmp);
-        return CommitResult{ec, stage};
+        return CommitResult{ec, stage, 0};
     };
     {
         auto writer = files_.create(tmp, ec);
         if (!writer) return fail("create", false);
-        ec = writer->write(proto::spool_head(envelope, recipients));
+        auto head = proto::spool_head(envelope, recipients);
+        ec = writer->write(head);
         if (ec) return fail("write", true);
+        bytes = head.size();
         constexpr std::size_t kChunk = 65536;
         std::string scratch;
         for (std::uint64_t offset = 0; offset < body.size();) {
@@ -97,10 +100,13 @@ CommitResult SpoolStore::commit(const std::string& id, const proto::SpoolEnvelop
             }
             ec = writer->write(proto::spool_record(proto::SpoolRecord::Body, chunk));
             if (ec) return fail("write", true);
+            bytes += proto::kSpoolRecordHeader + chunk.size();
             offset += chunk.size();
         }
-        ec = writer->write(proto::spool_end(body.size()));
+        auto end = proto::spool_end(body.size());
+        ec = writer->write(end);
         if (ec) return fail("write", true);
+        bytes += end.size();
         ec = writer->sync();
         if (ec) return fail("fsync", true);
     }
@@ -110,9 +116,9 @@ CommitResult SpoolStore::commit(const std::string& id, const proto::SpoolEnvelop
     if (ec) {
         // Not acknowledged, so not kept: the client will send it again.
         files_.remove(final_path);
-        return CommitResult{ec, "directory fsync"};
+        return CommitResult{ec, "directory fsync", 0};
     }
-    return {};
+    return CommitResult{{}, "", bytes};
 }
 
 std::unique_ptr<SpoolMessage> SpoolStore::load(SpoolArea area, const std::string& id,

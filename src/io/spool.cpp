@@ -138,9 +138,70 @@ awaitable<Spool::Committed> Spool::commit(proto::SpoolEnvelope envelope,
     }
     ++counters_.spooled;
     out.id = id;
-    queue_.add(id, envelope.arrival_ms, size, false, envelope.pool);
+    queue_.add(id, envelope.arrival_ms, result.bytes, false, envelope.pool);
     wake();
     co_return out;
+}
+
+bool Spool::hold(const std::string& id, std::string& error) {
+    const auto* entry = queue_.find(id);
+    if (!entry) {
+        error = "no queued message " + id;
+        return false;
+    }
+    if (entry->state == core::SpoolQueue::State::Held) return true;
+    if (entry->state == core::SpoolQueue::State::Busy) {
+        error = "message " + id + " is being delivered now; try again in a moment";
+        return false;
+    }
+    if (auto ec = store_.move(id, core::SpoolArea::Queue, core::SpoolArea::Hold)) {
+        error = "cannot move " + id + " to hold/: " + ec.message();
+        return false;
+    }
+    queue_.hold(id);
+    log("event=spool_hold id=" + id);
+    return true;
+}
+
+bool Spool::release(const std::string& id, std::string& error) {
+    const auto* entry = queue_.find(id);
+    if (!entry || entry->state != core::SpoolQueue::State::Held) {
+        error = "no held message " + id;
+        return false;
+    }
+    if (auto ec = store_.move(id, core::SpoolArea::Hold, core::SpoolArea::Queue)) {
+        error = "cannot move " + id + " back to queue/: " + ec.message();
+        return false;
+    }
+    queue_.release(id);
+    log("event=spool_release id=" + id);
+    wake();
+    return true;
+}
+
+bool Spool::remove(const std::string& id, std::string& error) {
+    const auto* entry = queue_.find(id);
+    if (!entry) {
+        error = "no queued message " + id;
+        return false;
+    }
+    if (entry->state == core::SpoolQueue::State::Busy) {
+        error = "message " + id + " is being delivered now; try again in a moment";
+        return false;
+    }
+    if (auto ec = store_.remove(area_of(*entry), id)) {
+        error = "cannot delete " + id + ": " + ec.message();
+        return false;
+    }
+    queue_.remove(id);
+    log("event=spool_delete id=" + id);
+    return true;
+}
+
+void Spool::flush() {
+    queue_.flush();
+    log("event=spool_flush queued=" + std::to_string(queue_.size()));
+    wake();
 }
 
 }  // namespace smtplb::io

@@ -85,6 +85,19 @@ class Spool {
     }
     std::string next_id();
 
+    // Queue administration (`smtplb queue`, the admin API). File moves run
+    // on the calling thread: they are rare and take milliseconds. False
+    // with the reason (unknown ID, being delivered, a file error).
+    bool hold(const std::string& id, std::string& error);
+    bool release(const std::string& id, std::string& error);
+    bool remove(const std::string& id, std::string& error);
+    void flush();
+    // Where a queued message's file is now.
+    core::SpoolArea area_of(const core::SpoolQueue::Entry& entry) const {
+        return entry.state == core::SpoolQueue::State::Held ? core::SpoolArea::Hold
+                                                            : core::SpoolArea::Queue;
+    }
+
   private:
     void scan();
 

@@ -69,6 +69,7 @@ TEST(SpoolStore, CommitThenLoadGivesBackEnvelopeRecipientsAndBody) {
     std::vector<proto::Mailbox> rcpts{mailbox("bob", "example.net"), mailbox("carol", "example.net")};
     auto result = store.commit("0000000000001000", envelope(), rcpts, StringBody(kBody));
     ASSERT_FALSE(result.error) << result.stage;
+    EXPECT_EQ(result.bytes, fs.content("/s/queue/0000000000001000").size());
     EXPECT_FALSE(fs.exists("/s/tmp/0000000000001000"));
     std::string error;
     auto msg = store.load(SpoolArea::Queue, "0000000000001000", error);

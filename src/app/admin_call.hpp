@@ -1,0 +1,20 @@
+#pragma once
+#include <boost/json.hpp>
+#include <optional>
+#include <string>
+
+#include "admin/client.hpp"
+#include "commands.hpp"
+
+namespace smtplb::app {
+
+// One request to the daemon's admin API; when there is no answer, says why
+// (as `command`) on stderr and sets the exit status.
+std::optional<admin::HttpResult> call(const AdminOptions& options, const char* command,
+                                      const char* method, const std::string& path, int& status);
+// A string field of a JSON answer, or the whole body when it has none.
+std::string field_or_body(const std::string& body, const char* key);
+// A JSON value as table text ("-" when absent).
+std::string text_of(const boost::json::value* v);
+
+}  // namespace smtplb::app

@@ -56,7 +56,7 @@ void read_server(TableReader& r, Server& s) {
 void read_spool(TableReader& r, Spool& s) {
     r.integer("max_messages", s.max_messages, 1, 10000000);
     r.size("max_size", s.max_size, 1ull << 20, 1ull << 50);
-    r.duration("max_queue_lifetime", s.max_queue_lifetime, 1min, 24h * 30);
+    r.duration("max_queue_lifetime", s.max_queue_lifetime, 10s, 24h * 30);
     r.duration("retry_initial", s.retry_initial, 1s, 24h);
     r.duration("retry_max", s.retry_max, 1s, 24h);
     r.integer("concurrency", s.concurrency, 1, 1000);

@@ -259,10 +259,14 @@ awaitable<void> ClientSession::handle(proto::ServerEvent& ev) {
             } else {
                 reply = co_await relay_.add_recipient(rcpt);
                 auto* spool = spool_for_transaction();
-                if (!reply.positive() && relay_.no_backend() && spool && spool->has_room(0)) {
-                    spooling_ = true;
-                    co_await relay_.abandon();
-                    reply = Reply::make(250, "2.1.5", "Ok");
+                if (!reply.positive() && relay_.no_backend() && spool) {
+                    if (spool->has_room(0)) {
+                        spooling_ = true;
+                        co_await relay_.abandon();
+                        reply = Reply::make(250, "2.1.5", "Ok");
+                    } else {
+                        reply = storage_full();
+                    }
                 }
             }
             note_rcpt_reply(reply);

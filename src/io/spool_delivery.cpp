@@ -36,6 +36,14 @@ proto::ClientIdentity local_identity(const std::string& hostname) {
     return id;
 }
 
+// "No backend could take it" says little in a queue listing or a DSN: add
+// what the last backend tried said.
+void explain(const Relay& relay, Reply& reply) {
+    if (!relay.no_backend() || relay.attempts().empty() || reply.lines.empty()) return;
+    const auto& last = relay.attempts().back();
+    reply.lines[0] += " (last: " + last.backend + " at " + last.stage + ": " + last.reply + ")";
+}
+
 class StringBody final : public proto::BodySource {
   public:
     explicit StringBody(std::string text) : text_(std::move(text)) {}
@@ -110,6 +118,7 @@ awaitable<void> SpoolDeliverer::deliver(std::string id) {
         if (r.state != SpoolRecord::Recipient) continue;
         auto reply = co_await relay.add_recipient(r.mailbox);
         if (!*alive) co_return;
+        explain(relay, reply);
         if (reply.positive())
             accepted.push_back(i);
         else if (reply.permanent())
@@ -122,6 +131,7 @@ awaitable<void> SpoolDeliverer::deliver(std::string id) {
         co_await relay.start_data();
         final_reply = co_await relay.deliver(message);
         if (!*alive) co_return;
+        explain(relay, final_reply);
         for (auto i : accepted) {
             if (final_reply.positive())
                 outcome.delivered.push_back(i);

@@ -170,6 +170,27 @@ TEST(SpoolStore, EveryFailedStepLeavesNothingBehindAndIsReported) {
     }
 }
 
+// The last crash point of the delivery contract: a backend said 250, then
+// the process died before the recipient was marked. The recipient is still
+// pending after the restart: delivered again (a duplicate), never lost.
+TEST(SpoolStore, CrashAfterTheBackendsReplyBeforeTheMarkDeliversAgain) {
+    testing::FaultSpoolFiles fs;
+    SpoolStore store(fs, "/s");
+    store.prepare();
+    ASSERT_FALSE(store.commit("0000000000001000", envelope(), {mailbox("bob", "example.net")},
+                              StringBody("x\r\n"))
+                     .error);
+    std::string error;
+    auto msg = store.load(SpoolArea::Queue, "0000000000001000", error);
+    fs.crash_after(0);
+    EXPECT_TRUE(store.mark(SpoolArea::Queue, msg->id(), msg->layout().recipients[0].offset,
+                           SpoolRecord::Delivered));
+    fs.power_cut();
+    auto again = store.load(SpoolArea::Queue, "0000000000001000", error);
+    ASSERT_TRUE(again) << error;
+    EXPECT_EQ(again->layout().recipients[0].state, SpoolRecord::Recipient);
+}
+
 TEST(SpoolStore, LeftoversInTmpAreQuarantinedNotDelivered) {
     testing::FaultSpoolFiles fs;
     SpoolStore store(fs, "/s");

@@ -1,0 +1,284 @@
+"""The durable spool (pools with on_unavailable = "spool"): with every
+backend down, mail is acknowledged only once it is on disk, survives SIGKILL
+of the daemon at any moment, and is delivered when a backend returns; per
+recipient outcomes, DSNs that a real Postfix accepts, expiry, the spool's
+limits, and `smtplb queue` on a running and a stopped daemon."""
+import json
+import os
+import random
+import smtplib
+import subprocess
+import threading
+import time
+
+import configs
+import harness
+from harness import (Postfix, Sink, Smtplb, SmtpClient, WorkdirTestCase, free_port, main,
+                     postfix_available, wait_for_port, wait_until)
+
+FAST_HEALTH = {"interval": "1s", "down_interval": "1s", "rise": 1, "fall": 1, "timeout": "2s"}
+
+
+def spool_config(port, backend_port, spool_options=None, pool_options=None, server_options=None):
+    pool = {"on_unavailable": "spool", "health": FAST_HEALTH, "connect_timeout": "1s"}
+    pool.update(pool_options or {})
+    text = configs.balancer(port, [("hub", backend_port)], pool_options=pool,
+                            server_options=server_options)
+    spool = {"retry_initial": "1s", "retry_max": "2s"}
+    spool.update(spool_options or {})
+    return text + configs.table("[spool]", spool)
+
+
+def queued_files(workdir, area="queue"):
+    path = os.path.join(workdir, "spool", area)
+    return sorted(os.listdir(path)) if os.path.isdir(path) else []
+
+
+def send(port, subject, rcpts=("bob@example.net",), sender="alice@example.org"):
+    """One message; returns the final reply (code, text) or raises."""
+    with smtplib.SMTP("127.0.0.1", port, timeout=20) as s:
+        s.ehlo("client.test")
+        msg = f"Subject: {subject}\r\nMessage-ID: <{subject}@client.test>\r\n\r\n{subject}\r\n"
+        s.mail(sender)
+        for r in rcpts:
+            code, text = s.rcpt(r)
+            if code >= 400:
+                return code, text.decode()
+        code, text = s.data(msg)
+        return code, text.decode()
+
+
+class Spool(WorkdirTestCase):
+    def queue_cli(self, lb, *args):
+        return subprocess.run([harness.SMTPLB, "queue", "--config", lb.config, *args],
+                              capture_output=True, text=True, timeout=30)
+
+    def test_sigkill_at_random_moments_never_loses_an_acknowledged_message(self):
+        backend_port = free_port()
+        port = free_port()
+        lb = Smtplb(self.workdir, spool_config(port, backend_port))
+        lb.start(port)
+        self.addCleanup(lb.stop)
+        acknowledged, lock = [], threading.Lock()
+        total, clients = 400, 4
+        counter = iter(range(total))
+
+        def client():
+            while True:
+                with lock:
+                    n = next(counter, None)
+                if n is None:
+                    return
+                subject = f"chaos-{n}"
+                time.sleep(random.uniform(0, 0.02))  # paced, so the kills fall mid-run
+                for _ in range(50):  # a real client retries later
+                    try:
+                        code, text = send(port, subject)
+                        if code == 250:
+                            with lock:
+                                acknowledged.append(subject)
+                            break
+                    except (OSError, smtplib.SMTPException):
+                        pass
+                    time.sleep(0.1)
+
+        threads = [threading.Thread(target=client) for _ in range(clients)]
+        for t in threads:
+            t.start()
+        rng = random.Random(20261123)
+        kills = 0
+        while any(t.is_alive() for t in threads) and kills < 4:
+            time.sleep(rng.uniform(0.05, 0.4))
+            lb.process.proc.kill()  # SIGKILL: no chance to flush or fsync anything
+            lb.process.proc.wait()
+            kills += 1
+            lb.process.start()
+            wait_for_port(port, proc=lb.process.proc)
+        for t in threads:
+            t.join(timeout=120)
+        self.assertEqual(kills, 4, "the daemon was not killed as often as planned")
+        self.assertEqual(len(acknowledged), total, "every message is eventually acknowledged")
+
+        # Now the backend comes up: the spool drains into it.
+        sink = Sink(self.workdir, "hub", port=backend_port)
+        sink.start()
+        self.addCleanup(sink.stop)
+        wait_until(lambda: not queued_files(self.workdir), timeout=90,
+                   what="the spool to drain")
+        received = [m["body"].split("\r\n")[0].removeprefix("Subject: ") for m in sink.messages()]
+        missing = sorted(set(acknowledged) - set(received))
+        self.assertEqual(missing, [], "acknowledged but never delivered")
+        duplicates = len(received) - len(set(received))
+        print(f"\nchaos: {total} acknowledged, {kills} SIGKILLs, {len(received)} delivered, "
+              f"{duplicates} duplicates, {len(queued_files(self.workdir, 'corrupt'))} "
+              "unacknowledged files quarantined")
+        # The delivered copies came with the client's identity (XCLIENT).
+        self.assertTrue(all(m["client"] == "127.0.0.1" and m["client_helo"] == "client.test"
+                            for m in sink.messages()))
+
+    def test_partial_failure_and_expiry_bounce_to_the_sender_through_real_postfix(self):
+        self.assertTrue(postfix_available(), "postfix must be installed (scripts/bootstrap.sh test)")
+        checks = os.path.join(self.workdir, "header_checks")
+        with open(checks, "w") as f:
+            f.write("/^Content-Type: multipart\\/report; report-type=delivery-status/ WARN dsn-report\n")
+        os.chmod(checks, 0o644)
+        postfix = Postfix(self.workdir, "hub", extra_main=(
+            "smtpd_recipient_restrictions = check_recipient_access "
+            "inline:{ {nobody@example.net=550 5.1.1 No such user}, "
+            "{late@example.net=451 4.2.0 Try later} }, permit_mynetworks, "
+            "reject_unauth_destination\n"
+            f"header_checks = regexp:{checks}\n"))
+        port = free_port()
+        lb = Smtplb(self.workdir, spool_config(port, postfix.port,
+                                               spool_options={"max_queue_lifetime": "10s"}))
+        lb.start(port)
+        self.addCleanup(lb.stop)
+        # Postfix is not running yet: both messages go to the spool.
+        code, text = send(port, "partial", rcpts=("bob@example.net", "nobody@example.net"))
+        self.assertEqual(code, 250, text)
+        self.assertIn("queued as", text)
+        code, text = send(port, "expiring", rcpts=("late@example.net",))
+        self.assertEqual(code, 250, text)
+        self.assertEqual(len(queued_files(self.workdir)), 2)
+        # A null sender's message that fails goes to dead/: nobody to tell.
+        code, text = send(port, "nullsender", rcpts=("nobody@example.net",), sender="")
+        self.assertEqual(code, 250, text)
+
+        postfix.start()
+        self.addCleanup(postfix.stop)
+        wait_until(lambda: not queued_files(self.workdir), timeout=60,
+                   what="delivery, bounces and expiry")
+        wait_until(lambda: any(r["result"] == "bounced" and "4.4.7" in r["reply"]
+                               for r in lb.tracking_records()),
+                   what="the expired message's record in the tracking log")
+        records = lb.tracking_records()
+        results = [(r.get("sender"), r["result"]) for r in records if "spool_id" in r]
+        self.assertIn(("alice@example.org", "bounced"), results)  # partial: bob got it
+        self.assertIn(("", "delivered"), results)  # the DSNs
+        self.assertIn(("", "dead"), results)
+        partial = [r for r in records if r.get("result") == "bounced" and r["recipients"] == 1]
+        self.assertTrue(partial, "bob was delivered and nobody bounced in one attempt")
+        # The expiring one was retried, then bounced with 4.4.7.
+        expired = [r for r in records if "4.4.7" in r["reply"]][0]
+        self.assertIn("late@example.net>: Recipient address rejected: Try later", expired["reply"])
+        self.assertEqual(len(queued_files(self.workdir, "dead")), 1)
+        log = "\n".join(postfix.log_lines())
+        self.assertIn("to=<bob@example.net>", log)
+        # Postfix received the reports: null sender, to alice, multipart/report.
+        wait_until(lambda: "\n".join(postfix.log_lines()).count("dsn-report") >= 2, timeout=20,
+                   what="Postfix to log both DSNs")
+        log = "\n".join(postfix.log_lines())
+        self.assertRegex(log, r"from=<>.*\n(.*\n)*.*to=<alice@example.org>")
+        status = lb.log_lines("event=spool_bounce")
+        self.assertEqual(len(status), 2, "\n".join(lb.log_lines()))
+
+    def test_queue_commands_on_a_running_and_on_a_stopped_daemon(self):
+        backend_port = free_port()
+        port = free_port()
+        lb = Smtplb(self.workdir, spool_config(port, backend_port,
+                                               server_options={"admin": "127.0.0.1:0"}))
+        lb.start(port)
+        self.addCleanup(lb.stop)
+        lb.admin_port()
+        # The admin port is 0 in the file: the CLI needs the real one.
+        with open(lb.config) as f:
+            text = f.read()
+        with open(lb.config, "w") as f:
+            f.write(text.replace('admin = "127.0.0.1:0"', f'admin = "127.0.0.1:{lb.admin_port()}"'))
+        for i in range(3):
+            self.assertEqual(send(port, f"q{i}")[0], 250)
+        ids = queued_files(self.workdir)
+        self.assertEqual(len(ids), 3)
+        listing = self.queue_cli(lb, "list", "--json")
+        self.assertEqual(listing.returncode, 0, listing.stderr)
+        doc = json.loads(listing.stdout)
+        self.assertEqual([e["id"] for e in doc["queue"]], ids)
+        self.assertEqual(doc["messages"], 3)
+        shown = self.queue_cli(lb, "show", ids[0])
+        self.assertIn("alice@example.org", shown.stdout)
+        self.assertIn("bob@example.net (pending)", shown.stdout)
+        self.assertEqual(self.queue_cli(lb, "hold", ids[0]).returncode, 0)
+        self.assertEqual(queued_files(self.workdir, "hold"), [ids[0]])
+        self.assertEqual(self.queue_cli(lb, "delete", ids[1]).returncode, 0)
+        bad = self.queue_cli(lb, "delete", "0123456789ABCDEF")
+        self.assertEqual(bad.returncode, 1)
+        self.assertIn("no queued message", bad.stderr)
+        self.assertIn("not a queue ID", self.queue_cli(lb, "show", "../../x").stderr)
+
+        # Stopped: the same commands work on the files.
+        lb.stop()
+        listing = self.queue_cli(lb, "list")
+        self.assertEqual(listing.returncode, 0, listing.stderr)
+        self.assertIn("2 messages (1 held)", listing.stdout)
+        self.assertEqual(self.queue_cli(lb, "release", ids[0]).returncode, 0)
+        self.assertEqual(queued_files(self.workdir, "hold"), [])
+
+        # Started again with the backend up: both are delivered (the deleted one not).
+        sink = Sink(self.workdir, "hub", port=backend_port)
+        sink.start()
+        self.addCleanup(sink.stop)
+        lb2 = Smtplb(self.workdir, spool_config(port, backend_port), name="again")
+        lb2.start(port)
+        self.addCleanup(lb2.stop)
+        wait_until(lambda: len(sink.messages()) == 2, timeout=30, what="delivery after restart")
+        subjects = sorted(m["body"].split("\r\n")[0] for m in sink.messages())
+        self.assertEqual(subjects, ["Subject: q0", "Subject: q2"])
+        wait_until(lambda: not queued_files(self.workdir), what="the spool to be empty")
+
+    def test_a_full_spool_answers_452_and_a_down_pool_without_spool_451(self):
+        backend_port = free_port()
+        port = free_port()
+        lb = Smtplb(self.workdir, spool_config(port, backend_port,
+                                               spool_options={"max_messages": 2}))
+        lb.start(port)
+        self.addCleanup(lb.stop)
+        self.assertEqual(send(port, "one")[0], 250)
+        self.assertEqual(send(port, "two")[0], 250)
+        code, text = send(port, "three")
+        self.assertEqual((code, text[:5]), (452, "4.3.1"))
+        self.assertEqual(len(queued_files(self.workdir)), 2)
+        wait_until(lambda: [r["result"] for r in lb.tracking_records()].count("spooled") == 2,
+                   what="two spooled messages in the tracking log")
+
+    def test_a_full_disk_answers_452_and_leaves_no_partial_file(self):
+        # A real ENOSPC: the state directory on a 512 KiB tmpfs of the test's own.
+        state = os.path.join(self.workdir, "small")
+        os.makedirs(state)
+        mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", state],
+                                 capture_output=True, text=True)
+        self.assertEqual(mounted.returncode, 0, "mounting a tmpfs needs root: " + mounted.stderr)
+        self.addCleanup(subprocess.run, ["umount", "-l", state])
+        backend_port = free_port()
+        port = free_port()
+        text = spool_config(port, backend_port).replace(f'state_dir = "@STATE@"',
+                                                         f'state_dir = "{state}"')
+        lb = Smtplb(self.workdir, text)
+        lb.start(port)
+        self.addCleanup(lb.stop)
+        body = "x" * 76 + "\r\n"
+        replies = []
+        for i in range(12):  # 12 x 60 KiB > 512 KiB
+            with smtplib.SMTP("127.0.0.1", port, timeout=20) as s:
+                s.ehlo("client.test")
+                s.mail("alice@example.org")
+                s.rcpt("bob@example.net")
+                code, reply = s.data(f"Subject: big-{i}\r\n\r\n" + body * 780)
+                replies.append((code, reply.decode()))
+        codes = [c for c, _ in replies]
+        self.assertIn(250, codes)
+        self.assertIn(452, codes)
+        self.assertTrue(all(r.startswith("4.3.1") for c, r in replies if c == 452), replies)
+        self.assertTrue(lb.log_lines("event=spool_commit_failed"))
+        spool = os.path.join(state, "spool")
+        self.assertEqual(os.listdir(os.path.join(spool, "tmp")), [])
+        self.assertEqual(len(os.listdir(os.path.join(spool, "queue"))), codes.count(250))
+        # What was acknowledged is delivered once the backend is up.
+        sink = Sink(self.workdir, "hub", port=backend_port)
+        sink.start()
+        self.addCleanup(sink.stop)
+        wait_until(lambda: len(sink.messages()) == codes.count(250), timeout=30,
+                   what="the acknowledged messages to be delivered")
+
+
+if __name__ == "__main__":
+    main()

@@ -4,18 +4,65 @@
 
 namespace smtplb::core {
 
+void SpoolQueue::make_due(const Entry& e) {
+    due_.insert(e.id);
+    if (!e.client.empty()) due_by_client_[e.client].insert(e.id);
+}
+
+void SpoolQueue::not_due(const Entry& e) {
+    due_.erase(e.id);
+    auto it = due_by_client_.find(e.client);
+    if (it == due_by_client_.end()) return;
+    it->second.erase(e.id);
+    if (it->second.empty()) due_by_client_.erase(it);
+}
+
+void SpoolQueue::schedule(Entry& e) {
+    if (e.next_attempt <= clock_.now())
+        make_due(e);
+    else
+        waiting_.emplace(e.next_attempt, e.id);
+}
+
+void SpoolQueue::unschedule(const Entry& e) {
+    not_due(e);
+    waiting_.erase({e.next_attempt, e.id});
+}
+
+void SpoolQueue::promote_waiting() {
+    auto now = clock_.now();
+    while (!waiting_.empty() && waiting_.begin()->first <= now) {
+        make_due(entries_.at(waiting_.begin()->second));
+        waiting_.erase(waiting_.begin());
+    }
+}
+
 void SpoolQueue::add(const std::string& id, std::int64_t arrival_ms, std::uint64_t size,
-                     bool held, const std::string& pool) {
+                     bool held, const std::string& pool, const std::string& client) {
     if (entries_.count(id)) return;
     Entry e;
     e.pool = pool;
+    e.client = client;
     e.id = id;
     e.arrival_ms = arrival_ms;
     e.size = size;
     e.next_attempt = clock_.now();
     e.state = held ? State::Held : State::Ready;
     bytes_ += size;
-    entries_.emplace(id, std::move(e));
+    auto& stored = entries_.emplace(id, std::move(e)).first->second;
+    if (!held) schedule(stored);
+}
+
+void SpoolQueue::set_route(const std::string& id, const std::string& pool,
+                           const std::string& client) {
+    auto it = entries_.find(id);
+    if (it == entries_.end()) return;
+    auto& e = it->second;
+    bool ready = e.state == State::Ready;
+    if (ready) unschedule(e);
+    e.pool = pool;
+    e.client = client;
+    if (ready) schedule(e);
 }
 
 const SpoolQueue::Entry* SpoolQueue::find(const std::string& id) const {
@@ -23,29 +70,42 @@ const SpoolQueue::Entry* SpoolQueue::find(const std::string& id) const {
     return it == entries_.end() ? nullptr : &it->second;
 }
 
-void SpoolQueue::set_pool(const std::string& id, const std::string& pool) {
-    auto it = entries_.find(id);
-    if (it != entries_.end()) it->second.pool = pool;
-}
-
 std::vector<std::string> SpoolQueue::take_due(std::size_t max, const Filter& ready) {
-    std::vector<std::string> due;
-    auto now = clock_.now();
-    for (auto& [id, e] : entries_) {
-        if (due.size() >= max) break;
-        if (e.state != State::Ready || e.next_attempt > now) continue;
+    promote_waiting();
+    std::vector<std::string> taken;
+    for (auto it = due_.begin(); it != due_.end() && taken.size() < max;) {
+        auto& e = entries_.at(*it);
+        ++it;  // not_due() below erases the current element
         if (ready && !ready(e)) continue;
+        not_due(e);
         e.state = State::Busy;
         ++busy_;
-        due.push_back(id);
+        taken.push_back(e.id);
     }
-    return due;
+    return taken;
+}
+
+std::optional<std::string> SpoolQueue::take_next_for_client(const std::string& client,
+                                                            const Filter& ready) {
+    promote_waiting();
+    auto it = due_by_client_.find(client);
+    if (it == due_by_client_.end()) return std::nullopt;
+    for (const auto& id : it->second) {
+        auto& e = entries_.at(id);
+        if (ready && !ready(e)) continue;
+        not_due(e);  // may erase `it`: return at once
+        e.state = State::Busy;
+        ++busy_;
+        return e.id;
+    }
+    return std::nullopt;
 }
 
 void SpoolQueue::remove(const std::string& id) {
     auto it = entries_.find(id);
     if (it == entries_.end()) return;
     if (it->second.state == State::Busy) --busy_;
+    if (it->second.state == State::Ready) unschedule(it->second);
     bytes_ -= it->second.size;
     entries_.erase(it);
 }
@@ -61,26 +121,28 @@ void SpoolQueue::deferred(const std::string& id, const std::string& reason) {
     auto it = entries_.find(id);
     if (it == entries_.end()) return;
     auto& e = it->second;
-    if (e.state == State::Busy) --busy_;
     ++e.attempts;
     e.last_error = reason;
     // ±20% jitter, so messages deferred together do not come back together.
     auto base = backoff(e.attempts);
     auto spread = static_cast<std::uint64_t>(base.count()) * 2 / 5 + 1;
     auto jittered = base - base / 5 + std::chrono::milliseconds(random_.below(spread));
-    e.next_attempt = clock_.now() + jittered;
-    if (e.state != State::Held) e.state = State::Ready;
+    postpone(id, std::chrono::duration_cast<std::chrono::milliseconds>(jittered));
 }
 
 void SpoolQueue::postpone(const std::string& id, std::chrono::milliseconds delay) {
     auto it = entries_.find(id);
     if (it == entries_.end()) return;
     auto& e = it->second;
-    if (e.state == State::Busy) {
-        --busy_;
-        e.state = State::Ready;
+    if (e.state == State::Held) {
+        e.next_attempt = clock_.now() + delay;
+        return;
     }
+    if (e.state == State::Busy) --busy_;
+    if (e.state == State::Ready) unschedule(e);
+    e.state = State::Ready;
     e.next_attempt = clock_.now() + delay;
+    schedule(e);
 }
 
 bool SpoolQueue::expired(const std::string& id, std::int64_t now_ms) const {
@@ -91,6 +153,7 @@ bool SpoolQueue::expired(const std::string& id, std::int64_t now_ms) const {
 bool SpoolQueue::hold(const std::string& id) {
     auto it = entries_.find(id);
     if (it == entries_.end() || it->second.state == State::Busy) return false;
+    if (it->second.state == State::Ready) unschedule(it->second);
     it->second.state = State::Held;
     return true;
 }
@@ -100,19 +163,24 @@ bool SpoolQueue::release(const std::string& id) {
     if (it == entries_.end() || it->second.state != State::Held) return false;
     it->second.state = State::Ready;
     it->second.next_attempt = clock_.now();
+    schedule(it->second);
     return true;
 }
 
 void SpoolQueue::flush() {
     auto now = clock_.now();
-    for (auto& [id, e] : entries_)
-        if (e.state == State::Ready) e.next_attempt = now;
+    for (const auto& [when, id] : waiting_) {
+        auto& e = entries_.at(id);
+        e.next_attempt = now;
+        make_due(e);
+    }
+    waiting_.clear();
 }
 
 std::size_t SpoolQueue::held() const {
-    return static_cast<std::size_t>(std::count_if(entries_.begin(), entries_.end(), [](const auto& p) {
-        return p.second.state == State::Held;
-    }));
+    return static_cast<std::size_t>(
+        std::count_if(entries_.begin(), entries_.end(),
+                      [](const auto& p) { return p.second.state == State::Held; }));
 }
 
 std::optional<std::int64_t> SpoolQueue::oldest_arrival_ms() const {
@@ -129,10 +197,9 @@ std::vector<const SpoolQueue::Entry*> SpoolQueue::list() const {
 }
 
 std::optional<base::Clock::TimePoint> SpoolQueue::next_due() const {
-    std::optional<base::Clock::TimePoint> next;
-    for (const auto& [id, e] : entries_)
-        if (e.state == State::Ready && (!next || e.next_attempt < *next)) next = e.next_attempt;
-    return next;
+    if (!due_.empty()) return clock_.now();
+    if (!waiting_.empty()) return waiting_.begin()->first;
+    return std::nullopt;
 }
 
 }  // namespace smtplb::core

@@ -4,6 +4,7 @@
 #include <functional>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -32,7 +33,8 @@ class SpoolQueue {
         base::Clock::TimePoint next_attempt{};
         State state = State::Ready;
         std::string last_error;
-        std::string pool;  // known once the file was read (or written here)
+        std::string pool;    // known once the file was read (or written here)
+        std::string client;  // the client connection it came from, likewise
     };
 
     SpoolQueue(const base::Clock& clock, base::Random& random, QueueSettings settings)
@@ -40,14 +42,19 @@ class SpoolQueue {
 
     void set_settings(QueueSettings settings) { settings_ = settings; }
     void add(const std::string& id, std::int64_t arrival_ms, std::uint64_t size, bool held = false,
-             const std::string& pool = {});
-    void set_pool(const std::string& id, const std::string& pool);
+             const std::string& pool = {}, const std::string& client = {});
+    void set_route(const std::string& id, const std::string& pool, const std::string& client);
     bool contains(const std::string& id) const { return entries_.count(id) > 0; }
     const Entry* find(const std::string& id) const;
     // Up to `max` messages due now, oldest first, that `ready` accepts
     // (e.g. their pool has a backend up); they become Busy.
     using Filter = std::function<bool(const Entry&)>;
     std::vector<std::string> take_due(std::size_t max, const Filter& ready = {});
+    // The oldest message due now from this client connection, if `ready`
+    // accepts it; it becomes Busy. For delivering one client's messages in
+    // a row over the same backend connections.
+    std::optional<std::string> take_next_for_client(const std::string& client,
+                                                    const Filter& ready = {});
     // The attempt ended; the message is gone (delivered, bounced, moved away).
     void remove(const std::string& id);
     // The attempt ended with recipients left: next try after the backoff.
@@ -72,10 +79,22 @@ class SpoolQueue {
     std::optional<base::Clock::TimePoint> next_due() const;
 
   private:
+    // A Ready entry is in exactly one of due_ (by ID: arrival order) or
+    // waiting_ (by next attempt), so taking the next message costs no scan
+    // of the messages that wait out a backoff.
+    void schedule(Entry& e);
+    void unschedule(const Entry& e);
+    void make_due(const Entry& e);
+    void not_due(const Entry& e);
+    void promote_waiting();
+
     const base::Clock& clock_;
     base::Random& random_;
     QueueSettings settings_;
     std::map<std::string, Entry> entries_;  // by ID: arrival order
+    std::set<std::string> due_;
+    std::map<std::string, std::set<std::string>> due_by_client_;
+    std::set<std::pair<base::Clock::TimePoint, std::string>> waiting_;
     std::uint64_t bytes_ = 0;
     std::size_t busy_ = 0;
 };

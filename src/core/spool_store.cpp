@@ -150,9 +150,9 @@ std::error_code SpoolStore::move(const std::string& id, SpoolArea from, SpoolAre
     return files_.sync_dir(dir(from));
 }
 
-std::error_code SpoolStore::remove(SpoolArea area, const std::string& id) {
+std::error_code SpoolStore::remove(SpoolArea area, const std::string& id, bool durable) {
     if (auto ec = files_.remove(path(area, id))) return ec;
-    return files_.sync_dir(dir(area));
+    return durable ? files_.sync_dir(dir(area)) : std::error_code();
 }
 
 std::vector<SpoolFiles::Entry> SpoolStore::list(SpoolArea area, std::error_code& ec) {

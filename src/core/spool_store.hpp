@@ -68,7 +68,10 @@ class SpoolStore {
     std::error_code mark(SpoolArea area, const std::string& id, std::uint64_t offset,
                          proto::SpoolRecord state);
     std::error_code move(const std::string& id, SpoolArea from, SpoolArea to);
-    std::error_code remove(SpoolArea area, const std::string& id);
+    // `durable`: fsync the directory too. A delivered message's file is
+    // removed without it: if a crash undoes the unlink, it is delivered
+    // again (a duplicate), which the delivery contract allows.
+    std::error_code remove(SpoolArea area, const std::string& id, bool durable = true);
     std::vector<SpoolFiles::Entry> list(SpoolArea area, std::error_code& ec);
 
     // At start: whatever is left in tmp/ was never acknowledged; it goes to

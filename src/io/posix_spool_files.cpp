@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <optional>
 
 namespace smtplb::io {
 namespace {
@@ -35,12 +36,31 @@ class FdWriter final : public core::SpoolFiles::Writer {
     int fd_;
 };
 
+// Most messages are small: such a file is read whole with one call, and
+// the reader's many small reads (record headers) are served from memory.
+constexpr std::uint64_t kReadWhole = 256 * 1024;
+
 class FdReader final : public core::SpoolFiles::Reader {
   public:
-    FdReader(int fd, std::uint64_t size) : fd_(fd), size_(size) {}
+    FdReader(int fd, std::uint64_t size) : fd_(fd), size_(size) {
+        if (size_ <= kReadWhole) {
+            std::string all;
+            if (pread_into(0, static_cast<std::size_t>(size_), all)) whole_ = std::move(all);
+        }
+    }
     ~FdReader() override { ::close(fd_); }
     std::uint64_t size() const override { return size_; }
     bool read_at(std::uint64_t offset, std::size_t n, std::string& out) const override {
+        if (whole_) {
+            if (offset > whole_->size()) return false;
+            out.assign(*whole_, static_cast<std::size_t>(offset), n);
+            return out.size() == n;
+        }
+        return pread_into(offset, n, out);
+    }
+
+  private:
+    bool pread_into(std::uint64_t offset, std::size_t n, std::string& out) const {
         out.resize(n);
         std::size_t got = 0;
         while (got < n) {
@@ -53,9 +73,9 @@ class FdReader final : public core::SpoolFiles::Reader {
         return got == n;
     }
 
-  private:
     int fd_;
     std::uint64_t size_;
+    std::optional<std::string> whole_;
 };
 
 }  // namespace

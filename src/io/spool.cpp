@@ -82,6 +82,12 @@ void Spool::scan() {
     });
 }
 
+std::string client_key(const proto::ClientIdentity& id) {
+    return id.address.to_string() + " " + std::to_string(id.port) + " " +
+           id.local_address.to_string() + " " + std::to_string(id.local_port) + " " + id.helo +
+           " " + id.login;
+}
+
 bool Spool::has_room(std::uint64_t size) const {
     return queue_.size() + reserved_messages_ < settings_.max_messages &&
            queue_.bytes() + reserved_bytes_ + size + kHeadAllowance <= settings_.max_size;
@@ -138,9 +144,21 @@ awaitable<Spool::Committed> Spool::commit(proto::SpoolEnvelope envelope,
     }
     ++counters_.spooled;
     out.id = id;
-    queue_.add(id, envelope.arrival_ms, result.bytes, false, envelope.pool);
+    queue_.add(id, envelope.arrival_ms, result.bytes, false, envelope.pool,
+               client_key(envelope.identity));
     wake();
     co_return out;
+}
+
+void Spool::discard(const std::string& id, std::shared_ptr<core::SpoolMessage> message) {
+    asio::post(*writers_, [this, id, message = std::move(message)]() mutable {
+        message.reset();
+        if (auto ec = store_.remove(core::SpoolArea::Queue, id, false))
+            if (ec != std::errc::no_such_file_or_directory)
+                asio::post(io_, [this, id, ec] {
+                    log("event=spool_file_error id=" + id + " error=\"" + ec.message() + "\"");
+                });
+    });
 }
 
 bool Spool::hold(const std::string& id, std::string& error) {

@@ -15,6 +15,10 @@
 
 namespace smtplb::io {
 
+// One original client connection (address, port, HELO, login): what an
+// XCLIENT sets on a backend connection.
+std::string client_key(const proto::ClientIdentity& identity);
+
 struct SpoolCounters {
     std::uint64_t spooled = 0;        // acknowledged with 250 after the commit
     std::uint64_t commit_failed = 0;  // 452 4.3.1: write, fsync or rename failed
@@ -63,6 +67,13 @@ class Spool {
     awaitable<Committed> commit(proto::SpoolEnvelope envelope,
                                 std::vector<proto::Mailbox> recipients,
                                 const proto::BodySource& body);
+
+    // Removes a delivered message's file on a writer thread, without waiting:
+    // unlinking, and closing the last descriptor of an unlinked file, can
+    // wait on the file system's journal, which must not stall the event
+    // loop. The index no longer holds the message; if a crash comes first,
+    // it is delivered again (a duplicate, never a loss).
+    void discard(const std::string& id, std::shared_ptr<core::SpoolMessage> message);
 
     // Runs `work` on a writer thread and resumes on the event loop.
     template <typename T>

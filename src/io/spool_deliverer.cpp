@@ -48,6 +48,13 @@ RelayContext& SpoolDeliverer::context_for(const std::string& listener) {
     return *contexts_.emplace(listener, std::move(context)).first->second;
 }
 
+std::uint64_t SpoolDeliverer::session_for(const proto::ClientIdentity& id) {
+    if (sessions_.size() > 10000) sessions_.clear();  // bounded; only a cache
+    auto [it, added] = sessions_.try_emplace(client_key(id), 0);
+    if (added) it->second = balancer_.next_session_id();
+    return it->second;
+}
+
 void SpoolDeliverer::fill() {
     if (stopped_ || balancer_.stopped()) return;
     auto limit = spool_.settings().concurrency;
@@ -55,10 +62,14 @@ void SpoolDeliverer::fill() {
     // Only messages whose pool can take mail now: while every backend is
     // down, nothing is opened, and nothing waits out a long backoff when
     // they come back.
+    // One message per client connection at a time: its messages then go
+    // out on backend connections that already carry its identity (no
+    // XCLIENT per message), and concurrency is spread over clients.
     auto ids = spool_.queue().take_due(limit - in_flight_, [this](const auto& entry) {
-        if (entry.pool.empty()) return true;  // not read yet
+        if (entry.pool.empty()) return true;  // not read yet (recovered from disk)
         const auto* pool = balancer_.pool(entry.pool);
-        return pool && pool->any_usable();
+        if (!pool || !pool->any_usable()) return false;
+        return busy_clients_.insert(entry.client).second;
     });
     for (auto& id : ids) {
         ++in_flight_;

@@ -1,6 +1,7 @@
 #pragma once
 #include <cstddef>
 #include <map>
+#include <set>
 #include <memory>
 #include <string>
 
@@ -32,13 +33,23 @@ class SpoolDeliverer {
 
   private:
     awaitable<void> ticker();
+    // A worker: delivers `id`, then the client's other due messages.
     awaitable<void> deliver(std::string id);
+    // One delivery attempt of one message; false when the deliverer is gone.
+    awaitable<bool> deliver_one(std::string id, std::unique_ptr<Relay>& relay);
     RelayContext& context_for(const std::string& listener);
+    // One session number per original client connection (address, port,
+    // HELO, login): its messages share backend connections on which that
+    // identity was already sent, as live mail does, instead of an XCLIENT
+    // and an EHLO per message.
+    std::uint64_t session_for(const proto::ClientIdentity& identity);
 
     Balancer& balancer_;
     Spool& spool_;
     asio::steady_timer timer_;
     std::map<std::string, std::unique_ptr<RelayContext>> contexts_;
+    std::map<std::string, std::uint64_t> sessions_;
+    std::set<std::string> busy_clients_;  // with a delivery in flight
     std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
     std::size_t in_flight_ = 0;
     bool stopped_ = false;

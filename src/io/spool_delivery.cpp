@@ -62,24 +62,40 @@ class StringBody final : public proto::BodySource {
 
 awaitable<void> SpoolDeliverer::deliver(std::string id) {
     auto alive = alive_;
+    auto& queue = spool_.queue();
+    const auto* entry = queue.find(id);
+    const std::string client = entry ? entry->client : std::string();
+    // One Relay for this client's messages, one after another, as its own
+    // session would send them: its backend connections keep the identity.
+    std::unique_ptr<Relay> relay;
+    for (;;) {
+        bool alive_now = co_await deliver_one(id, relay);
+        if (!alive_now) co_return;
+        if (stopped_ || client.empty()) break;
+        auto next = queue.take_next_for_client(client, [this](const auto& e) {
+            const auto* pool = balancer_.pool(e.pool);
+            return pool && pool->any_usable();
+        });
+        if (!next) break;
+        id = *next;
+    }
+    if (relay) relay->release_connections();
+    --in_flight_;
+    busy_clients_.erase(client);
+    fill();
+}
+
+awaitable<bool> SpoolDeliverer::deliver_one(std::string id, std::unique_ptr<Relay>& relay_slot) {
+    auto alive = alive_;
     auto& spool = spool_;
     auto& queue = spool.queue();
     auto* store = &spool.store();
-    // Work for the writer threads is always a named std::function: a
-    // lambda temporary inside co_await is destroyed twice by GCC 12.
-    std::function<Loaded()> load = [store, id] {
-        Loaded out;
-        auto message = store->load(SpoolArea::Queue, id, out.error);
-        out.missing = !message && out.error.starts_with("cannot open");
-        out.message = std::move(message);
-        return out;
-    };
-    auto loaded = co_await spool.offload<Loaded>(std::move(load));
-    auto finish = [&] {
-        if (!*alive) return;
-        --in_flight_;
-        fill();
-    };
+    // Read here, on the event loop: no fsync is involved, a file just
+    // written is in the page cache, and a thread hop costs more than the
+    // read (the body is read here anyway while it is sent).
+    Loaded loaded;
+    loaded.message = store->load(SpoolArea::Queue, id, loaded.error);
+    loaded.missing = !loaded.message && loaded.error.starts_with("cannot open");
     if (!loaded.message) {
         queue.remove(id);
         if (!loaded.missing) {
@@ -91,25 +107,27 @@ awaitable<void> SpoolDeliverer::deliver(std::string id) {
             spool.log("event=spool_corrupt id=" + id + " error=\"" + loaded.error + "\"" +
                       (moved ? " move_error=\"" + moved.message() + "\"" : ""));
         }
-        finish();
-        co_return;
+        co_return *alive;
     }
-    if (!*alive) co_return;
+    if (!*alive) co_return false;
     const auto& message = *loaded.message;
     const auto& layout = message.layout();
     const auto& env = layout.envelope;
-    queue.set_pool(id, env.pool);
+    const auto client = client_key(env.identity);
+    queue.set_route(id, env.pool, client);
     core::Pool* pool = balancer_.pool(env.pool);
     if (!pool || !pool->any_usable()) {
         // The pool is gone from the configuration, or went down meanwhile.
         queue.postpone(id, pool ? std::chrono::seconds(1) : spool.settings().retry_initial);
         if (!pool) spool.log("event=spool_no_pool id=" + id + " pool=\"" + env.pool + "\"");
-        finish();
-        co_return;
+        co_return *alive;
     }
 
     auto started = std::chrono::steady_clock::now();
-    Relay relay(context_for(env.listener), env.identity, balancer_.next_session_id());
+    if (!relay_slot)
+        relay_slot = std::make_unique<Relay>(context_for(env.listener), env.identity,
+                                             session_for(env.identity));
+    auto& relay = *relay_slot;
     relay.begin(*pool, env.sender, env.params);
     Outcome outcome;
     std::vector<std::size_t> accepted;
@@ -117,7 +135,7 @@ awaitable<void> SpoolDeliverer::deliver(std::string id) {
         const auto& r = layout.recipients[i];
         if (r.state != SpoolRecord::Recipient) continue;
         auto reply = co_await relay.add_recipient(r.mailbox);
-        if (!*alive) co_return;
+        if (!*alive) co_return false;
         explain(relay, reply);
         if (reply.positive())
             accepted.push_back(i);
@@ -130,7 +148,7 @@ awaitable<void> SpoolDeliverer::deliver(std::string id) {
     if (!accepted.empty()) {
         co_await relay.start_data();
         final_reply = co_await relay.deliver(message);
-        if (!*alive) co_return;
+        if (!*alive) co_return false;
         explain(relay, final_reply);
         for (auto i : accepted) {
             if (final_reply.positive())
@@ -143,8 +161,6 @@ awaitable<void> SpoolDeliverer::deliver(std::string id) {
     } else {
         co_await relay.abandon();
     }
-    relay.release_connections();
-    if (!*alive) co_return;
 
     // Expired: what is left fails now.
     std::int64_t now_ms = balancer_.clock().wall_ms();
@@ -186,7 +202,7 @@ awaitable<void> SpoolDeliverer::deliver(std::string id) {
         std::vector<proto::Mailbox> to{env.sender.mailbox};
         StringBody body(core::build_dsn(dsn));
         auto committed = co_await spool.commit(report, to, body);
-        if (!*alive) co_return;
+        if (!*alive) co_return false;
         bounce_failed = committed.id.empty();
         if (!bounce_failed) {
             spool.counters().bounced += outcome.failed.size();
@@ -201,24 +217,37 @@ awaitable<void> SpoolDeliverer::deliver(std::string id) {
         outcome.failed.clear();
     }
 
-    // Record each recipient's fate in the file, then decide about the file.
-    std::vector<std::pair<std::uint64_t, SpoolRecord>> marks;
-    for (auto i : outcome.delivered)
-        marks.emplace_back(layout.recipients[i].offset, SpoolRecord::Delivered);
-    if (can_bounce)
-        for (const auto& [i, reply] : outcome.failed)
-            marks.emplace_back(layout.recipients[i].offset, SpoolRecord::Failed);
+    // With recipients left, each one's fate is recorded in the file (a
+    // fdatasync each), so no later attempt sends to them again. Without,
+    // the file simply goes: removing it is the record.
     bool done = outcome.deferred.empty();
     bool dead = done && !outcome.failed.empty() && !can_bounce;
-    std::function<std::error_code()> record = [store, id, marks, done, dead] {
-        for (const auto& [offset, state] : marks)
-            if (auto ec = store->mark(SpoolArea::Queue, id, offset, state)) return ec;
-        if (dead) return store->move(id, SpoolArea::Queue, SpoolArea::Dead);
-        if (done) return store->remove(SpoolArea::Queue, id);
-        return std::error_code();
-    };
-    auto file_error = co_await spool.offload<std::error_code>(std::move(record));
-    if (!*alive) co_return;
+    std::vector<std::pair<std::uint64_t, SpoolRecord>> marks;
+    if (!done || dead) {
+        for (auto i : outcome.delivered)
+            marks.emplace_back(layout.recipients[i].offset, SpoolRecord::Delivered);
+        if (can_bounce)
+            for (const auto& [i, reply] : outcome.failed)
+                marks.emplace_back(layout.recipients[i].offset, SpoolRecord::Failed);
+    }
+    std::error_code file_error;
+    std::uint64_t body_size = message.size();
+    if (marks.empty() && !dead) {
+        // The common case, all done: the file goes, off the event loop.
+        spool.discard(id, std::move(loaded.message));  // `message` is gone from here on
+    } else {
+        // Work for the writer threads is always a named std::function: a
+        // lambda temporary inside co_await is destroyed twice by GCC 12.
+        std::function<std::error_code()> record = [store, id, marks, done, dead] {
+            for (const auto& [offset, state] : marks)
+                if (auto ec = store->mark(SpoolArea::Queue, id, offset, state)) return ec;
+            if (dead) return store->move(id, SpoolArea::Queue, SpoolArea::Dead);
+            if (done) return store->remove(SpoolArea::Queue, id, false);
+            return std::error_code();
+        };
+        file_error = co_await spool.offload<std::error_code>(std::move(record));
+        if (!*alive) co_return false;
+    }
 
     spool.counters().delivered += outcome.delivered.size();
     const char* result = "delivered";
@@ -246,7 +275,7 @@ awaitable<void> SpoolDeliverer::deliver(std::string id) {
     r.helo = env.identity.helo;
     r.sender = env.sender.null ? "" : env.sender.mailbox.address();
     r.recipients = outcome.delivered.size();
-    r.size = message.size();
+    r.size = body_size;
     r.pool = env.pool;
     r.attempts = relay.attempts();
     r.queue_id = relay.queue_id();
@@ -260,7 +289,7 @@ awaitable<void> SpoolDeliverer::deliver(std::string id) {
                         std::chrono::steady_clock::now() - started)
                         .count();
     balancer_.tracking().write(r.to_json());
-    finish();
+    co_return true;
 }
 
 }  // namespace smtplb::io

@@ -287,6 +287,27 @@ TEST(SpoolQueue, HoldReleaseAndFlush) {
     EXPECT_EQ(q.take_due(5).size(), 1u);
 }
 
+TEST(SpoolQueue, AClientsNextMessageIsFoundWithoutScanningOthers) {
+    testing::FakeClock clock;
+    testing::ScriptedRandom random{{0}};
+    SpoolQueue q(clock, random, {});
+    q.add("0000000000000001", 1, 10, false, "hubs", "client-a");
+    q.add("0000000000000002", 2, 10, false, "hubs", "client-b");
+    q.add("0000000000000003", 3, 10, false, "hubs", "client-a");
+    q.add("0000000000000004", 4, 10, false, "hubs", "client-a");
+    ASSERT_EQ(q.take_due(1), std::vector<std::string>{"0000000000000001"});
+    EXPECT_EQ(q.take_next_for_client("client-a"), "0000000000000003");
+    q.deferred("0000000000000003", "later");
+    EXPECT_EQ(q.take_next_for_client("client-a"), "0000000000000004");
+    EXPECT_FALSE(q.take_next_for_client("client-a"));  // 3 waits out its backoff
+    EXPECT_FALSE(q.take_next_for_client("client-c"));
+    EXPECT_EQ(q.take_due(5), std::vector<std::string>{"0000000000000002"});
+    clock.advance(std::chrono::hours(1));
+    q.set_route("0000000000000003", "hubs", "client-z");
+    EXPECT_EQ(q.take_next_for_client("client-z"), "0000000000000003");
+    EXPECT_EQ(q.busy(), 4u);
+}
+
 TEST(SpoolQueue, ExpiresAfterItsLifetime) {
     testing::FakeClock clock;
     testing::ScriptedRandom random{{0}};

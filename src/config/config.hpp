@@ -2,6 +2,7 @@
 #include <chrono>
 #include <cstdint>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -71,6 +72,12 @@ struct Listener {
     Millis data_timeout{600000};
     proto::BareLineEndings bare_line_endings = proto::BareLineEndings::Reject;
     bool smtputf8 = true;
+    // Known recipients, for when the spool accepts mail no backend can
+    // verify: one address per line, "@domain" for a whole domain, "#"
+    // comments. Lower case. Without a file every recipient the policy
+    // allows is accepted then (and unknown ones bounce later).
+    std::string recipients_file;
+    std::set<std::string> known_recipients;
 };
 
 struct Health {

@@ -68,7 +68,9 @@ std::string describe(const Config& c) {
           << "command_timeout = " << ms(l.command_timeout) << "\n"
           << "data_timeout = " << ms(l.data_timeout) << "\n"
           << "bare_line_endings = " << quoted(to_string(l.bare_line_endings)) << "\n"
-          << "smtputf8 = " << (l.smtputf8 ? "true" : "false") << "\n";
+          << "smtputf8 = " << (l.smtputf8 ? "true" : "false") << "\n"
+          << "recipients_file = " << quoted(l.recipients_file) << "  # "
+          << l.known_recipients.size() << " entries\n";
     }
     for (const auto& p : c.pools) {
         o << "\n[[pool]]\n"

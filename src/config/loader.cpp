@@ -124,6 +124,29 @@ void read_listener(TableReader& r, Listener& l) {
     r.integer("max_errors", l.max_errors, 1, 1000);
     r.duration("command_timeout", l.command_timeout, 1s, 1h);
     r.duration("data_timeout", l.data_timeout, 1s, 1h);
+    r.string("recipients_file", l.recipients_file);
+    if (!l.recipients_file.empty()) {
+        std::ifstream in(l.recipients_file);
+        if (!in) {
+            d.error(r.key_path("recipients_file"), r.line_of("recipients_file"),
+                    "cannot read \"" + l.recipients_file + "\"");
+        } else {
+            std::string line;
+            for (int n = 1; std::getline(in, line); ++n) {
+                auto hash = line.find('#');
+                if (hash != std::string::npos) line.erase(hash);
+                auto word = base::to_lower(base::trim(line));
+                if (word.empty()) continue;
+                if (word.find_first_of(" \t<>") != std::string::npos || word.find('@') == std::string::npos) {
+                    d.error(r.key_path("recipients_file"), r.line_of("recipients_file"),
+                            l.recipients_file + ":" + std::to_string(n) +
+                                ": not an address or @domain: \"" + base::printable(word) + "\"");
+                    break;
+                }
+                l.known_recipients.insert(word);
+            }
+        }
+    }
     r.choice("bare_line_endings", l.bare_line_endings,
              {{"reject", proto::BareLineEndings::Reject},
               {"normalise", proto::BareLineEndings::Normalise},

@@ -1,4 +1,5 @@
 #include "core/policy.hpp"
+#include "base/text.hpp"
 
 namespace smtplb::core {
 namespace {
@@ -50,6 +51,20 @@ std::optional<proto::Reply> RelayPolicy::check_recipient(const base::IpAddress& 
     if (rcpt.address_literal) return denied("Relay access denied (address literal)");
     if (!accepts_domain(rcpt.domain)) return denied("Relay access denied");
     return std::nullopt;
+}
+
+}  // namespace smtplb::core
+
+namespace smtplb::core {
+
+std::optional<proto::Reply> RelayPolicy::check_known_recipient(const proto::Mailbox& rcpt) const {
+    if (listener_.recipients_file.empty()) return std::nullopt;
+    auto address = base::to_lower(rcpt.address());
+    auto domain = base::to_lower(rcpt.domain);
+    const auto& known = listener_.known_recipients;
+    if (known.count(address) || known.count("@" + domain)) return std::nullopt;
+    return proto::Reply::make(550, "5.1.1",
+                              "<" + rcpt.address() + ">: Recipient address rejected: User unknown");
 }
 
 }  // namespace smtplb::core

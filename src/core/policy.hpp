@@ -23,6 +23,10 @@ class RelayPolicy {
     std::optional<proto::Reply> check_recipient(const base::IpAddress& client, bool authenticated,
                                                 const proto::Mailbox& rcpt) const;
     bool accepts_domain(const std::string& domain) const;
+    // When no backend can verify a recipient (the spool takes the mail):
+    // refusal of an address not in the listener's recipients_file, if it
+    // has one.
+    std::optional<proto::Reply> check_known_recipient(const proto::Mailbox& rcpt) const;
 
   private:
     const config::Listener& listener_;

@@ -5,12 +5,15 @@
 namespace smtplb::core {
 
 void SpoolQueue::make_due(const Entry& e) {
-    due_.insert(e.id);
+    due_by_pool_[e.pool].insert(e.id);
     if (!e.client.empty()) due_by_client_[e.client].insert(e.id);
 }
 
 void SpoolQueue::not_due(const Entry& e) {
-    due_.erase(e.id);
+    if (auto p = due_by_pool_.find(e.pool); p != due_by_pool_.end()) {
+        p->second.erase(e.id);
+        if (p->second.empty()) due_by_pool_.erase(p);
+    }
     auto it = due_by_client_.find(e.client);
     if (it == due_by_client_.end()) return;
     it->second.erase(e.id);
@@ -70,17 +73,28 @@ const SpoolQueue::Entry* SpoolQueue::find(const std::string& id) const {
     return it == entries_.end() ? nullptr : &it->second;
 }
 
-std::vector<std::string> SpoolQueue::take_due(std::size_t max, const Filter& ready) {
+std::vector<std::string> SpoolQueue::take_due(std::size_t max, const Filter& ready,
+                                              const PoolFilter& pool_ready) {
     promote_waiting();
+    const std::size_t budget = 4 * max + 256;
+    std::vector<Entry*> candidates;
+    for (const auto& [pool, ids] : due_by_pool_) {
+        if (!pool.empty() && pool_ready && !pool_ready(pool)) continue;
+        std::size_t looked = 0;
+        for (auto it = ids.begin(); it != ids.end() && looked < budget; ++it, ++looked)
+            candidates.push_back(&entries_.at(*it));
+    }
+    // Oldest first across pools.
+    std::sort(candidates.begin(), candidates.end(),
+              [](const Entry* a, const Entry* b) { return a->id < b->id; });
     std::vector<std::string> taken;
-    for (auto it = due_.begin(); it != due_.end() && taken.size() < max;) {
-        auto& e = entries_.at(*it);
-        ++it;  // not_due() below erases the current element
-        if (ready && !ready(e)) continue;
-        not_due(e);
-        e.state = State::Busy;
+    for (auto* e : candidates) {
+        if (taken.size() >= max) break;
+        if (ready && !ready(*e)) continue;
+        not_due(*e);
+        e->state = State::Busy;
         ++busy_;
-        taken.push_back(e.id);
+        taken.push_back(e->id);
     }
     return taken;
 }
@@ -197,7 +211,7 @@ std::vector<const SpoolQueue::Entry*> SpoolQueue::list() const {
 }
 
 std::optional<base::Clock::TimePoint> SpoolQueue::next_due() const {
-    if (!due_.empty()) return clock_.now();
+    if (!due_by_pool_.empty()) return clock_.now();
     if (!waiting_.empty()) return waiting_.begin()->first;
     return std::nullopt;
 }

@@ -48,8 +48,13 @@ class SpoolQueue {
     const Entry* find(const std::string& id) const;
     // Up to `max` messages due now, oldest first, that `ready` accepts
     // (e.g. their pool has a backend up); they become Busy.
+    // Pools that `pool_ready` refuses are skipped as a whole (no look at
+    // their messages), and only the oldest few hundred due messages of each
+    // pool are looked at, so a call costs little however long the queue.
     using Filter = std::function<bool(const Entry&)>;
-    std::vector<std::string> take_due(std::size_t max, const Filter& ready = {});
+    using PoolFilter = std::function<bool(const std::string& pool)>;
+    std::vector<std::string> take_due(std::size_t max, const Filter& ready = {},
+                                      const PoolFilter& pool_ready = {});
     // The oldest message due now from this client connection, if `ready`
     // accepts it; it becomes Busy. For delivering one client's messages in
     // a row over the same backend connections.
@@ -79,9 +84,10 @@ class SpoolQueue {
     std::optional<base::Clock::TimePoint> next_due() const;
 
   private:
-    // A Ready entry is in exactly one of due_ (by ID: arrival order) or
-    // waiting_ (by next attempt), so taking the next message costs no scan
-    // of the messages that wait out a backoff.
+    // A Ready entry is in exactly one of due_by_pool_ (per pool, by ID:
+    // arrival order; "" for a pool not known yet) or waiting_ (by next
+    // attempt), so taking the next message costs no scan of the messages
+    // that wait out a backoff or belong to a pool that is down.
     void schedule(Entry& e);
     void unschedule(const Entry& e);
     void make_due(const Entry& e);
@@ -92,7 +98,7 @@ class SpoolQueue {
     base::Random& random_;
     QueueSettings settings_;
     std::map<std::string, Entry> entries_;  // by ID: arrival order
-    std::set<std::string> due_;
+    std::map<std::string, std::set<std::string>> due_by_pool_;
     std::map<std::string, std::set<std::string>> due_by_client_;
     std::set<std::pair<base::Clock::TimePoint, std::string>> waiting_;
     std::uint64_t bytes_ = 0;

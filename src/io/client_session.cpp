@@ -255,12 +255,17 @@ awaitable<void> ClientSession::handle(proto::ServerEvent& ev) {
             if (spooling_) {
                 // Accepted by the listener's policy; no backend can verify it now.
                 auto* spool = spool_for_transaction();
-                reply = spool->has_room(0) ? Reply::make(250, "2.1.5", "Ok") : storage_full();
+                if (auto unknown = policy.check_known_recipient(rcpt))
+                    reply = *unknown;
+                else
+                    reply = spool->has_room(0) ? Reply::make(250, "2.1.5", "Ok") : storage_full();
             } else {
                 reply = co_await relay_.add_recipient(rcpt);
                 auto* spool = spool_for_transaction();
                 if (!reply.positive() && relay_.no_backend() && spool) {
-                    if (spool->has_room(0)) {
+                    if (auto unknown = policy.check_known_recipient(rcpt)) {
+                        reply = *unknown;
+                    } else if (spool->has_room(0)) {
                         spooling_ = true;
                         co_await relay_.abandon();
                         reply = Reply::make(250, "2.1.5", "Ok");

@@ -69,16 +69,31 @@ void Spool::scan() {
         std::error_code ec_queue, ec_hold;
         auto queued = store_.list(core::SpoolArea::Queue, ec_queue);
         auto held = store_.list(core::SpoolArea::Hold, ec_hold);
-        asio::post(io_, [this, queued = std::move(queued), held = std::move(held)] {
-            for (const auto& e : queued)
-                queue_.add(e.name, core::spool_id_time_ms(e.name), e.size);
-            for (const auto& e : held)
-                queue_.add(e.name, core::spool_id_time_ms(e.name), e.size, true);
-            scanning_ = false;
-            log("event=spool_recovered queued=" + std::to_string(queued.size()) +
-                " held=" + std::to_string(held.size()));
-            wake();
-        });
+        // Into the index in slices, so that sessions run between them.
+        constexpr std::size_t kSlice = 2000;
+        auto total_queued = queued.size(), total_held = held.size();
+        auto all = std::make_shared<std::vector<std::pair<core::SpoolFiles::Entry, bool>>>();
+        all->reserve(queued.size() + held.size());
+        for (auto& e : queued)
+            all->emplace_back(std::move(e), false);
+        for (auto& e : held)
+            all->emplace_back(std::move(e), true);
+        for (std::size_t from = 0; from < all->size() || from == 0; from += kSlice) {
+            bool last = from + kSlice >= all->size();
+            asio::post(io_, [this, all, from, last, total_queued, total_held] {
+                auto to = std::min(all->size(), from + kSlice);
+                for (auto i = from; i < to; ++i) {
+                    const auto& [e, is_held] = (*all)[i];
+                    queue_.add(e.name, core::spool_id_time_ms(e.name), e.size, is_held);
+                }
+                if (to > from) wake();
+                if (!last) return;
+                scanning_ = false;
+                log("event=spool_recovered queued=" + std::to_string(total_queued) +
+                    " held=" + std::to_string(total_held));
+            });
+            if (last) break;
+        }
     });
 }
 

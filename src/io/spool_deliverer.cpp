@@ -65,12 +65,16 @@ void SpoolDeliverer::fill() {
     // One message per client connection at a time: its messages then go
     // out on backend connections that already carry its identity (no
     // XCLIENT per message), and concurrency is spread over clients.
-    auto ids = spool_.queue().take_due(limit - in_flight_, [this](const auto& entry) {
-        if (entry.pool.empty()) return true;  // not read yet (recovered from disk)
-        const auto* pool = balancer_.pool(entry.pool);
-        if (!pool || !pool->any_usable()) return false;
-        return busy_clients_.insert(entry.client).second;
-    });
+    auto ids = spool_.queue().take_due(
+        limit - in_flight_,
+        [this](const auto& entry) {
+            if (entry.client.empty()) return true;  // not read yet (recovered from disk)
+            return busy_clients_.insert(entry.client).second;
+        },
+        [this](const std::string& name) {
+            const auto* pool = balancer_.pool(name);
+            return pool && pool->any_usable();
+        });
     for (auto& id : ids) {
         ++in_flight_;
         asio::co_spawn(balancer_.io(), deliver(std::move(id)), asio::detached);

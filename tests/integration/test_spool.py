@@ -19,11 +19,12 @@ from harness import (Postfix, Sink, Smtplb, SmtpClient, WorkdirTestCase, free_po
 FAST_HEALTH = {"interval": "1s", "down_interval": "1s", "rise": 1, "fall": 1, "timeout": "2s"}
 
 
-def spool_config(port, backend_port, spool_options=None, pool_options=None, server_options=None):
+def spool_config(port, backend_port, spool_options=None, pool_options=None, server_options=None,
+                 listener_options=None):
     pool = {"on_unavailable": "spool", "health": FAST_HEALTH, "connect_timeout": "1s"}
     pool.update(pool_options or {})
     text = configs.balancer(port, [("hub", backend_port)], pool_options=pool,
-                            server_options=server_options)
+                            server_options=server_options, listener_options=listener_options)
     spool = {"retry_initial": "1s", "retry_max": "2s"}
     spool.update(spool_options or {})
     return text + configs.table("[spool]", spool)
@@ -239,6 +240,27 @@ class Spool(WorkdirTestCase):
         self.assertEqual(len(queued_files(self.workdir)), 2)
         wait_until(lambda: [r["result"] for r in lb.tracking_records()].count("spooled") == 2,
                    what="two spooled messages in the tracking log")
+
+    def test_unknown_users_are_refused_at_rcpt_from_the_recipients_file(self):
+        known = os.path.join(self.workdir, "recipients")
+        with open(known, "w") as f:
+            f.write("# the users of example.net\nbob@example.net\n")
+        port = free_port()
+        lb = Smtplb(self.workdir, spool_config(port, free_port(),
+                                               listener_options={"recipients_file": known}))
+        lb.start(port)
+        self.addCleanup(lb.stop)
+        client = SmtpClient(port)
+        self.assertEqual(client.code(), 220)
+        client.command("EHLO client.test")
+        self.assertEqual(client.command("MAIL FROM:<alice@example.org>")[-1][:3], "250")
+        self.assertTrue(client.command("RCPT TO:<nobody@example.net>")[-1].startswith("550 5.1.1"))
+        self.assertEqual(client.command("RCPT TO:<bob@example.net>")[-1][:3], "250")
+        self.assertTrue(client.command("RCPT TO:<carol@example.net>")[-1].startswith("550 5.1.1"))
+        self.assertEqual(client.command("DATA")[-1][:3], "354")
+        client.send("Subject: known\r\n\r\nhi\r\n.\r\n")
+        self.assertIn("queued as", client.read_reply()[-1])
+        client.close()
 
     def test_a_full_disk_answers_452_and_leaves_no_partial_file(self):
         # A real ENOSPC: the state directory on a 512 KiB tmpfs of the test's own.

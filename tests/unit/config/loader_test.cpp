@@ -169,6 +169,28 @@ TEST(ConfigLoader, SpoolIsReadWithItsBounds) {
     EXPECT_TRUE(has_error(bad, "spool.size", 0, ""));
 }
 
+TEST(ConfigLoader, RecipientsFileIsReadAndChecked) {
+    auto path = ::testing::TempDir() + "/recipients";
+    {
+        std::ofstream f(path);
+        f << "# known users\nAlice@Example.net\n@sub.example.net  # whole domain\n\n";
+    }
+    std::string text = kValid;
+    text.replace(text.find("max_message_size"), 16,
+                 "recipients_file = \"" + path + "\"\nmax_message_size");
+    auto good = load_string(text, "t");
+    ASSERT_TRUE(good.config) << good.diagnostics.format("t");
+    EXPECT_EQ(good.config->listeners[0].known_recipients,
+              (std::set<std::string>{"alice@example.net", "@sub.example.net"}));
+    {
+        std::ofstream f(path);
+        f << "alice@example.net\nnot an address\n";
+    }
+    auto bad = load_string(text, "t");
+    EXPECT_FALSE(bad.config);
+    EXPECT_TRUE(has_error(bad, "listener[0].recipients_file", 0, "recipients:2: not an address"));
+}
+
 TEST(ConfigLoader, HealthAndAdminAreChecked) {
     std::string text = kValid;
     text.replace(text.find("[server]\n"), 9, "[server]\nadmin = \"0.0.0.0:8025\"\n");

@@ -80,3 +80,17 @@ TEST(RelayPolicy, SubmissionNeedsAuthentication) {
     EXPECT_FALSE(policy.check_sender(true));
     EXPECT_FALSE(policy.check_recipient(kOutsider, true, mailbox("<x@elsewhere.example>")));
 }
+
+TEST(RelayPolicy, KnownRecipientsAreCheckedOnlyWithAFile) {
+    auto l = listener(config::Role::Inbound);
+    core::RelayPolicy policy(l);
+    EXPECT_FALSE(policy.check_known_recipient(mailbox("<anyone@example.net>")));
+    l.recipients_file = "/etc/smtplb/recipients";
+    l.known_recipients = {"alice@example.net", "@sub.example.net"};
+    EXPECT_FALSE(policy.check_known_recipient(mailbox("<Alice@Example.NET>")));
+    EXPECT_FALSE(policy.check_known_recipient(mailbox("<x@sub.example.net>")));
+    auto refusal = policy.check_known_recipient(mailbox("<bob@example.net>"));
+    ASSERT_TRUE(refusal);
+    EXPECT_EQ(refusal->code, 550);
+    EXPECT_EQ(refusal->enhanced, "5.1.1");
+}

@@ -231,18 +231,14 @@ awaitable<bool> SpoolDeliverer::deliver_one(std::string id, std::unique_ptr<Rela
                 marks.emplace_back(layout.recipients[i].offset, SpoolRecord::Failed);
     }
     std::error_code file_error;
-    std::uint64_t body_size = message.size();
-    if (marks.empty() && !dead) {
-        // The common case, all done: the file goes, off the event loop.
-        spool.discard(id, std::move(loaded.message));  // `message` is gone from here on
-    } else {
+    bool discard = done && !dead;  // nothing left to do: the file goes (at the end)
+    if (!discard && (!marks.empty() || dead)) {
         // Work for the writer threads is always a named std::function: a
         // lambda temporary inside co_await is destroyed twice by GCC 12.
-        std::function<std::error_code()> record = [store, id, marks, done, dead] {
+        std::function<std::error_code()> record = [store, id, marks, dead] {
             for (const auto& [offset, state] : marks)
                 if (auto ec = store->mark(SpoolArea::Queue, id, offset, state)) return ec;
             if (dead) return store->move(id, SpoolArea::Queue, SpoolArea::Dead);
-            if (done) return store->remove(SpoolArea::Queue, id, false);
             return std::error_code();
         };
         file_error = co_await spool.offload<std::error_code>(std::move(record));
@@ -275,7 +271,7 @@ awaitable<bool> SpoolDeliverer::deliver_one(std::string id, std::unique_ptr<Rela
     r.helo = env.identity.helo;
     r.sender = env.sender.null ? "" : env.sender.mailbox.address();
     r.recipients = outcome.delivered.size();
-    r.size = body_size;
+    r.size = message.size();
     r.pool = env.pool;
     r.attempts = relay.attempts();
     r.queue_id = relay.queue_id();
@@ -289,6 +285,8 @@ awaitable<bool> SpoolDeliverer::deliver_one(std::string id, std::unique_ptr<Rela
                         std::chrono::steady_clock::now() - started)
                         .count();
     balancer_.tracking().write(r.to_json());
+    // Last: `message` and `env` refer into it.
+    if (discard) spool.discard(id, std::move(loaded.message));
     co_return true;
 }
 

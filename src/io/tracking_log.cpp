@@ -11,9 +11,15 @@ TrackingLog::TrackingLog(asio::any_io_executor executor, const std::string& path
     if (path == "-") {
         file_ = stdout;
     } else {
-        file_ = std::fopen(path.c_str(), "a");
+        file_ = std::fopen(path.c_str(), "a+");
         owned_ = true;
-        if (!file_) error_ = "cannot open tracking log " + path + ": " + std::strerror(errno);
+        if (!file_) {
+            error_ = "cannot open tracking log " + path + ": " + std::strerror(errno);
+        } else if (std::fseek(file_, -1, SEEK_END) == 0 && std::fgetc(file_) != '\n') {
+            // A process killed mid-line left half a line: end it, so the
+            // next record starts on a line of its own.
+            std::fputc('\n', file_);
+        }
     }
 }
 

@@ -9,6 +9,17 @@ using Step = proto::ClientSession::Step;
 using core::classify;
 using core::Verdict;
 
+// A 4xx to a recipient moves the transaction to another backend only when
+// it speaks for the backend (resources, 421: RFC 3463 subjects 3 and 4).
+// One about the recipient (a full mailbox, greylisting, a policy) would be
+// the same elsewhere: it goes to the client, and the recipients accepted so
+// far stay where they are.
+static bool moves_transaction(const proto::Reply& reply) {
+    if (classify(reply) != Verdict::TryElsewhere) return false;
+    auto live = core::classify_live(reply);
+    return live == core::LiveOutcome::BackendDeferred || live == core::LiveOutcome::Failed;
+}
+
 Relay::Relay(RelayContext& context, const proto::ClientIdentity& identity, std::uint64_t session)
     : context_(context), identity_(identity), session_(session) {}
 
@@ -252,7 +263,7 @@ awaitable<proto::Reply> Relay::establish(const proto::Mailbox* new_rcpt) {
                 bool is_new = i >= recipients_.size();
                 if (is_new) {
                     new_reply = rc->reply;
-                    if (classify(rc->reply) == Verdict::TryElsewhere) {
+                    if (moves_transaction(rc->reply)) {
                         ok = false;
                         report_reply(backend, "RCPT", rc->reply);
                     }
@@ -303,10 +314,12 @@ awaitable<proto::Reply> Relay::add_recipient(const proto::Mailbox& rcpt) {
         auto& state = pool_->backend(backend);
         conn_->protocol().send(Step::Rcpt, proto::rcpt_command(rcpt));
         auto rc = co_await conn_->next(reply_timeout());
-        if (rc && classify(rc->reply) != Verdict::TryElsewhere) {
+        if (rc && !moves_transaction(rc->reply)) {
             if (rc->reply.positive()) {
                 recipients_.push_back(rcpt);
                 ++state.counters.recipients;
+            } else if (rc->reply.transient()) {
+                ++state.counters.deferred;
             } else {
                 ++state.counters.rejected;
             }

@@ -35,6 +35,19 @@ def queued_files(workdir, area="queue"):
     return sorted(os.listdir(path)) if os.path.isdir(path) else []
 
 
+def recipient_states(path):
+    """{address: 'R' (pending) | 'D' (delivered) | 'X' (bounced)} from a spool file."""
+    with open(path, "rb") as f:
+        data = f.read()
+    states, at = {}, len(b"SMTPLB-SPOOL 1\n")
+    while at + 5 <= len(data):
+        kind, length = chr(data[at]), int.from_bytes(data[at + 1:at + 5], "big")
+        if kind in "RDX":
+            states[data[at + 5:at + 5 + length].decode()] = kind
+        at += 5 + length
+    return states
+
+
 def send(port, subject, rcpts=("bob@example.net",), sender="alice@example.org"):
     """One message; returns the final reply (code, text) or raises."""
     with smtplib.SMTP("127.0.0.1", port, timeout=20) as s:
@@ -173,6 +186,49 @@ class Spool(WorkdirTestCase):
         status = lb.log_lines("event=spool_bounce")
         self.assertEqual(len(status), 2, "\n".join(lb.log_lines()))
 
+    def test_a_partial_delivery_survives_sigkill_without_sending_twice(self):
+        self.assertTrue(postfix_available(), "postfix must be installed (scripts/bootstrap.sh test)")
+        postfix = Postfix(self.workdir, "hub", extra_main=(
+            "smtpd_recipient_restrictions = check_recipient_access "
+            "inline:{ {late@example.net=451 4.2.0 Try later} }, permit_mynetworks, "
+            "reject_unauth_destination\n"))
+        port = free_port()
+        lb = Smtplb(self.workdir, spool_config(port, postfix.port))
+        lb.start(port)
+        self.addCleanup(lb.stop)
+        code, text = send(port, "split", rcpts=("bob@example.net", "late@example.net"))
+        self.assertEqual(code, 250, text)
+        (queue_id,) = queued_files(self.workdir)
+        postfix.start()
+        self.addCleanup(postfix.stop)
+        # bob is delivered and marked in the file; late is deferred.
+        path = os.path.join(self.workdir, "spool", "queue", queue_id)
+        wait_until(lambda: recipient_states(path).get("bob@example.net") == "D",
+                   timeout=30, what="bob marked delivered in the spool file")
+        self.assertEqual(recipient_states(path)["late@example.net"], "R")
+        lb.process.proc.kill()
+        lb.process.proc.wait()
+        lb.process.start()
+        wait_for_port(port, proc=lb.process.proc)
+        # Retries after the restart go to late only.
+        wait_until(lambda: "\n".join(postfix.log_lines()).count("<late@example.net>: Recipient "
+                                                               "address rejected") >= 3,
+                   timeout=30, what="more attempts for late@example.net")
+        log = "\n".join(postfix.log_lines())
+        self.assertEqual(log.count("to=<bob@example.net>"), 1, log)
+        self.assertEqual(queued_files(self.workdir), [queue_id])
+        # Live, the same: a 4xx about one recipient (not about the backend)
+        # goes to the client, and the transaction stays on its backend.
+        with smtplib.SMTP("127.0.0.1", port, timeout=20) as s:
+            s.ehlo("client.test")
+            s.mail("alice@example.org")
+            self.assertEqual(s.rcpt("carol@example.net")[0], 250)
+            code, text = s.rcpt("late@example.net")
+            self.assertEqual((code, text.decode()[:5]), (451, "4.2.0"))
+            self.assertEqual(s.data("Subject: live\r\n\r\nlive\r\n")[0], 250)
+        wait_until(lambda: "to=<carol@example.net>" in "\n".join(postfix.log_lines()),
+                   what="carol's delivery in Postfix's log")
+
     def test_queue_commands_on_a_running_and_on_a_stopped_daemon(self):
         backend_port = free_port()
         port = free_port()
@@ -201,6 +257,10 @@ class Spool(WorkdirTestCase):
         self.assertEqual(self.queue_cli(lb, "hold", ids[0]).returncode, 0)
         self.assertEqual(queued_files(self.workdir, "hold"), [ids[0]])
         self.assertEqual(self.queue_cli(lb, "delete", ids[1]).returncode, 0)
+        flushed = self.queue_cli(lb, "flush")
+        self.assertEqual(flushed.returncode, 0, flushed.stderr)
+        self.assertIn("2 messages due now", flushed.stdout)
+        self.assertTrue(lb.log_lines("event=spool_flush"))
         bad = self.queue_cli(lb, "delete", "0123456789ABCDEF")
         self.assertEqual(bad.returncode, 1)
         self.assertIn("no queued message", bad.stderr)

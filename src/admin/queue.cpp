@@ -21,9 +21,12 @@ ApiResponse error_json(int status, const std::string& message) {
 
 const char* state_name(core::SpoolQueue::State s) {
     switch (s) {
-        case core::SpoolQueue::State::Ready: return "queued";
-        case core::SpoolQueue::State::Busy: return "delivering";
-        case core::SpoolQueue::State::Held: return "held";
+        case core::SpoolQueue::State::Ready:
+            return "queued";
+        case core::SpoolQueue::State::Busy:
+            return "delivering";
+        case core::SpoolQueue::State::Held:
+            return "held";
     }
     return "queued";
 }
@@ -40,15 +43,19 @@ json::object entry_json(const core::SpoolQueue::Entry& e, std::int64_t now) {
     if (!e.last_error.empty()) o["last_error"] = e.last_error;
     auto wait = std::chrono::duration_cast<std::chrono::seconds>(e.next_attempt -
                                                                  std::chrono::steady_clock::now());
-    if (e.state == core::SpoolQueue::State::Ready) o["next_attempt_in_s"] = std::max<std::int64_t>(0, wait.count());
+    if (e.state == core::SpoolQueue::State::Ready)
+        o["next_attempt_in_s"] = std::max<std::int64_t>(0, wait.count());
     return o;
 }
 
 const char* record_state(proto::SpoolRecord r) {
     switch (r) {
-        case proto::SpoolRecord::Delivered: return "delivered";
-        case proto::SpoolRecord::Failed: return "bounced";
-        default: return "pending";
+        case proto::SpoolRecord::Delivered:
+            return "delivered";
+        case proto::SpoolRecord::Failed:
+            return "bounced";
+        default:
+            return "pending";
     }
 }
 
@@ -117,7 +124,8 @@ json::object spool_summary(io::Spool& spool) {
 
 ApiResponse handle_queue_request(io::Spool* spool, const std::string& method,
                                  const std::vector<std::string>& parts, const std::string& query) {
-    if (!spool) return error_json(404, "this daemon has no spool (no pool has on_unavailable = \"spool\")");
+    if (!spool)
+        return error_json(404, "this daemon has no spool (no pool has on_unavailable = \"spool\")");
     if (parts.empty()) {
         if (method != "GET") return error_json(405, "use GET");
         auto o = spool_summary(*spool);
@@ -156,7 +164,8 @@ ApiResponse handle_queue_request(io::Spool* spool, const std::string& method,
         ok = spool->remove(id, error);
     else
         return error_json(400, "the action must be hold, release or delete");
-    if (!ok) return error_json(error.find("being delivered") != std::string::npos ? 409 : 404, error);
+    if (!ok)
+        return error_json(error.find("being delivered") != std::string::npos ? 409 : 404, error);
     json::object o;
     o["id"] = id;
     o["done"] = parts[1];

@@ -33,8 +33,10 @@ std::optional<Request> request_for(const std::string& action, const std::string&
 }
 
 void print_list(const json::object& doc) {
-    std::printf("%zu messages (%s held), %s bytes", static_cast<std::size_t>(doc.at("messages").to_number<double>()),
-                text_of(doc.if_contains("held")).c_str(), text_of(doc.if_contains("bytes")).c_str());
+    std::printf("%zu messages (%s held), %s bytes",
+                static_cast<std::size_t>(doc.at("messages").to_number<double>()),
+                text_of(doc.if_contains("held")).c_str(),
+                text_of(doc.if_contains("bytes")).c_str());
     if (const auto* oldest = doc.if_contains("oldest_age_s"))
         std::printf(", oldest %s s", text_of(oldest).c_str());
     std::printf("\n");
@@ -58,11 +60,13 @@ void print_show(const json::object& e) {
                             "body_size", "age_s", "attempts", "last_error", "next_attempt_in_s"})
         if (const auto* v = e.if_contains(key)) std::printf("%-18s %s\n", key, text_of(v).c_str());
     for (const auto& r : e.at("recipients").as_array())
-        std::printf("%-18s %s (%s)\n", "recipient", text_of(r.as_object().if_contains("address")).c_str(),
+        std::printf("%-18s %s (%s)\n", "recipient",
+                    text_of(r.as_object().if_contains("address")).c_str(),
                     text_of(r.as_object().if_contains("state")).c_str());
 }
 
-int print_answer(const std::string& action, int http_status, const std::string& body, bool as_json) {
+int print_answer(const std::string& action, int http_status, const std::string& body,
+                 bool as_json) {
     if (http_status != 200) {
         std::cerr << "smtplb queue " << action << ": " << field_or_body(body, "error") << "\n";
         return 1;
@@ -80,7 +84,8 @@ int print_answer(const std::string& action, int http_status, const std::string& 
         else if (action == "flush")
             std::printf("%s messages due now\n", text_of(doc.if_contains("flushed")).c_str());
         else
-            std::printf("%s: %s\n", text_of(doc.if_contains("id")).c_str(), text_of(doc.if_contains("done")).c_str());
+            std::printf("%s: %s\n", text_of(doc.if_contains("id")).c_str(),
+                        text_of(doc.if_contains("done")).c_str());
     } catch (const std::exception&) {
         std::cout << body;
     }
@@ -89,10 +94,12 @@ int print_answer(const std::string& action, int http_status, const std::string& 
 
 }  // namespace
 
-int run_queue_command(const AdminOptions& options, const std::string& action, const std::string& id) {
+int run_queue_command(const AdminOptions& options, const std::string& action,
+                      const std::string& id) {
     auto request = request_for(action, id);
     if (!request) {
-        std::cerr << "smtplb queue: use list | show ID | flush | hold ID | release ID | delete ID\n";
+        std::cerr
+            << "smtplb queue: use list | show ID | flush | hold ID | release ID | delete ID\n";
         return 64;
     }
     std::string path = "/api/v1/queue";
@@ -138,7 +145,8 @@ int run_queue_command(const AdminOptions& options, const std::string& action, co
         std::cout << "the daemon is not running: queued mail is delivered when it starts\n";
         return 0;
     }
-    auto answer = admin::handle_queue_request(&spool, request->method, request->parts, "limit=1000000");
+    auto answer =
+        admin::handle_queue_request(&spool, request->method, request->parts, "limit=1000000");
     return print_answer(action, answer.status, answer.body, options.json);
 }
 

@@ -137,7 +137,8 @@ void read_listener(TableReader& r, Listener& l) {
                 if (hash != std::string::npos) line.erase(hash);
                 auto word = base::to_lower(base::trim(line));
                 if (word.empty()) continue;
-                if (word.find_first_of(" \t<>") != std::string::npos || word.find('@') == std::string::npos) {
+                if (word.find_first_of(" \t<>") != std::string::npos ||
+                    word.find('@') == std::string::npos) {
                     d.error(r.key_path("recipients_file"), r.line_of("recipients_file"),
                             l.recipients_file + ":" + std::to_string(n) +
                                 ": not an address or @domain: \"" + base::printable(word) + "\"");

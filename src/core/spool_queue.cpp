@@ -40,8 +40,8 @@ void SpoolQueue::promote_waiting() {
     }
 }
 
-void SpoolQueue::add(const std::string& id, std::int64_t arrival_ms, std::uint64_t size,
-                     bool held, const std::string& pool, const std::string& client) {
+void SpoolQueue::add(const std::string& id, std::int64_t arrival_ms, std::uint64_t size, bool held,
+                     const std::string& pool, const std::string& client) {
     if (entries_.count(id)) return;
     Entry e;
     e.pool = pool;

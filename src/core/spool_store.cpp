@@ -7,11 +7,16 @@ namespace smtplb::core {
 
 const char* to_string(SpoolArea area) {
     switch (area) {
-        case SpoolArea::Tmp: return "tmp";
-        case SpoolArea::Queue: return "queue";
-        case SpoolArea::Hold: return "hold";
-        case SpoolArea::Corrupt: return "corrupt";
-        case SpoolArea::Dead: return "dead";
+        case SpoolArea::Tmp:
+            return "tmp";
+        case SpoolArea::Queue:
+            return "queue";
+        case SpoolArea::Hold:
+            return "hold";
+        case SpoolArea::Corrupt:
+            return "corrupt";
+        case SpoolArea::Dead:
+            return "dead";
     }
     return "queue";
 }
@@ -19,8 +24,7 @@ const char* to_string(SpoolArea area) {
 std::string make_spool_id(std::int64_t wall_us, std::uint32_t sequence) {
     char out[17];
     std::snprintf(out, sizeof out, "%013llX%03X",
-                  static_cast<unsigned long long>(wall_us) & 0xFFFFFFFFFFFFFull,
-                  sequence & 0xFFFu);
+                  static_cast<unsigned long long>(wall_us) & 0xFFFFFFFFFFFFFull, sequence & 0xFFFu);
     return out;
 }
 
@@ -46,7 +50,8 @@ std::string_view SpoolMessage::chunk_at(std::uint64_t offset, std::size_t max,
     for (const auto& chunk : layout_.body) {
         if (offset < start + chunk.length) {
             std::uint64_t within = offset - start;
-            std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(max, chunk.length - within));
+            std::size_t n =
+                static_cast<std::size_t>(std::min<std::uint64_t>(max, chunk.length - within));
             if (!reader_->read_at(chunk.offset + within, n, scratch) || scratch.size() != n)
                 return {};
             return scratch;
@@ -66,8 +71,8 @@ std::string SpoolStore::path(SpoolArea area, const std::string& id) const {
 
 std::error_code SpoolStore::prepare() {
     if (auto ec = files_.make_dir(root_)) return ec;
-    for (auto area : {SpoolArea::Tmp, SpoolArea::Queue, SpoolArea::Hold, SpoolArea::Corrupt,
-                      SpoolArea::Dead})
+    for (auto area :
+         {SpoolArea::Tmp, SpoolArea::Queue, SpoolArea::Hold, SpoolArea::Corrupt, SpoolArea::Dead})
         if (auto ec = files_.make_dir(dir(area))) return ec;
     return {};
 }
@@ -130,11 +135,9 @@ std::unique_ptr<SpoolMessage> SpoolStore::load(SpoolArea area, const std::string
         return nullptr;
     }
     const auto* r = reader.get();
-    auto layout = proto::parse_spool(
-        [r](std::uint64_t offset, std::size_t n, std::string& out) {
-            return r->read_at(offset, n, out);
-        },
-        r->size(), error);
+    auto layout = proto::parse_spool([r](std::uint64_t offset, std::size_t n,
+                                         std::string& out) { return r->read_at(offset, n, out); },
+                                     r->size(), error);
     if (!layout) return nullptr;
     return std::make_unique<SpoolMessage>(id, std::move(*layout), std::move(reader));
 }

@@ -24,8 +24,8 @@ bool valid_spool_id(std::string_view id);
 std::int64_t spool_id_time_ms(std::string_view id);
 
 struct CommitResult {
-    std::error_code error;  // set: nothing was acknowledged, nothing is left behind
-    const char* stage = "";  // where it failed, for the log
+    std::error_code error;    // set: nothing was acknowledged, nothing is left behind
+    const char* stage = "";   // where it failed, for the log
     std::uint64_t bytes = 0;  // the file's size
 };
 

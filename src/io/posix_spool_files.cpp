@@ -81,7 +81,7 @@ class FdReader final : public core::SpoolFiles::Reader {
 }  // namespace
 
 std::unique_ptr<core::SpoolFiles::Writer> PosixSpoolFiles::create(const std::string& path,
-                                                                   std::error_code& ec) {
+                                                                  std::error_code& ec) {
     int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (fd < 0) {
         ec = last_error();
@@ -91,7 +91,7 @@ std::unique_ptr<core::SpoolFiles::Writer> PosixSpoolFiles::create(const std::str
 }
 
 std::unique_ptr<core::SpoolFiles::Reader> PosixSpoolFiles::open(const std::string& path,
-                                                                 std::error_code& ec) {
+                                                                std::error_code& ec) {
     int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
         ec = last_error();

@@ -9,8 +9,7 @@ class PosixSpoolFiles final : public core::SpoolFiles {
   public:
     std::unique_ptr<Writer> create(const std::string& path, std::error_code& ec) override;
     std::unique_ptr<Reader> open(const std::string& path, std::error_code& ec) override;
-    std::error_code rewrite_byte(const std::string& path, std::uint64_t offset,
-                                 char byte) override;
+    std::error_code rewrite_byte(const std::string& path, std::uint64_t offset, char byte) override;
     std::error_code rename(const std::string& from, const std::string& to) override;
     std::error_code remove(const std::string& path) override;
     std::error_code sync_dir(const std::string& dir) override;

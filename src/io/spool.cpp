@@ -49,8 +49,8 @@ bool Spool::open(std::string& error) {
     auto lock_path = root_ + "/lock";
     lock_fd_ = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (lock_fd_ < 0 || ::flock(lock_fd_, LOCK_EX | LOCK_NB) != 0) {
-        error = "the spool \"" + root_ + "\" is in use by another smtplb (" +
-                std::strerror(errno) + ")";
+        error = "the spool \"" + root_ + "\" is in use by another smtplb (" + std::strerror(errno) +
+                ")";
         return false;
     }
     if (auto n = store_.quarantine_incomplete())

@@ -142,14 +142,15 @@ awaitable<T> Spool::offload(std::function<T()> work) {
                                guard = std::move(guard)]() mutable {
             T result = work();
             auto executor = guard.get_executor();
-            asio::post(executor, [handler = std::move(handler), result = std::move(result)]() mutable {
-                std::move(handler)(std::move(result));
-            });
+            asio::post(executor,
+                       [handler = std::move(handler), result = std::move(result)]() mutable {
+                           std::move(handler)(std::move(result));
+                       });
         });
     };
     // Not a coroutine itself: the awaitable comes straight from Asio.
     return asio::async_initiate<decltype(use_awaitable), void(T)>(std::move(initiate),
-                                                                   use_awaitable);
+                                                                  use_awaitable);
 }
 
 }  // namespace smtplb::io

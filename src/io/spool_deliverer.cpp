@@ -41,10 +41,10 @@ RelayContext& SpoolDeliverer::context_for(const std::string& listener) {
     const config::Listener* found = nullptr;
     for (const auto& l : balancer_.config().listeners)
         if (l.name == listener) found = &l;
-    auto context = std::make_unique<RelayContext>(RelayContext{
-        balancer_.connector(), balancer_.cache(), balancer_.config().server.hostname,
-        found ? found->client_identity : config::IdentityMode::Xclient,
-        found ? found->source_address : std::nullopt});
+    auto context = std::make_unique<RelayContext>(
+        RelayContext{balancer_.connector(), balancer_.cache(), balancer_.config().server.hostname,
+                     found ? found->client_identity : config::IdentityMode::Xclient,
+                     found ? found->source_address : std::nullopt});
     return *contexts_.emplace(listener, std::move(context)).first->second;
 }
 

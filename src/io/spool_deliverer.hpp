@@ -1,8 +1,8 @@
 #pragma once
 #include <cstddef>
 #include <map>
-#include <set>
 #include <memory>
+#include <set>
 #include <string>
 
 #include "io/asio.hpp"

@@ -21,9 +21,9 @@ struct Loaded {
 };
 
 struct Outcome {
-    std::vector<std::size_t> delivered;                       // recipient indexes
-    std::vector<std::pair<std::size_t, Reply>> failed;        // permanent
-    std::vector<std::pair<std::size_t, Reply>> deferred;      // temporary
+    std::vector<std::size_t> delivered;                   // recipient indexes
+    std::vector<std::pair<std::size_t, Reply>> failed;    // permanent
+    std::vector<std::pair<std::size_t, Reply>> deferred;  // temporary
 };
 
 // A DSN is mail we write ourselves: it presents itself to the backend as
@@ -48,8 +48,7 @@ class StringBody final : public proto::BodySource {
   public:
     explicit StringBody(std::string text) : text_(std::move(text)) {}
     std::uint64_t size() const override { return text_.size(); }
-    std::string_view chunk_at(std::uint64_t offset, std::size_t max,
-                              std::string&) const override {
+    std::string_view chunk_at(std::uint64_t offset, std::size_t max, std::string&) const override {
         if (offset >= text_.size()) return {};
         return std::string_view(text_).substr(offset, max);
     }
@@ -168,11 +167,11 @@ awaitable<bool> SpoolDeliverer::deliver_one(std::string id, std::unique_ptr<Rela
     if (expired) {
         ++spool.counters().expired;
         for (auto& [i, reply] : outcome.deferred) {
-            auto why = Reply::make(
-                reply.code ? reply.code : 451, "4.4.7",
-                "message expired after " +
-                    std::to_string(spool.settings().max_queue_lifetime.count() / 1000) +
-                    "s in the queue; last reply: " + reply.summary());
+            auto why =
+                Reply::make(reply.code ? reply.code : 451, "4.4.7",
+                            "message expired after " +
+                                std::to_string(spool.settings().max_queue_lifetime.count() / 1000) +
+                                "s in the queue; last reply: " + reply.summary());
             outcome.failed.emplace_back(i, why);
         }
         outcome.deferred.clear();

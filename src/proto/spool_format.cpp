@@ -17,7 +17,8 @@ bool parse_number(std::string_view text, T& out) {
 std::string identity_payload(const ClientIdentity& id) {
     std::string out = "addr=" + id.address.to_string() + " port=" + std::to_string(id.port) +
                       " laddr=" + id.local_address.to_string() +
-                      " lport=" + std::to_string(id.local_port) + " esmtp=" + (id.esmtp ? "1" : "0");
+                      " lport=" + std::to_string(id.local_port) +
+                      " esmtp=" + (id.esmtp ? "1" : "0");
     if (!id.helo.empty()) out += " helo=" + xtext_encode(id.helo);
     if (!id.login.empty()) out += " login=" + xtext_encode(id.login);
     return out;

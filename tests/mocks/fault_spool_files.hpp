@@ -70,7 +70,8 @@ class FaultSpoolFiles final : public core::SpoolFiles {
         if (auto ec = step("rewrite")) return ec;
         auto [dir, name] = split(path);
         auto& inode = inodes_.at(dirs_.at(dir).at(name));
-        if (offset >= inode.content.size()) return std::make_error_code(std::errc::invalid_argument);
+        if (offset >= inode.content.size())
+            return std::make_error_code(std::errc::invalid_argument);
         inode.content[offset] = byte;
         inode.durable = inode.content;
         return {};

@@ -160,8 +160,9 @@ TEST(ConfigLoader, SpoolIsReadWithItsBounds) {
     EXPECT_TRUE(good.config->uses_spool());
     EXPECT_EQ(good.config->spool.max_queue_lifetime, std::chrono::hours(48));
     EXPECT_EQ(good.config->spool.concurrency, 5u);
-    auto bad = load_string(text + "[spool]\nmax_queue_lifetime = \"1s\"\nretry_initial = \"1h\"\n"
-                                  "retry_max = \"1m\"\nsize = 3\n",
+    auto bad = load_string(text +
+                               "[spool]\nmax_queue_lifetime = \"1s\"\nretry_initial = \"1h\"\n"
+                               "retry_max = \"1m\"\nsize = 3\n",
                            "t");
     EXPECT_FALSE(bad.config);
     EXPECT_TRUE(has_error(bad, "spool.max_queue_lifetime", 0, ""));

@@ -16,8 +16,7 @@ class StringBody final : public proto::BodySource {
   public:
     explicit StringBody(std::string s) : s_(std::move(s)) {}
     std::uint64_t size() const override { return s_.size(); }
-    std::string_view chunk_at(std::uint64_t offset, std::size_t max,
-                              std::string&) const override {
+    std::string_view chunk_at(std::uint64_t offset, std::size_t max, std::string&) const override {
         if (offset >= s_.size()) return {};
         return std::string_view(s_).substr(offset, max);
     }
@@ -66,7 +65,8 @@ TEST(SpoolStore, CommitThenLoadGivesBackEnvelopeRecipientsAndBody) {
     testing::FaultSpoolFiles fs;
     SpoolStore store(fs, "/s");
     ASSERT_FALSE(store.prepare());
-    std::vector<proto::Mailbox> rcpts{mailbox("bob", "example.net"), mailbox("carol", "example.net")};
+    std::vector<proto::Mailbox> rcpts{mailbox("bob", "example.net"),
+                                      mailbox("carol", "example.net")};
     auto result = store.commit("0000000000001000", envelope(), rcpts, StringBody(kBody));
     ASSERT_FALSE(result.error) << result.stage;
     EXPECT_EQ(result.bytes, fs.content("/s/queue/0000000000001000").size());
@@ -93,7 +93,8 @@ TEST(SpoolStore, MarkedRecipientsStayMarkedAfterReload) {
     testing::FaultSpoolFiles fs;
     SpoolStore store(fs, "/s");
     store.prepare();
-    std::vector<proto::Mailbox> rcpts{mailbox("bob", "example.net"), mailbox("carol", "example.net")};
+    std::vector<proto::Mailbox> rcpts{mailbox("bob", "example.net"),
+                                      mailbox("carol", "example.net")};
     ASSERT_FALSE(store.commit("0000000000001000", envelope(), rcpts, StringBody("x\r\n")).error);
     std::string error;
     auto msg = store.load(SpoolArea::Queue, "0000000000001000", error);
@@ -117,8 +118,9 @@ TEST(SpoolStore, PowerCutAtEveryStepNeverLosesAnAcknowledgedMessage) {
         testing::FaultSpoolFiles fs;
         SpoolStore store(fs, "/s");
         store.prepare();
-        ASSERT_FALSE(store.commit("0000000000001000", envelope(), {mailbox("bob", "example.net")},
-                                  StringBody(kBody))
+        ASSERT_FALSE(store
+                         .commit("0000000000001000", envelope(), {mailbox("bob", "example.net")},
+                                 StringBody(kBody))
                          .error);
         total = fs.operations();
     }
@@ -177,8 +179,9 @@ TEST(SpoolStore, CrashAfterTheBackendsReplyBeforeTheMarkDeliversAgain) {
     testing::FaultSpoolFiles fs;
     SpoolStore store(fs, "/s");
     store.prepare();
-    ASSERT_FALSE(store.commit("0000000000001000", envelope(), {mailbox("bob", "example.net")},
-                              StringBody("x\r\n"))
+    ASSERT_FALSE(store
+                     .commit("0000000000001000", envelope(), {mailbox("bob", "example.net")},
+                             StringBody("x\r\n"))
                      .error);
     std::string error;
     auto msg = store.load(SpoolArea::Queue, "0000000000001000", error);
@@ -210,8 +213,9 @@ TEST(SpoolFormat, TruncatedOrDamagedFilesAreRefused) {
     testing::FaultSpoolFiles fs;
     SpoolStore store(fs, "/s");
     store.prepare();
-    ASSERT_FALSE(store.commit("0000000000001000", envelope(), {mailbox("bob", "example.net")},
-                              StringBody("hello\r\n"))
+    ASSERT_FALSE(store
+                     .commit("0000000000001000", envelope(), {mailbox("bob", "example.net")},
+                             StringBody("hello\r\n"))
                      .error);
     const auto path = "/s/queue/0000000000001000";
     const std::string whole = fs.content(path);
@@ -223,11 +227,11 @@ TEST(SpoolFormat, TruncatedOrDamagedFilesAreRefused) {
     }
     // A wrong END size, an unknown record, a giant length, trailing bytes.
     auto end_at = whole.rfind('E');
-    for (std::string bad : {whole.substr(0, end_at) + proto::spool_end(99),
-                            whole.substr(0, end_at) + proto::spool_record(SpoolRecord{'Z'}, "") +
-                                whole.substr(end_at),
-                            whole.substr(0, end_at) + std::string("B\xff\xff\xff\xff", 5),
-                            whole + "junk"}) {
+    for (std::string bad :
+         {whole.substr(0, end_at) + proto::spool_end(99),
+          whole.substr(0, end_at) + proto::spool_record(SpoolRecord{'Z'}, "") +
+              whole.substr(end_at),
+          whole.substr(0, end_at) + std::string("B\xff\xff\xff\xff", 5), whole + "junk"}) {
         fs.overwrite(path, bad);
         EXPECT_FALSE(store.load(SpoolArea::Queue, "0000000000001000", error));
     }
@@ -248,8 +252,8 @@ TEST(SpoolId, SortsByArrivalAndCarriesItsTime) {
 TEST(SpoolQueue, OldestFirstWithBackoffAndConcurrencyLimit) {
     testing::FakeClock clock;
     testing::ScriptedRandom random{{0}};
-    SpoolQueue q(clock, random, {std::chrono::seconds(60), std::chrono::seconds(600),
-                                 std::chrono::hours(120)});
+    SpoolQueue q(clock, random,
+                 {std::chrono::seconds(60), std::chrono::seconds(600), std::chrono::hours(120)});
     q.add("0000000000000003", 3, 10);
     q.add("0000000000000001", 1, 10);
     q.add("0000000000000002", 2, 10);
@@ -311,8 +315,8 @@ TEST(SpoolQueue, AClientsNextMessageIsFoundWithoutScanningOthers) {
 TEST(SpoolQueue, ExpiresAfterItsLifetime) {
     testing::FakeClock clock;
     testing::ScriptedRandom random{{0}};
-    SpoolQueue q(clock, random, {std::chrono::seconds(1), std::chrono::seconds(1),
-                                 std::chrono::hours(1)});
+    SpoolQueue q(clock, random,
+                 {std::chrono::seconds(1), std::chrono::seconds(1), std::chrono::hours(1)});
     q.add("0000000000000001", 1000, 10);
     EXPECT_FALSE(q.expired("0000000000000001", 1000 + 3599999));
     EXPECT_TRUE(q.expired("0000000000000001", 1000 + 3600000));

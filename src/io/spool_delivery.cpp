@@ -44,19 +44,6 @@ void explain(const Relay& relay, Reply& reply) {
     reply.lines[0] += " (last: " + last.backend + " at " + last.stage + ": " + last.reply + ")";
 }
 
-class StringBody final : public proto::BodySource {
-  public:
-    explicit StringBody(std::string text) : text_(std::move(text)) {}
-    std::uint64_t size() const override { return text_.size(); }
-    std::string_view chunk_at(std::uint64_t offset, std::size_t max, std::string&) const override {
-        if (offset >= text_.size()) return {};
-        return std::string_view(text_).substr(offset, max);
-    }
-
-  private:
-    std::string text_;
-};
-
 }  // namespace
 
 awaitable<void> SpoolDeliverer::deliver(std::string id) {
@@ -199,7 +186,7 @@ awaitable<bool> SpoolDeliverer::deliver_one(std::string id, std::unique_ptr<Rela
         report.sender.null = true;
         report.identity = local_identity(balancer_.config().server.hostname);
         std::vector<proto::Mailbox> to{env.sender.mailbox};
-        StringBody body(core::build_dsn(dsn));
+        proto::StringBody body(core::build_dsn(dsn));
         auto committed = co_await spool.commit(report, to, body);
         if (!*alive) co_return false;
         bounce_failed = committed.id.empty();

@@ -27,6 +27,21 @@ class BodySource {
                                       std::string& scratch) const = 0;
 };
 
+// A message we wrote ourselves (a DSN), or one in a test.
+class StringBody final : public BodySource {
+  public:
+    explicit StringBody(std::string text) : text_(std::move(text)) {}
+    std::uint64_t size() const override { return text_.size(); }
+    std::string_view chunk_at(std::uint64_t offset, std::size_t max,
+                              std::string&) const override {
+        if (offset >= text_.size()) return {};
+        return std::string_view(text_).substr(static_cast<std::size_t>(offset), max);
+    }
+
+  private:
+    std::string text_;
+};
+
 // Decodes the DATA stream of RFC 5321 §4.1.1.4. End of data is <CRLF>.<CRLF>
 // and nothing else: bare CR or LF never ends a message, whatever the mode
 // (the SMTP smuggling defence). Works byte-wise with no line buffer, so memory

@@ -12,18 +12,7 @@ namespace {
 
 using proto::SpoolRecord;
 
-class StringBody final : public proto::BodySource {
-  public:
-    explicit StringBody(std::string s) : s_(std::move(s)) {}
-    std::uint64_t size() const override { return s_.size(); }
-    std::string_view chunk_at(std::uint64_t offset, std::size_t max, std::string&) const override {
-        if (offset >= s_.size()) return {};
-        return std::string_view(s_).substr(offset, max);
-    }
-
-  private:
-    std::string s_;
-};
+using proto::StringBody;
 
 proto::Mailbox mailbox(const std::string& local, const std::string& domain) {
     proto::Mailbox m;

@@ -152,8 +152,13 @@ async function refresh() {
       previous.set(key(pool, b), { time: now, delivered: b.counters.delivered });
   renderTable(status, perSecond);
   updateCharts(keys);
-  document.getElementById("summary").textContent =
-    `${status.sessions} sessions · ${keys.length} backends · ${status.probes_run} probes run`;
+  let summary = `${status.sessions} sessions · ${keys.length} backends · ${status.probes_run} probes run`;
+  if (status.spool) {
+    const s = status.spool;
+    summary += ` · spool: ${s.messages} queued (${s.held} held, ${s.delivering} delivering)`;
+    if (s.oldest_age_s !== undefined) summary += `, oldest ${s.oldest_age_s} s`;
+  }
+  document.getElementById("summary").textContent = summary;
   document.getElementById("error").textContent = "";
 }
 

@@ -6,6 +6,7 @@ limits, and `smtplb queue` on a running and a stopped daemon."""
 import json
 import os
 import random
+import signal
 import smtplib
 import subprocess
 import threading
@@ -321,6 +322,31 @@ class Spool(WorkdirTestCase):
         client.send("Subject: known\r\n\r\nhi\r\n.\r\n")
         self.assertIn("queued as", client.read_reply()[-1])
         client.close()
+
+    def test_reload_keeps_the_spool_and_a_second_daemon_is_refused(self):
+        backend_port = free_port()
+        port = free_port()
+        lb = Smtplb(self.workdir, spool_config(port, backend_port))
+        lb.start(port)
+        self.addCleanup(lb.stop)
+        self.assertEqual(send(port, "before-reload")[0], 250)
+        # Another daemon on the same state_dir would deliver the same files.
+        other_port = free_port()
+        other = Smtplb(self.workdir, spool_config(other_port, backend_port), name="other")
+        with self.assertRaises(RuntimeError) as refused:
+            other.start(other_port)
+        self.assertIn("in use by another smtplb", str(refused.exception))
+        with open(lb.config, "a") as f:
+            f.write("concurrency = 5\n")  # into [spool], the last table
+        lb.process.proc.send_signal(signal.SIGHUP)
+        wait_until(lambda: lb.log_lines("event=reloaded"), what="the reload")
+        self.assertEqual(send(port, "after-reload")[0], 250)
+        self.assertEqual(len(lb.log_lines("event=spool_recovered")), 1)  # opened once
+        sink = Sink(self.workdir, "hub", port=backend_port)
+        sink.start()
+        self.addCleanup(sink.stop)
+        wait_until(lambda: len(sink.messages()) == 2, timeout=30,
+                   what="both messages delivered by the new configuration")
 
     def test_a_full_disk_answers_452_and_leaves_no_partial_file(self):
         # A real ENOSPC: the state directory on a 512 KiB tmpfs of the test's own.

@@ -63,6 +63,11 @@ class Balancer {
     // The durable spool, when a pool spools or a spool is left from before;
     // shared with the next generation on reload.
     Spool* spool() { return spool_.get(); }
+    // Tests: a spool over another file layer (fault injection), before start().
+    void use_spool(std::shared_ptr<Spool> spool) {
+        spool_ = std::move(spool);
+        spool_->set_event_log(event_log_);
+    }
     SpoolDeliverer* deliverer() { return deliverer_.get(); }
     HealthChecker& health() { return health_; }
     const std::vector<std::unique_ptr<core::Pool>>& pools() const { return pools_; }

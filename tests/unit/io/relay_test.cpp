@@ -2,12 +2,15 @@
 // BackendConnector replaced by a scripted one, driven by a small client.
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <memory>
 
 #include "config/loader.hpp"
 #include "io/balancer.hpp"
+#include "io/posix_spool_files.hpp"
 #include "io/sink.hpp"
 #include "io/sockets.hpp"
+#include "io/spool.hpp"
 #include "mocks/scripted_connector.hpp"
 #include "proto/client_session.hpp"
 
@@ -160,4 +163,129 @@ TEST_F(RelayWithScriptedConnector, NoBackendReachableGives451) {
     EXPECT_EQ(out.rcpt, 451);
     EXPECT_NE(out.rcpt_text.find("4.4.1"), std::string::npos);
     EXPECT_EQ(sinks[0]->stats().messages + sinks[1]->stats().messages, 0u);
+}
+
+namespace {
+
+// The real file layer, except that the next `failures` fsyncs of a spool
+// file fail with `error` (a full disk, an I/O error).
+class FailingSyncFiles final : public core::SpoolFiles {
+  public:
+    explicit FailingSyncFiles(std::errc error) : error_(error) {}
+    int failures = 1;
+
+    std::unique_ptr<Writer> create(const std::string& path, std::error_code& ec) override {
+        auto writer = real_.create(path, ec);
+        if (!writer) return nullptr;
+        return std::make_unique<FailingWriter>(std::move(writer), *this);
+    }
+    std::unique_ptr<Reader> open(const std::string& p, std::error_code& ec) override {
+        return real_.open(p, ec);
+    }
+    std::error_code rewrite_byte(const std::string& p, std::uint64_t o, char b) override {
+        return real_.rewrite_byte(p, o, b);
+    }
+    std::error_code rename(const std::string& a, const std::string& b) override {
+        return real_.rename(a, b);
+    }
+    std::error_code remove(const std::string& p) override { return real_.remove(p); }
+    std::error_code sync_dir(const std::string& d) override { return real_.sync_dir(d); }
+    std::error_code make_dir(const std::string& d) override { return real_.make_dir(d); }
+    std::vector<Entry> list(const std::string& d, std::error_code& ec) override {
+        return real_.list(d, ec);
+    }
+
+  private:
+    class FailingWriter final : public Writer {
+      public:
+        FailingWriter(std::unique_ptr<Writer> real, FailingSyncFiles& owner)
+            : real_(std::move(real)), owner_(owner) {}
+        std::error_code write(std::string_view bytes) override { return real_->write(bytes); }
+        std::error_code sync() override {
+            if (owner_.failures > 0) {
+                --owner_.failures;
+                return std::make_error_code(owner_.error_);
+            }
+            return real_->sync();
+        }
+
+      private:
+        std::unique_ptr<Writer> real_;
+        FailingSyncFiles& owner_;
+    };
+    io::PosixSpoolFiles real_;
+    std::errc error_;
+};
+
+}  // namespace
+
+// The delivery contract when the disk fails: an fsync error (ENOSPC, EIO)
+// while spooling gives 452 4.3.1 and leaves no file; the next message,
+// with the disk back, is spooled and acknowledged.
+TEST(SpoolFaults, AFailedFsyncAnswers452AndLeavesNothing) {
+    for (auto error : {std::errc::no_space_on_device, std::errc::io_error}) {
+        io::asio::io_context io{1};
+        char dir_template[] = "/tmp/smtplb-spool-fault-XXXXXX";
+        std::string state_dir = ::mkdtemp(dir_template);
+        std::string text = R"([server]
+hostname = "lb.test"
+tracking_log = ""
+state_dir = ")" + state_dir +
+                           R"("
+admin = ""
+[[listener]]
+name = "t"
+bind = "127.0.0.1:0"
+accepted_domains = ["example.net"]
+pool = "p"
+[[pool]]
+name = "p"
+on_unavailable = "spool"
+health = { enabled = false }
+[[pool.backend]]
+name = "down"
+address = "127.0.0.1:9"
+)";
+        auto loaded = config::load_string(text, "test");
+        ASSERT_TRUE(loaded.config) << loaded.diagnostics.format("test");
+        auto connector = std::make_unique<smtplb::testing::ScriptedConnector>();
+        connector->refuse_ports = {9};
+        io::Balancer balancer(io, *loaded.config, std::move(connector));
+        auto files = std::make_unique<FailingSyncFiles>(error);
+        balancer.use_spool(std::make_shared<io::Spool>(io, *loaded.config, std::move(files)));
+        std::string start_error;
+        ASSERT_TRUE(balancer.start(start_error)) << start_error;
+        auto send = [&] {
+            Outcome out;
+            io::asio::co_spawn(
+                io,
+                [&]() -> io::awaitable<void> {
+                    co_await send_one(balancer.bound_ports().front(), out);
+                    io.stop();
+                },
+                io::asio::detached);
+            io.restart();
+            io.run_for(std::chrono::seconds(20));
+            return out;
+        };
+        auto first = send();
+        EXPECT_EQ(first.rcpt, 250);  // spooling: no backend can verify it
+        EXPECT_EQ(first.final_reply, 452);
+        auto count = [&](const char* area) {
+            std::error_code ec;
+            io::PosixSpoolFiles real;
+            return real.list(state_dir + "/spool/" + area, ec).size();
+        };
+        EXPECT_EQ(count("queue"), 0u);
+        EXPECT_EQ(count("tmp"), 0u);
+        auto second = send();
+        EXPECT_EQ(second.final_reply, 250);
+        EXPECT_EQ(count("queue"), 1u);
+        EXPECT_EQ(balancer.spool()->counters().commit_failed, 1u);
+        balancer.stop();
+        balancer.abort_sessions();
+        io.restart();
+        io.run_for(std::chrono::milliseconds(500));
+        std::filesystem::remove_all(state_dir);
+    }
 }

@@ -125,6 +125,11 @@ int run_daemon(const std::string& path) {
         return 1;
     }
     auto io = std::make_unique<io::asio::io_context>(1);
+    // Registered before anything listens: a signal sent as soon as the port
+    // answers is queued for its handler, not default-handled (SIGHUP would
+    // kill the process).
+    io::asio::signal_set signals(*io, SIGINT, SIGTERM);
+    io::asio::signal_set hangup(*io, SIGHUP);
     Daemon daemon{path, *io, std::make_unique<io::Balancer>(*io, *result.config), {}, {}};
     std::string error;
     if (!daemon.current->start(error)) {
@@ -170,7 +175,6 @@ int run_daemon(const std::string& path) {
         for (auto& b : daemon.retiring)
             f(*b);
     };
-    io::asio::signal_set signals(*io, SIGINT, SIGTERM);
     signals.async_wait([&](const io::error_code& ec, int signo) {
         if (ec) return;
         log_event("stopping", {{"signal", std::to_string(signo)}});
@@ -203,7 +207,6 @@ int run_daemon(const std::string& path) {
             io::asio::detached);
     });
     // SIGHUP reloads: a file that does not validate changes nothing.
-    io::asio::signal_set hangup(*io, SIGHUP);
     std::function<void(const io::error_code&, int)> on_hangup = [&](const io::error_code& ec, int) {
         if (ec) return;
         daemon.reload();

@@ -33,6 +33,7 @@ Spool::Spool(asio::io_context& io, const config::Config& config,
 
 Spool::~Spool() {
     writers_->join();
+    *alive_ = false;  // results the writers posted to the loop are dropped
     if (lock_fd_ >= 0) ::close(lock_fd_);
 }
 
@@ -80,7 +81,8 @@ void Spool::scan() {
             all->emplace_back(std::move(e), true);
         for (std::size_t from = 0; from < all->size() || from == 0; from += kSlice) {
             bool last = from + kSlice >= all->size();
-            asio::post(io_, [this, all, from, last, total_queued, total_held] {
+            asio::post(io_, [this, alive = alive_, all, from, last, total_queued, total_held] {
+                if (!*alive) return;
                 auto to = std::min(all->size(), from + kSlice);
                 for (auto i = from; i < to; ++i) {
                     const auto& [e, is_held] = (*all)[i];
@@ -170,7 +172,8 @@ void Spool::discard(const std::string& id, std::shared_ptr<core::SpoolMessage> m
         message.reset();
         if (auto ec = store_.remove(core::SpoolArea::Queue, id, false))
             if (ec != std::errc::no_such_file_or_directory)
-                asio::post(io_, [this, id, ec] {
+                asio::post(io_, [this, alive = alive_, id, ec] {
+                    if (!*alive) return;
                     log("event=spool_file_error id=" + id + " error=\"" + ec.message() + "\"");
                 });
     });

@@ -131,6 +131,7 @@ class Spool {
     EventLog event_log_;
     std::function<void()> waker_;
     const void* waker_owner_ = nullptr;
+    std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 
 template <typename T>

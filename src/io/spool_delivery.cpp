@@ -2,6 +2,7 @@
 // the coroutine in the same translation unit as its co_spawn, GCC 12 warns
 // falsely (-Wmismatched-new-delete) about the inlined frame.
 #include "core/dsn.hpp"
+#include "core/spool_outcome.hpp"
 #include "core/tracking.hpp"
 #include "io/balancer.hpp"
 #include "io/spool.hpp"
@@ -18,12 +19,6 @@ struct Loaded {
     std::shared_ptr<core::SpoolMessage> message;
     std::string error;
     bool missing = false;  // deleted or moved meanwhile (by `smtplb queue`)
-};
-
-struct Outcome {
-    std::vector<std::size_t> delivered;                   // recipient indexes
-    std::vector<std::pair<std::size_t, Reply>> failed;    // permanent
-    std::vector<std::pair<std::size_t, Reply>> deferred;  // temporary
 };
 
 // A DSN is mail we write ourselves: it presents itself to the backend as
@@ -115,7 +110,7 @@ awaitable<bool> SpoolDeliverer::deliver_one(std::string id, std::unique_ptr<Rela
                                              session_for(env.identity));
     auto& relay = *relay_slot;
     relay.begin(*pool, env.sender, env.params);
-    Outcome outcome;
+    core::SpoolOutcome outcome;
     std::vector<std::size_t> accepted;
     for (std::size_t i = 0; i < layout.recipients.size(); ++i) {
         const auto& r = layout.recipients[i];
@@ -124,11 +119,9 @@ awaitable<bool> SpoolDeliverer::deliver_one(std::string id, std::unique_ptr<Rela
         if (!*alive) co_return false;
         explain(relay, reply);
         if (reply.positive())
-            accepted.push_back(i);
-        else if (reply.permanent())
-            outcome.failed.emplace_back(i, reply);
+            accepted.push_back(i);  // its final word is the end of data's
         else
-            outcome.deferred.emplace_back(i, reply);
+            outcome.record(i, reply);
     }
     Reply final_reply = Reply::make(250, "2.0.0", "Ok");
     if (!accepted.empty()) {
@@ -136,39 +129,23 @@ awaitable<bool> SpoolDeliverer::deliver_one(std::string id, std::unique_ptr<Rela
         final_reply = co_await relay.deliver(message);
         if (!*alive) co_return false;
         explain(relay, final_reply);
-        for (auto i : accepted) {
-            if (final_reply.positive())
-                outcome.delivered.push_back(i);
-            else if (final_reply.permanent())
-                outcome.failed.emplace_back(i, final_reply);
-            else
-                outcome.deferred.emplace_back(i, final_reply);
-        }
+        for (auto i : accepted)
+            outcome.record(i, final_reply);
     } else {
         co_await relay.abandon();
     }
 
     // Expired: what is left fails now.
     std::int64_t now_ms = balancer_.clock().wall_ms();
-    bool expired = !outcome.deferred.empty() && queue.expired(id, now_ms);
-    if (expired) {
+    if (!outcome.deferred.empty() && queue.expired(id, now_ms)) {
         ++spool.counters().expired;
-        for (auto& [i, reply] : outcome.deferred) {
-            auto why =
-                Reply::make(reply.code ? reply.code : 451, "4.4.7",
-                            "message expired after " +
-                                std::to_string(spool.settings().max_queue_lifetime.count() / 1000) +
-                                "s in the queue; last reply: " + reply.summary());
-            outcome.failed.emplace_back(i, why);
-        }
-        outcome.deferred.clear();
+        outcome.expire(spool.settings().max_queue_lifetime);
     }
 
     // The report to the sender is committed before the failures are marked:
     // a crash in between sends it twice, never not at all.
-    bool can_bounce = !env.sender.null;
-    bool bounce_failed = false;
-    if (!outcome.failed.empty() && can_bounce) {
+    const bool null_sender = env.sender.null;
+    if (outcome.needs_report(null_sender)) {
         core::DsnInput dsn;
         dsn.reporting_mta = balancer_.config().server.hostname;
         dsn.queue_id = id;
@@ -189,36 +166,26 @@ awaitable<bool> SpoolDeliverer::deliver_one(std::string id, std::unique_ptr<Rela
         proto::StringBody body(core::build_dsn(dsn));
         auto committed = co_await spool.commit(report, to, body);
         if (!*alive) co_return false;
-        bounce_failed = committed.id.empty();
-        if (!bounce_failed) {
+        if (committed.id.empty()) {
+            outcome.keep_failures_for_later();
+        } else {
             spool.counters().bounced += outcome.failed.size();
             spool.log("event=spool_bounce id=" + id + " dsn_id=" + committed.id +
                       " recipients=" + std::to_string(outcome.failed.size()));
         }
     }
-    if (bounce_failed) {
-        // Try the whole thing again later rather than lose the report.
-        for (auto& f : outcome.failed)
-            outcome.deferred.push_back(std::move(f));
-        outcome.failed.clear();
-    }
 
     // With recipients left, each one's fate is recorded in the file (a
     // fdatasync each), so no later attempt sends to them again. Without,
     // the file simply goes: removing it is the record.
-    bool done = outcome.deferred.empty();
-    bool dead = done && !outcome.failed.empty() && !can_bounce;
+    const auto fate = outcome.fate(null_sender);
+    const bool dead = fate == core::SpoolOutcome::Fate::Dead;
     std::vector<std::pair<std::uint64_t, SpoolRecord>> marks;
-    if (!done || dead) {
-        for (auto i : outcome.delivered)
-            marks.emplace_back(layout.recipients[i].offset, SpoolRecord::Delivered);
-        if (can_bounce)
-            for (const auto& [i, reply] : outcome.failed)
-                marks.emplace_back(layout.recipients[i].offset, SpoolRecord::Failed);
-    }
+    for (const auto& [i, state] : outcome.marks(null_sender))
+        marks.emplace_back(layout.recipients[i].offset, state);
     std::error_code file_error;
-    bool discard = done && !dead;  // nothing left to do: the file goes (at the end)
-    if (!discard && (!marks.empty() || dead)) {
+    const bool discard = fate == core::SpoolOutcome::Fate::Remove;  // at the end
+    if (!marks.empty() || dead) {
         // Work for the writer threads is always a named std::function: a
         // lambda temporary inside co_await is destroyed twice by GCC 12.
         std::function<std::error_code()> record = [store, id, marks, dead] {
@@ -232,19 +199,13 @@ awaitable<bool> SpoolDeliverer::deliver_one(std::string id, std::unique_ptr<Rela
     }
 
     spool.counters().delivered += outcome.delivered.size();
-    const char* result = "delivered";
-    if (!outcome.deferred.empty()) {
+    const char* result = outcome.result(null_sender);
+    if (fate == core::SpoolOutcome::Fate::Keep) {
         ++spool.counters().deferred;
-        result = "deferred";
         queue.deferred(id, outcome.deferred.front().second.summary());
     } else {
         queue.remove(id);
-        if (dead) {
-            ++spool.counters().dead;
-            result = "dead";
-        } else if (!outcome.failed.empty()) {
-            result = "bounced";
-        }
+        if (dead) ++spool.counters().dead;
     }
     if (file_error)
         spool.log("event=spool_file_error id=" + id + " error=\"" + file_error.message() + "\"");

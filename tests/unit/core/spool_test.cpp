@@ -1,6 +1,7 @@
 #include <gtest/gtest.h>
 
 #include "core/dsn.hpp"
+#include "core/spool_outcome.hpp"
 #include "core/spool_queue.hpp"
 #include "core/spool_store.hpp"
 #include "mocks/fake_clock.hpp"
@@ -309,6 +310,60 @@ TEST(SpoolQueue, ExpiresAfterItsLifetime) {
     q.add("0000000000000001", 1000, 10);
     EXPECT_FALSE(q.expired("0000000000000001", 1000 + 3599999));
     EXPECT_TRUE(q.expired("0000000000000001", 1000 + 3600000));
+}
+
+TEST(SpoolOutcome, AllDeliveredRemovesTheFileWithoutMarks) {
+    SpoolOutcome o;
+    o.record(0, proto::Reply::make(250, "2.0.0", "Ok"));
+    o.record(1, proto::Reply::make(250, "2.0.0", "Ok"));
+    EXPECT_EQ(o.fate(false), SpoolOutcome::Fate::Remove);
+    EXPECT_TRUE(o.marks(false).empty());
+    EXPECT_FALSE(o.needs_report(false));
+    EXPECT_STREQ(o.result(false), "delivered");
+}
+
+TEST(SpoolOutcome, ADeferredRecipientKeepsTheFileAndMarksTheOthers) {
+    SpoolOutcome o;
+    o.record(0, proto::Reply::make(250, "2.0.0", "Ok"));
+    o.record(1, proto::Reply::make(451, "4.2.0", "Try later"));
+    o.record(2, proto::Reply::make(550, "5.1.1", "No such user"));
+    EXPECT_EQ(o.fate(false), SpoolOutcome::Fate::Keep);
+    EXPECT_TRUE(o.needs_report(false));
+    using proto::SpoolRecord;
+    EXPECT_EQ(o.marks(false), (std::vector<std::pair<std::size_t, SpoolRecord>>{
+                                  {0, SpoolRecord::Delivered}, {2, SpoolRecord::Failed}}));
+    EXPECT_STREQ(o.result(false), "deferred");
+    // Only deferred ones, nothing to mark: the file stays as it is.
+    SpoolOutcome only_deferred;
+    only_deferred.record(0, proto::Reply::make(421, "4.3.2", "Shutting down"));
+    EXPECT_EQ(only_deferred.fate(false), SpoolOutcome::Fate::Keep);
+    EXPECT_TRUE(only_deferred.marks(false).empty());
+}
+
+TEST(SpoolOutcome, ExpiryTurnsDeferralsIntoBouncesWith447) {
+    SpoolOutcome o;
+    o.record(0, proto::Reply::make(451, "4.2.0", "Try later"));
+    o.expire(std::chrono::hours(120));
+    ASSERT_EQ(o.failed.size(), 1u);
+    EXPECT_EQ(o.failed[0].second.enhanced, "4.4.7");
+    EXPECT_NE(
+        o.failed[0].second.summary().find("432000s in the queue; last reply: 451 4.2.0 Try later"),
+        std::string::npos);
+    EXPECT_EQ(o.fate(false), SpoolOutcome::Fate::Remove);
+    EXPECT_STREQ(o.result(false), "bounced");
+}
+
+TEST(SpoolOutcome, NullSenderFailuresGoToDeadAndAFailedReportIsRetried) {
+    SpoolOutcome o;
+    o.record(0, proto::Reply::make(250, "2.0.0", "Ok"));
+    o.record(1, proto::Reply::make(550, "5.1.1", "No such user"));
+    EXPECT_FALSE(o.needs_report(true));
+    EXPECT_EQ(o.fate(true), SpoolOutcome::Fate::Dead);
+    EXPECT_EQ(o.marks(true).size(), 1u);  // the delivered one; the failure stays visible
+    EXPECT_STREQ(o.result(true), "dead");
+    o.keep_failures_for_later();  // the DSN could not be written
+    EXPECT_EQ(o.fate(false), SpoolOutcome::Fate::Keep);
+    EXPECT_TRUE(o.failed.empty());
 }
 
 TEST(Dsn, IsAMultipartReportWithOneBlockPerFailedRecipient) {

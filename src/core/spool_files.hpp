@@ -28,6 +28,7 @@ class SpoolFiles {
     struct Entry {
         std::string name;
         std::uint64_t size = 0;
+        std::int64_t mtime_ms = 0;  // a deferred message's next attempt (Postfix's habit)
     };
 
     virtual ~SpoolFiles() = default;
@@ -42,6 +43,8 @@ class SpoolFiles {
     // fsync of a directory: the names created, renamed or removed in it are durable.
     virtual std::error_code sync_dir(const std::string& dir) = 0;
     virtual std::error_code make_dir(const std::string& dir) = 0;
+    // Sets a file's modification time; not made durable (it is only a hint).
+    virtual std::error_code set_mtime(const std::string& path, std::int64_t epoch_ms) = 0;
     virtual std::vector<Entry> list(const std::string& dir, std::error_code& ec) = 0;
 };
 

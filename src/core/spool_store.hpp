@@ -68,6 +68,11 @@ class SpoolStore {
     std::error_code mark(SpoolArea area, const std::string& id, std::uint64_t offset,
                          proto::SpoolRecord state);
     std::error_code move(const std::string& id, SpoolArea from, SpoolArea to);
+    // Remembers a deferred message's next attempt in its file's mtime, so
+    // a restart keeps the backoff instead of retrying everything at once.
+    std::error_code set_next_attempt(const std::string& id, std::int64_t epoch_ms) {
+        return files_.set_mtime(path(SpoolArea::Queue, id), epoch_ms);
+    }
     // `durable`: fsync the directory too. A delivered message's file is
     // removed without it: if a crash undoes the unlink, it is delivered
     // again (a duplicate), which the delivery contract allows.

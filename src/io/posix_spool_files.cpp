@@ -139,6 +139,15 @@ std::error_code PosixSpoolFiles::make_dir(const std::string& dir) {
     return last_error();
 }
 
+std::error_code PosixSpoolFiles::set_mtime(const std::string& path, std::int64_t epoch_ms) {
+    struct timespec times[2];
+    times[0].tv_sec = 0;
+    times[0].tv_nsec = UTIME_OMIT;  // access time unchanged
+    times[1].tv_sec = static_cast<time_t>(epoch_ms / 1000);
+    times[1].tv_nsec = static_cast<long>(epoch_ms % 1000) * 1000000;
+    return ::utimensat(AT_FDCWD, path.c_str(), times, 0) == 0 ? std::error_code() : last_error();
+}
+
 std::vector<core::SpoolFiles::Entry> PosixSpoolFiles::list(const std::string& dir,
                                                            std::error_code& ec) {
     std::vector<Entry> out;
@@ -154,7 +163,9 @@ std::vector<core::SpoolFiles::Entry> PosixSpoolFiles::list(const std::string& di
         struct stat st {};
         if (::fstatat(dfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode))
             continue;
-        out.push_back({name, static_cast<std::uint64_t>(st.st_size)});
+        out.push_back(
+            {name, static_cast<std::uint64_t>(st.st_size),
+             static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1000 + st.st_mtim.tv_nsec / 1000000});
     }
     ::closedir(d);
     return out;

@@ -14,6 +14,7 @@ class PosixSpoolFiles final : public core::SpoolFiles {
     std::error_code remove(const std::string& path) override;
     std::error_code sync_dir(const std::string& dir) override;
     std::error_code make_dir(const std::string& dir) override;
+    std::error_code set_mtime(const std::string& path, std::int64_t epoch_ms) override;
     std::vector<Entry> list(const std::string& dir, std::error_code& ec) override;
 };
 

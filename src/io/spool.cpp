@@ -84,9 +84,16 @@ void Spool::scan() {
             asio::post(io_, [this, alive = alive_, all, from, last, total_queued, total_held] {
                 if (!*alive) return;
                 auto to = std::min(all->size(), from + kSlice);
+                auto now_ms = clock_.wall_ms();
                 for (auto i = from; i < to; ++i) {
                     const auto& [e, is_held] = (*all)[i];
                     queue_.add(e.name, core::spool_id_time_ms(e.name), e.size, is_held);
+                    // A deferred message keeps its next attempt (file mtime),
+                    // at most retry_max away (a clock that jumped, a touch).
+                    if (e.mtime_ms > now_ms)
+                        queue_.postpone(e.name, std::min<std::chrono::milliseconds>(
+                                                    std::chrono::milliseconds(e.mtime_ms - now_ms),
+                                                    settings_.retry_max));
                 }
                 if (to > from) wake();
                 if (!last) return;
@@ -177,6 +184,10 @@ void Spool::discard(const std::string& id, std::shared_ptr<core::SpoolMessage> m
                     log("event=spool_file_error id=" + id + " error=\"" + ec.message() + "\"");
                 });
     });
+}
+
+void Spool::remember_next_attempt(const std::string& id, std::int64_t epoch_ms) {
+    asio::post(*writers_, [this, id, epoch_ms] { store_.set_next_attempt(id, epoch_ms); });
 }
 
 bool Spool::hold(const std::string& id, std::string& error) {

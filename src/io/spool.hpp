@@ -74,6 +74,9 @@ class Spool {
     // loop. The index no longer holds the message; if a crash comes first,
     // it is delivered again (a duplicate, never a loss).
     void discard(const std::string& id, std::shared_ptr<core::SpoolMessage> message);
+    // Writes a deferred message's next attempt into its file's mtime, on a
+    // writer thread, without waiting (a hint that survives a restart).
+    void remember_next_attempt(const std::string& id, std::int64_t epoch_ms);
 
     // Runs `work` on a writer thread and resumes on the event loop.
     template <typename T>

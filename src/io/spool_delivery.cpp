@@ -203,6 +203,11 @@ awaitable<bool> SpoolDeliverer::deliver_one(std::string id, std::unique_ptr<Rela
     if (fate == core::SpoolOutcome::Fate::Keep) {
         ++spool.counters().deferred;
         queue.deferred(id, outcome.deferred.front().second.summary());
+        if (const auto* e = queue.find(id)) {
+            auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(
+                e->next_attempt - balancer_.clock().now());
+            spool.remember_next_attempt(id, now_ms + wait.count());
+        }
     } else {
         queue.remove(id);
         if (dead) ++spool.counters().dead;

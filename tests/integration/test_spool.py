@@ -348,6 +348,31 @@ class Spool(WorkdirTestCase):
         wait_until(lambda: len(sink.messages()) == 2, timeout=30,
                    what="both messages delivered by the new configuration")
 
+    def test_a_deferred_message_keeps_its_backoff_across_a_restart(self):
+        (sink,) = [Sink(self.workdir, "hub", faults=["rcpt=451"])]
+        sink.start()
+        self.addCleanup(sink.stop)
+        port, down_port = free_port(), free_port()
+        text = spool_config(port, down_port, spool_options={"retry_initial": "1h",
+                                                             "retry_max": "2h"})
+        lb = Smtplb(self.workdir, text)
+        lb.start(port)
+        self.addCleanup(lb.stop)
+        self.assertEqual(send(port, "deferred")[0], 250)  # spooled: the backend is down
+        # The backend comes up and defers the recipient: next try in about an hour.
+        with open(lb.config) as f:
+            text = f.read()
+        with open(lb.config, "w") as f:
+            f.write(text.replace(f"127.0.0.1:{down_port}", f"127.0.0.1:{sink.port}"))
+        lb.process.proc.send_signal(signal.SIGHUP)
+        wait_until(lambda: any(r["result"] == "deferred" for r in lb.tracking_records()),
+                   timeout=20, what="a deferred attempt")
+        lb.stop()
+        listing = self.queue_cli(lb, "list", "--json")
+        (entry,) = json.loads(listing.stdout)["queue"]
+        # 1 h ± 20% jitter, kept in the file's mtime; not due at once.
+        self.assertGreater(entry["next_attempt_in_s"], 2800)
+
     def test_a_full_disk_answers_452_and_leaves_no_partial_file(self):
         # A real ENOSPC: the state directory on a 512 KiB tmpfs of the test's own.
         state = os.path.join(self.workdir, "small")

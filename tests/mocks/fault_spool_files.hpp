@@ -104,6 +104,7 @@ class FaultSpoolFiles final : public core::SpoolFiles {
         durable_dirs_.try_emplace(dir);
         return {};
     }
+    std::error_code set_mtime(const std::string&, std::int64_t) override { return {}; }
     std::vector<Entry> list(const std::string& dir, std::error_code& ec) override {
         std::vector<Entry> out;
         auto d = dirs_.find(dir);
@@ -112,7 +113,7 @@ class FaultSpoolFiles final : public core::SpoolFiles {
             return out;
         }
         for (const auto& [name, id] : d->second)
-            out.push_back({name, inodes_.at(id).content.size()});
+            out.push_back({name, inodes_.at(id).content.size(), 0});
         return out;
     }
 

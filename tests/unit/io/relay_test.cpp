@@ -191,6 +191,9 @@ class FailingSyncFiles final : public core::SpoolFiles {
     std::error_code remove(const std::string& p) override { return real_.remove(p); }
     std::error_code sync_dir(const std::string& d) override { return real_.sync_dir(d); }
     std::error_code make_dir(const std::string& d) override { return real_.make_dir(d); }
+    std::error_code set_mtime(const std::string& p, std::int64_t ms) override {
+        return real_.set_mtime(p, ms);
+    }
     std::vector<Entry> list(const std::string& d, std::error_code& ec) override {
         return real_.list(d, ec);
     }

@@ -32,8 +32,7 @@ class StringBody final : public BodySource {
   public:
     explicit StringBody(std::string text) : text_(std::move(text)) {}
     std::uint64_t size() const override { return text_.size(); }
-    std::string_view chunk_at(std::uint64_t offset, std::size_t max,
-                              std::string&) const override {
+    std::string_view chunk_at(std::uint64_t offset, std::size_t max, std::string&) const override {
         if (offset >= text_.size()) return {};
         return std::string_view(text_).substr(static_cast<std::size_t>(offset), max);
     }

@@ -68,6 +68,21 @@ io::awaitable<void> send_one(std::uint16_t port, Outcome& out) {
     if (done) out.final_reply = done->reply.code;
 }
 
+// Runs one client on the loop until it is done (at most 20 s).
+Outcome run_client(io::asio::io_context& io, std::uint16_t port) {
+    Outcome out;
+    io::asio::co_spawn(
+        io,
+        [&]() -> io::awaitable<void> {
+            co_await send_one(port, out);
+            io.stop();
+        },
+        io::asio::detached);
+    io.restart();
+    io.run_for(std::chrono::seconds(20));
+    return out;
+}
+
 class RelayWithScriptedConnector : public ::testing::Test {
   protected:
     void SetUp() override {
@@ -107,18 +122,7 @@ address = "127.0.0.1:)" + std::to_string(sinks[1]->port()) +
         ASSERT_TRUE(balancer->start(error)) << error;
     }
 
-    Outcome run_one() {
-        Outcome out;
-        io::asio::co_spawn(
-            io,
-            [&]() -> io::awaitable<void> {
-                co_await send_one(balancer->bound_ports().front(), out);
-                io.stop();
-            },
-            io::asio::detached);
-        io.run_for(std::chrono::seconds(20));
-        return out;
-    }
+    Outcome run_one() { return run_client(io, balancer->bound_ports().front()); }
 
     void TearDown() override {
         // The shutdown order of `smtplb run`: end sessions, let them unwind
@@ -258,19 +262,7 @@ address = "127.0.0.1:9"
         balancer.use_spool(std::make_shared<io::Spool>(io, *loaded.config, std::move(files)));
         std::string start_error;
         ASSERT_TRUE(balancer.start(start_error)) << start_error;
-        auto send = [&] {
-            Outcome out;
-            io::asio::co_spawn(
-                io,
-                [&]() -> io::awaitable<void> {
-                    co_await send_one(balancer.bound_ports().front(), out);
-                    io.stop();
-                },
-                io::asio::detached);
-            io.restart();
-            io.run_for(std::chrono::seconds(20));
-            return out;
-        };
+        auto send = [&] { return run_client(io, balancer.bound_ports().front()); };
         auto first = send();
         EXPECT_EQ(first.rcpt, 250);  // spooling: no backend can verify it
         EXPECT_EQ(first.final_reply, 452);

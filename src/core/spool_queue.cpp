@@ -210,10 +210,4 @@ std::vector<const SpoolQueue::Entry*> SpoolQueue::list() const {
     return out;
 }
 
-std::optional<base::Clock::TimePoint> SpoolQueue::next_due() const {
-    if (!due_by_pool_.empty()) return clock_.now();
-    if (!waiting_.empty()) return waiting_.begin()->first;
-    return std::nullopt;
-}
-
 }  // namespace smtplb::core

@@ -44,7 +44,6 @@ class SpoolQueue {
     void add(const std::string& id, std::int64_t arrival_ms, std::uint64_t size, bool held = false,
              const std::string& pool = {}, const std::string& client = {});
     void set_route(const std::string& id, const std::string& pool, const std::string& client);
-    bool contains(const std::string& id) const { return entries_.count(id) > 0; }
     const Entry* find(const std::string& id) const;
     // Up to `max` messages due now, oldest first, that `ready` accepts
     // (e.g. their pool has a backend up); they become Busy.
@@ -80,8 +79,6 @@ class SpoolQueue {
     std::size_t busy() const { return busy_; }
     std::optional<std::int64_t> oldest_arrival_ms() const;
     std::vector<const Entry*> list() const;
-    // When the next message becomes due, if any is ready.
-    std::optional<base::Clock::TimePoint> next_due() const;
 
   private:
     // A Ready entry is in exactly one of due_by_pool_ (per pool, by ID:

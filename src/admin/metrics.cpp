@@ -28,6 +28,11 @@ void listener_metrics(PrometheusText& m, io::Balancer& balancer) {
     each("smtplb_listener_refused_connections_total", "counter",
          "Client connections refused over max_connections or the per-client limit.",
          [](const io::Listener& l) { return l.counters.refused; });
+    each("smtplb_listener_tls_handshakes_total", "counter", "Client TLS handshakes that succeeded.",
+         [](const io::Listener& l) { return l.counters.tls_sessions; });
+    each("smtplb_listener_tls_failures_total", "counter",
+         "Client TLS handshakes that failed or timed out.",
+         [](const io::Listener& l) { return l.counters.tls_failures; });
     each("smtplb_listener_sessions", "gauge", "Client sessions open now.",
          [](const io::Listener& l) { return l.sessions(); });
     each("smtplb_listener_message_bytes_total", "counter", "Bytes of relayed messages.",

@@ -62,6 +62,27 @@ const char* to_string(Persistence v) {
 const char* to_string(OnUnavailable v) {
     return v == OnUnavailable::Tempfail ? "tempfail" : "spool";
 }
+const char* to_string(ServerTlsMode v) {
+    switch (v) {
+        case ServerTlsMode::None: return "none";
+        case ServerTlsMode::Starttls: return "starttls";
+        case ServerTlsMode::Implicit: return "implicit";
+        case ServerTlsMode::Required: return "required";
+    }
+    return "?";
+}
+const char* to_string(BackendTlsMode v) {
+    switch (v) {
+        case BackendTlsMode::None: return "none";
+        case BackendTlsMode::Opportunistic: return "opportunistic";
+        case BackendTlsMode::Required: return "required";
+        case BackendTlsMode::Implicit: return "implicit";
+    }
+    return "?";
+}
+const char* to_string(TlsVersion v) {
+    return v == TlsVersion::Tls12 ? "TLSv1.2" : "TLSv1.3";
+}
 const char* to_string(proto::BareLineEndings v) {
     return v == proto::BareLineEndings::Reject ? "reject" : "normalise";
 }

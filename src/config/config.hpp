@@ -20,6 +20,13 @@ enum class IdentityMode { Xclient, ProxyV1, ProxyV2, None };
 enum class Algorithm { RoundRobin, LeastConnections, LeastPending, SourceHash, RandomTwo };
 enum class Persistence { None, SourceIp };
 enum class OnUnavailable { Tempfail, Spool };
+// Listener side: STARTTLS offered, implicit TLS (SMTPS, port 465), or
+// STARTTLS that must come before MAIL.
+enum class ServerTlsMode { None, Starttls, Implicit, Required };
+// Backend side: plaintext; STARTTLS when offered, unverified; STARTTLS that
+// must succeed with a verified certificate; TLS from the first byte, verified.
+enum class BackendTlsMode { None, Opportunistic, Required, Implicit };
+enum class TlsVersion { Tls12, Tls13 };
 using HealthDepth = proto::ProbeDepth;
 
 struct Server {
@@ -46,6 +53,30 @@ struct Spool {
     Millis retry_max{1800000};
     std::uint32_t concurrency = 20;  // messages delivered from the spool at once
     std::uint32_t writers = 4;       // threads that write and fsync spool files
+};
+
+struct ServerTls {
+    ServerTlsMode mode = ServerTlsMode::None;
+    std::string cert;  // PEM chain, leaf first
+    std::string key;   // PEM private key
+    TlsVersion min_version = TlsVersion::Tls12;
+    std::string ciphers;  // OpenSSL cipher list for TLS 1.2; "" = OpenSSL's default
+    // Ask clients for a certificate (never required, never verified): its
+    // subject and fingerprint go into the tracking log.
+    bool ask_client_cert = false;
+    bool enabled() const { return mode != ServerTlsMode::None; }
+};
+
+struct BackendTls {
+    BackendTlsMode mode = BackendTlsMode::None;
+    std::string ca_file;      // "" = the system's trust store
+    std::string verify_name;  // "" = each backend's address (or its tls_name)
+    TlsVersion min_version = TlsVersion::Tls12;
+    std::string cert;  // optional client certificate for the backends
+    std::string key;
+    bool verifies() const {
+        return mode == BackendTlsMode::Required || mode == BackendTlsMode::Implicit;
+    }
 };
 
 struct Listener {
@@ -78,6 +109,7 @@ struct Listener {
     // allows is accepted then (and unknown ones bounce later).
     std::string recipients_file;
     std::set<std::string> known_recipients;
+    ServerTls tls;
 };
 
 struct Health {
@@ -99,6 +131,7 @@ struct Backend {
     base::HostPort address;
     std::uint32_t weight = 1;
     std::uint32_t priority = 10;
+    std::string tls_name;  // the name its certificate must carry; "" = the pool's verify_name
 };
 
 struct Pool {
@@ -125,6 +158,7 @@ struct Pool {
     Millis retry_time{60000};                 // total time spent trying backends for one step
     std::uint32_t max_idle_connections = 32;  // per backend, kept for reuse
     Millis idle_timeout{30000};
+    BackendTls tls;
 };
 
 struct Route {
@@ -151,6 +185,9 @@ const char* to_string(IdentityMode v);
 const char* to_string(Algorithm v);
 const char* to_string(Persistence v);
 const char* to_string(OnUnavailable v);
+const char* to_string(ServerTlsMode v);
+const char* to_string(BackendTlsMode v);
+const char* to_string(TlsVersion v);
 const char* to_string(proto::BareLineEndings v);
 
 }  // namespace smtplb::config

@@ -70,7 +70,12 @@ std::string describe(const Config& c) {
           << "bare_line_endings = " << quoted(to_string(l.bare_line_endings)) << "\n"
           << "smtputf8 = " << (l.smtputf8 ? "true" : "false") << "\n"
           << "recipients_file = " << quoted(l.recipients_file) << "  # "
-          << l.known_recipients.size() << " entries\n";
+          << l.known_recipients.size() << " entries\n"
+          << "tls = { mode = " << quoted(to_string(l.tls.mode)) << ", cert = " << quoted(l.tls.cert)
+          << ", key = " << quoted(l.tls.key)
+          << ", min_version = " << quoted(to_string(l.tls.min_version))
+          << ", ciphers = " << quoted(l.tls.ciphers)
+          << ", ask_client_cert = " << (l.tls.ask_client_cert ? "true" : "false") << " }\n";
     }
     for (const auto& p : c.pools) {
         o << "\n[[pool]]\n"
@@ -95,13 +100,19 @@ std::string describe(const Config& c) {
           << ", down_interval = " << ms(p.health.down_interval)
           << ", timeout = " << ms(p.health.timeout) << ", rise = " << p.health.rise
           << ", fall = " << p.health.fall << ", mail_from = " << quoted(p.health.mail_from)
-          << ", rcpt_to = " << quoted(p.health.rcpt_to) << " }\n";
+          << ", rcpt_to = " << quoted(p.health.rcpt_to) << " }\n"
+          << "tls = { mode = " << quoted(to_string(p.tls.mode))
+          << ", ca_file = " << quoted(p.tls.ca_file)
+          << ", verify_name = " << quoted(p.tls.verify_name)
+          << ", min_version = " << quoted(to_string(p.tls.min_version))
+          << ", cert = " << quoted(p.tls.cert) << ", key = " << quoted(p.tls.key) << " }\n";
         for (const auto& b : p.backends) {
             o << "\n[[pool.backend]]\n"
               << "name = " << quoted(b.name) << "\n"
               << "address = " << quoted(b.address.to_string()) << "\n"
               << "weight = " << b.weight << "\n"
               << "priority = " << b.priority << "\n";
+            if (!b.tls_name.empty()) o << "tls_name = " << quoted(b.tls_name) << "\n";
         }
     }
     for (const auto& r : c.routes) {

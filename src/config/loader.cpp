@@ -66,6 +66,62 @@ void read_spool(TableReader& r, Spool& s) {
                               "must not be less than retry_initial");
 }
 
+void read_tls_version(TableReader& r, TlsVersion& v) {
+    r.choice("min_version", v,
+             {{"TLSv1.2", TlsVersion::Tls12},
+              {"TLSv1.3", TlsVersion::Tls13},
+              {"1.2", TlsVersion::Tls12},
+              {"1.3", TlsVersion::Tls13}});
+}
+
+// A file the daemon reads at start and reload: its absence is a
+// configuration error now, not a failed handshake later. (Whether it holds
+// a usable certificate or key is checked where OpenSSL is, in io.)
+void readable_file(TableReader& r, const std::string& key, const std::string& path) {
+    if (path.empty()) return;
+    std::ifstream in(path);
+    if (!in) r.diagnostics().error(r.key_path(key), r.line_of(key), "cannot read \"" + path + "\"");
+}
+
+void read_server_tls(TableReader& r, ServerTls& t) {
+    auto& d = r.diagnostics();
+    r.choice("mode", t.mode,
+             {{"none", ServerTlsMode::None},
+              {"starttls", ServerTlsMode::Starttls},
+              {"implicit", ServerTlsMode::Implicit},
+              {"required", ServerTlsMode::Required}});
+    r.string("cert", t.cert);
+    r.string("key", t.key);
+    read_tls_version(r, t.min_version);
+    r.string("ciphers", t.ciphers);
+    r.boolean("ask_client_cert", t.ask_client_cert);
+    if (t.enabled() && (t.cert.empty() || t.key.empty()))
+        d.error(r.key_path(t.cert.empty() ? "cert" : "key"), r.line_of("mode"),
+                "TLS needs both cert and key (PEM files)");
+    readable_file(r, "cert", t.cert);
+    readable_file(r, "key", t.key);
+}
+
+void read_backend_tls(TableReader& r, BackendTls& t) {
+    auto& d = r.diagnostics();
+    r.choice("mode", t.mode,
+             {{"none", BackendTlsMode::None},
+              {"opportunistic", BackendTlsMode::Opportunistic},
+              {"required", BackendTlsMode::Required},
+              {"implicit", BackendTlsMode::Implicit}});
+    r.string("ca_file", t.ca_file);
+    r.string("verify_name", t.verify_name);
+    read_tls_version(r, t.min_version);
+    r.string("cert", t.cert);
+    r.string("key", t.key);
+    if (t.cert.empty() != t.key.empty())
+        d.error(r.key_path(t.cert.empty() ? "cert" : "key"), r.line_of("mode"),
+                "a client certificate needs both cert and key");
+    readable_file(r, "ca_file", t.ca_file);
+    readable_file(r, "cert", t.cert);
+    readable_file(r, "key", t.key);
+}
+
 void read_listener(TableReader& r, Listener& l) {
     auto& d = r.diagnostics();
     r.string("name", l.name, true);
@@ -153,6 +209,10 @@ void read_listener(TableReader& r, Listener& l) {
               {"normalise", proto::BareLineEndings::Normalise},
               {"normalize", proto::BareLineEndings::Normalise}});
     r.boolean("smtputf8", l.smtputf8);
+    if (auto* t = r.table("tls")) {
+        TableReader tr(*t, r.key_path("tls"), d);
+        read_server_tls(tr, l.tls);
+    }
 
     if (l.role == Role::Inbound && l.accepted_domains.empty())
         d.error(r.key_path("accepted_domains"), r.line_of("accepted_domains"),
@@ -218,6 +278,7 @@ void read_backend(TableReader& r, Backend& b) {
     }
     r.integer("weight", b.weight, 1, 1000);
     r.integer("priority", b.priority, 0, 1000);
+    r.string("tls_name", b.tls_name);
 }
 
 void read_pool(TableReader& r, Pool& p) {
@@ -234,6 +295,10 @@ void read_pool(TableReader& r, Pool& p) {
     r.duration("persistence_ttl", p.persistence_ttl, 1s, 24h * 7);
     r.choice("on_unavailable", p.on_unavailable,
              {{"tempfail", OnUnavailable::Tempfail}, {"spool", OnUnavailable::Spool}});
+    if (auto* t = r.table("tls")) {
+        TableReader tr(*t, r.key_path("tls"), d);
+        read_backend_tls(tr, p.tls);
+    }
     if (auto* t = r.table("health")) {
         TableReader hr(*t, r.key_path("health"), d);
         read_health(hr, p.health);

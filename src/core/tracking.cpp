@@ -64,6 +64,9 @@ std::string TrackingRecord::to_json() const {
     field(out, "client", client_address);
     field(out, "client_port", client_port);
     field(out, "helo", helo);
+    if (!tls.empty()) field(out, "tls", tls);
+    if (!client_cert.empty()) field(out, "client_cert", client_cert);
+    if (!client_cert_sha256.empty()) field(out, "client_cert_sha256", client_cert_sha256);
     field(out, "sender", sender);
     field(out, "recipients", static_cast<std::int64_t>(recipients));
     out += ",\"recipient_domains\":[";

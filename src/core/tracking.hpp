@@ -19,6 +19,11 @@ struct TrackingRecord {
     std::string client_address;
     std::uint16_t client_port = 0;
     std::string helo;
+    // The client's TLS, when it used TLS: "TLSv1.3 TLS_AES_256_GCM_SHA384",
+    // and its certificate's subject and SHA-256 fingerprint when it sent one.
+    std::string tls;
+    std::string client_cert;
+    std::string client_cert_sha256;
     std::string sender;
     std::size_t recipients = 0;
     std::vector<std::string> recipient_domains;

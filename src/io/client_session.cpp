@@ -11,6 +11,7 @@
 #include "io/listener.hpp"
 #include "io/message_buffer.hpp"
 #include "io/relay.hpp"
+#include "io/tls.hpp"
 #include "proto/server_session.hpp"
 
 namespace smtplb::io {
@@ -48,6 +49,8 @@ class ClientSession {
     awaitable<void> run();
 
   private:
+    // The TLS handshake, bounded by the command timeout; false when it failed.
+    awaitable<bool> start_tls(Deadline& deadline);
     std::string spill_dir() const { return balancer_.config().server.state_dir; }
     awaitable<bool> flush();
     // The daemon is stopping: 421 4.3.2 and the end of the session.
@@ -84,6 +87,8 @@ class ClientSession {
     awaitable<std::pair<error_code, std::string_view>> read();
 
     tcp::socket socket_;
+    TlsCapableStream stream_{socket_};
+    TlsFacts tls_;
     std::unique_ptr<char[]> transaction_buffer_;
     std::array<char, 1024> command_buffer_;
     Listener& listener_;
@@ -115,21 +120,21 @@ awaitable<std::pair<error_code, std::string_view>> ClientSession::read() {
         transaction_buffer_.reset();
         // Commands are short: a small buffer of the session's own lets Asio
         // read without re-arming epoll each time, for 1 KiB per connection.
-        auto [ec, n] = co_await socket_.async_read_some(
-            asio::buffer(command_buffer_.data(), command_buffer_.size()), use_nothrow);
+        auto [ec, n] =
+            co_await stream_.read_some(asio::buffer(command_buffer_.data(), command_buffer_.size()));
         co_return std::pair{ec, std::string_view(command_buffer_.data(), n)};
     }
     if (!transaction_buffer_)
         transaction_buffer_ = std::make_unique_for_overwrite<char[]>(kTransactionBufferSize);
-    auto [ec, n] = co_await socket_.async_read_some(
-        asio::buffer(transaction_buffer_.get(), kTransactionBufferSize), use_nothrow);
+    auto [ec, n] =
+        co_await stream_.read_some(asio::buffer(transaction_buffer_.get(), kTransactionBufferSize));
     co_return std::pair{ec, std::string_view(transaction_buffer_.get(), n)};
 }
 
 awaitable<bool> ClientSession::flush() {
     auto& out = protocol_.output();
     if (out.empty()) co_return true;
-    auto [ec, n] = co_await asio::async_write(socket_, asio::buffer(out), use_nothrow);
+    auto [ec, n] = co_await stream_.write(asio::buffer(out));
     out.clear();
     if (out.capacity() > 16384) out.shrink_to_fit();
     co_return !ec;
@@ -148,6 +153,9 @@ void ClientSession::begin_tracking(const proto::ServerEvent& ev) {
     record_->client_address = relay_.identity().address.to_string();
     record_->client_port = relay_.identity().port;
     record_->helo = protocol_.helo();
+    record_->tls = tls_.summary();
+    record_->client_cert = tls_.peer_subject;
+    record_->client_cert_sha256 = tls_.peer_fingerprint;
     record_->sender = ev.path.null ? "" : ev.path.mailbox.address();
     started_ = std::chrono::steady_clock::now();
     domains_.clear();
@@ -323,14 +331,32 @@ awaitable<void> ClientSession::handle(proto::ServerEvent& ev) {
     }
 }
 
+awaitable<bool> ClientSession::start_tls(Deadline& deadline) {
+    deadline.expires_after(listener_.config().command_timeout);
+    auto ec = co_await stream_.accept(listener_.tls_context());
+    if (ec) {
+        // Scanners and clients with no common cipher: normal, not logged.
+        listener_.counters.tls_failures++;
+        co_return false;
+    }
+    tls_ = stream_.facts();
+    listener_.counters.tls_sessions++;
+    protocol_.tls_started();
+    co_return true;
+}
+
 awaitable<void> ClientSession::run() {
     const auto& config = listener_.config();
     auto deadline = Deadline::start(socket_.get_executor(), [this] {
         error_code ec;
         socket_.cancel(ec);
     });
-    protocol_.start();
     bool open = true;
+    if (config.tls.mode == config::ServerTlsMode::Implicit) {
+        auto handshaken = co_await start_tls(*deadline);
+        open = handshaken;
+    }
+    if (open) protocol_.start();
     while (open) {
         auto ev = protocol_.next();
         switch (ev.kind) {
@@ -369,6 +395,15 @@ awaitable<void> ClientSession::run() {
                 co_await flush();
                 open = false;
                 break;
+            case Kind::StartTls: {
+                bool flushed = co_await flush();
+                open = false;
+                if (flushed) {
+                    bool handshaken = co_await start_tls(*deadline);
+                    open = handshaken;
+                }
+                break;
+            }
             default:
                 co_await handle(ev);
                 break;

@@ -24,9 +24,20 @@ Listener::Listener(Balancer& balancer, const config::Listener& config)
     settings_.max_errors = config.max_errors;
     settings_.bare_line_endings = config.bare_line_endings;
     settings_.advertise_smtputf8 = config.smtputf8;
+    using config::ServerTlsMode;
+    settings_.starttls =
+        config.tls.mode == ServerTlsMode::Starttls || config.tls.mode == ServerTlsMode::Required;
+    settings_.require_tls = config.tls.mode == ServerTlsMode::Required;
 }
 
 bool Listener::bind(std::string& error, Listener* inherited) {
+    if (config_.tls.enabled()) {
+        tls_context_ = make_server_tls(config_.tls, error);
+        if (!tls_context_) {
+            error = "listener " + config_.name + ": tls: " + error;
+            return false;
+        }
+    }
     if (inherited) {
         // A second descriptor for the same listening socket: the old
         // listener closes its own when it stops; this one goes on accepting.

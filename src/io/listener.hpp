@@ -8,6 +8,7 @@
 #include "core/policy.hpp"
 #include "io/asio.hpp"
 #include "io/relay.hpp"
+#include "io/tls.hpp"
 #include "proto/server_session.hpp"
 
 namespace smtplb::io {
@@ -36,6 +37,8 @@ class Listener {
     const proto::ServerSettings& settings() const { return settings_; }
     const core::RelayPolicy& policy() const { return policy_; }
     RelayContext& relay_context() { return relay_context_; }
+    // The certificate clients see; null on a listener without TLS.
+    const TlsContext& tls_context() const { return tls_context_; }
 
     // Connection accounting, released by the session when it ends.
     void session_ended(const std::string& client);
@@ -61,6 +64,7 @@ class Listener {
     proto::ServerSettings settings_;
     core::RelayPolicy policy_;
     RelayContext relay_context_;
+    TlsContext tls_context_;
     tcp::acceptor acceptor_;
     std::size_t connections_ = 0;
     std::unordered_map<std::string, std::uint32_t> per_client_;

@@ -71,6 +71,7 @@ ServerEvent ServerSession::next() {
         std::string_view rest(input_.data() + consumed_, input_.size() - consumed_);
         switch (mode_) {
             case Mode::Closed:
+            case Mode::Handshake:  // a caller that did not handshake must not read on
                 return ServerEvent{Kind::Close};
             case Mode::Data: {
                 consumed_ += decoder_->feed(rest);
@@ -137,6 +138,7 @@ void ServerSession::ehlo_reply(std::string_view name) {
     r.lines.push_back("ENHANCEDSTATUSCODES");
     if (settings_.advertise_smtputf8) r.lines.push_back("SMTPUTF8");
     if (settings_.advertise_xclient) r.lines.push_back("XCLIENT NAME ADDR PORT PROTO HELO LOGIN");
+    if (settings_.starttls && !tls_) r.lines.push_back("STARTTLS");
     r.append_wire(output_);
 }
 
@@ -167,6 +169,8 @@ std::optional<ServerEvent> ServerSession::handle_line(std::string_view line) {
         }
         case Verb::Mail: {
             if (mail_accepted_) return error(503, "5.5.1", "Error: nested MAIL command");
+            if (settings_.require_tls && !tls_)
+                return error(530, "5.7.0", "Must issue a STARTTLS command first");
             MailArgument arg;
             if (auto err = parse_mail_argument(cmd.argument, arg))
                 return error(err->code, err->enhanced, err->text);
@@ -229,6 +233,18 @@ std::optional<ServerEvent> ServerSession::handle_line(std::string_view line) {
         case Verb::Help:
             reply(214, "2.0.0", "See RFC 5321");
             return std::nullopt;
+        case Verb::StartTls:
+            if (!settings_.starttls) break;
+            if (tls_) return error(503, "5.5.1", "Error: TLS already active");
+            if (!cmd.argument.empty()) return error(501, "5.5.4", "Syntax: STARTTLS");
+            if (mail_accepted_) return error(503, "5.5.1", "Error: MAIL transaction in progress");
+            reply(220, "2.0.0", "Ready to start TLS");
+            // RFC 3207 §4.2 / CVE-2011-0411: plaintext pipelined behind
+            // STARTTLS must never be run as commands inside the TLS session.
+            consumed_ = input_.size();
+            compact();
+            mode_ = Mode::Handshake;  // until tls_started(); nothing is read meanwhile
+            return ServerEvent{Kind::StartTls};
         case Verb::Xclient:
             if (!settings_.advertise_xclient) break;
             if (mail_accepted_) return error(503, "5.5.1", "Error: MAIL transaction in progress");
@@ -238,6 +254,16 @@ std::optional<ServerEvent> ServerSession::handle_line(std::string_view line) {
             break;
     }
     return error(502, "5.5.1", "Error: command not implemented");
+}
+
+void ServerSession::tls_started() {
+    tls_ = true;
+    helo_.clear();
+    esmtp_ = false;
+    reset_transaction();
+    input_.clear();
+    consumed_ = 0;
+    if (mode_ == Mode::Handshake) mode_ = Mode::Command;
 }
 
 void ServerSession::answer(const Reply& r) {

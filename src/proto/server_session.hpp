@@ -25,6 +25,10 @@ struct ServerSettings {
     bool advertise_xclient = false;  // the built-in sink only
     bool require_helo = true;
     bool ehlo_enabled = true;  // false: an SMTP-only server (the sink's --no-esmtp)
+    // TLS on this listener: STARTTLS is offered until the session is in TLS.
+    bool starttls = false;
+    // MAIL before TLS is refused with 530 5.7.0 (RFC 3207 §4).
+    bool require_tls = false;
 };
 
 // What the caller must know or decide. Events marked "answer" wait for
@@ -40,6 +44,8 @@ struct ServerEvent {
         Data,        // answer: 354 to start the message, or a refusal
         MessageEnd,  // answer: the message is complete (see data_outcome)
         Xclient,     // answer: 220 applies the attributes (sink only)
+        StartTls,    // write output() (the 220), run the TLS handshake, then
+                     // tls_started(); or close if it fails
     };
     Kind kind = Kind::NeedInput;
     Path path;                                                     // Mail, Rcpt
@@ -69,6 +75,12 @@ class ServerSession {
     // Where message content goes during DATA; null discards it.
     void set_body_sink(BodySink* sink) { body_sink_ = sink; }
 
+    // The TLS handshake succeeded (after StartTls, or before start() on an
+    // implicit-TLS listener): RFC 3207 §4.2, everything learnt in plaintext
+    // is forgotten and the client must say EHLO again.
+    void tls_started();
+    bool tls() const { return tls_; }
+
     const std::string& helo() const { return helo_; }
     bool esmtp() const { return esmtp_; }
     bool in_transaction() const { return mail_accepted_; }
@@ -76,7 +88,7 @@ class ServerSession {
     std::size_t buffered_input() const { return input_.size() - consumed_; }
 
   private:
-    enum class Mode { Command, Data, SkipLine, Closed };
+    enum class Mode { Command, Data, SkipLine, Handshake, Closed };
     // Each returns an event for the caller, or nothing to go on reading.
     std::optional<ServerEvent> handle_line(std::string_view line);
     std::optional<ServerEvent> error(int code, std::string_view enhanced, std::string_view text);
@@ -102,6 +114,7 @@ class ServerSession {
     std::size_t commands_ = 0;
     std::size_t errors_ = 0;
     bool data_pipelined_ = false;  // input followed DATA in the same group
+    bool tls_ = false;
 };
 
 }  // namespace smtplb::proto

@@ -258,6 +258,36 @@ smtpd_banner = $myhostname ESMTP
             return f.read().splitlines()
 
 
+def make_ca(workdir, name="ca"):
+    """A private certificate authority: returns (cert, key) paths."""
+    key, cert = os.path.join(workdir, f"{name}.key"), os.path.join(workdir, f"{name}.crt")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", key, "-out", cert,
+                    "-days", "2", "-subj", f"/CN=smtplb test {name}",
+                    "-addext", "basicConstraints=critical,CA:TRUE",
+                    "-addext", "keyUsage=critical,keyCertSign"],
+                   check=True, capture_output=True)
+    return cert, key
+
+
+def make_certificate(workdir, ca, name, dns=("localhost",), ips=("127.0.0.1",), days=2):
+    """A leaf certificate signed by `ca` for the names and addresses given:
+    returns (cert, key) paths; the cert file holds the leaf only."""
+    key, csr = os.path.join(workdir, f"{name}.key"), os.path.join(workdir, f"{name}.csr")
+    cert, ext = os.path.join(workdir, f"{name}.crt"), os.path.join(workdir, f"{name}.ext")
+    san = ",".join([f"DNS:{d}" for d in dns] + [f"IP:{i}" for i in ips])
+    with open(ext, "w") as f:
+        f.write(f"subjectAltName={san}\nextendedKeyUsage=serverAuth,clientAuth\n")
+    subprocess.run(["openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                    "-nodes", "-keyout", key, "-out", csr, "-subj", f"/CN={name}"],
+                   check=True, capture_output=True)
+    subprocess.run(["openssl", "x509", "-req", "-in", csr, "-CA", ca[0], "-CAkey", ca[1],
+                    "-CAcreateserial", "-out", cert, "-days", str(days), "-extfile", ext],
+                   check=True, capture_output=True)
+    os.chmod(key, 0o644)  # Postfix reads it as root, smtplb as whoever runs the test
+    return cert, key
+
+
 class SmtpClient:
     """A raw SMTP client for hostile tests: sends exactly the bytes given."""
 

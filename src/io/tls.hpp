@@ -1,0 +1,65 @@
+#pragma once
+#include <memory>
+#include <string>
+
+#include <boost/asio/ssl.hpp>
+
+#include "config/config.hpp"
+#include "io/asio.hpp"
+
+namespace smtplb::io {
+
+namespace ssl = asio::ssl;
+using TlsContext = std::shared_ptr<ssl::context>;
+
+// What a finished handshake established, for the tracking log.
+struct TlsFacts {
+    std::string version;           // "TLSv1.3"
+    std::string cipher;            // "TLS_AES_256_GCM_SHA384"
+    std::string peer_subject;      // the peer certificate's subject, "" without one
+    std::string peer_fingerprint;  // its SHA-256, lower-case hex
+    std::string summary() const { return version.empty() ? "" : version + " " + cipher; }
+};
+
+// Contexts built from the configuration's files; null with `error` set
+// when a certificate, key or CA file does not load or does not match. Built
+// again on every reload, which is how renewed certificates are picked up.
+TlsContext make_server_tls(const config::ServerTls& tls, std::string& error);
+TlsContext make_backend_tls(const config::BackendTls& tls, std::string& error);
+
+// One connection's byte stream: plaintext until upgraded (STARTTLS), or
+// TLS from the first byte (implicit TLS). Reads and writes go through
+// whichever is active, so the SMTP code above does not care.
+class TlsCapableStream {
+  public:
+    explicit TlsCapableStream(tcp::socket& socket) : socket_(socket) {}
+
+    bool active() const { return stream_ != nullptr; }
+
+    template <typename Buffers>
+    auto read_some(const Buffers& buffers) {
+        if (stream_) return stream_->async_read_some(buffers, use_nothrow);
+        return socket_.async_read_some(buffers, use_nothrow);
+    }
+    template <typename Buffers>
+    auto write(const Buffers& buffers) {
+        if (stream_) return asio::async_write(*stream_, buffers, use_nothrow);
+        return asio::async_write(socket_, buffers, use_nothrow);
+    }
+
+    // The server side of a handshake. Cancel the socket to time it out.
+    awaitable<error_code> accept(TlsContext context);
+    // The client side: with `verify`, the peer's certificate must chain to
+    // the context's trust store and carry `name` (a host name or address).
+    awaitable<error_code> connect(TlsContext context, const std::string& name, bool verify);
+    // Why a failed handshake failed, as precisely as OpenSSL says.
+    std::string describe(const error_code& ec) const;
+    TlsFacts facts() const;
+
+  private:
+    tcp::socket& socket_;
+    TlsContext context_;  // kept: a reload may replace the listener's or pool's
+    std::unique_ptr<ssl::stream<tcp::socket&>> stream_;
+};
+
+}  // namespace smtplb::io

@@ -3,13 +3,38 @@
 #include "commands.hpp"
 #include "config/describe.hpp"
 #include "config/loader.hpp"
+#include "io/tls.hpp"
 
 namespace smtplb::app {
+namespace {
+
+// Certificates and keys are only known to be usable once OpenSSL has
+// loaded them, which the config layer cannot do: the same check as at start.
+bool check_tls(const config::Config& config, const std::string& path) {
+    bool ok = true;
+    for (const auto& l : config.listeners) {
+        if (!l.tls.enabled()) continue;
+        std::string error;
+        if (!io::make_server_tls(l.tls, error)) {
+            std::cerr << path << ": error: listener " << l.name << ": tls: " << error << "\n";
+            ok = false;
+        }
+    }
+    io::BackendTlsContexts backends;
+    std::string error;
+    if (!backends.build(config, error)) {
+        std::cerr << path << ": error: " << error << "\n";
+        ok = false;
+    }
+    return ok;
+}
+
+}  // namespace
 
 int check_config(const std::string& path) {
     auto result = config::load_file(path);
     std::cerr << result.diagnostics.format(path);
-    if (!result.config) {
+    if (!result.config || !check_tls(*result.config, path)) {
         std::cerr << path << ": configuration is not valid\n";
         return 1;
     }

@@ -64,19 +64,27 @@ const char* to_string(OnUnavailable v) {
 }
 const char* to_string(ServerTlsMode v) {
     switch (v) {
-        case ServerTlsMode::None: return "none";
-        case ServerTlsMode::Starttls: return "starttls";
-        case ServerTlsMode::Implicit: return "implicit";
-        case ServerTlsMode::Required: return "required";
+        case ServerTlsMode::None:
+            return "none";
+        case ServerTlsMode::Starttls:
+            return "starttls";
+        case ServerTlsMode::Implicit:
+            return "implicit";
+        case ServerTlsMode::Required:
+            return "required";
     }
     return "?";
 }
 const char* to_string(BackendTlsMode v) {
     switch (v) {
-        case BackendTlsMode::None: return "none";
-        case BackendTlsMode::Opportunistic: return "opportunistic";
-        case BackendTlsMode::Required: return "required";
-        case BackendTlsMode::Implicit: return "implicit";
+        case BackendTlsMode::None:
+            return "none";
+        case BackendTlsMode::Opportunistic:
+            return "opportunistic";
+        case BackendTlsMode::Required:
+            return "required";
+        case BackendTlsMode::Implicit:
+            return "implicit";
     }
     return "?";
 }

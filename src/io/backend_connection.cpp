@@ -47,7 +47,7 @@ void BackendConnection::close() {
 awaitable<bool> BackendConnection::flush() {
     auto& out = protocol_.output();
     if (out.empty()) co_return socket_.is_open();
-    auto [ec, n] = co_await asio::async_write(socket_, asio::buffer(out), use_nothrow);
+    auto [ec, n] = co_await stream_.write(asio::buffer(out));
     out.clear();
     if (ec) {
         failure_ = "write failed: " + ec.message();
@@ -66,8 +66,8 @@ awaitable<std::optional<BackendConnection::Completion>> BackendConnection::next(
             failure_ = "protocol error: " + protocol_.failure();
             co_return std::nullopt;
         }
-        auto [ec, n] = co_await socket_.async_read_some(
-            asio::buffer(read_buffer_.get(), kReadBufferSize), use_nothrow);
+        auto [ec, n] =
+            co_await stream_.read_some(asio::buffer(read_buffer_.get(), kReadBufferSize));
         if (ec) {
             failure_ = deadline_->expired()     ? "timeout waiting for reply"
                        : ec == asio::error::eof ? "connection closed by backend"
@@ -86,7 +86,55 @@ awaitable<bool> BackendConnection::drain(Millis timeout) {
     co_return true;
 }
 
-awaitable<bool> BackendConnection::handshake(const std::string& hostname, Millis timeout) {
+std::string BackendConnection::tls_name() const {
+    const auto& backend = pool_.backend(backend_).config;
+    if (!backend.tls_name.empty()) return backend.tls_name;
+    if (!pool_.config().tls.verify_name.empty()) return pool_.config().tls.verify_name;
+    return backend.address.host;
+}
+
+awaitable<bool> BackendConnection::start_tls(const TlsContext& context, bool verify,
+                                             Millis timeout) {
+    bool flushed = co_await flush();  // a PROXY header goes out before the handshake
+    if (!flushed) co_return false;
+    deadline_->expires_after(timeout);
+    auto name = tls_name();
+    auto ec = co_await stream_.connect(context, name, verify);
+    if (ec) {
+        failure_ = deadline_->expired()
+                       ? "timeout in the TLS handshake"
+                       : "TLS handshake with " + name + ": " + stream_.describe(ec);
+        co_return false;
+    }
+    co_return true;
+}
+
+awaitable<bool> BackendConnection::ehlo(const std::string& hostname, Millis timeout) {
+    protocol_.send(Step::Ehlo, "EHLO " + hostname + "\r\n");
+    auto reply = co_await next(timeout);
+    if (!reply) co_return false;
+    if (reply->reply.code == 500 || reply->reply.code == 502) {
+        // An SMTP-only server (RFC 5321 §3.2): HELO, and no extensions.
+        protocol_.send(Step::Ehlo, "HELO " + hostname + "\r\n");
+        reply = co_await next(timeout);
+        if (!reply) co_return false;
+    }
+    if (reply->reply.code != 250) {
+        refusal_ = reply->reply;
+        failure_ = "EHLO " + reply->reply.summary();
+        co_return false;
+    }
+    co_return true;
+}
+
+awaitable<bool> BackendConnection::handshake(const std::string& hostname, Millis timeout,
+                                             const TlsContext& tls_context) {
+    using Mode = config::BackendTlsMode;
+    const auto& tls = pool_.config().tls;
+    if (tls.mode == Mode::Implicit) {
+        bool secured = co_await start_tls(tls_context, true, timeout);
+        if (!secured) co_return false;
+    }
     auto greeting = co_await next(timeout);
     if (!greeting) co_return false;
     if (greeting->reply.code != 220) {
@@ -94,21 +142,32 @@ awaitable<bool> BackendConnection::handshake(const std::string& hostname, Millis
         failure_ = "greeting " + greeting->reply.summary();
         co_return false;
     }
-    protocol_.send(Step::Ehlo, "EHLO " + hostname + "\r\n");
-    auto ehlo = co_await next(timeout);
-    if (!ehlo) co_return false;
-    if (ehlo->reply.code == 500 || ehlo->reply.code == 502) {
-        // An SMTP-only server (RFC 5321 §3.2): HELO, and no extensions.
-        protocol_.send(Step::Ehlo, "HELO " + hostname + "\r\n");
-        ehlo = co_await next(timeout);
-        if (!ehlo) co_return false;
-    }
-    if (ehlo->reply.code != 250) {
-        refusal_ = ehlo->reply;
-        failure_ = "EHLO " + ehlo->reply.summary();
+    bool greeted = co_await ehlo(hostname, timeout);
+    if (!greeted) co_return false;
+    if (tls.mode != Mode::Opportunistic && tls.mode != Mode::Required) co_return true;
+    if (!protocol_.capabilities().starttls) {
+        if (tls.mode == Mode::Opportunistic) co_return true;
+        failure_ = "STARTTLS required but not offered";
         co_return false;
     }
-    co_return true;
+    protocol_.send(Step::StartTls, "STARTTLS\r\n");
+    auto reply = co_await next(timeout);
+    if (!reply) co_return false;
+    if (reply->reply.code != 220) {
+        // The plaintext session goes on where that is allowed.
+        if (tls.mode == Mode::Opportunistic) co_return true;
+        refusal_ = reply->reply;
+        failure_ = "STARTTLS " + reply->reply.summary();
+        co_return false;
+    }
+    if (!protocol_.tls_started()) {
+        failure_ = "protocol error: " + protocol_.failure();
+        co_return false;
+    }
+    bool secured = co_await start_tls(tls_context, tls.mode == Mode::Required, timeout);
+    if (!secured) co_return false;
+    bool again = co_await ehlo(hostname, timeout);
+    co_return again;
 }
 
 awaitable<bool> BackendConnection::send_identity(const proto::ClientIdentity& id,

@@ -8,6 +8,7 @@
 #include "core/pool.hpp"
 #include "io/asio.hpp"
 #include "io/deadline.hpp"
+#include "io/tls.hpp"
 #include "proto/client_session.hpp"
 #include "proto/identity.hpp"
 
@@ -35,8 +36,13 @@ class BackendConnection {
     // Reads and discards replies until none is outstanding.
     awaitable<bool> drain(Millis timeout);
 
-    // Greeting and EHLO on a new connection.
-    awaitable<bool> handshake(const std::string& hostname, Millis timeout);
+    // Greeting and EHLO on a new connection, with TLS as the pool's `tls`
+    // says (`tls_context` is the pool's; null for none): implicit TLS before
+    // the greeting, or STARTTLS after EHLO and EHLO again.
+    awaitable<bool> handshake(const std::string& hostname, Millis timeout,
+                              const TlsContext& tls_context = nullptr);
+    // The TLS in use, for the tracking log ("" in plaintext).
+    std::string tls_summary() const { return stream_.facts().summary(); }
     // XCLIENT with the client's identity, then EHLO again, unless this
     // connection already speaks for that session with the same HELO.
     // Returns false on failure; sets identity_unsupported when the backend
@@ -73,7 +79,13 @@ class BackendConnection {
     std::chrono::steady_clock::time_point idle_since{};
 
   private:
+    // The name the backend's certificate must carry.
+    std::string tls_name() const;
+    awaitable<bool> start_tls(const TlsContext& context, bool verify, Millis timeout);
+    awaitable<bool> ehlo(const std::string& hostname, Millis timeout);
+
     tcp::socket socket_;
+    TlsCapableStream stream_{socket_};
     // Own read buffer: async_read_some into it costs one syscall per read,
     // where waiting first then reading costs two (Asio re-arms epoll for
     // every async_wait). Backend connections are few; this is cheap.

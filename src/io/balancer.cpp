@@ -88,6 +88,7 @@ bool Balancer::start(std::string& error, Balancer* previous) {
         return false;
     }
     ::close(fd);
+    if (!backend_tls_.build(config_, error)) return false;
     bool new_spool = spool_ && !(previous && previous->spool_ == spool_);
     if (new_spool && !spool_->open(error)) return false;
     std::vector<std::unique_ptr<Listener>> bound;

@@ -18,6 +18,7 @@
 #include "io/health_checker.hpp"
 #include "io/spool.hpp"
 #include "io/spool_deliverer.hpp"
+#include "io/tls.hpp"
 #include "io/tracking_log.hpp"
 
 namespace smtplb::io {
@@ -75,6 +76,7 @@ class Balancer {
     const core::Router& router() const { return router_; }
     BackendConnector& connector() { return *connector_; }
     ConnectionCache& cache() { return cache_; }
+    const BackendTlsContexts& backend_tls() const { return backend_tls_; }
     TrackingLog& tracking() { return *tracking_; }
     // A stopped generation may be destroyed once nothing of it runs: no
     // session, no backend connection, no probe in flight.
@@ -96,6 +98,7 @@ class Balancer {
     core::Router router_;
     std::unique_ptr<BackendConnector> connector_;
     ConnectionCache cache_;
+    BackendTlsContexts backend_tls_;
     std::shared_ptr<TrackingLog> tracking_;
     std::vector<std::unique_ptr<Listener>> listeners_;
     std::shared_ptr<Spool> spool_;

@@ -120,8 +120,8 @@ awaitable<std::pair<error_code, std::string_view>> ClientSession::read() {
         transaction_buffer_.reset();
         // Commands are short: a small buffer of the session's own lets Asio
         // read without re-arming epoll each time, for 1 KiB per connection.
-        auto [ec, n] =
-            co_await stream_.read_some(asio::buffer(command_buffer_.data(), command_buffer_.size()));
+        auto [ec, n] = co_await stream_.read_some(
+            asio::buffer(command_buffer_.data(), command_buffer_.size()));
         co_return std::pair{ec, std::string_view(command_buffer_.data(), n)};
     }
     if (!transaction_buffer_)

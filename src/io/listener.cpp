@@ -12,8 +12,9 @@ Listener::Listener(Balancer& balancer, const config::Listener& config)
     : balancer_(balancer),
       config_(config),
       policy_(config),
-      relay_context_{balancer.connector(), balancer.cache(), balancer.config().server.hostname,
-                     config.client_identity, config.source_address},
+      relay_context_{
+          balancer.connector(),   balancer.cache(),      balancer.config().server.hostname,
+          config.client_identity, config.source_address, &balancer.backend_tls()},
       acceptor_(balancer.io()) {
     settings_.hostname = balancer.config().server.hostname;
     settings_.max_line_length = config.max_line_length;

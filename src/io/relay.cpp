@@ -144,7 +144,9 @@ awaitable<std::unique_ptr<BackendConnection>> Relay::acquire(std::size_t backend
                                         ? proto::proxy_v1_header(identity_)
                                         : proto::proxy_v2_header(identity_);
     }
-    bool greeted = co_await conn->handshake(context_.hostname, pool_->config().greeting_timeout);
+    auto tls = context_.backend_tls ? context_.backend_tls->for_pool(pool_->name()) : nullptr;
+    bool greeted =
+        co_await conn->handshake(context_.hostname, pool_->config().greeting_timeout, tls);
     if (!greeted) {
         record(backend, "greeting", conn->failure());
         if (conn->refusal()) {

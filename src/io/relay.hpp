@@ -26,6 +26,7 @@ struct RelayContext {
     std::string hostname;  // our EHLO name towards backends
     config::IdentityMode identity_mode = config::IdentityMode::Xclient;
     std::optional<base::IpAddress> source_address;
+    const BackendTlsContexts* backend_tls = nullptr;
 };
 
 // Carries one client session's transactions to backends (DESIGN.md delivery

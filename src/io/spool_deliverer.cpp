@@ -44,7 +44,7 @@ RelayContext& SpoolDeliverer::context_for(const std::string& listener) {
     auto context = std::make_unique<RelayContext>(
         RelayContext{balancer_.connector(), balancer_.cache(), balancer_.config().server.hostname,
                      found ? found->client_identity : config::IdentityMode::Xclient,
-                     found ? found->source_address : std::nullopt});
+                     found ? found->source_address : std::nullopt, &balancer_.backend_tls()});
     return *contexts_.emplace(listener, std::move(context)).first->second;
 }
 

@@ -82,6 +82,20 @@ TlsContext make_backend_tls(const config::BackendTls& tls, std::string& error) {
     return context;
 }
 
+bool BackendTlsContexts::build(const config::Config& config, std::string& error) {
+    contexts_.clear();
+    for (const auto& pool : config.pools) {
+        if (pool.tls.mode == config::BackendTlsMode::None) continue;
+        auto context = make_backend_tls(pool.tls, error);
+        if (!context) {
+            error = "pool " + pool.name + ": tls: " + error;
+            return false;
+        }
+        contexts_[pool.name] = std::move(context);
+    }
+    return true;
+}
+
 awaitable<error_code> TlsCapableStream::accept(TlsContext context) {
     context_ = std::move(context);
     stream_ = std::make_unique<ssl::stream<tcp::socket&>>(socket_, *context_);

@@ -1,4 +1,5 @@
 #pragma once
+#include <map>
 #include <memory>
 #include <string>
 
@@ -26,6 +27,20 @@ struct TlsFacts {
 // again on every reload, which is how renewed certificates are picked up.
 TlsContext make_server_tls(const config::ServerTls& tls, std::string& error);
 TlsContext make_backend_tls(const config::BackendTls& tls, std::string& error);
+
+// The pools' backend TLS contexts, by pool name; built with each
+// configuration generation.
+class BackendTlsContexts {
+  public:
+    bool build(const config::Config& config, std::string& error);
+    TlsContext for_pool(const std::string& pool) const {
+        auto it = contexts_.find(pool);
+        return it == contexts_.end() ? nullptr : it->second;
+    }
+
+  private:
+    std::map<std::string, TlsContext> contexts_;
+};
 
 // One connection's byte stream: plaintext until upgraded (STARTTLS), or
 // TLS from the first byte (implicit TLS). Reads and writes go through

@@ -26,4 +26,15 @@ std::optional<ClientSession::Completion> ClientSession::next() {
     return Completion{step, std::move(*reply)};
 }
 
+bool ClientSession::tls_started() {
+    if (parser_.buffered() > 0 || !expected_.empty()) {
+        failure_ = "reply injected after the 220 to STARTTLS";
+        return false;
+    }
+    parser_ = ReplyParser();
+    caps_ = {};
+    output_.clear();
+    return true;
+}
+
 }  // namespace smtplb::proto

@@ -15,7 +15,7 @@ namespace smtplb::proto {
 // reads; it decides what to send next from the completions.
 class ClientSession {
   public:
-    enum class Step { Greeting, Ehlo, Xclient, Mail, Rcpt, Data, Message, Rset, Quit };
+    enum class Step { Greeting, Ehlo, StartTls, Xclient, Mail, Rcpt, Data, Message, Rset, Quit };
     struct Completion {
         Step step;
         Reply reply;
@@ -35,6 +35,12 @@ class ClientSession {
     bool failed() const { return !failure_.empty(); }
     const std::string& failure() const { return failure_; }
     bool idle() const { return expected_.empty(); }
+
+    // After a 220 to STARTTLS: false when the backend sent anything behind
+    // it (RFC 3207 §4.2 injection; the connection must be dropped). Else
+    // forgets the plaintext session (capabilities, buffered input) for the
+    // TLS handshake, after which the greeting is not repeated: EHLO comes next.
+    bool tls_started();
 
     const Capabilities& capabilities() const { return caps_; }
 

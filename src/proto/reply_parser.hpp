@@ -24,6 +24,8 @@ class ReplyParser {
     // The next complete reply, or nothing (need more bytes, or error()).
     std::optional<Reply> next();
     bool error() const { return !error_.empty(); }
+    // Bytes received that no complete reply has used yet.
+    std::size_t buffered() const { return buffer_.size() - consumed_; }
     const std::string& error_text() const { return error_; }
 
   private:

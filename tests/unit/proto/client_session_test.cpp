@@ -70,3 +70,41 @@ TEST(BackendCommands, MailCarriesOnlyAnnouncedParameters) {
     // A source route is accepted and ignored (RFC 5321 §3.6.1), never forwarded.
     EXPECT_EQ(rcpt_command(rcpt.mailbox), "RCPT TO:<u@example.net>\r\n");
 }
+
+namespace {
+ClientSession at_starttls(std::string_view reply) {
+    ClientSession c;
+    c.feed("220 backend ESMTP\r\n");
+    c.next();
+    c.send(Step::Ehlo, "EHLO lb\r\n");
+    c.feed("250-backend\r\n250 STARTTLS\r\n");
+    c.next();
+    c.send(Step::StartTls, "STARTTLS\r\n");
+    c.feed(reply);
+    auto done = c.next();
+    EXPECT_TRUE(done && done->step == Step::StartTls && done->reply.code == 220);
+    return c;
+}
+}  // namespace
+
+TEST(ClientSession, StartTlsForgetsThePlaintextSession) {
+    auto c = at_starttls("220 2.0.0 Ready\r\n");
+    EXPECT_TRUE(c.capabilities().starttls);
+    ASSERT_TRUE(c.tls_started());
+    EXPECT_FALSE(c.capabilities().starttls);
+    EXPECT_EQ(c.output(), "");
+    c.send(Step::Ehlo, "EHLO lb\r\n");
+    c.feed("250 backend\r\n");
+    auto e = c.next();
+    ASSERT_TRUE(e);
+    EXPECT_EQ(e->step, Step::Ehlo);
+}
+
+TEST(ClientSession, ReplyInjectedBehindTheStartTlsReplyIsRefused) {
+    auto c = at_starttls("220 2.0.0 Ready\r\n250 injected\r\n");
+    EXPECT_FALSE(c.tls_started());
+    EXPECT_TRUE(c.failed());
+    // Even a partial line behind it is injected plaintext.
+    auto d = at_starttls("220 2.0.0 Ready\r\n2");
+    EXPECT_FALSE(d.tls_started());
+}

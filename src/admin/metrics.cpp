@@ -33,6 +33,9 @@ void listener_metrics(PrometheusText& m, io::Balancer& balancer) {
     each("smtplb_listener_tls_failures_total", "counter",
          "Client TLS handshakes that failed or timed out.",
          [](const io::Listener& l) { return l.counters.tls_failures; });
+    each("smtplb_listener_proxy_refused_total", "counter",
+         "Connections refused for a missing, malformed or untrusted PROXY header.",
+         [](const io::Listener& l) { return l.counters.proxy_refused; });
     each("smtplb_listener_sessions", "gauge", "Client sessions open now.",
          [](const io::Listener& l) { return l.sessions(); });
     each("smtplb_listener_message_bytes_total", "counter", "Bytes of relayed messages.",

@@ -91,6 +91,19 @@ const char* to_string(BackendTlsMode v) {
 const char* to_string(TlsVersion v) {
     return v == TlsVersion::Tls12 ? "TLSv1.2" : "TLSv1.3";
 }
+const char* to_string(ProxyProtocol v) {
+    switch (v) {
+        case ProxyProtocol::None:
+            return "none";
+        case ProxyProtocol::V1:
+            return "v1";
+        case ProxyProtocol::V2:
+            return "v2";
+        case ProxyProtocol::Any:
+            return "any";
+    }
+    return "?";
+}
 const char* to_string(proto::BareLineEndings v) {
     return v == proto::BareLineEndings::Reject ? "reject" : "normalise";
 }

@@ -27,6 +27,8 @@ enum class ServerTlsMode { None, Starttls, Implicit, Required };
 // must succeed with a verified certificate; TLS from the first byte, verified.
 enum class BackendTlsMode { None, Opportunistic, Required, Implicit };
 enum class TlsVersion { Tls12, Tls13 };
+// A PROXY protocol header required from an upstream proxy in front.
+enum class ProxyProtocol { None, V1, V2, Any };
 using HealthDepth = proto::ProbeDepth;
 
 struct Server {
@@ -110,6 +112,12 @@ struct Listener {
     std::string recipients_file;
     std::set<std::string> known_recipients;
     ServerTls tls;
+    // Another balancer or a filtering appliance in front: every connection
+    // starts with a PROXY header, and only from these networks.
+    ProxyProtocol proxy_protocol = ProxyProtocol::None;
+    std::vector<base::Cidr> proxy_trusted_networks;
+    std::vector<std::string> proxy_trusted_networks_text;
+    Millis proxy_timeout{10000};  // for the whole header
 };
 
 struct Health {
@@ -188,6 +196,7 @@ const char* to_string(OnUnavailable v);
 const char* to_string(ServerTlsMode v);
 const char* to_string(BackendTlsMode v);
 const char* to_string(TlsVersion v);
+const char* to_string(ProxyProtocol v);
 const char* to_string(proto::BareLineEndings v);
 
 }  // namespace smtplb::config

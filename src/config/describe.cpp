@@ -75,7 +75,10 @@ std::string describe(const Config& c) {
           << ", key = " << quoted(l.tls.key)
           << ", min_version = " << quoted(to_string(l.tls.min_version))
           << ", ciphers = " << quoted(l.tls.ciphers)
-          << ", ask_client_cert = " << (l.tls.ask_client_cert ? "true" : "false") << " }\n";
+          << ", ask_client_cert = " << (l.tls.ask_client_cert ? "true" : "false") << " }\n"
+          << "proxy_protocol = " << quoted(to_string(l.proxy_protocol)) << "\n"
+          << "proxy_trusted_networks = " << list(l.proxy_trusted_networks_text) << "\n"
+          << "proxy_timeout = " << ms(l.proxy_timeout) << "\n";
     }
     for (const auto& p : c.pools) {
         o << "\n[[pool]]\n"

@@ -213,6 +213,25 @@ void read_listener(TableReader& r, Listener& l) {
         TableReader tr(*t, r.key_path("tls"), d);
         read_server_tls(tr, l.tls);
     }
+    r.choice("proxy_protocol", l.proxy_protocol,
+             {{"none", ProxyProtocol::None},
+              {"v1", ProxyProtocol::V1},
+              {"v2", ProxyProtocol::V2},
+              {"any", ProxyProtocol::Any}});
+    r.strings("proxy_trusted_networks", l.proxy_trusted_networks_text);
+    for (const auto& text : l.proxy_trusted_networks_text) {
+        if (auto c = base::Cidr::parse(text))
+            l.proxy_trusted_networks.push_back(*c);
+        else
+            d.error(r.key_path("proxy_trusted_networks"), r.line_of("proxy_trusted_networks"),
+                    "\"" + text + "\" is not an address or ADDRESS/PREFIX");
+    }
+    r.duration("proxy_timeout", l.proxy_timeout, 100ms, 5min);
+    if (l.proxy_protocol != ProxyProtocol::None && l.proxy_trusted_networks_text.empty())
+        // A header anyone may send would let anyone claim any address.
+        d.error(r.key_path("proxy_trusted_networks"), r.line_of("proxy_protocol"),
+                "proxy_protocol needs the networks of the proxies in front "
+                "(proxy_trusted_networks)");
 
     if (l.role == Role::Inbound && l.accepted_domains.empty())
         d.error(r.key_path("accepted_domains"), r.line_of("accepted_domains"),

@@ -20,6 +20,7 @@ struct ListenerCounters {
     std::uint64_t message_bytes = 0;  // of relayed and spooled messages
     std::uint64_t tls_sessions = 0;   // TLS handshakes that succeeded
     std::uint64_t tls_failures = 0;   // and that failed (or timed out)
+    std::uint64_t proxy_refused = 0;  // PROXY header missing, malformed or untrusted
 
     void count_result(std::string_view result, std::uint64_t bytes);
 };

@@ -61,6 +61,9 @@ class Balancer {
     // Where health transitions and other events go; stderr by default.
     using EventLog = std::function<void(const std::string& line)>;
     void set_event_log(EventLog log);
+    void log(const std::string& line) const {
+        if (event_log_) event_log_(line);
+    }
     // The durable spool, when a pool spools or a spool is left from before;
     // shared with the next generation on reload.
     Spool* spool() { return spool_.get(); }

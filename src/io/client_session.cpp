@@ -10,6 +10,7 @@
 #include "io/deadline.hpp"
 #include "io/listener.hpp"
 #include "io/message_buffer.hpp"
+#include "io/proxy_reader.hpp"
 #include "io/relay.hpp"
 #include "io/tls.hpp"
 #include "proto/server_session.hpp"
@@ -36,8 +37,9 @@ proto::ClientIdentity identity_of(tcp::socket& socket) {
 class ClientSession {
   public:
     ~ClientSession() { listener_.untrack(&socket_); }
-    ClientSession(tcp::socket socket, Listener& listener)
-        : socket_(std::move(socket)),
+    ClientSession(tcp::socket socket, Listener& listener, std::string client)
+        : client_key_(std::move(client)),
+          socket_(std::move(socket)),
           listener_(listener),
           balancer_(listener.balancer()),
           protocol_(listener.settings()),
@@ -47,8 +49,14 @@ class ClientSession {
     }
 
     awaitable<void> run();
+    // Whom the listener counts this connection against (per-client limit).
+    const std::string& client_key() const { return client_key_; }
 
   private:
+    // The PROXY header a trusted upstream starts with: it names the client.
+    // False when it is missing, malformed or late, or the client it names
+    // is over its connection limit.
+    awaitable<bool> accept_proxy_header(Deadline& deadline);
     // The TLS handshake, bounded by the command timeout; false when it failed.
     awaitable<bool> start_tls(Deadline& deadline);
     std::string spill_dir() const { return balancer_.config().server.state_dir; }
@@ -86,6 +94,7 @@ class ClientSession {
     // during a transaction a 16 KiB one, freed when the transaction ends.
     awaitable<std::pair<error_code, std::string_view>> read();
 
+    std::string client_key_;
     tcp::socket socket_;
     TlsCapableStream stream_{socket_};
     TlsFacts tls_;
@@ -331,6 +340,34 @@ awaitable<void> ClientSession::handle(proto::ServerEvent& ev) {
     }
 }
 
+awaitable<bool> ClientSession::accept_proxy_header(Deadline& deadline) {
+    const auto& config = listener_.config();
+    deadline.expires_after(config.proxy_timeout);
+    auto versions = config.proxy_protocol == config::ProxyProtocol::V1 ? proto::ProxyVersions::V1
+                    : config.proxy_protocol == config::ProxyProtocol::V2
+                        ? proto::ProxyVersions::V2
+                        : proto::ProxyVersions::Any;
+    auto parsed = co_await read_proxy_header(socket_, versions);
+    if (parsed.status != proto::ProxyParse::Status::Done) {
+        listener_.counters.proxy_refused++;
+        balancer_.log("event=proxy_refused listener=" + config.name + " peer=" +
+                      relay_.identity().address.to_string() + " reason=\"" + parsed.error + "\"");
+        co_return false;
+    }
+    const auto& h = parsed.header;
+    if (!h.local) relay_.set_origin(h.source, h.source_port, h.destination, h.destination_port);
+    auto client = relay_.identity().address.to_string();
+    if (!listener_.admit(client)) {
+        if (config.tls.mode != config::ServerTlsMode::Implicit) {
+            protocol_.output() = "421 4.7.0 Too many connections from your address\r\n";
+            co_await flush();
+        }
+        co_return false;
+    }
+    client_key_ = client;
+    co_return true;
+}
+
 awaitable<bool> ClientSession::start_tls(Deadline& deadline) {
     deadline.expires_after(listener_.config().command_timeout);
     auto ec = co_await stream_.accept(listener_.tls_context());
@@ -352,7 +389,11 @@ awaitable<void> ClientSession::run() {
         socket_.cancel(ec);
     });
     bool open = true;
-    if (config.tls.mode == config::ServerTlsMode::Implicit) {
+    if (config.proxy_protocol != config::ProxyProtocol::None) {
+        bool accepted = co_await accept_proxy_header(*deadline);
+        open = accepted;
+    }
+    if (open && config.tls.mode == config::ServerTlsMode::Implicit) {
         auto handshaken = co_await start_tls(*deadline);
         open = handshaken;
     }
@@ -422,8 +463,9 @@ awaitable<void> ClientSession::run() {
 
 awaitable<void> run_client_session(tcp::socket socket, Listener& listener, std::string client) {
     {
-        ClientSession session(std::move(socket), listener);
+        ClientSession session(std::move(socket), listener, std::move(client));
         co_await session.run();
+        client = session.client_key();
     }
     listener.session_ended(client);
 }

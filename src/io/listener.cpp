@@ -110,6 +110,17 @@ void Listener::session_ended(const std::string& client) {
     if (it != per_client_.end() && --it->second == 0) per_client_.erase(it);
 }
 
+bool Listener::admit(const std::string& client) {
+    auto& count = per_client_[client];
+    if (count >= config_.max_connections_per_client) {
+        if (count == 0) per_client_.erase(client);
+        ++counters.refused;
+        return false;
+    }
+    ++count;
+    return true;
+}
+
 awaitable<void> Listener::refuse(tcp::socket socket, const char* reply) {
     co_await asio::async_write(socket, asio::buffer(std::string_view(reply)), use_nothrow);
     error_code ec;
@@ -131,6 +142,23 @@ awaitable<void> Listener::accept_loop() {
         auto peer = socket.remote_endpoint(peer_ec);
         if (peer_ec) continue;
         std::string client = peer.address().to_string();
+        bool proxied = config_.proxy_protocol != config::ProxyProtocol::None;
+        if (proxied) {
+            auto address = base::IpAddress::parse(client);
+            bool trusted = false;
+            for (const auto& net : config_.proxy_trusted_networks)
+                trusted |= address && net.contains(address->unmapped());
+            if (!trusted) {
+                // Not a proxy of ours: nothing it says can be believed, and
+                // it is not owed an SMTP reply either.
+                ++counters.proxy_refused;
+                balancer_.log("event=proxy_refused listener=" + config_.name + " peer=" + client +
+                              " reason=\"not in proxy_trusted_networks\"");
+                error_code ignored;
+                socket.close(ignored);
+                continue;
+            }
+        }
         if (connections_ >= config_.max_connections) {
             ++counters.refused;
             asio::co_spawn(
@@ -139,7 +167,7 @@ awaitable<void> Listener::accept_loop() {
                 asio::detached);
             continue;
         }
-        if (per_client_[client] >= config_.max_connections_per_client) {
+        if (!proxied && per_client_[client] >= config_.max_connections_per_client) {
             ++counters.refused;
             asio::co_spawn(
                 acceptor_.get_executor(),
@@ -149,7 +177,10 @@ awaitable<void> Listener::accept_loop() {
         }
         ++connections_;
         ++counters.connections;
-        ++per_client_[client];
+        if (proxied)
+            client.clear();  // counted once the header names the client
+        else
+            ++per_client_[client];
         tune_socket(socket);
         asio::co_spawn(acceptor_.get_executor(),
                        run_client_session(std::move(socket), *this, client), asio::detached);

@@ -42,6 +42,9 @@ class Listener {
 
     // Connection accounting, released by the session when it ends.
     void session_ended(const std::string& client);
+    // Behind a PROXY header the real client is known only in the session:
+    // counts it, or false when it is over max_connections_per_client.
+    bool admit(const std::string& client);
     std::size_t sessions() const { return connections_; }
     // Sessions register their sockets (and protocol state, to tell idle
     // ones) so that a stop can end them.

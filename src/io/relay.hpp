@@ -63,6 +63,15 @@ class Relay {
     const std::string& queue_id() const { return queue_id_; }
     std::string identity_result() const;
     const proto::ClientIdentity& identity() const { return identity_; }
+    // The client a trusted upstream proxy named (PROXY protocol): it is who
+    // policy, limits, logs and XCLIENT speak of from now on.
+    void set_origin(const base::IpAddress& address, std::uint16_t port,
+                    const base::IpAddress& local_address, std::uint16_t local_port) {
+        identity_.address = address.unmapped();
+        identity_.port = port;
+        identity_.local_address = local_address.unmapped();
+        identity_.local_port = local_port;
+    }
     void set_helo(const std::string& helo, bool esmtp) {
         identity_.helo = helo;
         identity_.esmtp = esmtp;

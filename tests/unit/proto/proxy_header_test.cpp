@@ -1,0 +1,159 @@
+#include <gtest/gtest.h>
+
+#include "proto/identity.hpp"
+#include "proto/proxy_header.hpp"
+
+using namespace smtplb::proto;
+using smtplb::base::IpAddress;
+using Status = ProxyParse::Status;
+
+namespace {
+
+// Feeds the header the way the io layer does: only as many bytes as asked.
+ProxyParse incremental(std::string_view wire, ProxyVersions versions = ProxyVersions::Any) {
+    std::size_t have = 0;
+    for (;;) {
+        auto p = parse_proxy_header(wire.substr(0, have), versions);
+        if (p.status != Status::NeedMore) return p;
+        EXPECT_GT(p.length, have);
+        if (p.length > wire.size()) return p;  // the rest never comes
+        have = p.length;
+    }
+}
+
+std::string bytes(std::initializer_list<int> values) {
+    std::string out;
+    for (int v : values)
+        out += static_cast<char>(v);
+    return out;
+}
+
+const std::string kSig =
+    bytes({0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A});
+
+std::string v2(int version_command, int family, const std::string& body) {
+    return kSig +
+           bytes({version_command, family, static_cast<int>(body.size() >> 8),
+                  static_cast<int>(body.size() & 0xff)}) +
+           body;
+}
+
+const std::string kV4Body = bytes({192, 0, 2, 7, 198, 51, 100, 1, 0xC3, 0x50, 0x00, 0x19});
+
+}  // namespace
+
+TEST(ProxyHeader, ValidV1Headers) {
+    std::string wire = "PROXY TCP4 192.0.2.7 198.51.100.1 50000 25\r\nEHLO x\r\n";
+    auto p = incremental(wire);
+    ASSERT_EQ(p.status, Status::Done) << p.error;
+    EXPECT_EQ(p.length, wire.find("EHLO"));  // nothing behind the header is consumed
+    EXPECT_EQ(p.header.source.to_string(), "192.0.2.7");
+    EXPECT_EQ(p.header.destination.to_string(), "198.51.100.1");
+    EXPECT_EQ(p.header.source_port, 50000);
+    EXPECT_EQ(p.header.destination_port, 25);
+    EXPECT_FALSE(p.header.local);
+
+    p = incremental("PROXY TCP6 2001:db8::7 2001:db8::1 65535 0\r\n");
+    ASSERT_EQ(p.status, Status::Done) << p.error;
+    EXPECT_EQ(p.header.source.to_string(), "2001:db8::7");
+    EXPECT_EQ(p.header.source_port, 65535);
+
+    p = incremental("PROXY UNKNOWN ffff:f...f:ffff ffff:f...f:ffff 65535 65535\r\n");
+    ASSERT_EQ(p.status, Status::Done) << p.error;
+    EXPECT_TRUE(p.header.local);
+    EXPECT_EQ(incremental("PROXY UNKNOWN\r\n").status, Status::Done);
+}
+
+TEST(ProxyHeader, MalformedV1HeadersAreRefused) {
+    const char* bad[] = {
+        "PROXY TCP4 192.0.2.7 198.51.100.1 50000 25\n",      // bare LF
+        "PROXY TCP4 192.0.2.7 198.51.100.1 50000 25\r\r\n",  // bare CR
+        "PROXY TCP4 192.0.2.07 198.51.100.1 50000 25\r\n",   // leading zero in an address
+        "PROXY TCP4 192.0.2.7 198.51.100.1 050000 25\r\n",   // leading zero in a port
+        "PROXY TCP4 192.0.2.7 198.51.100.1 65536 25\r\n",    // port out of range
+        "PROXY TCP4 192.0.2.7  198.51.100.1 50000 25\r\n",   // two spaces
+        "PROXY TCP4 192.0.2.7 198.51.100.1 50000 25 \r\n",   // trailing space
+        "PROXY TCP4 192.0.2.7 198.51.100.1 50000\r\n",       // a field missing
+        "PROXY TCP4 2001:db8::7 198.51.100.1 50000 25\r\n",  // family mismatch
+        "PROXY TCP6 192.0.2.7 2001:db8::1 50000 25\r\n",     // family mismatch
+        "PROXY TCP5 192.0.2.7 198.51.100.1 50000 25\r\n",    // unknown protocol
+        "PROXY TCP4 192.0.2.256 198.51.100.1 50000 25\r\n",  // octet out of range
+        "PROXY TCP4 192.0.2 198.51.100.1 50000 25\r\n",      // three octets
+        "PROXY TCP4 +1.2.3.4 198.51.100.1 50000 25\r\n",     // sign
+        "proxy TCP4 192.0.2.7 198.51.100.1 50000 25\r\n",    // case
+        "EHLO client.example\r\n",                           // no header at all
+    };
+    for (const char* wire : bad)
+        EXPECT_EQ(incremental(wire).status, Status::Invalid) << wire;
+}
+
+TEST(ProxyHeader, V1WithoutCrlfIsRefusedAt107Bytes) {
+    std::string wire = "PROXY UNKNOWN " + std::string(200, 'x');
+    auto p = incremental(wire);
+    EXPECT_EQ(p.status, Status::Invalid);
+    // 107 bytes with CRLF at the end is the longest allowed.
+    std::string longest = "PROXY UNKNOWN " + std::string(107 - 16, 'x') + "\r\n";
+    ASSERT_EQ(longest.size(), 107u);
+    EXPECT_EQ(incremental(longest).status, Status::Done);
+    std::string too_long = "PROXY UNKNOWN " + std::string(108 - 16, 'x') + "\r\n";
+    EXPECT_EQ(incremental(too_long).status, Status::Invalid);
+}
+
+TEST(ProxyHeader, ValidV2Headers) {
+    auto wire = v2(0x21, 0x11, kV4Body) + "EHLO";
+    auto p = incremental(wire);
+    ASSERT_EQ(p.status, Status::Done) << p.error;
+    EXPECT_EQ(p.length, wire.size() - 4);
+    EXPECT_EQ(p.header.source.to_string(), "192.0.2.7");
+    EXPECT_EQ(p.header.destination.to_string(), "198.51.100.1");
+    EXPECT_EQ(p.header.source_port, 50000);
+    EXPECT_EQ(p.header.destination_port, 25);
+
+    // With TLVs (an ALPN and a NOOP) after the addresses.
+    p = incremental(v2(0x21, 0x11, kV4Body + bytes({0x01, 0, 2, 'h', '2', 0x04, 0, 0})));
+    ASSERT_EQ(p.status, Status::Done) << p.error;
+
+    p = incremental(v2(0x20, 0x00, ""));  // LOCAL: a health check from the proxy
+    ASSERT_EQ(p.status, Status::Done) << p.error;
+    EXPECT_TRUE(p.header.local);
+
+    // What smtplb itself sends to backends parses back to the same client.
+    ClientIdentity id;
+    id.address = *IpAddress::parse("2001:db8::7");
+    id.local_address = *IpAddress::parse("2001:db8::1");
+    id.port = 4000;
+    id.local_port = 25;
+    p = incremental(proxy_v2_header(id));
+    ASSERT_EQ(p.status, Status::Done) << p.error;
+    EXPECT_EQ(p.header.source, id.address);
+    EXPECT_EQ(p.header.source_port, 4000);
+    p = incremental(proxy_v1_header(id));
+    ASSERT_EQ(p.status, Status::Done) << p.error;
+    EXPECT_EQ(p.header.destination, id.local_address);
+}
+
+TEST(ProxyHeader, MalformedV2HeadersAreRefused) {
+    std::string bad_signature = v2(0x21, 0x11, kV4Body);
+    bad_signature[7] = 'X';
+    EXPECT_EQ(incremental(bad_signature).status, Status::Invalid);
+    EXPECT_EQ(incremental(v2(0x20, 0x00, kV4Body)).status, Status::Invalid);  // LOCAL with a body
+    EXPECT_EQ(incremental(v2(0x20, 0x11, "")).status, Status::Invalid);       // LOCAL with a family
+    EXPECT_EQ(incremental(v2(0x11, 0x11, kV4Body)).status, Status::Invalid);  // version 1
+    EXPECT_EQ(incremental(v2(0x22, 0x11, kV4Body)).status, Status::Invalid);  // command 2
+    EXPECT_EQ(incremental(v2(0x21, 0x12, kV4Body)).status, Status::Invalid);  // UDP
+    EXPECT_EQ(incremental(v2(0x21, 0x31, std::string(216, 'x'))).status, Status::Invalid);  // UNIX
+    EXPECT_EQ(incremental(v2(0x21, 0x21, kV4Body)).status, Status::Invalid);  // short for IPv6
+    // A TLV that claims more than the header holds, and one cut short.
+    EXPECT_EQ(incremental(v2(0x21, 0x11, kV4Body + bytes({0x04, 0, 9, 1, 2}))).status,
+              Status::Invalid);
+    EXPECT_EQ(incremental(v2(0x21, 0x11, kV4Body + bytes({0x04, 0}))).status, Status::Invalid);
+    // Over the bound: refused from the first 16 bytes, before reading the rest.
+    auto huge = v2(0x21, 0x11, std::string(4000, 'x'));
+    EXPECT_EQ(parse_proxy_header(huge.substr(0, 16), ProxyVersions::Any).status, Status::Invalid);
+}
+
+TEST(ProxyHeader, OnlyTheConfiguredVersionIsTaken) {
+    EXPECT_EQ(incremental("PROXY UNKNOWN\r\n", ProxyVersions::V2).status, Status::Invalid);
+    EXPECT_EQ(incremental(v2(0x20, 0x00, ""), ProxyVersions::V1).status, Status::Invalid);
+    EXPECT_EQ(incremental(v2(0x20, 0x00, ""), ProxyVersions::V2).status, Status::Done);
+}

@@ -137,9 +137,10 @@ void read_listener(TableReader& r, Listener& l) {
             l.bind = *hp;
     }
     r.choice("mode", l.mode, {{"smtp", ListenerMode::Smtp}, {"tcp", ListenerMode::Tcp}});
-    if (l.mode == ListenerMode::Tcp)
-        d.error(r.key_path("mode"), r.line_of("mode"),
-                "\"tcp\" (per-connection) mode is not implemented in this version; use \"smtp\"");
+    const bool tcp = l.mode == ListenerMode::Tcp;
+    // Per connection, nothing of SMTP is seen: no XCLIENT, and the identity
+    // goes by PROXY header or not at all.
+    if (tcp && !r.node("client_identity")) l.client_identity = IdentityMode::None;
     r.choice(
         "role", l.role,
         {{"inbound", Role::Inbound}, {"relay", Role::Relay}, {"submission", Role::Submission}});
@@ -233,6 +234,17 @@ void read_listener(TableReader& r, Listener& l) {
                 "proxy_protocol needs the networks of the proxies in front "
                 "(proxy_trusted_networks)");
 
+    if (tcp) {
+        if (l.client_identity == IdentityMode::Xclient)
+            d.error(r.key_path("client_identity"), r.line_of("client_identity"),
+                    "a \"tcp\" listener cannot send XCLIENT: use proxy-v1, proxy-v2 or none");
+        if (l.tls.enabled())
+            d.error(
+                r.key_path("tls"), r.line_of("mode"),
+                "a \"tcp\" listener passes TLS through to the backends; it has no tls of its own");
+        // Relay policy is the backends' then: only they see the envelope.
+        return;
+    }
     if (l.role == Role::Inbound && l.accepted_domains.empty())
         d.error(r.key_path("accepted_domains"), r.line_of("accepted_domains"),
                 "an inbound listener needs the domains it accepts mail for");

@@ -10,8 +10,8 @@
 #include "io/deadline.hpp"
 #include "io/listener.hpp"
 #include "io/message_buffer.hpp"
-#include "io/proxy_reader.hpp"
 #include "io/relay.hpp"
+#include "io/sockets.hpp"
 #include "io/tls.hpp"
 #include "proto/server_session.hpp"
 
@@ -20,19 +20,6 @@ namespace {
 
 using Kind = proto::ServerEvent::Kind;
 using proto::Reply;
-
-proto::ClientIdentity identity_of(tcp::socket& socket) {
-    proto::ClientIdentity id;
-    error_code ec;
-    auto remote = socket.remote_endpoint(ec);
-    auto local = socket.local_endpoint(ec);
-    if (auto a = base::IpAddress::parse(remote.address().to_string())) id.address = a->unmapped();
-    if (auto a = base::IpAddress::parse(local.address().to_string()))
-        id.local_address = a->unmapped();
-    id.port = remote.port();
-    id.local_port = local.port();
-    return id;
-}
 
 class ClientSession {
   public:
@@ -343,19 +330,11 @@ awaitable<void> ClientSession::handle(proto::ServerEvent& ev) {
 awaitable<bool> ClientSession::accept_proxy_header(Deadline& deadline) {
     const auto& config = listener_.config();
     deadline.expires_after(config.proxy_timeout);
-    auto versions = config.proxy_protocol == config::ProxyProtocol::V1 ? proto::ProxyVersions::V1
-                    : config.proxy_protocol == config::ProxyProtocol::V2
-                        ? proto::ProxyVersions::V2
-                        : proto::ProxyVersions::Any;
-    auto parsed = co_await read_proxy_header(socket_, versions);
-    if (parsed.status != proto::ProxyParse::Status::Done) {
-        listener_.counters.proxy_refused++;
-        balancer_.log("event=proxy_refused listener=" + config.name + " peer=" +
-                      relay_.identity().address.to_string() + " reason=\"" + parsed.error + "\"");
-        co_return false;
-    }
-    const auto& h = parsed.header;
-    if (!h.local) relay_.set_origin(h.source, h.source_port, h.destination, h.destination_port);
+    auto header = co_await listener_.read_upstream_header(socket_);
+    if (!header) co_return false;
+    if (!header->local)
+        relay_.set_origin(header->source, header->source_port, header->destination,
+                          header->destination_port);
     auto client = relay_.identity().address.to_string();
     if (!listener_.admit(client)) {
         if (config.tls.mode != config::ServerTlsMode::Implicit) {

@@ -4,7 +4,9 @@
 
 #include "io/balancer.hpp"
 #include "io/client_session.hpp"
+#include "io/proxy_reader.hpp"
 #include "io/sockets.hpp"
+#include "io/tcp_session.hpp"
 
 namespace smtplb::io {
 
@@ -88,7 +90,7 @@ void Listener::stop() {
     // stopping() before reading the next command).
     error_code ec;
     for (auto& [socket, protocol] : sessions_)
-        if (!protocol->in_transaction()) socket->cancel(ec);
+        if (protocol && !protocol->in_transaction()) socket->cancel(ec);
 }
 
 std::uint16_t Listener::port() const {
@@ -119,6 +121,22 @@ bool Listener::admit(const std::string& client) {
     }
     ++count;
     return true;
+}
+
+awaitable<std::optional<proto::ProxyHeader>> Listener::read_upstream_header(tcp::socket& socket) {
+    auto versions = config_.proxy_protocol == config::ProxyProtocol::V1 ? proto::ProxyVersions::V1
+                    : config_.proxy_protocol == config::ProxyProtocol::V2
+                        ? proto::ProxyVersions::V2
+                        : proto::ProxyVersions::Any;
+    auto parsed = co_await read_proxy_header(socket, versions);
+    if (parsed.status == proto::ProxyParse::Status::Done) co_return parsed.header;
+    ++counters.proxy_refused;
+    error_code ec;
+    auto peer = socket.remote_endpoint(ec);
+    balancer_.log("event=proxy_refused listener=" + config_.name +
+                  " peer=" + (ec ? std::string("?") : peer.address().to_string()) + " reason=\"" +
+                  parsed.error + "\"");
+    co_return std::nullopt;
 }
 
 awaitable<void> Listener::refuse(tcp::socket socket, const char* reply) {
@@ -182,8 +200,12 @@ awaitable<void> Listener::accept_loop() {
         else
             ++per_client_[client];
         tune_socket(socket);
-        asio::co_spawn(acceptor_.get_executor(),
-                       run_client_session(std::move(socket), *this, client), asio::detached);
+        if (config_.mode == config::ListenerMode::Tcp)
+            asio::co_spawn(acceptor_.get_executor(),
+                           run_tcp_session(std::move(socket), *this, client), asio::detached);
+        else
+            asio::co_spawn(acceptor_.get_executor(),
+                           run_client_session(std::move(socket), *this, client), asio::detached);
     }
 }
 

@@ -9,6 +9,7 @@
 #include "io/asio.hpp"
 #include "io/relay.hpp"
 #include "io/tls.hpp"
+#include "proto/proxy_header.hpp"
 #include "proto/server_session.hpp"
 
 namespace smtplb::io {
@@ -45,9 +46,14 @@ class Listener {
     // Behind a PROXY header the real client is known only in the session:
     // counts it, or false when it is over max_connections_per_client.
     bool admit(const std::string& client);
+    // Reads the PROXY header a trusted upstream starts each connection with
+    // (the caller bounds the time); nothing when it is missing or malformed,
+    // which is counted and logged.
+    awaitable<std::optional<proto::ProxyHeader>> read_upstream_header(tcp::socket& socket);
     std::size_t sessions() const { return connections_; }
     // Sessions register their sockets (and protocol state, to tell idle
     // ones) so that a stop can end them.
+    // (A null protocol: a "tcp" session, which has no idle state to tell.)
     void track(tcp::socket* socket, const proto::ServerSession* protocol) {
         sessions_[socket] = protocol;
     }

@@ -28,6 +28,19 @@ error_code listen_on(tcp::acceptor& acceptor, const std::string& host, std::uint
     return ec;
 }
 
+proto::ClientIdentity identity_of(tcp::socket& socket) {
+    proto::ClientIdentity id;
+    error_code ec;
+    auto remote = socket.remote_endpoint(ec);
+    auto local = socket.local_endpoint(ec);
+    if (auto a = base::IpAddress::parse(remote.address().to_string())) id.address = a->unmapped();
+    if (auto a = base::IpAddress::parse(local.address().to_string()))
+        id.local_address = a->unmapped();
+    id.port = remote.port();
+    id.local_port = local.port();
+    return id;
+}
+
 void tune_socket(tcp::socket& socket) {
     error_code ec;
     // Without NODELAY a reply written after a body stalls on delayed ACKs.

@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "io/asio.hpp"
+#include "proto/identity.hpp"
 
 namespace smtplb::io {
 
@@ -13,6 +14,9 @@ namespace smtplb::io {
 // buffer (the sink, the demo client). The returned view is valid until the
 // next read on this thread.
 awaitable<std::pair<error_code, std::string_view>> read_some_shared(tcp::socket& socket);
+
+// The client as the socket shows it: both ends' addresses and ports.
+proto::ClientIdentity identity_of(tcp::socket& socket);
 
 // Socket options every connection of ours gets.
 void tune_socket(tcp::socket& socket);

@@ -1,0 +1,16 @@
+#pragma once
+#include <string>
+
+#include "io/asio.hpp"
+
+namespace smtplb::io {
+
+class Listener;
+
+// A "tcp" listener's connection: one backend chosen per connection by the
+// pool (with its scheduler, health and retries on connect), an optional
+// PROXY header to it, then bytes copied both ways until both sides are done.
+// Releases the listener's accounting for `client` on the way out.
+awaitable<void> run_tcp_session(tcp::socket socket, Listener& listener, std::string client);
+
+}  // namespace smtplb::io

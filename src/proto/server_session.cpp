@@ -1,5 +1,8 @@
 #include "proto/server_session.hpp"
 
+#include "base/base64.hpp"
+#include "base/text.hpp"
+
 namespace smtplb::proto {
 
 using Kind = ServerEvent::Kind;
@@ -100,11 +103,17 @@ ServerEvent ServerSession::next() {
             }
             case Mode::Command: {
                 auto lf = rest.find('\n');
-                if (lf == std::string_view::npos && rest.size() < settings_.max_line_length) {
+                // RFC 4954 §4: SASL responses may be up to 12288 octets.
+                std::size_t max_line =
+                    auth_step_ == AuthStep::None
+                        ? settings_.max_line_length
+                        : std::max<std::size_t>(settings_.max_line_length, 12288);
+                if (lf == std::string_view::npos && rest.size() < max_line) {
                     compact();
                     return ServerEvent{Kind::NeedInput};
                 }
-                if (lf == std::string_view::npos || lf + 1 > settings_.max_line_length) {
+                if (lf == std::string_view::npos || lf + 1 > max_line) {
+                    auth_step_ = AuthStep::None;
                     // Drop the overlong line up to its end, wherever that is.
                     consumed_ += lf == std::string_view::npos ? rest.size() : lf + 1;
                     if (lf == std::string_view::npos) mode_ = Mode::SkipLine;
@@ -119,7 +128,8 @@ ServerEvent ServerSession::next() {
                     mode_ = Mode::Closed;
                     return ServerEvent{Kind::Close};
                 }
-                if (auto ev = handle_line(line)) return *ev;
+                auto ev = auth_step_ == AuthStep::None ? handle_line(line) : auth_response(line);
+                if (ev) return *ev;
                 break;
             }
         }
@@ -139,6 +149,7 @@ void ServerSession::ehlo_reply(std::string_view name) {
     if (settings_.advertise_smtputf8) r.lines.push_back("SMTPUTF8");
     if (settings_.advertise_xclient) r.lines.push_back("XCLIENT NAME ADDR PORT PROTO HELO LOGIN");
     if (settings_.starttls && !tls_) r.lines.push_back("STARTTLS");
+    if (settings_.auth && tls_) r.lines.push_back("AUTH PLAIN LOGIN");
     r.append_wire(output_);
 }
 
@@ -245,6 +256,14 @@ std::optional<ServerEvent> ServerSession::handle_line(std::string_view line) {
             compact();
             mode_ = Mode::Handshake;  // until tls_started(); nothing is read meanwhile
             return ServerEvent{Kind::StartTls};
+        case Verb::Auth:
+            if (!settings_.auth) break;
+            if (!tls_)
+                return error(538, "5.7.11",
+                             "Encryption required for requested authentication mechanism");
+            if (!login_.empty()) return error(503, "5.5.1", "Error: already authenticated");
+            if (mail_accepted_) return error(503, "5.5.1", "Error: MAIL transaction in progress");
+            return start_auth(cmd.argument);
         case Verb::Xclient:
             if (!settings_.advertise_xclient) break;
             if (mail_accepted_) return error(503, "5.5.1", "Error: MAIL transaction in progress");
@@ -256,8 +275,84 @@ std::optional<ServerEvent> ServerSession::handle_line(std::string_view line) {
     return error(502, "5.5.1", "Error: command not implemented");
 }
 
+std::optional<ServerEvent> ServerSession::start_auth(std::string_view argument) {
+    auto space = argument.find(' ');
+    auto mechanism = base::to_lower(std::string(argument.substr(0, space)));
+    std::string_view initial =
+        space == std::string_view::npos ? std::string_view() : argument.substr(space + 1);
+    bool has_initial = space != std::string_view::npos;
+    if (mechanism == "plain") {
+        auth_mechanism_ = "PLAIN";
+        auth_step_ = AuthStep::PlainResponse;
+        if (has_initial) return auth_response(initial);
+        reply(334, "", "");
+        return std::nullopt;
+    }
+    if (mechanism == "login") {
+        auth_mechanism_ = "LOGIN";
+        auth_step_ = AuthStep::LoginUser;
+        if (has_initial) return auth_response(initial);
+        reply(334, "", "VXNlcm5hbWU6");  // "Username:"
+        return std::nullopt;
+    }
+    return error(504, "5.5.4", "Unrecognized authentication type");
+}
+
+std::optional<ServerEvent> ServerSession::auth_response(std::string_view line) {
+    auto step = auth_step_;
+    auth_step_ = AuthStep::None;
+    if (line == "*") return error(501, "5.7.0", "Authentication aborted");
+    // "=" is an empty initial response (RFC 4954 §4).
+    auto decoded = line == "=" ? std::optional<std::string>("") : base::base64_decode(line);
+    if (!decoded) return error(501, "5.5.2", "Cannot decode response");
+    switch (step) {
+        case AuthStep::PlainResponse: {
+            // authzid NUL authcid NUL passwd (RFC 4616); we act for no one else.
+            auto& d = *decoded;
+            auto first = d.find('\0');
+            auto second = first == std::string::npos ? first : d.find('\0', first + 1);
+            if (second == std::string::npos || d.find('\0', second + 1) != std::string::npos)
+                return error(501, "5.5.2", "Invalid PLAIN response");
+            std::string authzid = d.substr(0, first);
+            std::string authcid = d.substr(first + 1, second - first - 1);
+            std::string password = d.substr(second + 1);
+            std::fill(d.begin(), d.end(), '\0');
+            if (!authzid.empty() && authzid != authcid)
+                return error(535, "5.7.8", "Authentication credentials invalid");
+            return auth_complete(std::move(authcid), std::move(password));
+        }
+        case AuthStep::LoginUser:
+            auth_user_ = std::move(*decoded);
+            auth_step_ = AuthStep::LoginPassword;
+            reply(334, "", "UGFzc3dvcmQ6");  // "Password:"
+            return std::nullopt;
+        case AuthStep::LoginPassword:
+            return auth_complete(std::move(auth_user_), std::move(*decoded));
+        case AuthStep::None:
+            break;
+    }
+    return std::nullopt;
+}
+
+std::optional<ServerEvent> ServerSession::auth_complete(std::string login, std::string password) {
+    auth_user_.clear();
+    bool printable = !login.empty() && login.size() <= 255 && !password.empty();
+    for (unsigned char c : login)
+        printable &= c > ' ' && c != 0x7f;
+    if (!printable) return error(535, "5.7.8", "Authentication credentials invalid");
+    ServerEvent ev{Kind::Auth};
+    ev.login = login;
+    ev.password = std::move(password);
+    ev.mechanism = auth_mechanism_;
+    pending_login_ = std::move(login);
+    pending_ = Kind::Auth;
+    return ev;
+}
+
 void ServerSession::tls_started() {
     tls_ = true;
+    login_.clear();
+    auth_step_ = AuthStep::None;
     helo_.clear();
     esmtp_ = false;
     reset_transaction();
@@ -292,6 +387,15 @@ void ServerSession::answer(const Reply& r) {
             break;
         case Kind::MessageEnd:
             reset_transaction();
+            break;
+        case Kind::Auth:
+            if (r.code == 235) login_ = std::move(pending_login_);
+            pending_login_.clear();
+            // Wrong passwords count as errors: a session cannot guess forever.
+            if (r.code >= 500 && ++errors_ >= settings_.max_errors) {
+                reply(421, "4.7.0", settings_.hostname + " Error: too many errors");
+                mode_ = Mode::Closed;
+            }
             break;
         case Kind::Xclient:
             if (r.code == 220) {

@@ -29,6 +29,8 @@ struct ServerSettings {
     bool starttls = false;
     // MAIL before TLS is refused with 530 5.7.0 (RFC 3207 §4).
     bool require_tls = false;
+    // AUTH PLAIN and LOGIN (RFC 4954), offered inside TLS only.
+    bool auth = false;
 };
 
 // What the caller must know or decide. Events marked "answer" wait for
@@ -46,6 +48,7 @@ struct ServerEvent {
         Xclient,     // answer: 220 applies the attributes (sink only)
         StartTls,    // write output() (the 220), run the TLS handshake, then
                      // tls_started(); or close if it fails
+        Auth,        // answer: 235 when login/password are right, 535 when not, 454
     };
     Kind kind = Kind::NeedInput;
     Path path;                                                     // Mail, Rcpt
@@ -53,6 +56,9 @@ struct ServerEvent {
     DataDecoder::Outcome data_outcome = DataDecoder::Outcome::Ok;  // MessageEnd
     std::uint64_t message_size = 0;                                // MessageEnd
     std::string argument;                                          // Xclient
+    std::string login;      // Auth: the authentication identity
+    std::string password;   // Auth: never to be logged
+    std::string mechanism;  // Auth: PLAIN or LOGIN
 };
 
 // The standard refusal for a message the decoder did not accept.
@@ -80,6 +86,8 @@ class ServerSession {
     // is forgotten and the client must say EHLO again.
     void tls_started();
     bool tls() const { return tls_; }
+    bool authenticated() const { return !login_.empty(); }
+    const std::string& login() const { return login_; }
 
     const std::string& helo() const { return helo_; }
     bool esmtp() const { return esmtp_; }
@@ -91,6 +99,9 @@ class ServerSession {
     enum class Mode { Command, Data, SkipLine, Handshake, Closed };
     // Each returns an event for the caller, or nothing to go on reading.
     std::optional<ServerEvent> handle_line(std::string_view line);
+    std::optional<ServerEvent> start_auth(std::string_view argument);
+    std::optional<ServerEvent> auth_response(std::string_view line);
+    std::optional<ServerEvent> auth_complete(std::string login, std::string password);
     std::optional<ServerEvent> error(int code, std::string_view enhanced, std::string_view text);
     void reply(int code, std::string_view enhanced, std::string_view text);
     void reset_transaction();
@@ -115,6 +126,13 @@ class ServerSession {
     std::size_t errors_ = 0;
     bool data_pipelined_ = false;  // input followed DATA in the same group
     bool tls_ = false;
+    // A SASL exchange in progress: the next line is a response, not a command.
+    enum class AuthStep { None, PlainResponse, LoginUser, LoginPassword };
+    AuthStep auth_step_ = AuthStep::None;
+    std::string auth_mechanism_;
+    std::string auth_user_;      // LOGIN: the user name given first
+    std::string pending_login_;  // until the verdict
+    std::string login_;          // authenticated as
 };
 
 }  // namespace smtplb::proto

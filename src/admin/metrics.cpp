@@ -36,6 +36,18 @@ void listener_metrics(PrometheusText& m, io::Balancer& balancer) {
     each("smtplb_listener_proxy_refused_total", "counter",
          "Connections refused for a missing, malformed or untrusted PROXY header.",
          [](const io::Listener& l) { return l.counters.proxy_refused; });
+    m.family("smtplb_listener_auth_total", "counter",
+             "AUTH attempts by result: ok, failed (wrong credentials), tempfailed (the "
+             "verifier could not tell), throttled (too many failures).");
+    for (const auto& l : listeners) {
+        const auto& c = l->counters;
+        for (auto [result, n] : {std::pair{"ok", c.auth_ok},
+                                 {"failed", c.auth_failed},
+                                 {"tempfailed", c.auth_tempfailed},
+                                 {"throttled", c.auth_throttled}})
+            m.sample("smtplb_listener_auth_total",
+                     {{"listener", l->config().name}, {"result", result}}, static_cast<double>(n));
+    }
     each("smtplb_listener_sessions", "gauge", "Client sessions open now.",
          [](const io::Listener& l) { return l.sessions(); });
     each("smtplb_listener_message_bytes_total", "counter", "Bytes of relayed messages.",

@@ -104,6 +104,9 @@ const char* to_string(ProxyProtocol v) {
     }
     return "?";
 }
+const char* to_string(AuthVerifier v) {
+    return v == AuthVerifier::Backend ? "backend" : "dovecot";
+}
 const char* to_string(proto::BareLineEndings v) {
     return v == proto::BareLineEndings::Reject ? "reject" : "normalise";
 }

@@ -81,6 +81,20 @@ struct BackendTls {
     }
 };
 
+// How a submission listener checks AUTH credentials.
+enum class AuthVerifier { Backend, Dovecot };
+
+struct ListenerAuth {
+    // backend: the SASL exchange is relayed to one healthy backend of the
+    // pool (over TLS) and its verdict trusted; dovecot: Dovecot's auth
+    // service is asked over its socket.
+    AuthVerifier verifier = AuthVerifier::Backend;
+    std::string dovecot_socket;      // a Unix socket path, or ADDRESS:PORT
+    std::uint32_t max_failures = 5;  // per client address and per user, within failure_window
+    Millis failure_window{600000};
+    Millis timeout{10000};  // for one verification
+};
+
 struct Listener {
     std::string name;
     base::HostPort bind;
@@ -112,6 +126,7 @@ struct Listener {
     std::string recipients_file;
     std::set<std::string> known_recipients;
     ServerTls tls;
+    ListenerAuth auth;  // role = "submission" only
     // Another balancer or a filtering appliance in front: every connection
     // starts with a PROXY header, and only from these networks.
     ProxyProtocol proxy_protocol = ProxyProtocol::None;
@@ -197,6 +212,7 @@ const char* to_string(ServerTlsMode v);
 const char* to_string(BackendTlsMode v);
 const char* to_string(TlsVersion v);
 const char* to_string(ProxyProtocol v);
+const char* to_string(AuthVerifier v);
 const char* to_string(proto::BareLineEndings v);
 
 }  // namespace smtplb::config

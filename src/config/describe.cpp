@@ -76,6 +76,11 @@ std::string describe(const Config& c) {
           << ", min_version = " << quoted(to_string(l.tls.min_version))
           << ", ciphers = " << quoted(l.tls.ciphers)
           << ", ask_client_cert = " << (l.tls.ask_client_cert ? "true" : "false") << " }\n"
+          << "auth = { verifier = " << quoted(to_string(l.auth.verifier))
+          << ", dovecot_socket = " << quoted(l.auth.dovecot_socket)
+          << ", max_failures = " << l.auth.max_failures
+          << ", failure_window = " << ms(l.auth.failure_window)
+          << ", timeout = " << ms(l.auth.timeout) << " }\n"
           << "proxy_protocol = " << quoted(to_string(l.proxy_protocol)) << "\n"
           << "proxy_trusted_networks = " << list(l.proxy_trusted_networks_text) << "\n"
           << "proxy_timeout = " << ms(l.proxy_timeout) << "\n";

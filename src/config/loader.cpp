@@ -122,6 +122,19 @@ void read_backend_tls(TableReader& r, BackendTls& t) {
     readable_file(r, "key", t.key);
 }
 
+void read_auth(TableReader& r, ListenerAuth& a) {
+    r.choice("verifier", a.verifier,
+             {{"backend", AuthVerifier::Backend}, {"dovecot", AuthVerifier::Dovecot}});
+    r.string("dovecot_socket", a.dovecot_socket);
+    r.integer("max_failures", a.max_failures, 1, 1000);
+    r.duration("failure_window", a.failure_window, 1s, 24h);
+    r.duration("timeout", a.timeout, 100ms, 5min);
+    if (a.verifier == AuthVerifier::Dovecot && a.dovecot_socket.empty())
+        r.diagnostics().error(
+            r.key_path("dovecot_socket"), r.line_of("verifier"),
+            "the dovecot verifier needs the auth socket (a path, or ADDRESS:PORT)");
+}
+
 void read_listener(TableReader& r, Listener& l) {
     auto& d = r.diagnostics();
     r.string("name", l.name, true);
@@ -214,6 +227,13 @@ void read_listener(TableReader& r, Listener& l) {
         TableReader tr(*t, r.key_path("tls"), d);
         read_server_tls(tr, l.tls);
     }
+    if (auto* t = r.table("auth")) {
+        TableReader ar(*t, r.key_path("auth"), d);
+        read_auth(ar, l.auth);
+        if (l.role != Role::Submission)
+            d.warning(r.key_path("auth"), r.line_of("auth"),
+                      "only a listener with role = \"submission\" offers AUTH; ignored");
+    }
     r.choice("proxy_protocol", l.proxy_protocol,
              {{"none", ProxyProtocol::None},
               {"v1", ProxyProtocol::V1},
@@ -251,9 +271,9 @@ void read_listener(TableReader& r, Listener& l) {
     if (l.role == Role::Relay && l.trusted_networks.empty())
         d.warning(r.key_path("trusted_networks"), r.line_of("trusted_networks"),
                   "a relay listener without trusted networks relays for nobody");
-    if (l.role == Role::Submission)
-        d.warning(r.key_path("role"), r.line_of("role"),
-                  "AUTH is not implemented yet: a submission listener refuses every MAIL with 530");
+    if (l.role == Role::Submission && !l.tls.enabled())
+        d.error(r.key_path("tls"), r.line_of("role"),
+                "a submission listener offers AUTH inside TLS only: it needs tls");
 }
 
 // A probe address goes into MAIL FROM:<...> or RCPT TO:<...> as written.
@@ -406,6 +426,13 @@ void cross_check(Config& c, Diagnostics& d) {
             d.error(path + ".bind", 0, "another listener binds " + l.bind.to_string());
         if (!l.pool.empty() && !pools.count(l.pool))
             d.error(path + ".pool", l.pool_line, "no [[pool]] is named \"" + l.pool + "\"");
+        const auto* pool = c.find_pool(l.pool);
+        if (pool && l.role == Role::Submission && l.mode == ListenerMode::Smtp &&
+            l.auth.verifier == AuthVerifier::Backend && pool->tls.mode == BackendTlsMode::None)
+            // Passwords are not sent to backends in plaintext.
+            d.error(path + ".auth.verifier", l.pool_line,
+                    "verifier \"backend\" sends passwords to pool \"" + l.pool +
+                        "\"'s backends: that pool needs tls (opportunistic or better)");
     }
     for (std::size_t i = 0; i < c.routes.size(); ++i)
         if (!c.routes[i].pool.empty() && !pools.count(c.routes[i].pool))

@@ -16,8 +16,8 @@ namespace smtplb::core {
 // oldest entries go first.
 class AuthThrottle {
   public:
-    AuthThrottle(const base::Clock& clock, std::uint32_t max_failures,
-                 base::Clock::Duration window, std::size_t max_keys = 100000);
+    AuthThrottle(const base::Clock& clock, std::uint32_t max_failures, base::Clock::Duration window,
+                 std::size_t max_keys = 100000);
 
     bool blocked(const std::string& address, const std::string& user);
     void failed(const std::string& address, const std::string& user);

@@ -21,6 +21,10 @@ struct ListenerCounters {
     std::uint64_t tls_sessions = 0;   // TLS handshakes that succeeded
     std::uint64_t tls_failures = 0;   // and that failed (or timed out)
     std::uint64_t proxy_refused = 0;  // PROXY header missing, malformed or untrusted
+    std::uint64_t auth_ok = 0;        // AUTH verdicts
+    std::uint64_t auth_failed = 0;
+    std::uint64_t auth_tempfailed = 0;
+    std::uint64_t auth_throttled = 0;  // refused without asking: too many failures
 
     void count_result(std::string_view result, std::uint64_t bytes);
 };

@@ -67,6 +67,7 @@ std::string TrackingRecord::to_json() const {
     if (!tls.empty()) field(out, "tls", tls);
     if (!client_cert.empty()) field(out, "client_cert", client_cert);
     if (!client_cert_sha256.empty()) field(out, "client_cert_sha256", client_cert_sha256);
+    if (!login.empty()) field(out, "login", login);
     field(out, "sender", sender);
     field(out, "recipients", static_cast<std::int64_t>(recipients));
     out += ",\"recipient_domains\":[";

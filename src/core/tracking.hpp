@@ -24,6 +24,7 @@ struct TrackingRecord {
     std::string tls;
     std::string client_cert;
     std::string client_cert_sha256;
+    std::string login;  // the SASL login of an authenticated client
     std::string sender;
     std::size_t recipients = 0;
     std::vector<std::string> recipient_domains;

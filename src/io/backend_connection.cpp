@@ -173,7 +173,8 @@ awaitable<bool> BackendConnection::handshake(const std::string& hostname, Millis
 awaitable<bool> BackendConnection::send_identity(const proto::ClientIdentity& id,
                                                  std::uint64_t session, const std::string& hostname,
                                                  Millis timeout) {
-    if (identity_session_ == session && identity_helo_ == id.helo) co_return true;
+    if (identity_session_ == session && identity_helo_ == id.helo && identity_login_ == id.login)
+        co_return true;
     const auto& caps = protocol_.capabilities();
     if (!caps.xclient) {
         identity_unsupported_ = true;
@@ -203,6 +204,7 @@ awaitable<bool> BackendConnection::send_identity(const proto::ClientIdentity& id
     }
     identity_session_ = session;
     identity_helo_ = id.helo;
+    identity_login_ = id.login;
     co_return true;
 }
 

@@ -41,6 +41,7 @@ class BackendConnection {
     // the greeting, or STARTTLS after EHLO and EHLO again.
     awaitable<bool> handshake(const std::string& hostname, Millis timeout,
                               const TlsContext& tls_context = nullptr);
+    bool tls_active() const { return stream_.active(); }
     // The TLS in use, for the tracking log ("" in plaintext).
     std::string tls_summary() const { return stream_.facts().summary(); }
     // XCLIENT with the client's identity, then EHLO again, unless this
@@ -99,6 +100,7 @@ class BackendConnection {
     std::optional<proto::Reply> refusal_;
     std::uint64_t identity_session_ = 0;
     std::string identity_helo_;
+    std::string identity_login_;
     bool identity_unsupported_ = false;
     class ConnectionCache* tracker_ = nullptr;
 };

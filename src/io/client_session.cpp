@@ -4,6 +4,7 @@
 #include <chrono>
 #include <set>
 
+#include "base/text.hpp"
 #include "core/delivery.hpp"
 #include "core/tracking.hpp"
 #include "io/balancer.hpp"
@@ -66,6 +67,9 @@ class ClientSession {
             return nullptr;
         return spool;
     }
+    // Checks AUTH credentials with the listener's verifier, unless this
+    // address or user has failed too often lately.
+    awaitable<Reply> authenticate(proto::ServerEvent& ev);
     // Writes the message to the spool: 250 only once it is durable.
     awaitable<Reply> spool_message();
     void note_rcpt_reply(const Reply& reply) {
@@ -152,6 +156,7 @@ void ClientSession::begin_tracking(const proto::ServerEvent& ev) {
     record_->tls = tls_.summary();
     record_->client_cert = tls_.peer_subject;
     record_->client_cert_sha256 = tls_.peer_fingerprint;
+    record_->login = protocol_.login();
     record_->sender = ev.path.null ? "" : ev.path.mailbox.address();
     started_ = std::chrono::steady_clock::now();
     domains_.clear();
@@ -209,6 +214,48 @@ awaitable<Reply> ClientSession::spool_message() {
     co_return Reply::make(250, "2.0.0", "Ok: queued as " + committed.id);
 }
 
+awaitable<Reply> ClientSession::authenticate(proto::ServerEvent& ev) {
+    auto& counters = listener_.counters;
+    auto address = relay_.identity().address.to_string();
+    auto& throttle = listener_.auth_throttle();
+    auto log = [&](const char* result, const std::string& why) {
+        // The login is logged (it is what an administrator searches for);
+        // the password never is.
+        balancer_.log(std::string("event=auth listener=") + listener_.config().name +
+                      " client=" + address + " login=" + base::logfmt_value(ev.login) +
+                      " mechanism=" + ev.mechanism + " result=" + result +
+                      (why.empty() ? "" : " reason=" + base::logfmt_value(why)));
+    };
+    if (throttle.blocked(address, ev.login)) {
+        std::fill(ev.password.begin(), ev.password.end(), '\0');
+        ++counters.auth_throttled;
+        log("throttled", "");
+        co_return Reply::make(454, "4.7.0", "Too many failed authentications; try again later");
+    }
+    AuthRequest request{ev.login, std::move(ev.password), relay_.identity()};
+    std::string why;
+    auto verdict = co_await listener_.auth_verifier().verify(request, why);
+    std::fill(request.password.begin(), request.password.end(), '\0');
+    switch (verdict) {
+        case AuthVerdict::Ok:
+            throttle.succeeded(address);
+            relay_.set_login(ev.login);
+            ++counters.auth_ok;
+            log("ok", "");
+            co_return Reply::make(235, "2.7.0", "Authentication successful");
+        case AuthVerdict::Fail:
+            throttle.failed(address, ev.login);
+            ++counters.auth_failed;
+            log("failed", "");
+            co_return Reply::make(535, "5.7.8", "Authentication credentials invalid");
+        case AuthVerdict::TempFail:
+            break;
+    }
+    ++counters.auth_tempfailed;
+    log("tempfailed", why);
+    co_return Reply::make(454, "4.7.0", "Temporary authentication failure");
+}
+
 awaitable<void> ClientSession::handle(proto::ServerEvent& ev) {
     const auto& config = listener_.config();
     const auto& policy = listener_.policy();
@@ -221,7 +268,7 @@ awaitable<void> ClientSession::handle(proto::ServerEvent& ev) {
             accepted_.clear();
             break;
         case Kind::Mail: {
-            if (auto refusal = policy.check_sender(false)) {
+            if (auto refusal = policy.check_sender(protocol_.authenticated())) {
                 protocol_.answer(*refusal);
                 break;
             }
@@ -238,7 +285,7 @@ awaitable<void> ClientSession::handle(proto::ServerEvent& ev) {
         }
         case Kind::Rcpt: {
             const auto& rcpt = ev.path.mailbox;
-            if (auto refusal = policy.check_recipient(client, false, rcpt)) {
+            if (auto refusal = policy.check_recipient(client, protocol_.authenticated(), rcpt)) {
                 note_rcpt_reply(*refusal);
                 protocol_.answer(*refusal);
                 break;
@@ -322,6 +369,11 @@ awaitable<void> ClientSession::handle(proto::ServerEvent& ev) {
         case Kind::Xclient:
             protocol_.answer(Reply::make(502, "5.5.1", "Error: command not implemented"));
             break;
+        case Kind::Auth: {
+            auto reply = co_await authenticate(ev);
+            protocol_.answer(reply);
+            break;
+        }
         default:
             break;
     }

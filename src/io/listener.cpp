@@ -17,6 +17,8 @@ Listener::Listener(Balancer& balancer, const config::Listener& config)
       relay_context_{
           balancer.connector(),   balancer.cache(),      balancer.config().server.hostname,
           config.client_identity, config.source_address, &balancer.backend_tls()},
+      auth_verifier_(make_auth_verifier(balancer, config)),
+      auth_throttle_(balancer.clock(), config.auth.max_failures, config.auth.failure_window),
       acceptor_(balancer.io()) {
     settings_.hostname = balancer.config().server.hostname;
     settings_.max_line_length = config.max_line_length;
@@ -31,6 +33,7 @@ Listener::Listener(Balancer& balancer, const config::Listener& config)
     settings_.starttls =
         config.tls.mode == ServerTlsMode::Starttls || config.tls.mode == ServerTlsMode::Required;
     settings_.require_tls = config.tls.mode == ServerTlsMode::Required;
+    settings_.auth = config.role == config::Role::Submission;
 }
 
 bool Listener::bind(std::string& error, Listener* inherited) {

@@ -4,9 +4,11 @@
 #include <unordered_map>
 
 #include "config/config.hpp"
+#include "core/auth_throttle.hpp"
 #include "core/metrics.hpp"
 #include "core/policy.hpp"
 #include "io/asio.hpp"
+#include "io/auth_verifier.hpp"
 #include "io/relay.hpp"
 #include "io/tls.hpp"
 #include "proto/proxy_header.hpp"
@@ -38,6 +40,11 @@ class Listener {
     const proto::ServerSettings& settings() const { return settings_; }
     const core::RelayPolicy& policy() const { return policy_; }
     RelayContext& relay_context() { return relay_context_; }
+    // Submission listeners: who checks passwords, and who has guessed too often.
+    AuthVerifier& auth_verifier() { return *auth_verifier_; }
+    core::AuthThrottle& auth_throttle() { return auth_throttle_; }
+    // Tests: another verifier (a mock), before begin().
+    void use_auth_verifier(std::unique_ptr<AuthVerifier> v) { auth_verifier_ = std::move(v); }
     // The certificate clients see; null on a listener without TLS.
     const TlsContext& tls_context() const { return tls_context_; }
 
@@ -74,6 +81,8 @@ class Listener {
     core::RelayPolicy policy_;
     RelayContext relay_context_;
     TlsContext tls_context_;
+    std::unique_ptr<AuthVerifier> auth_verifier_;
+    core::AuthThrottle auth_throttle_;
     tcp::acceptor acceptor_;
     std::size_t connections_ = 0;
     std::unordered_map<std::string, std::uint32_t> per_client_;

@@ -72,6 +72,8 @@ class Relay {
         identity_.local_address = local_address.unmapped();
         identity_.local_port = local_port;
     }
+    // The client authenticated: XCLIENT LOGIN passes it on.
+    void set_login(const std::string& login) { identity_.login = login; }
     void set_helo(const std::string& helo, bool esmtp) {
         identity_.helo = helo;
         identity_.esmtp = esmtp;

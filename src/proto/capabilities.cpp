@@ -31,6 +31,13 @@ Capabilities Capabilities::from_ehlo(const Reply& reply) {
                 std::from_chars(words[1].data(), words[1].data() + words[1].size(), n);
             }
             caps.size_limit = n;
+        } else if (key == "auth") {
+            for (std::size_t w = 1; w < words.size(); ++w) {
+                std::string mechanism(words[w]);
+                for (char& c : mechanism)
+                    c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+                caps.auth_mechanisms.insert(mechanism);
+            }
         } else if (key == "xclient") {
             caps.xclient = true;
             for (std::size_t w = 1; w < words.size(); ++w) {

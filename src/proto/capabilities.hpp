@@ -19,6 +19,7 @@ struct Capabilities {
     std::optional<std::uint64_t> size_limit;  // 0 = no fixed limit
     bool xclient = false;
     std::set<std::string> xclient_attributes;  // upper case
+    std::set<std::string> auth_mechanisms;     // upper case
 
     static Capabilities from_ehlo(const Reply& reply);
 };

@@ -15,7 +15,19 @@ namespace smtplb::proto {
 // reads; it decides what to send next from the completions.
 class ClientSession {
   public:
-    enum class Step { Greeting, Ehlo, StartTls, Xclient, Mail, Rcpt, Data, Message, Rset, Quit };
+    enum class Step {
+        Greeting,
+        Ehlo,
+        StartTls,
+        Auth,
+        Xclient,
+        Mail,
+        Rcpt,
+        Data,
+        Message,
+        Rset,
+        Quit
+    };
     struct Completion {
         Step step;
         Reply reply;

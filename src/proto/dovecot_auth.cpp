@@ -34,7 +34,8 @@ std::string DovecotAuthClient::request(std::string_view login, std::string_view 
     std::string out = "AUTH\t" + std::to_string(id_) + "\tPLAIN\tservice=smtp\tnologin";
     if (secured) out += "\tsecured";
     out += "\trip=" + client.address.to_string() + "\tlip=" + client.local_address.to_string();
-    out += "\trport=" + std::to_string(client.port) + "\tlport=" + std::to_string(client.local_port);
+    out +=
+        "\trport=" + std::to_string(client.port) + "\tlport=" + std::to_string(client.local_port);
     out += "\tresp=" + base::base64_encode(credentials) + "\n";
     std::fill(credentials.begin(), credentials.end(), '\0');
     state_ = State::Waiting;

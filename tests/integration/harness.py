@@ -259,6 +259,65 @@ smtpd_banner = $myhostname ESMTP
             return f.read().splitlines()
 
 
+class Dovecot:
+    """A private Dovecot that only authenticates: users from a passwd-file,
+    its auth-client socket in the work directory (for Postfix's SASL and for
+    smtplb's dovecot verifier)."""
+
+    def __init__(self, workdir, users, name="dovecot"):
+        self.dir = os.path.join(workdir, name)
+        os.makedirs(os.path.join(self.dir, "run"), exist_ok=True)
+        os.makedirs(os.path.join(self.dir, "state"), exist_ok=True)
+        os.chmod(self.dir, 0o755)
+        self.conf = os.path.join(self.dir, "dovecot.conf")
+        self.log = os.path.join(self.dir, "dovecot.log")
+        self.socket = os.path.join(self.dir, "run", "auth-client")
+        passwd = os.path.join(self.dir, "users")
+        with open(passwd, "w") as f:
+            for user, password in users.items():
+                f.write(f"{user}:{{PLAIN}}{password}\n")
+        with open(self.conf, "w") as f:
+            f.write(f"""\
+protocols =
+base_dir = {self.dir}/run
+state_dir = {self.dir}/state
+log_path = {self.log}
+ssl = no
+auth_mechanisms = plain login
+disable_plaintext_auth = no
+auth_failure_delay = 0
+passdb {{
+  driver = passwd-file
+  args = username_format=%u {passwd}
+}}
+userdb {{
+  driver = static
+  args = uid=65534 gid=65534 home=/nonexistent
+}}
+service auth {{
+  unix_listener auth-client {{
+    mode = 0666
+  }}
+}}
+""")
+
+    def start(self):
+        # The daemon keeps whatever stdout/stderr it was given: a file, not a pipe.
+        errors = os.path.join(self.dir, "start.err")
+        with open(errors, "w") as err:
+            r = subprocess.run(["dovecot", "-c", self.conf], stdin=subprocess.DEVNULL,
+                               stdout=err, stderr=err, timeout=60)
+        if r.returncode != 0:
+            with open(errors) as f:
+                raise RuntimeError("dovecot start failed: " + f.read())
+        wait_until(lambda: os.path.exists(self.socket), what="dovecot's auth socket")
+        return self
+
+    def stop(self):
+        subprocess.run(["dovecot", "-c", self.conf, "stop"], stdin=subprocess.DEVNULL,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60)
+
+
 def make_ca(workdir, name="ca"):
     """A private certificate authority: returns (cert, key) paths."""
     key, cert = os.path.join(workdir, f"{name}.key"), os.path.join(workdir, f"{name}.crt")

@@ -42,6 +42,7 @@ json::object backend_json(const core::Pool& pool, const core::BackendState& b) {
     o["effective_weight"] = b.config.weight * b.health.weight_permille(now) / 1000.0;
     o["health"] = core::to_string(b.health.state());
     o["admin"] = core::to_string(b.health.admin());
+    if (!b.warning.empty()) o["warning"] = b.warning;
     o["accepts_new"] = b.health.accepts_new(now);
     o["state_age_ms"] =
         std::chrono::duration_cast<std::chrono::milliseconds>(now - b.health.changed_at()).count();

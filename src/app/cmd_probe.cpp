@@ -18,10 +18,6 @@ int run_probe_command(const ProbeOptions& options) {
     plan.helo = options.helo;
     plan.mail_from = options.mail_from;
     plan.rcpt_to = options.rcpt_to;
-    if (plan.depth == proto::ProbeDepth::Starttls) {
-        std::cerr << "smtplb probe: depth starttls needs TLS, which this version does not have\n";
-        return 64;
-    }
     if (plan.depth == proto::ProbeDepth::Rcpt && plan.rcpt_to.empty()) {
         std::cerr << "smtplb probe: depth rcpt needs --rcpt-to\n";
         return 64;
@@ -38,6 +34,7 @@ int run_probe_command(const ProbeOptions& options) {
     const auto& r = report.result;
     std::printf("result: %s at %s: %s (%.1f ms)\n", proto::to_string(r.verdict), r.step.c_str(),
                 r.reason.c_str(), report.elapsed.count() / 1000.0);
+    if (!r.warning.empty()) std::printf("warning: %s\n", r.warning.c_str());
     switch (r.verdict) {
         case proto::ProbeVerdict::Healthy:
             return 0;

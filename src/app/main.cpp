@@ -52,9 +52,10 @@ int main(int argc, char** argv) {
         "Run one health probe and print the conversation with timings; exit status 0 "
         "healthy, 1 busy (4xx), 2 down");
     probe->add_option("target", probe_options.target, "Backend ADDRESS:PORT")->required();
-    probe->add_option("--depth", probe_depth,
-                      "connect | banner | ehlo | mail | rcpt (default: rcpt with --rcpt-to, "
-                      "else mail)");
+    probe->add_option(
+        "--depth", probe_depth,
+        "connect | banner | ehlo | starttls | mail | rcpt (default: rcpt with --rcpt-to, "
+        "else mail)");
     probe->add_option("--mail-from", probe_options.mail_from,
                       "Probe sender (default probe@external.invalid; \"\" for <>)");
     probe->add_option("--rcpt-to", probe_options.rcpt_to, "Probe recipient");
@@ -166,14 +167,14 @@ int main(int argc, char** argv) {
         if (!probe_depth.empty()) {
             bool known = false;
             for (auto d : {ProbeDepth::Connect, ProbeDepth::Banner, ProbeDepth::Ehlo,
-                           ProbeDepth::Mail, ProbeDepth::Rcpt})
+                           ProbeDepth::Starttls, ProbeDepth::Mail, ProbeDepth::Rcpt})
                 if (probe_depth == smtplb::proto::to_string(d)) {
                     probe_options.depth = d;
                     known = true;
                 }
             if (!known) {
-                std::cerr << "smtplb probe: --depth must be connect | banner | ehlo | mail | "
-                             "rcpt\n";
+                std::cerr << "smtplb probe: --depth must be connect | banner | ehlo | starttls | "
+                             "mail | rcpt\n";
                 return 64;
             }
         }

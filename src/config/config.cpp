@@ -62,6 +62,12 @@ const char* to_string(Persistence v) {
 const char* to_string(OnUnavailable v) {
     return v == OnUnavailable::Tempfail ? "tempfail" : "spool";
 }
+std::string tls_name_for(const Pool& pool, const Backend& backend) {
+    if (!backend.tls_name.empty()) return backend.tls_name;
+    if (!pool.tls.verify_name.empty()) return pool.tls.verify_name;
+    return backend.address.host;
+}
+
 const char* to_string(ServerTlsMode v) {
     switch (v) {
         case ServerTlsMode::None:

@@ -202,6 +202,10 @@ struct Config {
     bool uses_spool() const;
 };
 
+// The name a backend's certificate must carry: its tls_name, else the
+// pool's verify_name, else its address.
+std::string tls_name_for(const Pool& pool, const Backend& backend);
+
 const char* to_string(ListenerMode v);
 const char* to_string(Role v);
 const char* to_string(IdentityMode v);

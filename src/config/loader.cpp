@@ -306,10 +306,6 @@ void read_health(TableReader& r, Health& h) {
     r.string("rcpt_to", h.rcpt_to);
     check_probe_address(r, "mail_from", h.mail_from);
     check_probe_address(r, "rcpt_to", h.rcpt_to);
-    if (h.depth == HealthDepth::Starttls)
-        d.error(r.key_path("depth"), r.line_of("depth"),
-                "\"starttls\" needs TLS, which this version does not have; use \"ehlo\", "
-                "\"mail\" or \"rcpt\"");
     if (h.depth == HealthDepth::Rcpt && h.rcpt_to.empty())
         d.error(r.key_path("rcpt_to"), r.line_of("depth"),
                 "depth \"rcpt\" needs a recipient every backend accepts, e.g. "

@@ -35,6 +35,8 @@ struct BackendState {
     ReplyRates rates;
     Histogram reply_seconds;  // end of a message until the backend's reply
     BackendCounters counters;
+    // Healthy, but not for long: "certificate expires in 3 days" (probes).
+    std::string warning;
 };
 
 }  // namespace smtplb::core

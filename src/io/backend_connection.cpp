@@ -87,10 +87,7 @@ awaitable<bool> BackendConnection::drain(Millis timeout) {
 }
 
 std::string BackendConnection::tls_name() const {
-    const auto& backend = pool_.backend(backend_).config;
-    if (!backend.tls_name.empty()) return backend.tls_name;
-    if (!pool_.config().tls.verify_name.empty()) return pool_.config().tls.verify_name;
-    return backend.address.host;
+    return config::tls_name_for(pool_.config(), pool_.backend(backend_).config);
 }
 
 awaitable<bool> BackendConnection::start_tls(const TlsContext& context, bool verify,

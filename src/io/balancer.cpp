@@ -89,6 +89,8 @@ bool Balancer::start(std::string& error, Balancer* previous) {
     }
     ::close(fd);
     if (!backend_tls_.build(config_, error)) return false;
+    health_.use_backend_tls(&backend_tls_);
+    health_.set_warning_log([this](const std::string& line) { log(line); });
     bool new_spool = spool_ && !(previous && previous->spool_ == spool_);
     if (new_spool && !spool_->open(error)) return false;
     std::vector<std::unique_ptr<Listener>> bound;

@@ -66,13 +66,25 @@ awaitable<void> HealthChecker::probe_one(Watched& w, std::size_t backend) {
     auto& pool = *w.pool;
     const auto& health = pool.config().health;
     proto::ProbePlan plan{health.depth, hostname_, health.mail_from, health.rcpt_to};
+    plan_tls_for(pool.config(), plan);
+    auto tls = probe_tls_for(pool.config(), backend,
+                             backend_tls_ ? backend_tls_->for_pool(pool.name()) : nullptr);
     auto report = co_await run_probe(connector_, pool.backend(backend).config.address, std::nullopt,
-                                     plan, health.timeout, false);
+                                     plan, health.timeout, false, tls);
     if (!*alive) co_return;
     --in_flight_;
     if (*stopped) co_return;
     w.probing[backend] = false;
     ++probes_run_;
+    auto& state = pool.backend(backend);
+    const auto& warning = report.result.warning;
+    if (report.result.verdict == proto::ProbeVerdict::Healthy && warning != state.warning) {
+        if (warning_log_)
+            warning_log_("event=backend_warning pool=" + pool.name() +
+                         " backend=" + state.config.name + " warning=\"" +
+                         (warning.empty() ? "cleared" : warning) + "\"");
+        state.warning = warning;
+    }
     pool.probe_result(backend, report.result);
 }
 

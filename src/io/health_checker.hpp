@@ -4,10 +4,12 @@
 #include <string>
 #include <vector>
 
+#include <functional>
 #include "base/random.hpp"
 #include "core/pool.hpp"
 #include "io/asio.hpp"
 #include "io/backend_connector.hpp"
+#include "io/tls.hpp"
 
 namespace smtplb::io {
 
@@ -29,6 +31,12 @@ class HealthChecker {
     void probe_now(const core::Pool& pool, std::size_t backend);
     void stop();
     std::uint64_t probes_run() const { return probes_run_; }
+    // Probes of pools with backend TLS use these contexts (STARTTLS or
+    // implicit TLS, as live traffic does).
+    void use_backend_tls(const BackendTlsContexts* contexts) { backend_tls_ = contexts; }
+    // Where a backend's new or cleared warning (certificate expiry) is told.
+    using EventLog = std::function<void(const std::string& line)>;
+    void set_warning_log(EventLog log) { warning_log_ = std::move(log); }
     std::size_t probes_in_flight() const { return in_flight_; }
 
   private:
@@ -47,6 +55,8 @@ class HealthChecker {
     asio::any_io_executor executor_;
     BackendConnector& connector_;
     std::string hostname_;
+    const BackendTlsContexts* backend_tls_ = nullptr;
+    EventLog warning_log_;
     base::Random& random_;
     std::vector<std::unique_ptr<Watched>> watched_;
     std::shared_ptr<bool> stopped_ = std::make_shared<bool>(false);

@@ -5,9 +5,25 @@
 
 namespace smtplb::io {
 
+ProbeTls probe_tls_for(const config::Pool& pool, std::size_t backend, const TlsContext& context) {
+    ProbeTls tls;
+    if (pool.tls.mode == config::BackendTlsMode::None) return tls;
+    tls.context = context;
+    tls.verify = pool.tls.verifies();
+    tls.implicit = pool.tls.mode == config::BackendTlsMode::Implicit;
+    tls.name = config::tls_name_for(pool, pool.backends[backend]);
+    return tls;
+}
+
+void plan_tls_for(const config::Pool& pool, proto::ProbePlan& plan) {
+    using Mode = config::BackendTlsMode;
+    plan.starttls = pool.tls.mode == Mode::Opportunistic || pool.tls.mode == Mode::Required;
+    plan.tls_required = pool.tls.mode == Mode::Required;
+}
+
 awaitable<ProbeReport> run_probe(BackendConnector& connector, base::HostPort to,
                                  std::optional<base::IpAddress> source, proto::ProbePlan plan,
-                                 Millis timeout, bool with_transcript) {
+                                 Millis timeout, bool with_transcript, ProbeTls tls) {
     using SteadyClock = std::chrono::steady_clock;
     const auto started = SteadyClock::now();
     auto since_start = [&] {
@@ -33,18 +49,37 @@ awaitable<ProbeReport> run_probe(BackendConnector& connector, base::HostPort to,
             socket.close(ignored);
         });
         std::array<char, 4096> buffer;
+        TlsCapableStream stream(socket);
+        bool handshake_now = tls.implicit;
         while (!probe.done()) {
             collect();
+            if (probe.needs_tls() || handshake_now) {
+                handshake_now = false;
+                if (!tls.context) {
+                    std::string ignored;
+                    config::BackendTls unverified;
+                    tls.context = make_backend_tls(unverified, ignored);
+                }
+                auto hec = co_await stream.connect(tls.context, tls.name, tls.verify);
+                if (hec) {
+                    probe.tls_failed(deadline.expired() ? "timeout" : stream.describe(hec));
+                    break;
+                }
+                auto facts = stream.facts();
+                probe.tls_started(facts.peer_seconds_left
+                                      ? proto::certificate_warning(*facts.peer_seconds_left)
+                                      : std::string());
+                continue;
+            }
             if (!probe.output().empty()) {
-                auto [wec, written] =
-                    co_await asio::async_write(socket, asio::buffer(probe.output()), use_nothrow);
+                auto [wec, written] = co_await stream.write(asio::buffer(probe.output()));
                 probe.output().clear();
                 if (wec) {
                     deadline.expired() ? probe.timed_out() : probe.closed();
                     break;
                 }
             }
-            auto [rec, n] = co_await socket.async_read_some(asio::buffer(buffer), use_nothrow);
+            auto [rec, n] = co_await stream.read_some(asio::buffer(buffer));
             if (rec) {
                 deadline.expired() ? probe.timed_out() : probe.closed();
                 break;

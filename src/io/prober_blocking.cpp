@@ -9,8 +9,9 @@ awaitable<void> probe_into(ProbeReport& out, base::HostPort to,
                            std::optional<base::IpAddress> source, proto::ProbePlan plan,
                            Millis timeout) {
     TcpConnector connector;
+    ProbeTls unverified;  // named: GCC 12 mishandles braced temporaries passed to coroutines
     out = co_await run_probe(connector, std::move(to), std::move(source), std::move(plan), timeout,
-                             true);
+                             true, unverified);
 }
 }  // namespace
 

@@ -159,6 +159,9 @@ TlsFacts TlsCapableStream::facts() const {
                 facts.peer_fingerprint += hex[digest[i] & 15];
             }
         }
+        int days = 0, seconds = 0;
+        if (ASN1_TIME_diff(&days, &seconds, nullptr, X509_get0_notAfter(peer)) == 1)
+            facts.peer_seconds_left = static_cast<long long>(days) * 86400 + seconds;
         X509_free(peer);
     }
     return facts;

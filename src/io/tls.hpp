@@ -1,6 +1,7 @@
 #pragma once
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include <boost/asio/ssl.hpp>
@@ -15,10 +16,11 @@ using TlsContext = std::shared_ptr<ssl::context>;
 
 // What a finished handshake established, for the tracking log.
 struct TlsFacts {
-    std::string version;           // "TLSv1.3"
-    std::string cipher;            // "TLS_AES_256_GCM_SHA384"
-    std::string peer_subject;      // the peer certificate's subject, "" without one
-    std::string peer_fingerprint;  // its SHA-256, lower-case hex
+    std::string version;                         // "TLSv1.3"
+    std::string cipher;                          // "TLS_AES_256_GCM_SHA384"
+    std::string peer_subject;                    // the peer certificate's subject, "" without one
+    std::string peer_fingerprint;                // its SHA-256, lower-case hex
+    std::optional<long long> peer_seconds_left;  // until it expires (negative: expired)
     std::string summary() const { return version.empty() ? "" : version + " " + cipher; }
 };
 

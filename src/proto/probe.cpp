@@ -35,18 +35,21 @@ const char* to_string(ProbeVerdict verdict) {
 }
 
 namespace {
-bool announces_pipelining(const Reply& ehlo) {
+bool announces(const Reply& ehlo, std::string_view keyword) {
     for (std::size_t i = 1; i < ehlo.lines.size(); ++i) {
         std::string word = ehlo.lines[i].substr(0, ehlo.lines[i].find(' '));
         for (auto& c : word)
             c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-        if (word == "PIPELINING") return true;
+        if (word == keyword) return true;
     }
     return false;
 }
 }  // namespace
 
-ProbeSession::ProbeSession(ProbePlan plan) : plan_(std::move(plan)) {}
+ProbeSession::ProbeSession(ProbePlan plan) : plan_(std::move(plan)) {
+    // Probing STARTTLS is the point of that depth.
+    if (plan_.depth == ProbeDepth::Starttls) plan_.starttls = plan_.tls_required = true;
+}
 
 std::vector<ProbeSession::Event> ProbeSession::take_events() {
     std::vector<Event> out;
@@ -68,6 +71,9 @@ const char* ProbeSession::phase_name() const {
             return "ehlo";
         case Phase::Helo:
             return "helo";
+        case Phase::StartTls:
+        case Phase::Handshake:
+            return "starttls";
         case Phase::Mail:
             return "mail";
         case Phase::Rcpt:
@@ -146,7 +152,7 @@ void ProbeSession::feed(std::string_view bytes) {
 void ProbeSession::decide(ProbeVerdict verdict, const char* step, std::optional<Reply> reply,
                           std::string reason) {
     if (result_) return;
-    result_ = ProbeResult{verdict, step, std::move(reply), std::move(reason)};
+    result_ = ProbeResult{verdict, step, std::move(reply), std::move(reason), warning_};
     note(std::string("verdict: ") + to_string(verdict) + " at " + step + " (" + result_->reason +
          ")");
 }
@@ -175,8 +181,61 @@ void ProbeSession::teardown() {
     }
 }
 
+std::string certificate_warning(long long seconds_left) {
+    constexpr long long kDay = 86400;
+    if (seconds_left < 0)
+        return "certificate expired " + std::to_string(-seconds_left / kDay) + " days ago";
+    if (seconds_left < 14 * kDay)
+        return "certificate expires in " + std::to_string(seconds_left / kDay) + " days";
+    return {};
+}
+
+void ProbeSession::tls_started(std::string warning) {
+    if (done()) return;
+    tls_done_ = true;
+    warning_ = std::move(warning);
+    note("TLS started" + (warning_.empty() ? std::string() : ": " + warning_));
+    if (phase_ != Phase::Handshake) return;  // implicit TLS: before the banner
+    pipelining_ = false;                     // learnt again from the EHLO inside TLS
+    if (plan_.depth == ProbeDepth::Starttls) {
+        decide(ProbeVerdict::Healthy, "starttls", std::nullopt, "ok");
+        send(Phase::Quit, "QUIT");
+        return;
+    }
+    send(Phase::Ehlo, "EHLO " + plan_.helo);
+}
+
+void ProbeSession::tls_failed(const std::string& reason) {
+    if (done()) return;
+    decide(ProbeVerdict::Down, phase_ == Phase::Handshake ? "starttls" : "tls", std::nullopt,
+           "TLS handshake failed: " + reason);
+    phase_ = Phase::Done;
+}
+
 void ProbeSession::passed(const char* step, const Reply& reply) {
     auto depth = plan_.depth;
+    if ((phase_ == Phase::Ehlo || phase_ == Phase::Helo) && plan_.starttls && !tls_done_) {
+        if (phase_ == Phase::Ehlo && starttls_offered_) {
+            send(Phase::StartTls, "STARTTLS");
+            return;
+        }
+        if (plan_.tls_required) {
+            decide(ProbeVerdict::Down, step, reply, "STARTTLS is not offered");
+            teardown();
+            return;
+        }
+        // Opportunistic: live traffic goes in plaintext too; probe the same.
+    }
+    if (phase_ == Phase::StartTls) {
+        if (parser_.buffered() > 0) {
+            // RFC 3207 §4.2: anything behind the 220 is injected plaintext.
+            decide(ProbeVerdict::Down, step, reply, "reply injected after STARTTLS");
+            phase_ = Phase::Done;
+            return;
+        }
+        phase_ = Phase::Handshake;
+        return;
+    }
     bool last = (phase_ == Phase::Banner && depth == ProbeDepth::Banner) ||
                 ((phase_ == Phase::Ehlo || phase_ == Phase::Helo) &&
                  (depth == ProbeDepth::Ehlo || depth == ProbeDepth::Starttls)) ||
@@ -240,7 +299,10 @@ void ProbeSession::handle(const Reply& reply) {
     std::string what = std::string(step) + " answered " + std::to_string(reply.code);
     switch (reply.klass()) {
         case 2:
-            if (phase_ == Phase::Ehlo) pipelining_ = announces_pipelining(reply);
+            if (phase_ == Phase::Ehlo) {
+                pipelining_ = announces(reply, "PIPELINING");
+                starttls_offered_ = announces(reply, "STARTTLS");
+            }
             passed(step, reply);
             return;
         case 4:

@@ -24,13 +24,23 @@ struct ProbePlan {
     std::string helo = "localhost";
     std::string mail_from;  // without <>; empty is the null sender
     std::string rcpt_to;
+    // STARTTLS after EHLO: at depth "starttls", and deeper on pools whose
+    // live traffic uses TLS. With tls_required, a backend that does not
+    // offer it, or whose handshake fails, is down.
+    bool starttls = false;
+    bool tls_required = false;
 };
+
+// "certificate expires in 3 days" when fewer than 14 days are left (or it
+// has expired), else "": a warning, not a verdict, since it still works.
+std::string certificate_warning(long long seconds_left);
 
 struct ProbeResult {
     ProbeVerdict verdict = ProbeVerdict::Down;
     std::string step;            // connect, banner, ehlo, helo, mail, rcpt
     std::optional<Reply> reply;  // the reply that decided, when one did
     std::string reason;          // for logs: what went wrong, or "ok"
+    std::string warning;         // healthy, but not for long (certificate expiry)
 };
 
 // One health probe as declarative send/expect steps, sans-I/O: the caller
@@ -59,6 +69,12 @@ class ProbeSession {
     void timed_out();  // the caller's deadline passed
 
     std::string& output() { return output_; }
+    // STARTTLS was accepted: write nothing more, run the TLS handshake, then
+    // call tls_started() (with certificate_warning()'s text, if any) or
+    // tls_failed(). For implicit TLS the caller calls them after connected().
+    bool needs_tls() const { return phase_ == Phase::Handshake; }
+    void tls_started(std::string warning);
+    void tls_failed(const std::string& reason);
     // Nothing more to send or to wait for: the caller closes the socket.
     bool done() const { return phase_ == Phase::Done; }
     const std::optional<ProbeResult>& result() const { return result_; }
@@ -66,7 +82,19 @@ class ProbeSession {
     std::vector<Event> take_events();
 
   private:
-    enum class Phase { Connecting, Banner, Ehlo, Helo, Mail, Rcpt, Rset, Quit, Done };
+    enum class Phase {
+        Connecting,
+        Banner,
+        Ehlo,
+        Helo,
+        StartTls,
+        Handshake,
+        Mail,
+        Rcpt,
+        Rset,
+        Quit,
+        Done
+    };
 
     void handle(const Reply& reply);
     void passed(const char* step, const Reply& reply);  // this step answered 2xx
@@ -83,7 +111,10 @@ class ProbeSession {
     std::string output_;
     std::optional<ProbeResult> result_;
     bool mail_sent_ = false;
-    bool pipelining_ = false;     // the backend announced PIPELINING
+    bool pipelining_ = false;  // the backend announced PIPELINING
+    bool starttls_offered_ = false;
+    bool tls_done_ = false;
+    std::string warning_;
     bool rcpt_sent_ = false;      // RCPT went out together with MAIL
     bool quit_sent_ = false;      // QUIT went out together with RSET
     bool teardown_sent_ = false;  // RSET and QUIT went out with MAIL

@@ -201,6 +201,37 @@ smtpd_tls_loglevel = 1
         wait_until(lambda: lb.tracking_records(), what="tracking record")
         self.assertIn("injected", lb.tracking_records()[-1]["attempts"][0]["reply"])
 
+    def test_probes_check_tls_and_warn_of_certificate_expiry(self):
+        pf = self.start_postfix_requiring_tls()  # its certificate is valid for two days
+        probe = subprocess.run([harness.SMTPLB, "probe", f"127.0.0.1:{pf.port}", "--depth",
+                                "starttls"], capture_output=True, text=True, timeout=60)
+        self.assertEqual(probe.returncode, 0, probe.stdout + probe.stderr)
+        self.assertIn("C: STARTTLS", probe.stdout)
+        self.assertIn("result: healthy at starttls", probe.stdout)
+        self.assertIn("warning: certificate expires in 1 days", probe.stdout)
+
+        # Health checks use the pool's TLS: verified against the right CA the
+        # backend is up (with the warning logged), against another it is down.
+        other_ca = make_ca(self.workdir, "other-ca")
+        for ca, expected in ((self.ca[0], "up"), (other_ca[0], "down")):
+            with self.subTest(expected=expected):
+                health = {"depth": "mail", "interval": "200ms", "down_interval": "200ms",
+                          "rise": 1, "fall": 1}
+                lb, port = self.start_lb(
+                    [("hub1", pf.port, {"tls_name": "hub1.test"})],
+                    pool_options={"tls": {"mode": "required", "ca_file": ca}, "health": health})
+                if expected == "up":
+                    wait_until(lambda: lb.log_lines("event=backend_warning pool=hubs backend=hub1 "
+                                                    'warning="certificate expires in 1 days"'),
+                               what="the expiry warning")
+                    self.assertEqual(lb.log_lines("to=down"), [])
+                else:
+                    wait_until(lambda: lb.log_lines("backend=hub1 from=up to=down source=probe"),
+                               what="the backend going down")
+                    self.assertIn("certificate verification failed",
+                                  lb.log_lines("to=down")[0])
+                lb.stop()
+
     def test_certificates_are_reloaded_on_sighup_and_bad_ones_refused(self):
         sink, = self.start_sinks("sink1")
         lb, port = self.start_lb([("sink1", sink.port)], listener_tls=self.server_tls("implicit"))

@@ -20,10 +20,12 @@ io::ProbeReport probe(io::asio::io_context& io, std::uint16_t port, proto::Probe
     io::TcpConnector connector;
     io::ProbeReport report;
     base::HostPort to{"127.0.0.1", port};
+    io::ProbeTls no_tls;
     io::asio::co_spawn(
         io,
         [&]() -> io::awaitable<void> {
-            report = co_await io::run_probe(connector, to, std::nullopt, plan, timeout, true);
+            report =
+                co_await io::run_probe(connector, to, std::nullopt, plan, timeout, true, no_tls);
             io.stop();
         },
         io::asio::detached);

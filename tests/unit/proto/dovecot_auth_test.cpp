@@ -45,9 +45,9 @@ TEST(DovecotAuth, HandshakeRequestAndVerdicts) {
 
 TEST(DovecotAuth, WrongServersAreErrors) {
     const char* bad[] = {
-        "VERSION\t2\t0\n",                       // another major version
-        "MECH\tPLAIN\nVERSION\t1\t2\n",          // no VERSION first
-        "VERSION\t1\t2\nMECH\tLOGIN\nDONE\n",    // no PLAIN
+        "VERSION\t2\t0\n",                     // another major version
+        "MECH\tPLAIN\nVERSION\t1\t2\n",        // no VERSION first
+        "VERSION\t1\t2\nMECH\tLOGIN\nDONE\n",  // no PLAIN
     };
     for (const char* wire : bad) {
         DovecotAuthClient c;

@@ -4,6 +4,7 @@
   smtp-source -> three smtp-sink backends, directly (the limit)
   smtp-source -> HAProxy (mode tcp, roundrobin) -> the same sinks
   smtp-source -> smtplb (smtp mode, XCLIENT, per-message round robin) -> the same sinks
+  smtp-source -> smtplb (tcp mode, per-connection round robin) -> the same sinks
 
 Workloads: 20 sessions reused for many 4 KiB messages (-d), and a new
 connection per message. Runs are interleaved; medians are reported with
@@ -114,7 +115,7 @@ backend sinks
     return port, proc
 
 
-def start_smtplb(smtplb, workdir, sink_ports):
+def start_smtplb(smtplb, workdir, sink_ports, mode="smtp"):
     port = free_port()
     cfg = os.path.join(workdir, "smtplb.toml")
     backends = "\n".join(f'[[pool.backend]]\nname = "s{i}"\naddress = "127.0.0.1:{p}"\n'
@@ -129,7 +130,8 @@ name = "bench"
 bind = "127.0.0.1:{port}"
 accepted_domains = ["example.net"]
 pool = "sinks"
-client_identity = "xclient"
+mode = "{mode}"
+client_identity = "{"xclient" if mode == "smtp" else "none"}"
 max_connections = 15000
 max_connections_per_client = 15000
 [[pool]]
@@ -207,7 +209,7 @@ def main():
     smtplb = os.path.abspath(args.smtplb)
     workdir = tempfile.mkdtemp(prefix="smtplb-bench-")
     workloads = [("reused", True, args.messages), ("new-conn", False, args.new_conn_messages)]
-    configs = ["direct", "haproxy", "smtplb"]
+    configs = ["direct", "haproxy", "smtplb", "smtplb-tcp"]
     results = {w[0]: {c: {"rate": [], "cpu": [], "sink_cpu": [], "busy": []} for c in configs}
                for w in workloads}
     sinks = start_sinks()
@@ -216,14 +218,15 @@ def main():
         for run in range(args.runs):
             for name, reuse, messages in workloads:
                 # Interleave configurations inside each run.
-                order = configs[run % 3:] + configs[:run % 3]
+                order = configs[run % len(configs):] + configs[:run % len(configs)]
                 for config in order:
                     proxy = None
                     if config == "haproxy":
                         port, proxy = start_haproxy(workdir, sink_ports, args.haproxy_threads)
                         targets = [port]
-                    elif config == "smtplb":
-                        port, proxy = start_smtplb(smtplb, workdir, sink_ports)
+                    elif config.startswith("smtplb"):
+                        mode = "tcp" if config == "smtplb-tcp" else "smtp"
+                        port, proxy = start_smtplb(smtplb, workdir, sink_ports, mode)
                         targets = [port]
                     else:
                         targets = sink_ports
@@ -246,7 +249,7 @@ def main():
                     # How busy the two cores were: all three parties' CPU over wall time.
                     results[name][config]["busy"].append(
                         ((cpu1 - cpu0) + (sink1 - sink0) + generator) / elapsed)
-                    print(f"run {run + 1} {name:8} {config:8} {rate:9.0f} msg/s"
+                    print(f"run {run + 1} {name:8} {config:10} {rate:9.0f} msg/s"
                           + (f"  {(cpu1 - cpu0) * 1000 / messages:.3f} CPU-s/1000" if proxy else ""),
                           flush=True)
         idle = {}

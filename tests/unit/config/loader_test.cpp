@@ -208,7 +208,8 @@ TEST(ConfigLoader, HealthAndAdminAreChecked) {
     text.replace(text.find("algorithm = \"least_pending\""), 27,
                  "algorithm = \"least_pending\"\nhealth = { depth = \"starttls\" }");
     r = load_string(text, "t");
-    EXPECT_TRUE(has_error(r, "pool[0].health.depth", 0, "needs TLS"));
+    ASSERT_TRUE(r.config);  // probes speak TLS now
+    EXPECT_EQ(r.config->pools[0].health.depth, smtplb::proto::ProbeDepth::Starttls);
 
     auto ok = load_string(kValid, "t");
     ASSERT_TRUE(ok.config);
@@ -241,4 +242,45 @@ TEST(ConfigLoader, AdminTokenFileIsReadAndChecked) {
     EXPECT_TRUE(has_error(r, "server.admin_token_file", 0, "cannot read"));
     std::filesystem::remove(good);
     std::filesystem::remove(shorty);
+}
+
+TEST(ConfigLoader, TlsAuthProxyAndTcpModeAreChecked) {
+    auto with_internet = [](const std::string& extra) {
+        std::string text = kValid;
+        text.replace(text.find("max_message_size = \"10MiB\""), 26,
+                     "max_message_size = \"10MiB\"\n" + extra);
+        return load_string(text, "t");
+    };
+    auto r = with_internet("tls = { mode = \"starttls\" }");
+    EXPECT_TRUE(has_error(r, "listener[0].tls.cert", 0, "needs both cert and key"));
+    r = with_internet(
+        "tls = { mode = \"starttls\", cert = \"/nonexistent.pem\", key = \"/nonexistent.key\" }");
+    EXPECT_TRUE(has_error(r, "listener[0].tls.cert", 0, "cannot read"));
+    r = with_internet("tls = { mode = \"sometimes\" }");
+    EXPECT_TRUE(has_error(r, "listener[0].tls.mode", 0, "none | starttls | implicit | required"));
+    r = with_internet("role = \"submission\"");
+    EXPECT_TRUE(has_error(r, "listener[0].tls", 0, "AUTH inside TLS only"));
+    r = with_internet("proxy_protocol = \"v2\"");
+    EXPECT_TRUE(has_error(r, "listener[0].proxy_trusted_networks", 0, "proxy_protocol needs"));
+    r = with_internet("proxy_protocol = \"v2\"\nproxy_trusted_networks = [\"10.0.0.300\"]");
+    EXPECT_TRUE(has_error(r, "listener[0].proxy_trusted_networks", 0, "not an address"));
+    r = with_internet("mode = \"tcp\"\nclient_identity = \"xclient\"");
+    EXPECT_TRUE(has_error(r, "listener[0].client_identity", 0, "cannot send XCLIENT"));
+    r = with_internet("mode = \"tcp\"");
+    ASSERT_TRUE(r.config);
+    EXPECT_EQ(r.config->listeners[0].client_identity, smtplb::config::IdentityMode::None);
+    r = with_internet("auth = { verifier = \"dovecot\" }");
+    EXPECT_TRUE(has_error(r, "listener[0].auth.dovecot_socket", 0, "needs the auth socket"));
+
+    // Passwords are not sent to backends in plaintext.
+    std::string text = kValid;
+    text.replace(text.find("max_message_size = \"10MiB\""), 26,
+                 "role = \"submission\"\ntls = { mode = \"implicit\", cert = \"/dev/null\", key = "
+                 "\"/dev/null\" }");
+    r = load_string(text, "t");
+    EXPECT_TRUE(has_error(r, "listener[0].auth.verifier", 0, "needs tls"));
+    text.replace(text.find("algorithm = \"least_pending\""), 27,
+                 "algorithm = \"least_pending\"\ntls = { mode = \"opportunistic\" }");
+    r = load_string(text, "t");
+    EXPECT_TRUE(r.config) << r.diagnostics.format("t");
 }

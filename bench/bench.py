@@ -202,14 +202,19 @@ def main():
     ap.add_argument("--idle", type=int, default=500)  # HAProxy needs a sink connection per idle client; smtp-sink stalls past a few hundred each
     ap.add_argument("--json", help="write results to this file")
     ap.add_argument("--haproxy-threads", type=int, help="nbthread for HAProxy (default: its own, one per core)")
+    ap.add_argument("--configs", default="direct,haproxy,smtplb,smtplb-tcp",
+                    help="comma-separated subset of direct,haproxy,smtplb,smtplb-tcp")
+    ap.add_argument("--workloads", default="reused,new-conn", help="reused, new-conn or both")
     args = ap.parse_args()
     for tool in ("smtp-source", "smtp-sink", "haproxy"):
         if not shutil.which(tool):
             sys.exit(f"bench: {tool} not found (scripts/bootstrap.sh all)")
     smtplb = os.path.abspath(args.smtplb)
     workdir = tempfile.mkdtemp(prefix="smtplb-bench-")
-    workloads = [("reused", True, args.messages), ("new-conn", False, args.new_conn_messages)]
-    configs = ["direct", "haproxy", "smtplb", "smtplb-tcp"]
+    workloads = [w for w in [("reused", True, args.messages),
+                             ("new-conn", False, args.new_conn_messages)]
+                 if w[0] in args.workloads.split(",")]
+    configs = args.configs.split(",")
     results = {w[0]: {c: {"rate": [], "cpu": [], "sink_cpu": [], "busy": []} for c in configs}
                for w in workloads}
     sinks = start_sinks()
@@ -253,7 +258,7 @@ def main():
                           + (f"  {(cpu1 - cpu0) * 1000 / messages:.3f} CPU-s/1000" if proxy else ""),
                           flush=True)
         idle = {}
-        for config in ("haproxy", "smtplb"):
+        for config in [c for c in ("haproxy", "smtplb") if c in configs and args.idle]:
             values = []
             for _ in range(args.runs):
                 if config == "haproxy":
@@ -279,9 +284,11 @@ def main():
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
     summary = {}
     for name, _, _ in workloads:
-        direct = statistics.median(results[name]["direct"]["rate"])
-        hap_rate = statistics.median(results[name]["haproxy"]["rate"])
-        hap_cpu = statistics.median(results[name]["haproxy"]["cpu"])
+        base = "direct" if "direct" in configs else configs[0]
+        direct = statistics.median(results[name][base]["rate"])
+        hap = "haproxy" if "haproxy" in configs else configs[0]
+        hap_rate = statistics.median(results[name][hap]["rate"])
+        hap_cpu = statistics.median(results[name][hap]["cpu"]) if hap != "direct" else 1
         for config in configs:
             rate = statistics.median(results[name][config]["rate"])
             cpu = None if config == "direct" else statistics.median(results[name][config]["cpu"])

@@ -408,6 +408,7 @@ awaitable<bool> ClientSession::start_tls(Deadline& deadline) {
         co_return false;
     }
     tls_ = stream_.facts();
+    relay_.set_tls(tls_.version, tls_.cipher, !tls_.peer_subject.empty());
     listener_.counters.tls_sessions++;
     protocol_.tls_started();
     co_return true;

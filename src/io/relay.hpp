@@ -72,6 +72,12 @@ class Relay {
         identity_.local_address = local_address.unmapped();
         identity_.local_port = local_port;
     }
+    // The client's TLS: PROXY v2 passes it on.
+    void set_tls(const std::string& version, const std::string& cipher, bool certificate) {
+        identity_.tls_version = version;
+        identity_.tls_cipher = cipher;
+        identity_.client_certificate = certificate;
+    }
     // The client authenticated: XCLIENT LOGIN passes it on.
     void set_login(const std::string& login) { identity_.login = login; }
     void set_helo(const std::string& helo, bool esmtp) {

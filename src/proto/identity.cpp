@@ -66,11 +66,40 @@ std::string proxy_v1_header(const ClientIdentity& id) {
            "\r\n";
 }
 
+namespace {
+
+void append_tlv(std::string& out, std::uint8_t type, std::string_view value) {
+    out += static_cast<char>(type);
+    out += static_cast<char>(value.size() >> 8);
+    out += static_cast<char>(value.size() & 0xff);
+    out.append(value);
+}
+
+// PP2_TYPE_SSL (0x20): client flags, a verify result (non-zero: no
+// certificate was verified, as smtplb verifies none), then the version
+// (PP2_SUBTYPE_SSL_VERSION, 0x21) and cipher (PP2_SUBTYPE_SSL_CIPHER, 0x23).
+std::string ssl_tlv(const ClientIdentity& id) {
+    if (id.tls_version.empty()) return {};
+    std::string value;
+    std::uint8_t client = 0x01;                        // PP2_CLIENT_SSL
+    if (id.client_certificate) client |= 0x02 | 0x04;  // PP2_CLIENT_CERT_CONN | _SESS
+    value += static_cast<char>(client);
+    value.append({'\0', '\0', '\0', '\1'});
+    append_tlv(value, 0x21, id.tls_version);
+    if (!id.tls_cipher.empty()) append_tlv(value, 0x23, id.tls_cipher);
+    std::string tlv;
+    append_tlv(tlv, 0x20, value);
+    return tlv;
+}
+
+}  // namespace
+
 std::string proxy_v2_header(const ClientIdentity& id) {
     static constexpr unsigned char kSignature[12] = {0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D,
                                                      0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A};
     std::string out(reinterpret_cast<const char*>(kSignature), 12);
     out += static_cast<char>(0x21);  // version 2, PROXY command
+    auto tlvs = ssl_tlv(id);
     auto src = id.address.unmapped(), dst = id.local_address.unmapped();
     if (src.v6 != dst.v6) {
         src = id.address;
@@ -78,12 +107,13 @@ std::string proxy_v2_header(const ClientIdentity& id) {
     }
     if (src.v6 != dst.v6) {
         out += static_cast<char>(0x00);  // UNSPEC: receiver uses the real connection
-        out += std::string(2, '\0');
-        return out;
+        out += static_cast<char>(tlvs.size() >> 8);
+        out += static_cast<char>(tlvs.size() & 0xff);
+        return out + tlvs;
     }
     const std::size_t alen = src.v6 ? 16 : 4;
     out += static_cast<char>(src.v6 ? 0x21 : 0x11);  // AF_INET6/AF_INET over STREAM
-    const std::size_t len = alen * 2 + 4;
+    const std::size_t len = alen * 2 + 4 + tlvs.size();
     out += static_cast<char>(len >> 8);
     out += static_cast<char>(len & 0xff);
     out.append(reinterpret_cast<const char*>(src.bytes.data()), alen);
@@ -92,7 +122,7 @@ std::string proxy_v2_header(const ClientIdentity& id) {
     out += static_cast<char>(id.port & 0xff);
     out += static_cast<char>(id.local_port >> 8);
     out += static_cast<char>(id.local_port & 0xff);
-    return out;
+    return out + tlvs;
 }
 
 }  // namespace smtplb::proto

@@ -17,6 +17,11 @@ struct ClientIdentity {
     std::string helo;   // as the client sent it; empty before HELO/EHLO
     bool esmtp = true;  // EHLO (ESMTP) or HELO (SMTP)
     std::string login;  // SASL login, empty when not authenticated
+    // The client's TLS with smtplb, when it used TLS: passed on in PROXY v2's
+    // SSL TLV (XCLIENT has no attribute for it).
+    std::string tls_version;  // "TLSv1.3"
+    std::string tls_cipher;
+    bool client_certificate = false;  // it presented one (never verified)
 };
 
 // Postfix-style XCLIENT commands (XCLIENT_README) for the attributes the

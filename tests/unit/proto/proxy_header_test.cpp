@@ -157,3 +157,26 @@ TEST(ProxyHeader, OnlyTheConfiguredVersionIsTaken) {
     EXPECT_EQ(incremental(v2(0x20, 0x00, ""), ProxyVersions::V1).status, Status::Invalid);
     EXPECT_EQ(incremental(v2(0x20, 0x00, ""), ProxyVersions::V2).status, Status::Done);
 }
+
+TEST(ProxyHeader, OurV2HeaderCarriesTheClientsTls) {
+    ClientIdentity id;
+    id.address = *IpAddress::parse("192.0.2.7");
+    id.local_address = *IpAddress::parse("198.51.100.1");
+    id.port = 4000;
+    id.local_port = 465;
+    id.tls_version = "TLSv1.3";
+    id.tls_cipher = "TLS_AES_256_GCM_SHA384";
+    id.client_certificate = true;
+    auto wire = proxy_v2_header(id);
+    auto p = incremental(wire);
+    ASSERT_EQ(p.status, Status::Done) << p.error;  // lengths add up, TLVs fit
+    EXPECT_EQ(p.length, wire.size());
+    auto tlv = wire.substr(16 + 12);
+    ASSERT_GE(tlv.size(), 8u);
+    EXPECT_EQ(static_cast<unsigned char>(tlv[0]), 0x20);                // PP2_TYPE_SSL
+    EXPECT_EQ(static_cast<unsigned char>(tlv[3]), 0x01 | 0x02 | 0x04);  // SSL, cert conn+sess
+    EXPECT_NE(tlv.find(bytes({0x21, 0, 7}) + "TLSv1.3"), std::string::npos);
+    EXPECT_NE(tlv.find(bytes({0x23, 0, 22}) + "TLS_AES_256_GCM_SHA384"), std::string::npos);
+    id.tls_version.clear();
+    EXPECT_EQ(proxy_v2_header(id).size(), 16u + 12u);  // plaintext: no TLV
+}

@@ -205,7 +205,7 @@ awaitable<void> Listener::accept_loop() {
         tune_socket(socket);
         if (config_.mode == config::ListenerMode::Tcp)
             asio::co_spawn(acceptor_.get_executor(),
-                           run_tcp_session(std::move(socket), *this, client), asio::detached);
+                           run_tcp_session(std::move(socket), *this, client, peer), asio::detached);
         else
             asio::co_spawn(acceptor_.get_executor(),
                            run_client_session(std::move(socket), *this, client), asio::detached);

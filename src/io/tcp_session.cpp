@@ -17,13 +17,18 @@ constexpr std::size_t kBufferSize = 16384;
 
 class TcpSession {
   public:
-    TcpSession(tcp::socket socket, Listener& listener, std::string client)
+    TcpSession(tcp::socket socket, Listener& listener, std::string client, tcp::endpoint peer)
         : client_key_(std::move(client)),
           client_(std::move(socket)),
           backend_(client_.get_executor()),
           listener_(listener),
           balancer_(listener.balancer()),
-          identity_(identity_of(client_)) {
+          identity_() {
+        // Only the client's end: the local one is asked for when a PROXY
+        // header needs it (two syscalls fewer per connection otherwise).
+        if (auto a = base::IpAddress::parse(peer.address().to_string()))
+            identity_.address = a->unmapped();
+        identity_.port = peer.port();
         listener_.track(&client_, nullptr);
     }
     ~TcpSession() {
@@ -159,6 +164,14 @@ awaitable<void> TcpSession::run() {
         co_return;
     }
     std::string header;
+    bool proxied = config.proxy_protocol != config::ProxyProtocol::None;
+    bool sends_header = config.client_identity == config::IdentityMode::ProxyV1 ||
+                        config.client_identity == config::IdentityMode::ProxyV2;
+    if (sends_header && !proxied) {
+        auto local = identity_of(client_);
+        identity_.local_address = local.local_address;
+        identity_.local_port = local.local_port;
+    }
     if (config.client_identity == config::IdentityMode::ProxyV1)
         header = proto::proxy_v1_header(identity_);
     else if (config.client_identity == config::IdentityMode::ProxyV2)
@@ -178,9 +191,10 @@ awaitable<void> TcpSession::run() {
 
 }  // namespace
 
-awaitable<void> run_tcp_session(tcp::socket socket, Listener& listener, std::string client) {
+awaitable<void> run_tcp_session(tcp::socket socket, Listener& listener, std::string client,
+                                tcp::endpoint peer) {
     {
-        TcpSession session(std::move(socket), listener, std::move(client));
+        TcpSession session(std::move(socket), listener, std::move(client), peer);
         co_await session.run();
         client = session.client_key();
     }

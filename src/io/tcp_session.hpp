@@ -11,6 +11,8 @@ class Listener;
 // pool (with its scheduler, health and retries on connect), an optional
 // PROXY header to it, then bytes copied both ways until both sides are done.
 // Releases the listener's accounting for `client` on the way out.
-awaitable<void> run_tcp_session(tcp::socket socket, Listener& listener, std::string client);
+// `peer` is the client's address as accepted (saves asking the kernel again).
+awaitable<void> run_tcp_session(tcp::socket socket, Listener& listener, std::string client,
+                                tcp::endpoint peer);
 
 }  // namespace smtplb::io

@@ -115,7 +115,8 @@ backend sinks
     return port, proc
 
 
-def start_smtplb(smtplb, workdir, sink_ports, mode="smtp"):
+def start_smtplb(smtplb, workdir, sink_ports, mode="smtp", listener_extra=""):
+    """smtplb in front of the sinks; `listener_extra`: more [[listener]] lines."""
     port = free_port()
     cfg = os.path.join(workdir, "smtplb.toml")
     backends = "\n".join(f'[[pool.backend]]\nname = "s{i}"\naddress = "127.0.0.1:{p}"\n'
@@ -134,6 +135,7 @@ mode = "{mode}"
 client_identity = "{"xclient" if mode == "smtp" else "none"}"
 max_connections = 15000
 max_connections_per_client = 15000
+{listener_extra}
 [[pool]]
 name = "sinks"
 algorithm = "round_robin"

@@ -28,7 +28,8 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests", "integration"))
 import harness  # noqa: E402  (certificates, Postfix)
-from bench import Proc, cpu_seconds, free_port, start_sinks, wait_port  # noqa: E402
+import bench  # noqa: E402
+from bench import cpu_seconds, start_sinks  # noqa: E402
 
 BODY = b"Subject: bench\r\n\r\n" + (b"x" * 76 + b"\r\n") * 52  # about 4 KiB
 
@@ -76,30 +77,8 @@ def postfix_cpu(port):
 
 
 def start_smtplb(smtplb, workdir, sink_ports, cert):
-    port = free_port()
-    cfg = os.path.join(workdir, "smtplb.toml")
-    backends = "\n".join(f'[[pool.backend]]\nname = "s{i}"\naddress = "127.0.0.1:{p}"\n'
-                         for i, p in enumerate(sink_ports))
-    with open(cfg, "w") as f:
-        f.write(f"""[server]
-hostname = "lb.bench.invalid"
-state_dir = "{workdir}"
-tracking_log = "{workdir}/tracking.jsonl"
-admin = ""
-[[listener]]
-name = "bench"
-bind = "127.0.0.1:{port}"
-accepted_domains = ["example.net"]
-pool = "sinks"
-max_connections_per_client = 15000
-tls = {{ mode = "starttls", cert = "{cert[0]}", key = "{cert[1]}" }}
-[[pool]]
-name = "sinks"
-{backends}
-""")
-    proc = Proc([smtplb, "run", "--config", cfg])
-    wait_port(port)
-    return port, proc
+    tls = f'tls = {{ mode = "starttls", cert = "{cert[0]}", key = "{cert[1]}" }}'
+    return bench.start_smtplb(smtplb, workdir, sink_ports, listener_extra=tls)
 
 
 def main():

@@ -5,6 +5,7 @@
 #include "config/loader.hpp"
 #include "core/audit.hpp"
 #include "io/prober.hpp"
+#include "proto/identity.hpp"
 
 namespace smtplb::app {
 
@@ -13,22 +14,44 @@ namespace {
 using Finding = core::Finding;
 using S = Finding::Severity;
 
-// One probe of a backend from one balancer address, judged by core.
+// One probe of a backend from one balancer address, as a listener with
+// this identity mode reaches it, judged by core.
 void audit_backend(const config::Config& config, const config::Pool& pool,
                    const config::Backend& backend, const std::optional<base::IpAddress>& source,
-                   bool wants_xclient, std::vector<Finding>& out) {
+                   config::IdentityMode mode, std::vector<Finding>& out) {
     proto::ProbePlan plan{proto::ProbeDepth::Rcpt, config.server.hostname, core::kAuditSender,
                           core::kAuditRecipient};
+    core::ProbeIdentity identity;
+    identity.wants_xclient = mode == config::IdentityMode::Xclient;
+    identity.proxy = mode == config::IdentityMode::ProxyV1 || mode == config::IdentityMode::ProxyV2;
+    if (identity.proxy) {
+        // As smtplb would send it for a client from outside.
+        proto::ClientIdentity outside;
+        outside.address = *base::IpAddress::parse(core::kAuditProxyClient);
+        outside.port = 40000;
+        outside.local_address = source ? *source : *base::IpAddress::parse("127.0.0.1");
+        outside.local_port = 25;
+        plan.preamble = mode == config::IdentityMode::ProxyV1 ? proto::proxy_v1_header(outside)
+                                                              : proto::proxy_v2_header(outside);
+    }
     auto report = io::run_probe_blocking(backend.address, source, plan, std::chrono::seconds(10));
-    bool xclient = false;
-    for (const auto& line : report.transcript)
-        if (line.event.kind == proto::ProbeSession::Event::Kind::Received &&
-            line.event.text.find("XCLIENT") != std::string::npos)
-            xclient = true;
+    bool banner = false, ehlo_answered = false;
+    for (const auto& line : report.transcript) {
+        if (line.event.kind != proto::ProbeSession::Event::Kind::Received) continue;
+        const auto& text = line.event.text;
+        if (text.find("XCLIENT") != std::string::npos) identity.announces_xclient = true;
+        // The first reply after the banner answers the PROXY header when the
+        // backend took it as a command: 500/502, "command not recognized".
+        if (banner && !ehlo_answered && identity.proxy && text.rfind("50", 0) == 0)
+            identity.proxy_refused = true;
+        if (banner && text.rfind("250", 0) == 0) ehlo_answered = true;
+        if (text.rfind("220", 0) == 0) banner = true;
+    }
     std::string where = "pool " + pool.name + ", backend " + backend.name + " (" +
                         backend.address.to_string() + ") from " +
-                        (source ? source->to_string() : std::string("the default address"));
-    for (auto& f : core::audit_probe(where, report.result, xclient, wants_xclient))
+                        (source ? source->to_string() : std::string("the default address")) +
+                        (identity.proxy ? " with a PROXY header" : "");
+    for (auto& f : core::audit_probe(where, report.result, identity))
         out.push_back(std::move(f));
 }
 
@@ -44,19 +67,19 @@ int run_audit(const std::string& path, bool offline) {
     auto findings = core::audit_config(config);
     if (!offline) {
         for (const auto& pool : config.pools) {
-            // Each address the balancer reaches this pool from, and whether
-            // that listener passes identity with XCLIENT.
-            std::set<std::pair<std::string, bool>> seen;
+            // Each address the balancer reaches this pool from, and how
+            // that listener passes identity on.
+            std::set<std::pair<std::string, config::IdentityMode>> seen;
             for (const auto& l : config.listeners) {
                 bool uses = l.pool == pool.name;
                 for (const auto& route : config.routes)
                     uses |= route.pool == pool.name;
                 if (!uses) continue;
                 std::string key = l.source_address ? l.source_address->to_string() : "";
-                bool xclient = l.client_identity == config::IdentityMode::Xclient;
-                if (!seen.insert({key, xclient}).second) continue;
+                if (!seen.insert({key, l.client_identity}).second) continue;
                 for (const auto& backend : pool.backends)
-                    audit_backend(config, pool, backend, l.source_address, xclient, findings);
+                    audit_backend(config, pool, backend, l.source_address, l.client_identity,
+                                  findings);
             }
         }
     }

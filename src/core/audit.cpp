@@ -81,9 +81,18 @@ std::vector<Finding> audit_config(const config::Config& config) {
 }
 
 std::vector<Finding> audit_probe(const std::string& where, const proto::ProbeResult& r,
-                                 bool announces_xclient, bool wants_xclient) {
+                                 const ProbeIdentity& identity) {
     using S = Finding::Severity;
     std::vector<Finding> out;
+    if (identity.proxy && identity.proxy_refused) {
+        out.push_back(
+            {S::Problem, where,
+             "does not take the PROXY header the listener sends: every connection "
+             "through smtplb fails there",
+             "Postfix: smtpd_upstream_proxy_protocol = haproxy on the smtpd (or "
+             "postscreen_upstream_proxy_protocol), or use client_identity = \"xclient\""});
+        return out;
+    }
     bool reached_ehlo = r.step != "connect" && r.step != "banner" &&
                         !(r.step == "ehlo" && r.verdict != proto::ProbeVerdict::Healthy);
     if (!reached_ehlo) {
@@ -91,19 +100,23 @@ std::vector<Finding> audit_probe(const std::string& where, const proto::ProbeRes
                        "make it reachable from this address, or check the configuration"});
         return out;
     }
-    if (wants_xclient && !announces_xclient)
+    if (identity.wants_xclient && !identity.announces_xclient)
         out.push_back({S::Warning, where,
                        "does not announce XCLIENT to the balancer: the client's identity is lost",
                        "Postfix: smtpd_authorized_xclient_hosts = the balancer's addresses"});
     if (r.verdict == proto::ProbeVerdict::Healthy && r.step == "rcpt")
-        out.push_back({S::Problem, where,
-                       std::string("accepts mail for any domain from the balancer's address "
-                                   "(RCPT TO:<") +
-                           kAuditRecipient + "> answered " + (r.reply ? r.reply->summary() : "") +
-                           "): an open relay for whatever reaches it through that address",
-                       "give the balancer's address no relay rights (Postfix: keep it out of "
-                       "mynetworks); smtplb enforces the relay boundary, and XCLIENT lets the "
-                       "backend judge the real client"});
+        out.push_back(
+            {S::Problem, where,
+             std::string(identity.proxy ? "accepts mail for any domain from an outside client "
+                                          "named in the PROXY header ("
+                                        : "accepts mail for any domain from the balancer's "
+                                          "address (") +
+                 "RCPT TO:<" + kAuditRecipient + "> answered " +
+                 (r.reply ? r.reply->summary() : "") +
+                 "): an open relay for whatever reaches it through that address",
+             "give the balancer's address no relay rights (Postfix: keep it out of "
+             "mynetworks); smtplb enforces the relay boundary, and XCLIENT lets the "
+             "backend judge the real client"});
     return out;
 }
 

@@ -31,7 +31,20 @@ inline constexpr const char* kAuditSender = "smtplb-audit@audit.invalid";
 // What one audit probe of a backend (from one balancer address) shows.
 // `announces_xclient`: its EHLO named XCLIENT; `wants_xclient`: a listener
 // reaching it from there passes identity with XCLIENT.
+// `proxy`: the probe began with a PROXY header naming an outside client
+// (kAuditProxyClient), as a listener with client_identity proxy-v1/v2 would;
+// `proxy_refused`: the backend answered that header as an unknown command.
+struct ProbeIdentity {
+    bool announces_xclient = false;
+    bool wants_xclient = false;
+    bool proxy = false;
+    bool proxy_refused = false;
+};
 std::vector<Finding> audit_probe(const std::string& where, const proto::ProbeResult& result,
-                                 bool announces_xclient, bool wants_xclient);
+                                 const ProbeIdentity& identity);
+
+// The client a PROXY audit probe claims to be: a documentation address
+// (RFC 5737), so a backend that relays for it relays for the internet.
+inline constexpr const char* kAuditProxyClient = "192.0.2.1";
 
 }  // namespace smtplb::core

@@ -96,6 +96,10 @@ void ProbeSession::connected() {
         phase_ = Phase::Done;  // a connect probe does not wait for the banner
         return;
     }
+    if (!plan_.preamble.empty()) {
+        output_ += plan_.preamble;
+        note("sent a PROXY header of " + std::to_string(plan_.preamble.size()) + " bytes");
+    }
     phase_ = Phase::Banner;
 }
 

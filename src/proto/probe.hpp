@@ -29,6 +29,9 @@ struct ProbePlan {
     // offer it, or whose handshake fails, is down.
     bool starttls = false;
     bool tls_required = false;
+    // Sent as soon as the connection is up, before the banner is read: a
+    // PROXY header, for backends that expect one (smtplb audit).
+    std::string preamble;
 };
 
 // "certificate expires in 3 days" when fewer than 14 days are left (or it

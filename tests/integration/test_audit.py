@@ -59,6 +59,35 @@ class Audit(WorkdirTestCase):
         self.assertNotIn("XCLIENT", offline.stdout)
         self.assertIn("(configuration only)", offline.stdout)
 
+    def test_proxy_listeners_are_audited_with_a_proxy_header(self):
+        proxied = Postfix(self.workdir, "proxied",
+                          smtpd_args="-o smtpd_upstream_proxy_protocol=haproxy")
+        # Relays for everyone, whatever the header says.
+        open_relay = Postfix(self.workdir, "openrelay",
+                             smtpd_args="-o smtpd_upstream_proxy_protocol=haproxy",
+                             extra_main="mynetworks = 0.0.0.0/0\n")
+        plain = Postfix(self.workdir, "plain")
+        for pf in (proxied, open_relay, plain):
+            pf.start()
+            self.addCleanup(pf.stop)
+        listener = {"client_identity": "proxy-v2"}
+        r = self.audit(configs.balancer(free_port(), [("a", proxied.port), ("b", proxied.port)],
+                                        listener_options=listener))
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn("0 problems, 0 warnings", r.stdout)
+        # Postfix judged the outside client the header named, not the balancer.
+        self.assertTrue(any("192.0.2.1" in line and "Relay access denied" in line
+                            for line in proxied.log_lines()),
+                        "\n".join(proxied.log_lines()[-20:]))
+        r = self.audit(configs.balancer(free_port(), [("a", open_relay.port)],
+                                        listener_options=listener))
+        self.assertEqual(r.returncode, 1, r.stdout)
+        self.assertIn("outside client named in the PROXY header", r.stdout)
+        r = self.audit(configs.balancer(free_port(), [("a", plain.port)],
+                                        listener_options={"client_identity": "proxy-v1"}))
+        self.assertEqual(r.returncode, 1, r.stdout)
+        self.assertIn("does not take the PROXY header", r.stdout)
+
 
 if __name__ == "__main__":
     main()

@@ -85,23 +85,39 @@ address = "127.0.0.1:27"
 
 TEST(Audit, ProbeVerdictsBecomeFindings) {
     using S = core::Finding::Severity;
+    core::ProbeIdentity xclient_ok{true, true, false, false};
+    core::ProbeIdentity xclient_missing{false, true, false, false};
+    core::ProbeIdentity none{false, false, false, false};
     proto::ProbeResult relayed{proto::ProbeVerdict::Healthy, "rcpt",
-                               proto::Reply::make(250, "2.1.5", "Ok"), "ok"};
-    auto f = core::audit_probe("b", relayed, true, true);
+                               proto::Reply::make(250, "2.1.5", "Ok"), "ok", ""};
+    auto f = core::audit_probe("b", relayed, xclient_ok);
     ASSERT_EQ(f.size(), 1u);
     EXPECT_EQ(f[0].severity, S::Problem);
     EXPECT_NE(f[0].what.find("250 2.1.5 Ok"), std::string::npos);
     proto::ProbeResult refused{proto::ProbeVerdict::Down, "rcpt",
-                               proto::Reply::make(554, "5.7.1", "Relay access denied"), "x"};
-    EXPECT_TRUE(core::audit_probe("b", refused, true, true).empty());
-    f = core::audit_probe("b", refused, false, true);
+                               proto::Reply::make(554, "5.7.1", "Relay access denied"), "x", ""};
+    EXPECT_TRUE(core::audit_probe("b", refused, xclient_ok).empty());
+    f = core::audit_probe("b", refused, xclient_missing);
     ASSERT_EQ(f.size(), 1u);
     EXPECT_NE(f[0].what.find("XCLIENT"), std::string::npos);
-    EXPECT_TRUE(core::audit_probe("b", refused, false, false).empty());
+    EXPECT_TRUE(core::audit_probe("b", refused, none).empty());
     proto::ProbeResult unreachable{proto::ProbeVerdict::Down, "connect", std::nullopt,
-                                   "connection failed: refused"};
-    f = core::audit_probe("b", unreachable, false, true);
+                                   "connection failed: refused", ""};
+    f = core::audit_probe("b", unreachable, xclient_missing);
     ASSERT_EQ(f.size(), 1u);
     EXPECT_EQ(f[0].severity, S::Warning);
     EXPECT_NE(f[0].what.find("could not be checked"), std::string::npos);
+
+    // PROXY listeners: a header the backend does not take, and an open relay
+    // for the outside client the header names.
+    core::ProbeIdentity proxy_refused{false, false, true, true};
+    f = core::audit_probe("b", refused, proxy_refused);
+    ASSERT_EQ(f.size(), 1u);
+    EXPECT_EQ(f[0].severity, S::Problem);
+    EXPECT_NE(f[0].what.find("does not take the PROXY header"), std::string::npos);
+    core::ProbeIdentity proxy_ok{false, false, true, false};
+    f = core::audit_probe("b", relayed, proxy_ok);
+    ASSERT_EQ(f.size(), 1u);
+    EXPECT_NE(f[0].what.find("outside client named in the PROXY header"), std::string::npos);
+    EXPECT_TRUE(core::audit_probe("b", refused, proxy_ok).empty());
 }

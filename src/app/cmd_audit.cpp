@@ -51,8 +51,22 @@ void audit_backend(const config::Config& config, const config::Pool& pool,
                         backend.address.to_string() + ") from " +
                         (source ? source->to_string() : std::string("the default address")) +
                         (identity.proxy ? " with a PROXY header" : "");
-    for (auto& f : core::audit_probe(where, report.result, identity))
+    auto findings = core::audit_probe(where, report.result, identity);
+    bool refused =
+        report.result.step == "rcpt" && report.result.verdict != proto::ProbeVerdict::Healthy;
+    bool clean = findings.empty();
+    for (auto& f : findings)
         out.push_back(std::move(f));
+    // The plain relay attempt was refused: the tricks that fooled relay
+    // checks before, each on a connection of its own.
+    if (!refused || !clean) return;
+    for (const auto& form : core::relay_battery(backend.address.host)) {
+        plan.rcpt_to = form;
+        auto tried =
+            io::run_probe_blocking(backend.address, source, plan, std::chrono::seconds(10));
+        if (auto f = core::audit_relay_form(where, form, tried.result))
+            out.push_back(std::move(*f));
+    }
 }
 
 }  // namespace

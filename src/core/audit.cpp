@@ -120,4 +120,28 @@ std::vector<Finding> audit_probe(const std::string& where, const proto::ProbeRes
     return out;
 }
 
+std::vector<std::string> relay_battery(const std::string& backend_address) {
+    std::string literal = "[" + backend_address + "]";
+    return {
+        "relay-test%audit.invalid@" + literal,        // percent hack
+        "audit.invalid!relay-test@" + literal,        // bang path via the backend
+        "audit.invalid!relay-test",                   // bare bang path
+        "\"relay-test@audit.invalid\"@" + literal,    // quoted local part
+        "\"relay-test@audit.invalid\"",               // quoted, unqualified
+        "@" + literal + ":relay-test@audit.invalid",  // source route
+        "relay-test%audit.invalid",                   // unqualified percent hack
+    };
+}
+
+std::optional<Finding> audit_relay_form(const std::string& where, const std::string& form,
+                                        const proto::ProbeResult& r) {
+    if (r.verdict != proto::ProbeVerdict::Healthy || r.step != "rcpt") return std::nullopt;
+    return Finding{Finding::Severity::Problem, where,
+                   "relays through an address trick: RCPT TO:<" + form + "> answered " +
+                       (r.reply ? r.reply->summary() : std::string("250")),
+                   "Postfix: allow_percent_hack = no, swap_bangpath = no, "
+                   "resolve_dequoted_address = yes (the default), and no relay rights for "
+                   "the balancer's address; check what the form rewrites to"};
+}
+
 }  // namespace smtplb::core

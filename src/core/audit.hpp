@@ -1,4 +1,5 @@
 #pragma once
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -27,6 +28,17 @@ std::vector<Finding> audit_config(const config::Config& config);
 // responsible for it, so a 250 means "relays for anyone at this address".
 inline constexpr const char* kAuditRecipient = "relay-test@audit.invalid";
 inline constexpr const char* kAuditSender = "smtplb-audit@audit.invalid";
+
+// The rest of the open-relay battery, after kAuditRecipient was refused:
+// the same outside recipient hidden in the address forms that fooled relay
+// checks before (percent hack, UUCP bang path, quoted local part, source
+// route), routed through the backend's own address literal where the form
+// needs a local domain.
+std::vector<std::string> relay_battery(const std::string& backend_address);
+
+// One battery form's probe: a 250 to it is a problem.
+std::optional<Finding> audit_relay_form(const std::string& where, const std::string& form,
+                                        const proto::ProbeResult& result);
 
 // What one audit probe of a backend (from one balancer address) shows.
 // `announces_xclient`: its EHLO named XCLIENT; `wants_xclient`: a listener

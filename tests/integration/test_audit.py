@@ -88,6 +88,55 @@ class Audit(WorkdirTestCase):
         self.assertEqual(r.returncode, 1, r.stdout)
         self.assertIn("does not take the PROXY header", r.stdout)
 
+    def test_relay_battery_finds_an_address_trick(self):
+        # A scripted server with an old relay check: it refuses the plain
+        # outside recipient but lets the percent hack through.
+        import socket
+        import threading
+        server = socket.socket()
+        server.bind(("127.0.0.1", 0))
+        server.listen(16)
+        server.settimeout(30)
+        self.addCleanup(server.close)
+        seen = []
+
+        def serve():
+            while True:
+                try:
+                    conn, _ = server.accept()
+                except OSError:
+                    return
+                with conn:
+                    f = conn.makefile("rb")
+                    conn.sendall(b"220 old.test ESMTP\r\n")
+                    for line in f:
+                        verb = line[:4].upper()
+                        if verb == b"EHLO":
+                            conn.sendall(b"250 old.test\r\n")
+                        elif verb == b"RCPT":
+                            seen.append(line.strip().decode())
+                            ok = b"%" in line
+                            conn.sendall(b"250 2.1.5 Ok\r\n" if ok else
+                                         b"554 5.7.1 Relay access denied\r\n")
+                        elif verb == b"QUIT":
+                            conn.sendall(b"221 Bye\r\n")
+                            break
+                        else:
+                            conn.sendall(b"250 Ok\r\n")
+
+        threading.Thread(target=serve, daemon=True).start()
+        port = server.getsockname()[1]
+        r = self.audit(configs.balancer(free_port(), [("old", port)],
+                                        listener_options={"client_identity": "none"}))
+        self.assertEqual(r.returncode, 1, r.stdout)
+        self.assertIn("relays through an address trick: RCPT TO:<relay-test%audit.invalid@[127.0.0.1]>",
+                      r.stdout)
+        self.assertNotIn("accepts mail for any domain", r.stdout)
+        # Every form of the battery was tried, the plain one first.
+        self.assertEqual(seen[0], "RCPT TO:<relay-test@audit.invalid>")
+        self.assertIn('RCPT TO:<"relay-test@audit.invalid">', seen)
+        self.assertIn("RCPT TO:<@[127.0.0.1]:relay-test@audit.invalid>", seen)
+
 
 if __name__ == "__main__":
     main()

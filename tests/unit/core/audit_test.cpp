@@ -1,4 +1,5 @@
 #include <gtest/gtest.h>
+#include <algorithm>
 
 #include "config/loader.hpp"
 #include "core/audit.hpp"
@@ -120,4 +121,28 @@ TEST(Audit, ProbeVerdictsBecomeFindings) {
     ASSERT_EQ(f.size(), 1u);
     EXPECT_NE(f[0].what.find("outside client named in the PROXY header"), std::string::npos);
     EXPECT_TRUE(core::audit_probe("b", refused, proxy_ok).empty());
+}
+
+TEST(Audit, RelayBatteryFormsAndVerdicts) {
+    auto forms = core::relay_battery("192.0.2.25");
+    ASSERT_GE(forms.size(), 5u);
+    for (const auto& form : forms) {
+        // Each hides the outside domain, and none is the plain attempt.
+        EXPECT_NE(form.find("audit.invalid"), std::string::npos) << form;
+        EXPECT_NE(form, core::kAuditRecipient);
+    }
+    EXPECT_NE(std::find(forms.begin(), forms.end(), "relay-test%audit.invalid@[192.0.2.25]"),
+              forms.end());
+    proto::ProbeResult accepted{proto::ProbeVerdict::Healthy, "rcpt",
+                                proto::Reply::make(250, "2.1.5", "Ok"), "ok", ""};
+    auto f = core::audit_relay_form("b", forms[0], accepted);
+    ASSERT_TRUE(f);
+    EXPECT_EQ(f->severity, core::Finding::Severity::Problem);
+    EXPECT_NE(f->what.find(forms[0]), std::string::npos);
+    proto::ProbeResult refused{proto::ProbeVerdict::Down, "rcpt",
+                               proto::Reply::make(554, "5.7.1", "Relay access denied"), "x", ""};
+    EXPECT_FALSE(core::audit_relay_form("b", forms[0], refused));
+    proto::ProbeResult busy{proto::ProbeVerdict::Busy, "mail",
+                            proto::Reply::make(452, "4.3.1", "full"), "x", ""};
+    EXPECT_FALSE(core::audit_relay_form("b", forms[0], busy));
 }

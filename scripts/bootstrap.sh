@@ -6,10 +6,10 @@ set -euo pipefail
 build_packages=(
   build-essential cmake ninja-build ccache pkg-config
   libboost1.81-dev libboost-json1.81-dev libssl-dev
-  libtomlplusplus-dev libcli11-dev libgtest-dev libgmock-dev libbenchmark-dev
+  libtomlplusplus-dev libcli11-dev libgtest-dev libgmock-dev libbenchmark-dev libldns-dev
 )
 test_packages=(
-  python3 postfix swaks libnet-ssleay-perl openssl dovecot-core clang libclang-rt-14-dev systemd chromium
+  python3 postfix swaks libnet-ssleay-perl openssl dovecot-core nsd clang libclang-rt-14-dev systemd chromium
   prometheus librsvg2-bin
 )
 bench_packages=(haproxy)

@@ -1,9 +1,11 @@
 #include <iostream>
 #include <set>
 
+#include "base/text.hpp"
 #include "commands.hpp"
 #include "config/loader.hpp"
 #include "core/audit.hpp"
+#include "io/dns_resolver.hpp"
 #include "io/prober.hpp"
 #include "proto/identity.hpp"
 
@@ -71,7 +73,39 @@ void audit_backend(const config::Config& config, const config::Pool& pool,
 
 }  // namespace
 
-int run_audit(const std::string& path, bool offline) {
+// The domains' MX records against the balancer's listeners.
+bool audit_dns(const config::Config& config, const std::vector<std::string>& domains,
+               const std::string& dns_server, std::vector<Finding>& out) {
+    std::optional<base::HostPort> server;
+    if (!dns_server.empty()) {
+        server = base::HostPort::parse(dns_server);
+        if (!server || !base::IpAddress::parse(server->host)) {
+            std::cerr << "smtplb audit: --dns must be ADDRESS:PORT with a numeric address\n";
+            return false;
+        }
+    }
+    std::string error;
+    auto resolver = io::make_dns_resolver(server, error);
+    if (!resolver) {
+        out.push_back({S::Warning, "DNS", "MX records were not checked: " + error,
+                       "pass --dns ADDRESS:PORT"});
+        return true;
+    }
+    std::vector<std::string> addresses;
+    for (const auto& l : config.listeners)
+        addresses.push_back(l.bind.host);
+    // A backup MX that is this balancer can queue only if its pools spool.
+    bool spools = false;
+    for (const auto& p : config.pools)
+        spools |= p.on_unavailable == config::OnUnavailable::Spool;
+    for (const auto& domain : domains)
+        for (auto& f : core::audit_mx(resolver->mx(base::to_lower(domain)), addresses, spools))
+            out.push_back(std::move(f));
+    return true;
+}
+
+int run_audit(const std::string& path, bool offline, const std::vector<std::string>& domains,
+              const std::string& dns_server) {
     auto loaded = config::load_file(path);
     if (!loaded.config) {
         std::cerr << loaded.diagnostics.format(path) << path << ": configuration is not valid\n";
@@ -97,6 +131,8 @@ int run_audit(const std::string& path, bool offline) {
             }
         }
     }
+    if (!offline && !domains.empty() && !audit_dns(config, domains, dns_server, findings))
+        return 64;
     int problems = 0, warnings = 0, notes = 0;
     for (const auto& f : findings) {
         std::cout << core::to_string(f.severity) << ": " << f.where << ": " << f.what << "\n"

@@ -47,7 +47,8 @@ struct ReportOptions {
 };
 int run_report(const ReportOptions& options);
 // Exit status 1 when a problem was found.
-int run_audit(const std::string& config_path, bool offline);
+int run_audit(const std::string& config_path, bool offline, const std::vector<std::string>& domains,
+              const std::string& dns_server);
 
 // Exit status: 0 healthy, 1 busy (4xx), 2 down, 64 usage error.
 int run_probe_command(const ProbeOptions& options);

@@ -125,11 +125,18 @@ int main(int argc, char** argv) {
         "Check a deployment for the mistakes that bite: backends that relay for the "
         "balancer's address, identity not passed on, shallow probes, skewing settings");
     audit->add_option("--config,-c", config_path, "Configuration file (TOML)")->required();
-    audit->add_flag("--offline", audit_offline, "Check the configuration only; contact no backend");
+    audit->add_flag("--offline", audit_offline,
+                    "Check the configuration only; contact no backend and no DNS server");
+    std::string audit_dns;
+    std::vector<std::string> audit_domains;
+    audit->add_option("--domain", audit_domains,
+                      "Check this domain's MX records against the balancer (repeatable)");
+    audit->add_option("--dns", audit_dns,
+                      "DNS server ADDRESS:PORT for the MX checks (default: the system's)");
 
     CLI11_PARSE(app, argc, argv);
 
-    if (*audit) return smtplb::app::run_audit(config_path, audit_offline);
+    if (*audit) return smtplb::app::run_audit(config_path, audit_offline, audit_domains, audit_dns);
 
     if (*report) {
         using smtplb::core::ReportBy;

@@ -144,4 +144,65 @@ std::optional<Finding> audit_relay_form(const std::string& where, const std::str
                    "the balancer's address; check what the form rewrites to"};
 }
 
+std::vector<Finding> audit_mx(const MxLookup& lookup,
+                              const std::vector<std::string>& balancer_addresses, bool spools) {
+    using S = Finding::Severity;
+    std::vector<Finding> out;
+    std::string where = "domain " + lookup.domain;
+    if (!lookup.error.empty()) {
+        out.push_back({S::Warning, where, "MX records could not be looked up: " + lookup.error,
+                       "check the DNS (or pass --dns ADDRESS:PORT)"});
+        return out;
+    }
+    if (!lookup.exists) {
+        out.push_back({S::Problem, where, "does not exist in the DNS (NXDOMAIN)",
+                       "publish the zone, or remove the domain from accepted_domains"});
+        return out;
+    }
+    if (lookup.records.empty()) {
+        out.push_back({S::Warning, where,
+                       "has no MX records: senders fall back to its A/AAAA record",
+                       "publish MX records pointing at the balancer's address"});
+        return out;
+    }
+    auto is_balancer = [&](const MxRecord& r) {
+        for (const auto& a : r.addresses)
+            if (std::find(balancer_addresses.begin(), balancer_addresses.end(), a) !=
+                balancer_addresses.end())
+                return true;
+        return false;
+    };
+    int best = lookup.records.front().preference;
+    for (const auto& r : lookup.records)
+        best = std::min(best, r.preference);
+    bool any_balancer = false;
+    for (const auto& r : lookup.records) {
+        if (r.addresses.empty())
+            out.push_back({S::Problem, where,
+                           "MX " + r.host + " has no A or AAAA record: senders skip it",
+                           "publish its address, or remove the MX record"});
+        if (!is_balancer(r)) continue;
+        any_balancer = true;
+        if (r.preference > best && !spools)
+            out.push_back({S::Problem, where,
+                           "backup MX " + r.host + " (preference " + std::to_string(r.preference) +
+                               ") is this balancer, but no pool spools: when the primary is "
+                               "down it answers 451 instead of queueing",
+                           "set on_unavailable = \"spool\" on the pools it serves (and "
+                           "recipients_file on the listener), or remove the backup MX"});
+    }
+    if (lookup.records.size() == 1 && any_balancer)
+        out.push_back({S::Warning, where,
+                       "a single MX, and it is this balancer: nothing else takes its mail "
+                       "while the balancer is down or being upgraded",
+                       "add a second balancer (or a backup MX that queues) with its own MX "
+                       "record"});
+    if (!any_balancer)
+        out.push_back({S::Note, where,
+                       "no MX record points at this balancer's listener addresses (" +
+                           std::to_string(lookup.records.size()) + " MX)",
+                       "intended? mail for it does not come through smtplb"});
+    return out;
+}
+
 }  // namespace smtplb::core

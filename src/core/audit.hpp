@@ -40,6 +40,27 @@ std::vector<std::string> relay_battery(const std::string& backend_address);
 std::optional<Finding> audit_relay_form(const std::string& where, const std::string& form,
                                         const proto::ProbeResult& result);
 
+// A domain's MX records as DNS gave them, with each host's addresses.
+struct MxRecord {
+    int preference = 0;
+    std::string host;
+    std::vector<std::string> addresses;  // A and AAAA, as text
+};
+struct MxLookup {
+    std::string domain;
+    bool exists = true;  // false: NXDOMAIN
+    std::string error;   // the lookup failed (no answer, SERVFAIL): nothing else is known
+    std::vector<MxRecord> records;
+};
+
+// What a domain's MX records mean for this balancer: a domain without MX
+// (or that does not exist), a single MX that is this balancer (nothing takes
+// mail when it is down), and backup MX records pointing at this balancer
+// while its pools do not spool (a backup that cannot queue answers 451).
+// `balancer_addresses`: the listeners' addresses.
+std::vector<Finding> audit_mx(const MxLookup& lookup,
+                              const std::vector<std::string>& balancer_addresses, bool spools);
+
 // What one audit probe of a backend (from one balancer address) shows.
 // `announces_xclient`: its EHLO named XCLIENT; `wants_xclient`: a listener
 // reaching it from there passes identity with XCLIENT.

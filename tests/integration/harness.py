@@ -318,6 +318,51 @@ service auth {{
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60)
 
 
+class Nsd:
+    """A private authoritative DNS server (NSD) on a loopback port, serving
+    the zones given as {name: zone file text}."""
+
+    def __init__(self, workdir, zones, name="nsd"):
+        self.dir = os.path.join(workdir, name)
+        os.makedirs(self.dir, exist_ok=True)
+        self.port = free_port()
+        conf = os.path.join(self.dir, "nsd.conf")
+        zone_entries = ""
+        for zone, text in zones.items():
+            with open(os.path.join(self.dir, f"{zone}.zone"), "w") as f:
+                f.write(text)
+            zone_entries += f'zone:\n    name: "{zone}"\n    zonefile: "{zone}.zone"\n'
+        with open(conf, "w") as f:
+            f.write(f"""server:
+    ip-address: 127.0.0.1
+    port: {self.port}
+    do-ip6: no
+    username: ""
+    chroot: ""
+    zonesdir: "{self.dir}"
+    database: ""
+    zonelistfile: "{self.dir}/zone.list"
+    xfrdfile: "{self.dir}/xfrd.state"
+    xfrdir: "{self.dir}"
+    pidfile: "{self.dir}/nsd.pid"
+    logfile: "{self.dir}/nsd.log"
+    verbosity: 1
+remote-control:
+    control-enable: no
+{zone_entries}""")
+        self.process = Process(["nsd", "-d", "-c", conf],
+                               stderr=os.path.join(self.dir, "nsd.err"))
+
+    def start(self):
+        self.process.start()
+        # Answers over TCP too: wait for that port.
+        wait_for_port(self.port, proc=self.process.proc)
+        return self
+
+    def stop(self):
+        self.process.stop()
+
+
 def make_ca(workdir, name="ca"):
     """A private certificate authority: returns (cert, key) paths."""
     key, cert = os.path.join(workdir, f"{name}.key"), os.path.join(workdir, f"{name}.crt")

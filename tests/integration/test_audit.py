@@ -137,6 +137,46 @@ class Audit(WorkdirTestCase):
         self.assertIn('RCPT TO:<"relay-test@audit.invalid">', seen)
         self.assertIn("RCPT TO:<@[127.0.0.1]:relay-test@audit.invalid>", seen)
 
+    def test_mx_records_are_checked_against_a_real_dns_server(self):
+        soa = "@ IN SOA ns hostmaster 1 3600 600 86400 300\n@ IN NS ns\nns IN A 127.0.0.9\n"
+        zones = {
+            # Primary elsewhere, backup at the balancer (127.0.0.1).
+            "example.net": "$ORIGIN example.net.\n$TTL 300\n" + soa +
+                           "@ IN MX 10 mx1\n@ IN MX 20 backup\nmx1 IN A 127.0.0.5\n"
+                           "backup IN A 127.0.0.1\n",
+            # One MX, and it is the balancer; plus an MX host without an address.
+            "single.example": "$ORIGIN single.example.\n$TTL 300\n" + soa +
+                              "@ IN MX 10 lb\nlb IN A 127.0.0.1\n"
+                              "other IN MX 10 nowhere\n",
+            "nomx.example": "$ORIGIN nomx.example.\n$TTL 300\n" + soa + "@ IN A 127.0.0.1\n",
+        }
+        dns = harness.Nsd(self.workdir, zones)
+        dns.start()
+        self.addCleanup(dns.stop)
+        sink = Sink(self.workdir, "hub")
+        sink.start()
+        self.addCleanup(sink.stop)
+
+        def audit(pool_options=None):
+            text = configs.balancer(free_port(), [("hub", sink.port)], pool_options=pool_options)
+            return self.audit(text, "--dns", f"127.0.0.1:{dns.port}", "--domain", "example.net",
+                              "--domain", "single.example", "--domain", "other.single.example",
+                              "--domain", "nomx.example", "--domain", "missing.example.net")
+
+        r = audit()
+        out = r.stdout
+        self.assertIn("PROBLEM: domain example.net: backup MX backup.example.net (preference 20) "
+                      "is this balancer, but no pool spools", out)
+        self.assertIn("warning: domain single.example: a single MX, and it is this balancer", out)
+        self.assertIn("PROBLEM: domain other.single.example: MX nowhere.single.example has no A "
+                      "or AAAA record", out)
+        self.assertIn("warning: domain nomx.example: has no MX records", out)
+        self.assertIn("PROBLEM: domain missing.example.net: does not exist in the DNS", out)
+        # A backup MX that queues is fine.
+        r = audit({"on_unavailable": "spool"})
+        self.assertNotIn("no pool spools", r.stdout)
+        self.assertIn("a single MX, and it is this balancer", r.stdout)
+
 
 if __name__ == "__main__":
     main()

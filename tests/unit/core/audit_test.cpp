@@ -146,3 +146,30 @@ TEST(Audit, RelayBatteryFormsAndVerdicts) {
                             proto::Reply::make(452, "4.3.1", "full"), "x", ""};
     EXPECT_FALSE(core::audit_relay_form("b", forms[0], busy));
 }
+
+TEST(Audit, MxRecordsAgainstTheBalancer) {
+    using S = core::Finding::Severity;
+    std::vector<std::string> balancer{"198.51.100.25"};
+    core::MxLookup lookup{
+        "example.net",
+        true,
+        "",
+        {{10, "mx1.example.net", {"192.0.2.5"}}, {20, "lb.example.net", {"198.51.100.25"}}}};
+    auto f = core::audit_mx(lookup, balancer, false);
+    EXPECT_TRUE(has(f, S::Problem, "backup MX lb.example.net (preference 20) is this balancer"));
+    EXPECT_FALSE(has(core::audit_mx(lookup, balancer, true), S::Problem, "backup MX"));
+
+    core::MxLookup single{"example.org", true, "", {{10, "lb.example.net", {"198.51.100.25"}}}};
+    EXPECT_TRUE(has(core::audit_mx(single, balancer, true), S::Warning, "a single MX"));
+
+    core::MxLookup gone{"gone.example", false, "", {}};
+    EXPECT_TRUE(has(core::audit_mx(gone, balancer, true), S::Problem, "NXDOMAIN"));
+    core::MxLookup none{"none.example", true, "", {}};
+    EXPECT_TRUE(has(core::audit_mx(none, balancer, true), S::Warning, "no MX records"));
+    core::MxLookup failed{"x.example", true, "no answer from the DNS server", {}};
+    f = core::audit_mx(failed, balancer, true);
+    ASSERT_EQ(f.size(), 1u);
+    EXPECT_EQ(f[0].severity, S::Warning);
+    core::MxLookup dangling{"d.example", true, "", {{10, "nowhere.d.example", {}}}};
+    EXPECT_TRUE(has(core::audit_mx(dangling, balancer, true), S::Problem, "no A or AAAA"));
+}

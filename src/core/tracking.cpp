@@ -84,6 +84,7 @@ std::string TrackingRecord::to_json() const {
         append_string(out, attempts[i].backend);
         field(out, "stage", attempts[i].stage);
         field(out, "reply", attempts[i].reply);
+        if (!attempts[i].tls.empty()) field(out, "tls", attempts[i].tls);
         out += '}';
     }
     out += ']';

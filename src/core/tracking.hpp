@@ -10,6 +10,7 @@ struct AttemptRecord {
     std::string backend;
     std::string stage;  // connect | greeting | ehlo | xclient | mail | rcpt | data | message
     std::string reply;  // the reply summary, or the failure
+    std::string tls;    // the TLS of that backend connection, "" for plaintext
 };
 
 // One line of the tracking log (JSON Lines), one per transaction.

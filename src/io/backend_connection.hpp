@@ -43,7 +43,7 @@ class BackendConnection {
                               const TlsContext& tls_context = nullptr);
     bool tls_active() const { return stream_.active(); }
     // The TLS in use, for the tracking log ("" in plaintext).
-    std::string tls_summary() const { return stream_.facts().summary(); }
+    std::string tls_summary() const { return stream_.summary(); }
     // XCLIENT with the client's identity, then EHLO again, unless this
     // connection already speaks for that session with the same HELO.
     // Returns false on failure; sets identity_unsupported when the backend

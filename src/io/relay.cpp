@@ -416,6 +416,7 @@ awaitable<proto::Reply> Relay::deliver(const proto::BodySource& body) {
             continue;
         }
         record(backend, stage, final_reply->summary());
+        attempts_.back().tls = conn_->tls_summary();
         if (body_sent || !final_reply->positive())
             report_reply(backend, body_sent ? "end of data" : "DATA", *final_reply);
         switch (classify(*final_reply)) {

@@ -136,6 +136,13 @@ std::string TlsCapableStream::describe(const error_code& ec) const {
     return ec.message();
 }
 
+std::string TlsCapableStream::summary() const {
+    if (!stream_) return {};
+    auto* ssl = stream_->native_handle();
+    const char* cipher = SSL_get_cipher_name(ssl);
+    return std::string(SSL_get_version(ssl)) + " " + (cipher ? cipher : "");
+}
+
 TlsFacts TlsCapableStream::facts() const {
     TlsFacts facts;
     if (!stream_) return facts;

@@ -86,6 +86,8 @@ smtpd_tls_loglevel = 1
         for rec in records:
             self.assertEqual(rec["result"], "relayed", rec)
             self.assertTrue(rec["tls"].startswith("TLSv1."), rec)
+            # The backend hop's TLS is logged with its attempt.
+            self.assertTrue(rec["attempts"][-1]["tls"].startswith("TLSv1."), rec)
         self.assertEqual(records[0]["queue_id"], first)
         # Postfix refuses mail without TLS (security level encrypt), so its
         # queue IDs prove the hop was encrypted; its log says so too, and

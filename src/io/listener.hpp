@@ -43,8 +43,6 @@ class Listener {
     // Submission listeners: who checks passwords, and who has guessed too often.
     AuthVerifier& auth_verifier() { return *auth_verifier_; }
     core::AuthThrottle& auth_throttle() { return auth_throttle_; }
-    // Tests: another verifier (a mock), before begin().
-    void use_auth_verifier(std::unique_ptr<AuthVerifier> v) { auth_verifier_ = std::move(v); }
     // The certificate clients see; null on a listener without TLS.
     const TlsContext& tls_context() const { return tls_context_; }
 

@@ -1,315 +1,265 @@
 #!/usr/bin/env python3
-"""Side-by-side benchmark on loopback (issue #2 method):
+"""The side-by-side benchmark (issue #7 method), in one run on loopback:
 
-  smtp-source -> three smtp-sink backends, directly (the limit)
-  smtp-source -> HAProxy (mode tcp, roundrobin) -> the same sinks
-  smtp-source -> smtplb (smtp mode, XCLIENT, per-message round robin) -> the same sinks
-  smtp-source -> smtplb (tcp mode, per-connection round robin) -> the same sinks
+  direct       smtp-source -> three smtp-sink backends (the limit)
+  haproxy      HAProxy 2.6, mode tcp, roundrobin, option smtpchk
+  nginx        nginx's mail proxy, auth_http answered by its own http block
+  postfix      Postfix as a store-and-forward relay to a sink (end to end:
+               until its queue is empty)
+  smtplb       smtplb, smtp mode, XCLIENT, per-message round robin
+  smtplb-tcp   smtplb, tcp mode, per-connection round robin
+  smtplb-spool smtplb with every backend down, on_unavailable = "spool"
+               (each message written and fsync'd before its 250)
 
-Workloads: 20 sessions reused for many 4 KiB messages (-d), and a new
-connection per message. Runs are interleaved; medians are reported with
-messages/s, CPU seconds of the proxy per 1000 messages (from /proc/PID/stat),
-and RSS per idle client connection (a fresh proxy process each time).
-Every load is bounded in count and time; only 127.0.0.1 is used.
+Workloads: `reused` (20 sessions, many 4 KiB messages each), `new-conn` (a
+new connection per message), `large` (100 KiB messages, reused sessions),
+and idle-connection memory (a fresh proxy process each time). Runs are
+interleaved; medians are reported: messages/s as a ratio to direct and to
+HAProxy, the proxy's CPU seconds per 1000 messages (its whole process tree),
+and RSS per idle connection. Every load is bounded in count and time; only
+127.0.0.1 is used. Needs root (Postfix, smtp-sink -u) and
+`scripts/bootstrap.sh all`.
 """
 import argparse
 import json
 import os
 import resource
 import shutil
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 
-HZ = os.sysconf("SC_CLK_TCK")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+# Re-exported for the other benchmarks, which import them from here.
+from peers import (Proc, cpu_seconds, free_port, idle_rss_per_connection,  # noqa: E402,F401
+                   postfix_master_pid, postfix_queued, require, run_load, start_haproxy,
+                   start_nginx, start_postfix_relay, start_sinks, start_smtplb, tree_cpu_seconds,
+                   wait_port)
+
+ALL_CONFIGS = "direct,haproxy,nginx,postfix,smtplb,smtplb-tcp,smtplb-spool"
+SLOW = ("nginx", "postfix")  # hundreds of messages per second: fewer messages
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+class Target:
+    """One configuration, started fresh for one measurement."""
 
+    def __init__(self, config, args, workdir, sinks):
+        self.config, self.postfix, self.proc, self.dir = config, None, None, None
+        sink_ports = [p for p, _ in sinks]
+        if config == "direct":
+            self.ports, self.root = sink_ports, None
+        elif config == "haproxy":
+            port, self.proc = start_haproxy(workdir, sink_ports, args.haproxy_threads)
+            self.ports, self.root = [port], self.proc.pid
+        elif config == "nginx":
+            port, self.proc = start_nginx(workdir, sink_ports)
+            self.ports, self.root = [port], self.proc.pid
+        elif config == "postfix":
+            self.dir = tempfile.mkdtemp(prefix="pf-", dir=workdir)
+            self.postfix = start_postfix_relay(self.dir, sink_ports[0])
+            self.ports, self.root = [self.postfix.port], postfix_master_pid(self.postfix)
+        else:
+            mode = "tcp" if config == "smtplb-tcp" else "smtp"
+            self.dir = tempfile.mkdtemp(prefix="lb-", dir=workdir)
+            port, self.proc = start_smtplb(args.smtplb, self.dir, sink_ports, mode,
+                                           spool=config == "smtplb-spool")
+            self.ports, self.root = [port], self.proc.pid
 
-def wait_port(port, timeout=10):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"port {port} not listening")
+    def cpu(self):
+        return tree_cpu_seconds(self.root) if self.root else 0.0
 
-
-def cpu_seconds(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / HZ  # utime + stime
-
-
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
-
-
-class Proc:
-    def __init__(self, args, **kw):
-        self.p = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **kw)
-
-    @property
-    def pid(self):
-        return self.p.pid
+    def wait_delivered(self, timeout=300):
+        """Postfix has only accepted what smtp-source sent; wait for its queue."""
+        deadline = time.monotonic() + timeout
+        while self.postfix and postfix_queued(self.postfix):
+            if time.monotonic() > deadline:
+                raise RuntimeError("Postfix did not empty its queue in time")
+            time.sleep(0.02)
 
     def stop(self):
-        if self.p.poll() is None:
-            self.p.send_signal(signal.SIGTERM)
-            try:
-                self.p.wait(10)
-            except subprocess.TimeoutExpired:
-                self.p.kill()
-                self.p.wait()
+        if self.postfix:
+            self.postfix.stop()
+            time.sleep(0.5)
+        if self.proc:
+            self.proc.stop()
+        if self.dir:
+            shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def start_sinks(n=3):
-    sinks = []
-    for _ in range(n):
-        port = free_port()
-        # Root is needed for -u; the sink drops to nobody.
-        sinks.append((port, Proc(["smtp-sink", "-u", "nobody", f"127.0.0.1:{port}", "1024"])))
-    for port, _ in sinks:
-        wait_port(port)
-    return sinks
+def messages_for(config, workload, args):
+    count = {"reused": args.messages, "new-conn": args.new_conn_messages,
+             "large": args.large_messages}[workload]
+    if config in SLOW:
+        count = min(count, args.slow_messages)
+    if config == "smtplb-spool":
+        count = min(count, args.spool_messages)
+    return count
 
 
-def start_haproxy(workdir, sink_ports, threads=None):
-    port = free_port()
-    cfg = os.path.join(workdir, "haproxy.cfg")
-    servers = "\n".join(f"    server s{i} 127.0.0.1:{p} check inter 2s"
-                        for i, p in enumerate(sink_ports))
-    with open(cfg, "w") as f:
-        f.write(f"""global
-    maxconn 9000
-{f"    nbthread {threads}" if threads else ""}
-defaults
-    mode tcp
-    timeout connect 5s
-    timeout client 60s
-    timeout server 60s
-frontend smtp
-    bind 127.0.0.1:{port}
-    default_backend sinks
-backend sinks
-    balance roundrobin
-    option smtpchk EHLO bench.invalid
-{servers}
-""")
-    proc = Proc(["haproxy", "-f", cfg, "-db"])
-    wait_port(port)
-    return port, proc
-
-
-def start_smtplb(smtplb, workdir, sink_ports, mode="smtp", listener_extra=""):
-    """smtplb in front of the sinks; `listener_extra`: more [[listener]] lines."""
-    port = free_port()
-    cfg = os.path.join(workdir, "smtplb.toml")
-    backends = "\n".join(f'[[pool.backend]]\nname = "s{i}"\naddress = "127.0.0.1:{p}"\n'
-                         for i, p in enumerate(sink_ports))
-    with open(cfg, "w") as f:
-        f.write(f"""[server]
-hostname = "lb.bench.invalid"
-state_dir = "{workdir}"
-tracking_log = "{workdir}/tracking.jsonl"
-[[listener]]
-name = "bench"
-bind = "127.0.0.1:{port}"
-accepted_domains = ["example.net"]
-pool = "sinks"
-mode = "{mode}"
-client_identity = "{"xclient" if mode == "smtp" else "none"}"
-max_connections = 15000
-max_connections_per_client = 15000
-{listener_extra}
-[[pool]]
-name = "sinks"
-algorithm = "round_robin"
-{backends}
-""")
-    proc = Proc([smtplb, "run", "--config", cfg])
-    wait_port(port)
-    return port, proc
-
-
-def smtp_source(port, messages, sessions, reuse, size, timeout):
-    args = ["smtp-source", "-s", str(sessions), "-m", str(messages), "-l", str(size),
-            "-f", "bench@example.org", "-t", "user@example.net"]
-    if reuse:
-        args.insert(1, "-d")
-    args.append(f"127.0.0.1:{port}")
-    return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-
-
-def run_load(targets, messages, sessions, reuse, size, timeout):
-    """targets: list of ports; the load is split evenly across them."""
-    procs = []
-    start = time.monotonic()
-    for i, port in enumerate(targets):
-        m = messages // len(targets) + (1 if i < messages % len(targets) else 0)
-        s = max(1, sessions // len(targets) + (1 if i < sessions % len(targets) else 0))
-        procs.append(smtp_source(port, m, s, reuse, size, timeout))
-    for p in procs:
-        try:
-            _, err = p.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            raise RuntimeError("smtp-source timed out")
-        if p.returncode != 0:
-            raise RuntimeError("smtp-source failed: " + err.decode(errors="replace")[-500:])
-    return time.monotonic() - start
-
-
-def idle_rss_per_connection(pid, port, count):
-    """KiB of proxy RSS per idle client connection that has seen the greeting."""
-    time.sleep(0.3)
-    before = rss_kib(pid)
-    socks = []
+def measure(config, workload, args, workdir, sinks):
+    reuse = workload != "new-conn"
+    size = args.large_size if workload == "large" else args.size
+    messages = messages_for(config, workload, args)
+    target = Target(config, args, workdir, sinks)
     try:
-        for _ in range(count):
-            s = socket.create_connection(("127.0.0.1", port), timeout=10)
-            socks.append(s)
-        for s in socks:
-            s.recv(512)  # greeting: the proxy has set the session up
-        time.sleep(0.5)
-        after = rss_kib(pid)
+        cpu0 = target.cpu()
+        sink0 = sum(cpu_seconds(s.pid) for _, s in sinks)
+        gen0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        start = time.monotonic()
+        accept_time = run_load(target.ports, messages, args.sessions, reuse, size, 300)
+        target.wait_delivered()
+        elapsed = time.monotonic() - start
+        gen1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu1 = target.cpu()
+        sink1 = sum(cpu_seconds(s.pid) for _, s in sinks)
     finally:
-        for s in socks:
-            s.close()
-    return (after - before) / count
+        target.stop()
+    generator = (gen1.ru_utime + gen1.ru_stime) - (gen0.ru_utime + gen0.ru_stime)
+    return {"rate": messages / elapsed, "accept": messages / accept_time,
+            "cpu": (cpu1 - cpu0) * 1000 / messages if config != "direct" else None,
+            "sink_cpu": (sink1 - sink0) * 1000 / messages,
+            "busy": ((cpu1 - cpu0) + (sink1 - sink0) + generator) / elapsed}
+
+
+def measure_idle(config, args, workdir, sinks):
+    # Postfix runs a process per connection, up to its process limit.
+    count = min(args.idle, 100) if config == "postfix" else args.idle
+    target = Target(config, args, workdir, sinks)
+    try:
+        return idle_rss_per_connection(target.root, target.ports[0], count)
+    finally:
+        target.stop()
+
+
+def median(values):
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def fmt(value, digits=2):
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def report(results, idle, configs, workloads, args):
+    print()
+    print(f"Medians of {args.runs} interleaved runs; {args.sessions} sessions; "
+          f"{args.size}-byte messages ({args.large_size} for `large`); 3 smtp-sink backends; "
+          "2 cores shared by everything.")
+    print()
+    print("| workload | configuration | messages/s | × direct | × HAProxy | proxy CPU-s per 1000 msgs "
+          "| × HAProxy CPU | backends' CPU-s per 1000 msgs | cores busy (of 2) |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    summary = {}
+    for w in workloads:
+        r = results[w]
+        direct = median(r["direct"]["rate"]) if "direct" in r else None
+        hap = median(r["haproxy"]["rate"]) if "haproxy" in r else None
+        hap_cpu = median(r["haproxy"]["cpu"]) if "haproxy" in r else None
+        for c in configs:
+            rate, cpu = median(r[c]["rate"]), median(r[c]["cpu"])
+            entry = {"rate": rate, "cpu_per_1000": cpu, "accept_rate": median(r[c]["accept"]),
+                     "backend_cpu_per_1000": median(r[c]["sink_cpu"]),
+                     "x_direct": rate / direct if direct else None,
+                     "x_haproxy": rate / hap if hap else None,
+                     "cpu_x_haproxy": cpu / hap_cpu if cpu is not None and hap_cpu else None}
+            summary[f"{w}/{c}"] = entry
+            print(f"| {w} | {c} | {rate:.0f} | {fmt(entry['x_direct'])} | {fmt(entry['x_haproxy'])} | "
+                  f"{fmt(cpu, 3)} | {fmt(entry['cpu_x_haproxy'])} | "
+                  f"{fmt(entry['backend_cpu_per_1000'], 3)} | {fmt(median(r[c]['busy']))} |")
+    if "postfix" in configs:
+        print()
+        for w in workloads:
+            pf = summary[f"{w}/postfix"]["accept_rate"]
+            line = f"{w}: Postfix accepts {pf:.0f} msg/s (queued, before delivery)"
+            if "smtplb-spool" in configs:
+                spool = summary[f"{w}/smtplb-spool"]["rate"]
+                line += f"; smtplb spooling accepts {spool:.0f} msg/s = {spool / pf:.2f}× Postfix"
+                summary[f"{w}/spool_x_postfix_accept"] = spool / pf
+            if "smtplb" in configs:
+                summary[f"{w}/smtplb_x_postfix"] = summary[f"{w}/smtplb"]["rate"] / \
+                    summary[f"{w}/postfix"]["rate"]
+                line += f"; smtplb relays {summary[f'{w}/smtplb_x_postfix']:.1f}× Postfix end to end"
+            if "nginx" in configs and "smtplb" in configs:
+                summary[f"{w}/smtplb_x_nginx"] = summary[f"{w}/smtplb"]["rate"] / \
+                    summary[f"{w}/nginx"]["rate"]
+                line += f"; {summary[f'{w}/smtplb_x_nginx']:.1f}× nginx"
+            print(line)
+    if idle:
+        print()
+        print("| idle client connections | KiB RSS per connection |")
+        print("|---|---:|")
+        for c, v in idle.items():
+            print(f"| {c} | {v:.2f} |")
+            summary[f"idle/{c}"] = v
+    return summary
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--smtplb", default=os.path.join(os.path.dirname(__file__), "..", "build", "src", "app", "smtplb"))
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--smtplb", default=os.path.join(os.path.dirname(__file__), "..", "build",
+                                                     "src", "app", "smtplb"))
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--messages", type=int, default=20000)
     ap.add_argument("--new-conn-messages", type=int, default=8000)
+    ap.add_argument("--large-messages", type=int, default=2000)
+    ap.add_argument("--slow-messages", type=int, default=1500,
+                    help="at most this many messages per run through nginx and Postfix")
+    ap.add_argument("--spool-messages", type=int, default=3000,
+                    help="at most this many messages per run into the spool")
     ap.add_argument("--sessions", type=int, default=20)
     ap.add_argument("--size", type=int, default=4096)
-    ap.add_argument("--idle", type=int, default=500)  # HAProxy needs a sink connection per idle client; smtp-sink stalls past a few hundred each
-    ap.add_argument("--json", help="write results to this file")
-    ap.add_argument("--haproxy-threads", type=int, help="nbthread for HAProxy (default: its own, one per core)")
-    ap.add_argument("--configs", default="direct,haproxy,smtplb,smtplb-tcp",
-                    help="comma-separated subset of direct,haproxy,smtplb,smtplb-tcp")
-    ap.add_argument("--workloads", default="reused,new-conn", help="reused, new-conn or both")
+    ap.add_argument("--large-size", type=int, default=102400)
+    # HAProxy needs a sink connection per idle client; smtp-sink stalls past a few hundred each.
+    ap.add_argument("--idle", type=int, default=500)
+    ap.add_argument("--json", help="write the medians to this file")
+    ap.add_argument("--chart", help="draw the table to this SVG file")
+    ap.add_argument("--haproxy-threads", type=int, help="nbthread for HAProxy (default: one per core)")
+    ap.add_argument("--configs", default=ALL_CONFIGS, help=f"comma-separated subset of {ALL_CONFIGS}")
+    ap.add_argument("--workloads", default="reused,new-conn,large",
+                    help="comma-separated subset of reused,new-conn,large")
     args = ap.parse_args()
-    for tool in ("smtp-source", "smtp-sink", "haproxy"):
-        if not shutil.which(tool):
-            sys.exit(f"bench: {tool} not found (scripts/bootstrap.sh all)")
-    smtplb = os.path.abspath(args.smtplb)
-    workdir = tempfile.mkdtemp(prefix="smtplb-bench-")
-    workloads = [w for w in [("reused", True, args.messages),
-                             ("new-conn", False, args.new_conn_messages)]
-                 if w[0] in args.workloads.split(",")]
     configs = args.configs.split(",")
-    results = {w[0]: {c: {"rate": [], "cpu": [], "sink_cpu": [], "busy": []} for c in configs}
-               for w in workloads}
+    workloads = args.workloads.split(",")
+    for name in configs:
+        if name not in ALL_CONFIGS.split(","):
+            sys.exit(f"bench: unknown configuration {name}")
+    require("smtp-source", "smtp-sink", *(["haproxy"] if "haproxy" in configs else []),
+            *(["nginx"] if "nginx" in configs else []), *(["postfix"] if "postfix" in configs else []))
+    args.smtplb = os.path.abspath(args.smtplb)
+    workdir = tempfile.mkdtemp(prefix="smtplb-bench-")
+    os.chmod(workdir, 0o755)  # Postfix's user must traverse it
+    results = {w: {c: {k: [] for k in ("rate", "accept", "cpu", "sink_cpu", "busy")}
+                   for c in configs} for w in workloads}
+    idle = {}
     sinks = start_sinks()
-    sink_ports = [p for p, _ in sinks]
     try:
         for run in range(args.runs):
-            for name, reuse, messages in workloads:
-                # Interleave configurations inside each run.
+            for w in workloads:
+                # Interleave configurations inside each run, rotating the order.
                 order = configs[run % len(configs):] + configs[:run % len(configs)]
-                for config in order:
-                    proxy = None
-                    if config == "haproxy":
-                        port, proxy = start_haproxy(workdir, sink_ports, args.haproxy_threads)
-                        targets = [port]
-                    elif config.startswith("smtplb"):
-                        mode = "tcp" if config == "smtplb-tcp" else "smtp"
-                        port, proxy = start_smtplb(smtplb, workdir, sink_ports, mode)
-                        targets = [port]
-                    else:
-                        targets = sink_ports
-                    try:
-                        cpu0 = cpu_seconds(proxy.pid) if proxy else 0
-                        sink0 = sum(cpu_seconds(s.pid) for _, s in sinks)
-                        gen0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-                        elapsed = run_load(targets, messages, args.sessions, reuse, args.size, 300)
-                        gen1 = resource.getrusage(resource.RUSAGE_CHILDREN)
-                        cpu1 = cpu_seconds(proxy.pid) if proxy else 0
-                        sink1 = sum(cpu_seconds(s.pid) for _, s in sinks)
-                    finally:
-                        if proxy:
-                            proxy.stop()
-                    rate = messages / elapsed
-                    results[name][config]["rate"].append(rate)
-                    results[name][config]["cpu"].append((cpu1 - cpu0) * 1000 / messages if proxy else None)
-                    results[name][config]["sink_cpu"].append((sink1 - sink0) * 1000 / messages)
-                    generator = (gen1.ru_utime + gen1.ru_stime) - (gen0.ru_utime + gen0.ru_stime)
-                    # How busy the two cores were: all three parties' CPU over wall time.
-                    results[name][config]["busy"].append(
-                        ((cpu1 - cpu0) + (sink1 - sink0) + generator) / elapsed)
-                    print(f"run {run + 1} {name:8} {config:10} {rate:9.0f} msg/s"
-                          + (f"  {(cpu1 - cpu0) * 1000 / messages:.3f} CPU-s/1000" if proxy else ""),
-                          flush=True)
-        idle = {}
-        for config in [c for c in ("haproxy", "smtplb") if c in configs and args.idle]:
-            values = []
-            for _ in range(args.runs):
-                if config == "haproxy":
-                    port, proxy = start_haproxy(workdir, sink_ports)
-                else:
-                    port, proxy = start_smtplb(smtplb, workdir, sink_ports)
-                try:
-                    values.append(idle_rss_per_connection(proxy.pid, port, args.idle))
-                finally:
-                    proxy.stop()
-            idle[config] = statistics.median(values)
-            print(f"idle {config:8} {idle[config]:.2f} KiB per connection", flush=True)
+                for c in order:
+                    m = measure(c, w, args, workdir, sinks)
+                    for k, v in m.items():
+                        results[w][c][k].append(v)
+                    print(f"run {run + 1} {w:8} {c:12} {m['rate']:9.0f} msg/s"
+                          + ("" if m["cpu"] is None else f"  {m['cpu']:.3f} CPU-s/1000"), flush=True)
+        for c in [c for c in configs if c not in ("direct", "smtplb-spool")] if args.idle else []:
+            values = [measure_idle(c, args, workdir, sinks) for _ in range(args.runs)]
+            idle[c] = statistics.median(values)
+            print(f"idle {c:12} {idle[c]:.2f} KiB per connection", flush=True)
     finally:
         for _, s in sinks:
             s.stop()
         shutil.rmtree(workdir, ignore_errors=True)
-
-    print()
-    print(f"Medians of {args.runs} interleaved runs; {args.sessions} sessions, {args.size}-byte messages, "
-          f"3 smtp-sink backends, 2 cores shared by everything.")
-    print()
-    print("| workload | configuration | messages/s | × direct | × HAProxy | proxy CPU-s per 1000 msgs | × HAProxy CPU | backends' CPU-s per 1000 msgs | cores busy (of 2) |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
-    summary = {}
-    for name, _, _ in workloads:
-        base = "direct" if "direct" in configs else configs[0]
-        direct = statistics.median(results[name][base]["rate"])
-        hap = "haproxy" if "haproxy" in configs else configs[0]
-        hap_rate = statistics.median(results[name][hap]["rate"])
-        hap_cpu = statistics.median(results[name][hap]["cpu"]) if hap != "direct" else 1
-        for config in configs:
-            rate = statistics.median(results[name][config]["rate"])
-            cpu = None if config == "direct" else statistics.median(results[name][config]["cpu"])
-            sink_cpu = statistics.median(results[name][config]["sink_cpu"])
-            summary[f"{name}/{config}"] = {"rate": rate, "cpu_per_1000": cpu,
-                                           "backend_cpu_per_1000": sink_cpu}
-            print(f"| {name} | {config} | {rate:.0f} | {rate / direct:.2f} | {rate / hap_rate:.2f} | "
-                  + ("–" if cpu is None else f"{cpu:.3f}") + " | "
-                  + ("–" if cpu is None else f"{cpu / hap_cpu:.2f}") + f" | {sink_cpu:.3f} | "
-                  + f"{statistics.median(results[name][config]['busy']):.2f} |")
-    print()
-    print("| idle client connections | KiB RSS per connection |")
-    print("|---|---:|")
-    for config, v in idle.items():
-        print(f"| {config} | {v:.2f} |")
-        summary[f"idle/{config}"] = v
+    summary = report(results, idle, configs, workloads, args)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(summary, f, indent=2)
+    if args.chart:
+        from chart import draw
+        draw(summary, configs, workloads, idle, args.chart)
+        print(f"\nchart: {args.chart}")
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ import time
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(__file__))
-from bench import cpu_seconds, free_port, wait_port  # noqa: E402
+from peers import cpu_seconds, free_port, wait_port  # noqa: E402
 
 
 def config(port, admin_port, sink_port, backends, interval, workdir):

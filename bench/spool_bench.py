@@ -27,7 +27,7 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests",
                                 "integration"))
 import harness  # noqa: E402  (Postfix in a private directory)
-from bench import Proc, free_port, run_load, start_sinks, wait_port  # noqa: E402
+from peers import Proc, free_port, run_load, start_sinks, wait_port  # noqa: E402
 
 
 class RelayPostfix(harness.Postfix):

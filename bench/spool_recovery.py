@@ -16,7 +16,7 @@ import sys
 import tempfile
 import time
 
-from bench import free_port
+from peers import free_port
 
 
 def record(kind, payload):

@@ -28,8 +28,8 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests", "integration"))
 import harness  # noqa: E402  (certificates, Postfix)
-import bench  # noqa: E402
-from bench import cpu_seconds, start_sinks  # noqa: E402
+import peers  # noqa: E402
+from peers import cpu_seconds, start_sinks  # noqa: E402
 
 BODY = b"Subject: bench\r\n\r\n" + (b"x" * 76 + b"\r\n") * 52  # about 4 KiB
 
@@ -78,7 +78,7 @@ def postfix_cpu(port):
 
 def start_smtplb(smtplb, workdir, sink_ports, cert):
     tls = f'tls = {{ mode = "starttls", cert = "{cert[0]}", key = "{cert[1]}" }}'
-    return bench.start_smtplb(smtplb, workdir, sink_ports, listener_extra=tls)
+    return peers.start_smtplb(smtplb, workdir, sink_ports, listener_extra=tls)
 
 
 def main():

@@ -12,7 +12,7 @@ test_packages=(
   python3 postfix swaks libnet-ssleay-perl openssl dovecot-core nsd clang libclang-rt-14-dev systemd chromium
   prometheus librsvg2-bin
 )
-bench_packages=(haproxy)
+bench_packages=(haproxy nginx libnginx-mod-mail)
 
 want=("${build_packages[@]}")
 case "${1:-all}" in

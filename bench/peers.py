@@ -1,0 +1,337 @@
+"""The programs the benchmarks run, each in a private directory on loopback:
+smtp-sink backends, HAProxy, nginx's mail proxy, Postfix as a relay and
+smtplb, plus the measuring helpers they share (CPU and RSS of a process
+tree, the smtp-source load)."""
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+HZ = os.sysconf("SC_CLK_TCK")
+PAGE_KIB = os.sysconf("SC_PAGE_SIZE") // 1024
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, timeout=10):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"port {port} not listening")
+
+
+def _stat_fields(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()
+
+
+def cpu_seconds(pid):
+    fields = _stat_fields(pid)
+    return (int(fields[11]) + int(fields[12])) / HZ  # utime + stime
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def process_tree(root):
+    """root and every living descendant."""
+    children = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                children.setdefault(int(_stat_fields(entry)[1]), []).append(int(entry))
+            except (OSError, IndexError):
+                pass
+    tree, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        tree.append(pid)
+        todo.extend(children.get(pid, []))
+    return tree
+
+
+def tree_cpu_seconds(root):
+    """CPU of a process tree: each living process's own time plus what it has
+    reaped from children that already exited (cutime + cstime), so short-lived
+    workers (Postfix's) are counted too."""
+    total = 0
+    for pid in process_tree(root):
+        try:
+            f = _stat_fields(pid)
+            total += sum(int(x) for x in f[11:15])
+        except OSError:
+            pass
+    return total / HZ
+
+
+def tree_rss_kib(root):
+    total = 0
+    for pid in process_tree(root):
+        try:
+            total += rss_kib(pid)
+        except OSError:
+            pass
+    return total
+
+
+class Proc:
+    def __init__(self, args, **kw):
+        kw.setdefault("stdout", subprocess.DEVNULL)
+        kw.setdefault("stderr", subprocess.DEVNULL)
+        self.p = subprocess.Popen(args, **kw)
+
+    @property
+    def pid(self):
+        return self.p.pid
+
+    def stop(self):
+        if self.p.poll() is None:
+            self.p.send_signal(signal.SIGTERM)
+            try:
+                self.p.wait(10)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+                self.p.wait()
+
+
+def start_sinks(n=3):
+    sinks = []
+    for _ in range(n):
+        port = free_port()
+        # Root is needed for -u; the sink drops to nobody.
+        sinks.append((port, Proc(["smtp-sink", "-u", "nobody", f"127.0.0.1:{port}", "1024"])))
+    for port, _ in sinks:
+        wait_port(port)
+    return sinks
+
+
+def start_haproxy(workdir, sink_ports, threads=None):
+    port = free_port()
+    cfg = os.path.join(workdir, "haproxy.cfg")
+    servers = "\n".join(f"    server s{i} 127.0.0.1:{p} check inter 2s"
+                        for i, p in enumerate(sink_ports))
+    with open(cfg, "w") as f:
+        f.write(f"""global
+    maxconn 9000
+{f"    nbthread {threads}" if threads else ""}
+defaults
+    mode tcp
+    timeout connect 5s
+    timeout client 60s
+    timeout server 60s
+frontend smtp
+    bind 127.0.0.1:{port}
+    default_backend sinks
+backend sinks
+    balance roundrobin
+    option smtpchk EHLO bench.invalid
+{servers}
+""")
+    proc = Proc(["haproxy", "-f", cfg, "-db"])
+    wait_port(port)
+    return port, proc
+
+
+NGINX_MODULE = "/usr/lib/nginx/modules/ngx_mail_module.so"
+
+
+def start_nginx(workdir, sink_ports):
+    """nginx's mail proxy. It asks its auth_http server for a backend on every
+    connection; its own http block answers, spreading clients over the sinks
+    at random (nginx has no round robin for mail)."""
+    port, auth_port = free_port(), free_port()
+    root = os.path.join(workdir, "nginx")
+    os.makedirs(root, exist_ok=True)
+    share = 100 // len(sink_ports)
+    split = "\n".join(f"        {share}% {p};" for p in sink_ports[:-1]) + f"\n        * {sink_ports[-1]};"
+    cfg = os.path.join(root, "nginx.conf")
+    with open(cfg, "w") as f:
+        f.write(f"""load_module {NGINX_MODULE};
+daemon off;
+worker_processes auto;
+pid {root}/nginx.pid;
+error_log {root}/error.log warn;
+events {{ worker_connections 9000; }}
+http {{
+    access_log off;
+    client_body_temp_path {root}/body;
+    proxy_temp_path {root}/proxy;
+    fastcgi_temp_path {root}/fastcgi;
+    uwsgi_temp_path {root}/uwsgi;
+    scgi_temp_path {root}/scgi;
+    split_clients "$request_id" $sink_port {{
+{split}
+    }}
+    server {{
+        listen 127.0.0.1:{auth_port};
+        location / {{
+            add_header Auth-Status OK;
+            add_header Auth-Server 127.0.0.1;
+            add_header Auth-Port $sink_port;
+            return 204;
+        }}
+    }}
+}}
+mail {{
+    server_name lb.bench.invalid;
+    auth_http 127.0.0.1:{auth_port}/;
+    xclient off;
+    server {{
+        listen 127.0.0.1:{port};
+        protocol smtp;
+        smtp_auth none;
+    }}
+}}
+""")
+    proc = Proc(["nginx", "-c", cfg, "-e", os.path.join(root, "error.log")])
+    wait_port(port)
+    return port, proc
+
+
+def start_postfix_relay(workdir, sink_port):
+    """Postfix as a store-and-forward relay to one smtp-sink (Postfix's
+    relayhost list is failover, not balancing). Returns the Postfix object;
+    its master's pid is read from the queue directory's pid file."""
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests",
+                                    "integration"))
+    import harness  # noqa: E402  (a private Postfix instance)
+
+    class RelayPostfix(harness.Postfix):
+        MASTER = harness.Postfix.MASTER + "smtp      unix  -       -       n       -       -       smtp\n"
+
+    postfix = RelayPostfix(workdir, "relay", extra_main=(
+        "relay_transport = smtp\ndefault_transport = smtp\n"
+        f"relayhost = [127.0.0.1]:{sink_port}\n"
+        "smtpd_client_connection_rate_limit = 0\n"
+        "default_process_limit = 200\n"
+        "smtp_destination_concurrency_limit = 40\n"))
+    postfix.start()
+    return postfix
+
+
+def postfix_master_pid(postfix):
+    with open(os.path.join(postfix.dir, "queue", "pid", "master.pid")) as f:
+        return int(f.read().split()[0])
+
+
+def postfix_queued(postfix):
+    """Messages still in Postfix's queue (any state)."""
+    count = 0
+    for sub in ("maildrop", "incoming", "active", "deferred", "hold"):
+        for _, _, files in os.walk(os.path.join(postfix.dir, "queue", sub)):
+            count += len(files)
+    return count
+
+
+def start_smtplb(smtplb, workdir, sink_ports, mode="smtp", listener_extra="", spool=False):
+    """smtplb in front of the sinks; `listener_extra`: more [[listener]] lines.
+    With `spool`, every backend is down and the pool spools what it accepts."""
+    port = free_port()
+    cfg = os.path.join(workdir, "smtplb.toml")
+    if spool:
+        sink_ports = [free_port() for _ in sink_ports]  # nothing listens there
+    backends = "\n".join(f'[[pool.backend]]\nname = "s{i}"\naddress = "127.0.0.1:{p}"\n'
+                         for i, p in enumerate(sink_ports))
+    pool_extra = ('on_unavailable = "spool"\nconnect_timeout = "1s"\n'
+                  'health = { interval = "1s", down_interval = "500ms", rise = 1, fall = 1 }\n'
+                  if spool else "")
+    spool_section = "[spool]\nconcurrency = 20" if spool else ""
+    with open(cfg, "w") as f:
+        f.write(f"""[server]
+hostname = "lb.bench.invalid"
+state_dir = "{workdir}"
+tracking_log = "{workdir}/tracking.jsonl"
+admin = ""
+{spool_section}
+[[listener]]
+name = "bench"
+bind = "127.0.0.1:{port}"
+accepted_domains = ["example.net"]
+pool = "sinks"
+mode = "{mode}"
+client_identity = "{"xclient" if mode == "smtp" else "none"}"
+max_connections = 15000
+max_connections_per_client = 15000
+{listener_extra}
+[[pool]]
+name = "sinks"
+algorithm = "round_robin"
+{pool_extra}
+{backends}
+""")
+    proc = Proc([smtplb, "run", "--config", cfg])
+    wait_port(port)
+    if spool:
+        time.sleep(1.5)  # the probes have seen every backend down
+    return port, proc
+
+
+def smtp_source(port, messages, sessions, reuse, size):
+    args = ["smtp-source", "-s", str(sessions), "-m", str(messages), "-l", str(size),
+            "-f", "bench@example.org", "-t", "user@example.net"]
+    if reuse:
+        args.insert(1, "-d")
+    args.append(f"127.0.0.1:{port}")
+    return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def run_load(targets, messages, sessions, reuse, size, timeout):
+    """targets: list of ports; the load is split evenly across them."""
+    procs = []
+    start = time.monotonic()
+    for i, port in enumerate(targets):
+        m = messages // len(targets) + (1 if i < messages % len(targets) else 0)
+        s = max(1, sessions // len(targets) + (1 if i < sessions % len(targets) else 0))
+        procs.append(smtp_source(port, m, s, reuse, size))
+    for p in procs:
+        try:
+            _, err = p.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            for q in procs:
+                q.kill()
+            raise RuntimeError("smtp-source timed out")
+        if p.returncode != 0:
+            raise RuntimeError("smtp-source failed: " + err.decode(errors="replace")[-500:])
+    return time.monotonic() - start
+
+
+def idle_rss_per_connection(root_pid, port, count):
+    """KiB of RSS (the proxy's whole process tree) per idle client connection
+    that has seen the greeting."""
+    time.sleep(0.3)
+    before = tree_rss_kib(root_pid)
+    socks = []
+    try:
+        for _ in range(count):
+            s = socket.create_connection(("127.0.0.1", port), timeout=10)
+            socks.append(s)
+        for s in socks:
+            s.recv(512)  # greeting: the proxy has set the session up
+        time.sleep(0.5)
+        after = tree_rss_kib(root_pid)
+    finally:
+        for s in socks:
+            s.close()
+    return (after - before) / count
+
+
+def require(*tools):
+    for tool in tools:
+        if not shutil.which(tool):
+            sys.exit(f"bench: {tool} not found (scripts/bootstrap.sh all)")

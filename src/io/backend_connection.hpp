@@ -95,7 +95,7 @@ class BackendConnection {
     std::size_t backend_;
     std::optional<base::IpAddress> source_;
     proto::ClientSession protocol_;
-    std::shared_ptr<Deadline> deadline_;
+    std::unique_ptr<Deadline> deadline_;
     std::string failure_;
     std::optional<proto::Reply> refusal_;
     std::uint64_t identity_session_ = 0;

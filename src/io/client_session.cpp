@@ -73,35 +73,49 @@ class ClientSession {
     // Writes the message to the spool: 250 only once it is durable.
     awaitable<Reply> spool_message();
     void note_rcpt_reply(const Reply& reply) {
-        ++rcpts_tried_;
+        if (!log_) return;
         if (reply.positive())
-            ++rcpts_accepted_;
+            ++log_->rcpts_accepted;
         else
-            last_refusal_ = reply;
+            log_->last_refusal = reply;
     }
 
     // Reads go into buffers of the session's own, which Asio fills from one
-    // readiness event (one syscall per read): a 1 KiB one for commands, and
-    // during a transaction a 16 KiB one, freed when the transaction ends.
-    awaitable<std::pair<error_code, std::string_view>> read();
+    // readiness event (one syscall per read): a 512-byte one for commands
+    // (an RFC 5321 command line), and during a transaction a 16 KiB one,
+    // freed when the transaction ends. A plain function, not a coroutine:
+    // an idle connection carries no frame for it.
+    asio::mutable_buffer read_buffer();
+    // What the first read is waiting for: a PROXY header, implicit TLS.
+    // False when the session ends before its greeting.
+    awaitable<bool> open(Deadline& deadline);
+    // Answers what the client has sent, up to where more input is needed;
+    // false when the session is to end.
+    awaitable<bool> answer(Deadline& deadline);
+    // The read failed: a timeout gets its 421, a stopping daemon its goodbye.
+    awaitable<void> read_failed(const error_code& ec, Deadline& deadline);
 
     std::string client_key_;
     tcp::socket socket_;
     TlsCapableStream stream_{socket_};
-    TlsFacts tls_;
+    std::unique_ptr<TlsFacts> tls_;  // once TLS is up
     std::unique_ptr<char[]> transaction_buffer_;
-    std::array<char, 1024> command_buffer_;
+    std::array<char, 512> command_buffer_;
     Listener& listener_;
     Balancer& balancer_;
     proto::ServerSession protocol_;
     Relay relay_;
     MessageBuffer body_;
-    std::optional<core::TrackingRecord> record_;
-    std::chrono::steady_clock::time_point started_;
-    std::set<std::string> domains_;
-    std::size_t rcpts_tried_ = 0;
-    std::size_t rcpts_accepted_ = 0;
-    std::optional<Reply> last_refusal_;
+    // What the current transaction's tracking line needs; made at MAIL, so
+    // an idle connection does not carry it (the per-connection memory budget).
+    struct TransactionLog {
+        core::TrackingRecord record;
+        std::chrono::steady_clock::time_point started;
+        std::set<std::string> domains;
+        std::size_t rcpts_accepted = 0;
+        std::optional<Reply> last_refusal;
+    };
+    std::unique_ptr<TransactionLog> log_;
     // The transaction as the spool needs it.
     proto::Path sender_;
     proto::MailParameters mail_params_;
@@ -115,20 +129,14 @@ Reply storage_full() {
 
 constexpr std::size_t kTransactionBufferSize = 16384;
 
-awaitable<std::pair<error_code, std::string_view>> ClientSession::read() {
+asio::mutable_buffer ClientSession::read_buffer() {
     if (!protocol_.in_transaction()) {
         transaction_buffer_.reset();
-        // Commands are short: a small buffer of the session's own lets Asio
-        // read without re-arming epoll each time, for 1 KiB per connection.
-        auto [ec, n] = co_await stream_.read_some(
-            asio::buffer(command_buffer_.data(), command_buffer_.size()));
-        co_return std::pair{ec, std::string_view(command_buffer_.data(), n)};
+        return asio::buffer(command_buffer_.data(), command_buffer_.size());
     }
     if (!transaction_buffer_)
         transaction_buffer_ = std::make_unique_for_overwrite<char[]>(kTransactionBufferSize);
-    auto [ec, n] =
-        co_await stream_.read_some(asio::buffer(transaction_buffer_.get(), kTransactionBufferSize));
-    co_return std::pair{ec, std::string_view(transaction_buffer_.get(), n)};
+    return asio::buffer(transaction_buffer_.get(), kTransactionBufferSize);
 }
 
 awaitable<bool> ClientSession::flush() {
@@ -147,21 +155,21 @@ awaitable<void> ClientSession::say_goodbye() {
 }
 
 void ClientSession::begin_tracking(const proto::ServerEvent& ev) {
-    record_.emplace();
-    record_->time_ms = balancer_.clock().wall_ms();
-    record_->listener = listener_.config().name;
-    record_->client_address = relay_.identity().address.to_string();
-    record_->client_port = relay_.identity().port;
-    record_->helo = protocol_.helo();
-    record_->tls = tls_.summary();
-    record_->client_cert = tls_.peer_subject;
-    record_->client_cert_sha256 = tls_.peer_fingerprint;
-    record_->login = protocol_.login();
-    record_->sender = ev.path.null ? "" : ev.path.mailbox.address();
-    started_ = std::chrono::steady_clock::now();
-    domains_.clear();
-    rcpts_tried_ = rcpts_accepted_ = 0;
-    last_refusal_.reset();
+    log_ = std::make_unique<TransactionLog>();
+    auto& r = log_->record;
+    r.time_ms = balancer_.clock().wall_ms();
+    r.listener = listener_.config().name;
+    r.client_address = relay_.identity().address.to_string();
+    r.client_port = relay_.identity().port;
+    r.helo = protocol_.helo();
+    if (tls_) {
+        r.tls = tls_->summary();
+        r.client_cert = tls_->peer_subject;
+        r.client_cert_sha256 = tls_->peer_fingerprint;
+    }
+    r.login = protocol_.login();
+    r.sender = ev.path.null ? "" : ev.path.mailbox.address();
+    log_->started = std::chrono::steady_clock::now();
 }
 
 void ClientSession::finish_tracking(const Reply& reply) {
@@ -171,20 +179,20 @@ void ClientSession::finish_tracking(const Reply& reply) {
 }
 
 void ClientSession::end_without_message(const char* why) {
-    if (!record_) return;
-    if (rcpts_accepted_ > 0)
+    if (!log_) return;
+    if (log_->rcpts_accepted > 0)
         finish_tracking(why, "aborted");
-    else if (last_refusal_)
-        finish_tracking(*last_refusal_);
+    else if (log_->last_refusal)
+        finish_tracking(Reply(*log_->last_refusal));
     else
-        record_.reset();
+        log_.reset();
 }
 
 void ClientSession::finish_tracking(const std::string& reply, const char* result) {
-    if (!record_) return;
-    auto& r = *record_;
-    r.recipients = rcpts_accepted_;
-    r.recipient_domains.assign(domains_.begin(), domains_.end());
+    if (!log_) return;
+    auto& r = log_->record;
+    r.recipients = log_->rcpts_accepted;
+    r.recipient_domains.assign(log_->domains.begin(), log_->domains.end());
     r.pool = relay_.pool() ? relay_.pool()->name() : "";
     r.attempts = relay_.attempts();
     r.queue_id = relay_.queue_id();
@@ -192,11 +200,11 @@ void ClientSession::finish_tracking(const std::string& reply, const char* result
     r.reply = reply;
     r.result = result;
     r.duration_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                        std::chrono::steady_clock::now() - started_)
+                        std::chrono::steady_clock::now() - log_->started)
                         .count();
     listener_.counters.count_result(r.result, r.size);
     balancer_.tracking().write(r.to_json());
-    record_.reset();
+    log_.reset();
 }
 
 awaitable<Reply> ClientSession::spool_message() {
@@ -210,7 +218,7 @@ awaitable<Reply> ClientSession::spool_message() {
     envelope.identity = relay_.identity();
     auto committed = co_await spool->commit(envelope, accepted_, body_);
     if (committed.id.empty()) co_return storage_full();
-    if (record_) record_->spool_id = committed.id;
+    if (log_) log_->record.spool_id = committed.id;
     co_return Reply::make(250, "2.0.0", "Ok: queued as " + committed.id);
 }
 
@@ -327,7 +335,7 @@ awaitable<void> ClientSession::handle(proto::ServerEvent& ev) {
             }
             note_rcpt_reply(reply);
             if (reply.positive()) {
-                domains_.insert(rcpt.domain);
+                if (log_) log_->domains.insert(rcpt.domain);
                 accepted_.push_back(rcpt);
             }
             protocol_.answer(reply);
@@ -348,7 +356,7 @@ awaitable<void> ClientSession::handle(proto::ServerEvent& ev) {
                 reply = Reply::make(451, "4.3.0", "Local error storing the message");
                 co_await relay_.abandon();
             } else {
-                if (record_) record_->size = body_.size();
+                if (log_) log_->record.size = body_.size();
                 if (!spooling_) {
                     reply = co_await relay_.deliver(body_);
                     spooling_ = reply.transient() && relay_.no_backend() && spool_for_transaction();
@@ -407,74 +415,54 @@ awaitable<bool> ClientSession::start_tls(Deadline& deadline) {
         listener_.counters.tls_failures++;
         co_return false;
     }
-    tls_ = stream_.facts();
-    relay_.set_tls(tls_.version, tls_.cipher, !tls_.peer_subject.empty());
+    tls_ = std::make_unique<TlsFacts>(stream_.facts());
+    relay_.set_tls(tls_->version, tls_->cipher, !tls_->peer_subject.empty());
     listener_.counters.tls_sessions++;
     protocol_.tls_started();
     co_return true;
 }
 
-awaitable<void> ClientSession::run() {
+awaitable<bool> ClientSession::open(Deadline& deadline) {
     const auto& config = listener_.config();
-    auto deadline = Deadline::start(socket_.get_executor(), [this] {
-        error_code ec;
-        socket_.cancel(ec);
-    });
-    bool open = true;
     if (config.proxy_protocol != config::ProxyProtocol::None) {
-        bool accepted = co_await accept_proxy_header(*deadline);
-        open = accepted;
+        bool accepted = co_await accept_proxy_header(deadline);
+        if (!accepted) co_return false;
     }
-    if (open && config.tls.mode == config::ServerTlsMode::Implicit) {
-        auto handshaken = co_await start_tls(*deadline);
-        open = handshaken;
+    if (config.tls.mode == config::ServerTlsMode::Implicit) {
+        bool handshaken = co_await start_tls(deadline);
+        if (!handshaken) co_return false;
     }
-    if (open) protocol_.start();
-    while (open) {
+    protocol_.start();
+    co_return true;
+}
+
+awaitable<void> ClientSession::read_failed(const error_code& ec, Deadline& deadline) {
+    if (ec == asio::error::operation_aborted && listener_.stopping() && !deadline.expired()) {
+        co_await say_goodbye();  // woken by Listener::stop
+    } else if (deadline.expired()) {
+        protocol_.shutdown(
+            Reply::make(421, "4.4.2", listener_.settings().hostname + " Error: timeout exceeded"));
+        deadline.expires_after(std::chrono::seconds(10));
+        co_await flush();
+    }
+}
+
+awaitable<bool> ClientSession::answer(Deadline& deadline) {
+    for (;;) {
         auto ev = protocol_.next();
         switch (ev.kind) {
             case Kind::NeedInput: {
                 bool flushed = co_await flush();
-                if (!flushed) {
-                    open = false;
-                    break;
-                }
-                if (listener_.stopping() && !protocol_.in_transaction()) {
-                    co_await say_goodbye();
-                    open = false;
-                    break;
-                }
-                deadline->expires_after(protocol_.in_transaction() ? config.data_timeout
-                                                                   : config.command_timeout);
-                auto [ec, bytes] = co_await read();
-                if (ec) {
-                    if (ec == asio::error::operation_aborted && listener_.stopping() &&
-                        !deadline->expired()) {
-                        co_await say_goodbye();  // woken by Listener::stop
-                    } else if (deadline->expired()) {
-                        protocol_.shutdown(Reply::make(
-                            421, "4.4.2",
-                            listener_.settings().hostname + " Error: timeout exceeded"));
-                        deadline->expires_after(std::chrono::seconds(10));
-                        co_await flush();
-                    }
-                    open = false;
-                    break;
-                }
-                protocol_.feed(bytes);
-                break;
+                co_return flushed;
             }
             case Kind::Close:
                 co_await flush();
-                open = false;
-                break;
+                co_return false;
             case Kind::StartTls: {
                 bool flushed = co_await flush();
-                open = false;
-                if (flushed) {
-                    bool handshaken = co_await start_tls(*deadline);
-                    open = handshaken;
-                }
+                if (!flushed) co_return false;
+                bool handshaken = co_await start_tls(deadline);
+                if (!handshaken) co_return false;
                 break;
             }
             default:
@@ -482,7 +470,36 @@ awaitable<void> ClientSession::run() {
                 break;
         }
     }
-    deadline->stop();
+}
+
+// Kept lean: its frame lives as long as the connection, so everything but
+// the wait for input (opening, answering, read errors) is a coroutine of
+// its own whose frame exists only while it runs.
+awaitable<void> ClientSession::run() {
+    Deadline deadline(socket_.get_executor(), [this] {
+        error_code ec;
+        socket_.cancel(ec);
+    });
+    bool open = co_await this->open(deadline);
+    while (open) {
+        bool more = co_await answer(deadline);
+        if (!more) break;
+        if (listener_.stopping() && !protocol_.in_transaction()) {
+            co_await say_goodbye();
+            break;
+        }
+        const auto& config = listener_.config();
+        deadline.expires_after(protocol_.in_transaction() ? config.data_timeout
+                                                          : config.command_timeout);
+        auto buffer = read_buffer();
+        auto [ec, n] = co_await stream_.read_some(buffer);
+        if (ec) {
+            co_await read_failed(ec, deadline);
+            break;
+        }
+        protocol_.feed(std::string_view(static_cast<const char*>(buffer.data()), n));
+    }
+    deadline.stop();
     end_without_message("connection ended");
     co_await relay_.abandon();
     relay_.release_connections();

@@ -2,38 +2,79 @@
 
 namespace smtplb::io {
 
-std::shared_ptr<Deadline> Deadline::start(asio::any_io_executor executor,
-                                          std::function<void()> on_expire) {
-    auto d = std::make_shared<Deadline>(executor, std::move(on_expire));
-    asio::co_spawn(
-        executor, [d]() -> awaitable<void> { co_await d->watch(); }, asio::detached);
-    return d;
-}
+// The list of an io_context's Deadlines and the one timer that walks it.
+// Touched only from that context's thread, like everything in a session.
+class DeadlineService : public asio::execution_context::service {
+  public:
+    using key_type = DeadlineService;
+    static inline asio::execution_context::id id;
+    // Deadlines live on io_contexts. The timer is made here so that its own
+    // service is registered first and so outlives this one.
+    explicit DeadlineService(asio::execution_context& context)
+        : service(context), timer_(static_cast<asio::io_context&>(context)) {}
 
-void Deadline::expires_after(Millis d) {
-    deadline_ = Clock::now() + d;
-    if (deadline_ < armed_for_) timer_.cancel();  // wake the watcher to re-arm earlier
-}
+    void add(Deadline& d) {
+        d.next_ = head_;
+        if (head_) head_->prev_ = &d;
+        head_ = &d;
+        if (!ticking_ && !shut_down_) tick();
+    }
+    void remove(Deadline& d) {
+        if (cursor_ == &d) cursor_ = d.next_;
+        if (d.prev_) d.prev_->next_ = d.next_;
+        else if (head_ == &d) head_ = d.next_;
+        if (d.next_) d.next_->prev_ = d.prev_;
+        d.prev_ = d.next_ = nullptr;
+    }
 
-void Deadline::stop() {
-    stopped_ = true;
-    on_expire_ = nullptr;
-    timer_.cancel();
-}
-
-awaitable<void> Deadline::watch() {
-    while (!stopped_) {
-        armed_for_ = deadline_;
-        timer_.expires_at(armed_for_);
-        co_await timer_.async_wait(use_nothrow);
-        if (stopped_) break;
-        if (Clock::now() >= deadline_) {
-            expired_ = true;
-            if (auto f = std::move(on_expire_)) f();
-            break;
+  private:
+    void shutdown() override {
+        shut_down_ = true;
+        while (head_) remove(*head_);
+        timer_.cancel();
+    }
+    void tick() {
+        ticking_ = true;
+        timer_.expires_after(kDeadlineResolution);
+        timer_.async_wait([this](const error_code& ec) {
+            ticking_ = false;
+            if (ec || shut_down_) return;
+            expire_passed();
+            if (head_) tick();  // nothing to watch: no wake-ups
+        });
+    }
+    void expire_passed() {
+        auto now = Deadline::Clock::now();
+        // cursor_ keeps the walk valid if a callback ends the next Deadline.
+        for (cursor_ = head_; cursor_;) {
+            Deadline* d = cursor_;
+            cursor_ = d->next_;
+            if (d->on_expire_ && now >= d->deadline_) {
+                d->expired_ = true;
+                auto f = std::move(d->on_expire_);
+                d->on_expire_ = nullptr;
+                f();
+            }
         }
     }
+
+    Deadline* head_ = nullptr;
+    Deadline* cursor_ = nullptr;
+    asio::steady_timer timer_;
+    bool ticking_ = false;
+    bool shut_down_ = false;
+};
+
+Deadline::Deadline(const asio::any_io_executor& executor, std::function<void()> on_expire)
+    : service_(&asio::use_service<DeadlineService>(
+          asio::query(executor, asio::execution::context))),
+      on_expire_(std::move(on_expire)) {
+    service_->add(*this);
 }
+
+Deadline::~Deadline() { service_->remove(*this); }
+
+void Deadline::stop() { on_expire_ = nullptr; }
 
 Alarm::Alarm(asio::any_io_executor executor, Millis after, std::function<void()> on_expire)
     : timer_(executor), state_(std::make_shared<State>()) {

@@ -7,33 +7,44 @@
 
 namespace smtplb::io {
 
-// One timer per connection that calls on_expire (which closes the socket)
-// when the current deadline passes. Moving the deadline later is a plain
-// store: the timer wakes at the old time and sleeps again, so the hot path
-// does no timer work. Only moving it earlier re-arms the timer.
-class Deadline : public std::enable_shared_from_this<Deadline> {
+class DeadlineService;
+
+// The idle and read timeout of one connection: on_expire (which closes or
+// cancels the socket) runs once the current deadline has passed. No timer
+// of its own: every Deadline of an io_context is on one list that a single
+// shared timer walks every kDeadlineResolution, so a connection's timeout
+// costs a few pointers, not a timer and a pending wait (the per-connection
+// memory budget), and moving a deadline is a plain store. Timeouts fire up
+// to kDeadlineResolution late, which SMTP's second-scale timeouts allow.
+// on_expire must not destroy other Deadlines synchronously.
+class Deadline {
   public:
     using Clock = std::chrono::steady_clock;
-    Deadline(asio::any_io_executor executor, std::function<void()> on_expire)
-        : timer_(executor), on_expire_(std::move(on_expire)) {}
+    Deadline(const asio::any_io_executor& executor, std::function<void()> on_expire);
+    ~Deadline();
+    Deadline(const Deadline&) = delete;
+    Deadline& operator=(const Deadline&) = delete;
 
-    static std::shared_ptr<Deadline> start(asio::any_io_executor executor,
-                                           std::function<void()> on_expire);
-    void expires_after(Millis d);
+    static std::unique_ptr<Deadline> start(const asio::any_io_executor& executor,
+                                           std::function<void()> on_expire) {
+        return std::make_unique<Deadline>(executor, std::move(on_expire));
+    }
+    void expires_after(Millis d) { deadline_ = Clock::now() + d; }
     bool expired() const { return expired_; }
-    // Ends the watchdog; on_expire is not called after this.
+    // Ends the watch; on_expire is not called after this.
     void stop();
 
   private:
-    awaitable<void> watch();
-
-    asio::steady_timer timer_;
-    std::function<void()> on_expire_;
+    friend class DeadlineService;
+    DeadlineService* service_;
+    Deadline* prev_ = nullptr;
+    Deadline* next_ = nullptr;
     Clock::time_point deadline_ = Clock::time_point::max();
-    Clock::time_point armed_for_ = Clock::time_point::max();
-    bool stopped_ = false;
+    std::function<void()> on_expire_;
     bool expired_ = false;
 };
+
+constexpr Millis kDeadlineResolution{200};
 
 // A one-shot timer for short operations (a connect, a probe): on_expire
 // runs when `after` passes, unless cancelled or destroyed first. Cheaper

@@ -56,7 +56,7 @@ class TcpSession {
     proto::ClientIdentity identity_;
     core::Pool* pool_ = nullptr;
     std::optional<std::size_t> chosen_;
-    std::shared_ptr<Deadline> deadline_;
+    std::unique_ptr<Deadline> deadline_;
     core::TrackingRecord record_;
     std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
     std::uint64_t bytes_up_ = 0, bytes_down_ = 0;

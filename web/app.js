@@ -4,7 +4,7 @@
 "use strict";
 
 const HISTORY = 300;          // samples kept (one a second)
-const HEALTH = { up: 2, busy: 1, down: 0 };
+const HEALTH = { up: 2, busy: 1, down: 0, misconfigured: 0 };
 const times = [];
 const rates = new Map();      // "pool/backend" -> msg/s samples
 const health = new Map();     // "pool/backend" -> health samples

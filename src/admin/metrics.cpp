@@ -108,9 +108,10 @@ void backend_metrics(PrometheusText& m, io::Balancer& balancer) {
              return r.backend->config.weight * r.backend->health.weight_permille(now(r)) / 1000.0;
          });
     m.family("smtplb_backend_health", "gauge",
-             "1 for the backend's health state (up, busy, down).");
+             "1 for the backend's health state (up, busy, down, misconfigured).");
     for (const auto& r : rows)
-        for (auto s : {core::HealthState::Up, core::HealthState::Busy, core::HealthState::Down}) {
+        for (auto s : {core::HealthState::Up, core::HealthState::Busy, core::HealthState::Down,
+                       core::HealthState::Misconfigured}) {
             auto l = labels(r);
             l.emplace_back("state", core::to_string(s));
             m.sample("smtplb_backend_health", l, r.backend->health.state() == s ? 1 : 0);

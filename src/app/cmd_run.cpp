@@ -1,3 +1,5 @@
+#include <sys/resource.h>
+
 #include <algorithm>
 #include <functional>
 #include <iostream>
@@ -115,6 +117,27 @@ io::awaitable<void> Daemon::reap() {
     reaping = false;
 }
 
+// Every connection is a descriptor (two in TCP mode, and backend connections
+// besides): the soft limit, often 1024, goes up to the hard one, and the
+// administrator hears when the listeners' max_connections cannot all fit.
+void raise_file_limit(const config::Config& config) {
+    rlimit limit{};
+    if (::getrlimit(RLIMIT_NOFILE, &limit) != 0) return;
+    if (limit.rlim_cur < limit.rlim_max) {
+        rlimit raised = limit;
+        raised.rlim_cur = limit.rlim_max;
+        if (::setrlimit(RLIMIT_NOFILE, &raised) == 0) limit = raised;
+    }
+    std::uint64_t wanted = 64;  // listeners, admin, logs, spool
+    for (const auto& l : config.listeners)
+        wanted += std::uint64_t(l.max_connections) * (l.mode == config::ListenerMode::Tcp ? 2 : 1);
+    if (limit.rlim_cur != RLIM_INFINITY && wanted > limit.rlim_cur)
+        log_event("file_limit_low",
+                  {{"limit", std::to_string(limit.rlim_cur)},
+                   {"wanted", std::to_string(wanted)},
+                   {"hint", "raise LimitNOFILE (systemd) or ulimit -n, or lower max_connections"}});
+}
+
 }  // namespace
 
 int run_daemon(const std::string& path) {
@@ -124,6 +147,7 @@ int run_daemon(const std::string& path) {
         std::cerr << path << ": configuration is not valid; not starting\n";
         return 1;
     }
+    raise_file_limit(*result.config);
     auto io = std::make_unique<io::asio::io_context>(1);
     // Registered before anything listens: a signal sent as soon as the port
     // answers is queued for its handler, not default-handled (SIGHUP would

@@ -14,6 +14,8 @@ const char* to_string(HealthState state) {
             return "busy";
         case HealthState::Down:
             return "down";
+        case HealthState::Misconfigured:
+            return "misconfigured";
     }
     return "?";
 }
@@ -102,6 +104,7 @@ void BackendHealth::adopt(const BackendHealth& p) {
     live_failures_ = p.live_failures_;
     changed_at_ = p.changed_at_;
     retry_at_ = p.retry_at_;
+    misconfigured_until_ = p.misconfigured_until_;
     ramp_from_ = p.ramp_from_;
     last_probe_ = p.last_probe_;
 }
@@ -152,7 +155,8 @@ std::optional<HealthEvent> BackendHealth::probe(const proto::ProbeResult& result
     if (result.verdict == proto::ProbeVerdict::Healthy) {
         bad_probes_ = 0;
         ++good_probes_;
-        if (state_ != HealthState::Up && good_probes_ >= rise_)
+        bool held = state_ == HealthState::Misconfigured && now < misconfigured_until_;
+        if (state_ != HealthState::Up && good_probes_ >= rise_ && !held)
             return move_to(HealthState::Up, "probe", reason, describe(result.reply), good_probes_,
                            now);
         return std::nullopt;
@@ -181,6 +185,12 @@ std::optional<HealthEvent> BackendHealth::live(LiveOutcome outcome, const std::s
         case LiveOutcome::MessageDeferred:
             live_failures_ = 0;  // it speaks SMTP and judges mail: nothing wrong with it
             return std::nullopt;
+        case LiveOutcome::Misconfigured:
+            // At once: every transaction on it would fail the same way.
+            live_failures_ = 0;
+            good_probes_ = 0;
+            misconfigured_until_ = retry_at_ = now + kMisconfiguredHold;
+            return move_to(HealthState::Misconfigured, "live", reason, reply, 1, now);
         case LiveOutcome::BackendDeferred:
         case LiveOutcome::Failed:
             break;

@@ -15,8 +15,12 @@ namespace smtplb::core {
 
 // What the balancer believes about a backend. Busy is back pressure: the
 // backend is reachable but defers new mail, so it gets no new transactions
-// while the ones it holds finish.
-enum class HealthState { Up, Busy, Down };
+// while the ones it holds finish. Misconfigured: it answers SMTP but refuses
+// what this balancer needs of it (XCLIENT from the balancer's address): a
+// configuration error on the backend that probes cannot see, so it is left
+// out for kMisconfiguredHold before a transaction tries it again.
+enum class HealthState { Up, Busy, Down, Misconfigured };
+inline constexpr std::chrono::seconds kMisconfiguredHold{60};
 // What the administrator decided: drain takes no new transactions but keeps
 // probing; maintenance takes none and is not probed.
 enum class AdminState { Enabled, Drain, Maintenance };
@@ -32,6 +36,7 @@ enum class LiveOutcome {
     MessageDeferred,  // 4xx about this sender/recipient/message only
     BackendDeferred,  // 4xx about the backend itself (resources, 421)
     Failed,           // refused connection, timeout, broken or non-SMTP reply
+    Misconfigured,    // 5xx to XCLIENT: the backend does not trust the balancer
 };
 
 // Whether a live 4xx speaks for the whole backend or only for this message.
@@ -116,6 +121,7 @@ class BackendHealth {
     std::uint32_t good_probes_ = 0, bad_probes_ = 0, live_failures_ = 0;
     base::Clock::TimePoint changed_at_{};
     base::Clock::TimePoint retry_at_{};                // without probes: when to try live again
+    base::Clock::TimePoint misconfigured_until_{};     // probes cannot end it before
     std::optional<base::Clock::TimePoint> ramp_from_;  // slow start since
     std::optional<proto::ProbeResult> last_probe_;
 };

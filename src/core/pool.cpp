@@ -97,7 +97,7 @@ void Pool::report(std::size_t i, LiveOutcome outcome, const std::string& reason,
     auto now = clock_.now();
     static constexpr ReplyRates::Class kClass[] = {ReplyRates::Positive, ReplyRates::Permanent,
                                                    ReplyRates::Transient, ReplyRates::Transient,
-                                                   ReplyRates::Failure};
+                                                   ReplyRates::Failure, ReplyRates::Permanent};
     b.rates.record(kClass[static_cast<int>(outcome)], now);
     log(i, b.health.live(outcome, reason, reply, now));
 }

@@ -219,7 +219,14 @@ awaitable<proto::Reply> Relay::establish(const proto::Mailbox* new_rcpt) {
             if (!identified) {
                 record(backend, "xclient", conn->failure());
                 ++state.counters.failed;
-                continue;  // a backend refusing XCLIENT is misconfigured; not "down"
+                // 5xx: the backend does not authorise this balancer for
+                // XCLIENT. Not "down" (it works for others), but useless
+                // to us until its configuration is fixed: say so, loudly.
+                if (const auto& refusal = conn->refusal(); refusal && refusal->permanent())
+                    pool_->report(backend, core::LiveOutcome::Misconfigured,
+                                  "XCLIENT refused: the backend does not authorise this balancer",
+                                  refusal->summary());
+                continue;
             }
             conn->owner_session = session_;
             identity_unsupported_ |= conn->identity_unsupported();

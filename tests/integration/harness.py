@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import unittest
 
@@ -391,6 +392,76 @@ def make_certificate(workdir, ca, name, dns=("localhost",), ips=("127.0.0.1",), 
                    check=True, capture_output=True)
     os.chmod(key, 0o644)  # Postfix reads it as root, smtplb as whoever runs the test
     return cert, key
+
+
+class ScriptedBackend:
+    """A misbehaving SMTP server on loopback for hostile-backend tests.
+    `answer(line)` returns the bytes to send for each command line (None
+    closes the connection); EHLO gets `ehlo_lines`. Every connection is
+    served on its own thread until the client or stop() ends it."""
+
+    def __init__(self, answer, ehlo_lines=("250-scripted.test", "250 PIPELINING")):
+        self.answer = answer
+        self.ehlo = ("\r\n".join(ehlo_lines) + "\r\n").encode()
+        self.lines = []  # every command line received, in order
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self._conns = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self._conns.append(conn)
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn):
+        try:
+            with conn:
+                f = conn.makefile("rb")
+                conn.sendall(b"220 scripted.test ESMTP\r\n")
+                in_data = False
+                for raw in f:
+                    line = raw.rstrip(b"\r\n").decode(errors="replace")
+                    if in_data:
+                        if line == ".":
+                            in_data = False
+                            conn.sendall(b"250 2.0.0 Ok: queued as SCRIPTED\r\n")
+                        continue
+                    self.lines.append(line)
+                    verb = line.split(" ", 1)[0].upper()
+                    if verb in ("EHLO", "HELO"):
+                        reply = self.ehlo
+                    else:
+                        reply = self.answer(line)
+                    if reply is None:
+                        return
+                    conn.sendall(reply)
+                    if verb == "DATA" and reply.startswith(b"354"):
+                        in_data = True
+                    if verb == "QUIT":
+                        return
+        except OSError:
+            pass
+
+    def stop(self):
+        self.sock.close()
+        for c in self._conns:
+            try:
+                c.close()
+            except OSError:
+                pass
+
+
+def plain_answers(line):
+    """A well-behaved server's replies (for ScriptedBackend)."""
+    verb = line.split(" ", 1)[0].upper()
+    return {"DATA": b"354 go ahead\r\n", "QUIT": b"221 bye\r\n"}.get(verb, b"250 2.0.0 Ok\r\n")
 
 
 class SmtpClient:

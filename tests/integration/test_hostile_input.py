@@ -4,7 +4,8 @@ import socket
 import time
 
 import configs
-from harness import Sink, SmtpClient, Smtplb, WorkdirTestCase, free_port, main, wait_until
+from harness import (Sink, SmtpClient, Smtplb, WorkdirTestCase, free_port, main, make_ca,
+                     make_certificate, wait_until)
 
 RELAY_BATTERY = [
     "<victim@target.example>", "<victim%target.example@example.net>",
@@ -99,6 +100,39 @@ class Hostile(WorkdirTestCase):
                     # The would-be second message is text inside the first.
                     self.assertIn("Subject: smuggled", m["body"])
 
+    def test_bare_cr_and_lf_in_headers_and_body(self):
+        # In a header and in the body, alone and in runs: refused whole in
+        # `reject` mode; in `normalise` mode delivered with CRLF everywhere.
+        payloads = [b"Subject: a\nX-Evil: b\r\n\r\nbody\r\n",
+                    b"Subject: a\rX-Evil: b\r\n\r\nbody\r\n",
+                    b"Subject: a\r\n\r\nline one\nline two\r\n",
+                    b"Subject: a\r\n\r\nline one\rline two\r\n",
+                    b"Subject: a\r\n\r\nruns\r\r\r\n\n\nend\r\n"]
+        for mode in ("reject", "normalise"):
+            port = self.balancer(bare_line_endings=mode)
+            for payload in payloads:
+                before = len(self.sink.messages())
+                c = self.session(port)
+                c.command("MAIL FROM:<a@example.org>")
+                self.assertEqual(c.command("RCPT TO:<b@example.net>")[-1][:3], "250")
+                self.assertEqual(c.command("DATA")[-1][:3], "354")
+                c.send(payload + b".\r\n")
+                final = c.read_reply()[-1]
+                # The session goes on either way.
+                self.assertEqual(c.command("NOOP")[-1][:3], "250")
+                c.command("QUIT")
+                if mode == "reject":
+                    self.assertTrue(final.startswith("550 5.6.11"), f"{payload!r}: {final}")
+                    time.sleep(0.1)
+                    self.assertEqual(len(self.sink.messages()), before, payload)
+                else:
+                    self.assertTrue(final.startswith("250"), f"{payload!r}: {final}")
+                    wait_until(lambda: len(self.sink.messages()) > before, what="message")
+                    body = self.sink.messages()[-1]["body"]
+                    stripped = body.replace("\r\n", "")
+                    self.assertNotIn("\r", stripped, repr(body))
+                    self.assertNotIn("\n", stripped, repr(body))
+
     def test_dot_stuffing_round_trip(self):
         port = self.balancer()
         c = self.session(port)
@@ -139,6 +173,46 @@ class Hostile(WorkdirTestCase):
         self.assertTrue(reply.startswith("421 4.7.0"), reply)
         self.assertEqual(len([m for m in self.sink.messages() if m["from"] == "a@example.org"]), 0)
 
+    def test_command_line_and_data_line_bounds(self):
+        port = self.balancer(max_data_line_length=1000)
+        c = self.session(port)
+        # 512 octets with CRLF is the RFC 5321 limit: accepted; 513 is not.
+        line = "NOOP " + "x" * (512 - 2 - 5)
+        self.assertEqual(len(line) + 2, 512)
+        self.assertEqual(c.command(line)[-1][:3], "250")
+        self.assertTrue(c.command(line + "x")[-1].startswith("500 5.5.2"))
+        # A message line of 1001 octets with CRLF is refused whole with 550.
+        c.command("MAIL FROM:<a@example.org>")
+        self.assertEqual(c.command("RCPT TO:<b@example.net>")[-1][:3], "250")
+        self.assertEqual(c.command("DATA")[-1][:3], "354")
+        c.send(b"Subject: long\r\n\r\n" + b"y" * 999 + b"\r\n.\r\n")
+        self.assertTrue(c.read_reply()[-1].startswith("550 5.6.0"))
+        # 1000 is allowed.
+        c.command("MAIL FROM:<a@example.org>")
+        c.command("RCPT TO:<b@example.net>")
+        c.command("DATA")
+        c.send(b"Subject: long\r\n\r\n" + b"y" * 998 + b"\r\n.\r\n")
+        self.assertTrue(c.read_reply()[-1].startswith("250"))
+        wait_until(lambda: len(self.sink.messages()) == 1, what="the 1000-octet message")
+
+    def test_relay_battery_refused_on_submission_without_auth(self):
+        cert_dir = self.workdir
+        ca = make_ca(cert_dir)
+        cert, key = make_certificate(cert_dir, ca, "lb")
+        # No AUTH is attempted: the verifier is never asked.
+        port = self.balancer(role="submission",
+                             tls={"mode": "starttls", "cert": cert, "key": key},
+                             auth={"verifier": "dovecot",
+                                   "dovecot_socket": f"{self.workdir}/no-such-socket"})
+        c = self.session(port)
+        for rcpt in RELAY_BATTERY[:4] + ["<b@example.net>"]:
+            reply = c.command("MAIL FROM:<spammer@evil.example>")[-1]
+            # No transaction at all before authentication (RFC 4954 §6).
+            self.assertTrue(reply.startswith("530 5.7.0"), reply)
+            reply = c.command(f"RCPT TO:{rcpt}")[-1]
+            self.assertTrue(reply.startswith("503"), f"{rcpt}: {reply}")
+        self.assertEqual(self.sink.messages(), [])
+
     def test_pipelined_flood_without_reading_stays_bounded(self):
         port = self.balancer(max_commands=20000)
         c = SmtpClient(port)
@@ -153,6 +227,20 @@ class Hostile(WorkdirTestCase):
             data += chunk
         self.assertEqual(data.count(b"250 2.0.0 Ok\r\n"), 10000)
         self.assertTrue(data.endswith(b"221 2.0.0 Bye\r\n"))
+
+    def test_slow_data_times_out_and_nothing_is_delivered(self):
+        port = self.balancer(data_timeout="1s")
+        c = self.session(port)
+        c.command("MAIL FROM:<a@example.org>")
+        self.assertEqual(c.command("RCPT TO:<b@example.net>")[-1][:3], "250")
+        self.assertEqual(c.command("DATA")[-1][:3], "354")
+        c.send(b"Subject: slow\r\n\r\npart of a body")
+        reply = c.read_reply()[-1]
+        self.assertTrue(reply.startswith("421 4.4.2"), reply)
+        time.sleep(0.3)
+        self.assertEqual(self.sink.messages(), [])
+        wait_until(lambda: self.lb.tracking_records(), what="tracking record")
+        self.assertEqual(self.lb.tracking_records()[-1]["result"], "aborted")
 
     def test_idle_client_times_out_with_421(self):
         port = self.balancer(command_timeout="1s")

@@ -93,6 +93,26 @@ TEST(BackendHealth, LiveBackendDeferralTakesItOutAtOnce) {
     EXPECT_TRUE(h.accepts_new(clock.now()));
 }
 
+TEST(BackendHealth, XclientRefusalIsMisconfiguredUntilTheHoldPassesWhateverProbesSay) {
+    smtplb::testing::FakeClock clock;
+    core::BackendHealth h(pool_config(1, 1));
+    auto event = h.live(LiveOutcome::Misconfigured, "XCLIENT refused", "550 5.7.0 denied",
+                        clock.now());
+    ASSERT_TRUE(event);
+    EXPECT_EQ(event->to, "misconfigured");
+    EXPECT_EQ(event->reply, "550 5.7.0 denied");
+    EXPECT_FALSE(h.accepts_new(clock.now()));
+    // Probes do not send XCLIENT: their success says nothing about it.
+    clock.advance(30s);
+    EXPECT_FALSE(h.probe(kHealthy, clock.now()));
+    EXPECT_EQ(h.state(), HealthState::Misconfigured);
+    clock.advance(31s);
+    auto back = h.probe(kHealthy, clock.now());
+    ASSERT_TRUE(back);
+    EXPECT_EQ(back->to, "up");
+    EXPECT_TRUE(h.accepts_new(clock.now()));
+}
+
 TEST(BackendHealth, MessageSpecificRepliesDoNotCount) {
     smtplb::testing::FakeClock clock;
     auto cfg = pool_config();

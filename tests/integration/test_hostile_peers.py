@@ -1,0 +1,264 @@
+"""Hostile peers through the real binary, beyond single commands: backends
+that refuse what the balancer needs, identities that need encoding and
+splitting, trickled PROXY headers, STARTTLS abuse, thousands of slow
+clients, and connection floods."""
+import json
+import os
+import resource
+import smtplib
+import socket
+import ssl
+import struct
+import time
+import urllib.request
+
+import configs
+from harness import (ScriptedBackend, Sink, SmtpClient, Smtplb, WorkdirTestCase, free_port, main,
+                     make_ca, make_certificate, plain_answers, wait_until)
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def xtext_decode(value):
+    out, i = "", 0
+    while i < len(value):
+        if value[i] == "+":
+            out += chr(int(value[i + 1:i + 3], 16))
+            i += 3
+        else:
+            out += value[i]
+            i += 1
+    return out
+
+
+class HostilePeers(WorkdirTestCase):
+    def start_lb(self, backends, pool_options=None, listener_options=None, server_options=None):
+        port = free_port()
+        lb = Smtplb(self.workdir, configs.balancer(port, backends, pool_options=pool_options,
+                                                   listener_options=listener_options,
+                                                   server_options=server_options))
+        lb.start(port)
+        self.addCleanup(lb.stop)
+        return lb, port
+
+    def scripted(self, answer, ehlo_lines):
+        backend = ScriptedBackend(answer, ehlo_lines)
+        self.addCleanup(backend.stop)
+        return backend
+
+    def test_backend_refusing_xclient_is_misconfigured_and_mail_goes_elsewhere(self):
+        def refuse_xclient(line):
+            if line.upper().startswith("XCLIENT"):
+                return b"550 5.7.0 Error: insufficient authorization\r\n"
+            return plain_answers(line)
+
+        refuser = self.scripted(refuse_xclient, ("250-refuser.test", "250-PIPELINING",
+                                                 "250 XCLIENT NAME ADDR PORT PROTO HELO LOGIN"))
+        good, = self.start_sinks("good")
+        lb, port = self.start_lb([("refuser", refuser.port), ("good", good.port)],
+                                 pool_options={"algorithm": "round_robin",
+                                               "health": {"enabled": False}},
+                                 server_options={"admin": "127.0.0.1:0"})
+        with smtplib.SMTP("127.0.0.1", port, timeout=30) as s:
+            s.ehlo("client.example")
+            for i in range(6):
+                s.sendmail("a@example.org", ["b@example.net"], f"Subject: m{i}\r\n\r\nhi\r\n")
+        wait_until(lambda: len(good.messages()) == 6, what="six messages at the good backend")
+        # Tried once, then left out: one XCLIENT, never a MAIL there.
+        self.assertEqual(sum(x.upper().startswith("XCLIENT") for x in refuser.lines), 1)
+        self.assertFalse(any(x.upper().startswith("MAIL") for x in refuser.lines))
+        wait_until(lambda: lb.log_lines("to=misconfigured"), what="the health log line")
+        self.assertIn("insufficient authorization", lb.log_lines("to=misconfigured")[0])
+        with urllib.request.urlopen(f"http://127.0.0.1:{lb.admin_port()}/api/v1/status",
+                                    timeout=10) as r:
+            backends = {b["name"]: b for b in json.load(r)["pools"][0]["backends"]}
+        self.assertEqual(backends["refuser"]["health"], "misconfigured")
+        self.assertEqual(backends["good"]["health"], "up")
+        wait_until(lambda: len(lb.tracking_records()) == 6, what="tracking records")
+        first = [r for r in lb.tracking_records() if len(r["attempts"]) == 2]
+        self.assertEqual(len(first), 1)
+        self.assertEqual(first[0]["attempts"][0]["stage"], "xclient")
+        self.assertEqual(first[0]["result"], "relayed")
+
+    def test_xclient_values_are_xtext_encoded_and_split_to_fit(self):
+        def accept_xclient(line):
+            if line.upper().startswith("XCLIENT"):
+                return b"220 scripted.test ESMTP\r\n"
+            return plain_answers(line)
+
+        backend = self.scripted(accept_xclient, ("250-scripted.test", "250-PIPELINING",
+                                                 "250 XCLIENT NAME ADDR PORT PROTO HELO LOGIN"))
+        lb, port = self.start_lb([("b", backend.port)], pool_options={"health": {"enabled": False}})
+        # 270 octets with 90 characters xtext must encode: too long for one
+        # XCLIENT line with the other attributes once encoded.
+        helo = "a+b=c." * 45
+        c = SmtpClient(port)
+        self.addCleanup(c.close)
+        c.read_reply()
+        self.assertEqual(c.command(f"EHLO {helo}")[-1][:3], "250")
+        c.command("MAIL FROM:<a@example.org>")
+        self.assertEqual(c.command("RCPT TO:<b@example.net>")[-1][:3], "250")
+        c.command("DATA")
+        c.send(b"Subject: x\r\n\r\nhi\r\n.\r\n")
+        self.assertEqual(c.read_reply()[-1][:3], "250")
+        xclient = [x for x in backend.lines if x.upper().startswith("XCLIENT")]
+        self.assertGreaterEqual(len(xclient), 2, xclient)
+        attributes = {}
+        for x in xclient:
+            self.assertLessEqual(len(x) + 2, 512, x)
+            for word in x.split()[1:]:
+                name, value = word.split("=", 1)
+                # xtext: no "+" or "=" or space unencoded in a value.
+                self.assertNotIn("=", value)
+                attributes[name] = xtext_decode(value)
+        self.assertEqual(attributes["HELO"], helo)
+        self.assertEqual(attributes["ADDR"], "127.0.0.1")
+
+    def test_trickled_proxy_header_is_read_whole(self):
+        sink, = self.start_sinks("sink")
+        lb, port = self.start_lb([("sink", sink.port)],
+                                 listener_options={"proxy_protocol": "any",
+                                                   "proxy_trusted_networks": ["127.0.0.0/8"],
+                                                   "proxy_timeout": "5s"})
+        sig = b"\r\n\r\n\x00\r\nQUIT\n"
+        header = sig + bytes([0x21, 0x11]) + struct.pack("!H", 12) + \
+            socket.inet_aton("198.51.100.9") + socket.inet_aton("127.0.0.1") + \
+            struct.pack("!HH", 4242, 25)
+        c = socket.create_connection(("127.0.0.1", port), timeout=10)
+        self.addCleanup(c.close)
+        c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for byte in header:  # one byte per segment
+            c.sendall(bytes([byte]))
+            time.sleep(0.01)
+        f = c.makefile("rb")
+        self.assertTrue(f.readline().startswith(b"220"))
+        c.sendall(b"EHLO trickle.example\r\nMAIL FROM:<a@example.org>\r\n"
+                  b"RCPT TO:<b@example.net>\r\nDATA\r\n")
+        replies = []
+        while len(replies) < 4 or replies[-1][3:4] == b"-":
+            replies.append(f.readline())
+        c.sendall(b"Subject: t\r\n\r\nhi\r\n.\r\nQUIT\r\n")
+        self.assertTrue(f.readline().startswith(b"250"))
+        wait_until(lambda: sink.messages(), what="the message")
+        self.assertEqual(sink.messages()[0]["client"], "198.51.100.9")
+
+    def test_starttls_abuse(self):
+        ca = make_ca(self.workdir)
+        cert, key = make_certificate(self.workdir, ca, "lb", dns=("lb.test",))
+        sink, = self.start_sinks("sink")
+        lb, port = self.start_lb([("sink", sink.port)],
+                                 listener_options={"tls": {"mode": "starttls", "cert": cert,
+                                                           "key": key}})
+        c = SmtpClient(port)
+        self.addCleanup(c.close)
+        c.read_reply()
+        c.command("EHLO abuser.example")
+        self.assertTrue(c.command("STARTTLS now")[-1].startswith("501"))
+        # STARTTLS during a transaction is out of sequence.
+        c.command("MAIL FROM:<a@example.org>")
+        self.assertTrue(c.command("STARTTLS")[-1].startswith("503"))
+        c.command("RSET")
+        # After the handshake nothing from before counts: EHLO again first.
+        context = ssl.create_default_context(cafile=ca[0])
+        context.check_hostname = False
+        self.assertEqual(c.command("STARTTLS")[-1][:3], "220")
+        tls = context.wrap_socket(c.sock, server_hostname="lb.test")
+        f = tls.makefile("rb")
+
+        def command(line):
+            tls.sendall(line.encode() + b"\r\n")
+            replies = [f.readline()]
+            while replies[-1][3:4] == b"-":
+                replies.append(f.readline())
+            return replies[-1].decode()
+
+        self.assertTrue(command("MAIL FROM:<a@example.org>").startswith("503"))
+        ehlo = []
+        tls.sendall(b"EHLO abuser.example\r\n")
+        ehlo.append(f.readline())
+        while ehlo[-1][3:4] == b"-":
+            ehlo.append(f.readline())
+        self.assertFalse(any(b"STARTTLS" in x for x in ehlo), ehlo)  # not offered again
+        self.assertTrue(command("STARTTLS").startswith("503"))  # already in TLS
+        self.assertTrue(command("MAIL FROM:<a@example.org>").startswith("250"))
+        tls.close()
+
+    def test_thousands_of_slow_clients_do_not_starve_a_normal_one(self):
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        self.addCleanup(resource.setrlimit, resource.RLIMIT_NOFILE, (soft, hard))
+        # The test needs a descriptor per slow client, and so does smtplb.
+        count = min(5000, (hard - 500) // 2)
+        self.assertGreaterEqual(count, 1000, f"descriptor limit {hard} is too low for this test")
+        sink, = self.start_sinks("sink")
+        lb, port = self.start_lb([("sink", sink.port)],
+                                 listener_options={"max_connections": count + 100,
+                                                   "max_connections_per_client": count + 100})
+        before = rss_kib(lb.process.proc.pid)
+        slow = []
+        try:
+            for i in range(count):
+                # Spread over loopback sources; each sends half a command.
+                s = socket.create_connection(("127.0.0.1", port), timeout=30,
+                                             source_address=(f"127.0.{1 + i // 250}.{1 + i % 250}", 0))
+                s.sendall(b"EH")
+                slow.append(s)
+            # Every one of them has been accepted and greeted.
+            for s in slow:
+                self.assertTrue(s.recv(100).startswith(b"220"))
+            held = rss_kib(lb.process.proc.pid) - before
+            # A normal client is still served, promptly and fully.
+            start = time.monotonic()
+            with smtplib.SMTP("127.0.0.1", port, timeout=30) as s:
+                s.sendmail("a@example.org", ["b@example.net"], "Subject: normal\r\n\r\nhi\r\n")
+            self.assertLess(time.monotonic() - start, 10)
+            wait_until(lambda: sink.messages(), what="the normal message")
+        finally:
+            for s in slow:
+                s.close()
+        # Bounded memory: a few KiB each (16 KiB would mean a buffer leak).
+        self.assertLess(held / count, 16, f"{held} KiB for {count} slow clients")
+        print(f"\n{count} slow clients held {held} KiB of smtplb RSS ({held / count:.1f} each)")
+
+    def test_connection_flood_past_max_connections_is_refused_then_recovers(self):
+        sink, = self.start_sinks("sink")
+        lb, port = self.start_lb([("sink", sink.port)],
+                                 listener_options={"max_connections": 50,
+                                                   "max_connections_per_client": 200})
+        held, replies = [], []
+        try:
+            for _ in range(120):
+                s = socket.create_connection(("127.0.0.1", port), timeout=10)
+                held.append(s)
+            for s in held:
+                try:
+                    replies.append(s.recv(200))
+                except OSError:
+                    replies.append(b"")
+        finally:
+            for s in held:
+                s.close()
+        greeted = [r for r in replies if r.startswith(b"220")]
+        refused = [r for r in replies if r.startswith(b"421 4.7.0")]
+        self.assertEqual(len(greeted), 50)
+        self.assertEqual(len(refused), 70, replies[50:55])
+        # Once they are gone, clients are served again.
+        wait_until(lambda: _greets(port), what="a greeting after the flood")
+        with smtplib.SMTP("127.0.0.1", port, timeout=30) as s:
+            s.sendmail("a@example.org", ["b@example.net"], "Subject: after\r\n\r\nhi\r\n")
+        wait_until(lambda: sink.messages(), what="the message after the flood")
+
+
+def _greets(port):
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        return s.recv(100).startswith(b"220")
+
+
+if __name__ == "__main__":
+    main()

@@ -5,7 +5,9 @@
 #include "base/units.hpp"
 #include "commands.hpp"
 
-int main(int argc, char** argv) {
+namespace {
+
+int run_command_line(int argc, char** argv) {
     CLI::App app{"smtplb - an SMTP-aware load balancer that balances every message"};
     app.require_subcommand(1);
     app.set_version_flag("--version", "smtplb 0.1.0");
@@ -218,4 +220,16 @@ int main(int argc, char** argv) {
     }
     if (*demo) return smtplb::app::run_demo(demo_messages);
     return 2;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    try {
+        return run_command_line(argc, argv);
+    } catch (const std::exception& e) {
+        // Nothing expected escapes; if something does, say what, not abort().
+        std::cerr << "smtplb: internal error: " << e.what() << "\n";
+        return 70;  // EX_SOFTWARE
+    }
 }

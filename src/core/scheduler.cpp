@@ -16,6 +16,7 @@ bool lighter(std::uint64_t a, std::uint32_t wa, std::uint64_t b, std::uint32_t w
 
 std::vector<HashRing::Member> ring_members(const std::vector<BackendState>& backends) {
     std::vector<HashRing::Member> members;
+    members.reserve(backends.size());
     for (const auto& b : backends)
         members.push_back({b.config.name, b.config.weight});
     return members;

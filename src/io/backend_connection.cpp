@@ -19,7 +19,7 @@ BackendConnection::BackendConnection(tcp::socket socket, core::Pool& pool, std::
       read_buffer_(std::make_unique_for_overwrite<char[]>(kReadBufferSize)),
       pool_(pool),
       backend_(backend),
-      source_(std::move(source)) {
+      source_(source) {
     tune_socket(socket_);
     deadline_ = Deadline::start(socket_.get_executor(), [this] {
         error_code ec;

@@ -7,7 +7,7 @@ std::string source_key(const std::optional<base::IpAddress>& source) {
 }
 }  // namespace
 
-ConnectionCache::ConnectionCache(asio::any_io_executor executor)
+ConnectionCache::ConnectionCache(const asio::any_io_executor& executor)
     : executor_(executor), timer_(executor) {}
 
 std::unique_ptr<BackendConnection> ConnectionCache::take(

@@ -18,7 +18,7 @@ namespace smtplb::io {
 // or none at all) come here; PROXY connections never do.
 class ConnectionCache {
   public:
-    explicit ConnectionCache(asio::any_io_executor executor);
+    explicit ConnectionCache(const asio::any_io_executor& executor);
     ~ConnectionCache() { idle_.clear(); }  // before open_, which they unregister from
 
     // An idle connection, preferring one that already speaks for `session`.

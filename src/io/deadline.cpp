@@ -76,7 +76,7 @@ Deadline::~Deadline() { service_->remove(*this); }
 
 void Deadline::stop() { on_expire_ = nullptr; }
 
-Alarm::Alarm(asio::any_io_executor executor, Millis after, std::function<void()> on_expire)
+Alarm::Alarm(const asio::any_io_executor& executor, Millis after, std::function<void()> on_expire)
     : timer_(executor), state_(std::make_shared<State>()) {
     state_->on_expire = std::move(on_expire);
     timer_.expires_after(after);

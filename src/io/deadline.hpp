@@ -52,7 +52,7 @@ constexpr Millis kDeadlineResolution{200};
 // its handler is queued.
 class Alarm {
   public:
-    Alarm(asio::any_io_executor executor, Millis after, std::function<void()> on_expire);
+    Alarm(const asio::any_io_executor& executor, Millis after, std::function<void()> on_expire);
     ~Alarm() { cancel(); }
     Alarm(const Alarm&) = delete;
     Alarm& operator=(const Alarm&) = delete;

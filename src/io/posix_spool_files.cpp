@@ -38,7 +38,7 @@ class FdWriter final : public core::SpoolFiles::Writer {
 
 // Most messages are small: such a file is read whole with one call, and
 // the reader's many small reads (record headers) are served from memory.
-constexpr std::uint64_t kReadWhole = 256 * 1024;
+constexpr std::uint64_t kReadWhole = std::uint64_t{256} * 1024;
 
 class FdReader final : public core::SpoolFiles::Reader {
   public:

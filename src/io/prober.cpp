@@ -38,7 +38,9 @@ awaitable<ProbeReport> run_probe(BackendConnector& connector, base::HostPort to,
             report.transcript.push_back({since_start(), std::move(e)});
     };
 
-    auto [ec, socket] = co_await connector.connect(to, source, timeout);
+    auto [ec, connected] = co_await connector.connect(to, source, timeout);
+    // A named variable, not a structured binding: lambdas capture it (clang).
+    tcp::socket socket = std::move(connected);
     if (ec) {
         probe.connect_failed(ec == asio::error::timed_out ? "timeout" : ec.message());
     } else {

@@ -17,7 +17,8 @@ constexpr std::size_t kBufferSize = 16384;
 
 class TcpSession {
   public:
-    TcpSession(tcp::socket socket, Listener& listener, std::string client, tcp::endpoint peer)
+    TcpSession(tcp::socket socket, Listener& listener, std::string client,
+               const tcp::endpoint& peer)
         : client_key_(std::move(client)),
           client_(std::move(socket)),
           backend_(client_.get_executor()),

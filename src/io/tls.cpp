@@ -88,7 +88,7 @@ bool BackendTlsContexts::build(const config::Config& config, std::string& error)
         if (pool.tls.mode == config::BackendTlsMode::None) continue;
         auto context = make_backend_tls(pool.tls, error);
         if (!context) {
-            error = "pool " + pool.name + ": tls: " + error;
+            error.insert(0, "pool " + pool.name + ": tls: ");
             return false;
         }
         contexts_[pool.name] = std::move(context);

@@ -5,7 +5,7 @@
 
 namespace smtplb::io {
 
-TrackingLog::TrackingLog(asio::any_io_executor executor, const std::string& path)
+TrackingLog::TrackingLog(const asio::any_io_executor& executor, const std::string& path)
     : timer_(executor), path_(path) {
     if (path.empty()) return;  // disabled
     if (path == "-") {

@@ -13,7 +13,7 @@ namespace smtplb::io {
 // file could split a line), so always held by a shared_ptr.
 class TrackingLog : public std::enable_shared_from_this<TrackingLog> {
   public:
-    TrackingLog(asio::any_io_executor executor, const std::string& path);
+    TrackingLog(const asio::any_io_executor& executor, const std::string& path);
     ~TrackingLog();
     bool ok() const { return file_ != nullptr; }
     const std::string& error() const { return error_; }

@@ -35,7 +35,8 @@ std::vector<std::string> xclient_commands(const ClientIdentity& id,
     std::string line;
     const std::size_t budget = max_line - 2;  // CRLF
     for (auto& [name, value] : attrs) {
-        std::string item = name + "=" + value;
+        std::string item = name;
+        item.append("=").append(value);
         if (item.size() + 8 > budget) continue;  // cannot fit even alone: leave it out
         if (!line.empty() && line.size() + 1 + item.size() > budget) {
             lines.push_back(line + "\r\n");

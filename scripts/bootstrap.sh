@@ -9,7 +9,7 @@ build_packages=(
   libtomlplusplus-dev libcli11-dev libgtest-dev libgmock-dev libbenchmark-dev libldns-dev
 )
 test_packages=(
-  python3 postfix swaks libnet-ssleay-perl openssl dovecot-core nsd clang libclang-rt-14-dev systemd chromium
+  python3 postfix swaks libnet-ssleay-perl openssl dovecot-core nsd clang clang-tidy libclang-rt-14-dev systemd chromium
   prometheus librsvg2-bin
 )
 bench_packages=(haproxy nginx libnginx-mod-mail)

@@ -344,6 +344,7 @@ awaitable<void> ClientSession::handle(proto::ServerEvent& ev) {
         case Kind::Data:
             if (!spooling_) co_await relay_.start_data();
             body_.clear();
+            body_.expect(mail_params_.size.value_or(0));
             protocol_.set_body_sink(&body_);
             protocol_.answer(Reply::make(354, "", "End data with <CR><LF>.<CR><LF>"));
             break;

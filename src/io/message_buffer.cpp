@@ -3,7 +3,11 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
+
 namespace smtplb::io {
+
+constexpr std::uint64_t kFirstReservation = 16384;
 
 MessageBuffer::~MessageBuffer() {
     clear();
@@ -12,9 +16,9 @@ MessageBuffer::~MessageBuffer() {
 void MessageBuffer::clear() {
     if (file_) std::fclose(file_);
     file_ = nullptr;
-    memory_.clear();
-    if (memory_.capacity() > (256u << 10)) memory_.shrink_to_fit();
+    std::string().swap(memory_);
     size_ = 0;
+    expected_ = 0;
     failed_ = false;
 }
 
@@ -44,6 +48,11 @@ void MessageBuffer::append(std::string_view bytes) {
     if (file_) {
         if (std::fwrite(bytes.data(), 1, bytes.size(), file_) != bytes.size()) failed_ = true;
     } else {
+        if (memory_.capacity() < kFirstReservation) {
+            // Most messages fit the first reservation; SIZE= says when not.
+            auto want = std::max<std::uint64_t>(kFirstReservation, expected_ + 64);
+            memory_.reserve(static_cast<std::size_t>(std::min(want, memory_limit_)));
+        }
         memory_.append(bytes);
     }
 }

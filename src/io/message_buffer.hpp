@@ -19,7 +19,12 @@ class MessageBuffer final : public proto::BodySink, public proto::BodySource {
     MessageBuffer& operator=(const MessageBuffer&) = delete;
 
     void append(std::string_view bytes) override;
+    // Empties it for the next message and gives its memory back: a session
+    // that goes idle after a message must not keep the message's size.
     void clear();
+    // The client's SIZE= for the coming message: reserved at once, so a
+    // large message is not copied while it grows.
+    void expect(std::uint64_t size) { expected_ = size; }
     std::uint64_t size() const override { return size_; }
     bool failed() const { return failed_; }  // the spill file could not be written
     std::string_view chunk_at(std::uint64_t offset, std::size_t max,
@@ -33,6 +38,7 @@ class MessageBuffer final : public proto::BodySink, public proto::BodySource {
     std::string memory_;
     std::FILE* file_ = nullptr;
     std::uint64_t size_ = 0;
+    std::uint64_t expected_ = 0;
     bool failed_ = false;
 };
 

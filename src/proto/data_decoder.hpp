@@ -66,6 +66,8 @@ class DataDecoder {
   private:
     enum class State { LineStart, Dot, DotCr, Body, Cr, Done };
     void emit(std::string_view bytes);
+    // Whole lines already checked for length: counted and stored in one go.
+    void take(std::string_view lines);
     void end_line();  // emits CRLF
     void bare_ending();
     void fail(Outcome o) {

@@ -1,5 +1,6 @@
-// DATA framing: the end is found exactly once, memory stays bounded, and
-// what is decoded re-encodes to a stream that decodes to the same content.
+// DATA framing: the end is found exactly once, memory stays bounded, the
+// input decodes the same in pieces and all at once, and what is decoded
+// re-encodes to a stream that decodes to the same content.
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -27,6 +28,14 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     while (used < in.size() && !d.done())
         used += d.feed(in.substr(used, step));
     if (sink.text.size() > (1 << 16)) __builtin_trap();
+    // All at once (the fast path for whole lines) must decode exactly as
+    // the pieces did: same end, outcome, size and content.
+    Sink whole_sink;
+    DataDecoder whole({1 << 16, 1000, mode}, &whole_sink);
+    std::size_t whole_used = whole.feed(in);
+    if (whole_used != used || whole.done() != d.done() || whole.outcome() != d.outcome() ||
+        whole.size() != d.size() || whole_sink.text != sink.text)
+        __builtin_trap();
     if (d.done() && d.outcome() == DataDecoder::Outcome::Ok) {
         std::string wire;
         DotStuffer s;

@@ -95,9 +95,9 @@ void Pool::report(std::size_t i, LiveOutcome outcome, const std::string& reason,
                   const std::string& reply) {
     auto& b = backends_[i];
     auto now = clock_.now();
-    static constexpr ReplyRates::Class kClass[] = {ReplyRates::Positive, ReplyRates::Permanent,
+    static constexpr ReplyRates::Class kClass[] = {ReplyRates::Positive,  ReplyRates::Permanent,
                                                    ReplyRates::Transient, ReplyRates::Transient,
-                                                   ReplyRates::Failure, ReplyRates::Permanent};
+                                                   ReplyRates::Failure,   ReplyRates::Permanent};
     b.rates.record(kClass[static_cast<int>(outcome)], now);
     log(i, b.health.live(outcome, reason, reply, now));
 }

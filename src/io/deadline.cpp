@@ -21,8 +21,10 @@ class DeadlineService : public asio::execution_context::service {
     }
     void remove(Deadline& d) {
         if (cursor_ == &d) cursor_ = d.next_;
-        if (d.prev_) d.prev_->next_ = d.next_;
-        else if (head_ == &d) head_ = d.next_;
+        if (d.prev_)
+            d.prev_->next_ = d.next_;
+        else if (head_ == &d)
+            head_ = d.next_;
         if (d.next_) d.next_->prev_ = d.prev_;
         d.prev_ = d.next_ = nullptr;
     }
@@ -30,7 +32,8 @@ class DeadlineService : public asio::execution_context::service {
   private:
     void shutdown() override {
         shut_down_ = true;
-        while (head_) remove(*head_);
+        while (head_)
+            remove(*head_);
         timer_.cancel();
     }
     void tick() {
@@ -66,15 +69,19 @@ class DeadlineService : public asio::execution_context::service {
 };
 
 Deadline::Deadline(const asio::any_io_executor& executor, std::function<void()> on_expire)
-    : service_(&asio::use_service<DeadlineService>(
-          asio::query(executor, asio::execution::context))),
+    : service_(
+          &asio::use_service<DeadlineService>(asio::query(executor, asio::execution::context))),
       on_expire_(std::move(on_expire)) {
     service_->add(*this);
 }
 
-Deadline::~Deadline() { service_->remove(*this); }
+Deadline::~Deadline() {
+    service_->remove(*this);
+}
 
-void Deadline::stop() { on_expire_ = nullptr; }
+void Deadline::stop() {
+    on_expire_ = nullptr;
+}
 
 Alarm::Alarm(const asio::any_io_executor& executor, Millis after, std::function<void()> on_expire)
     : timer_(executor), state_(std::make_shared<State>()) {

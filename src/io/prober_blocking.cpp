@@ -10,8 +10,8 @@ awaitable<void> probe_into(ProbeReport& out, base::HostPort to,
                            Millis timeout) {
     TcpConnector connector;
     ProbeTls unverified;  // named: GCC 12 mishandles braced temporaries passed to coroutines
-    out = co_await run_probe(connector, std::move(to), source, std::move(plan), timeout,
-                             true, unverified);
+    out = co_await run_probe(connector, std::move(to), source, std::move(plan), timeout, true,
+                             unverified);
 }
 }  // namespace
 
@@ -19,8 +19,7 @@ ProbeReport run_probe_blocking(base::HostPort to, std::optional<base::IpAddress>
                                proto::ProbePlan plan, Millis timeout) {
     asio::io_context io(1);
     ProbeReport report;
-    asio::co_spawn(io,
-                   probe_into(report, std::move(to), source, std::move(plan), timeout),
+    asio::co_spawn(io, probe_into(report, std::move(to), source, std::move(plan), timeout),
                    asio::detached);
     io.run();
     return report;

@@ -96,8 +96,8 @@ TEST(BackendHealth, LiveBackendDeferralTakesItOutAtOnce) {
 TEST(BackendHealth, XclientRefusalIsMisconfiguredUntilTheHoldPassesWhateverProbesSay) {
     smtplb::testing::FakeClock clock;
     core::BackendHealth h(pool_config(1, 1));
-    auto event = h.live(LiveOutcome::Misconfigured, "XCLIENT refused", "550 5.7.0 denied",
-                        clock.now());
+    auto event =
+        h.live(LiveOutcome::Misconfigured, "XCLIENT refused", "550 5.7.0 denied", clock.now());
     ASSERT_TRUE(event);
     EXPECT_EQ(event->to, "misconfigured");
     EXPECT_EQ(event->reply, "550 5.7.0 denied");

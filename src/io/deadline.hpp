@@ -16,7 +16,6 @@ class DeadlineService;
 // costs a few pointers, not a timer and a pending wait (the per-connection
 // memory budget), and moving a deadline is a plain store. Timeouts fire up
 // to kDeadlineResolution late, which SMTP's second-scale timeouts allow.
-// on_expire must not destroy other Deadlines synchronously.
 class Deadline {
   public:
     using Clock = std::chrono::steady_clock;

@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=300
-[ "${1:-}" = "--smoke" ] && seconds=15
+[ "${1:-}" = "--smoke" ] && seconds=10
 [[ "${1:-}" =~ ^[0-9]+$ ]] && seconds=$1
 CC=clang CXX=clang++ cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DSMTPLB_FUZZ=ON -DSMTPLB_TESTS=OFF >/dev/null

@@ -10,6 +10,10 @@ import subprocess
 import sys
 import time
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests",
+                                "integration"))
+from harness import rss_kib  # noqa: E402  (shared with the tests)
+
 HZ = os.sysconf("SC_CLK_TCK")
 PAGE_KIB = os.sysconf("SC_PAGE_SIZE") // 1024
 
@@ -39,14 +43,6 @@ def _stat_fields(pid):
 def cpu_seconds(pid):
     fields = _stat_fields(pid)
     return (int(fields[11]) + int(fields[12])) / HZ  # utime + stime
-
-
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
 
 
 def process_tree(root):
@@ -208,9 +204,7 @@ def start_postfix_relay(workdir, sink_port):
     """Postfix as a store-and-forward relay to one smtp-sink (Postfix's
     relayhost list is failover, not balancing). Returns the Postfix object;
     its master's pid is read from the queue directory's pid file."""
-    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests",
-                                    "integration"))
-    import harness  # noqa: E402  (a private Postfix instance)
+    import harness  # a private Postfix instance
 
     class RelayPostfix(harness.Postfix):
         MASTER = harness.Postfix.MASTER + "smtp      unix  -       -       n       -       -       smtp\n"

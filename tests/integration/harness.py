@@ -167,6 +167,15 @@ class Smtplb:
             return [json.loads(line) for line in f if line.endswith("\n")]
 
 
+def rss_kib(pid):
+    """The resident memory of a process, in KiB."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
 def postfix_available():
     return shutil.which("postfix") is not None and os.geteuid() == 0
 

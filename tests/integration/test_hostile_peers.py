@@ -14,15 +14,7 @@ import urllib.request
 
 import configs
 from harness import (ScriptedBackend, Sink, SmtpClient, Smtplb, WorkdirTestCase, free_port, main,
-                     make_ca, make_certificate, plain_answers, wait_until)
-
-
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
+                     make_ca, make_certificate, plain_answers, rss_kib, wait_until)
 
 
 def xtext_decode(value):

@@ -12,6 +12,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests",
                                 "integration"))
+import harness  # noqa: E402  (a private Postfix instance)
 from harness import rss_kib  # noqa: E402  (shared with the tests)
 
 HZ = os.sysconf("SC_CLK_TCK")
@@ -200,21 +201,27 @@ mail {{
     return port, proc
 
 
+class RelayPostfix(harness.Postfix):
+    """Postfix as a store-and-forward relay of example.net to one next hop
+    (Postfix's relayhost list is failover, not balancing)."""
+    MASTER = harness.Postfix.MASTER + "smtp      unix  -       -       n       -       -       smtp\n"
+
+    def __init__(self, workdir, next_hop_port):
+        super().__init__(workdir, "relay", extra_main=(
+            "relay_transport = smtp\ndefault_transport = smtp\n"
+            f"relayhost = [127.0.0.1]:{next_hop_port}\n"
+            "smtpd_client_connection_rate_limit = 0\n"
+            "default_process_limit = 200\n"
+            "smtp_destination_concurrency_limit = 40\n"))
+
+    def empty_queue(self):
+        subprocess.run(["postsuper", "-c", self.conf, "-d", "ALL"], capture_output=True,
+                       timeout=120)
+
+
 def start_postfix_relay(workdir, sink_port):
-    """Postfix as a store-and-forward relay to one smtp-sink (Postfix's
-    relayhost list is failover, not balancing). Returns the Postfix object;
-    its master's pid is read from the queue directory's pid file."""
-    import harness  # a private Postfix instance
-
-    class RelayPostfix(harness.Postfix):
-        MASTER = harness.Postfix.MASTER + "smtp      unix  -       -       n       -       -       smtp\n"
-
-    postfix = RelayPostfix(workdir, "relay", extra_main=(
-        "relay_transport = smtp\ndefault_transport = smtp\n"
-        f"relayhost = [127.0.0.1]:{sink_port}\n"
-        "smtpd_client_connection_rate_limit = 0\n"
-        "default_process_limit = 200\n"
-        "smtp_destination_concurrency_limit = 40\n"))
+    """A started RelayPostfix delivering to `sink_port`."""
+    postfix = RelayPostfix(workdir, sink_port)
     postfix.start()
     return postfix
 

@@ -24,26 +24,7 @@ import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests",
-                                "integration"))
-import harness  # noqa: E402  (Postfix in a private directory)
-from peers import Proc, free_port, run_load, start_sinks, wait_port  # noqa: E402
-
-
-class RelayPostfix(harness.Postfix):
-    """Postfix relaying example.net to a next hop that is down: it queues."""
-    MASTER = harness.Postfix.MASTER + "smtp      unix  -       -       n       -       -       smtp\n"
-
-    def __init__(self, workdir, dead_port):
-        super().__init__(workdir, "relay", extra_main=(
-            "relay_transport = smtp\ndefault_transport = smtp\n"
-            f"relayhost = [127.0.0.1]:{dead_port}\n"
-            "smtpd_client_connection_rate_limit = 0\n"
-            "default_process_limit = 200\n"))
-
-    def empty_queue(self):
-        subprocess.run(["postsuper", "-c", self.conf, "-d", "ALL"], capture_output=True,
-                       timeout=120)
+from peers import Proc, RelayPostfix, free_port, run_load, start_sinks, wait_port  # noqa: E402
 
 
 def smtplb_config(workdir, port, backend_ports, sessions):

@@ -1,5 +1,6 @@
 #include "io/tcp_session.hpp"
 
+#include <array>
 #include <memory>
 
 #include "core/tracking.hpp"
@@ -12,10 +13,16 @@
 namespace smtplb::io {
 namespace {
 
-using namespace asio::experimental::awaitable_operators;
-constexpr std::size_t kBufferSize = 16384;
+// Bytes in flight are read into one scratch buffer per thread and written
+// on at once; a connection holds a buffer of its own only for what the
+// receiver cannot take yet, so an idle one costs no buffer at all.
+constexpr std::size_t kScratchSize = 65536;
 
-class TcpSession {
+// Owned by shared_ptr: the setup runs as a coroutine, then the two copying
+// directions run as plain completion handlers, each holding the session.
+// A coroutine frame per direction (and the operator&& machinery joining
+// them) would cost more memory per idle connection than everything else.
+class TcpSession : public std::enable_shared_from_this<TcpSession> {
   public:
     TcpSession(tcp::socket socket, Listener& listener, std::string client,
                const tcp::endpoint& peer)
@@ -33,21 +40,41 @@ class TcpSession {
         listener_.track(&client_, nullptr);
     }
     ~TcpSession() {
-        if (deadline_) deadline_->stop();  // its callback refers to this session
+        // Their callbacks refer to this session.
+        if (deadline_) deadline_->stop();
         if (chosen_) --pool_->backend(*chosen_).active_connections;
         listener_.untrack(&client_);
+        listener_.untrack(&backend_);
     }
+    TcpSession(const TcpSession&) = delete;
+    TcpSession& operator=(const TcpSession&) = delete;
 
+    // Sets up (PROXY header in, backend chosen, header out) and starts the
+    // copying; the session ends (end()) when both directions have.
     awaitable<void> run();
-    const std::string& client_key() const { return client_key_; }
 
   private:
+    struct Pump {
+        Pump(tcp::socket& source, tcp::socket& sink) : from(source), to(sink) {}
+        tcp::socket& from;
+        tcp::socket& to;
+        std::string unsent;  // what `to` could not take at once
+        std::uint64_t bytes = 0;
+        bool done = false;
+    };
+
     // A backend connection, trying others as the pool allows; false when none.
     awaitable<bool> connect();
-    // Copies one direction until its end of stream, which is passed on as a
-    // half close; an error ends both directions.
-    awaitable<void> pump(tcp::socket& from, tcp::socket& to, std::uint64_t& bytes);
+    // Waits until `from` is readable (no buffer held meanwhile), then copies
+    // what is there: HAProxy's rule, read again only after a full buffer.
+    void wait_readable(Pump& pump);
+    void copy_available(Pump& pump);
+    // End of stream is passed on as a half close; an error ends both ways.
+    void stop_pump(Pump& pump, const error_code& ec);
+    void close_both();
     void finish(const char* result);
+    // The last step: accounting released after the session is gone.
+    static void end(std::shared_ptr<TcpSession> self, const char* result);
 
     std::string client_key_;
     tcp::socket client_;
@@ -60,7 +87,8 @@ class TcpSession {
     std::unique_ptr<Deadline> deadline_;
     core::TrackingRecord record_;
     std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
-    std::uint64_t bytes_up_ = 0, bytes_down_ = 0;
+    Pump up_{client_, backend_};
+    Pump down_{backend_, client_};
 };
 
 awaitable<bool> TcpSession::connect() {
@@ -83,6 +111,9 @@ awaitable<bool> TcpSession::connect() {
         record_.attempts.push_back({state.config.name, "connect", "connected"});
         backend_ = std::move(socket);
         tune_socket(backend_);
+        // A stop that runs out of patience closes both ends: with the
+        // client's side half closed, only the backend's wakes the session.
+        listener_.track(&backend_, nullptr);
         chosen_ = pick;
         ++state.active_connections;
         co_return true;
@@ -90,32 +121,76 @@ awaitable<bool> TcpSession::connect() {
     co_return false;
 }
 
-awaitable<void> TcpSession::pump(tcp::socket& from, tcp::socket& to, std::uint64_t& bytes) {
-    auto buffer = std::make_unique_for_overwrite<char[]>(kBufferSize);
-    error_code ignored;
+void TcpSession::wait_readable(Pump& pump) {
+    // Asio re-arms the descriptor for this wait, so data that came before
+    // it is not missed; and unlike a read it needs no buffer while pending.
+    pump.from.async_wait(tcp::socket::wait_read,
+                         [self = shared_from_this(), &pump](const error_code& ec) {
+                             if (ec)
+                                 self->stop_pump(pump, ec);
+                             else
+                                 self->copy_available(pump);
+                         });
+}
+
+void TcpSession::copy_available(Pump& pump) {
+    thread_local std::array<char, kScratchSize> scratch;
     for (;;) {
-        auto [ec, n] =
-            co_await from.async_read_some(asio::buffer(buffer.get(), kBufferSize), use_nothrow);
+        error_code ec;
+        std::size_t n = pump.from.read_some(asio::buffer(scratch), ec);
+        if (ec == asio::error::would_block || ec == asio::error::try_again) break;
         if (ec) {
-            if (ec == asio::error::eof) {
-                to.shutdown(tcp::socket::shutdown_send, ignored);
-            } else {
-                // Reset, timeout or shutdown: the other direction ends too.
-                from.close(ignored);
-                to.close(ignored);
-            }
-            co_return;
+            stop_pump(pump, ec);
+            return;
         }
         deadline_->expires_after(listener_.config().command_timeout);
-        auto [write_ec, written] =
-            co_await asio::async_write(to, asio::buffer(buffer.get(), n), use_nothrow);
-        bytes += written;
-        if (write_ec) {
-            from.close(ignored);
-            to.close(ignored);
-            co_return;
+        std::size_t written = pump.to.write_some(asio::buffer(scratch.data(), n), ec);
+        if (ec == asio::error::would_block || ec == asio::error::try_again) {
+            written = 0;
+            ec.clear();
         }
+        pump.bytes += written;
+        if (ec) {
+            stop_pump(pump, ec);
+            return;
+        }
+        if (written < n) {
+            // The receiver is slow: keep the rest and stop reading until it
+            // has gone (back pressure towards the sender).
+            pump.unsent.assign(scratch.data() + written, n - written);
+            asio::async_write(
+                pump.to, asio::buffer(pump.unsent),
+                [self = shared_from_this(), &pump](const error_code& write_ec, std::size_t more) {
+                    pump.bytes += more;
+                    std::string().swap(pump.unsent);
+                    if (write_ec)
+                        self->stop_pump(pump, write_ec);
+                    else
+                        self->wait_readable(pump);
+                });
+            return;
+        }
+        if (n < scratch.size()) break;  // a short read: most likely all there was
     }
+    wait_readable(pump);
+}
+
+void TcpSession::stop_pump(Pump& pump, const error_code& ec) {
+    error_code ignored;
+    if (ec == asio::error::eof) {
+        pump.to.shutdown(tcp::socket::shutdown_send, ignored);
+    } else {
+        // Reset, timeout or shutdown: the other direction ends too.
+        close_both();
+    }
+    pump.done = true;
+    if (up_.done && down_.done) end(shared_from_this(), "spliced");
+}
+
+void TcpSession::close_both() {
+    error_code ignored;
+    client_.close(ignored);
+    backend_.close(ignored);
 }
 
 void TcpSession::finish(const char* result) {
@@ -124,28 +199,36 @@ void TcpSession::finish(const char* result) {
     record_.client_address = identity_.address.to_string();
     record_.client_port = identity_.port;
     record_.pool = pool_ ? pool_->name() : "";
-    record_.size = bytes_up_;
+    record_.size = up_.bytes;
     record_.result = result;
     record_.identity = config::to_string(listener_.config().client_identity);
-    record_.reply = std::to_string(bytes_up_) + " bytes to the backend, " +
-                    std::to_string(bytes_down_) + " back";
+    record_.reply = std::to_string(up_.bytes) + " bytes to the backend, " +
+                    std::to_string(down_.bytes) + " back";
     record_.duration_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                               std::chrono::steady_clock::now() - started_)
                               .count();
     balancer_.tracking().write(record_.to_json());
 }
 
+void TcpSession::end(std::shared_ptr<TcpSession> self, const char* result) {
+    if (result) self->finish(result);
+    Listener& listener = self->listener_;
+    std::string client = std::move(self->client_key_);
+    self->close_both();
+    self.reset();  // unless a handler still holds it, the session is gone here
+    listener.session_ended(client);
+}
+
 awaitable<void> TcpSession::run() {
     const auto& config = listener_.config();
-    deadline_ = Deadline::start(client_.get_executor(), [this] {
-        error_code ec;
-        client_.close(ec);
-        backend_.close(ec);
-    });
+    deadline_ = Deadline::start(client_.get_executor(), [this] { close_both(); });
     if (config.proxy_protocol != config::ProxyProtocol::None) {
         deadline_->expires_after(config.proxy_timeout);
         auto header = co_await listener_.read_upstream_header(client_);
-        if (!header) co_return;
+        if (!header) {
+            end(shared_from_this(), nullptr);
+            co_return;
+        }
         if (!header->local) {
             identity_.address = header->source.unmapped();
             identity_.port = header->source_port;
@@ -153,7 +236,10 @@ awaitable<void> TcpSession::run() {
             identity_.local_port = header->destination_port;
         }
         auto key = identity_.address.to_string();
-        if (!listener_.admit(key)) co_return;
+        if (!listener_.admit(key)) {
+            end(shared_from_this(), nullptr);
+            co_return;
+        }
         client_key_ = key;
     }
     pool_ = balancer_.pool(config.pool);
@@ -161,7 +247,7 @@ awaitable<void> TcpSession::run() {
     bool connected = co_await connect();
     if (!connected) {
         // Nothing SMTP can be said here (the client may expect TLS): close.
-        finish("tempfailed");
+        end(shared_from_this(), "tempfailed");
         co_return;
     }
     std::string header;
@@ -182,24 +268,21 @@ awaitable<void> TcpSession::run() {
         auto [ec, n] = co_await asio::async_write(backend_, asio::buffer(header), use_nothrow);
         if (ec) {
             pool_->report(*chosen_, core::LiveOutcome::Failed, "live connect: " + ec.message());
-            finish("tempfailed");
+            end(shared_from_this(), "tempfailed");
             co_return;
         }
     }
-    co_await (pump(client_, backend_, bytes_up_) && pump(backend_, client_, bytes_down_));
-    finish("spliced");
+    wait_readable(up_);
+    wait_readable(down_);
 }
 
 }  // namespace
 
 awaitable<void> run_tcp_session(tcp::socket socket, Listener& listener, std::string client,
                                 tcp::endpoint peer) {
-    {
-        TcpSession session(std::move(socket), listener, std::move(client), peer);
-        co_await session.run();
-        client = session.client_key();
-    }
-    listener.session_ended(client);
+    auto session =
+        std::make_shared<TcpSession>(std::move(socket), listener, std::move(client), peer);
+    co_await session->run();
 }
 
 }  // namespace smtplb::io

@@ -176,6 +176,13 @@ def rss_kib(pid):
     return 0
 
 
+def sanitized_build(pid):
+    """Whether the process runs with AddressSanitizer (redzones and
+    quarantine make its memory figures a few times larger)."""
+    with open(f"/proc/{pid}/maps") as f:
+        return "libasan" in f.read()
+
+
 def postfix_available():
     return shutil.which("postfix") is not None and os.geteuid() == 0
 

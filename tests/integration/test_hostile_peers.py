@@ -14,7 +14,8 @@ import urllib.request
 
 import configs
 from harness import (ScriptedBackend, Sink, SmtpClient, Smtplb, WorkdirTestCase, free_port, main,
-                     make_ca, make_certificate, plain_answers, rss_kib, wait_until)
+                     make_ca, make_certificate, plain_answers, rss_kib, sanitized_build,
+                     wait_until)
 
 
 def xtext_decode(value):
@@ -216,7 +217,7 @@ class HostilePeers(WorkdirTestCase):
                 s.close()
         # Bounded memory: a few KiB each (16 KiB would mean a buffer leak;
         # AddressSanitizer's redzones and quarantine cost a few times more).
-        bound = 64 if _sanitized(lb.process.proc.pid) else 16
+        bound = 64 if sanitized_build(lb.process.proc.pid) else 16
         self.assertLess(held / count, bound, f"{held} KiB for {count} slow clients")
         print(f"\n{count} slow clients held {held} KiB of smtplb RSS ({held / count:.1f} each)")
 
@@ -247,11 +248,6 @@ class HostilePeers(WorkdirTestCase):
         with smtplib.SMTP("127.0.0.1", port, timeout=30) as s:
             s.sendmail("a@example.org", ["b@example.net"], "Subject: after\r\n\r\nhi\r\n")
         wait_until(lambda: sink.messages(), what="the message after the flood")
-
-
-def _sanitized(pid):
-    with open(f"/proc/{pid}/maps") as f:
-        return "libasan" in f.read()
 
 
 def _greets(port):

@@ -2,15 +2,56 @@
 pool's scheduler and retries on connect, a PROXY header to backends that take
 one (Postfix smtpd with smtpd_upstream_proxy_protocol), and TLS end to end
 (smtplb never sees the plaintext)."""
+import hashlib
+import random
 import re
+import resource
 import smtplib
+import socket
 import ssl
 import subprocess
+import threading
+import time
 
 import configs
 import harness
 from harness import (Postfix, Smtplb, WorkdirTestCase, free_port, main, make_ca, make_certificate,
-                     postfix_available, wait_until)
+                     postfix_available, rss_kib, sanitized_build, wait_until)
+
+
+class RawBackend:
+    """A plain TCP server on loopback (no SMTP): `serve(conn)` runs on a
+    thread per connection; connections are kept until stop()."""
+
+    def __init__(self, serve):
+        self.serve = serve
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(1024)
+        self.port = self.sock.getsockname()[1]
+        self.conns = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.conns.append(conn)
+            threading.Thread(target=self.serve, args=(conn,), daemon=True).start()
+
+    def stop(self):
+        self.sock.close()
+        for c in self.conns:
+            c.close()
+
+
+def recv_all(sock):
+    chunks = []
+    while chunk := sock.recv(65536):
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 class TcpModeTest(WorkdirTestCase):
@@ -82,6 +123,76 @@ class TcpModeTest(WorkdirTestCase):
             self.assertEqual(s.sendmail("a@example.org", ["b@example.net"], b"\r\nhi\r\n"), {})
         wait_until(lambda: any("client=unknown[127.0.0.3]" in l for l in pf.log_lines()),
                    what="Postfix logging the real client behind TLS")
+
+    def test_bytes_pass_intact_both_ways_with_a_slow_reader_and_half_close(self):
+        # 4 MiB each way at once, the client reading slowly: smtplb must
+        # hold what the client cannot take yet and stop reading the backend
+        # meanwhile; the client's half close reaches the backend, which still
+        # answers afterwards.
+        rng = random.Random(7)
+        download = rng.randbytes(4 << 20)
+        upload = rng.randbytes(4 << 20)
+
+        def serve(conn):
+            sender = threading.Thread(target=conn.sendall, args=(download,))
+            sender.start()
+            received = recv_all(conn)  # until the client's half close
+            sender.join()
+            conn.sendall(b"DIGEST " + hashlib.sha256(received).hexdigest().encode())
+            conn.shutdown(socket.SHUT_WR)
+
+        backend = RawBackend(serve)
+        self.addCleanup(backend.stop)
+        lb, port = self.start_lb([("raw", backend.port)], pool={"health": {"enabled": False}})
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+            def send_upload():
+                s.sendall(upload)
+                s.shutdown(socket.SHUT_WR)
+            uploader = threading.Thread(target=send_upload)
+            uploader.start()
+            got = []
+            while chunk := s.recv(65536):
+                got.append(chunk)
+                time.sleep(0.001)
+            uploader.join()
+        got = b"".join(got)
+        self.assertEqual(len(got), len(download) + 71)
+        self.assertTrue(got[:len(download)] == download, "the download arrived altered")
+        self.assertEqual(got[len(download):].decode(),
+                         "DIGEST " + hashlib.sha256(upload).hexdigest())
+        wait_until(lambda: lb.tracking_records(), what="tracking record")
+        rec = lb.tracking_records()[-1]
+        self.assertEqual((rec["result"], rec["size"]), ("spliced", len(upload)))
+
+    def test_idle_connections_hold_no_buffers(self):
+        # issue 7: a few KiB per idle connection. Before a direction is
+        # copied it holds no buffer; 16 KiB each would show here.
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        self.addCleanup(resource.setrlimit, resource.RLIMIT_NOFILE, (soft, hard))
+        count = min(2000, (hard - 500) // 3)  # this process holds both ends
+        self.assertGreaterEqual(count, 500, f"descriptor limit {hard} is too low for this test")
+        backend = RawBackend(lambda conn: conn.sendall(b"220 idle.test ESMTP\r\n"))
+        self.addCleanup(backend.stop)
+        lb, port = self.start_lb([("raw", backend.port)],
+                                 {"max_connections": count + 100,
+                                  "max_connections_per_client": count + 100},
+                                 {"health": {"enabled": False}})
+        before = rss_kib(lb.process.proc.pid)
+        clients = []
+        try:
+            for _ in range(count):
+                clients.append(socket.create_connection(("127.0.0.1", port), timeout=30))
+            for c in clients:
+                self.assertEqual(c.recv(100), b"220 idle.test ESMTP\r\n")
+            held = rss_kib(lb.process.proc.pid) - before
+        finally:
+            for c in clients:
+                c.close()
+            backend.stop()  # the sessions end when both sides have
+        bound = 64 if sanitized_build(lb.process.proc.pid) else 8
+        self.assertLess(held / count, bound, f"{held} KiB for {count} idle connections")
+        print(f"\n{count} idle tcp-mode connections held {held} KiB ({held / count:.1f} each)")
 
     def test_tcp_listener_configuration_errors(self):
         cases = [({"client_identity": "xclient"}, "cannot send XCLIENT"),

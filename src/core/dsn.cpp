@@ -21,9 +21,13 @@ std::string status_of(int code, const std::string& enhanced) {
 }
 
 std::string header_section(const proto::BodySource& body, std::size_t max) {
-    std::string scratch;
-    auto chunk = body.chunk_at(0, max, scratch);
-    std::string text(chunk);
+    std::string scratch, text;
+    // A source may hand out less than asked for at a time (chunked memory).
+    while (text.size() < max) {
+        auto chunk = body.chunk_at(text.size(), max - text.size(), scratch);
+        if (chunk.empty()) break;
+        text.append(chunk);
+    }
     auto end = text.find("\r\n\r\n");
     if (end != std::string::npos) return text.substr(0, end + 2);
     auto last = text.rfind("\r\n");

@@ -4,10 +4,12 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstring>
 
 namespace smtplb::io {
 
-constexpr std::uint64_t kFirstReservation = 16384;
+constexpr std::size_t kFirstChunk = 16384;  // most messages fit; SIZE= says when not
+constexpr std::size_t kChunkSize = 65536;
 
 MessageBuffer::~MessageBuffer() {
     clear();
@@ -16,7 +18,8 @@ MessageBuffer::~MessageBuffer() {
 void MessageBuffer::clear() {
     if (file_) std::fclose(file_);
     file_ = nullptr;
-    std::string().swap(memory_);
+    std::vector<std::unique_ptr<char[]>>().swap(chunks_);
+    first_chunk_ = room_ = 0;
     size_ = 0;
     expected_ = 0;
     failed_ = false;
@@ -29,31 +32,51 @@ void MessageBuffer::spill() {
         failed_ = true;
         return;
     }
-    file_ = ::fdopen(fd, "w+b");
-    if (!file_) {
+    std::FILE* file = ::fdopen(fd, "w+b");
+    if (!file) {
         ::close(fd);
         failed_ = true;
         return;
     }
-    if (std::fwrite(memory_.data(), 1, memory_.size(), file_) != memory_.size()) failed_ = true;
-    memory_.clear();
-    memory_.shrink_to_fit();
+    std::string scratch;
+    for (std::uint64_t offset = 0; offset < size_ && !failed_;) {
+        auto chunk = chunk_at(offset, kChunkSize, scratch);  // from memory: file_ is not set yet
+        if (std::fwrite(chunk.data(), 1, chunk.size(), file) != chunk.size()) failed_ = true;
+        offset += chunk.size();
+    }
+    file_ = file;
+    std::vector<std::unique_ptr<char[]>>().swap(chunks_);
+    room_ = 0;
+}
+
+void MessageBuffer::add_chunk() {
+    std::size_t size = kChunkSize;
+    if (chunks_.empty()) {
+        auto want = std::max<std::uint64_t>(kFirstChunk, expected_ + 64);
+        first_chunk_ = static_cast<std::size_t>(
+            std::min(want, std::max<std::uint64_t>(memory_limit_, 1)));
+        size = first_chunk_;
+    }
+    chunks_.push_back(std::make_unique_for_overwrite<char[]>(size));
+    room_ = size;
 }
 
 void MessageBuffer::append(std::string_view bytes) {
     if (failed_) return;
+    if (!file_ && size_ + bytes.size() > memory_limit_) spill();
     size_ += bytes.size();
-    if (!file_ && memory_.size() + bytes.size() > memory_limit_) spill();
     if (failed_) return;
     if (file_) {
         if (std::fwrite(bytes.data(), 1, bytes.size(), file_) != bytes.size()) failed_ = true;
-    } else {
-        if (memory_.capacity() < kFirstReservation) {
-            // Most messages fit the first reservation; SIZE= says when not.
-            auto want = std::max<std::uint64_t>(kFirstReservation, expected_ + 64);
-            memory_.reserve(static_cast<std::size_t>(std::min(want, memory_limit_)));
-        }
-        memory_.append(bytes);
+        return;
+    }
+    while (!bytes.empty()) {
+        if (room_ == 0) add_chunk();
+        std::size_t capacity = chunks_.size() == 1 ? first_chunk_ : kChunkSize;
+        std::size_t n = std::min(room_, bytes.size());
+        std::memcpy(chunks_.back().get() + (capacity - room_), bytes.data(), n);
+        room_ -= n;
+        bytes.remove_prefix(n);
     }
 }
 
@@ -61,7 +84,18 @@ std::string_view MessageBuffer::chunk_at(std::uint64_t offset, std::size_t max,
                                          std::string& scratch) const {
     if (offset >= size_) return {};
     std::size_t want = static_cast<std::size_t>(std::min<std::uint64_t>(max, size_ - offset));
-    if (!file_) return std::string_view(memory_).substr(offset, want);
+    if (!file_) {
+        std::size_t index = 0;
+        std::uint64_t start = 0;
+        std::size_t capacity = first_chunk_;
+        if (offset >= first_chunk_) {
+            index = 1 + static_cast<std::size_t>((offset - first_chunk_) / kChunkSize);
+            start = first_chunk_ + (index - 1) * std::uint64_t{kChunkSize};
+            capacity = kChunkSize;
+        }
+        auto within = static_cast<std::size_t>(offset - start);
+        return {chunks_[index].get() + within, std::min(want, capacity - within)};
+    }
     if (std::fflush(file_) != 0) return {};
     scratch.resize(want);
     ssize_t n = ::pread(::fileno(file_), scratch.data(), want, static_cast<off_t>(offset));

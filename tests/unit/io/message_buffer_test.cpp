@@ -1,0 +1,105 @@
+#include "io/message_buffer.hpp"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <random>
+#include <string>
+
+namespace smtplb::io {
+namespace {
+
+std::string random_text(std::size_t size, unsigned seed) {
+    std::mt19937 rng(seed);
+    std::string text(size, '\0');
+    for (auto& c : text)
+        c = static_cast<char>('a' + rng() % 26);
+    return text;
+}
+
+// Reads the whole body back through chunk_at, as the relay does.
+std::string read_back(const proto::BodySource& body, std::size_t max) {
+    std::string out, scratch;
+    while (out.size() < body.size()) {
+        auto chunk = body.chunk_at(out.size(), max, scratch);
+        EXPECT_FALSE(chunk.empty()) << "at offset " << out.size();
+        if (chunk.empty()) break;
+        EXPECT_LE(chunk.size(), max);
+        out.append(chunk);
+    }
+    return out;
+}
+
+// Appends `text` in pieces of varying sizes (1 to 9000 bytes).
+void append_in_pieces(MessageBuffer& buffer, std::string_view text, unsigned seed) {
+    std::mt19937 rng(seed);
+    while (!text.empty()) {
+        std::size_t n = std::min<std::size_t>(text.size(), 1 + rng() % 9000);
+        buffer.append(text.substr(0, n));
+        text.remove_prefix(n);
+    }
+}
+
+std::string temp_dir() {
+    return std::filesystem::temp_directory_path().string();
+}
+
+TEST(MessageBuffer, PiecesAcrossChunkBoundariesReadBackUnchanged) {
+    for (std::size_t size : {0UL, 1UL, 16383UL, 16384UL, 16385UL, 81920UL, 81921UL, 300000UL}) {
+        MessageBuffer buffer(10 << 20, temp_dir());
+        auto text = random_text(size, static_cast<unsigned>(size));
+        append_in_pieces(buffer, text, 3);
+        EXPECT_EQ(buffer.size(), size);
+        EXPECT_EQ(read_back(buffer, 65536), text) << size;
+        EXPECT_EQ(read_back(buffer, 1000), text) << size;
+    }
+}
+
+TEST(MessageBuffer, ChunkAtAnyOffsetStartsThere) {
+    MessageBuffer buffer(10 << 20, temp_dir());
+    auto text = random_text(200000, 9);
+    buffer.append(text);
+    std::string scratch;
+    for (std::uint64_t offset : {0UL, 16383UL, 16384UL, 50000UL, 81920UL, 199999UL}) {
+        auto chunk = buffer.chunk_at(offset, 65536, scratch);
+        ASSERT_FALSE(chunk.empty());
+        EXPECT_EQ(chunk, std::string_view(text).substr(offset, chunk.size()));
+    }
+    EXPECT_TRUE(buffer.chunk_at(200000, 10, scratch).empty());
+}
+
+TEST(MessageBuffer, SizeHintMakesTheFirstChunkHoldTheMessage) {
+    MessageBuffer buffer(10 << 20, temp_dir());
+    buffer.expect(100000);
+    auto text = random_text(100000, 4);
+    append_in_pieces(buffer, text, 5);
+    std::string scratch;
+    EXPECT_EQ(buffer.chunk_at(0, 200000, scratch).size(), 100000U);
+}
+
+TEST(MessageBuffer, SpillsToAFilePastTheMemoryLimitAndKeepsEveryByte) {
+    MessageBuffer buffer(50000, temp_dir());
+    auto text = random_text(250000, 6);
+    append_in_pieces(buffer, text, 7);
+    ASSERT_FALSE(buffer.failed());
+    EXPECT_EQ(read_back(buffer, 65536), text);
+}
+
+TEST(MessageBuffer, ClearStartsAfreshForTheNextMessage) {
+    MessageBuffer buffer(50000, temp_dir());
+    buffer.append(random_text(120000, 1));  // spilled
+    buffer.clear();
+    EXPECT_EQ(buffer.size(), 0U);
+    auto text = random_text(30000, 2);
+    append_in_pieces(buffer, text, 8);
+    EXPECT_EQ(read_back(buffer, 65536), text);
+}
+
+TEST(MessageBuffer, AnUnwritableSpillDirectoryFailsTheMessage) {
+    MessageBuffer buffer(1000, "/nonexistent/smtplb-spill");
+    buffer.append(random_text(2000, 3));
+    EXPECT_TRUE(buffer.failed());
+}
+
+}  // namespace
+}  // namespace smtplb::io

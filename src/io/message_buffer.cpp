@@ -53,8 +53,8 @@ void MessageBuffer::add_chunk() {
     std::size_t size = kChunkSize;
     if (chunks_.empty()) {
         auto want = std::max<std::uint64_t>(kFirstChunk, expected_ + 64);
-        first_chunk_ = static_cast<std::size_t>(
-            std::min(want, std::max<std::uint64_t>(memory_limit_, 1)));
+        first_chunk_ =
+            static_cast<std::size_t>(std::min(want, std::max<std::uint64_t>(memory_limit_, 1)));
         size = first_chunk_;
     }
     chunks_.push_back(std::make_unique_for_overwrite<char[]>(size));

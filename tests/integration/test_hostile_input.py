@@ -1,11 +1,12 @@
 """Hostile input through the real binary: the open-relay battery, SMTP
 smuggling end-of-data variants, and every limit with its reply."""
 import socket
+import threading
 import time
 
 import configs
 from harness import (Sink, SmtpClient, Smtplb, WorkdirTestCase, free_port, main, make_ca,
-                     make_certificate, wait_until)
+                     make_certificate, rss_kib, sanitized_build, wait_until)
 
 RELAY_BATTERY = [
     "<victim@target.example>", "<victim%target.example@example.net>",
@@ -227,6 +228,35 @@ class Hostile(WorkdirTestCase):
             data += chunk
         self.assertEqual(data.count(b"250 2.0.0 Ok\r\n"), 10000)
         self.assertTrue(data.endswith(b"221 2.0.0 Bye\r\n"))
+
+    def test_client_that_never_reads_replies_is_held_back_not_buffered(self):
+        # A million pipelined commands (6 MB) whose 14 MB of replies the
+        # client does not read (more than loopback's socket buffers hold): smtplb must stop reading once its replies
+        # cannot be written, not queue them. Its memory is measured while
+        # the client is stuck, then every reply must still arrive in order.
+        count = 1000000
+        port = self.balancer(max_commands=count + 10)
+        c = SmtpClient(port)
+        self.addCleanup(c.close)
+        c.sock.settimeout(60)
+        self.assertEqual(c.code(), 220)
+        pid = self.lb.process.proc.pid
+        before = rss_kib(pid)
+        flood = b"NOOP\r\n" * count + b"QUIT\r\n"
+        sender = threading.Thread(target=c.sock.sendall, args=(flood,), daemon=True)
+        sender.start()
+        time.sleep(1.5)  # smtplb answers until the socket buffers are full, then waits
+        held = rss_kib(pid) - before
+        self.assertTrue(sender.is_alive(), "the whole flood was taken in without back pressure")
+        data = bytearray()
+        while chunk := c.sock.recv(1 << 20):
+            data += chunk
+        sender.join(timeout=30)
+        self.assertEqual(data.count(b"250 2.0.0 Ok\r\n"), count)
+        self.assertTrue(data.endswith(b"221 2.0.0 Bye\r\n"))
+        bound = 16384 if sanitized_build(pid) else 4096
+        self.assertLess(held, bound, f"{held} KiB held while the client did not read")
+        print(f"\n{held} KiB of smtplb RSS while {count} replies waited to be read")
 
     def test_slow_data_times_out_and_nothing_is_delivered(self):
         port = self.balancer(data_timeout="1s")

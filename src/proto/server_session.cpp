@@ -34,6 +34,14 @@ void ServerSession::shutdown(const Reply& r) {
 }
 
 void ServerSession::feed(std::string_view bytes) {
+    // Inside a message with nothing buffered, the decoder reads the
+    // caller's bytes where they are (a message body is most of the input,
+    // and copying it here first was one copy of every message); only what
+    // follows the end of data is kept.
+    if (mode_ == Mode::Data && !pending_ && consumed_ == input_.size() && decoder_ &&
+        !decoder_->done()) {
+        bytes.remove_prefix(decoder_->feed(bytes));
+    }
     input_.append(bytes);
 }
 

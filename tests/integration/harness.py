@@ -410,19 +410,15 @@ def make_certificate(workdir, ca, name, dns=("localhost",), ips=("127.0.0.1",), 
     return cert, key
 
 
-class ScriptedBackend:
-    """A misbehaving SMTP server on loopback for hostile-backend tests.
-    `answer(line)` returns the bytes to send for each command line (None
-    closes the connection); EHLO gets `ehlo_lines`. Every connection is
-    served on its own thread until the client or stop() ends it."""
+class RawBackend:
+    """A TCP server on loopback: `serve(conn)` runs on a thread of its own
+    for every connection; connections are kept until stop()."""
 
-    def __init__(self, answer, ehlo_lines=("250-scripted.test", "250 PIPELINING")):
-        self.answer = answer
-        self.ehlo = ("\r\n".join(ehlo_lines) + "\r\n").encode()
-        self.lines = []  # every command line received, in order
+    def __init__(self, serve):
+        self.serve = serve
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(64)
+        self.sock.listen(1024)
         self.port = self.sock.getsockname()[1]
         self._conns = []
         threading.Thread(target=self._accept, daemon=True).start()
@@ -434,7 +430,28 @@ class ScriptedBackend:
             except OSError:
                 return
             self._conns.append(conn)
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+            threading.Thread(target=self.serve, args=(conn,), daemon=True).start()
+
+    def stop(self):
+        self.sock.close()
+        for c in self._conns:
+            try:
+                c.close()
+            except OSError:
+                pass
+
+
+class ScriptedBackend(RawBackend):
+    """A misbehaving SMTP server on loopback for hostile-backend tests.
+    `answer(line)` returns the bytes to send for each command line (None
+    closes the connection); EHLO gets `ehlo_lines`. Every connection is
+    served on its own thread until the client or stop() ends it."""
+
+    def __init__(self, answer, ehlo_lines=("250-scripted.test", "250 PIPELINING")):
+        self.answer = answer
+        self.ehlo = ("\r\n".join(ehlo_lines) + "\r\n").encode()
+        self.lines = []  # every command line received, in order
+        super().__init__(self._serve)
 
     def _serve(self, conn):
         try:
@@ -464,14 +481,6 @@ class ScriptedBackend:
                         return
         except OSError:
             pass
-
-    def stop(self):
-        self.sock.close()
-        for c in self._conns:
-            try:
-                c.close()
-            except OSError:
-                pass
 
 
 def plain_answers(line):

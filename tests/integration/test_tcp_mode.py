@@ -16,35 +16,7 @@ import time
 import configs
 import harness
 from harness import (Postfix, Smtplb, WorkdirTestCase, free_port, main, make_ca, make_certificate,
-                     postfix_available, rss_kib, sanitized_build, wait_until)
-
-
-class RawBackend:
-    """A plain TCP server on loopback (no SMTP): `serve(conn)` runs on a
-    thread per connection; connections are kept until stop()."""
-
-    def __init__(self, serve):
-        self.serve = serve
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(1024)
-        self.port = self.sock.getsockname()[1]
-        self.conns = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self):
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.conns.append(conn)
-            threading.Thread(target=self.serve, args=(conn,), daemon=True).start()
-
-    def stop(self):
-        self.sock.close()
-        for c in self.conns:
-            c.close()
+                     postfix_available, RawBackend, rss_kib, sanitized_build, wait_until)
 
 
 def recv_all(sock):

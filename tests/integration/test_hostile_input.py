@@ -254,9 +254,12 @@ class Hostile(WorkdirTestCase):
         sender.join(timeout=30)
         self.assertEqual(data.count(b"250 2.0.0 Ok\r\n"), count)
         self.assertTrue(data.endswith(b"221 2.0.0 Bye\r\n"))
-        bound = 16384 if sanitized_build(pid) else 4096
-        self.assertLess(held, bound, f"{held} KiB held while the client did not read")
         print(f"\n{held} KiB of smtplb RSS while {count} replies waited to be read")
+        # AddressSanitizer keeps freed memory in quarantine (a million
+        # commands' worth of small allocations), so RSS says nothing there;
+        # the back pressure above is checked in both builds.
+        if not sanitized_build(pid):
+            self.assertLess(held, 4096, f"{held} KiB held while the client did not read")
 
     def test_slow_data_times_out_and_nothing_is_delivered(self):
         port = self.balancer(data_timeout="1s")

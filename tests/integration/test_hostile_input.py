@@ -231,8 +231,9 @@ class Hostile(WorkdirTestCase):
 
     def test_client_that_never_reads_replies_is_held_back_not_buffered(self):
         # A million pipelined commands (6 MB) whose 14 MB of replies the
-        # client does not read (more than loopback's socket buffers hold): smtplb must stop reading once its replies
-        # cannot be written, not queue them. Its memory is measured while
+        # client does not read (more than loopback's socket buffers hold):
+        # smtplb must stop reading once its replies cannot be written, not
+        # queue them. Its memory is measured while
         # the client is stuck, then every reply must still arrive in order.
         count = 1000000
         port = self.balancer(max_commands=count + 10)

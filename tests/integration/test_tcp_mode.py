@@ -128,7 +128,8 @@ class TcpModeTest(WorkdirTestCase):
                 time.sleep(0.001)
             uploader.join()
         got = b"".join(got)
-        self.assertEqual(len(got), len(download) + 71)
+        digest_line = len("DIGEST ") + 64
+        self.assertEqual(len(got), len(download) + digest_line)
         self.assertTrue(got[:len(download)] == download, "the download arrived altered")
         self.assertEqual(got[len(download):].decode(),
                          "DIGEST " + hashlib.sha256(upload).hexdigest())
@@ -165,6 +166,28 @@ class TcpModeTest(WorkdirTestCase):
         bound = 64 if sanitized_build(lb.process.proc.pid) else 8
         self.assertLess(held / count, bound, f"{held} KiB for {count} idle connections")
         print(f"\n{count} idle tcp-mode connections held {held} KiB ({held / count:.1f} each)")
+
+    def test_stop_ends_a_half_closed_session_after_the_grace(self):
+        # The client has closed its side, the backend keeps its own open and
+        # silent: past shutdown_grace, stop must close the backend's end too
+        # so the session ends (and is logged) before the daemon exits, rather
+        # than being dropped unfinished with the event loop.
+        backend = RawBackend(lambda conn: None)  # accepts, never answers, never closes
+        self.addCleanup(backend.stop)
+        port = free_port()
+        lb = Smtplb(self.workdir, configs.balancer(
+            port, [("raw", backend.port)], listener_options={"mode": "tcp"},
+            pool_options={"health": {"enabled": False}},
+            server_options={"shutdown_grace": "1s"}))
+        lb.start(port)
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+            s.sendall(b"hello")
+            s.shutdown(socket.SHUT_WR)
+            wait_until(lambda: backend._conns, what="the backend connection")
+            self.assertEqual(lb.stop(), 0)
+        # (The harness's readiness check is a connection of its own: size 0.)
+        ours = [r["result"] for r in lb.tracking_records() if r["size"] == 5]
+        self.assertEqual(ours, ["spliced"])
 
     def test_tcp_listener_configuration_errors(self):
         cases = [({"client_identity": "xclient"}, "cannot send XCLIENT"),

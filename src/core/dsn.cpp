@@ -3,6 +3,7 @@
 #include <ctime>
 
 #include "base/text.hpp"
+#include "proto/dot_stuffer.hpp"
 
 namespace smtplb::core {
 
@@ -22,11 +23,18 @@ std::string status_of(int code, const std::string& enhanced) {
 
 std::string header_section(const proto::BodySource& body, std::size_t max) {
     std::string scratch, text;
+    const bool stuffed = body.form() == proto::BodyForm::Transmission;
+    proto::DotUnstuffer unstuffer;
     // A source may hand out less than asked for at a time (chunked memory).
-    while (text.size() < max) {
-        auto chunk = body.chunk_at(text.size(), max - text.size(), scratch);
+    for (std::uint64_t offset = 0; text.size() < max;) {
+        auto chunk = body.chunk_at(offset, max - text.size(), scratch);
         if (chunk.empty()) break;
-        text.append(chunk);
+        offset += chunk.size();
+        if (stuffed) {
+            unstuffer.decode(chunk, text);
+        } else {
+            text.append(chunk);
+        }
     }
     auto end = text.find("\r\n\r\n");
     if (end != std::string::npos) return text.substr(0, end + 2);

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cstdio>
 
+#include "proto/dot_stuffer.hpp"
+
 namespace smtplb::core {
 
 const char* to_string(SpoolArea area) {
@@ -97,18 +99,30 @@ CommitResult SpoolStore::commit(const std::string& id, const proto::SpoolEnvelop
         bytes = head.size();
         constexpr std::size_t kChunk = 65536;
         std::string scratch;
+        // The spool keeps content: a message held in transmission form
+        // loses its stuffing dots on the way in.
+        const bool stuffed = body.form() == proto::BodyForm::Transmission;
+        proto::DotUnstuffer unstuffer;
+        std::string content;
+        std::uint64_t content_size = 0;
         for (std::uint64_t offset = 0; offset < body.size();) {
             auto chunk = body.chunk_at(offset, kChunk, scratch);
             if (chunk.empty()) {
                 ec = std::make_error_code(std::errc::io_error);
                 return fail("read body", true);
             }
+            offset += chunk.size();
+            if (stuffed) {
+                content.clear();
+                unstuffer.decode(chunk, content);
+                chunk = content;
+            }
             ec = writer->write(proto::spool_record(proto::SpoolRecord::Body, chunk));
             if (ec) return fail("write", true);
             bytes += proto::kSpoolRecordHeader + chunk.size();
-            offset += chunk.size();
+            content_size += chunk.size();
         }
-        auto end = proto::spool_end(body.size());
+        auto end = proto::spool_end(content_size);
         ec = writer->write(end);
         if (ec) return fail("write", true);
         bytes += end.size();

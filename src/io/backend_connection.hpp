@@ -30,6 +30,11 @@ class BackendConnection {
     proto::ClientSession& protocol() { return protocol_; }
     // Writes the queued commands; false when the connection broke.
     awaitable<bool> flush();
+    enum class BodyResult { Sent, WriteFailed, ReadFailed };
+    // After a 354: the message, dot-stuffed unless it is stored that way
+    // already, and the final "." line. ReadFailed: the body could not be
+    // read back (our own spill file), which no other backend would change.
+    awaitable<BodyResult> send_body(const proto::BodySource& body);
     // The next reply, or nothing when the connection broke, timed out or sent
     // something that is not SMTP (failure() says which).
     awaitable<std::optional<Completion>> next(Millis timeout);

@@ -357,7 +357,7 @@ awaitable<void> ClientSession::handle(proto::ServerEvent& ev) {
                 reply = Reply::make(451, "4.3.0", "Local error storing the message");
                 co_await relay_.abandon();
             } else {
-                if (log_) log_->record.size = body_.size();
+                if (log_) log_->record.size = ev.message_size;
                 if (!spooling_) {
                     reply = co_await relay_.deliver(body_);
                     spooling_ = reply.transient() && relay_.no_backend() && spool_for_transaction();

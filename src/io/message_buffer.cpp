@@ -10,15 +10,57 @@ namespace smtplb::io {
 
 constexpr std::size_t kFirstChunk = 16384;  // most messages fit; SIZE= says when not
 constexpr std::size_t kChunkSize = 65536;
+// Full chunks freed by one message are kept for the next, up to this many
+// per thread: returning them to malloc let it trim the heap after every
+// large message and fault the pages back in for the next one (2.8 page
+// faults per 100 KiB message, a third more system time).
+constexpr std::size_t kSpareChunks = 32;
+
+namespace {
+
+// Trivially destructible, so still readable while the thread's other
+// thread_locals are destroyed: a buffer destroyed then frees its chunks.
+thread_local bool spares_gone = false;
+
+struct SpareChunks {
+    std::vector<std::unique_ptr<char[]>> chunks;
+    ~SpareChunks() { spares_gone = true; }
+};
+
+std::vector<std::unique_ptr<char[]>>* spare_chunks() {
+    if (spares_gone) return nullptr;
+    thread_local SpareChunks spares;
+    return &spares.chunks;
+}
+
+std::unique_ptr<char[]> take_chunk() {
+    auto* spares = spare_chunks();
+    if (!spares || spares->empty()) return std::make_unique_for_overwrite<char[]>(kChunkSize);
+    auto chunk = std::move(spares->back());
+    spares->pop_back();
+    return chunk;
+}
+
+}  // namespace
 
 MessageBuffer::~MessageBuffer() {
     clear();
 }
 
+void MessageBuffer::release_chunks() {
+    auto* spares = spare_chunks();
+    // Last first, so the next message gets them back in the same order.
+    for (std::size_t i = chunks_.size(); i-- > 0 && spares;) {
+        bool full_size = i > 0 || first_chunk_ == kChunkSize;
+        if (full_size && spares->size() < kSpareChunks) spares->push_back(std::move(chunks_[i]));
+    }
+    std::vector<std::unique_ptr<char[]>>().swap(chunks_);
+}
+
 void MessageBuffer::clear() {
     if (file_) std::fclose(file_);
     file_ = nullptr;
-    std::vector<std::unique_ptr<char[]>>().swap(chunks_);
+    release_chunks();
     first_chunk_ = room_ = 0;
     size_ = 0;
     expected_ = 0;
@@ -45,20 +87,25 @@ void MessageBuffer::spill() {
         offset += chunk.size();
     }
     file_ = file;
-    std::vector<std::unique_ptr<char[]>>().swap(chunks_);
+    release_chunks();
     room_ = 0;
 }
 
 void MessageBuffer::add_chunk() {
-    std::size_t size = kChunkSize;
-    if (chunks_.empty()) {
-        auto want = std::max<std::uint64_t>(kFirstChunk, expected_ + 64);
-        first_chunk_ =
-            static_cast<std::size_t>(std::min(want, std::max<std::uint64_t>(memory_limit_, 1)));
-        size = first_chunk_;
+    if (!chunks_.empty()) {
+        chunks_.push_back(take_chunk());
+        room_ = kChunkSize;
+        return;
     }
-    chunks_.push_back(std::make_unique_for_overwrite<char[]>(size));
-    room_ = size;
+    // A message announced (SIZE=) as larger than the small first chunk
+    // starts with full ones; the memory limit caps the first chunk.
+    first_chunk_ = expected_ >= kFirstChunk ? kChunkSize : kFirstChunk;
+    if (first_chunk_ > memory_limit_)
+        first_chunk_ = static_cast<std::size_t>(std::max<std::uint64_t>(memory_limit_, 1));
+    chunks_.push_back(first_chunk_ == kChunkSize
+                          ? take_chunk()
+                          : std::make_unique_for_overwrite<char[]>(first_chunk_));
+    room_ = first_chunk_;
 }
 
 void MessageBuffer::append(std::string_view bytes) {

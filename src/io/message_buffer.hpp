@@ -10,7 +10,8 @@
 
 namespace smtplb::io {
 
-// Holds one message's content so it can be replayed on another backend:
+// Holds one message so it can be replayed on another backend, in
+// transmission form (dot-stuffed: see proto::BodyForm):
 // in memory up to a threshold, then in an unlinked temporary file. Memory
 // is a list of chunks, so a growing message is never copied to a bigger
 // block (a 100 KiB message grown by doubling from 16 KiB was copied 112 KiB
@@ -27,17 +28,20 @@ class MessageBuffer final : public proto::BodySink, public proto::BodySource {
     // Empties it for the next message and gives its memory back: a session
     // that goes idle after a message must not keep the message's size.
     void clear();
-    // The client's SIZE= for the coming message: reserved at once, so a
-    // large message is not copied while it grows.
+    // The client's SIZE= for the coming message: a large one skips the
+    // small first chunk.
     void expect(std::uint64_t size) { expected_ = size; }
     std::uint64_t size() const override { return size_; }
     bool failed() const { return failed_; }  // the spill file could not be written
     std::string_view chunk_at(std::uint64_t offset, std::size_t max,
                               std::string& scratch) const override;
+    proto::BodyForm form() const override { return proto::BodyForm::Transmission; }
 
   private:
     void spill();
     void add_chunk();
+    // Gives full-size chunks to this thread's spares (bounded), frees the rest.
+    void release_chunks();
 
     std::uint64_t memory_limit_;
     std::string spill_dir_;

@@ -1,7 +1,6 @@
 #include "io/relay.hpp"
 
 #include "core/delivery.hpp"
-#include "proto/dot_stuffer.hpp"
 
 namespace smtplb::io {
 
@@ -382,24 +381,16 @@ awaitable<proto::Reply> Relay::deliver(const proto::BodySource& body) {
         bool body_sent = data && data->reply.code == 354;
         const char* stage = body_sent ? "message" : "data";
         if (body_sent) {
-            proto::DotStuffer stuffer;
-            std::string scratch;
-            bool sent = true;
-            for (std::uint64_t offset = 0; offset < body.size() && sent;) {
-                auto chunk = body.chunk_at(offset, 65536, scratch);
-                if (chunk.empty()) {
-                    // Our own spill file failed: nobody else can do better.
-                    conn_->close();
-                    conn_.reset();
-                    if (state.pending > 0) --state.pending;
-                    co_return proto::Reply::make(451, "4.3.0", "Local error reading message");
-                }
-                stuffer.encode(chunk, proto.output());
-                offset += chunk.size();
-                if (proto.output().size() >= 65536) sent = co_await conn_->flush();
+            auto result = co_await conn_->send_body(body);
+            if (result == BackendConnection::BodyResult::ReadFailed) {
+                // Our own spill file failed: nobody else can do better.
+                conn_->close();
+                conn_.reset();
+                if (state.pending > 0) --state.pending;
+                co_return proto::Reply::make(451, "4.3.0", "Local error reading message");
             }
+            bool sent = result == BackendConnection::BodyResult::Sent;
             if (sent) {
-                stuffer.finish(proto.output());
                 proto.expect(Step::Message);
                 auto sent_at = std::chrono::steady_clock::now();
                 auto done = co_await conn_->next(reply_timeout());

@@ -13,6 +13,11 @@ void DataDecoder::emit(std::string_view bytes) {
     if (outcome_ == Outcome::Ok && sink_) sink_->append(bytes);
 }
 
+void DataDecoder::stuff_dot() {
+    // Not counted: stuffing is framing, not part of the message's size.
+    if (stuffed_ && outcome_ == Outcome::Ok && sink_) sink_->append(".");
+}
+
 void DataDecoder::take(std::string_view lines) {
     size_ += lines.size();
     if (size_ > limits_.max_size) fail(Outcome::TooBig);
@@ -51,11 +56,13 @@ std::size_t DataDecoder::feed(std::string_view in) {
                     ++i;
                 } else if (c == '\n') {
                     // ".<LF>": not an end of data; a line holding one dot.
+                    stuff_dot();
                     emit(".");
                     bare_ending();
                     ++i;
                 } else {
-                    state_ = State::Body;  // the leading dot was stuffing
+                    state_ = State::Body;       // the leading dot was stuffing
+                    if (c == '.') stuff_dot();  // and the line starts with the next
                 }
                 break;
             case State::DotCr:
@@ -63,10 +70,12 @@ std::size_t DataDecoder::feed(std::string_view in) {
                     state_ = State::Done;
                     ++i;
                 } else if (c == '\n') {
+                    stuff_dot();
                     emit(".");  // "<LF>.<CRLF>": a content line holding one dot
                     end_line();
                     ++i;
                 } else {
+                    stuff_dot();
                     emit(".");
                     bare_ending();  // ".<CR>x": bare CR; x starts the next line
                 }

@@ -8,12 +8,20 @@ namespace smtplb::proto {
 
 enum class BareLineEndings { Reject, Normalise };
 
-// Receives the decoded message content: un-stuffed, CRLF line endings, without
-// the terminating ".". Implemented in memory or on disk by the caller.
+// How a stored message is written. Content is the message itself (RFC 5322
+// text with CRLF line endings). Transmission is the same dot-stuffed for the
+// DATA stream (a '.' doubled at the start of a line), without the final "."
+// line: the balancer stores a client's message that way so that sending it on
+// is a plain write of the stored bytes, not another pass over every line.
+enum class BodyForm { Content, Transmission };
+
+// Receives the decoded message, CRLF line endings, in the form it asks for.
+// Implemented in memory or on disk by the caller.
 class BodySink {
   public:
     virtual ~BodySink() = default;
     virtual void append(std::string_view bytes) = 0;
+    virtual BodyForm form() const { return BodyForm::Content; }
 };
 
 // A stored message's content, read back in chunks (to a backend, to the spool).
@@ -25,6 +33,7 @@ class BodySource {
     // Empty at the end or on a read error (check offset against size()).
     virtual std::string_view chunk_at(std::uint64_t offset, std::size_t max,
                                       std::string& scratch) const = 0;
+    virtual BodyForm form() const { return BodyForm::Content; }
 };
 
 // A message we wrote ourselves (a DSN), or one in a test.
@@ -54,18 +63,22 @@ class DataDecoder {
         BareLineEndings bare = BareLineEndings::Reject;
     };
 
-    DataDecoder(Limits limits, BodySink* sink) : limits_(limits), sink_(sink) {}
+    DataDecoder(Limits limits, BodySink* sink)
+        : limits_(limits), sink_(sink), stuffed_(sink && sink->form() == BodyForm::Transmission) {}
 
     // Consumes bytes up to the end of data. Returns how many were used; when
     // done() becomes true the rest belongs to the command stream.
     std::size_t feed(std::string_view bytes);
     bool done() const { return state_ == State::Done; }
     Outcome outcome() const { return outcome_; }
+    // The message's size in octets: content, whatever form the sink takes.
     std::uint64_t size() const { return size_; }
 
   private:
     enum class State { LineStart, Dot, DotCr, Body, Cr, Done };
     void emit(std::string_view bytes);
+    // A content line starts with '.': a Transmission sink gets it doubled.
+    void stuff_dot();
     // Whole lines already checked for length: counted and stored in one go.
     void take(std::string_view lines);
     void end_line();  // emits CRLF
@@ -76,6 +89,7 @@ class DataDecoder {
 
     Limits limits_;
     BodySink* sink_;
+    bool stuffed_;
     State state_ = State::LineStart;
     Outcome outcome_ = Outcome::Ok;
     std::uint64_t size_ = 0;

@@ -30,4 +30,19 @@ void DotStuffer::finish(std::string& out) {
     last_ = '\n';
 }
 
+void DotUnstuffer::decode(std::string_view stuffed, std::string& out) {
+    if (stuffed.empty()) return;
+    out.reserve(out.size() + stuffed.size());
+    std::size_t start = at_line_start_ && stuffed.front() == '.' ? 1 : 0;
+    for (std::size_t lf = stuffed.find('\n'); lf != std::string_view::npos;
+         lf = stuffed.find('\n', lf + 1)) {
+        if (lf + 1 < stuffed.size() && stuffed[lf + 1] == '.') {
+            out.append(stuffed.substr(start, lf + 1 - start));
+            start = lf + 2;
+        }
+    }
+    if (start < stuffed.size()) out.append(stuffed.substr(start));
+    at_line_start_ = stuffed.back() == '\n';
+}
+
 }  // namespace smtplb::proto

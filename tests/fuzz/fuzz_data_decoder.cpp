@@ -14,6 +14,9 @@ struct Sink : smtplb::proto::BodySink {
     std::string text;
     void append(std::string_view b) override { text.append(b); }
 };
+struct WireSink : Sink {
+    smtplb::proto::BodyForm form() const override { return smtplb::proto::BodyForm::Transmission; }
+};
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
@@ -36,6 +39,22 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     if (whole_used != used || whole.done() != d.done() || whole.outcome() != d.outcome() ||
         whole.size() != d.size() || whole_sink.text != sink.text)
         __builtin_trap();
+    // Kept in transmission form, as the balancer stores a message: the
+    // same content, stuffed, and the same counted size.
+    WireSink wire_sink;
+    DataDecoder framed({1 << 16, 1000, mode}, &wire_sink);
+    if (framed.feed(in) != used || framed.outcome() != d.outcome() || framed.size() != d.size())
+        __builtin_trap();
+    if (d.outcome() == DataDecoder::Outcome::Ok) {
+        std::string expected;
+        DotStuffer s;
+        s.encode(sink.text, expected);
+        if (wire_sink.text != expected) __builtin_trap();
+        std::string back;
+        DotUnstuffer u;
+        u.decode(wire_sink.text, back);
+        if (back != sink.text) __builtin_trap();
+    }
     if (d.done() && d.outcome() == DataDecoder::Outcome::Ok) {
         std::string wire;
         DotStuffer s;

@@ -168,6 +168,8 @@ class Balancing(WorkdirTestCase):
         rec = lb.tracking_records()[0]
         self.assertEqual([a["backend"] for a in rec["attempts"]], ["first", "second"])
         self.assertEqual(rec["result"], "relayed")
+        # The message's size, not what the stuffing made of it on the wire.
+        self.assertEqual(rec["size"], len("Subject: big\r\n\r\n" + body))
 
     def test_backend_connections_come_from_the_listener_source_address(self):
         sinks = self.sinks(("hub", []))

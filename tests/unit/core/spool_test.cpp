@@ -79,6 +79,39 @@ TEST(SpoolStore, CommitThenLoadGivesBackEnvelopeRecipientsAndBody) {
     EXPECT_EQ(body_of(*msg), kBody);
 }
 
+// A client's message, held dot-stuffed as the balancer holds it, and
+// served in small pieces so a stuffing dot falls on a chunk boundary.
+class TransmissionBody final : public proto::BodySource {
+  public:
+    explicit TransmissionBody(std::string wire) : wire_(std::move(wire)) {}
+    std::uint64_t size() const override { return wire_.size(); }
+    std::string_view chunk_at(std::uint64_t offset, std::size_t max, std::string&) const override {
+        if (offset >= wire_.size()) return {};
+        return std::string_view(wire_).substr(static_cast<std::size_t>(offset),
+                                              std::min<std::size_t>(max, 7));
+    }
+    proto::BodyForm form() const override { return proto::BodyForm::Transmission; }
+
+  private:
+    std::string wire_;
+};
+
+TEST(SpoolStore, AMessageHeldStuffedIsSpooledAsContent) {
+    testing::FaultSpoolFiles fs;
+    SpoolStore store(fs, "/s");
+    ASSERT_FALSE(store.prepare());
+    const std::string content = "Subject: .dots\r\n\r\n.\r\n..two\r\nabcdef\r\n.x\r\n";
+    const std::string wire = "Subject: .dots\r\n\r\n..\r\n...two\r\nabcdef\r\n..x\r\n";
+    auto result = store.commit("0000000000001000", envelope(), {mailbox("bob", "example.net")},
+                               TransmissionBody(wire));
+    ASSERT_FALSE(result.error) << result.stage;
+    std::string error;
+    auto msg = store.load(SpoolArea::Queue, "0000000000001000", error);
+    ASSERT_TRUE(msg) << error;
+    EXPECT_EQ(msg->size(), content.size());
+    EXPECT_EQ(body_of(*msg), content);
+}
+
 TEST(SpoolStore, MarkedRecipientsStayMarkedAfterReload) {
     testing::FaultSpoolFiles fs;
     SpoolStore store(fs, "/s");
@@ -395,6 +428,11 @@ TEST(Dsn, IsAMultipartReportWithOneBlockPerFailedRecipient) {
 TEST(Dsn, HeaderSectionStopsAtTheEmptyLine) {
     EXPECT_EQ(header_section(StringBody("A: 1\r\nB: 2\r\n\r\nbody\r\n")), "A: 1\r\nB: 2\r\n");
     EXPECT_EQ(header_section(StringBody("A: 1\r\nB: 2"), 8), "A: 1\r\n");
+}
+
+TEST(Dsn, HeaderSectionOfAStuffedMessageIsContent) {
+    EXPECT_EQ(header_section(TransmissionBody("..A: 1\r\nB: 2\r\n\r\n..body\r\n")),
+              ".A: 1\r\nB: 2\r\n");
 }
 
 }  // namespace

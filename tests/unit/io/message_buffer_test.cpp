@@ -68,13 +68,29 @@ TEST(MessageBuffer, ChunkAtAnyOffsetStartsThere) {
     EXPECT_TRUE(buffer.chunk_at(200000, 10, scratch).empty());
 }
 
-TEST(MessageBuffer, SizeHintMakesTheFirstChunkHoldTheMessage) {
+TEST(MessageBuffer, SizeHintSkipsTheSmallFirstChunk) {
     MessageBuffer buffer(10 << 20, temp_dir());
     buffer.expect(100000);
     auto text = random_text(100000, 4);
     append_in_pieces(buffer, text, 5);
     std::string scratch;
-    EXPECT_EQ(buffer.chunk_at(0, 200000, scratch).size(), 100000U);
+    EXPECT_EQ(buffer.chunk_at(0, 200000, scratch).size(), 65536U);
+    EXPECT_EQ(read_back(buffer, 200000), text);
+}
+
+TEST(MessageBuffer, FullChunksAreReusedByTheNextMessage) {
+    // Handing them back to malloc made it trim the heap after each large
+    // message and fault the pages in again for the next.
+    MessageBuffer first(10 << 20, temp_dir());
+    first.append(random_text(100000, 1));
+    std::string scratch;
+    const char* second_chunk = first.chunk_at(16384, 10, scratch).data();
+    first.clear();
+    MessageBuffer next(10 << 20, temp_dir());
+    auto text = random_text(100000, 2);
+    next.append(text);
+    EXPECT_EQ(next.chunk_at(16384, 10, scratch).data(), second_chunk);
+    EXPECT_EQ(read_back(next, 65536), text);
 }
 
 TEST(MessageBuffer, SpillsToAFilePastTheMemoryLimitAndKeepsEveryByte) {

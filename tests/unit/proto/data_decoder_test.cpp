@@ -13,6 +13,17 @@ struct StringSink : BodySink {
     void append(std::string_view b) override { text.append(b); }
 };
 
+struct TransmissionSink : StringSink {
+    BodyForm form() const override { return BodyForm::Transmission; }
+};
+
+std::string stuffed(std::string_view content) {
+    DotStuffer s;
+    std::string out;
+    s.encode(content, out);
+    return out;
+}
+
 struct Decoded {
     bool done;
     DataDecoder::Outcome outcome;
@@ -156,5 +167,71 @@ TEST(DotStuffer, RoundTripsRandomContentInRandomChunks) {
         ASSERT_TRUE(back.done);
         EXPECT_EQ(back.used, wire.size());
         EXPECT_EQ(back.body, content);
+    }
+}
+
+TEST(DataDecoder, TransmissionFormKeepsTheStuffingAndCountsContent) {
+    TransmissionSink sink;
+    DataDecoder d({1 << 20, 1000, BareLineEndings::Reject}, &sink);
+    std::string in = "..leading\r\n...\r\n.x\r\nplain\r\n.\r\n";
+    EXPECT_EQ(d.feed(in), in.size());
+    EXPECT_TRUE(d.done());
+    // ".x" is stuffing before "x": sent on as "x", which means the same.
+    EXPECT_EQ(sink.text, "..leading\r\n...\r\nx\r\nplain\r\n");
+    EXPECT_EQ(d.size(), std::string(".leading\r\n..\r\nx\r\nplain\r\n").size());
+}
+
+TEST(DataDecoder, TransmissionFormIsTheStuffedContentWhateverTheInput) {
+    // Random streams of dots, letters, CR and LF, in both modes, in pieces
+    // and whole: what a transmission sink gets is exactly the content a
+    // content sink gets, stuffed, and of the same counted size.
+    std::mt19937 rng(7);
+    const char alphabet[] = {'.', 'a', '\r', '\n'};
+    for (int round = 0; round < 2000; ++round) {
+        std::string in;
+        int len = static_cast<int>(rng() % 40);
+        for (int i = 0; i < len; ++i)
+            in += alphabet[rng() % 4];
+        in += "\r\n.\r\n";
+        auto mode = round % 2 ? BareLineEndings::Normalise : BareLineEndings::Reject;
+        StringSink content;
+        DataDecoder plain({1 << 20, 1000, mode}, &content);
+        std::size_t used = plain.feed(in);
+        TransmissionSink wire;
+        DataDecoder framed({1 << 20, 1000, mode}, &wire);
+        std::size_t framed_used = 0;
+        std::size_t step = 1 + rng() % 5;
+        while (framed_used < in.size() && !framed.done())
+            framed_used += framed.feed(std::string_view(in).substr(framed_used, step));
+        ASSERT_EQ(framed_used, used) << in;
+        ASSERT_EQ(framed.outcome(), plain.outcome()) << in;
+        ASSERT_EQ(framed.size(), plain.size()) << in;
+        if (plain.outcome() == DataDecoder::Outcome::Ok) {
+            ASSERT_EQ(wire.text, stuffed(content.text)) << in;
+        }
+    }
+}
+
+TEST(DotUnstuffer, UndoesStuffingAcrossChunkBoundaries) {
+    std::mt19937 rng(11);
+    const char alphabet[] = {'.', 'a'};
+    for (int round = 0; round < 500; ++round) {
+        std::string content;
+        int lines = static_cast<int>(rng() % 8);
+        for (int l = 0; l < lines; ++l) {
+            int len = static_cast<int>(rng() % 5);
+            for (int i = 0; i < len; ++i)
+                content += alphabet[rng() % 2];
+            content += "\r\n";
+        }
+        std::string wire = stuffed(content);
+        DotUnstuffer u;
+        std::string back;
+        for (std::size_t pos = 0; pos < wire.size();) {
+            std::size_t n = 1 + rng() % 4;
+            u.decode(std::string_view(wire).substr(pos, n), back);
+            pos += n;
+        }
+        ASSERT_EQ(back, content) << wire;
     }
 }

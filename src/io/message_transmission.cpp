@@ -1,0 +1,88 @@
+#include <array>
+#include <vector>
+
+#include "io/backend_connection.hpp"
+#include "proto/dot_stuffer.hpp"
+
+namespace smtplb::io {
+
+namespace {
+
+constexpr std::size_t kChunk = 65536;
+// Gathered per write: a few chunks, so a large message goes out in few
+// system calls without holding more than the message itself.
+constexpr std::size_t kGatherBytes = 4 * kChunk;
+constexpr std::string_view kEndOfData = ".\r\n";
+constexpr std::string_view kCrLfEndOfData = "\r\n.\r\n";
+
+bool views_into(std::string_view chunk, const std::string& scratch) {
+    return !scratch.empty() && chunk.data() >= scratch.data() &&
+           chunk.data() < scratch.data() + scratch.size();
+}
+
+}  // namespace
+
+awaitable<BackendConnection::BodyResult> BackendConnection::send_body(
+    const proto::BodySource& body) {
+    bool flushed = co_await flush();
+    if (!flushed) co_return BodyResult::WriteFailed;
+    std::string scratch;
+    if (body.form() == proto::BodyForm::Content) {
+        // Ours (a bounce) or read back from the spool: stuffed on the way.
+        proto::DotStuffer stuffer;
+        auto& out = protocol_.output();
+        for (std::uint64_t offset = 0; offset < body.size();) {
+            auto chunk = body.chunk_at(offset, kChunk, scratch);
+            if (chunk.empty()) co_return BodyResult::ReadFailed;
+            stuffer.encode(chunk, out);
+            offset += chunk.size();
+            if (out.size() >= kChunk) {
+                bool sent = co_await flush();
+                if (!sent) co_return BodyResult::WriteFailed;
+            }
+        }
+        stuffer.finish(out);
+        bool sent = co_await flush();
+        co_return sent ? BodyResult::Sent : BodyResult::WriteFailed;
+    }
+    // Already in transmission form: the stored bytes go out as they are,
+    // straight from the buffer's memory in gathered writes.
+    std::vector<asio::const_buffer> gather;
+    std::size_t gathered = 0;
+    char last = '\n';
+    for (std::uint64_t offset = 0; offset < body.size();) {
+        auto chunk = body.chunk_at(offset, kChunk, scratch);
+        if (chunk.empty()) co_return BodyResult::ReadFailed;
+        gather.emplace_back(chunk.data(), chunk.size());
+        gathered += chunk.size();
+        offset += chunk.size();
+        last = chunk.back();
+        bool final = offset >= body.size();
+        if (final) {
+            // The decoder ends every stored message with CRLF; another
+            // source might not, and the terminator must stand on its own line.
+            auto end = last == '\n' ? kEndOfData : kCrLfEndOfData;
+            gather.emplace_back(end.data(), end.size());
+        }
+        // A view of scratch is overwritten by the next read: send it now.
+        if (final || gathered >= kGatherBytes || views_into(chunk, scratch)) {
+            auto [ec, n] = co_await stream_.write(gather);
+            if (ec) {
+                failure_ = "write failed: " + ec.message();
+                co_return BodyResult::WriteFailed;
+            }
+            gather.clear();
+            gathered = 0;
+        }
+    }
+    if (body.size() == 0) {
+        auto [ec, n] = co_await stream_.write(asio::buffer(kEndOfData));
+        if (ec) {
+            failure_ = "write failed: " + ec.message();
+            co_return BodyResult::WriteFailed;
+        }
+    }
+    co_return BodyResult::Sent;
+}
+
+}  // namespace smtplb::io

@@ -2,7 +2,35 @@
 
 #include <cstring>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 namespace smtplb::proto {
+
+namespace {
+
+// The first CR or LF in [p, end), or end. One pass for both (two memchr
+// calls per line cost more than the line itself); 16 bytes at a time where
+// SSE2 is there, which it always is on x86-64.
+const char* find_line_break(const char* p, const char* end) {
+#if defined(__SSE2__)
+    const __m128i cr = _mm_set1_epi8('\r');
+    const __m128i lf = _mm_set1_epi8('\n');
+    while (end - p >= 16) {
+        __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+        int hits =
+            _mm_movemask_epi8(_mm_or_si128(_mm_cmpeq_epi8(bytes, cr), _mm_cmpeq_epi8(bytes, lf)));
+        if (hits != 0) return p + __builtin_ctz(static_cast<unsigned>(hits));
+        p += 16;
+    }
+#endif
+    while (p < end && *p != '\r' && *p != '\n')
+        ++p;
+    return p;
+}
+
+}  // namespace
 
 void DataDecoder::emit(std::string_view bytes) {
     line_length_ += bytes.size();
@@ -88,9 +116,9 @@ std::size_t DataDecoder::feed(std::string_view in) {
                 const char* end = in.data() + in.size();
                 const char* p = first;
                 while (p < end) {
-                    const auto* cr = static_cast<const char*>(std::memchr(p, '\r', end - p));
-                    if (!cr || cr + 1 == end || cr[1] != '\n') break;
-                    if (std::memchr(p, '\n', cr - p)) break;  // a bare LF comes first
+                    const char* cr = find_line_break(p, end);
+                    // A bare LF or CR, or a line not complete yet: the slow path.
+                    if (cr == end || *cr != '\r' || cr + 1 == end || cr[1] != '\n') break;
                     // A line over a limit is left to the slow path, which
                     // fails the message exactly where the byte-wise one would.
                     if (line_length_ + static_cast<std::size_t>(cr - p) + 2 > limits_.max_line ||
@@ -110,11 +138,7 @@ std::size_t DataDecoder::feed(std::string_view in) {
                 // Otherwise copy the run up to the next CR or LF in one go.
                 const char* start = in.data() + i;
                 std::size_t left = in.size() - i;
-                const void* cr = std::memchr(start, '\r', left);
-                const void* lf = std::memchr(start, '\n', left);
-                const char* stop = start + left;
-                if (cr && static_cast<const char*>(cr) < stop) stop = static_cast<const char*>(cr);
-                if (lf && static_cast<const char*>(lf) < stop) stop = static_cast<const char*>(lf);
+                const char* stop = find_line_break(start, start + left);
                 if (stop > start) emit(std::string_view(start, stop - start));
                 i += stop - start;
                 if (i < in.size()) {

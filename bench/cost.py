@@ -1,0 +1,106 @@
+#!/usr/bin/env python3
+"""Where a proxy's time per message goes, for comparing builds: user and
+system CPU and minor page faults per message of the proxy process (from
+/proc/PID/stat), with the sinks' and smtp-source's CPU per message beside
+them. Each configuration gets fresh sinks and a 200-message warm-up; runs are
+interleaved and medians reported. Use it to compare two smtplb binaries (a
+change and its parent) with HAProxy as the yardstick; bench.py is the
+published side-by-side.
+
+  python3 bench/cost.py --configs haproxy,smtp=build-old/src/app/smtplb,smtp \\
+      --messages 3000 --size 102400 --runs 5
+
+A configuration is `haproxy`, `haproxy1` (one thread), or `MODE[=BINARY]`
+with MODE `smtp` or `tcp` (BINARY defaults to --smtplb).
+"""
+import argparse
+import os
+import resource
+import statistics
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from peers import run_load, start_haproxy, start_sinks, start_smtplb  # noqa: E402
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def stat(pid):
+    """(user ticks, system ticks, minor faults) of one process."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]), int(fields[12]), int(fields[7])
+
+
+def peers_seconds(sinks):
+    sink_ticks = sum(sum(stat(s.pid)[:2]) for _, s in sinks)
+    generator = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return sink_ticks / TICK, generator.ru_utime + generator.ru_stime
+
+
+def start(config, workdir, ports, default_binary):
+    if config == "haproxy":
+        return start_haproxy(workdir, ports)
+    if config == "haproxy1":
+        return start_haproxy(workdir, ports, threads=1)
+    mode, _, binary = config.partition("=")
+    if mode not in ("smtp", "tcp"):
+        sys.exit(f"cost: unknown configuration {config!r}")
+    return start_smtplb(binary or default_binary, workdir, ports, mode)
+
+
+def measure(config, args):
+    sinks = start_sinks()
+    port, proc = start(config, tempfile.mkdtemp(prefix="cost-"), [p for p, _ in sinks],
+                       args.smtplb)
+    try:
+        time.sleep(0.5)
+        run_load([port], 200, args.sessions, True, args.size, 300)
+        sink0, gen0 = peers_seconds(sinks)
+        user0, sys0, faults0 = stat(proc.pid)
+        began = time.monotonic()
+        run_load([port], args.messages, args.sessions, True, args.size, 300)
+        elapsed = time.monotonic() - began
+        user1, sys1, faults1 = stat(proc.pid)
+        sink1, gen1 = peers_seconds(sinks)
+    finally:
+        proc.stop()
+        for _, s in sinks:
+            s.stop()
+    per = 1e6 / args.messages  # seconds -> microseconds per message
+    return {"rate": args.messages / elapsed,
+            "user": (user1 - user0) / TICK * per, "sys": (sys1 - sys0) / TICK * per,
+            "faults": (faults1 - faults0) / args.messages,
+            "sinks": (sink1 - sink0) * per, "generator": (gen1 - gen0) * per}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--configs", default="haproxy,smtp")
+    ap.add_argument("--messages", type=int, default=3000)
+    ap.add_argument("--size", type=int, default=4096)
+    ap.add_argument("--sessions", type=int, default=20)
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--smtplb", default=os.path.join(os.path.dirname(__file__), "..", "build",
+                                                     "src", "app", "smtplb"))
+    args = ap.parse_args()
+    if not (1 <= args.messages <= 200000 and 1 <= args.runs <= 20):
+        sys.exit("cost: --messages 1..200000, --runs 1..20")
+    configs = args.configs.split(",")
+    results = {c: [] for c in configs}
+    for _ in range(args.runs):
+        for config in configs:
+            results[config].append(measure(config, args))
+    print("| configuration | messages/s | proxy user µs/msg | proxy system µs/msg "
+          "| proxy minor faults/msg | sinks µs/msg | smtp-source µs/msg |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for config in configs:
+        med = {k: statistics.median(r[k] for r in results[config]) for k in results[config][0]}
+        print(f"| {config} | {med['rate']:.0f} | {med['user']:.1f} | {med['sys']:.1f} | "
+              f"{med['faults']:.2f} | {med['sinks']:.1f} | {med['generator']:.1f} |")
+
+
+if __name__ == "__main__":
+    main()

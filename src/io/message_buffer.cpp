@@ -12,8 +12,8 @@ constexpr std::size_t kFirstChunk = 16384;  // most messages fit; SIZE= says whe
 constexpr std::size_t kChunkSize = 65536;
 // Full chunks freed by one message are kept for the next, up to this many
 // per thread: returning them to malloc let it trim the heap after every
-// large message and fault the pages back in for the next one (2.8 page
-// faults per 100 KiB message, a third more system time).
+// large message and fault the pages back in for the next one (1 to 2.8
+// page faults per 100 KiB message, and a third more system time).
 constexpr std::size_t kSpareChunks = 32;
 
 namespace {

@@ -17,6 +17,30 @@ struct TransmissionSink : StringSink {
     BodyForm form() const override { return BodyForm::Transmission; }
 };
 
+// Canonical content: up to 7 CRLF lines of dots and letters.
+std::string random_lines(std::mt19937& rng, unsigned max_length) {
+    const char alphabet[] = {'.', 'a'};
+    std::string content;
+    unsigned lines = rng() % 8;
+    for (unsigned l = 0; l < lines; ++l) {
+        unsigned length = rng() % (max_length + 1);
+        for (unsigned i = 0; i < length; ++i)
+            content += alphabet[rng() % 2];
+        content += "\r\n";
+    }
+    return content;
+}
+
+// Hands `text` to `take` in pieces of 1 to 4 bytes, as a network might.
+template <typename Take>
+void in_random_pieces(std::string_view text, std::mt19937& rng, Take take) {
+    for (std::size_t pos = 0; pos < text.size();) {
+        std::size_t n = 1 + rng() % 4;
+        take(text.substr(pos, n));
+        pos += n;
+    }
+}
+
 std::string stuffed(std::string_view content) {
     DotStuffer s;
     std::string out;
@@ -144,24 +168,11 @@ TEST(DotStuffer, StuffsAndTerminates) {
 
 TEST(DotStuffer, RoundTripsRandomContentInRandomChunks) {
     std::mt19937 rng(42);
-    const char alphabet[] = {'.', 'a', '\r', '\n'};
     for (int round = 0; round < 500; ++round) {
-        // Canonical content: CRLF lines only.
-        std::string content;
-        int lines = rng() % 8;
-        for (int l = 0; l < lines; ++l) {
-            int len = rng() % 6;
-            for (int i = 0; i < len; ++i)
-                content += alphabet[rng() % 2];
-            content += "\r\n";
-        }
+        std::string content = random_lines(rng, 5);
         DotStuffer s;
         std::string wire;
-        for (std::size_t pos = 0; pos < content.size();) {
-            std::size_t n = 1 + rng() % 4;
-            s.encode(std::string_view(content).substr(pos, n), wire);
-            pos += n;
-        }
+        in_random_pieces(content, rng, [&](std::string_view piece) { s.encode(piece, wire); });
         s.finish(wire);
         auto back = decode(wire, BareLineEndings::Reject, round % 2 == 0);
         ASSERT_TRUE(back.done);
@@ -214,24 +225,12 @@ TEST(DataDecoder, TransmissionFormIsTheStuffedContentWhateverTheInput) {
 
 TEST(DotUnstuffer, UndoesStuffingAcrossChunkBoundaries) {
     std::mt19937 rng(11);
-    const char alphabet[] = {'.', 'a'};
     for (int round = 0; round < 500; ++round) {
-        std::string content;
-        int lines = static_cast<int>(rng() % 8);
-        for (int l = 0; l < lines; ++l) {
-            int len = static_cast<int>(rng() % 5);
-            for (int i = 0; i < len; ++i)
-                content += alphabet[rng() % 2];
-            content += "\r\n";
-        }
+        std::string content = random_lines(rng, 4);
         std::string wire = stuffed(content);
         DotUnstuffer u;
         std::string back;
-        for (std::size_t pos = 0; pos < wire.size();) {
-            std::size_t n = 1 + rng() % 4;
-            u.decode(std::string_view(wire).substr(pos, n), back);
-            pos += n;
-        }
+        in_random_pieces(wire, rng, [&](std::string_view piece) { u.decode(piece, back); });
         ASSERT_EQ(back, content) << wire;
     }
 }

@@ -49,23 +49,27 @@ awaitable<BackendConnection::BodyResult> BackendConnection::send_body(
     // straight from the buffer's memory in gathered writes.
     std::vector<asio::const_buffer> gather;
     std::size_t gathered = 0;
-    char last = '\n';
-    for (std::uint64_t offset = 0; offset < body.size();) {
-        auto chunk = body.chunk_at(offset, kChunk, scratch);
-        if (chunk.empty()) co_return BodyResult::ReadFailed;
-        gather.emplace_back(chunk.data(), chunk.size());
-        gathered += chunk.size();
-        offset += chunk.size();
-        last = chunk.back();
+    bool ends_line = true;  // empty so far, or ending in LF
+    for (std::uint64_t offset = 0;;) {
+        bool from_scratch = false;
+        if (offset < body.size()) {
+            auto chunk = body.chunk_at(offset, kChunk, scratch);
+            if (chunk.empty()) co_return BodyResult::ReadFailed;
+            gather.emplace_back(chunk.data(), chunk.size());
+            gathered += chunk.size();
+            offset += chunk.size();
+            ends_line = chunk.back() == '\n';
+            from_scratch = views_into(chunk, scratch);
+        }
         bool final = offset >= body.size();
         if (final) {
             // The decoder ends every stored message with CRLF; another
             // source might not, and the terminator must stand on its own line.
-            auto end = last == '\n' ? kEndOfData : kCrLfEndOfData;
+            auto end = ends_line ? kEndOfData : kCrLfEndOfData;
             gather.emplace_back(end.data(), end.size());
         }
         // A view of scratch is overwritten by the next read: send it now.
-        if (final || gathered >= kGatherBytes || views_into(chunk, scratch)) {
+        if (final || from_scratch || gathered >= kGatherBytes) {
             auto [ec, n] = co_await stream_.write(gather);
             if (ec) {
                 failure_ = "write failed: " + ec.message();
@@ -74,15 +78,8 @@ awaitable<BackendConnection::BodyResult> BackendConnection::send_body(
             gather.clear();
             gathered = 0;
         }
+        if (final) co_return BodyResult::Sent;
     }
-    if (body.size() == 0) {
-        auto [ec, n] = co_await stream_.write(asio::buffer(kEndOfData));
-        if (ec) {
-            failure_ = "write failed: " + ec.message();
-            co_return BodyResult::WriteFailed;
-        }
-    }
-    co_return BodyResult::Sent;
 }
 
 }  // namespace smtplb::io

@@ -145,6 +145,17 @@ class Hostile(WorkdirTestCase):
         wait_until(lambda: self.sink.messages(), what="message")
         self.assertEqual(self.sink.messages()[-1]["body"], "Subject: dots\r\n\r\n.\r\n..x\r\ny\r\n")
 
+    def test_empty_message_is_relayed_empty(self):
+        port = self.balancer()
+        c = self.session(port)
+        c.command("MAIL FROM:<a@example.org>")
+        c.command("RCPT TO:<b@example.net>")
+        c.command("DATA")
+        c.send(b".\r\n")
+        self.assertTrue(c.read_reply()[-1].startswith("250"))
+        wait_until(lambda: self.sink.messages(), what="message")
+        self.assertEqual(self.sink.messages()[-1]["body"], "")
+
     def test_limits_get_their_replies(self):
         port = self.balancer(max_recipients=3, max_message_size="2KiB", max_errors=5,
                              max_connections_per_client=2)

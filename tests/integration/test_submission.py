@@ -111,7 +111,13 @@ smtpd_sasl_path = {self.dovecot.socket}
         s.user, s.password = "bob", "battery staple"
         code, _ = s.auth("LOGIN", s.auth_login, initial_response_ok=False)
         self.assertEqual(code, 235)
-        self.assertEqual(s.sendmail("bob@example.org", ["x@elsewhere.example"], b"\r\nhi\r\n"), {})
+        try:
+            refused = s.sendmail("bob@example.org", ["x@elsewhere.example"], b"\r\nhi\r\n")
+        except smtplib.SMTPRecipientsRefused as e:
+            # Seen once in CI under load (451 4.4.1): keep what explains it.
+            self.fail(f"{e.recipients}; smtplb said: {lb.log_lines()[-20:]}; "
+                      f"tracking: {lb.tracking_records()[-2:]}")
+        self.assertEqual(refused, {})
         s.quit()
         wait_until(lambda: any("sasl_username=bob" in l for l in hub1.log_lines()),
                    what="Postfix logging bob's login")

@@ -141,6 +141,17 @@ def fmt(value, digits=2):
     return "–" if value is None else f"{value:.{digits}f}"
 
 
+def paired(results, config, key):
+    """Per run, the configuration's figure over HAProxy's from the same run:
+    both measured minutes apart, so the machine's slow swings cancel out."""
+    ours, hap = results[config][key], results["haproxy"][key]
+    return [a / b for a, b in zip(ours, hap) if a is not None and b]
+
+
+def spread(values):
+    return f"{min(values):.2f}–{max(values):.2f}" if values else "–"
+
+
 def report(results, idle, configs, workloads, args):
     print()
     print(f"Medians of {args.runs} interleaved runs; {args.sessions} sessions; "
@@ -163,10 +174,27 @@ def report(results, idle, configs, workloads, args):
                      "x_direct": rate / direct if direct else None,
                      "x_haproxy": rate / hap if hap else None,
                      "cpu_x_haproxy": cpu / hap_cpu if cpu is not None and hap_cpu else None}
+            if "haproxy" in r and c not in ("haproxy", "direct"):
+                entry["x_haproxy_runs"] = paired(r, c, "rate")
+                entry["cpu_x_haproxy_runs"] = paired(r, c, "cpu")
             summary[f"{w}/{c}"] = entry
             print(f"| {w} | {c} | {rate:.0f} | {fmt(entry['x_direct'])} | {fmt(entry['x_haproxy'])} | "
                   f"{fmt(cpu, 3)} | {fmt(entry['cpu_x_haproxy'])} | "
                   f"{fmt(entry['backend_cpu_per_1000'], 3)} | {fmt(median(r[c]['busy']))} |")
+    if "haproxy" in configs:
+        print()
+        print("Per run, against HAProxy in the same run (median, lowest–highest of the runs):")
+        print()
+        print("| workload | configuration | × HAProxy rate | range | × HAProxy CPU | range |")
+        print("|---|---|---:|---|---:|---|")
+        for w in workloads:
+            for c in configs:
+                entry = summary[f"{w}/{c}"]
+                if "x_haproxy_runs" not in entry:
+                    continue
+                rates, cpus = entry["x_haproxy_runs"], entry["cpu_x_haproxy_runs"]
+                print(f"| {w} | {c} | {fmt(median(rates))} | {spread(rates)} | "
+                      f"{fmt(median(cpus))} | {spread(cpus)} |")
     if "postfix" in configs:
         print()
         for w in workloads:

@@ -116,7 +116,8 @@ smtpd_sasl_path = {self.dovecot.socket}
         except smtplib.SMTPRecipientsRefused as e:
             # Seen once in CI under load (451 4.4.1): keep what explains it.
             self.fail(f"{e.recipients}; smtplb said: {lb.log_lines()[-20:]}; "
-                      f"tracking: {lb.tracking_records()[-2:]}")
+                      f"tracking: {lb.tracking_records()[-2:]}; "
+                      f"Postfix said: {hub1.log_lines()[-20:]}")
         self.assertEqual(refused, {})
         s.quit()
         wait_until(lambda: any("sasl_username=bob" in l for l in hub1.log_lines()),

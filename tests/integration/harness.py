@@ -259,7 +259,25 @@ smtpd_banner = $myhostname ESMTP
         return subprocess.run(["script", "-qc", f"postfix -c {self.conf} {verb}", "/dev/null"],
                               capture_output=True, text=True, timeout=60)
 
+    @staticmethod
+    def _roomy_log_queue():
+        """Postfix's daemons log through postlogd's datagram socket. With the
+        kernel's default queue of 10 datagrams (systemd raises it to 512 on
+        a normal Debian system; a container has no systemd) a burst of log
+        lines blocks them, and once postlogd itself blocks sending its own
+        warning to that socket, the whole instance hangs (seen in bench/)."""
+        path = "/proc/sys/net/unix/max_dgram_qlen"
+        try:
+            with open(path) as f:
+                if int(f.read()) >= 512:
+                    return
+            with open(path, "w") as f:
+                f.write("512")
+        except OSError:
+            pass  # not root or a read-only /proc: Postfix may stall under load
+
     def start(self):
+        self._roomy_log_queue()
         r = self._postfix("start")
         if r.returncode != 0:
             raise RuntimeError("postfix start failed: " + r.stdout + r.stderr)

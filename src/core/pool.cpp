@@ -61,13 +61,12 @@ std::optional<std::size_t> Pool::pick(const std::optional<base::IpAddress>& clie
     auto now = clock_.now();
     for (auto& b : backends_)
         b.effective_weight = b.config.weight * b.health.weight_permille(now);
-    std::vector<std::size_t> candidates;
     for (std::uint32_t tier : tiers_) {
-        candidates.clear();
+        candidates_.clear();
         for (std::size_t i = 0; i < backends_.size(); ++i)
-            if (backends_[i].config.priority == tier && open(i)) candidates.push_back(i);
-        if (candidates.empty()) continue;
-        std::size_t chosen = scheduler_->choose(backends_, candidates, key);
+            if (backends_[i].config.priority == tier && open(i)) candidates_.push_back(i);
+        if (candidates_.empty()) continue;
+        std::size_t chosen = scheduler_->choose(backends_, candidates_, key);
         if (persistence_ && client) persistence_->remember(client_key, chosen);
         return chosen;
     }

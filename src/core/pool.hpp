@@ -64,6 +64,8 @@ class Pool {
     std::unique_ptr<Scheduler> scheduler_;
     std::optional<PersistenceTable> persistence_;
     HealthLog health_log_;
+    // pick()'s working list, kept so that choosing costs no allocation.
+    std::vector<std::size_t> candidates_;
 };
 
 }  // namespace smtplb::core

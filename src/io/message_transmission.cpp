@@ -1,4 +1,5 @@
 #include <array>
+#include <span>
 #include <vector>
 
 #include "io/backend_connection.hpp"
@@ -48,6 +49,7 @@ awaitable<BackendConnection::BodyResult> BackendConnection::send_body(
     // Already in transmission form: the stored bytes go out as they are,
     // straight from the buffer's memory in gathered writes.
     std::vector<asio::const_buffer> gather;
+    gather.reserve(8);  // a write's chunks and the terminator, in one allocation
     std::size_t gathered = 0;
     bool ends_line = true;  // empty so far, or ending in LF
     for (std::uint64_t offset = 0;;) {
@@ -70,7 +72,8 @@ awaitable<BackendConnection::BodyResult> BackendConnection::send_body(
         }
         // A view of scratch is overwritten by the next read: send it now.
         if (final || from_scratch || gathered >= kGatherBytes) {
-            auto [ec, n] = co_await stream_.write(gather);
+            // A view, not a copy of the list: it lives in this frame.
+            auto [ec, n] = co_await stream_.write(std::span<const asio::const_buffer>(gather));
             if (ec) {
                 failure_ = "write failed: " + ec.message();
                 co_return BodyResult::WriteFailed;

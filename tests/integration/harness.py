@@ -273,8 +273,9 @@ smtpd_banner = $myhostname ESMTP
                     return
             with open(path, "w") as f:
                 f.write("512")
-        except OSError:
-            pass  # not root or a read-only /proc: Postfix may stall under load
+        except OSError as e:  # not root, or a read-only /proc
+            print(f"harness: cannot raise {path} ({e}); Postfix may stall under load",
+                  file=sys.stderr)
 
     def start(self):
         self._roomy_log_queue()

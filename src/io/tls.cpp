@@ -5,6 +5,8 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
+#include <vector>
+
 #include "base/network.hpp"
 
 namespace smtplb::io {
@@ -95,6 +97,51 @@ bool BackendTlsContexts::build(const config::Config& config, std::string& error)
     }
     return true;
 }
+
+namespace {
+// What a partial write left of `buffers`: rare, so a copied list is fine.
+template <typename Buffers>
+std::vector<asio::const_buffer> remainder(const Buffers& buffers, std::size_t skip) {
+    std::vector<asio::const_buffer> rest;
+    for (auto it = asio::buffer_sequence_begin(buffers); it != asio::buffer_sequence_end(buffers);
+         ++it) {
+        asio::const_buffer buffer(*it);
+        if (skip >= buffer.size()) {
+            skip -= buffer.size();
+            continue;
+        }
+        rest.push_back(buffer + skip);
+        skip = 0;
+    }
+    return rest;
+}
+}  // namespace
+
+template <typename Buffers>
+awaitable<std::tuple<error_code, std::size_t>> TlsCapableStream::write(const Buffers& buffers) {
+    if (stream_) co_return co_await asio::async_write(*stream_, buffers, use_nothrow);
+    const std::size_t total = asio::buffer_size(buffers);
+    std::size_t written = 0;
+    if (socket_.non_blocking()) {  // a blocking socket would stall the whole loop
+        error_code ec;
+        written = socket_.write_some(buffers, ec);
+        if (ec == asio::error::would_block || ec == asio::error::try_again)
+            written = 0;
+        else if (ec || written == total)
+            co_return std::tuple{ec, written};
+    }
+    if (written == 0) co_return co_await asio::async_write(socket_, buffers, use_nothrow);
+    auto rest = remainder(buffers, written);
+    auto [ec, n] = co_await asio::async_write(socket_, rest, use_nothrow);
+    co_return std::tuple{ec, written + n};
+}
+
+template awaitable<std::tuple<error_code, std::size_t>> TlsCapableStream::write(
+    const asio::mutable_buffer&);
+template awaitable<std::tuple<error_code, std::size_t>> TlsCapableStream::write(
+    const asio::const_buffer&);
+template awaitable<std::tuple<error_code, std::size_t>> TlsCapableStream::write(
+    const std::span<const asio::const_buffer>&);
 
 awaitable<error_code> TlsCapableStream::accept(TlsContext context) {
     context_ = std::move(context);

@@ -47,7 +47,12 @@ void BackendConnection::close() {
 awaitable<bool> BackendConnection::flush() {
     auto& out = protocol_.output();
     if (out.empty()) co_return socket_.is_open();
-    auto [ec, n] = co_await stream_.write(asio::buffer(out));
+    error_code ec;
+    std::size_t written = stream_.write_now(asio::buffer(out), ec);
+    if (!ec && written < out.size()) {
+        auto [rest_ec, n] = co_await stream_.write_rest(asio::buffer(out), written);
+        ec = rest_ec;
+    }
     out.clear();
     if (ec) {
         failure_ = "write failed: " + ec.message();
@@ -57,8 +62,10 @@ awaitable<bool> BackendConnection::flush() {
 }
 
 awaitable<std::optional<BackendConnection::Completion>> BackendConnection::next(Millis timeout) {
-    bool flushed = co_await flush();
-    if (!flushed) co_return std::nullopt;
+    if (!protocol_.output().empty()) {  // a coroutine call saved when there is nothing to send
+        bool flushed = co_await flush();
+        if (!flushed) co_return std::nullopt;
+    }
     deadline_->expires_after(timeout);
     for (;;) {
         if (auto done = protocol_.next()) co_return done;

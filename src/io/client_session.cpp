@@ -142,7 +142,12 @@ asio::mutable_buffer ClientSession::read_buffer() {
 awaitable<bool> ClientSession::flush() {
     auto& out = protocol_.output();
     if (out.empty()) co_return true;
-    auto [ec, n] = co_await stream_.write(asio::buffer(out));
+    error_code ec;
+    std::size_t written = stream_.write_now(asio::buffer(out), ec);
+    if (!ec && written < out.size()) {
+        auto [rest_ec, n] = co_await stream_.write_rest(asio::buffer(out), written);
+        ec = rest_ec;
+    }
     out.clear();
     if (out.capacity() > 16384) out.shrink_to_fit();
     co_return !ec;

@@ -118,30 +118,46 @@ std::vector<asio::const_buffer> remainder(const Buffers& buffers, std::size_t sk
 }  // namespace
 
 template <typename Buffers>
-awaitable<std::tuple<error_code, std::size_t>> TlsCapableStream::write(const Buffers& buffers) {
-    if (stream_) co_return co_await asio::async_write(*stream_, buffers, use_nothrow);
-    const std::size_t total = asio::buffer_size(buffers);
-    std::size_t written = 0;
-    if (socket_.non_blocking()) {  // a blocking socket would stall the whole loop
-        error_code ec;
-        written = socket_.write_some(buffers, ec);
-        if (ec == asio::error::would_block || ec == asio::error::try_again)
-            written = 0;
-        else if (ec || written == total)
-            co_return std::tuple{ec, written};
+std::size_t TlsCapableStream::write_now(const Buffers& buffers, error_code& ec) {
+    ec.clear();
+    // A blocking socket would stall the whole event loop.
+    if (stream_ || !socket_.non_blocking()) return 0;
+    std::size_t written = socket_.write_some(buffers, ec);
+    if (ec == asio::error::would_block || ec == asio::error::try_again) {
+        ec.clear();
+        return 0;
     }
-    if (written == 0) co_return co_await asio::async_write(socket_, buffers, use_nothrow);
-    auto rest = remainder(buffers, written);
-    auto [ec, n] = co_await asio::async_write(socket_, rest, use_nothrow);
-    co_return std::tuple{ec, written + n};
+    return ec ? 0 : written;
 }
 
-template awaitable<std::tuple<error_code, std::size_t>> TlsCapableStream::write(
-    const asio::mutable_buffer&);
-template awaitable<std::tuple<error_code, std::size_t>> TlsCapableStream::write(
-    const asio::const_buffer&);
-template awaitable<std::tuple<error_code, std::size_t>> TlsCapableStream::write(
-    const std::span<const asio::const_buffer>&);
+template <typename Buffers>
+awaitable<std::tuple<error_code, std::size_t>> TlsCapableStream::write_rest(const Buffers& buffers,
+                                                                            std::size_t skip) {
+    if (stream_) co_return co_await asio::async_write(*stream_, buffers, use_nothrow);
+    if (skip == 0) co_return co_await asio::async_write(socket_, buffers, use_nothrow);
+    auto rest = remainder(buffers, skip);
+    auto [ec, n] = co_await asio::async_write(socket_, rest, use_nothrow);
+    co_return std::tuple{ec, skip + n};
+}
+
+template <typename Buffers>
+awaitable<std::tuple<error_code, std::size_t>> TlsCapableStream::write(const Buffers& buffers) {
+    error_code ec;
+    std::size_t written = write_now(buffers, ec);
+    if (ec || written == asio::buffer_size(buffers)) co_return std::tuple{ec, written};
+    co_return co_await write_rest(buffers, written);
+}
+
+#define SMTPLB_TLS_WRITES(Buffers)                                                        \
+    template awaitable<std::tuple<error_code, std::size_t>> TlsCapableStream::write(      \
+        const Buffers&);                                                                  \
+    template std::size_t TlsCapableStream::write_now(const Buffers&, error_code&);        \
+    template awaitable<std::tuple<error_code, std::size_t>> TlsCapableStream::write_rest( \
+        const Buffers&, std::size_t);
+SMTPLB_TLS_WRITES(asio::mutable_buffer)
+SMTPLB_TLS_WRITES(asio::const_buffer)
+SMTPLB_TLS_WRITES(std::span<const asio::const_buffer>)
+#undef SMTPLB_TLS_WRITES
 
 awaitable<error_code> TlsCapableStream::accept(TlsContext context) {
     context_ = std::move(context);

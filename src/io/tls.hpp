@@ -60,14 +60,22 @@ class TlsCapableStream {
         if (stream_) return stream_->async_read_some(buffers, use_nothrow);
         return socket_.async_read_some(buffers, use_nothrow);
     }
-    // All of `buffers`, or an error. In plaintext the bytes are offered to
-    // the socket at once: a reply or a body almost always fits its send
-    // buffer, and then the write costs one syscall instead of an Asio
-    // operation's trip through the reactor and the scheduler. Defined in
-    // tls.cpp for the buffer types below (out of line: GCC 12 warns falsely
-    // about coroutines inlined into other coroutines).
+    // All of `buffers`, or an error: write_now, then Asio for the rest.
     template <typename Buffers>
     awaitable<std::tuple<error_code, std::size_t>> write(const Buffers& buffers);
+    // In plaintext, writes what the socket takes at once and says how much:
+    // a reply or a body almost always fits the send buffer, and then a write
+    // costs one syscall instead of an Asio operation's trip through the
+    // reactor and the scheduler, and no coroutine. 0 under TLS or when the
+    // socket is full; `ec` is set only for a real failure.
+    template <typename Buffers>
+    std::size_t write_now(const Buffers& buffers, error_code& ec);
+    // What write_now left, `skip` bytes into `buffers`, through Asio.
+    template <typename Buffers>
+    awaitable<std::tuple<error_code, std::size_t>> write_rest(const Buffers& buffers,
+                                                              std::size_t skip);
+    // (The three are defined in tls.cpp for the buffer types used: out of
+    // line, as GCC 12 warns falsely about coroutines inlined into others.)
 
     // The server side of a handshake. Cancel the socket to time it out.
     awaitable<error_code> accept(TlsContext context);

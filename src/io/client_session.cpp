@@ -13,6 +13,7 @@
 #include "io/message_buffer.hpp"
 #include "io/relay.hpp"
 #include "io/sockets.hpp"
+#include "io/spare_buffers.hpp"
 #include "io/tls.hpp"
 #include "proto/server_session.hpp"
 
@@ -127,15 +128,14 @@ Reply storage_full() {
     return Reply::make(452, "4.3.1", "Insufficient system storage");
 }
 
-constexpr std::size_t kTransactionBufferSize = 16384;
+constexpr std::size_t kTransactionBufferSize = static_cast<std::size_t>(SpareSize::Small);
 
 asio::mutable_buffer ClientSession::read_buffer() {
     if (!protocol_.in_transaction()) {
-        transaction_buffer_.reset();
+        give_spare(SpareSize::Small, std::move(transaction_buffer_));
         return asio::buffer(command_buffer_.data(), command_buffer_.size());
     }
-    if (!transaction_buffer_)
-        transaction_buffer_ = std::make_unique_for_overwrite<char[]>(kTransactionBufferSize);
+    if (!transaction_buffer_) transaction_buffer_ = take_spare(SpareSize::Small);
     return asio::buffer(transaction_buffer_.get(), kTransactionBufferSize);
 }
 

@@ -6,55 +6,32 @@
 #include <algorithm>
 #include <cstring>
 
+#include "io/spare_buffers.hpp"
+
 namespace smtplb::io {
 
-constexpr std::size_t kFirstChunk = 16384;  // most messages fit; SIZE= says when not
-constexpr std::size_t kChunkSize = 65536;
-// Full chunks freed by one message are kept for the next, up to this many
-// per thread: returning them to malloc let it trim the heap after every
-// large message and fault the pages back in for the next one (1 to 2.8
-// page faults per 100 KiB message, and a third more system time).
-constexpr std::size_t kSpareChunks = 32;
-
-namespace {
-
-// Trivially destructible, so still readable while the thread's other
-// thread_locals are destroyed: a buffer destroyed then frees its chunks.
-thread_local bool spares_gone = false;
-
-struct SpareChunks {
-    std::vector<std::unique_ptr<char[]>> chunks;
-    ~SpareChunks() { spares_gone = true; }
-};
-
-std::vector<std::unique_ptr<char[]>>* spare_chunks() {
-    if (spares_gone) return nullptr;
-    thread_local SpareChunks spares;
-    return &spares.chunks;
-}
-
-std::unique_ptr<char[]> take_chunk() {
-    auto* spares = spare_chunks();
-    if (!spares || spares->empty()) return std::make_unique_for_overwrite<char[]>(kChunkSize);
-    auto chunk = std::move(spares->back());
-    spares->pop_back();
-    return chunk;
-}
-
-}  // namespace
+constexpr std::size_t kFirstChunk = static_cast<std::size_t>(SpareSize::Small);  // most messages
+constexpr std::size_t kChunkSize = static_cast<std::size_t>(SpareSize::Large);
 
 MessageBuffer::~MessageBuffer() {
     clear();
 }
 
 void MessageBuffer::release_chunks() {
-    auto* spares = spare_chunks();
     // Last first, so the next message gets them back in the same order.
-    for (std::size_t i = chunks_.size(); i-- > 0 && spares;) {
-        bool full_size = i > 0 || first_chunk_ == kChunkSize;
-        if (full_size && spares->size() < kSpareChunks) spares->push_back(std::move(chunks_[i]));
+    for (std::size_t i = chunks_.size(); i-- > 0;) {
+        std::size_t capacity = i > 0 ? kChunkSize : first_chunk_;
+        if (capacity == kChunkSize)
+            give_spare(SpareSize::Large, std::move(chunks_[i]));
+        else if (capacity == kFirstChunk)
+            give_spare(SpareSize::Small, std::move(chunks_[i]));
     }
-    std::vector<std::unique_ptr<char[]>>().swap(chunks_);
+    // The list itself is kept when small (the usual message), freed when a
+    // large message made it long.
+    if (chunks_.capacity() <= 8)
+        chunks_.clear();
+    else
+        std::vector<std::unique_ptr<char[]>>().swap(chunks_);
 }
 
 void MessageBuffer::clear() {
@@ -93,7 +70,7 @@ void MessageBuffer::spill() {
 
 void MessageBuffer::add_chunk() {
     if (!chunks_.empty()) {
-        chunks_.push_back(take_chunk());
+        chunks_.push_back(take_spare(SpareSize::Large));
         room_ = kChunkSize;
         return;
     }
@@ -102,8 +79,9 @@ void MessageBuffer::add_chunk() {
     first_chunk_ = expected_ >= kFirstChunk ? kChunkSize : kFirstChunk;
     if (first_chunk_ > memory_limit_)
         first_chunk_ = static_cast<std::size_t>(std::max<std::uint64_t>(memory_limit_, 1));
-    chunks_.push_back(first_chunk_ == kChunkSize
-                          ? take_chunk()
+    chunks_.push_back(first_chunk_ == kChunkSize ? take_spare(SpareSize::Large)
+                      : first_chunk_ == kFirstChunk
+                          ? take_spare(SpareSize::Small)
                           : std::make_unique_for_overwrite<char[]>(first_chunk_));
     room_ = first_chunk_;
 }

@@ -130,6 +130,17 @@ std::size_t TlsCapableStream::write_now(const Buffers& buffers, error_code& ec) 
     return ec ? 0 : written;
 }
 
+std::size_t TlsCapableStream::read_now(asio::mutable_buffer buffer, error_code& ec) {
+    ec.clear();
+    if (stream_ || !socket_.non_blocking()) return 0;
+    std::size_t got = socket_.read_some(buffer, ec);
+    if (ec == asio::error::would_block || ec == asio::error::try_again) {
+        ec.clear();
+        return 0;
+    }
+    return ec ? 0 : got;
+}
+
 template <typename Buffers>
 awaitable<std::tuple<error_code, std::size_t>> TlsCapableStream::write_rest(const Buffers& buffers,
                                                                             std::size_t skip) {

@@ -70,6 +70,9 @@ class TlsCapableStream {
     // socket is full; `ec` is set only for a real failure.
     template <typename Buffers>
     std::size_t write_now(const Buffers& buffers, error_code& ec);
+    // In plaintext, reads what has arrived, without waiting: 0 under TLS or
+    // when nothing has; `ec` is set for a failure or the end of the stream.
+    std::size_t read_now(asio::mutable_buffer buffer, error_code& ec);
     // What write_now left, `skip` bytes into `buffers`, through Asio.
     template <typename Buffers>
     awaitable<std::tuple<error_code, std::size_t>> write_rest(const Buffers& buffers,

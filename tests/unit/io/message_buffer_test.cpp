@@ -1,4 +1,5 @@
 #include "io/message_buffer.hpp"
+#include "io/spare_buffers.hpp"
 
 #include <gtest/gtest.h>
 
@@ -91,6 +92,47 @@ TEST(MessageBuffer, FullChunksAreReusedByTheNextMessage) {
     next.append(text);
     EXPECT_EQ(next.chunk_at(16384, 10, scratch).data(), second_chunk);
     EXPECT_EQ(read_back(next, 65536), text);
+}
+
+TEST(MessageBuffer, TheSmallFirstChunkIsReusedToo) {
+    // The usual message fits the first chunk: a 16 KiB malloc and free per
+    // message otherwise.
+    MessageBuffer first(10 << 20, temp_dir());
+    first.append(random_text(3000, 1));
+    std::string scratch;
+    const char* first_chunk = first.chunk_at(0, 10, scratch).data();
+    first.clear();
+    MessageBuffer next(10 << 20, temp_dir());
+    auto text = random_text(5000, 2);
+    next.append(text);
+    EXPECT_EQ(next.chunk_at(0, 10, scratch).data(), first_chunk);
+    EXPECT_EQ(read_back(next, 65536), text);
+}
+
+TEST(SpareBuffers, AreKeptPerSizeAndBounded) {
+    // Start from none: other tests in this process leave some behind.
+    while (spare_count(SpareSize::Small) > 0)
+        take_spare(SpareSize::Small);
+    while (spare_count(SpareSize::Large) > 0)
+        take_spare(SpareSize::Large);
+    auto small = take_spare(SpareSize::Small);
+    auto large = take_spare(SpareSize::Large);
+    const char* small_at = small.get();
+    const char* large_at = large.get();
+    give_spare(SpareSize::Small, std::move(small));
+    give_spare(SpareSize::Large, std::move(large));
+    EXPECT_EQ(take_spare(SpareSize::Large).get(), large_at) << "a small buffer served as large";
+    auto again = take_spare(SpareSize::Small);
+    EXPECT_EQ(again.get(), small_at);
+    // Far more than are kept: the excess is freed, not hoarded.
+    std::vector<std::unique_ptr<char[]>> many;
+    for (int i = 0; i < 1000; ++i)
+        many.push_back(take_spare(SpareSize::Small));
+    EXPECT_EQ(spare_count(SpareSize::Small), 0u);
+    for (auto& buffer : many)
+        give_spare(SpareSize::Small, std::move(buffer));
+    EXPECT_EQ(spare_count(SpareSize::Small), 64u);
+    EXPECT_EQ(spare_count(SpareSize::Large), 0u);
 }
 
 TEST(MessageBuffer, SpillsToAFilePastTheMemoryLimitAndKeepsEveryByte) {

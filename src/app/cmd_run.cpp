@@ -148,10 +148,7 @@ int run_daemon(const std::string& path) {
         return 1;
     }
     raise_file_limit(*result.config);
-    // One thread runs every socket, so Asio's per-socket locks are dropped
-    // (they showed in the profile); the scheduler keeps its lock, as the
-    // spool's writer threads post their results to it.
-    auto io = std::make_unique<io::asio::io_context>(BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO);
+    auto io = std::make_unique<io::asio::io_context>(1);
     // Registered before anything listens: a signal sent as soon as the port
     // answers is queued for its handler, not default-handled (SIGHUP would
     // kill the process).

@@ -32,8 +32,7 @@ class ClientSession {
           listener_(listener),
           balancer_(listener.balancer()),
           protocol_(listener.settings()),
-          relay_(listener.relay_context(), identity_of(socket_), balancer_.next_session_id()),
-          body_(balancer_.config().server.spill_threshold, spill_dir()) {
+          relay_(listener.relay_context(), identity_of(socket_), balancer_.next_session_id()) {
         listener_.track(&socket_, &protocol_);
     }
 
@@ -106,7 +105,9 @@ class ClientSession {
     Balancer& balancer_;
     proto::ServerSession protocol_;
     Relay relay_;
-    MessageBuffer body_;
+    // The message being received; made at DATA and gone after it, so an
+    // idle connection does not carry it (the per-connection memory budget).
+    std::unique_ptr<MessageBuffer> body_;
     // What the current transaction's tracking line needs; made at MAIL, so
     // an idle connection does not carry it (the per-connection memory budget).
     struct TransactionLog {
@@ -117,9 +118,8 @@ class ClientSession {
         std::optional<Reply> last_refusal;
     };
     std::unique_ptr<TransactionLog> log_;
-    // The transaction as the spool needs it.
-    proto::Path sender_;
-    proto::MailParameters mail_params_;
+    // The recipients accepted, as the spool needs them (the sender is the
+    // relay's).
     std::vector<proto::Mailbox> accepted_;
     bool spooling_ = false;  // no backend could take it: it goes to the spool
 };
@@ -218,10 +218,10 @@ awaitable<Reply> ClientSession::spool_message() {
     envelope.arrival_ms = balancer_.clock().wall_ms();
     envelope.listener = listener_.config().name;
     envelope.pool = relay_.pool()->name();
-    envelope.sender = sender_;
-    envelope.params = mail_params_;
+    envelope.sender = relay_.sender();
+    envelope.params = relay_.mail_parameters();
     envelope.identity = relay_.identity();
-    auto committed = co_await spool->commit(envelope, accepted_, body_);
+    auto committed = co_await spool->commit(envelope, accepted_, *body_);
     if (committed.id.empty()) co_return storage_full();
     if (log_) log_->record.spool_id = committed.id;
     co_return Reply::make(250, "2.0.0", "Ok: queued as " + committed.id);
@@ -288,8 +288,6 @@ awaitable<void> ClientSession::handle(proto::ServerEvent& ev) {
             auto* pool = balancer_.pool(config.pool);
             relay_.set_helo(protocol_.helo(), protocol_.esmtp());
             relay_.begin(*pool, ev.path, ev.mail_params);
-            sender_ = ev.path;
-            mail_params_ = ev.mail_params;
             accepted_.clear();
             spooling_ = false;
             begin_tracking(ev);
@@ -348,9 +346,10 @@ awaitable<void> ClientSession::handle(proto::ServerEvent& ev) {
         }
         case Kind::Data:
             if (!spooling_) co_await relay_.start_data();
-            body_.clear();
-            body_.expect(mail_params_.size.value_or(0));
-            protocol_.set_body_sink(&body_);
+            body_ = std::make_unique<MessageBuffer>(balancer_.config().server.spill_threshold,
+                                                    spill_dir());
+            body_->expect(relay_.mail_parameters().size.value_or(0));
+            protocol_.set_body_sink(body_.get());
             protocol_.answer(Reply::make(354, "", "End data with <CR><LF>.<CR><LF>"));
             break;
         case Kind::MessageEnd: {
@@ -358,19 +357,20 @@ awaitable<void> ClientSession::handle(proto::ServerEvent& ev) {
             if (ev.data_outcome != proto::DataDecoder::Outcome::Ok) {
                 reply = proto::data_outcome_reply(ev.data_outcome);
                 co_await relay_.abandon();
-            } else if (body_.failed()) {
+            } else if (body_->failed()) {
                 reply = Reply::make(451, "4.3.0", "Local error storing the message");
                 co_await relay_.abandon();
             } else {
                 if (log_) log_->record.size = ev.message_size;
                 if (!spooling_) {
-                    reply = co_await relay_.deliver(body_);
+                    reply = co_await relay_.deliver(*body_);
                     spooling_ = reply.transient() && relay_.no_backend() && spool_for_transaction();
                     if (spooling_) co_await relay_.abandon();
                 }
                 if (spooling_) reply = co_await spool_message();
             }
-            body_.clear();
+            protocol_.set_body_sink(nullptr);
+            body_.reset();
             if (spooling_ && reply.positive())
                 finish_tracking(reply.summary(), "spooled");
             else

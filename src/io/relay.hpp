@@ -41,6 +41,9 @@ class Relay {
 
     // A new transaction (the client's MAIL FROM, already accepted locally).
     void begin(core::Pool& pool, const proto::Path& sender, const proto::MailParameters& params);
+    // The transaction's MAIL FROM, as begin() was given it.
+    const proto::Path& sender() const { return sender_; }
+    const proto::MailParameters& mail_parameters() const { return params_; }
     core::Pool* pool() const { return pool_; }
     // Moves a transaction with no accepted recipient yet to another pool.
     awaitable<void> switch_pool(core::Pool& pool);

@@ -79,34 +79,31 @@ TEST(MessageBuffer, SizeHintSkipsTheSmallFirstChunk) {
     EXPECT_EQ(read_back(buffer, 200000), text);
 }
 
+// Whether a message of `next_size` bytes, after one of `first_size`, gets
+// the same memory for the chunk holding `offset`; and reads back unchanged.
+void expect_chunk_reused(std::size_t first_size, std::size_t next_size, std::uint64_t offset) {
+    MessageBuffer first(10 << 20, temp_dir());
+    first.append(random_text(first_size, 1));
+    std::string scratch;
+    const char* used_before = first.chunk_at(offset, 10, scratch).data();
+    first.clear();
+    MessageBuffer next(10 << 20, temp_dir());
+    auto text = random_text(next_size, 2);
+    next.append(text);
+    EXPECT_EQ(next.chunk_at(offset, 10, scratch).data(), used_before);
+    EXPECT_EQ(read_back(next, 65536), text);
+}
+
 TEST(MessageBuffer, FullChunksAreReusedByTheNextMessage) {
     // Handing them back to malloc made it trim the heap after each large
     // message and fault the pages in again for the next.
-    MessageBuffer first(10 << 20, temp_dir());
-    first.append(random_text(100000, 1));
-    std::string scratch;
-    const char* second_chunk = first.chunk_at(16384, 10, scratch).data();
-    first.clear();
-    MessageBuffer next(10 << 20, temp_dir());
-    auto text = random_text(100000, 2);
-    next.append(text);
-    EXPECT_EQ(next.chunk_at(16384, 10, scratch).data(), second_chunk);
-    EXPECT_EQ(read_back(next, 65536), text);
+    expect_chunk_reused(100000, 100000, 16384);
 }
 
 TEST(MessageBuffer, TheSmallFirstChunkIsReusedToo) {
     // The usual message fits the first chunk: a 16 KiB malloc and free per
     // message otherwise.
-    MessageBuffer first(10 << 20, temp_dir());
-    first.append(random_text(3000, 1));
-    std::string scratch;
-    const char* first_chunk = first.chunk_at(0, 10, scratch).data();
-    first.clear();
-    MessageBuffer next(10 << 20, temp_dir());
-    auto text = random_text(5000, 2);
-    next.append(text);
-    EXPECT_EQ(next.chunk_at(0, 10, scratch).data(), first_chunk);
-    EXPECT_EQ(read_back(next, 65536), text);
+    expect_chunk_reused(3000, 5000, 0);
 }
 
 TEST(SpareBuffers, AreKeptPerSizeAndBounded) {

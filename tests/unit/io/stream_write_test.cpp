@@ -4,7 +4,6 @@
 #include <gtest/gtest.h>
 
 #include <array>
-#include <functional>
 #include <span>
 #include <string>
 #include <thread>
@@ -37,6 +36,20 @@ std::string pattern(std::size_t size, std::size_t offset) {
         text[i] = static_cast<char>('a' + (offset + i) % 23);
     return text;
 }
+
+// Everything the reader gets until the writer shuts down, while the
+// io_context runs.
+struct Collector {
+    io::tcp::socket& reader;
+    std::string received;
+    std::array<char, 65536> buffer;
+    void start() {
+        reader.async_read_some(io::asio::buffer(buffer), [this](io::error_code e, std::size_t n) {
+            received.append(buffer.data(), n);
+            if (!e) start();
+        });
+    }
+};
 
 }  // namespace
 
@@ -71,16 +84,10 @@ TEST(StreamWrite, WhatTheSocketDoesNotTakeAtOnceFollowsInOrder) {
             writer.shutdown(io::tcp::socket::shutdown_send);
         },
         io::asio::detached);
-    std::string received;
-    std::array<char, 65536> buffer;
-    std::function<void()> read_more = [&] {
-        reader.async_read_some(io::asio::buffer(buffer), [&](io::error_code e, std::size_t n) {
-            received.append(buffer.data(), n);
-            if (!e) read_more();
-        });
-    };
-    read_more();
+    Collector collector{reader};
+    collector.start();
     io.run_for(20s);
+    const std::string& received = collector.received;
 
     EXPECT_FALSE(rest_ec) << rest_ec.message();
     EXPECT_EQ(total, 3 * kPiece);
@@ -107,16 +114,10 @@ TEST(StreamWrite, WriteSendsEverythingWhetherOrNotItFitsAtOnce) {
             writer.shutdown(io::tcp::socket::shutdown_send);
         },
         io::asio::detached);
-    std::string received;
-    std::array<char, 65536> buffer;
-    std::function<void()> read_more = [&] {
-        reader.async_read_some(io::asio::buffer(buffer), [&](io::error_code e, std::size_t n) {
-            received.append(buffer.data(), n);
-            if (!e) read_more();
-        });
-    };
-    read_more();
+    Collector collector{reader};
+    collector.start();
     io.run_for(20s);
+    const std::string& received = collector.received;
 
     EXPECT_EQ(small_sent, small.size());
     EXPECT_EQ(large_sent, large.size());

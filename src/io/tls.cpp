@@ -115,6 +115,15 @@ std::vector<asio::const_buffer> remainder(const Buffers& buffers, std::size_t sk
     }
     return rest;
 }
+// What a non-blocking call did: "would block" is no error, just nothing done.
+std::size_t done_now(std::size_t bytes, error_code& ec) {
+    if (ec == asio::error::would_block || ec == asio::error::try_again)
+        ec.clear();
+    else if (!ec)
+        return bytes;
+    return 0;
+}
+
 }  // namespace
 
 template <typename Buffers>
@@ -123,22 +132,14 @@ std::size_t TlsCapableStream::write_now(const Buffers& buffers, error_code& ec) 
     // A blocking socket would stall the whole event loop.
     if (stream_ || !socket_.non_blocking()) return 0;
     std::size_t written = socket_.write_some(buffers, ec);
-    if (ec == asio::error::would_block || ec == asio::error::try_again) {
-        ec.clear();
-        return 0;
-    }
-    return ec ? 0 : written;
+    return done_now(written, ec);
 }
 
 std::size_t TlsCapableStream::read_now(asio::mutable_buffer buffer, error_code& ec) {
     ec.clear();
     if (stream_ || !socket_.non_blocking()) return 0;
     std::size_t got = socket_.read_some(buffer, ec);
-    if (ec == asio::error::would_block || ec == asio::error::try_again) {
-        ec.clear();
-        return 0;
-    }
-    return ec ? 0 : got;
+    return done_now(got, ec);
 }
 
 template <typename Buffers>

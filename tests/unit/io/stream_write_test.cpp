@@ -51,6 +51,17 @@ struct Collector {
     }
 };
 
+// Runs `write` (a coroutine that shuts the writer down when it is done)
+// and returns what the reader got meanwhile.
+template <typename Write>
+std::string run_and_collect(io::asio::io_context& io, io::tcp::socket& reader, Write write) {
+    io::asio::co_spawn(io, std::move(write), io::asio::detached);
+    Collector collector{reader};
+    collector.start();
+    io.run_for(20s);
+    return collector.received;
+}
+
 }  // namespace
 
 TEST(StreamWrite, WhatTheSocketDoesNotTakeAtOnceFollowsInOrder) {
@@ -75,19 +86,12 @@ TEST(StreamWrite, WhatTheSocketDoesNotTakeAtOnceFollowsInOrder) {
 
     io::error_code rest_ec;
     std::size_t total = 0;
-    io::asio::co_spawn(
-        io,
-        [&]() -> io::awaitable<void> {
-            auto [e, n] = co_await stream.write_rest(all, at_once);
-            rest_ec = e;
-            total = n;
-            writer.shutdown(io::tcp::socket::shutdown_send);
-        },
-        io::asio::detached);
-    Collector collector{reader};
-    collector.start();
-    io.run_for(20s);
-    const std::string& received = collector.received;
+    auto received = run_and_collect(io, reader, [&]() -> io::awaitable<void> {
+        auto [e, n] = co_await stream.write_rest(all, at_once);
+        rest_ec = e;
+        total = n;
+        writer.shutdown(io::tcp::socket::shutdown_send);
+    });
 
     EXPECT_FALSE(rest_ec) << rest_ec.message();
     EXPECT_EQ(total, 3 * kPiece);
@@ -104,20 +108,13 @@ TEST(StreamWrite, WriteSendsEverythingWhetherOrNotItFitsAtOnce) {
     std::string large = pattern(3 << 20, 7);
 
     std::size_t small_sent = 0, large_sent = 0;
-    io::asio::co_spawn(
-        io,
-        [&]() -> io::awaitable<void> {
-            auto [e1, n1] = co_await stream.write(io::asio::buffer(small));
-            small_sent = e1 ? 0 : n1;
-            auto [e2, n2] = co_await stream.write(io::asio::buffer(large));
-            large_sent = e2 ? 0 : n2;
-            writer.shutdown(io::tcp::socket::shutdown_send);
-        },
-        io::asio::detached);
-    Collector collector{reader};
-    collector.start();
-    io.run_for(20s);
-    const std::string& received = collector.received;
+    auto received = run_and_collect(io, reader, [&]() -> io::awaitable<void> {
+        auto [e1, n1] = co_await stream.write(io::asio::buffer(small));
+        small_sent = e1 ? 0 : n1;
+        auto [e2, n2] = co_await stream.write(io::asio::buffer(large));
+        large_sent = e2 ? 0 : n2;
+        writer.shutdown(io::tcp::socket::shutdown_send);
+    });
 
     EXPECT_EQ(small_sent, small.size());
     EXPECT_EQ(large_sent, large.size());

@@ -26,12 +26,7 @@ void MessageBuffer::release_chunks() {
         else if (capacity == kFirstChunk)
             give_spare(SpareSize::Small, std::move(chunks_[i]));
     }
-    // The list itself is kept when small (the usual message), freed when a
-    // large message made it long.
-    if (chunks_.capacity() <= 8)
-        chunks_.clear();
-    else
-        std::vector<std::unique_ptr<char[]>>().swap(chunks_);
+    std::vector<std::unique_ptr<char[]>>().swap(chunks_);
 }
 
 void MessageBuffer::clear() {

@@ -61,8 +61,7 @@ awaitable<bool> BackendConnection::flush() {
     co_return true;
 }
 
-awaitable<std::optional<BackendConnection::Completion>> BackendConnection::next(
-    Millis timeout, bool likely_arrived) {
+awaitable<std::optional<BackendConnection::Completion>> BackendConnection::next(Millis timeout) {
     if (!protocol_.output().empty()) {  // a coroutine call saved when there is nothing to send
         bool flushed = co_await flush();
         if (!flushed) co_return std::nullopt;
@@ -75,16 +74,6 @@ awaitable<std::optional<BackendConnection::Completion>> BackendConnection::next(
             co_return std::nullopt;
         }
         auto buffer = asio::buffer(read_buffer_.get(), kReadBufferSize);
-        if (likely_arrived) {
-            likely_arrived = false;
-            error_code now_ec;
-            std::size_t got = stream_.read_now(buffer, now_ec);
-            if (got > 0) {
-                protocol_.feed(std::string_view(read_buffer_.get(), got));
-                continue;
-            }
-            // An error shows again, with its reason, on the read below.
-        }
         auto [ec, n] = co_await stream_.read_some(buffer);
         if (ec) {
             failure_ = deadline_->expired()     ? "timeout waiting for reply"

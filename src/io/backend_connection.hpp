@@ -37,10 +37,7 @@ class BackendConnection {
     awaitable<BodyResult> send_body(const proto::BodySource& body);
     // The next reply, or nothing when the connection broke, timed out or sent
     // something that is not SMTP (failure() says which).
-    // `likely_arrived`: the reply was asked for a round trip ago (a DATA
-    // sent ahead), so it is read at once, without a trip through Asio;
-    // guessing wrong costs one empty read.
-    awaitable<std::optional<Completion>> next(Millis timeout, bool likely_arrived = false);
+    awaitable<std::optional<Completion>> next(Millis timeout);
     // Reads and discards replies until none is outstanding.
     awaitable<bool> drain(Millis timeout);
 

@@ -372,10 +372,9 @@ awaitable<proto::Reply> Relay::deliver(const proto::BodySource& body) {
         std::size_t backend = conn_->backend();
         auto& state = pool_->backend(backend);
         auto& proto = conn_->protocol();
-        bool sent_ahead = data_sent_;
         if (!data_sent_) proto.send(Step::Data, "DATA\r\n");
         data_sent_ = false;  // from here on, its reply is being read
-        auto data = co_await conn_->next(reply_timeout(), sent_ahead);
+        auto data = co_await conn_->next(reply_timeout());
         std::optional<proto::Reply> final_reply;
         // Until the body has gone out, the reply is to DATA and the backend
         // still holds the transaction (it needs RSET before reuse).

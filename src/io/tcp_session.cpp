@@ -7,6 +7,7 @@
 #include "io/balancer.hpp"
 #include "io/deadline.hpp"
 #include "io/listener.hpp"
+#include "io/readiness.hpp"
 #include "io/sockets.hpp"
 #include "proto/identity.hpp"
 
@@ -15,8 +16,10 @@ namespace {
 
 // Bytes in flight are read into one scratch buffer per thread and written
 // on at once; a connection holds a buffer of its own only for what the
-// receiver cannot take yet, so an idle one costs no buffer at all.
+// receiver cannot take yet, and a small landing buffer per direction for
+// the read that waits for data (an SMTP command or reply fits in it).
 constexpr std::size_t kScratchSize = 65536;
+constexpr std::size_t kLandingSize = 256;
 
 // Owned by shared_ptr: the setup runs as a coroutine, then the two copying
 // directions run as plain completion handlers, each holding the session.
@@ -61,14 +64,26 @@ class TcpSession : public std::enable_shared_from_this<TcpSession> {
         std::string unsent;  // what `to` could not take at once
         std::uint64_t bytes = 0;
         bool done = false;
+        bool writing = false;              // an Asio write to `to` is in flight
+        std::uint32_t writes_started = 0;  // Asio writes to `to`, ever
+        std::array<char, kLandingSize> landing{};
     };
 
     // A backend connection, trying others as the pool allows; false when none.
     awaitable<bool> connect();
-    // Waits until `from` is readable (no buffer held meanwhile), then copies
-    // what is there: HAProxy's rule, read again only after a full buffer.
+    // Copies what `from` has, or, once it is known drained, parks. HAProxy's
+    // rule: read again only after a full buffer.
     void wait_readable(Pump& pump);
-    void copy_available(Pump& pump);
+    // A read into the landing buffer: with `from` marked drained, no
+    // syscall until epoll reports data (io/readiness.hpp).
+    void park(Pump& pump);
+    // `landed`: bytes already in the landing buffer, sent on first.
+    void copy_available(Pump& pump, std::size_t landed = 0);
+    // Writes `data` on; false when the pump stopped or must wait for the
+    // receiver (it resumes itself then).
+    bool forward(Pump& pump, const char* data, std::size_t n);
+    // The direction writing to `pump.from`.
+    Pump& opposite(Pump& pump) { return &pump == &up_ ? down_ : up_; }
     // End of stream is passed on as a half close; an error ends both ways.
     void stop_pump(Pump& pump, const error_code& ec);
     void close_both();
@@ -122,57 +137,106 @@ awaitable<bool> TcpSession::connect() {
 }
 
 void TcpSession::wait_readable(Pump& pump) {
-    // Asio re-arms the descriptor for this wait, so data that came before
-    // it is not missed; and unlike a read it needs no buffer while pending.
-    pump.from.async_wait(tcp::socket::wait_read,
-                         [self = shared_from_this(), &pump](const error_code& ec) {
-                             if (ec)
-                                 self->stop_pump(pump, ec);
-                             else
-                                 self->copy_available(pump);
-                         });
+    if (!readiness::kSupported) {
+        // Asio re-arms the descriptor for this wait (a syscall), so data
+        // that came before it is not missed.
+        pump.from.async_wait(tcp::socket::wait_read,
+                             [self = shared_from_this(), &pump](const error_code& ec) {
+                                 if (ec)
+                                     self->stop_pump(pump, ec);
+                                 else
+                                     self->copy_available(pump);
+                             });
+        return;
+    }
+    if (readiness::drained(pump.from))
+        park(pump);
+    else
+        copy_available(pump);
 }
 
-void TcpSession::copy_available(Pump& pump) {
+void TcpSession::park(Pump& pump) {
+    // The read completes on epoll's event, in that turn of the loop, unless
+    // a write to the same socket completed on the same event first.
+    auto& writer = opposite(pump);
+    bool alone = !writer.writing;
+    auto writes = writer.writes_started;
+    pump.from.async_read_some(
+        asio::buffer(pump.landing),
+        [self = shared_from_this(), &pump, alone, writes](const error_code& ec, std::size_t n) {
+            if (ec) {
+                self->stop_pump(pump, ec);
+                return;
+            }
+            bool drained =
+                n < pump.landing.size() && alone && writes == self->opposite(pump).writes_started;
+            if (!drained) {
+                // More may wait (a message body): read it behind these
+                // bytes, to send them on in one write.
+                self->copy_available(pump, n);
+                return;
+            }
+            readiness::mark_drained(pump.from);
+            if (self->forward(pump, pump.landing.data(), n)) self->park(pump);
+        });
+}
+
+bool TcpSession::forward(Pump& pump, const char* data, std::size_t n) {
+    deadline_->expires_after(listener_.config().command_timeout);
+    error_code ec;
+    std::size_t written = pump.to.write_some(asio::buffer(data, n), ec);
+    if (ec == asio::error::would_block || ec == asio::error::try_again) {
+        written = 0;
+        ec.clear();
+    }
+    pump.bytes += written;
+    if (ec) {
+        stop_pump(pump, ec);
+        return false;
+    }
+    if (written == n) return true;
+    // The receiver is slow: keep the rest and stop reading until it has
+    // gone (back pressure towards the sender).
+    pump.unsent.assign(data + written, n - written);
+    pump.writing = true;
+    ++pump.writes_started;
+    asio::async_write(
+        pump.to, asio::buffer(pump.unsent),
+        [self = shared_from_this(), &pump](const error_code& write_ec, std::size_t more) {
+            pump.writing = false;
+            pump.bytes += more;
+            std::string().swap(pump.unsent);
+            if (write_ec)
+                self->stop_pump(pump, write_ec);
+            else
+                self->wait_readable(pump);
+        });
+    return false;
+}
+
+void TcpSession::copy_available(Pump& pump, std::size_t landed) {
     thread_local std::array<char, kScratchSize> scratch;
+    std::copy_n(pump.landing.data(), landed, scratch.data());
     for (;;) {
         error_code ec;
-        std::size_t n = pump.from.read_some(asio::buffer(scratch), ec);
-        if (ec == asio::error::would_block || ec == asio::error::try_again) break;
+        std::size_t n = landed + pump.from.read_some(asio::buffer(scratch) + landed, ec);
+        landed = 0;
+        bool nothing_more = ec == asio::error::would_block || ec == asio::error::try_again;
+        if (nothing_more) ec.clear();
+        // Drained, and no event for it can have been taken since.
+        bool drained = !ec && (nothing_more || n < scratch.size());
+        if (drained) readiness::mark_drained(pump.from);
+        if (n > 0 && !forward(pump, scratch.data(), n)) return;
         if (ec) {
             stop_pump(pump, ec);
             return;
         }
-        deadline_->expires_after(listener_.config().command_timeout);
-        std::size_t written = pump.to.write_some(asio::buffer(scratch.data(), n), ec);
-        if (ec == asio::error::would_block || ec == asio::error::try_again) {
-            written = 0;
-            ec.clear();
-        }
-        pump.bytes += written;
-        if (ec) {
-            stop_pump(pump, ec);
-            return;
-        }
-        if (written < n) {
-            // The receiver is slow: keep the rest and stop reading until it
-            // has gone (back pressure towards the sender).
-            pump.unsent.assign(scratch.data() + written, n - written);
-            asio::async_write(
-                pump.to, asio::buffer(pump.unsent),
-                [self = shared_from_this(), &pump](const error_code& write_ec, std::size_t more) {
-                    pump.bytes += more;
-                    std::string().swap(pump.unsent);
-                    if (write_ec)
-                        self->stop_pump(pump, write_ec);
-                    else
-                        self->wait_readable(pump);
-                });
-            return;
-        }
-        if (n < scratch.size()) break;  // a short read: most likely all there was
+        if (drained) break;
     }
-    wait_readable(pump);
+    if (readiness::kSupported)
+        park(pump);  // marked drained or not: Asio tries first if not
+    else
+        wait_readable(pump);
 }
 
 void TcpSession::stop_pump(Pump& pump, const error_code& ec) {

@@ -55,11 +55,10 @@ class TlsCapableStream {
 
     bool active() const { return stream_ != nullptr; }
 
-    template <typename Buffers>
-    auto read_some(const Buffers& buffers) {
-        if (stream_) return stream_->async_read_some(buffers, use_nothrow);
-        return socket_.async_read_some(buffers, use_nothrow);
-    }
+    // Some bytes, or an error. In plaintext, a read right after the socket
+    // was found drained waits for epoll's event instead of trying first,
+    // and a read after an event reads at once (io/readiness.hpp).
+    awaitable<std::tuple<error_code, std::size_t>> read_some(asio::mutable_buffer buffer);
     // All of `buffers`, or an error: write_now, then Asio for the rest.
     template <typename Buffers>
     awaitable<std::tuple<error_code, std::size_t>> write(const Buffers& buffers);
@@ -94,6 +93,11 @@ class TlsCapableStream {
 
   private:
     tcp::socket& socket_;
+    // Asio writes started and finished. A read that waited may be taken as
+    // proof the socket was drained only if no Asio write ran beside it: a
+    // write's completion on the same event would delay the read's.
+    std::uint32_t writes_started_ = 0;
+    std::uint32_t writes_finished_ = 0;
     TlsContext context_;  // kept: a reload may replace the listener's or pool's
     std::unique_ptr<ssl::stream<tcp::socket&>> stream_;
 };

@@ -1,7 +1,5 @@
 #include "io/tls.hpp"
 
-#include "io/readiness.hpp"
-
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
@@ -142,34 +140,6 @@ std::size_t TlsCapableStream::read_now(asio::mutable_buffer buffer, error_code& 
     if (stream_ || !socket_.non_blocking()) return 0;
     std::size_t got = socket_.read_some(buffer, ec);
     return done_now(got, ec);
-}
-
-awaitable<std::tuple<error_code, std::size_t>> TlsCapableStream::read_some(
-    asio::mutable_buffer buffer) {
-    if (stream_) co_return co_await stream_->async_read_some(buffer, use_nothrow);
-    if (!readiness::kSupported || !socket_.non_blocking())
-        co_return co_await socket_.async_read_some(buffer, use_nothrow);
-    if (!readiness::drained(socket_)) {
-        // Data may have come: read it now, and if that empties the socket,
-        // say so while no event for it can have been taken since.
-        error_code ec;
-        std::size_t got = read_now(buffer, ec);
-        if (ec || got > 0) {
-            if (!ec && got < buffer.size()) readiness::mark_drained(socket_);
-            co_return std::tuple{ec, got};
-        }
-        readiness::mark_drained(socket_);
-    }
-    // Drained: Asio reads when epoll reports data. Its reactor completes
-    // that read at once, so this coroutine resumes in the same turn of the
-    // event loop, before another event can be taken; unless an Asio write
-    // on this socket completed on the same event first.
-    bool alone = writes_started_ == writes_finished_;
-    auto started = writes_started_;
-    auto [ec, got] = co_await socket_.async_read_some(buffer, use_nothrow);
-    if (!ec && got < buffer.size() && alone && started == writes_started_)
-        readiness::mark_drained(socket_);
-    co_return std::tuple{ec, got};
 }
 
 template <typename Buffers>

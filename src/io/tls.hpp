@@ -10,6 +10,7 @@
 
 #include "config/config.hpp"
 #include "io/asio.hpp"
+#include "io/readiness.hpp"
 
 namespace smtplb::io {
 
@@ -57,8 +58,13 @@ class TlsCapableStream {
 
     // Some bytes, or an error. In plaintext, a read right after the socket
     // was found drained waits for epoll's event instead of trying first,
-    // and a read after an event reads at once (io/readiness.hpp).
-    awaitable<std::tuple<error_code, std::size_t>> read_some(asio::mutable_buffer buffer);
+    // and a read after an event reads at once (io/readiness.hpp). An Asio
+    // operation, not a coroutine: a waiting read holds no frame of its own
+    // (idle connections). Ended by cancelling or closing the socket.
+    auto read_some(asio::mutable_buffer buffer) {
+        return asio::async_initiate<decltype(use_nothrow), void(error_code, std::size_t)>(
+            [this, buffer](auto handler) { start_read(buffer, std::move(handler)); }, use_nothrow);
+    }
     // All of `buffers`, or an error: write_now, then Asio for the rest.
     template <typename Buffers>
     awaitable<std::tuple<error_code, std::size_t>> write(const Buffers& buffers);
@@ -92,6 +98,45 @@ class TlsCapableStream {
     std::string summary() const;
 
   private:
+    template <typename Handler>
+    void start_read(asio::mutable_buffer buffer, Handler handler) {
+        if (stream_) {
+            stream_->async_read_some(buffer, std::move(handler));
+            return;
+        }
+        if (!readiness::kSupported || !socket_.non_blocking()) {
+            socket_.async_read_some(buffer, std::move(handler));
+            return;
+        }
+        if (!readiness::drained(socket_)) {
+            // Data may have come: read it now, and if that empties the
+            // socket, say so while no event for it can have been taken since.
+            error_code ec;
+            std::size_t got = read_now(buffer, ec);
+            if (ec || got > 0) {
+                if (!ec && got < buffer.size()) readiness::mark_drained(socket_);
+                asio::post(socket_.get_executor(),
+                           [handler = std::move(handler), ec, got]() mutable {
+                               std::move(handler)(ec, got);
+                           });
+                return;
+            }
+            readiness::mark_drained(socket_);
+        }
+        // Drained: Asio reads when epoll reports data, and its reactor runs
+        // this handler at once, in that turn of the loop, before another
+        // event can be taken; unless an Asio write on this socket completed
+        // on the same event first.
+        bool alone = writes_started_ == writes_finished_;
+        socket_.async_read_some(
+            buffer, [this, handler = std::move(handler), alone, started = writes_started_,
+                     size = buffer.size()](error_code ec, std::size_t got) mutable {
+                if (!ec && got < size && alone && started == writes_started_)
+                    readiness::mark_drained(socket_);
+                std::move(handler)(ec, got);
+            });
+    }
+
     tcp::socket& socket_;
     // Asio writes started and finished. A read that waited may be taken as
     // proof the socket was drained only if no Asio write ran beside it: a

@@ -40,132 +40,147 @@ struct Read {
     bool done = false;
     io::error_code ec;
     std::string data;
+    bool drained_after = false;  // the mark, looked at as the read ended
 };
 
-// Starts one read_some and runs the loop until it completes or `limit` passes.
-Read read_once(io::asio::io_context& io, io::TlsCapableStream& stream,
-               std::chrono::milliseconds limit = 5s) {
-    Read result;
+// Starts one read_some; `result` is filled in when it completes.
+void start_read(io::asio::io_context& io, io::TlsCapableStream& stream, io::tcp::socket& socket,
+                Read& result) {
     io::asio::co_spawn(
         io,
-        [&]() -> io::awaitable<void> {
+        [&stream, &socket, &result]() -> io::awaitable<void> {
             std::array<char, 512> buffer;
             auto [ec, n] = co_await stream.read_some(io::asio::buffer(buffer));
+            result.drained_after = io::readiness::drained(socket);
             result.ec = ec;
             result.data.assign(buffer.data(), n);
             result.done = true;
         },
         io::asio::detached);
+}
+
+// Runs the loop until `done` says so, or `limit` passes.
+template <typename Predicate>
+void run_until(io::asio::io_context& io, Predicate done, std::chrono::milliseconds limit = 2s) {
+    io.restart();
+    // Without work, the loop would stop instead of waiting for events.
+    auto work = io::asio::make_work_guard(io);
     auto until = std::chrono::steady_clock::now() + limit;
-    while (!result.done && std::chrono::steady_clock::now() < until) {
-        if (io.stopped()) io.restart();
-        io.run_one_for(20ms);
-    }
-    return result;
+    while (!done() && std::chrono::steady_clock::now() < until)
+        io.run_one_for(10ms);
 }
 
 void send(io::tcp::socket& socket, const std::string& text) {
     io::asio::write(socket, io::asio::buffer(text));
 }
 
+// One read, with the loop run until it completes or `limit` passes.
+Read read_once(io::asio::io_context& io, io::TlsCapableStream& stream, io::tcp::socket& socket,
+               std::chrono::milliseconds limit = 2s) {
+    Read result;
+    start_read(io, stream, socket, result);
+    run_until(
+        io, [&] { return result.done; }, limit);
+    return result;
+}
+
+// Brings `local` to the state of a busy connection: marked drained by a
+// read that waited for its data, and no event of the loop left to handle.
+void settle(io::asio::io_context& io, io::tcp::socket& peer, io::tcp::socket& local,
+            io::TlsCapableStream& stream) {
+    send(peer, "a");
+    ASSERT_TRUE(wait_for(local, POLLIN));
+    ASSERT_EQ(read_once(io, stream, local).data, "a");  // the first mark
+    Read waiting;
+    start_read(io, stream, local, waiting);
+    run_until(
+        io, [] { return false; }, 50ms);
+    ASSERT_FALSE(waiting.done);
+    send(peer, "b");
+    run_until(io, [&] { return waiting.done; });
+    ASSERT_EQ(waiting.data, "b");
+    run_until(
+        io, [] { return false; }, 50ms);
+    ASSERT_EQ(io::readiness::drained(local), io::readiness::kSupported);
+}
+
 }  // namespace
 
-TEST(Readiness, AShortReadMarksTheSocketDrainedAndNewDataClearsTheMark) {
+TEST(Readiness, AReadThatEmptiesTheSocketMarksItAndNewDataClearsTheMark) {
     io::asio::io_context io{1};
     auto [peer, local] = connect_pair(io);
     io::TlsCapableStream stream(local);
-    send(peer, "one\r\n");
-    ASSERT_TRUE(wait_for(local, POLLIN));
-    auto first = read_once(io, stream);
-    ASSERT_TRUE(first.done);
-    EXPECT_EQ(first.data, "one\r\n");
-    EXPECT_EQ(io::readiness::drained(local), io::readiness::kSupported);
+    settle(io, peer, local, stream);
 
-    // New data: once the loop has taken epoll's event, the mark is gone.
+    // A read that finds nothing waits, the socket marked; the read that
+    // then takes what came marks it again, before anything else runs.
+    Read waiting;
+    start_read(io, stream, local, waiting);
+    run_until(
+        io, [] { return false; }, 100ms);
+    ASSERT_FALSE(waiting.done);
+    EXPECT_EQ(io::readiness::drained(local), io::readiness::kSupported);
+    send(peer, "one\r\n");
+    run_until(io, [&] { return waiting.done; });
+    ASSERT_TRUE(waiting.done);
+    EXPECT_FALSE(waiting.ec);
+    EXPECT_EQ(waiting.data, "one\r\n");
+    EXPECT_EQ(waiting.drained_after, io::readiness::kSupported);
+
+    // New data: once the loop has handled epoll's event, the mark is gone,
+    // and the next read takes the data at once.
     send(peer, "two\r\n");
     ASSERT_TRUE(wait_for(local, POLLIN));
-    io.restart();
-    io.poll();
+    run_until(io, [&] { return !io::readiness::drained(local); });
     EXPECT_FALSE(io::readiness::drained(local));
-    auto second = read_once(io, stream);
+    auto second = read_once(io, stream, local);
     ASSERT_TRUE(second.done);
     EXPECT_EQ(second.data, "two\r\n");
 }
 
-TEST(Readiness, AReadOnADrainedSocketCompletesWhenDataComes) {
-    io::asio::io_context io{1};
-    auto [peer, local] = connect_pair(io);
-    io::TlsCapableStream stream(local);
-    send(peer, "220 ready\r\n");
-    ASSERT_TRUE(wait_for(local, POLLIN));
-    ASSERT_EQ(read_once(io, stream).data, "220 ready\r\n");
-
-    // Nothing to read: the read waits (and its wait is short here) ...
-    Read waiting;
-    io::asio::co_spawn(
-        io,
-        [&]() -> io::awaitable<void> {
-            std::array<char, 512> buffer;
-            auto [ec, n] = co_await stream.read_some(io::asio::buffer(buffer));
-            waiting.ec = ec;
-            waiting.data.assign(buffer.data(), n);
-            waiting.done = true;
-        },
-        io::asio::detached);
-    io.restart();
-    io.run_for(100ms);
-    EXPECT_FALSE(waiting.done);
-    // ... and ends when the peer sends.
-    send(peer, "250 ok\r\n");
-    io.restart();
-    for (int i = 0; i < 250 && !waiting.done; ++i)
-        io.run_one_for(20ms);
-    ASSERT_TRUE(waiting.done);
-    EXPECT_FALSE(waiting.ec);
-    EXPECT_EQ(waiting.data, "250 ok\r\n");
-}
-
-// The peer's last words and its FIN arrive together. A read that takes the
-// words finds the socket empty, but the end of stream is still to be read:
-// the socket must not be marked drained, or the next read would wait for an
-// event that never comes.
+// The peer's last words and its FIN arrive together, while a read waits.
+// The read takes the words and finds the socket empty, but the end of
+// stream is still to be read: the socket must not be marked drained, or
+// the next read would wait for an event that never comes.
 TEST(Readiness, DataWithEndOfStreamDoesNotLeaveTheNextReadWaiting) {
     io::asio::io_context io{1};
     auto [peer, local] = connect_pair(io);
     io::TlsCapableStream stream(local);
-    send(peer, "a");
-    ASSERT_TRUE(wait_for(local, POLLIN));
-    ASSERT_EQ(read_once(io, stream).data, "a");  // now watched for the end of stream
-
+    settle(io, peer, local, stream);
+    Read words;
+    start_read(io, stream, local, words);
+    run_until(
+        io, [] { return false; }, 50ms);
     send(peer, "421 bye\r\n");
     peer.shutdown(io::tcp::socket::shutdown_send);
-    ASSERT_TRUE(wait_for(local, POLLIN | POLLRDHUP));
-    auto words = read_once(io, stream);
+    run_until(io, [&] { return words.done; });
     ASSERT_TRUE(words.done);
     EXPECT_EQ(words.data, "421 bye\r\n");
-    EXPECT_FALSE(io::readiness::drained(local));
-    auto end = read_once(io, stream, 2s);
+    EXPECT_FALSE(words.drained_after);
+    auto end = read_once(io, stream, local);
     ASSERT_TRUE(end.done) << "the end of stream was not read";
     EXPECT_EQ(end.ec, io::asio::error::eof);
 }
 
-// As above, but the loop takes epoll's event before anybody reads: the data
-// is then read at once, outside Asio, and the event said the peer closed.
+// As above, but the loop handles epoll's event before anybody reads: the
+// words are then read at once, outside Asio, and the event said the peer
+// closed.
 TEST(Readiness, EndOfStreamSeenByTheLoopFirstIsNotForgotten) {
     io::asio::io_context io{1};
     auto [peer, local] = connect_pair(io);
     io::TlsCapableStream stream(local);
-    send(peer, "a");
-    ASSERT_TRUE(wait_for(local, POLLIN));
-    ASSERT_EQ(read_once(io, stream).data, "a");
-
+    settle(io, peer, local, stream);
     send(peer, "221 bye\r\n");
     peer.shutdown(io::tcp::socket::shutdown_send);
     ASSERT_TRUE(wait_for(local, POLLIN | POLLRDHUP));
-    io.restart();
-    io.poll();
-    ASSERT_EQ(read_once(io, stream).data, "221 bye\r\n");
-    auto end = read_once(io, stream, 2s);
+    run_until(io, [&] { return !io::readiness::drained(local); });
+    run_until(
+        io, [] { return false; }, 50ms);
+    ASSERT_EQ(read_once(io, stream, local).data, "221 bye\r\n");
+    run_until(
+        io, [] { return false; }, 50ms);
+    EXPECT_FALSE(io::readiness::drained(local));
+    auto end = read_once(io, stream, local);
     ASSERT_TRUE(end.done) << "the end of stream was not read";
     EXPECT_EQ(end.ec, io::asio::error::eof);
 }
@@ -177,14 +192,11 @@ TEST(Readiness, ANewSocketDoesNotInheritAnOldEndOfStream) {
     {
         auto [peer, local] = connect_pair(io);
         io::TlsCapableStream stream(local);
-        send(peer, "a");
-        ASSERT_TRUE(wait_for(local, POLLIN));
-        ASSERT_EQ(read_once(io, stream).data, "a");
+        settle(io, peer, local, stream);
         peer.shutdown(io::tcp::socket::shutdown_send);
         ASSERT_TRUE(wait_for(local, POLLRDHUP));
-        io.restart();
-        io.poll();
-        EXPECT_EQ(read_once(io, stream).ec, io::asio::error::eof);
+        run_until(io, [&] { return !io::readiness::drained(local); });
+        EXPECT_EQ(read_once(io, stream, local).ec, io::asio::error::eof);
     }
     // Which new socket gets the old record is Asio's business: both ends of
     // a new connection read before anything came (and before any event for
@@ -192,24 +204,16 @@ TEST(Readiness, ANewSocketDoesNotInheritAnOldEndOfStream) {
     auto [peer, local] = connect_pair(io);
     peer.non_blocking(true);
     io::TlsCapableStream peer_stream(peer), local_stream(local);
-    int completed = 0;
-    for (auto* stream : {&peer_stream, &local_stream}) {
-        io::asio::co_spawn(
-            io,
-            [stream, &completed]() -> io::awaitable<void> {
-                std::array<char, 512> buffer;
-                auto [ec, n] = co_await stream->read_some(io::asio::buffer(buffer));
-                if (!ec && std::string(buffer.data(), n) == "fresh\r\n") ++completed;
-            },
-            io::asio::detached);
-    }
-    io.restart();
-    io.run_for(100ms);
+    Read at_peer, at_local;
+    start_read(io, peer_stream, peer, at_peer);
+    start_read(io, local_stream, local, at_local);
+    run_until(
+        io, [] { return false; }, 100ms);
     EXPECT_EQ(io::readiness::drained(local), io::readiness::kSupported);
     EXPECT_EQ(io::readiness::drained(peer), io::readiness::kSupported);
     send(peer, "fresh\r\n");
     send(local, "fresh\r\n");
-    for (int i = 0; i < 250 && completed < 2; ++i)
-        io.run_one_for(20ms);
-    EXPECT_EQ(completed, 2);
+    run_until(io, [&] { return at_peer.done && at_local.done; });
+    EXPECT_EQ(at_peer.data, "fresh\r\n");
+    EXPECT_EQ(at_local.data, "fresh\r\n");
 }

@@ -84,6 +84,20 @@ Read read_once(io::asio::io_context& io, io::TlsCapableStream& stream, io::tcp::
     return result;
 }
 
+// Runs the loop for `time`, handling whatever events come meanwhile.
+void run_for(io::asio::io_context& io, std::chrono::milliseconds time) {
+    run_until(
+        io, [] { return false; }, time);
+}
+
+// The next read ends the stream, without waiting for anything.
+void expect_end_of_stream(io::asio::io_context& io, io::TlsCapableStream& stream,
+                          io::tcp::socket& socket) {
+    auto end = read_once(io, stream, socket);
+    ASSERT_TRUE(end.done) << "the end of stream was not read";
+    EXPECT_EQ(end.ec, io::asio::error::eof);
+}
+
 // Brings `local` to the state of a busy connection: marked drained by a
 // read that waited for its data, and no event of the loop left to handle.
 void settle(io::asio::io_context& io, io::tcp::socket& peer, io::tcp::socket& local,
@@ -93,96 +107,87 @@ void settle(io::asio::io_context& io, io::tcp::socket& peer, io::tcp::socket& lo
     ASSERT_EQ(read_once(io, stream, local).data, "a");  // the first mark
     Read waiting;
     start_read(io, stream, local, waiting);
-    run_until(
-        io, [] { return false; }, 50ms);
+    run_for(io, 50ms);
     ASSERT_FALSE(waiting.done);
     send(peer, "b");
     run_until(io, [&] { return waiting.done; });
     ASSERT_EQ(waiting.data, "b");
-    run_until(
-        io, [] { return false; }, 50ms);
+    run_for(io, 50ms);
     ASSERT_EQ(io::readiness::drained(local), io::readiness::kSupported);
 }
 
+// A connection in the state of a busy one (see settle()).
+class SettledConnection : public ::testing::Test {
+  protected:
+    void SetUp() override { settle(io, pair.peer, pair.local, stream); }
+
+    // A read that starts with nothing to read; `peer_acts` then sends.
+    template <typename Action>
+    Read read_waiting_for(Action peer_acts) {
+        Read waiting;
+        start_read(io, stream, pair.local, waiting);
+        run_for(io, 100ms);
+        EXPECT_FALSE(waiting.done);
+        EXPECT_EQ(io::readiness::drained(pair.local), io::readiness::kSupported);
+        peer_acts();
+        run_until(io, [&] { return waiting.done; });
+        EXPECT_TRUE(waiting.done);
+        return waiting;
+    }
+
+    io::asio::io_context io{1};
+    Connected pair = connect_pair(io);
+    io::TlsCapableStream stream{pair.local};
+};
+
 }  // namespace
 
-TEST(Readiness, AReadThatEmptiesTheSocketMarksItAndNewDataClearsTheMark) {
-    io::asio::io_context io{1};
-    auto [peer, local] = connect_pair(io);
-    io::TlsCapableStream stream(local);
-    settle(io, peer, local, stream);
+// A read that finds nothing waits, the socket marked; the read that then
+// takes what came marks it again, before anything else runs. New data
+// clears the mark once the loop has handled epoll's event, and the next
+// read takes the data at once.
+TEST_F(SettledConnection, AReadThatEmptiesTheSocketMarksItAndNewDataClearsTheMark) {
+    auto waited = read_waiting_for([&] { send(pair.peer, "one\r\n"); });
+    EXPECT_FALSE(waited.ec);
+    EXPECT_EQ(waited.data, "one\r\n");
+    EXPECT_EQ(waited.drained_after, io::readiness::kSupported);
 
-    // A read that finds nothing waits, the socket marked; the read that
-    // then takes what came marks it again, before anything else runs.
-    Read waiting;
-    start_read(io, stream, local, waiting);
-    run_until(
-        io, [] { return false; }, 100ms);
-    ASSERT_FALSE(waiting.done);
-    EXPECT_EQ(io::readiness::drained(local), io::readiness::kSupported);
-    send(peer, "one\r\n");
-    run_until(io, [&] { return waiting.done; });
-    ASSERT_TRUE(waiting.done);
-    EXPECT_FALSE(waiting.ec);
-    EXPECT_EQ(waiting.data, "one\r\n");
-    EXPECT_EQ(waiting.drained_after, io::readiness::kSupported);
-
-    // New data: once the loop has handled epoll's event, the mark is gone,
-    // and the next read takes the data at once.
-    send(peer, "two\r\n");
-    ASSERT_TRUE(wait_for(local, POLLIN));
-    run_until(io, [&] { return !io::readiness::drained(local); });
-    EXPECT_FALSE(io::readiness::drained(local));
-    auto second = read_once(io, stream, local);
-    ASSERT_TRUE(second.done);
-    EXPECT_EQ(second.data, "two\r\n");
+    send(pair.peer, "two\r\n");
+    ASSERT_TRUE(wait_for(pair.local, POLLIN));
+    run_until(io, [&] { return !io::readiness::drained(pair.local); });
+    EXPECT_FALSE(io::readiness::drained(pair.local));
+    auto next = read_once(io, stream, pair.local);
+    ASSERT_TRUE(next.done);
+    EXPECT_EQ(next.data, "two\r\n");
 }
 
 // The peer's last words and its FIN arrive together, while a read waits.
 // The read takes the words and finds the socket empty, but the end of
 // stream is still to be read: the socket must not be marked drained, or
 // the next read would wait for an event that never comes.
-TEST(Readiness, DataWithEndOfStreamDoesNotLeaveTheNextReadWaiting) {
-    io::asio::io_context io{1};
-    auto [peer, local] = connect_pair(io);
-    io::TlsCapableStream stream(local);
-    settle(io, peer, local, stream);
-    Read words;
-    start_read(io, stream, local, words);
-    run_until(
-        io, [] { return false; }, 50ms);
-    send(peer, "421 bye\r\n");
-    peer.shutdown(io::tcp::socket::shutdown_send);
-    run_until(io, [&] { return words.done; });
-    ASSERT_TRUE(words.done);
+TEST_F(SettledConnection, DataWithEndOfStreamDoesNotLeaveTheNextReadWaiting) {
+    auto words = read_waiting_for([&] {
+        send(pair.peer, "421 bye\r\n");
+        pair.peer.shutdown(io::tcp::socket::shutdown_send);
+    });
     EXPECT_EQ(words.data, "421 bye\r\n");
     EXPECT_FALSE(words.drained_after);
-    auto end = read_once(io, stream, local);
-    ASSERT_TRUE(end.done) << "the end of stream was not read";
-    EXPECT_EQ(end.ec, io::asio::error::eof);
+    expect_end_of_stream(io, stream, pair.local);
 }
 
 // As above, but the loop handles epoll's event before anybody reads: the
 // words are then read at once, outside Asio, and the event said the peer
 // closed.
-TEST(Readiness, EndOfStreamSeenByTheLoopFirstIsNotForgotten) {
-    io::asio::io_context io{1};
-    auto [peer, local] = connect_pair(io);
-    io::TlsCapableStream stream(local);
-    settle(io, peer, local, stream);
-    send(peer, "221 bye\r\n");
-    peer.shutdown(io::tcp::socket::shutdown_send);
-    ASSERT_TRUE(wait_for(local, POLLIN | POLLRDHUP));
-    run_until(io, [&] { return !io::readiness::drained(local); });
-    run_until(
-        io, [] { return false; }, 50ms);
-    ASSERT_EQ(read_once(io, stream, local).data, "221 bye\r\n");
-    run_until(
-        io, [] { return false; }, 50ms);
-    EXPECT_FALSE(io::readiness::drained(local));
-    auto end = read_once(io, stream, local);
-    ASSERT_TRUE(end.done) << "the end of stream was not read";
-    EXPECT_EQ(end.ec, io::asio::error::eof);
+TEST_F(SettledConnection, EndOfStreamSeenByTheLoopFirstIsNotForgotten) {
+    send(pair.peer, "221 bye\r\n");
+    pair.peer.shutdown(io::tcp::socket::shutdown_send);
+    ASSERT_TRUE(wait_for(pair.local, POLLIN | POLLRDHUP));
+    run_until(io, [&] { return !io::readiness::drained(pair.local); });
+    run_for(io, 50ms);
+    ASSERT_EQ(read_once(io, stream, pair.local).data, "221 bye\r\n");
+    run_for(io, 50ms);
+    EXPECT_FALSE(io::readiness::drained(pair.local));
+    expect_end_of_stream(io, stream, pair.local);
 }
 
 // Asio reuses its per-socket records: the end of stream a closed socket saw
@@ -207,8 +212,7 @@ TEST(Readiness, ANewSocketDoesNotInheritAnOldEndOfStream) {
     Read at_peer, at_local;
     start_read(io, peer_stream, peer, at_peer);
     start_read(io, local_stream, local, at_local);
-    run_until(
-        io, [] { return false; }, 100ms);
+    run_for(io, 100ms);
     EXPECT_EQ(io::readiness::drained(local), io::readiness::kSupported);
     EXPECT_EQ(io::readiness::drained(peer), io::readiness::kSupported);
     send(peer, "fresh\r\n");

@@ -6,8 +6,7 @@
 
 namespace smtplb::io::readiness {
 
-#if BOOST_VERSION == 108100 && defined(BOOST_ASIO_HAS_EPOLL) && \
-    !defined(BOOST_ASIO_HAS_IO_URING_AS_DEFAULT)
+#if SMTPLB_READINESS_SUPPORTED
 namespace {
 
 namespace detail = asio::detail;

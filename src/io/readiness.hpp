@@ -26,10 +26,11 @@ namespace readiness {
 
 #if BOOST_VERSION == 108100 && defined(BOOST_ASIO_HAS_EPOLL) && \
     !defined(BOOST_ASIO_HAS_IO_URING_AS_DEFAULT)
-inline constexpr bool kSupported = true;
+#define SMTPLB_READINESS_SUPPORTED 1
 #else
-inline constexpr bool kSupported = false;
+#define SMTPLB_READINESS_SUPPORTED 0
 #endif
+inline constexpr bool kSupported = SMTPLB_READINESS_SUPPORTED;
 // No readiness event since the socket was last marked drained.
 bool drained(tcp::socket& socket);
 void mark_drained(tcp::socket& socket);

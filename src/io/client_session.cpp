@@ -101,6 +101,7 @@ class ClientSession {
     std::unique_ptr<TlsFacts> tls_;  // once TLS is up
     std::unique_ptr<char[]> transaction_buffer_;
     SpareSize transaction_buffer_size_ = SpareSize::Small;
+    bool last_read_filled_ = false;  // the last read filled its buffer
     std::array<char, 512> command_buffer_;
     Listener& listener_;
     Balancer& balancer_;
@@ -129,23 +130,23 @@ Reply storage_full() {
     return Reply::make(452, "4.3.1", "Insufficient system storage");
 }
 
-// Commands between messages fit the session's own 512 bytes; a transaction's
-// commands get 16 KiB, its body 64 KiB, so that a large message is taken in a
-// few reads (a 100 KiB body: 2 instead of 7).
+// Commands between messages fit the session's own 512 bytes; a transaction
+// gets 16 KiB, and 64 KiB while a body arrives faster than 16 KiB per read,
+// so that a large message takes few reads (100 KiB: 3 instead of 7) while a
+// client that trickles its body, as a slowloris does, holds only 16 KiB.
 asio::mutable_buffer ClientSession::read_buffer() {
+    SpareSize wanted = body_ && last_read_filled_ ? SpareSize::Large : SpareSize::Small;
     if (transaction_buffer_ &&
-        (!protocol_.in_transaction() ||
-         (body_ != nullptr) != (transaction_buffer_size_ == SpareSize::Large))) {
+        (!protocol_.in_transaction() || transaction_buffer_size_ != wanted)) {
         give_spare(transaction_buffer_size_, std::move(transaction_buffer_));
     }
     if (!protocol_.in_transaction())
         return asio::buffer(command_buffer_.data(), command_buffer_.size());
     if (!transaction_buffer_) {
-        transaction_buffer_size_ = body_ ? SpareSize::Large : SpareSize::Small;
-        transaction_buffer_ = take_spare(transaction_buffer_size_);
+        transaction_buffer_size_ = wanted;
+        transaction_buffer_ = take_spare(wanted);
     }
-    return asio::buffer(transaction_buffer_.get(),
-                        static_cast<std::size_t>(transaction_buffer_size_));
+    return asio::buffer(transaction_buffer_.get(), static_cast<std::size_t>(wanted));
 }
 
 awaitable<bool> ClientSession::flush() {
@@ -512,6 +513,7 @@ awaitable<void> ClientSession::run() {
             co_await read_failed(ec, deadline);
             break;
         }
+        last_read_filled_ = n == buffer.size();
         protocol_.feed(std::string_view(static_cast<const char*>(buffer.data()), n));
     }
     deadline.stop();

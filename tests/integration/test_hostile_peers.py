@@ -1,7 +1,7 @@
 """Hostile peers through the real binary, beyond single commands: backends
 that refuse what the balancer needs, identities that need encoding and
 splitting, trickled PROXY headers, STARTTLS abuse, thousands of slow
-clients, and connection floods."""
+clients, clients stalled inside DATA, and connection floods."""
 import json
 import os
 import resource
@@ -220,6 +220,52 @@ class HostilePeers(WorkdirTestCase):
         bound = 64 if sanitized_build(lb.process.proc.pid) else 16
         self.assertLess(held / count, bound, f"{held} KiB for {count} slow clients")
         print(f"\n{count} slow clients held {held} KiB of smtplb RSS ({held / count:.1f} each)")
+
+    def test_clients_stalled_inside_data_hold_bounded_memory(self):
+        # Slowloris inside a message: each client has a backend transaction
+        # open and part of a body sent, then goes quiet. What smtplb holds
+        # for each is that part plus a bounded overhead, not a full-size
+        # buffer per client, and a normal client is still served.
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        self.addCleanup(resource.setrlimit, resource.RLIMIT_NOFILE, (soft, hard))
+        count = min(1000, (hard - 500) // 3)  # client, session and backend descriptors
+        self.assertGreaterEqual(count, 500, f"descriptor limit {hard} is too low for this test")
+        body_part = b"Subject: stalled\r\n\r\n" + b"x" * 78 + b"\r\n"
+        body_part *= 2048 // len(body_part)
+        sink, = self.start_sinks("sink")
+        lb, port = self.start_lb([("sink", sink.port)],
+                                 listener_options={"max_connections": count + 100,
+                                                   "max_connections_per_client": count + 100,
+                                                   "data_timeout": "5m"})
+        before = rss_kib(lb.process.proc.pid)
+        stalled = []
+        try:
+            for i in range(count):
+                s = socket.create_connection(("127.0.0.1", port), timeout=30,
+                                             source_address=(f"127.0.{1 + i // 250}.{1 + i % 250}", 0))
+                stalled.append(s)
+                f = s.makefile("rb")
+                self.assertTrue(f.readline().startswith(b"220"))
+                s.sendall(b"HELO stalled.example\r\nMAIL FROM:<a@example.org>\r\n"
+                          b"RCPT TO:<b@example.net>\r\nDATA\r\n")
+                replies = [f.readline()[:3] for _ in range(4)]
+                self.assertEqual(replies, [b"250", b"250", b"250", b"354"])
+                s.sendall(body_part)
+            time.sleep(0.5)  # the last parts are read
+            held = rss_kib(lb.process.proc.pid) - before
+            with smtplib.SMTP("127.0.0.1", port, timeout=30) as s:
+                s.sendmail("a@example.org", ["b@example.net"], "Subject: normal\r\n\r\nhi\r\n")
+            wait_until(lambda: sink.messages(), what="the normal message")
+            self.assertEqual(len(sink.messages()), 1)  # none of the stalled ones
+        finally:
+            for s in stalled:
+                s.close()
+        per_client = held / count
+        print(f"\n{count} clients stalled in DATA held {held} KiB of smtplb RSS "
+              f"({per_client:.1f} each, {len(body_part) / 1024:.1f} KiB of body each)")
+        bound = 160 if sanitized_build(lb.process.proc.pid) else 40
+        self.assertLess(per_client, bound, f"{held} KiB for {count} clients stalled in DATA")
 
     def test_connection_flood_past_max_connections_is_refused_then_recovers(self):
         sink, = self.start_sinks("sink")

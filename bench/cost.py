@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Where a proxy's time per message goes, for comparing builds: user and
-system CPU and minor page faults per message of the proxy process (from
-/proc/PID/stat), with the sinks' and smtp-source's CPU per message beside
-them. Each configuration gets fresh sinks and a 200-message warm-up; runs are
+system CPU, minor page faults and involuntary context switches (preemptions)
+per message of the proxy process (from /proc/PID/stat and status), with the
+sinks' and smtp-source's CPU per message and the machine's idle share
+(/proc/stat) beside them. Each configuration gets fresh sinks and a 200-message warm-up; runs are
 interleaved and medians reported. Use it to compare two smtplb binaries (a
 change and its parent) with HAProxy as the yardstick; bench.py is the
 published side-by-side.
@@ -34,6 +35,24 @@ def stat(pid):
     return int(fields[11]), int(fields[12]), int(fields[7])
 
 
+def involuntary_switches(pid):
+    """Preemptions of all the process's threads so far."""
+    total = 0
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{task}/status") as f:
+            for line in f:
+                if line.startswith("nonvoluntary_ctxt_switches:"):
+                    total += int(line.split()[1])
+    return total
+
+
+def machine_ticks():
+    """(all, idle) CPU ticks of the machine so far."""
+    with open("/proc/stat") as f:
+        ticks = [int(t) for t in f.readline().split()[1:]]
+    return sum(ticks), ticks[3] + ticks[4]  # idle and iowait
+
+
 def peers_seconds(sinks):
     sink_ticks = sum(sum(stat(s.pid)[:2]) for _, s in sinks)
     generator = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -60,10 +79,12 @@ def measure(config, args):
         run_load([port], 200, args.sessions, True, args.size, 300)
         sink0, gen0 = peers_seconds(sinks)
         user0, sys0, faults0 = stat(proc.pid)
+        preempted0, machine0 = involuntary_switches(proc.pid), machine_ticks()
         began = time.monotonic()
         run_load([port], args.messages, args.sessions, True, args.size, 300)
         elapsed = time.monotonic() - began
         user1, sys1, faults1 = stat(proc.pid)
+        preempted1, machine1 = involuntary_switches(proc.pid), machine_ticks()
         sink1, gen1 = peers_seconds(sinks)
     finally:
         proc.stop()
@@ -73,6 +94,8 @@ def measure(config, args):
     return {"rate": args.messages / elapsed,
             "user": (user1 - user0) / TICK * per, "sys": (sys1 - sys0) / TICK * per,
             "faults": (faults1 - faults0) / args.messages,
+            "preempted": (preempted1 - preempted0) / args.messages,
+            "idle": 100 * (machine1[1] - machine0[1]) / max(1, machine1[0] - machine0[0]),
             "sinks": (sink1 - sink0) * per, "generator": (gen1 - gen0) * per}
 
 
@@ -94,12 +117,14 @@ def main():
         for config in configs:
             results[config].append(measure(config, args))
     print("| configuration | messages/s | proxy user µs/msg | proxy system µs/msg "
-          "| proxy minor faults/msg | sinks µs/msg | smtp-source µs/msg |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+          "| proxy minor faults/msg | proxy preemptions/msg | sinks µs/msg | smtp-source µs/msg "
+          "| machine idle % |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for config in configs:
         med = {k: statistics.median(r[k] for r in results[config]) for k in results[config][0]}
         print(f"| {config} | {med['rate']:.0f} | {med['user']:.1f} | {med['sys']:.1f} | "
-              f"{med['faults']:.2f} | {med['sinks']:.1f} | {med['generator']:.1f} |")
+              f"{med['faults']:.2f} | {med['preempted']:.2f} | {med['sinks']:.1f} | "
+              f"{med['generator']:.1f} | {med['idle']:.1f} |")
 
 
 if __name__ == "__main__":

@@ -32,10 +32,10 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 # Re-exported for the other benchmarks, which import them from here.
-from peers import (Proc, cpu_seconds, free_port, idle_rss_per_connection,  # noqa: E402,F401
-                   postfix_master_pid, postfix_queued, require, run_load, start_haproxy,
-                   start_nginx, start_postfix_relay, start_sinks, start_smtplb, tree_cpu_seconds,
-                   wait_port)
+from peers import (BUILT_SMTPLB, Proc, cpu_seconds, free_port,  # noqa: E402,F401
+                   idle_rss_per_connection, postfix_master_pid, postfix_queued, require,
+                   run_load, start_haproxy, start_nginx, start_postfix_relay, start_sinks,
+                   start_smtplb, tree_cpu_seconds, wait_port)
 
 ALL_CONFIGS = "direct,haproxy,nginx,postfix,smtplb,smtplb-tcp,smtplb-spool"
 SLOW = ("nginx", "postfix")  # hundreds of messages per second: fewer messages
@@ -225,8 +225,7 @@ def report(results, idle, configs, workloads, args):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--smtplb", default=os.path.join(os.path.dirname(__file__), "..", "build",
-                                                     "src", "app", "smtplb"))
+    ap.add_argument("--smtplb", default=BUILT_SMTPLB)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--messages", type=int, default=20000)
     ap.add_argument("--new-conn-messages", type=int, default=8000)

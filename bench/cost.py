@@ -23,7 +23,8 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from peers import run_load, start_haproxy, start_sinks, start_smtplb  # noqa: E402
+from peers import (BUILT_SMTPLB, run_load, start_haproxy, start_sinks,  # noqa: E402
+                   start_smtplb)
 
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -106,8 +107,7 @@ def main():
     ap.add_argument("--size", type=int, default=4096)
     ap.add_argument("--sessions", type=int, default=20)
     ap.add_argument("--runs", type=int, default=5)
-    ap.add_argument("--smtplb", default=os.path.join(os.path.dirname(__file__), "..", "build",
-                                                     "src", "app", "smtplb"))
+    ap.add_argument("--smtplb", default=BUILT_SMTPLB)
     args = ap.parse_args()
     if not (1 <= args.messages <= 200000 and 1 <= args.runs <= 20):
         sys.exit("cost: --messages 1..200000, --runs 1..20")

@@ -21,7 +21,8 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from peers import Proc, free_port, rss_kib, start_smtplb, wait_port  # noqa: E402
+from peers import (BUILT_SMTPLB, Proc, free_port, rss_kib, start_smtplb,  # noqa: E402
+                   wait_port)
 
 BATCH = 500
 
@@ -76,8 +77,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--connections", type=int, default=10000)
     ap.add_argument("--modes", default="smtp,tcp")
-    ap.add_argument("--smtplb", default=os.path.join(os.path.dirname(__file__), "..", "build",
-                                                     "src", "app", "smtplb"))
+    ap.add_argument("--smtplb", default=BUILT_SMTPLB)
     args = ap.parse_args()
     if not 1 <= args.connections <= 20000:
         sys.exit("idle_many: --connections must be between 1 and 20000")

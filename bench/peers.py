@@ -19,6 +19,11 @@ HZ = os.sysconf("SC_CLK_TCK")
 PAGE_KIB = os.sysconf("SC_PAGE_SIZE") // 1024
 
 
+# The binary the README's build makes, the default for every script here.
+BUILT_SMTPLB = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "build", "src",
+                            "app", "smtplb")
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

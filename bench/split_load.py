@@ -22,7 +22,8 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from peers import require, run_load, start_haproxy, start_sinks, start_smtplb  # noqa: E402
+from peers import (BUILT_SMTPLB, require, run_load, start_haproxy, start_sinks,  # noqa: E402
+                   start_smtplb)
 
 CONFIGS = ("haproxy", "smtplb", "smtplb-x2")
 
@@ -55,8 +56,7 @@ def measure(config, args):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--smtplb", default=os.path.join(os.path.dirname(__file__), "..", "build",
-                                                     "src", "app", "smtplb"))
+    ap.add_argument("--smtplb", default=BUILT_SMTPLB)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--messages", type=int, default=20000)
     ap.add_argument("--sessions", type=int, default=20)

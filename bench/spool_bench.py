@@ -24,7 +24,8 @@ import sys
 import tempfile
 import time
 
-from peers import Proc, RelayPostfix, free_port, run_load, start_sinks, wait_port  # noqa: E402
+from peers import (BUILT_SMTPLB, Proc, RelayPostfix, free_port, run_load,  # noqa: E402
+                   start_sinks, wait_port)
 
 
 def smtplb_config(workdir, port, backend_ports, sessions):
@@ -115,8 +116,7 @@ def postfix_run(postfix, args):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--smtplb", default=os.path.join(os.path.dirname(__file__), "..", "build",
-                                                     "src", "app", "smtplb"))
+    ap.add_argument("--smtplb", default=BUILT_SMTPLB)
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--messages", type=int, default=3000)
     ap.add_argument("--sessions", type=int, default=20)

@@ -16,7 +16,7 @@ import sys
 import tempfile
 import time
 
-from peers import free_port
+from peers import BUILT_SMTPLB, free_port
 
 
 def record(kind, payload):
@@ -34,8 +34,7 @@ def spool_file(n, now_ms):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--smtplb", default=os.path.join(os.path.dirname(__file__), "..", "build",
-                                                     "src", "app", "smtplb"))
+    ap.add_argument("--smtplb", default=BUILT_SMTPLB)
     ap.add_argument("--messages", type=int, default=100000)
     args = ap.parse_args()
     workdir = tempfile.mkdtemp(prefix="smtplb-recovery-")

@@ -29,7 +29,7 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests", "integration"))
 import harness  # noqa: E402  (certificates, Postfix)
 import peers  # noqa: E402
-from peers import cpu_seconds, start_sinks  # noqa: E402
+from peers import BUILT_SMTPLB, cpu_seconds, start_sinks  # noqa: E402
 
 BODY = b"Subject: bench\r\n\r\n" + (b"x" * 76 + b"\r\n") * 52  # about 4 KiB
 
@@ -83,8 +83,7 @@ def start_smtplb(smtplb, workdir, sink_ports, cert):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--smtplb", default=os.path.join(os.path.dirname(__file__), "..", "build",
-                                                     "src", "app", "smtplb"))
+    ap.add_argument("--smtplb", default=BUILT_SMTPLB)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--handshakes", type=int, default=600)
     ap.add_argument("--messages", type=int, default=2000)

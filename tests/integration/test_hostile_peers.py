@@ -182,10 +182,16 @@ class HostilePeers(WorkdirTestCase):
         self.assertTrue(command("MAIL FROM:<a@example.org>").startswith("250"))
         tls.close()
 
-    def test_thousands_of_slow_clients_do_not_starve_a_normal_one(self):
+    def use_hard_descriptor_limit(self):
+        """Raises this process's descriptor limit to the hard one for the
+        test; returns it."""
         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
         self.addCleanup(resource.setrlimit, resource.RLIMIT_NOFILE, (soft, hard))
+        return hard
+
+    def test_thousands_of_slow_clients_do_not_starve_a_normal_one(self):
+        hard = self.use_hard_descriptor_limit()
         # The test needs a descriptor per slow client, and so does smtplb.
         count = min(5000, (hard - 500) // 2)
         self.assertGreaterEqual(count, 1000, f"descriptor limit {hard} is too low for this test")
@@ -198,8 +204,7 @@ class HostilePeers(WorkdirTestCase):
         try:
             for i in range(count):
                 # Spread over loopback sources; each sends half a command.
-                s = socket.create_connection(("127.0.0.1", port), timeout=30,
-                                             source_address=(f"127.0.{1 + i // 250}.{1 + i % 250}", 0))
+                s = connect_from_many(port, i)
                 s.sendall(b"EH")
                 slow.append(s)
             # Every one of them has been accepted and greeted.
@@ -226,9 +231,7 @@ class HostilePeers(WorkdirTestCase):
         # open and part of a body sent, then goes quiet. What smtplb holds
         # for each is that part plus a bounded overhead, not a full-size
         # buffer per client, and a normal client is still served.
-        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-        self.addCleanup(resource.setrlimit, resource.RLIMIT_NOFILE, (soft, hard))
+        hard = self.use_hard_descriptor_limit()
         count = min(1000, (hard - 500) // 3)  # client, session and backend descriptors
         self.assertGreaterEqual(count, 500, f"descriptor limit {hard} is too low for this test")
         body_part = b"Subject: stalled\r\n\r\n" + b"x" * 78 + b"\r\n"
@@ -242,8 +245,7 @@ class HostilePeers(WorkdirTestCase):
         stalled = []
         try:
             for i in range(count):
-                s = socket.create_connection(("127.0.0.1", port), timeout=30,
-                                             source_address=(f"127.0.{1 + i // 250}.{1 + i % 250}", 0))
+                s = connect_from_many(port, i)
                 stalled.append(s)
                 f = s.makefile("rb")
                 self.assertTrue(f.readline().startswith(b"220"))
@@ -294,6 +296,12 @@ class HostilePeers(WorkdirTestCase):
         with smtplib.SMTP("127.0.0.1", port, timeout=30) as s:
             s.sendmail("a@example.org", ["b@example.net"], "Subject: after\r\n\r\nhi\r\n")
         wait_until(lambda: sink.messages(), what="the message after the flood")
+
+
+def connect_from_many(port, i):
+    """The i-th of many clients, spread over loopback source addresses."""
+    return socket.create_connection(("127.0.0.1", port), timeout=30,
+                                    source_address=(f"127.0.{1 + i // 250}.{1 + i % 250}", 0))
 
 
 def _greets(port):

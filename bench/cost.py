@@ -3,8 +3,8 @@
 system CPU, minor page faults and involuntary context switches (preemptions)
 per message of the proxy process (from /proc/PID/stat and status), with the
 sinks' and smtp-source's CPU per message and the machine's idle share
-(/proc/stat) beside them. Each configuration gets fresh sinks and a 200-message warm-up; runs are
-interleaved and medians reported. Use it to compare two smtplb binaries (a
+(/proc/stat) beside them. Each configuration gets fresh sinks and a
+200-message warm-up; runs are interleaved and medians reported. Use it to compare two smtplb binaries (a
 change and its parent) with HAProxy as the yardstick; bench.py is the
 published side-by-side.
 

@@ -103,6 +103,7 @@ std::string status_json(io::Balancer& balancer) {
                           ? json::value(proto::to_string(p->config().health.depth))
                           : json::value(false);
         json::array backends;
+        auto guard = p->lock();  // sessions on other event loops change them
         for (const auto& b : p->backends())
             backends.push_back(backend_json(*p, b));
         o["backends"] = std::move(backends);
@@ -153,6 +154,7 @@ ApiResponse handle_request(io::Balancer& balancer, const std::string& method,
         if (!balancer.set_backend_state(parts[3], parts[4], *state, error))
             return error_response(404, error);
         auto* pool = balancer.pool(parts[3]);
+        auto guard = pool->lock();
         const auto& b = pool->backend(*pool->find(parts[4]));
         json::object o = backend_json(*pool, b);
         o["pool"] = parts[3];

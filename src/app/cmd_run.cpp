@@ -30,6 +30,7 @@ void log_event(const std::string& event,
 struct Daemon {
     std::string path;
     io::asio::io_context& io;
+    io::EventLoops& loops;
     std::unique_ptr<io::Balancer> current;
     std::vector<std::unique_ptr<io::Balancer>> retiring;
     std::unique_ptr<admin::HttpServer> admin_server;
@@ -59,7 +60,8 @@ admin::ReloadOutcome Daemon::reload_now() {
         return {false, reasons};
     }
     // Validate against the running daemon too: bind, state_dir, tracking log.
-    auto next = std::make_unique<io::Balancer>(io, *loaded.config, nullptr, current.get());
+    auto next =
+        std::make_unique<io::Balancer>(io, *loaded.config, nullptr, current.get(), &loops);
     std::string error;
     if (!next->start(error, current.get())) {
         log_event("reload_refused",
@@ -71,6 +73,10 @@ admin::ReloadOutcome Daemon::reload_now() {
         log_event("admin_unchanged",
                   {{"address", old_admin},
                    {"reason", "server.admin changes take effect at the next start"}});
+    if (loaded.config->server.threads != loops.size())
+        log_event("threads_unchanged",
+                  {{"threads", std::to_string(loops.size())},
+                   {"reason", "server.threads changes take effect at the next start"}});
     // The old generation takes no new connections; its sessions go on with
     // the old configuration until their clients end them.
     current->retire();
@@ -154,7 +160,12 @@ int run_daemon(const std::string& path) {
     // kill the process).
     io::asio::signal_set signals(*io, SIGINT, SIGTERM);
     io::asio::signal_set hangup(*io, SIGHUP);
-    Daemon daemon{path, *io, std::make_unique<io::Balancer>(*io, *result.config), {}, {}};
+    // Declared before the daemon: the balancers' sockets and timers belong
+    // to these loops, so the balancers are destroyed first.
+    io::EventLoops loops(*io, result.config->server.threads);
+    Daemon daemon{path, *io, loops,
+                  std::make_unique<io::Balancer>(*io, *result.config, nullptr, nullptr, &loops),
+                  {}, {}};
     std::string error;
     if (!daemon.current->start(error)) {
         log_event("start_failed", {{"reason", error}});
@@ -238,6 +249,7 @@ int run_daemon(const std::string& path) {
     };
     hangup.async_wait(on_hangup);
     ::signal(SIGPIPE, SIG_IGN);
+    loops.start();
     io->run();
     // Anything still suspended unwinds now. Then, by scope: the signal sets,
     // the admin server, the balancers, and last the loop their sockets
@@ -248,6 +260,7 @@ int run_daemon(const std::string& path) {
     all([](io::Balancer& b) { b.abort_sessions(); });
     io->restart();
     io->run_for(std::chrono::seconds(2));
+    loops.stop();  // the other loops' threads end; what they left is destroyed with them
     all([](io::Balancer& b) { b.tracking().flush(); });
     daemon.admin_server.reset();
     daemon.retiring.clear();

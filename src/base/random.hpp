@@ -1,5 +1,6 @@
 #pragma once
 #include <cstdint>
+#include <mutex>
 #include <random>
 
 namespace smtplb::base {
@@ -16,11 +17,14 @@ class DefaultRandom final : public Random {
   public:
     DefaultRandom() : engine_(std::random_device{}()) {}
     explicit DefaultRandom(std::uint64_t seed) : engine_(seed) {}
+    // Locked: pools on several event loops and the health checker share one.
     std::uint64_t below(std::uint64_t bound) override {
+        std::lock_guard guard(mutex_);
         return std::uniform_int_distribution<std::uint64_t>(0, bound - 1)(engine_);
     }
 
   private:
+    std::mutex mutex_;
     std::mt19937_64 engine_;
 };
 

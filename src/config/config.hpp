@@ -44,6 +44,9 @@ struct Server {
     std::uint64_t spill_threshold = 1u << 20;  // message bytes kept in memory
     // On SIGTERM: how long transactions in progress may take to finish.
     std::chrono::milliseconds shutdown_grace{30000};
+    // Event loops that run client sessions, each on a thread of its own.
+    // Fixed at start: a reload keeps the running number.
+    std::uint32_t threads = 1;
 };
 
 // The durable queue for pools with on_unavailable = "spool" (under state_dir).

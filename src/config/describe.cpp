@@ -36,7 +36,8 @@ std::string describe(const Config& c) {
       << "admin = " << quoted(c.server.admin) << "\n"
       << "admin_token_file = " << quoted(c.server.admin_token_file) << "\n"
       << "spill_threshold = " << c.server.spill_threshold << "\n"
-      << "shutdown_grace = " << ms(c.server.shutdown_grace) << "\n";
+      << "shutdown_grace = " << ms(c.server.shutdown_grace) << "\n"
+      << "threads = " << c.server.threads << "\n";
     o << "\n[spool]\n"
       << "max_messages = " << c.spool.max_messages << "\n"
       << "max_size = " << c.spool.max_size << "\n"

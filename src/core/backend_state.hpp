@@ -2,6 +2,7 @@
 #include <cstdint>
 #include <string>
 
+#include "base/counter.hpp"
 #include "base/clock.hpp"
 #include "config/config.hpp"
 #include "core/health.hpp"
@@ -11,12 +12,12 @@ namespace smtplb::core {
 
 // Counters per backend, for the tracking summary, the demo view and metrics.
 struct BackendCounters {
-    std::uint64_t attempts = 0;    // transactions started on it
-    std::uint64_t delivered = 0;   // messages it answered 250 for
-    std::uint64_t rejected = 0;    // 5xx verdicts passed to clients
-    std::uint64_t deferred = 0;    // 4xx that sent the transaction elsewhere
-    std::uint64_t failed = 0;      // connection or protocol failures
-    std::uint64_t recipients = 0;  // recipients it accepted
+    base::Counter attempts = 0;    // transactions started on it
+    base::Counter delivered = 0;   // messages it answered 250 for
+    base::Counter rejected = 0;    // 5xx verdicts passed to clients
+    base::Counter deferred = 0;    // 4xx that sent the transaction elsewhere
+    base::Counter failed = 0;      // connection or protocol failures
+    base::Counter recipients = 0;  // recipients it accepted
 };
 
 // One backend as the scheduler sees it: configuration plus live load and state.

@@ -6,25 +6,27 @@
 #include <utility>
 #include <vector>
 
+#include "base/counter.hpp"
+
 namespace smtplb::core {
 
 // What one listener has seen since start, for /metrics.
 struct ListenerCounters {
-    std::uint64_t connections = 0;  // accepted
-    std::uint64_t refused = 0;      // over max_connections or the per-client limit
-    std::uint64_t relayed = 0;      // transactions by result, as in the tracking log
-    std::uint64_t rejected = 0;
-    std::uint64_t tempfailed = 0;
-    std::uint64_t aborted = 0;
-    std::uint64_t spooled = 0;
-    std::uint64_t message_bytes = 0;  // of relayed and spooled messages
-    std::uint64_t tls_sessions = 0;   // TLS handshakes that succeeded
-    std::uint64_t tls_failures = 0;   // and that failed (or timed out)
-    std::uint64_t proxy_refused = 0;  // PROXY header missing, malformed or untrusted
-    std::uint64_t auth_ok = 0;        // AUTH verdicts
-    std::uint64_t auth_failed = 0;
-    std::uint64_t auth_tempfailed = 0;
-    std::uint64_t auth_throttled = 0;  // refused without asking: too many failures
+    base::Counter connections = 0;  // accepted
+    base::Counter refused = 0;      // over max_connections or the per-client limit
+    base::Counter relayed = 0;      // transactions by result, as in the tracking log
+    base::Counter rejected = 0;
+    base::Counter tempfailed = 0;
+    base::Counter aborted = 0;
+    base::Counter spooled = 0;
+    base::Counter message_bytes = 0;  // of relayed and spooled messages
+    base::Counter tls_sessions = 0;   // TLS handshakes that succeeded
+    base::Counter tls_failures = 0;   // and that failed (or timed out)
+    base::Counter proxy_refused = 0;  // PROXY header missing, malformed or untrusted
+    base::Counter auth_ok = 0;        // AUTH verdicts
+    base::Counter auth_failed = 0;
+    base::Counter auth_tempfailed = 0;
+    base::Counter auth_throttled = 0;  // refused without asking: too many failures
 
     void count_result(std::string_view result, std::uint64_t bytes);
 };

@@ -18,14 +18,45 @@ Pool::Pool(const config::Pool& config, const base::Clock& clock, base::Random& r
         persistence_.emplace(clock_, config_.persistence_ttl);
 }
 
-bool Pool::usable(std::size_t i) const {
+bool Pool::usable_locked(std::size_t i) const {
     return backends_[i].health.accepts_new(clock_.now());
 }
 
+bool Pool::usable(std::size_t i) const {
+    std::lock_guard guard(mutex_);
+    return usable_locked(i);
+}
+
 bool Pool::any_usable() const {
+    std::lock_guard guard(mutex_);
     for (std::size_t i = 0; i < backends_.size(); ++i)
-        if (usable(i)) return true;
+        if (usable_locked(i)) return true;
     return false;
+}
+
+void Pool::transaction_started(std::size_t i) {
+    std::lock_guard guard(mutex_);
+    ++backends_[i].pending;
+}
+
+void Pool::transaction_ended(std::size_t i) {
+    std::lock_guard guard(mutex_);
+    if (backends_[i].pending > 0) --backends_[i].pending;
+}
+
+void Pool::connection_opened(std::size_t i) {
+    std::lock_guard guard(mutex_);
+    ++backends_[i].active_connections;
+}
+
+void Pool::connection_closed(std::size_t i) {
+    std::lock_guard guard(mutex_);
+    if (backends_[i].active_connections > 0) --backends_[i].active_connections;
+}
+
+void Pool::observe_reply_time(std::size_t i, double seconds) {
+    std::lock_guard guard(mutex_);
+    backends_[i].reply_seconds.observe(seconds);
 }
 
 std::optional<std::size_t> Pool::find(const std::string& name) const {
@@ -36,8 +67,9 @@ std::optional<std::size_t> Pool::find(const std::string& name) const {
 
 std::optional<std::size_t> Pool::pick(const std::optional<base::IpAddress>& client,
                                       const std::vector<std::size_t>& tried) {
+    std::lock_guard guard(mutex_);
     auto open = [&](std::size_t i) {
-        return usable(i) && std::find(tried.begin(), tried.end(), i) == tried.end();
+        return usable_locked(i) && std::find(tried.begin(), tried.end(), i) == tried.end();
     };
     // The client's key matters only to persistence and source hashing.
     const bool keyed =
@@ -74,6 +106,7 @@ std::optional<std::size_t> Pool::pick(const std::optional<base::IpAddress>& clie
 }
 
 void Pool::adopt_state(const Pool& previous) {
+    std::scoped_lock guard(mutex_, previous.mutex_);
     for (auto& b : backends_) {
         auto old = previous.find(b.config.name);
         if (!old) continue;
@@ -92,6 +125,7 @@ void Pool::log(std::size_t i, const std::optional<HealthEvent>& event) {
 
 void Pool::report(std::size_t i, LiveOutcome outcome, const std::string& reason,
                   const std::string& reply) {
+    std::lock_guard guard(mutex_);
     auto& b = backends_[i];
     auto now = clock_.now();
     static constexpr ReplyRates::Class kClass[] = {ReplyRates::Positive,  ReplyRates::Permanent,
@@ -102,10 +136,12 @@ void Pool::report(std::size_t i, LiveOutcome outcome, const std::string& reason,
 }
 
 void Pool::probe_result(std::size_t i, const proto::ProbeResult& result) {
+    std::lock_guard guard(mutex_);
     log(i, backends_[i].health.probe(result, clock_.now()));
 }
 
 void Pool::set_admin(std::size_t i, AdminState state) {
+    std::lock_guard guard(mutex_);
     log(i, backends_[i].health.set_admin(state, clock_.now()));
 }
 

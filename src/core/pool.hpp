@@ -2,6 +2,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -18,6 +19,11 @@ namespace smtplb::core {
 
 // A named group of backends: priority tiers, a scheduler within a tier,
 // optional persistence, and the passive view of which backends are usable.
+//
+// Sessions on every event loop share a pool, so each method takes its lock,
+// and the load a scheduler reads (pending, active_connections) changes only
+// through the methods below. Who reads backends() beyond the configuration
+// and the counters (health, rates, load: the admin API) holds lock().
 class Pool {
   public:
     Pool(const config::Pool& config, const base::Clock& clock, base::Random& random);
@@ -37,6 +43,15 @@ class Pool {
     void set_admin(std::size_t backend, AdminState state);
     // May a new transaction start on this backend now?
     bool usable(std::size_t backend) const;
+    // The load schedulers weigh: transactions in flight, connections open.
+    void transaction_started(std::size_t backend);
+    void transaction_ended(std::size_t backend);
+    void connection_opened(std::size_t backend);
+    void connection_closed(std::size_t backend);
+    // How long the backend took to answer the end of a message.
+    void observe_reply_time(std::size_t backend, double seconds);
+    // For a consistent read of backends()' health, rates and load.
+    std::unique_lock<std::mutex> lock() const { return std::unique_lock(mutex_); }
     bool any_usable() const;
     std::optional<std::size_t> find(const std::string& backend_name) const;
     // After a reload: backends of `previous` with the same name and address
@@ -56,6 +71,9 @@ class Pool {
 
   private:
     void log(std::size_t backend, const std::optional<HealthEvent>& event);
+    bool usable_locked(std::size_t backend) const;
+
+    mutable std::mutex mutex_;
 
     config::Pool config_;
     const base::Clock& clock_;

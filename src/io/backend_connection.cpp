@@ -25,7 +25,7 @@ BackendConnection::BackendConnection(tcp::socket socket, core::Pool& pool, std::
         error_code ec;
         socket_.close(ec);
     });
-    ++pool_.backend(backend_).active_connections;
+    pool_.connection_opened(backend_);
 }
 
 void BackendConnection::track_in(ConnectionCache& cache) {
@@ -34,9 +34,11 @@ void BackendConnection::track_in(ConnectionCache& cache) {
 }
 
 BackendConnection::~BackendConnection() {
-    if (tracker_) tracker_->untrack(this);
     deadline_->stop();
-    --pool_.backend(backend_).active_connections;
+    pool_.connection_closed(backend_);
+    // Last: once no connection is tracked, the generation may be destroyed
+    // (from another thread), pool and all.
+    if (tracker_) tracker_->untrack(this);
 }
 
 void BackendConnection::close() {

@@ -13,12 +13,14 @@
 namespace smtplb::io {
 
 Balancer::Balancer(asio::io_context& io, const config::Config& config,
-                   std::unique_ptr<BackendConnector> connector, const Balancer* previous)
+                   std::unique_ptr<BackendConnector> connector, const Balancer* previous,
+                   EventLoops* loops)
     : io_(io),
+      own_loops_(loops ? nullptr : std::make_unique<EventLoops>(io)),
+      loops_(loops ? loops : own_loops_.get()),
       config_(config),
       router_(config_.routes),
       connector_(connector ? std::move(connector) : std::make_unique<TcpConnector>()),
-      cache_(io.get_executor()),
       tracking_(
           previous && previous->tracking_->path() == config_.server.tracking_log
               ? previous->tracking_
@@ -38,6 +40,8 @@ Balancer::Balancer(asio::io_context& io, const config::Config& config,
             spool_ = std::make_shared<Spool>(io_, config_);
     }
     if (spool_) spool_->set_event_log(event_log_);
+    for (std::size_t i = 0; i < loops_->size(); ++i)
+        caches_.push_back(std::make_shared<ConnectionCache>(loops_->loop(i).get_executor()));
     for (const auto& p : config_.pools) {
         pools_.push_back(std::make_unique<core::Pool>(p, clock_, random_));
         if (previous) {
@@ -53,7 +57,19 @@ Balancer::Balancer(asio::io_context& io, const config::Config& config,
 Balancer::~Balancer() {
     deliverer_.reset();
     health_.stop();
-    cache_.set_closing();
+    for (auto& cache : caches_)
+        cache->set_closing();
+}
+
+void Balancer::on_each_cache(std::function<void(ConnectionCache&)> task) {
+    // Each cache belongs to its loop's thread: the work goes there.
+    for (std::size_t i = 0; i < caches_.size(); ++i) {
+        if (i == 0) {
+            task(*caches_[0]);
+            continue;
+        }
+        asio::post(loops_->loop(i), [cache = caches_[i], task] { task(*cache); });
+    }
 }
 
 void Balancer::set_event_log(EventLog log) {
@@ -120,7 +136,10 @@ bool Balancer::start(std::string& error, Balancer* previous) {
 }
 
 bool Balancer::finished() const {
-    return active_sessions() == 0 && cache_.in_use().empty() && health_.probes_in_flight() == 0 &&
+    std::size_t connections = 0;
+    for (const auto& cache : caches_)
+        connections += cache->open_count();
+    return active_sessions() == 0 && connections == 0 && health_.probes_in_flight() == 0 &&
            (!deliverer_ || deliverer_->in_flight() == 0);
 }
 
@@ -139,7 +158,8 @@ bool Balancer::set_backend_state(const std::string& pool_name, const std::string
     auto before = p->backend(*index).health.admin();
     p->set_admin(*index, state);
     // Transactions in flight finish; idle connections have nothing to finish.
-    if (state != core::AdminState::Enabled) cache_.close_idle(*p, *index);
+    if (state != core::AdminState::Enabled)
+        on_each_cache([p, backend = *index](ConnectionCache& c) { c.close_idle(*p, backend); });
     if (before == core::AdminState::Maintenance && state != before) health_.probe_now(*p, *index);
     return true;
 }
@@ -157,16 +177,19 @@ void Balancer::stop() {
     health_.stop();
     for (auto& l : listeners_)
         l->stop();
-    cache_.close_all();
+    on_each_cache([](ConnectionCache& c) { c.close_all(); });
     tracking_->flush();
 }
 
 void Balancer::abort_sessions() {
-    cache_.set_closing();  // relays give up instead of trying more backends
+    for (auto& cache : caches_)
+        cache->set_closing();  // relays give up instead of trying more backends
     for (auto& l : listeners_)
         l->close_sessions();
-    for (auto* conn : cache_.in_use())
-        conn->close();
+    on_each_cache([](ConnectionCache& c) {
+        for (auto* conn : c.in_use())
+            conn->close();
+    });
 }
 
 std::size_t Balancer::active_sessions() const {

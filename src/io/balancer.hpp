@@ -15,6 +15,7 @@
 #include "io/asio.hpp"
 #include "io/backend_connector.hpp"
 #include "io/connection_cache.hpp"
+#include "io/event_loops.hpp"
 #include "io/health_checker.hpp"
 #include "io/spool.hpp"
 #include "io/spool_deliverer.hpp"
@@ -26,15 +27,18 @@ namespace smtplb::io {
 class Listener;
 
 // Everything one running configuration needs: pools, routes, listeners,
-// backend connections, the tracking log. Runs on one io_context thread.
+// backend connections, the tracking log. Its own work (accepting, probes,
+// the spool, the admin API) runs on `io`; client sessions run on the event
+// loops, of which `io` is the first (EventLoops).
 class Balancer {
   public:
     // With `previous` (the running generation, on reload): the tracking log
     // is shared when its path is unchanged, and each backend that keeps its
     // pool, name and address keeps its health, admin state and counters.
+    // Without `loops`, sessions run on `io` alone.
     Balancer(asio::io_context& io, const config::Config& config,
              std::unique_ptr<BackendConnector> connector = nullptr,
-             const Balancer* previous = nullptr);
+             const Balancer* previous = nullptr, EventLoops* loops = nullptr);
     ~Balancer();
 
     // Binds every listener (taking over the sockets of `previous`'s
@@ -78,7 +82,9 @@ class Balancer {
     const config::Config& config() const { return config_; }
     const core::Router& router() const { return router_; }
     BackendConnector& connector() { return *connector_; }
-    ConnectionCache& cache() { return cache_; }
+    // Idle backend connections of the sessions on event loop `loop`.
+    ConnectionCache& cache(std::size_t loop = 0) { return *caches_[loop]; }
+    EventLoops& loops() { return *loops_; }
     const BackendTlsContexts& backend_tls() const { return backend_tls_; }
     TrackingLog& tracking() { return *tracking_; }
     // A stopped generation may be destroyed once nothing of it runs: no
@@ -93,14 +99,21 @@ class Balancer {
     const std::vector<std::unique_ptr<Listener>>& listeners() const { return listeners_; }
 
   private:
+    // Runs `task` on every loop's cache, each on its own thread (later, for
+    // the loops other than this one).
+    void on_each_cache(std::function<void(ConnectionCache&)> task);
+
     asio::io_context& io_;
+    std::unique_ptr<EventLoops> own_loops_;  // when not given any: `io` alone
+    EventLoops* loops_;
     config::Config config_;
     base::SystemClock clock_;
     base::DefaultRandom random_;
     std::vector<std::unique_ptr<core::Pool>> pools_;
     core::Router router_;
     std::unique_ptr<BackendConnector> connector_;
-    ConnectionCache cache_;
+    // One per event loop (shared: a sweep in progress keeps its cache).
+    std::vector<std::shared_ptr<ConnectionCache>> caches_;
     BackendTlsContexts backend_tls_;
     std::shared_ptr<TrackingLog> tracking_;
     std::vector<std::unique_ptr<Listener>> listeners_;
@@ -109,7 +122,7 @@ class Balancer {
     HealthChecker health_;
     EventLog event_log_;
     bool stopped_ = false;
-    std::uint64_t session_ids_ = 0;
+    std::atomic<std::uint64_t> session_ids_ = 0;
 };
 
 }  // namespace smtplb::io

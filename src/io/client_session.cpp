@@ -9,6 +9,7 @@
 #include "core/tracking.hpp"
 #include "io/balancer.hpp"
 #include "io/deadline.hpp"
+#include "io/event_loops.hpp"
 #include "io/listener.hpp"
 #include "io/message_buffer.hpp"
 #include "io/relay.hpp"
@@ -26,13 +27,13 @@ using proto::Reply;
 class ClientSession {
   public:
     ~ClientSession() { listener_.untrack(&socket_); }
-    ClientSession(tcp::socket socket, Listener& listener, std::string client)
+    ClientSession(tcp::socket socket, Listener& listener, std::string client, std::size_t loop)
         : client_key_(std::move(client)),
           socket_(std::move(socket)),
           listener_(listener),
           balancer_(listener.balancer()),
           protocol_(listener.settings()),
-          relay_(listener.relay_context(), identity_of(socket_), balancer_.next_session_id()) {
+          relay_(listener.relay_context(loop), identity_of(socket_), balancer_.next_session_id()) {
         listener_.track(&socket_, &protocol_);
     }
 
@@ -68,10 +69,17 @@ class ClientSession {
         return spool;
     }
     // Checks AUTH credentials with the listener's verifier, unless this
-    // address or user has failed too often lately.
-    awaitable<Reply> authenticate(proto::ServerEvent& ev);
-    // Writes the message to the spool: 250 only once it is durable.
-    awaitable<Reply> spool_message();
+    // address or user has failed too often lately. On the balancer's own
+    // loop, where the verifier and the throttle live.
+    awaitable<Reply> authenticate(proto::ServerEvent& ev) {
+        return on_loop(balancer_.io(), check_credentials(ev));
+    }
+    awaitable<Reply> check_credentials(proto::ServerEvent& ev);
+    // Writes the message to the spool: 250 only once it is durable. The
+    // spool, too, lives on the balancer's own loop.
+    awaitable<Reply> spool_message() { return on_loop(balancer_.io(), write_to_spool()); }
+    awaitable<Reply> write_to_spool();
+    awaitable<bool> spool_has_room();
     void note_rcpt_reply(const Reply& reply) {
         if (!log_) return;
         if (reply.positive())
@@ -222,7 +230,13 @@ void ClientSession::finish_tracking(const std::string& reply, const char* result
     log_.reset();
 }
 
-awaitable<Reply> ClientSession::spool_message() {
+awaitable<bool> ClientSession::spool_has_room() {
+    auto* spool = spool_for_transaction();
+    co_return co_await on_loop(balancer_.io(),
+                               [](Spool* s) -> awaitable<bool> { co_return s->has_room(0); }(spool));
+}
+
+awaitable<Reply> ClientSession::write_to_spool() {
     auto* spool = spool_for_transaction();
     proto::SpoolEnvelope envelope;
     envelope.arrival_ms = balancer_.clock().wall_ms();
@@ -237,7 +251,7 @@ awaitable<Reply> ClientSession::spool_message() {
     co_return Reply::make(250, "2.0.0", "Ok: queued as " + committed.id);
 }
 
-awaitable<Reply> ClientSession::authenticate(proto::ServerEvent& ev) {
+awaitable<Reply> ClientSession::check_credentials(proto::ServerEvent& ev) {
     auto& counters = listener_.counters;
     auto address = relay_.identity().address.to_string();
     auto& throttle = listener_.auth_throttle();
@@ -326,18 +340,18 @@ awaitable<void> ClientSession::handle(proto::ServerEvent& ev) {
             Reply reply;
             if (spooling_) {
                 // Accepted by the listener's policy; no backend can verify it now.
-                auto* spool = spool_for_transaction();
                 if (auto unknown = policy.check_known_recipient(rcpt))
                     reply = *unknown;
                 else
-                    reply = spool->has_room(0) ? Reply::make(250, "2.1.5", "Ok") : storage_full();
+                    reply = co_await spool_has_room() ? Reply::make(250, "2.1.5", "Ok")
+                                                      : storage_full();
             } else {
                 reply = co_await relay_.add_recipient(rcpt);
                 auto* spool = spool_for_transaction();
                 if (!reply.positive() && relay_.no_backend() && spool) {
                     if (auto unknown = policy.check_known_recipient(rcpt)) {
                         reply = *unknown;
-                    } else if (spool->has_room(0)) {
+                    } else if (co_await spool_has_room()) {
                         spooling_ = true;
                         co_await relay_.abandon();
                         reply = Reply::make(250, "2.1.5", "Ok");
@@ -527,9 +541,10 @@ awaitable<void> ClientSession::run() {
 
 }  // namespace
 
-awaitable<void> run_client_session(tcp::socket socket, Listener& listener, std::string client) {
+awaitable<void> run_client_session(tcp::socket socket, Listener& listener, std::string client,
+                                   std::size_t loop) {
     {
-        ClientSession session(std::move(socket), listener, std::move(client));
+        ClientSession session(std::move(socket), listener, std::move(client), loop);
         co_await session.run();
         client = session.client_key();
     }

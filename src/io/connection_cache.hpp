@@ -1,4 +1,5 @@
 #pragma once
+#include <atomic>
 #include <deque>
 #include <map>
 #include <memory>
@@ -16,7 +17,10 @@ namespace smtplb::io {
 // address), bounded per backend and closed with QUIT after the pool's idle
 // timeout. Only connections whose identity is re-sent per message (XCLIENT,
 // or none at all) come here; PROXY connections never do.
-class ConnectionCache {
+//
+// One per event loop, used only on that loop's thread, except for
+// open_count() and the closing flag, which the generation's owner reads.
+class ConnectionCache : public std::enable_shared_from_this<ConnectionCache> {
   public:
     explicit ConnectionCache(const asio::any_io_executor& executor);
     ~ConnectionCache() { idle_.clear(); }  // before open_, which they unregister from
@@ -35,9 +39,17 @@ class ConnectionCache {
     void set_closing() { closing_ = true; }
     bool closing() const { return closing_; }
     // Every open backend connection, idle or not (for shutdown).
-    void track(BackendConnection* c) { open_.insert(c); }
-    void untrack(BackendConnection* c) { open_.erase(c); }
+    void track(BackendConnection* c) {
+        open_.insert(c);
+        open_count_ = open_.size();
+    }
+    void untrack(BackendConnection* c) {
+        open_.erase(c);
+        open_count_ = open_.size();
+    }
     const std::set<BackendConnection*>& in_use() const { return open_; }
+    // How many in_use() holds, from any thread.
+    std::size_t open_count() const { return open_count_; }
     std::size_t size() const;
     // Ends a connection politely in the background (QUIT, then close).
     void retire(std::unique_ptr<BackendConnection> connection);
@@ -50,8 +62,9 @@ class ConnectionCache {
     asio::steady_timer timer_;
     std::map<Key, std::deque<std::unique_ptr<BackendConnection>>> idle_;
     bool sweeping_ = false;
-    bool closing_ = false;
+    std::atomic<bool> closing_ = false;
     std::set<BackendConnection*> open_;
+    std::atomic<std::size_t> open_count_ = 0;
 };
 
 }  // namespace smtplb::io

@@ -56,7 +56,11 @@ void HealthChecker::stop() {
 }
 
 void HealthChecker::start_probe(Watched& w, std::size_t backend) {
-    if (w.probing[backend] || !w.pool->backend(backend).health.probing()) return;
+    if (w.probing[backend]) return;
+    {
+        auto guard = w.pool->lock();
+        if (!w.pool->backend(backend).health.probing()) return;
+    }
     w.probing[backend] = true;
     ++in_flight_;
     asio::co_spawn(executor_, probe_one(w, backend), asio::detached);
@@ -107,7 +111,11 @@ awaitable<void> HealthChecker::rounds(Watched& w, bool up) {
         if (*stopped) co_return;
         delay = jittered(period);
         for (std::size_t i = 0; i < w.pool->backends().size(); ++i) {
-            bool is_up = w.pool->backend(i).health.state() == core::HealthState::Up;
+            bool is_up = false;
+            {
+                auto guard = w.pool->lock();
+                is_up = w.pool->backend(i).health.state() == core::HealthState::Up;
+            }
             if (is_up == up) start_probe(w, i);
         }
     }

@@ -14,12 +14,14 @@ Listener::Listener(Balancer& balancer, const config::Listener& config)
     : balancer_(balancer),
       config_(config),
       policy_(config),
-      relay_context_{
-          balancer.connector(),   balancer.cache(),      balancer.config().server.hostname,
-          config.client_identity, config.source_address, &balancer.backend_tls()},
       auth_verifier_(make_auth_verifier(balancer, config)),
       auth_throttle_(balancer.clock(), config.auth.max_failures, config.auth.failure_window),
       acceptor_(balancer.io()) {
+    for (std::size_t loop = 0; loop < balancer.loops().size(); ++loop)
+        relay_contexts_.push_back(RelayContext{balancer.connector(), balancer.cache(loop),
+                                               balancer.config().server.hostname,
+                                               config.client_identity, config.source_address,
+                                               &balancer.backend_tls()});
     settings_.hostname = balancer.config().server.hostname;
     settings_.max_line_length = config.max_line_length;
     settings_.max_data_line_length = config.max_data_line_length;
@@ -91,9 +93,35 @@ void Listener::stop() {
     // An idle session is waiting for its next command: wake it so it says
     // 421 now. Sessions in a transaction finish it first (they check
     // stopping() before reading the next command).
-    error_code ec;
-    for (auto& [socket, protocol] : sessions_)
-        if (protocol && !protocol->in_transaction()) socket->cancel(ec);
+    for_each_session([](tcp::socket& socket, const proto::ServerSession* protocol) {
+        error_code ec;
+        if (protocol && !protocol->in_transaction()) socket.cancel(ec);
+    });
+}
+
+void Listener::for_each_session(
+    std::function<void(tcp::socket&, const proto::ServerSession*)> action) {
+    std::vector<tcp::socket*> sockets;
+    {
+        std::lock_guard guard(registry_->mutex);
+        for (auto& [socket, protocol] : registry_->sessions)
+            sockets.push_back(socket);
+    }
+    for (auto* socket : sockets) {
+        // On the socket's own thread, and only if its session has not ended
+        // meanwhile: sessions end on that thread too, so it cannot end
+        // while the action runs.
+        asio::post(socket->get_executor(), [registry = registry_, socket, action] {
+            const proto::ServerSession* protocol = nullptr;
+            {
+                std::lock_guard guard(registry->mutex);
+                auto it = registry->sessions.find(socket);
+                if (it == registry->sessions.end()) return;
+                protocol = it->second;
+            }
+            action(*socket, protocol);
+        });
+    }
 }
 
 std::uint16_t Listener::port() const {
@@ -103,19 +131,21 @@ std::uint16_t Listener::port() const {
 }
 
 void Listener::close_sessions() {
-    for (auto& [socket, protocol] : sessions_) {
+    for_each_session([](tcp::socket& socket, const proto::ServerSession*) {
         error_code ec;
-        socket->close(ec);  // the session's pending read or write ends; it unwinds
-    }
+        socket.close(ec);  // the session's pending read or write ends; it unwinds
+    });
 }
 
 void Listener::session_ended(const std::string& client) {
+    std::lock_guard guard(accounting_);
     --connections_;
     auto it = per_client_.find(client);
     if (it != per_client_.end() && --it->second == 0) per_client_.erase(it);
 }
 
 bool Listener::admit(const std::string& client) {
+    std::lock_guard guard(accounting_);
     auto& count = per_client_[client];
     if (count >= config_.max_connections_per_client) {
         if (count == 0) per_client_.erase(client);
@@ -149,9 +179,34 @@ awaitable<void> Listener::refuse(tcp::socket socket, const char* reply) {
     socket.close(ec);
 }
 
+const char* Listener::open_session(const std::string& client, bool proxied) {
+    std::lock_guard guard(accounting_);
+    if (connections_ >= config_.max_connections) {
+        ++counters.refused;
+        return "421 4.7.0 Too many connections, try again later\r\n";
+    }
+    if (!proxied) {
+        auto& count = per_client_[client];
+        if (count >= config_.max_connections_per_client) {
+            if (count == 0) per_client_.erase(client);
+            ++counters.refused;
+            return "421 4.7.0 Too many connections from your address\r\n";
+        }
+        ++count;  // behind a PROXY header: counted once the header names the client
+    }
+    ++connections_;
+    ++counters.connections;
+    return nullptr;
+}
+
 awaitable<void> Listener::accept_loop() {
+    auto& loops = balancer_.loops();
     for (;;) {
-        auto [ec, socket] = co_await acceptor_.async_accept(use_nothrow);
+        // The connection goes to the next event loop: its socket is
+        // registered with that loop's reactor from the start.
+        std::size_t loop = loops.next();
+        auto [ec, socket] = co_await acceptor_.async_accept(
+            asio::any_io_executor(loops.loop(loop).get_executor()), use_nothrow);
         if (ec) {
             if (ec == asio::error::operation_aborted || !acceptor_.is_open()) co_return;
             // EMFILE and friends: back off briefly instead of spinning.
@@ -180,35 +235,20 @@ awaitable<void> Listener::accept_loop() {
                 continue;
             }
         }
-        if (connections_ >= config_.max_connections) {
-            ++counters.refused;
-            asio::co_spawn(
-                acceptor_.get_executor(),
-                refuse(std::move(socket), "421 4.7.0 Too many connections, try again later\r\n"),
-                asio::detached);
+        auto executor = socket.get_executor();
+        if (const char* refusal = open_session(client, proxied)) {
+            asio::co_spawn(executor, refuse(std::move(socket), refusal), asio::detached);
             continue;
         }
-        if (!proxied && per_client_[client] >= config_.max_connections_per_client) {
-            ++counters.refused;
-            asio::co_spawn(
-                acceptor_.get_executor(),
-                refuse(std::move(socket), "421 4.7.0 Too many connections from your address\r\n"),
-                asio::detached);
-            continue;
-        }
-        ++connections_;
-        ++counters.connections;
-        if (proxied)
-            client.clear();  // counted once the header names the client
-        else
-            ++per_client_[client];
+        if (proxied) client.clear();  // counted once the header names the client
         tune_socket(socket);
         if (config_.mode == config::ListenerMode::Tcp)
-            asio::co_spawn(acceptor_.get_executor(),
-                           run_tcp_session(std::move(socket), *this, client, peer), asio::detached);
+            asio::co_spawn(executor, run_tcp_session(std::move(socket), *this, client, peer),
+                           asio::detached);
         else
-            asio::co_spawn(acceptor_.get_executor(),
-                           run_client_session(std::move(socket), *this, client), asio::detached);
+            asio::co_spawn(executor,
+                           run_client_session(std::move(socket), *this, client, loop),
+                           asio::detached);
     }
 }
 

@@ -1,7 +1,12 @@
 #pragma once
+#include <atomic>
 #include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 #include "config/config.hpp"
 #include "core/auth_throttle.hpp"
@@ -39,7 +44,8 @@ class Listener {
     const config::Listener& config() const { return config_; }
     const proto::ServerSettings& settings() const { return settings_; }
     const core::RelayPolicy& policy() const { return policy_; }
-    RelayContext& relay_context() { return relay_context_; }
+    // What relays of the sessions on event loop `loop` share (its cache).
+    RelayContext& relay_context(std::size_t loop = 0) { return relay_contexts_[loop]; }
     // Submission listeners: who checks passwords, and who has guessed too often.
     AuthVerifier& auth_verifier() { return *auth_verifier_; }
     core::AuthThrottle& auth_throttle() { return auth_throttle_; }
@@ -55,14 +61,21 @@ class Listener {
     // (the caller bounds the time); nothing when it is missing or malformed,
     // which is counted and logged.
     awaitable<std::optional<proto::ProxyHeader>> read_upstream_header(tcp::socket& socket);
-    std::size_t sessions() const { return connections_; }
+    std::size_t sessions() const {
+        std::lock_guard guard(accounting_);
+        return connections_;
+    }
     // Sessions register their sockets (and protocol state, to tell idle
     // ones) so that a stop can end them.
     // (A null protocol: a "tcp" session, which has no idle state to tell.)
     void track(tcp::socket* socket, const proto::ServerSession* protocol) {
-        sessions_[socket] = protocol;
+        std::lock_guard guard(registry_->mutex);
+        registry_->sessions[socket] = protocol;
     }
-    void untrack(tcp::socket* socket) { sessions_.erase(socket); }
+    void untrack(tcp::socket* socket) {
+        std::lock_guard guard(registry_->mutex);
+        registry_->sessions.erase(socket);
+    }
     // Stopping: no new connections; sessions between transactions are told
     // 421 4.3.2 now, the others when their transaction is over.
     bool stopping() const { return stopping_; }
@@ -72,20 +85,35 @@ class Listener {
   private:
     awaitable<void> accept_loop();
     awaitable<void> refuse(tcp::socket socket, const char* reply);
+    // Whether a new connection from `client` may open one more session
+    // (and counts it when it may); the refusal's reply when not.
+    const char* open_session(const std::string& client, bool proxied);
+    // The sessions' sockets, by event loop (shared: work posted to a loop
+    // to wake or close them may outlive this listener).
+    struct Registry {
+        std::mutex mutex;
+        std::unordered_map<tcp::socket*, const proto::ServerSession*> sessions;
+    };
+    // Runs `action` on each tracked socket, on that socket's own loop.
+    void for_each_session(
+        std::function<void(tcp::socket&, const proto::ServerSession*)> action);
 
     Balancer& balancer_;
     const config::Listener& config_;
     proto::ServerSettings settings_;
     core::RelayPolicy policy_;
-    RelayContext relay_context_;
+    std::vector<RelayContext> relay_contexts_;
     TlsContext tls_context_;
     std::unique_ptr<AuthVerifier> auth_verifier_;
     core::AuthThrottle auth_throttle_;
     tcp::acceptor acceptor_;
+    // Sessions on every loop open and close: connections_ and per_client_
+    // are under this lock.
+    mutable std::mutex accounting_;
     std::size_t connections_ = 0;
     std::unordered_map<std::string, std::uint32_t> per_client_;
-    std::unordered_map<tcp::socket*, const proto::ServerSession*> sessions_;
-    bool stopping_ = false;
+    std::shared_ptr<Registry> registry_ = std::make_shared<Registry>();
+    std::atomic<bool> stopping_ = false;
 };
 
 }  // namespace smtplb::io

@@ -162,8 +162,7 @@ awaitable<std::unique_ptr<BackendConnection>> Relay::acquire(std::size_t backend
 awaitable<void> Relay::release_current(bool needs_reset) {
     if (!conn_) co_return;
     auto conn = std::move(conn_);
-    auto& state = pool_->backend(conn->backend());
-    if (state.pending > 0) --state.pending;
+    pool_->transaction_ended(conn->backend());
     if (data_sent_) {
         // A backend in DATA can only be given the message or abandoned:
         // closing without the final "." discards the transaction there.
@@ -299,7 +298,7 @@ awaitable<proto::Reply> Relay::establish(const proto::Mailbox* new_rcpt) {
             continue;
         }
         report(backend, core::LiveOutcome::Success, "live MAIL");
-        ++state.pending;
+        pool_->transaction_started(backend);
         conn_ = std::move(conn);
         if (!new_rcpt) co_return proto::Reply::make(250, "2.0.0", "Ok");
         if (new_reply->positive()) {
@@ -339,7 +338,7 @@ awaitable<proto::Reply> Relay::add_recipient(const proto::Mailbox& rcpt) {
             ++state.counters.failed;
             report(backend, core::LiveOutcome::Failed, "live RCPT: " + conn_->failure());
             conn_.reset();
-            if (state.pending > 0) --state.pending;
+            pool_->transaction_ended(backend);
         } else {
             ++state.counters.deferred;
             report_reply(backend, "RCPT", rc->reply);
@@ -386,7 +385,7 @@ awaitable<proto::Reply> Relay::deliver(const proto::BodySource& body) {
                 // Our own spill file failed: nobody else can do better.
                 conn_->close();
                 conn_.reset();
-                if (state.pending > 0) --state.pending;
+                pool_->transaction_ended(backend);
                 co_return proto::Reply::make(451, "4.3.0", "Local error reading message");
             }
             bool sent = result == BackendConnection::BodyResult::Sent;
@@ -396,9 +395,10 @@ awaitable<proto::Reply> Relay::deliver(const proto::BodySource& body) {
                 auto done = co_await conn_->next(reply_timeout());
                 if (done) {
                     final_reply = done->reply;
-                    state.reply_seconds.observe(
-                        std::chrono::duration<double>(std::chrono::steady_clock::now() - sent_at)
-                            .count());
+                    pool_->observe_reply_time(
+                        backend, std::chrono::duration<double>(std::chrono::steady_clock::now() -
+                                                               sent_at)
+                                     .count());
                 }
             }
         } else if (data) {
@@ -410,7 +410,7 @@ awaitable<proto::Reply> Relay::deliver(const proto::BodySource& body) {
             report(backend, core::LiveOutcome::Failed,
                    std::string("live ") + stage + ": " + conn_->failure());
             conn_.reset();
-            if (state.pending > 0) --state.pending;
+            pool_->transaction_ended(backend);
             continue;
         }
         record(backend, stage, final_reply->summary());

@@ -45,7 +45,7 @@ class TcpSession : public std::enable_shared_from_this<TcpSession> {
     ~TcpSession() {
         // Their callbacks refer to this session.
         if (deadline_) deadline_->stop();
-        if (chosen_) --pool_->backend(*chosen_).active_connections;
+        if (chosen_) pool_->connection_closed(*chosen_);
         listener_.untrack(&client_);
         listener_.untrack(&backend_);
     }
@@ -130,7 +130,7 @@ awaitable<bool> TcpSession::connect() {
         // client's side half closed, only the backend's wakes the session.
         listener_.track(&backend_, nullptr);
         chosen_ = pick;
-        ++state.active_connections;
+        pool_->connection_opened(*pick);
         co_return true;
     }
     co_return false;

@@ -30,6 +30,7 @@ TrackingLog::~TrackingLog() {
 
 void TrackingLog::write(const std::string& line) {
     if (!file_) return;
+    std::lock_guard guard(mutex_);  // sessions on every event loop write
     std::fwrite(line.data(), 1, line.size(), file_);
     std::fputc('\n', file_);
     dirty_ = true;
@@ -44,6 +45,7 @@ void TrackingLog::write(const std::string& line) {
 }
 
 void TrackingLog::flush() {
+    std::lock_guard guard(mutex_);
     if (file_ && dirty_) std::fflush(file_);
     dirty_ = false;
 }
@@ -52,6 +54,7 @@ awaitable<void> TrackingLog::flusher() {
     timer_.expires_after(std::chrono::seconds(1));
     co_await timer_.async_wait(use_nothrow);
     flush();
+    std::lock_guard guard(mutex_);
     flushing_ = false;
 }
 

@@ -1,6 +1,7 @@
 #pragma once
 #include <cstdio>
 #include <memory>
+#include <mutex>
 #include <string>
 
 #include "io/asio.hpp"
@@ -24,7 +25,8 @@ class TrackingLog : public std::enable_shared_from_this<TrackingLog> {
   private:
     awaitable<void> flusher();
 
-    asio::steady_timer timer_;
+    asio::steady_timer timer_;  // on the balancer's own loop
+    std::mutex mutex_;
     std::FILE* file_ = nullptr;
     bool owned_ = false;
     bool dirty_ = false;

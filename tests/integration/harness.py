@@ -115,6 +115,17 @@ class Sink:
             return [json.loads(line) for line in f if line.endswith("\n")]
 
 
+def with_test_threads(config_text):
+    """SMTPLB_TEST_THREADS=N runs every daemon with server.threads = N (unless
+    the test sets it): the whole suite then exercises several event loops."""
+    threads = os.environ.get("SMTPLB_TEST_THREADS")
+    if not threads or "\nthreads = " in config_text:
+        return config_text
+    if "[server]\n" in config_text:
+        return config_text.replace("[server]\n", f"[server]\nthreads = {int(threads)}\n", 1)
+    return f"[server]\nthreads = {int(threads)}\n\n" + config_text
+
+
 class Smtplb:
     """`smtplb run` on a configuration written into the work directory."""
 
@@ -124,7 +135,8 @@ class Smtplb:
         self.tracking = os.path.join(workdir, f"{name}-tracking.jsonl")
         self.stderr = os.path.join(workdir, f"{name}.err")
         with open(self.config, "w") as f:
-            f.write(config_text.replace("@TRACKING@", self.tracking).replace("@STATE@", workdir))
+            f.write(with_test_threads(config_text).replace("@TRACKING@", self.tracking)
+                    .replace("@STATE@", workdir))
         self.process = Process([SMTPLB, "run", "--config", self.config], stderr=self.stderr,
                                env=env)
 

@@ -32,7 +32,8 @@ class Reload(WorkdirTestCase):
 
     def write(self, text):
         with open(self.lb.config, "w") as f:
-            f.write(text.replace("@TRACKING@", self.lb.tracking).replace("@STATE@", self.workdir))
+            f.write(harness.with_test_threads(text).replace("@TRACKING@", self.lb.tracking)
+                    .replace("@STATE@", self.workdir))
 
     def reload_api(self):
         request = urllib.request.Request(f"http://127.0.0.1:{self.admin}/api/v1/reload",

@@ -1,0 +1,50 @@
+#include "io/event_loops.hpp"
+
+#include <future>
+
+namespace smtplb::io {
+
+EventLoops::EventLoops(asio::io_context& main, std::size_t count) : main_(main) {
+    for (std::size_t i = 1; i < count; ++i) {
+        // One thread runs each: the hint lets Asio skip the locking that
+        // several threads on one io_context would need.
+        extra_.push_back(std::make_unique<asio::io_context>(1));
+        guards_.push_back(asio::make_work_guard(*extra_.back()));
+    }
+}
+
+EventLoops::~EventLoops() {
+    stop();
+    // Handlers left on the loops are destroyed with them. The balancer
+    // generations go first: their sockets and timers belong to these loops.
+    extra_.clear();
+}
+
+void EventLoops::start() {
+    for (auto& loop : extra_)
+        threads_.emplace_back([&context = *loop] { context.run(); });
+}
+
+void EventLoops::stop() {
+    guards_.clear();
+    for (auto& loop : extra_)
+        loop->stop();
+    for (auto& thread : threads_)
+        thread.join();
+    threads_.clear();
+}
+
+void EventLoops::run_on(std::size_t index, const std::function<void()>& task) {
+    if (index == 0 || threads_.empty()) {
+        task();
+        return;
+    }
+    std::promise<void> done;
+    asio::post(loop(index), [&] {
+        task();
+        done.set_value();
+    });
+    done.get_future().wait();
+}
+
+}  // namespace smtplb::io

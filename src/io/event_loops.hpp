@@ -1,0 +1,58 @@
+#pragma once
+#include <cstddef>
+#include <functional>
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include "io/asio.hpp"
+
+namespace smtplb::io {
+
+// The event loops client sessions run on (server.threads). Loop 0 is the
+// daemon's own io_context, which also runs the listeners' accepts, the
+// admin API, health probes, the spool and the tracking-log flusher; each
+// further loop is an io_context of its own on a thread of its own. A session
+// stays on the loop it was given, with its backend connections, so
+// everything per connection is single-threaded; what sessions share (pools,
+// listener accounting, the tracking log) is locked.
+class EventLoops {
+  public:
+    // Only `main`, run by the caller: no thread is started.
+    explicit EventLoops(asio::io_context& main, std::size_t count = 1);
+    // Stops and joins the threads it started.
+    ~EventLoops();
+    EventLoops(const EventLoops&) = delete;
+    EventLoops& operator=(const EventLoops&) = delete;
+
+    std::size_t size() const { return 1 + extra_.size(); }
+    asio::io_context& loop(std::size_t index) { return index == 0 ? main_ : *extra_[index - 1]; }
+    asio::io_context& main() { return main_; }
+    // The loop for the next accepted connection, in turn. Called from loop 0 only.
+    std::size_t next() { return size() == 1 ? 0 : next_++ % size(); }
+    // The threads end once their loops have no more work and stop() was called.
+    void start();
+    void stop();
+    // Runs `task` on loop `index` and waits for it; from loop 0 only, and
+    // never while that loop waits for loop 0 (loops other than 0 never do).
+    void run_on(std::size_t index, const std::function<void()>& task);
+
+  private:
+    using WorkGuard = asio::executor_work_guard<asio::io_context::executor_type>;
+    asio::io_context& main_;
+    std::vector<std::unique_ptr<asio::io_context>> extra_;
+    std::vector<WorkGuard> guards_;
+    std::vector<std::thread> threads_;
+    std::size_t next_ = 0;
+};
+
+// Runs `work` on `loop` and resumes the caller on its own loop with the
+// result: how a session reaches what belongs to loop 0 (the spool, the AUTH
+// verifier). Straight through when the caller already runs on `loop`.
+template <typename T>
+awaitable<T> on_loop(asio::io_context& loop, awaitable<T> work) {
+    if (loop.get_executor().running_in_this_thread()) co_return co_await std::move(work);
+    co_return co_await asio::co_spawn(loop, std::move(work), use_awaitable);
+}
+
+}  // namespace smtplb::io

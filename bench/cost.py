@@ -66,9 +66,12 @@ def start(config, workdir, ports, default_binary):
     if config == "haproxy1":
         return start_haproxy(workdir, ports, threads=1)
     mode, _, binary = config.partition("=")
+    # "smtp2": smtp mode with server.threads = 2
+    threads = int(mode[-1]) if mode[-1:].isdigit() else None
+    mode = mode.rstrip("0123456789")
     if mode not in ("smtp", "tcp"):
         sys.exit(f"cost: unknown configuration {config!r}")
-    return start_smtplb(binary or default_binary, workdir, ports, mode)
+    return start_smtplb(binary or default_binary, workdir, ports, mode, threads=threads)
 
 
 def measure(config, args):

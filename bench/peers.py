@@ -245,9 +245,11 @@ def postfix_queued(postfix):
     return count
 
 
-def start_smtplb(smtplb, workdir, sink_ports, mode="smtp", listener_extra="", spool=False):
+def start_smtplb(smtplb, workdir, sink_ports, mode="smtp", listener_extra="", spool=False,
+                 threads=None):
     """smtplb in front of the sinks; `listener_extra`: more [[listener]] lines.
-    With `spool`, every backend is down and the pool spools what it accepts."""
+    With `spool`, every backend is down and the pool spools what it accepts.
+    `threads`: server.threads (the daemon's default when None)."""
     port = free_port()
     cfg = os.path.join(workdir, "smtplb.toml")
     if spool:
@@ -264,6 +266,7 @@ hostname = "lb.bench.invalid"
 state_dir = "{workdir}"
 tracking_log = "{workdir}/tracking.jsonl"
 admin = ""
+{f"threads = {threads}" if threads else ""}
 {spool_section}
 [[listener]]
 name = "bench"

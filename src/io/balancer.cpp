@@ -57,8 +57,13 @@ Balancer::Balancer(asio::io_context& io, const config::Config& config,
 Balancer::~Balancer() {
     deliverer_.reset();
     health_.stop();
-    for (auto& cache : caches_)
-        cache->set_closing();
+    // A cache may outlive this generation (a sweep holds it), but its idle
+    // connections refer to the pools: they go now, each on its own loop.
+    for (std::size_t i = 0; i < caches_.size(); ++i)
+        loops_->run_on(i, [cache = caches_[i]] {
+            cache->set_closing();  // closed at once, without QUIT
+            cache->close_all();
+        });
 }
 
 void Balancer::on_each_cache(std::function<void(ConnectionCache&)> task) {

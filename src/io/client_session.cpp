@@ -338,20 +338,26 @@ awaitable<void> ClientSession::handle(proto::ServerEvent& ev) {
                 break;
             }
             Reply reply;
+            // (Each co_await below is a statement of its own: GCC 12
+            // mis-destroys temporaries around a co_await inside ?: or an if.)
             if (spooling_) {
                 // Accepted by the listener's policy; no backend can verify it now.
-                if (auto unknown = policy.check_known_recipient(rcpt))
-                    reply = *unknown;
-                else
-                    reply = co_await spool_has_room() ? Reply::make(250, "2.1.5", "Ok")
-                                                      : storage_full();
+                auto unknown = policy.check_known_recipient(rcpt);
+                bool room = false;
+                if (!unknown) room = co_await spool_has_room();
+                reply = unknown ? *unknown
+                        : room  ? Reply::make(250, "2.1.5", "Ok")
+                                : storage_full();
             } else {
                 reply = co_await relay_.add_recipient(rcpt);
                 auto* spool = spool_for_transaction();
                 if (!reply.positive() && relay_.no_backend() && spool) {
-                    if (auto unknown = policy.check_known_recipient(rcpt)) {
+                    auto unknown = policy.check_known_recipient(rcpt);
+                    bool room = false;
+                    if (!unknown) room = co_await spool_has_room();
+                    if (unknown) {
                         reply = *unknown;
-                    } else if (co_await spool_has_room()) {
+                    } else if (room) {
                         spooling_ = true;
                         co_await relay_.abandon();
                         reply = Reply::make(250, "2.1.5", "Ok");

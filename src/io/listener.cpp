@@ -101,17 +101,19 @@ void Listener::stop() {
 
 void Listener::for_each_session(
     std::function<void(tcp::socket&, const proto::ServerSession*)> action) {
-    std::vector<tcp::socket*> sockets;
+    // The executors are copied under the lock: a session that ends on its
+    // own thread meanwhile takes its socket with it.
+    std::vector<std::pair<tcp::socket*, asio::any_io_executor>> sockets;
     {
         std::lock_guard guard(registry_->mutex);
         for (auto& [socket, protocol] : registry_->sessions)
-            sockets.push_back(socket);
+            sockets.emplace_back(socket, socket->get_executor());
     }
-    for (auto* socket : sockets) {
+    for (auto& [socket, executor] : sockets) {
         // On the socket's own thread, and only if its session has not ended
         // meanwhile: sessions end on that thread too, so it cannot end
         // while the action runs.
-        asio::post(socket->get_executor(), [registry = registry_, socket, action] {
+        asio::post(executor, [registry = registry_, socket = socket, action] {
             const proto::ServerSession* protocol = nullptr;
             {
                 std::lock_guard guard(registry->mutex);

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <functional>
 #include <iostream>
+#include <thread>
 #include <vector>
 
 #include "admin/http_server.hpp"
@@ -258,9 +259,20 @@ int run_daemon(const std::string& path) {
     hangup.cancel();
     if (watchdog) watchdog->cancel();
     all([](io::Balancer& b) { b.abort_sessions(); });
+    // Up to two seconds for them to unwind, on every loop. This one keeps
+    // running meanwhile: sessions reach the spool and AUTH through it.
+    loops.release();
     io->restart();
-    io->run_for(std::chrono::seconds(2));
-    loops.stop();  // the other loops' threads end; what they left is destroyed with them
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+    bool main_done = false;
+    while (std::chrono::steady_clock::now() < until && !(main_done && loops.all_ended())) {
+        main_done = io->run_for(std::chrono::milliseconds(20)) == 0 && io->stopped();
+        if (main_done) {
+            io->restart();
+            std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        }
+    }
+    loops.stop();
     all([](io::Balancer& b) { b.tracking().flush(); });
     daemon.admin_server.reset();
     daemon.retiring.clear();

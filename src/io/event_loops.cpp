@@ -22,8 +22,13 @@ EventLoops::~EventLoops() {
 
 void EventLoops::start() {
     for (auto& loop : extra_)
-        threads_.emplace_back([&context = *loop] { context.run(); });
+        threads_.emplace_back([this, &context = *loop] {
+            context.run();
+            ++ended_;
+        });
 }
+
+void EventLoops::release() { guards_.clear(); }
 
 void EventLoops::stop() {
     guards_.clear();

@@ -1,4 +1,5 @@
 #pragma once
+#include <atomic>
 #include <cstddef>
 #include <functional>
 #include <memory>
@@ -30,8 +31,12 @@ class EventLoops {
     asio::io_context& main() { return main_; }
     // The loop for the next accepted connection, in turn. Called from loop 0 only.
     std::size_t next() { return size() == 1 ? 0 : next_++ % size(); }
-    // The threads end once their loops have no more work and stop() was called.
     void start();
+    // From now on a loop's thread ends as soon as its loop has no more work.
+    void release();
+    // Every thread started has ended (after release(), or stop()).
+    bool all_ended() const { return ended_ == threads_.size(); }
+    // Stops the loops now, whatever they still hold, and joins the threads.
     void stop();
     // Runs `task` on loop `index` and waits for it; from loop 0 only, and
     // never while that loop waits for loop 0 (loops other than 0 never do).
@@ -43,6 +48,7 @@ class EventLoops {
     std::vector<std::unique_ptr<asio::io_context>> extra_;
     std::vector<WorkGuard> guards_;
     std::vector<std::thread> threads_;
+    std::atomic<std::size_t> ended_ = 0;
     std::size_t next_ = 0;
 };
 

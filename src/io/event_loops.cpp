@@ -45,11 +45,19 @@ void EventLoops::run_on(std::size_t index, const std::function<void()>& task) {
         return;
     }
     std::promise<void> done;
+    auto finished = done.get_future();
     asio::post(loop(index), [&] {
         task();
         done.set_value();
     });
-    done.get_future().wait();
+    while (finished.wait_for(std::chrono::milliseconds(10)) != std::future_status::ready) {
+        // Released and out of work, the loop's thread has ended (or is
+        // ending) and runs nothing more: the task runs here instead.
+        if (loop(index).stopped()) {
+            task();
+            return;
+        }
+    }
 }
 
 }  // namespace smtplb::io

@@ -38,8 +38,9 @@ class EventLoops {
     bool all_ended() const { return ended_ == threads_.size(); }
     // Stops the loops now, whatever they still hold, and joins the threads.
     void stop();
-    // Runs `task` on loop `index` and waits for it; from loop 0 only, and
-    // never while that loop waits for loop 0 (loops other than 0 never do).
+    // Runs `task` on loop `index` and waits for it (here, when that loop's
+    // thread has ended); from loop 0 only. Loops other than 0 never wait
+    // for loop 0, so this cannot deadlock.
     void run_on(std::size_t index, const std::function<void()>& task);
 
   private:

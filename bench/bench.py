@@ -63,7 +63,8 @@ class Target:
             mode = "tcp" if config == "smtplb-tcp" else "smtp"
             self.dir = tempfile.mkdtemp(prefix="lb-", dir=workdir)
             port, self.proc = start_smtplb(args.smtplb, self.dir, sink_ports, mode,
-                                           spool=config == "smtplb-spool")
+                                           spool=config == "smtplb-spool",
+                                           threads=args.smtplb_threads)
             self.ports, self.root = [port], self.proc.pid
 
     def cpu(self):
@@ -242,6 +243,8 @@ def main():
     ap.add_argument("--json", help="write the medians to this file")
     ap.add_argument("--chart", help="draw the table to this SVG file")
     ap.add_argument("--haproxy-threads", type=int, help="nbthread for HAProxy (default: one per core)")
+    ap.add_argument("--smtplb-threads", type=int,
+                    help="server.threads for smtplb (default: smtplb's own default)")
     ap.add_argument("--configs", default=ALL_CONFIGS, help=f"comma-separated subset of {ALL_CONFIGS}")
     ap.add_argument("--workloads", default="reused,new-conn,large",
                     help="comma-separated subset of reused,new-conn,large")

@@ -1,21 +1,26 @@
 #!/usr/bin/env bash
 # Builds everything with AddressSanitizer and UndefinedBehaviorSanitizer and
-# runs the whole test suite against that build (unit, io, integration); then
-# the threaded parts under ThreadSanitizer.
+# runs the whole test suite against that build (unit, io, integration), with
+# daemons on one event loop (the plain run uses the default, one per CPU);
+# then the threaded parts under ThreadSanitizer, with two event loops.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DSMTPLB_SANITIZE=ON >/dev/null
 ninja -C build-asan -j2
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
 export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
-ctest --test-dir build-asan --output-on-failure -j2 --timeout 600
+SMTPLB_TEST_THREADS=1 ctest --test-dir build-asan --output-on-failure -j2 --timeout 600
 
-# ThreadSanitizer where threads are used: the spool's writer threads, in
-# the io tests and the spool's integration tests against the real daemon
-# (the harness fails a test whose smtplb exits non-zero, as TSan makes it).
+# ThreadSanitizer where threads are used: the event loops (server.threads)
+# and the spool's writer threads, in the io tests and in integration tests
+# against the real daemon that share pools, listeners, caches and the spool
+# across loops, reload and stop (the harness fails a test whose smtplb exits
+# non-zero, as TSan makes it).
 cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DSMTPLB_TSAN=ON >/dev/null
 ninja -C build-tsan -j2 smtplb io_tests
 export TSAN_OPTIONS="halt_on_error=1 exitcode=66 second_deadlock_stack=1"
 build-tsan/tests/io_tests --gtest_brief=1
-python3 tests/integration/test_spool.py --smtplb build-tsan/src/app/smtplb
-python3 tests/integration/test_shutdown.py --smtplb build-tsan/src/app/smtplb
+export SMTPLB_TEST_THREADS=2
+for test in test_balancing test_reload test_shutdown test_spool; do
+    python3 tests/integration/$test.py --smtplb build-tsan/src/app/smtplb
+done

@@ -1,6 +1,19 @@
 #include "config/config.hpp"
 
+#include <sched.h>
+
+#include <algorithm>
+
 namespace smtplb::config {
+
+std::uint32_t default_threads() {
+    // The CPUs this process may use (a container's or systemd's CPU set),
+    // not all the machine has.
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    int cpus = ::sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : 1;
+    return static_cast<std::uint32_t>(std::clamp(cpus, 1, 16));
+}
 
 bool Config::uses_spool() const {
     for (const auto& p : pools)

@@ -31,6 +31,9 @@ enum class TlsVersion { Tls12, Tls13 };
 enum class ProxyProtocol { None, V1, V2, Any };
 using HealthDepth = proto::ProbeDepth;
 
+// One event loop per CPU this process may run on, at most 16 (server.threads).
+std::uint32_t default_threads();
+
 struct Server {
     std::string hostname = "localhost";
     std::string state_dir = "/var/lib/smtplb";
@@ -46,7 +49,7 @@ struct Server {
     std::chrono::milliseconds shutdown_grace{30000};
     // Event loops that run client sessions, each on a thread of its own.
     // Fixed at start: a reload keeps the running number.
-    std::uint32_t threads = 1;
+    std::uint32_t threads = default_threads();
 };
 
 // The durable queue for pools with on_unavailable = "spool" (under state_dir).

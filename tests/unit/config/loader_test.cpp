@@ -151,6 +151,26 @@ pool = "p"
     has_error(r, "route[1].recipient", 0, "regular expression");
 }
 
+TEST(ConfigLoader, ThreadsDefaultToTheCpusAndAreBounded) {
+    auto defaulted = load_string(kValid, "t");
+    ASSERT_TRUE(defaulted.config);
+    EXPECT_EQ(defaulted.config->server.threads, default_threads());
+    EXPECT_GE(default_threads(), 1u);
+    EXPECT_LE(default_threads(), 16u);
+    std::string text = kValid;
+    text.replace(text.find("[server]\n"), 9, "[server]\nthreads = 3\n");
+    auto three = load_string(text, "t");
+    ASSERT_TRUE(three.config);
+    EXPECT_EQ(three.config->server.threads, 3u);
+    for (const char* wrong : {"threads = 0", "threads = 65", "threads = \"auto\""}) {
+        std::string bad = kValid;
+        bad.replace(bad.find("[server]\n"), 9, std::string("[server]\n") + wrong + "\n");
+        auto r = load_string(bad, "t");
+        EXPECT_FALSE(r.config) << wrong;
+        EXPECT_TRUE(has_error(r, "server.threads", 3, "")) << wrong;
+    }
+}
+
 TEST(ConfigLoader, SpoolIsReadWithItsBounds) {
     std::string text = kValid;
     text.replace(text.find("algorithm = \"least_pending\""), 27,

@@ -1,13 +1,14 @@
 #!/usr/bin/env python3
-"""Would a second event loop help? smtplb runs one event loop; HAProxy runs
-one thread per core. This runs the reused-session workload split over two
-`smtp-source` processes (half the sessions each) against:
+"""One event loop, two, or two processes? HAProxy runs one thread per core.
+This runs the reused-session workload split over two `smtp-source`
+processes (half the sessions each) against:
 
 - haproxy: HAProxy (one thread per core), both halves to its one port;
-- smtplb: one smtplb process, both halves to its one port;
-- smtplb-x2: two smtplb processes, one half each — what two independent
-  event loops would do, without the shared state a threaded smtplb would
-  have to coordinate (pools, limits, the spool).
+- smtplb: one smtplb process with one event loop (`threads = 1`);
+- smtplb-x2: two such processes, one half each: two independent event
+  loops, without the state a threaded smtplb shares (pools, limits, the
+  spool);
+- smtplb-2loops: one smtplb process with two event loops (`threads = 2`).
 
 Runs are interleaved and medians reported, as in bench.py. A diagnostic for
 design work, not part of the published side-by-side.
@@ -25,7 +26,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from peers import (BUILT_SMTPLB, require, run_load, start_haproxy, start_sinks,  # noqa: E402
                    start_smtplb)
 
-CONFIGS = ("haproxy", "smtplb", "smtplb-x2")
+CONFIGS = ("haproxy", "smtplb", "smtplb-x2", "smtplb-2loops")
 
 
 def start(config, sink_ports, smtplb):
@@ -34,7 +35,9 @@ def start(config, sink_ports, smtplb):
         port, proc = start_haproxy(tempfile.mkdtemp(prefix="split-"), sink_ports)
         return [port, port], [proc]
     count = 2 if config == "smtplb-x2" else 1
-    started = [start_smtplb(smtplb, tempfile.mkdtemp(prefix="split-"), sink_ports, "smtp")
+    threads = 2 if config == "smtplb-2loops" else 1
+    started = [start_smtplb(smtplb, tempfile.mkdtemp(prefix="split-"), sink_ports, "smtp",
+                            threads=threads)
                for _ in range(count)]
     ports = [port for port, _ in started]
     return (ports * 2)[:2], [proc for _, proc in started]
@@ -69,7 +72,7 @@ def main():
         for config in order:
             rate = measure(config, args)
             rates[config].append(rate)
-            print(f"run {run + 1} {config:10} {rate:7.0f} msg/s", flush=True)
+            print(f"run {run + 1} {config:13} {rate:7.0f} msg/s", flush=True)
     base = statistics.median(rates["haproxy"])
     print(f"\nMedians of {args.runs} interleaved runs; {args.sessions} sessions in two "
           f"smtp-source processes; {args.size}-byte messages.\n")

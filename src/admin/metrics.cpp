@@ -75,7 +75,8 @@ void backend_metrics(PrometheusText& m, io::Balancer& balancer) {
     std::vector<Row> rows;
     // Sessions on other event loops change health and load meanwhile.
     std::vector<std::unique_lock<std::mutex>> locks;
-    for (const auto& p : balancer.pools()) locks.push_back(p->lock());
+    for (const auto& p : balancer.pools())
+        locks.push_back(p->lock());
     for (const auto& p : balancer.pools())
         for (const auto& b : p->backends())
             rows.push_back({p.get(), &b});

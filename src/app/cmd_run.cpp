@@ -61,8 +61,7 @@ admin::ReloadOutcome Daemon::reload_now() {
         return {false, reasons};
     }
     // Validate against the running daemon too: bind, state_dir, tracking log.
-    auto next =
-        std::make_unique<io::Balancer>(io, *loaded.config, nullptr, current.get(), &loops);
+    auto next = std::make_unique<io::Balancer>(io, *loaded.config, nullptr, current.get(), &loops);
     std::string error;
     if (!next->start(error, current.get())) {
         log_event("reload_refused",
@@ -164,9 +163,10 @@ int run_daemon(const std::string& path) {
     // Declared before the daemon: the balancers' sockets and timers belong
     // to these loops, so the balancers are destroyed first.
     io::EventLoops loops(*io, result.config->server.threads);
-    Daemon daemon{path, *io, loops,
-                  std::make_unique<io::Balancer>(*io, *result.config, nullptr, nullptr, &loops),
-                  {}, {}};
+    Daemon daemon{
+        path,  *io,
+        loops, std::make_unique<io::Balancer>(*io, *result.config, nullptr, nullptr, &loops),
+        {},    {}};
     std::string error;
     if (!daemon.current->start(error)) {
         log_event("start_failed", {{"reason", error}});

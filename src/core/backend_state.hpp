@@ -2,8 +2,8 @@
 #include <cstdint>
 #include <string>
 
-#include "base/counter.hpp"
 #include "base/clock.hpp"
+#include "base/counter.hpp"
 #include "config/config.hpp"
 #include "core/health.hpp"
 #include "core/metrics.hpp"

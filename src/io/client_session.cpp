@@ -232,8 +232,8 @@ void ClientSession::finish_tracking(const std::string& reply, const char* result
 
 awaitable<bool> ClientSession::spool_has_room() {
     auto* spool = spool_for_transaction();
-    co_return co_await on_loop(balancer_.io(),
-                               [](Spool* s) -> awaitable<bool> { co_return s->has_room(0); }(spool));
+    co_return co_await on_loop(
+        balancer_.io(), [](Spool* s) -> awaitable<bool> { co_return s->has_room(0); }(spool));
 }
 
 awaitable<Reply> ClientSession::write_to_spool() {

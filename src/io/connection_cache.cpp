@@ -49,8 +49,8 @@ void ConnectionCache::put(std::unique_ptr<BackendConnection> conn) {
     if (!sweeping_) {
         sweeping_ = true;
         // The sweep keeps the cache: the generation may end before it does.
-        asio::co_spawn(executor_, [self = shared_from_this()] { return self->sweep(); },
-                       asio::detached);
+        asio::co_spawn(
+            executor_, [self = shared_from_this()] { return self->sweep(); }, asio::detached);
     }
 }
 

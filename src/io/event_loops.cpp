@@ -28,7 +28,9 @@ void EventLoops::start() {
         });
 }
 
-void EventLoops::release() { guards_.clear(); }
+void EventLoops::release() {
+    guards_.clear();
+}
 
 void EventLoops::stop() {
     guards_.clear();

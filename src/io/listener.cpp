@@ -18,10 +18,9 @@ Listener::Listener(Balancer& balancer, const config::Listener& config)
       auth_throttle_(balancer.clock(), config.auth.max_failures, config.auth.failure_window),
       acceptor_(balancer.io()) {
     for (std::size_t loop = 0; loop < balancer.loops().size(); ++loop)
-        relay_contexts_.push_back(RelayContext{balancer.connector(), balancer.cache(loop),
-                                               balancer.config().server.hostname,
-                                               config.client_identity, config.source_address,
-                                               &balancer.backend_tls()});
+        relay_contexts_.push_back(RelayContext{
+            balancer.connector(), balancer.cache(loop), balancer.config().server.hostname,
+            config.client_identity, config.source_address, &balancer.backend_tls()});
     settings_.hostname = balancer.config().server.hostname;
     settings_.max_line_length = config.max_line_length;
     settings_.max_data_line_length = config.max_data_line_length;
@@ -248,8 +247,7 @@ awaitable<void> Listener::accept_loop() {
             asio::co_spawn(executor, run_tcp_session(std::move(socket), *this, client, peer),
                            asio::detached);
         else
-            asio::co_spawn(executor,
-                           run_client_session(std::move(socket), *this, client, loop),
+            asio::co_spawn(executor, run_client_session(std::move(socket), *this, client, loop),
                            asio::detached);
     }
 }

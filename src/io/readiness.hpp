@@ -14,7 +14,8 @@ namespace smtplb::io {
 // The flag is private to Asio, so this is tied to the Asio it was checked
 // against (Boost 1.81, epoll). With any other, kSupported is false and
 // the functions do nothing: reads are then plain Asio reads. One thread
-// runs smtplb's event loop, so the flag needs no lock of Asio's.
+// runs each event loop, and a socket stays with its loop's reactor, so the
+// flag needs no lock of Asio's.
 //
 // The rule that keeps it correct: mark a socket drained only when, since
 // the read that found it drained, the event loop has not had a chance to

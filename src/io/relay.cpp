@@ -396,9 +396,9 @@ awaitable<proto::Reply> Relay::deliver(const proto::BodySource& body) {
                 if (done) {
                     final_reply = done->reply;
                     pool_->observe_reply_time(
-                        backend, std::chrono::duration<double>(std::chrono::steady_clock::now() -
-                                                               sent_at)
-                                     .count());
+                        backend,
+                        std::chrono::duration<double>(std::chrono::steady_clock::now() - sent_at)
+                            .count());
                 }
             }
         } else if (data) {

@@ -66,7 +66,7 @@ Balancer::~Balancer() {
         });
 }
 
-void Balancer::on_each_cache(std::function<void(ConnectionCache&)> task) {
+void Balancer::on_each_cache(const std::function<void(ConnectionCache&)>& task) {
     // Each cache belongs to its loop's thread: the work goes there.
     for (std::size_t i = 0; i < caches_.size(); ++i) {
         if (i == 0) {

@@ -101,7 +101,7 @@ class Balancer {
   private:
     // Runs `task` on every loop's cache, each on its own thread (later, for
     // the loops other than this one).
-    void on_each_cache(std::function<void(ConnectionCache&)> task);
+    void on_each_cache(const std::function<void(ConnectionCache&)>& task);
 
     asio::io_context& io_;
     std::unique_ptr<EventLoops> own_loops_;  // when not given any: `io` alone

@@ -99,7 +99,7 @@ void Listener::stop() {
 }
 
 void Listener::for_each_session(
-    std::function<void(tcp::socket&, const proto::ServerSession*)> action) {
+    const std::function<void(tcp::socket&, const proto::ServerSession*)>& action) {
     // The executors are copied under the lock: a session that ends on its
     // own thread meanwhile takes its socket with it.
     std::vector<std::pair<tcp::socket*, asio::any_io_executor>> sockets;

@@ -95,7 +95,8 @@ class Listener {
         std::unordered_map<tcp::socket*, const proto::ServerSession*> sessions;
     };
     // Runs `action` on each tracked socket, on that socket's own loop.
-    void for_each_session(std::function<void(tcp::socket&, const proto::ServerSession*)> action);
+    void for_each_session(
+        const std::function<void(tcp::socket&, const proto::ServerSession*)>& action);
 
     Balancer& balancer_;
     const config::Listener& config_;

@@ -28,7 +28,6 @@ class EventLoops {
 
     std::size_t size() const { return 1 + extra_.size(); }
     asio::io_context& loop(std::size_t index) { return index == 0 ? main_ : *extra_[index - 1]; }
-    asio::io_context& main() { return main_; }
     // The loop for the next accepted connection, in turn. Called from loop 0 only.
     std::size_t next() { return size() == 1 ? 0 : next_++ % size(); }
     void start();

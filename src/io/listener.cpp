@@ -147,6 +147,10 @@ void Listener::session_ended(const std::string& client) {
 
 bool Listener::admit(const std::string& client) {
     std::lock_guard guard(accounting_);
+    return admit_locked(client);
+}
+
+bool Listener::admit_locked(const std::string& client) {
     auto& count = per_client_[client];
     if (count >= config_.max_connections_per_client) {
         if (count == 0) per_client_.erase(client);
@@ -186,15 +190,9 @@ const char* Listener::open_session(const std::string& client, bool proxied) {
         ++counters.refused;
         return "421 4.7.0 Too many connections, try again later\r\n";
     }
-    if (!proxied) {
-        auto& count = per_client_[client];
-        if (count >= config_.max_connections_per_client) {
-            if (count == 0) per_client_.erase(client);
-            ++counters.refused;
-            return "421 4.7.0 Too many connections from your address\r\n";
-        }
-        ++count;  // behind a PROXY header: counted once the header names the client
-    }
+    // Behind a PROXY header the client is counted once the header names it.
+    if (!proxied && !admit_locked(client))
+        return "421 4.7.0 Too many connections from your address\r\n";
     ++connections_;
     ++counters.connections;
     return nullptr;

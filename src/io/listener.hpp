@@ -88,6 +88,8 @@ class Listener {
     // Whether a new connection from `client` may open one more session
     // (and counts it when it may); the refusal's reply when not.
     const char* open_session(const std::string& client, bool proxied);
+    // admit() with accounting_ held.
+    bool admit_locked(const std::string& client);
     // The sessions' sockets, by event loop (shared: work posted to a loop
     // to wake or close them may outlive this listener).
     struct Registry {

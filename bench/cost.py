@@ -36,15 +36,18 @@ def stat(pid):
     return int(fields[11]), int(fields[12]), int(fields[7])
 
 
-def involuntary_switches(pid):
-    """Preemptions of all the process's threads so far."""
-    total = 0
+def context_switches(pid):
+    """(sleeps, preemptions) of all the process's threads so far: voluntary
+    and involuntary context switches."""
+    totals = [0, 0]
     for task in os.listdir(f"/proc/{pid}/task"):
         with open(f"/proc/{pid}/task/{task}/status") as f:
             for line in f:
-                if line.startswith("nonvoluntary_ctxt_switches:"):
-                    total += int(line.split()[1])
-    return total
+                if line.startswith("voluntary_ctxt_switches:"):
+                    totals[0] += int(line.split()[1])
+                elif line.startswith("nonvoluntary_ctxt_switches:"):
+                    totals[1] += int(line.split()[1])
+    return totals
 
 
 def machine_ticks():
@@ -83,12 +86,12 @@ def measure(config, args):
         run_load([port], 200, args.sessions, True, args.size, 300)
         sink0, gen0 = peers_seconds(sinks)
         user0, sys0, faults0 = stat(proc.pid)
-        preempted0, machine0 = involuntary_switches(proc.pid), machine_ticks()
+        switches0, machine0 = context_switches(proc.pid), machine_ticks()
         began = time.monotonic()
         run_load([port], args.messages, args.sessions, True, args.size, 300)
         elapsed = time.monotonic() - began
         user1, sys1, faults1 = stat(proc.pid)
-        preempted1, machine1 = involuntary_switches(proc.pid), machine_ticks()
+        switches1, machine1 = context_switches(proc.pid), machine_ticks()
         sink1, gen1 = peers_seconds(sinks)
     finally:
         proc.stop()
@@ -98,7 +101,8 @@ def measure(config, args):
     return {"rate": args.messages / elapsed,
             "user": (user1 - user0) / TICK * per, "sys": (sys1 - sys0) / TICK * per,
             "faults": (faults1 - faults0) / args.messages,
-            "preempted": (preempted1 - preempted0) / args.messages,
+            "sleeps": (switches1[0] - switches0[0]) / args.messages,
+            "preempted": (switches1[1] - switches0[1]) / args.messages,
             "idle": 100 * (machine1[1] - machine0[1]) / max(1, machine1[0] - machine0[0]),
             "sinks": (sink1 - sink0) * per, "generator": (gen1 - gen0) * per}
 
@@ -120,13 +124,13 @@ def main():
         for config in configs:
             results[config].append(measure(config, args))
     print("| configuration | messages/s | proxy user µs/msg | proxy system µs/msg "
-          "| proxy minor faults/msg | proxy preemptions/msg | sinks µs/msg | smtp-source µs/msg "
+          "| proxy minor faults/msg | proxy sleeps/msg | proxy preemptions/msg | sinks µs/msg | smtp-source µs/msg "
           "| machine idle % |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for config in configs:
         med = {k: statistics.median(r[k] for r in results[config]) for k in results[config][0]}
         print(f"| {config} | {med['rate']:.0f} | {med['user']:.1f} | {med['sys']:.1f} | "
-              f"{med['faults']:.2f} | {med['preempted']:.2f} | {med['sinks']:.1f} | "
+              f"{med['faults']:.2f} | {med['sleeps']:.2f} | {med['preempted']:.2f} | {med['sinks']:.1f} | "
               f"{med['generator']:.1f} | {med['idle']:.1f} |")
 
 

@@ -11,11 +11,14 @@ published side-by-side.
   python3 bench/cost.py --configs haproxy,smtp=build-old/src/app/smtplb,smtp \\
       --messages 3000 --size 102400 --runs 5
 
-A configuration is `haproxy`, `haproxy1` (one thread), or `MODE[=BINARY]`
-with MODE `smtp` or `tcp` (BINARY defaults to --smtplb).
+A configuration is `haproxy`, `haproxy1` (one thread), or `MODE[=BINARY]`:
+MODE is `smtp` or `tcp`, then optionally server.threads and `pN` for
+busy_poll_us = N (`tcp2p0`: two loops, no busy poll); BINARY defaults to
+--smtplb.
 """
 import argparse
 import os
+import re
 import resource
 import statistics
 import sys
@@ -68,13 +71,15 @@ def start(config, workdir, ports, default_binary):
         return start_haproxy(workdir, ports)
     if config == "haproxy1":
         return start_haproxy(workdir, ports, threads=1)
-    mode, _, binary = config.partition("=")
-    # "smtp2": smtp mode with server.threads = 2
-    threads = int(mode[-1]) if mode[-1:].isdigit() else None
-    mode = mode.rstrip("0123456789")
-    if mode not in ("smtp", "tcp"):
+    name, _, binary = config.partition("=")
+    # "smtp2": smtp mode with server.threads = 2; "tcp2p0": and busy_poll_us = 0
+    match = re.fullmatch(r"(smtp|tcp)(\d+)?(?:p(\d+))?", name)
+    if not match:
         sys.exit(f"cost: unknown configuration {config!r}")
-    return start_smtplb(binary or default_binary, workdir, ports, mode, threads=threads)
+    mode, threads, busy_poll = match.groups()
+    return start_smtplb(binary or default_binary, workdir, ports, mode,
+                        threads=int(threads) if threads else None,
+                        busy_poll_us=int(busy_poll) if busy_poll else None)
 
 
 def measure(config, args):

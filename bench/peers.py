@@ -246,10 +246,11 @@ def postfix_queued(postfix):
 
 
 def start_smtplb(smtplb, workdir, sink_ports, mode="smtp", listener_extra="", spool=False,
-                 threads=None):
+                 threads=None, busy_poll_us=None):
     """smtplb in front of the sinks; `listener_extra`: more [[listener]] lines.
     With `spool`, every backend is down and the pool spools what it accepts.
-    `threads`: server.threads (the daemon's default when None)."""
+    `threads`, `busy_poll_us`: those [server] keys (the daemon's defaults
+    when None)."""
     port = free_port()
     cfg = os.path.join(workdir, "smtplb.toml")
     if spool:
@@ -267,6 +268,7 @@ state_dir = "{workdir}"
 tracking_log = "{workdir}/tracking.jsonl"
 admin = ""
 {f"threads = {threads}" if threads else ""}
+{f"busy_poll_us = {busy_poll_us}" if busy_poll_us is not None else ""}
 {spool_section}
 [[listener]]
 name = "bench"

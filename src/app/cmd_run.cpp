@@ -73,6 +73,7 @@ admin::ReloadOutcome Daemon::reload_now() {
         log_event("admin_unchanged",
                   {{"address", old_admin},
                    {"reason", "server.admin changes take effect at the next start"}});
+    loops.set_busy_poll(std::chrono::microseconds(loaded.config->server.busy_poll_us));
     if (loaded.config->server.threads != loops.size())
         log_event("threads_unchanged",
                   {{"threads", std::to_string(loops.size())},
@@ -163,6 +164,7 @@ int run_daemon(const std::string& path) {
     // Declared before the daemon: the balancers' sockets and timers belong
     // to these loops, so the balancers are destroyed first.
     io::EventLoops loops(*io, result.config->server.threads);
+    loops.set_busy_poll(std::chrono::microseconds(result.config->server.busy_poll_us));
     Daemon daemon{
         path,  *io,
         loops, std::make_unique<io::Balancer>(*io, *result.config, nullptr, nullptr, &loops),
@@ -251,7 +253,7 @@ int run_daemon(const std::string& path) {
     hangup.async_wait(on_hangup);
     ::signal(SIGPIPE, SIG_IGN);
     loops.start();
-    io->run();
+    loops.run_main();
     // Anything still suspended unwinds now. Then, by scope: the signal sets,
     // the admin server, the balancers, and last the loop their sockets
     // belong to.

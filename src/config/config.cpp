@@ -6,13 +6,24 @@
 
 namespace smtplb::config {
 
-std::uint32_t default_threads() {
-    // The CPUs this process may use (a container's or systemd's CPU set),
-    // not all the machine has.
+namespace {
+// The CPUs this process may use (a container's or systemd's CPU set), not
+// all the machine has.
+int usable_cpus() {
     cpu_set_t set;
     CPU_ZERO(&set);
-    int cpus = ::sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : 1;
-    return static_cast<std::uint32_t>(std::clamp(cpus, 1, 16));
+    return ::sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : 1;
+}
+}  // namespace
+
+std::uint32_t default_threads() {
+    return static_cast<std::uint32_t>(std::clamp(usable_cpus(), 1, 16));
+}
+
+std::uint32_t default_busy_poll_us() {
+    // With one CPU, whatever would bring the next event cannot run while
+    // the loop polls: polling only delays it.
+    return usable_cpus() > 1 ? 5 : 0;
 }
 
 bool Config::uses_spool() const {

@@ -33,6 +33,9 @@ using HealthDepth = proto::ProbeDepth;
 
 // One event loop per CPU this process may run on, at most 16 (server.threads).
 std::uint32_t default_threads();
+// 5 µs of polling before an idle loop sleeps, none with a single CPU
+// (server.busy_poll_us).
+std::uint32_t default_busy_poll_us();
 
 struct Server {
     std::string hostname = "localhost";
@@ -50,6 +53,9 @@ struct Server {
     // Event loops that run client sessions, each on a thread of its own.
     // Fixed at start: a reload keeps the running number.
     std::uint32_t threads = default_threads();
+    // Microseconds an event loop that has run out of events keeps polling
+    // before it sleeps; 0 = never. Reloadable.
+    std::uint32_t busy_poll_us = default_busy_poll_us();
 };
 
 // The durable queue for pools with on_unavailable = "spool" (under state_dir).

@@ -37,7 +37,8 @@ std::string describe(const Config& c) {
       << "admin_token_file = " << quoted(c.server.admin_token_file) << "\n"
       << "spill_threshold = " << c.server.spill_threshold << "\n"
       << "shutdown_grace = " << ms(c.server.shutdown_grace) << "\n"
-      << "threads = " << c.server.threads << "\n";
+      << "threads = " << c.server.threads << "\n"
+      << "busy_poll_us = " << c.server.busy_poll_us << "\n";
     o << "\n[spool]\n"
       << "max_messages = " << c.spool.max_messages << "\n"
       << "max_size = " << c.spool.max_size << "\n"

@@ -22,6 +22,7 @@ void read_server(TableReader& r, Server& s) {
     r.size("spill_threshold", s.spill_threshold, 4096, kGiB);
     r.duration("shutdown_grace", s.shutdown_grace, 0ms, 1h);
     r.integer("threads", s.threads, 1, 64);
+    r.integer("busy_poll_us", s.busy_poll_us, 0, 1000);
     r.string("admin_token_file", s.admin_token_file);
     auto& d = r.diagnostics();
     if (!s.admin_token_file.empty()) {

@@ -23,9 +23,32 @@ EventLoops::~EventLoops() {
 void EventLoops::start() {
     for (auto& loop : extra_)
         threads_.emplace_back([this, &context = *loop] {
-            context.run();
+            run(context);
             ++ended_;
         });
+}
+
+void EventLoops::run(asio::io_context& context) {
+    // Waking a thread that sleeps in epoll_wait costs more than the few
+    // microseconds in which, on a busy machine, the next event usually
+    // comes: a loop that has just run out of events looks again (poll(),
+    // which never blocks) for a moment before it sleeps. Measured in
+    // docs/decisions.md ("Busy poll").
+    while (!context.stopped()) {
+        const std::chrono::microseconds window{busy_poll_us_.load(std::memory_order_relaxed)};
+        // run_one() runs queued handlers and sleeps in epoll when there are
+        // none: as run() does.
+        if (window.count() == 0) {
+            context.run_one();
+            continue;
+        }
+        if (context.poll() > 0) continue;
+        bool ran = false;
+        const auto until = std::chrono::steady_clock::now() + window;
+        while (!ran && !context.stopped() && std::chrono::steady_clock::now() < until)
+            ran = context.poll() > 0;
+        if (!ran) context.run_one();  // out of work, the context stops instead
+    }
 }
 
 void EventLoops::release() {

@@ -1,6 +1,8 @@
 #pragma once
 #include <atomic>
+#include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <thread>
@@ -27,10 +29,17 @@ class EventLoops {
     EventLoops& operator=(const EventLoops&) = delete;
 
     std::size_t size() const { return 1 + extra_.size(); }
+    // How long a loop that has run out of events keeps looking for more
+    // before it sleeps (server.busy_poll_us); 0 = sleep at once. Any thread.
+    void set_busy_poll(std::chrono::microseconds window) {
+        busy_poll_us_.store(window.count(), std::memory_order_relaxed);
+    }
     asio::io_context& loop(std::size_t index) { return index == 0 ? main_ : *extra_[index - 1]; }
     // The loop for the next accepted connection, in turn. Called from loop 0 only.
     std::size_t next() { return size() == 1 ? 0 : next_++ % size(); }
     void start();
+    // Runs loop 0 on the calling thread until it is stopped or out of work.
+    void run_main() { run(main_); }
     // From now on a loop's thread ends as soon as its loop has no more work.
     void release();
     // Every thread started has ended (after release(), or stop()).
@@ -43,6 +52,9 @@ class EventLoops {
     void run_on(std::size_t index, const std::function<void()>& task);
 
   private:
+    // Like io_context::run(), with the busy poll before each sleep.
+    void run(asio::io_context& context);
+
     using WorkGuard = asio::executor_work_guard<asio::io_context::executor_type>;
     asio::io_context& main_;
     std::vector<std::unique_ptr<asio::io_context>> extra_;
@@ -50,6 +62,7 @@ class EventLoops {
     std::vector<std::thread> threads_;
     std::atomic<std::size_t> ended_ = 0;
     std::size_t next_ = 0;
+    std::atomic<std::int64_t> busy_poll_us_ = 0;
 };
 
 // Runs `work` on `loop` and resumes the caller on its own loop with the

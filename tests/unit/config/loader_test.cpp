@@ -171,6 +171,29 @@ TEST(ConfigLoader, ThreadsDefaultToTheCpusAndAreBounded) {
     }
 }
 
+TEST(ConfigLoader, BusyPollIsBoundedAndMayBeOff) {
+    auto defaulted = load_string(kValid, "t");
+    ASSERT_TRUE(defaulted.config);
+    EXPECT_EQ(defaulted.config->server.busy_poll_us, default_busy_poll_us());
+    EXPECT_EQ(default_busy_poll_us(), default_threads() > 1 ? 5u : 0u);
+    for (const auto& [line, expected] :
+         {std::pair{"busy_poll_us = 0", 0u}, {"busy_poll_us = 1000", 1000u}}) {
+        std::string text = kValid;
+        text.replace(text.find("[server]\n"), 9, std::string("[server]\n") + line + "\n");
+        auto r = load_string(text, "t");
+        ASSERT_TRUE(r.config) << line;
+        EXPECT_EQ(r.config->server.busy_poll_us, expected) << line;
+    }
+    for (const char* wrong :
+         {"busy_poll_us = -1", "busy_poll_us = 1001", "busy_poll_us = \"5us\""}) {
+        std::string bad = kValid;
+        bad.replace(bad.find("[server]\n"), 9, std::string("[server]\n") + wrong + "\n");
+        auto r = load_string(bad, "t");
+        EXPECT_FALSE(r.config) << wrong;
+        EXPECT_TRUE(has_error(r, "server.busy_poll_us", 3, "")) << wrong;
+    }
+}
+
 TEST(ConfigLoader, SpoolIsReadWithItsBounds) {
     std::string text = kValid;
     text.replace(text.find("algorithm = \"least_pending\""), 27,

@@ -4,6 +4,7 @@
 // two threads use it at once. Run under ThreadSanitizer by sanitize.sh.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <thread>
 
 #include "base/clock.hpp"
@@ -74,6 +75,54 @@ TEST(EventLoops, RunOnWaitsForTheTaskOnItsLoop) {
         std::this_thread::sleep_for(1ms);
     EXPECT_TRUE(loops.all_ended());  // nothing left to do: the thread ended by itself
     loops.stop();
+}
+
+// The busy poll changes when a loop sleeps, never what it runs: work posted
+// from another thread while it polls or sleeps runs exactly once, timers
+// fire, and a released loop still ends once it is out of work.
+TEST(EventLoops, BusyPollLosesNothingAndStillEnds) {
+    io::asio::io_context main;
+    io::EventLoops loops(main, 2);
+    loops.set_busy_poll(50us);
+    loops.start();
+    std::atomic<int> ran = 0;
+    std::atomic<bool> fired = false;
+    io::asio::steady_timer timer(loops.loop(1), 20ms);
+    timer.async_wait([&](const io::error_code& ec) { fired = !ec; });
+    constexpr int kTasks = 2000;
+    for (int i = 0; i < kTasks; ++i) {
+        io::asio::post(loops.loop(1), [&] { ++ran; });
+        // Now and then long enough for the loop to give up polling and sleep.
+        if (i % 200 == 0) std::this_thread::sleep_for(1ms);
+    }
+    loops.release();
+    auto until = std::chrono::steady_clock::now() + 10s;
+    while (!loops.all_ended() && std::chrono::steady_clock::now() < until)
+        std::this_thread::sleep_for(1ms);
+    EXPECT_TRUE(loops.all_ended());
+    loops.stop();
+    EXPECT_EQ(ran, kTasks);
+    EXPECT_TRUE(fired);
+}
+
+TEST(EventLoops, MainLoopWithBusyPollEndsWhenStoppedOrOutOfWork) {
+    io::asio::io_context main;
+    io::EventLoops loops(main);
+    loops.set_busy_poll(1000us);
+    int ran = 0;
+    io::asio::post(main, [&] { ++ran; });
+    io::asio::post(main, [&] { ++ran; });
+    loops.run_main();  // out of work: returns
+    EXPECT_EQ(ran, 2);
+    main.restart();
+    auto guard = io::asio::make_work_guard(main);
+    std::thread stopper([&] {
+        std::this_thread::sleep_for(20ms);
+        main.stop();
+    });
+    loops.run_main();  // never out of work: returns on stop()
+    stopper.join();
+    EXPECT_TRUE(main.stopped());
 }
 
 TEST(SharedState, PicksAndLoadFromTwoThreadsStayExact) {

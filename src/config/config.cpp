@@ -20,10 +20,14 @@ std::uint32_t default_threads() {
     return static_cast<std::uint32_t>(std::clamp(usable_cpus(), 1, 16));
 }
 
-std::uint32_t default_busy_poll_us() {
-    // With one CPU, whatever would bring the next event cannot run while
-    // the loop polls: polling only delays it.
-    return usable_cpus() > 1 ? 5 : 0;
+std::uint32_t default_busy_poll_us(const std::vector<Listener>& listeners) {
+    // Measured (docs/decisions.md, "Busy poll"): it lifts tcp mode, whose
+    // work per event is tiny next to a wake-up, and leaves smtp mode's rate
+    // as it was at more CPU. With one CPU, whatever would bring the next
+    // event cannot run while the loop polls: polling only delays it.
+    bool tcp = std::any_of(listeners.begin(), listeners.end(),
+                           [](const Listener& l) { return l.mode == ListenerMode::Tcp; });
+    return tcp && usable_cpus() > 1 ? 5 : 0;
 }
 
 bool Config::uses_spool() const {

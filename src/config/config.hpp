@@ -33,9 +33,6 @@ using HealthDepth = proto::ProbeDepth;
 
 // One event loop per CPU this process may run on, at most 16 (server.threads).
 std::uint32_t default_threads();
-// 5 µs of polling before an idle loop sleeps, none with a single CPU
-// (server.busy_poll_us).
-std::uint32_t default_busy_poll_us();
 
 struct Server {
     std::string hostname = "localhost";
@@ -55,7 +52,8 @@ struct Server {
     std::uint32_t threads = default_threads();
     // Microseconds an event loop that has run out of events keeps polling
     // before it sleeps; 0 = never. Reloadable.
-    std::uint32_t busy_poll_us = default_busy_poll_us();
+    // Defaults to default_busy_poll_us(listeners), set by the loader.
+    std::uint32_t busy_poll_us = 0;
 };
 
 // The durable queue for pools with on_unavailable = "spool" (under state_dir).
@@ -146,6 +144,11 @@ struct Listener {
     std::vector<std::string> proxy_trusted_networks_text;
     Millis proxy_timeout{10000};  // for the whole header
 };
+
+// 5 µs of polling before an idle loop sleeps when a listener is in tcp
+// mode and the process may use two CPUs or more, else none
+// (server.busy_poll_us).
+std::uint32_t default_busy_poll_us(const std::vector<Listener>& listeners);
 
 struct Health {
     bool enabled = true;

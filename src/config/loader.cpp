@@ -465,6 +465,8 @@ LoadResult load_string(const std::string& text, const std::string& source_name) 
         read_each(r, "listener", c.listeners, read_listener);
         read_each(r, "pool", c.pools, read_pool);
         read_each(r, "route", c.routes, read_route);
+        if (!server || !server->contains("busy_poll_us"))
+            c.server.busy_poll_us = default_busy_poll_us(c.listeners);
     }
     // Top-level unknown keys are reported with a leading "." by the reader; tidy them.
     for (auto& item : d.items)

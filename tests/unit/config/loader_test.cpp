@@ -174,8 +174,18 @@ TEST(ConfigLoader, ThreadsDefaultToTheCpusAndAreBounded) {
 TEST(ConfigLoader, BusyPollIsBoundedAndMayBeOff) {
     auto defaulted = load_string(kValid, "t");
     ASSERT_TRUE(defaulted.config);
-    EXPECT_EQ(defaulted.config->server.busy_poll_us, default_busy_poll_us());
-    EXPECT_EQ(default_busy_poll_us(), default_threads() > 1 ? 5u : 0u);
+    // smtp mode only: no polling; with a tcp-mode listener, 5 µs when there
+    // is a second CPU for it.
+    EXPECT_EQ(defaulted.config->server.busy_poll_us, 0u);
+    std::vector<Listener> listeners(2);
+    EXPECT_EQ(default_busy_poll_us(listeners), 0u);
+    listeners[1].mode = ListenerMode::Tcp;
+    EXPECT_EQ(default_busy_poll_us(listeners), default_threads() > 1 ? 5u : 0u);
+    std::string tcp = kValid;
+    tcp.replace(tcp.find("source_address"), 0, "mode = \"tcp\"\n");
+    auto with_tcp = load_string(tcp, "t");
+    ASSERT_TRUE(with_tcp.config) << with_tcp.diagnostics.format("t");
+    EXPECT_EQ(with_tcp.config->server.busy_poll_us, default_threads() > 1 ? 5u : 0u);
     for (const auto& [line, expected] :
          {std::pair{"busy_poll_us = 0", 0u}, {"busy_poll_us = 1000", 1000u}}) {
         std::string text = kValid;

@@ -84,11 +84,11 @@ TEST(EventLoops, BusyPollLosesNothingAndStillEnds) {
     io::asio::io_context main;
     io::EventLoops loops(main, 2);
     loops.set_busy_poll(50us);
-    loops.start();
     std::atomic<int> ran = 0;
     std::atomic<bool> fired = false;
     io::asio::steady_timer timer(loops.loop(1), 20ms);
     timer.async_wait([&](const io::error_code& ec) { fired = !ec; });
+    loops.start();
     constexpr int kTasks = 2000;
     for (int i = 0; i < kTasks; ++i) {
         io::asio::post(loops.loop(1), [&] { ++ran; });

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Where a proxy's time per message goes, for comparing builds: user and
-system CPU, minor page faults and involuntary context switches (preemptions)
-per message of the proxy process (from /proc/PID/stat and status), with the
+system CPU, minor page faults, voluntary context switches (sleeps) and
+involuntary ones (preemptions) per message of the proxy process (from /proc/PID/stat and status), with the
 sinks' and smtp-source's CPU per message and the machine's idle share
 (/proc/stat) beside them. Each configuration gets fresh sinks and a
 200-message warm-up; runs are interleaved and medians reported. Use it to compare two smtplb binaries (a

@@ -51,8 +51,8 @@ struct Server {
     // Fixed at start: a reload keeps the running number.
     std::uint32_t threads = default_threads();
     // Microseconds an event loop that has run out of events keeps polling
-    // before it sleeps; 0 = never. Reloadable.
-    // Defaults to default_busy_poll_us(listeners), set by the loader.
+    // before it sleeps; 0 = never. Reloadable. Unless the file sets it, the
+    // loader sets default_busy_poll_us(listeners).
     std::uint32_t busy_poll_us = 0;
 };
 

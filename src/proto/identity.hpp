@@ -15,6 +15,13 @@ struct ClientIdentity {
     base::IpAddress local_address;  // the listener address the client reached
     std::uint16_t local_port = 0;
     std::string helo;   // as the client sent it; empty before HELO/EHLO
+    // The client's host name as Postfix's smtpd finds it (XCLIENT_README):
+    // `name` is verified (the reverse lookup's name resolves back to the
+    // address), `reverse_name` is the reverse lookup's alone. Either may be
+    // "[UNAVAILABLE]" (no name, or a permanent failure) or "[TEMPUNAVAIL]"
+    // (a temporary failure). Empty: not looked up (sent as [UNAVAILABLE]).
+    std::string name;
+    std::string reverse_name;
     bool esmtp = true;  // EHLO (ESMTP) or HELO (SMTP)
     std::string login;  // SASL login, empty when not authenticated
     // The client's TLS with smtplb, when it used TLS: passed on in PROXY v2's

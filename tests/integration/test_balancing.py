@@ -3,6 +3,7 @@
 import os
 import smtplib
 import subprocess
+import time
 
 import configs
 import harness
@@ -178,6 +179,22 @@ class Balancing(WorkdirTestCase):
             s.sendmail("a@example.org", ["u@example.net"], "Subject: src\r\n\r\nx\r\n")
         wait_until(lambda: sinks[0].messages(), what="message")
         self.assertEqual(sinks[0].messages()[0]["peer"], "127.0.0.3")
+
+    def test_backend_connections_are_replaced_after_max_messages_or_max_age(self):
+        sinks = self.sinks(("hub", []))
+        port, lb = self.balancer(sinks, pool_options={"max_messages_per_connection": 2,
+                                                      "max_connection_age": "2s",
+                                                      "health": {"enabled": False}})
+        with smtplib.SMTP("127.0.0.1", port, timeout=30) as s:
+            for i in range(5):
+                s.sendmail("a@example.org", ["u@example.net"], f"Subject: {i}\r\n\r\nx\r\n")
+            # Past the age, the next message goes on a new connection too.
+            time.sleep(2.5)
+            s.sendmail("a@example.org", ["u@example.net"], "Subject: late\r\n\r\nx\r\n")
+        wait_until(lambda: len(sinks[0].messages()) == 6, what="six messages")
+        # 2 + 2 + 1 by count, then 1 after the age: four connections, and
+        # the harness's own one that waited for the sink's port.
+        self.assertEqual(sinks[0].final_stats()["connections"], 1 + 4)
 
     def test_smtp_only_backend_gets_helo_and_no_identity(self):
         old = Sink(self.workdir, "old", extra=["--no-esmtp"])

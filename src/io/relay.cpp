@@ -517,14 +517,16 @@ awaitable<proto::Reply> Relay::deliver(const proto::BodySource& body) {
                 co_return core::relay_reply(*final_reply);
             case Verdict::Rejected:
                 ++state.counters.rejected;
-                co_await release_current(!body_sent);
+                // Postfix keeps the transaction open after its end-of-data
+                // restrictions refuse (REAL-PEERS.md): RSET before reuse.
+                co_await release_current(true);
                 recipients_.clear();
                 co_return core::relay_reply(*final_reply);
             case Verdict::TryElsewhere:
                 break;
         }
         ++state.counters.deferred;
-        co_await release_current(!body_sent);
+        co_await release_current(true);
     }
 }
 

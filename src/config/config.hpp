@@ -54,6 +54,15 @@ struct Server {
     // before it sleeps; 0 = never. Reloadable. Unless the file sets it, the
     // loader sets default_busy_poll_us(listeners).
     std::uint32_t busy_poll_us = 0;
+    // Nameservers for the lookup of clients' host names (PTR, then A or
+    // AAAA), "ADDR" (port 53) or "ADDR:PORT"; empty = the nameservers of
+    // /etc/resolv.conf, read at start and on reload.
+    std::vector<std::string> dns_servers_text;
+    std::vector<base::HostPort> dns_servers;  // parsed, numeric addresses
+    // Both lookups of one client together; past it the name is [TEMPUNAVAIL].
+    Millis dns_timeout{5000};
+    // Client names cached (by their TTL), over all event loops.
+    std::uint32_t client_name_cache_size = 10000;
 };
 
 // The durable queue for pools with on_unavailable = "spool" (under state_dir).
@@ -129,6 +138,9 @@ struct Listener {
     Millis data_timeout{600000};
     proto::BareLineEndings bare_line_endings = proto::BareLineEndings::Reject;
     bool smtputf8 = true;
+    // Look up the client's host name (reverse, then forward-confirmed, as
+    // Postfix's smtpd does) for XCLIENT NAME and the tracking log.
+    bool resolve_client_names = true;
     // Known recipients, for when the spool accepts mail no backend can
     // verify: one address per line, "@domain" for a whole domain, "#"
     // comments. Lower case. Without a file every recipient the policy

@@ -38,7 +38,10 @@ std::string describe(const Config& c) {
       << "spill_threshold = " << c.server.spill_threshold << "\n"
       << "shutdown_grace = " << ms(c.server.shutdown_grace) << "\n"
       << "threads = " << c.server.threads << "\n"
-      << "busy_poll_us = " << c.server.busy_poll_us << "\n";
+      << "busy_poll_us = " << c.server.busy_poll_us << "\n"
+      << "dns_servers = " << list(c.server.dns_servers_text) << "\n"
+      << "dns_timeout = " << ms(c.server.dns_timeout) << "\n"
+      << "client_name_cache_size = " << c.server.client_name_cache_size << "\n";
     o << "\n[spool]\n"
       << "max_messages = " << c.spool.max_messages << "\n"
       << "max_size = " << c.spool.max_size << "\n"
@@ -71,6 +74,7 @@ std::string describe(const Config& c) {
           << "data_timeout = " << ms(l.data_timeout) << "\n"
           << "bare_line_endings = " << quoted(to_string(l.bare_line_endings)) << "\n"
           << "smtputf8 = " << (l.smtputf8 ? "true" : "false") << "\n"
+          << "resolve_client_names = " << (l.resolve_client_names ? "true" : "false") << "\n"
           << "recipients_file = " << quoted(l.recipients_file) << "  # "
           << l.known_recipients.size() << " entries\n"
           << "tls = { mode = " << quoted(to_string(l.tls.mode)) << ", cert = " << quoted(l.tls.cert)

@@ -25,6 +25,22 @@ void read_server(TableReader& r, Server& s) {
     r.integer("busy_poll_us", s.busy_poll_us, 0, 1000);
     r.string("admin_token_file", s.admin_token_file);
     auto& d = r.diagnostics();
+    r.strings("dns_servers", s.dns_servers_text);
+    s.dns_servers.clear();
+    for (const auto& text : s.dns_servers_text) {
+        std::optional<base::HostPort> server;
+        if (base::IpAddress::parse(text))
+            server = base::HostPort{text, 53};
+        else if (auto hp = base::HostPort::parse(text); hp && base::IpAddress::parse(hp->host))
+            server = hp;
+        if (server && server->port != 0)
+            s.dns_servers.push_back(*server);
+        else
+            d.error(r.key_path("dns_servers"), r.line_of("dns_servers"),
+                    "\"" + text + "\" is not ADDRESS, ADDRESS:PORT or [IPv6]:PORT (numeric)");
+    }
+    r.duration("dns_timeout", s.dns_timeout, 100ms, 60s);
+    r.integer("client_name_cache_size", s.client_name_cache_size, 0, 1000000);
     if (!s.admin_token_file.empty()) {
         std::ifstream in(s.admin_token_file);
         std::getline(in, s.admin_token);
@@ -225,6 +241,7 @@ void read_listener(TableReader& r, Listener& l) {
               {"normalise", proto::BareLineEndings::Normalise},
               {"normalize", proto::BareLineEndings::Normalise}});
     r.boolean("smtputf8", l.smtputf8);
+    r.boolean("resolve_client_names", l.resolve_client_names);
     if (auto* t = r.table("tls")) {
         TableReader tr(*t, r.key_path("tls"), d);
         read_server_tls(tr, l.tls);

@@ -63,6 +63,7 @@ std::string TrackingRecord::to_json() const {
     field(out, "listener", listener);
     field(out, "client", client_address);
     field(out, "client_port", client_port);
+    if (!client_name.empty()) field(out, "client_name", client_name);
     field(out, "helo", helo);
     if (!tls.empty()) field(out, "tls", tls);
     if (!client_cert.empty()) field(out, "client_cert", client_cert);

@@ -19,6 +19,9 @@ struct TrackingRecord {
     std::string listener;
     std::string client_address;
     std::uint16_t client_port = 0;
+    // The client's verified host name, or [UNAVAILABLE] / [TEMPUNAVAIL];
+    // empty (and not logged) when not looked up.
+    std::string client_name;
     std::string helo;
     // The client's TLS, when it used TLS: "TLSv1.3 TLS_AES_256_GCM_SHA384",
     // and its certificate's subject and SHA-256 fingerprint when it sent one.

@@ -42,6 +42,13 @@ Balancer::Balancer(asio::io_context& io, const config::Config& config,
     if (spool_) spool_->set_event_log(event_log_);
     for (std::size_t i = 0; i < loops_->size(); ++i)
         caches_.push_back(std::make_shared<ConnectionCache>(loops_->loop(i).get_executor()));
+    // The nameservers are read now: at start and on every reload. The cache
+    // bound is over all loops, each of which has its own share.
+    ClientNameSettings names{
+        client_name_servers(config_.server), config_.server.dns_timeout,
+        (config_.server.client_name_cache_size + loops_->size() - 1) / loops_->size()};
+    for (std::size_t i = 0; i < loops_->size(); ++i)
+        client_names_.push_back(make_client_name_resolver(loops_->loop(i).get_executor(), names));
     for (const auto& p : config_.pools) {
         pools_.push_back(std::make_unique<core::Pool>(p, clock_, random_));
         if (previous) {

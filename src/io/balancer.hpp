@@ -14,6 +14,7 @@
 #include "core/router.hpp"
 #include "io/asio.hpp"
 #include "io/backend_connector.hpp"
+#include "io/client_names.hpp"
 #include "io/connection_cache.hpp"
 #include "io/event_loops.hpp"
 #include "io/health_checker.hpp"
@@ -85,6 +86,15 @@ class Balancer {
     // Idle backend connections of the sessions on event loop `loop`.
     ConnectionCache& cache(std::size_t loop = 0) { return *caches_[loop]; }
     EventLoops& loops() { return *loops_; }
+    // Who looks up client host names for the sessions on event loop `loop`.
+    const std::shared_ptr<ClientNameResolver>& client_names(std::size_t loop = 0) {
+        return client_names_[loop];
+    }
+    // Tests: one resolver for every loop, before start().
+    void use_client_names(const std::shared_ptr<ClientNameResolver>& resolver) {
+        for (auto& r : client_names_)
+            r = resolver;
+    }
     const BackendTlsContexts& backend_tls() const { return backend_tls_; }
     TrackingLog& tracking() { return *tracking_; }
     // A stopped generation may be destroyed once nothing of it runs: no
@@ -114,6 +124,8 @@ class Balancer {
     std::unique_ptr<BackendConnector> connector_;
     // One per event loop (shared: a sweep in progress keeps its cache).
     std::vector<std::shared_ptr<ConnectionCache>> caches_;
+    // One per event loop (shared: a lookup in flight keeps its resolver).
+    std::vector<std::shared_ptr<ClientNameResolver>> client_names_;
     BackendTlsContexts backend_tls_;
     std::shared_ptr<TrackingLog> tracking_;
     std::vector<std::unique_ptr<Listener>> listeners_;

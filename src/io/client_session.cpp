@@ -8,6 +8,7 @@
 #include "core/delivery.hpp"
 #include "core/tracking.hpp"
 #include "io/balancer.hpp"
+#include "io/client_names.hpp"
 #include "io/deadline.hpp"
 #include "io/event_loops.hpp"
 #include "io/listener.hpp"
@@ -24,11 +25,30 @@ namespace {
 using Kind = proto::ServerEvent::Kind;
 using proto::Reply;
 
+// The client's host names, looked up while the session goes on (the banner
+// does not wait for them); shared with the lookup, which may outlive the
+// session. `done` never expires on its own until the session waits on it:
+// the lookup cancels it when the result is in.
+struct NameLookup {
+    explicit NameLookup(const asio::any_io_executor& executor)
+        : done(executor, std::chrono::steady_clock::time_point::max()) {}
+    asio::steady_timer done;
+    std::optional<core::ClientNames> result;
+};
+
+awaitable<void> look_up_names(std::shared_ptr<ClientNameResolver> resolver, base::IpAddress address,
+                              std::shared_ptr<NameLookup> lookup) {
+    auto names = co_await resolver->lookup(address);
+    lookup->result = std::move(names);
+    lookup->done.cancel();
+}
+
 class ClientSession {
   public:
     ~ClientSession() { listener_.untrack(&socket_); }
     ClientSession(tcp::socket socket, Listener& listener, std::string client, std::size_t loop)
-        : client_key_(std::move(client)),
+        : loop_(loop),
+          client_key_(std::move(client)),
           socket_(std::move(socket)),
           listener_(listener),
           balancer_(listener.balancer()),
@@ -48,6 +68,12 @@ class ClientSession {
     awaitable<bool> accept_proxy_header(Deadline& deadline);
     // The TLS handshake, bounded by the command timeout; false when it failed.
     awaitable<bool> start_tls(Deadline& deadline);
+    // Starts looking up the client's host names, once its address is known
+    // (after a PROXY header); resolve_client_names = false leaves them empty.
+    void start_name_lookup();
+    // The first transaction waits for them (at most server.dns_timeout)
+    // before anything about the client goes to a backend.
+    awaitable<void> await_client_names();
     std::string spill_dir() const { return balancer_.config().server.state_dir; }
     awaitable<bool> flush();
     // The daemon is stopping: 421 4.3.2 and the end of the session.
@@ -103,6 +129,7 @@ class ClientSession {
     // The read failed: a timeout gets its 421, a stopping daemon its goodbye.
     awaitable<void> read_failed(const error_code& ec, Deadline& deadline);
 
+    std::size_t loop_;
     std::string client_key_;
     tcp::socket socket_;
     TlsCapableStream stream_{socket_};
@@ -131,7 +158,8 @@ class ClientSession {
     // The recipients accepted, as the spool needs them (the sender is the
     // relay's).
     std::vector<proto::Mailbox> accepted_;
-    bool spooling_ = false;  // no backend could take it: it goes to the spool
+    bool spooling_ = false;              // no backend could take it: it goes to the spool
+    std::shared_ptr<NameLookup> names_;  // until the first transaction has the result
 };
 
 Reply storage_full() {
@@ -184,6 +212,7 @@ void ClientSession::begin_tracking(const proto::ServerEvent& ev) {
     r.listener = listener_.config().name;
     r.client_address = relay_.identity().address.to_string();
     r.client_port = relay_.identity().port;
+    r.client_name = relay_.identity().name;
     r.helo = protocol_.helo();
     if (tls_) {
         r.tls = tls_->summary();
@@ -309,6 +338,7 @@ awaitable<void> ClientSession::handle(proto::ServerEvent& ev) {
                 protocol_.answer(*refusal);
                 break;
             }
+            co_await await_client_names();
             auto* pool = balancer_.pool(config.pool);
             relay_.set_helo(protocol_.helo(), protocol_.esmtp());
             relay_.begin(*pool, ev.path, ev.mail_params);
@@ -458,12 +488,35 @@ awaitable<bool> ClientSession::start_tls(Deadline& deadline) {
     co_return true;
 }
 
+void ClientSession::start_name_lookup() {
+    const auto& resolver = balancer_.client_names(loop_);
+    if (!listener_.config().resolve_client_names || !resolver) return;
+    names_ = std::make_shared<NameLookup>(socket_.get_executor());
+    asio::co_spawn(socket_.get_executor(),
+                   look_up_names(resolver, relay_.identity().address, names_), asio::detached);
+}
+
+awaitable<void> ClientSession::await_client_names() {
+    if (!names_) co_return;
+    if (!names_->result) {
+        // The lookup bounds itself; this bounds the wait should it not.
+        names_->done.expires_after(balancer_.config().server.dns_timeout);
+        auto [ec] = co_await names_->done.async_wait(use_nothrow);
+        (void)ec;
+    }
+    auto names = names_->result.value_or(core::ClientNames{
+        std::string(core::kNameTempUnavailable), std::string(core::kNameTempUnavailable)});
+    relay_.set_client_names(names.name, names.reverse_name);
+    names_.reset();
+}
+
 awaitable<bool> ClientSession::open(Deadline& deadline) {
     const auto& config = listener_.config();
     if (config.proxy_protocol != config::ProxyProtocol::None) {
         bool accepted = co_await accept_proxy_header(deadline);
         if (!accepted) co_return false;
     }
+    start_name_lookup();
     if (config.tls.mode == config::ServerTlsMode::Implicit) {
         bool handshaken = co_await start_tls(deadline);
         if (!handshaken) co_return false;

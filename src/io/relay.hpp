@@ -89,6 +89,11 @@ class Relay {
     }
     // The client authenticated: XCLIENT LOGIN passes it on.
     void set_login(const std::string& login) { identity_.login = login; }
+    // The client's host names, once looked up: XCLIENT NAME and REVERSE_NAME.
+    void set_client_names(const std::string& name, const std::string& reverse_name) {
+        identity_.name = name;
+        identity_.reverse_name = reverse_name;
+    }
     void set_helo(const std::string& helo, bool esmtp) {
         identity_.helo = helo;
         identity_.esmtp = esmtp;

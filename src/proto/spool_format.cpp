@@ -21,6 +21,8 @@ std::string identity_payload(const ClientIdentity& id) {
                       " esmtp=" + (id.esmtp ? "1" : "0");
     if (!id.helo.empty()) out += " helo=" + xtext_encode(id.helo);
     if (!id.login.empty()) out += " login=" + xtext_encode(id.login);
+    if (!id.name.empty()) out += " name=" + xtext_encode(id.name);
+    if (!id.reverse_name.empty()) out += " rname=" + xtext_encode(id.reverse_name);
     return out;
 }
 
@@ -41,10 +43,13 @@ bool parse_identity(std::string_view text, ClientIdentity& id) {
             if (!parse_number(value, key == "port" ? id.port : id.local_port)) return false;
         } else if (key == "esmtp") {
             id.esmtp = value == "1";
-        } else if (key == "helo" || key == "login") {
+        } else if (key == "helo" || key == "login" || key == "name" || key == "rname") {
             auto decoded = xtext_decode(value);
             if (!decoded) return false;
-            (key == "helo" ? id.helo : id.login) = *decoded;
+            (key == "helo"    ? id.helo
+             : key == "login" ? id.login
+             : key == "name"  ? id.name
+                              : id.reverse_name) = *decoded;
         }  // unknown keys: written by a newer version, ignored
     }
     return true;

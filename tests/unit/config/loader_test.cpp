@@ -204,6 +204,61 @@ TEST(ConfigLoader, BusyPollIsBoundedAndMayBeOff) {
     }
 }
 
+TEST(ConfigLoader, ClientNameLookupKeys) {
+    auto defaulted = load_string(kValid, "t");
+    ASSERT_TRUE(defaulted.config);
+    const auto& s = defaulted.config->server;
+    EXPECT_TRUE(s.dns_servers.empty());  // /etc/resolv.conf's
+    EXPECT_EQ(s.dns_timeout, std::chrono::seconds(5));
+    EXPECT_EQ(s.client_name_cache_size, 10000u);
+    EXPECT_TRUE(defaulted.config->listeners[0].resolve_client_names);
+
+    std::string text = kValid;
+    text.replace(text.find("[server]\n"), 9,
+                 "[server]\ndns_servers = [\"127.0.0.1:5353\", \"192.0.2.53\", \"[::1]:53\", "
+                 "\"2001:db8::53\"]\ndns_timeout = \"2s\"\nclient_name_cache_size = 0\n");
+    text.replace(text.find("max_message_size"), 0, "resolve_client_names = false\n");
+    auto r = load_string(text, "t");
+    ASSERT_TRUE(r.config) << r.diagnostics.format("t");
+    const auto& servers = r.config->server.dns_servers;
+    ASSERT_EQ(servers.size(), 4u);
+    EXPECT_EQ(servers[0].to_string(), "127.0.0.1:5353");
+    EXPECT_EQ(servers[1].to_string(), "192.0.2.53:53");
+    EXPECT_EQ(servers[2].to_string(), "[::1]:53");
+    EXPECT_EQ(servers[3].to_string(), "[2001:db8::53]:53");
+    EXPECT_EQ(r.config->server.dns_timeout, std::chrono::seconds(2));
+    EXPECT_EQ(r.config->server.client_name_cache_size, 0u);
+    EXPECT_FALSE(r.config->listeners[0].resolve_client_names);
+    EXPECT_TRUE(r.config->listeners[1].resolve_client_names);
+    auto described = describe(*r.config);
+    EXPECT_NE(described.find("dns_servers = [\"127.0.0.1:5353\", \"192.0.2.53\""),
+              std::string::npos);
+    EXPECT_NE(described.find("dns_timeout = \"2000ms\""), std::string::npos);
+    EXPECT_NE(described.find("client_name_cache_size = 0"), std::string::npos);
+    EXPECT_NE(described.find("resolve_client_names = false"), std::string::npos);
+
+    for (const auto& [wrong, key] :
+         {std::pair{"dns_servers = [\"ns.example:53\"]", "server.dns_servers"},
+          {"dns_servers = [\"127.0.0.1:0\"]", "server.dns_servers"},
+          {"dns_servers = [\"127.0.0.1:99999\"]", "server.dns_servers"},
+          {"dns_servers = \"127.0.0.1\"", "server.dns_servers"},
+          {"dns_timeout = \"50ms\"", "server.dns_timeout"},
+          {"dns_timeout = \"2m\"", "server.dns_timeout"},
+          {"client_name_cache_size = 1000001", "server.client_name_cache_size"},
+          {"client_name_cache_size = -1", "server.client_name_cache_size"}}) {
+        std::string bad = kValid;
+        bad.replace(bad.find("[server]\n"), 9, std::string("[server]\n") + wrong + "\n");
+        auto br = load_string(bad, "t");
+        EXPECT_FALSE(br.config) << wrong;
+        EXPECT_TRUE(has_error(br, key, 3, "")) << wrong;
+    }
+    std::string bad = kValid;
+    bad.replace(bad.find("max_message_size"), 0, "resolve_client_names = \"yes\"\n");
+    auto br = load_string(bad, "t");
+    EXPECT_FALSE(br.config);
+    EXPECT_TRUE(has_error(br, "listener[0].resolve_client_names", 0, ""));
+}
+
 TEST(ConfigLoader, SpoolIsReadWithItsBounds) {
     std::string text = kValid;
     text.replace(text.find("algorithm = \"least_pending\""), 27,

@@ -35,6 +35,8 @@ proto::SpoolEnvelope envelope() {
     e.identity.local_address = *base::IpAddress::parse("192.0.2.1");
     e.identity.local_port = 25;
     e.identity.helo = "client host+=";
+    e.identity.name = "[TEMPUNAVAIL]";
+    e.identity.reverse_name = "client.example";
     return e;
 }
 
@@ -74,6 +76,8 @@ TEST(SpoolStore, CommitThenLoadGivesBackEnvelopeRecipientsAndBody) {
     EXPECT_EQ(e.identity.address.to_string(), "203.0.113.9");
     EXPECT_EQ(e.identity.port, 40000);
     EXPECT_EQ(e.identity.helo, "client host+=");
+    EXPECT_EQ(e.identity.name, "[TEMPUNAVAIL]");
+    EXPECT_EQ(e.identity.reverse_name, "client.example");
     ASSERT_EQ(msg->layout().recipients.size(), 2u);
     EXPECT_EQ(msg->layout().recipients[1].mailbox.address(), "carol@example.net");
     EXPECT_EQ(body_of(*msg), kBody);

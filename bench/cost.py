@@ -11,7 +11,8 @@ published side-by-side.
   python3 bench/cost.py --configs haproxy,smtp=build-old/src/app/smtplb,smtp \\
       --messages 3000 --size 102400 --runs 5
 
-A configuration is `haproxy`, `haproxy1` (one thread), or `MODE[=BINARY]`:
+`--strict-sinks` runs the backends as `smtplb sink --xclient-strict` (of
+--smtplb) instead of smtp-sink. A configuration is `haproxy`, `haproxy1` (one thread), or `MODE[=BINARY]`:
 MODE is `smtp` or `tcp`, then optionally server.threads and `pN` for
 busy_poll_us = N (`tcp2p0`: two loops, no busy poll); BINARY defaults to
 --smtplb.
@@ -83,7 +84,7 @@ def start(config, workdir, ports, default_binary):
 
 
 def measure(config, args):
-    sinks = start_sinks()
+    sinks = start_sinks(strict_smtplb=args.smtplb if args.strict_sinks else None)
     port, proc = start(config, tempfile.mkdtemp(prefix="cost-"), [p for p, _ in sinks],
                        args.smtplb)
     try:
@@ -120,7 +121,10 @@ def main():
     ap.add_argument("--sessions", type=int, default=20)
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--smtplb", default=BUILT_SMTPLB)
+    ap.add_argument("--strict-sinks", action="store_true",
+                    help="backends are `smtplb sink --xclient-strict` of --smtplb, not smtp-sink")
     args = ap.parse_args()
+    args.smtplb = os.path.abspath(args.smtplb)
     if not (1 <= args.messages <= 200000 and 1 <= args.runs <= 20):
         sys.exit("cost: --messages 1..200000, --runs 1..20")
     configs = args.configs.split(",")

@@ -112,12 +112,20 @@ class Proc:
                 self.p.wait()
 
 
-def start_sinks(n=3):
+def start_sinks(n=3, strict_smtplb=None):
+    """n backends: Postfix's smtp-sink, or with `strict_smtplb` (an smtplb
+    binary) `smtplb sink --xclient-strict`, which takes XCLIENT the way
+    Postfix's smtpd does (only while the current client is authorised), so
+    a balancer that hands one backend connection to several clients fails."""
     sinks = []
     for _ in range(n):
         port = free_port()
-        # Root is needed for -u; the sink drops to nobody.
-        sinks.append((port, Proc(["smtp-sink", "-u", "nobody", f"127.0.0.1:{port}", "1024"])))
+        if strict_smtplb:
+            args = [strict_smtplb, "sink", "--listen", f"127.0.0.1:{port}", "--xclient-strict"]
+        else:
+            # Root is needed for -u; the sink drops to nobody.
+            args = ["smtp-sink", "-u", "nobody", f"127.0.0.1:{port}", "1024"]
+        sinks.append((port, Proc(args)))
     for port, _ in sinks:
         wait_port(port)
     return sinks

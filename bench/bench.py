@@ -21,7 +21,8 @@ and RSS per idle connection. Every load is bounded in count and time; only
 `scripts/bootstrap.sh all`.
 
 `--strict-sinks` runs the backends as `smtplb sink --xclient-strict` (XCLIENT
-as Postfix's smtpd allows it: a backend connection cannot change clients), and
+as Postfix's smtpd allows it: a backend connection cannot change clients;
+smtplb reaches them from 127.0.0.3, the one address they authorise), and
 an smtplb configuration may name its binary, to compare two builds:
 
   python3 bench/bench.py --strict-sinks --configs smtplb=OLD/smtplb,smtplb \
@@ -39,10 +40,10 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 # Re-exported for the other benchmarks, which import them from here.
-from peers import (BUILT_SMTPLB, Proc, cpu_seconds, free_port,  # noqa: E402,F401
-                   idle_rss_per_connection, postfix_master_pid, postfix_queued, require,
-                   run_load, start_haproxy, start_nginx, start_postfix_relay, start_sinks,
-                   start_smtplb, tree_cpu_seconds, wait_port)
+from peers import (BUILT_SMTPLB, STRICT_BALANCER_ADDRESS, Proc, cpu_seconds,  # noqa: E402,F401
+                   free_port, idle_rss_per_connection, postfix_master_pid, postfix_queued,
+                   require, run_load, start_haproxy, start_nginx, start_postfix_relay,
+                   start_sinks, start_smtplb, tree_cpu_seconds, wait_port)
 
 ALL_CONFIGS = "direct,haproxy,nginx,postfix,smtplb,smtplb-tcp,smtplb-spool"
 SLOW = ("nginx", "postfix")  # hundreds of messages per second: fewer messages
@@ -73,7 +74,9 @@ class Target:
             self.dir = tempfile.mkdtemp(prefix="lb-", dir=workdir)
             port, self.proc = start_smtplb(binary or args.smtplb, self.dir, sink_ports, mode,
                                            spool=name == "smtplb-spool",
-                                           threads=args.smtplb_threads)
+                                           threads=args.smtplb_threads,
+                                           source_address=STRICT_BALANCER_ADDRESS
+                                           if args.strict_sinks else None)
             self.ports, self.root = [port], self.proc.pid
 
     def cpu(self):

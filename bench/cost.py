@@ -27,8 +27,8 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from peers import (BUILT_SMTPLB, run_load, start_haproxy, start_sinks,  # noqa: E402
-                   start_smtplb)
+from peers import (BUILT_SMTPLB, STRICT_BALANCER_ADDRESS, run_load,  # noqa: E402
+                   start_haproxy, start_sinks, start_smtplb)
 
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -67,7 +67,7 @@ def peers_seconds(sinks):
     return sink_ticks / TICK, generator.ru_utime + generator.ru_stime
 
 
-def start(config, workdir, ports, default_binary):
+def start(config, workdir, ports, default_binary, strict=False):
     if config == "haproxy":
         return start_haproxy(workdir, ports)
     if config == "haproxy1":
@@ -80,13 +80,14 @@ def start(config, workdir, ports, default_binary):
     mode, threads, busy_poll = match.groups()
     return start_smtplb(binary or default_binary, workdir, ports, mode,
                         threads=int(threads) if threads else None,
-                        busy_poll_us=int(busy_poll) if busy_poll else None)
+                        busy_poll_us=int(busy_poll) if busy_poll else None,
+                        source_address=STRICT_BALANCER_ADDRESS if strict else None)
 
 
 def measure(config, args):
     sinks = start_sinks(strict_smtplb=args.smtplb if args.strict_sinks else None)
     port, proc = start(config, tempfile.mkdtemp(prefix="cost-"), [p for p, _ in sinks],
-                       args.smtplb)
+                       args.smtplb, args.strict_sinks)
     try:
         time.sleep(0.5)
         run_load([port], 200, args.sessions, True, args.size, 300)

@@ -225,6 +225,10 @@ int run_command_line(int argc, char** argv) {
             }
             sink_options.xclient_authorized.push_back(*cidr);
         }
+        if (no_xclient && sink_options.xclient_strict) {
+            std::cerr << "smtplb sink: --no-xclient and --xclient-strict exclude each other\n";
+            return 2;
+        }
         if (!xclient_authorized.empty() && !sink_options.xclient_strict) {
             std::cerr << "smtplb sink: --xclient-authorized needs --xclient-strict\n";
             return 2;

@@ -19,6 +19,14 @@ HAProxy, the proxy's CPU seconds per 1000 messages (its whole process tree),
 and RSS per idle connection. Every load is bounded in count and time; only
 127.0.0.1 is used. Needs root (Postfix, smtp-sink -u) and
 `scripts/bootstrap.sh all`.
+
+`--strict-sinks` runs the backends as `smtplb sink --xclient-strict` (XCLIENT
+as Postfix's smtpd allows it: a backend connection cannot change clients;
+smtplb reaches them from 127.0.0.3, the one address they authorise), and
+an smtplb configuration may name its binary, to compare two builds:
+
+  python3 bench/bench.py --strict-sinks --configs smtplb=OLD/smtplb,smtplb \
+      --workloads reused --runs 3
 """
 import argparse
 import json
@@ -32,10 +40,10 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 # Re-exported for the other benchmarks, which import them from here.
-from peers import (BUILT_SMTPLB, Proc, cpu_seconds, free_port,  # noqa: E402,F401
-                   idle_rss_per_connection, postfix_master_pid, postfix_queued, require,
-                   run_load, start_haproxy, start_nginx, start_postfix_relay, start_sinks,
-                   start_smtplb, tree_cpu_seconds, wait_port)
+from peers import (BUILT_SMTPLB, STRICT_BALANCER_ADDRESS, Proc, cpu_seconds,  # noqa: E402,F401
+                   free_port, idle_rss_per_connection, postfix_master_pid, postfix_queued,
+                   require, run_load, start_haproxy, start_nginx, start_postfix_relay,
+                   start_sinks, start_smtplb, tree_cpu_seconds, wait_port)
 
 ALL_CONFIGS = "direct,haproxy,nginx,postfix,smtplb,smtplb-tcp,smtplb-spool"
 SLOW = ("nginx", "postfix")  # hundreds of messages per second: fewer messages
@@ -60,11 +68,15 @@ class Target:
             self.postfix = start_postfix_relay(self.dir, sink_ports[0])
             self.ports, self.root = [self.postfix.port], postfix_master_pid(self.postfix)
         else:
-            mode = "tcp" if config == "smtplb-tcp" else "smtp"
+            # "smtplb=BINARY": another build, for comparing two binaries.
+            name, _, binary = config.partition("=")
+            mode = "tcp" if name == "smtplb-tcp" else "smtp"
             self.dir = tempfile.mkdtemp(prefix="lb-", dir=workdir)
-            port, self.proc = start_smtplb(args.smtplb, self.dir, sink_ports, mode,
-                                           spool=config == "smtplb-spool",
-                                           threads=args.smtplb_threads)
+            port, self.proc = start_smtplb(binary or args.smtplb, self.dir, sink_ports, mode,
+                                           spool=name == "smtplb-spool",
+                                           threads=args.smtplb_threads,
+                                           source_address=STRICT_BALANCER_ADDRESS
+                                           if args.strict_sinks else None)
             self.ports, self.root = [port], self.proc.pid
 
     def cpu(self):
@@ -93,7 +105,7 @@ def messages_for(config, workload, args):
              "large": args.large_messages}[workload]
     if config in SLOW:
         count = min(count, args.slow_messages)
-    if config == "smtplb-spool":
+    if config.partition("=")[0] == "smtplb-spool":
         count = min(count, args.spool_messages)
     return count
 
@@ -156,7 +168,8 @@ def spread(values):
 def report(results, idle, configs, workloads, args):
     print()
     print(f"Medians of {args.runs} interleaved runs; {args.sessions} sessions; "
-          f"{args.size}-byte messages ({args.large_size} for `large`); 3 smtp-sink backends; "
+          f"{args.size}-byte messages ({args.large_size} for `large`); 3 "
+          f"{'`smtplb sink --xclient-strict`' if args.strict_sinks else 'smtp-sink'} backends; "
           "2 cores shared by everything.")
     print()
     print("| workload | configuration | messages/s | × direct | × HAProxy | proxy CPU-s per 1000 msgs "
@@ -245,24 +258,36 @@ def main():
     ap.add_argument("--haproxy-threads", type=int, help="nbthread for HAProxy (default: one per core)")
     ap.add_argument("--smtplb-threads", type=int,
                     help="server.threads for smtplb (default: smtplb's own default)")
-    ap.add_argument("--configs", default=ALL_CONFIGS, help=f"comma-separated subset of {ALL_CONFIGS}")
+    ap.add_argument("--configs", default=ALL_CONFIGS,
+                    help=f"comma-separated subset of {ALL_CONFIGS}; an smtplb one may name "
+                    "another binary, as in smtplb=OLD/smtplb,smtplb")
+    ap.add_argument("--strict-sinks", action="store_true",
+                    help="backends are `smtplb sink --xclient-strict` (XCLIENT as Postfix's "
+                    "smtpd allows it) of --sink-smtplb instead of Postfix's smtp-sink")
+    ap.add_argument("--sink-smtplb", help="the smtplb binary whose sink --strict-sinks runs "
+                    "(default: --smtplb), the same for every configuration")
     ap.add_argument("--workloads", default="reused,new-conn,large",
                     help="comma-separated subset of reused,new-conn,large")
     args = ap.parse_args()
     configs = args.configs.split(",")
     workloads = args.workloads.split(",")
-    for name in configs:
-        if name not in ALL_CONFIGS.split(","):
-            sys.exit(f"bench: unknown configuration {name}")
-    require("smtp-source", "smtp-sink", *(["haproxy"] if "haproxy" in configs else []),
+    for config in configs:
+        name, _, binary = config.partition("=")
+        if name not in ALL_CONFIGS.split(",") or (binary and not name.startswith("smtplb")):
+            sys.exit(f"bench: unknown configuration {config}")
+        if binary and not os.access(binary, os.X_OK):
+            sys.exit(f"bench: {binary} is not an executable")
+    require("smtp-source", *([] if args.strict_sinks else ["smtp-sink"]),
+            *(["haproxy"] if "haproxy" in configs else []),
             *(["nginx"] if "nginx" in configs else []), *(["postfix"] if "postfix" in configs else []))
     args.smtplb = os.path.abspath(args.smtplb)
+    args.sink_smtplb = os.path.abspath(args.sink_smtplb or args.smtplb)
     workdir = tempfile.mkdtemp(prefix="smtplb-bench-")
     os.chmod(workdir, 0o755)  # Postfix's user must traverse it
     results = {w: {c: {k: [] for k in ("rate", "accept", "cpu", "sink_cpu", "busy")}
                    for c in configs} for w in workloads}
     idle = {}
-    sinks = start_sinks()
+    sinks = start_sinks(strict_smtplb=args.sink_smtplb if args.strict_sinks else None)
     try:
         for run in range(args.runs):
             for w in workloads:
@@ -274,7 +299,8 @@ def main():
                         results[w][c][k].append(v)
                     print(f"run {run + 1} {w:8} {c:12} {m['rate']:9.0f} msg/s"
                           + ("" if m["cpu"] is None else f"  {m['cpu']:.3f} CPU-s/1000"), flush=True)
-        for c in [c for c in configs if c not in ("direct", "smtplb-spool")] if args.idle else []:
+        for c in [c for c in configs
+                  if c.partition("=")[0] not in ("direct", "smtplb-spool")] if args.idle else []:
             values = [measure_idle(c, args, workdir, sinks) for _ in range(args.runs)]
             idle[c] = statistics.median(values)
             print(f"idle {c:12} {idle[c]:.2f} KiB per connection", flush=True)

@@ -11,7 +11,8 @@ published side-by-side.
   python3 bench/cost.py --configs haproxy,smtp=build-old/src/app/smtplb,smtp \\
       --messages 3000 --size 102400 --runs 5
 
-A configuration is `haproxy`, `haproxy1` (one thread), or `MODE[=BINARY]`:
+`--strict-sinks` runs the backends as `smtplb sink --xclient-strict` (of
+--smtplb) instead of smtp-sink. A configuration is `haproxy`, `haproxy1` (one thread), or `MODE[=BINARY]`:
 MODE is `smtp` or `tcp`, then optionally server.threads and `pN` for
 busy_poll_us = N (`tcp2p0`: two loops, no busy poll); BINARY defaults to
 --smtplb.
@@ -26,8 +27,8 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from peers import (BUILT_SMTPLB, run_load, start_haproxy, start_sinks,  # noqa: E402
-                   start_smtplb)
+from peers import (BUILT_SMTPLB, STRICT_BALANCER_ADDRESS, run_load,  # noqa: E402
+                   start_haproxy, start_sinks, start_smtplb)
 
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -66,7 +67,7 @@ def peers_seconds(sinks):
     return sink_ticks / TICK, generator.ru_utime + generator.ru_stime
 
 
-def start(config, workdir, ports, default_binary):
+def start(config, workdir, ports, default_binary, strict=False):
     if config == "haproxy":
         return start_haproxy(workdir, ports)
     if config == "haproxy1":
@@ -79,13 +80,14 @@ def start(config, workdir, ports, default_binary):
     mode, threads, busy_poll = match.groups()
     return start_smtplb(binary or default_binary, workdir, ports, mode,
                         threads=int(threads) if threads else None,
-                        busy_poll_us=int(busy_poll) if busy_poll else None)
+                        busy_poll_us=int(busy_poll) if busy_poll else None,
+                        source_address=STRICT_BALANCER_ADDRESS if strict else None)
 
 
 def measure(config, args):
-    sinks = start_sinks()
+    sinks = start_sinks(strict_smtplb=args.smtplb if args.strict_sinks else None)
     port, proc = start(config, tempfile.mkdtemp(prefix="cost-"), [p for p, _ in sinks],
-                       args.smtplb)
+                       args.smtplb, args.strict_sinks)
     try:
         time.sleep(0.5)
         run_load([port], 200, args.sessions, True, args.size, 300)
@@ -120,7 +122,10 @@ def main():
     ap.add_argument("--sessions", type=int, default=20)
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--smtplb", default=BUILT_SMTPLB)
+    ap.add_argument("--strict-sinks", action="store_true",
+                    help="backends are `smtplb sink --xclient-strict` of --smtplb, not smtp-sink")
     args = ap.parse_args()
+    args.smtplb = os.path.abspath(args.smtplb)
     if not (1 <= args.messages <= 200000 and 1 <= args.runs <= 20):
         sys.exit("cost: --messages 1..200000, --runs 1..20")
     configs = args.configs.split(",")

@@ -112,12 +112,28 @@ class Proc:
                 self.p.wait()
 
 
-def start_sinks(n=3):
+# With strict sinks, smtplb connects to them from this address, the only one
+# they authorise for XCLIENT: smtp-source's clients (127.0.0.1) are not, as
+# real clients are not in front of Postfix's smtpd_authorized_xclient_hosts.
+STRICT_BALANCER_ADDRESS = "127.0.0.3"
+
+
+def start_sinks(n=3, strict_smtplb=None):
+    """n backends: Postfix's smtp-sink, or with `strict_smtplb` (an smtplb
+    binary) `smtplb sink --xclient-strict`, which takes XCLIENT the way
+    Postfix's smtpd does (only while the current client is authorised), so
+    a balancer that hands one backend connection to several clients fails.
+    Start smtplb with source_address=STRICT_BALANCER_ADDRESS in front of them."""
     sinks = []
     for _ in range(n):
         port = free_port()
-        # Root is needed for -u; the sink drops to nobody.
-        sinks.append((port, Proc(["smtp-sink", "-u", "nobody", f"127.0.0.1:{port}", "1024"])))
+        if strict_smtplb:
+            args = [strict_smtplb, "sink", "--listen", f"127.0.0.1:{port}", "--xclient-strict",
+                    "--xclient-authorized", f"{STRICT_BALANCER_ADDRESS}/32"]
+        else:
+            # Root is needed for -u; the sink drops to nobody.
+            args = ["smtp-sink", "-u", "nobody", f"127.0.0.1:{port}", "1024"]
+        sinks.append((port, Proc(args)))
     for port, _ in sinks:
         wait_port(port)
     return sinks
@@ -246,12 +262,14 @@ def postfix_queued(postfix):
 
 
 def start_smtplb(smtplb, workdir, sink_ports, mode="smtp", listener_extra="", spool=False,
-                 threads=None, busy_poll_us=None):
+                 threads=None, busy_poll_us=None, source_address=None):
     """smtplb in front of the sinks; `listener_extra`: more [[listener]] lines.
     With `spool`, every backend is down and the pool spools what it accepts.
     `threads`, `busy_poll_us`: those [server] keys (the daemon's defaults
-    when None)."""
+    when None). `source_address`: the listener's address towards backends."""
     port = free_port()
+    if source_address:
+        listener_extra = f'source_address = "{source_address}"\n' + listener_extra
     cfg = os.path.join(workdir, "smtplb.toml")
     if spool:
         sink_ports = [free_port() for _ in sink_ports]  # nothing listens there

@@ -40,6 +40,15 @@ int run_command_line(int argc, char** argv) {
     sink->add_flag("--no-xclient", no_xclient, "Do not announce XCLIENT");
     bool no_esmtp = false;
     sink->add_flag("--no-esmtp", no_esmtp, "Refuse EHLO, like an SMTP-only server");
+    sink->add_flag("--xclient-strict", sink_options.xclient_strict,
+                   "XCLIENT as Postfix 3.7's smtpd allows it: only while the current client "
+                   "(after XCLIENT ADDR, the new one) is authorised; Postfix's replies, "
+                   "2048-byte lines, HELO before MAIL");
+    std::vector<std::string> xclient_authorized;
+    sink->add_option("--xclient-authorized", xclient_authorized,
+                     "With --xclient-strict: CIDR[,CIDR...] allowed to use XCLIENT, like "
+                     "smtpd_authorized_xclient_hosts (default 127.0.0.1/32)")
+        ->delimiter(',');
 
     int demo_messages = 300;
     auto* demo =
@@ -207,6 +216,23 @@ int run_command_line(int argc, char** argv) {
         sink_options.listen = *hp;
         sink_options.xclient = !no_xclient;
         sink_options.esmtp = !no_esmtp;
+        for (const auto& text : xclient_authorized) {
+            auto cidr = smtplb::base::Cidr::parse(text);
+            if (!cidr) {
+                std::cerr << "smtplb sink: --xclient-authorized: not an address or CIDR: " << text
+                          << "\n";
+                return 2;
+            }
+            sink_options.xclient_authorized.push_back(*cidr);
+        }
+        if (no_xclient && sink_options.xclient_strict) {
+            std::cerr << "smtplb sink: --no-xclient and --xclient-strict exclude each other\n";
+            return 2;
+        }
+        if (!xclient_authorized.empty() && !sink_options.xclient_strict) {
+            std::cerr << "smtplb sink: --xclient-authorized needs --xclient-strict\n";
+            return 2;
+        }
         for (const auto& text : faults) {
             std::string error;
             auto f = smtplb::io::SinkFault::parse(text, error);

@@ -12,6 +12,52 @@ namespace smtplb::io {
 using Kind = proto::ServerEvent::Kind;
 using proto::Reply;
 
+namespace {
+
+// The XCLIENT attributes Postfix 3.7's EHLO reply lists, in its order.
+constexpr const char* kPostfixXclientAttributes =
+    "NAME ADDR PROTO HELO REVERSE_NAME PORT LOGIN DESTADDR DESTPORT";
+
+// A host name as Postfix's smtpd accepts in XCLIENT NAME: at most 255
+// characters of dot-separated labels (letters, digits, '-', '_'; none empty,
+// over 63 long, or starting or ending with '-'), not all digits.
+bool valid_hostname(std::string_view name) {
+    if (name.empty() || name.size() > 255) return false;
+    bool all_numeric = true;
+    std::size_t label = 0;
+    for (std::size_t i = 0; i <= name.size(); ++i) {
+        char c = i < name.size() ? name[i] : '.';
+        if (c == '.') {
+            if (label == 0 || label > 63 || name[i - 1] == '-') return false;
+            label = 0;
+            continue;
+        }
+        bool alpha = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+        bool digit = c >= '0' && c <= '9';
+        if (!alpha && !digit && c != '-' && c != '_') return false;
+        if (c == '-' && label == 0) return false;
+        if (!digit) all_numeric = false;
+        ++label;
+    }
+    return !all_numeric;
+}
+
+// XCLIENT ADDR: an IPv4 address, or an IPv6 one after "IPV6:".
+std::optional<base::IpAddress> xclient_address(std::string_view value) {
+    bool v6 = base::istarts_with(value, "IPV6:");
+    if (v6) value.remove_prefix(5);
+    auto addr = base::IpAddress::parse(value);
+    if (!addr || addr->v6 != v6) return std::nullopt;
+    return addr;
+}
+
+bool valid_port(std::string_view value) {
+    return !value.empty() && value.size() <= 5 &&
+           value.find_first_not_of("0123456789") == std::string_view::npos;
+}
+
+}  // namespace
+
 std::optional<SinkFault> SinkFault::parse(const std::string& text, std::string& error) {
     auto eq = text.find('=');
     if (eq == std::string::npos) {
@@ -65,6 +111,10 @@ class SinkSession {
         : sink_(sink), socket_(std::move(socket)), protocol_(sink.settings_) {
         error_code ec;
         peer_ = socket_.remote_endpoint(ec).address().to_string();
+        if (sink_.options_.xclient_strict) {
+            authorized_ = sink_.authorized(base::IpAddress::parse(peer_));
+            protocol_.set_xclient_offered(authorized_);
+        }
     }
 
     awaitable<void> run();
@@ -126,6 +176,7 @@ class SinkSession {
     }
 
     void record_message();
+    Reply strict_xclient(std::string_view argument);
 
     Sink& sink_;
     tcp::socket socket_;
@@ -135,6 +186,8 @@ class SinkSession {
     std::string from_;
     std::vector<std::string> rcpts_;
     std::string xclient_addr_, xclient_helo_, xclient_login_;
+    std::string xclient_name_, xclient_reverse_name_;
+    bool authorized_ = false;  // strict: the current client may use XCLIENT
     bool dropped_ = false;
 };
 
@@ -144,8 +197,12 @@ void SinkSession::record_message() {
     o["peer"] = peer_;
     o["client"] = xclient_addr_.empty() ? peer_ : xclient_addr_;
     o["client_helo"] = xclient_helo_;
+    o["client_name"] = xclient_name_;
     o["login"] = xclient_login_;
-    o["helo"] = protocol_.helo();
+    // Postfix records the HELO of the EHLO after XCLIENT, else XCLIENT HELO=.
+    bool xclient_helo = sink_.options_.xclient_strict && protocol_.helo().empty();
+    o["helo"] = xclient_helo ? xclient_helo_ : protocol_.helo();
+    o["client_reverse_name"] = xclient_reverse_name_;
     o["from"] = from_;
     boost::json::array rcpts;
     for (const auto& r : rcpts_)
@@ -154,6 +211,67 @@ void SinkSession::record_message() {
     o["size"] = body_.size;
     o["body"] = body_.text;
     sink_.record(boost::json::serialize(o));
+}
+
+// XCLIENT as Postfix 3.7's smtpd answers it (XCLIENT_README; replies checked
+// against a real smtpd). Like Postfix, attributes before a bad one stay set.
+Reply SinkSession::strict_xclient(std::string_view argument) {
+    auto words = base::split_words(argument);
+    if (words.empty()) return Reply::make(501, "5.5.4", "Syntax: XCLIENT attribute=value...");
+    if (!authorized_) return Reply::make(550, "5.7.0", "Error: insufficient authorization");
+    bool got_helo = false, got_login = false;
+    for (auto word : words) {
+        auto eq = word.find('=');
+        if (eq == std::string_view::npos || eq + 1 == word.size())
+            return Reply::make(501, "5.5.4", "Error: attribute=value expected");
+        auto raw = word.substr(eq + 1);
+        if (raw.size() > 255) return Reply::make(501, "5.5.4", "Error: attribute value too long");
+        auto name = word.substr(0, eq);
+        auto key = base::to_lower(name);
+        // Values that are not valid xtext are taken as they are (Postfix < 2.3).
+        std::string value = proto::xtext_decode(raw).value_or(std::string(raw));
+        for (auto& c : value)
+            if (static_cast<unsigned char>(c) < 32 || static_cast<unsigned char>(c) > 126) c = '?';
+        bool unavailable = base::iequals(value, "[UNAVAILABLE]");
+        bool temporary = base::iequals(value, "[TEMPUNAVAIL]");
+        auto bad = [&](const char* attribute) {
+            return Reply::make(501, "5.5.4", std::string("Bad ") + attribute + " syntax: " + value);
+        };
+        if (key == "name" || key == "reverse_name") {
+            if (!unavailable && !temporary && !valid_hostname(value))
+                return bad(key == "name" ? "NAME" : "REVERSE_NAME");
+            (key == "name" ? xclient_name_ : xclient_reverse_name_) = value;
+        } else if (key == "addr" || key == "destaddr") {
+            if (!unavailable && !xclient_address(value))
+                return bad(key == "addr" ? "ADDR" : "DESTADDR");
+            if (key == "addr") xclient_addr_ = value;
+        } else if (key == "port" || key == "destport") {
+            if (!unavailable && !valid_port(value)) return bad(key == "port" ? "PORT" : "DESTPORT");
+        } else if (key == "helo") {
+            if (!unavailable && value.size() > 255) return bad("HELO");
+            xclient_helo_ = unavailable ? "" : value;
+            got_helo = true;
+        } else if (key == "proto") {
+            if (!base::iequals(value, "SMTP") && !base::iequals(value, "ESMTP"))
+                return bad("PROTO");
+        } else if (key == "login") {
+            if (!unavailable) {
+                xclient_login_ = value;
+                got_login = true;
+            }
+        } else {
+            return Reply::make(501, "5.5.4", "Bad XCLIENT attribute name: " + std::string(name));
+        }
+    }
+    // A new session for the new client: what it did not say is forgotten,
+    // and its own address decides whether it may use XCLIENT again.
+    if (!got_helo) xclient_helo_.clear();
+    if (!got_login) xclient_login_.clear();
+    auto current =
+        xclient_addr_.empty() ? base::IpAddress::parse(peer_) : xclient_address(xclient_addr_);
+    authorized_ = sink_.authorized(current);
+    protocol_.set_xclient_offered(authorized_);
+    return Reply::make(220, "", sink_.options_.hostname + " ESMTP smtplb sink");
 }
 
 awaitable<void> SinkSession::run() {
@@ -186,6 +304,12 @@ awaitable<void> SinkSession::run() {
             case Kind::Mail:
                 from_ = ev.path.null ? "" : ev.path.mailbox.address();
                 rcpts_.clear();
+                // Postfix with smtpd_helo_required: XCLIENT HELO= counts.
+                if (sink_.options_.xclient_strict && protocol_.helo().empty() &&
+                    xclient_helo_.empty()) {
+                    protocol_.answer(Reply::make(503, "5.5.1", "Error: send HELO/EHLO first"));
+                    break;
+                }
                 handled = co_await apply(fault(SinkFault::Stage::Mail));
                 if (!handled) protocol_.answer(Reply::make(250, "2.1.0", "Ok"));
                 break;
@@ -222,6 +346,10 @@ awaitable<void> SinkSession::run() {
                 }
                 break;
             case Kind::Xclient: {
+                if (sink_.options_.xclient_strict) {
+                    protocol_.answer(strict_xclient(ev.argument));
+                    break;
+                }
                 for (auto word : base::split_words(ev.argument)) {
                     auto eq = word.find('=');
                     if (eq == std::string_view::npos) continue;
@@ -253,6 +381,21 @@ Sink::Sink(asio::io_context& io, SinkOptions options)
     settings_.max_errors = 100;
     settings_.max_message_size = 1ull << 32;
     settings_.require_helo = false;
+    if (options_.xclient_strict) {
+        settings_.advertise_xclient = true;
+        settings_.xclient_attributes = kPostfixXclientAttributes;
+        settings_.max_line_length = 2048;  // Postfix's line_length_limit
+        settings_.truncate_long_lines = true;
+        if (options_.xclient_authorized.empty())
+            options_.xclient_authorized.push_back(*base::Cidr::parse("127.0.0.1/32"));
+    }
+}
+
+bool Sink::authorized(const std::optional<base::IpAddress>& address) const {
+    if (!address) return false;
+    for (const auto& cidr : options_.xclient_authorized)
+        if (cidr.contains(*address)) return true;
+    return false;
 }
 
 Sink::~Sink() {

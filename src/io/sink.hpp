@@ -35,6 +35,13 @@ struct SinkOptions {
     std::string record_path;                  // JSON line per message received
     bool xclient = true;
     bool esmtp = true;  // false: EHLO is refused, only HELO works
+    // Postfix 3.7's smtpd (smtpd_authorized_xclient_hosts): XCLIENT is
+    // offered to and accepted from authorised clients only, judged on the
+    // current client (the connection's peer, then each XCLIENT ADDR), with
+    // Postfix's replies, attribute checks, 2048-byte line_length_limit, and
+    // a HELO name required before MAIL (smtpd_helo_required = yes).
+    bool xclient_strict = false;
+    std::vector<base::Cidr> xclient_authorized;  // strict; empty: 127.0.0.1/32
 };
 
 struct SinkStats {
@@ -62,6 +69,8 @@ class Sink {
     friend class SinkSession;
     awaitable<void> accept_loop();
     void record(const std::string& line);
+    // Strict XCLIENT: whether this client address is authorised.
+    bool authorized(const std::optional<base::IpAddress>& address) const;
 
     asio::io_context& io_;
     SinkOptions options_;

@@ -141,8 +141,10 @@ ProxyParse parse_v2(std::string_view input) {
     p.status = Status::Done;
     p.length = 16 + length;
     if (command == 0) {
-        // LOCAL: the proxy's own connection; it carries nothing.
-        if (family != 0 || length != 0) return invalid("v2 LOCAL header with a body");
+        // LOCAL: the proxy's own connection (a health check). The spec has
+        // the receiver use the real endpoints and discard the protocol block,
+        // family included: whatever the length covers (addresses, TLVs such
+        // as HAProxy's UNIQUE_ID or SSL) is skipped unread.
         p.header.local = true;
         return p;
     }

@@ -13,8 +13,9 @@ enum class ProxyVersions { V1, V2, Any };
 
 // The connection an upstream proxy passed on.
 struct ProxyHeader {
-    // v1 UNKNOWN, v2 LOCAL or an unspecified family: the proxy speaks for
-    // itself (a health check) and the connection's own addresses apply.
+    // v1 UNKNOWN, v2 LOCAL (whatever its family and body, which are skipped)
+    // or an unspecified family: the proxy speaks for itself (a health check)
+    // and the connection's own addresses apply.
     bool local = false;
     base::IpAddress source;
     base::IpAddress destination;

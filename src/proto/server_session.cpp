@@ -21,7 +21,8 @@ Reply data_outcome_reply(DataDecoder::Outcome outcome) {
     return Reply::make(250, "2.0.0", "Ok");
 }
 
-ServerSession::ServerSession(const ServerSettings& settings) : settings_(settings) {}
+ServerSession::ServerSession(const ServerSettings& settings)
+    : settings_(settings), xclient_offered_(settings.advertise_xclient) {}
 
 void ServerSession::start() {
     reply(220, "", settings_.hostname + " ESMTP smtplb");
@@ -107,6 +108,12 @@ ServerEvent ServerSession::next() {
                 }
                 consumed_ += lf + 1;
                 mode_ = Mode::Command;
+                if (!truncated_line_.empty()) {
+                    // The long line has ended: now its first part runs.
+                    std::string line = std::move(truncated_line_);
+                    truncated_line_.clear();
+                    if (auto ev = run_line(line)) return *ev;
+                }
                 break;
             }
             case Mode::Command: {
@@ -116,11 +123,21 @@ ServerEvent ServerSession::next() {
                     auth_step_ == AuthStep::None
                         ? settings_.max_line_length
                         : std::max<std::size_t>(settings_.max_line_length, 12288);
-                if (lf == std::string_view::npos && rest.size() < max_line) {
+                // Postfix's way: a line is what comes before its LF, cut to
+                // max_line bytes; one byte more must be seen to know.
+                const bool truncate = settings_.truncate_long_lines && auth_step_ == AuthStep::None;
+                if (lf == std::string_view::npos && rest.size() < max_line + (truncate ? 1 : 0)) {
                     compact();
                     return ServerEvent{Kind::NeedInput};
                 }
-                if (lf == std::string_view::npos || lf + 1 > max_line) {
+                if (truncate && lf == std::string_view::npos) {
+                    // Runs once the rest of the line has been skipped.
+                    truncated_line_.assign(rest.substr(0, max_line));
+                    consumed_ = input_.size();
+                    mode_ = Mode::SkipLine;
+                    break;
+                }
+                if (!truncate && (lf == std::string_view::npos || lf + 1 > max_line)) {
                     auth_step_ = AuthStep::None;
                     // Drop the overlong line up to its end, wherever that is.
                     consumed_ += lf == std::string_view::npos ? rest.size() : lf + 1;
@@ -128,22 +145,25 @@ ServerEvent ServerSession::next() {
                     if (auto ev = error(500, "5.5.2", "Error: line too long")) return *ev;
                     break;
                 }
-                std::string_view line = rest.substr(0, lf);
-                if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+                std::string_view line = rest.substr(0, std::min(lf, max_line));
                 consumed_ += lf + 1;
-                if (++commands_ > settings_.max_commands) {
-                    reply(421, "4.7.0", settings_.hostname + " Error: too many commands");
-                    mode_ = Mode::Closed;
-                    return ServerEvent{Kind::Close};
-                }
-                auto ev = auth_step_ == AuthStep::None ? handle_line(line) : auth_response(line);
-                if (ev) return *ev;
+                if (auto ev = run_line(line)) return *ev;
                 break;
             }
         }
     }
     // Called again while an answer is owed: nothing can be processed.
     return ServerEvent{Kind::NeedInput};
+}
+
+std::optional<ServerEvent> ServerSession::run_line(std::string_view line) {
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    if (++commands_ > settings_.max_commands) {
+        reply(421, "4.7.0", settings_.hostname + " Error: too many commands");
+        mode_ = Mode::Closed;
+        return ServerEvent{Kind::Close};
+    }
+    return auth_step_ == AuthStep::None ? handle_line(line) : auth_response(line);
 }
 
 void ServerSession::ehlo_reply(std::string_view name) {
@@ -155,7 +175,8 @@ void ServerSession::ehlo_reply(std::string_view name) {
     r.lines.push_back("8BITMIME");
     r.lines.push_back("ENHANCEDSTATUSCODES");
     if (settings_.advertise_smtputf8) r.lines.push_back("SMTPUTF8");
-    if (settings_.advertise_xclient) r.lines.push_back("XCLIENT NAME ADDR PORT PROTO HELO LOGIN");
+    if (settings_.advertise_xclient && xclient_offered_)
+        r.lines.push_back("XCLIENT " + settings_.xclient_attributes);
     if (settings_.starttls && !tls_) r.lines.push_back("STARTTLS");
     if (settings_.auth && tls_) r.lines.push_back("AUTH PLAIN LOGIN");
     r.append_wire(output_);

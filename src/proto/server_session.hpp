@@ -23,6 +23,13 @@ struct ServerSettings {
     BareLineEndings bare_line_endings = BareLineEndings::Reject;
     bool advertise_smtputf8 = true;
     bool advertise_xclient = false;  // the built-in sink only
+    // The attribute names the EHLO reply lists after XCLIENT.
+    std::string xclient_attributes = "NAME ADDR PORT PROTO HELO LOGIN";
+    // A command line longer than max_line_length: false refuses it (500
+    // 5.5.2); true runs its first max_line_length bytes (not counting the
+    // LF) as the command and skips the rest, as Postfix's smtpd does with
+    // line_length_limit.
+    bool truncate_long_lines = false;
     bool require_helo = true;
     bool ehlo_enabled = true;  // false: an SMTP-only server (the sink's --no-esmtp)
     // TLS on this listener: STARTTLS is offered until the session is in TLS.
@@ -86,6 +93,9 @@ class ServerSession {
     // is forgotten and the client must say EHLO again.
     void tls_started();
     bool tls() const { return tls_; }
+    // Whether EHLO lists XCLIENT, for servers whose XCLIENT authorisation
+    // follows the current client (Postfix); initially advertise_xclient.
+    void set_xclient_offered(bool offered) { xclient_offered_ = offered; }
     bool authenticated() const { return !login_.empty(); }
     const std::string& login() const { return login_; }
 
@@ -98,6 +108,7 @@ class ServerSession {
   private:
     enum class Mode { Command, Data, SkipLine, Handshake, Closed };
     // Each returns an event for the caller, or nothing to go on reading.
+    std::optional<ServerEvent> run_line(std::string_view line);
     std::optional<ServerEvent> handle_line(std::string_view line);
     std::optional<ServerEvent> start_auth(std::string_view argument);
     std::optional<ServerEvent> auth_response(std::string_view line);
@@ -126,6 +137,8 @@ class ServerSession {
     std::size_t errors_ = 0;
     bool data_pipelined_ = false;  // input followed DATA in the same group
     bool tls_ = false;
+    bool xclient_offered_ = false;
+    std::string truncated_line_;  // truncate_long_lines: waits for its LF
     // A SASL exchange in progress: the next line is a response, not a command.
     enum class AuthStep { None, PlainResponse, LoginUser, LoginPassword };
     AuthStep auth_step_ = AuthStep::None;

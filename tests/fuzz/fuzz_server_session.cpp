@@ -29,6 +29,8 @@ std::string run(const std::uint8_t* data, std::size_t size, bool whole, bool alw
     settings.starttls = size > 0 && (data[0] & 2);
     settings.auth = size > 0 && (data[0] & 4);
     settings.require_tls = size > 0 && (data[0] & 8);
+    // Postfix's way with long lines (the sink's --xclient-strict).
+    settings.truncate_long_lines = size > 0 && (data[0] & 32);
     ServerSession s(settings);
     BodyCopy bodies;
     s.set_body_sink(&bodies);

@@ -82,12 +82,14 @@ class Process:
 class Sink:
     """`smtplb sink` recording each message it accepts as a JSON line."""
 
-    def __init__(self, workdir, name, faults=(), extra=(), port=None):
+    def __init__(self, workdir, name, faults=(), extra=(), port=None, strict=False):
+        """strict: XCLIENT as Postfix's smtpd allows it (`--xclient-strict`):
+        only while the current client is authorised (127.0.0.1/32)."""
         self.port = port or free_port()
         self.name = name
         self.record = os.path.join(workdir, f"{name}.jsonl")
         args = [SMTPLB, "sink", "--listen", f"127.0.0.1:{self.port}", "--record", self.record,
-                "--hostname", f"{name}.test"]
+                "--hostname", f"{name}.test"] + (["--xclient-strict"] if strict else [])
         for f in faults:
             args += ["--fault", f]
         args += list(extra)

@@ -76,6 +76,32 @@ class ProxyProtocolTest(WorkdirTestCase):
         self.assertEqual(c.read_reply()[0], "250-lb.test")
         c.close()
 
+    def test_v2_local_with_tlvs_is_served_as_the_real_connection(self):
+        # HAProxy's health checks: LOCAL, with TLVs (UNIQUE_ID, NOOP, SSL)
+        # the receiver skips; the connection's own addresses apply.
+        sink, = self.start_sinks("sink1")
+        lb, port = self.start_lb([("sink1", sink.port)])
+        ssl_sub = bytes([0x21, 0, 7]) + b"TLSv1.3"
+        tlvs = (bytes([0x05, 0, 8]) + b"4f2a9c1e" + bytes([0x04, 0, 3, 0, 0, 0]) +
+                bytes([0x20, 0, 5 + len(ssl_sub), 0x01, 0, 0, 0, 0]) + ssl_sub)
+        local = SIG + bytes([0x20, 0x00]) + struct.pack("!H", len(tlvs)) + tlvs
+        # Header and first command in one segment: nothing behind it is lost.
+        c = ProxiedClient(port, local + b"EHLO early.example\r\n")
+        self.assertEqual(c.code(), 220)
+        self.assertEqual(c.read_reply()[0], "250-lb.test")
+        c.command("MAIL FROM:<alice@example.org>")
+        self.assertEqual(c.command("RCPT TO:<bob@example.net>")[-1][:3], "250")
+        self.assertEqual(c.command("DATA")[0][:3], "354")
+        self.assertEqual(c.command("Subject: local\r\n\r\nhello\r\n.")[0][:3], "250")
+        c.close()
+        wait_until(lambda: len(sink.messages()) == 1, what="the message at the sink")
+        self.assertEqual(sink.messages()[0]["client"], "127.0.0.1")
+        wait_until(lambda: len(lb.tracking_records()) == 1, what="its tracking record")
+        self.assertEqual(lb.tracking_records()[0]["client"], "127.0.0.1")
+        # (wait_for_port's bare connect is the only refusal.)
+        self.assertEqual([l for l in lb.log_lines("event=proxy_refused")
+                          if "connection ended" not in l], [])
+
     def test_relay_policy_applies_to_the_address_in_the_header(self):
         sink, = self.start_sinks("sink1")
         lb, port = self.start_lb([("sink1", sink.port)], role="relay",
@@ -129,14 +155,14 @@ class ProxyProtocolTest(WorkdirTestCase):
         bad = bytearray(v2_header("192.0.2.7", 1))
         bad[13] = 0x12  # UDP
         self.assertTrue(refused(bytes(bad)))
-        self.assertTrue(refused(SIG + bytes([0x20, 0x00, 0x00, 0x04]) + b"abcd"))  # LOCAL + body
+        self.assertTrue(refused(SIG + bytes([0x22, 0x11, 0x00, 0x0c]) + b"x" * 12))  # command 2
         self.assertTrue(refused(v1_header("192.0.2.7", 1), pause=1.5))  # after proxy_timeout
         wait_until(lambda: len(lb.log_lines("event=proxy_refused")) >= 8,
                    what="eight refusals logged")
         reasons = " ".join(lb.log_lines("event=proxy_refused"))
         for reason in ("not in proxy_trusted_networks", "bare LF", "malformed address",
                        "107 bytes", "not a PROXY header", "unsupported address family",
-                       "LOCAL header with a body", "timeout"):
+                       "unknown command", "timeout"):
             self.assertIn(reason, reasons)
         self.assertEqual(sink.messages(), [])
         # A well-formed one still works after all that.

@@ -136,8 +136,6 @@ TEST(ProxyHeader, MalformedV2HeadersAreRefused) {
     std::string bad_signature = v2(0x21, 0x11, kV4Body);
     bad_signature[7] = 'X';
     EXPECT_EQ(incremental(bad_signature).status, Status::Invalid);
-    EXPECT_EQ(incremental(v2(0x20, 0x00, kV4Body)).status, Status::Invalid);  // LOCAL with a body
-    EXPECT_EQ(incremental(v2(0x20, 0x11, "")).status, Status::Invalid);       // LOCAL with a family
     EXPECT_EQ(incremental(v2(0x11, 0x11, kV4Body)).status, Status::Invalid);  // version 1
     EXPECT_EQ(incremental(v2(0x22, 0x11, kV4Body)).status, Status::Invalid);  // command 2
     EXPECT_EQ(incremental(v2(0x21, 0x12, kV4Body)).status, Status::Invalid);  // UDP
@@ -150,6 +148,59 @@ TEST(ProxyHeader, MalformedV2HeadersAreRefused) {
     // Over the bound: refused from the first 16 bytes, before reading the rest.
     auto huge = v2(0x21, 0x11, std::string(4000, 'x'));
     EXPECT_EQ(parse_proxy_header(huge.substr(0, 16), ProxyVersions::Any).status, Status::Invalid);
+}
+
+// LOCAL (a health check from the proxy itself): the spec has the receiver
+// use the real endpoints and discard the protocol block, family included.
+TEST(ProxyHeader, V2LocalSkipsItsBody) {
+    // No body.
+    auto wire = v2(0x20, 0x00, "") + "EHLO";
+    auto p = incremental(wire);
+    ASSERT_EQ(p.status, Status::Done) << p.error;
+    EXPECT_TRUE(p.header.local);
+    EXPECT_EQ(p.length, 16u);
+
+    // TLVs as HAProxy adds them to its checks: UNIQUE_ID, NOOP padding,
+    // and SSL (client flags, verify, then VERSION and CIPHER sub-TLVs).
+    std::string unique_id = bytes({0x05, 0, 8}) + "4f2a9c1e";
+    std::string noop = bytes({0x04, 0, 3, 0, 0, 0});
+    std::string ssl_sub =
+        bytes({0x21, 0, 7}) + "TLSv1.3" + bytes({0x23, 0, 22}) + "TLS_AES_256_GCM_SHA384";
+    std::string ssl =
+        bytes({0x20, 0, static_cast<int>(5 + ssl_sub.size()), 0x01, 0, 0, 0, 0}) + ssl_sub;
+    std::string tlvs = unique_id + noop + ssl;
+    wire = v2(0x20, 0x00, tlvs) + "EHLO x\r\n";
+    p = incremental(wire);  // byte by byte: never past the header
+    ASSERT_EQ(p.status, Status::Done) << p.error;
+    EXPECT_TRUE(p.header.local);
+    EXPECT_EQ(p.length, 16 + tlvs.size());
+    EXPECT_EQ(wire.substr(p.length), "EHLO x\r\n");
+    // Addresses of the proxy's own connection (a family given anyway) are
+    // ignored too: nothing of the block is used.
+    p = incremental(v2(0x20, 0x11, kV4Body + unique_id));
+    ASSERT_EQ(p.status, Status::Done) << p.error;
+    EXPECT_TRUE(p.header.local);
+    EXPECT_EQ(p.header.source_port, 0);
+    // Bytes that are not TLVs at all are discarded unread as well.
+    p = incremental(v2(0x20, 0x00, bytes({0x04, 0, 9, 1})));
+    ASSERT_EQ(p.status, Status::Done) << p.error;
+
+    // All of the body is waited for, then everything at once also works.
+    auto head = v2(0x20, 0x00, tlvs);
+    auto partial = parse_proxy_header(std::string_view(head).substr(0, 20), ProxyVersions::V2);
+    EXPECT_EQ(partial.status, Status::NeedMore);
+    EXPECT_EQ(partial.length, head.size());
+    EXPECT_EQ(parse_proxy_header(head + "EHLO", ProxyVersions::Any).length, head.size());
+
+    // The bound holds for LOCAL too: refused from the first 16 bytes.
+    auto at_bound = v2(0x20, 0x00, std::string(kProxyV2MaxLength - 16, 'x'));
+    EXPECT_EQ(incremental(at_bound).status, Status::Done);
+    auto over = v2(0x20, 0x00, std::string(kProxyV2MaxLength - 15, 'x'));
+    auto refused = parse_proxy_header(std::string_view(over).substr(0, 16), ProxyVersions::Any);
+    EXPECT_EQ(refused.status, Status::Invalid);
+    // An unknown version or command is still refused, LOCAL or not.
+    EXPECT_EQ(incremental(v2(0x10, 0x00, "")).status, Status::Invalid);
+    EXPECT_EQ(incremental(v2(0x2F, 0x00, "")).status, Status::Invalid);
 }
 
 TEST(ProxyHeader, OnlyTheConfiguredVersionIsTaken) {

@@ -107,3 +107,50 @@ TEST(ServerSession, RefusedDataDiscardsPipelinedText) {
     EXPECT_TRUE(contains(t, "554 5.5.1"));
     EXPECT_FALSE(contains(t, "evil"));
 }
+
+// Postfix's smtpd reads at most line_length_limit bytes of a line, skips the
+// rest, and runs what it read (checked against Postfix 3.7): so does the
+// sink's strict mode.
+TEST(ServerSession, TruncatedLongLinesRunTheirFirstPart) {
+    ServerSettings settings = golden_settings();
+    settings.advertise_xclient = true;
+    settings.truncate_long_lines = true;
+    settings.max_line_length = 30;
+    auto first_xclient = [&](const std::string& input, std::size_t chunk) {
+        ServerSession s(settings);
+        s.start();
+        for (std::size_t at = 0; at < input.size(); at += chunk) {
+            s.feed(std::string_view(input).substr(at, chunk));
+            auto ev = s.next();
+            if (ev.kind == ServerEvent::Kind::Xclient) {
+                EXPECT_LE(s.buffered_input(), input.size());
+                return ev.argument;
+            }
+            EXPECT_EQ(ev.kind, ServerEvent::Kind::NeedInput);
+            EXPECT_LE(s.buffered_input(), settings.max_line_length + 1);
+        }
+        return std::string("(none)");
+    };
+    for (std::size_t chunk : {std::size_t{1}, std::size_t{7}, std::size_t{4096}}) {
+        // 40 bytes: the first 30 run, the rest of the line is skipped.
+        EXPECT_EQ(first_xclient("XCLIENT ADDR=192.0.2.1 HELO=abcdefghijkl\r\nNOOP\r\n", chunk),
+                  "ADDR=192.0.2.1 HELO=ab");
+        // 30 bytes and CR: the CR is what is cut.
+        EXPECT_EQ(first_xclient("XCLIENT ADDR=192.0.2.1 HELO=ab\r\nNOOP\r\n", chunk),
+                  "ADDR=192.0.2.1 HELO=ab");
+        EXPECT_EQ(first_xclient("XCLIENT ADDR=192.0.2.1 HELO=a\r\n", chunk),
+                  "ADDR=192.0.2.1 HELO=a");
+        // A long line runs only once its end has come.
+        EXPECT_EQ(first_xclient("XCLIENT ADDR=192.0.2.1 HELO=" + std::string(5000, 'x'), chunk),
+                  "(none)");
+    }
+
+    // What follows the long line is a command of its own, answered in order.
+    ServerSession s(settings);
+    s.start();
+    s.feed("NOOP " + std::string(100000, 'a') + "\r\nHELP\r\n");
+    EXPECT_EQ(s.next().kind, ServerEvent::Kind::NeedInput);
+    auto out = s.output();
+    EXPECT_FALSE(contains(out, "line too long"));
+    EXPECT_LT(out.find("250 2.0.0 Ok"), out.find("214 "));
+}

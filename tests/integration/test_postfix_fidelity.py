@@ -146,8 +146,9 @@ class BackendReload(WorkdirTestCase):
         pf.start()
         self.addCleanup(pf.stop)
         port = free_port()
+        # One event loop: its cache holds the connection (each loop has its own).
         lb = Smtplb(self.workdir, configs.balancer(
-            port, [("hub", pf.port)],
+            port, [("hub", pf.port)], server_options={"threads": 1},
             pool_options={"max_connection_age": "2s", "health": {"enabled": False}}))
         lb.start(port)
         self.addCleanup(lb.stop)

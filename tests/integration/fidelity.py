@@ -49,6 +49,12 @@ def wait_for_messages(postfix, queue_ids, timeout=30):
     return messages(postfix)
 
 
+def smtpd_pids(postfix):
+    """Every smtpd process that has logged anything so far."""
+    return {int(m.group(1)) for line in postfix.log_lines()
+            for m in [re.search(r"postfix/smtpd\[(\d+)\]", line)] if m}
+
+
 def queue_id(reply_text):
     """The queue id in a 250 reply to end of data ("2.0.0 Ok: queued as 3F2A…")."""
     if isinstance(reply_text, bytes):

@@ -101,6 +101,18 @@ void backend_metrics(PrometheusText& m, io::Balancer& balancer) {
             m.sample("smtplb_backend_attempts_total", l, static_cast<double>(n));
         }
     }
+    m.family("smtplb_identity_not_presented_total", "counter",
+             "Transactions a backend carried without being told the client's identity: "
+             "not-offered (no XCLIENT), incomplete (an attribute left out to fit its line).");
+    for (const auto& r : rows) {
+        const auto& c = r.backend->counters;
+        for (auto [reason, n] : {std::pair{"not-offered", c.identity_not_offered},
+                                 {"incomplete", c.identity_incomplete}}) {
+            auto l = labels(r);
+            l.emplace_back("reason", reason);
+            m.sample("smtplb_identity_not_presented_total", l, static_cast<double>(n));
+        }
+    }
     each("smtplb_backend_recipients_total", "counter", "Recipients a backend accepted.",
          [](const Row& r) { return r.backend->counters.recipients; });
     each("smtplb_backend_in_flight", "gauge", "Transactions open on a backend now.",

@@ -196,6 +196,14 @@ struct Pool {
     Millis retry_time{60000};                 // total time spent trying backends for one step
     std::uint32_t max_idle_connections = 32;  // per backend, kept for reuse
     Millis idle_timeout{30000};
+    // A backend connection is not reused once it is this old or has carried
+    // this many transactions (Postfix's smtp_connection_reuse_time_limit is
+    // 300 s): a backend's reload or new policy then reaches smtplb's traffic.
+    Millis max_connection_age{300000};
+    std::uint32_t max_messages_per_connection = 1000;
+    // The longest XCLIENT command sent, CRLF included (Postfix reads lines
+    // up to its line_length_limit, 2048 by default).
+    std::uint32_t xclient_line_limit = 2048;
     BackendTls tls;
 };
 

@@ -104,6 +104,9 @@ std::string describe(const Config& c) {
           << "retry_time = " << ms(p.retry_time) << "\n"
           << "max_idle_connections = " << p.max_idle_connections << "\n"
           << "idle_timeout = " << ms(p.idle_timeout) << "\n"
+          << "max_connection_age = " << ms(p.max_connection_age) << "\n"
+          << "max_messages_per_connection = " << p.max_messages_per_connection << "\n"
+          << "xclient_line_limit = " << p.xclient_line_limit << "\n"
           << "health = { enabled = " << (p.health.enabled ? "true" : "false")
           << ", depth = " << quoted(to_string(p.health.depth))
           << ", interval = " << ms(p.health.interval)

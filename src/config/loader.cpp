@@ -362,6 +362,9 @@ void read_pool(TableReader& r, Pool& p) {
     r.duration("retry_time", p.retry_time, 1s, 1h);
     r.integer("max_idle_connections", p.max_idle_connections, 0, 10000);
     r.duration("idle_timeout", p.idle_timeout, 1s, 1h);
+    r.duration("max_connection_age", p.max_connection_age, 1s, 24h);
+    r.integer("max_messages_per_connection", p.max_messages_per_connection, 1, 1000000);
+    r.integer("xclient_line_limit", p.xclient_line_limit, 512, 65536);
     auto backends = r.tables("backend");
     if (backends.empty())
         d.error(r.key_path("backend"), r.line_of("backend"),

@@ -18,6 +18,10 @@ struct BackendCounters {
     base::Counter deferred = 0;    // 4xx that sent the transaction elsewhere
     base::Counter failed = 0;      // connection or protocol failures
     base::Counter recipients = 0;  // recipients it accepted
+    // Transactions it carried without the client's identity: it announced
+    // no XCLIENT (or no ADDR), or an attribute had to be left out.
+    base::Counter identity_not_offered = 0;
+    base::Counter identity_incomplete = 0;
 };
 
 // One backend as the scheduler sees it: configuration plus live load and state.

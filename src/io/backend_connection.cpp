@@ -176,42 +176,57 @@ awaitable<bool> BackendConnection::handshake(const std::string& hostname, Millis
     co_return again;
 }
 
-awaitable<bool> BackendConnection::send_identity(const proto::ClientIdentity& id,
-                                                 std::uint64_t session, const std::string& hostname,
-                                                 Millis timeout) {
-    if (identity_session_ == session && identity_helo_ == id.helo && identity_login_ == id.login)
-        co_return true;
+awaitable<BackendConnection::Identity> BackendConnection::present(const proto::ClientIdentity& id,
+                                                                  const std::string& key,
+                                                                  const std::string& hostname,
+                                                                  Millis timeout) {
+    if (xclients_sent_ > 0 && presented_key_ == key) co_return Identity::Presented;
     const auto& caps = protocol_.capabilities();
-    if (!caps.xclient) {
-        identity_unsupported_ = true;
-        co_return true;
+    if (!caps.xclient || !caps.xclient_attributes.count("ADDR")) co_return Identity::NotOffered;
+    const bool first = xclients_sent_ == 0;
+    auto command =
+        proto::xclient_command(id, caps.xclient_attributes, pool_.config().xclient_line_limit);
+    protocol_.send(Step::Xclient, command.line);
+    ++xclients_sent_;
+    // From here on the backend may speak for the client whatever happens:
+    // this connection serves nobody else until an EHLO says otherwise.
+    presented_key_ = key;
+    bound_ = true;
+    omitted_ = std::move(command.omitted);
+    auto reply = co_await next(timeout);
+    if (!reply) co_return Identity::Broken;
+    // Postfix answers 220 (a new session); others, smtp-sink among them,
+    // answer 250. Either way EHLO follows.
+    if (reply->reply.klass() != 2) {
+        refusal_ = reply->reply;
+        failure_ = "XCLIENT " + reply->reply.summary();
+        const auto& r = reply->reply;
+        bool authorisation = r.code == 550 || r.enhanced.rfind("5.7.", 0) == 0;
+        if (r.code == 421) co_return Identity::Broken;
+        co_return first&& authorisation ? Identity::Unauthorised : Identity::Refused;
     }
-    for (const auto& line : proto::xclient_commands(id, caps.xclient_attributes)) {
-        protocol_.send(Step::Xclient, line);
-        auto reply = co_await next(timeout);
-        if (!reply) co_return false;
-        // Postfix answers 220 (a new session); others, smtp-sink among
-        // them, answer 250. Either way EHLO follows.
-        if (reply->reply.klass() != 2) {
-            refusal_ = reply->reply;
-            failure_ = "XCLIENT " + reply->reply.summary();
-            co_return false;
-        }
-    }
-    // Postfix takes the HELO name from the EHLO that must follow XCLIENT,
-    // so that EHLO carries the client's name (as nginx's mail proxy does).
-    protocol_.send(Step::Ehlo, "EHLO " + proto::safe_helo(id.helo, hostname) + "\r\n");
+    // Postfix takes the HELO name it records and judges from the EHLO that
+    // must follow XCLIENT: the client's own, as the client said it.
+    auto name = proto::helo_for_backend(id.helo, hostname, pool_.config().xclient_line_limit);
+    protocol_.send(Step::Ehlo, (id.esmtp ? "EHLO " : "HELO ") + name + "\r\n");
     auto ehlo = co_await next(timeout);
-    if (!ehlo) co_return false;
+    if (!ehlo) co_return Identity::Broken;
     if (ehlo->reply.code != 250) {
         refusal_ = ehlo->reply;
         failure_ = "EHLO after XCLIENT " + ehlo->reply.summary();
-        co_return false;
+        co_return ehlo->reply.code == 421 ? Identity::Broken : Identity::HeloRefused;
     }
-    identity_session_ = session;
-    identity_helo_ = id.helo;
-    identity_login_ = id.login;
-    co_return true;
+    // Still offered: the backend authorises the client it now speaks for
+    // too, so another client's XCLIENT may follow (HELO greets without
+    // extensions, so nothing can be told then).
+    bound_ = !(id.esmtp && protocol_.capabilities().xclient);
+    co_return Identity::Presented;
+}
+
+bool BackendConnection::worn_out() const {
+    const auto& config = pool_.config();
+    return transactions_ >= config.max_messages_per_connection ||
+           std::chrono::steady_clock::now() - opened_at_ >= config.max_connection_age;
 }
 
 awaitable<bool> BackendConnection::reset(Millis timeout) {

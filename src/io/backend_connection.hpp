@@ -3,6 +3,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "base/network.hpp"
 #include "core/pool.hpp"
@@ -49,12 +50,38 @@ class BackendConnection {
     bool tls_active() const { return stream_.active(); }
     // The TLS in use, for the tracking log ("" in plaintext).
     std::string tls_summary() const { return stream_.summary(); }
-    // XCLIENT with the client's identity, then EHLO again, unless this
-    // connection already speaks for that session with the same HELO.
-    // Returns false on failure; sets identity_unsupported when the backend
-    // did not announce XCLIENT.
-    awaitable<bool> send_identity(const proto::ClientIdentity& id, std::uint64_t session,
-                                  const std::string& hostname, Millis timeout);
+    enum class Identity {
+        Presented,     // the backend now judges the client (or already did)
+        NotOffered,    // the backend announces no XCLIENT, or no ADDR: nothing presented
+        Broken,        // the connection broke, timed out or closed (failure())
+        Unauthorised,  // 550 / 5.7.x to the first XCLIENT on this connection: the
+                       // backend does not authorise this balancer (refusal())
+        Refused,       // XCLIENT refused otherwise: about this client or this
+                       // connection's earlier client, not the backend (refusal())
+        HeloRefused,   // the EHLO after XCLIENT refused: the client's HELO, as the
+                       // backend judges it; refusal() is the client's answer
+    };
+    // Makes the backend speak for `id` (key: proto::identity_key(id)): one
+    // XCLIENT, then EHLO (or HELO, as the client said) with the client's own
+    // name. Nothing is sent when the connection already speaks for that key.
+    // Only call it when serves(key).
+    awaitable<Identity> present(const proto::ClientIdentity& id, const std::string& key,
+                                const std::string& hostname, Millis timeout);
+    // Whether this connection may carry a transaction of the client with
+    // this identity key: any client until an XCLIENT bound it to one (the
+    // backend stopped offering XCLIENT after it, as Postfix does when the
+    // client it now speaks for is not itself authorised).
+    bool serves(const std::string& key) const { return !bound_ || presented_key_ == key; }
+    // The identity key the backend judges this connection's mail by ("":
+    // the balancer itself).
+    const std::string& presented_key() const { return presented_key_; }
+    // Attributes the last XCLIENT left out to fit the backend's line.
+    const std::vector<std::string>& omitted() const { return omitted_; }
+    // Past the pool's max_connection_age or max_messages_per_connection:
+    // to be closed with QUIT rather than reused.
+    bool worn_out() const;
+    // A transaction (MAIL) goes out on it.
+    void count_transaction() { ++transactions_; }
     // RSET so the connection can carry another transaction.
     awaitable<bool> reset(Millis timeout);
     // Polite end: QUIT, its reply, close.
@@ -75,13 +102,13 @@ class BackendConnection {
     // The backend's reply that ended the handshake (a 421 or 554 greeting,
     // a refused EHLO), when it was a reply and not a broken connection.
     const std::optional<proto::Reply>& refusal() const { return refusal_; }
-    bool identity_unsupported() const { return identity_unsupported_; }
     // Connections that carry a PROXY header speak for one client only.
     bool dedicated = false;
     // Taken from a cache rather than opened for this transaction: if it
     // breaks before any reply, the backend probably closed it while idle.
     bool reused = false;
-    std::uint64_t owner_session = 0;
+    // Identity presented and not presented are logged once per connection.
+    bool identity_logged = false;
     std::chrono::steady_clock::time_point idle_since{};
 
   private:
@@ -103,10 +130,12 @@ class BackendConnection {
     std::unique_ptr<Deadline> deadline_;
     std::string failure_;
     std::optional<proto::Reply> refusal_;
-    std::uint64_t identity_session_ = 0;
-    std::string identity_helo_;
-    std::string identity_login_;
-    bool identity_unsupported_ = false;
+    std::string presented_key_;
+    bool bound_ = false;
+    std::uint32_t xclients_sent_ = 0;
+    std::vector<std::string> omitted_;
+    std::uint32_t transactions_ = 0;
+    const std::chrono::steady_clock::time_point opened_at_ = std::chrono::steady_clock::now();
     class ConnectionCache* tracker_ = nullptr;
 };
 

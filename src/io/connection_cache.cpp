@@ -12,28 +12,38 @@ ConnectionCache::ConnectionCache(const asio::any_io_executor& executor)
 
 std::unique_ptr<BackendConnection> ConnectionCache::take(
     core::Pool& pool, std::size_t backend, const std::optional<base::IpAddress>& source,
-    std::uint64_t session) {
+    const std::string& identity_key) {
     auto it = idle_.find(Key{&pool, backend, source_key(source)});
     if (it == idle_.end()) return nullptr;
     auto& list = it->second;
-    // Newest first: it is the least likely to have been closed by the backend.
-    for (auto pos = list.rbegin(); pos != list.rend(); ++pos) {
-        if ((*pos)->owner_session == session && (*pos)->reusable()) {
-            auto conn = std::move(*pos);
-            list.erase(std::next(pos).base());
-            return conn;
+    // Newest first: it is the least likely to have been closed by the
+    // backend. One already speaking for the client saves an XCLIENT.
+    for (bool same_client : {true, false}) {
+        for (auto pos = list.rbegin(); pos != list.rend();) {
+            auto& conn = *pos;
+            bool fits =
+                same_client ? conn->presented_key() == identity_key : conn->serves(identity_key);
+            if (!fits) {
+                ++pos;
+                continue;
+            }
+            auto taken = std::move(conn);
+            pos = decltype(pos)(list.erase(std::next(pos).base()));
+            if (taken->worn_out())
+                retire(std::move(taken));
+            else if (taken->reusable())
+                return taken;
         }
-    }
-    while (!list.empty()) {
-        auto conn = std::move(list.back());
-        list.pop_back();
-        if (conn->reusable()) return conn;
     }
     return nullptr;
 }
 
 void ConnectionCache::put(std::unique_ptr<BackendConnection> conn) {
     if (closing_ || conn->dedicated || !conn->reusable()) return;  // destroyed, socket closed
+    if (conn->worn_out()) {
+        retire(std::move(conn));
+        return;
+    }
     auto max = conn->pool().config().max_idle_connections;
     if (max == 0) {
         retire(std::move(conn));
@@ -71,7 +81,7 @@ awaitable<void> ConnectionCache::sweep() {
             auto& list = it->second;
             while (!list.empty() &&
                    (now - list.front()->idle_since >= list.front()->pool().config().idle_timeout ||
-                    !list.front()->reusable())) {
+                    list.front()->worn_out() || !list.front()->reusable())) {
                 retire(std::move(list.front()));
                 list.pop_front();
             }

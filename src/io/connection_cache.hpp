@@ -15,8 +15,9 @@ namespace smtplb::io {
 
 // Idle backend connections kept for reuse, per (pool, backend, source
 // address), bounded per backend and closed with QUIT after the pool's idle
-// timeout. Only connections whose identity is re-sent per message (XCLIENT,
-// or none at all) come here; PROXY connections never do.
+// timeout, age or message count. Only connections whose identity goes by
+// XCLIENT (or none at all) come here, PROXY connections never; one that an
+// XCLIENT bound to a client is handed only to that client again.
 //
 // One per event loop, used only on that loop's thread, except for
 // open_count() and the closing flag, which the generation's owner reads.
@@ -25,10 +26,12 @@ class ConnectionCache : public std::enable_shared_from_this<ConnectionCache> {
     explicit ConnectionCache(const asio::any_io_executor& executor);
     ~ConnectionCache() { idle_.clear(); }  // before open_, which they unregister from
 
-    // An idle connection, preferring one that already speaks for `session`.
+    // An idle connection that may carry mail of the client with this
+    // identity key (BackendConnection::serves), preferring one that already
+    // speaks for it. One bound to another client is never handed out.
     std::unique_ptr<BackendConnection> take(core::Pool& pool, std::size_t backend,
                                             const std::optional<base::IpAddress>& source,
-                                            std::uint64_t session);
+                                            const std::string& identity_key);
     void put(std::unique_ptr<BackendConnection> connection);
     // Closes everything politely (shutdown).
     void close_all();

@@ -20,7 +20,8 @@ Listener::Listener(Balancer& balancer, const config::Listener& config)
     for (std::size_t loop = 0; loop < balancer.loops().size(); ++loop)
         relay_contexts_.push_back(RelayContext{
             balancer.connector(), balancer.cache(loop), balancer.config().server.hostname,
-            config.client_identity, config.source_address, &balancer.backend_tls()});
+            config.client_identity, config.source_address, &balancer.backend_tls(),
+            [&balancer](const std::string& line) { balancer.log(line); }});
     settings_.hostname = balancer.config().server.hostname;
     settings_.max_line_length = config.max_line_length;
     settings_.max_data_line_length = config.max_data_line_length;

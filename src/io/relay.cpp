@@ -1,5 +1,8 @@
 #include "io/relay.hpp"
 
+#include <algorithm>
+#include <string_view>
+
 #include "core/delivery.hpp"
 
 namespace smtplb::io {
@@ -20,7 +23,10 @@ static bool moves_transaction(const proto::Reply& reply) {
 }
 
 Relay::Relay(RelayContext& context, const proto::ClientIdentity& identity, std::uint64_t session)
-    : context_(context), identity_(identity), session_(session) {}
+    : context_(context),
+      identity_(identity),
+      session_(session),
+      identity_presented_(config::to_string(context.identity_mode)) {}
 
 Relay::~Relay() {
     release_connections();
@@ -30,9 +36,9 @@ Millis Relay::reply_timeout() const {
     return pool_->config().reply_timeout;
 }
 
-std::string Relay::identity_result() const {
-    if (identity_unsupported_) return "not-supported";
-    return config::to_string(context_.identity_mode);
+std::string Relay::identity_key() const {
+    return context_.identity_mode == config::IdentityMode::Xclient ? proto::identity_key(identity_)
+                                                                   : std::string();
 }
 
 void Relay::begin(core::Pool& pool, const proto::Path& sender,
@@ -82,9 +88,14 @@ bool Relay::may_try_again() const {
 }
 
 void Relay::keep(std::unique_ptr<BackendConnection> conn) {
+    if (conn->worn_out()) {
+        context_.cache.retire(std::move(conn));
+        return;
+    }
     conn->idle_since = std::chrono::steady_clock::now();
     // One idle connection per backend stays with the session (its identity
-    // is already sent); older ones go to the shared cache.
+    // is already presented); older ones go to the shared cache, where only
+    // a client with the same identity can have one bound to this one.
     for (auto& held : stash_) {
         if (&held->pool() == &conn->pool() && held->backend() == conn->backend()) {
             std::swap(held, conn);
@@ -105,23 +116,99 @@ void Relay::release_connections() {
     stash_.clear();
 }
 
+awaitable<Relay::IdentityStep> Relay::present_identity(std::unique_ptr<BackendConnection>& conn,
+                                                       std::size_t backend, bool may_retry_fresh) {
+    using Identity = BackendConnection::Identity;
+    if (context_.identity_mode != config::IdentityMode::Xclient) {
+        identity_presented_ = config::to_string(context_.identity_mode);
+        co_return IdentityStep::Continue;
+    }
+    bool reused = conn->reused;
+    auto outcome =
+        co_await conn->present(identity_, identity_key(), context_.hostname, reply_timeout());
+    switch (outcome) {
+        case Identity::Presented: {
+            identity_presented_ = "xclient";
+            const auto& omitted = conn->omitted();
+            // HELO left out of XCLIENT still reaches the backend in the EHLO.
+            if (std::any_of(omitted.begin(), omitted.end(),
+                            [](const std::string& a) { return a != "HELO"; }))
+                identity_not_presented(*conn, backend, "incomplete");
+            co_return IdentityStep::Continue;
+        }
+        case Identity::NotOffered:
+            identity_presented_ = "none";
+            identity_not_presented(*conn, backend, "not-offered");
+            co_return IdentityStep::Continue;
+        case Identity::Broken:
+            co_return IdentityStep::Broken;
+        case Identity::Unauthorised:
+            // The backend refuses this balancer's very first XCLIENT: not
+            // "down" (it works for others), but useless to us until its
+            // configuration is fixed: say so, loudly.
+            record(backend, "xclient", conn->failure());
+            ++pool_->backend(backend).counters.failed;
+            pool_->report(backend, core::LiveOutcome::Misconfigured,
+                          "XCLIENT refused: the backend does not authorise this balancer",
+                          conn->refusal()->summary());
+            co_return IdentityStep::NextBackend;
+        case Identity::Refused:
+            // About this client, or about the client a reused connection
+            // spoke for before (Postfix refuses a second XCLIENT from a
+            // client it does not authorise): never the backend's health.
+            record(backend, "xclient", conn->failure());
+            context_.cache.retire(std::move(conn));
+            co_return reused&& may_retry_fresh ? IdentityStep::FreshConnection
+                                               : IdentityStep::NextBackend;
+        case Identity::HeloRefused:
+            // The backend's verdict on the client's HELO, as it would have
+            // given it to the client directly: the client's answer.
+            record(backend, "helo", conn->failure());
+            helo_verdict_ = conn->refusal();
+            context_.cache.retire(std::move(conn));
+            co_return IdentityStep::AnswerClient;
+    }
+    co_return IdentityStep::Broken;
+}
+
+void Relay::identity_not_presented(BackendConnection& conn, std::size_t backend,
+                                   const char* reason) {
+    auto& counters = pool_->backend(backend).counters;
+    ++(std::string_view(reason) == "not-offered" ? counters.identity_not_offered
+                                                 : counters.identity_incomplete);
+    if (conn.identity_logged || !context_.log) return;
+    conn.identity_logged = true;
+    std::string line = "event=identity_not_presented pool=" + pool_->name() +
+                       " backend=" + pool_->backend(backend).config.name + " reason=" + reason +
+                       " client=" + identity_.address.to_string();
+    if (!conn.omitted().empty()) {
+        line += " omitted=";
+        for (std::size_t i = 0; i < conn.omitted().size(); ++i)
+            line += (i ? "," : "") + conn.omitted()[i];
+    }
+    context_.log(line);
+}
+
 awaitable<std::unique_ptr<BackendConnection>> Relay::acquire(std::size_t backend) {
     auto& state = pool_->backend(backend);
+    const auto key = identity_key();
     for (auto it = stash_.begin(); it != stash_.end(); ++it) {
         if (&(*it)->pool() == pool_ && (*it)->backend() == backend) {
             auto conn = std::move(*it);
             stash_.erase(it);
-            if (conn->reusable()) {
+            // The client's identity may have changed since (a new EHLO, AUTH).
+            if (conn->serves(key) && !conn->worn_out() && conn->reusable()) {
                 conn->reused = true;
                 co_return conn;
             }
+            context_.cache.retire(std::move(conn));
             break;
         }
     }
     bool proxy = context_.identity_mode == config::IdentityMode::ProxyV1 ||
                  context_.identity_mode == config::IdentityMode::ProxyV2;
     if (!proxy) {
-        if (auto conn = context_.cache.take(*pool_, backend, context_.source_address, session_)) {
+        if (auto conn = context_.cache.take(*pool_, backend, context_.source_address, key)) {
             conn->reused = true;
             co_return conn;
         }
@@ -181,6 +268,7 @@ awaitable<proto::Reply> Relay::establish(const proto::Mailbox* new_rcpt) {
     no_backend_ = false;
     std::optional<proto::Reply> permanent;  // a 5xx worth passing on if nobody accepts
     int stale_retries = 0;                  // reused connections found closed
+    int identity_retries = 0;  // reused connections whose backend refused another XCLIENT
     while (may_try_again()) {
         auto chosen = pool_->pick(identity_.address, tried_);
         if (!chosen) break;
@@ -210,24 +298,24 @@ awaitable<proto::Reply> Relay::establish(const proto::Mailbox* new_rcpt) {
             --state.counters.attempts;
             return true;
         };
-        if (context_.identity_mode == config::IdentityMode::Xclient) {
-            bool identified = co_await conn->send_identity(identity_, session_, context_.hostname,
-                                                           reply_timeout());
-            if (!identified && stale(*conn)) continue;
-            if (!identified) {
+        switch (co_await present_identity(conn, backend, identity_retries == 0)) {
+            case IdentityStep::Continue:
+                break;
+            case IdentityStep::Broken:
+                if (stale(*conn)) continue;
                 record(backend, "xclient", conn->failure());
                 ++state.counters.failed;
-                // 5xx: the backend does not authorise this balancer for
-                // XCLIENT. Not "down" (it works for others), but useless
-                // to us until its configuration is fixed: say so, loudly.
-                if (const auto& refusal = conn->refusal(); refusal && refusal->permanent())
-                    pool_->report(backend, core::LiveOutcome::Misconfigured,
-                                  "XCLIENT refused: the backend does not authorise this balancer",
-                                  refusal->summary());
+                report(backend, core::LiveOutcome::Failed, "live XCLIENT: " + conn->failure());
                 continue;
-            }
-            conn->owner_session = session_;
-            identity_unsupported_ |= conn->identity_unsupported();
+            case IdentityStep::NextBackend:
+                continue;
+            case IdentityStep::FreshConnection:
+                ++identity_retries;
+                tried_.pop_back();
+                --attempts_made_;
+                continue;
+            case IdentityStep::AnswerClient:
+                co_return core::relay_reply(*helo_verdict_);
         }
         const auto& caps = conn->protocol().capabilities();
         if (params_.smtputf8 && !caps.smtputf8) {
@@ -238,6 +326,7 @@ awaitable<proto::Reply> Relay::establish(const proto::Mailbox* new_rcpt) {
         // MAIL, the replayed recipients and the new one, pipelined when allowed.
         auto& proto = conn->protocol();
         proto.send(Step::Mail, proto::mail_command(sender_, params_, caps));
+        conn->count_transaction();
         std::size_t expected_rcpts = recipients_.size() + (new_rcpt ? 1 : 0);
         auto send_rcpt = [&](const proto::Mailbox& m) {
             proto.send(Step::Rcpt, proto::rcpt_command(m));

@@ -1,5 +1,6 @@
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -27,6 +28,8 @@ struct RelayContext {
     config::IdentityMode identity_mode = config::IdentityMode::Xclient;
     std::optional<base::IpAddress> source_address;
     const BackendTlsContexts* backend_tls = nullptr;
+    // Where warnings go (the balancer's event log); none in some tests.
+    std::function<void(const std::string&)> log;
 };
 
 // Carries one client session's transactions to backends (DESIGN.md delivery
@@ -64,7 +67,10 @@ class Relay {
     bool no_backend() const { return no_backend_; }
     const std::vector<core::AttemptRecord>& attempts() const { return attempts_; }
     const std::string& queue_id() const { return queue_id_; }
-    std::string identity_result() const;
+    // The identity the backend that carried the transaction was given:
+    // "xclient", "proxy-v1", "proxy-v2", or "none" (configured so, or the
+    // backend took no XCLIENT: then a warning was logged and counted).
+    const std::string& identity_result() const { return identity_presented_; }
     const proto::ClientIdentity& identity() const { return identity_; }
     // The client a trusted upstream proxy named (PROXY protocol): it is who
     // policy, limits, logs and XCLIENT speak of from now on.
@@ -98,6 +104,18 @@ class Relay {
     awaitable<void> release_current(bool needs_reset);
     void keep(std::unique_ptr<BackendConnection> conn);
     void record(std::size_t backend, const char* stage, const std::string& what);
+    // XCLIENT for the transaction's client on conn, when the listener says
+    // so. Returns nothing when the transaction may go on with conn, else
+    // what to do: try another backend, try this one on a fresh connection,
+    // or answer the client with the backend's verdict on its HELO.
+    enum class IdentityStep { Continue, Broken, NextBackend, FreshConnection, AnswerClient };
+    awaitable<IdentityStep> present_identity(std::unique_ptr<BackendConnection>& conn,
+                                             std::size_t backend, bool may_retry_fresh);
+    // The identity key connections must serve for this client ("" without XCLIENT).
+    std::string identity_key() const;
+    // A warning (once per connection) and a count: the backend was not told
+    // who the client is, or not all of it.
+    void identity_not_presented(BackendConnection& conn, std::size_t backend, const char* reason);
     // Passive health: tells the pool how a step went on a backend, and
     // starts the retry clock at the transaction's first failure.
     void report(std::size_t backend, core::LiveOutcome outcome, const std::string& reason,
@@ -126,7 +144,8 @@ class Relay {
     std::vector<std::unique_ptr<BackendConnection>> stash_;  // this session's idle ones
     std::vector<core::AttemptRecord> attempts_;
     std::string queue_id_;
-    bool identity_unsupported_ = false;
+    std::string identity_presented_;
+    std::optional<proto::Reply> helo_verdict_;  // a backend's refusal of the client's HELO
     bool no_backend_ = false;
 };
 

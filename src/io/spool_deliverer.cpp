@@ -44,7 +44,8 @@ RelayContext& SpoolDeliverer::context_for(const std::string& listener) {
     auto context = std::make_unique<RelayContext>(
         RelayContext{balancer_.connector(), balancer_.cache(), balancer_.config().server.hostname,
                      found ? found->client_identity : config::IdentityMode::Xclient,
-                     found ? found->source_address : std::nullopt, &balancer_.backend_tls()});
+                     found ? found->source_address : std::nullopt, &balancer_.backend_tls(),
+                     [this](const std::string& line) { balancer_.log(line); }});
     return *contexts_.emplace(listener, std::move(context)).first->second;
 }
 

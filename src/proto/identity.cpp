@@ -1,6 +1,7 @@
 #include "proto/identity.hpp"
 
 #include <cstring>
+#include <string_view>
 
 #include "proto/xtext.hpp"
 
@@ -14,15 +15,22 @@ std::string xclient_address(const base::IpAddress& addr) {
 
 }  // namespace
 
-std::vector<std::string> xclient_commands(const ClientIdentity& id,
-                                          const std::set<std::string>& supported,
-                                          std::size_t max_line) {
-    std::vector<std::pair<std::string, std::string>> attrs;
-    auto add = [&](const char* name, const std::string& value) {
-        if (supported.count(name)) attrs.emplace_back(name, value);
+XclientCommand xclient_command(const ClientIdentity& id, const std::set<std::string>& supported,
+                               std::size_t max_line) {
+    struct Attribute {
+        const char* name;
+        std::string value;  // xtext-encoded
+        bool present = true;
     };
-    // No reverse lookup is done here; Postfix logs "unknown" for it.
-    add("NAME", "[UNAVAILABLE]");
+    auto name_or_unavailable = [](const std::string& name) {
+        return name.empty() ? std::string("[UNAVAILABLE]") : xtext_encode(name);
+    };
+    std::vector<Attribute> attrs;
+    auto add = [&](const char* name, std::string value) {
+        if (supported.count(name)) attrs.push_back({name, std::move(value)});
+    };
+    add("NAME", name_or_unavailable(id.name));
+    add("REVERSE_NAME", name_or_unavailable(id.reverse_name));
     add("ADDR", xclient_address(id.address));
     add("PORT", std::to_string(id.port));
     add("PROTO", id.esmtp ? "ESMTP" : "SMTP");
@@ -31,28 +39,69 @@ std::vector<std::string> xclient_commands(const ClientIdentity& id,
     add("DESTADDR", xclient_address(id.local_address));
     add("DESTPORT", std::to_string(id.local_port));
 
-    std::vector<std::string> lines;
-    std::string line;
-    const std::size_t budget = max_line - 2;  // CRLF
-    for (auto& [name, value] : attrs) {
-        std::string item = name;
-        item.append("=").append(value);
-        if (item.size() + 8 > budget) continue;  // cannot fit even alone: leave it out
-        if (!line.empty() && line.size() + 1 + item.size() > budget) {
-            lines.push_back(line + "\r\n");
-            line.clear();
-        }
-        line += line.empty() ? "XCLIENT " + item : " " + item;
+    XclientCommand out;
+    if (attrs.empty()) return out;
+    auto find = [&](std::string_view name) -> Attribute* {
+        for (auto& a : attrs)
+            if (name == a.name) return &a;
+        return nullptr;
+    };
+    auto omit = [&](Attribute* a) {
+        if (!a || !a->present) return;
+        a->present = false;
+        out.omitted.emplace_back(a->name);
+    };
+    constexpr std::size_t kMaxHelo = 255;
+    if (id.helo.size() > kMaxHelo) omit(find("HELO"));
+    auto length = [&] {
+        std::size_t n = std::string_view("XCLIENT").size() + 2;  // and CRLF
+        for (const auto& a : attrs)
+            if (a.present) n += 1 + std::string_view(a.name).size() + 1 + a.value.size();
+        return n;
+    };
+    for (const char* name : {"HELO", "LOGIN", "REVERSE_NAME", "NAME"}) {
+        if (length() <= max_line) break;
+        omit(find(name));
     }
-    if (!line.empty()) lines.push_back(line + "\r\n");
-    return lines;
+    // The fixed attributes (an address, ports, a protocol name) always fit
+    // in RFC 5321's 512 octets, the smallest limit a backend may have.
+    out.line = "XCLIENT";
+    for (const auto& a : attrs)
+        if (a.present) out.line.append(" ").append(a.name).append("=").append(a.value);
+    out.line += "\r\n";
+    return out;
 }
 
-std::string safe_helo(const std::string& helo, const std::string& fallback) {
-    if (helo.empty() || helo.size() > 255) return fallback;
-    for (unsigned char c : helo)
-        if (c <= 32 || c >= 127) return fallback;
-    return helo;
+std::string helo_for_backend(const std::string& helo, const std::string& fallback,
+                             std::size_t max_line) {
+    if (helo.empty()) return fallback;
+    std::string name = helo;
+    for (char& c : name) {
+        auto byte = static_cast<unsigned char>(c);
+        if (byte < 0x20 || byte == 0x7f) c = '?';
+    }
+    const std::size_t room = max_line > 7 ? max_line - 7 : 0;  // "EHLO " and CRLF
+    if (name.size() > room) name.resize(room);
+    return name;
+}
+
+std::string identity_key(const ClientIdentity& id) {
+    // Each field prefixed with its length: no two identities share a key.
+    std::string key;
+    auto add = [&](const std::string& field) {
+        key += std::to_string(field.size());
+        key += ':';
+        key += field;
+    };
+    add(id.address.unmapped().to_string());
+    add(id.local_address.unmapped().to_string());
+    add(std::to_string(id.local_port));
+    add(id.name);
+    add(id.reverse_name);
+    add(id.helo);
+    add(id.esmtp ? "E" : "S");
+    add(id.login);
+    return key;
 }
 
 std::string proxy_v1_header(const ClientIdentity& id) {

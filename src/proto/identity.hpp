@@ -1,4 +1,5 @@
 #pragma once
+#include <cstddef>
 #include <cstdint>
 #include <set>
 #include <string>
@@ -14,7 +15,7 @@ struct ClientIdentity {
     std::uint16_t port = 0;
     base::IpAddress local_address;  // the listener address the client reached
     std::uint16_t local_port = 0;
-    std::string helo;   // as the client sent it; empty before HELO/EHLO
+    std::string helo;  // as the client sent it; empty before HELO/EHLO
     // The client's host name as Postfix's smtpd finds it (XCLIENT_README):
     // `name` is verified (the reverse lookup's name resolves back to the
     // address), `reverse_name` is the reverse lookup's alone. Either may be
@@ -31,17 +32,38 @@ struct ClientIdentity {
     bool client_certificate = false;  // it presented one (never verified)
 };
 
-// Postfix-style XCLIENT commands (XCLIENT_README) for the attributes the
-// backend announced. Values are xtext-encoded; lines stay within max_line
-// (RFC 5321's 512 by default), so long values go in several commands, each of
-// which the backend answers with 220.
-std::vector<std::string> xclient_commands(const ClientIdentity& id,
-                                          const std::set<std::string>& supported,
-                                          std::size_t max_line = 512);
+// One Postfix-style XCLIENT command (XCLIENT_README) for the attributes the
+// backend announced, values xtext-encoded. Always one command: Postfix judges
+// a second XCLIENT against the client the first one named and refuses it, so
+// an identity split over two lines would take only half. The line stays
+// within max_line octets with CRLF (Postfix reads up to line_length_limit,
+// 2048 by default); what does not fit is left out, in this order: HELO (the
+// EHLO that follows XCLIENT carries the client's name anyway), LOGIN,
+// REVERSE_NAME, NAME. A HELO over 255 characters is always left out: Postfix
+// refuses it in XCLIENT (RFC 1035's limit on a name).
+struct XclientCommand {
+    std::string line;                  // "XCLIENT ...\r\n"; empty: no attribute announced
+    std::vector<std::string> omitted;  // attributes the backend takes that were left out
+};
+XclientCommand xclient_command(const ClientIdentity& id, const std::set<std::string>& supported,
+                               std::size_t max_line = 2048);
 
-// The client's HELO name if it is one printable word, else `fallback`: it
-// goes into an EHLO we send, so it must not carry anything but a name.
-std::string safe_helo(const std::string& helo, const std::string& fallback);
+// The name smtplb gives in the EHLO (or HELO) it sends after XCLIENT, which
+// Postfix records and judges as the client's HELO: the client's own argument,
+// byte for byte, so the backend judges exactly what the client sent (a
+// Postfix talked to directly joins "foo  bar" into "foo bar" just the same).
+// The only changes: a control character, which cannot be relayed safely,
+// becomes '?' (a name HELO checks reject as they reject the original), and a
+// name too long for the backend's line is cut to max_line. No HELO yet: the
+// balancer's own name (`fallback`).
+std::string helo_for_backend(const std::string& helo, const std::string& fallback,
+                             std::size_t max_line = 2048);
+
+// What a backend connection that presented this identity may be reused for:
+// messages from the same client address, names, HELO, protocol, login and
+// listener address. The client's port is left out: the same client's next
+// connection has another port, and the backend keeps the one it was given.
+std::string identity_key(const ClientIdentity& id);
 
 // PROXY protocol headers (haproxy's proxy-protocol.txt), v1 text and v2 binary.
 std::string proxy_v1_header(const ClientIdentity& id);

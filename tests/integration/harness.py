@@ -512,10 +512,16 @@ class ScriptedBackend(RawBackend):
     """A misbehaving SMTP server on loopback for hostile-backend tests.
     `answer(line)` returns the bytes to send for each command line (None
     closes the connection); EHLO gets `ehlo_lines`. Every connection is
-    served on its own thread until the client or stop() ends it."""
+    served on its own thread until the client or stop() ends it.
+    With `per_connection`, a function returning a fresh `answer` for each
+    connection (its own state), which then answers EHLO and HELO too
+    (returning the bytes of `ehlo_lines` with `self.ehlo` where it wants
+    the default)."""
 
-    def __init__(self, answer, ehlo_lines=("250-scripted.test", "250 PIPELINING")):
+    def __init__(self, answer, ehlo_lines=("250-scripted.test", "250 PIPELINING"),
+                 per_connection=None):
         self.answer = answer
+        self.per_connection = per_connection
         self.ehlo = ("\r\n".join(ehlo_lines) + "\r\n").encode()
         self.lines = []  # every command line received, in order
         super().__init__(self._serve)
@@ -524,6 +530,7 @@ class ScriptedBackend(RawBackend):
         try:
             with conn:
                 f = conn.makefile("rb")
+                answer = self.per_connection() if self.per_connection else None
                 conn.sendall(b"220 scripted.test ESMTP\r\n")
                 in_data = False
                 for raw in f:
@@ -535,7 +542,9 @@ class ScriptedBackend(RawBackend):
                         continue
                     self.lines.append(line)
                     verb = line.split(" ", 1)[0].upper()
-                    if verb in ("EHLO", "HELO"):
+                    if answer:
+                        reply = answer(line)
+                    elif verb in ("EHLO", "HELO"):
                         reply = self.ehlo
                     else:
                         reply = self.answer(line)

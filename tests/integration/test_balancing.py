@@ -189,7 +189,9 @@ class Balancing(WorkdirTestCase):
         wait_until(lambda: old.messages(), what="message at the SMTP-only backend")
         self.assertEqual(old.messages()[0]["helo"], "lb.test")
         wait_until(lambda: lb.tracking_records(), what="tracking")
-        self.assertEqual(lb.tracking_records()[0]["identity"], "not-supported")
+        # Not presented: said so in the tracking log and in the event log.
+        self.assertEqual(lb.tracking_records()[0]["identity"], "none")
+        self.assertTrue(lb.log_lines("event=identity_not_presented"), "no warning logged")
 
     def test_ipv6_client_identity_is_passed_as_ipv6(self):
         sinks = self.sinks(("hub", []))

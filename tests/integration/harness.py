@@ -6,7 +6,9 @@ Only the standard library is used, so the tests run wherever python3 does.
 import argparse
 import json
 import os
+import random
 import shutil
+import shlex
 import signal
 import socket
 import subprocess
@@ -23,6 +25,22 @@ def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def free_address(port, prefix="127.53"):
+    """A loopback address under prefix (127.53.x.y) where `port` is free for
+    TCP and UDP: for a server that must use a fixed port (DNS on 53)."""
+    rng = random.Random()
+    for _ in range(200):
+        address = f"{prefix}.{rng.randrange(256)}.{rng.randrange(1, 255)}"
+        try:
+            with socket.socket() as t, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+                t.bind((address, port))
+                u.bind((address, port))
+            return address
+        except OSError:
+            continue
+    raise RuntimeError(f"no loopback address under {prefix} has port {port} free")
 
 
 def wait_for_port(port, host="127.0.0.1", timeout=10.0, proc=None):
@@ -226,7 +244,11 @@ postlog   unix-dgram n  -       n       -       1       postlogd
 tlsmgr    unix  -       -       n       1000?   1       tlsmgr
 """
 
-    def __init__(self, workdir, name="postfix", smtpd_args="", extra_main=""):
+    def __init__(self, workdir, name="postfix", smtpd_args="", extra_main="", resolv_conf=None):
+        """resolv_conf: a file that replaces /etc/resolv.conf for this
+        instance alone (it then runs in a mount namespace of its own), so
+        that its smtpd looks client names up in a test's DNS server."""
+        self.resolv_conf = resolv_conf
         self.dir = os.path.join(workdir, name)
         self.conf = os.path.join(self.dir, "conf")
         self.log = os.path.join(self.dir, "maillog")
@@ -293,7 +315,14 @@ smtpd_banner = $myhostname ESMTP
 
     def start(self):
         self._roomy_log_queue()
-        r = self._postfix("start")
+        if self.resolv_conf:
+            # master and every daemon it starts inherit the namespace.
+            inner = (f"mount --bind {shlex.quote(self.resolv_conf)} /etc/resolv.conf && "
+                     f"postfix -c {shlex.quote(self.conf)} start")
+            r = subprocess.run(["script", "-qc", f"unshare -m sh -c {shlex.quote(inner)}",
+                                "/dev/null"], capture_output=True, text=True, timeout=60)
+        else:
+            r = self._postfix("start")
         if r.returncode != 0:
             raise RuntimeError("postfix start failed: " + r.stdout + r.stderr)
         wait_for_port(self.port)
@@ -301,6 +330,11 @@ smtpd_banner = $myhostname ESMTP
 
     def stop(self):
         self._postfix("stop")
+
+    def reload(self):
+        r = self._postfix("reload")
+        if r.returncode != 0:
+            raise RuntimeError("postfix reload failed: " + r.stdout + r.stderr)
 
     def log_lines(self):
         if not os.path.exists(self.log):
@@ -370,12 +404,14 @@ service auth {{
 
 class Nsd:
     """A private authoritative DNS server (NSD) on a loopback port, serving
-    the zones given as {name: zone file text}."""
+    the zones given as {name: zone file text}. A resolver that takes no port
+    (glibc's) needs port 53: give a loopback address of the test's own."""
 
-    def __init__(self, workdir, zones, name="nsd"):
+    def __init__(self, workdir, zones, name="nsd", address="127.0.0.1", port=None):
         self.dir = os.path.join(workdir, name)
         os.makedirs(self.dir, exist_ok=True)
-        self.port = free_port()
+        self.address = address
+        self.port = port or free_port()
         conf = os.path.join(self.dir, "nsd.conf")
         zone_entries = ""
         for zone, text in zones.items():
@@ -384,7 +420,7 @@ class Nsd:
             zone_entries += f'zone:\n    name: "{zone}"\n    zonefile: "{zone}.zone"\n'
         with open(conf, "w") as f:
             f.write(f"""server:
-    ip-address: 127.0.0.1
+    ip-address: {address}
     port: {self.port}
     do-ip6: no
     username: ""
@@ -406,7 +442,7 @@ remote-control:
     def start(self):
         self.process.start()
         # Answers over TCP too: wait for that port.
-        wait_for_port(self.port, proc=self.process.proc)
+        wait_for_port(self.port, host=self.address, proc=self.process.proc)
         return self
 
     def stop(self):

@@ -128,6 +128,7 @@ awaitable<bool> BackendConnection::ehlo(const std::string& hostname, Millis time
     if (reply->reply.code != 250) {
         refusal_ = reply->reply;
         failure_ = "EHLO " + reply->reply.summary();
+        helo_refused_ = reply->reply.code != 421;
         co_return false;
     }
     co_return true;

@@ -102,6 +102,9 @@ class BackendConnection {
     // The backend's reply that ended the handshake (a 421 or 554 greeting,
     // a refused EHLO), when it was a reply and not a broken connection.
     const std::optional<proto::Reply>& refusal() const { return refusal_; }
+    // The handshake ended at a refused EHLO (not a 421): on a connection that
+    // greets with the client's own HELO (PROXY), the backend's verdict on it.
+    bool helo_refused() const { return helo_refused_; }
     // Connections that carry a PROXY header speak for one client only.
     bool dedicated = false;
     // Taken from a cache rather than opened for this transaction: if it
@@ -130,6 +133,7 @@ class BackendConnection {
     std::unique_ptr<Deadline> deadline_;
     std::string failure_;
     std::optional<proto::Reply> refusal_;
+    bool helo_refused_ = false;
     std::string presented_key_;
     bool bound_ = false;
     std::uint32_t xclients_sent_ = 0;

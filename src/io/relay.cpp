@@ -231,8 +231,17 @@ awaitable<std::unique_ptr<BackendConnection>> Relay::acquire(std::size_t backend
                                         : proto::proxy_v2_header(identity_);
     }
     auto tls = context_.backend_tls ? context_.backend_tls->for_pool(pool_->name()) : nullptr;
-    bool greeted =
-        co_await conn->handshake(context_.hostname, pool_->config().greeting_timeout, tls);
+    // A PROXY connection is this client's alone: it greets with the client's
+    // own HELO, which the backend records and judges (as XCLIENT's EHLO does).
+    const std::string name =
+        proxy ? proto::helo_for_backend(identity_.helo, context_.hostname) : context_.hostname;
+    bool greeted = co_await conn->handshake(name, pool_->config().greeting_timeout, tls);
+    if (!greeted && proxy && conn->helo_refused()) {
+        // The backend's verdict on the client's HELO: the client's answer.
+        record(backend, "helo", conn->failure());
+        helo_verdict_ = conn->refusal();
+        co_return nullptr;
+    }
     if (!greeted) {
         record(backend, "greeting", conn->failure());
         if (conn->refusal()) {
@@ -266,6 +275,7 @@ awaitable<void> Relay::release_current(bool needs_reset) {
 
 awaitable<proto::Reply> Relay::establish(const proto::Mailbox* new_rcpt) {
     no_backend_ = false;
+    helo_verdict_.reset();
     std::optional<proto::Reply> permanent;  // a 5xx worth passing on if nobody accepts
     int stale_retries = 0;                  // reused connections found closed
     int identity_retries = 0;  // reused connections whose backend refused another XCLIENT
@@ -279,6 +289,7 @@ awaitable<proto::Reply> Relay::establish(const proto::Mailbox* new_rcpt) {
         ++state.counters.attempts;
 
         auto conn = co_await acquire(backend);
+        if (!conn && helo_verdict_) co_return core::relay_reply(*helo_verdict_);
         if (!conn) {
             ++state.counters.failed;
             report(backend, acquire_outcome_,

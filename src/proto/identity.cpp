@@ -51,8 +51,11 @@ XclientCommand xclient_command(const ClientIdentity& id, const std::set<std::str
         a->present = false;
         out.omitted.emplace_back(a->name);
     };
-    constexpr std::size_t kMaxHelo = 255;
-    if (id.helo.size() > kMaxHelo) omit(find("HELO"));
+    // Postfix refuses an attribute whose value, as sent (xtext), is longer
+    // than 255 octets ("501 5.5.4 Error: attribute value too long").
+    constexpr std::size_t kMaxValue = 255;
+    for (auto& a : attrs)
+        if (a.value.size() > kMaxValue) omit(&a);
     auto length = [&] {
         std::size_t n = std::string_view("XCLIENT").size() + 2;  // and CRLF
         for (const auto& a : attrs)

@@ -39,8 +39,8 @@ struct ClientIdentity {
 // within max_line octets with CRLF (Postfix reads up to line_length_limit,
 // 2048 by default); what does not fit is left out, in this order: HELO (the
 // EHLO that follows XCLIENT carries the client's name anyway), LOGIN,
-// REVERSE_NAME, NAME. A HELO over 255 characters is always left out: Postfix
-// refuses it in XCLIENT (RFC 1035's limit on a name).
+// REVERSE_NAME, NAME. So is any value longer than 255 octets as sent
+// (xtext-encoded): Postfix refuses the whole command for it.
 struct XclientCommand {
     std::string line;                  // "XCLIENT ...\r\n"; empty: no attribute announced
     std::vector<std::string> omitted;  // attributes the backend takes that were left out

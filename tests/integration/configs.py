@@ -24,13 +24,17 @@ def balancer(port, backends, pool_options=None, listener_options=None, extra_poo
     """backends: list of (name, port) or (name, port, {options}).
 
     The admin API is off unless server_options asks for it: tests run in
-    parallel and the default port would collide."""
+    parallel and the default port would collide. Client names are looked up
+    only when the test gives its own DNS server (server_options'
+    dns_servers): tests do not depend on the machine's resolver."""
     server = {"hostname": "lb.test", "state_dir": "@STATE@", "tracking_log": "@TRACKING@",
               "admin": ""}
     server.update(server_options or {})
     text = table("[server]", server)
     listener = {"name": "internet", "bind": f"127.0.0.1:{port}", "role": "inbound",
                 "accepted_domains": ["example.net"], "pool": "hubs"}
+    if "dns_servers" not in (server_options or {}):
+        listener["resolve_client_names"] = False
     listener.update(listener_options or {})
     text += table("[[listener]]", listener)
     for extra in extra_listeners:

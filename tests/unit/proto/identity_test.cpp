@@ -1,5 +1,7 @@
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include "proto/identity.hpp"
 #include "proto/xtext.hpp"
 
@@ -53,34 +55,45 @@ TEST(Xclient, VerifiedAndReverseNamesWhenLookedUp) {
               "XCLIENT NAME=mx.client.example REVERSE_NAME=[TEMPUNAVAIL] ADDR=127.0.0.2\r\n");
 }
 
-TEST(Xclient, AlwaysOneCommandLeavingOutHeloThenLogin) {
+TEST(Xclient, AlwaysOneCommandLeavingOutHeloThenLoginThenNames) {
     auto id = sample();
-    id.helo = std::string(150, '+');  // 450 octets once xtext-encoded
-    id.login = std::string(200, 'u');
-    // Postfix's 2048: everything fits in one line.
-    auto roomy = xclient_command(id, kPostfixAttrs);
+    id.helo = std::string(80, '+');  // 240 octets once xtext-encoded
+    id.login = std::string(250, 'u');
+    id.name = std::string(250, 'n');
+    id.reverse_name = std::string(250, 'r');
+    const std::set<std::string> all = {"NAME",  "REVERSE_NAME", "ADDR", "PORT",
+                                       "PROTO", "HELO",         "LOGIN"};
+    // Postfix's 2048: everything in one line.
+    auto roomy = xclient_command(id, all);
     EXPECT_TRUE(roomy.omitted.empty());
     EXPECT_NE(roomy.line.find("HELO=+2B+2B"), std::string::npos);
     EXPECT_LE(roomy.line.size(), 2048u);
-    // 512: HELO goes first, and that is enough.
-    auto tight = xclient_command(id, kPostfixAttrs, 512);
-    EXPECT_LE(tight.line.size(), 512u);
-    EXPECT_EQ(tight.omitted, std::vector<std::string>{"HELO"});
-    EXPECT_NE(tight.line.find("LOGIN=uuu"), std::string::npos);
-    // Tighter still: LOGIN goes next; the address never does.
-    id.login = std::string(480, 'u');
-    auto tighter = xclient_command(id, kPostfixAttrs, 512);
-    EXPECT_LE(tighter.line.size(), 512u);
-    EXPECT_EQ(tighter.omitted, (std::vector<std::string>{"HELO", "LOGIN"}));
-    EXPECT_NE(tighter.line.find("ADDR=127.0.0.2"), std::string::npos);
+    const std::vector<std::string> order = {"HELO", "LOGIN", "REVERSE_NAME", "NAME"};
+    std::size_t last_omitted = 0;
+    for (std::size_t limit = 1200; limit >= 512; limit -= 8) {
+        auto cmd = xclient_command(id, all, limit);
+        EXPECT_LE(cmd.line.size(), limit);
+        EXPECT_NE(cmd.line.find("ADDR=127.0.0.2 PORT=40000 PROTO=ESMTP"), std::string::npos);
+        // Always a prefix of the documented order, growing as the line shrinks.
+        ASSERT_LE(cmd.omitted.size(), order.size());
+        EXPECT_TRUE(std::equal(cmd.omitted.begin(), cmd.omitted.end(), order.begin()));
+        EXPECT_GE(cmd.omitted.size(), last_omitted);
+        last_omitted = cmd.omitted.size();
+    }
+    EXPECT_EQ(last_omitted, 3u);  // at 512 only NAME (250 octets) still fits
 }
 
-TEST(Xclient, HeloOverPostfixsLimitIsLeftOut) {
+TEST(Xclient, ValuesOverPostfixs255OctetsAsSentAreLeftOut) {
     auto id = sample();
-    id.helo = std::string(256, 'h');
+    id.helo = std::string(85, '+');  // 255 octets encoded: taken
+    EXPECT_TRUE(xclient_command(id, kPostfixAttrs).omitted.empty());
+    id.helo = std::string(86, '+');  // 258: Postfix would refuse the command
     auto cmd = xclient_command(id, kPostfixAttrs);
     EXPECT_EQ(cmd.omitted, std::vector<std::string>{"HELO"});
     EXPECT_EQ(cmd.line.find("HELO="), std::string::npos);
+    id.helo = "client.example";
+    id.login = std::string(256, 'u');
+    EXPECT_EQ(xclient_command(id, kPostfixAttrs).omitted, std::vector<std::string>{"LOGIN"});
 }
 
 TEST(Xclient, HostileValuesAreXtextEncodedInOneLine) {

@@ -115,11 +115,11 @@ awaitable<bool> BackendConnection::start_tls(const TlsContext& context, bool ver
     co_return true;
 }
 
-awaitable<bool> BackendConnection::ehlo(const std::string& hostname, Millis timeout) {
-    protocol_.send(Step::Ehlo, "EHLO " + hostname + "\r\n");
+awaitable<bool> BackendConnection::ehlo(const std::string& hostname, Millis timeout, bool esmtp) {
+    protocol_.send(Step::Ehlo, (esmtp ? "EHLO " : "HELO ") + hostname + "\r\n");
     auto reply = co_await next(timeout);
     if (!reply) co_return false;
-    if (reply->reply.code == 500 || reply->reply.code == 502) {
+    if (esmtp && (reply->reply.code == 500 || reply->reply.code == 502)) {
         // An SMTP-only server (RFC 5321 §3.2): HELO, and no extensions.
         protocol_.send(Step::Ehlo, "HELO " + hostname + "\r\n");
         reply = co_await next(timeout);
@@ -135,7 +135,7 @@ awaitable<bool> BackendConnection::ehlo(const std::string& hostname, Millis time
 }
 
 awaitable<bool> BackendConnection::handshake(const std::string& hostname, Millis timeout,
-                                             const TlsContext& tls_context) {
+                                             const TlsContext& tls_context, bool esmtp) {
     using Mode = config::BackendTlsMode;
     const auto& tls = pool_.config().tls;
     if (tls.mode == Mode::Implicit) {
@@ -149,9 +149,10 @@ awaitable<bool> BackendConnection::handshake(const std::string& hostname, Millis
         failure_ = "greeting " + greeting->reply.summary();
         co_return false;
     }
-    bool greeted = co_await ehlo(hostname, timeout);
+    const bool starttls = tls.mode == Mode::Opportunistic || tls.mode == Mode::Required;
+    bool greeted = co_await ehlo(hostname, timeout, esmtp || starttls);
     if (!greeted) co_return false;
-    if (tls.mode != Mode::Opportunistic && tls.mode != Mode::Required) co_return true;
+    if (!starttls) co_return true;
     if (!protocol_.capabilities().starttls) {
         if (tls.mode == Mode::Opportunistic) co_return true;
         failure_ = "STARTTLS required but not offered";

@@ -45,8 +45,10 @@ class BackendConnection {
     // Greeting and EHLO on a new connection, with TLS as the pool's `tls`
     // says (`tls_context` is the pool's; null for none): implicit TLS before
     // the greeting, or STARTTLS after EHLO and EHLO again.
+    // `esmtp` false greets with HELO (a PROXY connection for a client that
+    // said HELO), unless STARTTLS needs EHLO.
     awaitable<bool> handshake(const std::string& hostname, Millis timeout,
-                              const TlsContext& tls_context = nullptr);
+                              const TlsContext& tls_context = nullptr, bool esmtp = true);
     bool tls_active() const { return stream_.active(); }
     // The TLS in use, for the tracking log ("" in plaintext).
     std::string tls_summary() const { return stream_.summary(); }
@@ -118,7 +120,8 @@ class BackendConnection {
     // The name the backend's certificate must carry.
     std::string tls_name() const;
     awaitable<bool> start_tls(const TlsContext& context, bool verify, Millis timeout);
-    awaitable<bool> ehlo(const std::string& hostname, Millis timeout);
+    // EHLO (HELO for an SMTP-only server), or HELO straight away with !esmtp.
+    awaitable<bool> ehlo(const std::string& hostname, Millis timeout, bool esmtp = true);
 
     tcp::socket socket_;
     TlsCapableStream stream_{socket_};

@@ -235,7 +235,8 @@ awaitable<std::unique_ptr<BackendConnection>> Relay::acquire(std::size_t backend
     // own HELO, which the backend records and judges (as XCLIENT's EHLO does).
     const std::string name =
         proxy ? proto::helo_for_backend(identity_.helo, context_.hostname) : context_.hostname;
-    bool greeted = co_await conn->handshake(name, pool_->config().greeting_timeout, tls);
+    bool greeted = co_await conn->handshake(name, pool_->config().greeting_timeout, tls,
+                                            !proxy || identity_.esmtp);
     if (!greeted && proxy && conn->helo_refused()) {
         // The backend's verdict on the client's HELO: the client's answer.
         record(backend, "helo", conn->failure());

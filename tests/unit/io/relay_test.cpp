@@ -2,7 +2,11 @@
 // BackendConnector replaced by a scripted one, driven by a small client.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <boost/json.hpp>
+#include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <memory>
 
 #include "config/loader.hpp"
@@ -25,10 +29,14 @@ struct Outcome {
     std::string rcpt_text;
 };
 
-// One message over one connection; records the RCPT and final reply codes.
-io::awaitable<void> send_one(std::uint16_t port, Outcome& out) {
+// One message over one connection from `source`; records the RCPT and
+// final reply codes.
+io::awaitable<void> send_one(std::uint16_t port, Outcome& out,
+                             const std::string& source = "127.0.0.1") {
     auto executor = co_await io::asio::this_coro::executor;
     io::tcp::socket socket(executor);
+    socket.open(io::tcp::v4());
+    socket.bind({io::asio::ip::make_address(source), 0});
     auto [ec] = co_await socket.async_connect({io::asio::ip::make_address("127.0.0.1"), port},
                                               io::use_nothrow);
     if (ec) co_return;
@@ -49,7 +57,7 @@ io::awaitable<void> send_one(std::uint16_t port, Outcome& out) {
         }
     };
     auto greeting = co_await next();
-    smtp.send(Step::Ehlo, "EHLO test.example\r\n");
+    smtp.send(Step::Ehlo, "EHLO " + source + ".example\r\n");
     auto ehlo = co_await next();
     smtp.send(Step::Mail, "MAIL FROM:<a@example.org>\r\n");
     auto mail = co_await next();
@@ -69,12 +77,13 @@ io::awaitable<void> send_one(std::uint16_t port, Outcome& out) {
 }
 
 // Runs one client on the loop until it is done (at most 20 s).
-Outcome run_client(io::asio::io_context& io, std::uint16_t port) {
+Outcome run_client(io::asio::io_context& io, std::uint16_t port,
+                   const std::string& source = "127.0.0.1") {
     Outcome out;
     io::asio::co_spawn(
         io,
         [&]() -> io::awaitable<void> {
-            co_await send_one(port, out);
+            co_await send_one(port, out, source);
             io.stop();
         },
         io::asio::detached);
@@ -89,6 +98,11 @@ class RelayWithScriptedConnector : public ::testing::Test {
         for (int i = 0; i < 2; ++i) {
             io::SinkOptions o;
             o.listen = *base::HostPort::parse("127.0.0.1:0");
+            // As strict as Postfix: XCLIENT only while the current client
+            // is authorised (127.0.0.1, the balancer), so a backend
+            // connection that speaks for one client cannot take another's.
+            o.xclient_strict = true;
+            o.record_path = record_path(i);
             sinks.push_back(std::make_unique<io::Sink>(io, o));
             std::string error;
             ASSERT_TRUE(sinks.back()->start(error)) << error;
@@ -122,7 +136,27 @@ address = "127.0.0.1:)" + std::to_string(sinks[1]->port()) +
         ASSERT_TRUE(balancer->start(error)) << error;
     }
 
-    Outcome run_one() { return run_client(io, balancer->bound_ports().front()); }
+    Outcome run_one(const std::string& source = "127.0.0.1") {
+        return run_client(io, balancer->bound_ports().front(), source);
+    }
+    std::string record_path(int sink) const {
+        return ::testing::TempDir() + "relay_test_sink" + std::to_string(::getpid()) + "_" +
+               std::to_string(sink) + ".jsonl";
+    }
+    // The client address and HELO each sink recorded, message by message.
+    std::vector<std::string> recorded_clients() const {
+        std::vector<std::string> out;
+        for (int i = 0; i < 2; ++i) {
+            std::ifstream in(record_path(i));
+            for (std::string line; std::getline(in, line);) {
+                auto o = boost::json::parse(line).as_object();
+                out.push_back(std::string(o.at("client").as_string()) + " " +
+                              std::string(o.at("helo").as_string()));
+            }
+        }
+        std::sort(out.begin(), out.end());
+        return out;
+    }
 
     void TearDown() override {
         // The shutdown order of `smtplb run`: end sessions, let them unwind
@@ -136,6 +170,8 @@ address = "127.0.0.1:)" + std::to_string(sinks[1]->port()) +
         io.run_for(std::chrono::seconds(2));
         balancer.reset();
         sinks.clear();
+        for (int i = 0; i < 2; ++i)
+            std::remove(record_path(i).c_str());
     }
 
     io::asio::io_context io{1};
@@ -145,6 +181,22 @@ address = "127.0.0.1:)" + std::to_string(sinks[1]->port()) +
 };
 
 }  // namespace
+
+TEST_F(RelayWithScriptedConnector, EachClientReachesAStrictBackendUnderItsOwnIdentity) {
+    // Clients one after another, two backends: connections are reused, and
+    // none may carry a message under another client's identity.
+    std::vector<std::string> expected;
+    for (const char* source : {"127.0.0.5", "127.0.0.6", "127.0.0.7", "127.0.0.5", "127.0.0.8"}) {
+        auto out = run_one(source);
+        EXPECT_EQ(out.final_reply, 250) << source << ": " << out.rcpt_text;
+        expected.push_back(std::string(source) + " " + source + ".example");
+    }
+    std::sort(expected.begin(), expected.end());
+    EXPECT_EQ(recorded_clients(), expected);
+    for (const auto& pool : balancer->pools())
+        for (const auto& b : pool->backends())
+            EXPECT_EQ(b.health.state(), core::HealthState::Up) << b.config.name;
+}
 
 TEST_F(RelayWithScriptedConnector, RefusedBackendIsSkippedAndMarkedDown) {
     const auto port_a = sinks[0]->port();

@@ -74,6 +74,8 @@ class BackendConnection {
     // backend stopped offering XCLIENT after it, as Postfix does when the
     // client it now speaks for is not itself authorised).
     bool serves(const std::string& key) const { return !bound_ || presented_key_ == key; }
+    // Bound to one client by an XCLIENT (see serves()).
+    bool bound() const { return bound_; }
     // The identity key the backend judges this connection's mail by ("":
     // the balancer itself).
     const std::string& presented_key() const { return presented_key_; }

@@ -1,4 +1,3 @@
-#include <ldns/ldns.h>
 #include <openssl/rand.h>
 
 #include <array>
@@ -7,6 +6,10 @@
 #include "io/client_names.hpp"
 #include "io/deadline.hpp"
 #include "io/dns_packets.hpp"
+
+// Last: with ldns.h first, clang (clang-tidy) fails to parse libstdc++
+// headers in this file.
+#include <ldns/ldns.h>
 
 namespace smtplb::io {
 namespace {

@@ -40,7 +40,12 @@ std::unique_ptr<BackendConnection> ConnectionCache::take(
 
 void ConnectionCache::put(std::unique_ptr<BackendConnection> conn) {
     if (closing_ || conn->dedicated || !conn->reusable()) return;  // destroyed, socket closed
-    if (conn->worn_out()) {
+    // One bound to a client is not kept after that client's session: it
+    // holds a backend process (a Postfix smtpd) that only that client could
+    // use, and many clients would leave enough of them idle to fill the
+    // backend's process limit. The backend is then used as directly: one
+    // connection per client session.
+    if (conn->worn_out() || conn->bound()) {
         retire(std::move(conn));
         return;
     }

@@ -16,8 +16,9 @@ namespace smtplb::io {
 // Idle backend connections kept for reuse, per (pool, backend, source
 // address), bounded per backend and closed with QUIT after the pool's idle
 // timeout, age or message count. Only connections whose identity goes by
-// XCLIENT (or none at all) come here, PROXY connections never; one that an
-// XCLIENT bound to a client is handed only to that client again.
+// XCLIENT (or none at all) come here, PROXY connections never, and those
+// an XCLIENT bound to one client never either (they end with its session);
+// take() still never hands out one that speaks for another client.
 //
 // One per event loop, used only on that loop's thread, except for
 // open_count() and the closing flag, which the generation's owner reads.

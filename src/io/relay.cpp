@@ -22,6 +22,17 @@ static bool moves_transaction(const proto::Reply& reply) {
     return live == core::LiveOutcome::BackendDeferred || live == core::LiveOutcome::Failed;
 }
 
+// Real MTAs use 4.3.x per recipient too (Postfix: "451 4.3.0 Temporary
+// lookup failure" from a recipient's table lookup), so a 4xx to RCPT says
+// nothing certain about the backend: it never counts against its health.
+// Once the backend has accepted another recipient of the transaction, it is
+// about this recipient alone and goes to the client as it is; only a 421
+// (the backend is closing the connection) still moves the transaction.
+static bool about_the_recipient(const proto::Reply& reply, bool others_accepted) {
+    if (reply.code == 421) return false;
+    return others_accepted || !moves_transaction(reply);
+}
+
 Relay::Relay(RelayContext& context, const proto::ClientIdentity& identity, std::uint64_t session)
     : context_(context),
       identity_(identity),
@@ -50,6 +61,7 @@ void Relay::begin(core::Pool& pool, const proto::Path& sender,
     tried_.clear();
     attempts_.clear();
     queue_id_.clear();
+    mail_refusal_.reset();
     attempts_made_ = 0;
     first_failure_.reset();
 }
@@ -59,6 +71,7 @@ awaitable<void> Relay::switch_pool(core::Pool& pool) {
     pool_ = &pool;
     recipients_.clear();
     tried_.clear();
+    mail_refusal_.reset();
     attempts_made_ = 0;
     first_failure_.reset();
 }
@@ -94,8 +107,8 @@ void Relay::keep(std::unique_ptr<BackendConnection> conn) {
     }
     conn->idle_since = std::chrono::steady_clock::now();
     // One idle connection per backend stays with the session (its identity
-    // is already presented); older ones go to the shared cache, where only
-    // a client with the same identity can have one bound to this one.
+    // is already presented); older ones go to the shared cache (which
+    // closes those bound to this client).
     for (auto& held : stash_) {
         if (&held->pool() == &conn->pool() && held->backend() == conn->backend()) {
             std::swap(held, conn);
@@ -278,7 +291,10 @@ awaitable<proto::Reply> Relay::establish(const proto::Mailbox* new_rcpt) {
     no_backend_ = false;
     helo_verdict_.reset();
     std::optional<proto::Reply> permanent;  // a 5xx worth passing on if nobody accepts
-    int stale_retries = 0;                  // reused connections found closed
+    // The last backend's 4xx for the new recipient, when that moved the
+    // transaction: what the client gets if no backend accepts it either.
+    std::optional<proto::Reply> recipient_deferral;
+    int stale_retries = 0;     // reused connections found closed
     int identity_retries = 0;  // reused connections whose backend refused another XCLIENT
     while (may_try_again()) {
         auto chosen = pool_->pick(identity_.address, tried_);
@@ -371,9 +387,10 @@ awaitable<proto::Reply> Relay::establish(const proto::Mailbox* new_rcpt) {
                 bool is_new = i >= recipients_.size();
                 if (is_new) {
                     new_reply = rc->reply;
-                    if (moves_transaction(rc->reply)) {
+                    if (!about_the_recipient(rc->reply, !recipients_.empty())) {
                         ok = false;
-                        report_reply(backend, "RCPT", rc->reply);
+                        recipient_deferral = rc->reply;
+                        if (rc->reply.code == 421) report_reply(backend, "RCPT", rc->reply);
                     }
                 } else if (classify(rc->reply) != Verdict::Accepted) {
                     // This backend refuses a recipient another one accepted:
@@ -410,19 +427,37 @@ awaitable<proto::Reply> Relay::establish(const proto::Mailbox* new_rcpt) {
         }
         co_return core::relay_reply(*new_reply);
     }
-    if (permanent) co_return core::relay_reply(*permanent);
+    if (permanent) {
+        mail_refusal_ = permanent;
+        co_return core::relay_reply(*permanent);
+    }
+    // Every backend reached answered the recipient with a 4xx: the client
+    // hears the last one, as it would directly (no spool: it is the
+    // recipient's, not a lack of backends).
+    if (recipient_deferral && recipient_deferral->code != 421) {
+        // No recipient is accepted yet: the next one starts afresh, on any
+        // backend (with one backend, it would otherwise find none left).
+        tried_.clear();
+        attempts_made_ = 0;
+        co_return core::relay_reply(*recipient_deferral);
+    }
     no_backend_ = true;
     co_return core::no_backend_reply();
 }
 
 awaitable<proto::Reply> Relay::add_recipient(const proto::Mailbox& rcpt) {
     no_backend_ = false;
+    // The backends refused the sender: directly, every RCPT after a refused
+    // MAIL is refused too (503), and the sender learns why from the MAIL
+    // reply. Here the client's MAIL was accepted by smtplb, so every one of
+    // its recipients gets the backend's MAIL refusal.
+    if (mail_refusal_ && !conn_) co_return core::relay_reply(*mail_refusal_);
     if (conn_) {
         std::size_t backend = conn_->backend();
         auto& state = pool_->backend(backend);
         conn_->protocol().send(Step::Rcpt, proto::rcpt_command(rcpt));
         auto rc = co_await conn_->next(reply_timeout());
-        if (rc && !moves_transaction(rc->reply)) {
+        if (rc && about_the_recipient(rc->reply, !recipients_.empty())) {
             if (rc->reply.positive()) {
                 recipients_.push_back(rcpt);
                 ++state.counters.recipients;
@@ -442,7 +477,7 @@ awaitable<proto::Reply> Relay::add_recipient(const proto::Mailbox& rcpt) {
             pool_->transaction_ended(backend);
         } else {
             ++state.counters.deferred;
-            report_reply(backend, "RCPT", rc->reply);
+            if (rc->reply.code == 421) report_reply(backend, "RCPT", rc->reply);
             co_await release_current(true);
         }
     }

@@ -151,6 +151,7 @@ class Relay {
     std::string queue_id_;
     std::string identity_presented_;
     std::optional<proto::Reply> helo_verdict_;  // a backend's refusal of the client's HELO
+    std::optional<proto::Reply> mail_refusal_;  // the backends refused the sender
     bool no_backend_ = false;
 };
 

@@ -116,7 +116,7 @@ class Balancing(WorkdirTestCase):
             self.assertIn(b"5.1.1", msg)
 
     def test_client_gets_451_only_when_no_backend_can_take_it(self):
-        sinks = self.sinks(("x", ["mail=421"]), ("y", ["rcpt=452"]))
+        sinks = self.sinks(("x", ["mail=421"]), ("y", ["greeting=421"]))
         port, lb = self.balancer(sinks)
         with smtplib.SMTP("127.0.0.1", port, timeout=30) as s:
             s.ehlo("client.example")
@@ -124,6 +124,21 @@ class Balancing(WorkdirTestCase):
             code, msg = s.rcpt("u@example.net")
             self.assertEqual(code, 451, msg)
             self.assertIn(b"4.4.1", msg)
+
+    def test_a_recipient_every_backend_defers_gets_their_reply_and_takes_none_out(self):
+        # 4.3.x to RCPT is often about the recipient (Postfix's "451 4.3.0
+        # Temporary lookup failure"): tried elsewhere, then answered with the
+        # backend's own reply, and no backend's health changes.
+        sinks = self.sinks(("x", ["rcpt=452:4.3.1"]), ("y", ["rcpt=452:4.3.1"]))
+        port, lb = self.balancer(sinks, pool_options={"health": {"enabled": False}})
+        for _ in range(3):
+            with smtplib.SMTP("127.0.0.1", port, timeout=30) as s:
+                s.ehlo("client.example")
+                s.mail("a@example.org")
+                code, msg = s.rcpt("u@example.net")
+                self.assertEqual(code, 452, msg)
+                self.assertTrue(msg.startswith(b"4.3.1"), msg)
+        self.assertFalse(lb.log_lines("event=health"))
 
     def test_recipient_for_another_pool_gets_452_453(self):
         a, b = self.sinks(("net", []), ("org", []))

@@ -128,10 +128,8 @@ class ClientSession {
     awaitable<bool> answer(Deadline& deadline);
     // The read failed: a timeout gets its 421, a stopping daemon its goodbye.
     awaitable<void> read_failed(const error_code& ec, Deadline& deadline);
-    // The client's idle timeout counts only while smtplb waits for the
-    // client (a read, a write of replies): armed before each of those, and
-    // suspended while a command is handled (a backend, the spool, a name
-    // lookup or an AUTH verifier is waited for under its own budget).
+    // The idle timeout counts only while smtplb waits for the client (a read,
+    // a write of replies); it is suspended while a command is handled.
     void wait_for_client(Deadline& deadline) {
         const auto& config = listener_.config();
         deadline.expires_after(protocol_.in_transaction() ? config.data_timeout

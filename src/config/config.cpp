@@ -90,6 +90,16 @@ const char* to_string(Persistence v) {
 const char* to_string(OnUnavailable v) {
     return v == OnUnavailable::Tempfail ? "tempfail" : "spool";
 }
+Millis body_write_budget(const Pool& pool, std::uint64_t bytes) {
+    auto rate = std::max<std::uint64_t>(pool.data_min_rate, 1);
+    auto seconds = bytes / rate;
+    // Past data_timeout anyway: cut before the product can overflow.
+    if (seconds >= static_cast<std::uint64_t>(pool.data_timeout.count()) / 1000 + 1)
+        return pool.data_timeout;
+    auto at_rate = Millis(seconds * 1000 + bytes % rate * 1000 / rate);
+    return std::min(pool.data_timeout, kBodyWriteFloor + at_rate);
+}
+
 std::string tls_name_for(const Pool& pool, const Backend& backend) {
     if (!backend.tls_name.empty()) return backend.tls_name;
     if (!pool.tls.verify_name.empty()) return pool.tls.verify_name;

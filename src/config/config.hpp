@@ -195,6 +195,15 @@ struct Pool {
     std::uint32_t max_attempts = 3;  // backends tried for one transaction
     Millis connect_timeout{10000};
     Millis reply_timeout{300000};
+    // The reply to the final "." of a message: RFC 5321 §4.5.3.2.6 asks
+    // for at least 10 minutes (the backend may be filtering the content).
+    Millis final_reply_timeout{600000};
+    // One write of a message body to a backend gets kBodyWriteFloor plus
+    // its size at data_min_rate (bytes per second), at most data_timeout
+    // (RFC 5321 §4.5.3.2.5: 3 minutes per data block); commands and the
+    // writes of other lines get reply_timeout.
+    Millis data_timeout{180000};
+    std::uint64_t data_min_rate = 500;  // Postfix's smtp_min_data_rate
     // A new backend connection's greeting and EHLO; shorter than RFC 5321's
     // 5 minutes, because another backend can take the mail meanwhile.
     Millis greeting_timeout{30000};
@@ -240,6 +249,13 @@ struct Config {
 // The name a backend's certificate must carry: its tls_name, else the
 // pool's verify_name, else its address.
 std::string tls_name_for(const Pool& pool, const Backend& backend);
+
+// What one write of a message body to a backend may take: a floor (a TCP
+// retransmission or two) plus its size at the pool's data_min_rate, at most
+// its data_timeout. The budget is per write, so a large body on a slow link
+// goes through as long as each write makes progress.
+constexpr Millis kBodyWriteFloor{10000};
+Millis body_write_budget(const Pool& pool, std::uint64_t bytes);
 
 const char* to_string(ListenerMode v);
 const char* to_string(Role v);

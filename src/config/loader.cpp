@@ -372,6 +372,9 @@ void read_pool(TableReader& r, Pool& p) {
     r.integer("max_attempts", p.max_attempts, 1, 20);
     r.duration("connect_timeout", p.connect_timeout, 100ms, 5min);
     r.duration("reply_timeout", p.reply_timeout, 1s, 1h);
+    r.duration("final_reply_timeout", p.final_reply_timeout, 1s, 2h);
+    r.duration("data_timeout", p.data_timeout, 1s, 1h);
+    r.size("data_min_rate", p.data_min_rate, 1, 1ULL << 30);
     r.duration("greeting_timeout", p.greeting_timeout, 100ms, 10min);
     r.duration("down_retry", p.down_retry, 100ms, 1h);
     r.integer("passive_fall", p.passive_fall, 1, 100);

@@ -47,17 +47,24 @@ void BackendConnection::close() {
 }
 
 awaitable<bool> BackendConnection::flush() {
+    return write_queued(pool_.config().reply_timeout);
+}
+
+awaitable<bool> BackendConnection::write_queued(Millis budget) {
     auto& out = protocol_.output();
     if (out.empty()) co_return socket_.is_open();
     error_code ec;
+    bool timed_out = false;
     std::size_t written = stream_.write_now(asio::buffer(out), ec);
     if (!ec && written < out.size()) {
+        DeadlineStep step(*deadline_, budget);  // from the write's start
         auto [rest_ec, n] = co_await stream_.write_rest(asio::buffer(out), written);
         ec = rest_ec;
+        timed_out = ec && deadline_->expired();
     }
     out.clear();
     if (ec) {
-        failure_ = "write failed: " + ec.message();
+        failure_ = timed_out ? "timeout writing to backend" : "write failed: " + ec.message();
         co_return false;
     }
     co_return true;
@@ -68,7 +75,7 @@ awaitable<std::optional<BackendConnection::Completion>> BackendConnection::next(
         bool flushed = co_await flush();
         if (!flushed) co_return std::nullopt;
     }
-    deadline_->expires_after(timeout);
+    DeadlineStep step(*deadline_, timeout);
     for (;;) {
         if (auto done = protocol_.next()) co_return done;
         if (protocol_.failed()) {
@@ -103,7 +110,7 @@ awaitable<bool> BackendConnection::start_tls(const TlsContext& context, bool ver
                                              Millis timeout) {
     bool flushed = co_await flush();  // a PROXY header goes out before the handshake
     if (!flushed) co_return false;
-    deadline_->expires_after(timeout);
+    DeadlineStep step(*deadline_, timeout);
     auto name = tls_name();
     auto ec = co_await stream_.connect(context, name, verify);
     if (ec) {

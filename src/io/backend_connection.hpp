@@ -29,15 +29,18 @@ class BackendConnection {
     BackendConnection& operator=(const BackendConnection&) = delete;
 
     proto::ClientSession& protocol() { return protocol_; }
-    // Writes the queued commands; false when the connection broke.
+    // Writes the queued commands, within the pool's reply_timeout from the
+    // write's start; false when the connection broke or the time ran out.
     awaitable<bool> flush();
     enum class BodyResult { Sent, WriteFailed, ReadFailed };
     // After a 354: the message, dot-stuffed unless it is stored that way
     // already, and the final "." line. ReadFailed: the body could not be
     // read back (our own spill file), which no other backend would change.
+    // Each write has its own budget (config::body_write_budget).
     awaitable<BodyResult> send_body(const proto::BodySource& body);
     // The next reply, or nothing when the connection broke, timed out or sent
-    // something that is not SMTP (failure() says which).
+    // something that is not SMTP (failure() says which). Queued commands go
+    // out first (flush()); then `timeout` counts from the wait's start.
     awaitable<std::optional<Completion>> next(Millis timeout);
     // Reads and discards replies until none is outstanding.
     awaitable<bool> drain(Millis timeout);
@@ -124,6 +127,8 @@ class BackendConnection {
     awaitable<bool> start_tls(const TlsContext& context, bool verify, Millis timeout);
     // EHLO (HELO for an SMTP-only server), or HELO straight away with !esmtp.
     awaitable<bool> ehlo(const std::string& hostname, Millis timeout, bool esmtp = true);
+    // flush() with its budget.
+    awaitable<bool> write_queued(Millis budget);
 
     tcp::socket socket_;
     TlsCapableStream stream_{socket_};
@@ -135,6 +140,8 @@ class BackendConnection {
     std::size_t backend_;
     std::optional<base::IpAddress> source_;
     proto::ClientSession protocol_;
+    // Armed only while a step waits on the backend (DeadlineStep): a write,
+    // a reply, a TLS handshake; suspended in between.
     std::unique_ptr<Deadline> deadline_;
     std::string failure_;
     std::optional<proto::Reply> refusal_;

@@ -128,6 +128,13 @@ class ClientSession {
     awaitable<bool> answer(Deadline& deadline);
     // The read failed: a timeout gets its 421, a stopping daemon its goodbye.
     awaitable<void> read_failed(const error_code& ec, Deadline& deadline);
+    // The idle timeout counts only while smtplb waits for the client (a read,
+    // a write of replies); it is suspended while a command is handled.
+    void wait_for_client(Deadline& deadline) {
+        const auto& config = listener_.config();
+        deadline.expires_after(protocol_.in_transaction() ? config.data_timeout
+                                                          : config.command_timeout);
+    }
 
     std::size_t loop_;
     std::string client_key_;
@@ -541,13 +548,16 @@ awaitable<bool> ClientSession::answer(Deadline& deadline) {
         auto ev = protocol_.next();
         switch (ev.kind) {
             case Kind::NeedInput: {
+                wait_for_client(deadline);
                 bool flushed = co_await flush();
                 co_return flushed;
             }
             case Kind::Close:
+                wait_for_client(deadline);
                 co_await flush();
                 co_return false;
             case Kind::StartTls: {
+                wait_for_client(deadline);
                 bool flushed = co_await flush();
                 if (!flushed) co_return false;
                 bool handshaken = co_await start_tls(deadline);
@@ -555,6 +565,7 @@ awaitable<bool> ClientSession::answer(Deadline& deadline) {
                 break;
             }
             default:
+                deadline.suspend();
                 co_await handle(ev);
                 break;
         }
@@ -577,9 +588,7 @@ awaitable<void> ClientSession::run() {
             co_await say_goodbye();
             break;
         }
-        const auto& config = listener_.config();
-        deadline.expires_after(protocol_.in_transaction() ? config.data_timeout
-                                                          : config.command_timeout);
+        wait_for_client(deadline);
         auto buffer = read_buffer();
         auto [ec, n] = co_await stream_.read_some(buffer);
         if (ec) {

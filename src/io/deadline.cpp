@@ -21,6 +21,7 @@ class DeadlineService : public asio::execution_context::service {
     }
     void remove(Deadline& d) {
         if (cursor_ == &d) cursor_ = d.next_;
+        if (firing_ == &d) firing_ = nullptr;
         if (d.prev_)
             d.prev_->next_ = d.next_;
         else if (head_ == &d)
@@ -48,21 +49,28 @@ class DeadlineService : public asio::execution_context::service {
     }
     void expire_passed() {
         auto now = Deadline::Clock::now();
-        // cursor_ keeps the walk valid if a callback ends the next Deadline.
+        // cursor_ keeps the walk valid if a callback ends the next Deadline;
+        // firing_ tells whether the callback ended its own.
         for (cursor_ = head_; cursor_;) {
             Deadline* d = cursor_;
             cursor_ = d->next_;
-            if (d->on_expire_ && now >= d->deadline_) {
-                d->expired_ = true;
-                auto f = std::move(d->on_expire_);
-                d->on_expire_ = nullptr;
-                f();
-            }
+            if (!d->on_expire_ || now < d->deadline_) continue;
+            d->expired_ = true;
+            d->deadline_ = Deadline::Clock::time_point::max();  // once per arming
+            // Moved out while it runs: it may stop() or destroy its Deadline.
+            auto f = std::move(d->on_expire_);
+            d->on_expire_ = nullptr;
+            firing_ = d;
+            f();
+            if (firing_ != d) continue;  // destroyed by its own callback
+            firing_ = nullptr;
+            if (!d->stopped_) d->on_expire_ = std::move(f);
         }
     }
 
     Deadline* head_ = nullptr;
     Deadline* cursor_ = nullptr;
+    Deadline* firing_ = nullptr;
     asio::steady_timer timer_;
     bool ticking_ = false;
     bool shut_down_ = false;
@@ -80,7 +88,9 @@ Deadline::~Deadline() {
 }
 
 void Deadline::stop() {
+    stopped_ = true;
     on_expire_ = nullptr;
+    deadline_ = Clock::time_point::max();
 }
 
 Alarm::Alarm(const asio::any_io_executor& executor, Millis after, std::function<void()> on_expire)

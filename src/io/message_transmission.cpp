@@ -27,6 +27,10 @@ awaitable<BackendConnection::BodyResult> BackendConnection::send_body(
     const proto::BodySource& body) {
     bool flushed = co_await flush();
     if (!flushed) co_return BodyResult::WriteFailed;
+    // Each write's own time, in proportion to its size.
+    auto body_budget = [this](std::size_t bytes) {
+        return config::body_write_budget(pool_.config(), bytes);
+    };
     std::string scratch;
     if (body.form() == proto::BodyForm::Content) {
         // Ours (a bounce) or read back from the spool: stuffed on the way.
@@ -38,12 +42,12 @@ awaitable<BackendConnection::BodyResult> BackendConnection::send_body(
             stuffer.encode(chunk, out);
             offset += chunk.size();
             if (out.size() >= kChunk) {
-                bool sent = co_await flush();
+                bool sent = co_await write_queued(body_budget(out.size()));
                 if (!sent) co_return BodyResult::WriteFailed;
             }
         }
         stuffer.finish(out);
-        bool sent = co_await flush();
+        bool sent = co_await write_queued(body_budget(out.size()));
         co_return sent ? BodyResult::Sent : BodyResult::WriteFailed;
     }
     // Already in transmission form: the stored bytes go out as they are,
@@ -72,10 +76,15 @@ awaitable<BackendConnection::BodyResult> BackendConnection::send_body(
         }
         // A view of scratch is overwritten by the next read: send it now.
         if (final || from_scratch || gathered >= kGatherBytes) {
+            std::size_t bytes = 0;
+            for (const auto& b : gather)
+                bytes += b.size();
             // A view, not a copy of the list: it lives in this frame.
+            DeadlineStep step(*deadline_, body_budget(bytes));
             auto [ec, n] = co_await stream_.write(std::span<const asio::const_buffer>(gather));
             if (ec) {
-                failure_ = "write failed: " + ec.message();
+                failure_ = deadline_->expired() ? "timeout writing the message to backend"
+                                                : "write failed: " + ec.message();
                 co_return BodyResult::WriteFailed;
             }
             gather.clear();

@@ -528,7 +528,8 @@ awaitable<proto::Reply> Relay::deliver(const proto::BodySource& body) {
             if (sent) {
                 proto.expect(Step::Message);
                 auto sent_at = std::chrono::steady_clock::now();
-                auto done = co_await conn_->next(reply_timeout());
+                // RFC 5321 §4.5.3.2.6: the backend may be filtering the content.
+                auto done = co_await conn_->next(pool_->config().final_reply_timeout);
                 if (done) {
                     final_reply = done->reply;
                     pool_->observe_reply_time(

@@ -1,5 +1,6 @@
 """Hostile input through the real binary: the open-relay battery, SMTP
 smuggling end-of-data variants, and every limit with its reply."""
+import json
 import socket
 import threading
 import time
@@ -294,6 +295,80 @@ class Hostile(WorkdirTestCase):
         reply = c.read_reply()[-1]
         self.assertTrue(reply.startswith("421 4.4.2"), reply)
         self.assertLess(time.time() - start, 10)
+
+    def test_idle_timeout_survives_a_transaction_longer_than_it(self):
+        # Issue 23: the client's idle timeout ran on while the session waited
+        # on a slow backend, fired with nothing to cancel and was gone for
+        # good: the session never timed out again and held its connection
+        # slots. It counts only while smtplb waits for the client.
+        slow = Sink(self.workdir, "slow", faults=["message=delay:6s"]).start()
+        self.addCleanup(slow.stop)
+        port = free_port()
+        lb = Smtplb(self.workdir, configs.balancer(
+            port, [("slow", slow.port)], pool_options={"health": {"enabled": False}},
+            listener_options={"command_timeout": "3s", "data_timeout": "3s"}))
+        lb.start(port)
+        self.addCleanup(lb.stop)
+        c = SmtpClient(port, timeout=30)
+        self.addCleanup(c.close)
+        self.assertEqual(c.code(), 220)
+        self.assertEqual(c.command("EHLO slow.example")[-1][:3], "250")
+        self.assertEqual(c.command("MAIL FROM:<a@example.org>")[-1][:3], "250")
+        self.assertEqual(c.command("RCPT TO:<b@example.net>")[-1][:3], "250")
+        self.assertEqual(c.command("DATA")[-1][:3], "354")
+        # The backend takes 6 s over the final ".", longer than both timeouts:
+        # not the client's time, so the message goes through.
+        reply = c.command("Subject: slow backend\r\n\r\nbody\r\n.")[-1]
+        self.assertTrue(reply.startswith("250"), reply)
+        self.assertEqual(len(slow.messages()), 1)
+        # Now the client idles: command_timeout (3 s) counts from here, and
+        # the session must end (the bug: no 421 after 20 s and more).
+        idle_since = time.monotonic()
+        c.sock.settimeout(20)
+        try:
+            reply = c.read_reply()[-1]
+        except socket.timeout:
+            self.fail("no 421 after 20 s idle: the session lost its idle timeout")
+        idled = time.monotonic() - idle_since
+        self.assertTrue(reply.startswith("421 4.4.2"), reply)
+        # Within command_timeout plus the deadlines' resolution, with room for
+        # a loaded machine; and not before command_timeout.
+        self.assertGreater(idled, 2.5)
+        self.assertLess(idled, 3 + 5)
+        self.assertEqual(c.sock.recv(100), b"")  # and the connection is closed
+
+    def test_a_slow_final_reply_gets_its_own_timeout(self):
+        # The backend answers the final "." after 4 s: reply_timeout (2 s)
+        # bounds the other replies, final_reply_timeout this one.
+        slow = Sink(self.workdir, "slow", faults=["message=delay:4s"]).start()
+        self.addCleanup(slow.stop)
+        for final, delivered in (("1m", True), ("2s", False)):
+            port = free_port()
+            lb = Smtplb(self.workdir, configs.balancer(
+                port, [("slow", slow.port)],
+                pool_options={"health": {"enabled": False}, "reply_timeout": "2s",
+                              "final_reply_timeout": final, "max_attempts": 1}))
+            lb.start(port)
+            self.addCleanup(lb.stop)
+            c = SmtpClient(port, timeout=30)
+            self.addCleanup(c.close)
+            self.assertEqual(c.code(), 220)
+            self.assertEqual(c.command("EHLO slow.example")[-1][:3], "250")
+            self.assertEqual(c.command("MAIL FROM:<a@example.org>")[-1][:3], "250")
+            self.assertEqual(c.command("RCPT TO:<b@example.net>")[-1][:3], "250")
+            self.assertEqual(c.command("DATA")[-1][:3], "354")
+            reply = c.command(f"Subject: final {final}\r\n\r\nbody\r\n.")[-1]
+            if delivered:
+                self.assertTrue(reply.startswith("250"), f"{final}: {reply}")
+            else:
+                self.assertTrue(reply.startswith("4"), f"{final}: {reply}")
+            c.command("QUIT")
+            lb.stop()
+            wait_until(lambda: lb.tracking_records(), what="tracking record")
+            record = lb.tracking_records()[-1]
+            self.assertEqual(record["result"], "relayed" if delivered else "tempfailed", record)
+            if not delivered:
+                self.assertIn("timeout", json.dumps(record["attempts"]), record)
 
 
 if __name__ == "__main__":

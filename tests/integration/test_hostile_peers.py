@@ -9,11 +9,12 @@ import smtplib
 import socket
 import ssl
 import struct
+import threading
 import time
 import urllib.request
 
 import configs
-from harness import (ScriptedBackend, Sink, SmtpClient, Smtplb, WorkdirTestCase, free_port, main,
+from harness import (RawBackend, ScriptedBackend, Sink, SmtpClient, Smtplb, WorkdirTestCase, free_port, main,
                      make_ca, make_certificate, plain_answers, rss_kib, sanitized_build,
                      wait_until)
 
@@ -28,6 +29,62 @@ def xtext_decode(value):
             out += value[i]
             i += 1
     return out
+
+
+class SlowReader(RawBackend):
+    """An SMTP server that takes message bodies in slowly: `pace` seconds
+    between reads of 16 KiB, or, with `stall`, none at all after its 354.
+    Its receive buffer is small, so that the sender's writes wait on it."""
+
+    def __init__(self, pace=0.0, stall=False):
+        self.pace, self.stall = pace, stall
+        self.received = []  # body sizes, one per message taken
+        self.released = threading.Event()
+        super().__init__(self._serve)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+
+    def stop(self):
+        self.released.set()
+        super().stop()
+
+    def _serve(self, conn):
+        buf = b""
+        try:
+            with conn:
+                conn.sendall(b"220 slow.test ESMTP\r\n")
+                while True:
+                    while b"\r\n" not in buf:
+                        data = conn.recv(4096)
+                        if not data:
+                            return
+                        buf += data
+                    line, buf = buf.split(b"\r\n", 1)
+                    verb = line[:4].upper()
+                    if verb == b"QUIT":
+                        conn.sendall(b"221 bye\r\n")
+                        return
+                    if verb != b"DATA":
+                        conn.sendall(b"250 slow.test\r\n" if verb in (b"EHLO", b"HELO")
+                                     else b"250 2.0.0 Ok\r\n")
+                        continue
+                    conn.sendall(b"354 go ahead\r\n")
+                    if self.stall:
+                        self.released.wait()
+                        return
+                    body, buf = buf, b""
+                    while not body.endswith(b"\r\n.\r\n"):
+                        time.sleep(self.pace)
+                        data = conn.recv(16384)
+                        if not data:
+                            return
+                        # Only the tail is kept: enough to see the end.
+                        self.size = getattr(self, "size", 0) + len(data)
+                        body = (body + data)[-8:]
+                    self.received.append(self.size)
+                    self.size = 0
+                    conn.sendall(b"250 2.0.0 Ok: queued\r\n")
+        except OSError:
+            pass
 
 
 class HostilePeers(WorkdirTestCase):
@@ -367,6 +424,48 @@ class HostilePeers(WorkdirTestCase):
         with smtplib.SMTP("127.0.0.1", port, timeout=30) as s:
             s.sendmail("a@example.org", ["b@example.net"], "Subject: after\r\n\r\nhi\r\n")
         wait_until(lambda: sink.messages(), what="the message after the flood")
+
+    def send_large_message(self, port, megabytes):
+        c = SmtpClient(port, timeout=60)
+        self.addCleanup(c.close)
+        self.assertEqual(c.code(), 220)
+        self.assertEqual(c.command("EHLO big.example")[-1][:3], "250")
+        self.assertEqual(c.command("MAIL FROM:<a@example.org>")[-1][:3], "250")
+        self.assertEqual(c.command("RCPT TO:<b@example.net>")[-1][:3], "250")
+        self.assertEqual(c.command("DATA")[-1][:3], "354")
+        line = b"x" * 1022 + b"\r\n"
+        c.send(b"Subject: large\r\n\r\n" + line * (megabytes * 1024) + b".\r\n")
+        return c.read_reply()[-1]
+
+    def test_a_large_body_to_a_slow_backend_is_not_cut_at_reply_timeout(self):
+        # 16 MiB taken at about 3 MB/s: several seconds of writes, each of
+        # which makes progress. They used to run under the deadline of the
+        # wait for the 354 (reply_timeout, 1 s here) and were cut.
+        backend = SlowReader(pace=0.005)
+        self.addCleanup(backend.stop)
+        lb, port = self.start_lb([("slow", backend.port)],
+                                 pool_options={"health": {"enabled": False},
+                                               "reply_timeout": "1s", "max_attempts": 1})
+        reply = self.send_large_message(port, 16)
+        self.assertTrue(reply.startswith("250"), reply)
+        self.assertEqual(len(backend.received), 1)
+        self.assertGreater(backend.received[0], 16 << 20)
+
+    def test_a_backend_that_stops_reading_the_body_fails_within_data_timeout(self):
+        # A body write that makes no progress gets the pool's data_timeout
+        # (2 s), not the reply_timeout of an earlier step (1 min here).
+        backend = SlowReader(stall=True)
+        self.addCleanup(backend.stop)
+        lb, port = self.start_lb([("stalls", backend.port)],
+                                 pool_options={"health": {"enabled": False},
+                                               "reply_timeout": "1m", "data_timeout": "2s",
+                                               "max_attempts": 1})
+        reply = self.send_large_message(port, 16)  # the client waits up to 60 s
+        self.assertTrue(reply.startswith("451"), reply)
+        wait_until(lambda: lb.tracking_records(), what="tracking record")
+        record = lb.tracking_records()[-1]
+        self.assertEqual(record["result"], "tempfailed", record)
+        self.assertIn("timeout", json.dumps(record["attempts"]), record)
 
 
 def connect_from_many(port, i):

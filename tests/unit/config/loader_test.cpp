@@ -392,3 +392,56 @@ TEST(ConfigLoader, TlsAuthProxyAndTcpModeAreChecked) {
     r = load_string(text, "t");
     EXPECT_TRUE(r.config) << r.diagnostics.format("t");
 }
+
+TEST(ConfigLoader, BackendStepTimeoutsHaveDefaultsAndBounds) {
+    using namespace std::chrono_literals;
+    auto with_hubs = [](const std::string& extra) {
+        std::string text = kValid;
+        text.replace(text.find("algorithm = \"least_pending\""), 27,
+                     "algorithm = \"least_pending\"\n" + extra);
+        return load_string(text, "t");
+    };
+    auto defaults = with_hubs("");
+    ASSERT_TRUE(defaults.config);
+    const auto& d = defaults.config->pools[0];
+    EXPECT_EQ(d.final_reply_timeout, 10min);  // RFC 5321 §4.5.3.2.6
+    EXPECT_EQ(d.data_timeout, 3min);          // RFC 5321 §4.5.3.2.5
+    EXPECT_EQ(d.data_min_rate, 500u);
+
+    auto set = with_hubs(
+        "final_reply_timeout = \"20m\"\ndata_timeout = \"90s\"\ndata_min_rate = \"64KiB\"");
+    ASSERT_TRUE(set.config) << set.diagnostics.format("t");
+    const auto& p = set.config->pools[0];
+    EXPECT_EQ(p.final_reply_timeout, 20min);
+    EXPECT_EQ(p.data_timeout, 90s);
+    EXPECT_EQ(p.data_min_rate, 65536u);
+    // The effective configuration shows them and reads back the same.
+    auto described = describe(*set.config);
+    EXPECT_NE(described.find("final_reply_timeout = \"1200000ms\""), std::string::npos);
+    EXPECT_NE(described.find("data_timeout = \"90000ms\""), std::string::npos);
+    EXPECT_NE(described.find("data_min_rate = 65536"), std::string::npos);
+    auto again = load_string(described, "described");
+    ASSERT_TRUE(again.config) << again.diagnostics.format("described");
+    EXPECT_EQ(describe(*again.config), described);
+
+    auto bad =
+        with_hubs("final_reply_timeout = \"500ms\"\ndata_timeout = \"2h\"\ndata_min_rate = 0");
+    EXPECT_FALSE(bad.config);
+    EXPECT_TRUE(has_error(bad, "pool[0].final_reply_timeout", 0, ""));
+    EXPECT_TRUE(has_error(bad, "pool[0].data_timeout", 0, ""));
+    EXPECT_TRUE(has_error(bad, "pool[0].data_min_rate", 0, "between 1 and"));
+}
+
+TEST(ConfigLoader, ABodyWriteGetsTimeInProportionToItsSizeUpToDataTimeout) {
+    using namespace std::chrono_literals;
+    smtplb::config::Pool pool;  // 500 bytes/s, at most 3 minutes
+    EXPECT_EQ(body_write_budget(pool, 0), kBodyWriteFloor);
+    EXPECT_EQ(body_write_budget(pool, 5000), kBodyWriteFloor + 10s);
+    EXPECT_EQ(body_write_budget(pool, 250), kBodyWriteFloor + 500ms);
+    EXPECT_EQ(body_write_budget(pool, 256 * 1024), 3min);
+    EXPECT_EQ(body_write_budget(pool, UINT64_MAX), 3min);  // no overflow
+    pool.data_min_rate = 1 << 20;
+    EXPECT_EQ(body_write_budget(pool, 256 * 1024), kBodyWriteFloor + 250ms);
+    pool.data_timeout = 5s;  // below the floor: data_timeout still bounds it
+    EXPECT_EQ(body_write_budget(pool, 1), 5s);
+}

@@ -36,6 +36,24 @@ bool Config::uses_spool() const {
     return false;
 }
 
+ProbeOrigin probe_origin(const Config& config, const std::string& pool) {
+    bool routed = std::any_of(config.routes.begin(), config.routes.end(),
+                              [&](const Route& r) { return r.pool == pool; });
+    ProbeOrigin origin;
+    bool first = true, same_source = true;
+    for (const auto& l : config.listeners) {
+        if (!routed && l.pool != pool) continue;
+        if (l.client_identity == IdentityMode::ProxyV1 ||
+            l.client_identity == IdentityMode::ProxyV2)
+            origin.identity = l.client_identity;
+        if (!first && l.source_address != origin.source) same_source = false;
+        origin.source = l.source_address;
+        first = false;
+    }
+    if (!same_source) origin.source.reset();
+    return origin;
+}
+
 const Pool* Config::find_pool(const std::string& name) const {
     for (const auto& p : pools)
         if (p.name == name) return &p;

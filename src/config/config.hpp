@@ -246,6 +246,18 @@ struct Config {
     bool uses_spool() const;
 };
 
+// How a pool's health probes reach its backends, so that a backend judges
+// them as it judges the pool's traffic: with the PROXY header its listeners
+// send (a backend listening with the PROXY protocol refuses a connection
+// without one) and from their source_address when they all use the same.
+// The listeners that feed a pool: those whose `pool` it is, and every
+// listener when a [[route]] leads to it.
+struct ProbeOrigin {
+    IdentityMode identity = IdentityMode::None;  // ProxyV1/ProxyV2: that header
+    std::optional<base::IpAddress> source;
+};
+ProbeOrigin probe_origin(const Config& config, const std::string& pool);
+
 // The name a backend's certificate must carry: its tls_name, else the
 // pool's verify_name, else its address.
 std::string tls_name_for(const Pool& pool, const Backend& backend);

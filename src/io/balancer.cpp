@@ -138,7 +138,7 @@ bool Balancer::start(std::string& error, Balancer* previous) {
     for (auto& l : listeners_)
         l->begin();
     for (auto& p : pools_)
-        health_.watch(*p);
+        health_.watch(*p, config::probe_origin(config_, p->name()));
     if (spool_) {
         if (previous && previous->deliverer_) previous->deliverer_->stop();
         deliverer_ = std::make_unique<SpoolDeliverer>(*this, *spool_);

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "io/prober.hpp"
+#include "proto/identity.hpp"
 
 namespace smtplb::io {
 
@@ -28,12 +29,12 @@ Millis HealthChecker::jittered(Millis base) {
     return base - Millis(spread / 2) + Millis(static_cast<std::int64_t>(random_.below(spread)));
 }
 
-void HealthChecker::watch(core::Pool& pool) {
+void HealthChecker::watch(core::Pool& pool, const config::ProbeOrigin& origin) {
     if (!pool.config().health.enabled) return;
     auto w =
         std::make_unique<Watched>(Watched{&pool, std::vector<bool>(pool.backends().size(), false),
                                           std::make_unique<asio::steady_timer>(executor_),
-                                          std::make_unique<asio::steady_timer>(executor_)});
+                                          std::make_unique<asio::steady_timer>(executor_), origin});
     auto& ref = *w;
     watched_.push_back(std::move(w));
     asio::co_spawn(executor_, rounds(ref, true), asio::detached);
@@ -75,10 +76,23 @@ awaitable<void> HealthChecker::probe_one(Watched& w, std::size_t backend) {
     const auto& health = pool.config().health;
     proto::ProbePlan plan{health.depth, hostname_, health.mail_from, health.rcpt_to};
     plan_tls_for(pool.config(), plan);
+    if (w.origin.identity == config::IdentityMode::ProxyV1) {
+        // v1 has no LOCAL that Postfix takes ("PROXY UNKNOWN" gets 421): the
+        // probe names its own source (0.0.0.0 when listeners differ).
+        proto::ClientIdentity self;
+        const auto& to = pool.backend(backend).config.address;
+        auto backend_ip = base::IpAddress::parse(to.host);
+        if (backend_ip) self.local_address = *backend_ip;
+        self.local_port = to.port;
+        self.address = w.origin.source.value_or(
+            *base::IpAddress::parse(self.local_address.v6 ? "::" : "0.0.0.0"));
+        plan.preamble = proto::proxy_v1_header(self);
+    } else if (w.origin.identity == config::IdentityMode::ProxyV2)
+        plan.preamble = proto::proxy_v2_local_header();
     auto tls = probe_tls_for(pool.config(), backend,
                              backend_tls_ ? backend_tls_->for_pool(pool.name()) : nullptr);
-    auto report = co_await run_probe(connector_, pool.backend(backend).config.address, std::nullopt,
-                                     plan, health.timeout, false, tls);
+    auto report = co_await run_probe(connector_, pool.backend(backend).config.address,
+                                     w.origin.source, plan, health.timeout, false, tls);
     if (!*alive) co_return;
     --in_flight_;
     if (*stopped) co_return;

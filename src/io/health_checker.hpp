@@ -25,8 +25,9 @@ class HealthChecker {
                   base::Random& random);
     ~HealthChecker();
 
-    // Starts probing every backend of a pool whose health checks are enabled.
-    void watch(core::Pool& pool);
+    // Starts probing every backend of a pool whose health checks are
+    // enabled, as its traffic reaches them (config::probe_origin).
+    void watch(core::Pool& pool, const config::ProbeOrigin& origin = {});
     // Probes this backend now instead of at its next round.
     void probe_now(const core::Pool& pool, std::size_t backend);
     void stop();
@@ -44,6 +45,7 @@ class HealthChecker {
         core::Pool* pool;
         std::vector<bool> probing;  // a probe of this backend is in flight
         std::unique_ptr<asio::steady_timer> up_timer, out_timer;
+        config::ProbeOrigin origin;
     };
     // One loop per pool and kind: `up` rounds probe up backends, the others
     // busy and down ones.

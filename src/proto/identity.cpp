@@ -147,10 +147,20 @@ std::string ssl_tlv(const ClientIdentity& id) {
 
 }  // namespace
 
+namespace {
+constexpr unsigned char kProxyV2Signature[12] = {0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D,
+                                                 0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A};
+}  // namespace
+
+std::string proxy_v2_local_header() {
+    std::string out(reinterpret_cast<const char*>(kProxyV2Signature), 12);
+    out += static_cast<char>(0x20);  // version 2, LOCAL command
+    out.append(3, '\0');             // AF_UNSPEC, no address block
+    return out;
+}
+
 std::string proxy_v2_header(const ClientIdentity& id) {
-    static constexpr unsigned char kSignature[12] = {0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D,
-                                                     0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A};
-    std::string out(reinterpret_cast<const char*>(kSignature), 12);
+    std::string out(reinterpret_cast<const char*>(kProxyV2Signature), 12);
     out += static_cast<char>(0x21);  // version 2, PROXY command
     auto tlvs = ssl_tlv(id);
     auto src = id.address.unmapped(), dst = id.local_address.unmapped();

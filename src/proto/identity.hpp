@@ -68,5 +68,9 @@ std::string identity_key(const ClientIdentity& id);
 // PROXY protocol headers (haproxy's proxy-protocol.txt), v1 text and v2 binary.
 std::string proxy_v1_header(const ClientIdentity& id);
 std::string proxy_v2_header(const ClientIdentity& id);
+// The header a proxy sends on its own connections (health checks): v2
+// LOCAL; the receiver uses the connection's addresses (Postfix takes it; it
+// refuses v1's "PROXY UNKNOWN").
+std::string proxy_v2_local_header();
 
 }  // namespace smtplb::proto

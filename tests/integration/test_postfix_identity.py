@@ -1,9 +1,11 @@
 """smtplb in front of real Postfix smtpd: the backend must see the real client
 (127.0.0.2, not the balancer's 127.0.0.1) in its own log, via XCLIENT and via
 the PROXY protocol; swaks and smtp-source as clients."""
+import json
 import re
 import smtplib
 import subprocess
+import urllib.request
 
 import configs
 from harness import Postfix, Smtplb, WorkdirTestCase, free_port, main, postfix_available, wait_until
@@ -78,6 +80,35 @@ class PostfixIdentity(WorkdirTestCase):
                        what=f"{version}: messages attributed to 127.0.0.2")
             # One PROXY connection serves one client: never a bare 127.0.0.1 client.
             self.assertFalse(any("client=localhost[127.0.0.1]" in l for l in pf.log_lines()))
+
+    def test_probes_of_a_proxy_pool_send_a_local_proxy_header(self):
+        # A Postfix listening with the PROXY protocol refuses a connection
+        # without a header: probes must send one (LOCAL), as traffic does.
+        pf = Postfix(self.workdir, "hub4", smtpd_args="-o smtpd_upstream_proxy_protocol=haproxy")
+        pf.start()
+        self.addCleanup(pf.stop)
+        for version in ("proxy-v1", "proxy-v2"):
+            port = free_port()
+            lb = Smtplb(self.workdir, configs.balancer(
+                port, [("hub4", pf.port)], listener_options={"client_identity": version},
+                pool_options={"health": {"interval": "1s", "rise": 1, "fall": 1, "depth": "mail"}},
+                server_options={"admin": "127.0.0.1:0"}), name=f"probe-{version}")
+            lb.start(port)
+            self.addCleanup(lb.stop)
+            admin = lb.admin_port()
+
+            def probed_up():
+                with urllib.request.urlopen(f"http://127.0.0.1:{admin}/api/v1/status",
+                                            timeout=10) as r:
+                    b = json.load(r)["pools"][0]["backends"][0]
+                return b["health"] == "up" and b.get("last_probe")
+            wait_until(lambda: lb.log_lines("event=health") or probed_up(), timeout=15,
+                       what=f"{version}: a probe result")
+            self.assertFalse(lb.log_lines("to=down"), lb.log_lines("event=health"))
+            self.assertFalse(lb.log_lines("to=busy"), lb.log_lines("event=health"))
+            with smtplib.SMTP("127.0.0.1", port, local_hostname="proxied.example",
+                              source_address=("127.0.0.2", 0), timeout=30) as s:
+                s.sendmail("alice@example.org", ["bob@example.net"], "Subject: p\r\n\r\nhi\r\n")
 
     def test_smtp_source_many_messages_one_session_reach_postfix(self):
         pf = Postfix(self.workdir, "hub3")

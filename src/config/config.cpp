@@ -172,5 +172,16 @@ const char* to_string(AuthVerifier v) {
 const char* to_string(proto::BareLineEndings v) {
     return v == proto::BareLineEndings::Reject ? "reject" : "normalise";
 }
+const char* to_string(proto::NulBytes v) {
+    switch (v) {
+        case proto::NulBytes::Reject:
+            return "reject";
+        case proto::NulBytes::Strip:
+            return "strip";
+        case proto::NulBytes::Keep:
+            return "keep";
+    }
+    return "?";
+}
 
 }  // namespace smtplb::config

@@ -137,6 +137,7 @@ struct Listener {
     Millis command_timeout{300000};  // RFC 5321 §4.5.3.2.7
     Millis data_timeout{600000};
     proto::BareLineEndings bare_line_endings = proto::BareLineEndings::Reject;
+    proto::NulBytes nul_bytes = proto::NulBytes::Reject;  // Keep is not a choice
     bool smtputf8 = true;
     // Look up the client's host name (reverse, then forward-confirmed, as
     // Postfix's smtpd does) for XCLIENT NAME and the tracking log.
@@ -281,5 +282,6 @@ const char* to_string(TlsVersion v);
 const char* to_string(ProxyProtocol v);
 const char* to_string(AuthVerifier v);
 const char* to_string(proto::BareLineEndings v);
+const char* to_string(proto::NulBytes v);
 
 }  // namespace smtplb::config

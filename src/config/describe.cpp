@@ -73,6 +73,7 @@ std::string describe(const Config& c) {
           << "command_timeout = " << ms(l.command_timeout) << "\n"
           << "data_timeout = " << ms(l.data_timeout) << "\n"
           << "bare_line_endings = " << quoted(to_string(l.bare_line_endings)) << "\n"
+          << "nul_bytes = " << quoted(to_string(l.nul_bytes)) << "\n"
           << "smtputf8 = " << (l.smtputf8 ? "true" : "false") << "\n"
           << "resolve_client_names = " << (l.resolve_client_names ? "true" : "false") << "\n"
           << "recipients_file = " << quoted(l.recipients_file) << "  # "

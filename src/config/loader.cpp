@@ -240,6 +240,10 @@ void read_listener(TableReader& r, Listener& l) {
              {{"reject", proto::BareLineEndings::Reject},
               {"normalise", proto::BareLineEndings::Normalise},
               {"normalize", proto::BareLineEndings::Normalise}});
+    // No "keep": a NUL passed on can end the message early at a backend
+    // that drops NULs before framing (SMTP smuggling).
+    r.choice("nul_bytes", l.nul_bytes,
+             {{"reject", proto::NulBytes::Reject}, {"strip", proto::NulBytes::Strip}});
     r.boolean("smtputf8", l.smtputf8);
     r.boolean("resolve_client_names", l.resolve_client_names);
     if (auto* t = r.table("tls")) {

@@ -30,6 +30,7 @@ Listener::Listener(Balancer& balancer, const config::Listener& config)
     settings_.max_commands = config.max_commands;
     settings_.max_errors = config.max_errors;
     settings_.bare_line_endings = config.bare_line_endings;
+    settings_.nul_bytes = config.nul_bytes;
     settings_.advertise_smtputf8 = config.smtputf8;
     using config::ServerTlsMode;
     settings_.starttls =

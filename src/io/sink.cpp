@@ -381,6 +381,9 @@ Sink::Sink(asio::io_context& io, SinkOptions options)
     settings_.max_errors = 100;
     settings_.max_message_size = 1ull << 32;
     settings_.require_helo = false;
+    // NUL octets are ordinary content, as in Postfix by default (empty
+    // message_reject_characters): a test sees whether smtplb passed them on.
+    settings_.nul_bytes = proto::NulBytes::Keep;
     if (options_.xclient_strict) {
         settings_.advertise_xclient = true;
         settings_.xclient_attributes = kPostfixXclientAttributes;

@@ -8,6 +8,15 @@ namespace smtplb::proto {
 
 enum class BareLineEndings { Reject, Normalise };
 
+// NUL octets in a message. A backend that drops them before it looks for
+// the end of data would read a "<CRLF><NUL>.<CRLF>" line as the end: the
+// rest of the message would become commands (SMTP smuggling). Reject refuses
+// the message; Strip removes them after framing (the end of data and the
+// stuffing dots are found in the bytes as received). Keep passes them on as
+// ordinary octets, as Postfix does by default: for the built-in test sink
+// only, never a listener's choice.
+enum class NulBytes { Reject, Strip, Keep };
+
 // How a stored message is written. Content is the message itself (RFC 5322
 // text with CRLF line endings). Transmission is the same dot-stuffed for the
 // DATA stream (a '.' doubled at the start of a line), without the final "."
@@ -52,15 +61,17 @@ class StringBody final : public BodySource {
 
 // Decodes the DATA stream of RFC 5321 §4.1.1.4. End of data is <CRLF>.<CRLF>
 // and nothing else: bare CR or LF never ends a message, whatever the mode
-// (the SMTP smuggling defence). Works byte-wise with no line buffer, so memory
-// stays constant whatever the client sends.
+// (the SMTP smuggling defence), and neither does a NUL octet. Works byte-wise with no line buffer,
+// so memory stays constant whatever the client sends.
 class DataDecoder {
   public:
-    enum class Outcome { Ok, TooBig, BareLineEnding, LineTooLong };
+    enum class Outcome { Ok, TooBig, BareLineEnding, LineTooLong, NulByte };
+    // max_size and max_line count octets as received: stripped NULs count.
     struct Limits {
         std::uint64_t max_size = 50u << 20;
         std::size_t max_line = 65536;
         BareLineEndings bare = BareLineEndings::Reject;
+        NulBytes nul = NulBytes::Reject;
     };
 
     DataDecoder(Limits limits, BodySink* sink)
@@ -71,18 +82,23 @@ class DataDecoder {
     std::size_t feed(std::string_view bytes);
     bool done() const { return state_ == State::Done; }
     Outcome outcome() const { return outcome_; }
-    // The message's size in octets: content, whatever form the sink takes.
+    // The message's size in octets: content, whatever form the sink takes
+    // (without stripped NULs).
     std::uint64_t size() const { return size_; }
 
   private:
     enum class State { LineStart, Dot, DotCr, Body, Cr, Done };
     void emit(std::string_view bytes);
-    // A content line starts with '.': a Transmission sink gets it doubled.
-    void stuff_dot();
+    // Before content bytes are stored: a content line that starts with '.'
+    // is doubled for a Transmission sink (not counted: stuffing is framing).
+    void store(std::string_view bytes);
     // Whole lines already checked for length: counted and stored in one go.
     void take(std::string_view lines);
     void end_line();  // emits CRLF
     void bare_ending();
+    void nul_byte();
+    // What max_size is held against: content and stripped NULs.
+    std::uint64_t received() const { return size_ + stripped_; }
     void fail(Outcome o) {
         if (outcome_ == Outcome::Ok) outcome_ = o;
     }
@@ -93,7 +109,11 @@ class DataDecoder {
     State state_ = State::LineStart;
     Outcome outcome_ = Outcome::Ok;
     std::uint64_t size_ = 0;
+    std::uint64_t stripped_ = 0;  // NULs removed (NulBytes::Strip)
     std::size_t line_length_ = 0;
+    // Nothing of the current content line stored yet: a '.' there is
+    // stuffed for a Transmission sink.
+    bool content_line_empty_ = true;
     // Whether the previous line ended in CRLF: a "." line ends the data only
     // then, so "<LF>.<CRLF>" is content, never an end (smuggling defence).
     bool crlf_before_ = true;

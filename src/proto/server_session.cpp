@@ -13,6 +13,8 @@ Reply data_outcome_reply(DataDecoder::Outcome outcome) {
             return Reply::make(552, "5.3.4", "Message size exceeds fixed limit");
         case DataDecoder::Outcome::BareLineEnding:
             return Reply::make(550, "5.6.11", "Message contains bare CR or LF; use CRLF");
+        case DataDecoder::Outcome::NulByte:
+            return Reply::make(550, "5.6.0", "Message contains NUL characters");
         case DataDecoder::Outcome::LineTooLong:
             return Reply::make(550, "5.6.0", "Message has a line that is too long");
         case DataDecoder::Outcome::Ok:
@@ -407,7 +409,7 @@ void ServerSession::answer(const Reply& r) {
             if (r.code == 354) {
                 DataDecoder::Limits limits{settings_.max_message_size,
                                            settings_.max_data_line_length,
-                                           settings_.bare_line_endings};
+                                           settings_.bare_line_endings, settings_.nul_bytes};
                 decoder_.emplace(limits, body_sink_);
                 mode_ = Mode::Data;
             } else if (data_pipelined_) {

@@ -21,6 +21,7 @@ struct ServerSettings {
     std::size_t max_commands = 100000;  // per session
     std::size_t max_errors = 10;        // protocol errors before 421
     BareLineEndings bare_line_endings = BareLineEndings::Reject;
+    NulBytes nul_bytes = NulBytes::Reject;
     bool advertise_smtputf8 = true;
     bool advertise_xclient = false;  // the built-in sink only
     // The attribute names the EHLO reply lists after XCLIENT.

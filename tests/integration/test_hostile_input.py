@@ -89,7 +89,11 @@ class Hostile(WorkdirTestCase):
                        b"Subject: smuggled\r\n\r\nsmuggled\r\n.\r\n")
                 final = c.read_reply()[-1]
                 c.command("QUIT")
-                if mode == "reject" and variant != b"\r\n\x00.\r\n":
+                if variant == b"\r\n\x00.\r\n":
+                    # NUL octets are refused by default, whatever the mode
+                    # for bare line endings (test_nul_bytes_* below).
+                    self.assertTrue(final.startswith("550 5.6.0"), f"{variant!r}: {final}")
+                elif mode == "reject":
                     self.assertTrue(final.startswith("550 5.6.11"), f"{variant!r}: {final}")
                 else:
                     self.assertTrue(final.startswith("250"), f"{variant!r}: {final}")
@@ -101,6 +105,71 @@ class Hostile(WorkdirTestCase):
                     self.assertEqual(m["rcpt"], ["b@example.net"])
                     # The would-be second message is text inside the first.
                     self.assertIn("Subject: smuggled", m["body"])
+
+    # (message as sent, what a backend gets with nul_bytes = "strip")
+    NUL_PAYLOADS = [
+        # The smuggling variant: a NUL-blind backend would end the message
+        # at "<CRLF><NUL>.<CRLF>" and run the rest as commands.
+        (b"Subject: outer\r\n\r\nhello\r\n\x00.\r\nMAIL FROM:<evil@example.org>\r\n"
+         b"RCPT TO:<victim@example.net>\r\nDATA\r\nSubject: smuggled\r\n\r\nsmuggled\r\n",
+         "Subject: outer\r\n\r\nhello\r\n.\r\nMAIL FROM:<evil@example.org>\r\n"
+         "RCPT TO:<victim@example.net>\r\nDATA\r\nSubject: smuggled\r\n\r\nsmuggled\r\n"),
+        # ".<NUL>": its dot is stuffing (the line holds more), as in Postfix.
+        (b"Subject: outer\r\n\r\nhello\r\n.\x00\r\nMAIL FROM:<evil@example.org>\r\n",
+         "Subject: outer\r\n\r\nhello\r\n\r\nMAIL FROM:<evil@example.org>\r\n"),
+        (b"Subject: a\x00b\r\n\r\n\x00line\x00\r\n\x00\r\n",
+         "Subject: ab\r\n\r\nline\r\n\r\n"),
+    ]
+
+    def send_message(self, c, payload, sender="a@example.org"):
+        self.assertEqual(c.command(f"MAIL FROM:<{sender}>")[-1][:3], "250")
+        self.assertEqual(c.command("RCPT TO:<b@example.net>")[-1][:3], "250")
+        self.assertEqual(c.command("DATA")[-1][:3], "354")
+        c.send(payload + b".\r\n")
+        return c.read_reply()[-1]
+
+    def test_nul_bytes_are_refused_by_default(self):
+        port = self.balancer()
+        for payload, _ in self.NUL_PAYLOADS:
+            before = len(self.sink.messages())
+            records = len(self.lb.tracking_records())
+            c = self.session(port)
+            final = self.send_message(c, payload)
+            self.assertTrue(final.startswith("550 5.6.0"), f"{payload!r}: {final}")
+            # The backend transaction was abandoned cleanly: the next message
+            # of the same session goes through, alone.
+            self.assertTrue(self.send_message(c, b"Subject: clean\r\n\r\nok\r\n",
+                                              "next@example.org").startswith("250"))
+            c.command("QUIT")
+            wait_until(lambda: len(self.sink.messages()) > before, what="message")
+            time.sleep(0.1)
+            received = self.sink.messages()[before:]
+            self.assertEqual([m["from"] for m in received], ["next@example.org"], payload)
+            self.assertEqual(received[0]["body"], "Subject: clean\r\n\r\nok\r\n")
+            wait_until(lambda: len(self.lb.tracking_records()) >= records + 2,
+                       what="tracking records")
+            refused = self.lb.tracking_records()[records]
+            self.assertEqual(refused["sender"], "a@example.org")
+            self.assertEqual(refused["result"], "rejected", refused)
+            self.assertTrue(refused["reply"].startswith("550 5.6.0"), refused)
+
+    def test_nul_bytes_are_stripped_where_configured(self):
+        port = self.balancer(nul_bytes="strip")
+        for payload, stripped in self.NUL_PAYLOADS:
+            before = len(self.sink.messages())
+            c = self.session(port)
+            final = self.send_message(c, payload)
+            c.command("QUIT")
+            self.assertTrue(final.startswith("250"), f"{payload!r}: {final}")
+            wait_until(lambda: len(self.sink.messages()) > before, what="message")
+            time.sleep(0.1)
+            received = self.sink.messages()[before:]
+            # One message, NUL-free (the sink keeps NULs, as Postfix does),
+            # with the would-be commands as text inside it; a "<NUL>." line
+            # arrives as a line holding one dot.
+            self.assertEqual(len(received), 1, payload)
+            self.assertEqual(received[0]["from"], "a@example.org")
+            self.assertEqual(received[0]["body"], stripped, payload)
 
     def test_bare_cr_and_lf_in_headers_and_body(self):
         # In a header and in the body, alone and in runs: refused whole in

@@ -204,6 +204,36 @@ TEST(ConfigLoader, BusyPollIsBoundedAndMayBeOff) {
     }
 }
 
+TEST(ConfigLoader, NulBytesRejectByDefaultOrStrip) {
+    auto defaulted = load_string(kValid, "t");
+    ASSERT_TRUE(defaulted.config);
+    EXPECT_EQ(defaulted.config->listeners[0].nul_bytes, smtplb::proto::NulBytes::Reject);
+    EXPECT_NE(describe(*defaulted.config).find("nul_bytes = \"reject\""), std::string::npos);
+    const std::string after = "max_message_size = \"10MiB\"\n";
+    std::string strip = kValid;
+    strip.replace(strip.find(after), after.size(), after + "nul_bytes = \"strip\"\n");
+    auto r = load_string(strip, "t");
+    ASSERT_TRUE(r.config) << r.diagnostics.format("t");
+    EXPECT_EQ(r.config->listeners[0].nul_bytes, smtplb::proto::NulBytes::Strip);
+    EXPECT_EQ(r.config->listeners[1].nul_bytes, smtplb::proto::NulBytes::Reject);
+    auto again = load_string(describe(*r.config), "described");
+    ASSERT_TRUE(again.config) << again.diagnostics.format("described");
+    EXPECT_EQ(again.config->listeners[0].nul_bytes, smtplb::proto::NulBytes::Strip);
+    // "keep" is the test sink's, never a listener's: NULs passed on are the
+    // smuggling vector.
+    for (const char* wrong : {"nul_bytes = \"keep\"", "nul_bytes = \"Strip\"",
+                              "nul_bytes = \"normalise\"", "nul_bytes = true"}) {
+        std::string bad = kValid;
+        bad.replace(bad.find(after), after.size(), after + wrong + "\n");
+        auto b = load_string(bad, "t");
+        EXPECT_FALSE(b.config) << wrong;
+        EXPECT_TRUE(has_error(b, "listener[0].nul_bytes", 12, "")) << wrong;
+    }
+    std::string keep = kValid;
+    keep.replace(keep.find(after), after.size(), after + "nul_bytes = \"keep\"\n");
+    EXPECT_TRUE(has_error(load_string(keep, "t"), "listener[0].nul_bytes", 12, "reject | strip"));
+}
+
 TEST(ConfigLoader, ClientNameLookupKeys) {
     auto defaulted = load_string(kValid, "t");
     ASSERT_TRUE(defaulted.config);

@@ -1,11 +1,22 @@
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <random>
+#include <tuple>
+#include <vector>
+
+#include "base/text.hpp"
 
 #include "proto/data_decoder.hpp"
 #include "proto/dot_stuffer.hpp"
 
 using namespace smtplb::proto;
+
+namespace {
+std::string base_printable(std::string_view s) {
+    return smtplb::base::printable(s, 200);
+}
+}  // namespace
 
 namespace {
 struct StringSink : BodySink {
@@ -124,6 +135,160 @@ TEST(DataDecoder, NulDotIsNotTheEnd) {
     auto r = decode(stream);
     EXPECT_TRUE(r.done);
     EXPECT_EQ(r.used, stream.size());
+    EXPECT_EQ(r.outcome, DataDecoder::Outcome::NulByte);
+}
+
+namespace {
+using namespace std::string_literals;
+
+// Decodes `in` with `nul` in every way a network could cut it: whole, byte
+// by byte, and in two pieces at each position; all must agree, and the
+// Transmission form must be the stuffed content. Returns the whole decode.
+Decoded decode_everyhow(const std::string& in, NulBytes nul,
+                        BareLineEndings bare = BareLineEndings::Reject) {
+    auto run = [&](BodySink& sink, const std::vector<std::size_t>& cuts) {
+        DataDecoder d({1 << 20, 1000, bare, nul}, &sink);
+        std::size_t used = 0;
+        for (std::size_t cut : cuts) {
+            while (used < cut && !d.done())
+                used += d.feed(std::string_view(in).substr(used, cut - used));
+        }
+        return std::tuple{d.done(), d.outcome(), used, d.size()};
+    };
+    StringSink whole_sink;
+    auto whole = run(whole_sink, {in.size()});
+    std::vector<std::vector<std::size_t>> ways;
+    std::vector<std::size_t> bytewise;
+    for (std::size_t i = 1; i <= in.size(); ++i)
+        bytewise.push_back(i);
+    ways.push_back(bytewise);
+    for (std::size_t cut = 1; cut < in.size(); ++cut)
+        ways.push_back({cut, in.size()});
+    for (const auto& cuts : ways) {
+        StringSink sink;
+        TransmissionSink wire;
+        auto pieces = run(sink, cuts);
+        auto framed = run(wire, cuts);
+        EXPECT_EQ(pieces, whole) << base_printable(in) << " cut at " << cuts.front();
+        EXPECT_EQ(framed, whole) << base_printable(in) << " cut at " << cuts.front();
+        if (std::get<1>(whole) == DataDecoder::Outcome::Ok) {
+            EXPECT_EQ(sink.text, whole_sink.text)
+                << base_printable(in) << " cut at " << cuts.front();
+            EXPECT_EQ(wire.text, stuffed(whole_sink.text))
+                << base_printable(in) << " cut at " << cuts.front();
+        }
+    }
+    return {std::get<0>(whole), std::get<1>(whole), whole_sink.text, std::get<2>(whole)};
+}
+
+struct NulCase {
+    std::string in;        // the DATA stream, end of data included
+    std::string stripped;  // the content in strip mode
+};
+
+// NUL octets where a line starts, inside one, alone on the line before the
+// final dot, beside the dots that a NUL-blind backend would take for the end,
+// and in runs across the 16-byte scan.
+const std::vector<NulCase> kNulCases = {
+    {"a\r\n\0b\r\n.\r\n"s, "a\r\nb\r\n"},
+    {"a\0b\r\nc\0\r\n.\r\n"s, "ab\r\nc\r\n"},
+    {"a\r\n\0.\r\n.\r\n"s, "a\r\n.\r\n"},
+    {"a\r\n\0\r\n.\r\n"s, "a\r\n\r\n"},
+    {"a\r\n.\0\r\n.\r\n"s, "a\r\n\r\n"},
+    {"a\r\n\0.\0\r\n.\r\n"s, "a\r\n.\r\n"},
+    {"\0..x\r\n.\0.y\r\n.\r\n"s, "..x\r\n.y\r\n"},
+    {"\0\r\n.\r\n"s, "\r\n"},
+    {"0123456789abcdefghij\0\0\0klmnopqrstuvwxyz0123456789\0\r\n.\r\n"s,
+     "0123456789abcdefghijklmnopqrstuvwxyz0123456789\r\n"},
+    {"Subject: a\r\n\r\n\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0.\r\nMAIL FROM:<e@x>\r\n.\r\n"s,
+     "Subject: a\r\n\r\n.\r\nMAIL FROM:<e@x>\r\n"},
+};
+}  // namespace
+
+TEST(DataDecoder, NulBytesAreRefusedByDefaultWhereverTheyAre) {
+    for (const auto& c : kNulCases) {
+        auto r = decode_everyhow(c.in, NulBytes::Reject);
+        EXPECT_TRUE(r.done) << base_printable(c.in);
+        EXPECT_EQ(r.used, c.in.size()) << base_printable(c.in) << ": ended early";
+        EXPECT_EQ(r.outcome, DataDecoder::Outcome::NulByte) << base_printable(c.in);
+    }
+    // The default limits refuse them too.
+    StringSink sink;
+    DataDecoder d({}, &sink);
+    d.feed("a\0\r\n.\r\n"s);
+    EXPECT_EQ(d.outcome(), DataDecoder::Outcome::NulByte);
+}
+
+TEST(DataDecoder, NulBytesAreStrippedAfterFraming) {
+    for (const auto& c : kNulCases) {
+        auto r = decode_everyhow(c.in, NulBytes::Strip);
+        EXPECT_TRUE(r.done) << base_printable(c.in);
+        EXPECT_EQ(r.used, c.in.size()) << base_printable(c.in) << ": ended early";
+        EXPECT_EQ(r.outcome, DataDecoder::Outcome::Ok) << base_printable(c.in);
+        EXPECT_EQ(r.body, c.stripped) << base_printable(c.in);
+    }
+}
+
+TEST(DataDecoder, KeptNulBytesAreOrdinaryContent) {
+    for (const auto& c : kNulCases) {
+        auto r = decode_everyhow(c.in, NulBytes::Keep);
+        EXPECT_EQ(r.outcome, DataDecoder::Outcome::Ok) << base_printable(c.in);
+        EXPECT_EQ(r.used, c.in.size()) << base_printable(c.in);
+        auto nuls = [](const std::string& t) { return std::count(t.begin(), t.end(), '\0'); };
+        EXPECT_EQ(nuls(r.body), nuls(c.in)) << base_printable(c.in);
+    }
+}
+
+TEST(DataDecoder, FirstProblemDecidesBetweenNulAndBareLineEnding) {
+    EXPECT_EQ(decode_everyhow("a\0\nb\r\n.\r\n"s, NulBytes::Reject).outcome,
+              DataDecoder::Outcome::NulByte);
+    EXPECT_EQ(decode_everyhow("a\nb\0\r\n.\r\n"s, NulBytes::Reject).outcome,
+              DataDecoder::Outcome::BareLineEnding);
+    // Stripped and normalised: "<CR><NUL><LF>" is a bare CR, then a bare LF.
+    auto r = decode_everyhow("a\r\0\nb\r\n.\r\n"s, NulBytes::Strip, BareLineEndings::Normalise);
+    EXPECT_EQ(r.outcome, DataDecoder::Outcome::Ok);
+    EXPECT_EQ(r.body, "a\r\n\r\nb\r\n");
+}
+
+TEST(DataDecoder, StrippedNulBytesCountAgainstTheLimits) {
+    StringSink sink;
+    DataDecoder line({1 << 20, 1000, BareLineEndings::Reject, NulBytes::Strip}, &sink);
+    std::string long_line = "x" + std::string(1500, '\0') + "\r\n.\r\n";
+    EXPECT_EQ(line.feed(long_line), long_line.size());
+    EXPECT_EQ(line.outcome(), DataDecoder::Outcome::LineTooLong);
+    std::string many;
+    for (int i = 0; i < 50; ++i)
+        many += std::string(98, '\0') + "\r\n";
+    many += ".\r\nNOOP\r\n";
+    DataDecoder size({1000, 1000, BareLineEndings::Reject, NulBytes::Strip}, &sink);
+    EXPECT_EQ(size.feed(many), many.size() - 6);
+    EXPECT_TRUE(size.done());
+    EXPECT_EQ(size.outcome(), DataDecoder::Outcome::TooBig);
+}
+
+// The smuggling variants a NUL-blind backend reads as the end of data: none
+// ends the message here, in any mode, whole or byte by byte.
+TEST(DataDecoder, NulSmugglingVariantsNeverEndTheMessage) {
+    for (std::string variant :
+         {"\r\n\0.\r\n"s, "\r\n.\0\r\n"s, "\r\n\0.\0\r\n"s, "\r\n\0\0.\r\n"s, "\r\n.\0\0\r\n"s}) {
+        std::string stream = "Subject: a\r\n\r\nfirst" + variant +
+                             "MAIL FROM:<evil@example.org>\r\nRCPT TO:<victim@example.net>\r\n"
+                             "DATA\r\nSubject: smuggled\r\n\r\nhello\r\n.\r\n";
+        for (auto nul : {NulBytes::Reject, NulBytes::Strip, NulBytes::Keep}) {
+            auto r = decode_everyhow(stream, nul);
+            EXPECT_TRUE(r.done);
+            EXPECT_EQ(r.used, stream.size()) << base_printable(variant) << ": ended early";
+            if (nul == NulBytes::Reject) {
+                EXPECT_EQ(r.outcome, DataDecoder::Outcome::NulByte);
+            } else {
+                EXPECT_EQ(r.outcome, DataDecoder::Outcome::Ok);
+                EXPECT_NE(r.body.find("Subject: smuggled"), std::string::npos);
+            }
+            if (nul == NulBytes::Strip) {
+                EXPECT_EQ(r.body.find('\0'), std::string::npos);
+            }
+        }
+    }
 }
 
 TEST(DataDecoder, RejectModeFlagsBareLineEndings) {

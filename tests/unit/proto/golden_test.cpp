@@ -9,9 +9,11 @@ using namespace smtplb::testing;
 // the input arrives one byte at a time: framing must not depend on packets
 // (".unchunked" inputs test what happens to bytes that arrive together).
 TEST(Golden, Transcripts) {
-    int count = check_golden_dir(SMTPLB_GOLDEN_DIR, [](const std::string& text, std::size_t chunk) {
+    int count = check_golden_dir(SMTPLB_GOLDEN_DIR, [](std::string text, std::size_t chunk) {
+        auto settings = golden_settings();
+        apply_golden_options(text, settings);
         auto input = decode_golden_input(text);
-        return run_transcript(golden_settings(), input, chunk == 1 ? 1 : input.size() + 1);
+        return run_transcript(settings, input, chunk == 1 ? 1 : input.size() + 1);
     });
     EXPECT_GE(count, 6);
 }

@@ -40,6 +40,22 @@ proto::ServerSettings golden_settings() {
     return s;
 }
 
+void apply_golden_options(std::string& text, proto::ServerSettings& settings) {
+    while (!text.empty() && text.front() == '#') {
+        auto nl = text.find('\n');
+        std::string line = text.substr(1, nl == std::string::npos ? std::string::npos : nl - 1);
+        text.erase(0, nl == std::string::npos ? text.size() : nl + 1);
+        if (line == "nul_bytes=strip")
+            settings.nul_bytes = proto::NulBytes::Strip;
+        else if (line == "nul_bytes=keep")
+            settings.nul_bytes = proto::NulBytes::Keep;
+        else if (line == "bare_line_endings=normalise")
+            settings.bare_line_endings = proto::BareLineEndings::Normalise;
+        else
+            ADD_FAILURE() << "unknown golden option #" << line;
+    }
+}
+
 std::string run_transcript(const proto::ServerSettings& settings, const std::string& input,
                            std::size_t chunk_size) {
     using Kind = proto::ServerEvent::Kind;

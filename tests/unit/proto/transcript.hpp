@@ -19,6 +19,10 @@ std::string decode_golden_input(const std::string& text);
 
 proto::ServerSettings golden_settings();
 
+// Leading "#nul_bytes=strip|keep" and "#bare_line_endings=normalise" lines
+// of a golden input: removed from `text` and applied to `settings`.
+void apply_golden_options(std::string& text, proto::ServerSettings& settings);
+
 // Runs every DIR/*.in through `render` (given the file's text and a chunk
 // size), checks that whole and one-byte-at-a-time input agree (unless the
 // name contains ".unchunked"), and compares with DIR/*.ref; with

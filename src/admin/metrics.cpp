@@ -88,6 +88,10 @@ void backend_metrics(PrometheusText& m, io::Balancer& balancer) {
         for (const auto& r : rows)
             m.sample(name, labels(r), static_cast<double>(value(r)));
     };
+    each("smtplb_backend_attempts_started_total", "counter",
+         "Transactions started on a backend, each attempt counted once (a retry on a fresh "
+         "connection after a reused one was found closed is the same attempt).",
+         [](const Row& r) { return r.backend->counters.attempts.load(); });
     m.family("smtplb_backend_attempts_total", "counter",
              "Transactions started on a backend, by how they ended there.");
     for (const auto& r : rows) {

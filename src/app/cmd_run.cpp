@@ -1,12 +1,13 @@
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <functional>
-#include <iostream>
 #include <thread>
 #include <vector>
 
 #include "admin/http_server.hpp"
+#include "base/log_line.hpp"
 #include "base/text.hpp"
 #include "commands.hpp"
 #include "config/loader.hpp"
@@ -20,10 +21,10 @@ namespace {
 // One structured (logfmt) line on stderr, which systemd puts in the journal.
 void log_event(const std::string& event,
                std::initializer_list<std::pair<const char*, std::string>> fields) {
-    std::string line = "smtplb: event=" + event;
+    std::string line = "event=" + event;
     for (const auto& [key, value] : fields)
         line += std::string(" ") + key + "=" + base::logfmt_value(value);
-    std::cerr << line << "\n";
+    base::log_line(line);
 }
 
 // The running daemon: the current configuration generation, and the ones a
@@ -54,7 +55,7 @@ admin::ReloadOutcome Daemon::reload_now() {
     auto loaded = config::load_file(path);
     if (!loaded.config) {
         auto reasons = loaded.diagnostics.format(path);
-        std::cerr << reasons;
+        base::write_line(STDERR_FILENO, reasons);
         log_event(
             "reload_refused",
             {{"file", path}, {"reason", "not valid; the running configuration is unchanged"}});
@@ -149,9 +150,9 @@ void raise_file_limit(const config::Config& config) {
 
 int run_daemon(const std::string& path) {
     auto result = config::load_file(path);
-    std::cerr << result.diagnostics.format(path);
+    base::write_line(STDERR_FILENO, result.diagnostics.format(path));
     if (!result.config) {
-        std::cerr << path << ": configuration is not valid; not starting\n";
+        base::write_line(STDERR_FILENO, path + ": configuration is not valid; not starting");
         return 1;
     }
     raise_file_limit(*result.config);

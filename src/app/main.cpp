@@ -1,6 +1,7 @@
 #include <CLI/CLI.hpp>
 #include <iostream>
 
+#include "base/log_line.hpp"
 #include "base/network.hpp"
 #include "base/units.hpp"
 #include "commands.hpp"
@@ -255,7 +256,7 @@ int main(int argc, char** argv) {
         return run_command_line(argc, argv);
     } catch (const std::exception& e) {
         // Nothing expected escapes; if something does, say what, not abort().
-        std::cerr << "smtplb: internal error: " << e.what() << "\n";
+        smtplb::base::log_line(std::string("internal error: ") + e.what());
         return 70;  // EX_SOFTWARE
     }
 }

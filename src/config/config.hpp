@@ -231,7 +231,7 @@ struct Pool {
 
 struct Route {
     std::string recipient_domain;  // lower case; or
-    std::string recipient;         // ECMAScript regex on the whole address
+    std::string recipient;         // RE2 pattern on the whole address (route_pattern.hpp)
     std::string pool;
     int pool_line = 0;
 };

@@ -1,11 +1,11 @@
 #include "config/loader.hpp"
 
 #include <fstream>
-#include <regex>
 #include <set>
 #include <sstream>
 
 #include "base/text.hpp"
+#include "config/route_pattern.hpp"
 #include "config/table_reader.hpp"
 
 namespace smtplb::config {
@@ -416,12 +416,9 @@ void read_route(TableReader& r, Route& route) {
         d.error(r.path(), r.line_of("pool"),
                 "a route needs exactly one of recipient_domain or recipient");
     if (!route.recipient.empty()) {
-        try {
-            std::regex re(route.recipient, std::regex::ECMAScript | std::regex::icase);
-        } catch (const std::regex_error& e) {
+        if (auto pattern = compile_route_pattern(route.recipient); !pattern->ok())
             d.error(r.key_path("recipient"), r.line_of("recipient"),
-                    std::string("is not a valid regular expression: ") + e.what());
-        }
+                    "is not a valid RE2 regular expression: " + pattern->error());
     }
 }
 

@@ -119,30 +119,45 @@ void Pool::adopt_state(const Pool& previous) {
     }
 }
 
-void Pool::log(std::size_t i, const std::optional<HealthEvent>& event) {
-    if (event && health_log_) health_log_(*this, backends_[i], *event);
+// Called after the lock is released: the transition was decided under it,
+// the line is written without it, so no event loop's pick() waits on a log.
+// What the callback reads (the backend's configuration) never changes.
+void Pool::log(std::size_t i, const std::optional<HealthEvent>& event) const {
+    if (event && health_log_) health_log_(*this, backends_[i].config, *event);
 }
 
 void Pool::report(std::size_t i, LiveOutcome outcome, const std::string& reason,
                   const std::string& reply) {
-    std::lock_guard guard(mutex_);
-    auto& b = backends_[i];
-    auto now = clock_.now();
-    static constexpr ReplyRates::Class kClass[] = {ReplyRates::Positive,  ReplyRates::Permanent,
-                                                   ReplyRates::Transient, ReplyRates::Transient,
-                                                   ReplyRates::Failure,   ReplyRates::Permanent};
-    b.rates.record(kClass[static_cast<int>(outcome)], now);
-    log(i, b.health.live(outcome, reason, reply, now));
+    std::optional<HealthEvent> event;
+    {
+        std::lock_guard guard(mutex_);
+        auto& b = backends_[i];
+        auto now = clock_.now();
+        static constexpr ReplyRates::Class kClass[] = {
+            ReplyRates::Positive,  ReplyRates::Permanent, ReplyRates::Transient,
+            ReplyRates::Transient, ReplyRates::Failure,   ReplyRates::Permanent};
+        b.rates.record(kClass[static_cast<int>(outcome)], now);
+        event = b.health.live(outcome, reason, reply, now);
+    }
+    log(i, event);
 }
 
 void Pool::probe_result(std::size_t i, const proto::ProbeResult& result) {
-    std::lock_guard guard(mutex_);
-    log(i, backends_[i].health.probe(result, clock_.now()));
+    std::optional<HealthEvent> event;
+    {
+        std::lock_guard guard(mutex_);
+        event = backends_[i].health.probe(result, clock_.now());
+    }
+    log(i, event);
 }
 
 void Pool::set_admin(std::size_t i, AdminState state) {
-    std::lock_guard guard(mutex_);
-    log(i, backends_[i].health.set_admin(state, clock_.now()));
+    std::optional<HealthEvent> event;
+    {
+        std::lock_guard guard(mutex_);
+        event = backends_[i].health.set_admin(state, clock_.now());
+    }
+    log(i, event);
 }
 
 }  // namespace smtplb::core

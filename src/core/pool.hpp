@@ -58,8 +58,12 @@ class Pool {
     // keep their health, admin state, counters and rates.
     void adopt_state(const Pool& previous);
 
-    // Receives every health transition, for the log.
-    using HealthLog = std::function<void(const Pool&, const BackendState&, const HealthEvent&)>;
+    // Receives every health transition, for the log. Called without the
+    // pool's lock (decided under it, logged after), so it may take its time
+    // or call back into the pool; it gets the backend's configuration only,
+    // which never changes. Transitions of one backend decided on two threads
+    // at once may be logged in either order; each line says from and to.
+    using HealthLog = std::function<void(const Pool&, const config::Backend&, const HealthEvent&)>;
     void set_health_log(HealthLog log) { health_log_ = std::move(log); }
     const base::Clock& clock() const { return clock_; }
 
@@ -70,7 +74,7 @@ class Pool {
     BackendState& backend(std::size_t i) { return backends_[i]; }
 
   private:
-    void log(std::size_t backend, const std::optional<HealthEvent>& event);
+    void log(std::size_t backend, const std::optional<HealthEvent>& event) const;
     bool usable_locked(std::size_t backend) const;
 
     mutable std::mutex mutex_;

@@ -1,5 +1,7 @@
 #include "core/router.hpp"
 
+#include "config/route_pattern.hpp"
+
 namespace smtplb::core {
 
 Router::Router(const std::vector<config::Route>& routes) {
@@ -7,22 +9,22 @@ Router::Router(const std::vector<config::Route>& routes) {
         Compiled c;
         c.domain = r.recipient_domain;
         c.pool = r.pool;
-        if (!r.recipient.empty()) {
-            // Validated by the loader; the pattern matches the whole address.
-            c.regex = std::regex(r.recipient,
-                                 std::regex::ECMAScript | std::regex::icase | std::regex::optimize);
-            c.has_regex = true;
-        }
+        // Validated by the loader; a pattern that did not compile (a
+        // configuration built without it) matches nothing.
+        if (!r.recipient.empty()) c.pattern = config::compile_route_pattern(r.recipient);
         routes_.push_back(std::move(c));
     }
 }
 
+Router::~Router() = default;
+Router::Router(Router&&) noexcept = default;
+Router& Router::operator=(Router&&) noexcept = default;
+
 const std::string& Router::route(const proto::Mailbox& rcpt,
                                  const std::string& default_pool) const {
     for (const auto& r : routes_) {
-        if (r.has_regex) {
-            // Paths are at most 256 bytes (RFC 5321), which bounds regex work.
-            if (std::regex_match(rcpt.address(), r.regex)) return r.pool;
+        if (r.pattern) {
+            if (r.pattern->ok() && re2::RE2::FullMatch(rcpt.address(), *r.pattern)) return r.pool;
         } else if (!rcpt.domain.empty() && rcpt.domain == r.domain) {
             return r.pool;
         }

@@ -6,8 +6,8 @@
 
 #include <cerrno>
 #include <cstring>
-#include <iostream>
 
+#include "base/log_line.hpp"
 #include "io/listener.hpp"
 
 namespace smtplb::io {
@@ -26,7 +26,7 @@ Balancer::Balancer(asio::io_context& io, const config::Config& config,
               ? previous->tracking_
               : std::make_shared<TrackingLog>(io.get_executor(), config_.server.tracking_log)),
       health_(io.get_executor(), *connector_, config_.server.hostname, random_),
-      event_log_([](const std::string& line) { std::cerr << "smtplb: " << line << "\n"; }) {
+      event_log_([](const std::string& line) { base::log_line(line); }) {
     if (previous && previous->spool_ &&
         previous->config_.server.state_dir == config_.server.state_dir) {
         spool_ = previous->spool_;
@@ -54,10 +54,10 @@ Balancer::Balancer(asio::io_context& io, const config::Config& config,
         if (previous) {
             if (const auto* old = previous->pool(p.name)) pools_.back()->adopt_state(*old);
         }
-        pools_.back()->set_health_log([this](const core::Pool& pool, const core::BackendState& b,
-                                             const core::HealthEvent& e) {
-            if (event_log_) event_log_(core::health_log_line(pool.name(), b.config.name, e));
-        });
+        pools_.back()->set_health_log(
+            [this](const core::Pool& pool, const config::Backend& b, const core::HealthEvent& e) {
+                if (event_log_) event_log_(core::health_log_line(pool.name(), b.name, e));
+            });
     }
 }
 

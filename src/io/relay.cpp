@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <string_view>
+#include <utility>
 
 #include "core/delivery.hpp"
 
@@ -303,9 +304,16 @@ awaitable<proto::Reply> Relay::establish(const proto::Mailbox* new_rcpt) {
         tried_.push_back(backend);
         ++attempts_made_;
         auto& state = pool_->backend(backend);
-        ++state.counters.attempts;
+        // Counted once, when the attempt is decided: after the stale rule
+        // below has had its say (/metrics exports it as a counter, and a
+        // counter that goes back reads as a reset).
+        bool counted = false;
+        auto count_attempt = [&] {
+            if (!std::exchange(counted, true)) ++state.counters.attempts;
+        };
 
         auto conn = co_await acquire(backend);
+        if (!conn) count_attempt();
         if (!conn && helo_verdict_) co_return core::relay_reply(*helo_verdict_);
         if (!conn) {
             ++state.counters.failed;
@@ -323,7 +331,6 @@ awaitable<proto::Reply> Relay::establish(const proto::Mailbox* new_rcpt) {
             ++stale_retries;
             tried_.pop_back();
             --attempts_made_;
-            --state.counters.attempts;
             return true;
         };
         switch (co_await present_identity(conn, backend, identity_retries == 0)) {
@@ -331,22 +338,26 @@ awaitable<proto::Reply> Relay::establish(const proto::Mailbox* new_rcpt) {
                 break;
             case IdentityStep::Broken:
                 if (stale(*conn)) continue;
+                count_attempt();
                 record(backend, "xclient", conn->failure());
                 ++state.counters.failed;
                 report(backend, core::LiveOutcome::Failed, "live XCLIENT: " + conn->failure());
                 continue;
             case IdentityStep::NextBackend:
+                count_attempt();
                 continue;
-            case IdentityStep::FreshConnection:
+            case IdentityStep::FreshConnection:  // the same attempt, not counted
                 ++identity_retries;
                 tried_.pop_back();
                 --attempts_made_;
                 continue;
             case IdentityStep::AnswerClient:
+                count_attempt();
                 co_return core::relay_reply(*helo_verdict_);
         }
         const auto& caps = conn->protocol().capabilities();
         if (params_.smtputf8 && !caps.smtputf8) {
+            count_attempt();
             record(backend, "mail", "backend does not announce SMTPUTF8");
             keep(std::move(conn));
             continue;
@@ -368,6 +379,7 @@ awaitable<proto::Reply> Relay::establish(const proto::Mailbox* new_rcpt) {
         }
         auto mail = co_await conn->next(reply_timeout());
         if (!mail && stale(*conn)) continue;
+        count_attempt();
         if (!mail) {
             broken = true;
         } else if (classify(mail->reply) != Verdict::Accepted) {

@@ -151,6 +151,45 @@ pool = "p"
     has_error(r, "route[1].recipient", 0, "regular expression");
 }
 
+// Routes are RE2 patterns (linear time): what RE2 refuses, such as a
+// backreference or a lookahead that ECMAScript would take, is a
+// configuration error at the key and line of the pattern.
+TEST(ConfigLoader, RoutePatternsAreRE2AndRefusalsNameKeyAndLine) {
+    std::string text = R"(
+[[listener]]
+name = "in"
+bind = "127.0.0.1:25"
+role = "relay"
+trusted_networks = ["127.0.0.1"]
+pool = "p"
+[[pool]]
+name = "p"
+[[pool.backend]]
+name = "b"
+address = "127.0.0.1:26"
+[[route]]
+recipient = "(a+)+@example\\.net"
+pool = "p"
+[[route]]
+pool = "p"
+recipient = "(x)\\1@example\\.net"
+[[route]]
+recipient = "(?=admin)[a-z]+@example\\.net"
+pool = "p"
+)";
+    auto r = load_string(text, "t");
+    EXPECT_FALSE(r.config);
+    has_error(r, "route[1].recipient", 18, "not a valid RE2 regular expression");
+    has_error(r, "route[2].recipient", 20, "not a valid RE2 regular expression");
+    for (const auto& d : r.diagnostics.items)
+        EXPECT_NE(d.path, "route[0].recipient") << "(a+)+ is valid RE2: " << d.message;
+    // Without the two refused routes the same file loads.
+    auto good = text.substr(0, text.find("[[route]]\npool"));
+    auto loaded = load_string(good, "t");
+    ASSERT_TRUE(loaded.config) << loaded.diagnostics.format("t");
+    EXPECT_EQ(loaded.config->routes.size(), 1u);
+}
+
 TEST(ConfigLoader, ThreadsDefaultToTheCpusAndAreBounded) {
     auto defaulted = load_string(kValid, "t");
     ASSERT_TRUE(defaulted.config);

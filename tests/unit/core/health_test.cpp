@@ -1,6 +1,10 @@
 // The backend health state machine with an injected clock: no sleeps.
 #include <gtest/gtest.h>
 
+#include <future>
+#include <memory>
+#include <thread>
+
 #include "core/health.hpp"
 #include "core/pool.hpp"
 #include "mocks/fake_clock.hpp"
@@ -238,10 +242,8 @@ TEST(PoolHealth, BusyPreferredTierFailsOverAndComesBack) {
     smtplb::testing::ScriptedRandom random({0});
     core::Pool pool(tiered(), clock, random);
     std::vector<std::string> log;
-    pool.set_health_log(
-        [&](const core::Pool&, const core::BackendState& b, const core::HealthEvent& e) {
-            log.push_back(b.config.name + ":" + e.to);
-        });
+    pool.set_health_log([&](const core::Pool&, const config::Backend& b,
+                            const core::HealthEvent& e) { log.push_back(b.name + ":" + e.to); });
     pool.probe_result(0, kBusy);
     EXPECT_NE(*pool.pick(std::nullopt, {}), 0u);
     EXPECT_EQ(*pool.pick(std::nullopt, {}), 1u);  // b alone still serves tier 10
@@ -252,6 +254,39 @@ TEST(PoolHealth, BusyPreferredTierFailsOverAndComesBack) {
     for (int i = 0; i < 5; ++i)
         EXPECT_EQ(*pool.pick(std::nullopt, {}), 1u);
     EXPECT_EQ(log, (std::vector<std::string>{"a:busy", "b:busy", "b:up"}));
+}
+
+// Every event loop's pick() takes the pool's lock: a transition is decided
+// under it and logged after it is released, so a slow log write (a full
+// pipe to the journal) stalls no loop. Here another thread picks while each
+// of the three kinds of transition (live, probe, admin) is being logged.
+TEST(PoolHealth, TransitionsAreLoggedOutsideThePoolLock) {
+    smtplb::testing::FakeClock clock;
+    smtplb::testing::ScriptedRandom random({0});
+    core::Pool pool(tiered(), clock, random);
+    std::vector<std::string> log;
+    int picked_meanwhile = 0;
+    std::vector<std::thread> others;
+    pool.set_health_log(
+        [&](const core::Pool& p, const config::Backend& b, const core::HealthEvent& e) {
+            log.push_back(b.name + ":" + e.to);
+            // On another thread, as another event loop would; given up
+            // after 2 s (the lock is still held: the test fails, not hangs).
+            auto done = std::make_shared<std::promise<void>>();
+            auto finished = done->get_future();
+            others.emplace_back([&p, done] {
+                (void)p.any_usable();
+                done->set_value();
+            });
+            if (finished.wait_for(2s) == std::future_status::ready) ++picked_meanwhile;
+        });
+    pool.report(0, LiveOutcome::Failed, "live MAIL: connection reset");  // fall = 1
+    pool.probe_result(0, kHealthy);
+    pool.set_admin(1, core::AdminState::Drain);
+    for (auto& t : others)
+        t.join();  // each ends once the lock is free
+    EXPECT_EQ(log, (std::vector<std::string>{"a:down", "a:up", "b:drain"}));
+    EXPECT_EQ(picked_meanwhile, 3);
 }
 
 TEST(PoolHealth, SlowStartGivesARecoveredBackendASmallShareFirst) {

@@ -26,6 +26,54 @@ TEST(Router, FirstMatchingRouteElseDefault) {
     EXPECT_EQ(route("<postmaster>"), "default");
 }
 
+namespace {
+proto::Mailbox mailbox(std::string local, std::string domain) {
+    proto::Mailbox m;
+    m.local = std::move(local);
+    m.domain = std::move(domain);
+    return m;
+}
+}  // namespace
+
+TEST(Router, PatternsMatchTheWholeAddressIgnoringCase) {
+    std::vector<config::Route> routes(2);
+    routes[0].recipient = "alice@example\\.net";
+    routes[0].pool = "alice";
+    routes[1].recipient = "[^@]+\\+archive@.*";
+    routes[1].pool = "archive";
+    core::Router router(routes);
+    EXPECT_EQ(router.route(mailbox("ALICE", "Example.NET"), "default"), "alice");
+    EXPECT_EQ(router.route(mailbox("xalice", "example.net"), "default"), "default");
+    EXPECT_EQ(router.route(mailbox("alice", "example.network"), "default"), "default");
+    EXPECT_EQ(router.route(mailbox("bob+Archive", "example.org"), "default"), "archive");
+}
+
+// Patterns a backtracking engine (std::regex) takes exponential time on,
+// against a 256-byte address that almost matches: RE2 answers in time
+// linear in the address. The test asserts the answers; ctest's timeout
+// is what a hang would run into.
+TEST(Router, PathologicalPatternsAnswerInLinearTime) {
+    const std::string domain = "example.net";
+    const std::string run(256 - 1 - domain.size(), 'a');  // 256 bytes with "@" and the domain
+    ASSERT_EQ(mailbox(run, domain).address().size(), 256u);
+    struct Case {
+        const char* pattern;
+        bool matches;  // against run@example.net
+    };
+    for (auto [pattern, matches] :
+         {Case{"(a+)+$", false}, Case{"(a|aa)*b", false}, Case{"(a*)*b", false},
+          Case{"(a|a)*@example\\.com", false}, Case{"(.*a){12}x", false},
+          Case{"(a+)+@example\\.net", true}, Case{"(a|aa)*@EXAMPLE\\.net", true}}) {
+        std::vector<config::Route> routes(1);
+        routes[0].recipient = pattern;
+        routes[0].pool = "matched";
+        core::Router router(routes);
+        EXPECT_EQ(router.route(mailbox(run, domain), "default"), matches ? "matched" : "default")
+            << pattern;
+        EXPECT_EQ(router.route(mailbox(run + "!", domain), "default"), "default") << pattern;
+    }
+}
+
 #include "core/tracking.hpp"
 
 TEST(TrackingRecord, IsOneLineOfValidEscapedJson) {

@@ -3,12 +3,20 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <atomic>
 #include <boost/json.hpp>
+#include <cctype>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <memory>
+#include <mutex>
+#include <set>
+#include <sstream>
+#include <thread>
 
+#include "admin/metrics.hpp"
 #include "config/loader.hpp"
 #include "io/balancer.hpp"
 #include "io/posix_spool_files.hpp"
@@ -335,4 +343,195 @@ address = "127.0.0.1:9"
         io.run_for(std::chrono::milliseconds(500));
         std::filesystem::remove_all(state_dir);
     }
+}
+
+namespace {
+
+// A backend that closes, without answering, a connection that already
+// carried a message when the next MAIL comes on it: what smtplb sees of a
+// reused connection the backend closed while it sat idle (a stale one).
+// `on_mail` runs at every MAIL, before the answer or the close.
+class ClosingBackend {
+  public:
+    explicit ClosingBackend(io::asio::io_context& io)
+        : acceptor_(io, {io::asio::ip::make_address("127.0.0.1"), 0}) {
+        io::asio::co_spawn(io, accept_loop(), io::asio::detached);
+    }
+    std::uint16_t port() const { return acceptor_.local_endpoint().port(); }
+    void stop() { acceptor_.close(); }
+    std::function<void()> on_mail;
+    int delivered = 0;
+    int closed_stale = 0;
+
+  private:
+    io::awaitable<void> accept_loop() {
+        for (;;) {
+            auto [ec, socket] = co_await acceptor_.async_accept(io::use_nothrow);
+            if (ec) co_return;
+            io::asio::co_spawn(acceptor_.get_executor(), serve(std::move(socket)),
+                               io::asio::detached);
+        }
+    }
+    io::awaitable<void> serve(io::tcp::socket socket) {
+        std::string in;
+        auto say = [&](std::string text) -> io::awaitable<bool> {
+            auto [ec, n] =
+                co_await io::asio::async_write(socket, io::asio::buffer(text), io::use_nothrow);
+            co_return !ec;
+        };
+        auto line = [&]() -> io::awaitable<std::optional<std::string>> {
+            for (;;) {
+                if (auto end = in.find("\r\n"); end != std::string::npos) {
+                    auto l = in.substr(0, end);
+                    in.erase(0, end + 2);
+                    co_return l;
+                }
+                char buffer[4096];
+                auto [ec, n] =
+                    co_await socket.async_read_some(io::asio::buffer(buffer), io::use_nothrow);
+                if (ec) co_return std::nullopt;
+                in.append(buffer, n);
+            }
+        };
+        if (!co_await say("220 closing.test ESMTP\r\n")) co_return;
+        int carried = 0;
+        while (auto l = co_await line()) {
+            auto verb = l->substr(0, 4);
+            for (auto& ch : verb)
+                ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+            std::string reply = "250 2.0.0 Ok\r\n";
+            if (verb == "EHLO") {
+                reply = "250-closing.test\r\n250 8BITMIME\r\n";
+            } else if (verb == "MAIL") {
+                if (on_mail) on_mail();
+                if (carried > 0) {
+                    ++closed_stale;
+                    co_return;  // closed, unanswered
+                }
+            } else if (verb == "DATA") {
+                if (!co_await say("354 go ahead\r\n")) co_return;
+                while (auto body = co_await line())
+                    if (*body == ".") break;
+                ++carried;
+                ++delivered;
+                reply = "250 2.0.0 Ok: queued as C" + std::to_string(delivered) + "\r\n";
+            } else if (verb == "QUIT") {
+                co_await say("221 2.0.0 Bye\r\n");
+                co_return;
+            }
+            if (!co_await say(reply)) co_return;
+        }
+    }
+    io::tcp::acceptor acceptor_;
+};
+
+// Every counter sample in a /metrics text, by series ("name{labels}").
+std::map<std::string, double> counter_samples(const std::string& text) {
+    std::set<std::string> counters;
+    std::map<std::string, double> out;
+    std::istringstream lines(text);
+    for (std::string l; std::getline(lines, l);) {
+        if (l.rfind("# TYPE ", 0) == 0) {
+            std::istringstream f(l.substr(7));
+            std::string name, type;
+            f >> name >> type;
+            if (type == "counter") counters.insert(name);
+            continue;
+        }
+        if (l.empty() || l[0] == '#') continue;
+        auto space = l.rfind(' ');
+        auto series = l.substr(0, space);
+        if (counters.count(series.substr(0, series.find('{'))))
+            out[series] = std::stod(l.substr(space + 1));
+    }
+    return out;
+}
+
+}  // namespace
+
+// A reused connection found closed is retried on a fresh one as the same
+// attempt: smtplb_backend_attempts_started_total counts it once, and no
+// scrape (taken at each MAIL the backend sees and, meanwhile, from another
+// thread as the admin listener would) shows any counter lower than before.
+TEST(StaleRetry, MetricsCountersNeverGoDown) {
+    io::asio::io_context io{1};
+    ClosingBackend backend(io);
+    auto loaded = config::load_string(R"([server]
+hostname = "lb.test"
+tracking_log = ""
+state_dir = "/tmp"
+admin = ""
+[[listener]]
+name = "t"
+bind = "127.0.0.1:0"
+accepted_domains = ["example.net"]
+pool = "p"
+[[pool]]
+name = "p"
+health = { enabled = false }
+[[pool.backend]]
+name = "closing"
+address = "127.0.0.1:)" + std::to_string(backend.port()) +
+                                          "\"\n",
+                                      "test");
+    ASSERT_TRUE(loaded.config) << loaded.diagnostics.format("test");
+    io::Balancer balancer(io, *loaded.config);
+    std::string error;
+    ASSERT_TRUE(balancer.start(error)) << error;
+
+    std::mutex mutex;
+    std::map<std::string, double> last;
+    std::vector<std::string> went_down;
+    int scrapes = 0;
+    auto scrape = [&] {
+        // Scrapes one at a time, each compared with the one before it.
+        std::lock_guard guard(mutex);
+        auto now = counter_samples(admin::metrics_text(balancer));
+        for (const auto& [series, value] : now) {
+            auto before = last.find(series);
+            if (before != last.end() && value < before->second)
+                went_down.push_back(series + " " + std::to_string(before->second) + " -> " +
+                                    std::to_string(value));
+        }
+        for (const auto& [series, value] : now)
+            last[series] = value;
+        ++scrapes;
+    };
+    backend.on_mail = scrape;
+    std::atomic<bool> done = false;
+    std::thread scraper([&] {
+        while (!done) {
+            scrape();
+            // Room for the loop between scrapes (std::mutex is not fair).
+            std::this_thread::sleep_for(std::chrono::microseconds(200));
+        }
+    });
+
+    constexpr int kMessages = 50;
+    for (int i = 0; i < kMessages; ++i) {
+        auto out = run_client(io, balancer.bound_ports().front());
+        EXPECT_EQ(out.final_reply, 250) << "message " << i << ": " << out.rcpt_text;
+        scrape();
+    }
+    done = true;
+    scraper.join();
+
+    EXPECT_EQ(backend.delivered, kMessages);
+    EXPECT_EQ(backend.closed_stale, kMessages - 1);  // every message after the first
+    const auto& b = balancer.pool("p")->backends()[0];
+    EXPECT_EQ(b.counters.attempts, std::uint64_t{kMessages});
+    EXPECT_EQ(b.counters.delivered, std::uint64_t{kMessages});
+    EXPECT_EQ(b.counters.failed, 0u);  // a stale connection is not the backend's fault
+    const std::string started =
+        R"(smtplb_backend_attempts_started_total{pool="p",backend="closing"})";
+    ASSERT_TRUE(last.count(started)) << "not exported";
+    EXPECT_EQ(last[started], kMessages);
+    EXPECT_TRUE(went_down.empty()) << went_down.size() << " drops, first: " << went_down.front();
+    EXPECT_GT(scrapes, 2 * kMessages);
+
+    balancer.stop();
+    balancer.abort_sessions();
+    backend.stop();
+    io.restart();
+    io.run_for(std::chrono::milliseconds(500));
 }

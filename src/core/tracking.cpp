@@ -4,13 +4,43 @@ namespace smtplb::core {
 
 namespace {
 
-// JSON string escaping (RFC 8259): quotes, backslash and control characters.
-// Written out rather than built as a JSON document: this runs once per
-// message, and a document costs an allocation per field.
+// The length of the well-formed UTF-8 sequence at s[i] (RFC 3629), or 0.
+std::size_t utf8_sequence(std::string_view s, std::size_t i) {
+    auto byte = [&](std::size_t k) { return static_cast<unsigned char>(s[k]); };
+    unsigned char c = byte(i);
+    std::size_t n = c >= 0xf0 && c <= 0xf4 ? 4 : c >= 0xe0 ? 3 : c >= 0xc2 && c <= 0xdf ? 2 : 0;
+    if (n == 0 || i + n > s.size()) return 0;
+    for (std::size_t k = 1; k < n; ++k)
+        if ((byte(i + k) & 0xc0) != 0x80) return 0;
+    unsigned char second = byte(i + 1);
+    if (c == 0xe0 && second < 0xa0) return 0;  // overlong
+    if (c == 0xed && second > 0x9f) return 0;  // surrogates
+    if (c == 0xf0 && second < 0x90) return 0;  // overlong
+    if (c == 0xf4 && second > 0x8f) return 0;  // past U+10FFFF
+    return n;
+}
+
+// JSON string escaping (RFC 8259): quotes, backslash and control characters;
+// a byte that is not part of valid UTF-8 (an 8-bit HELO, say) is written as
+// the code point of the same number (\u00e9 for 0xE9), so every line stays
+// valid UTF-8 JSON. Written out rather than built as a JSON document: this
+// runs once per message, and a document costs an allocation per field.
 void append_string(std::string& out, std::string_view s) {
     static constexpr char hex[] = "0123456789abcdef";
     out += '"';
-    for (unsigned char c : s) {
+    for (std::size_t i = 0; i < s.size(); ++i) {
+        auto c = static_cast<unsigned char>(s[i]);
+        if (c >= 0x80) {
+            if (std::size_t n = utf8_sequence(s, i)) {
+                out.append(s.substr(i, n));
+                i += n - 1;
+            } else {
+                out += "\\u00";
+                out += hex[c >> 4];
+                out += hex[c & 15];
+            }
+            continue;
+        }
         switch (c) {
             case '"':
                 out += "\\\"";
@@ -28,7 +58,7 @@ void append_string(std::string& out, std::string_view s) {
                 out += "\\t";
                 break;
             default:
-                if (c < 0x20) {
+                if (c < 0x20 || c == 0x7f) {
                     out += "\\u00";
                     out += hex[c >> 4];
                     out += hex[c & 15];

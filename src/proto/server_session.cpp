@@ -195,7 +195,10 @@ std::optional<ServerEvent> ServerSession::handle_line(std::string_view line) {
     switch (cmd.spec->verb) {
         case Verb::Helo:
         case Verb::Ehlo: {
-            if (cmd.argument.empty()) return error(501, "5.5.4", "Syntax: EHLO hostname");
+            if (cmd.argument.empty())
+                return error(501, "5.5.4",
+                             cmd.spec->verb == Verb::Ehlo ? "Syntax: EHLO hostname"
+                                                          : "Syntax: HELO hostname");
             if (cmd.spec->verb == Verb::Ehlo && !settings_.ehlo_enabled)
                 return error(502, "5.5.1", "Error: command not implemented");
             bool had_transaction = mail_accepted_;

@@ -93,6 +93,18 @@ TEST(TrackingRecord, IsOneLineOfValidEscapedJson) {
         << json;
 }
 
+TEST(TrackingRecord, EightBitThatIsNotUtf8IsEscapedSoTheLineStaysUtf8) {
+    core::TrackingRecord r;
+    // Latin-1 "héllo", then UTF-8 "tést", then a truncated sequence and DEL.
+    r.helo = "h\xe9llo t\xc3\xa9st \xe2\x82 \x7f";
+    auto json = r.to_json();
+    EXPECT_NE(json.find(R"("helo":"h\u00e9llo t)"
+                        "\xc3\xa9"
+                        R"(st \u00e2\u0082 \u007f")"),
+              std::string::npos)
+        << json;
+}
+
 TEST(TrackingRecord, QueueIdFromReply) {
     EXPECT_EQ(core::queue_id_from("2.0.0 Ok: queued as 4XyZ12"), "4XyZ12");
     EXPECT_EQ(core::queue_id_from("Ok"), "");

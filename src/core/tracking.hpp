@@ -41,7 +41,7 @@ struct TrackingRecord {
     // delivered | deferred | bounced | dead
     std::string result;
     std::string reply;     // what the client was finally told
-    std::string identity;  // xclient | proxy-v1 | proxy-v2 | none | not-supported
+    std::string identity;  // what the backend was given: xclient | proxy-v1 | proxy-v2 | none
     std::int64_t duration_ms = 0;
 
     std::string to_json() const;

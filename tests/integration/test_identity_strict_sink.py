@@ -9,19 +9,10 @@ clients in sequence and in parallel; a client whose HELO cannot be passed
 too long") must not cost the next client its message nor the backend its
 health.
 
-NOTE for the lead (branch `sink`): all three tests FAIL against main at
-2212200, before "one identity per backend connection":
-- in sequence / in parallel: `record["client"]` is another client's (e.g.
-  127.0.0.12's message recorded as 127.0.0.10). After XCLIENT the EHLO no
-  longer lists XCLIENT (127.0.0.10 is not authorised), BackendConnection::
-  send_identity takes that as "XCLIENT not supported" (identity_unsupported_)
-  and the cached connection carries the next clients' mail with no XCLIENT,
-  so the backend attributes it to the earlier client. Postfix does the same.
-- the long HELO: xclient_commands() puts HELO= (450 bytes as xtext) in a
-  second XCLIENT, which gets 550 (the first one made 127.0.0.20 the client);
-  the backend goes `misconfigured` ("XCLIENT refused: the backend does not
-  authorise this balancer") and the next client gets 451 4.4.1. Postfix
-  would answer one long line "501 5.5.4 Error: attribute value too long".
+These failed before one identity per backend connection (2026-12-03): a
+reused connection carried later clients' mail with no XCLIENT, and an
+identity split over two XCLIENT commands drew a 550 that took the backend
+out.
 """
 import json
 import smtplib

@@ -199,6 +199,12 @@ struct Pool {
     // The reply to the final "." of a message: RFC 5321 §4.5.3.2.6 asks
     // for at least 10 minutes (the backend may be filtering the content).
     Millis final_reply_timeout{600000};
+    // How long a backend connection waits on a slow client (between its
+    // commands, or for its message body) before smtplb hands it back and
+    // replays the envelope once the client goes on: a backend's own timeout
+    // (Postfix's smtpd_timeout, 10 s under stress) and its process limit are
+    // not spent on a slow client (docs/decisions.md).
+    Millis backend_hold_time{1000};
     // One write of a message body to a backend gets kBodyWriteFloor plus
     // its size at data_min_rate (bytes per second), at most data_timeout
     // (RFC 5321 §4.5.3.2.5: 3 minutes per data block); commands and the

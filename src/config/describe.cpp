@@ -103,6 +103,7 @@ std::string describe(const Config& c) {
           << "connect_timeout = " << ms(p.connect_timeout) << "\n"
           << "reply_timeout = " << ms(p.reply_timeout) << "\n"
           << "final_reply_timeout = " << ms(p.final_reply_timeout) << "\n"
+          << "backend_hold_time = " << ms(p.backend_hold_time) << "\n"
           << "data_timeout = " << ms(p.data_timeout) << "\n"
           << "data_min_rate = " << p.data_min_rate << "\n"
           << "greeting_timeout = " << ms(p.greeting_timeout) << "\n"

@@ -43,7 +43,7 @@ awaitable<void> look_up_names(std::shared_ptr<ClientNameResolver> resolver, base
     lookup->done.cancel();
 }
 
-class ClientSession {
+class ClientSession : public SpoolPort {
   public:
     ~ClientSession() { listener_.untrack(&socket_); }
     ClientSession(tcp::socket socket, Listener& listener, std::string client, std::size_t loop)
@@ -55,6 +55,7 @@ class ClientSession {
           protocol_(listener.settings()),
           relay_(listener.relay_context(loop), identity_of(socket_), balancer_.next_session_id()) {
         listener_.track(&socket_, &protocol_);
+        relay_.set_spool(balancer_.spool() ? this : nullptr);
     }
 
     awaitable<void> run();
@@ -86,14 +87,6 @@ class ClientSession {
     // logged as aborted when recipients were accepted, as refused when every
     // recipient was (relay attempts show up here), else not at all.
     void end_without_message(const char* why);
-    // The pool of this transaction spools when no backend can take it.
-    Spool* spool_for_transaction() {
-        auto* spool = balancer_.spool();
-        auto* pool = relay_.pool();
-        if (!spool || !pool || pool->config().on_unavailable != config::OnUnavailable::Spool)
-            return nullptr;
-        return spool;
-    }
     // Checks AUTH credentials with the listener's verifier, unless this
     // address or user has failed too often lately. On the balancer's own
     // loop, where the verifier and the throttle live.
@@ -103,9 +96,11 @@ class ClientSession {
     awaitable<Reply> check_credentials(proto::ServerEvent& ev);
     // Writes the message to the spool: 250 only once it is durable. The
     // spool, too, lives on the balancer's own loop.
-    awaitable<Reply> spool_message() { return on_loop(balancer_.io(), write_to_spool()); }
+    awaitable<Reply> commit() override { return on_loop(balancer_.io(), write_to_spool()); }
     awaitable<Reply> write_to_spool();
     awaitable<bool> spool_has_room();
+    // Accepted by the listener's policy; no backend can verify it now.
+    awaitable<std::optional<Reply>> check_recipient(const proto::Mailbox& rcpt) override;
     void note_rcpt_reply(const Reply& reply) {
         if (!log_) return;
         if (reply.positive())
@@ -130,10 +125,25 @@ class ClientSession {
     awaitable<void> read_failed(const error_code& ec, Deadline& deadline);
     // The idle timeout counts only while smtplb waits for the client (a read,
     // a write of replies); it is suspended while a command is handled.
+    // While a backend holds this client's open transaction, the hold timer
+    // counts from the backend's last step (not from this read: a client
+    // that trickles bytes keeps the backend waiting all the same).
     void wait_for_client(Deadline& deadline) {
         const auto& config = listener_.config();
         deadline.expires_after(protocol_.in_transaction() ? config.data_timeout
                                                           : config.command_timeout);
+        if (!relay_.holding()) {
+            if (hold_) hold_->suspend();
+            return;
+        }
+        if (!hold_)
+            hold_ = Deadline::start(socket_.get_executor(), [this] { relay_.client_slow(); });
+        if (!hold_->armed()) hold_->expires_at(relay_.idle_since() + relay_.hold_time());
+    }
+    // Handling a command: the relay is busy, and not to be let go under it.
+    void stop_waiting_for_client(Deadline& deadline) {
+        deadline.suspend();
+        if (hold_) hold_->suspend();
     }
 
     std::size_t loop_;
@@ -162,11 +172,8 @@ class ClientSession {
         std::optional<Reply> last_refusal;
     };
     std::unique_ptr<TransactionLog> log_;
-    // The recipients accepted, as the spool needs them (the sender is the
-    // relay's).
-    std::vector<proto::Mailbox> accepted_;
-    bool spooling_ = false;              // no backend could take it: it goes to the spool
     std::shared_ptr<NameLookup> names_;  // until the first transaction has the result
+    std::unique_ptr<Deadline> hold_;     // made when a backend first waits on this client
 };
 
 Reply storage_full() {
@@ -266,14 +273,21 @@ void ClientSession::finish_tracking(const std::string& reply, const char* result
     log_.reset();
 }
 
+awaitable<std::optional<Reply>> ClientSession::check_recipient(const proto::Mailbox& rcpt) {
+    if (auto unknown = listener_.policy().check_known_recipient(rcpt)) co_return unknown;
+    bool room = co_await spool_has_room();
+    if (!room) co_return storage_full();
+    co_return std::nullopt;
+}
+
 awaitable<bool> ClientSession::spool_has_room() {
-    auto* spool = spool_for_transaction();
+    auto* spool = balancer_.spool();
     co_return co_await on_loop(
         balancer_.io(), [](Spool* s) -> awaitable<bool> { co_return s->has_room(0); }(spool));
 }
 
 awaitable<Reply> ClientSession::write_to_spool() {
-    auto* spool = spool_for_transaction();
+    auto* spool = balancer_.spool();
     proto::SpoolEnvelope envelope;
     envelope.arrival_ms = balancer_.clock().wall_ms();
     envelope.listener = listener_.config().name;
@@ -281,7 +295,7 @@ awaitable<Reply> ClientSession::write_to_spool() {
     envelope.sender = relay_.sender();
     envelope.params = relay_.mail_parameters();
     envelope.identity = relay_.identity();
-    auto committed = co_await spool->commit(envelope, accepted_, *body_);
+    auto committed = co_await spool->commit(envelope, relay_.accepted(), *body_);
     if (committed.id.empty()) co_return storage_full();
     if (log_) log_->record.spool_id = committed.id;
     co_return Reply::make(250, "2.0.0", "Ok: queued as " + committed.id);
@@ -337,8 +351,6 @@ awaitable<void> ClientSession::handle(proto::ServerEvent& ev) {
         case Kind::Reset:
             end_without_message("RSET");
             co_await relay_.abandon();
-            spooling_ = false;
-            accepted_.clear();
             break;
         case Kind::Mail: {
             if (auto refusal = policy.check_sender(protocol_.authenticated())) {
@@ -348,9 +360,7 @@ awaitable<void> ClientSession::handle(proto::ServerEvent& ev) {
             co_await await_client_names();
             auto* pool = balancer_.pool(config.pool);
             relay_.set_helo(protocol_.helo(), protocol_.esmtp());
-            relay_.begin(*pool, ev.path, ev.mail_params);
-            accepted_.clear();
-            spooling_ = false;
+            co_await relay_.begin(*pool, ev.path, ev.mail_params);
             begin_tracking(ev);
             protocol_.answer(Reply::make(250, "2.1.0", "Ok"));
             break;
@@ -374,45 +384,14 @@ awaitable<void> ClientSession::handle(proto::ServerEvent& ev) {
                 protocol_.answer(later);
                 break;
             }
-            Reply reply;
-            // (Each co_await below is a statement of its own: GCC 12
-            // mis-destroys temporaries around a co_await inside ?: or an if.)
-            if (spooling_) {
-                // Accepted by the listener's policy; no backend can verify it now.
-                auto unknown = policy.check_known_recipient(rcpt);
-                bool room = false;
-                if (!unknown) room = co_await spool_has_room();
-                reply = unknown ? *unknown
-                        : room  ? Reply::make(250, "2.1.5", "Ok")
-                                : storage_full();
-            } else {
-                reply = co_await relay_.add_recipient(rcpt);
-                auto* spool = spool_for_transaction();
-                if (!reply.positive() && relay_.no_backend() && spool) {
-                    auto unknown = policy.check_known_recipient(rcpt);
-                    bool room = false;
-                    if (!unknown) room = co_await spool_has_room();
-                    if (unknown) {
-                        reply = *unknown;
-                    } else if (room) {
-                        spooling_ = true;
-                        co_await relay_.abandon();
-                        reply = Reply::make(250, "2.1.5", "Ok");
-                    } else {
-                        reply = storage_full();
-                    }
-                }
-            }
+            auto reply = co_await relay_.add_recipient(rcpt);
             note_rcpt_reply(reply);
-            if (reply.positive()) {
-                if (log_) log_->domains.insert(rcpt.domain);
-                accepted_.push_back(rcpt);
-            }
+            if (reply.positive() && log_) log_->domains.insert(rcpt.domain);
             protocol_.answer(reply);
             break;
         }
         case Kind::Data:
-            if (!spooling_) co_await relay_.start_data();
+            co_await relay_.start_data();
             body_ = std::make_unique<MessageBuffer>(balancer_.config().server.spill_threshold,
                                                     spill_dir());
             body_->expect(relay_.mail_parameters().size.value_or(0));
@@ -429,21 +408,14 @@ awaitable<void> ClientSession::handle(proto::ServerEvent& ev) {
                 co_await relay_.abandon();
             } else {
                 if (log_) log_->record.size = ev.message_size;
-                if (!spooling_) {
-                    reply = co_await relay_.deliver(*body_);
-                    spooling_ = reply.transient() && relay_.no_backend() && spool_for_transaction();
-                    if (spooling_) co_await relay_.abandon();
-                }
-                if (spooling_) reply = co_await spool_message();
+                reply = co_await relay_.deliver(*body_);
             }
             protocol_.set_body_sink(nullptr);
             body_.reset();
-            if (spooling_ && reply.positive())
+            if (relay_.spooling() && reply.positive())
                 finish_tracking(reply.summary(), "spooled");
             else
                 finish_tracking(reply);
-            spooling_ = false;
-            accepted_.clear();
             protocol_.answer(reply);
             break;
         }
@@ -565,7 +537,7 @@ awaitable<bool> ClientSession::answer(Deadline& deadline) {
                 break;
             }
             default:
-                deadline.suspend();
+                stop_waiting_for_client(deadline);
                 co_await handle(ev);
                 break;
         }
@@ -599,6 +571,7 @@ awaitable<void> ClientSession::run() {
         protocol_.feed(std::string_view(static_cast<const char*>(buffer.data()), n));
     }
     deadline.stop();
+    if (hold_) hold_->stop();
     end_without_message("connection ended");
     co_await relay_.abandon();
     relay_.release_connections();

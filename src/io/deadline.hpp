@@ -40,6 +40,11 @@ class Deadline {
         deadline_ = Clock::now() + d;
         expired_ = false;
     }
+    // Arms it to fire at `at` (a step that began earlier).
+    void expires_at(Clock::time_point at) {
+        deadline_ = at;
+        expired_ = false;
+    }
     // Not waiting for the peer now: nothing fires until the next
     // expires_after. expired() still tells about the last step.
     void suspend() { deadline_ = Clock::time_point::max(); }

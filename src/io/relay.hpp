@@ -9,6 +9,7 @@
 #include "config/config.hpp"
 #include "core/pool.hpp"
 #include "core/tracking.hpp"
+#include "core/transaction.hpp"
 #include "io/asio.hpp"
 #include "io/backend_connection.hpp"
 #include "io/backend_connector.hpp"
@@ -32,41 +33,62 @@ struct RelayContext {
     std::function<void(const std::string&)> log;
 };
 
-// Carries one client session's transactions to backends (DESIGN.md delivery
-// contract): each transaction is opened on a backend chosen by the pool at
-// its first recipient, recipients are verified live, and when a backend
-// defers or fails the transaction is replayed on another one before the
-// client is answered. The client sees 4xx only when no backend could take it.
+// Where a client session's spool is, for a transaction no backend can
+// take (pools with on_unavailable = "spool").
+class SpoolPort {
+  public:
+    virtual ~SpoolPort() = default;
+    // Nothing when the spool may take this recipient; else the reply to give.
+    virtual awaitable<std::optional<proto::Reply>> check_recipient(const proto::Mailbox& rcpt) = 0;
+    // Writes the message: 250 once durable, else a 4xx.
+    virtual awaitable<proto::Reply> commit() = 0;
+};
+
+// Carries one client session's transactions to backends: core::Transaction
+// decides (which backend, retries, what the client hears, DESIGN.md
+// delivery contract); this class does what it asks, on real connections,
+// and keeps this session's idle ones.
 class Relay {
   public:
     Relay(RelayContext& context, const proto::ClientIdentity& identity, std::uint64_t session);
     ~Relay();
 
+    // The session's spool, for pools that spool (none: they never do).
+    void set_spool(SpoolPort* spool) { spool_ = spool; }
     // A new transaction (the client's MAIL FROM, already accepted locally).
-    void begin(core::Pool& pool, const proto::Path& sender, const proto::MailParameters& params);
-    // The transaction's MAIL FROM, as begin() was given it.
-    const proto::Path& sender() const { return sender_; }
-    const proto::MailParameters& mail_parameters() const { return params_; }
-    core::Pool* pool() const { return pool_; }
+    awaitable<void> begin(core::Pool& pool, const proto::Path& sender,
+                          const proto::MailParameters& params);
+    const proto::Path& sender() const { return tx_.sender(); }
+    const proto::MailParameters& mail_parameters() const { return tx_.mail_parameters(); }
+    core::Pool* pool() const { return tx_.pool(); }
     // Moves a transaction with no accepted recipient yet to another pool.
     awaitable<void> switch_pool(core::Pool& pool);
     awaitable<proto::Reply> add_recipient(const proto::Mailbox& rcpt);
-    // The client sent DATA: send DATA to the backend now, so its 354 arrives
-    // while the client is still sending, and the end of the message costs
-    // one round trip instead of two. Its reply is read by deliver().
+    // The client sent DATA: DATA goes to the backend now, so its 354 arrives
+    // while the client is still sending.
     awaitable<void> start_data();
     awaitable<proto::Reply> deliver(const proto::BodySource& body);
     // The transaction ended without delivery (RSET, QUIT, refused message).
     awaitable<void> abandon();
+    // A backend holds this client's open transaction while smtplb waits on
+    // the client (the hold timer runs from idle_since()).
+    bool holding() const { return tx_.holding(); }
+    std::chrono::steady_clock::time_point idle_since() const { return idle_since_; }
+    // The client kept the backend waiting for the pool's backend_hold_time:
+    // its connection is let go now (not a coroutine: called from a timer
+    // while the session waits on the client).
+    void client_slow();
+    Millis hold_time() const;
     // Session end: connections go back to the shared cache.
     void release_connections();
 
-    // The last add_recipient() or deliver() failed because no backend could
-    // take the transaction now (not because one refused it): a spooling
-    // pool takes over from here.
-    bool no_backend() const { return no_backend_; }
-    const std::vector<core::AttemptRecord>& attempts() const { return attempts_; }
-    const std::string& queue_id() const { return queue_id_; }
+    // The last answer was "no backend can take it now" (no spool took over).
+    bool no_backend() const { return tx_.no_backend(); }
+    bool spooling() const { return tx_.spooling(); }
+    // Every recipient the client was told 250 for.
+    const std::vector<proto::Mailbox>& accepted() const { return tx_.accepted(); }
+    const std::vector<core::AttemptRecord>& attempts() const { return tx_.attempts(); }
+    const std::string& queue_id() const { return tx_.queue_id(); }
     // The identity the backend that carried the transaction was given:
     // "xclient", "proxy-v1", "proxy-v2", or "none" (configured so, or the
     // backend took no XCLIENT: then a warning was logged and counted).
@@ -100,59 +122,46 @@ class Relay {
     }
 
   private:
-    // Opens the transaction on a new backend, replaying accepted recipients
-    // and then `new_rcpt` if any. Returns the reply for new_rcpt (or, with
-    // none, for the replay: a positive reply means conn_ holds it).
-    awaitable<proto::Reply> establish(const proto::Mailbox* new_rcpt);
-    awaitable<std::unique_ptr<BackendConnection>> acquire(std::size_t backend);
-    // Ends use of the current connection; `clean` when it may carry more mail.
-    awaitable<void> release_current(bool needs_reset);
-    void keep(std::unique_ptr<BackendConnection> conn);
-    void record(std::size_t backend, const char* stage, const std::string& what);
+    // Does what the transaction asks until it answers the client (the
+    // reply) or needs nothing more (none).
+    awaitable<std::optional<proto::Reply>> run();
+    // Runs a Release action; true when it completed without waiting.
+    awaitable<void> release(core::TransactionAction::Release how);
+    bool spools(const core::Pool& pool) const;
+    // A connection to `backend` that speaks for the client: this session's,
+    // a cached one (unless `fresh`), or a new one; the transaction hears how
+    // it went.
+    awaitable<void> open(std::size_t backend, bool fresh);
+    struct Opening {
+        std::unique_ptr<BackendConnection> conn;
+        core::OpenFailure failure;
+    };
+    awaitable<Opening> acquire(std::size_t backend, bool fresh);
+    awaitable<std::unique_ptr<BackendConnection>> connect(std::size_t backend, Opening& opening);
     // XCLIENT for the transaction's client on conn, when the listener says
-    // so. Returns nothing when the transaction may go on with conn, else
-    // what to do: try another backend, try this one on a fresh connection,
-    // or answer the client with the backend's verdict on its HELO.
-    enum class IdentityStep { Continue, Broken, NextBackend, FreshConnection, AnswerClient };
-    awaitable<IdentityStep> present_identity(std::unique_ptr<BackendConnection>& conn,
-                                             std::size_t backend, bool may_retry_fresh);
+    // so. Nothing when the transaction may go on with conn; else why not
+    // (conn is then gone).
+    awaitable<std::optional<core::OpenFailure>> present_identity(
+        std::unique_ptr<BackendConnection>& conn, std::size_t backend);
+    void keep(std::unique_ptr<BackendConnection> conn);
     // The identity key connections must serve for this client ("" without XCLIENT).
     std::string identity_key() const;
     // A warning (once per connection) and a count: the backend was not told
     // who the client is, or not all of it.
     void identity_not_presented(BackendConnection& conn, std::size_t backend, const char* reason);
-    // Passive health: tells the pool how a step went on a backend, and
-    // starts the retry clock at the transaction's first failure.
-    void report(std::size_t backend, core::LiveOutcome outcome, const std::string& reason,
-                const proto::Reply* reply = nullptr);
-    // Reports a reply and counts it as deferred, rejected or delivered.
-    void report_reply(std::size_t backend, const char* stage, const proto::Reply& reply);
-    // Retries stop after max_attempts or retry_time since the first failure.
-    bool may_try_again() const;
     Millis reply_timeout() const;
 
     RelayContext& context_;
     proto::ClientIdentity identity_;
     std::uint64_t session_;
-    core::Pool* pool_ = nullptr;
-    proto::Path sender_;
-    proto::MailParameters params_;
-    std::vector<proto::Mailbox> recipients_;  // accepted by the current backend
-    std::vector<std::size_t> tried_;
-    std::uint32_t attempts_made_ = 0;
-    std::optional<base::Clock::TimePoint> first_failure_;
-    // Why the last acquire() failed, for passive health.
-    core::LiveOutcome acquire_outcome_ = core::LiveOutcome::Failed;
-    std::optional<proto::Reply> acquire_refusal_;
-    std::unique_ptr<BackendConnection> conn_;  // holds the open transaction
-    bool data_sent_ = false;  // conn_ is in DATA: it can only be finished or closed
+    core::Transaction tx_;
+    SpoolPort* spool_ = nullptr;
+    const proto::BodySource* body_ = nullptr;                // during deliver()
+    std::optional<proto::Mailbox> rcpt_;                     // during add_recipient()
+    std::unique_ptr<BackendConnection> conn_;                // the transaction's connection
     std::vector<std::unique_ptr<BackendConnection>> stash_;  // this session's idle ones
-    std::vector<core::AttemptRecord> attempts_;
-    std::string queue_id_;
+    std::chrono::steady_clock::time_point idle_since_{};
     std::string identity_presented_;
-    std::optional<proto::Reply> helo_verdict_;  // a backend's refusal of the client's HELO
-    std::optional<proto::Reply> mail_refusal_;  // the backends refused the sender
-    bool no_backend_ = false;
 };
 
 }  // namespace smtplb::io

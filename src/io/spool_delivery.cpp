@@ -109,7 +109,7 @@ awaitable<bool> SpoolDeliverer::deliver_one(std::string id, std::unique_ptr<Rela
         relay_slot = std::make_unique<Relay>(context_for(env.listener), env.identity,
                                              session_for(env.identity));
     auto& relay = *relay_slot;
-    relay.begin(*pool, env.sender, env.params);
+    co_await relay.begin(*pool, env.sender, env.params);
     core::SpoolOutcome outcome;
     std::vector<std::size_t> accepted;
     for (std::size_t i = 0; i < layout.recipients.size(); ++i) {

@@ -1,0 +1,254 @@
+#pragma once
+#include <cstdint>
+#include <deque>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "base/clock.hpp"
+#include "base/units.hpp"
+#include "core/pool.hpp"
+#include "core/tracking.hpp"
+#include "proto/address.hpp"
+#include "proto/capabilities.hpp"
+#include "proto/client_session.hpp"
+#include "proto/command.hpp"
+#include "proto/reply.hpp"
+
+namespace smtplb::core {
+
+// A backend connection that is open and speaks for the client.
+struct OpenedConnection {
+    bool reused = false;  // from a cache, not opened for this attempt
+    proto::Capabilities capabilities;
+    std::string tls;  // for the tracking log; "" in plaintext
+};
+
+// Why a connection could not be opened, or could not speak for the client.
+struct OpenFailure {
+    enum class Kind {
+        Connect,          // no TCP connection
+        Greeting,         // handshake broken, or refused (refusal: 421/554 greeting, EHLO)
+        HeloRefused,      // the backend refused the client's own HELO: the client's answer
+        IdentityBroken,   // the connection broke during XCLIENT
+        Unauthorised,     // 550 / 5.7.x to the first XCLIENT: this balancer is not authorised
+        IdentityRefused,  // XCLIENT refused for this client, or for a reused connection's last
+        NoSlot,  // the backend's max_connections stayed reached: smtplb's cap, not its fault
+    };
+    Kind kind = Kind::Connect;
+    std::string stage;  // for the tracking log: connect, greeting, helo, xclient
+    std::string reason;
+    std::optional<proto::Reply> refusal;
+    bool reused = false;
+    bool protocol_error = false;  // the backend sent something that is not SMTP
+};
+
+// One thing the transaction needs done. Each Open, Await, SendBody,
+// CheckSpool and Spool is answered by exactly one result (Transaction's
+// opened/open_failed, replied/broken, body_done, spool_checked, spooled)
+// before anything else is asked; the others need no answer.
+struct TransactionAction {
+    enum class Kind {
+        Open,   // a connection to `backend` that speaks for the client (`fresh`: not a cached one)
+        Send,   // queue `line` on the current connection; its reply is of `step`
+        Flush,  // write what is queued now (its failure shows at the next Await)
+        Await,  // the next reply on the current connection (`final_reply`: to the final ".")
+        SendBody,    // the message and its final "." on the current connection
+        Release,     // the current connection is no longer this transaction's (`release` says how)
+        Answer,      // the client's reply (`reply`); nothing more until the next input
+        CheckSpool,  // may the spool take this recipient? (policy: known recipients; room)
+        Spool,       // write the message to the spool
+        Done,        // the input needs no reply (DATA, RSET, the client is slow)
+    };
+    enum class Release {
+        Keep,   // clean: no transaction open on it
+        Reset,  // RSET first (dropped if that fails)
+        Quit,   // QUIT in the background: it may not be reused
+        Close,  // close at once (it is broken, or in DATA)
+    };
+    Kind kind = Kind::Done;
+    std::size_t backend = 0;
+    bool fresh = false;
+    proto::ClientSession::Step step = proto::ClientSession::Step::Mail;
+    std::string line;
+    bool final_reply = false;
+    Release release = Release::Keep;
+    proto::Reply reply;
+};
+
+const char* to_string(TransactionAction::Kind kind);
+const char* to_string(TransactionAction::Release release);
+
+// One client transaction carried to the backends, as a sans-I/O state
+// machine (DESIGN.md, delivery contract): inputs from the client (a
+// recipient, DATA, the end of the message), results of what it asked for
+// (a connection opened, a reply, the body sent, the spool's verdict); out
+// come actions, one at a time (next()). It decides everything the contract
+// rests on: which backend, retrying on another, the stale-connection rule,
+// a 4xx about the recipient or about the backend, the spool fallback, and
+// the pool's accounting (transaction_started is always ended).
+class Transaction {
+  public:
+    using Action = TransactionAction;
+    enum class BodyResult { Sent, WriteFailed, ReadFailed };
+
+    Transaction() = default;
+    ~Transaction();
+    Transaction(const Transaction&) = delete;
+    Transaction& operator=(const Transaction&) = delete;
+
+    // --- Inputs from the client (each after the last one's Answer/Done) ---
+    // A new transaction (the client's MAIL, accepted locally).
+    // `spools`: the pool's on_unavailable is "spool" and a spool exists.
+    void begin(Pool& pool, const std::optional<base::IpAddress>& client, const proto::Path& sender,
+               const proto::MailParameters& params, bool spools);
+    // Moves a transaction with no accepted recipient yet to another pool.
+    void switch_pool(Pool& pool, bool spools);
+    // A recipient the listener's policy accepted: verified live.
+    void recipient(const proto::Mailbox& rcpt);
+    // The client sent DATA: DATA goes to the backend now, so that its 354
+    // arrives while the client sends, and the end costs one round trip.
+    void data();
+    // The message is complete and stored: deliver it (or spool it).
+    void message_complete();
+    // The transaction ends without a message (RSET, QUIT, a refused body).
+    void abandon();
+    // smtplb has been waiting on the client for the pool's backend_hold_time
+    // while a backend waits on smtplb: the backend connection is let go, and
+    // the envelope is replayed when the client goes on.
+    void client_slow();
+
+    // --- Results of the actions ---
+    void opened(const OpenedConnection& connection);
+    void open_failed(const OpenFailure& failure);
+    void replied(const proto::Reply& reply);
+    void broken(const std::string& reason, bool protocol_error = false);
+    void body_done(BodyResult result, const std::string& reason = {});
+    // The spool may take the recipient (nothing), or the reply to give.
+    void spool_checked(const std::optional<proto::Reply>& refusal);
+    // The spool's reply: 250 once the message is durable, else a 4xx.
+    void spooled(const proto::Reply& reply);
+    // smtplb is stopping: no new attempts.
+    void set_closing(bool closing) { closing_ = closing; }
+
+    // The next action, or nothing when the transaction waits for an input.
+    std::optional<Action> next();
+
+    // --- What the session and the tracking log read ---
+    Pool* pool() const { return pool_; }
+    const proto::Path& sender() const { return sender_; }
+    const proto::MailParameters& mail_parameters() const { return params_; }
+    // Every recipient the client was told 250 for (the spool needs them).
+    const std::vector<proto::Mailbox>& accepted() const { return accepted_; }
+    const std::vector<AttemptRecord>& attempts() const { return attempts_; }
+    const std::string& queue_id() const { return queue_id_; }
+    // No backend can take the transaction: the spool does.
+    bool spooling() const { return spooling_; }
+    // The last answer was the generic "no mail server is available now".
+    bool no_backend() const { return no_backend_; }
+    // A backend holds an open transaction for this client (the hold timer runs).
+    bool holding() const { return holding_; }
+    // The DATA command went to the backend ahead of the body.
+    bool data_sent() const { return data_sent_; }
+    // What a fuzzer or a golden test checks: every started transaction ended.
+    bool busy() const { return waiting_ != Waiting::Input || !out_.empty(); }
+
+  private:
+    enum class Waiting {
+        Input,          // the next client input
+        Open,           // opened / open_failed
+        MailReply,      // replied / broken: to MAIL
+        EnvelopeReply,  // to RCPT number rcpt_index_ of the envelope being opened
+        RcptReply,      // to a recipient added on the current connection
+        DataReply,      // to DATA
+        Body,           // body_done
+        FinalReply,     // to the final "."
+        SpoolCheck,     // spool_checked
+        Spool,          // spooled
+    };
+    // What the current establish() is for.
+    enum class Purpose { Recipient, Message };
+
+    void push(Action action) { out_.push_back(std::move(action)); }
+    void send(proto::ClientSession::Step step, std::string line);
+    void await(bool final_reply = false);
+    void answer(const proto::Reply& reply);
+    void release(Action::Release how);
+    void record(const char* stage, const std::string& what);
+    void report(std::size_t backend, LiveOutcome outcome, const std::string& reason,
+                const proto::Reply* reply = nullptr);
+    void report_reply(const char* stage, const proto::Reply& reply);
+    bool may_try_again() const;
+    void count_attempt();
+    // The attempt did not count: a stale reused connection, a fresh retry.
+    void uncount_attempt();
+    bool stale(bool reused, bool refusal, bool protocol_error);
+
+    // Opens the transaction on a backend, replaying the recipients accepted
+    // so far and then new_rcpt_ (Purpose::Recipient), then for
+    // Purpose::Message goes on to the message.
+    void establish(Purpose purpose);
+    void next_attempt();
+    std::size_t envelope_size() const;
+    void send_envelope_rcpt();
+    void mail_reply(const proto::Reply& reply);
+    void envelope_reply(const proto::Reply& reply);
+    void envelope_refused();
+    void envelope_broken(const std::string& reason, bool protocol_error);
+    void envelope_done();
+    void no_backend_left();
+    void check_spool();
+    void recipient_answer(const proto::Reply& reply);
+    void rcpt_reply(const proto::Reply& reply);
+    void rcpt_broken(const std::string& reason);
+    void start_delivery();
+    void data_reply(const proto::Reply& reply);
+    void final_reply(const proto::Reply& reply);
+    void delivery_reply(const proto::Reply& reply);
+    void delivery_failed(const char* stage, const std::string& reason);
+
+    Pool* pool_ = nullptr;
+    std::optional<base::IpAddress> client_;
+    proto::Path sender_;
+    proto::MailParameters params_;
+    std::vector<proto::Mailbox> recipients_;  // accepted by the current backend
+    std::vector<proto::Mailbox> accepted_;    // told 250 (backend or spool)
+    std::optional<proto::Mailbox> new_rcpt_;
+    std::vector<std::size_t> tried_;
+    std::uint32_t attempts_made_ = 0;
+    std::optional<base::Clock::TimePoint> first_failure_;
+    std::vector<AttemptRecord> attempts_;
+    std::string queue_id_;
+    std::optional<proto::Reply> mail_refusal_;  // the backends refused the sender
+    bool spooling_ = false;
+    bool spools_ = false;
+    bool no_backend_ = false;
+    bool closing_ = false;
+
+    // The connection being opened or used.
+    bool connected_ = false;
+    std::size_t backend_ = 0;
+    OpenedConnection connection_;
+    bool holding_ = false;    // transaction_started for backend_ (ended on release)
+    bool data_sent_ = false;  // in DATA: it can only be finished or closed
+    bool attempt_counted_ = false;
+
+    // The current establish().
+    Purpose purpose_ = Purpose::Recipient;
+    std::size_t rcpt_index_ = 0;
+    std::optional<proto::Reply> new_reply_;
+    std::optional<proto::Reply> permanent_;  // a 5xx worth passing on if nobody accepts
+    std::optional<proto::Reply> recipient_deferral_;
+    int stale_retries_ = 0;
+    int identity_retries_ = 0;
+    bool fresh_next_ = false;
+
+    // The current delivery.
+    bool body_sent_ = false;
+    base::Clock::TimePoint body_sent_at_{};
+
+    Waiting waiting_ = Waiting::Input;
+    std::deque<Action> out_;
+};
+
+}  // namespace smtplb::core

@@ -1,0 +1,107 @@
+// Transaction: the message, from DATA to the final reply.
+#include <chrono>
+
+#include "core/delivery.hpp"
+#include "core/health.hpp"
+#include "core/transaction.hpp"
+
+namespace smtplb::core {
+
+using Step = proto::ClientSession::Step;
+using Kind = TransactionAction::Kind;
+using Release = TransactionAction::Release;
+
+// --- The message ---
+
+void Transaction::start_delivery() {
+    body_sent_ = false;
+    if (!holding_) {
+        establish(Purpose::Message);
+        return;
+    }
+    if (!data_sent_) send(Step::Data, "DATA\r\n");
+    data_sent_ = true;
+    await();
+    waiting_ = Waiting::DataReply;
+}
+
+void Transaction::data_reply(const proto::Reply& reply) {
+    if (reply.code == 354) {
+        body_sent_ = true;
+        push({.kind = Kind::SendBody, .backend = backend_});
+        waiting_ = Waiting::Body;
+        return;
+    }
+    // Refused before the body: the backend still holds the transaction
+    // (it needs RSET before reuse), and is not in DATA.
+    data_sent_ = false;
+    delivery_reply(reply);
+}
+
+void Transaction::body_done(BodyResult result, const std::string& reason) {
+    if (waiting_ != Waiting::Body) return;
+    switch (result) {
+        case BodyResult::ReadFailed:
+            // Our own spill file failed: nobody else can do better.
+            release(Release::Close);
+            answer(proto::Reply::make(451, "4.3.0", "Local error reading message"));
+            return;
+        case BodyResult::WriteFailed:
+            delivery_failed("message", reason);
+            return;
+        case BodyResult::Sent:
+            body_sent_at_ = pool_->clock().now();
+            // RFC 5321 §4.5.3.2.6: the backend may be filtering the content.
+            await(true);
+            waiting_ = Waiting::FinalReply;
+            return;
+    }
+}
+
+void Transaction::final_reply(const proto::Reply& reply) {
+    data_sent_ = false;
+    pool_->observe_reply_time(
+        backend_, std::chrono::duration<double>(pool_->clock().now() - body_sent_at_).count());
+    delivery_reply(reply);
+}
+
+void Transaction::delivery_reply(const proto::Reply& reply) {
+    auto& counters = pool_->backend(backend_).counters;
+    const char* stage = body_sent_ ? "message" : "data";
+    record(stage, reply.summary());
+    attempts_.back().tls = connection_.tls;
+    if (body_sent_ || !reply.positive()) report_reply(body_sent_ ? "end of data" : "DATA", reply);
+    switch (classify(reply)) {
+        case Verdict::Accepted:
+            if (!body_sent_) break;  // 2xx to DATA: nonsense, go elsewhere
+            ++counters.delivered;
+            queue_id_ = queue_id_from(reply.lines.empty() ? "" : reply.lines[0]);
+            release(Release::Keep);
+            recipients_.clear();
+            answer(relay_reply(reply));
+            return;
+        case Verdict::Rejected:
+            ++counters.rejected;
+            // Postfix keeps the transaction open after its end-of-data
+            // restrictions refuse (REAL-PEERS.md): RSET before reuse.
+            release(Release::Reset);
+            recipients_.clear();
+            answer(relay_reply(reply));
+            return;
+        case Verdict::TryElsewhere:
+            break;
+    }
+    ++counters.deferred;
+    release(Release::Reset);
+    start_delivery();
+}
+
+void Transaction::delivery_failed(const char* stage, const std::string& reason) {
+    record(stage, reason);
+    ++pool_->backend(backend_).counters.failed;
+    report(backend_, LiveOutcome::Failed, std::string("live ") + stage + ": " + reason);
+    release(Release::Close);
+    start_delivery();
+}
+
+}  // namespace smtplb::core

@@ -1,0 +1,325 @@
+// Transaction: opening it on a backend (the envelope, replayed when it
+// moves), recipients on an open one, and the spool when none can take it.
+#include "core/delivery.hpp"
+#include "core/health.hpp"
+#include "core/transaction.hpp"
+
+namespace smtplb::core {
+
+using Step = proto::ClientSession::Step;
+using Kind = TransactionAction::Kind;
+using Release = TransactionAction::Release;
+
+namespace {
+
+// A 4xx to a recipient moves the transaction to another backend only when
+// it speaks for the backend (resources, 421: RFC 3463 subjects 3 and 4).
+// One about the recipient (a full mailbox, greylisting, a policy) would be
+// the same elsewhere: it goes to the client.
+bool moves_transaction(const proto::Reply& reply) {
+    if (classify(reply) != Verdict::TryElsewhere) return false;
+    auto live = classify_live(reply);
+    return live == LiveOutcome::BackendDeferred || live == LiveOutcome::Failed;
+}
+
+// Real MTAs use 4.3.x per recipient too (Postfix: "451 4.3.0 Temporary
+// lookup failure" from a recipient's table lookup), so a 4xx to RCPT says
+// nothing certain about the backend: it never counts against its health.
+// Once the backend has accepted another recipient of the transaction, it is
+// about this recipient alone and goes to the client as it is; only a 421
+// (the backend is closing the connection) still moves the transaction.
+bool about_the_recipient(const proto::Reply& reply, bool others_accepted) {
+    if (reply.code == 421) return false;
+    return others_accepted || !moves_transaction(reply);
+}
+
+}  // namespace
+// --- Opening the transaction on a backend ---
+
+void Transaction::establish(Purpose purpose) {
+    purpose_ = purpose;
+    permanent_.reset();
+    recipient_deferral_.reset();
+    stale_retries_ = 0;
+    identity_retries_ = 0;
+    fresh_next_ = false;
+    next_attempt();
+}
+
+void Transaction::next_attempt() {
+    std::optional<std::size_t> chosen;
+    if (may_try_again()) chosen = pool_->pick(client_, tried_);
+    if (!chosen) {
+        no_backend_left();
+        return;
+    }
+    backend_ = *chosen;
+    tried_.push_back(backend_);
+    ++attempts_made_;
+    attempt_counted_ = false;
+    push({.kind = Kind::Open, .backend = backend_, .fresh = std::exchange(fresh_next_, false)});
+    waiting_ = Waiting::Open;
+}
+
+void Transaction::open_failed(const OpenFailure& f) {
+    if (waiting_ != Waiting::Open) return;  // nothing was asked: ignored
+    auto& counters = pool_->backend(backend_).counters;
+    using K = OpenFailure::Kind;
+    switch (f.kind) {
+        case K::Connect:
+        case K::Greeting: {
+            count_attempt();
+            record(f.stage.c_str(), f.reason);
+            ++counters.failed;
+            // 421 at the greeting is back pressure; 554 is a refusal of service.
+            auto outcome = f.refusal && f.refusal->transient() ? LiveOutcome::BackendDeferred
+                                                               : LiveOutcome::Failed;
+            report(backend_, outcome, "live " + f.stage + ": " + f.reason,
+                   f.refusal ? &*f.refusal : nullptr);
+            break;
+        }
+        case K::HeloRefused:
+            // The backend's verdict on the client's HELO, as it would have
+            // given it to the client directly: the client's answer.
+            count_attempt();
+            record("helo", f.reason);
+            answer(relay_reply(f.refusal.value_or(no_backend_reply())));
+            return;
+        case K::IdentityBroken:
+            if (stale(f.reused, false, f.protocol_error)) break;
+            count_attempt();
+            record("xclient", f.reason);
+            ++counters.failed;
+            report(backend_, LiveOutcome::Failed, "live XCLIENT: " + f.reason);
+            break;
+        case K::Unauthorised:
+            // Not "down" (it works for others), but useless to us until its
+            // configuration is fixed: say so, loudly.
+            count_attempt();
+            record("xclient", f.reason);
+            ++counters.failed;
+            report(backend_, LiveOutcome::Misconfigured,
+                   "XCLIENT refused: the backend does not authorise this balancer",
+                   f.refusal ? &*f.refusal : nullptr);
+            break;
+        case K::IdentityRefused:
+            // About this client, or about the client a reused connection
+            // spoke for before (Postfix refuses a second XCLIENT from a
+            // client it does not authorise): never the backend's health.
+            record("xclient", f.reason);
+            if (f.reused && identity_retries_ == 0) {
+                ++identity_retries_;
+                uncount_attempt();  // the same attempt, on a fresh connection
+                fresh_next_ = true;
+            } else {
+                count_attempt();
+            }
+            break;
+        case K::NoSlot:
+            // smtplb's own cap on connections to it: no judgement of the backend.
+            record("connect", f.reason);
+            break;
+    }
+    next_attempt();
+}
+
+void Transaction::opened(const OpenedConnection& connection) {
+    if (waiting_ != Waiting::Open) return;
+    connected_ = true;
+    connection_ = connection;
+    const auto& caps = connection.capabilities;
+    if (params_.smtputf8 && !caps.smtputf8) {
+        count_attempt();
+        record("mail", "backend does not announce SMTPUTF8");
+        release(Release::Keep);
+        next_attempt();
+        return;
+    }
+    // MAIL, the replayed recipients and the new one, pipelined when allowed.
+    send(Step::Mail, proto::mail_command(sender_, params_, caps));
+    rcpt_index_ = 0;
+    new_reply_.reset();
+    if (caps.pipelining) {
+        for (const auto& r : recipients_)
+            send(Step::Rcpt, proto::rcpt_command(r));
+        if (purpose_ == Purpose::Recipient) send(Step::Rcpt, proto::rcpt_command(*new_rcpt_));
+    }
+    await();
+    waiting_ = Waiting::MailReply;
+}
+
+std::size_t Transaction::envelope_size() const {
+    return recipients_.size() + (purpose_ == Purpose::Recipient ? 1 : 0);
+}
+
+void Transaction::mail_reply(const proto::Reply& reply) {
+    count_attempt();
+    if (classify(reply) != Verdict::Accepted) {
+        if (classify(reply) == Verdict::Rejected) permanent_ = reply;
+        record("mail", reply.summary());
+        report_reply("MAIL", reply);
+        envelope_refused();
+        return;
+    }
+    if (envelope_size() == 0) {
+        envelope_done();
+        return;
+    }
+    if (!connection_.capabilities.pipelining) send_envelope_rcpt();
+    await();
+    waiting_ = Waiting::EnvelopeReply;
+}
+
+void Transaction::send_envelope_rcpt() {
+    const auto& rcpt = rcpt_index_ < recipients_.size() ? recipients_[rcpt_index_] : *new_rcpt_;
+    send(Step::Rcpt, proto::rcpt_command(rcpt));
+}
+
+void Transaction::envelope_reply(const proto::Reply& reply) {
+    bool ok = true;
+    if (rcpt_index_ >= recipients_.size()) {
+        new_reply_ = reply;
+        if (!about_the_recipient(reply, !recipients_.empty())) {
+            ok = false;
+            recipient_deferral_ = reply;
+            if (reply.code == 421) report_reply("RCPT", reply);
+        }
+    } else if (classify(reply) != Verdict::Accepted) {
+        // This backend refuses a recipient another one accepted: it cannot
+        // carry the transaction as the client sees it.
+        ok = false;
+    }
+    if (!ok) {
+        record("rcpt", reply.summary());
+        envelope_refused();
+        return;
+    }
+    if (++rcpt_index_ == envelope_size()) {
+        envelope_done();
+        return;
+    }
+    if (!connection_.capabilities.pipelining) send_envelope_rcpt();
+    await();
+}
+
+void Transaction::envelope_refused() {
+    ++pool_->backend(backend_).counters.deferred;
+    release(Release::Reset);
+    next_attempt();
+}
+
+void Transaction::envelope_broken(const std::string& reason, bool protocol_error) {
+    bool first_reply = waiting_ == Waiting::MailReply;
+    release(Release::Close);
+    if (first_reply && stale(connection_.reused, false, protocol_error)) {
+        next_attempt();
+        return;
+    }
+    count_attempt();
+    record("mail", reason);
+    ++pool_->backend(backend_).counters.failed;
+    report(backend_, LiveOutcome::Failed, "live MAIL/RCPT: " + reason);
+    next_attempt();
+}
+
+void Transaction::envelope_done() {
+    report(backend_, LiveOutcome::Success, "live MAIL");
+    pool_->transaction_started(backend_);
+    holding_ = true;
+    if (purpose_ == Purpose::Message) {
+        start_delivery();
+        return;
+    }
+    recipient_answer(*new_reply_);
+}
+
+void Transaction::recipient_answer(const proto::Reply& reply) {
+    auto& counters = pool_->backend(backend_).counters;
+    if (reply.positive()) {
+        recipients_.push_back(*new_rcpt_);
+        accepted_.push_back(*new_rcpt_);
+        ++counters.recipients;
+    } else if (reply.transient()) {
+        ++counters.deferred;
+    } else {
+        ++counters.rejected;
+    }
+    answer(relay_reply(reply));
+}
+
+void Transaction::no_backend_left() {
+    if (permanent_) {
+        mail_refusal_ = permanent_;
+        answer(relay_reply(*permanent_));
+        return;
+    }
+    // Every backend reached answered the recipient with a 4xx: the client
+    // hears the last one, as it would directly (no spool: it is the
+    // recipient's, not a lack of backends). The next recipient starts
+    // afresh, on any backend (with one, it would otherwise find none left).
+    if (purpose_ == Purpose::Recipient && recipient_deferral_ && recipient_deferral_->code != 421) {
+        tried_.clear();
+        attempts_made_ = 0;
+        answer(relay_reply(*recipient_deferral_));
+        return;
+    }
+    if (!spools_) {
+        no_backend_ = true;
+        answer(no_backend_reply());
+        return;
+    }
+    if (purpose_ == Purpose::Recipient) {
+        check_spool();
+        return;
+    }
+    spooling_ = true;
+    push({.kind = Kind::Spool});
+    waiting_ = Waiting::Spool;
+}
+
+void Transaction::check_spool() {
+    push({.kind = Kind::CheckSpool});
+    waiting_ = Waiting::SpoolCheck;
+}
+
+void Transaction::spool_checked(const std::optional<proto::Reply>& refusal) {
+    if (waiting_ != Waiting::SpoolCheck) return;
+    if (refusal) {
+        answer(*refusal);
+        return;
+    }
+    // Accepted by the listener's policy; no backend can verify it now.
+    spooling_ = true;
+    accepted_.push_back(*new_rcpt_);
+    answer(proto::Reply::make(250, "2.1.5", "Ok"));
+}
+
+void Transaction::spooled(const proto::Reply& reply) {
+    if (waiting_ != Waiting::Spool) return;
+    answer(reply);
+}
+
+// --- Recipients on an open transaction ---
+
+void Transaction::rcpt_reply(const proto::Reply& reply) {
+    if (about_the_recipient(reply, !recipients_.empty())) {
+        recipient_answer(reply);
+        return;
+    }
+    // Deferred for the backend's sake: the whole transaction moves.
+    record("rcpt", reply.summary());
+    ++pool_->backend(backend_).counters.deferred;
+    if (reply.code == 421) report_reply("RCPT", reply);
+    release(Release::Reset);
+    establish(Purpose::Recipient);
+}
+
+void Transaction::rcpt_broken(const std::string& reason) {
+    record("rcpt", reason);
+    ++pool_->backend(backend_).counters.failed;
+    report(backend_, LiveOutcome::Failed, "live RCPT: " + reason);
+    release(Release::Close);
+    establish(Purpose::Recipient);
+}
+
+}  // namespace smtplb::core

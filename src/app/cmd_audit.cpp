@@ -5,9 +5,9 @@
 #include "commands.hpp"
 #include "config/loader.hpp"
 #include "core/audit.hpp"
-#include "io/dns_resolver.hpp"
-#include "io/prober.hpp"
 #include "proto/identity.hpp"
+#include "tools/dns_resolver.hpp"
+#include "tools/prober_blocking.hpp"
 
 namespace smtplb::app {
 
@@ -36,7 +36,8 @@ void audit_backend(const config::Config& config, const config::Pool& pool,
         plan.preamble = mode == config::IdentityMode::ProxyV1 ? proto::proxy_v1_header(outside)
                                                               : proto::proxy_v2_header(outside);
     }
-    auto report = io::run_probe_blocking(backend.address, source, plan, std::chrono::seconds(10));
+    auto report =
+        tools::run_probe_blocking(backend.address, source, plan, std::chrono::seconds(10));
     bool banner = false, ehlo_answered = false;
     for (const auto& line : report.transcript) {
         if (line.event.kind != proto::ProbeSession::Event::Kind::Received) continue;
@@ -65,7 +66,7 @@ void audit_backend(const config::Config& config, const config::Pool& pool,
     for (const auto& form : core::relay_battery(backend.address.host)) {
         plan.rcpt_to = form;
         auto tried =
-            io::run_probe_blocking(backend.address, source, plan, std::chrono::seconds(10));
+            tools::run_probe_blocking(backend.address, source, plan, std::chrono::seconds(10));
         if (auto f = core::audit_relay_form(where, form, tried.result))
             out.push_back(std::move(*f));
     }
@@ -85,7 +86,7 @@ bool audit_dns(const config::Config& config, const std::vector<std::string>& dom
         }
     }
     std::string error;
-    auto resolver = io::make_dns_resolver(server, error);
+    auto resolver = tools::make_dns_resolver(server, error);
     if (!resolver) {
         out.push_back({S::Warning, "DNS", "MX records were not checked: " + error,
                        "pass --dns ADDRESS:PORT"});

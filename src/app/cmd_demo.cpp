@@ -9,7 +9,7 @@
 #include "config/loader.hpp"
 #include "demo_client.hpp"
 #include "io/balancer.hpp"
-#include "io/sink.hpp"
+#include "tools/sink.hpp"
 
 namespace smtplb::app {
 namespace {
@@ -57,13 +57,13 @@ std::string bar(std::uint64_t n, std::uint64_t total, int width) {
 
 int run_demo(int messages) {
     io::asio::io_context io(1);
-    std::vector<std::unique_ptr<io::Sink>> sinks;
+    std::vector<std::unique_ptr<tools::Sink>> sinks;
     std::string text = kDemoConfig, error;
     for (int i = 1; i <= 3; ++i) {
-        io::SinkOptions options;
+        tools::SinkOptions options;
         options.listen = *base::HostPort::parse("127.0.0.1:0");
         options.hostname = "hub" + std::to_string(i) + ".demo.invalid";
-        auto sink = std::make_unique<io::Sink>(io, options);
+        auto sink = std::make_unique<tools::Sink>(io, options);
         if (!sink->start(error)) {
             std::cerr << "demo: " << error << "\n";
             return 1;

@@ -2,7 +2,7 @@
 #include <iostream>
 
 #include "commands.hpp"
-#include "io/prober.hpp"
+#include "tools/prober_blocking.hpp"
 
 namespace smtplb::app {
 
@@ -22,7 +22,7 @@ int run_probe_command(const ProbeOptions& options) {
         std::cerr << "smtplb probe: depth rcpt needs --rcpt-to\n";
         return 64;
     }
-    auto report = io::run_probe_blocking(*target, std::nullopt, plan, options.timeout);
+    auto report = tools::run_probe_blocking(*target, std::nullopt, plan, options.timeout);
 
     std::printf("probe %s depth=%s\n", target->to_string().c_str(), proto::to_string(plan.depth));
     static const char* kPrefix[] = {"C: ", "S: ", "   "};

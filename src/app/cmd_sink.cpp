@@ -4,9 +4,9 @@
 
 namespace smtplb::app {
 
-int run_sink(const io::SinkOptions& options) {
+int run_sink(const tools::SinkOptions& options) {
     io::asio::io_context io(1);
-    io::Sink sink(io, options);
+    tools::Sink sink(io, options);
     std::string error;
     if (!sink.start(error)) {
         std::cerr << "smtplb sink: " << error << "\n";

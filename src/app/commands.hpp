@@ -4,14 +4,14 @@
 #include <vector>
 
 #include "core/report.hpp"
-#include "io/sink.hpp"
 #include "proto/probe.hpp"
+#include "tools/sink.hpp"
 
 namespace smtplb::app {
 
 int run_daemon(const std::string& config_path);
 int check_config(const std::string& config_path);
-int run_sink(const io::SinkOptions& options);
+int run_sink(const tools::SinkOptions& options);
 int run_demo(int messages);
 
 struct ProbeOptions {

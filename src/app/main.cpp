@@ -21,7 +21,7 @@ int run_command_line(int argc, char** argv) {
         app.add_subcommand("check", "Validate a configuration and print it with defaults");
     check->add_option("--config,-c", config_path, "Configuration file (TOML)")->required();
 
-    smtplb::io::SinkOptions sink_options;
+    smtplb::tools::SinkOptions sink_options;
     std::string listen;
     std::vector<std::string> faults;
     auto* sink =
@@ -236,7 +236,7 @@ int run_command_line(int argc, char** argv) {
         }
         for (const auto& text : faults) {
             std::string error;
-            auto f = smtplb::io::SinkFault::parse(text, error);
+            auto f = smtplb::tools::SinkFault::parse(text, error);
             if (!f) {
                 std::cerr << "smtplb sink: " << error << "\n";
                 return 2;

@@ -42,8 +42,4 @@ awaitable<ProbeReport> run_probe(BackendConnector& connector, base::HostPort to,
                                  std::optional<base::IpAddress> source, proto::ProbePlan plan,
                                  Millis timeout, bool with_transcript, ProbeTls tls);
 
-// The same on a loop of its own, for the command line (probe, audit).
-ProbeReport run_probe_blocking(base::HostPort to, std::optional<base::IpAddress> source,
-                               proto::ProbePlan plan, Millis timeout);
-
 }  // namespace smtplb::io

@@ -8,8 +8,8 @@
 
 #include "config/loader.hpp"
 #include "io/balancer.hpp"
-#include "io/sink.hpp"
 #include "mocks/fake_client_names.hpp"
+#include "tools/sink.hpp"
 
 using namespace smtplb;
 namespace asio = io::asio;
@@ -56,9 +56,9 @@ io::awaitable<void> send_message(std::uint16_t port, bool& ok) {
 class SessionClientNames : public ::testing::TestWithParam<bool> {
   protected:
     void SetUp() override {
-        io::SinkOptions o;
+        tools::SinkOptions o;
         o.listen = *base::HostPort::parse("127.0.0.1:0");
-        sink = std::make_unique<io::Sink>(io, o);
+        sink = std::make_unique<tools::Sink>(io, o);
         std::string error;
         ASSERT_TRUE(sink->start(error)) << error;
         tracking = std::filesystem::temp_directory_path() /
@@ -98,7 +98,7 @@ class SessionClientNames : public ::testing::TestWithParam<bool> {
     }
 
     io::asio::io_context io{1};
-    std::unique_ptr<io::Sink> sink;
+    std::unique_ptr<tools::Sink> sink;
     std::filesystem::path tracking;
     std::unique_ptr<io::Balancer> balancer;
     std::shared_ptr<smtplb::testing::FakeClientNames> names;

@@ -7,8 +7,8 @@
 #include "io/backend_connector.hpp"
 #include "io/balancer.hpp"
 #include "io/prober.hpp"
-#include "io/sink.hpp"
 #include "mocks/scripted_connector.hpp"
+#include "tools/sink.hpp"
 
 using namespace smtplb;
 using namespace std::chrono_literals;
@@ -35,10 +35,10 @@ io::ProbeReport probe(io::asio::io_context& io, std::uint16_t port, proto::Probe
 }
 
 // A built-in sink on a free loopback port; nothing when it cannot start.
-std::unique_ptr<io::Sink> start_sink(io::asio::io_context& io) {
-    io::SinkOptions options;
+std::unique_ptr<tools::Sink> start_sink(io::asio::io_context& io) {
+    tools::SinkOptions options;
     options.listen = {"127.0.0.1", 0};
-    auto sink = std::make_unique<io::Sink>(io, options);
+    auto sink = std::make_unique<tools::Sink>(io, options);
     std::string error;
     if (!sink->start(error)) {
         ADD_FAILURE() << error;

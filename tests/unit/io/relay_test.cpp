@@ -20,11 +20,11 @@
 #include "config/loader.hpp"
 #include "io/balancer.hpp"
 #include "io/posix_spool_files.hpp"
-#include "io/sink.hpp"
 #include "io/sockets.hpp"
 #include "io/spool.hpp"
 #include "mocks/scripted_connector.hpp"
 #include "proto/client_session.hpp"
+#include "tools/sink.hpp"
 
 using namespace smtplb;
 using Step = proto::ClientSession::Step;
@@ -104,14 +104,14 @@ class RelayWithScriptedConnector : public ::testing::Test {
   protected:
     void SetUp() override {
         for (int i = 0; i < 2; ++i) {
-            io::SinkOptions o;
+            tools::SinkOptions o;
             o.listen = *base::HostPort::parse("127.0.0.1:0");
             // As strict as Postfix: XCLIENT only while the current client
             // is authorised (127.0.0.1, the balancer), so a backend
             // connection that speaks for one client cannot take another's.
             o.xclient_strict = true;
             o.record_path = record_path(i);
-            sinks.push_back(std::make_unique<io::Sink>(io, o));
+            sinks.push_back(std::make_unique<tools::Sink>(io, o));
             std::string error;
             ASSERT_TRUE(sinks.back()->start(error)) << error;
         }
@@ -183,7 +183,7 @@ address = "127.0.0.1:)" + std::to_string(sinks[1]->port()) +
     }
 
     io::asio::io_context io{1};
-    std::vector<std::unique_ptr<io::Sink>> sinks;
+    std::vector<std::unique_ptr<tools::Sink>> sinks;
     smtplb::testing::ScriptedConnector* scripted = nullptr;
     std::unique_ptr<io::Balancer> balancer;
 };

@@ -6,7 +6,7 @@
 #include "base/network.hpp"
 #include "core/audit.hpp"
 
-namespace smtplb::io {
+namespace smtplb::tools {
 
 // DNS lookups for `smtplb audit` (an extension point: tests can answer
 // from a table). Blocking: the audit is a command, not the daemon.
@@ -21,4 +21,4 @@ class DnsResolver {
 std::unique_ptr<DnsResolver> make_dns_resolver(const std::optional<base::HostPort>& server,
                                                std::string& error);
 
-}  // namespace smtplb::io
+}  // namespace smtplb::tools

@@ -1,4 +1,4 @@
-#include "io/sink.hpp"
+#include "tools/sink.hpp"
 
 #include <boost/json.hpp>
 
@@ -7,7 +7,10 @@
 #include "io/sockets.hpp"
 #include "proto/xtext.hpp"
 
-namespace smtplb::io {
+namespace smtplb::tools {
+
+using io::error_code;
+using io::use_nothrow;
 
 using Kind = proto::ServerEvent::Kind;
 using proto::Reply;
@@ -294,7 +297,7 @@ awaitable<void> SinkSession::run() {
                 if (ec) break;
             }
             if (ev.kind == Kind::Close) break;
-            auto [ec, bytes] = co_await read_some_shared(socket_);
+            auto [ec, bytes] = co_await io::read_some_shared(socket_);
             if (ec) break;
             protocol_.feed(bytes);
             continue;
@@ -413,7 +416,7 @@ bool Sink::start(std::string& error) {
             return false;
         }
     }
-    if (auto ec = listen_on(acceptor_, options_.listen.host, options_.listen.port)) {
+    if (auto ec = io::listen_on(acceptor_, options_.listen.host, options_.listen.port)) {
         error = "sink cannot listen on " + options_.listen.to_string() + ": " + ec.message();
         return false;
     }
@@ -445,7 +448,7 @@ awaitable<void> Sink::accept_loop() {
             if (!acceptor_.is_open()) co_return;
             continue;
         }
-        tune_socket(socket);
+        io::tune_socket(socket);
         asio::co_spawn(
             io_,
             [this, s = std::move(socket)]() mutable -> awaitable<void> {
@@ -456,4 +459,4 @@ awaitable<void> Sink::accept_loop() {
     }
 }
 
-}  // namespace smtplb::io
+}  // namespace smtplb::tools

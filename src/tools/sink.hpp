@@ -10,7 +10,11 @@
 #include "io/asio.hpp"
 #include "proto/server_session.hpp"
 
-namespace smtplb::io {
+namespace smtplb::tools {
+
+namespace asio = io::asio;
+using io::awaitable;
+using io::tcp;
 
 // A fault the built-in sink injects, e.g. "mail=452", "message=drop",
 // "rcpt=delay:200ms", "greeting=421".
@@ -81,4 +85,4 @@ class Sink {
     std::uint64_t random_state_ = 0x9E3779B97F4A7C15ull;
 };
 
-}  // namespace smtplb::io
+}  // namespace smtplb::tools

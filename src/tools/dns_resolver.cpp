@@ -1,10 +1,10 @@
-#include "io/dns_resolver.hpp"
+#include "tools/dns_resolver.hpp"
 
 #include <ldns/ldns.h>
 
 #include <algorithm>
 
-namespace smtplb::io {
+namespace smtplb::tools {
 namespace {
 
 std::string rdf_text(const ldns_rdf* rdf) {
@@ -107,4 +107,4 @@ std::unique_ptr<DnsResolver> make_dns_resolver(const std::optional<base::HostPor
     return std::make_unique<LdnsResolver>(resolver);
 }
 
-}  // namespace smtplb::io
+}  // namespace smtplb::tools

@@ -13,7 +13,7 @@
 #include <fstream>
 #include <thread>
 
-#include "io/sink.hpp"
+#include "tools/sink.hpp"
 
 using namespace smtplb;
 
@@ -92,14 +92,14 @@ class StrictSink : public ::testing::Test {
                ::testing::UnitTest::GetInstance()->current_test_info()->name());
         std::filesystem::remove_all(dir);
         std::filesystem::create_directories(dir);
-        io::SinkOptions o;
+        tools::SinkOptions o;
         o.listen = *base::HostPort::parse("127.0.0.1:0");
         o.hostname = "sink.test";
         o.record_path = (dir / "record.jsonl").string();
         o.xclient_strict = strict;
         for (const auto& text : authorized)
             o.xclient_authorized.push_back(*base::Cidr::parse(text));
-        sink = std::make_unique<io::Sink>(io, o);
+        sink = std::make_unique<tools::Sink>(io, o);
         std::string error;
         ASSERT_TRUE(sink->start(error)) << error;
         port = sink->port();
@@ -125,7 +125,7 @@ class StrictSink : public ::testing::Test {
     }
 
     io::asio::io_context io{1};
-    std::unique_ptr<io::Sink> sink;
+    std::unique_ptr<tools::Sink> sink;
     std::uint16_t port = 0;
     std::thread thread;
     std::filesystem::path dir;

@@ -17,6 +17,7 @@ import tempfile
 import threading
 import time
 import unittest
+import urllib.request
 
 SMTPLB = None  # set by main()
 
@@ -190,6 +191,16 @@ class Smtplb:
             return lines[-1] if lines else None
         wait_until(found, what="the admin API's log line")
         return int(found().rsplit(":", 1)[1])
+
+    def status(self):
+        """The admin API's /api/v1/status as JSON (for admin = "127.0.0.1:0")."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.admin_port()}/api/v1/status",
+                                    timeout=10) as r:
+            return json.load(r)
+
+    def health_changes(self, backend):
+        """The daemon's log lines for every change of `backend`'s health state."""
+        return self.log_lines(f" backend={backend} from=")
 
     def tracking_records(self):
         if not os.path.exists(self.tracking):

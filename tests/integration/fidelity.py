@@ -92,3 +92,37 @@ def run_script(port, source, helo):
     finally:
         c.close()
     return steps
+
+
+_CLEANUP_ID = re.compile(r"postfix/cleanup\[\d+\]: (\w+): message-id=<?([^>\s]*)>?")
+_QMGR_FROM = re.compile(r"postfix/qmgr\[\d+\]: (\w+): from=<([^>]*)>, size=(\d+), nrcpt=(\d+)")
+_SENT = re.compile(r"postfix/\w+\[\d+\]: (\w+): to=<([^>]*)>,.* status=sent ")
+
+
+def deliveries(postfix):
+    """What Postfix accepted and delivered, from its log: {queue id:
+    {"message_id", "sender", "size", "nrcpt", "sent": [recipient, …]}}
+    (keys appear as their log lines do; "sent" lists every delivery that
+    ended status=sent, a recipient twice if it was delivered twice)."""
+    found = {}
+    for line in postfix.log_lines():
+        m = _CLEANUP_ID.search(line)
+        if m:
+            found.setdefault(m.group(1), {"sent": []})["message_id"] = m.group(2)
+            continue
+        m = _QMGR_FROM.search(line)
+        if m:
+            found.setdefault(m.group(1), {"sent": []}).update(
+                sender=m.group(2), size=int(m.group(3)), nrcpt=int(m.group(4)))
+            continue
+        m = _SENT.search(line)
+        if m:
+            found.setdefault(m.group(1), {"sent": []})["sent"].append(m.group(2))
+    return found
+
+
+def delivered_with(postfix, **match):
+    """The deliveries() whose fields equal every one given (message_id=…,
+    sender=…), as {queue id: delivery}."""
+    return {q: d for q, d in deliveries(postfix).items()
+            if all(d.get(k) == v for k, v in match.items())}

@@ -15,6 +15,7 @@ import sys
 import tempfile
 import threading
 import unittest
+import urllib.request
 
 # Re-exported: the tests and bench/ import them from harness.
 from loopback import Process, free_address, free_port, wait_for_port, wait_until  # noqa: F401
@@ -116,6 +117,16 @@ class Smtplb:
             return lines[-1] if lines else None
         wait_until(found, what="the admin API's log line")
         return int(found().rsplit(":", 1)[1])
+
+    def status(self):
+        """The admin API's /api/v1/status as JSON (for admin = "127.0.0.1:0")."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.admin_port()}/api/v1/status",
+                                    timeout=10) as r:
+            return json.load(r)
+
+    def health_changes(self, backend):
+        """The daemon's log lines for every change of `backend`'s health state."""
+        return self.log_lines(f" backend={backend} from=")
 
     def tracking_records(self):
         if not os.path.exists(self.tracking):

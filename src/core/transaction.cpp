@@ -119,7 +119,7 @@ void Transaction::data() {
     if (holding_ && !spooling_ && !data_sent_ && !recipients_.empty()) {
         send(Step::Data, "DATA\r\n");
         data_sent_ = true;
-        push({.kind = Kind::Flush});
+        push({.kind = Kind::Flush, .backend = backend_});
     }
     push({.kind = Kind::Done});
 }

@@ -193,7 +193,7 @@ class Transaction {
     void send_envelope_rcpt();
     void mail_reply(const proto::Reply& reply);
     void envelope_reply(const proto::Reply& reply);
-    void envelope_refused();
+    void envelope_refused(const proto::Reply& reply);
     void envelope_broken(const std::string& reason, bool protocol_error);
     void envelope_done();
     void no_backend_left();

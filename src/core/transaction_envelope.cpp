@@ -158,7 +158,7 @@ void Transaction::mail_reply(const proto::Reply& reply) {
         if (classify(reply) == Verdict::Rejected) permanent_ = reply;
         record("mail", reply.summary());
         report_reply("MAIL", reply);
-        envelope_refused();
+        envelope_refused(reply);
         return;
     }
     if (envelope_size() == 0) {
@@ -191,7 +191,7 @@ void Transaction::envelope_reply(const proto::Reply& reply) {
     }
     if (!ok) {
         record("rcpt", reply.summary());
-        envelope_refused();
+        envelope_refused(reply);
         return;
     }
     if (++rcpt_index_ == envelope_size()) {
@@ -202,8 +202,9 @@ void Transaction::envelope_reply(const proto::Reply& reply) {
     await();
 }
 
-void Transaction::envelope_refused() {
-    ++pool_->backend(backend_).counters.deferred;
+void Transaction::envelope_refused(const proto::Reply& reply) {
+    auto& counters = pool_->backend(backend_).counters;
+    ++(reply.permanent() ? counters.rejected : counters.deferred);
     release(Release::Reset);
     next_attempt();
 }

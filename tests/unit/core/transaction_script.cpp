@@ -139,12 +139,13 @@ void Runner::open(std::size_t backend) {
               : kind == "helo-refused"               ? "helo"
                                                      : "xclient";
     f.reused = has(*w, "reused");
-    bool with_reply = w->size() > 3 && std::isdigit(static_cast<unsigned char>((*w)[3][0]));
-    if (with_reply) {
-        f.refusal = reply_of(*w, 3);
+    std::size_t from = 3;
+    if (from < w->size() && (*w)[from] == "reused") ++from;
+    if (from < w->size() && std::isdigit(static_cast<unsigned char>((*w)[from][0]))) {
+        f.refusal = reply_of(*w, from);
         f.reason = f.refusal->summary();
     } else {
-        f.reason = rest(*w, 3);
+        f.reason = rest(*w, from);
     }
     tx_.open_failed(f);
 }

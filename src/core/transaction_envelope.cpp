@@ -65,7 +65,10 @@ void Transaction::open_failed(const OpenFailure& f) {
     if (waiting_ != Waiting::Open) return;  // nothing was asked: ignored
     auto& counters = pool_->backend(backend_).counters;
     using K = OpenFailure::Kind;
-    switch (f.kind) {
+    // Only a refusal can be passed on as the backend's verdict on the HELO.
+    auto kind =
+        f.kind == K::HeloRefused && (!f.refusal || f.refusal->positive()) ? K::Greeting : f.kind;
+    switch (kind) {
         case K::Connect:
         case K::Greeting: {
             count_attempt();
@@ -83,7 +86,7 @@ void Transaction::open_failed(const OpenFailure& f) {
             // given it to the client directly: the client's answer.
             count_attempt();
             record("helo", f.reason);
-            answer(relay_reply(f.refusal.value_or(no_backend_reply())));
+            answer(relay_reply(*f.refusal));
             return;
         case K::IdentityBroken:
             if (stale(f.reused, false, f.protocol_error)) break;

@@ -164,3 +164,18 @@ TEST(Deadline, ACallbackMayReArmStopOrDestroyItsOwnDeadline) {
     EXPECT_EQ(rearmed, 3);
     EXPECT_EQ(stopped, 1);
 }
+
+// The hold timer counts from a step that began earlier: expires_at a time
+// already past fires at the next walk; one in the future waits for it.
+TEST(Deadline, ExpiresAtCountsFromAnEarlierStart) {
+    io::asio::io_context io;
+    int fired = 0;
+    io::Deadline d(io.get_executor(), [&] { ++fired; });
+    d.expires_at(io::Deadline::Clock::now() - 1s);
+    EXPECT_TRUE(run_until(
+        io, [&] { return fired == 1; }, 2s));
+    d.expires_at(io::Deadline::Clock::now() + 10s);
+    io.run_for(500ms);
+    EXPECT_EQ(fired, 1);
+    EXPECT_TRUE(d.armed());
+}

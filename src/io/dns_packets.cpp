@@ -18,14 +18,6 @@ struct RdfFree {
 };
 using Rdf = std::unique_ptr<ldns_rdf, RdfFree>;
 
-std::string dname_text(const ldns_rdf* rdf) {
-    char* text = ldns_rdf2str(rdf);
-    std::string out = text ? text : "";
-    free(text);
-    if (!out.empty() && out.back() == '.') out.pop_back();
-    return out;
-}
-
 bool same_name(const ldns_rdf* a, const ldns_rdf* b) {
     return a && b && ldns_rdf_get_type(a) == LDNS_RDF_TYPE_DNAME &&
            ldns_rdf_get_type(b) == LDNS_RDF_TYPE_DNAME && ldns_dname_compare(a, b) == 0;
@@ -84,6 +76,14 @@ std::optional<std::uint32_t> negative_ttl(const ldns_pkt* packet) {
 }
 
 }  // namespace
+
+std::string dname_text(const ldns_struct_rdf* rdf) {
+    char* text = ldns_rdf2str(rdf);
+    std::string out = text ? text : "";
+    free(text);
+    if (!out.empty() && out.back() == '.') out.pop_back();
+    return out;
+}
 
 std::vector<std::uint8_t> dns_query(const DnsQuestion& question, std::uint16_t id) {
     ldns_rdf* name = ldns_dname_new_frm_str(question.name.c_str());

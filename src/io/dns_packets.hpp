@@ -7,7 +7,12 @@
 
 #include "core/client_names.hpp"
 
+struct ldns_struct_rdf;  // ldns's ldns_rdf
+
 namespace smtplb::io {
+
+// A domain name as text, without the root's final dot ("" for none).
+std::string dname_text(const ldns_struct_rdf* rdf);
 
 // DNS messages for the client name lookups, built and read with ldns (the
 // I/O is the caller's): one question, recursion desired, EDNS0 with room

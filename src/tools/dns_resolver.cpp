@@ -4,16 +4,10 @@
 
 #include <algorithm>
 
+#include "io/dns_packets.hpp"
+
 namespace smtplb::tools {
 namespace {
-
-std::string rdf_text(const ldns_rdf* rdf) {
-    char* text = ldns_rdf2str(rdf);
-    std::string out = text ? text : "";
-    free(text);
-    if (!out.empty() && out.back() == '.') out.pop_back();
-    return out;
-}
 
 class LdnsResolver final : public DnsResolver {
   public:
@@ -40,7 +34,7 @@ class LdnsResolver final : public DnsResolver {
                 if (ldns_rr_rd_count(rr) < 2) continue;
                 core::MxRecord record;
                 record.preference = ldns_rdf2native_int16(ldns_rr_rdf(rr, 0));
-                record.host = rdf_text(ldns_rr_rdf(rr, 1));
+                record.host = io::dname_text(ldns_rr_rdf(rr, 1));
                 for (auto type : {LDNS_RR_TYPE_A, LDNS_RR_TYPE_AAAA})
                     addresses(record.host, type, record.addresses);
                 lookup.records.push_back(std::move(record));
@@ -67,7 +61,7 @@ class LdnsResolver final : public DnsResolver {
         if (!answer) return;
         if (ldns_rr_list* list = ldns_pkt_rr_list_by_type(answer, type, LDNS_SECTION_ANSWER)) {
             for (std::size_t i = 0; i < ldns_rr_list_rr_count(list); ++i)
-                out.push_back(rdf_text(ldns_rr_rdf(ldns_rr_list_rr(list, i), 0)));
+                out.push_back(io::dname_text(ldns_rr_rdf(ldns_rr_list_rr(list, i), 0)));
             ldns_rr_list_deep_free(list);
         }
         ldns_pkt_free(answer);

@@ -194,7 +194,7 @@ void Runner::drive() {
                 tx_.body_done(how == "sent"          ? R::Sent
                               : how == "read-failed" ? R::ReadFailed
                                                      : R::WriteFailed,
-                              how);
+                              w && w->size() > 3 ? rest(*w, 3) : how);
                 break;
             }
             case Kind::Release:

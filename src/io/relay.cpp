@@ -227,6 +227,8 @@ awaitable<std::unique_ptr<BackendConnection>> Relay::acquire(std::size_t backend
             co_return conn;
         }
     }
+    auto slot = co_await context_.cache.reserve(*pool_, backend);  // max_connections
+    if (!slot) co_return at_capacity(backend, slot);
     auto [ec, socket] = co_await context_.connector.connect(
         state.config.address, context_.source_address, pool_->config().connect_timeout);
     acquire_outcome_ = core::LiveOutcome::Failed;
@@ -237,7 +239,7 @@ awaitable<std::unique_ptr<BackendConnection>> Relay::acquire(std::size_t backend
     }
     auto conn = std::make_unique<BackendConnection>(std::move(socket), *pool_, backend,
                                                     context_.source_address);
-    conn->track_in(context_.cache);
+    conn->track_in(context_.cache, &slot);
     if (proxy) {
         conn->dedicated = true;
         conn->protocol().output() = context_.identity_mode == config::IdentityMode::ProxyV1

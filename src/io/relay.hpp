@@ -105,6 +105,15 @@ class Relay {
     // none, for the replay: a positive reply means conn_ holds it).
     awaitable<proto::Reply> establish(const proto::Mailbox* new_rcpt);
     awaitable<std::unique_ptr<BackendConnection>> acquire(std::size_t backend);
+    // max_connections: no slot for a new connection to `backend` within the
+    // pool's connection_wait (io/connection_slots.hpp). A failed attempt for
+    // the tracking log and the counters; for health, nothing (AtCapacity).
+    std::unique_ptr<BackendConnection> at_capacity(std::size_t backend,
+                                                   const ConnectionSlot& slot) {
+        acquire_outcome_ = core::LiveOutcome::AtCapacity;
+        record(backend, "connect", slot.failure());
+        return nullptr;
+    }
     // Ends use of the current connection; `clean` when it may carry more mail.
     awaitable<void> release_current(bool needs_reset);
     void keep(std::unique_ptr<BackendConnection> conn);

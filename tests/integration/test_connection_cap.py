@@ -126,6 +126,16 @@ class ConnectionCap(WorkdirTestCase):
             status = json.load(r)
         return {b["name"]: b["health"] for b in status["pools"][0]["backends"]}[backend]
 
+    def hold(self, port, count):
+        """`count` clients, started, each holding its transaction after RCPT
+        until the event returned is set."""
+        go = threading.Event()
+        self.addCleanup(go.set)  # before smtplb stops, should the test fail
+        clients = [Client(port, n, go) for n in range(count)]
+        for c in clients:
+            c.start()
+        return go, clients
+
     def assert_never_judged(self, lb, backend):
         self.assertEqual(self.health(backend), "up")
         self.assertFalse([line for line in lb.log_lines("event=health ") if "to=up" not in line])
@@ -134,11 +144,7 @@ class ConnectionCap(WorkdirTestCase):
         hub = self.backend()
         port, lb = self.start_lb([("hub1", hub.port, {"max_connections": 2})],
                                  connection_wait="60s")
-        go = threading.Event()
-        self.addCleanup(go.set)  # before smtplb stops, should the test fail
-        clients = [Client(port, n, go) for n in range(6)]
-        for c in clients:
-            c.start()
+        go, clients = self.hold(port, 6)
         # Two transactions hold the two slots; the four others wait for one.
         wait_until(lambda: self.metric("smtplb_backend_connection_waits_total", "hub1") == 4
                    and sum(c.rcpt is not None for c in clients) >= 2,
@@ -165,10 +171,7 @@ class ConnectionCap(WorkdirTestCase):
         port, lb = self.start_lb([("first", first.port, {"max_connections": 1, "priority": 10}),
                                   ("second", second.port, {"priority": 20})],
                                  connection_wait="1s")
-        go = threading.Event()
-        self.addCleanup(go.set)  # before smtplb stops, should the test fail
-        holder = Client(port, 0, go)
-        holder.start()
+        go, [holder] = self.hold(port, 1)
         wait_until(lambda: holder.rcpt is not None, what="the holder's RCPT reply")
         self.assertEqual((holder.rcpt[0], first.open, second.open), (250, 1, 0))
         at_once = threading.Event()
@@ -197,10 +200,7 @@ class ConnectionCap(WorkdirTestCase):
         hub = self.backend()
         port, lb = self.start_lb([("hub1", hub.port, {"max_connections": 1})],
                                  connection_wait="500ms")
-        go = threading.Event()
-        self.addCleanup(go.set)  # before smtplb stops, should the test fail
-        holder = Client(port, 0, go)
-        holder.start()
+        go, [holder] = self.hold(port, 1)
         wait_until(lambda: holder.rcpt is not None, what="the holder's RCPT reply")
         with smtplib.SMTP("127.0.0.1", port, local_hostname="late.example", timeout=60) as s:
             s.ehlo()
@@ -232,7 +232,6 @@ class ConnectionCap(WorkdirTestCase):
                                  extra_listeners=[second], connection_wait="30s",
                                  idle_timeout="10m")
         go = threading.Event()
-        self.addCleanup(go.set)  # before smtplb stops, should the test fail
         go.set()
         first = Client(port, 0, go)
         first.start()
@@ -269,11 +268,7 @@ class ConnectionCap(WorkdirTestCase):
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
         self.addCleanup(sampling.set)
-        go = threading.Event()
-        self.addCleanup(go.set)  # before smtplb stops, should the test fail
-        clients = [Client(port, n, go) for n in range(8)]
-        for c in clients:
-            c.start()
+        go, clients = self.hold(port, 8)
         wait_until(lambda: self.metric("smtplb_backend_connection_waits_total", "limited") == 5,
                    timeout=30, what="five transactions waiting for a slot")
         # Each holds its smtpd longer than a greeting may take.

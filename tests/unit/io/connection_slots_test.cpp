@@ -49,6 +49,15 @@ class Slots : public ::testing::Test {
             io::asio::detached);
     }
 
+    // Takes the only slot of a backend with max_connections 1, on a loop of its own.
+    void hold_the_only_slot(std::optional<io::ConnectionSlot>& held, io::Millis wait) {
+        make_pool(1, wait);
+        io::asio::io_context here;
+        spawn_reserve(here, held);
+        here.run();
+        ASSERT_TRUE(held && *held);
+    }
+
     // Polls (at most 10 s) until a transaction waits for a slot.
     bool wait_for_waiter() {
         for (int i = 0; i < 1000 && !slots->waiting(*pool, 0); ++i)
@@ -74,12 +83,9 @@ class Slots : public ::testing::Test {
 };
 
 TEST_F(Slots, AWaiterOnAnotherLoopTakesTheSlotGivenBackOnThisOne) {
-    make_pool(1, 60s);  // only a wake-up can end the wait in time for the test
-    io::asio::io_context here, there;
     std::optional<io::ConnectionSlot> held, waited;
-    spawn_reserve(here, held);
-    here.run();
-    ASSERT_TRUE(held && *held);
+    hold_the_only_slot(held, 60s);  // only a wake-up can end the wait in time for the test
+    io::asio::io_context there;
     EXPECT_EQ(pool->backend(0).active_connections, 1u);
 
     spawn_reserve(there, waited);
@@ -159,11 +165,9 @@ TEST_F(Slots, NoWaitMeansNoQueueAndNoLimitMeansNoCount) {
 }
 
 TEST_F(Slots, AnAbortEndsAWaitOnAClosingLoop) {
-    make_pool(1, 60s);
-    io::asio::io_context here, there;
     std::optional<io::ConnectionSlot> held, waited;
-    spawn_reserve(here, held);
-    here.run();
+    hold_the_only_slot(held, 60s);
+    io::asio::io_context there;
     auto cache = std::make_shared<io::ConnectionCache>(there.get_executor());
     cache->use_slots(slots);
     slots->add_cache(cache);
@@ -181,11 +185,8 @@ TEST_F(Slots, AnAbortEndsAWaitOnAClosingLoop) {
 }
 
 TEST_F(Slots, AWaiterWhoseLoopIsGoneIsNeverWoken) {
-    make_pool(1, 60s);
-    io::asio::io_context here;
     std::optional<io::ConnectionSlot> held, waited;
-    spawn_reserve(here, held);
-    here.run();
+    hold_the_only_slot(held, 60s);
     {
         io::asio::io_context gone;
         spawn_reserve(gone, waited);

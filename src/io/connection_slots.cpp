@@ -96,6 +96,13 @@ bool ConnectionSlots::withdraw(const Key& key, const std::shared_ptr<Waiter>& wa
     return waiter->woken;
 }
 
+std::shared_ptr<ConnectionCache> ConnectionSlots::cache_on(const asio::any_io_executor& executor) {
+    std::lock_guard lock(mutex_);
+    for (const auto& weak : caches_)
+        if (auto cache = weak.lock(); cache && cache->executor() == executor) return cache;
+    return nullptr;
+}
+
 void ConnectionSlots::close_idle(const core::Pool& pool, std::size_t backend,
                                  ConnectionCache* own) {
     if (own) own->close_idle(pool, backend);
@@ -126,8 +133,13 @@ awaitable<ConnectionSlot> ConnectionSlots::reserve(core::Pool& pool, std::size_t
         log_("event=backend_connections_at_max " + where +
              " connection_wait=" + std::to_string(wait.count()) +
              "ms waits=" + std::to_string(pool.backend(backend).counters.connection_waits.load()));
-    close_idle(pool, backend, own);
     auto executor = co_await asio::this_coro::executor;
+    std::shared_ptr<ConnectionCache> found;  // kept while it is used here
+    if (!own) {
+        found = cache_on(executor);
+        own = found.get();
+    }
+    close_idle(pool, backend, own);
     auto waiter = std::make_shared<Waiter>(executor);
     Enrolment enrolment{*this, Key{&pool, backend}, waiter};
     const auto deadline = std::chrono::steady_clock::now() + wait;

@@ -82,8 +82,9 @@ class ConnectionSlots : public std::enable_shared_from_this<ConnectionSlots> {
     void watch(core::Pool& pool);
 
     // A slot for a new connection to `backend`, waiting for one at most the
-    // pool's connection_wait; `own` is the caller's loop's cache (null:
-    // none), which also says when to give up (closing()). A refused slot
+    // pool's connection_wait; `own` is the caller's loop's cache (null: the
+    // one added for the loop it runs on, if any), which also says when to
+    // give up (closing()). A refused slot
     // has counted the wait's timeout and logged it (at most once a minute
     // per backend); it says nothing about the backend's health.
     awaitable<ConnectionSlot> reserve(core::Pool& pool, std::size_t backend, ConnectionCache* own);
@@ -106,6 +107,8 @@ class ConnectionSlots : public std::enable_shared_from_this<ConnectionSlots> {
     // Takes `waiter` off the list; true when it had been woken.
     bool withdraw(const Key& key, const std::shared_ptr<Waiter>& waiter);
     void close_idle(const core::Pool& pool, std::size_t backend, ConnectionCache* own);
+    // The cache of the loop that runs on `executor`, if one was added.
+    std::shared_ptr<ConnectionCache> cache_on(const asio::any_io_executor& executor);
 
     mutable std::mutex mutex_;
     std::map<Key, std::list<std::shared_ptr<Waiter>>> waiters_;

@@ -116,7 +116,8 @@ awaitable<bool> TcpSession::connect() {
         auto& state = pool_->backend(*pick);
         ++state.counters.attempts;
         // max_connections, as in smtp mode: no slot says nothing about its health.
-        auto slot = co_await balancer_.slots().reserve(*pool_, *pick, nullptr);
+        auto slot =
+            co_await balancer_.slots().reserve(*pool_, *pick, nullptr);  // this loop's cache
         if (!slot) {
             ++state.counters.failed;
             record_.attempts.push_back({state.config.name, "connect", slot.failure()});

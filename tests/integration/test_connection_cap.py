@@ -248,6 +248,29 @@ class ConnectionCap(WorkdirTestCase):
         self.assertEqual(self.metric("smtplb_backend_connection_waits_total", "hub1"), 1)
         self.assertEqual(self.metric("smtplb_backend_connection_wait_timeouts_total", "hub1"), 0)
 
+    def test_tcp_mode_respects_the_cap_too(self):
+        first, second = self.backend(), self.backend()
+        port, lb = self.start_lb([("first", first.port, {"max_connections": 1, "priority": 10}),
+                                  ("second", second.port, {"priority": 20})],
+                                 listener_options={"mode": "tcp"}, connection_wait="500ms")
+        sessions = []
+        for n in range(3):
+            s = smtplib.SMTP(timeout=60)
+            self.addCleanup(s.close)
+            self.assertEqual(s.connect("127.0.0.1", port)[0], 220)  # a backend's greeting
+            sessions.append(s)
+        # One holds the first backend's only slot; the others waited, then
+        # took the second, which has no cap.
+        self.assertEqual((first.open, second.open, first.most), (1, 2, 1))
+        self.assertEqual(self.metric("smtplb_backend_connection_wait_timeouts_total", "first"), 2)
+        self.assert_never_judged(lb, "first")
+        sessions[0].quit()
+        wait_until(lambda: self.metric("smtplb_backend_connections", "first") == 0,
+                   what="the first backend's connection to close")
+        with smtplib.SMTP("127.0.0.1", port, timeout=60) as s:
+            s.ehlo("after.example")
+            self.assertEqual(first.open, 1)  # the slot is free again
+
     def test_postfix_with_a_process_limit_serves_every_client_in_turn(self):
         self.assertTrue(postfix_available(), "postfix must be installed (scripts/bootstrap.sh test)")
         # Three smtpd processes: a fourth connection would sit in the listen

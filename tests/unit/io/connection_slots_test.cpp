@@ -37,13 +37,13 @@ class Slots : public ::testing::Test {
         slots->watch(*pool);
     }
 
-    // reserve() on `io`, its result kept in `out` once it is done.
-    void spawn_reserve(io::asio::io_context& io, std::optional<io::ConnectionSlot>& out,
-                       io::ConnectionCache* own = nullptr) {
+    // reserve() on `io` (its loop's cache, if any, found by the slots), its
+    // result kept in `out` once it is done.
+    void spawn_reserve(io::asio::io_context& io, std::optional<io::ConnectionSlot>& out) {
         io::asio::co_spawn(
             io,
-            [this, &out, own]() -> io::awaitable<void> {
-                auto slot = co_await slots->reserve(*pool, 0, own);
+            [this, &out]() -> io::awaitable<void> {
+                auto slot = co_await slots->reserve(*pool, 0, nullptr);
                 out = std::move(slot);
             },
             io::asio::detached);
@@ -171,7 +171,7 @@ TEST_F(Slots, AnAbortEndsAWaitOnAClosingLoop) {
     auto cache = std::make_shared<io::ConnectionCache>(there.get_executor());
     cache->use_slots(slots);
     slots->add_cache(cache);
-    spawn_reserve(there, waited, cache.get());
+    spawn_reserve(there, waited);  // its cache is found by its loop
     std::thread loop([&] { there.run(); });
     ASSERT_TRUE(wait_for_waiter());
     cache->set_closing();

@@ -59,6 +59,7 @@ json::object backend_json(const core::Pool& pool, const core::BackendState& b) {
     }
     o["in_flight"] = b.pending;
     o["connections"] = b.active_connections;
+    o["max_connections"] = b.config.max_connections;  // 0: no limit
     json::object counters;
     counters["attempts"] = b.counters.attempts;
     counters["delivered"] = b.counters.delivered;
@@ -66,6 +67,8 @@ json::object backend_json(const core::Pool& pool, const core::BackendState& b) {
     counters["deferred"] = b.counters.deferred;
     counters["failed"] = b.counters.failed;
     counters["recipients"] = b.counters.recipients;
+    counters["connection_waits"] = b.counters.connection_waits;
+    counters["connection_wait_timeouts"] = b.counters.connection_wait_timeouts;
     o["counters"] = std::move(counters);
     auto minute = b.rates.last_minute(now);
     json::object rates;

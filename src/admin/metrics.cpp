@@ -123,6 +123,16 @@ void backend_metrics(PrometheusText& m, io::Balancer& balancer) {
          [](const Row& r) { return r.backend->pending; });
     each("smtplb_backend_connections", "gauge", "Connections open to a backend now.",
          [](const Row& r) { return r.backend->active_connections; });
+    each("smtplb_backend_max_connections", "gauge",
+         "The most connections smtplb opens to a backend (max_connections; 0: no limit).",
+         [](const Row& r) { return r.backend->config.max_connections; });
+    each("smtplb_backend_connection_waits_total", "counter",
+         "Transactions that found a backend at its max_connections and waited for a slot.",
+         [](const Row& r) { return r.backend->counters.connection_waits.load(); });
+    each("smtplb_backend_connection_wait_timeouts_total", "counter",
+         "Waits for a connection slot that ran out (connection_wait): the transaction went to "
+         "another backend, or to the spool or a 451 with none.",
+         [](const Row& r) { return r.backend->counters.connection_wait_timeouts.load(); });
     auto now = [](const Row& r) { return r.pool->clock().now(); };
     each("smtplb_backend_effective_weight", "gauge",
          "The weight schedulers use now (lower during slow start).", [&](const Row& r) {

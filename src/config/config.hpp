@@ -182,6 +182,10 @@ struct Backend {
     base::HostPort address;
     std::uint32_t weight = 1;
     std::uint32_t priority = 10;
+    // Connections smtplb keeps open to it at most, over every event loop
+    // (0 = no limit): its process limit (Postfix's default_process_limit
+    // or the smtpd line's maxproc in master.cf). Probes are not counted.
+    std::uint32_t max_connections = 0;
     std::string tls_name;  // the name its certificate must carry; "" = the pool's verify_name
 };
 
@@ -220,8 +224,11 @@ struct Pool {
     // Consecutive live failures (backend-wide 4xx, timeouts, refused
     // connections) that take a backend out at once, before any probe.
     std::uint32_t passive_fall = 1;
-    Millis slow_start{10000};                 // a recovered backend's weight ramps up over this
-    Millis retry_time{60000};                 // total time spent trying backends for one step
+    Millis slow_start{10000};  // a recovered backend's weight ramps up over this
+    Millis retry_time{60000};  // total time spent trying backends for one step
+    // How long a transaction waits for a connection slot to a backend at
+    // its max_connections before that backend counts as unable to take it.
+    Millis connection_wait{5000};
     std::uint32_t max_idle_connections = 32;  // per backend, kept for reuse
     Millis idle_timeout{30000};
     // A backend connection is not reused once it is this old or has carried

@@ -111,6 +111,7 @@ std::string describe(const Config& c) {
           << "passive_fall = " << p.passive_fall << "\n"
           << "slow_start = " << ms(p.slow_start) << "\n"
           << "retry_time = " << ms(p.retry_time) << "\n"
+          << "connection_wait = " << ms(p.connection_wait) << "\n"
           << "max_idle_connections = " << p.max_idle_connections << "\n"
           << "idle_timeout = " << ms(p.idle_timeout) << "\n"
           << "max_connection_age = " << ms(p.max_connection_age) << "\n"
@@ -133,7 +134,8 @@ std::string describe(const Config& c) {
               << "name = " << quoted(b.name) << "\n"
               << "address = " << quoted(b.address.to_string()) << "\n"
               << "weight = " << b.weight << "\n"
-              << "priority = " << b.priority << "\n";
+              << "priority = " << b.priority << "\n"
+              << "max_connections = " << b.max_connections << "\n";
             if (!b.tls_name.empty()) o << "tls_name = " << quoted(b.tls_name) << "\n";
         }
     }

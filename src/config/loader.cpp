@@ -348,6 +348,7 @@ void read_backend(TableReader& r, Backend& b) {
     }
     r.integer("weight", b.weight, 1, 1000);
     r.integer("priority", b.priority, 0, 1000);
+    r.integer("max_connections", b.max_connections, 0, 1000000);
     r.string("tls_name", b.tls_name);
 }
 
@@ -385,6 +386,7 @@ void read_pool(TableReader& r, Pool& p) {
     r.integer("passive_fall", p.passive_fall, 1, 100);
     r.duration("slow_start", p.slow_start, 0ms, 1h);
     r.duration("retry_time", p.retry_time, 1s, 1h);
+    r.duration("connection_wait", p.connection_wait, 0ms, 5min);
     r.integer("max_idle_connections", p.max_idle_connections, 0, 10000);
     r.duration("idle_timeout", p.idle_timeout, 1s, 1h);
     r.duration("max_connection_age", p.max_connection_age, 1s, 24h);

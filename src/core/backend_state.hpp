@@ -1,5 +1,6 @@
 #pragma once
 #include <cstdint>
+#include <optional>
 #include <string>
 
 #include "base/clock.hpp"
@@ -22,6 +23,10 @@ struct BackendCounters {
     // no XCLIENT (or no ADDR), or an attribute had to be left out.
     base::Counter identity_not_offered = 0;
     base::Counter identity_incomplete = 0;
+    // Transactions that found it at its max_connections and waited for a
+    // connection slot, and those whose connection_wait ran out.
+    base::Counter connection_waits = 0;
+    base::Counter connection_wait_timeouts = 0;
 };
 
 // One backend as the scheduler sees it: configuration plus live load and state.
@@ -42,6 +47,10 @@ struct BackendState {
     BackendCounters counters;
     // Healthy, but not for long: "certificate expires in 3 days" (probes).
     std::string warning;
+    // When the event log last heard that it was at its max_connections,
+    // and that a wait for a slot ran out (Pool::connection_wait_*).
+    std::optional<base::Clock::TimePoint> cap_logged;
+    std::optional<base::Clock::TimePoint> wait_timeout_logged;
 };
 
 }  // namespace smtplb::core

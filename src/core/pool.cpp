@@ -50,8 +50,43 @@ void Pool::connection_opened(std::size_t i) {
 }
 
 void Pool::connection_closed(std::size_t i) {
+    {
+        std::lock_guard guard(mutex_);
+        if (backends_[i].active_connections > 0) --backends_[i].active_connections;
+    }
+    // The configuration never changes: read without the lock.
+    if (backends_[i].config.max_connections > 0 && slot_freed_) slot_freed_(i);
+}
+
+bool Pool::try_open_connection(std::size_t i) {
     std::lock_guard guard(mutex_);
-    if (backends_[i].active_connections > 0) --backends_[i].active_connections;
+    auto& b = backends_[i];
+    if (b.config.max_connections > 0 && b.active_connections >= b.config.max_connections)
+        return false;
+    ++b.active_connections;
+    return true;
+}
+
+namespace {
+// Whether a line may go to the log now: the first one, or kCapLogInterval
+// after the last one logged.
+bool log_due(std::optional<base::Clock::TimePoint>& last, base::Clock::TimePoint now) {
+    if (last && now - *last < Pool::kCapLogInterval) return false;
+    last = now;
+    return true;
+}
+}  // namespace
+
+bool Pool::connection_wait_started(std::size_t i) {
+    std::lock_guard guard(mutex_);
+    ++backends_[i].counters.connection_waits;
+    return log_due(backends_[i].cap_logged, clock_.now());
+}
+
+bool Pool::connection_wait_timed_out(std::size_t i) {
+    std::lock_guard guard(mutex_);
+    ++backends_[i].counters.connection_wait_timeouts;
+    return log_due(backends_[i].wait_timeout_logged, clock_.now());
 }
 
 void Pool::observe_reply_time(std::size_t i, double seconds) {
@@ -128,6 +163,8 @@ void Pool::log(std::size_t i, const std::optional<HealthEvent>& event) const {
 
 void Pool::report(std::size_t i, LiveOutcome outcome, const std::string& reason,
                   const std::string& reply) {
+    // smtplb's own connection cap: no reply from the backend, nothing about it.
+    if (outcome == LiveOutcome::AtCapacity) return;
     std::optional<HealthEvent> event;
     {
         std::lock_guard guard(mutex_);

@@ -1,4 +1,5 @@
 #pragma once
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -46,8 +47,28 @@ class Pool {
     // The load schedulers weigh: transactions in flight, connections open.
     void transaction_started(std::size_t backend);
     void transaction_ended(std::size_t backend);
+    // connection_opened() counts a connection whatever the backend's
+    // max_connections (a health probe's, one opened on a slot below);
+    // connection_closed() gives one back, and then the slot-freed callback
+    // hears of it when the backend has a max_connections.
     void connection_opened(std::size_t backend);
     void connection_closed(std::size_t backend);
+    // A slot for a new connection to a backend, counted in its
+    // active_connections at once (so that every event loop sees it) unless
+    // that would pass its max_connections; connection_closed() gives it
+    // back. Always true without a max_connections.
+    bool try_open_connection(std::size_t backend);
+    // A transaction waits for a slot (counted), and its wait ran out
+    // (counted). Each returns true when the event log should say so: the
+    // first time per backend in kCapLogInterval, so a backend that stays
+    // at its cap does not flood the log.
+    static constexpr std::chrono::seconds kCapLogInterval{60};
+    bool connection_wait_started(std::size_t backend);
+    bool connection_wait_timed_out(std::size_t backend);
+    // Told (without the pool's lock) that a connection to a backend with a
+    // max_connections was closed: a waiting transaction may take its slot.
+    using SlotFreed = std::function<void(std::size_t backend)>;
+    void set_slot_freed(SlotFreed callback) { slot_freed_ = std::move(callback); }
     // How long the backend took to answer the end of a message.
     void observe_reply_time(std::size_t backend, double seconds);
     // For a consistent read of backends()' health, rates and load.
@@ -86,6 +107,7 @@ class Pool {
     std::unique_ptr<Scheduler> scheduler_;
     std::optional<PersistenceTable> persistence_;
     HealthLog health_log_;
+    SlotFreed slot_freed_;
     // pick()'s working list, kept so that choosing costs no allocation.
     std::vector<std::size_t> candidates_;
 };

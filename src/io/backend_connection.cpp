@@ -28,7 +28,8 @@ BackendConnection::BackendConnection(tcp::socket socket, core::Pool& pool, std::
     pool_.connection_opened(backend_);
 }
 
-void BackendConnection::track_in(ConnectionCache& cache) {
+void BackendConnection::track_in(ConnectionCache& cache, ConnectionSlot* slot) {
+    if (slot) slot->opened();
     tracker_ = &cache;
     cache.track(this);
 }

@@ -99,8 +99,10 @@ class BackendConnection {
     // anything unasked (a 421 on idle timeout, say).
     bool reusable();
     void close();
-    // Registers with the cache's list of open connections until destroyed.
-    void track_in(class ConnectionCache& cache);
+    // Registers with the cache's list of open connections until destroyed,
+    // and gives back the slot it was opened on (max_connections), for the
+    // constructor has counted it already (ConnectionSlot::opened).
+    void track_in(class ConnectionCache& cache, class ConnectionSlot* slot = nullptr);
 
     core::Pool& pool() { return pool_; }
     std::size_t backend() const { return backend_; }

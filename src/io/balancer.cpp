@@ -19,6 +19,7 @@ Balancer::Balancer(asio::io_context& io, const config::Config& config,
       own_loops_(loops ? nullptr : std::make_unique<EventLoops>(io)),
       loops_(loops ? loops : own_loops_.get()),
       config_(config),
+      slots_(std::make_shared<ConnectionSlots>([this](const std::string& line) { log(line); })),
       router_(config_.routes),
       connector_(connector ? std::move(connector) : std::make_unique<TcpConnector>()),
       tracking_(
@@ -40,8 +41,11 @@ Balancer::Balancer(asio::io_context& io, const config::Config& config,
             spool_ = std::make_shared<Spool>(io_, config_);
     }
     if (spool_) spool_->set_event_log(event_log_);
-    for (std::size_t i = 0; i < loops_->size(); ++i)
+    for (std::size_t i = 0; i < loops_->size(); ++i) {
         caches_.push_back(std::make_shared<ConnectionCache>(loops_->loop(i).get_executor()));
+        caches_.back()->use_slots(slots_);
+        slots_->add_cache(caches_.back());
+    }
     // The nameservers are read now: at start and on every reload. The cache
     // bound is over all loops, each of which has its own share.
     ClientNameSettings names{
@@ -54,6 +58,7 @@ Balancer::Balancer(asio::io_context& io, const config::Config& config,
         if (previous) {
             if (const auto* old = previous->pool(p.name)) pools_.back()->adopt_state(*old);
         }
+        slots_->watch(*pools_.back());
         pools_.back()->set_health_log(
             [this](const core::Pool& pool, const config::Backend& b, const core::HealthEvent& e) {
                 if (event_log_) event_log_(core::health_log_line(pool.name(), b.name, e));
@@ -196,6 +201,7 @@ void Balancer::stop() {
 void Balancer::abort_sessions() {
     for (auto& cache : caches_)
         cache->set_closing();  // relays give up instead of trying more backends
+    slots_->wake_all();        // and those waiting for a connection slot now
     for (auto& l : listeners_)
         l->close_sessions();
     on_each_cache([](ConnectionCache& c) {

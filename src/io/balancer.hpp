@@ -16,6 +16,7 @@
 #include "io/backend_connector.hpp"
 #include "io/client_names.hpp"
 #include "io/connection_cache.hpp"
+#include "io/connection_slots.hpp"
 #include "io/event_loops.hpp"
 #include "io/health_checker.hpp"
 #include "io/spool.hpp"
@@ -85,6 +86,8 @@ class Balancer {
     BackendConnector& connector() { return *connector_; }
     // Idle backend connections of the sessions on event loop `loop`.
     ConnectionCache& cache(std::size_t loop = 0) { return *caches_[loop]; }
+    // Backends' connection slots (max_connections), shared by the loops.
+    ConnectionSlots& slots() { return *slots_; }
     EventLoops& loops() { return *loops_; }
     // Who looks up client host names for the sessions on event loop `loop`.
     const std::shared_ptr<ClientNameResolver>& client_names(std::size_t loop = 0) {
@@ -119,6 +122,9 @@ class Balancer {
     config::Config config_;
     base::SystemClock clock_;
     base::DefaultRandom random_;
+    // Before pools_ and caches_, which refer to it (shared: a wait in
+    // progress keeps it).
+    std::shared_ptr<ConnectionSlots> slots_;
     std::vector<std::unique_ptr<core::Pool>> pools_;
     core::Router router_;
     std::unique_ptr<BackendConnector> connector_;

@@ -45,7 +45,7 @@ void ConnectionCache::put(std::unique_ptr<BackendConnection> conn) {
     // use, and many clients would leave enough of them idle to fill the
     // backend's process limit. The backend is then used as directly: one
     // connection per client session.
-    if (conn->worn_out() || conn->bound()) {
+    if (conn->worn_out() || conn->bound() || wanted_elsewhere(*conn)) {
         retire(std::move(conn));
         return;
     }
@@ -67,6 +67,19 @@ void ConnectionCache::put(std::unique_ptr<BackendConnection> conn) {
         asio::co_spawn(
             executor_, [self = shared_from_this()] { return self->sweep(); }, asio::detached);
     }
+}
+
+bool ConnectionCache::wanted_elsewhere(BackendConnection& conn) const {
+    // Its slot is worth more to a transaction waiting for one than idle here.
+    auto& pool = conn.pool();
+    return slots_ && pool.backend(conn.backend()).config.max_connections > 0 &&
+           slots_->waiting(pool, conn.backend());
+}
+
+awaitable<ConnectionSlot> ConnectionCache::reserve(core::Pool& pool, std::size_t backend) {
+    if (!slots_) co_return ConnectionSlot::unlimited();
+    auto slot = co_await slots_->reserve(pool, backend, this);
+    co_return slot;
 }
 
 void ConnectionCache::retire(std::unique_ptr<BackendConnection> conn) {

@@ -10,6 +10,7 @@
 
 #include "io/asio.hpp"
 #include "io/backend_connection.hpp"
+#include "io/connection_slots.hpp"
 
 namespace smtplb::io {
 
@@ -33,7 +34,17 @@ class ConnectionCache : public std::enable_shared_from_this<ConnectionCache> {
     std::unique_ptr<BackendConnection> take(core::Pool& pool, std::size_t backend,
                                             const std::optional<base::IpAddress>& source,
                                             const std::string& identity_key);
+    // Kept idle for reuse; closed instead when a transaction waits for a
+    // slot to its backend (max_connections).
     void put(std::unique_ptr<BackendConnection> connection);
+    // Leave to open a new connection to a backend under its max_connections
+    // (ConnectionSlots::reserve, with this loop's idle connections to make
+    // room): call it after take() gave nothing. Without slots (tests):
+    // always granted.
+    awaitable<ConnectionSlot> reserve(core::Pool& pool, std::size_t backend);
+    // The generation's slots, shared by every loop's cache.
+    void use_slots(std::shared_ptr<ConnectionSlots> slots) { slots_ = std::move(slots); }
+    const asio::any_io_executor& executor() const { return executor_; }
     // Closes everything politely (shutdown).
     void close_all();
     // Closes the idle connections to one backend (drain, maintenance).
@@ -61,6 +72,8 @@ class ConnectionCache : public std::enable_shared_from_this<ConnectionCache> {
   private:
     using Key = std::tuple<const core::Pool*, std::size_t, std::string>;
     awaitable<void> sweep();
+    // A transaction waits for a slot to this connection's backend.
+    bool wanted_elsewhere(BackendConnection& conn) const;
 
     asio::any_io_executor executor_;
     asio::steady_timer timer_;
@@ -69,6 +82,7 @@ class ConnectionCache : public std::enable_shared_from_this<ConnectionCache> {
     std::atomic<bool> closing_ = false;
     std::set<BackendConnection*> open_;
     std::atomic<std::size_t> open_count_ = 0;
+    std::shared_ptr<ConnectionSlots> slots_;
 };
 
 }  // namespace smtplb::io

@@ -167,6 +167,13 @@ awaitable<std::unique_ptr<BackendConnection>> Relay::connect(std::size_t backend
                                                              Opening& opening) {
     auto& pool = *tx_.pool();
     auto& failure = opening.failure;
+    // The backend's max_connections (io/connection_slots.hpp): no slot within
+    // the pool's connection_wait is smtplb's own limit, not the backend's fault.
+    auto slot = co_await context_.cache.reserve(pool, backend);
+    if (!slot) {
+        failure = {.kind = Failure::Kind::NoSlot, .stage = "connect", .reason = slot.failure()};
+        co_return nullptr;
+    }
     auto [ec, socket] =
         co_await context_.connector.connect(pool.backend(backend).config.address,
                                             context_.source_address, pool.config().connect_timeout);
@@ -178,7 +185,7 @@ awaitable<std::unique_ptr<BackendConnection>> Relay::connect(std::size_t backend
                  context_.identity_mode == config::IdentityMode::ProxyV2;
     auto conn = std::make_unique<BackendConnection>(std::move(socket), pool, backend,
                                                     context_.source_address);
-    conn->track_in(context_.cache);
+    conn->track_in(context_.cache, &slot);
     if (proxy) {
         conn->dedicated = true;
         conn->protocol().output() = context_.identity_mode == config::IdentityMode::ProxyV1

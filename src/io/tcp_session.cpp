@@ -115,6 +115,14 @@ awaitable<bool> TcpSession::connect() {
         tried.push_back(*pick);
         auto& state = pool_->backend(*pick);
         ++state.counters.attempts;
+        // max_connections, as in smtp mode: no slot says nothing about its health.
+        auto slot =
+            co_await balancer_.slots().reserve(*pool_, *pick, nullptr);  // this loop's cache
+        if (!slot) {
+            ++state.counters.failed;
+            record_.attempts.push_back({state.config.name, "connect", slot.failure()});
+            continue;
+        }
         auto [ec, socket] = co_await balancer_.connector().connect(
             state.config.address, config.source_address, pool_->config().connect_timeout);
         if (ec) {
@@ -131,6 +139,7 @@ awaitable<bool> TcpSession::connect() {
         listener_.track(&backend_, nullptr);
         chosen_ = pick;
         pool_->connection_opened(*pick);
+        slot.opened();
         co_return true;
     }
     co_return false;
@@ -307,7 +316,9 @@ awaitable<void> TcpSession::run() {
         client_key_ = key;
     }
     pool_ = balancer_.pool(config.pool);
-    deadline_->expires_after(pool_->config().connect_timeout * pool_->config().max_attempts);
+    // Each backend tried may first wait for a connection slot (max_connections).
+    deadline_->expires_after((pool_->config().connect_timeout + pool_->config().connection_wait) *
+                             pool_->config().max_attempts);
     bool connected = co_await connect();
     if (!connected) {
         // Nothing SMTP can be said here (the client may expect TLS): close.

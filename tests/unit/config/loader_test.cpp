@@ -514,3 +514,41 @@ TEST(ConfigLoader, ABodyWriteGetsTimeInProportionToItsSizeUpToDataTimeout) {
     pool.data_timeout = 5s;  // below the floor: data_timeout still bounds it
     EXPECT_EQ(body_write_budget(pool, 1), 5s);
 }
+
+TEST(ConfigLoader, ConnectionCapIsUnlimitedByDefaultAndBounded) {
+    using namespace std::chrono_literals;
+    auto edit = [](const std::string& pool_keys, const std::string& hub1_keys) {
+        std::string text = kValid;
+        text.replace(text.find("algorithm = \"least_pending\""), 27,
+                     "algorithm = \"least_pending\"\n" + pool_keys);
+        text.replace(text.find("weight = 3"), 10, "weight = 3\n" + hub1_keys);
+        return load_string(text, "t");
+    };
+    auto defaults = edit("", "");
+    ASSERT_TRUE(defaults.config);
+    EXPECT_EQ(defaults.config->pools[0].backends[0].max_connections, 0u);  // no limit
+    EXPECT_EQ(defaults.config->pools[0].connection_wait, 5s);
+
+    auto set = edit("connection_wait = \"250ms\"", "max_connections = 20");
+    ASSERT_TRUE(set.config) << set.diagnostics.format("t");
+    EXPECT_EQ(set.config->pools[0].backends[0].max_connections, 20u);
+    EXPECT_EQ(set.config->pools[0].backends[1].max_connections, 0u);
+    EXPECT_EQ(set.config->pools[0].connection_wait, 250ms);
+    auto described = describe(*set.config);
+    EXPECT_NE(described.find("max_connections = 20\n"), std::string::npos);
+    EXPECT_NE(described.find("connection_wait = \"250ms\""), std::string::npos);
+    auto again = load_string(described, "described");
+    ASSERT_TRUE(again.config) << again.diagnostics.format("described");
+    EXPECT_EQ(describe(*again.config), described);
+    // 0 s: a backend at its cap is skipped at once.
+    EXPECT_TRUE(edit("connection_wait = \"0s\"", "").config);
+
+    auto bad = edit("connection_wait = \"6m\"", "max_connections = 1000001");
+    EXPECT_FALSE(bad.config);
+    EXPECT_TRUE(has_error(bad, "pool[0].connection_wait", 0, "between 0ms and 300000ms"));
+    EXPECT_TRUE(has_error(bad, "pool[0].backend[0].max_connections", 0, "between 0 and 1000000"));
+    auto negative = edit("connection_wait = 5", "max_connections = -1");
+    EXPECT_FALSE(negative.config);
+    EXPECT_TRUE(has_error(negative, "pool[0].connection_wait", 0, "a duration"));
+    EXPECT_TRUE(has_error(negative, "pool[0].backend[0].max_connections", 0, "between 0 and"));
+}

@@ -90,3 +90,66 @@ TEST(Pool, SourceIpPersistenceHoldsUntilTtl) {
     pool.report(first, core::LiveOutcome::Failed, "test");
     EXPECT_NE(*pool.pick(kClient, {}), first);
 }
+
+TEST(Pool, ConnectionSlotsStopAtMaxConnectionsAndComeBackOnClose) {
+    smtplb::testing::FakeClock clock;
+    smtplb::testing::ScriptedRandom random({0});
+    auto cfg = pool_config({{1, 10}, {1, 10}});
+    cfg.backends[0].max_connections = 2;
+    core::Pool pool(cfg, clock, random);
+    std::vector<std::size_t> freed;
+    pool.set_slot_freed([&](std::size_t b) { freed.push_back(b); });
+
+    EXPECT_TRUE(pool.try_open_connection(0));
+    EXPECT_TRUE(pool.try_open_connection(0));
+    EXPECT_FALSE(pool.try_open_connection(0));
+    EXPECT_EQ(pool.backend(0).active_connections, 2u);  // a refusal counts nothing
+    // A connection counted without a slot (a probe's) may pass the cap...
+    pool.connection_opened(0);
+    EXPECT_EQ(pool.backend(0).active_connections, 3u);
+    pool.connection_closed(0);
+    EXPECT_FALSE(pool.try_open_connection(0));  // ...and no slot comes free below it
+    pool.connection_closed(0);
+    EXPECT_EQ(freed, (std::vector<std::size_t>{0, 0}));
+    EXPECT_TRUE(pool.try_open_connection(0));
+    EXPECT_FALSE(pool.try_open_connection(0));
+
+    // No max_connections: always a slot, still counted; nobody to tell.
+    for (int i = 0; i < 100; ++i)
+        EXPECT_TRUE(pool.try_open_connection(1));
+    EXPECT_EQ(pool.backend(1).active_connections, 100u);
+    pool.connection_closed(1);
+    EXPECT_EQ(freed.size(), 2u);
+    // The capped backend's load is what least_connections weighs too.
+    EXPECT_EQ(pool.backend(0).active_connections, 2u);
+}
+
+TEST(Pool, AWaitForASlotIsCountedLoggedOnceAMinuteAndLeavesHealthAlone) {
+    smtplb::testing::FakeClock clock;
+    smtplb::testing::ScriptedRandom random({0});
+    auto cfg = pool_config({{1, 10}});
+    cfg.backends[0].max_connections = 1;
+    core::Pool pool(cfg, clock, random);
+    EXPECT_TRUE(pool.connection_wait_started(0));
+    EXPECT_FALSE(pool.connection_wait_started(0));
+    EXPECT_TRUE(pool.connection_wait_timed_out(0));  // its own line, its own minute
+    clock.advance(59s);
+    EXPECT_FALSE(pool.connection_wait_started(0));
+    EXPECT_FALSE(pool.connection_wait_timed_out(0));
+    clock.advance(1s);
+    EXPECT_TRUE(pool.connection_wait_started(0));
+    EXPECT_TRUE(pool.connection_wait_timed_out(0));
+    EXPECT_EQ(pool.backend(0).counters.connection_waits, 4u);
+    EXPECT_EQ(pool.backend(0).counters.connection_wait_timeouts, 3u);
+    // However many run out, the backend stays in service (passive_fall is 1:
+    // one real failure would take it out).
+    for (int i = 0; i < 5; ++i)
+        pool.report(0, core::LiveOutcome::AtCapacity, "live connect: no slot");
+    EXPECT_TRUE(pool.usable(0));
+    EXPECT_EQ(pool.backend(0).health.state(), core::HealthState::Up);
+    auto minute = pool.backend(0).rates.last_minute(clock.now());
+    for (auto n : minute)
+        EXPECT_EQ(n, 0u);
+    pool.report(0, core::LiveOutcome::Failed, "live connect: refused");
+    EXPECT_FALSE(pool.usable(0));  // the control: a real failure does count
+}

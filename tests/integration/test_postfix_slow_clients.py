@@ -6,8 +6,8 @@ Postfix's smtpd times every read (`smtpd_timeout`) and serves one client per
 process, at most the service's process limit at once. A client may be much
 slower than that, so smtplb must not pass a client's pace on to a backend: a
 backend connection that has waited on its client longer than the pool's
-`backend_hold_time` is given back (closed or RSET), and the envelope is
-replayed on a fresh connection once the client's body is complete. These
+`backend_hold_time` is given back (QUIT, or closed when in DATA), and the
+envelope is replayed on a fresh connection when the client goes on. These
 tests say what the client and Postfix see, not how smtplb does it.
 """
 import os
@@ -20,10 +20,9 @@ from harness import (Postfix, Smtplb, SmtpClient, WorkdirTestCase, free_port, ma
                      postfix_available)
 
 # The pool setting these tests are about: how long smtplb keeps a backend
-# connection while it waits on its client. Set explicitly so that the tests
-# do not depend on its default. A build without the setting refuses the key
-# ("unknown key"): SMTPLB_TEST_BACKEND_HOLD_TIME="" leaves it out, which is
-# how these tests show what such a build does with slow clients.
+# connection while it waits on its client; set explicitly so that the tests
+# do not depend on its default. SMTPLB_TEST_BACKEND_HOLD_TIME="" leaves it
+# out, to run them against a build from before it (which fails them all).
 BACKEND_HOLD_TIME = os.environ.get("SMTPLB_TEST_BACKEND_HOLD_TIME", "1s") or None
 
 # Postfix reads each command and each piece of a body within this.

@@ -75,8 +75,8 @@ void Relay::client_slow() {
     while (auto action = tx_.next()) {
         if (action->kind != Kind::Release || !conn_) continue;
         // Only Quit or Close come from client_slow(): neither waits.
-        if (action->release == Action::Release::Quit && !conn_->dedicated)
-            context_.cache.retire(std::move(conn_));
+        if (action->release == Action::Release::Quit)
+            context_.cache.retire(std::move(conn_));  // QUIT in the background
         else
             conn_->close();
         conn_.reset();

@@ -7,15 +7,17 @@
 
 namespace smtplb::io {
 
-HealthChecker::HealthChecker(asio::any_io_executor executor, BackendConnector& connector,
-                             std::string hostname, base::Random& random)
+HealthChecker::HealthChecker(asio::any_io_executor executor, TaskGroup& tasks,
+                             BackendConnector& connector, std::string hostname,
+                             base::Random& random)
     : executor_(std::move(executor)),
+      tasks_(tasks),
       connector_(connector),
       hostname_(std::move(hostname)),
-      random_(random) {}
+      random_(random),
+      stop_registration_(tasks.on_stop([this] { stop(); })) {}
 
 HealthChecker::~HealthChecker() {
-    *alive_ = false;
     try {
         stop();
     } catch (const std::exception&) {
@@ -37,19 +39,20 @@ void HealthChecker::watch(core::Pool& pool, const config::ProbeOrigin& origin) {
                                           std::make_unique<asio::steady_timer>(executor_), origin});
     auto& ref = *w;
     watched_.push_back(std::move(w));
-    asio::co_spawn(executor_, rounds(ref, true), asio::detached);
-    asio::co_spawn(executor_, rounds(ref, false), asio::detached);
+    // Refused once the group is closed: then there is nothing to probe for.
+    tasks_.spawn(executor_, rounds(ref, true));
+    tasks_.spawn(executor_, rounds(ref, false));
 }
 
 void HealthChecker::probe_now(const core::Pool& pool, std::size_t backend) {
-    if (*stopped_) return;
+    if (stopped_) return;
     for (auto& w : watched_)
         if (w->pool == &pool) start_probe(*w, backend);
 }
 
 void HealthChecker::stop() {
-    if (*stopped_) return;
-    *stopped_ = true;
+    if (stopped_) return;
+    stopped_ = true;
     for (auto& w : watched_) {
         w->up_timer->cancel();
         w->out_timer->cancel();
@@ -64,14 +67,14 @@ void HealthChecker::start_probe(Watched& w, std::size_t backend) {
     }
     w.probing[backend] = true;
     ++in_flight_;
-    asio::co_spawn(executor_, probe_one(w, backend), asio::detached);
+    if (!tasks_.spawn(executor_, probe_one(w, backend))) {
+        w.probing[backend] = false;
+        --in_flight_;
+    }
 }
 
+// A task of the generation's group: the checker, `w` and the pool outlive it.
 awaitable<void> HealthChecker::probe_one(Watched& w, std::size_t backend) {
-    // The flags outlive the checker: a probe that ends after stop() only
-    // counts itself out, and after destruction touches nothing.
-    auto stopped = stopped_;
-    auto alive = alive_;
     auto& pool = *w.pool;
     const auto& health = pool.config().health;
     proto::ProbePlan plan{health.depth, hostname_, health.mail_from, health.rcpt_to};
@@ -93,9 +96,8 @@ awaitable<void> HealthChecker::probe_one(Watched& w, std::size_t backend) {
                              backend_tls_ ? backend_tls_->for_pool(pool.name()) : nullptr);
     auto report = co_await run_probe(connector_, pool.backend(backend).config.address,
                                      w.origin.source, plan, health.timeout, false, tls);
-    if (!*alive) co_return;
     --in_flight_;
-    if (*stopped) co_return;
+    if (stopped_) co_return;  // a result after stop() changes nothing
     w.probing[backend] = false;
     ++probes_run_;
     auto& state = pool.backend(backend);
@@ -111,7 +113,6 @@ awaitable<void> HealthChecker::probe_one(Watched& w, std::size_t backend) {
 }
 
 awaitable<void> HealthChecker::rounds(Watched& w, bool up) {
-    auto stopped = stopped_;
     auto& timer = up ? *w.up_timer : *w.out_timer;
     const auto& health = w.pool->config().health;
     const Millis period = up ? health.interval : std::min(health.down_interval, health.interval);
@@ -122,7 +123,7 @@ awaitable<void> HealthChecker::rounds(Watched& w, bool up) {
         timer.expires_after(delay);
         // Cancelled early (stop) or not: the flag says which.
         [[maybe_unused]] auto [ec] = co_await timer.async_wait(use_nothrow);
-        if (*stopped) co_return;
+        if (stopped_) co_return;
         delay = jittered(period);
         for (std::size_t i = 0; i < w.pool->backends().size(); ++i) {
             bool is_up = false;

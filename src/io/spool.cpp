@@ -42,6 +42,10 @@ void Spool::configure(const config::Spool& settings) {
 }
 
 bool Spool::open(std::string& error) {
+    if (weak_from_this().expired()) {  // what the writers hand back would be lost
+        error = "internal error: the spool is not held by a shared_ptr";
+        return false;
+    }
     if (auto ec = store_.prepare()) {
         error = "cannot create the spool under \"" + root_ + "\": " + ec.message();
         return false;

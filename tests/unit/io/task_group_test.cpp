@@ -60,6 +60,15 @@ std::optional<bool> wait_on(io::asio::io_context& main, TaskGroup& group,
     return result;
 }
 
+// Awaits the group on `main` and expects it to be found empty.
+void expect_emptied(io::asio::io_context& main, TaskGroup& group,
+                    TaskGroup::Clock::time_point until = TaskGroup::Clock::time_point::max()) {
+    auto result = wait_on(main, group, until);
+    ASSERT_TRUE(result.has_value()) << "the wait never returned";
+    EXPECT_TRUE(*result);
+    EXPECT_EQ(group.size(), 0u);
+}
+
 }  // namespace
 
 TEST(TaskGroup, AwaitingAnEmptyGroupReturnsAtOnce) {
@@ -93,11 +102,8 @@ TEST(TaskGroup, CountsUntilTheFrameIsGone) {
     EXPECT_EQ(group.size(), 1u);
     EXPECT_FALSE(*gone);
     *release = true;
-    result = wait_on(main, group, TaskGroup::Clock::time_point::max());
-    ASSERT_TRUE(result.has_value());
-    EXPECT_TRUE(*result);
+    expect_emptied(main, group);
     EXPECT_TRUE(*gone);  // empty means the frame was destroyed before
-    EXPECT_EQ(group.size(), 0u);
 }
 
 TEST(TaskGroup, TasksOnTwoLoopsCompleteTheGroupWhenBothEnd) {
@@ -160,12 +166,9 @@ TEST(TaskGroup, ManyTasksOnSeveralLoopsAreCountedExactly) {
                                     ++n;
                                     co_return;
                                 }(ran)));
-    auto result = wait_on(main, group, TaskGroup::Clock::now() + 10s);
+    expect_emptied(main, group, TaskGroup::Clock::now() + 10s);
     loops.stop();
-    ASSERT_TRUE(result.has_value());
-    EXPECT_TRUE(*result);
     EXPECT_EQ(ran, kTasks);
-    EXPECT_EQ(group.size(), 0u);
 }
 
 TEST(TaskGroup, WorkAfterCloseIsRefusedAndNeverStarts) {
@@ -186,9 +189,7 @@ TEST(TaskGroup, WorkAfterCloseIsRefusedAndNeverStarts) {
     EXPECT_EQ(group.size(), 0u);
     main.run();
     EXPECT_FALSE(started);
-    auto result = wait_on(main, group, TaskGroup::Clock::time_point::max());
-    ASSERT_TRUE(result.has_value());
-    EXPECT_TRUE(*result);
+    expect_emptied(main, group);
 }
 
 TEST(TaskGroup, ClosingWithTasksLetsThemFinishButTakesNoMore) {
@@ -206,9 +207,7 @@ TEST(TaskGroup, ClosingWithTasksLetsThemFinishButTakesNoMore) {
     token.reset();
     copy.reset();
     *release = true;
-    auto result = wait_on(main, group, TaskGroup::Clock::time_point::max());
-    ASSERT_TRUE(result.has_value());
-    EXPECT_TRUE(*result);
+    expect_emptied(main, group);
     EXPECT_TRUE(*gone);
 }
 
@@ -223,11 +222,8 @@ TEST(TaskGroup, TokensCountLikeTasksAndWakeTheWaiter) {
         std::this_thread::sleep_for(20ms);
         t.reset();  // released on another thread
     });
-    auto result = wait_on(main, group, TaskGroup::Clock::now() + 10s);
+    expect_emptied(main, group, TaskGroup::Clock::now() + 10s);
     other.join();
-    ASSERT_TRUE(result.has_value());
-    EXPECT_TRUE(*result);
-    EXPECT_EQ(group.size(), 0u);
 }
 
 TEST(TaskGroup, AChildCountsInItsParentAndStopsWithIt) {
@@ -253,14 +249,10 @@ TEST(TaskGroup, AChildCountsInItsParentAndStopsWithIt) {
     EXPECT_FALSE(child.hold());
     EXPECT_EQ(parent.size(), 2u);
     *release = true;
-    auto result = wait_on(main, child, TaskGroup::Clock::time_point::max());
-    ASSERT_TRUE(result.has_value());
-    EXPECT_TRUE(*result);
+    expect_emptied(main, child);
     EXPECT_EQ(parent.size(), 1u);
     parent_token.reset();
-    result = wait_on(main, parent, TaskGroup::Clock::time_point::max());
-    ASSERT_TRUE(result.has_value());
-    EXPECT_TRUE(*result);
+    expect_emptied(main, parent);
 }
 
 TEST(TaskGroup, StopCallbacksRunOnceAndOnlyWhileRegistered) {

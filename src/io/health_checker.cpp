@@ -33,10 +33,11 @@ Millis HealthChecker::jittered(Millis base) {
 
 void HealthChecker::watch(core::Pool& pool, const config::ProbeOrigin& origin) {
     if (!pool.config().health.enabled) return;
-    auto w =
-        std::make_unique<Watched>(Watched{&pool, std::vector<bool>(pool.backends().size(), false),
-                                          std::make_unique<asio::steady_timer>(executor_),
-                                          std::make_unique<asio::steady_timer>(executor_), origin});
+    const auto n = pool.backends().size();
+    auto w = std::make_unique<Watched>(
+        Watched{&pool, std::vector<bool>(n, false), std::vector<TaskGroup::Canceller>(n),
+                std::make_unique<asio::steady_timer>(executor_),
+                std::make_unique<asio::steady_timer>(executor_), origin});
     auto& ref = *w;
     watched_.push_back(std::move(w));
     // Refused once the group is closed: then there is nothing to probe for.
@@ -56,6 +57,11 @@ void HealthChecker::stop() {
     for (auto& w : watched_) {
         w->up_timer->cancel();
         w->out_timer->cancel();
+        // A probe in flight ends now: its result would change nothing, and
+        // a backend that does not answer must not hold up a reload's
+        // release or the daemon's exit for its timeout.
+        for (std::size_t i = 0; i < w->probing.size(); ++i)
+            if (w->probing[i]) w->cancel[i]();
     }
 }
 
@@ -67,7 +73,8 @@ void HealthChecker::start_probe(Watched& w, std::size_t backend) {
     }
     w.probing[backend] = true;
     ++in_flight_;
-    if (!tasks_.spawn(executor_, probe_one(w, backend))) {
+    w.cancel[backend] = tasks_.spawn_cancellable(executor_, probe_one(w, backend));
+    if (!w.cancel[backend]) {
         w.probing[backend] = false;
         --in_flight_;
     }
@@ -75,6 +82,9 @@ void HealthChecker::start_probe(Watched& w, std::size_t backend) {
 
 // A task of the generation's group: the checker, `w` and the pool outlive it.
 awaitable<void> HealthChecker::probe_one(Watched& w, std::size_t backend) {
+    // Cancelled by stop(): the step in progress fails and the probe ends
+    // by its usual path, without an exception.
+    co_await asio::this_coro::throw_if_cancelled(false);
     auto& pool = *w.pool;
     const auto& health = pool.config().health;
     proto::ProbePlan plan{health.depth, hostname_, health.mail_from, health.rcpt_to};

@@ -47,7 +47,8 @@ class HealthChecker {
   private:
     struct Watched {
         core::Pool* pool;
-        std::vector<bool> probing;  // a probe of this backend is in flight
+        std::vector<bool> probing;                 // a probe of this backend is in flight
+        std::vector<TaskGroup::Canceller> cancel;  // ends that probe (stop())
         std::unique_ptr<asio::steady_timer> up_timer, out_timer;
         config::ProbeOrigin origin;
     };

@@ -92,6 +92,22 @@ struct TaskGroup::State {
     }
 };
 
+// What a Canceller and its task's completion handler share: the signal
+// stays valid until both are gone, whatever ends first.
+struct TaskGroup::Canceller::State {
+    explicit State(const asio::any_io_executor& executor) : executor(executor) {}
+    asio::any_io_executor executor;
+    asio::cancellation_signal signal;
+    bool ended = false;  // on the task's executor only
+};
+
+void TaskGroup::Canceller::operator()() const {
+    if (!state_) return;
+    asio::post(state_->executor, [state = state_] {
+        if (!state->ended) state->signal.emit(asio::cancellation_type::terminal);
+    });
+}
+
 TaskGroup::Token::Token(const Token& other) : state_(other.state_) {
     if (state_) state_->add(true);
 }
@@ -151,6 +167,20 @@ bool TaskGroup::spawn(const asio::any_io_executor& executor, awaitable<void> tas
     asio::co_spawn(executor, std::move(task),
                    [token = std::move(token)](const std::exception_ptr&) {});
     return true;
+}
+
+TaskGroup::Canceller TaskGroup::spawn_cancellable(const asio::any_io_executor& executor,
+                                                  awaitable<void> task) {
+    Token token = hold();
+    if (!token) return Canceller();
+    auto state = std::make_shared<Canceller::State>(executor);
+    auto slot = state->signal.slot();
+    asio::co_spawn(executor, std::move(task),
+                   asio::bind_cancellation_slot(
+                       slot, [token = std::move(token), state](const std::exception_ptr&) {
+                           state->ended = true;
+                       }));
+    return Canceller(std::move(state));
 }
 
 TaskGroup::Token TaskGroup::hold() {

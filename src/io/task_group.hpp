@@ -20,6 +20,8 @@ namespace smtplb::io {
 // - hold() counts work that is not one coroutine (a chain of completion
 //   handlers sharing an object, a handler posted to another loop) for as
 //   long as the returned Token (or a copy of it) lives.
+// - spawn_cancellable() is spawn() with a Canceller: a cancellation signal
+//   for that one task (what it awaits then ends with operation_aborted).
 // - close() refuses new work from then on: spawn() returns false and
 //   destroys the task without starting it, hold() returns an empty Token.
 //   A closed group found empty stays empty.
@@ -75,6 +77,24 @@ class TaskGroup {
         std::uint64_t id_ = 0;
     };
 
+    // Ends one task's current wait: terminal cancellation, emitted on the
+    // task's executor. From any thread, any number of times, also once the
+    // task has ended (then it does nothing). Empty when the spawn was
+    // refused. A task that wants to wind down by itself rather than throw
+    // at its next co_await sets this_coro::throw_if_cancelled(false).
+    class Canceller {
+      public:
+        Canceller() = default;
+        void operator()() const;
+        explicit operator bool() const { return state_ != nullptr; }
+
+      private:
+        friend class TaskGroup;
+        struct State;
+        explicit Canceller(std::shared_ptr<State> state) : state_(std::move(state)) {}
+        std::shared_ptr<State> state_;
+    };
+
     TaskGroup();
     explicit TaskGroup(TaskGroup& parent);
     // Closes the group; tasks still counted go on (see above).
@@ -86,6 +106,7 @@ class TaskGroup {
     // unstarted) when the group is closed. What the task throws is dropped,
     // as with asio::detached.
     bool spawn(const asio::any_io_executor& executor, awaitable<void> task);
+    Canceller spawn_cancellable(const asio::any_io_executor& executor, awaitable<void> task);
     Token hold();
     void close();
     bool closed() const;

@@ -314,3 +314,37 @@ TEST(TaskGroup, AWaiterOutlivesTheGroupSafely) {
     ASSERT_TRUE(result.has_value());
     EXPECT_TRUE(*result);
 }
+
+TEST(TaskGroup, ACancellerEndsOneTasksWaitFromAnotherThread) {
+    io::asio::io_context main;
+    io::EventLoops loops(main, 2);
+    loops.start();
+    TaskGroup group;
+    auto never = std::make_shared<std::atomic<bool>>(false);
+    auto gone = std::make_shared<std::atomic<bool>>(false);
+    std::atomic<bool> aborted = false;
+    auto waits_an_hour = [](std::atomic<bool>& flag) -> io::awaitable<void> {
+        co_await io::asio::this_coro::throw_if_cancelled(false);
+        io::asio::steady_timer timer(co_await io::asio::this_coro::executor, 1h);
+        auto [ec] = co_await timer.async_wait(io::use_nothrow);
+        flag = ec == io::asio::error::operation_aborted;
+    };
+    auto cancel = group.spawn_cancellable(loops.loop(1).get_executor(), waits_an_hour(aborted));
+    ASSERT_TRUE(cancel);
+    // Another task, not cancelled: it still counts afterwards.
+    ASSERT_TRUE(group.spawn(loops.loop(1).get_executor(), parked(never, gone)));
+    cancel();  // from this thread; delivered on loop 1
+    auto until = std::chrono::steady_clock::now() + 10s;
+    while (!(aborted && group.size() == 1) && std::chrono::steady_clock::now() < until)
+        std::this_thread::sleep_for(1ms);
+    EXPECT_TRUE(aborted);
+    EXPECT_EQ(group.size(), 1u);
+    cancel();  // after the end: nothing happens
+    *never = true;
+    expect_emptied(main, group, TaskGroup::Clock::now() + 10s);
+    loops.stop();
+    EXPECT_TRUE(*gone);
+
+    group.close();
+    EXPECT_FALSE(group.spawn_cancellable(main.get_executor(), waits_an_hour(aborted)));
+}

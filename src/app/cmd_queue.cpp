@@ -126,7 +126,8 @@ int run_queue_command(const AdminOptions& options, const std::string& action,
     // The daemon holds the spool's lock while it runs: if we get it, the
     // daemon is stopped and we work on the files ourselves.
     io::asio::io_context io;
-    io::Spool spool(io, config);
+    auto owned = std::make_shared<io::Spool>(io, config);  // as the daemon holds it
+    auto& spool = *owned;
     std::string error;
     if (!spool.open(error)) {
         if (error.find("in use") == std::string::npos) {

@@ -3,7 +3,6 @@
 
 #include <algorithm>
 #include <functional>
-#include <thread>
 #include <vector>
 
 #include "admin/http_server.hpp"
@@ -27,23 +26,52 @@ void log_event(const std::string& event,
     base::log_line(line);
 }
 
+// How long sessions cut at the end of the shutdown grace (and whatever else
+// a generation still runs then) get to unwind before the daemon exits.
+constexpr std::chrono::seconds kUnwindBound{5};
+
+using SteadyClock = std::chrono::steady_clock;
+
+// One configuration generation: what one file built, numbered from 1 in
+// the order of reloads.
+struct Generation {
+    std::unique_ptr<io::Balancer> balancer;
+    std::uint64_t number = 0;
+};
+
 // The running daemon: the current configuration generation, and the ones a
-// reload replaced, kept until their last transaction is over.
+// reload replaced, each released once its task group is empty.
 struct Daemon {
     std::string path;
     io::asio::io_context& io;
     io::EventLoops& loops;
-    std::unique_ptr<io::Balancer> current;
-    std::vector<std::unique_ptr<io::Balancer>> retiring;
+    Generation current;
+    std::vector<Generation> retiring;
     std::unique_ptr<admin::HttpServer> admin_server;
-    bool reaping = false;
+    std::uint64_t last_number = 1;
+    // Set by shut_down(), which from then on alone releases generations.
+    bool stopping = false;
 
     admin::ReloadOutcome reload();
     admin::ReloadOutcome reload_now();
-    io::awaitable<void> reap();
+    // A generation a reload replaced: released when its sessions have
+    // ended and then everything else of it.
+    io::awaitable<void> release(std::uint64_t number);
+    // SIGTERM/SIGINT: stops every generation and releases them.
+    io::awaitable<void> shut_down(std::chrono::milliseconds grace);
+    // The retired generation `number`, unless it is gone or the shutdown
+    // has taken over.
+    io::Balancer* retired(std::uint64_t number);
+    void destroy(Generation& generation, const char* reason);
+    // Awaits each generation's group until it is empty, and closes it;
+    // false when `until` comes first.
+    static io::awaitable<bool> drain(std::vector<Generation*> generations,
+                                     SteadyClock::time_point until);
+    std::vector<Generation*> all();
 };
 
 admin::ReloadOutcome Daemon::reload() {
+    if (stopping) return {false, "stopping"};
     notify_systemd("RELOADING=1");
     auto outcome = reload_now();
     notify_systemd("READY=1\nSTATUS=" +
@@ -62,14 +90,15 @@ admin::ReloadOutcome Daemon::reload_now() {
         return {false, reasons};
     }
     // Validate against the running daemon too: bind, state_dir, tracking log.
-    auto next = std::make_unique<io::Balancer>(io, *loaded.config, nullptr, current.get(), &loops);
+    auto& running = *current.balancer;
+    auto next = std::make_unique<io::Balancer>(io, *loaded.config, nullptr, &running, &loops);
     std::string error;
-    if (!next->start(error, current.get())) {
+    if (!next->start(error, &running)) {
         log_event("reload_refused",
                   {{"file", path}, {"reason", error + "; the running configuration is unchanged"}});
         return {false, error};
     }
-    const auto& old_admin = current->config().server.admin;
+    const auto& old_admin = running.config().server.admin;
     if (loaded.config->server.admin != old_admin)
         log_event("admin_unchanged",
                   {{"address", old_admin},
@@ -81,48 +110,118 @@ admin::ReloadOutcome Daemon::reload_now() {
                    {"reason", "server.threads changes take effect at the next start"}});
     // The old generation takes no new connections; its sessions go on with
     // the old configuration until their clients end them.
-    current->retire();
+    running.retire();
+    const auto old_number = current.number;
     retiring.push_back(std::move(current));
-    current = std::move(next);
-    if (admin_server) admin_server->set_balancer(*current);
-    auto ports = current->bound_ports();
+    current = Generation{std::move(next), ++last_number};
+    if (admin_server) admin_server->set_balancer(*current.balancer);
+    auto ports = current.balancer->bound_ports();
+    const auto pools = current.balancer->pools().size();
     std::string summary = "reloaded " + path + ": " + std::to_string(ports.size()) +
-                          " listeners, " + std::to_string(current->pools().size()) + " pools";
+                          " listeners, " + std::to_string(pools) + " pools";
     log_event("reloaded", {{"file", path},
+                           {"generation", std::to_string(current.number)},
                            {"listeners", std::to_string(ports.size())},
-                           {"pools", std::to_string(current->pools().size())}});
-    if (!reaping) {
-        reaping = true;
-        io::asio::co_spawn(io, reap(), io::asio::detached);
-    }
+                           {"pools", std::to_string(pools)}});
+    io::asio::co_spawn(io, release(old_number), io::asio::detached);
     return {true, summary};
 }
 
-// Stops replaced generations once their last session has ended, and
-// destroys them once nothing of theirs runs, and a little later still:
-// their timers (tracking-log flush, deadlines) end within that.
-io::awaitable<void> Daemon::reap() {
-    io::asio::steady_timer tick(io);
-    while (!retiring.empty()) {
-        tick.expires_after(std::chrono::milliseconds(500));
-        co_await tick.async_wait(io::use_nothrow);
-        std::vector<const io::Balancer*> done;
-        for (const auto& b : retiring) {
-            if (b->active_sessions() == 0) b->stop();  // probes and idle connections end
-            if (b->stopped() && b->finished()) done.push_back(b.get());
-        }
-        if (done.empty()) continue;
-        tick.expires_after(std::chrono::seconds(2));
-        co_await tick.async_wait(io::use_nothrow);
-        // By identity: a reload during the wait may have added to the list.
-        std::erase_if(retiring, [&](const auto& b) {
-            return std::find(done.begin(), done.end(), b.get()) != done.end();
-        });
-        log_event("previous_configuration_released",
-                  {{"count", std::to_string(done.size())},
-                   {"still_running", std::to_string(retiring.size())}});
+io::Balancer* Daemon::retired(std::uint64_t number) {
+    if (stopping) return nullptr;
+    for (auto& g : retiring)
+        if (g.number == number) return g.balancer.get();
+    return nullptr;
+}
+
+std::vector<Generation*> Daemon::all() {
+    std::vector<Generation*> out{&current};
+    for (auto& g : retiring)
+        out.push_back(&g);
+    return out;
+}
+
+// Destroys a generation whose group is closed and empty: nothing of it runs.
+// Here, on loop 0, while every loop runs (the balancer closes its caches on
+// their own loops).
+void Daemon::destroy(Generation& generation, const char* reason) {
+    generation.balancer->tracking().flush();
+    generation.balancer.reset();
+    std::size_t left = 0;
+    for (auto* g : all())
+        left += g->balancer != nullptr;
+    log_event("generation_released", {{"generation", std::to_string(generation.number)},
+                                      {"reason", reason},
+                                      {"still_running", std::to_string(left)}});
+}
+
+io::awaitable<void> Daemon::release(std::uint64_t number) {
+    // Each step may find the shutdown in charge (or the generation gone).
+    auto* old = retired(number);
+    if (!old) co_return;
+    co_await old->sessions().wait();
+    if (!(old = retired(number))) co_return;
+    old->stop();  // its probes, spool deliveries and idle backend connections end
+    for (;;) {
+        co_await old->tasks().wait();
+        if (!(old = retired(number))) co_return;
+        // Closed once empty: anything handed to it later (a backend
+        // connection put back and swept) is refused, so empty it stays.
+        old->tasks().close();
+        if (old->tasks().size() == 0) break;
     }
-    reaping = false;
+    auto it = std::find_if(retiring.begin(), retiring.end(),
+                           [number](const Generation& g) { return g.number == number; });
+    destroy(*it, "replaced");
+    retiring.erase(it);
+}
+
+io::awaitable<bool> Daemon::drain(std::vector<Generation*> generations,
+                                  SteadyClock::time_point until) {
+    for (auto* g : generations) {
+        auto& tasks = g->balancer->tasks();
+        // Closed once empty: anything handed to it later is refused, so
+        // empty it stays.
+        while (!tasks.closed() || tasks.size() > 0) {
+            bool empty = co_await tasks.wait(until);
+            if (!empty) co_return false;
+            tasks.close();
+        }
+    }
+    co_return true;
+}
+
+io::awaitable<void> Daemon::shut_down(std::chrono::milliseconds grace) {
+    stopping = true;  // from here on, only this releases generations
+    if (admin_server) admin_server->stop();
+    auto generations = all();
+    // Each generation's parts stop as they registered: idle sessions are
+    // told 421 4.3.2 at once, those in a transaction get server.
+    // shutdown_grace to finish it; probes and spool deliveries end.
+    for (auto* g : generations)
+        g->balancer->stop();
+    bool drained = co_await drain(generations, SteadyClock::now() + grace);
+    if (!drained) {
+        // Past the grace period: cut what is left, and let it unwind.
+        for (auto* g : generations)
+            g->balancer->abort_sessions();
+        drained = co_await drain(generations, SteadyClock::now() + kUnwindBound);
+    }
+    for (auto* g : generations) {
+        auto& tasks = g->balancer->tasks();
+        if (tasks.closed() && tasks.size() == 0) {
+            destroy(*g, "stopping");
+            continue;
+        }
+        // Still running (stuck): its frames are destroyed with the event
+        // loops, and must find it there. Left to the end of the process.
+        g->balancer->tracking().flush();
+        log_event("generation_abandoned", {{"generation", std::to_string(g->number)},
+                                           {"tasks", std::to_string(tasks.size())}});
+        (void)g->balancer.release();
+    }
+    retiring.clear();
+    io.stop();
 }
 
 // Every connection is a descriptor (two in TCP mode, and backend connections
@@ -167,17 +266,18 @@ int run_daemon(const std::string& path) {
     io::EventLoops loops(*io, result.config->server.threads);
     loops.set_busy_poll(std::chrono::microseconds(result.config->server.busy_poll_us));
     Daemon daemon{
-        path,  *io,
-        loops, std::make_unique<io::Balancer>(*io, *result.config, nullptr, nullptr, &loops),
-        {},    {}};
+        path, *io, loops,
+        Generation{std::make_unique<io::Balancer>(*io, *result.config, nullptr, nullptr, &loops),
+                   1}};
+    auto& first = *daemon.current.balancer;
     std::string error;
-    if (!daemon.current->start(error)) {
+    if (!first.start(error)) {
         log_event("start_failed", {{"reason", error}});
         return 1;
     }
     if (const auto& bind = result.config->server.admin_bind) {
         daemon.admin_server = std::make_unique<admin::HttpServer>(
-            *daemon.current, *bind, [&daemon] { return daemon.reload(); });
+            first, *bind, [&daemon] { return daemon.reload(); });
         if (!daemon.admin_server->start(error)) {
             log_event("start_failed", {{"reason", error}});
             return 1;
@@ -186,7 +286,7 @@ int run_daemon(const std::string& path) {
             "admin_listening",
             {{"address", base::HostPort{bind->host, daemon.admin_server->port()}.to_string()}});
     }
-    auto ports = daemon.current->bound_ports();
+    auto ports = first.bound_ports();
     for (std::size_t i = 0; i < ports.size(); ++i)
         log_event("listening", {{"listener", result.config->listeners[i].name},
                                 {"port", std::to_string(ports[i])}});
@@ -209,41 +309,12 @@ int run_daemon(const std::string& path) {
             io::asio::detached);
     }
 
-    auto all = [&daemon](auto f) {
-        f(*daemon.current);
-        for (auto& b : daemon.retiring)
-            f(*b);
-    };
     signals.async_wait([&](const io::error_code& ec, int signo) {
         if (ec) return;
         log_event("stopping", {{"signal", std::to_string(signo)}});
         notify_systemd("STOPPING=1");
-        if (daemon.admin_server) daemon.admin_server->stop();
-        all([](io::Balancer& b) { b.stop(); });
-        // Idle sessions are told 421 4.3.2 at once; those in a transaction
-        // get server.shutdown_grace to finish it. Stop as soon as none is left.
-        const auto grace = daemon.current->config().server.shutdown_grace;
-        io::asio::co_spawn(
-            *io,
-            [&, grace]() -> io::awaitable<void> {
-                io::asio::steady_timer tick(*io);
-                auto until = std::chrono::steady_clock::now() + grace;
-                auto sessions = [&] {
-                    std::size_t n = 0;
-                    all([&](io::Balancer& b) { n += b.active_sessions(); });
-                    return n;
-                };
-                while (sessions() > 0 && std::chrono::steady_clock::now() < until) {
-                    tick.expires_after(std::chrono::milliseconds(50));
-                    co_await tick.async_wait(io::use_nothrow);
-                }
-                // Past the grace period: end what is left, then let it unwind.
-                all([](io::Balancer& b) { b.abort_sessions(); });
-                tick.expires_after(std::chrono::milliseconds(200));
-                co_await tick.async_wait(io::use_nothrow);
-                io->stop();
-            },
-            io::asio::detached);
+        const auto grace = daemon.current.balancer->config().server.shutdown_grace;
+        io::asio::co_spawn(*io, daemon.shut_down(grace), io::asio::detached);
     });
     // SIGHUP reloads: a file that does not validate changes nothing.
     std::function<void(const io::error_code&, int)> on_hangup = [&](const io::error_code& ec, int) {
@@ -255,31 +326,14 @@ int run_daemon(const std::string& path) {
     ::signal(SIGPIPE, SIG_IGN);
     loops.start();
     loops.run_main();
-    // Anything still suspended unwinds now. Then, by scope: the signal sets,
-    // the admin server, the balancers, and last the loop their sockets
-    // belong to.
+    // Every generation is released (or, stuck, abandoned) by now: what is
+    // left on the loops owns what it uses. Then, by scope: the admin
+    // server, the signal sets, and last the loops.
     signals.cancel();
     hangup.cancel();
     if (watchdog) watchdog->cancel();
-    all([](io::Balancer& b) { b.abort_sessions(); });
-    // Up to two seconds for them to unwind, on every loop. This one keeps
-    // running meanwhile: sessions reach the spool and AUTH through it.
-    loops.release();
-    io->restart();
-    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(2);
-    bool main_done = false;
-    while (std::chrono::steady_clock::now() < until && !(main_done && loops.all_ended())) {
-        main_done = io->run_for(std::chrono::milliseconds(20)) == 0 && io->stopped();
-        if (main_done) {
-            io->restart();
-            std::this_thread::sleep_for(std::chrono::milliseconds(10));
-        }
-    }
     loops.stop();
-    all([](io::Balancer& b) { b.tracking().flush(); });
     daemon.admin_server.reset();
-    daemon.retiring.clear();
-    daemon.current.reset();
     return 0;
 }
 

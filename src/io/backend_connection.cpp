@@ -37,8 +37,6 @@ void BackendConnection::track_in(ConnectionCache& cache, ConnectionSlot* slot) {
 BackendConnection::~BackendConnection() {
     deadline_->stop();
     pool_.connection_closed(backend_);
-    // Last: once no connection is tracked, the generation may be destroyed
-    // (from another thread), pool and all.
     if (tracker_) tracker_->untrack(this);
 }
 

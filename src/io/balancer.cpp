@@ -26,7 +26,7 @@ Balancer::Balancer(asio::io_context& io, const config::Config& config,
           previous && previous->tracking_->path() == config_.server.tracking_log
               ? previous->tracking_
               : std::make_shared<TrackingLog>(io.get_executor(), config_.server.tracking_log)),
-      health_(io.get_executor(), *connector_, config_.server.hostname, random_),
+      health_(io.get_executor(), tasks_, *connector_, config_.server.hostname, random_),
       event_log_([](const std::string& line) { base::log_line(line); }) {
     if (previous && previous->spool_ &&
         previous->config_.server.state_dir == config_.server.state_dir) {
@@ -42,7 +42,8 @@ Balancer::Balancer(asio::io_context& io, const config::Config& config,
     }
     if (spool_) spool_->set_event_log(event_log_);
     for (std::size_t i = 0; i < loops_->size(); ++i) {
-        caches_.push_back(std::make_shared<ConnectionCache>(loops_->loop(i).get_executor()));
+        caches_.push_back(
+            std::make_shared<ConnectionCache>(loops_->loop(i).get_executor(), tasks_));
         caches_.back()->use_slots(slots_);
         slots_->add_cache(caches_.back());
     }
@@ -67,6 +68,7 @@ Balancer::Balancer(asio::io_context& io, const config::Config& config,
 }
 
 Balancer::~Balancer() {
+    tasks_.close();
     deliverer_.reset();
     health_.stop();
     // A cache may outlive this generation (a sweep holds it), but its idle
@@ -85,7 +87,11 @@ void Balancer::on_each_cache(const std::function<void(ConnectionCache&)>& task) 
             task(*caches_[0]);
             continue;
         }
-        asio::post(loops_->loop(i), [cache = caches_[i], task] { task(*cache); });
+        // Counted: `task` may refer to this generation (a pool).
+        auto work = tasks_.hold();
+        if (!work) return;
+        asio::post(loops_->loop(i),
+                   [cache = caches_[i], task, work = std::move(work)] { task(*cache); });
     }
 }
 
@@ -152,14 +158,6 @@ bool Balancer::start(std::string& error, Balancer* previous) {
     return true;
 }
 
-bool Balancer::finished() const {
-    std::size_t connections = 0;
-    for (const auto& cache : caches_)
-        connections += cache->open_count();
-    return active_sessions() == 0 && connections == 0 && health_.probes_in_flight() == 0 &&
-           (!deliverer_ || deliverer_->in_flight() == 0);
-}
-
 bool Balancer::set_backend_state(const std::string& pool_name, const std::string& backend,
                                  core::AdminState state, std::string& error) {
     auto* p = pool(pool_name);
@@ -190,10 +188,9 @@ void Balancer::retire() {
 void Balancer::stop() {
     if (stopped_) return;
     stopped_ = true;
-    if (deliverer_) deliverer_->stop();
-    health_.stop();
-    for (auto& l : listeners_)
-        l->stop();
+    // The listeners, the health checker and the spool deliverer each
+    // registered how they stop.
+    tasks_.request_stop();
     on_each_cache([](ConnectionCache& c) { c.close_all(); });
     tracking_->flush();
 }

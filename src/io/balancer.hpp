@@ -21,6 +21,7 @@
 #include "io/health_checker.hpp"
 #include "io/spool.hpp"
 #include "io/spool_deliverer.hpp"
+#include "io/task_group.hpp"
 #include "io/tls.hpp"
 #include "io/tracking_log.hpp"
 
@@ -32,6 +33,11 @@ class Listener;
 // backend connections, the tracking log. Its own work (accepting, probes,
 // the spool, the admin API) runs on `io`; client sessions run on the event
 // loops, of which `io` is the first (EventLoops).
+//
+// One configuration generation: everything it runs is a task of its group
+// (tasks()), and refers to it without owning it. So it may be destroyed only
+// once that group is empty: its owner stops it, closes the group and awaits
+// tasks().wait() first (app/cmd_run.cpp), never a timer.
 class Balancer {
   public:
     // With `previous` (the running generation, on reload): the tracking log
@@ -47,8 +53,10 @@ class Balancer {
     // listeners on the same address) and starts; false with a message when
     // one cannot be bound, and then nothing has started.
     bool start(std::string& error, Balancer* previous = nullptr);
-    // Stops accepting and closes idle backend connections; sessions hear
-    // 421 4.3.2 when they are between transactions.
+    // Asks its tasks to stop (tasks().request_stop(): what each part
+    // registered): no more accepting, probes or spool deliveries; sessions
+    // hear 421 4.3.2 when they are between transactions. Closes idle
+    // backend connections.
     void stop();
     // Replaced by a reload: no new connections, while the sessions it has
     // go on with this configuration (and its probes) until they end.
@@ -100,9 +108,15 @@ class Balancer {
     }
     const BackendTlsContexts& backend_tls() const { return backend_tls_; }
     TrackingLog& tracking() { return *tracking_; }
-    // A stopped generation may be destroyed once nothing of it runs: no
-    // session, no backend connection, no probe in flight.
-    bool finished() const;
+    // What this generation runs: client and tcp sessions, accept loops,
+    // probes, spool deliveries, backend connections ending with QUIT, work
+    // posted to another loop's cache. Empty and closed, nothing of it runs.
+    TaskGroup& tasks() { return tasks_; }
+    // Its client and tcp sessions (counted in tasks() too): the old
+    // generation of a reload goes on probing until these have ended.
+    TaskGroup& sessions() { return sessions_; }
+    // Nothing of it runs (no task left).
+    bool finished() const { return tasks_.size() == 0; }
     const base::Clock& clock() const { return clock_; }
     std::uint64_t next_session_id() { return ++session_ids_; }
     asio::io_context& io() { return io_; }
@@ -113,12 +127,16 @@ class Balancer {
 
   private:
     // Runs `task` on every loop's cache, each on its own thread (later, for
-    // the loops other than this one).
+    // the loops other than this one, counted in tasks(); not at all there
+    // once tasks() is closed: the destructor closes those caches).
     void on_each_cache(const std::function<void(ConnectionCache&)>& task);
 
     asio::io_context& io_;
     std::unique_ptr<EventLoops> own_loops_;  // when not given any: `io` alone
     EventLoops* loops_;
+    // Before everything its tasks use, so destroyed after them.
+    TaskGroup tasks_;
+    TaskGroup sessions_{tasks_};
     config::Config config_;
     base::SystemClock clock_;
     base::DefaultRandom random_;

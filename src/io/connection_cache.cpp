@@ -5,10 +5,14 @@ namespace {
 std::string source_key(const std::optional<base::IpAddress>& source) {
     return source ? source->to_string() : std::string();
 }
+
+awaitable<void> say_quit(std::unique_ptr<BackendConnection> connection) {
+    co_await connection->quit(Millis(5000));
+}
 }  // namespace
 
-ConnectionCache::ConnectionCache(const asio::any_io_executor& executor)
-    : executor_(executor), timer_(executor) {}
+ConnectionCache::ConnectionCache(const asio::any_io_executor& executor, TaskGroup& tasks)
+    : executor_(executor), timer_(executor), tasks_(tasks) {}
 
 std::unique_ptr<BackendConnection> ConnectionCache::take(
     core::Pool& pool, std::size_t backend, const std::optional<base::IpAddress>& source,
@@ -84,9 +88,8 @@ awaitable<ConnectionSlot> ConnectionCache::reserve(core::Pool& pool, std::size_t
 
 void ConnectionCache::retire(std::unique_ptr<BackendConnection> conn) {
     if (closing_) return;
-    asio::co_spawn(
-        executor_, [c = std::move(conn)]() -> awaitable<void> { co_await c->quit(Millis(5000)); },
-        asio::detached);
+    // Refused once the group is closed: the connection is closed at once.
+    tasks_.spawn(executor_, say_quit(std::move(conn)));
 }
 
 awaitable<void> ConnectionCache::sweep() {

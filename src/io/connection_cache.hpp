@@ -11,6 +11,7 @@
 #include "io/asio.hpp"
 #include "io/backend_connection.hpp"
 #include "io/connection_slots.hpp"
+#include "io/task_group.hpp"
 
 namespace smtplb::io {
 
@@ -21,11 +22,14 @@ namespace smtplb::io {
 // an XCLIENT bound to one client never either (they end with its session);
 // take() still never hands out one that speaks for another client.
 //
-// One per event loop, used only on that loop's thread, except for
-// open_count() and the closing flag, which the generation's owner reads.
+// One per event loop, used only on that loop's thread, except for the
+// closing flag, which the generation's owner sets. Connections it ends with
+// QUIT are tasks of the generation's group (`tasks`): they refer to its
+// pools. Set closing before the generation goes; nothing reaches `tasks`
+// from then on.
 class ConnectionCache : public std::enable_shared_from_this<ConnectionCache> {
   public:
-    explicit ConnectionCache(const asio::any_io_executor& executor);
+    ConnectionCache(const asio::any_io_executor& executor, TaskGroup& tasks);
     ~ConnectionCache() { idle_.clear(); }  // before open_, which they unregister from
 
     // An idle connection that may carry mail of the client with this
@@ -54,17 +58,9 @@ class ConnectionCache : public std::enable_shared_from_this<ConnectionCache> {
     void set_closing() { closing_ = true; }
     bool closing() const { return closing_; }
     // Every open backend connection, idle or not (for shutdown).
-    void track(BackendConnection* c) {
-        open_.insert(c);
-        open_count_ = open_.size();
-    }
-    void untrack(BackendConnection* c) {
-        open_.erase(c);
-        open_count_ = open_.size();
-    }
+    void track(BackendConnection* c) { open_.insert(c); }
+    void untrack(BackendConnection* c) { open_.erase(c); }
     const std::set<BackendConnection*>& in_use() const { return open_; }
-    // How many in_use() holds, from any thread.
-    std::size_t open_count() const { return open_count_; }
     std::size_t size() const;
     // Ends a connection politely in the background (QUIT, then close).
     void retire(std::unique_ptr<BackendConnection> connection);
@@ -81,8 +77,8 @@ class ConnectionCache : public std::enable_shared_from_this<ConnectionCache> {
     bool sweeping_ = false;
     std::atomic<bool> closing_ = false;
     std::set<BackendConnection*> open_;
-    std::atomic<std::size_t> open_count_ = 0;
     std::shared_ptr<ConnectionSlots> slots_;
+    TaskGroup& tasks_;
 };
 
 }  // namespace smtplb::io

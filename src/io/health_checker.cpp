@@ -7,15 +7,17 @@
 
 namespace smtplb::io {
 
-HealthChecker::HealthChecker(asio::any_io_executor executor, BackendConnector& connector,
-                             std::string hostname, base::Random& random)
+HealthChecker::HealthChecker(asio::any_io_executor executor, TaskGroup& tasks,
+                             BackendConnector& connector, std::string hostname,
+                             base::Random& random)
     : executor_(std::move(executor)),
+      tasks_(tasks),
       connector_(connector),
       hostname_(std::move(hostname)),
-      random_(random) {}
+      random_(random),
+      stop_registration_(tasks.on_stop([this] { stop(); })) {}
 
 HealthChecker::~HealthChecker() {
-    *alive_ = false;
     try {
         stop();
     } catch (const std::exception&) {
@@ -31,28 +33,35 @@ Millis HealthChecker::jittered(Millis base) {
 
 void HealthChecker::watch(core::Pool& pool, const config::ProbeOrigin& origin) {
     if (!pool.config().health.enabled) return;
-    auto w =
-        std::make_unique<Watched>(Watched{&pool, std::vector<bool>(pool.backends().size(), false),
-                                          std::make_unique<asio::steady_timer>(executor_),
-                                          std::make_unique<asio::steady_timer>(executor_), origin});
+    const auto n = pool.backends().size();
+    auto w = std::make_unique<Watched>(
+        Watched{&pool, std::vector<bool>(n, false), std::vector<TaskGroup::Canceller>(n),
+                std::make_unique<asio::steady_timer>(executor_),
+                std::make_unique<asio::steady_timer>(executor_), origin});
     auto& ref = *w;
     watched_.push_back(std::move(w));
-    asio::co_spawn(executor_, rounds(ref, true), asio::detached);
-    asio::co_spawn(executor_, rounds(ref, false), asio::detached);
+    // Refused once the group is closed: then there is nothing to probe for.
+    tasks_.spawn(executor_, rounds(ref, true));
+    tasks_.spawn(executor_, rounds(ref, false));
 }
 
 void HealthChecker::probe_now(const core::Pool& pool, std::size_t backend) {
-    if (*stopped_) return;
+    if (stopped_) return;
     for (auto& w : watched_)
         if (w->pool == &pool) start_probe(*w, backend);
 }
 
 void HealthChecker::stop() {
-    if (*stopped_) return;
-    *stopped_ = true;
+    if (stopped_) return;
+    stopped_ = true;
     for (auto& w : watched_) {
         w->up_timer->cancel();
         w->out_timer->cancel();
+        // A probe in flight ends now: its result would change nothing, and
+        // a backend that does not answer must not hold up a reload's
+        // release or the daemon's exit for its timeout.
+        for (std::size_t i = 0; i < w->probing.size(); ++i)
+            if (w->probing[i]) w->cancel[i]();
     }
 }
 
@@ -64,14 +73,18 @@ void HealthChecker::start_probe(Watched& w, std::size_t backend) {
     }
     w.probing[backend] = true;
     ++in_flight_;
-    asio::co_spawn(executor_, probe_one(w, backend), asio::detached);
+    w.cancel[backend] = tasks_.spawn_cancellable(executor_, probe_one(w, backend));
+    if (!w.cancel[backend]) {
+        w.probing[backend] = false;
+        --in_flight_;
+    }
 }
 
+// A task of the generation's group: the checker, `w` and the pool outlive it.
 awaitable<void> HealthChecker::probe_one(Watched& w, std::size_t backend) {
-    // The flags outlive the checker: a probe that ends after stop() only
-    // counts itself out, and after destruction touches nothing.
-    auto stopped = stopped_;
-    auto alive = alive_;
+    // Cancelled by stop(): the step in progress fails and the probe ends
+    // by its usual path, without an exception.
+    co_await asio::this_coro::throw_if_cancelled(false);
     auto& pool = *w.pool;
     const auto& health = pool.config().health;
     proto::ProbePlan plan{health.depth, hostname_, health.mail_from, health.rcpt_to};
@@ -93,9 +106,8 @@ awaitable<void> HealthChecker::probe_one(Watched& w, std::size_t backend) {
                              backend_tls_ ? backend_tls_->for_pool(pool.name()) : nullptr);
     auto report = co_await run_probe(connector_, pool.backend(backend).config.address,
                                      w.origin.source, plan, health.timeout, false, tls);
-    if (!*alive) co_return;
     --in_flight_;
-    if (*stopped) co_return;
+    if (stopped_) co_return;  // a result after stop() changes nothing
     w.probing[backend] = false;
     ++probes_run_;
     auto& state = pool.backend(backend);
@@ -111,7 +123,6 @@ awaitable<void> HealthChecker::probe_one(Watched& w, std::size_t backend) {
 }
 
 awaitable<void> HealthChecker::rounds(Watched& w, bool up) {
-    auto stopped = stopped_;
     auto& timer = up ? *w.up_timer : *w.out_timer;
     const auto& health = w.pool->config().health;
     const Millis period = up ? health.interval : std::min(health.down_interval, health.interval);
@@ -122,7 +133,7 @@ awaitable<void> HealthChecker::rounds(Watched& w, bool up) {
         timer.expires_after(delay);
         // Cancelled early (stop) or not: the flag says which.
         [[maybe_unused]] auto [ec] = co_await timer.async_wait(use_nothrow);
-        if (*stopped) co_return;
+        if (stopped_) co_return;
         delay = jittered(period);
         for (std::size_t i = 0; i < w.pool->backends().size(); ++i) {
             bool is_up = false;

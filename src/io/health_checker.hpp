@@ -9,6 +9,7 @@
 #include "core/pool.hpp"
 #include "io/asio.hpp"
 #include "io/backend_connector.hpp"
+#include "io/task_group.hpp"
 #include "io/tls.hpp"
 
 namespace smtplb::io {
@@ -19,10 +20,13 @@ namespace smtplb::io {
 // costs about a third of the CPU of probes spread out one by one (measured:
 // bench/probe_cost.py). A backend whose previous probe is still running is
 // skipped for that round. Results go to the pool, which applies rise/fall.
+// Rounds and probes are tasks of the generation's group (`tasks`), which
+// stops them with it; they refer to this checker, which its owner keeps
+// until that group is empty.
 class HealthChecker {
   public:
-    HealthChecker(asio::any_io_executor executor, BackendConnector& connector, std::string hostname,
-                  base::Random& random);
+    HealthChecker(asio::any_io_executor executor, TaskGroup& tasks, BackendConnector& connector,
+                  std::string hostname, base::Random& random);
     ~HealthChecker();
 
     // Starts probing every backend of a pool whose health checks are
@@ -43,7 +47,8 @@ class HealthChecker {
   private:
     struct Watched {
         core::Pool* pool;
-        std::vector<bool> probing;  // a probe of this backend is in flight
+        std::vector<bool> probing;                 // a probe of this backend is in flight
+        std::vector<TaskGroup::Canceller> cancel;  // ends that probe (stop())
         std::unique_ptr<asio::steady_timer> up_timer, out_timer;
         config::ProbeOrigin origin;
     };
@@ -55,17 +60,17 @@ class HealthChecker {
     Millis jittered(Millis base);
 
     asio::any_io_executor executor_;
+    TaskGroup& tasks_;
     BackendConnector& connector_;
     std::string hostname_;
     const BackendTlsContexts* backend_tls_ = nullptr;
     EventLog warning_log_;
     base::Random& random_;
     std::vector<std::unique_ptr<Watched>> watched_;
-    std::shared_ptr<bool> stopped_ = std::make_shared<bool>(false);
-    // False once destroyed: probes that end later touch nothing of it.
-    std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+    bool stopped_ = false;
     std::uint64_t probes_run_ = 0;
     std::size_t in_flight_ = 0;
+    TaskGroup::StopCallback stop_registration_;
 };
 
 }  // namespace smtplb::io

@@ -73,7 +73,10 @@ bool Listener::bind(std::string& error, Listener* inherited) {
 }
 
 void Listener::begin() {
-    asio::co_spawn(acceptor_.get_executor(), accept_loop(), asio::detached);
+    // Its sessions and its accept loop are tasks of the generation's group;
+    // a stop of the group stops this listener.
+    stop_registration_ = balancer_.sessions().on_stop([this] { stop(); });
+    balancer_.sessions().spawn(acceptor_.get_executor(), accept_loop());
 }
 
 void Listener::stop_accepting() {
@@ -243,12 +246,16 @@ awaitable<void> Listener::accept_loop() {
         }
         if (proxied) client.clear();  // counted once the header names the client
         tune_socket(socket);
-        if (config_.mode == config::ListenerMode::Tcp)
-            asio::co_spawn(executor, run_tcp_session(std::move(socket), *this, client, peer),
-                           asio::detached);
-        else
-            asio::co_spawn(executor, run_client_session(std::move(socket), *this, client, loop),
-                           asio::detached);
+        // Owned by the generation's group, which keeps this listener (and
+        // everything a session uses) until the last one has ended.
+        auto& sessions = balancer_.sessions();
+        bool started =
+            config_.mode == config::ListenerMode::Tcp
+                ? sessions.spawn(executor, run_tcp_session(std::move(socket), *this, client, peer))
+                : sessions.spawn(executor,
+                                 run_client_session(std::move(socket), *this, client, loop));
+        // Refused (the group is closed): the connection is closed unanswered.
+        if (!started) session_ended(client);
     }
 }
 

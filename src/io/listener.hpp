@@ -15,6 +15,7 @@
 #include "io/asio.hpp"
 #include "io/auth_verifier.hpp"
 #include "io/relay.hpp"
+#include "io/task_group.hpp"
 #include "io/tls.hpp"
 #include "proto/proxy_header.hpp"
 #include "proto/server_session.hpp"
@@ -116,6 +117,7 @@ class Listener {
     std::unordered_map<std::string, std::uint32_t> per_client_;
     std::shared_ptr<Registry> registry_ = std::make_shared<Registry>();
     std::atomic<bool> stopping_ = false;
+    TaskGroup::StopCallback stop_registration_;
 };
 
 }  // namespace smtplb::io

@@ -33,7 +33,6 @@ Spool::Spool(asio::io_context& io, const config::Config& config,
 
 Spool::~Spool() {
     writers_->join();
-    *alive_ = false;  // results the writers posted to the loop are dropped
     if (lock_fd_ >= 0) ::close(lock_fd_);
 }
 
@@ -43,6 +42,10 @@ void Spool::configure(const config::Spool& settings) {
 }
 
 bool Spool::open(std::string& error) {
+    if (weak_from_this().expired()) {  // what the writers hand back would be lost
+        error = "internal error: the spool is not held by a shared_ptr";
+        return false;
+    }
     if (auto ec = store_.prepare()) {
         error = "cannot create the spool under \"" + root_ + "\": " + ec.message();
         return false;
@@ -66,7 +69,10 @@ void Spool::scan() {
     // in the directory entry, so 100 000 files take a fraction of a second,
     // on a writer thread. Files are read and checked when delivered.
     scanning_ = true;
-    asio::post(*writers_, [this, guard = asio::make_work_guard(io_)] {
+    // Each slice goes back to the loop with a reference to the spool, if it
+    // is still owned: the destructor waits for the writers, so it never
+    // runs on one of them.
+    asio::post(*writers_, [this, weak = weak_from_this(), guard = asio::make_work_guard(io_)] {
         std::error_code ec_queue, ec_hold;
         auto queued = store_.list(core::SpoolArea::Queue, ec_queue);
         auto held = store_.list(core::SpoolArea::Hold, ec_hold);
@@ -81,8 +87,10 @@ void Spool::scan() {
             all->emplace_back(std::move(e), true);
         for (std::size_t from = 0; from < all->size() || from == 0; from += kSlice) {
             bool last = from + kSlice >= all->size();
-            asio::post(io_, [this, alive = alive_, all, from, last, total_queued, total_held] {
-                if (!*alive) return;
+            auto self = weak.lock();
+            if (!self) return;
+            asio::post(io_, [self = std::move(self), this, all, from, last, total_queued,
+                             total_held] {
                 auto to = std::min(all->size(), from + kSlice);
                 auto now_ms = clock_.wall_ms();
                 for (auto i = from; i < to; ++i) {
@@ -175,15 +183,16 @@ awaitable<Spool::Committed> Spool::commit(proto::SpoolEnvelope envelope,
 }
 
 void Spool::discard(const std::string& id, std::shared_ptr<core::SpoolMessage> message) {
-    asio::post(*writers_, [this, id, message = std::move(message)]() mutable {
-        message.reset();
-        if (auto ec = store_.remove(core::SpoolArea::Queue, id, false))
-            if (ec != std::errc::no_such_file_or_directory)
-                asio::post(io_, [this, alive = alive_, id, ec] {
-                    if (!*alive) return;
+    asio::post(
+        *writers_, [this, weak = weak_from_this(), id, message = std::move(message)]() mutable {
+            message.reset();
+            auto ec = store_.remove(core::SpoolArea::Queue, id, false);
+            if (!ec || ec == std::errc::no_such_file_or_directory) return;
+            if (auto self = weak.lock())  // as in scan()
+                asio::post(io_, [self = std::move(self), this, id, ec] {
                     log("event=spool_file_error id=" + id + " error=\"" + ec.message() + "\"");
                 });
-    });
+        });
 }
 
 void Spool::remember_next_attempt(const std::string& id, std::int64_t epoch_ms) {

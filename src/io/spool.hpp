@@ -35,7 +35,9 @@ struct SpoolCounters {
 // generations (a reload keeps it and its index). The commit protocol and the
 // file moves run on a few writer threads, so an fsync never stalls the event
 // loop; the index (core::SpoolQueue) lives on the event loop thread.
-class Spool {
+// Always held by a shared_ptr: what a writer thread hands back to the event
+// loop owns the spool until it has run (or been dropped with the loop).
+class Spool : public std::enable_shared_from_this<Spool> {
   public:
     using EventLog = std::function<void(const std::string& line)>;
     Spool(asio::io_context& io, const config::Config& config,
@@ -134,7 +136,6 @@ class Spool {
     EventLog event_log_;
     std::function<void()> waker_;
     const void* waker_owner_ = nullptr;
-    std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 
 template <typename T>

@@ -10,13 +10,13 @@ SpoolDeliverer::SpoolDeliverer(Balancer& balancer, Spool& spool)
     : balancer_(balancer), spool_(spool), timer_(balancer.io()) {}
 
 SpoolDeliverer::~SpoolDeliverer() {
-    *alive_ = false;
     spool_.clear_waker(this);
 }
 
 void SpoolDeliverer::start() {
     spool_.set_waker(this, [this] { fill(); });
-    asio::co_spawn(balancer_.io(), ticker(), asio::detached);
+    stop_registration_ = balancer_.tasks().on_stop([this] { stop(); });
+    balancer_.tasks().spawn(balancer_.io().get_executor(), ticker());
 }
 
 void SpoolDeliverer::stop() {
@@ -26,12 +26,11 @@ void SpoolDeliverer::stop() {
 }
 
 awaitable<void> SpoolDeliverer::ticker() {
-    auto alive = alive_;
-    while (*alive && !stopped_) {
+    while (!stopped_) {
         fill();
         timer_.expires_after(std::chrono::milliseconds(500));
         auto [ec] = co_await timer_.async_wait(use_nothrow);
-        if (!*alive || ec == asio::error::operation_aborted) co_return;
+        if (ec == asio::error::operation_aborted) co_return;
     }
 }
 
@@ -78,7 +77,14 @@ void SpoolDeliverer::fill() {
         });
     for (auto& id : ids) {
         ++in_flight_;
-        asio::co_spawn(balancer_.io(), deliver(std::move(id)), asio::detached);
+        const auto* entry = spool_.queue().find(id);
+        std::string client = entry ? entry->client : std::string();
+        if (balancer_.tasks().spawn(balancer_.io().get_executor(), deliver(id))) continue;
+        // Closed (only ever after stop(), which this checks first): the
+        // message waits for the next generation.
+        --in_flight_;
+        busy_clients_.erase(client);
+        spool_.queue().postpone(id, std::chrono::milliseconds(0));
     }
 }
 

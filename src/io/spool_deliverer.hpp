@@ -7,6 +7,7 @@
 
 #include "io/asio.hpp"
 #include "io/relay.hpp"
+#include "io/task_group.hpp"
 
 namespace smtplb::io {
 
@@ -19,7 +20,9 @@ class Spool;
 // for pools with a backend that can take mail now. Per recipient: delivered
 // ones are marked in the file (never sent again), permanent failures are
 // bounced to the sender, temporary ones retried with backoff until
-// max_queue_lifetime, then bounced.
+// max_queue_lifetime, then bounced. Its ticker and deliveries are tasks of
+// the generation's group, which stops them with it; they refer to this
+// deliverer and the generation, which are kept until that group is empty.
 class SpoolDeliverer {
   public:
     SpoolDeliverer(Balancer& balancer, Spool& spool);
@@ -35,8 +38,8 @@ class SpoolDeliverer {
     awaitable<void> ticker();
     // A worker: delivers `id`, then the client's other due messages.
     awaitable<void> deliver(std::string id);
-    // One delivery attempt of one message; false when the deliverer is gone.
-    awaitable<bool> deliver_one(std::string id, std::unique_ptr<Relay>& relay);
+    // One delivery attempt of one message.
+    awaitable<void> deliver_one(std::string id, std::unique_ptr<Relay>& relay);
     RelayContext& context_for(const std::string& listener);
     // One session number per original client connection (address, port,
     // HELO, login): its messages share backend connections on which that
@@ -50,9 +53,9 @@ class SpoolDeliverer {
     std::map<std::string, std::unique_ptr<RelayContext>> contexts_;
     std::map<std::string, std::uint64_t> sessions_;
     std::set<std::string> busy_clients_;  // with a delivery in flight
-    std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
     std::size_t in_flight_ = 0;
     bool stopped_ = false;
+    TaskGroup::StopCallback stop_registration_;
 };
 
 }  // namespace smtplb::io

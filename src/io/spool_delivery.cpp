@@ -42,7 +42,6 @@ void explain(const Relay& relay, Reply& reply) {
 }  // namespace
 
 awaitable<void> SpoolDeliverer::deliver(std::string id) {
-    auto alive = alive_;
     auto& queue = spool_.queue();
     const auto* entry = queue.find(id);
     const std::string client = entry ? entry->client : std::string();
@@ -50,8 +49,7 @@ awaitable<void> SpoolDeliverer::deliver(std::string id) {
     // session would send them: its backend connections keep the identity.
     std::unique_ptr<Relay> relay;
     for (;;) {
-        bool alive_now = co_await deliver_one(id, relay);
-        if (!alive_now) co_return;
+        co_await deliver_one(id, relay);
         if (stopped_ || client.empty()) break;
         auto next = queue.take_next_for_client(client, [this](const auto& e) {
             const auto* pool = balancer_.pool(e.pool);
@@ -66,8 +64,7 @@ awaitable<void> SpoolDeliverer::deliver(std::string id) {
     fill();
 }
 
-awaitable<bool> SpoolDeliverer::deliver_one(std::string id, std::unique_ptr<Relay>& relay_slot) {
-    auto alive = alive_;
+awaitable<void> SpoolDeliverer::deliver_one(std::string id, std::unique_ptr<Relay>& relay_slot) {
     auto& spool = spool_;
     auto& queue = spool.queue();
     auto* store = &spool.store();
@@ -88,9 +85,8 @@ awaitable<bool> SpoolDeliverer::deliver_one(std::string id, std::unique_ptr<Rela
             spool.log("event=spool_corrupt id=" + id + " error=\"" + loaded.error + "\"" +
                       (moved ? " move_error=\"" + moved.message() + "\"" : ""));
         }
-        co_return *alive;
+        co_return;
     }
-    if (!*alive) co_return false;
     const auto& message = *loaded.message;
     const auto& layout = message.layout();
     const auto& env = layout.envelope;
@@ -101,7 +97,7 @@ awaitable<bool> SpoolDeliverer::deliver_one(std::string id, std::unique_ptr<Rela
         // The pool is gone from the configuration, or went down meanwhile.
         queue.postpone(id, pool ? std::chrono::seconds(1) : spool.settings().retry_initial);
         if (!pool) spool.log("event=spool_no_pool id=" + id + " pool=\"" + env.pool + "\"");
-        co_return *alive;
+        co_return;
     }
 
     auto started = std::chrono::steady_clock::now();
@@ -116,7 +112,6 @@ awaitable<bool> SpoolDeliverer::deliver_one(std::string id, std::unique_ptr<Rela
         const auto& r = layout.recipients[i];
         if (r.state != SpoolRecord::Recipient) continue;
         auto reply = co_await relay.add_recipient(r.mailbox);
-        if (!*alive) co_return false;
         explain(relay, reply);
         if (reply.positive())
             accepted.push_back(i);  // its final word is the end of data's
@@ -127,7 +122,6 @@ awaitable<bool> SpoolDeliverer::deliver_one(std::string id, std::unique_ptr<Rela
     if (!accepted.empty()) {
         co_await relay.start_data();
         final_reply = co_await relay.deliver(message);
-        if (!*alive) co_return false;
         explain(relay, final_reply);
         for (auto i : accepted)
             outcome.record(i, final_reply);
@@ -165,7 +159,6 @@ awaitable<bool> SpoolDeliverer::deliver_one(std::string id, std::unique_ptr<Rela
         std::vector<proto::Mailbox> to{env.sender.mailbox};
         proto::StringBody body(core::build_dsn(dsn));
         auto committed = co_await spool.commit(report, to, body);
-        if (!*alive) co_return false;
         if (committed.id.empty()) {
             outcome.keep_failures_for_later();
         } else {
@@ -195,7 +188,6 @@ awaitable<bool> SpoolDeliverer::deliver_one(std::string id, std::unique_ptr<Rela
             return std::error_code();
         };
         file_error = co_await spool.offload<std::error_code>(std::move(record));
-        if (!*alive) co_return false;
     }
 
     spool.counters().delivered += outcome.delivered.size();
@@ -239,7 +231,6 @@ awaitable<bool> SpoolDeliverer::deliver_one(std::string id, std::unique_ptr<Rela
     balancer_.tracking().write(r.to_json());
     // Last: `message` and `env` refer into it.
     if (discard) spool.discard(id, std::move(loaded.message));
-    co_return true;
 }
 
 }  // namespace smtplb::io

@@ -29,7 +29,8 @@ class TcpSession : public std::enable_shared_from_this<TcpSession> {
   public:
     TcpSession(tcp::socket socket, Listener& listener, std::string client,
                const tcp::endpoint& peer)
-        : client_key_(std::move(client)),
+        : task_(listener.balancer().sessions().hold()),
+          client_key_(std::move(client)),
           client_(std::move(socket)),
           backend_(client_.get_executor()),
           listener_(listener),
@@ -91,6 +92,10 @@ class TcpSession : public std::enable_shared_from_this<TcpSession> {
     // The last step: accounting released after the session is gone.
     static void end(std::shared_ptr<TcpSession> self, const char* result);
 
+    // The session outlives the coroutine that set it up (its handlers own
+    // it): it counts in the generation's group itself, until everything
+    // else of it is gone (the first member, destroyed last).
+    TaskGroup::Token task_;
     std::string client_key_;
     tcp::socket client_;
     tcp::socket backend_;
@@ -284,6 +289,7 @@ void TcpSession::finish(const char* result) {
 }
 
 void TcpSession::end(std::shared_ptr<TcpSession> self, const char* result) {
+    auto task = self->task_;  // the listener is used below, after the session
     if (result) self->finish(result);
     Listener& listener = self->listener_;
     std::string client = std::move(self->client_key_);

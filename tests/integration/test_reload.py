@@ -83,7 +83,7 @@ class Reload(WorkdirTestCase):
         # When its last session ends, the old configuration is let go.
         for client in (open_tx, idle):
             self.assertTrue(client.command("QUIT")[-1].startswith("221"))
-        wait_until(lambda: self.lb.log_lines("event=previous_configuration_released "),
+        wait_until(lambda: self.lb.log_lines("event=generation_released generation=1 "),
                    what="the old configuration released", timeout=20)
 
         # A bad file: refused with its reasons; v2 keeps running.

@@ -183,3 +183,49 @@ address = "127.0.0.1:1"
     io.restart();
     io.run_for(500ms);
 }
+
+// A backend that accepts and never speaks holds a probe until its timeout;
+// stopping the generation ends that probe at once, so a reload's release or
+// the daemon's exit does not wait for it (its task group empties).
+TEST(HealthChecker, StopEndsAProbeInFlightAtOnce) {
+    io::asio::io_context io{1};
+    io::tcp::acceptor acceptor(io, {io::asio::ip::make_address("127.0.0.1"), 0});
+    io::tcp::socket held(io);
+    acceptor.async_accept(held, [](const io::error_code&) {});  // accepts, never speaks
+    const auto port = std::to_string(acceptor.local_endpoint().port());
+    auto loaded = config::load_string(R"([server]
+tracking_log = ""
+state_dir = "/tmp"
+admin = ""
+[[listener]]
+name = "t"
+bind = "127.0.0.1:0"
+accepted_domains = ["example.net"]
+pool = "p"
+[[pool]]
+name = "p"
+health = { depth = "banner", interval = "100ms", timeout = "60s" }
+[[pool.backend]]
+name = "silent"
+address = "127.0.0.1:)" + port + "\"\n",
+                                      "test");
+    ASSERT_TRUE(loaded.config) << loaded.diagnostics.format("test");
+    io::Balancer balancer(io, *loaded.config);
+    std::string error;
+    ASSERT_TRUE(balancer.start(error)) << error;
+    auto run_until = [&](auto done, std::chrono::milliseconds limit) {
+        auto until = std::chrono::steady_clock::now() + limit;
+        io.restart();
+        while (!done() && std::chrono::steady_clock::now() < until)
+            io.run_for(10ms);
+        return done();
+    };
+    ASSERT_TRUE(run_until([&] { return held.is_open(); }, 5s));  // the probe connected
+    EXPECT_EQ(balancer.health().probes_in_flight(), 1u);
+    const auto stopped_at = std::chrono::steady_clock::now();
+    balancer.stop();
+    EXPECT_TRUE(run_until([&] { return balancer.finished(); }, 10s));
+    EXPECT_LT(std::chrono::steady_clock::now() - stopped_at, 10s);  // not the 60 s timeout
+    EXPECT_EQ(balancer.health().probes_in_flight(), 0u);
+    EXPECT_EQ(balancer.pool("p")->backend(0).health.state(), core::HealthState::Up);
+}

@@ -277,10 +277,12 @@ void Transaction::broken(const std::string& reason, bool protocol_error) {
 }
 
 std::optional<TransactionAction> Transaction::next() {
-    if (out_.empty()) return std::nullopt;
-    auto action = std::move(out_.front());
-    out_.pop_front();
-    return action;
+    if (taken_ == out_.size()) {
+        out_.clear();
+        taken_ = 0;
+        return std::nullopt;
+    }
+    return std::move(out_[taken_++]);
 }
 
 }  // namespace smtplb::core

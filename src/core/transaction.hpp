@@ -1,6 +1,5 @@
 #pragma once
 #include <cstdint>
-#include <deque>
 #include <optional>
 #include <string>
 #include <vector>
@@ -151,7 +150,7 @@ class Transaction {
     // The DATA command went to the backend ahead of the body.
     bool data_sent() const { return data_sent_; }
     // What a fuzzer or a golden test checks: every started transaction ended.
-    bool busy() const { return waiting_ != Waiting::Input || !out_.empty(); }
+    bool busy() const { return waiting_ != Waiting::Input || taken_ < out_.size(); }
 
   private:
     enum class Waiting {
@@ -248,7 +247,10 @@ class Transaction {
     base::Clock::TimePoint body_sent_at_{};
 
     Waiting waiting_ = Waiting::Input;
-    std::deque<Action> out_;
+    // Actions not yet taken, from out_[taken_] on; emptied once all are
+    // taken (a vector that keeps its capacity: no allocation per action).
+    std::vector<Action> out_;
+    std::size_t taken_ = 0;
 };
 
 }  // namespace smtplb::core

@@ -22,11 +22,11 @@ Relay::~Relay() {
 }
 
 Millis Relay::reply_timeout() const {
-    return tx_.pool()->config().reply_timeout;
+    return tx_->pool()->config().reply_timeout;
 }
 
 Millis Relay::hold_time() const {
-    return tx_.pool() ? tx_.pool()->config().backend_hold_time : Millis::max();
+    return pool() ? pool()->config().backend_hold_time : Millis::max();
 }
 
 bool Relay::spools(const core::Pool& pool) const {
@@ -35,44 +35,47 @@ bool Relay::spools(const core::Pool& pool) const {
 
 awaitable<void> Relay::begin(core::Pool& pool, const proto::Path& sender,
                              const proto::MailParameters& params) {
-    tx_.begin(pool, identity_.address, sender, params, spools(pool));
+    if (!tx_) tx_ = std::make_unique<core::Transaction>();
+    tx_->begin(pool, identity_.address, sender, params, spools(pool));
     co_await run();
 }
 
 awaitable<void> Relay::switch_pool(core::Pool& pool) {
-    tx_.switch_pool(pool, spools(pool));
+    tx_->switch_pool(pool, spools(pool));
     co_await run();
 }
 
 awaitable<proto::Reply> Relay::add_recipient(const proto::Mailbox& rcpt) {
     rcpt_ = rcpt;
-    tx_.recipient(rcpt);
+    tx_->recipient(rcpt);
     auto reply = co_await run();
     rcpt_.reset();
     co_return reply.value_or(core::no_backend_reply());
 }
 
 awaitable<void> Relay::start_data() {
-    tx_.data();
+    tx_->data();
     co_await run();
 }
 
 awaitable<proto::Reply> Relay::deliver(const proto::BodySource& body) {
     body_ = &body;
-    tx_.message_complete();
+    tx_->message_complete();
     auto reply = co_await run();
     body_ = nullptr;
     co_return reply.value_or(core::no_backend_reply());
 }
 
 awaitable<void> Relay::abandon() {
-    tx_.abandon();
+    if (!tx_) co_return;
+    tx_->abandon();
     co_await run();
 }
 
 void Relay::client_slow() {
-    tx_.client_slow();
-    while (auto action = tx_.next()) {
+    if (!tx_) return;
+    tx_->client_slow();
+    while (auto action = tx_->next()) {
         if (action->kind != Kind::Release || !conn_) continue;
         // Only Quit or Close come from client_slow(): neither waits.
         if (action->release == Action::Release::Quit)
@@ -107,8 +110,8 @@ awaitable<void> Relay::release(Action::Release how) {
 awaitable<std::optional<proto::Reply>> Relay::run() {
     std::optional<proto::Reply> answer;
     for (;;) {
-        tx_.set_closing(context_.cache.closing());
-        auto action = tx_.next();
+        tx_->set_closing(context_.cache.closing());
+        auto action = tx_->next();
         if (!action || action->kind == Kind::Done) break;
         if (action->kind == Kind::Answer) {
             answer = std::move(action->reply);
@@ -126,13 +129,13 @@ awaitable<std::optional<proto::Reply>> Relay::run() {
                 co_await conn_->flush();  // a failure shows at the next reply
                 break;
             case Kind::Await: {
-                auto timeout = action->final_reply ? tx_.pool()->config().final_reply_timeout
+                auto timeout = action->final_reply ? tx_->pool()->config().final_reply_timeout
                                                    : reply_timeout();
                 auto completion = co_await conn_->next(timeout);
                 if (completion)
-                    tx_.replied(completion->reply);
+                    tx_->replied(completion->reply);
                 else
-                    tx_.broken(conn_->failure(), conn_->protocol().failed());
+                    tx_->broken(conn_->failure(), conn_->protocol().failed());
                 break;
             }
             case Kind::SendBody: {
@@ -140,7 +143,7 @@ awaitable<std::optional<proto::Reply>> Relay::run() {
                 auto result = co_await conn_->send_body(*body_);
                 if (result == R::Sent)
                     conn_->protocol().expect(proto::ClientSession::Step::Message);
-                tx_.body_done(result == R::Sent ? core::Transaction::BodyResult::Sent
+                tx_->body_done(result == R::Sent ? core::Transaction::BodyResult::Sent
                               : result == R::ReadFailed
                                   ? core::Transaction::BodyResult::ReadFailed
                                   : core::Transaction::BodyResult::WriteFailed,
@@ -152,12 +155,12 @@ awaitable<std::optional<proto::Reply>> Relay::run() {
                 break;
             case Kind::CheckSpool: {
                 auto refusal = co_await spool_->check_recipient(*rcpt_);
-                tx_.spool_checked(refusal);
+                tx_->spool_checked(refusal);
                 break;
             }
             case Kind::Spool: {
                 auto reply = co_await spool_->commit();
-                tx_.spooled(reply);
+                tx_->spooled(reply);
                 break;
             }
             default:

@@ -58,9 +58,10 @@ class Relay {
     // A new transaction (the client's MAIL FROM, already accepted locally).
     awaitable<void> begin(core::Pool& pool, const proto::Path& sender,
                           const proto::MailParameters& params);
-    const proto::Path& sender() const { return tx_.sender(); }
-    const proto::MailParameters& mail_parameters() const { return tx_.mail_parameters(); }
-    core::Pool* pool() const { return tx_.pool(); }
+    // These speak of the current transaction (there is one after begin()).
+    const proto::Path& sender() const { return tx_->sender(); }
+    const proto::MailParameters& mail_parameters() const { return tx_->mail_parameters(); }
+    core::Pool* pool() const { return tx_ ? tx_->pool() : nullptr; }
     // Moves a transaction with no accepted recipient yet to another pool.
     awaitable<void> switch_pool(core::Pool& pool);
     awaitable<proto::Reply> add_recipient(const proto::Mailbox& rcpt);
@@ -72,7 +73,7 @@ class Relay {
     awaitable<void> abandon();
     // A backend holds this client's open transaction while smtplb waits on
     // the client (the hold timer runs from idle_since()).
-    bool holding() const { return tx_.holding(); }
+    bool holding() const { return tx_ && tx_->holding(); }
     std::chrono::steady_clock::time_point idle_since() const { return idle_since_; }
     // The client kept the backend waiting for the pool's backend_hold_time:
     // its connection is let go now (not a coroutine: called from a timer
@@ -83,12 +84,12 @@ class Relay {
     void release_connections();
 
     // The last answer was "no backend can take it now" (no spool took over).
-    bool no_backend() const { return tx_.no_backend(); }
-    bool spooling() const { return tx_.spooling(); }
+    bool no_backend() const { return tx_ && tx_->no_backend(); }
+    bool spooling() const { return tx_ && tx_->spooling(); }
     // Every recipient the client was told 250 for.
-    const std::vector<proto::Mailbox>& accepted() const { return tx_.accepted(); }
-    const std::vector<core::AttemptRecord>& attempts() const { return tx_.attempts(); }
-    const std::string& queue_id() const { return tx_.queue_id(); }
+    const std::vector<proto::Mailbox>& accepted() const { return tx_->accepted(); }
+    const std::vector<core::AttemptRecord>& attempts() const { return tx_->attempts(); }
+    const std::string& queue_id() const { return tx_->queue_id(); }
     // The identity the backend that carried the transaction was given:
     // "xclient", "proxy-v1", "proxy-v2", or "none" (configured so, or the
     // backend took no XCLIENT: then a warning was logged and counted).
@@ -154,7 +155,9 @@ class Relay {
     RelayContext& context_;
     proto::ClientIdentity identity_;
     std::uint64_t session_;
-    core::Transaction tx_;
+    // Made at the first MAIL and kept: an idle connection that never sent
+    // one does not carry it (the per-connection memory budget).
+    std::unique_ptr<core::Transaction> tx_;
     SpoolPort* spool_ = nullptr;
     const proto::BodySource* body_ = nullptr;                // during deliver()
     std::optional<proto::Mailbox> rcpt_;                     // during add_recipient()

@@ -45,7 +45,7 @@ void Relay::release_connections() {
 
 void Relay::identity_not_presented(BackendConnection& conn, std::size_t backend,
                                    const char* reason) {
-    auto& pool = *tx_.pool();
+    auto& pool = *tx_->pool();
     auto& counters = pool.backend(backend).counters;
     ++(std::string_view(reason) == "not-offered" ? counters.identity_not_offered
                                                  : counters.identity_incomplete);
@@ -72,7 +72,7 @@ awaitable<void> Relay::open(std::size_t backend, bool fresh) {
         }
     }
     if (!opening.conn) {
-        tx_.open_failed(opening.failure);
+        tx_->open_failed(opening.failure);
         co_return;
     }
     conn_ = std::move(opening.conn);
@@ -80,7 +80,7 @@ awaitable<void> Relay::open(std::size_t backend, bool fresh) {
     facts.reused = conn_->reused;
     facts.capabilities = conn_->protocol().capabilities();
     facts.tls = conn_->tls_summary();
-    tx_.opened(facts);
+    tx_->opened(facts);
 }
 
 awaitable<std::optional<Failure>> Relay::present_identity(std::unique_ptr<BackendConnection>& conn,
@@ -133,7 +133,7 @@ awaitable<std::optional<Failure>> Relay::present_identity(std::unique_ptr<Backen
 }
 
 awaitable<Relay::Opening> Relay::acquire(std::size_t backend, bool fresh) {
-    auto& pool = *tx_.pool();
+    auto& pool = *tx_->pool();
     const auto key = identity_key();
     Opening opening;
     for (auto it = stash_.begin(); it != stash_.end() && !fresh; ++it) {
@@ -165,7 +165,7 @@ awaitable<Relay::Opening> Relay::acquire(std::size_t backend, bool fresh) {
 
 awaitable<std::unique_ptr<BackendConnection>> Relay::connect(std::size_t backend,
                                                              Opening& opening) {
-    auto& pool = *tx_.pool();
+    auto& pool = *tx_->pool();
     auto& failure = opening.failure;
     // The backend's max_connections (io/connection_slots.hpp): no slot within
     // the pool's connection_wait is smtplb's own limit, not the backend's fault.

@@ -15,6 +15,7 @@
 #include "base/clock.hpp"
 #include "io/connection_cache.hpp"
 #include "io/connection_slots.hpp"
+#include "io/task_group.hpp"
 #include "mocks/scripted_random.hpp"
 
 using namespace smtplb;
@@ -168,7 +169,8 @@ TEST_F(Slots, AnAbortEndsAWaitOnAClosingLoop) {
     std::optional<io::ConnectionSlot> held, waited;
     hold_the_only_slot(held, 60s);
     io::asio::io_context there;
-    auto cache = std::make_shared<io::ConnectionCache>(there.get_executor());
+    io::TaskGroup tasks;
+    auto cache = std::make_shared<io::ConnectionCache>(there.get_executor(), tasks);
     cache->use_slots(slots);
     slots->add_cache(cache);
     spawn_reserve(there, waited);  // its cache is found by its loop

@@ -9,7 +9,7 @@
 #include <mutex>
 #include <sstream>
 
-#include "io/listener.hpp"
+#include "io/front/listener.hpp"
 
 namespace smtplb::admin {
 

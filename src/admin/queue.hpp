@@ -4,7 +4,7 @@
 #include <vector>
 
 #include "admin/api.hpp"
-#include "io/spool.hpp"
+#include "io/spool/spool.hpp"
 
 namespace smtplb::admin {
 

@@ -3,7 +3,7 @@
 #include "commands.hpp"
 #include "config/describe.hpp"
 #include "config/loader.hpp"
-#include "io/tls.hpp"
+#include "io/runtime/tls.hpp"
 
 namespace smtplb::app {
 namespace {

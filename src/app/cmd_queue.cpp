@@ -10,7 +10,7 @@
 #include "admin_call.hpp"
 #include "commands.hpp"
 #include "config/loader.hpp"
-#include "io/spool.hpp"
+#include "io/spool/spool.hpp"
 
 namespace smtplb::app {
 namespace json = boost::json;

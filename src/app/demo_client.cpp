@@ -1,11 +1,11 @@
 #include "demo_client.hpp"
 
-#include "io/sockets.hpp"
-#include "proto/client_session.hpp"
+#include "io/runtime/sockets.hpp"
+#include "proto/backend_session.hpp"
 
 namespace smtplb::app {
 
-using Step = proto::ClientSession::Step;
+using Step = proto::BackendSession::Step;
 
 io::awaitable<DemoOutcome> send_over_one_connection(std::uint16_t port, DemoTraffic traffic,
                                                     std::function<void(int)> progress) {
@@ -19,8 +19,8 @@ io::awaitable<DemoOutcome> send_over_one_connection(std::uint16_t port, DemoTraf
         co_return outcome;
     }
     io::tune_socket(socket);
-    proto::ClientSession smtp;
-    auto next = [&]() -> io::awaitable<std::optional<proto::ClientSession::Completion>> {
+    proto::BackendSession smtp;
+    auto next = [&]() -> io::awaitable<std::optional<proto::BackendSession::Completion>> {
         auto& out = smtp.output();
         if (!out.empty()) {
             auto [wec, n] =

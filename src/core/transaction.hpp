@@ -9,8 +9,8 @@
 #include "core/pool.hpp"
 #include "core/tracking.hpp"
 #include "proto/address.hpp"
+#include "proto/backend_session.hpp"
 #include "proto/capabilities.hpp"
-#include "proto/client_session.hpp"
 #include "proto/command.hpp"
 #include "proto/reply.hpp"
 
@@ -68,7 +68,7 @@ struct TransactionAction {
     Kind kind = Kind::Done;
     std::size_t backend = 0;
     bool fresh = false;
-    proto::ClientSession::Step step = proto::ClientSession::Step::Mail;
+    proto::BackendSession::Step step = proto::BackendSession::Step::Mail;
     std::string line;
     bool final_reply = false;
     Release release = Release::Keep;
@@ -169,7 +169,7 @@ class Transaction {
     enum class Purpose { Recipient, Message };
 
     void push(Action action) { out_.push_back(std::move(action)); }
-    void send(proto::ClientSession::Step step, std::string line);
+    void send(proto::BackendSession::Step step, std::string line);
     void await(bool final_reply = false);
     void answer(const proto::Reply& reply);
     void release(Action::Release how);

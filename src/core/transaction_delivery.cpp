@@ -7,7 +7,7 @@
 
 namespace smtplb::core {
 
-using Step = proto::ClientSession::Step;
+using Step = proto::BackendSession::Step;
 using Kind = TransactionAction::Kind;
 using Release = TransactionAction::Release;
 

@@ -8,7 +8,7 @@
 #include <cstring>
 
 #include "base/log_line.hpp"
-#include "io/listener.hpp"
+#include "io/front/listener.hpp"
 
 namespace smtplb::io {
 

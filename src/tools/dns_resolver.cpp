@@ -4,7 +4,7 @@
 
 #include <algorithm>
 
-#include "io/dns_packets.hpp"
+#include "io/front/dns_packets.hpp"
 
 namespace smtplb::tools {
 namespace {

@@ -2,7 +2,7 @@
 #include <optional>
 
 #include "base/network.hpp"
-#include "io/prober.hpp"
+#include "io/health/prober.hpp"
 #include "proto/probe.hpp"
 
 namespace smtplb::tools {

@@ -4,7 +4,7 @@
 
 #include "base/text.hpp"
 #include "base/units.hpp"
-#include "io/sockets.hpp"
+#include "io/runtime/sockets.hpp"
 #include "proto/xtext.hpp"
 
 namespace smtplb::tools {

@@ -5,7 +5,7 @@
 #include <span>
 
 #include "core/client_names.hpp"
-#include "io/dns_packets.hpp"
+#include "io/front/dns_packets.hpp"
 
 using namespace smtplb;
 

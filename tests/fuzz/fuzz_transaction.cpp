@@ -24,7 +24,7 @@ namespace {
 
 using namespace smtplb;
 using Kind = core::TransactionAction::Kind;
-using Step = proto::ClientSession::Step;
+using Step = proto::BackendSession::Step;
 
 class Clock final : public base::Clock {
   public:
@@ -102,7 +102,7 @@ struct Harness {
     // the spool's room or commit.
     bool rcpt_ok_seen = false;
     bool final_ok_seen = false;
-    // The replies the backend owes, in order (what proto::ClientSession keeps).
+    // The replies the backend owes, in order (what proto::BackendSession keeps).
     std::deque<Step> owed;
     std::size_t in_flight() const {
         std::size_t n = 0;

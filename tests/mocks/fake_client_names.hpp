@@ -2,7 +2,7 @@
 #include <map>
 #include <string>
 
-#include "io/client_names.hpp"
+#include "io/front/client_names.hpp"
 
 namespace smtplb::testing {
 

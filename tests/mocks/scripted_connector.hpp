@@ -3,7 +3,7 @@
 #include <set>
 #include <string>
 
-#include "io/backend_connector.hpp"
+#include "io/backend/backend_connector.hpp"
 
 namespace smtplb::testing {
 

@@ -9,8 +9,8 @@
 #include <fstream>
 #include <map>
 
-#include "io/client_names.hpp"
-#include "io/dns_packets.hpp"
+#include "io/front/client_names.hpp"
+#include "io/front/dns_packets.hpp"
 
 using namespace smtplb;
 using namespace std::chrono_literals;

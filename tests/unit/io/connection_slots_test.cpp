@@ -13,9 +13,9 @@
 #include <vector>
 
 #include "base/clock.hpp"
-#include "io/connection_cache.hpp"
-#include "io/connection_slots.hpp"
-#include "io/task_group.hpp"
+#include "io/backend/connection_cache.hpp"
+#include "io/backend/connection_slots.hpp"
+#include "io/runtime/task_group.hpp"
 #include "mocks/scripted_random.hpp"
 
 using namespace smtplb;

@@ -7,7 +7,7 @@
 
 #include <memory>
 
-#include "io/deadline.hpp"
+#include "io/runtime/deadline.hpp"
 
 using namespace smtplb;
 using namespace std::chrono_literals;

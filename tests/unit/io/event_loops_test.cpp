@@ -11,7 +11,7 @@
 #include "base/counter.hpp"
 #include "base/random.hpp"
 #include "core/pool.hpp"
-#include "io/event_loops.hpp"
+#include "io/runtime/event_loops.hpp"
 
 using namespace smtplb;
 using namespace std::chrono_literals;

@@ -1,5 +1,5 @@
-#include "io/message_buffer.hpp"
-#include "io/spare_buffers.hpp"
+#include "io/runtime/message_buffer.hpp"
+#include "io/runtime/spare_buffers.hpp"
 
 #include <gtest/gtest.h>
 

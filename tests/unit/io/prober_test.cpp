@@ -4,9 +4,9 @@
 #include <gtest/gtest.h>
 
 #include "config/loader.hpp"
-#include "io/backend_connector.hpp"
+#include "io/backend/backend_connector.hpp"
 #include "io/balancer.hpp"
-#include "io/prober.hpp"
+#include "io/health/prober.hpp"
 #include "mocks/scripted_connector.hpp"
 #include "tools/sink.hpp"
 

@@ -9,8 +9,8 @@
 #include <chrono>
 #include <string>
 
-#include "io/readiness.hpp"
-#include "io/tls.hpp"
+#include "io/runtime/readiness.hpp"
+#include "io/runtime/tls.hpp"
 
 using namespace smtplb;
 using namespace std::chrono_literals;

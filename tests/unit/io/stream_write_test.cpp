@@ -8,7 +8,7 @@
 #include <string>
 #include <thread>
 
-#include "io/tls.hpp"
+#include "io/runtime/tls.hpp"
 
 using namespace smtplb;
 using namespace std::chrono_literals;

@@ -8,8 +8,8 @@
 #include <optional>
 #include <thread>
 
-#include "io/event_loops.hpp"
-#include "io/task_group.hpp"
+#include "io/runtime/event_loops.hpp"
+#include "io/runtime/task_group.hpp"
 
 using namespace smtplb;
 using namespace std::chrono_literals;

@@ -1,0 +1,97 @@
+#include <array>
+#include <span>
+#include <vector>
+
+#include "io/backend/backend_connection.hpp"
+#include "proto/dot_stuffer.hpp"
+
+namespace smtplb::io {
+
+namespace {
+
+constexpr std::size_t kChunk = 65536;
+// Gathered per write: a few chunks, so a large message goes out in few
+// system calls without holding more than the message itself.
+constexpr std::size_t kGatherBytes = 4 * kChunk;
+constexpr std::string_view kEndOfData = ".\r\n";
+constexpr std::string_view kCrLfEndOfData = "\r\n.\r\n";
+
+bool views_into(std::string_view chunk, const std::string& scratch) {
+    return !scratch.empty() && chunk.data() >= scratch.data() &&
+           chunk.data() < scratch.data() + scratch.size();
+}
+
+}  // namespace
+
+awaitable<BackendConnection::BodyResult> BackendConnection::send_body(
+    const proto::BodySource& body) {
+    bool flushed = co_await flush();
+    if (!flushed) co_return BodyResult::WriteFailed;
+    // Each write's own time, in proportion to its size.
+    auto body_budget = [this](std::size_t bytes) {
+        return config::body_write_budget(pool_.config(), bytes);
+    };
+    std::string scratch;
+    if (body.form() == proto::BodyForm::Content) {
+        // Ours (a bounce) or read back from the spool: stuffed on the way.
+        proto::DotStuffer stuffer;
+        auto& out = protocol_.output();
+        for (std::uint64_t offset = 0; offset < body.size();) {
+            auto chunk = body.chunk_at(offset, kChunk, scratch);
+            if (chunk.empty()) co_return BodyResult::ReadFailed;
+            stuffer.encode(chunk, out);
+            offset += chunk.size();
+            if (out.size() >= kChunk) {
+                bool sent = co_await write_queued(body_budget(out.size()));
+                if (!sent) co_return BodyResult::WriteFailed;
+            }
+        }
+        stuffer.finish(out);
+        bool sent = co_await write_queued(body_budget(out.size()));
+        co_return sent ? BodyResult::Sent : BodyResult::WriteFailed;
+    }
+    // Already in transmission form: the stored bytes go out as they are,
+    // straight from the buffer's memory in gathered writes.
+    std::vector<asio::const_buffer> gather;
+    gather.reserve(8);  // a write's chunks and the terminator, in one allocation
+    std::size_t gathered = 0;
+    bool ends_line = true;  // empty so far, or ending in LF
+    for (std::uint64_t offset = 0;;) {
+        bool from_scratch = false;
+        if (offset < body.size()) {
+            auto chunk = body.chunk_at(offset, kChunk, scratch);
+            if (chunk.empty()) co_return BodyResult::ReadFailed;
+            gather.emplace_back(chunk.data(), chunk.size());
+            gathered += chunk.size();
+            offset += chunk.size();
+            ends_line = chunk.back() == '\n';
+            from_scratch = views_into(chunk, scratch);
+        }
+        bool final = offset >= body.size();
+        if (final) {
+            // The decoder ends every stored message with CRLF; another
+            // source might not, and the terminator must stand on its own line.
+            auto end = ends_line ? kEndOfData : kCrLfEndOfData;
+            gather.emplace_back(end.data(), end.size());
+        }
+        // A view of scratch is overwritten by the next read: send it now.
+        if (final || from_scratch || gathered >= kGatherBytes) {
+            std::size_t bytes = 0;
+            for (const auto& b : gather)
+                bytes += b.size();
+            // A view, not a copy of the list: it lives in this frame.
+            DeadlineStep step(*deadline_, body_budget(bytes));
+            auto [ec, n] = co_await stream_.write(std::span<const asio::const_buffer>(gather));
+            if (ec) {
+                failure_ = deadline_->expired() ? "timeout writing the message to backend"
+                                                : "write failed: " + ec.message();
+                co_return BodyResult::WriteFailed;
+            }
+            gather.clear();
+            gathered = 0;
+        }
+        if (final) co_return BodyResult::Sent;
+    }
+}
+
+}  // namespace smtplb::io

@@ -1,0 +1,176 @@
+#include "io/backend/transaction_executor.hpp"
+
+#include <utility>
+
+#include "core/delivery.hpp"
+
+namespace smtplb::io {
+
+using Action = core::TransactionAction;
+using Kind = Action::Kind;
+
+TransactionExecutor::TransactionExecutor(BackendAccess& context,
+                                         const proto::ClientIdentity& identity,
+                                         std::uint64_t session)
+    : context_(context),
+      identity_(identity),
+      session_(session),
+      identity_presented_(config::to_string(context.identity_mode)) {}
+
+TransactionExecutor::~TransactionExecutor() {
+    if (conn_) conn_->close();
+    conn_.reset();
+    release_connections();
+}
+
+Millis TransactionExecutor::reply_timeout() const {
+    return tx_->pool()->config().reply_timeout;
+}
+
+Millis TransactionExecutor::hold_time() const {
+    return pool() ? pool()->config().backend_hold_time : Millis::max();
+}
+
+bool TransactionExecutor::spools(const core::Pool& pool) const {
+    return spool_ && pool.config().on_unavailable == config::OnUnavailable::Spool;
+}
+
+awaitable<void> TransactionExecutor::begin(core::Pool& pool, const proto::Path& sender,
+                                           const proto::MailParameters& params) {
+    if (!tx_) tx_ = std::make_unique<core::Transaction>();
+    tx_->begin(pool, identity_.address, sender, params, spools(pool));
+    co_await run();
+}
+
+awaitable<void> TransactionExecutor::switch_pool(core::Pool& pool) {
+    tx_->switch_pool(pool, spools(pool));
+    co_await run();
+}
+
+awaitable<proto::Reply> TransactionExecutor::add_recipient(const proto::Mailbox& rcpt) {
+    rcpt_ = rcpt;
+    tx_->recipient(rcpt);
+    auto reply = co_await run();
+    rcpt_.reset();
+    co_return reply.value_or(core::no_backend_reply());
+}
+
+awaitable<void> TransactionExecutor::start_data() {
+    tx_->data();
+    co_await run();
+}
+
+awaitable<proto::Reply> TransactionExecutor::deliver(const proto::BodySource& body) {
+    body_ = &body;
+    tx_->message_complete();
+    auto reply = co_await run();
+    body_ = nullptr;
+    co_return reply.value_or(core::no_backend_reply());
+}
+
+awaitable<void> TransactionExecutor::abandon() {
+    if (!tx_) co_return;
+    tx_->abandon();
+    co_await run();
+}
+
+void TransactionExecutor::client_slow() {
+    if (!tx_) return;
+    tx_->client_slow();
+    while (auto action = tx_->next()) {
+        if (action->kind != Kind::Release || !conn_) continue;
+        // Only Quit or Close come from client_slow(): neither waits.
+        if (action->release == Action::Release::Quit)
+            context_.cache.retire(std::move(conn_));  // QUIT in the background
+        else
+            conn_->close();
+        conn_.reset();
+    }
+}
+
+awaitable<void> TransactionExecutor::release(Action::Release how) {
+    auto conn = std::move(conn_);
+    if (!conn) co_return;
+    switch (how) {
+        case Action::Release::Keep:
+            keep(std::move(conn));
+            break;
+        case Action::Release::Reset: {
+            bool clean = co_await conn->reset(reply_timeout());
+            if (clean) keep(std::move(conn));  // else broken: dropped
+            break;
+        }
+        case Action::Release::Quit:
+            context_.cache.retire(std::move(conn));
+            break;
+        case Action::Release::Close:
+            conn->close();
+            break;
+    }
+}
+
+awaitable<std::optional<proto::Reply>> TransactionExecutor::run() {
+    std::optional<proto::Reply> answer;
+    for (;;) {
+        tx_->set_closing(context_.cache.closing());
+        auto action = tx_->next();
+        if (!action || action->kind == Kind::Done) break;
+        if (action->kind == Kind::Answer) {
+            answer = std::move(action->reply);
+            break;
+        }
+        switch (action->kind) {
+            case Kind::Open:
+                co_await open(action->backend, action->fresh);
+                break;
+            case Kind::Send:
+                if (action->step == proto::BackendSession::Step::Mail) conn_->count_transaction();
+                conn_->protocol().send(action->step, action->line);
+                break;
+            case Kind::Flush:
+                co_await conn_->flush();  // a failure shows at the next reply
+                break;
+            case Kind::Await: {
+                auto timeout = action->final_reply ? tx_->pool()->config().final_reply_timeout
+                                                   : reply_timeout();
+                auto completion = co_await conn_->next(timeout);
+                if (completion)
+                    tx_->replied(completion->reply);
+                else
+                    tx_->broken(conn_->failure(), conn_->protocol().failed());
+                break;
+            }
+            case Kind::SendBody: {
+                using R = BackendConnection::BodyResult;
+                auto result = co_await conn_->send_body(*body_);
+                if (result == R::Sent)
+                    conn_->protocol().expect(proto::BackendSession::Step::Message);
+                tx_->body_done(result == R::Sent ? core::Transaction::BodyResult::Sent
+                               : result == R::ReadFailed
+                                   ? core::Transaction::BodyResult::ReadFailed
+                                   : core::Transaction::BodyResult::WriteFailed,
+                               conn_->failure());
+                break;
+            }
+            case Kind::Release:
+                co_await release(action->release);
+                break;
+            case Kind::CheckSpool: {
+                auto refusal = co_await spool_->check_recipient(*rcpt_);
+                tx_->spool_checked(refusal);
+                break;
+            }
+            case Kind::Spool: {
+                auto reply = co_await spool_->commit();
+                tx_->spooled(reply);
+                break;
+            }
+            default:
+                break;
+        }
+    }
+    idle_since_ = std::chrono::steady_clock::now();
+    co_return answer;
+}
+
+}  // namespace smtplb::io

@@ -1,0 +1,595 @@
+#include "io/front/client_session.hpp"
+
+#include <array>
+#include <chrono>
+#include <set>
+
+#include "base/text.hpp"
+#include "core/delivery.hpp"
+#include "core/tracking.hpp"
+#include "io/backend/transaction_executor.hpp"
+#include "io/balancer.hpp"
+#include "io/front/client_names.hpp"
+#include "io/front/listener.hpp"
+#include "io/runtime/deadline.hpp"
+#include "io/runtime/event_loops.hpp"
+#include "io/runtime/message_buffer.hpp"
+#include "io/runtime/sockets.hpp"
+#include "io/runtime/spare_buffers.hpp"
+#include "io/runtime/tls.hpp"
+#include "proto/server_session.hpp"
+
+namespace smtplb::io {
+namespace {
+
+using Kind = proto::ServerEvent::Kind;
+using proto::Reply;
+
+// The client's host names, looked up while the session goes on (the banner
+// does not wait for them); shared with the lookup, which may outlive the
+// session. `done` never expires on its own until the session waits on it:
+// the lookup cancels it when the result is in.
+struct NameLookup {
+    explicit NameLookup(const asio::any_io_executor& executor)
+        : done(executor, std::chrono::steady_clock::time_point::max()) {}
+    asio::steady_timer done;
+    std::optional<core::ClientNames> result;
+};
+
+awaitable<void> look_up_names(std::shared_ptr<ClientNameResolver> resolver, base::IpAddress address,
+                              std::shared_ptr<NameLookup> lookup) {
+    auto names = co_await resolver->lookup(address);
+    lookup->result = std::move(names);
+    lookup->done.cancel();
+}
+
+class ClientSession : public SpoolPort {
+  public:
+    ~ClientSession() { listener_.untrack(&socket_); }
+    ClientSession(tcp::socket socket, Listener& listener, std::string client, std::size_t loop)
+        : loop_(loop),
+          client_key_(std::move(client)),
+          socket_(std::move(socket)),
+          listener_(listener),
+          balancer_(listener.balancer()),
+          protocol_(listener.settings()),
+          relay_(listener.backend_access(loop), identity_of(socket_), balancer_.next_session_id()) {
+        listener_.track(&socket_, &protocol_);
+        relay_.set_spool(balancer_.spool() ? this : nullptr);
+    }
+
+    awaitable<void> run();
+    // Whom the listener counts this connection against (per-client limit).
+    const std::string& client_key() const { return client_key_; }
+
+  private:
+    // The PROXY header a trusted upstream starts with: it names the client.
+    // False when it is missing, malformed or late, or the client it names
+    // is over its connection limit.
+    awaitable<bool> accept_proxy_header(Deadline& deadline);
+    // The TLS handshake, bounded by the command timeout; false when it failed.
+    awaitable<bool> start_tls(Deadline& deadline);
+    // Starts looking up the client's host names, once its address is known
+    // (after a PROXY header); resolve_client_names = false leaves them empty.
+    void start_name_lookup();
+    // The first transaction waits for them (at most server.dns_timeout)
+    // before anything about the client goes to a backend.
+    awaitable<void> await_client_names();
+    std::string spill_dir() const { return balancer_.config().server.state_dir; }
+    awaitable<bool> flush();
+    // The daemon is stopping: 421 4.3.2 and the end of the session.
+    awaitable<void> say_goodbye();
+    awaitable<void> handle(proto::ServerEvent& ev);
+    void begin_tracking(const proto::ServerEvent& ev);
+    void finish_tracking(const std::string& reply, const char* result);
+    void finish_tracking(const Reply& reply);
+    // A transaction that ends without a message (RSET, QUIT, disconnect):
+    // logged as aborted when recipients were accepted, as refused when every
+    // recipient was (relay attempts show up here), else not at all.
+    void end_without_message(const char* why);
+    // Checks AUTH credentials with the listener's verifier, unless this
+    // address or user has failed too often lately. On the balancer's own
+    // loop, where the verifier and the throttle live.
+    awaitable<Reply> authenticate(proto::ServerEvent& ev) {
+        return on_loop(balancer_.io(), check_credentials(ev));
+    }
+    awaitable<Reply> check_credentials(proto::ServerEvent& ev);
+    // Writes the message to the spool: 250 only once it is durable. The
+    // spool, too, lives on the balancer's own loop.
+    awaitable<Reply> commit() override { return on_loop(balancer_.io(), write_to_spool()); }
+    awaitable<Reply> write_to_spool();
+    awaitable<bool> spool_has_room();
+    // Accepted by the listener's policy; no backend can verify it now.
+    awaitable<std::optional<Reply>> check_recipient(const proto::Mailbox& rcpt) override;
+    void note_rcpt_reply(const Reply& reply) {
+        if (!log_) return;
+        if (reply.positive())
+            ++log_->rcpts_accepted;
+        else
+            log_->last_refusal = reply;
+    }
+
+    // Reads go into buffers of the session's own, which Asio fills from one
+    // readiness event (one syscall per read): a 512-byte one for commands
+    // (an RFC 5321 command line), and during a transaction a 16 KiB one,
+    // freed when the transaction ends. A plain function, not a coroutine:
+    // an idle connection carries no frame for it.
+    asio::mutable_buffer read_buffer();
+    // What the first read is waiting for: a PROXY header, implicit TLS.
+    // False when the session ends before its greeting.
+    awaitable<bool> open(Deadline& deadline);
+    // Answers what the client has sent, up to where more input is needed;
+    // false when the session is to end.
+    awaitable<bool> answer(Deadline& deadline);
+    // The read failed: a timeout gets its 421, a stopping daemon its goodbye.
+    awaitable<void> read_failed(const error_code& ec, Deadline& deadline);
+    // The idle timeout counts only while smtplb waits for the client (a read,
+    // a write of replies); it is suspended while a command is handled.
+    // While a backend holds this client's open transaction, the hold timer
+    // counts from the backend's last step (not from this read: a client
+    // that trickles bytes keeps the backend waiting all the same).
+    void wait_for_client(Deadline& deadline) {
+        const auto& config = listener_.config();
+        deadline.expires_after(protocol_.in_transaction() ? config.data_timeout
+                                                          : config.command_timeout);
+        if (!relay_.holding()) {
+            if (hold_) hold_->suspend();
+            return;
+        }
+        if (!hold_)
+            hold_ = Deadline::start(socket_.get_executor(), [this] { relay_.client_slow(); });
+        if (!hold_->armed()) hold_->expires_at(relay_.idle_since() + relay_.hold_time());
+    }
+    // Handling a command: the relay is busy, and not to be let go under it.
+    void stop_waiting_for_client(Deadline& deadline) {
+        deadline.suspend();
+        if (hold_) hold_->suspend();
+    }
+
+    std::size_t loop_;
+    std::string client_key_;
+    tcp::socket socket_;
+    TlsCapableStream stream_{socket_};
+    std::unique_ptr<TlsFacts> tls_;  // once TLS is up
+    std::unique_ptr<char[]> transaction_buffer_;
+    SpareSize transaction_buffer_size_ = SpareSize::Small;
+    bool last_read_filled_ = false;  // the last read filled its buffer
+    std::array<char, 512> command_buffer_;
+    Listener& listener_;
+    Balancer& balancer_;
+    proto::ServerSession protocol_;
+    TransactionExecutor relay_;
+    // The message being received; made at DATA and gone after it, so an
+    // idle connection does not carry it (the per-connection memory budget).
+    std::unique_ptr<MessageBuffer> body_;
+    // What the current transaction's tracking line needs; made at MAIL, so
+    // an idle connection does not carry it (the per-connection memory budget).
+    struct TransactionLog {
+        core::TrackingRecord record;
+        std::chrono::steady_clock::time_point started;
+        std::set<std::string> domains;
+        std::size_t rcpts_accepted = 0;
+        std::optional<Reply> last_refusal;
+    };
+    std::unique_ptr<TransactionLog> log_;
+    std::shared_ptr<NameLookup> names_;  // until the first transaction has the result
+    std::unique_ptr<Deadline> hold_;     // made when a backend first waits on this client
+};
+
+Reply storage_full() {
+    return Reply::make(452, "4.3.1", "Insufficient system storage");
+}
+
+// Commands between messages fit the session's own 512 bytes; a transaction
+// gets 16 KiB, and 64 KiB while a body arrives faster than 16 KiB per read,
+// so that a large message takes few reads (100 KiB: 3 instead of 7) while a
+// client that trickles its body, as a slowloris does, holds only 16 KiB.
+asio::mutable_buffer ClientSession::read_buffer() {
+    SpareSize wanted = body_ && last_read_filled_ ? SpareSize::Large : SpareSize::Small;
+    if (transaction_buffer_ &&
+        (!protocol_.in_transaction() || transaction_buffer_size_ != wanted)) {
+        give_spare(transaction_buffer_size_, std::move(transaction_buffer_));
+    }
+    if (!protocol_.in_transaction())
+        return asio::buffer(command_buffer_.data(), command_buffer_.size());
+    if (!transaction_buffer_) {
+        transaction_buffer_size_ = wanted;
+        transaction_buffer_ = take_spare(wanted);
+    }
+    return asio::buffer(transaction_buffer_.get(), static_cast<std::size_t>(wanted));
+}
+
+awaitable<bool> ClientSession::flush() {
+    auto& out = protocol_.output();
+    if (out.empty()) co_return true;
+    error_code ec;
+    std::size_t written = stream_.write_now(asio::buffer(out), ec);
+    if (!ec && written < out.size()) {
+        auto [rest_ec, n] = co_await stream_.write_rest(asio::buffer(out), written);
+        ec = rest_ec;
+    }
+    out.clear();
+    if (out.capacity() > 16384) out.shrink_to_fit();
+    co_return !ec;
+}
+
+awaitable<void> ClientSession::say_goodbye() {
+    protocol_.shutdown(
+        Reply::make(421, "4.3.2", listener_.settings().hostname + " Service shutting down"));
+    co_await flush();
+}
+
+void ClientSession::begin_tracking(const proto::ServerEvent& ev) {
+    log_ = std::make_unique<TransactionLog>();
+    auto& r = log_->record;
+    r.time_ms = balancer_.clock().wall_ms();
+    r.listener = listener_.config().name;
+    r.client_address = relay_.identity().address.to_string();
+    r.client_port = relay_.identity().port;
+    r.client_name = relay_.identity().name;
+    r.helo = protocol_.helo();
+    if (tls_) {
+        r.tls = tls_->summary();
+        r.client_cert = tls_->peer_subject;
+        r.client_cert_sha256 = tls_->peer_fingerprint;
+    }
+    r.login = protocol_.login();
+    r.sender = ev.path.null ? "" : ev.path.mailbox.address();
+    log_->started = std::chrono::steady_clock::now();
+}
+
+void ClientSession::finish_tracking(const Reply& reply) {
+    finish_tracking(reply.summary(), reply.positive()    ? "relayed"
+                                     : reply.permanent() ? "rejected"
+                                                         : "tempfailed");
+}
+
+void ClientSession::end_without_message(const char* why) {
+    if (!log_) return;
+    if (log_->rcpts_accepted > 0)
+        finish_tracking(why, "aborted");
+    else if (log_->last_refusal)
+        finish_tracking(Reply(*log_->last_refusal));
+    else
+        log_.reset();
+}
+
+void ClientSession::finish_tracking(const std::string& reply, const char* result) {
+    if (!log_) return;
+    auto& r = log_->record;
+    r.recipients = log_->rcpts_accepted;
+    r.recipient_domains.assign(log_->domains.begin(), log_->domains.end());
+    r.pool = relay_.pool() ? relay_.pool()->name() : "";
+    r.attempts = relay_.attempts();
+    r.queue_id = relay_.queue_id();
+    r.identity = relay_.identity_result();
+    r.reply = reply;
+    r.result = result;
+    r.duration_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                        std::chrono::steady_clock::now() - log_->started)
+                        .count();
+    listener_.counters.count_result(r.result, r.size);
+    balancer_.tracking().write(r.to_json());
+    log_.reset();
+}
+
+awaitable<std::optional<Reply>> ClientSession::check_recipient(const proto::Mailbox& rcpt) {
+    if (auto unknown = listener_.policy().check_known_recipient(rcpt)) co_return unknown;
+    bool room = co_await spool_has_room();
+    if (!room) co_return storage_full();
+    co_return std::nullopt;
+}
+
+awaitable<bool> ClientSession::spool_has_room() {
+    auto* spool = balancer_.spool();
+    co_return co_await on_loop(
+        balancer_.io(), [](Spool* s) -> awaitable<bool> { co_return s->has_room(0); }(spool));
+}
+
+awaitable<Reply> ClientSession::write_to_spool() {
+    auto* spool = balancer_.spool();
+    proto::SpoolEnvelope envelope;
+    envelope.arrival_ms = balancer_.clock().wall_ms();
+    envelope.listener = listener_.config().name;
+    envelope.pool = relay_.pool()->name();
+    envelope.sender = relay_.sender();
+    envelope.params = relay_.mail_parameters();
+    envelope.identity = relay_.identity();
+    auto committed = co_await spool->commit(envelope, relay_.accepted(), *body_);
+    if (committed.id.empty()) co_return storage_full();
+    if (log_) log_->record.spool_id = committed.id;
+    co_return Reply::make(250, "2.0.0", "Ok: queued as " + committed.id);
+}
+
+awaitable<Reply> ClientSession::check_credentials(proto::ServerEvent& ev) {
+    auto& counters = listener_.counters;
+    auto address = relay_.identity().address.to_string();
+    auto& throttle = listener_.auth_throttle();
+    auto log = [&](const char* result, const std::string& why) {
+        // The login is logged (it is what an administrator searches for);
+        // the password never is.
+        balancer_.log(std::string("event=auth listener=") + listener_.config().name +
+                      " client=" + address + " login=" + base::logfmt_value(ev.login) +
+                      " mechanism=" + ev.mechanism + " result=" + result +
+                      (why.empty() ? "" : " reason=" + base::logfmt_value(why)));
+    };
+    if (throttle.blocked(address, ev.login)) {
+        std::fill(ev.password.begin(), ev.password.end(), '\0');
+        ++counters.auth_throttled;
+        log("throttled", "");
+        co_return Reply::make(454, "4.7.0", "Too many failed authentications; try again later");
+    }
+    AuthRequest request{ev.login, std::move(ev.password), relay_.identity()};
+    std::string why;
+    auto verdict = co_await listener_.auth_verifier().verify(request, why);
+    std::fill(request.password.begin(), request.password.end(), '\0');
+    switch (verdict) {
+        case AuthVerdict::Ok:
+            throttle.succeeded(address);
+            relay_.set_login(ev.login);
+            ++counters.auth_ok;
+            log("ok", "");
+            co_return Reply::make(235, "2.7.0", "Authentication successful");
+        case AuthVerdict::Fail:
+            throttle.failed(address, ev.login);
+            ++counters.auth_failed;
+            log("failed", "");
+            co_return Reply::make(535, "5.7.8", "Authentication credentials invalid");
+        case AuthVerdict::TempFail:
+            break;
+    }
+    ++counters.auth_tempfailed;
+    log("tempfailed", why);
+    co_return Reply::make(454, "4.7.0", "Temporary authentication failure");
+}
+
+awaitable<void> ClientSession::handle(proto::ServerEvent& ev) {
+    const auto& config = listener_.config();
+    const auto& policy = listener_.policy();
+    const auto& client = relay_.identity().address;
+    switch (ev.kind) {
+        case Kind::Reset:
+            end_without_message("RSET");
+            co_await relay_.abandon();
+            break;
+        case Kind::Mail: {
+            if (auto refusal = policy.check_sender(protocol_.authenticated())) {
+                protocol_.answer(*refusal);
+                break;
+            }
+            co_await await_client_names();
+            auto* pool = balancer_.pool(config.pool);
+            relay_.set_helo(protocol_.helo(), protocol_.esmtp());
+            co_await relay_.begin(*pool, ev.path, ev.mail_params);
+            begin_tracking(ev);
+            protocol_.answer(Reply::make(250, "2.1.0", "Ok"));
+            break;
+        }
+        case Kind::Rcpt: {
+            const auto& rcpt = ev.path.mailbox;
+            if (auto refusal = policy.check_recipient(client, protocol_.authenticated(), rcpt)) {
+                note_rcpt_reply(*refusal);
+                protocol_.answer(*refusal);
+                break;
+            }
+            auto* pool = balancer_.pool(balancer_.router().route(rcpt, config.pool));
+            if (protocol_.accepted_recipients() == 0 && relay_.pool() != pool) {
+                co_await relay_.switch_pool(*pool);  // the first recipient decides the pool
+            }
+            if (relay_.pool() != pool) {
+                // RFC 5321 §4.5.3.1.10: the client sends it again in a new transaction.
+                auto later = Reply::make(
+                    452, "4.5.3", "Recipient belongs to another mail system; send it separately");
+                note_rcpt_reply(later);
+                protocol_.answer(later);
+                break;
+            }
+            auto reply = co_await relay_.add_recipient(rcpt);
+            note_rcpt_reply(reply);
+            if (reply.positive() && log_) log_->domains.insert(rcpt.domain);
+            protocol_.answer(reply);
+            break;
+        }
+        case Kind::Data:
+            co_await relay_.start_data();
+            body_ = std::make_unique<MessageBuffer>(balancer_.config().server.spill_threshold,
+                                                    spill_dir());
+            body_->expect(relay_.mail_parameters().size.value_or(0));
+            protocol_.set_body_sink(body_.get());
+            protocol_.answer(Reply::make(354, "", "End data with <CR><LF>.<CR><LF>"));
+            break;
+        case Kind::MessageEnd: {
+            Reply reply;
+            if (ev.data_outcome != proto::DataDecoder::Outcome::Ok) {
+                reply = proto::data_outcome_reply(ev.data_outcome);
+                co_await relay_.abandon();
+            } else if (body_->failed()) {
+                reply = Reply::make(451, "4.3.0", "Local error storing the message");
+                co_await relay_.abandon();
+            } else {
+                if (log_) log_->record.size = ev.message_size;
+                reply = co_await relay_.deliver(*body_);
+            }
+            protocol_.set_body_sink(nullptr);
+            body_.reset();
+            if (relay_.spooling() && reply.positive())
+                finish_tracking(reply.summary(), "spooled");
+            else
+                finish_tracking(reply);
+            protocol_.answer(reply);
+            break;
+        }
+        case Kind::Xclient:
+            protocol_.answer(Reply::make(502, "5.5.1", "Error: command not implemented"));
+            break;
+        case Kind::Auth: {
+            auto reply = co_await authenticate(ev);
+            protocol_.answer(reply);
+            break;
+        }
+        default:
+            break;
+    }
+}
+
+awaitable<bool> ClientSession::accept_proxy_header(Deadline& deadline) {
+    const auto& config = listener_.config();
+    deadline.expires_after(config.proxy_timeout);
+    auto header = co_await listener_.read_upstream_header(socket_);
+    if (!header) co_return false;
+    if (!header->local)
+        relay_.set_origin(header->source, header->source_port, header->destination,
+                          header->destination_port);
+    auto client = relay_.identity().address.to_string();
+    if (!listener_.admit(client)) {
+        if (config.tls.mode != config::ServerTlsMode::Implicit) {
+            protocol_.output() = "421 4.7.0 Too many connections from your address\r\n";
+            co_await flush();
+        }
+        co_return false;
+    }
+    client_key_ = client;
+    co_return true;
+}
+
+awaitable<bool> ClientSession::start_tls(Deadline& deadline) {
+    deadline.expires_after(listener_.config().command_timeout);
+    auto ec = co_await stream_.accept(listener_.tls_context());
+    if (ec) {
+        // Scanners and clients with no common cipher: normal, not logged.
+        listener_.counters.tls_failures++;
+        co_return false;
+    }
+    tls_ = std::make_unique<TlsFacts>(stream_.facts());
+    relay_.set_tls(tls_->version, tls_->cipher, !tls_->peer_subject.empty());
+    listener_.counters.tls_sessions++;
+    protocol_.tls_started();
+    co_return true;
+}
+
+void ClientSession::start_name_lookup() {
+    const auto& resolver = balancer_.client_names(loop_);
+    if (!listener_.config().resolve_client_names || !resolver) return;
+    names_ = std::make_shared<NameLookup>(socket_.get_executor());
+    asio::co_spawn(socket_.get_executor(),
+                   look_up_names(resolver, relay_.identity().address, names_), asio::detached);
+}
+
+awaitable<void> ClientSession::await_client_names() {
+    if (!names_) co_return;
+    if (!names_->result) {
+        // The lookup bounds itself; this bounds the wait should it not.
+        names_->done.expires_after(balancer_.config().server.dns_timeout);
+        auto [ec] = co_await names_->done.async_wait(use_nothrow);
+        (void)ec;
+    }
+    auto names = names_->result.value_or(core::ClientNames{
+        std::string(core::kNameTempUnavailable), std::string(core::kNameTempUnavailable)});
+    relay_.set_client_names(names.name, names.reverse_name);
+    names_.reset();
+}
+
+awaitable<bool> ClientSession::open(Deadline& deadline) {
+    const auto& config = listener_.config();
+    if (config.proxy_protocol != config::ProxyProtocol::None) {
+        bool accepted = co_await accept_proxy_header(deadline);
+        if (!accepted) co_return false;
+    }
+    start_name_lookup();
+    if (config.tls.mode == config::ServerTlsMode::Implicit) {
+        bool handshaken = co_await start_tls(deadline);
+        if (!handshaken) co_return false;
+    }
+    protocol_.start();
+    co_return true;
+}
+
+awaitable<void> ClientSession::read_failed(const error_code& ec, Deadline& deadline) {
+    if (ec == asio::error::operation_aborted && listener_.stopping() && !deadline.expired()) {
+        co_await say_goodbye();  // woken by Listener::stop
+    } else if (deadline.expired()) {
+        protocol_.shutdown(
+            Reply::make(421, "4.4.2", listener_.settings().hostname + " Error: timeout exceeded"));
+        deadline.expires_after(std::chrono::seconds(10));
+        co_await flush();
+    }
+}
+
+awaitable<bool> ClientSession::answer(Deadline& deadline) {
+    for (;;) {
+        auto ev = protocol_.next();
+        switch (ev.kind) {
+            case Kind::NeedInput: {
+                wait_for_client(deadline);
+                bool flushed = co_await flush();
+                co_return flushed;
+            }
+            case Kind::Close:
+                wait_for_client(deadline);
+                co_await flush();
+                co_return false;
+            case Kind::StartTls: {
+                wait_for_client(deadline);
+                bool flushed = co_await flush();
+                if (!flushed) co_return false;
+                bool handshaken = co_await start_tls(deadline);
+                if (!handshaken) co_return false;
+                break;
+            }
+            default:
+                stop_waiting_for_client(deadline);
+                co_await handle(ev);
+                break;
+        }
+    }
+}
+
+// Kept lean: its frame lives as long as the connection, so everything but
+// the wait for input (opening, answering, read errors) is a coroutine of
+// its own whose frame exists only while it runs.
+awaitable<void> ClientSession::run() {
+    Deadline deadline(socket_.get_executor(), [this] {
+        error_code ec;
+        socket_.cancel(ec);
+    });
+    bool open = co_await this->open(deadline);
+    while (open) {
+        bool more = co_await answer(deadline);
+        if (!more) break;
+        if (listener_.stopping() && !protocol_.in_transaction()) {
+            co_await say_goodbye();
+            break;
+        }
+        wait_for_client(deadline);
+        auto buffer = read_buffer();
+        auto [ec, n] = co_await stream_.read_some(buffer);
+        if (ec) {
+            co_await read_failed(ec, deadline);
+            break;
+        }
+        last_read_filled_ = n == buffer.size();
+        protocol_.feed(std::string_view(static_cast<const char*>(buffer.data()), n));
+    }
+    deadline.stop();
+    if (hold_) hold_->stop();
+    end_without_message("connection ended");
+    co_await relay_.abandon();
+    relay_.release_connections();
+    error_code ec;
+    socket_.shutdown(tcp::socket::shutdown_both, ec);
+    socket_.close(ec);
+}
+
+}  // namespace
+
+awaitable<void> run_client_session(tcp::socket socket, Listener& listener, std::string client,
+                                   std::size_t loop) {
+    {
+        ClientSession session(std::move(socket), listener, std::move(client), loop);
+        co_await session.run();
+        client = session.client_key();
+    }
+    listener.session_ended(client);
+}
+
+}  // namespace smtplb::io

@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 CC=clang CXX=clang++ cmake -S . -B build-tidy -G Ninja -DCMAKE_DISABLE_PRECOMPILE_HEADERS=ON \
   -DSMTPLB_TESTS=OFF >/dev/null
-files=$(ls src/*/*.cpp | wc -l)
+files=$(find src -name '*.cpp' | wc -l)
 if ! run-clang-tidy-14 -p build-tidy -j2 -quiet "$PWD/src/" > build-tidy/tidy.log 2>&1 ||
    grep -qE "(warning|error):" build-tidy/tidy.log; then
   grep -E -A3 "(warning|error):" build-tidy/tidy.log | head -100 || tail -40 build-tidy/tidy.log

@@ -277,12 +277,13 @@ void Transaction::broken(const std::string& reason, bool protocol_error) {
 }
 
 std::optional<TransactionAction> Transaction::next() {
-    if (taken_ == out_.size()) {
+    if (taken_ == out_.size()) return std::nullopt;
+    auto action = std::move(out_[taken_++]);
+    if (taken_ == out_.size()) {  // all taken: the next input starts at the front
         out_.clear();
         taken_ = 0;
-        return std::nullopt;
     }
-    return std::move(out_[taken_++]);
+    return action;
 }
 
 }  // namespace smtplb::core

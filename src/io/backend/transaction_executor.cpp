@@ -169,7 +169,8 @@ awaitable<std::optional<proto::Reply>> TransactionExecutor::run() {
                 break;
         }
     }
-    idle_since_ = std::chrono::steady_clock::now();
+    // The hold timer's start: only wanted while a backend waits on the client.
+    if (tx_->holding()) idle_since_ = std::chrono::steady_clock::now();
     co_return answer;
 }
 

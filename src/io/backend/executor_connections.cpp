@@ -63,7 +63,11 @@ void TransactionExecutor::identity_not_presented(BackendConnection& conn, std::s
 }
 
 awaitable<void> TransactionExecutor::open(std::size_t backend, bool fresh) {
-    auto opening = co_await acquire(backend, fresh);
+    Opening opening;
+    // This session's own idle connection, without a coroutine of its own:
+    // the common case of a client's next message.
+    if (!fresh) opening.conn = from_stash(backend);
+    if (!opening.conn) opening = co_await acquire(backend, fresh);
     if (opening.conn) {
         auto failure = co_await present_identity(opening.conn, backend);
         if (failure) {
@@ -132,25 +136,28 @@ awaitable<std::optional<Failure>> TransactionExecutor::present_identity(
     co_return failure;
 }
 
+std::unique_ptr<BackendConnection> TransactionExecutor::from_stash(std::size_t backend) {
+    auto* pool = tx_->pool();
+    for (auto it = stash_.begin(); it != stash_.end(); ++it) {
+        if (&(*it)->pool() != pool || (*it)->backend() != backend) continue;
+        auto conn = std::move(*it);
+        stash_.erase(it);
+        // The client's identity may have changed since (a new EHLO, AUTH).
+        if (conn->serves(identity_key()) && !conn->worn_out() && conn->reusable()) {
+            conn->reused = true;
+            return conn;
+        }
+        context_.cache.retire(std::move(conn));
+        return nullptr;
+    }
+    return nullptr;
+}
+
 awaitable<TransactionExecutor::Opening> TransactionExecutor::acquire(std::size_t backend,
                                                                      bool fresh) {
     auto& pool = *tx_->pool();
     const auto key = identity_key();
     Opening opening;
-    for (auto it = stash_.begin(); it != stash_.end() && !fresh; ++it) {
-        if (&(*it)->pool() == &pool && (*it)->backend() == backend) {
-            auto conn = std::move(*it);
-            stash_.erase(it);
-            // The client's identity may have changed since (a new EHLO, AUTH).
-            if (conn->serves(key) && !conn->worn_out() && conn->reusable()) {
-                conn->reused = true;
-                opening.conn = std::move(conn);
-                co_return opening;
-            }
-            context_.cache.retire(std::move(conn));
-            break;
-        }
-    }
     bool proxy = context_.identity_mode == config::IdentityMode::ProxyV1 ||
                  context_.identity_mode == config::IdentityMode::ProxyV2;
     if (!proxy && !fresh) {

@@ -35,11 +35,11 @@ bool TransactionExecutor::spools(const core::Pool& pool) const {
     return spool_ && pool.config().on_unavailable == config::OnUnavailable::Spool;
 }
 
-awaitable<void> TransactionExecutor::begin(core::Pool& pool, const proto::Path& sender,
-                                           const proto::MailParameters& params) {
+void TransactionExecutor::begin(core::Pool& pool, const proto::Path& sender,
+                                const proto::MailParameters& params) {
     if (!tx_) tx_ = std::make_unique<core::Transaction>();
     tx_->begin(pool, identity_.address, sender, params, spools(pool));
-    co_await run();
+    run_without_waiting();
 }
 
 awaitable<void> TransactionExecutor::switch_pool(core::Pool& pool) {
@@ -77,36 +77,41 @@ awaitable<void> TransactionExecutor::abandon() {
 void TransactionExecutor::client_slow() {
     if (!tx_) return;
     tx_->client_slow();
+    run_without_waiting();
+}
+
+void TransactionExecutor::run_without_waiting() {
+    // Only releases come from begin() and client_slow(), and none of them
+    // need an answer: a Reset becomes a QUIT in the background.
     while (auto action = tx_->next()) {
-        if (action->kind != Kind::Release || !conn_) continue;
-        // Only Quit or Close come from client_slow(): neither waits.
-        if (action->release == Action::Release::Quit)
-            context_.cache.retire(std::move(conn_));  // QUIT in the background
-        else
-            conn_->close();
-        conn_.reset();
+        if (action->kind != Kind::Release) continue;
+        release_now(action->release == Action::Release::Close ? Action::Release::Close
+                                                              : Action::Release::Quit);
     }
 }
 
-awaitable<void> TransactionExecutor::release(Action::Release how) {
+void TransactionExecutor::release_now(Action::Release how) {
     auto conn = std::move(conn_);
-    if (!conn) co_return;
+    if (!conn) return;
     switch (how) {
         case Action::Release::Keep:
             keep(std::move(conn));
             break;
-        case Action::Release::Reset: {
-            bool clean = co_await conn->reset(reply_timeout());
-            if (clean) keep(std::move(conn));  // else broken: dropped
-            break;
-        }
+        case Action::Release::Reset:  // not without waiting: see release()
         case Action::Release::Quit:
-            context_.cache.retire(std::move(conn));
+            context_.cache.retire(std::move(conn));  // QUIT in the background
             break;
         case Action::Release::Close:
             conn->close();
             break;
     }
+}
+
+awaitable<void> TransactionExecutor::reset_and_keep() {
+    auto conn = std::move(conn_);
+    if (!conn) co_return;
+    bool clean = co_await conn->reset(reply_timeout());
+    if (clean) keep(std::move(conn));  // else broken: dropped
 }
 
 awaitable<std::optional<proto::Reply>> TransactionExecutor::run() {
@@ -153,7 +158,10 @@ awaitable<std::optional<proto::Reply>> TransactionExecutor::run() {
                 break;
             }
             case Kind::Release:
-                co_await release(action->release);
+                if (action->release == Action::Release::Reset)
+                    co_await reset_and_keep();
+                else
+                    release_now(action->release);
                 break;
             case Kind::CheckSpool: {
                 auto refusal = co_await spool_->check_recipient(*rcpt_);

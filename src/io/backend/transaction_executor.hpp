@@ -57,8 +57,7 @@ class TransactionExecutor {
     // The session's spool, for pools that spool (none: they never do).
     void set_spool(SpoolPort* spool) { spool_ = spool; }
     // A new transaction (the client's MAIL FROM, already accepted locally).
-    awaitable<void> begin(core::Pool& pool, const proto::Path& sender,
-                          const proto::MailParameters& params);
+    void begin(core::Pool& pool, const proto::Path& sender, const proto::MailParameters& params);
     // These speak of the current transaction (there is one after begin()).
     const proto::Path& sender() const { return tx_->sender(); }
     const proto::MailParameters& mail_parameters() const { return tx_->mail_parameters(); }
@@ -127,8 +126,12 @@ class TransactionExecutor {
     // Does what the transaction asks until it answers the client (the
     // reply) or needs nothing more (none).
     awaitable<std::optional<proto::Reply>> run();
-    // Runs a Release action; true when it completed without waiting.
-    awaitable<void> release(core::TransactionAction::Release how);
+    // Carries out what needs no waiting (after begin(), client_slow()).
+    void run_without_waiting();
+    // Releases that need no waiting: Keep, Quit, Close.
+    void release_now(core::TransactionAction::Release how);
+    // RSET, then this session's idle connection (dropped if the RSET fails).
+    awaitable<void> reset_and_keep();
     bool spools(const core::Pool& pool) const;
     // A connection to `backend` that speaks for the client: this session's,
     // a cached one (unless `fresh`), or a new one; the transaction hears how
@@ -138,6 +141,9 @@ class TransactionExecutor {
         std::unique_ptr<BackendConnection> conn;
         core::OpenFailure failure;
     };
+    // This session's idle connection to `backend`, if it may carry the mail.
+    std::unique_ptr<BackendConnection> from_stash(std::size_t backend);
+    // A cached connection (unless `fresh`), or a new one.
     awaitable<Opening> acquire(std::size_t backend, bool fresh);
     awaitable<std::unique_ptr<BackendConnection>> connect(std::size_t backend, Opening& opening);
     // XCLIENT for the transaction's client on conn, when the listener says

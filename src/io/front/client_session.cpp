@@ -360,7 +360,7 @@ awaitable<void> ClientSession::handle(proto::ServerEvent& ev) {
             co_await await_client_names();
             auto* pool = balancer_.pool(config.pool);
             relay_.set_helo(protocol_.helo(), protocol_.esmtp());
-            co_await relay_.begin(*pool, ev.path, ev.mail_params);
+            relay_.begin(*pool, ev.path, ev.mail_params);
             begin_tracking(ev);
             protocol_.answer(Reply::make(250, "2.1.0", "Ok"));
             break;

@@ -106,7 +106,7 @@ awaitable<void> SpoolDeliverer::deliver_one(std::string id,
         relay_slot = std::make_unique<TransactionExecutor>(context_for(env.listener), env.identity,
                                                            session_for(env.identity));
     auto& relay = *relay_slot;
-    co_await relay.begin(*pool, env.sender, env.params);
+    relay.begin(*pool, env.sender, env.params);
     core::SpoolOutcome outcome;
     std::vector<std::size_t> accepted;
     for (std::size_t i = 0; i < layout.recipients.size(); ++i) {

@@ -152,7 +152,7 @@ void Daemon::destroy(Generation& generation, const char* reason) {
         left += g->balancer != nullptr;
     log_event("generation_released", {{"generation", std::to_string(generation.number)},
                                       {"reason", reason},
-                                      {"still_running", std::to_string(left)}});
+                                      {"generations_left", std::to_string(left)}});
 }
 
 io::awaitable<void> Daemon::release(std::uint64_t number) {

@@ -379,7 +379,7 @@ void read_pool(TableReader& r, Pool& p) {
     r.duration("connect_timeout", p.connect_timeout, 100ms, 5min);
     r.duration("reply_timeout", p.reply_timeout, 1s, 1h);
     r.duration("final_reply_timeout", p.final_reply_timeout, 1s, 2h);
-    r.duration("backend_hold_time", p.backend_hold_time, 200ms, 1h);
+    r.duration("backend_hold_time", p.backend_hold_time, 200ms, 5s);
     r.duration("data_timeout", p.data_timeout, 1s, 1h);
     r.size("data_min_rate", p.data_min_rate, 1, 1ULL << 30);
     r.duration("greeting_timeout", p.greeting_timeout, 100ms, 10min);

@@ -153,6 +153,10 @@ void Transaction::client_slow() {
         // gets its connection back, and the envelope is replayed later on
         // any backend (this one is not "tried": it did nothing wrong).
         uncount_attempt();
+        // In the tracking record: the backend's log has a transaction ended
+        // by smtplb here ("lost connection after DATA" in Postfix's).
+        record("hold",
+               data_sent_ ? "let go in DATA: the client was slow" : "let go: the client was slow");
         release(data_sent_ ? Release::Close : Release::Quit);
     }
     push({.kind = Kind::Done});

@@ -45,7 +45,7 @@ awaitable<void> look_up_names(std::shared_ptr<ClientNameResolver> resolver, base
 
 class ClientSession : public SpoolPort {
   public:
-    ~ClientSession() { listener_.untrack(&socket_); }
+    ~ClientSession() override { listener_.untrack(&socket_); }
     ClientSession(tcp::socket socket, Listener& listener, std::string client, std::size_t loop)
         : loop_(loop),
           client_key_(std::move(client)),

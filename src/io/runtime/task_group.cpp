@@ -117,6 +117,8 @@ TaskGroup::Token& TaskGroup::Token::operator=(const Token& other) {
     return *this;
 }
 
+// NOLINTNEXTLINE(bugprone-exception-escape): only an allocation failure in
+// waking the group's waiters can throw here, and that ends the process anyway.
 TaskGroup::Token& TaskGroup::Token::operator=(Token&& other) noexcept {
     if (this != &other) {
         reset();

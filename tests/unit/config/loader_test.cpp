@@ -552,3 +552,27 @@ TEST(ConfigLoader, ConnectionCapIsUnlimitedByDefaultAndBounded) {
     EXPECT_TRUE(has_error(negative, "pool[0].connection_wait", 0, "a duration"));
     EXPECT_TRUE(has_error(negative, "pool[0].backend[0].max_connections", 0, "between 0 and"));
 }
+
+TEST(ConfigLoader, BackendHoldTimeStaysBelowABackendsCommandTimeout) {
+    using namespace std::chrono_literals;
+    auto edit = [](const std::string& pool_keys) {
+        std::string text = kValid;
+        text.replace(text.find("algorithm = \"least_pending\""), 27,
+                     "algorithm = \"least_pending\"\n" + pool_keys);
+        return load_string(text, "t");
+    };
+    auto defaults = edit("");
+    ASSERT_TRUE(defaults.config);
+    EXPECT_EQ(defaults.config->pools[0].backend_hold_time, 1s);
+    auto set = edit("backend_hold_time = \"5s\"");
+    ASSERT_TRUE(set.config) << set.diagnostics.format("t");
+    EXPECT_EQ(set.config->pools[0].backend_hold_time, 5s);
+    EXPECT_NE(describe(*set.config).find("backend_hold_time = \"5000ms\""), std::string::npos);
+    // Longer than Postfix's smtpd_timeout under stress would let the backend
+    // time out first (a 421 that counts against its health).
+    for (const char* value : {"\"6s\"", "\"50ms\"", "\"abc\""}) {
+        auto bad = edit(std::string("backend_hold_time = ") + value);
+        EXPECT_FALSE(bad.config) << value;
+        EXPECT_TRUE(has_error(bad, "pool[0].backend_hold_time", 0, "")) << value;
+    }
+}

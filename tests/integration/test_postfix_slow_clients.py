@@ -11,6 +11,7 @@ envelope is replayed on a fresh connection when the client goes on. These
 tests say what the client and Postfix see, not how smtplb does it.
 """
 import os
+import subprocess
 import threading
 import time
 
@@ -44,6 +45,10 @@ NORMAL_MARGIN = 1.0  # the normal client's allowance over its baseline
 
 # Test 3: a pause between two RCPTs, longer than smtpd_timeout.
 RCPT_PAUSE = 8.0
+
+# Test 4: a client idle between two messages, longer than backend_hold_time
+# and shorter than smtpd_timeout (so that Postfix does not close it first).
+IDLE_PAUSE = 3.0
 
 ENVELOPE_TIMEOUT = 35  # each reply before the body (smtplb's greeting_timeout is 30 s)
 FINAL_TIMEOUT = 20  # the reply to the final "."
@@ -385,6 +390,44 @@ class PostfixSlowClients(WorkdirTestCase):
                              f"{copies}{why}")
         with self.subTest("the backend stays in service"):
             self.assert_backend_in_service(lb, "pause")
+
+    def test_a_client_idle_between_messages_does_not_keep_a_postfix_process(self):
+        """Between transactions too: the session's idle connection, bound to
+        this client by XCLIENT, holds an smtpd for it alone; after
+        backend_hold_time it is closed, and the next message opens another."""
+        pf, port, lb = self.start_pair("idle", SMTPD_TIMEOUT)
+
+        def to_backend():
+            out = subprocess.run(["ss", "-Htn", "state", "established",
+                                  f"( dport = :{pf.port} )"], capture_output=True, text=True)
+            return len(out.stdout.splitlines())
+
+        def message(n):
+            return f"Message-ID: <idle-{n}@test>\r\n\r\nhi\r\n.\r\n".encode()
+
+        c, failed = connect(port, "127.0.0.2")
+        self.assertIsNotNone(c, failed)
+        try:
+            self.assertTrue(envelope(c, "alice@example.org", ["bob@example.net"]), c.replies)
+            self.assertTrue(c.expect("end of data 1", message(1), "2"), c.replies)
+            held = to_backend()
+            time.sleep(IDLE_PAUSE)
+            idle = to_backend()
+            self.assertTrue(c.expect("MAIL 2", "MAIL FROM:<alice@example.org>", "2")
+                            and c.expect("RCPT 2", "RCPT TO:<bob@example.net>", "2")
+                            and c.expect("DATA 2", "DATA", "3")
+                            and c.expect("end of data 2", message(2), "2"), c.replies)
+            c.quit()
+        finally:
+            c.close()
+        with self.subTest("the idle connection is closed after backend_hold_time"):
+            self.assertEqual((held, idle), (1, 0))
+        with self.subTest("both messages delivered once"):
+            for n in (1, 2):
+                copies = wait_delivered(pf, 1, 15, message_id=f"idle-{n}@test")
+                self.assertEqual(sum(len(d["sent"]) for d in copies.values()), 1, copies)
+        with self.subTest("the backend stays in service"):
+            self.assert_backend_in_service(lb, "idle")
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 #include "io/backend/transaction_executor.hpp"
 
+#include <algorithm>
 #include <utility>
 
 #include "core/delivery.hpp"
@@ -75,9 +76,20 @@ awaitable<void> TransactionExecutor::abandon() {
 }
 
 void TransactionExecutor::client_slow() {
-    if (!tx_) return;
+    if (!holding()) {
+        release_connections();
+        return;
+    }
     tx_->client_slow();
     run_without_waiting();
+}
+
+std::chrono::steady_clock::time_point TransactionExecutor::waiting_since() const {
+    if (holding()) return idle_since_;
+    auto since = std::chrono::steady_clock::time_point::max();
+    for (const auto& conn : stash_)
+        since = std::min(since, conn->idle_since);
+    return since;
 }
 
 void TransactionExecutor::run_without_waiting() {

@@ -72,12 +72,18 @@ class TransactionExecutor {
     // The transaction ended without delivery (RSET, QUIT, refused message).
     awaitable<void> abandon();
     // A backend holds this client's open transaction while smtplb waits on
-    // the client (the hold timer runs from idle_since()).
+    // the client.
     bool holding() const { return tx_ && tx_->holding(); }
-    std::chrono::steady_clock::time_point idle_since() const { return idle_since_; }
-    // The client kept the backend waiting for the pool's backend_hold_time:
-    // its connection is let go now (not a coroutine: called from a timer
-    // while the session waits on the client).
+    // A backend waits on this client: it holds its open transaction, or a
+    // connection of this session sits idle (one XCLIENT bound to this client
+    // holds a backend process for it alone). The hold timer runs from
+    // waiting_since().
+    bool keeps_backend_waiting() const { return holding() || !stash_.empty(); }
+    std::chrono::steady_clock::time_point waiting_since() const;
+    // The client kept a backend waiting for the pool's backend_hold_time:
+    // the transaction's connection is let go (replayed when the client goes
+    // on), or, between transactions, the session's idle ones (not a
+    // coroutine: called from a timer while the session waits on the client).
     void client_slow();
     Millis hold_time() const;
     // Session end: connections go back to the shared cache.

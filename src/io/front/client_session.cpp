@@ -125,20 +125,20 @@ class ClientSession : public SpoolPort {
     awaitable<void> read_failed(const error_code& ec, Deadline& deadline);
     // The idle timeout counts only while smtplb waits for the client (a read,
     // a write of replies); it is suspended while a command is handled.
-    // While a backend holds this client's open transaction, the hold timer
-    // counts from the backend's last step (not from this read: a client
-    // that trickles bytes keeps the backend waiting all the same).
+    // While a backend waits on this client, the hold timer counts from the
+    // backend's last step (not from this read: a client that trickles bytes
+    // keeps the backend waiting all the same).
     void wait_for_client(Deadline& deadline) {
         const auto& config = listener_.config();
         deadline.expires_after(protocol_.in_transaction() ? config.data_timeout
                                                           : config.command_timeout);
-        if (!relay_.holding()) {
+        if (!relay_.keeps_backend_waiting()) {
             if (hold_) hold_->suspend();
             return;
         }
         if (!hold_)
             hold_ = Deadline::start(socket_.get_executor(), [this] { relay_.client_slow(); });
-        if (!hold_->armed()) hold_->expires_at(relay_.idle_since() + relay_.hold_time());
+        if (!hold_->armed()) hold_->expires_at(relay_.waiting_since() + relay_.hold_time());
     }
     // Handling a command: the relay is busy, and not to be let go under it.
     void stop_waiting_for_client(Deadline& deadline) {

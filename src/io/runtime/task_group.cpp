@@ -117,8 +117,9 @@ TaskGroup::Token& TaskGroup::Token::operator=(const Token& other) {
     return *this;
 }
 
-// NOLINTNEXTLINE(bugprone-exception-escape): only an allocation failure in
-// waking the group's waiters can throw here, and that ends the process anyway.
+// Only an allocation failure in waking the group's waiters can throw here,
+// and that ends the process anyway.
+// NOLINTNEXTLINE(bugprone-exception-escape)
 TaskGroup::Token& TaskGroup::Token::operator=(Token&& other) noexcept {
     if (this != &other) {
         reset();

@@ -462,14 +462,17 @@ TEST(ConfigLoader, TlsAuthProxyAndTcpModeAreChecked) {
     EXPECT_TRUE(r.config) << r.diagnostics.format("t");
 }
 
+// kValid with `keys` added to its pool "hubs".
+LoadResult with_pool_keys(const std::string& keys) {
+    std::string text = kValid;
+    text.replace(text.find("algorithm = \"least_pending\""), 27,
+                 "algorithm = \"least_pending\"\n" + keys);
+    return load_string(text, "t");
+}
+
 TEST(ConfigLoader, BackendStepTimeoutsHaveDefaultsAndBounds) {
     using namespace std::chrono_literals;
-    auto with_hubs = [](const std::string& extra) {
-        std::string text = kValid;
-        text.replace(text.find("algorithm = \"least_pending\""), 27,
-                     "algorithm = \"least_pending\"\n" + extra);
-        return load_string(text, "t");
-    };
+    auto with_hubs = with_pool_keys;
     auto defaults = with_hubs("");
     ASSERT_TRUE(defaults.config);
     const auto& d = defaults.config->pools[0];
@@ -555,12 +558,7 @@ TEST(ConfigLoader, ConnectionCapIsUnlimitedByDefaultAndBounded) {
 
 TEST(ConfigLoader, BackendHoldTimeStaysBelowABackendsCommandTimeout) {
     using namespace std::chrono_literals;
-    auto edit = [](const std::string& pool_keys) {
-        std::string text = kValid;
-        text.replace(text.find("algorithm = \"least_pending\""), 27,
-                     "algorithm = \"least_pending\"\n" + pool_keys);
-        return load_string(text, "t");
-    };
+    auto edit = with_pool_keys;
     auto defaults = edit("");
     ASSERT_TRUE(defaults.config);
     EXPECT_EQ(defaults.config->pools[0].backend_hold_time, 1s);

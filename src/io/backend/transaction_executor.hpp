@@ -22,6 +22,7 @@
 
 namespace smtplb::io {
 
+// How one listener's transactions reach backends (one per event loop).
 struct BackendAccess {
     BackendConnector& connector;
     ConnectionCache& cache;

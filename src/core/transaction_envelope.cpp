@@ -227,6 +227,9 @@ void Transaction::envelope_broken(const std::string& reason, bool protocol_error
 }
 
 void Transaction::envelope_done() {
+    // The replayed recipients are this backend's too (its counters say what
+    // it accepted, whichever backend accepted them first).
+    pool_->backend(backend_).counters.recipients += recipients_.size();
     report(backend_, LiveOutcome::Success, "live MAIL");
     pool_->transaction_started(backend_);
     holding_ = true;

@@ -175,8 +175,6 @@ std::optional<HealthEvent> BackendHealth::live(LiveOutcome outcome, const std::s
                                                const std::string& reply,
                                                base::Clock::TimePoint now) {
     switch (outcome) {
-        case LiveOutcome::AtCapacity:
-            return std::nullopt;  // smtplb's own limit: says nothing about the backend
         case LiveOutcome::Success:
             live_failures_ = 0;
             if (!probes_)

@@ -37,8 +37,6 @@ enum class LiveOutcome {
     BackendDeferred,  // 4xx about the backend itself (resources, 421)
     Failed,           // refused connection, timeout, broken or non-SMTP reply
     Misconfigured,    // 5xx to XCLIENT: the backend does not trust the balancer
-    AtCapacity,       // no connection slot within connection_wait: smtplb's own cap
-                      // (max_connections), never the backend's health
 };
 
 // Whether a live 4xx speaks for the whole backend or only for this message.

@@ -163,8 +163,6 @@ void Pool::log(std::size_t i, const std::optional<HealthEvent>& event) const {
 
 void Pool::report(std::size_t i, LiveOutcome outcome, const std::string& reason,
                   const std::string& reply) {
-    // smtplb's own connection cap: no reply from the backend, nothing about it.
-    if (outcome == LiveOutcome::AtCapacity) return;
     std::optional<HealthEvent> event;
     {
         std::lock_guard guard(mutex_);

@@ -147,9 +147,8 @@ class Transaction {
     bool no_backend() const { return no_backend_; }
     // A backend holds an open transaction for this client (the hold timer runs).
     bool holding() const { return holding_; }
-    // The DATA command went to the backend ahead of the body.
-    bool data_sent() const { return data_sent_; }
-    // What a fuzzer or a golden test checks: every started transaction ended.
+    // Waiting for a result of its own actions, or actions not yet taken (an
+    // input's last action leaves it not busy: the fuzzer checks this).
     bool busy() const { return waiting_ != Waiting::Input || taken_ < out_.size(); }
 
   private:

@@ -210,6 +210,7 @@ struct Harness {
     bool trace = std::getenv("FUZZ_TRACE") != nullptr;
 
     void after_input() {
+        check(!tx->busy(), "an input's last action left a result owed");
         check(in_flight() == (tx->holding() ? 1u : 0u), "transaction_started not paired");
         check(!tx->holding() || connected, "holding a backend without a connection");
     }

@@ -229,6 +229,8 @@ class ScriptedBackend(RawBackend):
         self.per_connection = per_connection
         self.ehlo = ("\r\n".join(ehlo_lines) + "\r\n").encode()
         self.lines = []  # every command line received, in order
+        self.bodies = []  # every message received whole (the text before "."), in order
+        self.violations = []  # commands out of sequence (a real server refuses them)
         super().__init__(self._serve)
 
     def _serve(self, conn):
@@ -238,15 +240,23 @@ class ScriptedBackend(RawBackend):
                 answer = self.per_connection() if self.per_connection else None
                 conn.sendall(b"220 scripted.test ESMTP\r\n")
                 in_data = False
+                body = []
+                state = {"mail": False, "rcpt": False}
                 for raw in f:
                     line = raw.rstrip(b"\r\n").decode(errors="replace")
                     if in_data:
                         if line == ".":
                             in_data = False
+                            self.bodies.append("\n".join(body))
+                            body = []
+                            state = {"mail": False, "rcpt": False}
                             conn.sendall(b"250 2.0.0 Ok: queued as SCRIPTED\r\n")
+                        else:
+                            body.append(line)
                         continue
                     self.lines.append(line)
                     verb = line.split(" ", 1)[0].upper()
+                    self._check_sequence(verb, state, line)
                     if answer:
                         reply = answer(line)
                     elif verb in ("EHLO", "HELO"):
@@ -255,6 +265,8 @@ class ScriptedBackend(RawBackend):
                         reply = self.answer(line)
                     if reply is None:
                         return
+                    if verb in ("MAIL", "RCPT") and not reply.startswith(b"2"):
+                        state[verb.lower()] = state[verb.lower() + "_before"]
                     conn.sendall(reply)
                     if verb == "DATA" and reply.startswith(b"354"):
                         in_data = True
@@ -262,6 +274,25 @@ class ScriptedBackend(RawBackend):
                         return
         except OSError:
             pass
+
+    def _check_sequence(self, verb, state, line):
+        """Records what Postfix would refuse with 503 (a nested MAIL, RCPT
+        without MAIL, DATA without a recipient): the fake answers as told,
+        and a test can assert that smtplb never sent one."""
+        # A refused MAIL or RCPT changes nothing: _serve restores "_before".
+        if verb == "MAIL":
+            if state["mail"]:
+                self.violations.append(line)
+            state["mail_before"], state["mail"] = state["mail"], True
+        elif verb == "RCPT":
+            if not state["mail"]:
+                self.violations.append(line)
+            state["rcpt_before"], state["rcpt"] = state["rcpt"], True
+        elif verb == "DATA":
+            if not state["rcpt"]:
+                self.violations.append(line)
+        elif verb in ("RSET", "EHLO", "HELO", "XCLIENT"):
+            state["mail"] = state["rcpt"] = False
 
 
 def plain_answers(line):

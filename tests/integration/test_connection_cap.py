@@ -57,7 +57,13 @@ class CountingBackend(ScriptedBackend):
         return answer
 
     def messages(self):
-        return sum(1 for line in self.lines if line.upper() == "DATA")
+        """Messages received whole (ended with "."): DATA lines would also
+        count one smtplb abandoned in DATA (a slow client) and replayed."""
+        return len(self.bodies)
+
+    def subjects(self):
+        return sorted(line for body in self.bodies for line in body.split("\n")
+                      if line.startswith("Subject: "))
 
 
 def established_to(port):
@@ -158,9 +164,12 @@ class ConnectionCap(WorkdirTestCase):
         go.set()  # the holders finish and leave; the waiters take their slots in turn
         for c in clients:
             c.join(150)
+        evidence = "\n".join(["backend:"] + hub.lines + ["smtplb:"] + lb.log_lines() +
+                              ["tracking:"] + [json.dumps(r) for r in lb.tracking_records()])
         self.assertEqual([(c.error, c.rcpt[0], c.data) for c in clients],
-                         [(None, 250, 250)] * 6)
-        self.assertEqual(hub.messages(), 6)
+                         [(None, 250, 250)] * 6, evidence)
+        self.assertEqual(hub.subjects(), [f"Subject: {n}" for n in range(6)], evidence)
+        self.assertEqual(hub.violations, [], evidence)
         self.assertEqual(hub.most, 2)
         self.assertEqual(self.metric("smtplb_backend_connection_wait_timeouts_total", "hub1"), 0)
         self.assertEqual(len(lb.log_lines("event=backend_connections_at_max ")), 1)

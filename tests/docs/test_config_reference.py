@@ -233,7 +233,10 @@ class ConfigReference(unittest.TestCase):
         unknown = set()
         for m in re.finditer(r"error: ([\w.\[\]]+): unknown key", output):
             unknown.add(re.sub(r"\[\d+\]", "", m.group(1)))
-        self.assertNotIn("parse", output.lower().split("error:")[0], output)
+        # The file was read key by key (each 0 draws a type or range error),
+        # not refused whole, e.g. as TOML that does not parse.
+        self.assertGreater(output.count(": error: "), 50, output)
+        self.assertIn("listener[0].tls.mode: must be", output)
         strict = sorted(k for k in unknown if PENDING_MARK not in documented.get(k, ""))
         self.assertEqual(strict, [], "documented keys that smtplb calls unknown: %s\n%s"
                          % (strict, text))

@@ -119,6 +119,10 @@ class Service(WorkdirTestCase):
                                  check=True).stdout
         self.assertIn("postinst", control)
         self.assertIn("conffiles", control)
+        # The configuration reference as a man page, and the pages the README links to.
+        for f in ("./usr/share/man/man5/smtplb.toml.5", "./usr/share/doc/smtplb/configuration.md",
+                  "./usr/share/doc/smtplb/operations.md"):
+            self.assertIn(f, files)
         root = os.path.join(self.workdir, "root")
         subprocess.run(["dpkg-deb", "-x", deb, root], check=True)
         binary = os.path.join(root, "usr/bin/smtplb")

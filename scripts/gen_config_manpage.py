@@ -29,9 +29,13 @@ def project_version():
     return m.group(1) if m else "unknown"
 
 
+SUPERSCRIPTS = str.maketrans({c: "^" + d for c, d in zip("⁰¹²³⁴⁵⁶⁷⁸⁹", "0123456789")})
+
+
 def escape(text):
-    """Plain text to roff: backslashes, and hyphens as real minus signs in code."""
-    return text.replace("\\", "\\e")
+    """Plain text to roff: backslashes; superscript digits (10⁸), which groff's
+    fonts lack, as 10^8."""
+    return text.replace("\\", "\\e").translate(SUPERSCRIPTS)
 
 
 def protect_line_start(line):

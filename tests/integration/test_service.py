@@ -108,6 +108,10 @@ class Service(WorkdirTestCase):
         deb = str(debs[0])
         files = subprocess.run(["dpkg-deb", "-c", deb], capture_output=True, text=True,
                                check=True).stdout
+        # The configuration reference as a man page, and the pages the README links to.
+        self.assertIn("./usr/share/man/man5/smtplb.toml.5", files)
+        self.assertIn("./usr/share/doc/smtplb/configuration.md", files)
+        self.assertIn("./usr/share/doc/smtplb/operations.md", files)
         for f in ("./usr/bin/smtplb", "./usr/lib/systemd/system/smtplb.service",
                   "./etc/smtplb/smtplb.toml", "./usr/share/man/man1/smtplb.1"):
             self.assertIn(f, files)
@@ -119,10 +123,6 @@ class Service(WorkdirTestCase):
                                  check=True).stdout
         self.assertIn("postinst", control)
         self.assertIn("conffiles", control)
-        # The configuration reference as a man page, and the pages the README links to.
-        for f in ("./usr/share/man/man5/smtplb.toml.5", "./usr/share/doc/smtplb/configuration.md",
-                  "./usr/share/doc/smtplb/operations.md"):
-            self.assertIn(f, files)
         root = os.path.join(self.workdir, "root")
         subprocess.run(["dpkg-deb", "-x", deb, root], check=True)
         binary = os.path.join(root, "usr/bin/smtplb")

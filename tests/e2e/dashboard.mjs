@@ -9,6 +9,7 @@
 //   3. state B (after "go" on stdin): one drained, one down, spool not
 //      empty: the captions and tables say that instead.
 //   SMTPLB_TOKEN=... node tests/e2e/dashboard.mjs http://127.0.0.1:PORT/ DRAIN DOWN
+// DASHBOARD_SCREENSHOTS=DIR keeps a picture of each state there.
 // playwright-core is web/'s development dependency (npm ci --prefix web).
 import { createRequire } from "node:module";
 import { createInterface } from "node:readline";
@@ -29,6 +30,10 @@ async function fail(message) {
   await browser.close();
   process.exit(1);
 }
+const screenshot = async (page, name) => {
+  const dir = process.env.DASHBOARD_SCREENSHOTS;
+  if (dir) await page.screenshot({ path: `${dir}/${name}.png`, fullPage: true });
+};
 const text = (page, selector) => page.locator(selector).first().textContent();
 function expect(ok, message) {
   if (!ok) throw new Error(message);
@@ -40,12 +45,13 @@ async function waitFor(page, what, check, arg) {
     await page.waitForFunction(check, arg, { timeout: 30000 });
   } catch (e) {
     const shown = await page.evaluate(() => [
+      document.title,
       document.getElementById("summary")?.textContent,
       document.getElementById("backends-caption")?.textContent,
       document.getElementById("caption-spool")?.textContent,
       document.getElementById("error")?.textContent,
       document.getElementById("login-error")?.textContent].join(" | "));
-    throw new Error(`${what}: not seen in 30 s; the page showed: ${shown}`);
+    throw new Error(`${what}: not seen (${e.message.split("\n")[0]}); the page showed: ${shown}`);
   }
 }
 
@@ -139,11 +145,13 @@ try {
   await login(page);
   const backends = await page.locator("tr.backend").count();
   await stateAllUp(page, backends);
+  await screenshot(page, "state-a");
   await drain(page);
   console.log("state A: ok");
   const next = await lines.next();
   expect(!next.done && next.value.trim() === "go", "no go for state B");
   await stateDrainedDownSpooled(page, backends);
+  await screenshot(page, "state-b");
   expect(errors.length === 0, "page errors: " + errors.join("; "));
   console.log(`dashboard: ok (login, ${backends} backends all up, then ${drainTarget} drained, ` +
               `${downTarget} down, spool not empty)`);

@@ -91,6 +91,7 @@ class Dashboard(WorkdirTestCase):
             sender.join(timeout=60)
         self.assertEqual(browser.returncode, 0, out + err)
         self.assertIn("dashboard: ok", out)
+        print(out.strip())
 
     def backend(self, admin_port, name):
         for pool in self.status(admin_port)["pools"]:

@@ -15,7 +15,6 @@ const rates = new Map();      // "pool/backend" -> msg/s samples
 const health = new Map();     // "pool/backend" -> health level samples
 const classes = { "2xx": [], "4xx": [], "5xx": [], failures: [] };
 const spoolDepth = [];
-let previous = null;          // { elapsed (ms, the daemon's), delivered: Map }
 let charts = null;
 let token = sessionStorage.getItem("smtplb-token") || "";
 
@@ -236,25 +235,34 @@ function push(list, value) {
 }
 
 // Messages per second from the change of each backend's delivered counter
-// over the time the daemon says passed between the two documents (its
-// uptime, in ms), not over the page's timer: a late or early poll then
-// neither halves nor doubles the rate.
+// over the time the daemon says passed (its uptime, in ms), not over the
+// page's timer: a late or early poll then neither halves nor doubles the
+// rate. Taken over the last RATE_WINDOW_MS of samples, not the last one
+// alone: a backend that answers in bursts (Postfix's in_flow_delay, a
+// queue manager catching up) would otherwise read 0, 40, 0, 40 per second
+// while it steadily takes 20.
+const RATE_WINDOW_MS = 5000;
+const counterSamples = [];    // { elapsed, delivered: Map }, oldest first
+
 function computeRates(status) {
   const elapsed = status.uptime_ms ?? Date.now();
-  const perSecond = new Map();
   const delivered = new Map();
   for (const pool of status.pools)
-    for (const b of pool.backends) {
-      const k = key(pool, b);
-      delivered.set(k, b.counters.delivered);
-      const before = previous?.delivered.get(k);
-      const seconds = previous ? (elapsed - previous.elapsed) / 1000 : 0;
-      if (before !== undefined && seconds > 0 && b.counters.delivered >= before)
-        perSecond.set(k, (b.counters.delivered - before) / seconds);
-      else
-        perSecond.set(k, null);  // no rate yet: nothing to compare with
-    }
-  previous = { elapsed, delivered };
+    for (const b of pool.backends) delivered.set(key(pool, b), b.counters.delivered);
+  // A daemon that restarted starts its uptime again: forget what came before.
+  if (counterSamples.length && counterSamples.at(-1).elapsed > elapsed) counterSamples.length = 0;
+  counterSamples.push({ elapsed, delivered });
+  while (counterSamples.length > 2 && elapsed - counterSamples[1].elapsed >= RATE_WINDOW_MS)
+    counterSamples.shift();
+  const base = counterSamples[0];
+  const seconds = (elapsed - base.elapsed) / 1000;
+  const perSecond = new Map();
+  for (const [k, now] of delivered) {
+    const before = base.delivered.get(k);
+    // No rate yet (first sample, or a backend new since): nothing to compare with.
+    perSecond.set(k, before !== undefined && seconds > 0 && now >= before
+      ? (now - before) / seconds : null);
+  }
   return perSecond;
 }
 
@@ -327,7 +335,7 @@ async function refresh() {
   $("caption-health").textContent = `Health (${healthText(n)})`;
   let total = 0;
   for (const v of perSecond.values()) total += v ?? 0;
-  $("caption-rate").textContent = `Messages per second, per backend (${total.toFixed(1)} in all)`;
+  $("caption-rate").textContent = `Messages per second, per backend, over ${RATE_WINDOW_MS / 1000} s (${total.toFixed(1)} in all)`;
   $("caption-classes").textContent = "Live replies in the last minute, by class (" +
     Object.entries(sums).map(([c, v]) => `${c} ${v}`).join(", ") + ")";
   const spoolText = renderSpool(status);

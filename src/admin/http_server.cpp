@@ -1,9 +1,9 @@
 #include "admin/http_server.hpp"
 
 #include <boost/beast/core.hpp>
-#include <boost/json.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
+#include <boost/json.hpp>
 
 #include "admin/access.hpp"
 #include "admin/api.hpp"

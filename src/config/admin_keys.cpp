@@ -11,6 +11,7 @@ namespace {
 
 constexpr std::size_t kMaxAdminHosts = 32;
 constexpr std::size_t kMaxHostName = 253;  // RFC 1035's limit for a whole name
+constexpr std::size_t kMaxToken = 1024;    // it travels in every request's header
 
 // A DNS name (letters, digits, '-', '.', '_') or an address; no port, no scheme.
 bool valid_host_name(const std::string& name) {
@@ -59,6 +60,9 @@ void read_admin_security(TableReader& r, Server& s) {
         if (!readable)
             d.error(r.key_path(key), r.line_of(key),
                     "cannot read \"" + s.admin_readonly_token_file + "\"");
+        else if (s.admin_readonly_token.size() > kMaxToken)
+            d.error(r.key_path(key), r.line_of(key),
+                    "the token must have at most " + std::to_string(kMaxToken) + " characters");
         else if (s.admin_readonly_token.size() < 16)
             d.error(r.key_path(key), r.line_of(key),
                     "the token (the file's first line) must have at least 16 characters");

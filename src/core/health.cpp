@@ -106,7 +106,9 @@ void BackendHealth::adopt(const BackendHealth& p) {
     retry_at_ = p.retry_at_;
     misconfigured_until_ = p.misconfigured_until_;
     ramp_from_ = p.ramp_from_;
-    last_probe_ = p.last_probe_;
+    // Probes turned off by a reload: the last result would be shown as
+    // current for ever, so it goes.
+    if (probes_) last_probe_ = p.last_probe_;
 }
 
 bool BackendHealth::accepts_new(base::Clock::TimePoint now) const {

@@ -92,6 +92,12 @@ void check_state_dir(const config::Config& c, const config::KeyLines& lines,
         d.error("server.state_dir", line, why + " (the spool and large messages go there)");
         return;
     }
+    // A spool left by an earlier run (perhaps as root) must be usable too.
+    struct stat st {};
+    const auto spool = dir + "/spool";
+    if (::stat(spool.c_str(), &st) == 0)
+        if (auto why = unwritable_dir(spool, account); !why.empty())
+            d.error("server.state_dir", line, "the spool " + why);
     if (account) return;  // O_TMPFILE below is made as this process
     // As `run` checks it: large messages are buffered in unnamed files there.
     int fd = ::open(dir.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);

@@ -126,6 +126,12 @@ class Check(WorkdirTestCase):
         os.chmod(self.workdir, 0o711)
         r = self.check(path, "-q", "--user", "nobody")
         self.assertEqual((r.returncode, r.stderr), (0, ""))
+        # A spool an earlier run as root left behind: nobody could not use it.
+        os.makedirs(os.path.join(shared, "state", "spool"))
+        r = self.check(path, "-q", "--user", "nobody")
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn(f'server.state_dir: the spool "{shared}/state/spool" is not writable by '
+                      "user nobody", r.stderr)
 
     def test_admin_on_a_listeners_address_is_an_error(self):
         for admin, bind in (("127.0.0.1:2525", "127.0.0.1:2525"),

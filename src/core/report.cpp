@@ -216,9 +216,10 @@ std::string TrafficReport::svg() const {
         const char* colour = kColours[k % std::size(kColours)];
         if (bars) {
             const auto value = rows.begin()->second[k];
+            // Centred in its slot: the keys share 80% of the width.
+            const double slot = plot_w * 0.8 / static_cast<double>(keys.size());
             const double x =
-                left + plot_w * 0.1 +
-                static_cast<double>(k) * plot_w * 0.8 / static_cast<double>(keys.size());
+                left + plot_w * 0.1 + static_cast<double>(k) * slot + (slot - bar_w) / 2;
             std::snprintf(buffer, sizeof buffer,
                           "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" "
                           "fill=\"%s\"/><text x=\"%.1f\" y=\"%.1f\" "

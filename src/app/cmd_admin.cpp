@@ -75,6 +75,10 @@ void print_status(const json::value& doc) {
             if (const auto* lp = b.if_contains("last_probe")) {
                 const auto& p = lp->as_object();
                 probe = text_of(p.if_contains("verdict")) + " at " + text_of(p.if_contains("step"));
+                // Why, as the JSON says it ("connection failed: Connection refused"), then
+                // the deciding reply; "ok" says nothing the verdict does not.
+                const auto* reason = p.if_contains("reason");
+                if (reason && text_of(reason) != "ok") probe += ": " + text_of(reason);
                 if (const auto* reply = p.if_contains("reply")) probe += ": " + text_of(reply);
             }
             std::printf(

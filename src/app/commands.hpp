@@ -10,7 +10,11 @@
 namespace smtplb::app {
 
 int run_daemon(const std::string& config_path);
-int check_config(const std::string& config_path);
+struct CheckOptions {
+    bool quiet = false;  // findings only, no effective configuration
+    std::string user;    // check directories as this user, else as the caller
+};
+int check_config(const std::string& config_path, const CheckOptions& options);
 int run_sink(const tools::SinkOptions& options);
 int run_demo(int messages);
 

@@ -18,8 +18,14 @@ int run_command_line(int argc, char** argv) {
     run->add_option("--config,-c", config_path, "Configuration file (TOML)")->required();
 
     auto* check =
-        app.add_subcommand("check", "Validate a configuration and print it with defaults");
+        app.add_subcommand("check",
+                           "Validate a configuration and what running it needs (directories, "
+                           "ports, certificates); print it with defaults. Exit status 1 on errors");
     check->add_option("--config,-c", config_path, "Configuration file (TOML)")->required();
+    smtplb::app::CheckOptions check_options;
+    check->add_flag("--quiet,-q", check_options.quiet, "Print the findings only");
+    check->add_option("--user,-u", check_options.user,
+                      "Check the directories as this user (the service's: smtplb)");
 
     smtplb::tools::SinkOptions sink_options;
     std::string listen;
@@ -215,7 +221,7 @@ int run_command_line(int argc, char** argv) {
     }
 
     if (*run) return smtplb::app::run_daemon(config_path);
-    if (*check) return smtplb::app::check_config(config_path);
+    if (*check) return smtplb::app::check_config(config_path, check_options);
     if (*sink) {
         auto hp = smtplb::base::HostPort::parse(listen);
         if (!hp) {

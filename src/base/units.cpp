@@ -62,4 +62,33 @@ std::optional<std::chrono::milliseconds> parse_duration(std::string_view text) {
     return std::nullopt;
 }
 
+std::string format_duration(std::chrono::milliseconds duration) {
+    const auto ms = duration.count();
+    if (ms == 0) return "0s";
+    struct Unit {
+        const char* name;
+        std::int64_t factor;
+    };
+    static constexpr Unit units[] = {
+        {"d", 86400000}, {"h", 3600000}, {"m", 60000}, {"s", 1000}, {"ms", 1}};
+    for (const auto& u : units)
+        if (ms % u.factor == 0) return std::to_string(ms / u.factor) + u.name;
+    return std::to_string(ms) + "ms";  // unreachable: every count divides by 1
+}
+
+std::string format_size(std::uint64_t bytes) {
+    if (bytes == 0) return "0B";
+    struct Unit {
+        const char* name;
+        std::uint64_t factor;
+    };
+    // Binary first: limits are usually powers of two; a decimal unit only
+    // when the binary one would not be exact.
+    static constexpr Unit units[] = {{"GiB", 1ull << 30}, {"GB", 1000000000},  {"MiB", 1ull << 20},
+                                     {"MB", 1000000},     {"KiB", 1ull << 10}, {"kB", 1000}};
+    for (const auto& u : units)
+        if (bytes % u.factor == 0) return std::to_string(bytes / u.factor) + u.name;
+    return std::to_string(bytes) + "B";
+}
+
 }  // namespace smtplb::base

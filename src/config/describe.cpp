@@ -2,6 +2,8 @@
 
 #include <sstream>
 
+#include "base/units.hpp"
+
 namespace smtplb::config {
 namespace {
 
@@ -21,8 +23,13 @@ std::string list(const std::vector<std::string>& items) {
     return out + "]";
 }
 
+// Durations and sizes as an administrator writes them ("5m", "10MiB").
 std::string ms(Millis d) {
-    return quoted(std::to_string(d.count()) + "ms");
+    return quoted(base::format_duration(d));
+}
+
+std::string bytes(std::uint64_t n) {
+    return quoted(base::format_size(n));
 }
 
 }  // namespace
@@ -40,7 +47,7 @@ std::string describe(const Config& c) {
     if (c.server.admin_tls.enabled())
         o << "admin_tls = { cert = " << quoted(c.server.admin_tls.cert)
           << ", key = " << quoted(c.server.admin_tls.key) << " }\n";
-    o << "spill_threshold = " << c.server.spill_threshold << "\n"
+    o << "spill_threshold = " << bytes(c.server.spill_threshold) << "\n"
       << "shutdown_grace = " << ms(c.server.shutdown_grace) << "\n"
       << "threads = " << c.server.threads << "\n"
       << "busy_poll_us = " << c.server.busy_poll_us << "\n"
@@ -49,7 +56,7 @@ std::string describe(const Config& c) {
       << "client_name_cache_size = " << c.server.client_name_cache_size << "\n";
     o << "\n[spool]\n"
       << "max_messages = " << c.spool.max_messages << "\n"
-      << "max_size = " << c.spool.max_size << "\n"
+      << "max_size = " << bytes(c.spool.max_size) << "\n"
       << "max_queue_lifetime = " << ms(c.spool.max_queue_lifetime) << "\n"
       << "retry_initial = " << ms(c.spool.retry_initial) << "\n"
       << "retry_max = " << ms(c.spool.retry_max) << "\n"
@@ -69,7 +76,7 @@ std::string describe(const Config& c) {
           << "\n"
           << "max_connections = " << l.max_connections << "\n"
           << "max_connections_per_client = " << l.max_connections_per_client << "\n"
-          << "max_message_size = " << l.max_message_size << "\n"
+          << "max_message_size = " << bytes(l.max_message_size) << "\n"
           << "max_recipients = " << l.max_recipients << "\n"
           << "max_line_length = " << l.max_line_length << "\n"
           << "max_data_line_length = " << l.max_data_line_length << "\n"
@@ -110,7 +117,7 @@ std::string describe(const Config& c) {
           << "final_reply_timeout = " << ms(p.final_reply_timeout) << "\n"
           << "backend_hold_time = " << ms(p.backend_hold_time) << "\n"
           << "data_timeout = " << ms(p.data_timeout) << "\n"
-          << "data_min_rate = " << p.data_min_rate << "\n"
+          << "data_min_rate = " << bytes(p.data_min_rate) << "\n"
           << "greeting_timeout = " << ms(p.greeting_timeout) << "\n"
           << "down_retry = " << ms(p.down_retry) << "\n"
           << "passive_fall = " << p.passive_fall << "\n"

@@ -6,6 +6,7 @@
 
 #include "base/text.hpp"
 #include "config/admin_keys.hpp"
+#include "config/bind_conflicts.hpp"
 #include "config/route_pattern.hpp"
 #include "config/table_reader.hpp"
 
@@ -440,18 +441,18 @@ void read_each(TableReader& parent, const std::string& key, std::vector<T>& out,
     }
 }
 
-void cross_check(Config& c, Diagnostics& d) {
-    std::set<std::string> pools, listeners, binds;
+void cross_check(Config& c, const KeyLines& lines, Diagnostics& d) {
+    std::set<std::string> pools, listeners;
     for (std::size_t i = 0; i < c.pools.size(); ++i)
         if (!pools.insert(c.pools[i].name).second)
-            d.error("pool[" + std::to_string(i) + "].name", 0,
+            d.error("pool[" + std::to_string(i) + "].name",
+                    lines.line("pool[" + std::to_string(i) + "].name"),
                     "duplicate pool name \"" + c.pools[i].name + "\"");
     for (std::size_t i = 0; i < c.listeners.size(); ++i) {
         auto& l = c.listeners[i];
         std::string path = "listener[" + std::to_string(i) + "]";
-        if (!listeners.insert(l.name).second) d.error(path + ".name", 0, "duplicate listener name");
-        if (l.bind.port && !binds.insert(l.bind.to_string()).second)
-            d.error(path + ".bind", 0, "another listener binds " + l.bind.to_string());
+        if (!listeners.insert(l.name).second)
+            d.error(path + ".name", lines.line(path + ".name"), "duplicate listener name");
         if (!l.pool.empty() && !pools.count(l.pool))
             d.error(path + ".pool", l.pool_line, "no [[pool]] is named \"" + l.pool + "\"");
         const auto* pool = c.find_pool(l.pool);
@@ -467,6 +468,7 @@ void cross_check(Config& c, Diagnostics& d) {
             d.error("route[" + std::to_string(i) + "].pool", c.routes[i].pool_line,
                     "no [[pool]] is named \"" + c.routes[i].pool + "\"");
     if (c.listeners.empty()) d.error("listener", 0, "at least one [[listener]] is needed");
+    check_bind_conflicts(c, lines, d);
 }
 
 }  // namespace
@@ -481,6 +483,7 @@ LoadResult load_string(const std::string& text, const std::string& source_name) 
         d.error("", static_cast<int>(e.source().begin.line), std::string(e.description()));
         return result;
     }
+    result.lines = KeyLines(root);
     Config c;
     {
         TableReader r(root, "", d);
@@ -501,7 +504,7 @@ LoadResult load_string(const std::string& text, const std::string& source_name) 
     // Top-level unknown keys are reported with a leading "." by the reader; tidy them.
     for (auto& item : d.items)
         if (!item.path.empty() && item.path.front() == '.') item.path.erase(0, 1);
-    cross_check(c, d);
+    cross_check(c, result.lines, d);
     if (!d.has_errors()) result.config = std::move(c);
     return result;
 }

@@ -85,9 +85,9 @@ void TableReader::size(const std::string& key, std::uint64_t& out, std::uint64_t
     }
     if (!bytes) return wrong_type(key, "a size such as \"50MiB\" or a number of bytes");
     if (*bytes < min || *bytes > max) {
-        diags_.error(
-            key_path(key), line_of(key),
-            "must be between " + std::to_string(min) + " and " + std::to_string(max) + " bytes");
+        diags_.error(key_path(key), line_of(key),
+                     "must be between " + base::format_size(min) + " and " +
+                         base::format_size(max) + ", not " + base::format_size(*bytes));
         return;
     }
     out = *bytes;
@@ -103,8 +103,8 @@ void TableReader::duration(const std::string& key, std::chrono::milliseconds& ou
     if (!d) return wrong_type(key, "a duration such as \"250ms\", \"5s\", \"10m\" or \"1h\"");
     if (*d < min || *d > max) {
         diags_.error(key_path(key), line_of(key),
-                     "must be between " + std::to_string(min.count()) + "ms and " +
-                         std::to_string(max.count()) + "ms");
+                     "must be between " + base::format_duration(min) + " and " +
+                         base::format_duration(max) + ", not " + base::format_duration(*d));
         return;
     }
     out = *d;

@@ -106,8 +106,12 @@ void BackendHealth::adopt(const BackendHealth& p) {
     retry_at_ = p.retry_at_;
     misconfigured_until_ = p.misconfigured_until_;
     ramp_from_ = p.ramp_from_;
-    last_probe_ = p.last_probe_;
-    last_probe_at_ = p.last_probe_at_;
+    // Probes turned off by a reload: the last result would be shown as
+    // current for ever, so it goes.
+    if (probes_) {
+        last_probe_ = p.last_probe_;
+        last_probe_at_ = p.last_probe_at_;
+    }
     last_change_ = p.last_change_;
     last_change_at_ = p.last_change_at_;
 }

@@ -105,7 +105,10 @@ std::string TrafficReport::table() const {
     auto pad = [&](const std::string& s, std::size_t w) {
         return std::string(w > s.size() ? w - s.size() : 0, ' ') + s;
     };
-    out += "interval (UTC)  ";
+    // The first column holds "YYYY-MM-DD HH:MM" and two spaces on every row.
+    const std::size_t first = utc(0).size() + 2;
+    auto label = [&](const std::string& s) { return s + std::string(first - s.size(), ' '); };
+    out += label("interval (UTC)");
     for (const auto& k : keys)
         out += pad(k, width);
     out += pad("total", 10) + "\n";
@@ -123,11 +126,11 @@ std::string TrafficReport::table() const {
     std::uint64_t counted = 0;
     for (auto t : totals)
         counted += t;
-    out += "total             ";
+    out += label("total");
     for (std::size_t i = 0; i < keys.size(); ++i)
         out += pad(std::to_string(totals[i]), width);
     out += pad(std::to_string(counted), 10) + "\n";
-    out += "share             ";
+    out += label("share");
     for (std::size_t i = 0; i < keys.size(); ++i) {
         std::snprintf(cell, sizeof cell, "%.1f%%",
                       counted ? 100.0 * static_cast<double>(totals[i]) / counted : 0.0);
@@ -198,24 +201,45 @@ std::string TrafficReport::svg() const {
         std::snprintf(buffer, sizeof buffer, "<text x=\"%d\" y=\"%d\">%s</text>\n", left,
                       top + plot_h + 20, utc(starts.front()).c_str());
         out += buffer;
-        std::snprintf(buffer, sizeof buffer,
-                      "<text x=\"%d\" y=\"%d\" text-anchor=\"end\">%s</text>\n", left + plot_w,
-                      top + plot_h + 20, utc(starts.back()).c_str());
-        out += buffer;
+        if (starts.size() > 1) {
+            std::snprintf(buffer, sizeof buffer,
+                          "<text x=\"%d\" y=\"%d\" text-anchor=\"end\">%s</text>\n", left + plot_w,
+                          top + plot_h + 20, utc(starts.back()).c_str());
+            out += buffer;
+        }
     }
+    // A line needs two intervals: one interval is drawn as a bar per key,
+    // its value written above it, so a short log still shows the split.
+    const bool bars = rows.size() == 1;
+    const double bar_w = keys.empty() ? 0 : std::min(60.0, plot_w * 0.8 / keys.size());
     for (std::size_t k = 0; k < keys.size(); ++k) {
         const char* colour = kColours[k % std::size(kColours)];
-        out += "<polyline fill=\"none\" stroke-width=\"2\" stroke=\"";
-        out += colour;
-        out += "\" points=\"";
-        std::size_t i = 0;
-        for (const auto& [start, counts] : rows) {
-            std::snprintf(buffer, sizeof buffer, "%s%.1f,%.1f", i ? " " : "", x_of(i),
-                          y_of(counts[k]));
+        if (bars) {
+            const auto value = rows.begin()->second[k];
+            // Centred in its slot: the keys share 80% of the width.
+            const double slot = plot_w * 0.8 / static_cast<double>(keys.size());
+            const double x =
+                left + plot_w * 0.1 + static_cast<double>(k) * slot + (slot - bar_w) / 2;
+            std::snprintf(buffer, sizeof buffer,
+                          "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" "
+                          "fill=\"%s\"/><text x=\"%.1f\" y=\"%.1f\" "
+                          "text-anchor=\"middle\">%llu</text>\n",
+                          x, y_of(value), bar_w, top + plot_h - y_of(value), colour, x + bar_w / 2,
+                          y_of(value) - 4, static_cast<unsigned long long>(value));
             out += buffer;
-            ++i;
+        } else {
+            out += "<polyline fill=\"none\" stroke-width=\"2\" stroke=\"";
+            out += colour;
+            out += "\" points=\"";
+            std::size_t i = 0;
+            for (const auto& [start, counts] : rows) {
+                std::snprintf(buffer, sizeof buffer, "%s%.1f,%.1f", i ? " " : "", x_of(i),
+                              y_of(counts[k]));
+                out += buffer;
+                ++i;
+            }
+            out += "\"/>\n";
         }
-        out += "\"/>\n";
         std::snprintf(buffer, sizeof buffer,
                       "<rect x=\"%d\" y=\"%d\" width=\"12\" height=\"12\" fill=\"%s\"/>"
                       "<text x=\"%d\" y=\"%d\">",

@@ -53,7 +53,11 @@ class Balancing(WorkdirTestCase):
         self.assertIn("300 relayed messages", r.stdout)
         self.assertNotIn("IMBALANCED", r.stdout)
         with open(svg) as f:
-            self.assertEqual(f.read().count("<polyline"), 3)
+            chart = f.read()
+        # One interval: a bar per backend with its count (and a legend square each).
+        self.assertEqual(chart.count("<rect x="), 6, chart)
+        for c in counts:
+            self.assertIn(f">{c}</text>", chart)
         # The SVG renders (rsvg-convert, from Debian's librsvg2-bin).
         png = os.path.join(self.workdir, "report.png")
         r = subprocess.run(["rsvg-convert", "-o", png, svg], capture_output=True, text=True,

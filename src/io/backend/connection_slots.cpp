@@ -4,6 +4,7 @@
 #include <chrono>
 
 #include "base/text.hpp"
+#include "base/units.hpp"
 #include "io/backend/connection_cache.hpp"
 
 namespace smtplb::io {
@@ -131,8 +132,8 @@ awaitable<ConnectionSlot> ConnectionSlots::reserve(core::Pool& pool, std::size_t
                        " max_connections=" + std::to_string(config.max_connections);
     if (pool.connection_wait_started(backend))
         log_("event=backend_connections_at_max " + where +
-             " connection_wait=" + std::to_string(wait.count()) +
-             "ms waits=" + std::to_string(pool.backend(backend).counters.connection_waits.load()));
+             " connection_wait=" + base::format_duration(wait) +
+             " waits=" + std::to_string(pool.backend(backend).counters.connection_waits.load()));
     auto executor = co_await asio::this_coro::executor;
     std::shared_ptr<ConnectionCache> found;  // kept while it is used here
     if (!own) {
@@ -159,10 +160,10 @@ awaitable<ConnectionSlot> ConnectionSlots::reserve(core::Pool& pool, std::size_t
     if (own && own->closing()) co_return ConnectionSlot::refused("shutting down");
     if (pool.connection_wait_timed_out(backend))
         log_("event=connection_wait_timeout " + where +
-             " connection_wait=" + std::to_string(wait.count()) + "ms timeouts=" +
+             " connection_wait=" + base::format_duration(wait) + " timeouts=" +
              std::to_string(pool.backend(backend).counters.connection_wait_timeouts.load()));
-    co_return ConnectionSlot::refused("no connection slot within " + std::to_string(wait.count()) +
-                                      "ms (max_connections " +
+    co_return ConnectionSlot::refused("no connection slot within " + base::format_duration(wait) +
+                                      " (max_connections " +
                                       std::to_string(config.max_connections) + ")");
 }
 

@@ -322,3 +322,18 @@ TEST(PoolHealth, DrainedBackendGetsNoNewTransactions) {
         EXPECT_EQ(*pool.pick(std::nullopt, {}), 1u);
     EXPECT_FALSE(pool.find("nosuch"));
 }
+
+TEST(BackendHealth, AReloadThatTurnsProbesOffForgetsTheLastProbe) {
+    smtplb::testing::FakeClock clock;
+    core::BackendHealth probed(pool_config());
+    probed.probe(kDown, clock.now());
+    ASSERT_TRUE(probed.last_probe());
+    core::BackendHealth still_probed(pool_config());
+    still_probed.adopt(probed);
+    EXPECT_TRUE(still_probed.last_probe());
+    auto off = pool_config();
+    off.health.enabled = false;
+    core::BackendHealth unprobed(off);
+    unprobed.adopt(probed);
+    EXPECT_FALSE(unprobed.last_probe());
+}

@@ -69,3 +69,44 @@ TEST(TrafficReport, SvgHasALinePerKeyAndEscapesNames) {
     EXPECT_NE(svg.find("&lt;hub&amp;1&gt;"), std::string::npos);
     EXPECT_EQ(svg.find("<hub&1>"), std::string::npos);
 }
+
+TEST(TrafficReport, HeaderIsAsWideAsTheRows) {
+    auto table = core::build_report(traffic(), core::ReportBy::Backend, 1h).table();
+    std::vector<std::string> lines;
+    for (std::size_t at = 0, next; (next = table.find('\n', at)) != std::string::npos;
+         at = next + 1)
+        lines.push_back(table.substr(at, next - at));
+    ASSERT_GE(lines.size(), 5u) << table;
+    // Header, two intervals, the total line: the same width, the columns'
+    // right edges in the same places.
+    for (std::size_t i = 1; i <= 3; ++i)
+        EXPECT_EQ(lines[i].size(), lines[0].size()) << table;
+    EXPECT_EQ(lines[0].find(" hub1 ") + 5, lines[1].find(" 30 ") + 3) << table;
+}
+
+TEST(TrafficReport, OneIntervalDrawsABarPerKeyWithItsValue) {
+    auto lines = traffic();
+    lines.resize(30);  // hub1's 30 messages, all in the first hour
+    for (int i = 0; i < 12; ++i) {
+        core::ReportInput in = lines.front();
+        in.backend = "hub2";
+        lines.push_back(in);
+    }
+    auto r = core::build_report(lines, core::ReportBy::Backend, 1h);
+    ASSERT_EQ(r.rows.size(), 1u);
+    auto svg = r.svg();
+    auto count = [&](const std::string& what) {
+        std::size_t n = 0;
+        for (auto p = svg.find(what); p != std::string::npos; p = svg.find(what, p + 1))
+            ++n;
+        return n;
+    };
+    // Every <rect x=...> is a bar or a legend square (12x12); the background has no x.
+    const auto rects = count("<rect x=");
+    const auto legend = count("width=\"12\" height=\"12\"");
+    EXPECT_EQ(legend, 2u) << svg;
+    EXPECT_EQ(rects - legend, 2u) << svg;
+    EXPECT_NE(svg.find(">30</text>"), std::string::npos) << svg;
+    EXPECT_NE(svg.find(">12</text>"), std::string::npos) << svg;
+    EXPECT_EQ(svg.find("<polyline"), std::string::npos) << svg;
+}

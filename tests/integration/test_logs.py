@@ -6,6 +6,7 @@ event=stopped the last line, with how long the daemon ran and why."""
 import datetime
 import os
 import re
+import shlex
 import signal
 import subprocess
 
@@ -122,6 +123,41 @@ class Logs(WorkdirTestCase):
         last = fields(lines[-1])
         self.assertEqual((last["event"], last["level"], last["exit_status"]), ("stopped", "error", "1"))
         self.assertIn("cannot hold temporary files", last["reason"])
+
+    def exec_reload(self, lb):
+        """The unit's ExecReload= as systemd runs it for `systemctl reload`."""
+        unit = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "dist",
+                            "smtplb.service")
+        with open(unit) as f:
+            line = next(x for x in f if x.startswith("ExecReload="))
+        argv = [lb.config if a == "/etc/smtplb/smtplb.toml" else a
+                for a in shlex.split(line[len("ExecReload="):])]
+        argv = [harness.SMTPLB if a == "/usr/bin/smtplb" else a for a in argv]
+        argv = [str(lb.process.proc.pid) if a == "$MAINPID" else a for a in argv]
+        return subprocess.run(argv, capture_output=True, text=True, timeout=30)
+
+    def test_systemctl_reload_fails_when_the_file_is_refused(self):
+        for admin in (f"127.0.0.1:{free_port()}", ""):
+            with self.subTest(admin=admin):
+                port, backend_port = free_port(), free_port()
+                text = configs.balancer(port, [("a", backend_port)],
+                                        server_options={"admin": admin})
+                lb = Smtplb(self.workdir, text, name=f"lb{len(admin)}")
+                lb.start(port)
+                self.addCleanup(lb.stop)
+                self.write(lb, text.replace("[[pool]]", "[[pool]]\nmax_attempts = 2"))
+                r = self.exec_reload(lb)
+                self.assertEqual(r.returncode, 0, r.stderr)
+                wait_until(lambda: lb.log_lines("event=config_changed "), what="the change")
+                self.assertIn("max_attempts of pool hubs: 3 -> 2",
+                              " ".join(lb.log_lines("event=config_changed ")))
+                if admin:
+                    self.assertIn("max_attempts of pool hubs: 3 -> 2", r.stdout)
+                self.write(lb, text.replace("[[pool]]", "[[pool]]\nmax_attempts = 0"))
+                r = self.exec_reload(lb)
+                self.assertEqual(r.returncode, 1, r.stdout)
+                self.assertIn("pool[0].max_attempts", r.stderr)
+                self.assertIsNone(lb.process.proc.poll())
 
 
 if __name__ == "__main__":

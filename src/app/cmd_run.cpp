@@ -25,7 +25,7 @@ namespace {
 // One structured (logfmt) line on stderr, which systemd puts in the journal.
 // The level follows the event (base::level_of) unless one is given.
 void log_event(const std::string& event,
-               std::initializer_list<std::pair<const char*, std::string>> fields,
+               const std::vector<std::pair<const char*, std::string>>& fields,
                std::optional<base::LogLevel> level = std::nullopt) {
     std::string line = "event=" + event;
     for (const auto& [key, value] : fields)
@@ -44,15 +44,25 @@ void log_diagnostics(const config::Diagnostics& diagnostics, const std::string& 
     }
 }
 
-// "event=listening" for a listener bound now, at start or by a reload.
+// "event=listening" for a listener bound now, at start or by a reload; a
+// certificate with less than 14 days left is a warning of its own.
 void log_listening(const io::Listener& listener) {
     const auto& c = listener.config();
-    log_event("listening", {{"listener", c.name},
-                            {"address", base::HostPort{c.bind.host, listener.port()}.to_string()},
-                            {"mode", config::to_string(c.mode)},
-                            {"role", config::to_string(c.role)},
-                            {"tls", config::to_string(c.tls.mode)},
-                            {"port", std::to_string(listener.port())}});
+    auto address = base::HostPort{c.bind.host, listener.port()}.to_string();
+    auto left = io::certificate_seconds_left(listener.tls_context());
+    std::string days = left ? std::to_string(*left / 86400) : "";
+    std::vector<std::pair<const char*, std::string>> fields{{"listener", c.name},
+                                                            {"address", address},
+                                                            {"mode", config::to_string(c.mode)},
+                                                            {"role", config::to_string(c.role)},
+                                                            {"tls", config::to_string(c.tls.mode)}};
+    if (left) fields.emplace_back("certificate_days_left", days);
+    fields.emplace_back("port", std::to_string(listener.port()));
+    log_event("listening", fields);
+    constexpr long long kWarnSeconds = 14 * 86400;
+    if (left && *left < kWarnSeconds)
+        log_event("certificate_expiring",
+                  {{"listener", c.name}, {"certificate", c.tls.cert}, {"days_left", days}});
 }
 
 // Why the daemon ends, for its last line (event=stopped).

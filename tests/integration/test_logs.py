@@ -124,6 +124,23 @@ class Logs(WorkdirTestCase):
         self.assertEqual((last["event"], last["level"], last["exit_status"]), ("stopped", "error", "1"))
         self.assertIn("cannot hold temporary files", last["reason"])
 
+    def test_a_certificate_close_to_expiry_is_a_warning(self):
+        ca = harness.make_ca(self.workdir)
+        cert = harness.make_certificate(self.workdir, ca, "lb", days=5)
+        port = free_port()
+        lb = Smtplb(self.workdir, configs.balancer(
+            port, [("a", free_port())],
+            listener_options={"tls": {"mode": "starttls", "cert": cert[0], "key": cert[1]}}))
+        lb.start(port)
+        self.addCleanup(lb.stop)
+        listening = fields(lb.log_lines("event=listening ")[0])
+        self.assertEqual(listening["tls"], "starttls")
+        days = listening["certificate_days_left"]
+        self.assertIn(days, ("4", "5"))  # 5 days from when openssl signed it
+        warning = [fields(x) for x in lb.log_lines("event=certificate_expiring ")]
+        self.assertEqual([(x["level"], x["listener"], x["days_left"], x["certificate"])
+                          for x in warning], [("warn", "internet", days, cert[0])])
+
     def exec_reload(self, lb):
         """The unit's ExecReload= as systemd runs it for `systemctl reload`."""
         unit = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "dist",

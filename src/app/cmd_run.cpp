@@ -3,7 +3,7 @@
 
 #include <algorithm>
 #include <csignal>
-#include <cstring>
+#include <cstdio>
 #include <functional>
 #include <optional>
 #include <vector>
@@ -68,7 +68,6 @@ void log_listening(const io::Listener& listener) {
 // Why the daemon ends, for its last line (event=stopped).
 struct Ending {
     std::string reason = "exited";
-    int status = 0;
 };
 
 // How long sessions cut at the end of the shutdown grace (and whatever else
@@ -319,7 +318,7 @@ int serve(const std::string& path, Ending& ending) {
     if (!result.config) {
         log_event("start_failed",
                   {{"file", path}, {"reason", "configuration is not valid; not starting"}});
-        ending = {"configuration not valid", 1};
+        ending.reason = "configuration not valid";
         return 1;
     }
     raise_file_limit(*result.config);
@@ -341,7 +340,7 @@ int serve(const std::string& path, Ending& ending) {
     std::string error;
     if (!first.start(error)) {
         log_event("start_failed", {{"reason", error}});
-        ending = {"start failed: " + error, 1};
+        ending.reason = "start failed: " + error;
         return 1;
     }
     if (const auto& bind = result.config->server.admin_bind) {
@@ -349,7 +348,7 @@ int serve(const std::string& path, Ending& ending) {
             first, *bind, [&daemon] { return daemon.reload(); });
         if (!daemon.admin_server->start(error)) {
             log_event("start_failed", {{"reason", error}});
-            ending = {"start failed: " + error, 1};
+            ending.reason = "start failed: " + error;
             return 1;
         }
         log_event(
@@ -418,7 +417,7 @@ int run_daemon(const std::string& path) {
     } catch (const std::exception& e) {
         // Nothing expected escapes; if something does, say what, not abort().
         log_event("internal_error", {{"reason", e.what()}});
-        ending = {std::string("internal error: ") + e.what(), 70};
+        ending.reason = std::string("internal error: ") + e.what();
         status = 70;  // EX_SOFTWARE
     }
     // The very last line, once everything of the daemon is gone.

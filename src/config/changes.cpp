@@ -22,14 +22,18 @@ struct Table {
     }
 };
 
-// A printed value as a reader wants it: a plain string without its quotes.
+// A printed value as a reader wants it: a plain string without its
+// quotes; describe()'s comment after it ("  # 3 entries") in parentheses.
 std::string plain(std::string v) {
-    if (auto comment = v.find("  # "); comment != std::string::npos && v.starts_with('"'))
-        v = v.substr(0, comment) + " (" + v.substr(comment + 4) + ")";
-    if (v.size() >= 2 && v.front() == '"' && v.back() == '"' && v.find('"', 1) == v.size() - 1 &&
+    std::string note;
+    if (auto comment = v.rfind("\"  # "); comment != std::string::npos) {
+        note = " (" + v.substr(comment + 5) + ")";
+        v.resize(comment + 1);
+    }
+    if (v.size() > 2 && v.front() == '"' && v.back() == '"' && v.find('"', 1) == v.size() - 1 &&
         v.find('\\') == std::string::npos)
-        return v.size() == 2 ? "\"\"" : v.substr(1, v.size() - 2);
-    return v;
+        v = v.substr(1, v.size() - 2);
+    return v + note;
 }
 
 // Splits "{ a = 1, b = \"x, y\" }" at the commas outside strings and lists.
@@ -39,11 +43,10 @@ Keys inline_table(const std::string& prefix, std::string_view body) {
     int depth = 0;
     bool in_string = false;
     auto flush = [&] {
-        auto eq = item.find(" = ");
-        if (eq != std::string::npos) {
-            auto key = item.substr(item.find_first_not_of(' '));
-            eq = key.find(" = ");
-            out.emplace_back(prefix + "." + key.substr(0, eq), plain(key.substr(eq + 3)));
+        if (item.find(" = ") != std::string::npos) {
+            auto entry = item.substr(item.find_first_not_of(' '));
+            auto eq = entry.find(" = ");
+            out.emplace_back(prefix + "." + entry.substr(0, eq), plain(entry.substr(eq + 3)));
         }
         item.clear();
     };

@@ -1,6 +1,7 @@
 #include <signal.h>
 #include <boost/json.hpp>
 
+#include <algorithm>
 #include <cctype>
 #include <cerrno>
 #include <cstdio>
@@ -202,8 +203,11 @@ int run_reload_command(const AdminOptions& options) {
             return 0;
         }
     }
+    // A reload builds TLS contexts and binds listeners before it answers.
+    auto patient = options;
+    patient.timeout = std::max(options.timeout, std::chrono::milliseconds(60000));
     int status = 0;
-    auto result = call(options, "reload", "POST", "/api/v1/reload", status);
+    auto result = call(patient, "reload", "POST", "/api/v1/reload", status);
     if (!result) return status;
     auto message = field_or_body(result->body, "message");
     if (result->status != 200 && message == result->body)

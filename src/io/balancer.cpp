@@ -40,6 +40,10 @@ Balancer::Balancer(asio::io_context& io, const config::Config& config,
         auto dir = config_.server.state_dir + "/spool/queue";
         if (config_.uses_spool() || ::stat(dir.c_str(), &st) == 0)
             spool_ = std::make_shared<Spool>(io_, config_);
+        // Another state_dir: its own spool, but smtplb_spool_events_total
+        // goes on from the old one's (a counter that goes back reads as a restart).
+        if (spool_ && previous && previous->spool_)
+            spool_->counters() = previous->spool_->counters();
     }
     if (spool_) spool_->set_event_log(event_log_);
     // Both generations count into the same total while the old one still probes.

@@ -181,6 +181,24 @@ class Metrics(WorkdirTestCase):
         self.assertEqual(values[("smtplb_backend_attempts_total",
                                  'pool="hubs",backend="hub",outcome="delivered"')], 4)
 
+    def test_spool_counters_survive_a_reload_to_another_state_dir(self):
+        # No backend listens: the message is spooled.
+        pool = {"on_unavailable": "spool", "connect_timeout": "1s",
+                "health": {"interval": "1s", "down_interval": "1s", "fall": 1}}
+        admin = self.start([("hub", free_port())], pool_options=pool)
+        self.send(1)
+        spooled = ("smtplb_spool_events_total", 'event="spooled"')
+        self.assertEqual(samples(scrape(admin))[0][spooled], 1)
+        other = os.path.join(self.workdir, "other")
+        os.mkdir(other)
+        self.rewrite(configs.balancer(self.port, [("hub", free_port())], pool_options=pool,
+                                      server_options={"admin": "127.0.0.1:0"})
+                     .replace("@STATE@", other))
+        r = self.reload(admin)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("server.state_dir: ", r.stdout)
+        self.assertEqual(samples(scrape(admin))[0][spooled], 1)
+
 
 if __name__ == "__main__":
     main()

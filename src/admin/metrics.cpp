@@ -207,8 +207,9 @@ void daemon_metrics(PrometheusText& m, io::Balancer& balancer) {
     m.sample("smtplb_config_last_reload_successful", {}, run.last_reload_ok ? 1 : 0);
     m.family("smtplb_config_last_reload_timestamp_seconds", "gauge",
              "When the last reload was asked for, in Unix seconds (0: none yet).");
+    const std::int64_t last_reload_seconds = run.last_reload_ms.load() / 1000;
     m.sample("smtplb_config_last_reload_timestamp_seconds", {},
-             static_cast<double>(run.last_reload_ms.load() / 1000));
+             static_cast<double>(last_reload_seconds));
     m.family("smtplb_certificate_expiry_seconds", "gauge",
              "Seconds until the certificate of a TLS listener expires (negative: expired); "
              "a reload reads renewed files.");

@@ -59,7 +59,7 @@ void log_listening(const io::Listener& listener) {
     if (left) fields.emplace_back("certificate_days_left", days);
     fields.emplace_back("port", std::to_string(listener.port()));
     log_event("listening", fields);
-    constexpr long long kWarnSeconds = 14 * 86400;
+    constexpr long long kWarnSeconds = 14LL * 86400;
     if (left && *left < kWarnSeconds)
         log_event("certificate_expiring",
                   {{"listener", c.name}, {"certificate", c.tls.cert}, {"days_left", days}});

@@ -154,7 +154,7 @@ void changed_keys(const Table& before, const Table& after, std::vector<std::stri
 std::string route_text(const Table& t) {
     std::string what;
     for (const auto& [k, v] : t.keys)
-        if (k != "pool") what += (what.empty() ? "" : " ") + k + " " + v;
+        if (k != "pool") what.append(what.empty() ? "" : " ").append(k).append(" ").append(v);
     return what + " to pool " + t.value("pool");
 }
 

@@ -177,6 +177,48 @@ void backend_metrics(PrometheusText& m, io::Balancer& balancer) {
     m.sample("smtplb_health_probes_total", {}, static_cast<double>(balancer.health().probes_run()));
 }
 
+#ifndef SMTPLB_VERSION
+#define SMTPLB_VERSION "unknown"
+#endif
+
+// Whole seconds: PrometheusText prints fractions with 6 digits, which
+// would round a Unix time to the nearest thousand seconds.
+double seconds_since_epoch(std::chrono::system_clock::time_point t) {
+    return static_cast<double>(
+        std::chrono::duration_cast<std::chrono::seconds>(t.time_since_epoch()).count());
+}
+
+// The daemon as a whole (every generation): what runs, since when, its
+// reloads, and how long each listener's certificate has left.
+void daemon_metrics(PrometheusText& m, io::Balancer& balancer) {
+    auto& run = balancer.run_stats();
+    m.family("smtplb_build_info", "gauge", "Always 1; the labels say which build runs.");
+    m.sample("smtplb_build_info", {{"version", SMTPLB_VERSION}, {"compiler", __VERSION__}}, 1);
+    m.family("smtplb_start_time_seconds", "gauge", "When the daemon started, in Unix seconds.");
+    m.sample("smtplb_start_time_seconds", {}, seconds_since_epoch(run.started));
+    m.family("smtplb_reloads_total", "counter",
+             "Reloads asked for (SIGHUP, smtplb reload, the API), by result: ok (the new "
+             "configuration runs) or failed (refused; the running one is unchanged).");
+    m.sample("smtplb_reloads_total", {{"result", "ok"}}, static_cast<double>(run.reloads_ok));
+    m.sample("smtplb_reloads_total", {{"result", "failed"}},
+             static_cast<double>(run.reloads_failed));
+    m.family("smtplb_config_last_reload_successful", "gauge",
+             "1 when the last reload was taken (or none was asked for), 0 when it was refused.");
+    m.sample("smtplb_config_last_reload_successful", {}, run.last_reload_ok ? 1 : 0);
+    m.family("smtplb_config_last_reload_timestamp_seconds", "gauge",
+             "When the last reload was asked for, in Unix seconds (0: none yet).");
+    const std::int64_t last_reload_seconds = run.last_reload_ms.load() / 1000;
+    m.sample("smtplb_config_last_reload_timestamp_seconds", {},
+             static_cast<double>(last_reload_seconds));
+    m.family("smtplb_certificate_expiry_seconds", "gauge",
+             "Seconds until the certificate of a TLS listener expires (negative: expired); "
+             "a reload reads renewed files.");
+    for (const auto& l : balancer.listeners())
+        if (auto left = io::certificate_seconds_left(l->tls_context()))
+            m.sample("smtplb_certificate_expiry_seconds", {{"listener", l->config().name}},
+                     static_cast<double>(*left));
+}
+
 void process_metrics(PrometheusText& m) {
     std::ifstream stat("/proc/self/stat");
     std::string line;
@@ -242,6 +284,7 @@ void spool_metrics(PrometheusText& m, io::Spool& spool) {
 
 std::string metrics_text(io::Balancer& balancer) {
     PrometheusText m;
+    daemon_metrics(m, balancer);
     listener_metrics(m, balancer);
     backend_metrics(m, balancer);
     if (auto* spool = balancer.spool()) spool_metrics(m, *spool);

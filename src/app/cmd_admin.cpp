@@ -1,6 +1,11 @@
+#include <signal.h>
 #include <boost/json.hpp>
+
+#include <algorithm>
 #include <cctype>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <iostream>
 
@@ -181,16 +186,47 @@ int run_backend_command(const AdminOptions& options, const std::string& pool,
     return 0;
 }
 
+// Exit status 1 whenever the configuration is refused (by the file's own
+// validation here, or by the daemon), with every reason on stderr, so that
+// `systemctl reload` fails visibly; 64 for a usage error.
 int run_reload_command(const AdminOptions& options) {
+    if (options.admin.empty() && !options.config_path.empty()) {
+        auto loaded = config::load_file(options.config_path);
+        if (!loaded.config) {
+            std::cerr << loaded.diagnostics.format(options.config_path)
+                      << "smtplb reload: refused: " << options.config_path
+                      << " is not valid; the daemon runs as before\n";
+            return 1;
+        }
+        // Without an admin API: the file is valid, the daemon is signalled
+        // (what it then refuses, a port it cannot bind, only its log says).
+        if (!loaded.config->server.admin_bind && options.pid > 0) {
+            if (::kill(options.pid, SIGHUP) != 0) {
+                std::cerr << "smtplb reload: cannot signal process " << options.pid << ": "
+                          << std::strerror(errno) << "\n";
+                return 1;
+            }
+            std::cout << "sent SIGHUP to process " << options.pid
+                      << " (no admin API: its log says what changed)\n";
+            return 0;
+        }
+    }
+    // A reload builds TLS contexts and binds listeners before it answers.
+    auto patient = options;
+    patient.timeout = std::max(options.timeout, std::chrono::milliseconds(60000));
     int status = 0;
-    auto result = call(options, "reload", "POST", "/api/v1/reload", status);
+    auto result = call(patient, "reload", "POST", "/api/v1/reload", status);
     if (!result) return status;
     auto message = field_or_body(result->body, "message");
     if (result->status != 200 && message == result->body)
         message = field_or_body(result->body, "error");
-    (result->status == 200 ? std::cout : std::cerr)
-        << message << (message.ends_with('\n') ? "" : "\n");
-    return result->status == 200 ? 0 : 1;
+    if (result->status != 200) {
+        std::cerr << message << (message.ends_with('\n') ? "" : "\n")
+                  << "smtplb reload: refused; the daemon runs as before\n";
+        return 1;
+    }
+    std::cout << message << (message.ends_with('\n') ? "" : "\n");
+    return 0;
 }
 
 }  // namespace smtplb::app

@@ -2,15 +2,20 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <csignal>
+#include <cstdio>
 #include <functional>
+#include <optional>
 #include <vector>
 
 #include "admin/http_server.hpp"
 #include "base/log_line.hpp"
 #include "base/text.hpp"
 #include "commands.hpp"
+#include "config/changes.hpp"
 #include "config/loader.hpp"
 #include "io/balancer.hpp"
+#include "io/front/listener.hpp"
 #include "systemd.hpp"
 
 namespace smtplb::app {
@@ -18,13 +23,52 @@ namespace smtplb::app {
 namespace {
 
 // One structured (logfmt) line on stderr, which systemd puts in the journal.
+// The level follows the event (base::level_of) unless one is given.
 void log_event(const std::string& event,
-               std::initializer_list<std::pair<const char*, std::string>> fields) {
+               const std::vector<std::pair<const char*, std::string>>& fields,
+               std::optional<base::LogLevel> level = std::nullopt) {
     std::string line = "event=" + event;
     for (const auto& [key, value] : fields)
         line += std::string(" ") + key + "=" + base::logfmt_value(value);
-    base::log_line(line);
+    base::log_line(level.value_or(base::level_of(line)), line);
 }
+
+// Each finding of the configuration file on a line of its own, so that
+// the journal keeps the logfmt shape: "event=config_error message=...".
+void log_diagnostics(const config::Diagnostics& diagnostics, const std::string& path) {
+    for (const auto& d : diagnostics.items) {
+        bool error = d.severity == config::Diagnostic::Severity::Error;
+        std::string where = path + (d.line > 0 ? ":" + std::to_string(d.line) : "");
+        log_event(error ? "config_error" : "config_warning",
+                  {{"file", where}, {"key", d.path}, {"message", d.message}});
+    }
+}
+
+// "event=listening" for a listener bound now, at start or by a reload; a
+// certificate with less than 14 days left is a warning of its own.
+void log_listening(const io::Listener& listener) {
+    const auto& c = listener.config();
+    auto address = base::HostPort{c.bind.host, listener.port()}.to_string();
+    auto left = io::certificate_seconds_left(listener.tls_context());
+    std::string days = left ? std::to_string(*left / 86400) : "";
+    std::vector<std::pair<const char*, std::string>> fields{{"listener", c.name},
+                                                            {"address", address},
+                                                            {"mode", config::to_string(c.mode)},
+                                                            {"role", config::to_string(c.role)},
+                                                            {"tls", config::to_string(c.tls.mode)}};
+    if (left) fields.emplace_back("certificate_days_left", days);
+    fields.emplace_back("port", std::to_string(listener.port()));
+    log_event("listening", fields);
+    constexpr long long kWarnSeconds = 14LL * 86400;
+    if (left && *left < kWarnSeconds)
+        log_event("certificate_expiring",
+                  {{"listener", c.name}, {"certificate", c.tls.cert}, {"days_left", days}});
+}
+
+// Why the daemon ends, for its last line (event=stopped).
+struct Ending {
+    std::string reason = "exited";
+};
 
 // How long sessions cut at the end of the shutdown grace (and whatever else
 // a generation still runs then) get to unwind before the daemon exits.
@@ -84,10 +128,11 @@ admin::ReloadOutcome Daemon::reload_now() {
     auto loaded = config::load_file(path);
     if (!loaded.config) {
         auto reasons = loaded.diagnostics.format(path);
-        base::write_line(STDERR_FILENO, reasons);
+        log_diagnostics(loaded.diagnostics, path);
         log_event(
             "reload_refused",
             {{"file", path}, {"reason", "not valid; the running configuration is unchanged"}});
+        current.balancer->run_stats().reloaded(false);
         return {false, reasons};
     }
     // Validate against the running daemon too: bind, state_dir, tracking log.
@@ -97,6 +142,7 @@ admin::ReloadOutcome Daemon::reload_now() {
     if (!next->start(error, &running)) {
         log_event("reload_refused",
                   {{"file", path}, {"reason", error + "; the running configuration is unchanged"}});
+        running.run_stats().reloaded(false);
         return {false, error};
     }
     const auto& old_admin = running.config().server.admin;
@@ -116,14 +162,35 @@ admin::ReloadOutcome Daemon::reload_now() {
     retiring.push_back(std::move(current));
     current = Generation{std::move(next), ++last_number};
     if (admin_server) admin_server->set_balancer(*current.balancer);
-    auto ports = current.balancer->bound_ports();
-    const auto pools = current.balancer->pools().size();
-    std::string summary = "reloaded " + path + ": " + std::to_string(ports.size()) +
-                          " listeners, " + std::to_string(pools) + " pools";
+    auto& now_running = *current.balancer;
+    now_running.run_stats().reloaded(true);
+    const auto changes = config::describe_changes(running.config(), now_running.config());
+    const auto listeners = now_running.listeners().size();
+    const auto pools = now_running.pools().size();
+    std::string summary =
+        "reloaded " + path + ": " + std::to_string(listeners) + " listeners, " +
+        std::to_string(pools) + " pools; " +
+        (changes.empty() ? "nothing changed" : std::to_string(changes.size()) + " changes:");
+    for (const auto& change : changes)
+        summary += "\n  " + change;
     log_event("reloaded", {{"file", path},
                            {"generation", std::to_string(current.number)},
-                           {"listeners", std::to_string(ports.size())},
-                           {"pools", std::to_string(pools)}});
+                           {"listeners", std::to_string(listeners)},
+                           {"pools", std::to_string(pools)},
+                           {"changes", std::to_string(changes.size())}});
+    // One line per change: a long list stays whole and greppable.
+    for (const auto& change : changes)
+        log_event("config_changed",
+                  {{"generation", std::to_string(current.number)}, {"change", change}});
+    // A listener that is new, or bound elsewhere now, is announced as at start.
+    for (const auto& l : now_running.listeners()) {
+        bool known = std::any_of(
+            running.listeners().begin(), running.listeners().end(), [&](const auto& old) {
+                return old->config().name == l->config().name &&
+                       old->config().bind.to_string() == l->config().bind.to_string();
+            });
+        if (!known) log_listening(*l);
+    }
     io::asio::co_spawn(io, release(old_number), io::asio::detached);
     return {true, summary};
 }
@@ -246,13 +313,13 @@ void raise_file_limit(const config::Config& config) {
                    {"hint", "raise LimitNOFILE (systemd) or ulimit -n, or lower max_connections"}});
 }
 
-}  // namespace
-
-int run_daemon(const std::string& path) {
+int serve(const std::string& path, Ending& ending) {
     auto result = config::load_file(path);
-    base::write_line(STDERR_FILENO, result.diagnostics.format(path));
+    log_diagnostics(result.diagnostics, path);
     if (!result.config) {
-        base::write_line(STDERR_FILENO, path + ": configuration is not valid; not starting");
+        log_event("start_failed",
+                  {{"file", path}, {"reason", "configuration is not valid; not starting"}});
+        ending.reason = "configuration not valid";
         return 1;
     }
     raise_file_limit(*result.config);
@@ -274,6 +341,7 @@ int run_daemon(const std::string& path) {
     std::string error;
     if (!first.start(error)) {
         log_event("start_failed", {{"reason", error}});
+        ending.reason = "start failed: " + error;
         return 1;
     }
     if (const auto& bind = result.config->server.admin_bind) {
@@ -281,16 +349,15 @@ int run_daemon(const std::string& path) {
             first, *bind, [&daemon] { return daemon.reload(); });
         if (!daemon.admin_server->start(error)) {
             log_event("start_failed", {{"reason", error}});
+            ending.reason = "start failed: " + error;
             return 1;
         }
         log_event(
             "admin_listening",
             {{"address", base::HostPort{bind->host, daemon.admin_server->port()}.to_string()}});
     }
-    auto ports = first.bound_ports();
-    for (std::size_t i = 0; i < ports.size(); ++i)
-        log_event("listening", {{"listener", result.config->listeners[i].name},
-                                {"port", std::to_string(ports[i])}});
+    for (const auto& l : first.listeners())
+        log_listening(*l);
     // Type=notify: ready once every listener is bound. The watchdog
     // keep-alive comes from the event loop itself, so a stuck loop is seen.
     notify_systemd("READY=1\nSTATUS=accepting mail");
@@ -312,7 +379,9 @@ int run_daemon(const std::string& path) {
 
     signals.async_wait([&](const io::error_code& ec, int signo) {
         if (ec) return;
-        log_event("stopping", {{"signal", std::to_string(signo)}});
+        const char* name = signo == SIGTERM ? "SIGTERM" : signo == SIGINT ? "SIGINT" : "signal";
+        ending.reason = std::string("signal ") + name;
+        log_event("stopping", {{"signal", name}, {"signo", std::to_string(signo)}});
         notify_systemd("STOPPING=1");
         const auto grace = daemon.current.balancer->config().server.shutdown_grace;
         io::asio::co_spawn(*io, daemon.shut_down(grace), io::asio::detached);
@@ -336,6 +405,33 @@ int run_daemon(const std::string& path) {
     loops.stop();
     daemon.admin_server.reset();
     return 0;
+}
+
+}  // namespace
+
+int run_daemon(const std::string& path) {
+    const auto started = std::chrono::steady_clock::now();
+    Ending ending;
+    int status = 0;
+    try {
+        status = serve(path, ending);
+    } catch (const std::exception& e) {
+        // Nothing expected escapes; if something does, say what, not abort().
+        log_event("internal_error", {{"reason", e.what()}});
+        ending.reason = std::string("internal error: ") + e.what();
+        status = 70;  // EX_SOFTWARE
+    }
+    // The very last line, once everything of the daemon is gone.
+    auto ran = std::chrono::duration_cast<std::chrono::milliseconds>(
+        std::chrono::steady_clock::now() - started);
+    char seconds[32];
+    std::snprintf(seconds, sizeof seconds, "%.3f", static_cast<double>(ran.count()) / 1000.0);
+    log_event("stopped",
+              {{"reason", ending.reason},
+               {"uptime_seconds", seconds},
+               {"exit_status", std::to_string(status)}},
+              status == 0 ? base::LogLevel::Info : base::LogLevel::Error);
+    return status;
 }
 
 }  // namespace smtplb::app

@@ -36,6 +36,9 @@ struct AdminOptions {
     std::string tls_ca;
     bool json = false;
     std::chrono::milliseconds timeout{5000};
+    // reload: the daemon's process, sent SIGHUP when its configuration has
+    // no admin API (systemd's $MAINPID).
+    int pid = 0;
 };
 int run_status(const AdminOptions& options);
 int run_reload_command(const AdminOptions& options);

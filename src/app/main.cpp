@@ -3,6 +3,7 @@
 
 #include "base/log_line.hpp"
 #include "base/network.hpp"
+#include "base/text.hpp"
 #include "base/units.hpp"
 #include "commands.hpp"
 
@@ -94,14 +95,18 @@ int run_command_line(int argc, char** argv) {
     auto* reload = app.add_subcommand(
         "reload",
         "Make a running daemon re-read its configuration (same as SIGHUP); prints "
-        "what changed, or every reason the file was refused");
+        "what changed, or every reason the file was refused (exit status 1)");
     reload->add_option("--admin", admin_options.admin, "The daemon's admin ADDRESS:PORT");
     reload->add_option("--token-file", admin_options.token_file,
                        "Bearer token for the admin API (else the configuration's)");
     reload->add_option("--tls-ca", admin_options.tls_ca,
                        "Talk TLS to the admin listener, trusting this PEM file");
     reload->add_option("--config,-c", admin_options.config_path,
-                       "Take the admin address from this configuration");
+                       "Take the admin address from this configuration (validated first: "
+                       "exit status 1 when it is not valid)");
+    reload->add_option("--pid", admin_options.pid,
+                       "When the configuration has no admin API: send SIGHUP to this process "
+                       "(systemd's $MAINPID) after validating the file");
     std::string backend_pool, backend_name, backend_action;
     auto* backend = app.add_subcommand(
         "backend", "Drain a backend, put it in maintenance, or enable it, on a running daemon");
@@ -270,7 +275,8 @@ int main(int argc, char** argv) {
         return run_command_line(argc, argv);
     } catch (const std::exception& e) {
         // Nothing expected escapes; if something does, say what, not abort().
-        smtplb::base::log_line(std::string("internal error: ") + e.what());
+        smtplb::base::log_line("event=internal_error reason=" +
+                               smtplb::base::logfmt_value(e.what()));
         return 70;  // EX_SOFTWARE
     }
 }

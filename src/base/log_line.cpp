@@ -3,6 +3,8 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
+#include <ctime>
 
 namespace smtplb::base {
 
@@ -24,11 +26,71 @@ void write_line(int fd, std::string_view text) {
     }
 }
 
-void log_line(std::string_view line) {
+const char* to_string(LogLevel level) {
+    switch (level) {
+        case LogLevel::Info:
+            return "info";
+        case LogLevel::Warn:
+            return "warn";
+        case LogLevel::Error:
+            return "error";
+    }
+    return "info";
+}
+
+std::string rfc3339_millis(std::chrono::system_clock::time_point t) {
+    using namespace std::chrono;
+    auto ms = duration_cast<milliseconds>(t.time_since_epoch()).count();
+    auto seconds = static_cast<std::time_t>(ms / 1000);
+    auto millis = static_cast<int>(ms % 1000);
+    if (millis < 0) {  // before 1970: floor, not truncate
+        millis += 1000;
+        --seconds;
+    }
+    std::tm utc{};
+    ::gmtime_r(&seconds, &utc);
+    char out[64];
+    std::snprintf(out, sizeof out, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", utc.tm_year + 1900,
+                  utc.tm_mon + 1, utc.tm_mday, utc.tm_hour, utc.tm_min, utc.tm_sec, millis);
+    return out;
+}
+
+LogLevel level_of(std::string_view line) {
+    if (!line.starts_with("event=")) return LogLevel::Info;
+    auto rest = line.substr(6);
+    auto name = rest.substr(0, rest.find(' '));
+    // Something an operator must act on: mail or state may be lost.
+    for (std::string_view e :
+         {"start_failed", "spool_commit_failed", "spool_corrupt", "spool_file_error",
+          "internal_error", "config_error", "generation_abandoned"})
+        if (name == e) return LogLevel::Error;
+    // Something is wrong or refused, the daemon goes on.
+    for (std::string_view e :
+         {"reload_refused", "admin_unchanged", "threads_unchanged", "file_limit_low",
+          "backend_warning", "backend_connections_at_max", "connection_wait_timeout",
+          "identity_not_presented", "proxy_refused", "spool_quarantined", "spool_no_pool",
+          "spool_bounce", "config_warning", "certificate_expiring"})
+        if (name == e) return LogLevel::Warn;
+    if (name == "health")
+        return line.find(" to=up") == std::string_view::npos ? LogLevel::Warn : LogLevel::Info;
+    return LogLevel::Info;
+}
+
+std::string format_log_line(std::chrono::system_clock::time_point t, LogLevel level,
+                            std::string_view line) {
     std::string whole;
-    whole.reserve(line.size() + 9);
-    whole.append("smtplb: ").append(line);
-    write_line(STDERR_FILENO, whole);
+    whole.reserve(line.size() + 48);
+    whole.append("ts=").append(rfc3339_millis(t)).append(" level=").append(to_string(level));
+    if (!line.empty()) whole.append(" ").append(line);
+    return whole;
+}
+
+void log_line(LogLevel level, std::string_view line) {
+    write_line(STDERR_FILENO, format_log_line(std::chrono::system_clock::now(), level, line));
+}
+
+void log_line(std::string_view line) {
+    log_line(level_of(line), line);
 }
 
 }  // namespace smtplb::base

@@ -146,11 +146,13 @@ void Pool::adopt_state(const Pool& previous) {
         auto old = previous.find(b.config.name);
         if (!old) continue;
         const auto& o = previous.backends_[*old];
+        // Counters go on by pool and name (a Prometheus counter that goes
+        // back reads as a restart); health only when it is the same server.
+        b.counters = o.counters;
+        b.reply_seconds = o.reply_seconds;
         if (o.config.address.to_string() != b.config.address.to_string()) continue;
         b.health.adopt(o.health);
-        b.counters = o.counters;
         b.rates = o.rates;
-        b.reply_seconds = o.reply_seconds;
     }
 }
 

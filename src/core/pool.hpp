@@ -75,8 +75,9 @@ class Pool {
     std::unique_lock<std::mutex> lock() const { return std::unique_lock(mutex_); }
     bool any_usable() const;
     std::optional<std::size_t> find(const std::string& backend_name) const;
-    // After a reload: backends of `previous` with the same name and address
-    // keep their health, admin state, counters and rates.
+    // After a reload: backends of `previous` with the same name keep their
+    // counters and reply-time histogram; with the same address too, their
+    // health, admin state and rates.
     void adopt_state(const Pool& previous);
 
     // Receives every health transition, for the log. Called without the

@@ -26,6 +26,7 @@ Balancer::Balancer(asio::io_context& io, const config::Config& config,
           previous && previous->tracking_->path() == config_.server.tracking_log
               ? previous->tracking_
               : std::make_shared<TrackingLog>(io.get_executor(), config_.server.tracking_log)),
+      run_stats_(previous ? previous->run_stats_ : std::make_shared<RunStats>()),
       health_(io.get_executor(), tasks_, *connector_, config_.server.hostname, random_),
       event_log_([](const std::string& line) { base::log_line(line); }) {
     if (previous && previous->spool_ &&
@@ -39,8 +40,14 @@ Balancer::Balancer(asio::io_context& io, const config::Config& config,
         auto dir = config_.server.state_dir + "/spool/queue";
         if (config_.uses_spool() || ::stat(dir.c_str(), &st) == 0)
             spool_ = std::make_shared<Spool>(io_, config_);
+        // Another state_dir: its own spool, but smtplb_spool_events_total
+        // goes on from the old one's (a counter that goes back reads as a restart).
+        if (spool_ && previous && previous->spool_)
+            spool_->counters() = previous->spool_->counters();
     }
     if (spool_) spool_->set_event_log(event_log_);
+    // Both generations count into the same total while the old one still probes.
+    if (previous) health_.share_probe_count(previous->health_);
     for (std::size_t i = 0; i < loops_->size(); ++i) {
         caches_.push_back(
             std::make_shared<ConnectionCache>(loops_->loop(i).get_executor(), tasks_));

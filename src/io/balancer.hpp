@@ -18,6 +18,7 @@
 #include "io/backend/connection_slots.hpp"
 #include "io/front/client_names.hpp"
 #include "io/health/health_checker.hpp"
+#include "io/run_stats.hpp"
 #include "io/runtime/event_loops.hpp"
 #include "io/runtime/task_group.hpp"
 #include "io/runtime/tls.hpp"
@@ -108,6 +109,8 @@ class Balancer {
     }
     const BackendTlsContexts& backend_tls() const { return backend_tls_; }
     TrackingLog& tracking() { return *tracking_; }
+    // The daemon's start time and reloads: handed on from `previous`.
+    RunStats& run_stats() { return *run_stats_; }
     // What this generation runs: client and tcp sessions, accept loops,
     // probes, spool deliveries, backend connections ending with QUIT, work
     // posted to another loop's cache. Empty and closed, nothing of it runs.
@@ -152,6 +155,7 @@ class Balancer {
     std::vector<std::shared_ptr<ClientNameResolver>> client_names_;
     BackendTlsContexts backend_tls_;
     std::shared_ptr<TrackingLog> tracking_;
+    std::shared_ptr<RunStats> run_stats_;
     std::vector<std::unique_ptr<Listener>> listeners_;
     std::shared_ptr<Spool> spool_;
     std::unique_ptr<SpoolDeliverer> deliverer_;

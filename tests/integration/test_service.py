@@ -113,7 +113,9 @@ class Service(WorkdirTestCase):
         self.assertIn("./usr/share/doc/smtplb/configuration.md", files)
         self.assertIn("./usr/share/doc/smtplb/operations.md", files)
         for f in ("./usr/bin/smtplb", "./usr/lib/systemd/system/smtplb.service",
-                  "./etc/smtplb/smtplb.toml", "./usr/share/man/man1/smtplb.1"):
+                  "./etc/smtplb/smtplb.toml", "./usr/share/man/man1/smtplb.1",
+                  "./usr/share/doc/smtplb/prometheus-alerts.yml",
+                  "./usr/share/doc/smtplb/grafana-dashboard.json"):
             self.assertIn(f, files)
         depends = subprocess.run(["dpkg-deb", "-f", deb, "Depends"], capture_output=True,
                                  text=True, check=True).stdout

@@ -109,7 +109,7 @@ awaitable<void> HealthChecker::probe_one(Watched& w, std::size_t backend) {
     --in_flight_;
     if (stopped_) co_return;  // a result after stop() changes nothing
     w.probing[backend] = false;
-    ++probes_run_;
+    ++*probes_run_;
     auto& state = pool.backend(backend);
     const auto& warning = report.result.warning;
     if (report.result.verdict == proto::ProbeVerdict::Healthy && warning != state.warning) {

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include <functional>
+#include "base/counter.hpp"
 #include "base/random.hpp"
 #include "core/pool.hpp"
 #include "io/asio.hpp"
@@ -35,7 +36,10 @@ class HealthChecker {
     // Probes this backend now instead of at its next round.
     void probe_now(const core::Pool& pool, std::size_t backend);
     void stop();
-    std::uint64_t probes_run() const { return probes_run_; }
+    std::uint64_t probes_run() const { return probes_run_->load(); }
+    // After a reload: counts into the previous generation's total, so that
+    // smtplb_health_probes_total never goes back.
+    void share_probe_count(const HealthChecker& previous) { probes_run_ = previous.probes_run_; }
     // Probes of pools with backend TLS use these contexts (STARTTLS or
     // implicit TLS, as live traffic does).
     void use_backend_tls(const BackendTlsContexts* contexts) { backend_tls_ = contexts; }
@@ -68,7 +72,7 @@ class HealthChecker {
     base::Random& random_;
     std::vector<std::unique_ptr<Watched>> watched_;
     bool stopped_ = false;
-    std::uint64_t probes_run_ = 0;
+    std::shared_ptr<base::Counter> probes_run_ = std::make_shared<base::Counter>();
     std::size_t in_flight_ = 0;
     TaskGroup::StopCallback stop_registration_;
 };

@@ -256,4 +256,13 @@ TlsFacts TlsCapableStream::facts() const {
     return facts;
 }
 
+std::optional<long long> certificate_seconds_left(const TlsContext& context) {
+    if (!context) return std::nullopt;
+    X509* leaf = SSL_CTX_get0_certificate(context->native_handle());
+    int days = 0, seconds = 0;
+    if (!leaf || ASN1_TIME_diff(&days, &seconds, nullptr, X509_get0_notAfter(leaf)) != 1)
+        return std::nullopt;
+    return static_cast<long long>(days) * 86400 + seconds;
+}
+
 }  // namespace smtplb::io

@@ -32,6 +32,9 @@ struct TlsFacts {
 // again on every reload, which is how renewed certificates are picked up.
 TlsContext make_server_tls(const config::ServerTls& tls, std::string& error);
 TlsContext make_backend_tls(const config::BackendTls& tls, std::string& error);
+// Seconds until the context's own certificate (a listener's) expires,
+// negative once it has; nothing without a context or certificate.
+std::optional<long long> certificate_seconds_left(const TlsContext& context);
 
 // The pools' backend TLS contexts, by pool name; built with each
 // configuration generation.

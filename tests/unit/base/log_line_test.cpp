@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <string>
 #include <thread>
@@ -96,4 +97,38 @@ TEST(LogLine, AddsOneNewlineOnlyWhenMissing) {
     ::close(fd);
     ::unlink(path);
     EXPECT_EQ(text, "one\ntwo\nthree\nfour\n");
+}
+
+TEST(LogLine, TimestampIsRfc3339UtcWithMilliseconds) {
+    using namespace std::chrono;
+    // 2026-12-03T15:04:05.123Z
+    sys_time<milliseconds> t =
+        sys_days{year{2026} / 12 / 3} + hours{15} + minutes{4} + seconds{5} + milliseconds{123};
+    EXPECT_EQ(base::rfc3339_millis(t), "2026-12-03T15:04:05.123Z");
+    EXPECT_EQ(base::rfc3339_millis(sys_days{year{1970} / 1 / 1}), "1970-01-01T00:00:00.000Z");
+    EXPECT_EQ(base::rfc3339_millis(sys_days{year{2024} / 2 / 29} + milliseconds{7}),
+              "2024-02-29T00:00:00.007Z");
+}
+
+TEST(LogLine, TimestampAndLevelComeFirst) {
+    using namespace std::chrono;
+    sys_time<milliseconds> t = sys_days{year{2026} / 1 / 2} + milliseconds{45};
+    EXPECT_EQ(base::format_log_line(t, base::LogLevel::Warn, "event=x a=b"),
+              "ts=2026-01-02T00:00:00.045Z level=warn event=x a=b");
+    EXPECT_EQ(base::format_log_line(t, base::LogLevel::Info, ""),
+              "ts=2026-01-02T00:00:00.045Z level=info");
+}
+
+TEST(LogLine, LevelFollowsTheEvent) {
+    using base::LogLevel;
+    EXPECT_EQ(base::level_of("event=listening listener=a"), LogLevel::Info);
+    EXPECT_EQ(base::level_of("event=reloaded"), LogLevel::Info);
+    EXPECT_EQ(base::level_of("event=reload_refused file=x"), LogLevel::Warn);
+    EXPECT_EQ(base::level_of("event=spool_commit_failed stage=x"), LogLevel::Error);
+    EXPECT_EQ(base::level_of("event=start_failed"), LogLevel::Error);
+    EXPECT_EQ(base::level_of("event=health pool=p backend=b from=up to=down"), LogLevel::Warn);
+    EXPECT_EQ(base::level_of("event=health pool=p backend=b from=down to=up"), LogLevel::Info);
+    // A prefix of a known name is another event.
+    EXPECT_EQ(base::level_of("event=reload_refusedx"), LogLevel::Info);
+    EXPECT_EQ(base::level_of("no event"), LogLevel::Info);
 }

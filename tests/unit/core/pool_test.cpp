@@ -146,3 +146,28 @@ TEST(Pool, AWaitForASlotIsCountedLoggedOnceAMinuteAndLeavesHealthAlone) {
     EXPECT_TRUE(pool.usable(0));
     EXPECT_EQ(pool.backend(0).health.state(), core::HealthState::Up);
 }
+
+// A reload that moves a backend to another address keeps its counters
+// (by pool and name: a Prometheus counter that goes back reads as a
+// restart), but not its health, which was about the old server.
+TEST(Pool, ReloadKeepsCountersByNameAndHealthOnlyAtTheSameAddress) {
+    smtplb::testing::FakeClock clock;
+    smtplb::testing::ScriptedRandom random({0});
+    auto before_config = pool_config({{1, 10}, {1, 10}});
+    before_config.backends[0].address = *base::HostPort::parse("127.0.0.1:2601");
+    before_config.backends[1].address = *base::HostPort::parse("127.0.0.1:2602");
+    core::Pool before(before_config, clock, random);
+    before.backend(0).counters.delivered += 5;
+    before.backend(1).counters.delivered += 7;
+    before.report(0, core::LiveOutcome::Failed, "test");
+    before.report(1, core::LiveOutcome::Failed, "test");
+    auto after_config = before_config;
+    after_config.backends[1].address = *base::HostPort::parse("127.0.0.1:2603");
+    core::Pool after(after_config, clock, random);
+    after.adopt_state(before);
+    EXPECT_EQ(after.backend(0).counters.delivered, 5u);
+    EXPECT_EQ(after.backend(1).counters.delivered, 7u);
+    EXPECT_EQ(after.backend(0).health.state(), before.backend(0).health.state());
+    EXPECT_NE(before.backend(1).health.state(), core::HealthState::Up);
+    EXPECT_EQ(after.backend(1).health.state(), core::HealthState::Up);
+}

@@ -143,15 +143,15 @@ json::object listener_json(const io::Listener& listener, std::uint16_t port) {
     return l;
 }
 
-json::object run_json(const RunInfo& run) {
+json::object run_json(const io::RunStats& stats, const RunInfo& run) {
     json::object o;
     o["version"] = SMTPLB_VERSION;
-    o["started_at"] = rfc3339(run.started);
-    auto up = std::chrono::steady_clock::now() - run.started_steady;
+    o["started_at"] = rfc3339(stats.started);
+    auto up = std::chrono::steady_clock::now() - stats.started_steady;
     o["uptime_ms"] = std::chrono::duration_cast<std::chrono::milliseconds>(up).count();
     json::object reloads;
-    reloads["ok"] = run.reloads_ok;
-    reloads["failed"] = run.reloads_failed;
+    reloads["ok"] = stats.reloads_ok.load();
+    reloads["failed"] = stats.reloads_failed.load();
     if (run.last_reload) {
         json::object last;
         last["at"] = rfc3339(run.last_reload->at);
@@ -168,7 +168,7 @@ json::object run_json(const RunInfo& run) {
 std::string status_json(io::Balancer& balancer, const RunInfo* run) {
     json::object root;
     if (run) {
-        for (auto& [key, value] : run_json(*run))
+        for (auto& [key, value] : run_json(balancer.run_stats(), *run))
             root[key] = value;
     }
     json::array listeners;

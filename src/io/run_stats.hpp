@@ -12,6 +12,8 @@ namespace smtplb::io {
 // on), read by /metrics and the admin API.
 struct RunStats {
     std::chrono::system_clock::time_point started = std::chrono::system_clock::now();
+    // Uptime from this one: the dashboard's rates divide by it.
+    std::chrono::steady_clock::time_point started_steady = std::chrono::steady_clock::now();
     base::Counter reloads_ok = 0;
     base::Counter reloads_failed = 0;
     // The last reload attempt: when (ms since the epoch, 0 = none yet) and

@@ -18,7 +18,8 @@ import unittest
 import urllib.request
 
 # Re-exported: the tests and bench/ import them from harness.
-from loopback import Process, free_address, free_port, wait_for_port, wait_until  # noqa: F401
+from loopback import (Process, free_address, free_port, private_loopback,  # noqa: F401
+                      wait_for_port, wait_until)
 from real_peers import Dovecot, Nsd, Postfix, postfix_available  # noqa: F401
 
 SMTPLB = None  # set by main()
@@ -186,10 +187,11 @@ class RawBackend:
     """A TCP server on loopback: `serve(conn)` runs on a thread of its own
     for every connection; connections are kept until stop()."""
 
-    def __init__(self, serve):
+    def __init__(self, serve, host="127.0.0.1"):
         self.serve = serve
+        self.host = host
         self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
+        self.sock.bind((host, 0))
         self.sock.listen(1024)
         self.port = self.sock.getsockname()[1]
         self._conns = []
@@ -224,14 +226,14 @@ class ScriptedBackend(RawBackend):
     the default)."""
 
     def __init__(self, answer, ehlo_lines=("250-scripted.test", "250 PIPELINING"),
-                 per_connection=None):
+                 per_connection=None, host="127.0.0.1"):
         self.answer = answer
         self.per_connection = per_connection
         self.ehlo = ("\r\n".join(ehlo_lines) + "\r\n").encode()
         self.lines = []  # every command line received, in order
         self.bodies = []  # every message received whole (the text before "."), in order
         self.violations = []  # commands out of sequence (a real server refuses them)
-        super().__init__(self._serve)
+        super().__init__(self._serve, host)
 
     def _serve(self, conn):
         try:

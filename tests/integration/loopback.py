@@ -15,6 +15,15 @@ def free_port():
         return s.getsockname()[1]
 
 
+def private_loopback():
+    """An address of 127.0.0.0/8 of this test's own (127.54.x.y): a backend
+    bound there gets no connection meant for another test's server that once
+    had the same port on 127.0.0.1 (tests run in parallel, and a daemon keeps
+    probing a backend its test has stopped)."""
+    rng = random.Random()
+    return f"127.54.{rng.randrange(256)}.{rng.randrange(1, 255)}"
+
+
 def free_address(port, prefix="127.53"):
     """A loopback address under prefix (127.53.x.y) where `port` is free for
     TCP and UDP: for a server that must use a fixed port (DNS on 53)."""

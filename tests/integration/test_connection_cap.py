@@ -13,7 +13,7 @@ import urllib.request
 
 import configs
 from harness import (Postfix, ScriptedBackend, Smtplb, WorkdirTestCase, free_port, main,
-                     plain_answers, postfix_available, wait_until)
+                     plain_answers, postfix_available, private_loopback, wait_until)
 
 
 class CountingBackend(ScriptedBackend):
@@ -27,7 +27,8 @@ class CountingBackend(ScriptedBackend):
         self.open = 0
         self.most = 0
         self._local = threading.local()
-        super().__init__(plain_answers, per_connection=self._answers)
+        # Its own address: it counts smtplb's connections only.
+        super().__init__(plain_answers, per_connection=self._answers, host=private_loopback())
 
     def _serve(self, conn):
         state = {"counted": True}
@@ -66,10 +67,11 @@ class CountingBackend(ScriptedBackend):
                       if line.startswith("Subject: "))
 
 
-def established_to(port):
-    """Connections in ESTABLISHED to 127.0.0.1:port, as the kernel sees
-    them from the connecting side (smtplb's)."""
-    out = subprocess.run(["ss", "-Htn", "state", "established", f"( dport = :{port} )"],
+def established_to(port, host="127.0.0.1"):
+    """Connections in ESTABLISHED to host:port, as the kernel sees them
+    from the connecting side (smtplb's)."""
+    out = subprocess.run(["ss", "-Htn", "state", "established",
+                          f"( dst {host} and dport = :{port} )"],
                          capture_output=True, text=True, timeout=10).stdout
     return sum(1 for line in out.splitlines() if line.strip())
 
@@ -102,6 +104,10 @@ class Client(threading.Thread):
 
 class ConnectionCap(WorkdirTestCase):
     def start_lb(self, backends, listener_options=None, extra_listeners=(), **pool_options):
+        """backends: (name, a CountingBackend or a port on 127.0.0.1, options)."""
+        backends = [(name, target, options) if isinstance(target, int) else
+                    (name, target.port, {"address": f"{target.host}:{target.port}", **options})
+                    for name, target, options in backends]
         pool = {"health": {"enabled": False}}
         pool.update(pool_options)
         port = free_port()
@@ -148,7 +154,7 @@ class ConnectionCap(WorkdirTestCase):
 
     def test_six_clients_share_two_connections_and_every_message_is_delivered(self):
         hub = self.backend()
-        port, lb = self.start_lb([("hub1", hub.port, {"max_connections": 2})],
+        port, lb = self.start_lb([("hub1", hub, {"max_connections": 2})],
                                  connection_wait="60s")
         go, clients = self.hold(port, 6)
         # Two transactions hold the two slots; the four others wait for one.
@@ -158,7 +164,7 @@ class ConnectionCap(WorkdirTestCase):
         answered = [c for c in clients if c.rcpt is not None]
         self.assertEqual(len(answered), 2, [c.rcpt for c in clients])
         self.assertEqual(hub.open, 2)
-        self.assertEqual(established_to(hub.port), 2)
+        self.assertEqual(established_to(hub.port, hub.host), 2)
         self.assertEqual(self.metric("smtplb_backend_connections", "hub1"), 2)
         self.assertEqual(self.metric("smtplb_backend_max_connections", "hub1"), 2)
         go.set()  # the holders finish and leave; the waiters take their slots in turn
@@ -177,8 +183,8 @@ class ConnectionCap(WorkdirTestCase):
 
     def test_a_wait_that_runs_out_goes_to_the_next_backend_without_judging_the_first(self):
         first, second = self.backend(), self.backend()
-        port, lb = self.start_lb([("first", first.port, {"max_connections": 1, "priority": 10}),
-                                  ("second", second.port, {"priority": 20})],
+        port, lb = self.start_lb([("first", first, {"max_connections": 1, "priority": 10}),
+                                  ("second", second, {"priority": 20})],
                                  connection_wait="1s")
         go, [holder] = self.hold(port, 1)
         wait_until(lambda: holder.rcpt is not None, what="the holder's RCPT reply")
@@ -207,7 +213,7 @@ class ConnectionCap(WorkdirTestCase):
 
     def test_with_no_other_backend_the_wait_ends_in_451_and_the_backend_stays_up(self):
         hub = self.backend()
-        port, lb = self.start_lb([("hub1", hub.port, {"max_connections": 1})],
+        port, lb = self.start_lb([("hub1", hub, {"max_connections": 1})],
                                  connection_wait="500ms")
         go, [holder] = self.hold(port, 1)
         wait_until(lambda: holder.rcpt is not None, what="the holder's RCPT reply")
@@ -237,7 +243,7 @@ class ConnectionCap(WorkdirTestCase):
                   "accepted_domains": ["example.net"], "pool": "hubs",
                   "client_identity": "none", "resolve_client_names": False,
                   "source_address": "127.0.0.2"}
-        port, lb = self.start_lb([("hub1", hub.port, {"max_connections": 1})],
+        port, lb = self.start_lb([("hub1", hub, {"max_connections": 1})],
                                  extra_listeners=[second], connection_wait="30s",
                                  idle_timeout="10m")
         go = threading.Event()
@@ -259,8 +265,8 @@ class ConnectionCap(WorkdirTestCase):
 
     def test_tcp_mode_respects_the_cap_too(self):
         first, second = self.backend(), self.backend()
-        port, lb = self.start_lb([("first", first.port, {"max_connections": 1, "priority": 10}),
-                                  ("second", second.port, {"priority": 20})],
+        port, lb = self.start_lb([("first", first, {"max_connections": 1, "priority": 10}),
+                                  ("second", second, {"priority": 20})],
                                  listener_options={"mode": "tcp"}, connection_wait="500ms")
         sessions = []
         for n in range(3):

@@ -132,7 +132,7 @@ std::string queue_action_line(const core::SpoolQueue::Entry& message, const std:
     r.spool_id = message.id;
     r.by = by;
     r.pool = message.pool;
-    r.client = message.client;
+    r.client = message.client.substr(0, message.client.find(' '));  // its address
     r.size = message.size;
     return r.to_json();
 }

@@ -39,13 +39,18 @@ def message(subject):
             f"Message-ID: <{subject}@client.test>\r\n\r\nbody of {subject}\r\n")
 
 
-def send_many(port, subjects, errors):
-    """One reused session sending every subject; failures go to `errors`."""
+def send_many(port, subjects, errors, stop=None, sent=None):
+    """One reused session sending the subjects in turn (until `stop` is set,
+    if given); failures go to `errors`, what got its 250 to `sent`."""
     try:
         with smtplib.SMTP("127.0.0.1", port, timeout=30) as s:
             s.ehlo("client.test")
             for subject in subjects:
+                if stop is not None and stop.is_set():
+                    break
                 s.sendmail("alice@example.org", ["bob@example.net"], message(subject))
+                if sent is not None:
+                    sent.append(subject)
     except Exception as e:  # reported by the test
         errors.append(repr(e))
 
@@ -85,26 +90,34 @@ class TrackingLog(WorkdirTestCase):
     def test_rotation_under_load_loses_and_splits_nothing(self):
         (sink,) = self.start_sinks("hub")
         lb, port = self.start_balancer([("hub", sink.port)], server_options={"threads": 2})
-        clients, per_client = 6, 50
-        subjects = [[f"c{c}m{i}" for i in range(per_client)] for c in range(clients)]
-        errors = []
-        threads = [threading.Thread(target=send_many, args=(port, s, errors)) for s in subjects]
+        clients, at_most = 6, 400  # bounded: each client stops at 400 messages
+        errors, sent, stop = [], [], threading.Event()
+        threads = [threading.Thread(target=send_many, args=(
+            port, [f"c{c}m{i}" for i in range(at_most)], errors, stop, sent))
+            for c in range(clients)]
         for t in threads:
             t.start()
-        # Rotated while the clients send (a third of the mail is in).
-        wait_until(lambda: len(sink.messages()) >= clients * per_client // 3,
-                   what="a third of the messages")
-        rotated = lb.tracking + ".1"
-        os.rename(lb.tracking, rotated)
-        os.kill(lb.process.proc.pid, signal.SIGUSR1)
-        for t in threads:
-            t.join(timeout=120)
+        try:
+            # Rotated while the clients send: after 100 lines, and the
+            # clients go on until the new file has 100 more.
+            wait_until(lambda: len(sent) >= 100, timeout=60,
+                       what="100 messages")
+            rotated = lb.tracking + ".1"
+            os.rename(lb.tracking, rotated)
+            os.kill(lb.process.proc.pid, signal.SIGUSR1)
+            wait_until(lambda: os.path.exists(lb.tracking) and
+                       os.path.getsize(lb.tracking) > 0 and len(sent) >= 300,
+                       timeout=60, what="lines in the new file")
+        finally:
+            stop.set()
+            for t in threads:
+                t.join(timeout=120)
         self.assertEqual(errors, [])
         old, new = read_lines(rotated), read_lines(lb.tracking)
         self.assertTrue(old and new, (len(old), len(new)))
         ids = sorted(r["message_id"] for r in old + new)
-        wanted = sorted(f"<{s}@client.test>" for c in subjects for s in c)
-        self.assertEqual(ids, wanted)  # each exactly once, across the two files
+        # Each message that got its 250 exactly once, across the two files.
+        self.assertEqual(ids, sorted(f"<{s}@client.test>" for s in sent))
         self.assertTrue(all(r["result"] == "relayed" for r in old + new))
         self.assertTrue(lb.log_lines("event=logs_reopened"))
         for path in (rotated, lb.tracking):
@@ -120,6 +133,7 @@ class TrackingLog(WorkdirTestCase):
         self.assertEqual(errors, [])
         lb.process.proc.kill()  # SIGKILL, right after the last 250
         lb.process.proc.wait()
+        lb.process.proc = None  # killed on purpose: not a crash for stop()
         records = read_lines(lb.tracking)
         self.assertEqual(sorted(r["message_id"] for r in records),
                          sorted(f"<k{i}@client.test>" for i in range(count)))

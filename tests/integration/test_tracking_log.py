@@ -279,6 +279,36 @@ class TrackingLog(WorkdirTestCase):
         self.assertEqual((deleted["pool"], deleted["client"]), ("hubs", "127.0.0.1"))
         self.validate(read_lines(lb.tracking))
 
+    def test_spool_delivery_and_tcp_mode_lines_follow_the_schema(self):
+        backend_port = free_port()  # down at first: the message is spooled
+        fast = {"interval": "1s", "down_interval": "1s", "rise": 1, "fall": 1, "timeout": "2s"}
+        lb, port = self.start_balancer(
+            [("hub", backend_port)],
+            pool_options={"on_unavailable": "spool", "health": fast, "connect_timeout": "1s"},
+            listener_options={"client_identity": "none"})
+        errors = []
+        send_many(port, ["spooled"], errors)
+        self.assertEqual(errors, [])
+        sink = harness.Sink(self.workdir, "hub", port=backend_port).start()
+        self.addCleanup(sink.stop)
+        wait_until(lambda: any(r["result"] == "delivered" for r in read_lines(lb.tracking)),
+                   timeout=60, what="the delivery from the spool")
+        delivered = [r for r in read_lines(lb.tracking) if r["result"] == "delivered"][0]
+        (rcpt,) = delivered["recipient_list"]
+        self.assertEqual(rcpt["address"], "bob@example.net")
+        self.assertTrue(rcpt["reply"].startswith("250"), rcpt)
+        tcp_state = os.path.join(self.workdir, "tcp-state")  # not the spool's directory
+        os.makedirs(tcp_state)
+        tcp, tcp_port = self.start_balancer([("hub", backend_port)], name="tcp",
+                                            server_options={"state_dir": tcp_state},
+                                            listener_options={"mode": "tcp",
+                                                              "client_identity": "none"})
+        send_many(tcp_port, ["through-tcp"], errors)
+        self.assertEqual(errors, [])
+        wait_until(lambda: read_lines(tcp.tracking), what="the tcp-mode line")
+        self.assertEqual(read_lines(tcp.tracking)[0]["result"], "spliced")
+        self.validate(read_lines(lb.tracking) + read_lines(tcp.tracking))
+
 
 if __name__ == "__main__":
     main()

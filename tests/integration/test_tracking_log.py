@@ -8,6 +8,7 @@ line produced here validates against docs/tracking-schema.json."""
 import json
 import os
 import pathlib
+import shutil
 import signal
 import smtplib
 import stat
@@ -20,6 +21,7 @@ import harness
 from harness import Postfix, Smtplb, WorkdirTestCase, free_port, main, postfix_available, wait_until
 
 SCHEMA = pathlib.Path(__file__).resolve().parents[2] / "docs" / "tracking-schema.json"
+DIST_LOGROTATE = pathlib.Path(__file__).resolve().parents[2] / "dist" / "smtplb.logrotate"
 
 
 def read_lines(path):
@@ -308,6 +310,44 @@ class TrackingLog(WorkdirTestCase):
         wait_until(lambda: read_lines(tcp.tracking), what="the tcp-mode line")
         self.assertEqual(read_lines(tcp.tracking)[0]["result"], "spliced")
         self.validate(read_lines(lb.tracking) + read_lines(tcp.tracking))
+
+    def test_the_shipped_logrotate_file_rotates_a_running_daemon(self):
+        if not shutil.which("logrotate"):
+            self.skipTest("logrotate is not installed")
+        (sink,) = self.start_sinks("hub")
+        lb, port = self.start_balancer([("hub", sink.port)],
+                                       server_options={"admin": "127.0.0.1:0"})
+        admin_port = lb.admin_port()
+        with open(lb.config) as f:
+            text = f.read()
+        with open(lb.config, "w") as f:  # reopen-logs reads the admin address from the file
+            f.write(text.replace('admin = "127.0.0.1:0"', f'admin = "127.0.0.1:{admin_port}"'))
+        errors = []
+        send_many(port, ["before-rotation"], errors)
+        with open(DIST_LOGROTATE) as f:
+            conf = f.read()
+        # The shipped file, pointed at this daemon: its log, its
+        # configuration, this build; the systemd branch is for a real unit.
+        conf = (conf.replace("/var/log/smtplb/tracking.jsonl", lb.tracking)
+                .replace("/etc/smtplb/smtplb.toml", lb.config)
+                .replace("smtplb reopen-logs", f"{harness.SMTPLB} reopen-logs")
+                .replace("[ -d /run/systemd/system ]", "false"))
+        if subprocess.run(["getent", "passwd", "smtplb"], capture_output=True).returncode:
+            conf = conf.replace("create 0640 smtplb smtplb", "create 0640 root root")
+        path = os.path.join(self.workdir, "logrotate.conf")
+        with open(path, "w") as f:
+            f.write(conf)
+        r = subprocess.run(["logrotate", "-f", "-s", os.path.join(self.workdir, "state"), path],
+                           capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        wait_until(lambda: lb.log_lines("event=logs_reopened"), what="the reopen")
+        send_many(port, ["after-rotation"], errors)
+        self.assertEqual(errors, [])
+        self.assertEqual([x["message_id"] for x in read_lines(lb.tracking + ".1")],
+                         ["<before-rotation@client.test>"])
+        self.assertEqual([x["message_id"] for x in read_lines(lb.tracking)],
+                         ["<after-rotation@client.test>"])
+        self.assertEqual(stat.S_IMODE(os.stat(lb.tracking).st_mode), 0o640)
 
 
 if __name__ == "__main__":

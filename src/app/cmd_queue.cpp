@@ -149,10 +149,13 @@ int run_queue_command(const AdminOptions& options, const std::string& action,
         std::cout << "the daemon is not running: queued mail is delivered when it starts\n";
         return 0;
     }
-    // The daemon is stopped: the tracking line goes to its log from here.
+    // The daemon is stopped: the tracking line goes to its log from here;
+    // only to an existing file (one made here would be root's, which the
+    // daemon's own user could not open).
     std::unique_ptr<io::TrackingLog> tracking;
-    if (config.server.tracking_log != "-" && !config.server.tracking_log.empty())
-        tracking = std::make_unique<io::TrackingLog>(config.server.tracking_log);
+    const auto& log_path = config.server.tracking_log;
+    if (log_path != "-" && !log_path.empty() && ::stat(log_path.c_str(), &st) == 0)
+        tracking = std::make_unique<io::TrackingLog>(log_path);
     auto answer = admin::handle_queue_request(
         &spool, request->method, request->parts, "limit=1000000",
         [&](const core::SpoolQueue::Entry& message, const std::string& done) {

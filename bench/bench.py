@@ -295,7 +295,8 @@ def main():
     workloads = args.workloads.split(",")
     for config in configs:
         name, _, binary = config.partition("=")
-        if name not in (ALL_CONFIGS + "," + EXTRA_CONFIGS).split(",") or (binary and not name.startswith("smtplb")):
+        known = (ALL_CONFIGS + "," + EXTRA_CONFIGS).split(",")
+        if name not in known or (binary and not name.startswith("smtplb")):
             sys.exit(f"bench: unknown configuration {config}")
         if binary and not os.access(binary, os.X_OK):
             sys.exit(f"bench: {binary} is not an executable")

@@ -1,30 +1,64 @@
 // The smtplb dashboard: polls /api/v1/status every second, keeps a few
 // minutes of history in the page, draws it with uPlot, and sends the
-// drain / maintenance / enable actions to the admin API.
+// drain / maintenance / enable actions to the admin API. Every caption is
+// computed from the status document: nothing here states what it has not read.
 "use strict";
 
 const HISTORY = 300;          // samples kept (one a second)
-const HEALTH = { up: 2, busy: 1, down: 0, misconfigured: 0 };
+const POLL_MS = 1000;
+// Plotted levels: misconfigured is its own level (and colour), not "down".
+const LEVEL = { up: 3, busy: 2, down: 1, misconfigured: 0 };
+const LEVEL_NAMES = ["misconfigured", "down", "busy", "up"];
+const STATE_COLOURS = { up: "#1a7f37", busy: "#b35900", down: "#b00020", misconfigured: "#6f42c1" };
 const times = [];
 const rates = new Map();      // "pool/backend" -> msg/s samples
-const health = new Map();     // "pool/backend" -> health samples
+const health = new Map();     // "pool/backend" -> health level samples
 const classes = { "2xx": [], "4xx": [], "5xx": [], failures: [] };
-let previous = null;          // last status, for rates
+const spoolDepth = [];
 let charts = null;
 let token = sessionStorage.getItem("smtplb-token") || "";
 
+class LoginNeeded extends Error {}
+
+const $ = (id) => document.getElementById(id);
+
 async function api(method, path) {
-  const headers = token ? { Authorization: "Bearer " + token } : {};
-  const r = await fetch(path, { method, headers, cache: "no-store" });
-  if (r.status === 401) {
-    token = prompt("Admin API bearer token") || "";
-    sessionStorage.setItem("smtplb-token", token);
-    throw new Error("the admin API needs a bearer token");
+  const headers = {};
+  if (token) headers.Authorization = "Bearer " + token;
+  const options = { method, headers, cache: "no-store" };
+  if (method !== "GET") {
+    // The admin listener takes state changes only as JSON (CSRF defence).
+    headers["Content-Type"] = "application/json";
+    options.body = "{}";
   }
+  const r = await fetch(path, options);
+  if (r.status === 401) throw new LoginNeeded(token ? "the token was not accepted" : "");
   const body = await r.json();
   if (!r.ok) throw new Error(body.error || r.statusText);
   return body;
 }
+
+function showLogin(message) {
+  $("login").hidden = false;
+  $("dashboard").hidden = true;
+  $("sign-out").hidden = true;
+  $("summary").textContent = "sign in to see the daemon";
+  $("login-error").textContent = message;
+}
+
+$("login").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  token = $("token").value.trim();
+  sessionStorage.setItem("smtplb-token", token);
+  $("token").value = "";
+  await poll();
+});
+
+$("sign-out").addEventListener("click", () => {
+  token = "";
+  sessionStorage.removeItem("smtplb-token");
+  showLogin("");
+});
 
 function key(pool, b) { return pool.name + "/" + b.name; }
 
@@ -35,7 +69,57 @@ function cell(row, text, className) {
   return td;
 }
 
-function renderTable(status, perSecond) {
+function ago(ms) {
+  if (ms === undefined || ms === null) return "-";
+  return duration(ms) + " ago";
+}
+
+function duration(ms) {
+  const s = Math.floor(ms / 1000);
+  if (s < 60) return `${s} s`;
+  if (s < 3600) return `${Math.floor(s / 60)} min ${s % 60} s`;
+  if (s < 86400) return `${Math.floor(s / 3600)} h ${Math.floor(s / 60) % 60} min`;
+  return `${Math.floor(s / 86400)} d ${Math.floor(s / 3600) % 24} h`;
+}
+
+function count(n, word) { return `${n} ${word}`; }
+
+function renderListeners(status) {
+  const body = document.querySelector("#listeners tbody");
+  body.replaceChildren();
+  for (const l of status.listeners) {
+    const c = l.counters || {};
+    const row = body.insertRow();
+    row.className = "listener";
+    row.dataset.listener = l.name;
+    cell(row, l.name);
+    cell(row, l.address ?? `:${l.port}`);
+    cell(row, l.mode ?? "-");
+    cell(row, l.role);
+    cell(row, l.pool);
+    cell(row, l.tls ?? "-");
+    cell(row, l.sessions ?? "-", "num sessions");
+    cell(row, c.connections ?? "-", "num");
+    cell(row, l.refusals ?? "-", "num refusals");
+    cell(row, c.relayed ?? "-", "num");
+    cell(row, c.rejected ?? "-", "num");
+    cell(row, c.tempfailed ?? "-", "num");
+    cell(row, c.spooled ?? "-", "num");
+  }
+  $("listeners-caption").textContent = `Listeners (${status.listeners.length})`;
+}
+
+function probeText(p) {
+  if (!p) return "-";
+  return `${p.verdict} at ${p.step}${p.reply ? ": " + p.reply : ""} (${ago(p.age_ms)})`;
+}
+
+function changeText(c, stateAge) {
+  if (!c) return `none since start (${ago(stateAge)})`;
+  return `${c.from} → ${c.to} by ${c.source}: ${c.reason} (${ago(c.age_ms)})`;
+}
+
+function renderBackends(status, perSecond) {
   const body = document.querySelector("#backends tbody");
   body.replaceChildren();
   for (const pool of status.pools) {
@@ -53,11 +137,14 @@ function renderTable(status, perSecond) {
       cell(row, b.admin, "admin");
       cell(row, b.in_flight, "num");
       cell(row, b.counters.delivered, "num delivered");
-      cell(row, (perSecond.get(key(pool, b)) ?? 0).toFixed(1), "num");
+      cell(row, (perSecond.get(key(pool, b)) ?? 0).toFixed(1), "num rate");
       cell(row, b.replies_last_minute["4xx"], "num");
-      const p = b.last_probe;
-      cell(row, p ? `${p.verdict} at ${p.step}${p.reply ? ": " + p.reply : ""}` : "-");
+      const c = b.counters;
+      cell(row, `${c.rejected}/${c.deferred}/${c.failed}`, "num errors");
+      cell(row, probeText(b.last_probe), "text last-check");
+      cell(row, changeText(b.last_change, b.state_age_ms), "text last-change");
       const actions = row.insertCell();
+      actions.className = "actions";
       for (const action of ["drain", "maintenance", "enable"]) {
         const button = document.createElement("button");
         button.textContent = action;
@@ -71,45 +158,75 @@ function renderTable(status, perSecond) {
   }
 }
 
+// "3 up, 0 busy, 1 down, 0 misconfigured", from the backends' states.
+function healthCounts(status) {
+  const n = { up: 0, busy: 0, down: 0, misconfigured: 0, drain: 0, maintenance: 0, total: 0 };
+  for (const pool of status.pools)
+    for (const b of pool.backends) {
+      n.total++;
+      if (b.health in n) n[b.health]++;
+      if (b.admin in n) n[b.admin]++;
+    }
+  return n;
+}
+
+function healthText(n) {
+  return `${n.up} up, ${n.busy} busy, ${n.down} down, ${n.misconfigured} misconfigured`;
+}
+
 async function act(pool, backend, action) {
   try {
     await api("POST", `/api/v1/backends/${encodeURIComponent(pool)}/${encodeURIComponent(backend)}/${action}`);
     await refresh();
   } catch (e) {
-    document.getElementById("error").textContent = e.message;
+    if (e instanceof LoginNeeded) showLogin(e.message);
+    else $("error").textContent = e.message;
   }
 }
 
-function makeChart(element, names, stepped) {
+function chartWidth(id) {
+  return Math.max(300, Math.floor($(id).parentElement.clientWidth) - 4);
+}
+
+function makeChart(id, names, options = {}) {
   const series = [{}].concat(names.map((name, i) => ({
     label: name,
-    stroke: `hsl(${(i * 137) % 360} 65% 42%)`,
+    stroke: options.colours?.[i] ?? `hsl(${(i * 137) % 360} 65% 42%)`,
     width: 2,
-    paths: stepped && uPlot.paths ? uPlot.paths.stepped({ align: 1 }) : undefined,
+    paths: options.stepped && uPlot.paths ? uPlot.paths.stepped({ align: 1 }) : undefined,
   })));
-  return new uPlot({ width: 520, height: 220, series, scales: { x: { time: true } } },
-                   [[], ...names.map(() => [])], element);
+  const config = { width: chartWidth(id), height: 200, series, scales: { x: { time: true } } };
+  if (options.levels) {
+    config.scales.y = { range: [-0.3, 3.3] };
+    config.axes = [{}, { splits: () => [0, 1, 2, 3], values: (u, vals) => vals.map((v) => LEVEL_NAMES[v] ?? "") , size: 100 }];
+  }
+  return new uPlot(config, [[], ...names.map(() => [])], $(id));
 }
 
-function updateCharts(keys) {
+const CHART_IDS = ["chart-rate", "chart-classes", "chart-health", "chart-spool"];
+
+function updateCharts(keys, withSpool) {
   if (!window.uPlot) {
-    for (const id of ["chart-rate", "chart-classes", "chart-health"])
-      document.getElementById(id).textContent = "uPlot was not installed at build time.";
+    for (const id of CHART_IDS)
+      $(id).textContent = "uPlot was not installed at build time: no charts.";
     return;
   }
-  if (!charts || charts.keys.join() !== keys.join()) {
-    for (const id of ["chart-rate", "chart-classes", "chart-health"])
-      document.getElementById(id).replaceChildren();
+  const shape = keys.join() + "|" + withSpool;
+  if (!charts || charts.shape !== shape) {
+    for (const id of CHART_IDS) $(id).replaceChildren();
     charts = {
-      keys,
-      rate: makeChart(document.getElementById("chart-rate"), keys, false),
-      classes: makeChart(document.getElementById("chart-classes"), Object.keys(classes), false),
-      health: makeChart(document.getElementById("chart-health"), keys, true),
+      shape,
+      rate: makeChart("chart-rate", keys),
+      classes: makeChart("chart-classes", Object.keys(classes),
+                         { colours: ["#1a7f37", "#b35900", "#b00020", "#555"] }),
+      health: makeChart("chart-health", keys, { stepped: true, levels: true }),
+      spool: withSpool ? makeChart("chart-spool", ["queued"], { stepped: true }) : null,
     };
   }
-  charts.rate.setData([times, ...keys.map(k => rates.get(k))]);
+  charts.rate.setData([times, ...keys.map((k) => rates.get(k))]);
   charts.classes.setData([times, ...Object.values(classes)]);
-  charts.health.setData([times, ...keys.map(k => health.get(k))]);
+  charts.health.setData([times, ...keys.map((k) => health.get(k))]);
+  if (charts.spool) charts.spool.setData([times, spoolDepth]);
 }
 
 function push(list, value) {
@@ -117,57 +234,146 @@ function push(list, value) {
   if (list.length > HISTORY) list.shift();
 }
 
+// Messages per second from the change of each backend's delivered counter
+// over the time the daemon says passed (its uptime, in ms), not over the
+// page's timer: a late or early poll then neither halves nor doubles the
+// rate. Taken over the last RATE_WINDOW_MS of samples, not the last one
+// alone: a backend that answers in bursts (Postfix's in_flow_delay, a
+// queue manager catching up) would otherwise read 0, 40, 0, 40 per second
+// while it steadily takes 20.
+const RATE_WINDOW_MS = 5000;
+const counterSamples = [];    // { elapsed, delivered: Map }, oldest first
+
+function computeRates(status) {
+  const elapsed = status.uptime_ms ?? Date.now();
+  const delivered = new Map();
+  for (const pool of status.pools)
+    for (const b of pool.backends) delivered.set(key(pool, b), b.counters.delivered);
+  // A daemon that restarted starts its uptime again: forget what came before.
+  if (counterSamples.length && counterSamples.at(-1).elapsed > elapsed) counterSamples.length = 0;
+  counterSamples.push({ elapsed, delivered });
+  while (counterSamples.length > 2 && elapsed - counterSamples[1].elapsed >= RATE_WINDOW_MS)
+    counterSamples.shift();
+  const base = counterSamples[0];
+  const seconds = (elapsed - base.elapsed) / 1000;
+  const perSecond = new Map();
+  for (const [k, now] of delivered) {
+    const before = base.delivered.get(k);
+    // No rate yet (first sample, or a backend new since): nothing to compare with.
+    perSecond.set(k, before !== undefined && seconds > 0 && now >= before
+      ? (now - before) / seconds : null);
+  }
+  return perSecond;
+}
+
+function renderDaemon(status) {
+  const parts = [];
+  if (status.version) parts.push("version " + status.version);
+  if (status.uptime_ms !== undefined) parts.push("up " + duration(status.uptime_ms));
+  const r = status.reloads;
+  if (r) {
+    let text = `${count(r.ok, "reloads")}, ${r.failed} refused`;
+    if (r.last) {
+      const at = new Date(r.last.at).toLocaleTimeString();
+      text += r.last.ok ? ` · last reload ok at ${at}` : ` · last reload REFUSED at ${at}: ${r.last.message}`;
+    }
+    parts.push(text);
+  }
+  $("daemon").textContent = parts.join(" · ");
+  $("daemon").className = r?.last && !r.last.ok ? "warn" : "";
+}
+
+function renderSpool(status) {
+  const spools = status.pools.some((p) => p.on_unavailable === "spool");
+  const s = status.spool;
+  $("spool-figure").hidden = !(spools || s);
+  if (!s) {
+    $("caption-spool").textContent = "Spool depth: no spool";
+    return "";
+  }
+  let text = s.messages === 0 ? "empty"
+    : `${count(s.messages, "queued")} (${s.held} held, ${s.delivering} delivering)`;
+  if (s.oldest_age_s !== undefined) text += `, oldest ${duration(s.oldest_age_s * 1000)}`;
+  $("caption-spool").textContent = `Spool depth: ${text}`;
+  return `spool: ${text}`;
+}
+
 async function refresh() {
   const status = await api("GET", "/api/v1/status");
-  const now = Date.now() / 1000;
-  const perSecond = new Map();
+  $("login").hidden = true;
+  $("dashboard").hidden = false;
+  $("sign-out").hidden = !token;
+  const perSecond = computeRates(status);
   const keys = [];
   const sums = { "2xx": 0, "4xx": 0, "5xx": 0, failures: 0 };
-  for (const pool of status.pools) {
+  for (const pool of status.pools)
     for (const b of pool.backends) {
-      const k = key(pool, b);
-      keys.push(k);
-      let rate = 0;
-      const before = previous?.get(k);
-      if (before && now > before.time)
-        rate = Math.max(0, (b.counters.delivered - before.delivered) / (now - before.time));
-      perSecond.set(k, rate);
+      keys.push(key(pool, b));
       for (const c of Object.keys(sums)) sums[c] += b.replies_last_minute[c];
     }
-  }
   const length = times.length;
-  push(times, now);
-  for (const k of keys) {
-    if (!rates.has(k)) { rates.set(k, new Array(length).fill(null)); health.set(k, new Array(length).fill(null)); }
-  }
+  push(times, Date.now() / 1000);
+  for (const k of keys)
+    if (!rates.has(k)) {
+      rates.set(k, new Array(length).fill(null));
+      health.set(k, new Array(length).fill(null));
+    }
   for (const pool of status.pools)
     for (const b of pool.backends) {
       push(rates.get(key(pool, b)), perSecond.get(key(pool, b)));
-      push(health.get(key(pool, b)), HEALTH[b.health]);
+      push(health.get(key(pool, b)), LEVEL[b.health] ?? null);
     }
   for (const c of Object.keys(classes)) push(classes[c], sums[c]);
-  previous = new Map();
-  for (const pool of status.pools)
-    for (const b of pool.backends)
-      previous.set(key(pool, b), { time: now, delivered: b.counters.delivered });
-  renderTable(status, perSecond);
-  updateCharts(keys);
-  let summary = `${status.sessions} sessions · ${keys.length} backends · ${status.probes_run} probes run`;
-  if (status.spool) {
-    const s = status.spool;
-    summary += ` · spool: ${s.messages} queued (${s.held} held, ${s.delivering} delivering)`;
-    if (s.oldest_age_s !== undefined) summary += `, oldest ${s.oldest_age_s} s`;
-  }
-  document.getElementById("summary").textContent = summary;
-  document.getElementById("error").textContent = "";
+  push(spoolDepth, status.spool ? status.spool.messages : null);
+
+  renderDaemon(status);
+  renderListeners(status);
+  renderBackends(status, perSecond);
+  const n = healthCounts(status);
+  $("backends-caption").textContent =
+    `Backends (${n.total}: ${healthText(n)}; ${n.drain} drained, ${n.maintenance} in maintenance)`;
+  $("caption-health").textContent = `Health (${healthText(n)})`;
+  let total = 0;
+  for (const v of perSecond.values()) total += v ?? 0;
+  $("caption-rate").textContent = `Messages per second, per backend, over ${RATE_WINDOW_MS / 1000} s (${total.toFixed(1)} in all)`;
+  $("caption-classes").textContent = "Live replies in the last minute, by class (" +
+    Object.entries(sums).map(([c, v]) => `${c} ${v}`).join(", ") + ")";
+  const spoolText = renderSpool(status);
+  updateCharts(keys, !$("spool-figure").hidden);
+
+  const pools = status.pools.length;
+  let summary = `${count(status.sessions, "sessions")} · ${n.total} backends in ` +
+    `${count(pools, pools === 1 ? "pool" : "pools")} · ${status.probes_run} probes run`;
+  if (spoolText) summary += " · " + spoolText;
+  $("summary").textContent = summary;
+  $("error").textContent = "";
 }
 
-async function loop() {
+function renderLegend() {
+  const legend = $("legend");
+  legend.replaceChildren("Health: ");
+  for (const [state, colour] of Object.entries(STATE_COLOURS)) {
+    const item = document.createElement("span");
+    item.className = "state-" + state;
+    item.style.borderColor = colour;
+    item.textContent = state;
+    legend.append(item, " ");
+  }
+  legend.append("· chart levels: up 3, busy 2, down 1, misconfigured 0");
+}
+
+async function poll() {
   try {
     await refresh();
   } catch (e) {
-    document.getElementById("error").textContent = e.message;
+    if (e instanceof LoginNeeded) showLogin(e.message);
+    else $("error").textContent = e.message;
   }
-  setTimeout(loop, 1000);
 }
+
+async function loop() {
+  if ($("login").hidden || token) await poll();
+  setTimeout(loop, POLL_MS);
+}
+renderLegend();
 loop();

@@ -5,10 +5,16 @@
 #include "admin/queue.hpp"
 #include "base/text.hpp"
 #include "core/tracking.hpp"
+#include "io/front/listener.hpp"
 
 #include <boost/json.hpp>
 #include <chrono>
+#include <ctime>
 #include <vector>
+
+#ifndef SMTPLB_VERSION
+#define SMTPLB_VERSION "unknown"
+#endif
 
 namespace smtplb::admin {
 namespace json = boost::json;
@@ -48,8 +54,22 @@ json::object backend_json(const core::Pool& pool, const core::BackendState& b) {
     o["accepts_new"] = b.health.accepts_new(now);
     o["state_age_ms"] =
         std::chrono::duration_cast<std::chrono::milliseconds>(now - b.health.changed_at()).count();
+    auto age_ms = [now](base::Clock::TimePoint t) {
+        return std::chrono::duration_cast<std::chrono::milliseconds>(now - t).count();
+    };
+    if (const auto& change = b.health.last_change()) {
+        json::object c;
+        c["from"] = change->from;
+        c["to"] = change->to;
+        c["source"] = change->source;
+        c["reason"] = change->reason;
+        if (!change->reply.empty()) c["reply"] = change->reply;
+        c["age_ms"] = age_ms(b.health.last_change_at());
+        o["last_change"] = std::move(c);
+    }
     if (const auto& p = b.health.last_probe()) {
         json::object probe;
+        probe["age_ms"] = age_ms(b.health.last_probe_at());
         probe["verdict"] = proto::to_string(p->verdict);
         probe["step"] = p->step;
         probe["reason"] = p->reason;
@@ -84,19 +104,80 @@ json::object backend_json(const core::Pool& pool, const core::BackendState& b) {
 
 }  // namespace
 
-std::string status_json(io::Balancer& balancer) {
+namespace {
+
+std::string rfc3339(std::chrono::system_clock::time_point t) {
+    auto seconds = std::chrono::system_clock::to_time_t(t);
+    std::tm utc{};
+    gmtime_r(&seconds, &utc);
+    char text[32];
+    std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%SZ", &utc);
+    return text;
+}
+
+json::object listener_json(const io::Listener& listener, std::uint16_t port) {
+    const auto& c = listener.config();
+    json::object l;
+    l["name"] = c.name;
+    l["address"] = base::HostPort{c.bind.host, port}.to_string();
+    l["mode"] = config::to_string(c.mode);
+    l["role"] = config::to_string(c.role);
+    l["pool"] = c.pool;
+    l["tls"] = config::to_string(c.tls.mode);
+    l["port"] = port;
+    l["sessions"] = listener.sessions();
+    const auto& n = listener.counters;
+    // Clients turned away before any transaction: over a connection limit,
+    // or without an acceptable PROXY header.
+    l["refusals"] = n.refused + n.proxy_refused;
+    json::object counters;
+    counters["connections"] = n.connections;
+    counters["refused"] = n.refused;
+    counters["proxy_refused"] = n.proxy_refused;
+    counters["tls_failures"] = n.tls_failures;
+    counters["auth_failed"] = n.auth_failed;
+    counters["relayed"] = n.relayed;
+    counters["rejected"] = n.rejected;
+    counters["tempfailed"] = n.tempfailed;
+    counters["spooled"] = n.spooled;
+    counters["aborted"] = n.aborted;
+    l["counters"] = std::move(counters);
+    return l;
+}
+
+json::object run_json(const RunInfo& run) {
+    json::object o;
+    o["version"] = SMTPLB_VERSION;
+    o["started_at"] = rfc3339(run.started);
+    auto up = std::chrono::steady_clock::now() - run.started_steady;
+    o["uptime_ms"] = std::chrono::duration_cast<std::chrono::milliseconds>(up).count();
+    json::object reloads;
+    reloads["ok"] = run.reloads_ok;
+    reloads["failed"] = run.reloads_failed;
+    if (run.last_reload) {
+        json::object last;
+        last["at"] = rfc3339(run.last_reload->at);
+        last["ok"] = run.last_reload->ok;
+        last["message"] = run.last_reload->message;
+        reloads["last"] = std::move(last);
+    }
+    o["reloads"] = std::move(reloads);
+    return o;
+}
+
+}  // namespace
+
+std::string status_json(io::Balancer& balancer, const RunInfo* run) {
     json::object root;
+    if (run) {
+        for (auto& [key, value] : run_json(*run))
+            root[key] = value;
+    }
     json::array listeners;
     auto ports = balancer.bound_ports();
-    const auto& config = balancer.config();
-    for (std::size_t i = 0; i < config.listeners.size(); ++i) {
-        json::object l;
-        l["name"] = config.listeners[i].name;
-        l["role"] = config::to_string(config.listeners[i].role);
-        l["pool"] = config.listeners[i].pool;
-        if (i < ports.size()) l["port"] = ports[i];
-        listeners.push_back(std::move(l));
-    }
+    const auto& running = balancer.listeners();
+    for (std::size_t i = 0; i < running.size(); ++i)
+        listeners.push_back(listener_json(*running[i], i < ports.size() ? ports[i] : 0));
     root["listeners"] = std::move(listeners);
     root["sessions"] = balancer.active_sessions();
     json::array pools;
@@ -104,6 +185,7 @@ std::string status_json(io::Balancer& balancer) {
         json::object o;
         o["name"] = p->name();
         o["algorithm"] = config::to_string(p->config().algorithm);
+        o["on_unavailable"] = config::to_string(p->config().on_unavailable);
         o["probes"] = p->config().health.enabled
                           ? json::value(proto::to_string(p->config().health.depth))
                           : json::value(false);
@@ -121,7 +203,8 @@ std::string status_json(io::Balancer& balancer) {
 }
 
 ApiResponse handle_request(io::Balancer& balancer, const std::string& method,
-                           const std::string& target, const ReloadHook& reload) {
+                           const std::string& target, const ReloadHook& reload,
+                           const RunInfo* run) {
     auto parts = split_path(target);
     if (const auto* asset = find_asset(target.substr(0, target.find('?')))) {
         if (method != "GET") return error_response(405, "use GET");
@@ -134,7 +217,7 @@ ApiResponse handle_request(io::Balancer& balancer, const std::string& method,
     bool api = parts.size() >= 2 && parts[0] == "api" && parts[1] == "v1";
     if (api && parts.size() == 3 && parts[2] == "status") {
         if (method != "GET") return error_response(405, "use GET");
-        return {200, "application/json", status_json(balancer)};
+        return {200, "application/json", status_json(balancer, run)};
     }
     if (api && parts.size() == 3 && parts[2] == "reload") {
         if (method != "POST") return error_response(405, "use POST");

@@ -2,6 +2,7 @@
 #include <functional>
 #include <string>
 
+#include "admin/run_info.hpp"
 #include "io/balancer.hpp"
 
 namespace smtplb::admin {
@@ -27,10 +28,13 @@ using ReloadHook = std::function<ReloadOutcome()>;
 //   POST /api/v1/reopen-logs (the tracking log, after a rotation)
 //   GET|POST /api/v1/queue... (admin/queue.hpp)
 ApiResponse handle_request(io::Balancer& balancer, const std::string& method,
-                           const std::string& target, const ReloadHook& reload = {});
+                           const std::string& target, const ReloadHook& reload = {},
+                           const RunInfo* run = nullptr);
 
-// The status document: listeners, pools, backends with health, admin
-// state, weights, load and counters.
-std::string status_json(io::Balancer& balancer);
+// The status document: the daemon (version, uptime, reloads, with `run`),
+// listeners with their counters, pools, backends with health, the last
+// probe and state change, admin state, weights, load and counters. Fields
+// are only ever added.
+std::string status_json(io::Balancer& balancer, const RunInfo* run = nullptr);
 
 }  // namespace smtplb::admin

@@ -2,8 +2,12 @@
 
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
+#include <boost/json.hpp>
 
+#include "admin/access.hpp"
 #include "admin/api.hpp"
+#include "base/text.hpp"
 
 namespace smtplb::admin {
 
@@ -12,18 +16,43 @@ namespace http = beast::http;
 using io::asio::ip::make_address;
 
 namespace {
-// "Bearer <token>", compared in time independent of where it differs.
-bool authorised(std::string_view header, const std::string& token) {
-    constexpr std::string_view kScheme = "Bearer ";
-    if (header.size() != kScheme.size() + token.size() ||
-        header.substr(0, kScheme.size()) != kScheme)
-        return false;
-    unsigned char diff = 0;
-    for (std::size_t i = 0; i < token.size(); ++i)
-        diff |= static_cast<unsigned char>(header[kScheme.size() + i] ^ token[i]);
-    return diff == 0;
+
+constexpr auto kRequestTimeout = std::chrono::seconds(30);
+
+template <typename Body>
+void common_headers(http::response<Body>& response) {
+    response.set(http::field::server, "smtplb");
+    response.set(http::field::cache_control, "no-store");
+    // The page has buttons that drain backends: no other site may frame it.
+    response.set(http::field::x_frame_options, "DENY");
+    response.set("Content-Security-Policy", "frame-ancestors 'none'");
+    response.set("X-Content-Type-Options", "nosniff");
+    response.set("Referrer-Policy", "no-referrer");
 }
+
+http::response<http::string_body> refusal_response(const Refusal& refusal, unsigned version) {
+    http::response<http::string_body> r{static_cast<http::status>(refusal.status), version};
+    common_headers(r);
+    if (refusal.ask_for_token) r.set(http::field::www_authenticate, "Bearer");
+    r.set(http::field::content_type, "application/json");
+    boost::json::object o;
+    o["error"] = refusal.reason;
+    r.body() = boost::json::serialize(o) + "\n";
+    r.keep_alive(false);
+    r.prepare_payload();
+    return r;
+}
+
 }  // namespace
+
+io::TlsContext make_admin_tls(const config::Server& server, std::string& error) {
+    if (!server.admin_tls.enabled()) return nullptr;
+    std::string why;
+    auto context = io::make_server_tls(server.admin_tls, why);
+    if (!context)
+        error = "server.admin_tls (line " + std::to_string(server.admin_tls_line) + "): " + why;
+    return context;
+}
 
 HttpServer::HttpServer(io::Balancer& balancer, base::HostPort bind, ReloadHook reload)
     : balancer_(&balancer),
@@ -36,6 +65,8 @@ HttpServer::~HttpServer() {
 }
 
 bool HttpServer::start(std::string& error) {
+    const auto& server = balancer_->config().server;
+    if (server.admin_tls.enabled() && !(tls_ = make_admin_tls(server, error))) return false;
     io::error_code ec;
     io::tcp::endpoint endpoint(make_address(bind_.host, ec), bind_.port);
     if (!ec) acceptor_.open(endpoint.protocol(), ec);
@@ -48,6 +79,19 @@ bool HttpServer::start(std::string& error) {
     }
     io::asio::co_spawn(balancer_->io(), accept_loop(), io::asio::detached);
     return true;
+}
+
+void HttpServer::set_balancer(io::Balancer& balancer) {
+    balancer_ = &balancer;
+    // TLS on or off is decided at start (like the address); renewed files
+    // are picked up here. A pair that does not load keeps the old one.
+    const auto& server = balancer.config().server;
+    if (!tls_ || !server.admin_tls.enabled()) return;
+    std::string error;
+    if (auto renewed = make_admin_tls(server, error))
+        tls_ = std::move(renewed);
+    else
+        balancer.log("event=admin_tls_unchanged reason=" + base::logfmt_value(error));
 }
 
 void HttpServer::stop() {
@@ -74,35 +118,52 @@ io::awaitable<void> HttpServer::accept_loop() {
 
 io::awaitable<void> HttpServer::serve(io::tcp::socket socket) {
     auto stopped = stopped_;
-    beast::tcp_stream stream(std::move(socket));
+    if (!tls_) {
+        beast::tcp_stream stream(std::move(socket));
+        co_await serve_requests(stream);
+        co_return;
+    }
+    beast::ssl_stream<beast::tcp_stream> stream(beast::tcp_stream(std::move(socket)), *tls_);
+    auto context = tls_;  // kept: a reload may replace it meanwhile
+    beast::get_lowest_layer(stream).expires_after(kRequestTimeout);
+    auto [ec] = co_await stream.async_handshake(io::ssl::stream_base::server, io::use_nothrow);
+    if (ec || *stopped) co_return;
+    co_await serve_requests(stream);
+}
+
+template <typename Stream>
+io::awaitable<void> HttpServer::serve_requests(Stream& stream) {
+    auto stopped = stopped_;
     beast::flat_buffer buffer(16384);
     for (;;) {
         http::request_parser<http::string_body> parser;
         parser.header_limit(8192);
         parser.body_limit(65536);
-        stream.expires_after(std::chrono::seconds(30));
+        beast::get_lowest_layer(stream).expires_after(kRequestTimeout);
         auto [ec, n] = co_await http::async_read(stream, buffer, parser, io::use_nothrow);
         if (ec || *stopped) co_return;
         auto& request = parser.get();
-        const auto& token = balancer_->config().server.admin_token;
-        if (!token.empty() && !authorised(request[http::field::authorization], token)) {
-            http::response<http::string_body> denied{http::status::unauthorized, request.version()};
-            denied.set(http::field::server, "smtplb");
-            denied.set(http::field::www_authenticate, "Bearer");
-            denied.set(http::field::content_type, "application/json");
-            denied.body() = "{\"error\":\"a valid bearer token is required\"}\n";
-            denied.keep_alive(false);
-            denied.prepare_payload();
+        auto policy = AccessPolicy::from(balancer_->config().server, port());
+        RequestFacts facts{request.method_string(),
+                           request.target(),
+                           request[http::field::host],
+                           std::nullopt,
+                           request[http::field::content_type],
+                           request[http::field::authorization],
+                           request.body()};
+        if (auto origin = request.find(http::field::origin); origin != request.end())
+            facts.origin = origin->value();
+        if (auto refusal = check_access(policy, facts)) {
+            auto denied = refusal_response(*refusal, request.version());
             co_await http::async_write(stream, denied, io::use_nothrow);
             co_return;
         }
         auto result = handle_request(*balancer_, std::string(request.method_string()),
-                                     std::string(request.target()), reload_);
+                                     std::string(request.target()), reload_, &run_);
         http::response<http::string_body> response{static_cast<http::status>(result.status),
                                                    request.version()};
-        response.set(http::field::server, "smtplb");
+        common_headers(response);
         response.set(http::field::content_type, result.content_type);
-        response.set(http::field::cache_control, "no-store");
         response.keep_alive(request.keep_alive());
         response.body() = std::move(result.body);
         response.prepare_payload();

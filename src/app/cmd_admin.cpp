@@ -17,6 +17,7 @@ namespace {
 struct AdminTarget {
     base::HostPort address;
     std::string token;
+    admin::ClientTls tls;
 };
 
 // --admin wins; else the configuration's server.admin; else the default.
@@ -34,6 +35,7 @@ std::optional<AdminTarget> admin_target(const AdminOptions& o) {
             return std::nullopt;
         }
     }
+    if (!o.tls_ca.empty()) target.tls = {true, o.tls_ca, false};
     std::string text = o.admin;
     if (text.empty() && !o.config_path.empty()) {
         auto loaded = config::load_file(o.config_path);
@@ -47,6 +49,8 @@ std::optional<AdminTarget> admin_target(const AdminOptions& o) {
         }
         target.address = *loaded.config->server.admin_bind;
         if (target.token.empty()) target.token = loaded.config->server.admin_token;
+        if (const auto& tls = loaded.config->server.admin_tls; tls.enabled() && !target.tls.enabled)
+            target.tls = {true, tls.cert, true};
         return target;
     }
     if (text.empty()) text = config::Server{}.admin;
@@ -114,8 +118,8 @@ std::optional<admin::HttpResult> call(const AdminOptions& options, const char* c
         status = 64;
         return std::nullopt;
     }
-    auto result =
-        admin::http_request(target->address, method, path, options.timeout, target->token);
+    auto result = admin::http_request(target->address, method, path, options.timeout, target->token,
+                                      target->tls);
     if (result.status == 0) {
         std::cerr << "smtplb " << command << ": " << result.error << "\n";
         status = 1;

@@ -20,6 +20,14 @@ bool check_tls(const config::Config& config, const std::string& path) {
             ok = false;
         }
     }
+    if (const auto& admin = config.server.admin_tls; admin.enabled()) {
+        std::string error;
+        if (!io::make_server_tls(admin, error)) {
+            std::cerr << path << ":" << config.server.admin_tls_line
+                      << ": error: server.admin_tls: " << error << "\n";
+            ok = false;
+        }
+    }
     io::BackendTlsContexts backends;
     std::string error;
     if (!backends.build(config, error)) {

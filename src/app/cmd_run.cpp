@@ -74,6 +74,7 @@ admin::ReloadOutcome Daemon::reload() {
     if (stopping) return {false, "stopping"};
     notify_systemd("RELOADING=1");
     auto outcome = reload_now();
+    if (admin_server) admin_server->record_reload(outcome);
     notify_systemd("READY=1\nSTATUS=" +
                    std::string(outcome.ok ? "reloaded" : "reload refused; running as before"));
     return outcome;

@@ -27,6 +27,9 @@ struct AdminOptions {
     std::string admin;  // ADDRESS:PORT, else from config_path, else the default
     std::string config_path;
     std::string token_file;  // bearer token, else the configuration's
+    // TLS to the admin listener, verified with this PEM file; else TLS when
+    // the configuration has admin_tls (trusting its certificate).
+    std::string tls_ca;
     bool json = false;
     std::chrono::milliseconds timeout{5000};
 };

@@ -80,6 +80,8 @@ int run_command_line(int argc, char** argv) {
     status->add_option("--admin", admin_options.admin, "The daemon's admin ADDRESS:PORT");
     status->add_option("--token-file", admin_options.token_file,
                        "Bearer token for the admin API (else the configuration's)");
+    status->add_option("--tls-ca", admin_options.tls_ca,
+                       "Talk TLS to the admin listener, trusting this PEM file");
     status->add_option("--config,-c", admin_options.config_path,
                        "Take the admin address from this configuration");
     status->add_flag("--json", admin_options.json, "Print the API's JSON document");
@@ -90,6 +92,8 @@ int run_command_line(int argc, char** argv) {
     reload->add_option("--admin", admin_options.admin, "The daemon's admin ADDRESS:PORT");
     reload->add_option("--token-file", admin_options.token_file,
                        "Bearer token for the admin API (else the configuration's)");
+    reload->add_option("--tls-ca", admin_options.tls_ca,
+                       "Talk TLS to the admin listener, trusting this PEM file");
     reload->add_option("--config,-c", admin_options.config_path,
                        "Take the admin address from this configuration");
     long reopen_pid = 0;
@@ -112,6 +116,8 @@ int run_command_line(int argc, char** argv) {
     backend->add_option("--admin", admin_options.admin, "The daemon's admin ADDRESS:PORT");
     backend->add_option("--token-file", admin_options.token_file,
                         "Bearer token for the admin API (else the configuration's)");
+    backend->add_option("--tls-ca", admin_options.tls_ca,
+                        "Talk TLS to the admin listener, trusting this PEM file");
     backend->add_option("--config,-c", admin_options.config_path,
                         "Take the admin address from this configuration");
 
@@ -128,6 +134,8 @@ int run_command_line(int argc, char** argv) {
     queue->add_option("--admin", admin_options.admin, "The daemon's admin ADDRESS:PORT");
     queue->add_option("--token-file", admin_options.token_file,
                       "Bearer token for the admin API (else the configuration's)");
+    queue->add_option("--tls-ca", admin_options.tls_ca,
+                      "Talk TLS to the admin listener, trusting this PEM file");
     queue->add_flag("--json", admin_options.json, "Print the API's JSON document");
 
     smtplb::app::ReportOptions report_options;

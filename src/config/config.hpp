@@ -34,6 +34,18 @@ using HealthDepth = proto::ProbeDepth;
 // One event loop per CPU this process may run on, at most 16 (server.threads).
 std::uint32_t default_threads();
 
+struct ServerTls {
+    ServerTlsMode mode = ServerTlsMode::None;
+    std::string cert;  // PEM chain, leaf first
+    std::string key;   // PEM private key
+    TlsVersion min_version = TlsVersion::Tls12;
+    std::string ciphers;  // OpenSSL cipher list for TLS 1.2; "" = OpenSSL's default
+    // Ask clients for a certificate (never required, never verified): its
+    // subject and fingerprint go into the tracking log.
+    bool ask_client_cert = false;
+    bool enabled() const { return mode != ServerTlsMode::None; }
+};
+
 struct Server {
     std::string hostname = "localhost";
     std::string state_dir = "/var/lib/smtplb";
@@ -43,7 +55,18 @@ struct Server {
     // Requests to the admin API must carry "Authorization: Bearer <token>",
     // the first line of this file. Required off loopback.
     std::string admin_token_file;
-    std::string admin_token;                   // read from the file; never printed
+    std::string admin_token;  // read from the file; never printed
+    // A second token that may only read (GET): status, queue listing, metrics.
+    std::string admin_readonly_token_file;
+    std::string admin_readonly_token;  // read from the file; never printed
+    // Names a browser may use for the admin listener (the Host header), besides
+    // its address: anything else is refused (DNS rebinding).
+    std::vector<std::string> admin_hosts;
+    // The admin listener over TLS (server.admin_tls = { cert, key }); mode
+    // None without it. admin_tls_line: where it was given, for errors found
+    // when OpenSSL loads the files.
+    ServerTls admin_tls;
+    int admin_tls_line = 0;
     std::uint64_t spill_threshold = 1u << 20;  // message bytes kept in memory
     // On SIGTERM: how long transactions in progress may take to finish.
     std::chrono::milliseconds shutdown_grace{30000};
@@ -74,18 +97,6 @@ struct Spool {
     Millis retry_max{1800000};
     std::uint32_t concurrency = 20;  // messages delivered from the spool at once
     std::uint32_t writers = 4;       // threads that write and fsync spool files
-};
-
-struct ServerTls {
-    ServerTlsMode mode = ServerTlsMode::None;
-    std::string cert;  // PEM chain, leaf first
-    std::string key;   // PEM private key
-    TlsVersion min_version = TlsVersion::Tls12;
-    std::string ciphers;  // OpenSSL cipher list for TLS 1.2; "" = OpenSSL's default
-    // Ask clients for a certificate (never required, never verified): its
-    // subject and fingerprint go into the tracking log.
-    bool ask_client_cert = false;
-    bool enabled() const { return mode != ServerTlsMode::None; }
 };
 
 struct BackendTls {

@@ -35,7 +35,12 @@ std::string describe(const Config& c) {
       << "tracking_log = " << quoted(c.server.tracking_log) << "\n"
       << "admin = " << quoted(c.server.admin) << "\n"
       << "admin_token_file = " << quoted(c.server.admin_token_file) << "\n"
-      << "spill_threshold = " << c.server.spill_threshold << "\n"
+      << "admin_readonly_token_file = " << quoted(c.server.admin_readonly_token_file) << "\n"
+      << "admin_hosts = " << list(c.server.admin_hosts) << "\n";
+    if (c.server.admin_tls.enabled())
+        o << "admin_tls = { cert = " << quoted(c.server.admin_tls.cert)
+          << ", key = " << quoted(c.server.admin_tls.key) << " }\n";
+    o << "spill_threshold = " << c.server.spill_threshold << "\n"
       << "shutdown_grace = " << ms(c.server.shutdown_grace) << "\n"
       << "threads = " << c.server.threads << "\n"
       << "busy_poll_us = " << c.server.busy_poll_us << "\n"

@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "base/text.hpp"
+#include "config/admin_keys.hpp"
 #include "config/route_pattern.hpp"
 #include "config/table_reader.hpp"
 
@@ -54,6 +55,7 @@ void read_server(TableReader& r, Server& s) {
             d.error(r.key_path("admin_token_file"), r.line_of("admin_token_file"),
                     "the token (the file's first line) must have at least 16 characters");
     }
+    read_admin_security(r, s);
     if (!s.admin.empty()) {
         auto hp = base::HostPort::parse(s.admin);
         auto ip = hp ? base::IpAddress::parse(hp->host) : std::nullopt;

@@ -107,6 +107,9 @@ void BackendHealth::adopt(const BackendHealth& p) {
     misconfigured_until_ = p.misconfigured_until_;
     ramp_from_ = p.ramp_from_;
     last_probe_ = p.last_probe_;
+    last_probe_at_ = p.last_probe_at_;
+    last_change_ = p.last_change_;
+    last_change_at_ = p.last_change_at_;
 }
 
 bool BackendHealth::accepts_new(base::Clock::TimePoint now) const {
@@ -144,6 +147,8 @@ std::optional<HealthEvent> BackendHealth::move_to(HealthState to, const char* so
     changed_at_ = now;
     good_probes_ = bad_probes_ = 0;
     if (to == HealthState::Up) live_failures_ = 0;
+    last_change_ = event;
+    last_change_at_ = now;
     return event;
 }
 
@@ -151,6 +156,7 @@ std::optional<HealthEvent> BackendHealth::probe(const proto::ProbeResult& result
                                                 base::Clock::TimePoint now) {
     if (admin_ == AdminState::Maintenance) return std::nullopt;
     last_probe_ = result;
+    last_probe_at_ = now;
     std::string reason = "probe " + result.step + ": " + result.reason;
     if (result.verdict == proto::ProbeVerdict::Healthy) {
         bad_probes_ = 0;
@@ -221,6 +227,8 @@ std::optional<HealthEvent> BackendHealth::set_admin(AdminState admin, base::Cloc
         changed_at_ = now;
     }
     admin_ = admin;
+    last_change_ = event;
+    last_change_at_ = now;
     return event;
 }
 

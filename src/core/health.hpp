@@ -106,6 +106,11 @@ class BackendHealth {
 
     const std::optional<proto::ProbeResult>& last_probe() const { return last_probe_; }
     base::Clock::TimePoint changed_at() const { return changed_at_; }
+    // When the last probe ended, and the last change of health state (for
+    // the dashboard: what happened, not only what is).
+    base::Clock::TimePoint last_probe_at() const { return last_probe_at_; }
+    const std::optional<HealthEvent>& last_change() const { return last_change_; }
+    base::Clock::TimePoint last_change_at() const { return last_change_at_; }
     std::uint32_t probes_failed_in_a_row() const { return bad_probes_; }
 
   private:
@@ -124,6 +129,9 @@ class BackendHealth {
     base::Clock::TimePoint misconfigured_until_{};     // probes cannot end it before
     std::optional<base::Clock::TimePoint> ramp_from_;  // slow start since
     std::optional<proto::ProbeResult> last_probe_;
+    base::Clock::TimePoint last_probe_at_{};
+    std::optional<HealthEvent> last_change_;  // of health or admin state
+    base::Clock::TimePoint last_change_at_{};
 };
 
 }  // namespace smtplb::core

@@ -15,6 +15,9 @@ import configs
 import harness
 from harness import SmtpClient, Smtplb, WorkdirTestCase, free_port, main, wait_until
 
+# The admin API takes state changes as JSON only (docs/admin.md).
+JSON = {"Content-Type": "application/json"}
+
 
 def send_one(port, subject):
     with smtplib.SMTP("127.0.0.1", port, timeout=30) as s:
@@ -37,7 +40,7 @@ class Reload(WorkdirTestCase):
 
     def reload_api(self):
         request = urllib.request.Request(f"http://127.0.0.1:{self.admin}/api/v1/reload",
-                                         method="POST")
+                                         data=b"{}", headers=JSON, method="POST")
         try:
             with urllib.request.urlopen(request, timeout=10) as r:
                 return r.status, json.load(r)
@@ -104,7 +107,8 @@ class Reload(WorkdirTestCase):
 
         # Admin state survives a reload for a backend that stays.
         request = urllib.request.Request(
-            f"http://127.0.0.1:{self.admin}/api/v1/backends/hubs/b/drain", method="POST")
+            f"http://127.0.0.1:{self.admin}/api/v1/backends/hubs/b/drain", data=b"{}",
+            headers=JSON, method="POST")
         urllib.request.urlopen(request, timeout=10).close()
         self.write(self.config([("a", a.port), ("b", b.port)]))
         status, body = self.reload_api()

@@ -109,6 +109,10 @@ class Service(WorkdirTestCase):
         deb = str(debs[0])
         files = subprocess.run(["dpkg-deb", "-c", deb], capture_output=True, text=True,
                                check=True).stdout
+        # The configuration reference as a man page, and the pages the README links to.
+        self.assertIn("./usr/share/man/man5/smtplb.toml.5", files)
+        self.assertIn("./usr/share/doc/smtplb/configuration.md", files)
+        self.assertIn("./usr/share/doc/smtplb/operations.md", files)
         for f in ("./usr/bin/smtplb", "./usr/lib/systemd/system/smtplb.service",
                   "./etc/smtplb/smtplb.toml", "./usr/share/man/man1/smtplb.1",
                   "./etc/logrotate.d/smtplb"):

@@ -10,6 +10,12 @@
   smtplb-tcp   smtplb, tcp mode, per-connection round robin
   smtplb-spool smtplb with every backend down, on_unavailable = "spool"
                (each message written and fsync'd before its 250)
+  smtplb-nolog smtplb as `smtplb`, with its tracking log off (not in the
+               default set): beside `smtplb` (whose log is a file), the cost
+               of the tracking log, per run in the same run:
+
+  python3 bench/bench.py --configs smtplb,smtplb-nolog --workloads reused \
+      --runs 5 --messages 50000 --idle 0
 
 Workloads: `reused` (20 sessions, many 4 KiB messages each), `new-conn` (a
 new connection per message), `large` (100 KiB messages, reused sessions),
@@ -46,6 +52,7 @@ from peers import (BUILT_SMTPLB, STRICT_BALANCER_ADDRESS, Proc, cpu_seconds,  # 
                    start_sinks, start_smtplb, tree_cpu_seconds, wait_port)
 
 ALL_CONFIGS = "direct,haproxy,nginx,postfix,smtplb,smtplb-tcp,smtplb-spool"
+EXTRA_CONFIGS = "smtplb-nolog"  # accepted, not run by default
 SLOW = ("nginx", "postfix")  # hundreds of messages per second: fewer messages
 
 
@@ -74,6 +81,7 @@ class Target:
             self.dir = tempfile.mkdtemp(prefix="lb-", dir=workdir)
             port, self.proc = start_smtplb(binary or args.smtplb, self.dir, sink_ports, mode,
                                            spool=name == "smtplb-spool",
+                                           tracking_log="" if name == "smtplb-nolog" else None,
                                            threads=args.smtplb_threads,
                                            source_address=STRICT_BALANCER_ADDRESS
                                            if args.strict_sinks else None)
@@ -227,6 +235,20 @@ def report(results, idle, configs, workloads, args):
                     summary[f"{w}/nginx"]["rate"]
                 line += f"; {summary[f'{w}/smtplb_x_nginx']:.1f}× nginx"
             print(line)
+    if "smtplb" in configs and "smtplb-nolog" in configs:
+        print()
+        print("The tracking log's cost: smtplb (log to a file) over smtplb-nolog, per run:")
+        print()
+        print("| workload | × rate without the log | range | × CPU | range |")
+        print("|---|---:|---|---:|---|")
+        for w in workloads:
+            on, off = results[w]["smtplb"], results[w]["smtplb-nolog"]
+            rates = [a / b for a, b in zip(on["rate"], off["rate"]) if b]
+            cpus = [a / b for a, b in zip(on["cpu"], off["cpu"]) if a is not None and b]
+            summary[f"{w}/tracking_log_rate_ratio_runs"] = rates
+            summary[f"{w}/tracking_log_cpu_ratio_runs"] = cpus
+            print(f"| {w} | {fmt(median(rates), 3)} | {spread(rates)} | {fmt(median(cpus), 3)} | "
+                  f"{spread(cpus)} |")
     if idle:
         print()
         print("| idle client connections | KiB RSS per connection |")
@@ -273,7 +295,8 @@ def main():
     workloads = args.workloads.split(",")
     for config in configs:
         name, _, binary = config.partition("=")
-        if name not in ALL_CONFIGS.split(",") or (binary and not name.startswith("smtplb")):
+        known = (ALL_CONFIGS + "," + EXTRA_CONFIGS).split(",")
+        if name not in known or (binary and not name.startswith("smtplb")):
             sys.exit(f"bench: unknown configuration {config}")
         if binary and not os.access(binary, os.X_OK):
             sys.exit(f"bench: {binary} is not an executable")

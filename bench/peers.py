@@ -285,11 +285,12 @@ _KNOWN_KEYS = {}
 
 
 def start_smtplb(smtplb, workdir, sink_ports, mode="smtp", listener_extra="", spool=False,
-                 threads=None, busy_poll_us=None, source_address=None):
+                 threads=None, busy_poll_us=None, source_address=None, tracking_log=None):
     """smtplb in front of the sinks; `listener_extra`: more [[listener]] lines.
     With `spool`, every backend is down and the pool spools what it accepts.
     `threads`, `busy_poll_us`: those [server] keys (the daemon's defaults
-    when None). `source_address`: the listener's address towards backends."""
+    when None). `source_address`: the listener's address towards backends.
+    `tracking_log`: that key ("" turns the log off); a file in `workdir` when None."""
     port = free_port()
     if source_address:
         listener_extra = f'source_address = "{source_address}"\n' + listener_extra
@@ -310,7 +311,7 @@ def start_smtplb(smtplb, workdir, sink_ports, mode="smtp", listener_extra="", sp
         f.write(f"""[server]
 hostname = "lb.bench.invalid"
 state_dir = "{workdir}"
-tracking_log = "{workdir}/tracking.jsonl"
+tracking_log = "{f"{workdir}/tracking.jsonl" if tracking_log is None else tracking_log}"
 admin = ""
 {f"threads = {threads}" if threads else ""}
 {f"busy_poll_us = {busy_poll_us}" if busy_poll_us is not None else ""}

@@ -3,6 +3,8 @@
 #include "admin/assets.hpp"
 #include "admin/metrics.hpp"
 #include "admin/queue.hpp"
+#include "base/text.hpp"
+#include "core/tracking.hpp"
 #include "io/front/listener.hpp"
 
 #include <boost/json.hpp>
@@ -226,11 +228,29 @@ ApiResponse handle_request(io::Balancer& balancer, const std::string& method,
         o["message"] = outcome.message;
         return {outcome.ok ? 200 : 422, "application/json", json::serialize(o) + "\n"};
     }
+    if (api && parts.size() == 3 && parts[2] == "reopen-logs") {
+        if (method != "POST") return error_response(405, "use POST");
+        auto& log = balancer.tracking();
+        std::string error;
+        bool ok = log.reopen(error);
+        balancer.log(ok ? "event=logs_reopened by=api tracking_log=" +
+                              base::logfmt_value(log.path())
+                        : "event=logs_reopen_failed by=api reason=" + base::logfmt_value(error));
+        json::object o;
+        o["reopened"] = ok;
+        o["message"] = ok ? "reopened the tracking log " + log.path() : error;
+        return {ok ? 200 : 500, "application/json", json::serialize(o) + "\n"};
+    }
     if (api && parts.size() >= 3 && parts[2] == "queue") {
         auto q = target.find('?');
-        return handle_queue_request(balancer.spool(), method,
-                                    std::vector<std::string>(parts.begin() + 3, parts.end()),
-                                    q == std::string::npos ? "" : target.substr(q + 1));
+        auto query = q == std::string::npos ? "" : target.substr(q + 1);
+        // `smtplb queue` says so (by=cli); anything else is an API client.
+        std::string by = query.find("by=cli") != std::string::npos ? "cli" : "api";
+        return handle_queue_request(
+            balancer.spool(), method, std::vector<std::string>(parts.begin() + 3, parts.end()),
+            query, [&](const core::SpoolQueue::Entry& message, const std::string& done) {
+                balancer.tracking().write(queue_action_line(message, done, by));
+            });
     }
     if (api && parts.size() == 6 && parts[2] == "backends") {
         if (method != "POST") return error_response(405, "use POST");

@@ -25,6 +25,7 @@ using ReloadHook = std::function<ReloadOutcome()>;
 //   GET  /api/v1/status
 //   POST /api/v1/backends/{pool}/{backend}/{drain|maintenance|enable}
 //   POST /api/v1/reload
+//   POST /api/v1/reopen-logs (the tracking log, after a rotation)
 //   GET|POST /api/v1/queue... (admin/queue.hpp)
 ApiResponse handle_request(io::Balancer& balancer, const std::string& method,
                            const std::string& target, const ReloadHook& reload = {},

@@ -282,6 +282,20 @@ void spool_metrics(PrometheusText& m, io::Spool& spool) {
         m.sample("smtplb_spool_events_total", {{"event", event}}, static_cast<double>(n));
 }
 
+namespace {
+
+void tracking_log_metrics(PrometheusText& m, const io::TrackingLog& log) {
+    m.family("smtplb_tracking_log_write_failures_total", "counter",
+             "Tracking-log lines that could not be written (disk full, I/O error).");
+    m.sample("smtplb_tracking_log_write_failures_total", {},
+             static_cast<double>(log.write_failures()));
+    m.family("smtplb_tracking_log_reopens_total", "counter",
+             "Times the tracking log was opened again (SIGUSR1, reopen-logs).");
+    m.sample("smtplb_tracking_log_reopens_total", {}, static_cast<double>(log.reopens()));
+}
+
+}  // namespace
+
 std::string metrics_text(io::Balancer& balancer) {
     PrometheusText m;
     daemon_metrics(m, balancer);
@@ -289,6 +303,7 @@ std::string metrics_text(io::Balancer& balancer) {
     backend_metrics(m, balancer);
     if (auto* spool = balancer.spool()) spool_metrics(m, *spool);
     process_metrics(m);
+    tracking_log_metrics(m, balancer.tracking());
     return m.text();
 }
 

@@ -1,5 +1,7 @@
 #include "admin/queue.hpp"
 
+#include "core/tracking.hpp"
+
 #include <chrono>
 
 namespace smtplb::admin {
@@ -122,8 +124,22 @@ json::object spool_summary(io::Spool& spool) {
     return o;
 }
 
+std::string queue_action_line(const core::SpoolQueue::Entry& message, const std::string& done,
+                              const std::string& by) {
+    core::QueueActionRecord r;
+    r.time_ms = now_ms();
+    r.result = done == "hold" ? "held" : done == "release" ? "released" : "deleted";
+    r.spool_id = message.id;
+    r.by = by;
+    r.pool = message.pool;
+    r.client = message.client.substr(0, message.client.find(' '));  // its address
+    r.size = message.size;
+    return r.to_json();
+}
+
 ApiResponse handle_queue_request(io::Spool* spool, const std::string& method,
-                                 const std::vector<std::string>& parts, const std::string& query) {
+                                 const std::vector<std::string>& parts, const std::string& query,
+                                 const QueueActionHook& on_action) {
     if (!spool)
         return error_json(404, "this daemon has no spool (no pool has on_unavailable = \"spool\")");
     if (parts.empty()) {
@@ -156,6 +172,9 @@ ApiResponse handle_queue_request(io::Spool* spool, const std::string& method,
     if (method != "POST") return error_json(405, "use POST");
     std::string error;
     bool ok = false;
+    core::SpoolQueue::Entry before;  // a deleted message is gone afterwards
+    before.id = id;
+    if (const auto* entry = spool->queue().find(id)) before = *entry;
     if (parts[1] == "hold")
         ok = spool->hold(id, error);
     else if (parts[1] == "release")
@@ -166,6 +185,7 @@ ApiResponse handle_queue_request(io::Spool* spool, const std::string& method,
         return error_json(400, "the action must be hold, release or delete");
     if (!ok)
         return error_json(error.find("being delivered") != std::string::npos ? 409 : 404, error);
+    if (on_action) on_action(before, parts[1]);
     json::object o;
     o["id"] = id;
     o["done"] = parts[1];

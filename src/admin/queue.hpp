@@ -1,5 +1,6 @@
 #pragma once
 #include <boost/json.hpp>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -19,7 +20,16 @@ boost::json::object spool_summary(io::Spool& spool);
 //   POST /api/v1/queue/flush             every queued message is due now
 //   POST /api/v1/queue/{id}/{hold|release|delete}
 // `parts` is the path after /api/v1/queue.
+// `on_action` hears of every hold, release and delete done (for the
+// tracking log), with the message as it was before.
+using QueueActionHook =
+    std::function<void(const core::SpoolQueue::Entry& message, const std::string& done)>;
 ApiResponse handle_queue_request(io::Spool* spool, const std::string& method,
-                                 const std::vector<std::string>& parts, const std::string& query);
+                                 const std::vector<std::string>& parts, const std::string& query,
+                                 const QueueActionHook& on_action = {});
+// The tracking-log line of a queue action: done is hold | release | delete,
+// by is api | cli.
+std::string queue_action_line(const core::SpoolQueue::Entry& message, const std::string& done,
+                              const std::string& by);
 
 }  // namespace smtplb::admin

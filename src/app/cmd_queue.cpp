@@ -11,6 +11,7 @@
 #include "commands.hpp"
 #include "config/loader.hpp"
 #include "io/spool/spool.hpp"
+#include "io/tracking_log.hpp"
 
 namespace smtplb::app {
 namespace json = boost::json;
@@ -105,6 +106,8 @@ int run_queue_command(const AdminOptions& options, const std::string& action,
     std::string path = "/api/v1/queue";
     for (const auto& p : request->parts)
         path += "/" + p;
+    // The daemon's tracking line says who asked.
+    if (request->parts.size() == 2) path += "?by=cli";
     if (options.config_path.empty()) {
         // No configuration: only a running daemon, at --admin, can answer.
         int status = 0;
@@ -146,8 +149,18 @@ int run_queue_command(const AdminOptions& options, const std::string& action,
         std::cout << "the daemon is not running: queued mail is delivered when it starts\n";
         return 0;
     }
-    auto answer =
-        admin::handle_queue_request(&spool, request->method, request->parts, "limit=1000000");
+    // The daemon is stopped: the tracking line goes to its log from here;
+    // only to an existing file (one made here would be root's, which the
+    // daemon's own user could not open).
+    std::unique_ptr<io::TrackingLog> tracking;
+    const auto& log_path = config.server.tracking_log;
+    if (log_path != "-" && !log_path.empty() && ::stat(log_path.c_str(), &st) == 0)
+        tracking = std::make_unique<io::TrackingLog>(log_path);
+    auto answer = admin::handle_queue_request(
+        &spool, request->method, request->parts, "limit=1000000",
+        [&](const core::SpoolQueue::Entry& message, const std::string& done) {
+            if (tracking) tracking->write(admin::queue_action_line(message, done, "cli"));
+        });
     return print_answer(action, answer.status, answer.body, options.json);
 }
 

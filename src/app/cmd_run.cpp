@@ -313,6 +313,15 @@ void raise_file_limit(const config::Config& config) {
                    {"hint", "raise LimitNOFILE (systemd) or ulimit -n, or lower max_connections"}});
 }
 
+// SIGUSR1: the tracking log is opened again (after logrotate renamed it).
+void reopen_logs(io::Balancer& balancer) {
+    std::string error;
+    if (balancer.tracking().reopen(error))
+        log_event("logs_reopened", {{"tracking_log", balancer.tracking().path()}});
+    else
+        log_event("logs_reopen_failed", {{"reason", error}});
+}
+
 int serve(const std::string& path, Ending& ending) {
     auto result = config::load_file(path);
     log_diagnostics(result.diagnostics, path);
@@ -329,6 +338,9 @@ int serve(const std::string& path, Ending& ending) {
     // kill the process).
     io::asio::signal_set signals(*io, SIGINT, SIGTERM);
     io::asio::signal_set hangup(*io, SIGHUP);
+    // SIGUSR1 (logrotate) reopens the tracking log; SIGUSR2 is ignored with a
+    // line: neither may kill the daemon, as their default actions would.
+    io::asio::signal_set user_signals(*io, SIGUSR1, SIGUSR2);
     // Declared before the daemon: the balancers' sockets and timers belong
     // to these loops, so the balancers are destroyed first.
     io::EventLoops loops(*io, result.config->server.threads);
@@ -393,6 +405,16 @@ int serve(const std::string& path, Ending& ending) {
         hangup.async_wait(on_hangup);
     };
     hangup.async_wait(on_hangup);
+    std::function<void(const io::error_code&, int)> on_user_signal = [&](const io::error_code& ec,
+                                                                         int signo) {
+        if (ec) return;
+        if (signo == SIGUSR1)
+            reopen_logs(*daemon.current.balancer);
+        else
+            log_event("signal_ignored", {{"signal", std::to_string(signo)}});
+        user_signals.async_wait(on_user_signal);
+    };
+    user_signals.async_wait(on_user_signal);
     ::signal(SIGPIPE, SIG_IGN);
     loops.start();
     loops.run_main();
@@ -401,6 +423,7 @@ int serve(const std::string& path, Ending& ending) {
     // server, the signal sets, and last the loops.
     signals.cancel();
     hangup.cancel();
+    user_signals.cancel();
     if (watchdog) watchdog->cancel();
     loops.stop();
     daemon.admin_server.reset();

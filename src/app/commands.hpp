@@ -42,6 +42,9 @@ struct AdminOptions {
 };
 int run_status(const AdminOptions& options);
 int run_reload_command(const AdminOptions& options);
+// The daemon reopens its tracking log: through the admin API, or, with a
+// process id (not 0), by SIGUSR1.
+int run_reopen_logs_command(const AdminOptions& options, long pid);
 // list | show ID | flush | hold ID | release ID | delete ID, on a running
 // daemon (admin API) or on the spool of a stopped one.
 int run_queue_command(const AdminOptions& options, const std::string& action,

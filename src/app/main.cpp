@@ -107,6 +107,19 @@ int run_command_line(int argc, char** argv) {
     reload->add_option("--pid", admin_options.pid,
                        "When the configuration has no admin API: send SIGHUP to this process "
                        "(systemd's $MAINPID) after validating the file");
+    long reopen_pid = 0;
+    auto* reopen_logs = app.add_subcommand(
+        "reopen-logs",
+        "Make a running daemon open its tracking log again after a rotation (same as SIGUSR1)");
+    reopen_logs->add_option("--admin", admin_options.admin, "The daemon's admin ADDRESS:PORT");
+    reopen_logs->add_option("--token-file", admin_options.token_file,
+                            "Bearer token for the admin API (else the configuration's)");
+    reopen_logs->add_option("--tls-ca", admin_options.tls_ca,
+                            "Talk TLS to the admin listener, trusting this PEM file");
+    reopen_logs->add_option("--config,-c", admin_options.config_path,
+                            "Take the admin address from this configuration");
+    reopen_logs->add_option("--pid", reopen_pid,
+                            "Send SIGUSR1 to this process instead of using the admin API");
     std::string backend_pool, backend_name, backend_action;
     auto* backend = app.add_subcommand(
         "backend", "Drain a backend, put it in maintenance, or enable it, on a running daemon");
@@ -194,6 +207,7 @@ int run_command_line(int argc, char** argv) {
 
     if (*status) return smtplb::app::run_status(admin_options);
     if (*reload) return smtplb::app::run_reload_command(admin_options);
+    if (*reopen_logs) return smtplb::app::run_reopen_logs_command(admin_options, reopen_pid);
     if (*queue) return smtplb::app::run_queue_command(admin_options, queue_action, queue_id);
     if (*backend)
         return smtplb::app::run_backend_command(admin_options, backend_pool, backend_name,

@@ -107,6 +107,16 @@ std::string TrackingRecord::to_json() const {
         append_string(out, recipient_domains[i]);
     }
     out += ']';
+    out += ",\"recipient_list\":[";
+    for (std::size_t i = 0; i < recipient_list.size(); ++i) {
+        out += i ? ",{\"address\":" : "{\"address\":";
+        append_string(out, recipient_list[i].address);
+        field(out, "reply", recipient_list[i].reply);
+        out += '}';
+    }
+    out += ']';
+    if (recipients_omitted) field(out, "recipients_omitted", std::int64_t(recipients_omitted));
+    if (!message_id.empty()) field(out, "message_id", message_id);
     field(out, "size", static_cast<std::int64_t>(size));
     field(out, "pool", pool);
     out += ",\"attempts\":[";
@@ -125,6 +135,18 @@ std::string TrackingRecord::to_json() const {
     field(out, "reply", reply);
     field(out, "identity", identity);
     field(out, "duration_ms", duration_ms);
+    out += '}';
+    return out;
+}
+
+std::string QueueActionRecord::to_json() const {
+    std::string out = "{\"time_ms\":" + std::to_string(time_ms);
+    field(out, "result", result);
+    field(out, "spool_id", spool_id);
+    field(out, "by", by);
+    field(out, "pool", pool);
+    field(out, "client", client);
+    field(out, "size", static_cast<std::int64_t>(size));
     out += '}';
     return out;
 }

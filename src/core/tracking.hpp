@@ -13,6 +13,12 @@ struct AttemptRecord {
     std::string tls;    // the TLS of that backend connection, "" for plaintext
 };
 
+// One recipient the client gave, and what it was answered.
+struct RecipientRecord {
+    std::string address;
+    std::string reply;  // the reply summary: "250 2.1.5 Ok", "554 5.7.1 ..."
+};
+
 // One line of the tracking log (JSON Lines), one per transaction.
 struct TrackingRecord {
     std::int64_t time_ms = 0;
@@ -30,8 +36,14 @@ struct TrackingRecord {
     std::string client_cert_sha256;
     std::string login;  // the SASL login of an authenticated client
     std::string sender;
-    std::size_t recipients = 0;
+    std::size_t recipients = 0;  // accepted ones
     std::vector<std::string> recipient_domains;
+    // Every RCPT of the transaction, accepted or not, in order; at most
+    // kMaxRecipientRecords, the rest only counted.
+    static constexpr std::size_t kMaxRecipientRecords = 1000;
+    std::vector<RecipientRecord> recipient_list;
+    std::size_t recipients_omitted = 0;
+    std::string message_id;  // the message's Message-ID header, when it has one
     std::uint64_t size = 0;
     std::string pool;
     std::vector<AttemptRecord> attempts;
@@ -43,6 +55,19 @@ struct TrackingRecord {
     std::string reply;     // what the client was finally told
     std::string identity;  // what the backend was given: xclient | proxy-v1 | proxy-v2 | none
     std::int64_t duration_ms = 0;
+
+    std::string to_json() const;
+};
+
+// A line for an operator's action on a spooled message.
+struct QueueActionRecord {
+    std::int64_t time_ms = 0;
+    std::string result;  // held | released | deleted
+    std::string spool_id;
+    std::string by;  // api | cli
+    std::string pool;
+    std::string client;
+    std::uint64_t size = 0;
 
     std::string to_json() const;
 };

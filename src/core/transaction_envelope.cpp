@@ -251,6 +251,8 @@ void Transaction::recipient_answer(const proto::Reply& reply) {
     } else {
         ++counters.rejected;
     }
+    // The tracking line names the backend that refused a recipient.
+    if (!reply.positive()) record("rcpt", reply.summary());
     answer(relay_reply(reply));
 }
 

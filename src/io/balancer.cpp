@@ -22,10 +22,9 @@ Balancer::Balancer(asio::io_context& io, const config::Config& config,
       slots_(std::make_shared<ConnectionSlots>([this](const std::string& line) { log(line); })),
       router_(config_.routes),
       connector_(connector ? std::move(connector) : std::make_unique<TcpConnector>()),
-      tracking_(
-          previous && previous->tracking_->path() == config_.server.tracking_log
-              ? previous->tracking_
-              : std::make_shared<TrackingLog>(io.get_executor(), config_.server.tracking_log)),
+      tracking_(previous && previous->tracking_->path() == config_.server.tracking_log
+                    ? previous->tracking_
+                    : std::make_shared<TrackingLog>(config_.server.tracking_log)),
       run_stats_(previous ? previous->run_stats_ : std::make_shared<RunStats>()),
       health_(io.get_executor(), tasks_, *connector_, config_.server.hostname, random_),
       event_log_([](const std::string& line) { base::log_line(line); }) {

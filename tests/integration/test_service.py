@@ -4,6 +4,7 @@ package built by CPack (files, dependencies, a default configuration that
 validates, a unit file systemd accepts)."""
 import os
 import pathlib
+import shutil
 import signal
 import socket
 import subprocess
@@ -115,7 +116,8 @@ class Service(WorkdirTestCase):
         for f in ("./usr/bin/smtplb", "./usr/lib/systemd/system/smtplb.service",
                   "./etc/smtplb/smtplb.toml", "./usr/share/man/man1/smtplb.1",
                   "./usr/share/doc/smtplb/prometheus-alerts.yml",
-                  "./usr/share/doc/smtplb/grafana-dashboard.json"):
+                  "./usr/share/doc/smtplb/grafana-dashboard.json",
+                  "./etc/logrotate.d/smtplb"):
             self.assertIn(f, files)
         depends = subprocess.run(["dpkg-deb", "-f", deb, "Depends"], capture_output=True,
                                  text=True, check=True).stdout
@@ -123,10 +125,12 @@ class Service(WorkdirTestCase):
         self.assertIn("adduser", depends)
         control = subprocess.run(["dpkg-deb", "-I", deb], capture_output=True, text=True,
                                  check=True).stdout
-        self.assertIn("postinst", control)
-        self.assertIn("conffiles", control)
+        for script in ("postinst", "prerm", "postrm", "conffiles"):
+            self.assertIn(script, control)
         root = os.path.join(self.workdir, "root")
         subprocess.run(["dpkg-deb", "-x", deb, root], check=True)
+        self.check_maintainer_scripts(deb)
+        self.check_logrotate(os.path.join(root, "etc/logrotate.d/smtplb"))
         binary = os.path.join(root, "usr/bin/smtplb")
         conf = os.path.join(root, "etc/smtplb/smtplb.toml")
         # `check` also wants the directories postinst creates: here, the test's own.
@@ -149,6 +153,59 @@ class Service(WorkdirTestCase):
         r = subprocess.run(["systemd-analyze", "verify", "--man=no", path], capture_output=True,
                            text=True, timeout=60)
         self.assertEqual((r.returncode, r.stderr.strip()), (0, ""), r.stdout)
+
+    def check_maintainer_scripts(self, deb):
+        """prerm/postrm stop and disable the service, idempotently, with and
+        without systemd's tools (stubs record what they were asked)."""
+        control = os.path.join(self.workdir, "control")
+        subprocess.run(["dpkg-deb", "-e", deb, control], check=True)
+        with open(os.path.join(control, "conffiles")) as f:
+            self.assertIn("/etc/logrotate.d/smtplb", f.read().split())
+        stubs = os.path.join(self.workdir, "stubs")
+        os.makedirs(stubs)
+        calls = os.path.join(self.workdir, "calls")
+        for tool in ("systemctl", "deb-systemd-helper"):
+            with open(os.path.join(stubs, tool), "w") as f:
+                f.write(f"#!/bin/sh\necho {tool} \"$@\" >> {calls}\n")
+            os.chmod(os.path.join(stubs, tool), 0o755)
+        empty = os.path.join(self.workdir, "empty")
+        os.makedirs(empty)
+        for path in (stubs, empty):
+            for script, args in (("prerm", "remove"), ("prerm", "remove"), ("postrm", "remove"),
+                                 ("postrm", "purge"), ("prerm", "upgrade")):
+                r = subprocess.run(["/bin/sh", os.path.join(control, script), args],
+                                   env={"PATH": path}, capture_output=True, text=True)
+                self.assertEqual(r.returncode, 0, (script, args, path, r.stderr))
+        with open(calls) as f:
+            recorded = f.read()
+        self.assertIn("deb-systemd-helper disable smtplb.service", recorded)
+        self.assertIn("deb-systemd-helper purge smtplb.service", recorded)
+        if os.path.isdir("/run/systemd/system"):
+            self.assertIn("systemctl stop smtplb.service", recorded)
+
+    def check_logrotate(self, path):
+        """The shipped logrotate file as logrotate reads it (debug mode: no
+        change), pointed at a log in the work directory."""
+        if not shutil.which("logrotate"):
+            self.skipTest("logrotate is not installed")
+        with open(path) as f:
+            text = f.read()
+        for word in ("compress", "delaycompress", "postrotate", "USR1", "reopen-logs"):
+            self.assertIn(word, text)
+        log = os.path.join(self.workdir, "tracking.jsonl")
+        with open(log, "w") as f:
+            f.write("{}\n")
+        conf = os.path.join(self.workdir, "logrotate.conf")
+        with open(conf, "w") as f:
+            text = text.replace("/var/log/smtplb/tracking.jsonl", log)
+            if subprocess.run(["getent", "passwd", "smtplb"], capture_output=True).returncode:
+                # The package's postinst makes the user; not installed here.
+                text = text.replace("create 0640 smtplb smtplb", "create 0640 root root")
+            f.write(text)
+        r = subprocess.run(["logrotate", "-d", "-s", os.path.join(self.workdir, "lr.state"), conf],
+                           capture_output=True, text=True, timeout=30)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertNotIn("error", (r.stdout + r.stderr).lower())
 
 
 if __name__ == "__main__":

@@ -2,7 +2,6 @@
 
 #include <array>
 #include <chrono>
-#include <set>
 
 #include "base/text.hpp"
 #include "core/delivery.hpp"
@@ -11,6 +10,7 @@
 #include "io/balancer.hpp"
 #include "io/front/client_names.hpp"
 #include "io/front/listener.hpp"
+#include "io/front/transaction_log.hpp"
 #include "io/runtime/deadline.hpp"
 #include "io/runtime/event_loops.hpp"
 #include "io/runtime/message_buffer.hpp"
@@ -101,12 +101,8 @@ class ClientSession : public SpoolPort {
     awaitable<bool> spool_has_room();
     // Accepted by the listener's policy; no backend can verify it now.
     awaitable<std::optional<Reply>> check_recipient(const proto::Mailbox& rcpt) override;
-    void note_rcpt_reply(const Reply& reply) {
-        if (!log_) return;
-        if (reply.positive())
-            ++log_->rcpts_accepted;
-        else
-            log_->last_refusal = reply;
+    void note_rcpt_reply(const proto::Mailbox& rcpt, const Reply& reply) {
+        if (log_) log_->note_recipient(rcpt, reply);
     }
 
     // Reads go into buffers of the session's own, which Asio fills from one
@@ -162,18 +158,9 @@ class ClientSession : public SpoolPort {
     // The message being received; made at DATA and gone after it, so an
     // idle connection does not carry it (the per-connection memory budget).
     std::unique_ptr<MessageBuffer> body_;
-    // What the current transaction's tracking line needs; made at MAIL, so
-    // an idle connection does not carry it (the per-connection memory budget).
-    struct TransactionLog {
-        core::TrackingRecord record;
-        std::chrono::steady_clock::time_point started;
-        std::set<std::string> domains;
-        std::size_t rcpts_accepted = 0;
-        std::optional<Reply> last_refusal;
-    };
-    std::unique_ptr<TransactionLog> log_;
-    std::shared_ptr<NameLookup> names_;  // until the first transaction has the result
-    std::unique_ptr<Deadline> hold_;     // made when a backend first waits on this client
+    std::unique_ptr<TransactionLog> log_;  // the current transaction's tracking line
+    std::shared_ptr<NameLookup> names_;    // until the first transaction has the result
+    std::unique_ptr<Deadline> hold_;       // made when a backend first waits on this client
 };
 
 Reply storage_full() {
@@ -368,7 +355,7 @@ awaitable<void> ClientSession::handle(proto::ServerEvent& ev) {
         case Kind::Rcpt: {
             const auto& rcpt = ev.path.mailbox;
             if (auto refusal = policy.check_recipient(client, protocol_.authenticated(), rcpt)) {
-                note_rcpt_reply(*refusal);
+                note_rcpt_reply(rcpt, *refusal);
                 protocol_.answer(*refusal);
                 break;
             }
@@ -380,13 +367,12 @@ awaitable<void> ClientSession::handle(proto::ServerEvent& ev) {
                 // RFC 5321 §4.5.3.1.10: the client sends it again in a new transaction.
                 auto later = Reply::make(
                     452, "4.5.3", "Recipient belongs to another mail system; send it separately");
-                note_rcpt_reply(later);
+                note_rcpt_reply(rcpt, later);
                 protocol_.answer(later);
                 break;
             }
             auto reply = co_await relay_.add_recipient(rcpt);
-            note_rcpt_reply(reply);
-            if (reply.positive() && log_) log_->domains.insert(rcpt.domain);
+            note_rcpt_reply(rcpt, reply);
             protocol_.answer(reply);
             break;
         }
@@ -408,6 +394,7 @@ awaitable<void> ClientSession::handle(proto::ServerEvent& ev) {
                 co_await relay_.abandon();
             } else {
                 if (log_) log_->record.size = ev.message_size;
+                if (log_ && balancer_.tracking().enabled()) log_->find_message_id(*body_);
                 reply = co_await relay_.deliver(*body_);
             }
             protocol_.set_body_sink(nullptr);

@@ -216,6 +216,19 @@ awaitable<void> SpoolDeliverer::deliver_one(std::string id,
     r.helo = env.identity.helo;
     r.sender = env.sender.null ? "" : env.sender.mailbox.address();
     r.recipients = outcome.delivered.size();
+    // Each recipient tried this time, with what became of it.
+    auto add = [&](std::size_t i, const Reply& reply) {
+        if (r.recipient_list.size() >= core::TrackingRecord::kMaxRecipientRecords)
+            ++r.recipients_omitted;
+        else
+            r.recipient_list.push_back({layout.recipients[i].mailbox.address(), reply.summary()});
+    };
+    for (auto i : outcome.delivered)
+        add(i, final_reply);
+    for (const auto& [i, reply] : outcome.failed)
+        add(i, reply);
+    for (const auto& [i, reply] : outcome.deferred)
+        add(i, reply);
     r.size = message.size();
     r.pool = env.pool;
     r.attempts = relay.attempts();

@@ -86,7 +86,13 @@ void HttpServer::set_balancer(io::Balancer& balancer) {
     // TLS on or off is decided at start (like the address); renewed files
     // are picked up here. A pair that does not load keeps the old one.
     const auto& server = balancer.config().server;
-    if (!tls_ || !server.admin_tls.enabled()) return;
+    if (bool(tls_) != server.admin_tls.enabled()) {
+        balancer.log(
+            std::string("event=admin_tls_unchanged tls=") + (tls_ ? "on" : "off") + " reason=" +
+            base::logfmt_value("server.admin_tls on or off takes effect at the next start"));
+        return;
+    }
+    if (!tls_) return;
     std::string error;
     if (auto renewed = make_admin_tls(server, error))
         tls_ = std::move(renewed);
@@ -158,8 +164,11 @@ io::awaitable<void> HttpServer::serve_requests(Stream& stream) {
             co_await http::async_write(stream, denied, io::use_nothrow);
             co_return;
         }
-        auto result = handle_request(*balancer_, std::string(request.method_string()),
-                                     std::string(request.target()), reload_, &run_);
+        // HEAD: what GET would answer, without the body (RFC 9110 §9.3.2).
+        const bool head = request.method() == http::verb::head;
+        auto result =
+            handle_request(*balancer_, head ? "GET" : std::string(request.method_string()),
+                           std::string(request.target()), reload_, &run_);
         http::response<http::string_body> response{static_cast<http::status>(result.status),
                                                    request.version()};
         common_headers(response);
@@ -167,6 +176,7 @@ io::awaitable<void> HttpServer::serve_requests(Stream& stream) {
         response.keep_alive(request.keep_alive());
         response.body() = std::move(result.body);
         response.prepare_payload();
+        if (head) response.body().clear();  // Content-Length stays GET's
         auto [wec, written] = co_await http::async_write(stream, response, io::use_nothrow);
         if (wec || !response.keep_alive()) co_return;
     }

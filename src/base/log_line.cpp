@@ -62,14 +62,15 @@ LogLevel level_of(std::string_view line) {
     // Something an operator must act on: mail or state may be lost.
     for (std::string_view e :
          {"start_failed", "spool_commit_failed", "spool_corrupt", "spool_file_error",
-          "internal_error", "config_error", "generation_abandoned"})
+          "internal_error", "config_error", "generation_abandoned", "tracking_log_write_failed",
+          "logs_reopen_failed"})
         if (name == e) return LogLevel::Error;
     // Something is wrong or refused, the daemon goes on.
     for (std::string_view e :
          {"reload_refused", "admin_unchanged", "threads_unchanged", "file_limit_low",
           "backend_warning", "backend_connections_at_max", "connection_wait_timeout",
           "identity_not_presented", "proxy_refused", "spool_quarantined", "spool_no_pool",
-          "spool_bounce", "config_warning", "certificate_expiring"})
+          "spool_bounce", "config_warning", "certificate_expiring", "admin_tls_unchanged"})
         if (name == e) return LogLevel::Warn;
     if (name == "health")
         return line.find(" to=up") == std::string_view::npos ? LogLevel::Warn : LogLevel::Info;

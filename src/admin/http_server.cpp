@@ -161,6 +161,7 @@ io::awaitable<void> HttpServer::serve_requests(Stream& stream) {
             facts.origin = origin->value();
         if (auto refusal = check_access(policy, facts)) {
             auto denied = refusal_response(*refusal, request.version());
+            if (request.method() == http::verb::head) denied.body().clear();
             co_await http::async_write(stream, denied, io::use_nothrow);
             co_return;
         }

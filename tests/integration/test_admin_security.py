@@ -95,6 +95,22 @@ class AdminSecurity(WorkdirTestCase):
         status, doc = request(self.port, "GET", "/api/v1/status", bearer(ADMIN_TOKEN))
         self.assertEqual(status, 200)
 
+    def test_head_answers_like_get_without_a_body(self):
+        self.start_daemon()
+        for path, headers in (("/", {}), ("/api/v1/status", bearer(READONLY_TOKEN))):
+            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+            conn.request("HEAD", path, headers=headers)
+            r = conn.getresponse()
+            self.assertEqual(r.status, 200, path)
+            self.assertGreater(int(r.getheader("Content-Length")), 0, path)
+            self.assertEqual(r.read(), b"", path)
+            conn.close()
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        conn.request("HEAD", "/api/v1/status")
+        r = conn.getresponse()
+        self.assertEqual((r.status, r.read()), (401, b""))  # the token rules are GET's
+        conn.close()
+
     def test_a_post_without_a_token_is_refused(self):
         self.start_daemon()
         status, body = request(self.port, "POST", "/api/v1/backends/hubs/a/drain", JSON, "{}")

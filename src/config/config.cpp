@@ -67,7 +67,7 @@ const char* to_string(Role v) {
     switch (v) {
         case Role::Inbound:
             return "inbound";
-        case Role::TransactionExecutor:
+        case Role::Relay:
             return "relay";
         case Role::Submission:
             return "submission";

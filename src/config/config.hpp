@@ -15,7 +15,7 @@ namespace smtplb::config {
 using Millis = std::chrono::milliseconds;
 
 enum class ListenerMode { Smtp, Tcp };
-enum class Role { Inbound, TransactionExecutor, Submission };
+enum class Role { Inbound, Relay, Submission };
 enum class IdentityMode { Xclient, ProxyV1, ProxyV2, None };
 enum class Algorithm { RoundRobin, LeastConnections, LeastPending, SourceHash, RandomTwo };
 enum class Persistence { None, SourceIp };

@@ -175,10 +175,9 @@ void read_listener(TableReader& r, Listener& l) {
     // Per connection, nothing of SMTP is seen: no XCLIENT, and the identity
     // goes by PROXY header or not at all.
     if (tcp && !r.node("client_identity")) l.client_identity = IdentityMode::None;
-    r.choice("role", l.role,
-             {{"inbound", Role::Inbound},
-              {"relay", Role::TransactionExecutor},
-              {"submission", Role::Submission}});
+    r.choice(
+        "role", l.role,
+        {{"inbound", Role::Inbound}, {"relay", Role::Relay}, {"submission", Role::Submission}});
     r.strings("accepted_domains", l.accepted_domains);
     for (auto& dom : l.accepted_domains)
         dom = base::to_lower(dom);
@@ -289,13 +288,13 @@ void read_listener(TableReader& r, Listener& l) {
             d.error(
                 r.key_path("tls"), r.line_of("mode"),
                 "a \"tcp\" listener passes TLS through to the backends; it has no tls of its own");
-        // TransactionExecutor policy is the backends' then: only they see the envelope.
+        // Relay policy is the backends' then: only they see the envelope.
         return;
     }
     if (l.role == Role::Inbound && l.accepted_domains.empty())
         d.error(r.key_path("accepted_domains"), r.line_of("accepted_domains"),
                 "an inbound listener needs the domains it accepts mail for");
-    if (l.role == Role::TransactionExecutor && l.trusted_networks.empty())
+    if (l.role == Role::Relay && l.trusted_networks.empty())
         d.warning(r.key_path("trusted_networks"), r.line_of("trusted_networks"),
                   "a relay listener without trusted networks relays for nobody");
     if (l.role == Role::Submission && !l.tls.enabled())

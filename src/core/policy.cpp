@@ -10,7 +10,7 @@ proto::Reply denied(const char* text) {
 
 bool RelayPolicy::may_relay(const base::IpAddress& client, bool authenticated) const {
     if (authenticated) return true;
-    if (listener_.role != config::Role::TransactionExecutor) return false;
+    if (listener_.role != config::Role::Relay) return false;
     for (const auto& net : listener_.trusted_networks)
         if (net.contains(client)) return true;
     return false;
@@ -48,8 +48,8 @@ std::optional<proto::Reply> RelayPolicy::check_recipient(const base::IpAddress& 
     if (rcpt.quoted_local && rcpt.local.find('\\') != std::string::npos)
         return denied("Quoted local part with escapes is not accepted");
     if (rcpt.domain.empty()) return std::nullopt;  // <postmaster>, RFC 5321 §4.5.1
-    if (rcpt.address_literal) return denied("TransactionExecutor access denied (address literal)");
-    if (!accepts_domain(rcpt.domain)) return denied("TransactionExecutor access denied");
+    if (rcpt.address_literal) return denied("Relay access denied (address literal)");
+    if (!accepts_domain(rcpt.domain)) return denied("Relay access denied");
     return std::nullopt;
 }
 

@@ -46,6 +46,7 @@ int TrackingLog::open_file(std::string& error) const {
 
 void TrackingLog::write(std::string line) {
     if (fd_ < 0) return;
+    if (unterminated_.exchange(false, std::memory_order_relaxed)) line.insert(0, 1, '\n');
     line += '\n';
     const char* data = line.data();
     std::size_t left = line.size();
@@ -56,6 +57,7 @@ void TrackingLog::write(std::string line) {
         ssize_t n = ::write(fd_, data, left);
         if (n < 0 && errno == EINTR) continue;
         if (n <= 0) {
+            if (left < line.size()) unterminated_.store(true, std::memory_order_relaxed);
             write_failed(n < 0 ? errno : ENOSPC);
             return;
         }

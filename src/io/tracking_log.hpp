@@ -52,6 +52,9 @@ class TrackingLog {
     bool owned_ = false;
     std::atomic<std::uint64_t> failures_{0};
     std::atomic<std::uint64_t> reopens_{0};
+    // A failed write left part of a line (a full disk): the next line
+    // starts with a newline, so that no record is glued onto the fragment.
+    std::atomic<bool> unterminated_{false};
     std::mutex report_mutex_;  // the rate limit of failure reports, and reopen
     std::chrono::steady_clock::time_point last_report_{};
     std::uint64_t reported_failures_ = 0;

@@ -249,7 +249,8 @@ void ClientSession::finish_tracking(const std::string& reply, const char* result
     r.pool = relay_.pool() ? relay_.pool()->name() : "";
     r.attempts = relay_.attempts();
     r.queue_id = relay_.queue_id();
-    r.identity = relay_.identity_result();
+    // What a backend was given; nothing when no backend was reached.
+    r.identity = r.attempts.empty() ? std::string() : relay_.identity_result();
     r.reply = reply;
     r.result = result;
     r.duration_ms = std::chrono::duration_cast<std::chrono::milliseconds>(

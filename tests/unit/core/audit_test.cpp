@@ -95,9 +95,8 @@ TEST(Audit, ProbeVerdictsBecomeFindings) {
     ASSERT_EQ(f.size(), 1u);
     EXPECT_EQ(f[0].severity, S::Problem);
     EXPECT_NE(f[0].what.find("250 2.1.5 Ok"), std::string::npos);
-    proto::ProbeResult refused{
-        proto::ProbeVerdict::Down, "rcpt",
-        proto::Reply::make(554, "5.7.1", "TransactionExecutor access denied"), "x", ""};
+    proto::ProbeResult refused{proto::ProbeVerdict::Down, "rcpt",
+                               proto::Reply::make(554, "5.7.1", "Relay access denied"), "x", ""};
     EXPECT_TRUE(core::audit_probe("b", refused, xclient_ok).empty());
     f = core::audit_probe("b", refused, xclient_missing);
     ASSERT_EQ(f.size(), 1u);
@@ -140,9 +139,8 @@ TEST(Audit, RelayBatteryFormsAndVerdicts) {
     ASSERT_TRUE(f);
     EXPECT_EQ(f->severity, core::Finding::Severity::Problem);
     EXPECT_NE(f->what.find(forms[0]), std::string::npos);
-    proto::ProbeResult refused{
-        proto::ProbeVerdict::Down, "rcpt",
-        proto::Reply::make(554, "5.7.1", "TransactionExecutor access denied"), "x", ""};
+    proto::ProbeResult refused{proto::ProbeVerdict::Down, "rcpt",
+                               proto::Reply::make(554, "5.7.1", "Relay access denied"), "x", ""};
     EXPECT_FALSE(core::audit_relay_form("b", forms[0], refused));
     proto::ProbeResult busy{proto::ProbeVerdict::Busy, "mail",
                             proto::Reply::make(452, "4.3.1", "full"), "x", ""};

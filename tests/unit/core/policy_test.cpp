@@ -28,7 +28,7 @@ const base::IpAddress kInsider = *base::IpAddress::parse("10.1.2.3");
 class OpenRelayBattery : public ::testing::TestWithParam<const char*> {};
 
 TEST_P(OpenRelayBattery, RefusedWith550_571ForOutsiders) {
-    for (auto role : {config::Role::Inbound, config::Role::TransactionExecutor}) {
+    for (auto role : {config::Role::Inbound, config::Role::Relay}) {
         auto l = listener(role);
         core::RelayPolicy policy(l);
         auto refusal = policy.check_recipient(kOutsider, false, mailbox(GetParam()));
@@ -61,7 +61,7 @@ TEST(RelayPolicy, AcceptsOwnDomainsSubdomainsAndPostmaster) {
 }
 
 TEST(RelayPolicy, TrustedNetworksRelayOnlyOnRelayListeners) {
-    auto relay = listener(config::Role::TransactionExecutor);
+    auto relay = listener(config::Role::Relay);
     core::RelayPolicy relay_policy(relay);
     EXPECT_FALSE(
         relay_policy.check_recipient(kInsider, false, mailbox("<someone@elsewhere.example>")));

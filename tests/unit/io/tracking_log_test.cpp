@@ -1,9 +1,11 @@
 #include "io/tracking_log.hpp"
 
 #include <gtest/gtest.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <csignal>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -153,6 +155,31 @@ TEST(TrackingLog, FailedWritesAreCountedAndReportedAtMostOnceAMinute) {
     EXPECT_EQ(log.write_failures(), 100u);
     ASSERT_EQ(reports.size(), 1u);
     EXPECT_NE(reports[0].find("event=tracking_log_write_failed"), std::string::npos);
+}
+
+// A disk that fills in the middle of a line leaves a fragment: the next
+// record must not be glued onto it (a file size limit stands for the disk).
+TEST(TrackingLog, ALineCutByAFullDiskIsNotContinuedByTheNext) {
+    TempDir dir;
+    TrackingLog log(dir.file("t.jsonl"));
+    ASSERT_TRUE(log.enabled()) << log.error();
+    log.write("{\"n\":1}");
+    rlimit saved{};
+    ASSERT_EQ(::getrlimit(RLIMIT_FSIZE, &saved), 0);
+    auto old_handler = std::signal(SIGXFSZ, SIG_IGN);
+    rlimit small = saved;
+    small.rlim_cur = fs::file_size(dir.file("t.jsonl")) + 10;
+    ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &small), 0);
+    log.write("{\"n\":2,\"padding\":\"" + std::string(100, 'x') + "\"}");
+    ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &saved), 0);
+    std::signal(SIGXFSZ, old_handler);
+    EXPECT_EQ(log.write_failures(), 1u);
+    log.write("{\"n\":3}");
+    auto lines = lines_of(slurp(dir.file("t.jsonl")));
+    ASSERT_EQ(lines.size(), 3u);
+    EXPECT_EQ(lines[0], "{\"n\":1}");
+    EXPECT_EQ(lines[1], "{\"n\":2,\"pa");  // the fragment (10 bytes), alone on its line
+    EXPECT_EQ(lines[2], "{\"n\":3}");
 }
 
 TEST(TrackingLog, EmptyPathIsOffAndAMissingDirectoryIsAnError) {

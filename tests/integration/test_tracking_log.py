@@ -313,16 +313,22 @@ class TrackingLog(WorkdirTestCase):
         self.validate(read_lines(lb.tracking) + read_lines(tcp.tracking))
 
     def test_the_shipped_logrotate_file_rotates_a_running_daemon(self):
-        if not shutil.which("logrotate"):
-            self.skipTest("logrotate is not installed")
+        self.rotate_with_the_shipped_file(admin=True)
+
+    def test_the_shipped_logrotate_file_signals_a_daemon_without_admin_api(self):
+        self.rotate_with_the_shipped_file(admin=False)
+
+    def rotate_with_the_shipped_file(self, admin):
+        self.assertTrue(shutil.which("logrotate"), "logrotate must be installed")
         (sink,) = self.start_sinks("hub")
         lb, port = self.start_balancer([("hub", sink.port)],
-                                       server_options={"admin": "127.0.0.1:0"})
-        admin_port = lb.admin_port()
-        with open(lb.config) as f:
-            text = f.read()
-        with open(lb.config, "w") as f:  # reopen-logs reads the admin address from the file
-            f.write(text.replace('admin = "127.0.0.1:0"', f'admin = "127.0.0.1:{admin_port}"'))
+                                       server_options={"admin": "127.0.0.1:0" if admin else ""})
+        if admin:
+            admin_port = lb.admin_port()
+            with open(lb.config) as f:
+                text = f.read()
+            with open(lb.config, "w") as f:  # reopen-logs reads the admin address from the file
+                f.write(text.replace('admin = "127.0.0.1:0"', f'admin = "127.0.0.1:{admin_port}"'))
         errors = []
         send_many(port, ["before-rotation"], errors)
         with open(DIST_LOGROTATE) as f:
@@ -332,6 +338,8 @@ class TrackingLog(WorkdirTestCase):
         conf = (conf.replace("/var/log/smtplb/tracking.jsonl", lb.tracking)
                 .replace("/etc/smtplb/smtplb.toml", lb.config)
                 .replace("smtplb reopen-logs", f"{harness.SMTPLB} reopen-logs")
+                # The fallback's signal, to this test's daemon only.
+                .replace("'^(/usr/bin/)?smtplb run'", f"'^{harness.SMTPLB} run --config {lb.config}'")
                 .replace("[ -d /run/systemd/system ]", "false"))
         if subprocess.run(["getent", "passwd", "smtplb"], capture_output=True).returncode:
             conf = conf.replace("create 0640 smtplb smtplb", "create 0640 root root")

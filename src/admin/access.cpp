@@ -78,10 +78,12 @@ AccessPolicy AccessPolicy::from(const config::Server& server, std::uint16_t boun
     return p;
 }
 
-bool acceptable_host(const AccessPolicy& policy, std::string_view host) {
+bool acceptable_host(const AccessPolicy& policy, std::string_view host,
+                     std::optional<std::uint16_t> implied_port) {
     std::string name;
     std::optional<std::uint16_t> port;
     if (!split_authority(host, name, port)) return false;
+    if (!port) port = implied_port;
     // A port, when given, is this listener's (browsers leave out 80 and 443).
     if (port && *port != policy.port) return false;
     if (auto ip = base::IpAddress::parse(name)) {
@@ -119,7 +121,10 @@ std::optional<Refusal> check_access(const AccessPolicy& policy, const RequestFac
         // request is cross-site (CSRF). CLI clients send none.
         std::string_view origin = *request.origin;
         std::string_view scheme = policy.tls ? "https://" : "http://";
-        if (!origin.starts_with(scheme) || !acceptable_host(policy, origin.substr(scheme.size())))
+        // An origin is scheme, host and port: http://127.0.0.1 is port 80's.
+        const std::uint16_t default_port = policy.tls ? 443 : 80;
+        if (!origin.starts_with(scheme) ||
+            !acceptable_host(policy, origin.substr(scheme.size()), default_port))
             return Refusal{403, "cross-origin request refused: Origin \"" +
                                     std::string(origin.substr(0, 100)) +
                                     "\" is not this admin listener"};

@@ -47,7 +47,11 @@ struct Refusal {
 // own, for a body that is not JSON sent as application/json.
 std::optional<Refusal> check_access(const AccessPolicy& policy, const RequestFacts& request);
 
-// "name" or "name:port" or "[v6]:port" accepted as this listener's authority.
-bool acceptable_host(const AccessPolicy& policy, std::string_view host);
+// "name" or "name:port" or "[v6]:port" accepted as this listener's
+// authority. `implied_port`: the port an authority without one means (an
+// Origin's scheme's default); none for Host, which a reverse proxy may
+// pass on without the port it was reached on.
+bool acceptable_host(const AccessPolicy& policy, std::string_view host,
+                     std::optional<std::uint16_t> implied_port = std::nullopt);
 
 }  // namespace smtplb::admin

@@ -149,6 +149,14 @@ io::awaitable<void> HttpServer::serve_requests(Stream& stream) {
         auto [ec, n] = co_await http::async_read(stream, buffer, parser, io::use_nothrow);
         if (ec || *stopped) co_return;
         auto& request = parser.get();
+        // RFC 9112 §3.2: one Host; two Hosts (or Origins) could pass the
+        // check with one and mean the other.
+        if (request.count(http::field::host) != 1 || request.count(http::field::origin) > 1) {
+            auto bad = refusal_response(Refusal{400, "exactly one Host and at most one Origin"},
+                                        request.version());
+            co_await http::async_write(stream, bad, io::use_nothrow);
+            co_return;
+        }
         auto policy = AccessPolicy::from(balancer_->config().server, port());
         RequestFacts facts{request.method_string(),
                            request.target(),

@@ -111,6 +111,26 @@ class AdminSecurity(WorkdirTestCase):
         self.assertEqual((r.status, r.read()), (401, b""))  # the token rules are GET's
         conn.close()
 
+    def test_two_host_or_origin_headers_are_a_bad_request(self):
+        self.start_daemon()
+        for extra in ({"Host": "evil.example"}, {"Origin": "http://evil.example"}):
+            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+            conn.putrequest("POST", "/api/v1/backends/hubs/a/drain", skip_host=True,
+                            skip_accept_encoding=True)
+            conn.putheader("Host", f"127.0.0.1:{self.port}")
+            if "Origin" in extra:
+                conn.putheader("Origin", f"http://127.0.0.1:{self.port}")
+            for k, v in extra.items():
+                conn.putheader(k, v)
+            for k, v in {**JSON, **bearer(ADMIN_TOKEN), "Content-Length": "2"}.items():
+                conn.putheader(k, v)
+            conn.endheaders(b"{}")
+            r = conn.getresponse()
+            self.assertEqual(r.status, 400, extra)
+            r.read()
+            conn.close()
+        self.assertEqual(self.admin_state(), "enabled")
+
     def test_a_post_without_a_token_is_refused(self):
         self.start_daemon()
         status, body = request(self.port, "POST", "/api/v1/backends/hubs/a/drain", JSON, "{}")

@@ -89,7 +89,8 @@ TEST(AdminAccess, StateChangesNeedJsonAndNoForeignOrigin) {
     r.origin = "http://127.0.0.1:8025";
     EXPECT_FALSE(check_access(p, r));
     for (auto origin : {"http://evil.example", "null", "https://127.0.0.1:8025",
-                        "http://127.0.0.1:8025.evil.example", ""}) {
+                        "http://127.0.0.1:8025.evil.example", "",
+                        "http://127.0.0.1" /* port 80: another origin */}) {
         r.origin = origin;
         auto refusal = check_access(p, r);
         ASSERT_TRUE(refusal) << origin;

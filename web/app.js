@@ -174,13 +174,21 @@ function healthText(n) {
   return `${n.up} up, ${n.busy} busy, ${n.down} down, ${n.misconfigured} misconfigured`;
 }
 
+// A refused action's reason stays up for a while: the next poll (every
+// second) would otherwise wipe it before anyone reads it.
+let actionError = null;  // {message, until}
+
 async function act(pool, backend, action) {
   try {
     await api("POST", `/api/v1/backends/${encodeURIComponent(pool)}/${encodeURIComponent(backend)}/${action}`);
+    actionError = null;
     await refresh();
   } catch (e) {
     if (e instanceof LoginNeeded) showLogin(e.message);
-    else $("error").textContent = e.message;
+    else {
+      actionError = { message: `${action} ${backend}: ${e.message}`, until: Date.now() + 15000 };
+      $("error").textContent = actionError.message;
+    }
   }
 }
 
@@ -346,7 +354,7 @@ async function refresh() {
     `${count(pools, pools === 1 ? "pool" : "pools")} · ${status.probes_run} probes run`;
   if (spoolText) summary += " · " + spoolText;
   $("summary").textContent = summary;
-  $("error").textContent = "";
+  $("error").textContent = actionError && Date.now() < actionError.until ? actionError.message : "";
 }
 
 function renderLegend() {

@@ -167,10 +167,11 @@ admin::ReloadOutcome Daemon::reload_now() {
     const auto changes = config::describe_changes(running.config(), now_running.config());
     const auto listeners = now_running.listeners().size();
     const auto pools = now_running.pools().size();
-    std::string summary =
-        "reloaded " + path + ": " + std::to_string(listeners) + " listeners, " +
-        std::to_string(pools) + " pools; " +
-        (changes.empty() ? "nothing changed" : std::to_string(changes.size()) + " changes:");
+    std::string summary = "reloaded " + path + ": " + std::to_string(listeners) + " listeners, " +
+                          std::to_string(pools) + " pools; " +
+                          (changes.empty() ? "nothing changed"
+                                           : std::to_string(changes.size()) +
+                                                 (changes.size() == 1 ? " change:" : " changes:"));
     for (const auto& change : changes)
         summary += "\n  " + change;
     log_event("reloaded", {{"file", path},

@@ -119,7 +119,7 @@ def loader_keys(config_sources=CONFIG_SOURCES):
                 paths[name] = literal.group(1)
             elif "key +" in args:
                 continue  # read_each's own reader: handled at its call
-        for m in re.finditer(r"\b(\w+)\.(%s)\(\"(\w+)\"" % READ_METHODS, body):
+        for m in re.finditer(r"\b(\w+)\.(%s)\(\s*\"(\w+)\"" % READ_METHODS, body):
             if m.group(1) in paths:
                 keys.add(join(paths[m.group(1)], m.group(3)))
         for m in re.finditer(r'\bread_each\(\s*(\w+)\s*,\s*"(\w+)"\s*,[^,]+,\s*(\w+)\s*\)', body):

@@ -19,7 +19,7 @@ namespace smtplb::app {
 namespace {
 
 // Warn this long before a certificate stops being valid.
-constexpr std::int64_t kExpiryWarningSeconds = 14 * 86400;
+constexpr std::int64_t kExpiryWarningSeconds = std::int64_t{14} * 86400;
 
 // Whom the directories are checked for.
 struct Account {
@@ -77,9 +77,12 @@ std::string unwritable_dir(const std::string& dir, const std::optional<Account>&
     for (std::string up = dir; up != "/" && up != ".";) {
         up = parent_of(up);
         struct stat ust {};
-        if (::stat(up.c_str(), &ust) == 0 && !(permitted(ust, *account) & 1))
-            return "user " + account->name + " cannot reach \"" + dir + "\": \"" + up +
-                   "\" is not searchable by it";
+        if (::stat(up.c_str(), &ust) == 0 && !(permitted(ust, *account) & 1)) {
+            std::string why = "user " + account->name;
+            why += " cannot reach \"" + dir + "\": \"";
+            why += up + "\" is not searchable by it";
+            return why;
+        }
     }
     return "";
 }

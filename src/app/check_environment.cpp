@@ -182,6 +182,25 @@ void check_certificates(const config::Config& c, const config::KeyLines& lines,
     }
 }
 
+// A token any local user can read lets any local user drain backends and
+// delete spooled mail.
+void check_token_files(const config::Config& c, const config::KeyLines& lines,
+                       config::Diagnostics& d) {
+    for (const auto& [key, path] :
+         {std::pair<const char*, const std::string&>{"server.admin_token_file",
+                                                     c.server.admin_token_file},
+          {"server.admin_readonly_token_file", c.server.admin_readonly_token_file}}) {
+        struct stat st {};
+        if (path.empty() || ::stat(path.c_str(), &st) != 0) continue;  // the loader said so
+        if ((st.st_mode & 0004) != 0)
+            d.warning(key, lines.line(key),
+                      "\"" + path + "\" is readable by every local user (mode " +
+                          std::to_string((st.st_mode >> 6) & 7) +
+                          std::to_string((st.st_mode >> 3) & 7) + std::to_string(st.st_mode & 7) +
+                          "); chmod o-r it (0600, or 0640 with group smtplb)");
+    }
+}
+
 }  // namespace
 
 void check_environment(const config::Config& config, const config::KeyLines& lines,
@@ -198,6 +217,7 @@ void check_environment(const config::Config& config, const config::KeyLines& lin
     check_state_dir(config, lines, account, diags);
     check_tracking_log(config, lines, account, diags);
     check_certificates(config, lines, diags);
+    check_token_files(config, lines, diags);
 }
 
 }  // namespace smtplb::app

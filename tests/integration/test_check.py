@@ -208,6 +208,25 @@ class Check(WorkdirTestCase):
                       q.stderr)
         self.assertIn("key values mismatch", q.stderr)
 
+    def test_a_token_file_every_local_user_can_read_is_a_warning(self):
+        token = os.path.join(self.workdir, "admin.token")
+        with open(token, "w") as f:
+            f.write("0123456789abcdef0123456789\n")
+        os.chmod(token, 0o644)
+        path, _ = self.config(admin="127.0.0.1:18025")
+        text = open(path).read().replace('admin = "127.0.0.1:18025"\n',
+                                         f'admin = "127.0.0.1:18025"\nadmin_token_file = "{token}"\n')
+        with open(path, "w") as f:
+            f.write(text)
+        lines = text.splitlines()
+        r = self.check(path, "-q")
+        self.assertEqual(r.returncode, 0, r.stderr)  # a warning, not an error
+        line = self.line_of(lines, "admin_token_file")
+        self.assertIn(f"{path}:{line}: warning: server.admin_token_file:", r.stderr)
+        self.assertIn("readable by every local user (mode 644)", r.stderr)
+        os.chmod(token, 0o640)
+        self.assertEqual(self.check(path, "-q").stderr, "")
+
     def test_bounds_are_printed_in_natural_units(self):
         path, lines = self.config(listener_extra='command_timeout = "2h"\n'
                                                  'max_message_size = "8GiB"\n')

@@ -14,9 +14,6 @@ loader accepts", so that none of them alone can hide a key:
   "unknown key" error (unknown keys are errors, so a documented key that
   does not exist shows up).
 
-Rows marked "new in issue 24" are keys other parts of that issue add at the
-same time: they only warn while the loader does not know them yet.
-
     python3 tests/docs/test_config_reference.py --smtplb build/src/app/smtplb
 """
 import argparse
@@ -31,7 +28,6 @@ ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)),
 CONFIG_SOURCES = os.path.join(ROOT, "src", "config")
 REFERENCE = os.path.join(ROOT, "docs", "configuration.md")
 GENERATOR = os.path.join(ROOT, "scripts", "gen_config_manpage.py")
-PENDING_MARK = "new in issue 24"
 SMTPLB = None
 
 READ_METHODS = "string|integer|size|duration|strings|choice|boolean|node|table|tables"
@@ -216,7 +212,7 @@ class ConfigReference(unittest.TestCase):
         missing = sorted(read - set(documented))
         self.assertEqual(missing, [], "keys the loader reads with no row in "
                          "docs/configuration.md: %s" % missing)
-        unread = sorted(k for k in set(documented) - read if PENDING_MARK not in documented[k])
+        unread = sorted(set(documented) - read)
         self.assertEqual(unread, [], "rows in docs/configuration.md for keys the loader "
                          "does not read: %s" % unread)
         for k in sorted(set(documented) - read):
@@ -242,11 +238,8 @@ class ConfigReference(unittest.TestCase):
         # not refused whole, e.g. as TOML that does not parse.
         self.assertGreater(output.count(": error: "), 50, output)
         self.assertIn("listener[0].tls.mode: must be", output)
-        strict = sorted(k for k in unknown if PENDING_MARK not in documented.get(k, ""))
-        self.assertEqual(strict, [], "documented keys that smtplb calls unknown: %s\n%s"
-                         % (strict, text))
-        for k in sorted(unknown - set(strict)):
-            print("warning: %s is documented as new and unknown to smtplb yet" % k)
+        self.assertEqual(sorted(unknown), [], "documented keys that smtplb calls unknown: %s\n%s"
+                         % (sorted(unknown), text))
 
 
 def main():

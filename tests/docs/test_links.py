@@ -20,9 +20,6 @@ import unittest
 ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 README_LIMIT = 15 * 1024
 
-# Pages another change writes at the same time as the links to them: a link
-# to one of them only warns while it is missing. Empty once merged.
-PENDING_PAGES = set()
 
 
 def pages():
@@ -65,7 +62,7 @@ def links(path):
 
 
 def broken_links(page_list=None, root=ROOT):
-    problems, warnings = [], []
+    problems = []
     for page in page_list or pages():
         where = os.path.relpath(page, root)
         for line, target in links(page):
@@ -76,22 +73,19 @@ def broken_links(page_list=None, root=ROOT):
                 if file_part else page
             rel = os.path.relpath(dest, root)
             if not os.path.exists(dest):
-                (warnings if rel in PENDING_PAGES else problems).append(
-                    "%s:%d: %s: no such file %s" % (where, line, target, rel))
+                problems.append("%s:%d: %s: no such file %s" % (where, line, target, rel))
                 continue
             if rel.startswith(".."):
                 problems.append("%s:%d: %s: outside the repository" % (where, line, target))
             if anchor and dest.endswith(".md") and anchor not in anchors(dest):
                 problems.append("%s:%d: %s: %s has no heading with anchor #%s"
                                 % (where, line, target, rel, anchor))
-    return problems, warnings
+    return problems
 
 
 class Links(unittest.TestCase):
     def test_relative_links_resolve(self):
-        problems, warnings = broken_links()
-        for w in warnings:
-            print("warning (page of another part of issue 24, not merged yet): " + w)
+        problems = broken_links()
         self.assertEqual(problems, [], "\n" + "\n".join(problems))
 
     def test_the_checker_finds_a_broken_link(self):
@@ -105,7 +99,7 @@ class Links(unittest.TestCase):
             with open(page, "w") as f:
                 f.write("# Page\n\n## A part\n\n[ok](#a-part) [ok](page.md) `[code](x.md)`\n"
                         "[gone](missing.md) [bad anchor](page.md#nowhere)\n")
-            problems, _ = broken_links([page], tmp)
+            problems = broken_links([page], tmp)
         self.assertEqual(len(problems), 2, problems)
         self.assertIn("missing.md", problems[0])
         self.assertIn("#nowhere", problems[1])

@@ -66,6 +66,7 @@ void Transaction::begin(Pool& pool, const std::optional<base::IpAddress>& client
     client_ = client;
     sender_ = sender;
     params_ = params;
+    needs_ = TransactionNeeds::of(params);
     spools_ = spools;
     recipients_.clear();
     accepted_.clear();

@@ -7,6 +7,7 @@
 #include "base/clock.hpp"
 #include "base/units.hpp"
 #include "core/pool.hpp"
+#include "core/pool_capabilities.hpp"
 #include "core/tracking.hpp"
 #include "proto/address.hpp"
 #include "proto/backend_session.hpp"
@@ -209,6 +210,7 @@ class Transaction {
     std::optional<base::IpAddress> client_;
     proto::Path sender_;
     proto::MailParameters params_;
+    TransactionNeeds needs_;                  // of params_: which backends may take it
     std::vector<proto::Mailbox> recipients_;  // accepted by the current backend
     std::vector<proto::Mailbox> accepted_;    // told 250 (backend or spool)
     std::optional<proto::Mailbox> new_rcpt_;

@@ -33,6 +33,15 @@ bool about_the_recipient(const proto::Reply& reply, bool others_accepted) {
     return others_accepted || !moves_transaction(reply);
 }
 
+// For the tracking log: what the backend lacks.
+std::string missing_capability(const proto::Capabilities& caps, const TransactionNeeds& needs) {
+    if (needs.smtputf8 && !caps.smtputf8) return "no SMTPUTF8";
+    if (needs.requiretls && !caps.requiretls) return "no REQUIRETLS";
+    if (needs.size > 0 && caps.size_limit && *caps.size_limit > 0 && needs.size > *caps.size_limit)
+        return "SIZE " + std::to_string(*caps.size_limit);
+    return "not reached over verified TLS";
+}
+
 }  // namespace
 // --- Opening the transaction on a backend ---
 
@@ -48,7 +57,7 @@ void Transaction::establish(Purpose purpose) {
 
 void Transaction::next_attempt() {
     std::optional<std::size_t> chosen;
-    if (may_try_again()) chosen = pool_->pick(client_, tried_);
+    if (may_try_again()) chosen = pool_->pick(client_, tried_, needs_);
     if (!chosen) {
         no_backend_left();
         return;
@@ -131,12 +140,17 @@ void Transaction::opened(const OpenedConnection& connection) {
     connected_ = true;
     connection_ = connection;
     const auto& caps = connection.capabilities;
-    if (params_.smtputf8 && !caps.smtputf8) {
-        count_attempt();
-        record("mail", "backend does not announce SMTPUTF8");
-        release(Release::Keep);
-        next_attempt();
-        return;
+    pool_->learn_capabilities(backend_, caps);
+    if (needs_.any()) {
+        // Its EHLO may say what its last known capabilities did not.
+        const bool verified = pool_->config().tls.verifies() && !connection.tls.empty();
+        if (!may_take(BackendCapabilities::from(caps), needs_, verified)) {
+            count_attempt();
+            record("mail", "backend cannot take it: " + missing_capability(caps, needs_));
+            release(Release::Keep);
+            next_attempt();
+            return;
+        }
     }
     // MAIL, the replayed recipients and the new one, pipelined when allowed.
     send(Step::Mail, proto::mail_command(sender_, params_, caps));
@@ -261,6 +275,15 @@ void Transaction::no_backend_left() {
         mail_refusal_ = permanent_;
         answer(relay_reply(*permanent_));
         return;
+    }
+    // No backend of the pool can ever take it (SMTPUTF8, SIZE=, REQUIRETLS):
+    // refused at once, as a backend would, never deferred nor spooled.
+    if (needs_.any()) {
+        if (auto refusal = pool_refusal(pool_->capabilities(), needs_)) {
+            mail_refusal_ = refusal;
+            answer(*refusal);
+            return;
+        }
     }
     // Every backend reached answered the recipient with a 4xx: the client
     // hears the last one, as it would directly (no spool: it is the

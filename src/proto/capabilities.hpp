@@ -16,6 +16,8 @@ struct Capabilities {
     bool enhanced_codes = false;
     bool starttls = false;
     bool chunking = false;
+    bool dsn = false;         // issue 25 (caps): the pool's view; `dsn` forwards the parameters
+    bool requiretls = false;  // RFC 8689
     std::optional<std::uint64_t> size_limit;  // 0 = no fixed limit
     bool xclient = false;
     std::set<std::string> xclient_attributes;  // upper case

@@ -65,6 +65,7 @@ std::string mail_command(const Path& sender, const MailParameters& params,
     if (params.size && caps.size_limit) cmd += " SIZE=" + std::to_string(*params.size);
     if (params.body_8bitmime && caps.eightbitmime) cmd += " BODY=8BITMIME";
     if (params.smtputf8) cmd += " SMTPUTF8";
+    if (params.requiretls) cmd += " REQUIRETLS";  // only to backends that announce it
     return cmd + "\r\n";
 }
 
@@ -97,6 +98,8 @@ std::optional<ArgumentError> parse_mail_argument(std::string_view argument, Mail
             }
         } else if (base::iequals(key, "SMTPUTF8") && value.empty()) {
             out.params.smtputf8 = true;
+        } else if (base::iequals(key, "REQUIRETLS") && value.empty()) {
+            out.params.requiretls = true;
         } else {
             return ArgumentError{555, "5.5.4", "Unsupported parameter"};
         }

@@ -52,6 +52,7 @@ struct MailParameters {
     std::optional<std::uint64_t> size;
     bool body_8bitmime = false;
     bool smtputf8 = false;
+    bool requiretls = false;  // RFC 8689: accepted in TLS only (ServerSession)
 };
 
 struct MailArgument {

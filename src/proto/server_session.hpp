@@ -12,6 +12,26 @@
 
 namespace smtplb::proto {
 
+// What EHLO offers that depends on the backends (issue 25, docs/esmtp.md
+// "What a listener offers"): read once per HELO/EHLO, so it may change
+// with the pools' health between transactions, never inside one.
+struct EhloOffer {
+    std::uint64_t max_message_size = 0;  // 0: the settings' max_message_size alone
+    bool smtputf8 = true;                // and the settings' advertise_smtputf8
+    bool eightbitmime = true;
+    bool dsn = false;         // issue 25 (dsn) offers it once DSN is relayed
+    bool chunking = false;    // issue 25 (bdat) offers it once BDAT is converted
+    bool requiretls = false;  // inside TLS only (RFC 8689 §4)
+};
+
+// Where a session reads the current offer (a listener, from its pools);
+// must be cheap and safe to call from any event loop.
+class EhloOfferSource {
+  public:
+    virtual ~EhloOfferSource() = default;
+    virtual EhloOffer current() const = 0;
+};
+
 struct ServerSettings {
     std::string hostname = "localhost";
     std::size_t max_line_length = 512;  // command line including CRLF
@@ -39,6 +59,8 @@ struct ServerSettings {
     bool require_tls = false;
     // AUTH PLAIN and LOGIN (RFC 4954), offered inside TLS only.
     bool auth = false;
+    // Null: the fixed EhloOffer{} (the sink, tests).
+    const EhloOfferSource* offer_source = nullptr;
 };
 
 // What the caller must know or decide. Events marked "answer" wait for
@@ -119,6 +141,8 @@ class ServerSession {
     void reset_transaction();
     void ehlo_reply(std::string_view name);
     void compact();
+    // The message size limit: the settings' and the current offer's.
+    std::uint64_t size_limit() const;
 
     const ServerSettings& settings_;
     std::string input_;
@@ -139,6 +163,7 @@ class ServerSession {
     bool data_pipelined_ = false;  // input followed DATA in the same group
     bool tls_ = false;
     bool xclient_offered_ = false;
+    EhloOffer offer_;             // as of the last HELO/EHLO
     std::string truncated_line_;  // truncate_long_lines: waits for its LF
     // A SASL exchange in progress: the next line is a response, not a command.
     enum class AuthStep { None, PlainResponse, LoginUser, LoginPassword };

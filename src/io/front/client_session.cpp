@@ -347,6 +347,10 @@ awaitable<void> ClientSession::handle(proto::ServerEvent& ev) {
             }
             co_await await_client_names();
             auto* pool = balancer_.pool(config.pool);
+            if (auto refusal = pool->refusal(ev.mail_params)) {  // no backend can take it
+                protocol_.answer(*refusal);
+                break;
+            }
             relay_.set_helo(protocol_.helo(), protocol_.esmtp());
             relay_.begin(*pool, ev.path, ev.mail_params);
             begin_tracking(ev);

@@ -83,6 +83,7 @@ void Runner::setup(const std::vector<std::string>& w) {
         if (key == "max_attempts") p.max_attempts = std::stoul(value);
         if (key == "retry_time") p.retry_time = std::chrono::seconds(std::stoul(value));
         if (key == "spool") spool_ = value == "yes";
+        if (key == "tls" && value == "required") p.tls.mode = config::BackendTlsMode::Required;
     }
     for (std::size_t i = 0; i < backends; ++i) {
         config::Backend b;
@@ -120,6 +121,9 @@ void Runner::open(std::size_t backend) {
         c.reused = has(*w, "reused");
         c.capabilities.pipelining = has(*w, "pipelining");
         c.capabilities.smtputf8 = has(*w, "smtputf8");
+        c.capabilities.requiretls = has(*w, "requiretls");
+        for (const auto& word : *w)
+            if (word.starts_with("size=")) c.capabilities.size_limit = std::stoull(word.substr(5));
         c.tls = has(*w, "tls") ? "TLSv1.3" : "";
         tx_.opened(c);
         return;
@@ -257,6 +261,9 @@ std::string Runner::run(const std::string& script) {
             sender.null = sender.mailbox.local.empty();
             proto::MailParameters params;
             params.smtputf8 = has(w, "SMTPUTF8");
+            params.requiretls = has(w, "REQUIRETLS");
+            for (const auto& word : w)
+                if (word.starts_with("SIZE=")) params.size = std::stoull(word.substr(5));
             tx_.begin(*pool_, base::IpAddress::parse("192.0.2.10"), sender, params, spool_);
         } else if (verb == "rcpt") {
             tx_.recipient(mailbox(w.size() > 1 ? w[1] : "<>"));

@@ -146,6 +146,36 @@ class PostfixCapabilities(WorkdirTestCase):
                            what="the ASCII messages")
                 self.assertTrue(any(delivered_to(plain, f"ascii{i}@example.net") for i in range(8)))
 
+    def test_a_routed_pool_without_smtputf8_refuses_at_the_first_recipient(self):
+        full = self.postfix("full")
+        plain = self.postfix("plain", PLAIN)
+        port = free_port()
+        lb = Smtplb(self.workdir, configs.balancer(
+            port, [("full", full.port)], pool_options={"health": {"depth": "ehlo", "interval": "1s"}},
+            extra_pools=[("legacy", [("plain", plain.port)])],
+            routes=[{"recipient": "^legacy-.*@example\\.net$", "pool": "legacy"}],
+            server_options={"admin": "127.0.0.1:0"}))
+        lb.start(port)
+        self.addCleanup(lb.stop)
+        wait_until(lambda: all(p.get("capabilities", {"known": 1})["known"] == 1 and
+                               "last_probe" in p["backends"][0] for p in lb.status()["pools"]),
+                   timeout=30, what="both pools' capabilities")
+        # One reachable pool cannot take SMTPUTF8: the listener does not offer it.
+        keywords = ehlo_keywords(port)
+        self.assertNotIn("smtputf8", keywords)
+        self.assertEqual(keywords.get("size"), "10240000")
+        with smtplib.SMTP("127.0.0.1", port, local_hostname="client.example", timeout=30) as s:
+            s.ehlo()
+            s.command_encoding = "utf-8"
+            self.assertEqual(s.docmd("MAIL", "FROM:<zoë@example.org> SMTPUTF8")[0], 250)
+            code, text = s.docmd("RCPT", "TO:<legacy-jörg@example.net>")
+            self.assertEqual((code, text.decode().split(" ", 1)[0]), (553, "5.6.7"))
+            s.rset()
+            # The listener's own pool takes it.
+            self.assertEqual(send_utf8(port), 250)
+        wait_until(lambda: delivered_to(full, UTF8_RCPT), what="the delivery")
+        self.assertFalse([line for line in plain.log_lines() if "legacy-" in line])
+
 
 if __name__ == "__main__":
     main()

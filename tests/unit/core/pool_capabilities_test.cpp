@@ -105,4 +105,12 @@ TEST(PoolCapabilities, PoolPicksOnlyEligibleBackendsAndKeepsTheLastKnown) {
     EXPECT_EQ(caps.smtputf8, 1u);
     EXPECT_TRUE(caps.smtputf8_possible());
     EXPECT_FALSE(core::pool_refusal(caps, {.smtputf8 = true}));  // 451/spool, not 553
+    // A probe's EHLO replaces them: now no backend has SMTPUTF8.
+    proto::ProbeResult probe;
+    probe.verdict = proto::ProbeVerdict::Down;
+    probe.capabilities = without;
+    pool.probe_result(1, probe);
+    auto refusal = pool.refusal(proto::MailParameters{.smtputf8 = true});
+    ASSERT_TRUE(refusal);
+    EXPECT_EQ(refusal->enhanced, "5.6.7");
 }

@@ -140,7 +140,8 @@ void Transaction::opened(const OpenedConnection& connection) {
     connected_ = true;
     connection_ = connection;
     const auto& caps = connection.capabilities;
-    pool_->learn_capabilities(backend_, caps);
+    // A reused connection's EHLO was learnt when it was opened.
+    if (!connection.reused) pool_->learn_capabilities(backend_, caps);
     if (needs_.any()) {
         // Its EHLO may say what its last known capabilities did not.
         const bool verified = pool_->config().tls.verifies() && !connection.tls.empty();

@@ -23,6 +23,10 @@ struct ServerSettings {
     BareLineEndings bare_line_endings = BareLineEndings::Reject;
     NulBytes nul_bytes = NulBytes::Reject;
     bool advertise_smtputf8 = true;
+    // DSN (RFC 3461): RET, ENVID, NOTIFY and ORCPT are taken; without it they
+    // are refused as Postfix refuses them ("501 5.7.1 DSN support is disabled").
+    // issue 25 (caps): the listener's offer may come to decide this.
+    bool advertise_dsn = false;
     bool advertise_xclient = false;  // the built-in sink only
     // The attribute names the EHLO reply lists after XCLIENT.
     std::string xclient_attributes = "NAME ADDR PORT PROTO HELO LOGIN";
@@ -61,6 +65,7 @@ struct ServerEvent {
     Kind kind = Kind::NeedInput;
     Path path;                                                     // Mail, Rcpt
     MailParameters mail_params;                                    // Mail
+    RcptParameters rcpt_params;                                    // Rcpt
     DataDecoder::Outcome data_outcome = DataDecoder::Outcome::Ok;  // MessageEnd
     std::uint64_t message_size = 0;                                // MessageEnd
     std::string argument;                                          // Xclient

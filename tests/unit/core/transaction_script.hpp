@@ -10,9 +10,10 @@ namespace smtplb::testing {
 //
 // Script lines (# starts a comment):
 //   pool backends=N [max_attempts=N] [spool=yes] [retry_time=SECONDS]  (first)
-//   mail <sender> [SMTPUTF8]  rcpt <address>  data  end  rset  slow
+//   mail <sender> [SMTPUTF8] [RET=..] [ENVID=..]  rcpt <address> [NOTIFY=..] [ORCPT=..]
+//   data  end  rset  slow
 //   advance SECONDS                                    (the clock)
-//   bN open ok [pipelining] [smtputf8] [reused] [tls]   bN open connect|no-slot TEXT
+//   bN open ok [pipelining] [smtputf8] [dsn] [reused] [tls]   bN open connect|no-slot TEXT
 //   bN open greeting|helo-refused|unauthorised|identity-refused CODE ENH TEXT
 //   bN open identity-broken [reused]
 //   bN reply CODE [ENH] TEXT     bN broken TEXT     bN body sent|write-failed|read-failed

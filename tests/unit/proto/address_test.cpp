@@ -67,7 +67,7 @@ TEST(MailArgument, ParametersAndNullSender) {
     auto err = parse_mail_argument("FROM:<j\xc3\xb6rg@example.net>", m);
     ASSERT_TRUE(err);
     EXPECT_EQ(err->code, 553);
-    err = parse_mail_argument("FROM:<a@example.net> RET=FULL", m);
+    err = parse_mail_argument("FROM:<a@example.net> FOO=bar", m);
     ASSERT_TRUE(err);
     EXPECT_EQ(err->code, 555);
     EXPECT_TRUE(parse_mail_argument("FROM:<a@example.net> SIZE=12x", m));

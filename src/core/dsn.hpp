@@ -27,8 +27,8 @@ struct DsnInput {
     std::string sender;  // the envelope sender the report goes to
     std::int64_t arrival_ms = 0;
     std::int64_t now_ms = 0;
-    std::int64_t retry_until_ms = 0;  // Delay: when the spool gives up
-    std::string envelope_id;          // the client's ENVID, xtext-decoded; "" when none
+    std::int64_t retry_until_ms = 0;   // Delay: when the spool gives up
+    std::string envelope_id;           // the client's ENVID, xtext-decoded; "" when none
     std::vector<DsnRecipient> failed;  // the recipients reported on (whatever the kind)
     std::string original_headers;      // the returned message's header section
     // RET=FULL on a failure: the whole message, returned as message/rfc822

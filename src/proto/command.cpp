@@ -62,8 +62,7 @@ bool valid_xtext(std::string_view text, bool utf8 = false) {
     for (std::size_t i = 0; i < text.size(); ++i) {
         auto c = static_cast<unsigned char>(text[i]);
         if (c == '+') {
-            if (i + 2 >= text.size() || !is_hex(text[i + 1]) || !is_hex(text[i + 2]))
-                return false;
+            if (i + 2 >= text.size() || !is_hex(text[i + 1]) || !is_hex(text[i + 2])) return false;
             i += 2;
         } else if (c >= 128 ? !utf8 : (c < 33 || c > 126 || c == '=')) {
             return false;
@@ -155,8 +154,8 @@ std::string rcpt_command(const Mailbox& rcpt, const RcptParameters& params,
 std::string RcptParameters::notify_keywords() const {
     if (notify & Never) return "NEVER";
     std::string out;
-    for (auto [bit, word] : {std::pair{Success, "SUCCESS"}, std::pair{Failure, "FAILURE"},
-                             std::pair{Delay, "DELAY"}})
+    for (auto [bit, word] :
+         {std::pair{Success, "SUCCESS"}, std::pair{Failure, "FAILURE"}, std::pair{Delay, "DELAY"}})
         if (notify & bit) out += std::string(out.empty() ? "" : ",") + word;
     return out;
 }

@@ -65,13 +65,13 @@ struct ServerEvent {
     Kind kind = Kind::NeedInput;
     Path path;                                                     // Mail, Rcpt
     MailParameters mail_params;                                    // Mail
-    RcptParameters rcpt_params;                                    // Rcpt
     DataDecoder::Outcome data_outcome = DataDecoder::Outcome::Ok;  // MessageEnd
     std::uint64_t message_size = 0;                                // MessageEnd
     std::string argument;                                          // Xclient
-    std::string login;      // Auth: the authentication identity
-    std::string password;   // Auth: never to be logged
-    std::string mechanism;  // Auth: PLAIN or LOGIN
+    std::string login;           // Auth: the authentication identity
+    std::string password;        // Auth: never to be logged
+    std::string mechanism;       // Auth: PLAIN or LOGIN
+    RcptParameters rcpt_params;  // Rcpt: its DSN parameters
 };
 
 // The standard refusal for a message the decoder did not accept.

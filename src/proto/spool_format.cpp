@@ -140,8 +140,7 @@ std::string spool_head(const SpoolEnvelope& e, const std::vector<Mailbox>& recip
     for (std::size_t i = 0; i < recipients.size(); ++i) {
         out += spool_record(SpoolRecord::Recipient, recipients[i].address());
         if (i < e.recipient_params.size() && !e.recipient_params[i].empty())
-            out += spool_record(SpoolRecord::RecipientDsn,
-                                rcpt_params_payload(e.recipient_params[i]));
+            out += spool_record(SpoolRecord::RcptDsn, rcpt_params_payload(e.recipient_params[i]));
     }
     return out;
 }
@@ -227,7 +226,7 @@ std::optional<SpoolLayout> parse_spool(const SpoolReadAt& read, std::uint64_t fi
             case SpoolRecord::Identity:
                 ok = parse_identity(payload, env.identity);
                 break;
-            case SpoolRecord::RecipientDsn:
+            case SpoolRecord::RcptDsn:
                 ok = !layout.recipients.empty() && layout.recipients.back().params.empty() &&
                      parse_rcpt_params(payload, layout.recipients.back().params);
                 break;

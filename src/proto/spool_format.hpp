@@ -27,7 +27,7 @@ enum class SpoolRecord : char {
     Delivered = 'D',  // a Recipient rewritten in place once a backend took it
     Failed = 'X',     // a Recipient rewritten in place once it was bounced
     Warned = 'W',     // a Recipient rewritten in place once told of a delay: still to deliver
-    RecipientDsn = 'N',  // DSN parameters of the recipient record before it: "NOTIFY=.. ORCPT=.."
+    RcptDsn = 'N',    // DSN parameters of the recipient record before it: "NOTIFY=.. ORCPT=.."
     Body = 'B',       // a chunk of the message content (CRLF lines, unstuffed)
     End = 'E',        // the body size in bytes, decimal: the commit mark
 };

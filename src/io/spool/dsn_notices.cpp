@@ -72,9 +72,9 @@ awaitable<void> send_relayed_notice(Balancer& balancer, const TransactionExecuto
     ReportRoute route{balancer.config().server.hostname, listener, pool->name(),
                       relay.sender().mailbox};
     const auto now_ms = balancer.clock().wall_ms();
-    auto dsn = relayed_notice(route, relay.sender(), relay.mail_parameters(), recipients, reply,
-                              relay.queue_id().empty() ? "unknown" : relay.queue_id(), now_ms,
-                              now_ms);
+    auto dsn =
+        relayed_notice(route, relay.sender(), relay.mail_parameters(), recipients, reply,
+                       relay.queue_id().empty() ? "unknown" : relay.queue_id(), now_ms, now_ms);
     if (dsn.failed.empty()) co_return;
     auto* spool = balancer.spool();
     const std::string owed = "event=dsn_relayed_notice pool=" + pool->name() +
@@ -84,8 +84,8 @@ awaitable<void> send_relayed_notice(Balancer& balancer, const TransactionExecuto
         co_return;
     }
     dsn.original_headers = core::header_section(body);
-    auto id = co_await on_loop(balancer.io(), spool_report(*spool, route, core::build_dsn(dsn),
-                                                           now_ms));
+    auto id =
+        co_await on_loop(balancer.io(), spool_report(*spool, route, core::build_dsn(dsn), now_ms));
     balancer.log(owed + (id.empty() ? " result=not_sent reason=\"spool refused it\""
                                     : " result=spooled dsn_id=" + id));
 }

@@ -5,9 +5,9 @@
 #include "core/spool_outcome.hpp"
 #include "core/tracking.hpp"
 #include "io/balancer.hpp"
+#include "io/spool/dsn_notices.hpp"
 #include "io/spool/spool.hpp"
 #include "io/spool/spool_deliverer.hpp"
-#include "io/spool/dsn_notices.hpp"
 #include "proto/xtext.hpp"
 
 namespace smtplb::io {
@@ -166,9 +166,9 @@ awaitable<void> SpoolDeliverer::deliver_one(std::string id,
     const auto& hostname = balancer_.config().server.hostname;
     const bool delay_due = settings.delay_warning_time.count() > 0 &&
                            now_ms - env.arrival_ms >= settings.delay_warning_time.count();
-    const auto reports =
-        core::plan_reports(outcome, layout.recipients, null_sender,
-                           !accepted.empty() && relay.relayed_without_dsn(), final_reply, delay_due);
+    const auto reports = core::plan_reports(outcome, layout.recipients, null_sender,
+                                            !accepted.empty() && relay.relayed_without_dsn(),
+                                            final_reply, delay_due);
     const ReportRoute route{hostname, env.listener, env.pool, env.sender.mailbox};
     if (!reports.failed.empty()) {
         auto dsn = report_on(core::DsnKind::Failure, reports.failed, id, message, hostname,
@@ -184,9 +184,10 @@ awaitable<void> SpoolDeliverer::deliver_one(std::string id,
     }
     // Delay and relayed notices: a crash before the marks sends one twice.
     std::vector<std::size_t> warned;
-    for (const auto* list : {&reports.delayed, &reports.relayed}) {
+    for (int kind = 0; kind < 2; ++kind) {
+        const bool delay = kind == 0;
+        const auto* list = delay ? &reports.delayed : &reports.relayed;
         if (list->empty()) continue;
-        const bool delay = list == &reports.delayed;
         auto dsn = report_on(delay ? core::DsnKind::Delay : core::DsnKind::Relayed, *list, id,
                              message, hostname, settings, now_ms);
         auto committed = co_await spool_report(spool, route, core::build_dsn(dsn), now_ms);

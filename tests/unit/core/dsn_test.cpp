@@ -153,8 +153,8 @@ TEST(DsnSpoolRecord, ParametersSurviveTheSpool) {
     ASSERT_FALSE(proto::parse_mail_argument("FROM:<a@example.org> RET=HDRS ENVID=QQ+2B1", mail));
     e.sender = mail.path;
     e.params = mail.params;
-    auto rcpts = recipients({"NOTIFY=SUCCESS,DELAY ORCPT=rfc822;b+40example.net", "",
-                             "NOTIFY=NEVER"});
+    auto rcpts =
+        recipients({"NOTIFY=SUCCESS,DELAY ORCPT=rfc822;b+40example.net", "", "NOTIFY=NEVER"});
     std::vector<proto::Mailbox> mailboxes;
     for (const auto& r : rcpts) {
         mailboxes.push_back(r.mailbox);
@@ -182,8 +182,9 @@ TEST(DsnSpoolRecord, FilesFromThePreviousVersionStillLoad) {
     file += spool_record(SpoolRecord::Pool, "hubs");
     file += spool_record(SpoolRecord::Sender, "alice@example.org");
     file += spool_record(SpoolRecord::Params, "SIZE=1234 BODY=8BITMIME");
-    file += spool_record(SpoolRecord::Identity, "addr=203.0.113.9 port=40000 laddr=192.0.2.1 "
-                                                "lport=25 esmtp=1 helo=client");
+    file += spool_record(SpoolRecord::Identity,
+                         "addr=203.0.113.9 port=40000 laddr=192.0.2.1 "
+                         "lport=25 esmtp=1 helo=client");
     file += spool_record(SpoolRecord::Recipient, "bob@example.net");
     file += spool_record(SpoolRecord::Delivered, "carol@example.net");
     std::string error;
@@ -207,18 +208,17 @@ TEST(DsnSpoolRecord, ADamagedParameterRecordIsRefused) {
     head += spool_record(SpoolRecord::Sender, "");
     std::string error;
     // Before any recipient, twice for one, or unreadable.
-    EXPECT_FALSE(parse(with_body(head + spool_record(SpoolRecord::RecipientDsn, "NOTIFY=NEVER") +
+    EXPECT_FALSE(parse(with_body(head + spool_record(SpoolRecord::RcptDsn, "NOTIFY=NEVER") +
                                      spool_record(SpoolRecord::Recipient, "b@example.net"),
                                  "x"),
                        error));
     auto r = spool_record(SpoolRecord::Recipient, "b@example.net");
-    auto n = spool_record(SpoolRecord::RecipientDsn, "NOTIFY=NEVER");
+    auto n = spool_record(SpoolRecord::RcptDsn, "NOTIFY=NEVER");
     EXPECT_FALSE(parse(with_body(head + r + n + n, "x"), error));
     EXPECT_FALSE(parse(
-        with_body(head + r + spool_record(SpoolRecord::RecipientDsn, "NOTIFY=SOMETIMES"), "x"),
-        error));
-    EXPECT_FALSE(parse(with_body(head + spool_record(SpoolRecord::Params, "RET=MAYBE") + r, "x"),
-                       error));
+        with_body(head + r + spool_record(SpoolRecord::RcptDsn, "NOTIFY=SOMETIMES"), "x"), error));
+    EXPECT_FALSE(
+        parse(with_body(head + spool_record(SpoolRecord::Params, "RET=MAYBE") + r, "x"), error));
     auto w = spool_record(SpoolRecord::Warned, "b@example.net");
     auto layout = parse(with_body(head + w + n, "x"), error);
     ASSERT_TRUE(layout) << error;

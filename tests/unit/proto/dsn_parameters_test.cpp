@@ -45,9 +45,9 @@ TEST(DsnParameters, RetAndEnvidOnMail) {
 TEST(DsnParameters, EveryBadMailFormGetsPostfixsReply) {
     for (const char* bad : {"RET=BAD", "RET=", "RET=FULL RET=HDRS", "RET=FULL RET=FULL"})
         EXPECT_EQ(mail_error(bad), "501 5.5.4 Bad RET parameter syntax") << bad;
-    for (std::string bad :
-         {"ENVID=", "ENVID=ab+zz", "ENVID=ab+2", "ENVID=a+", "ENVID=a ENVID=b", "ENVID=a=b",
-          "ENVID=\x01", "ENVID=\xc3\xa9", "ENVID=" + std::string(101, 'a')})
+    for (std::string bad : std::initializer_list<std::string>{
+             "ENVID=", "ENVID=ab+zz", "ENVID=ab+2", "ENVID=a+", "ENVID=a ENVID=b", "ENVID=a=b",
+             "ENVID=\x01", "ENVID=\xc3\xa9", "ENVID=" + std::string(101, 'a')})
         EXPECT_EQ(mail_error(bad), "501 5.5.4 Bad ENVID parameter syntax") << bad;
     EXPECT_EQ(mail_error("RET"), "555 5.5.4 Unsupported parameter");
     // Where DSN is not offered, Postfix refuses them all alike.
@@ -90,10 +90,10 @@ TEST(DsnParameters, EveryBadRcptFormGetsPostfixsReply) {
     for (const char* bad : {"NOTIFY=", "NOTIFY=BAD", "NOTIFY=NEVER,SUCCESS", "NOTIFY=,",
                             "NOTIFY=SUCCESS NOTIFY=FAILURE", "NOTIFY=SUCCESS;FAILURE"})
         EXPECT_EQ(rcpt_error(bad), "501 5.5.4 Error: Bad NOTIFY parameter syntax") << bad;
-    for (std::string bad : {"ORCPT=", "ORCPT=b@example.net", "ORCPT=;b@x", "ORCPT=rfc822;a+zz",
-                            "ORCPT=rfc 822;a", "ORCPT=rfc822;j\xc3\xb6rg",
-                            "ORCPT=rfc822;b@x ORCPT=rfc822;c@x",
-                            "ORCPT=rfc822;" + std::string(494, 'a')})
+    for (std::string bad : std::initializer_list<std::string>{
+             "ORCPT=", "ORCPT=b@example.net", "ORCPT=;b@x", "ORCPT=rfc822;a+zz", "ORCPT=rfc 822;a",
+             "ORCPT=rfc822;j\xc3\xb6rg", "ORCPT=rfc822;b@x ORCPT=rfc822;c@x",
+             "ORCPT=rfc822;" + std::string(494, 'a')})
         EXPECT_EQ(rcpt_error(bad), "501 5.5.4 Error: Bad ORCPT parameter syntax") << bad;
     for (const char* bad : {"NOTIFY", "FOO=bar", "SIZE=10"})
         EXPECT_EQ(rcpt_error(bad), "555 5.5.4 Unsupported parameter") << bad;

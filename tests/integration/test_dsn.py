@@ -168,6 +168,24 @@ class Dsn(WorkdirTestCase):
         self.assertNotIn("the body text", notice)  # headers only for a success
         self.assertEqual(len(lb.log_lines("event=dsn_relayed_notice")), 1)
 
+    def test_a_spooled_message_relayed_to_a_backend_without_dsn_gets_its_notice_too(self):
+        pf = postfix(self.workdir, "nodsn", "smtpd_discard_ehlo_keywords = dsn\n")
+        lb, port = self.start_lb(pf.port, pool_options={"on_unavailable": "spool"},
+                                 spool={"retry_initial": "1s", "retry_max": "2s"})
+        # The backend is down: the message goes to the spool, parameters and all.
+        self.assertEqual(send(port, [("bob@example.net", ["NOTIFY=SUCCESS",
+                                                          "ORCPT=rfc822;b+40example.net"]),
+                                     ("carol@example.net", [])], ["ENVID=spooled-1"]), 250)
+        pf.start()
+        self.addCleanup(pf.stop)
+        wait_until(lambda: len(held(pf)) == 2, timeout=30,
+                   what="the spooled message and its relayed notice at the backend")
+        notice = next(text for fields, text in held(pf) if "sender: " in fields)
+        self.assertIn("Action: relayed", notice)
+        self.assertIn("Original-Envelope-Id: spooled-1", notice)
+        self.assertIn("Original-Recipient: rfc822;b@example.net", notice)
+        self.assertNotIn("carol@example.net", notice)
+
     def test_the_spools_reports_honour_notify_ret_envid_and_orcpt(self):
         pf = postfix(self.workdir, "hub", (
             "smtpd_recipient_restrictions = check_recipient_access "

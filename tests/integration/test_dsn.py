@@ -109,6 +109,36 @@ class Dsn(WorkdirTestCase):
         self.assertEqual(len(held(pf)), 2)
         self.assertFalse(lb.log_lines("dsn_relayed_notice"))
 
+    def test_the_backends_own_reports_are_the_ones_the_sender_asked_for(self):
+        # Postfix delivers (discard) and bounces (error) after accepting, so
+        # its own success and failure notices show in its log.
+        pf = Postfix(self.workdir, "full", extra_main=(
+            "smtpd_reject_unlisted_recipient = no\n"
+            "transport_maps = inline:{ {nobody@example.net=error:5.1.1 no such user} }\n"))
+        pf.start()
+        self.addCleanup(pf.stop)
+        lb, port = self.start_lb(pf.port)
+
+        def notices():
+            log = "\n".join(pf.log_lines())
+            return (log.count("sender delivery status notification"),
+                    log.count("sender non-delivery notification"))
+
+        def send_both(to_port):
+            # Success asked for bob; nobody's failure: told (default), never (NEVER).
+            self.assertEqual(send(to_port, [("bob@example.net", ["NOTIFY=SUCCESS"]),
+                                            ("nobody@example.net", ["NOTIFY=NEVER"])]), 250)
+            self.assertEqual(send(to_port, [("nobody@example.net", [])]), 250)
+
+        send_both(pf.port)  # directly
+        wait_until(lambda: notices() == (1, 1), timeout=20, what="Postfix's two notices")
+        send_both(port)  # through smtplb
+        wait_until(lambda: notices() == (2, 2), timeout=20,
+                   what="the same two notices for the mail through smtplb")
+        time.sleep(2)
+        self.assertEqual(notices(), (2, 2))
+        self.assertFalse(lb.log_lines("dsn_relayed_notice"))
+
     def test_bad_parameters_get_postfixs_replies(self):
         pf = Postfix(self.workdir, "full").start()
         self.addCleanup(pf.stop)

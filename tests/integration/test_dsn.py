@@ -198,6 +198,16 @@ class Dsn(WorkdirTestCase):
         self.assertNotIn("the body text", notice)  # headers only for a success
         self.assertEqual(len(lb.log_lines("event=dsn_relayed_notice")), 1)
 
+    def test_without_a_spool_the_relayed_notice_is_logged_as_not_sent(self):
+        pf = Postfix(self.workdir, "nodsn", extra_main="smtpd_discard_ehlo_keywords = dsn\n")
+        pf.start()
+        self.addCleanup(pf.stop)
+        lb, port = self.start_lb(pf.port)  # on_unavailable = "tempfail": no spool
+        self.assertEqual(send(port, [("bob@example.net", ["NOTIFY=SUCCESS"])]), 250)
+        wait_until(lambda: lb.log_lines("event=dsn_relayed_notice"), what="the notice's log line")
+        (line,) = lb.log_lines("event=dsn_relayed_notice")
+        self.assertIn("result=not_sent", line)
+
     def test_a_spooled_message_relayed_to_a_backend_without_dsn_gets_its_notice_too(self):
         pf = postfix(self.workdir, "nodsn", "smtpd_discard_ehlo_keywords = dsn\n")
         lb, port = self.start_lb(pf.port, pool_options={"on_unavailable": "spool"},

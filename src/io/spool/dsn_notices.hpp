@@ -42,7 +42,7 @@ struct RelayedRecipient {
 };
 
 // The "relayed" notice owed to the sender for the recipients that asked
-// NOTIFY=SUCCESS; nullopt-like (no recipients in it) when none did or the
+// NOTIFY=SUCCESS; without recipients (nothing to send) when none did or the
 // sender is "<>" (never reported to).
 core::DsnInput relayed_notice(const ReportRoute& route, const proto::Path& sender,
                               const proto::MailParameters& params,

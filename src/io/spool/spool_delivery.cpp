@@ -193,7 +193,7 @@ awaitable<void> SpoolDeliverer::deliver_one(std::string id,
         auto committed = co_await spool_report(spool, route, core::build_dsn(dsn), now_ms);
         spool.log(std::string("event=") + (delay ? "spool_delay_notice" : "dsn_relayed_notice") +
                   " id=" + id + " recipients=" + std::to_string(list->size()) +
-                  (committed.empty() ? " result=not_sent" : " dsn_id=" + committed));
+                  (committed.empty() ? " result=not_sent" : " result=spooled dsn_id=" + committed));
         if (delay && !committed.empty())
             for (const auto& entry : *list)
                 warned.push_back(entry.first);

@@ -13,6 +13,7 @@ import subprocess
 import time
 
 import configs
+import harness
 from harness import (Postfix, Smtplb, SmtpClient, WorkdirTestCase, free_port, main,
                      postfix_available, wait_until)
 
@@ -75,12 +76,13 @@ class Dsn(WorkdirTestCase):
         super().setUp()
         self.assertTrue(postfix_available(), "postfix must be installed (scripts/bootstrap.sh test)")
 
-    def start_lb(self, backend_port, pool_options=None, spool=None, listener_options=None):
+    def start_lb(self, backend_port, pool_options=None, spool=None, listener_options=None,
+                 server_options=None):
         port = free_port()
         pool = {"health": FAST_HEALTH, "connect_timeout": "1s"}
         pool.update(pool_options or {})
         text = configs.balancer(port, [("hub", backend_port)], pool_options=pool,
-                                listener_options=listener_options)
+                                listener_options=listener_options, server_options=server_options)
         if spool is not None:
             text += configs.table("[spool]", spool)
         lb = Smtplb(self.workdir, text)
@@ -211,11 +213,25 @@ class Dsn(WorkdirTestCase):
     def test_a_spooled_message_relayed_to_a_backend_without_dsn_gets_its_notice_too(self):
         pf = postfix(self.workdir, "nodsn", "smtpd_discard_ehlo_keywords = dsn\n")
         lb, port = self.start_lb(pf.port, pool_options={"on_unavailable": "spool"},
-                                 spool={"retry_initial": "1s", "retry_max": "2s"})
+                                 spool={"retry_initial": "1s", "retry_max": "2s"},
+                                 server_options={"admin": "127.0.0.1:0"})
+        with open(lb.config) as f:  # the CLI needs the admin API's real port
+            text = f.read().replace('admin = "127.0.0.1:0"', f'admin = "127.0.0.1:{lb.admin_port()}"')
+        with open(lb.config, "w") as f:
+            f.write(text)
         # The backend is down: the message goes to the spool, parameters and all.
         self.assertEqual(send(port, [("bob@example.net", ["NOTIFY=SUCCESS",
                                                           "ORCPT=rfc822;b+40example.net"]),
                                      ("carol@example.net", [])], ["ENVID=spooled-1"]), 250)
+        (spool_id,) = os.listdir(os.path.join(self.workdir, "spool", "queue"))
+        shown = subprocess.run([harness.SMTPLB, "queue", "--config", lb.config, "show", spool_id],
+                               capture_output=True, text=True, timeout=30)
+        self.assertEqual(shown.returncode, 0, shown.stderr)
+        shown = shown.stdout
+        self.assertIn("envid              spooled-1", shown)
+        self.assertIn("bob@example.net (pending) notify=SUCCESS orcpt=rfc822;b+40example.net",
+                      shown)
+        self.assertIn("carol@example.net (pending)\n", shown)
         pf.start()
         self.addCleanup(pf.stop)
         wait_until(lambda: len(held(pf)) == 2, timeout=30,

@@ -215,8 +215,9 @@ class Dsn(WorkdirTestCase):
         lb, port = self.start_lb(pf.port, pool_options={"on_unavailable": "spool"},
                                  spool={"retry_initial": "1s", "retry_max": "2s"},
                                  server_options={"admin": "127.0.0.1:0"})
-        with open(lb.config) as f:  # the CLI needs the admin API's real port
-            text = f.read().replace('admin = "127.0.0.1:0"', f'admin = "127.0.0.1:{lb.admin_port()}"')
+        real = f'admin = "127.0.0.1:{lb.admin_port()}"'  # what the CLI needs
+        with open(lb.config) as f:
+            text = f.read().replace('admin = "127.0.0.1:0"', real)
         with open(lb.config, "w") as f:
             f.write(text)
         # The backend is down: the message goes to the spool, parameters and all.

@@ -158,9 +158,10 @@ void Transaction::opened(const OpenedConnection& connection) {
     rcpt_index_ = 0;
     new_reply_.reset();
     if (caps.pipelining) {
-        for (const auto& r : recipients_)
-            send(Step::Rcpt, proto::rcpt_command(r));
-        if (purpose_ == Purpose::Recipient) send(Step::Rcpt, proto::rcpt_command(*new_rcpt_));
+        for (std::size_t i = 0; i < recipients_.size(); ++i)
+            send(Step::Rcpt, proto::rcpt_command(recipients_[i], recipient_params_[i], caps));
+        if (purpose_ == Purpose::Recipient)
+            send(Step::Rcpt, proto::rcpt_command(*new_rcpt_, new_rcpt_params_, caps));
     }
     await();
     waiting_ = Waiting::MailReply;
@@ -189,8 +190,10 @@ void Transaction::mail_reply(const proto::Reply& reply) {
 }
 
 void Transaction::send_envelope_rcpt() {
-    const auto& rcpt = rcpt_index_ < recipients_.size() ? recipients_[rcpt_index_] : *new_rcpt_;
-    send(Step::Rcpt, proto::rcpt_command(rcpt));
+    const bool replayed = rcpt_index_ < recipients_.size();
+    const auto& rcpt = replayed ? recipients_[rcpt_index_] : *new_rcpt_;
+    const auto& params = replayed ? recipient_params_[rcpt_index_] : new_rcpt_params_;
+    send(Step::Rcpt, proto::rcpt_command(rcpt, params, connection_.capabilities));
 }
 
 void Transaction::envelope_reply(const proto::Reply& reply) {
@@ -259,7 +262,9 @@ void Transaction::recipient_answer(const proto::Reply& reply) {
     auto& counters = pool_->backend(backend_).counters;
     if (reply.positive()) {
         recipients_.push_back(*new_rcpt_);
+        recipient_params_.push_back(new_rcpt_params_);
         accepted_.push_back(*new_rcpt_);
+        accepted_params_.push_back(new_rcpt_params_);
         ++counters.recipients;
     } else if (reply.transient()) {
         ++counters.deferred;
@@ -324,6 +329,7 @@ void Transaction::spool_checked(const std::optional<proto::Reply>& refusal) {
     // Accepted by the listener's policy; no backend can verify it now.
     spooling_ = true;
     accepted_.push_back(*new_rcpt_);
+    accepted_params_.push_back(new_rcpt_params_);
     answer(proto::Reply::make(250, "2.1.5", "Ok"));
 }
 

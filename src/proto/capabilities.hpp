@@ -16,7 +16,7 @@ struct Capabilities {
     bool enhanced_codes = false;
     bool starttls = false;
     bool chunking = false;
-    bool dsn = false;         // issue 25 (caps): the pool's view; `dsn` forwards the parameters
+    bool dsn = false;         // RFC 3461: takes NOTIFY, ORCPT, RET, ENVID
     bool requiretls = false;  // RFC 8689
     std::optional<std::uint64_t> size_limit;  // 0 = no fixed limit
     bool xclient = false;

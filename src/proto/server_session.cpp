@@ -228,7 +228,7 @@ std::optional<ServerEvent> ServerSession::handle_line(std::string_view line) {
             if (settings_.require_tls && !tls_)
                 return error(530, "5.7.0", "Must issue a STARTTLS command first");
             MailArgument arg;
-            if (auto err = parse_mail_argument(cmd.argument, arg))
+            if (auto err = parse_mail_argument(cmd.argument, arg, settings_.advertise_dsn))
                 return error(err->code, err->enhanced, err->text);
             if (arg.params.smtputf8 && !settings_.advertise_smtputf8)
                 return error(555, "5.5.4", "SMTPUTF8 is not supported");
@@ -246,15 +246,16 @@ std::optional<ServerEvent> ServerSession::handle_line(std::string_view line) {
         }
         case Verb::Rcpt: {
             if (!mail_accepted_) return error(503, "5.5.1", "Error: need MAIL command");
-            Path path;
-            if (auto err = parse_rcpt_argument(cmd.argument, path))
+            RcptArgument arg;
+            if (auto err = parse_rcpt_argument(cmd.argument, arg, settings_.advertise_dsn))
                 return error(err->code, err->enhanced, err->text);
             if (recipients_seen_ >= settings_.max_recipients) {
                 reply(452, "4.5.3", "Error: too many recipients");
                 return std::nullopt;
             }
             ServerEvent ev{Kind::Rcpt};
-            ev.path = std::move(path);
+            ev.path = std::move(arg.path);
+            ev.rcpt_params = std::move(arg.params);
             pending_ = Kind::Rcpt;
             return ev;
         }

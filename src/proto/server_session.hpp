@@ -19,7 +19,7 @@ struct EhloOffer {
     std::uint64_t max_message_size = 0;  // 0: the settings' max_message_size alone
     bool smtputf8 = true;                // and the settings' advertise_smtputf8
     bool eightbitmime = true;
-    bool dsn = false;         // issue 25 (dsn) offers it once DSN is relayed
+    bool dsn = false;         // the listener's `dsn` (smtplb relays DSN itself)
     bool chunking = false;    // issue 25 (bdat) offers it once BDAT is converted
     bool requiretls = false;  // inside TLS only (RFC 8689 §4)
 };
@@ -43,6 +43,10 @@ struct ServerSettings {
     BareLineEndings bare_line_endings = BareLineEndings::Reject;
     NulBytes nul_bytes = NulBytes::Reject;
     bool advertise_smtputf8 = true;
+    // DSN (RFC 3461): RET, ENVID, NOTIFY and ORCPT are taken; without it they
+    // are refused as Postfix refuses them ("501 5.7.1 DSN support is disabled").
+    // issue 25 (caps): the listener's offer may come to decide this.
+    bool advertise_dsn = false;
     bool advertise_xclient = false;  // the built-in sink only
     // The attribute names the EHLO reply lists after XCLIENT.
     std::string xclient_attributes = "NAME ADDR PORT PROTO HELO LOGIN";
@@ -86,9 +90,10 @@ struct ServerEvent {
     DataDecoder::Outcome data_outcome = DataDecoder::Outcome::Ok;  // MessageEnd
     std::uint64_t message_size = 0;                                // MessageEnd
     std::string argument;                                          // Xclient
-    std::string login;      // Auth: the authentication identity
-    std::string password;   // Auth: never to be logged
-    std::string mechanism;  // Auth: PLAIN or LOGIN
+    std::string login;           // Auth: the authentication identity
+    std::string password;        // Auth: never to be logged
+    std::string mechanism;       // Auth: PLAIN or LOGIN
+    RcptParameters rcpt_params;  // Rcpt: its DSN parameters
 };
 
 // The standard refusal for a message the decoder did not accept.

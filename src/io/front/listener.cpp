@@ -35,6 +35,7 @@ Listener::Listener(Balancer& balancer, const config::Listener& config)
     settings_.bare_line_endings = config.bare_line_endings;
     settings_.nul_bytes = config.nul_bytes;
     settings_.advertise_smtputf8 = config.smtputf8;
+    settings_.advertise_dsn = config.dsn;
     using config::ServerTlsMode;
     settings_.starttls =
         config.tls.mode == ServerTlsMode::Starttls || config.tls.mode == ServerTlsMode::Required;
@@ -68,8 +69,9 @@ proto::EhloOffer Listener::current() const {
         // Offered only where a backend is known to honour it.
         offer.requiretls = offer.requiretls && caps.verified_tls && caps.requiretls > 0;
     }
-    // issue 25 (mime, dsn, bdat): 8BITMIME, DSN and CHUNKING are smtplb's
-    // own bridges; those parts set them here.
+    // 8BITMIME, DSN and CHUNKING are smtplb's own bridges (it converts,
+    // it sends "relayed" notices, it sends DATA to backends without BDAT).
+    offer.dsn = config_.dsn;
     offer_ = offer;
     offer_epoch_ = epoch;
     return offer;

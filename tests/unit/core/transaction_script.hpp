@@ -10,9 +10,10 @@ namespace smtplb::testing {
 //
 // Script lines (# starts a comment):
 //   pool backends=N [max_attempts=N] [spool=yes] [retry_time=SECONDS] [tls=required]  (first)
-//   mail <sender> [SMTPUTF8] [REQUIRETLS] [SIZE=N]  rcpt <address>  data  end  rset  slow
+//   mail <sender> [SMTPUTF8] [REQUIRETLS] [SIZE=N] [RET=..] [ENVID=..]
+//   rcpt <address> [NOTIFY=..] [ORCPT=..]  data  end  rset  slow
 //   advance SECONDS                                    (the clock)
-//   bN open ok [pipelining] [smtputf8] [requiretls] [size=N] [reused] [tls]
+//   bN open ok [pipelining] [smtputf8] [requiretls] [dsn] [size=N] [reused] [tls]
 //   bN open connect|no-slot TEXT
 //   bN open greeting|helo-refused|unauthorised|identity-refused CODE ENH TEXT
 //   bN open identity-broken [reused]

@@ -184,7 +184,7 @@ void ServerSession::ehlo_reply(std::string_view name) {
     if (offer_.eightbitmime) r.lines.push_back("8BITMIME");
     r.lines.push_back("ENHANCEDSTATUSCODES");
     if (settings_.advertise_smtputf8 && offer_.smtputf8) r.lines.push_back("SMTPUTF8");
-    if (offer_.dsn) r.lines.push_back("DSN");
+    if (settings_.advertise_dsn && offer_.dsn) r.lines.push_back("DSN");
     if (offer_.chunking) r.lines.push_back("CHUNKING");
     if (offer_.requiretls && tls_) r.lines.push_back("REQUIRETLS");
     if (settings_.advertise_xclient && xclient_offered_)

@@ -19,7 +19,7 @@ struct EhloOffer {
     std::uint64_t max_message_size = 0;  // 0: the settings' max_message_size alone
     bool smtputf8 = true;                // and the settings' advertise_smtputf8
     bool eightbitmime = true;
-    bool dsn = false;         // the listener's `dsn` (smtplb relays DSN itself)
+    bool dsn = true;          // and the settings' advertise_dsn (smtplb relays DSN itself)
     bool chunking = false;    // issue 25 (bdat) offers it once BDAT is converted
     bool requiretls = false;  // inside TLS only (RFC 8689 §4)
 };

@@ -5,6 +5,7 @@
 
 #include "base/text.hpp"
 #include "proto/capabilities.hpp"
+#include "proto/xtext.hpp"
 
 namespace smtplb::proto {
 namespace {
@@ -65,11 +66,25 @@ std::string mail_command(const Path& sender, const MailParameters& params,
     if (params.size && caps.size_limit) cmd += " SIZE=" + std::to_string(*params.size);
     if (params.body_8bitmime && caps.eightbitmime) cmd += " BODY=8BITMIME";
     if (params.smtputf8) cmd += " SMTPUTF8";
+    // Postfix without SASL refuses AUTH= (555): only where AUTH is announced.
+    if (params.auth && !caps.auth_mechanisms.empty()) cmd += " AUTH=" + *params.auth;
     return cmd + "\r\n";
 }
 
 std::string rcpt_command(const Mailbox& rcpt) {
     return "RCPT TO:<" + rcpt.address() + ">\r\n";
+}
+
+bool valid_auth_parameter(std::string_view xtext) {
+    if (xtext.empty() || xtext.size() > kMaxAuthParameter) return false;
+    auto decoded = xtext_decode(xtext);
+    if (!decoded || decoded->empty()) return false;
+    if (*decoded == "<>") return true;
+    // An addr-spec: printable, no spaces or angle brackets, an '@' inside.
+    for (unsigned char ch : *decoded)
+        if (ch <= ' ' || ch == 0x7f || ch == '<' || ch == '>') return false;
+    auto at = decoded->rfind('@');
+    return at != std::string::npos && at > 0 && at + 1 < decoded->size();
 }
 
 std::optional<ArgumentError> parse_mail_argument(std::string_view argument, MailArgument& out) {
@@ -97,6 +112,10 @@ std::optional<ArgumentError> parse_mail_argument(std::string_view argument, Mail
             }
         } else if (base::iequals(key, "SMTPUTF8") && value.empty()) {
             out.params.smtputf8 = true;
+        } else if (base::iequals(key, "AUTH") && eq != std::string_view::npos) {
+            if (out.params.auth) return syntax("Duplicate AUTH parameter");
+            if (!valid_auth_parameter(value)) return syntax("Bad AUTH parameter");
+            out.params.auth = std::string(value);
         } else {
             return ArgumentError{555, "5.5.4", "Unsupported parameter"};
         }

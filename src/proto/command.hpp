@@ -47,12 +47,21 @@ struct Command {
 // Splits one command line (without CRLF) into verb and argument.
 Command parse_command(std::string_view line);
 
-// MAIL FROM parameters we implement (RFC 1870, 6152, 6531).
+// MAIL FROM parameters we implement (RFC 1870, 6152, 6531, 4954).
 struct MailParameters {
     std::optional<std::uint64_t> size;
     bool body_8bitmime = false;
     bool smtputf8 = false;
+    // RFC 4954 §5 AUTH=, xtext as sent (validated: "<>" or an address once
+    // decoded); only sent on to a backend that announces AUTH.
+    std::optional<std::string> auth;
 };
+
+// AUTH= values longer than this are refused (an address is at most 256
+// octets, RFC 5321 §4.5.3.1.3; xtext may triple it).
+inline constexpr std::size_t kMaxAuthParameter = 800;
+// Whether `xtext` is a valid AUTH= value: "<>" or an address, xtext-encoded.
+bool valid_auth_parameter(std::string_view xtext);
 
 struct MailArgument {
     Path path;

@@ -171,7 +171,7 @@ struct Harness {
                     check(connected, "SendBody without a connection");
                     check(owed.empty(), "the body before every reply was read");
                     owed.push_back(Step::Message);
-                    tx->body_done(static_cast<core::Transaction::BodyResult>(in.next() % 3), "x");
+                    tx->body_done(static_cast<core::Transaction::BodyResult>(in.next() % 4), "x");
                     break;
                 case Kind::Release:
                     check(connected, "Release without a connection");

@@ -83,6 +83,7 @@ void Runner::setup(const std::vector<std::string>& w) {
         if (key == "max_attempts") p.max_attempts = std::stoul(value);
         if (key == "retry_time") p.retry_time = std::chrono::seconds(std::stoul(value));
         if (key == "spool") spool_ = value == "yes";
+        if (key == "convert_8bit") p.convert_8bit = value == "yes";
     }
     for (std::size_t i = 0; i < backends; ++i) {
         config::Backend b;
@@ -120,6 +121,8 @@ void Runner::open(std::size_t backend) {
         c.reused = has(*w, "reused");
         c.capabilities.pipelining = has(*w, "pipelining");
         c.capabilities.smtputf8 = has(*w, "smtputf8");
+        c.capabilities.eightbitmime = !has(*w, "7bit");  // as Postfix, unless told
+        if (has(*w, "auth")) c.capabilities.auth_mechanisms = {"PLAIN"};
         c.tls = has(*w, "tls") ? "TLSv1.3" : "";
         tx_.opened(c);
         return;
@@ -189,11 +192,17 @@ void Runner::drive() {
             case Kind::SendBody: {
                 auto w = take(name, "body");
                 auto how = w && w->size() > 2 ? (*w)[2] : "write-failed";
-                out_ << "  " << name << " < (body) -> " << how << "\n";
+                using EightBit = core::TransactionAction::EightBit;
+                out_ << "  " << name << " < (body"
+                     << (action->eight_bit == EightBit::Convert  ? ", 8-bit converted"
+                         : action->eight_bit == EightBit::Refuse ? ", 8-bit refused"
+                                                                 : "")
+                     << ") -> " << how << "\n";
                 using R = core::Transaction::BodyResult;
-                tx_.body_done(how == "sent"          ? R::Sent
-                              : how == "read-failed" ? R::ReadFailed
-                                                     : R::WriteFailed,
+                tx_.body_done(how == "sent"                ? R::Sent
+                              : how == "read-failed"       ? R::ReadFailed
+                              : how == "eight-bit-refused" ? R::EightBitRefused
+                                                           : R::WriteFailed,
                               w && w->size() > 3 ? rest(*w, 3) : how);
                 break;
             }
@@ -257,6 +266,9 @@ std::string Runner::run(const std::string& script) {
             sender.null = sender.mailbox.local.empty();
             proto::MailParameters params;
             params.smtputf8 = has(w, "SMTPUTF8");
+            params.body_8bitmime = has(w, "BODY=8BITMIME");
+            for (const auto& word : w)
+                if (word.starts_with("AUTH=")) params.auth = word.substr(5);
             tx_.begin(*pool_, base::IpAddress::parse("192.0.2.10"), sender, params, spool_);
         } else if (verb == "rcpt") {
             tx_.recipient(mailbox(w.size() > 1 ? w[1] : "<>"));

@@ -66,7 +66,7 @@ std::string mail_command(const Path& sender, const MailParameters& params,
     if (params.size && caps.size_limit) cmd += " SIZE=" + std::to_string(*params.size);
     if (params.body_8bitmime && caps.eightbitmime) cmd += " BODY=8BITMIME";
     if (params.smtputf8) cmd += " SMTPUTF8";
-    // Postfix without SASL refuses AUTH= (555): only where AUTH is announced.
+    // RFC 4954 §5: a parameter of the AUTH extension, only where it is announced.
     if (params.auth && !caps.auth_mechanisms.empty()) cmd += " AUTH=" + *params.auth;
     return cmd + "\r\n";
 }

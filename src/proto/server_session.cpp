@@ -222,11 +222,8 @@ std::optional<ServerEvent> ServerSession::handle_line(std::string_view line) {
                 return error(err->code, err->enhanced, err->text);
             if (arg.params.smtputf8 && !settings_.advertise_smtputf8)
                 return error(555, "5.5.4", "SMTPUTF8 is not supported");
-            // RFC 4954 §5 belongs to AUTH: refused where it is not configured,
-            // as Postfix does without SASL. The authenticated login wins over
-            // what the client claims.
-            if (arg.params.auth && !settings_.auth)
-                return error(555, "5.5.4", "Unsupported option: AUTH");
+            // RFC 4954 §5: accepted on every listener, as Postfix does even
+            // with SASL off; the authenticated login wins over the client's claim.
             if (arg.params.auth && !login_.empty()) arg.params.auth = xtext_encode(login_);
             if (arg.params.size && *arg.params.size > settings_.max_message_size) {
                 reply(552, "5.3.4", "Message size exceeds fixed limit");

@@ -118,9 +118,10 @@ class EightBitMime(WorkdirTestCase):
     def assert_7bit_and_readable(self, arrived):
         self.assertFalse(any(b > 127 for b in body_of(arrived)), arrived)
         parsed = email.message_from_bytes(arrived, policy=email.policy.compat32)
-        texts = [p.get_payload(decode=True) for p in parsed.walk()
+        # The CRLF before a boundary belongs to the boundary (RFC 2046 §5.1.1).
+        texts = [p.get_payload(decode=True).rstrip(b"\r\n") for p in parsed.walk()
                  if p.get_content_maintype() == "text"]
-        self.assertEqual(texts, [PLAIN_UTF8, HTML_LATIN1, INNER_UTF8])
+        self.assertEqual(texts, [t.rstrip(b"\r\n") for t in (PLAIN_UTF8, HTML_LATIN1, INNER_UTF8)])
         for line in arrived.split(b"\r\n"):
             self.assertLessEqual(len(line), 998)
         self.assertNotIn(b"Content-Transfer-Encoding: 8bit", arrived)

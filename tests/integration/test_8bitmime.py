@@ -6,12 +6,14 @@ is refused with 554 5.6.3. The backends hold what they accept, so the test
 reads each message back from the backend's queue (postcat)."""
 import email
 import email.policy
+import os
 import re
 import smtplib
 import subprocess
 
 import configs
-from harness import Postfix, Smtplb, WorkdirTestCase, free_port, main, postfix_available
+from harness import (Postfix, Smtplb, WorkdirTestCase, free_port, main, postfix_available,
+                     wait_until)
 
 PLAIN_UTF8 = "Grüße aus Köln: naïve café, 10 € — ça va?\r\n".encode()
 HTML_LATIN1 = "<p>Gr\xfc\xdfe aus K\xf6ln, sch\xf6ne Gr\xfc\xdfe</p>\r\n".encode("latin-1")
@@ -99,6 +101,7 @@ class EightBitMime(WorkdirTestCase):
         with open(hold, "w") as f:
             f.write("/^/ HOLD\n")
         held_main = f"header_checks = regexp:{hold}\n"
+        self.held_main = held_main
         self.pf7 = Postfix(self.workdir, "seven", extra_main=held_main +
                            "smtpd_discard_ehlo_keywords = 8bitmime\n").start()
         self.addCleanup(self.pf7.stop)
@@ -172,6 +175,27 @@ class EightBitMime(WorkdirTestCase):
         # A 7-bit message still goes.
         code, text = send(seven_only, SEVEN_BIT, body_8bitmime=False)
         self.assertEqual(code, 250, text)
+
+    def test_the_spool_delivers_converted_when_a_7bit_backend_returns(self):
+        later = Postfix(self.workdir, "later", extra_main=self.held_main +
+                        "smtpd_discard_ehlo_keywords = 8bitmime\n")
+        port = free_port()
+        pool = {"on_unavailable": "spool", "connect_timeout": "1s",
+                "health": {"interval": "1s", "down_interval": "1s", "rise": 1, "fall": 1,
+                           "timeout": "2s"}}
+        text = configs.balancer(port, [("later", later.port)], pool_options=pool)
+        text += configs.table("[spool]", {"retry_initial": "1s", "retry_max": "2s"})
+        lb = Smtplb(self.workdir, text, name="lb-spool")
+        lb.start(port)
+        self.addCleanup(lb.stop)
+        code, text = send(port, multipart_message())  # no backend: spooled
+        self.assertEqual(code, 250, text)
+        later.start()
+        self.addCleanup(later.stop)
+        hold = os.path.join(later.dir, "queue", "hold")
+        wait_until(lambda: os.path.isdir(hold) and os.listdir(hold), timeout=60,
+                   what="the spooled message at the 7-bit backend")
+        self.assert_7bit_and_readable(held(later, os.listdir(hold)[0]))
 
 
 if __name__ == "__main__":

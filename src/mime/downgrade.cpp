@@ -37,7 +37,12 @@ bool starts_with_nocase(std::string_view text, std::string_view prefix) {
 std::size_t count_content_types(std::string_view message) {
     std::size_t count = 0;
     for (std::size_t line = 0; line < message.size();) {
-        if (starts_with_nocase(message.substr(line), "content-type:")) ++count;
+        // "Content-Type :" too: the obsolete syntax a parser may accept.
+        auto rest = message.substr(line);
+        if (starts_with_nocase(rest, "content-type")) {
+            auto colon = rest.find_first_not_of(" \t", 12);
+            if (colon != std::string_view::npos && rest[colon] == ':') ++count;
+        }
         auto lf = message.find('\n', line);
         if (lf == std::string_view::npos) break;
         line = lf + 1;

@@ -192,6 +192,10 @@ TEST(Downgrade, BoundsAreErrorsNotCrashes) {
 
     DowngradeLimits few{.max_content_types = 10};
     EXPECT_NE(downgrade_to_7bit(deep, few).error.find("MIME parts"), std::string::npos);
+    std::string spaced = deep;
+    for (std::size_t at = 0; (at = spaced.find("Content-Type:", at)) != std::string::npos;)
+        spaced.replace(at, 13, "content-type :");
+    EXPECT_NE(downgrade_to_7bit(spaced, few).error.find("MIME parts"), std::string::npos);
     DowngradeLimits small{.max_size = 10};
     EXPECT_FALSE(downgrade_to_7bit(deep, small).ok());
 }

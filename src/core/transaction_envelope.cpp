@@ -143,6 +143,8 @@ void Transaction::opened(const OpenedConnection& connection) {
     }
     if (needs_8bitmime() && !caps.eightbitmime) {
         // RFC 6152 §3: never 8-bit octets to it, and conversion is not allowed.
+        // issue 25 (caps): with convert_8bit = false a pool offers 8BITMIME
+        // only where its backends do; with it on, smtplb bridges the gap.
         count_attempt();
         ++eight_bit_skips_;
         record("mail", "backend does not announce 8BITMIME");

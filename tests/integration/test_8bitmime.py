@@ -10,6 +10,7 @@ import os
 import re
 import smtplib
 import subprocess
+import urllib.request
 
 import configs
 from harness import (Postfix, Smtplb, WorkdirTestCase, free_port, main, postfix_available,
@@ -114,11 +115,22 @@ class EightBitMime(WorkdirTestCase):
         port = free_port()
         pool_options = {"health": {"enabled": False}}
         pool_options.update(pool)
-        lb = Smtplb(self.workdir, configs.balancer(port, backends, pool_options=pool_options),
+        lb = Smtplb(self.workdir, configs.balancer(port, backends, pool_options=pool_options,
+                                                   server_options={"admin": "127.0.0.1:0"}),
                     name=f"lb{port}")
         lb.start(port)
         self.addCleanup(lb.stop)
+        self.lb = lb
         return port
+
+    def conversions(self, backend):
+        """smtplb_backend_8bit_conversions_total for `backend`, from /metrics."""
+        url = f"http://127.0.0.1:{self.lb.admin_port()}/metrics"
+        with urllib.request.urlopen(url, timeout=10) as r:
+            text = r.read().decode()
+        m = re.search(r'^smtplb_backend_8bit_conversions_total\{[^}]*backend="%s"[^}]*\} (\S+)$'
+                      % backend, text, re.M)
+        return float(m.group(1)) if m else None
 
     def assert_7bit_and_readable(self, arrived):
         self.assertFalse(any(b > 127 for b in body_of(arrived)), arrived)
@@ -149,7 +161,9 @@ class EightBitMime(WorkdirTestCase):
         self.assertEqual(parsed.get_payload(decode=True), body_of(plain_latin1_message()))
 
         # A 7-bit message: byte for byte what the same client sends directly.
+        self.assertEqual(self.conversions("seven"), 2)
         code, text = send(seven, SEVEN_BIT, body_8bitmime=False)
+        self.assertEqual(self.conversions("seven"), 2)  # not converted
         through = body_of(held(self.pf7, queue_id(text)))
         code, text = send(self.pf7.port, SEVEN_BIT, body_8bitmime=False)
         self.assertEqual(through, body_of(held(self.pf7, queue_id(text))))

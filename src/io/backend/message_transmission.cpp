@@ -35,6 +35,7 @@ awaitable<BackendConnection::BodyResult> BackendConnection::send_body(
             case Outcome::Unchanged:
                 break;
             case Outcome::Converted:
+                ++pool_.backend(backend_).counters.converted_8bit;
                 co_return co_await send_body(*seven_bit.converted, EightBit::Pass);
             case Outcome::Refused:
                 failure_ = seven_bit.reason;

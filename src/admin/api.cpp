@@ -40,6 +40,33 @@ std::vector<std::string> split_path(const std::string& target) {
     return parts;
 }
 
+// Its last known EHLO (docs/esmtp.md, "What a listener offers").
+json::object capabilities_json(const core::BackendCapabilities& c) {
+    json::object o;
+    o["size"] = c.size_limit;
+    o["smtputf8"] = c.smtputf8;
+    o["8bitmime"] = c.eightbitmime;
+    o["dsn"] = c.dsn;
+    o["chunking"] = c.chunking;
+    o["requiretls"] = c.requiretls;
+    return o;
+}
+
+// Per extension, how many backends are known to have it, of how many known.
+json::object capabilities_json(const core::PoolCapabilities& c) {
+    json::object o;
+    o["size"] = c.size_limit;
+    o["backends"] = c.backends;
+    o["known"] = c.known;
+    o["smtputf8"] = c.smtputf8;
+    o["8bitmime"] = c.eightbitmime;
+    o["dsn"] = c.dsn;
+    o["chunking"] = c.chunking;
+    o["requiretls"] = c.requiretls;
+    o["verified_tls"] = c.verified_tls;
+    return o;
+}
+
 json::object backend_json(const core::Pool& pool, const core::BackendState& b) {
     auto now = pool.clock().now();
     json::object o;
@@ -51,6 +78,7 @@ json::object backend_json(const core::Pool& pool, const core::BackendState& b) {
     o["health"] = core::to_string(b.health.state());
     o["admin"] = core::to_string(b.health.admin());
     if (!b.warning.empty()) o["warning"] = b.warning;
+    if (b.capabilities.known) o["capabilities"] = capabilities_json(b.capabilities);
     o["accepts_new"] = b.health.accepts_new(now);
     o["state_age_ms"] =
         std::chrono::duration_cast<std::chrono::milliseconds>(now - b.health.changed_at()).count();
@@ -189,6 +217,7 @@ std::string status_json(io::Balancer& balancer, const RunInfo* run) {
         o["probes"] = p->config().health.enabled
                           ? json::value(proto::to_string(p->config().health.depth))
                           : json::value(false);
+        o["capabilities"] = capabilities_json(p->capabilities());
         json::array backends;
         auto guard = p->lock();  // sessions on other event loops change them
         for (const auto& b : p->backends())

@@ -75,11 +75,18 @@ ApiResponse show(io::Spool& spool, const std::string& id) {
     o["client"] = env.identity.address.to_string();
     o["helo"] = env.identity.helo;
     o["body_size"] = message->size();
+    if (env.params.ret != proto::DsnReturn::Unset)
+        o["ret"] = env.params.ret == proto::DsnReturn::Full ? "FULL" : "HDRS";
+    if (!env.params.envid.empty()) o["envid"] = env.params.envid;
     json::array rcpts;
     for (const auto& r : message->layout().recipients) {
         json::object ro;
         ro["address"] = r.mailbox.address();
         ro["state"] = record_state(r.state);
+        // What the sender asked to be told (RFC 3461), when it asked.
+        if (r.params.notify) ro["notify"] = r.params.notify_keywords();
+        if (!r.params.orcpt.empty()) ro["orcpt"] = r.params.orcpt;
+        if (r.state == proto::SpoolRecord::Warned) ro["delay_notice_sent"] = true;
         rcpts.push_back(std::move(ro));
     }
     o["recipients"] = std::move(rcpts);

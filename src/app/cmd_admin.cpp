@@ -68,6 +68,47 @@ std::optional<AdminTarget> admin_target(const AdminOptions& o) {
     return target;
 }
 
+// "SIZE 10240000 SMTPUTF8 8BITMIME": a backend's last known EHLO, or for a
+// pool how many of its backends have each ("SMTPUTF8 1/2").
+std::string capability_words(const json::object& caps, const char* of) {
+    std::string out = "SIZE " + text_of(caps.if_contains("size"));
+    for (const char* key : {"smtputf8", "8bitmime", "dsn", "chunking", "requiretls"}) {
+        const auto* v = caps.if_contains(key);
+        if (!v) continue;
+        std::string name = key;
+        for (char& c : name)
+            c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+        if (v->is_bool()) {
+            if (v->as_bool()) out += " " + name;
+        } else {
+            out += " " + name + " " + text_of(v) + "/" + of;
+        }
+    }
+    return out;
+}
+
+void print_capabilities(const json::object& root) {
+    std::printf("\n%-12s %-12s %s\n", "POOL", "BACKEND", "CAPABILITIES (last known EHLO)");
+    for (const auto& pv : root.at("pools").as_array()) {
+        const auto& pool = pv.as_object();
+        std::string name = text_of(pool.if_contains("name"));
+        if (const auto* c = pool.if_contains("capabilities"); c && c->is_object()) {
+            const auto& caps = c->as_object();
+            std::string known = text_of(caps.if_contains("known"));
+            std::printf("%-12s %-12s %s (%s of %s backends known)\n", name.c_str(), "*",
+                        capability_words(caps, known.c_str()).c_str(), known.c_str(),
+                        text_of(caps.if_contains("backends")).c_str());
+        }
+        for (const auto& bv : pool.at("backends").as_array()) {
+            const auto& b = bv.as_object();
+            const auto* c = b.if_contains("capabilities");
+            std::printf("%-12s %-12s %s\n", name.c_str(), text_of(b.if_contains("name")).c_str(),
+                        c && c->is_object() ? capability_words(c->as_object(), "").c_str()
+                                            : "unknown (no EHLO seen yet)");
+        }
+    }
+}
+
 void print_status(const json::value& doc) {
     const auto& root = doc.as_object();
     std::printf("%-12s %-12s %-22s %4s %7s %-5s %-12s %6s %10s  %s\n", "POOL", "BACKEND", "ADDRESS",
@@ -97,6 +138,7 @@ void print_status(const json::value& doc) {
                 text_of(&b.at("counters").as_object().at("delivered")).c_str(), probe.c_str());
         }
     }
+    print_capabilities(root);
 }
 
 }  // namespace

@@ -57,13 +57,19 @@ void print_list(const json::object& doc) {
 }
 
 void print_show(const json::object& e) {
-    for (const char* key : {"id", "state", "pool", "listener", "sender", "client", "helo",
-                            "body_size", "age_s", "attempts", "last_error", "next_attempt_in_s"})
+    for (const char* key :
+         {"id", "state", "pool", "listener", "sender", "client", "helo", "body_size", "age_s",
+          "attempts", "last_error", "next_attempt_in_s", "ret", "envid"})
         if (const auto* v = e.if_contains(key)) std::printf("%-18s %s\n", key, text_of(v).c_str());
-    for (const auto& r : e.at("recipients").as_array())
-        std::printf("%-18s %s (%s)\n", "recipient",
-                    text_of(r.as_object().if_contains("address")).c_str(),
-                    text_of(r.as_object().if_contains("state")).c_str());
+    for (const auto& r : e.at("recipients").as_array()) {
+        const auto& ro = r.as_object();
+        std::string dsn;  // what the sender asked to be told (RFC 3461)
+        for (const char* key : {"notify", "orcpt"})
+            if (const auto* v = ro.if_contains(key))
+                dsn += std::string(" ") + key + "=" + text_of(v);
+        std::printf("%-18s %s (%s)%s\n", "recipient", text_of(ro.if_contains("address")).c_str(),
+                    text_of(ro.if_contains("state")).c_str(), dsn.c_str());
+    }
 }
 
 int print_answer(const std::string& action, int http_status, const std::string& body,

@@ -74,6 +74,10 @@ LogLevel level_of(std::string_view line) {
         if (name == e) return LogLevel::Warn;
     if (name == "health")
         return line.find(" to=up") == std::string_view::npos ? LogLevel::Warn : LogLevel::Info;
+    // A notice the sender asked for (RFC 3461 NOTIFY=SUCCESS) that could not be sent.
+    if (name == "dsn_relayed_notice")
+        return line.find(" result=not_sent") == std::string_view::npos ? LogLevel::Info
+                                                                       : LogLevel::Warn;
     return LogLevel::Info;
 }
 

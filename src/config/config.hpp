@@ -97,6 +97,10 @@ struct Spool {
     Millis retry_max{1800000};
     std::uint32_t concurrency = 20;  // messages delivered from the spool at once
     std::uint32_t writers = 4;       // threads that write and fsync spool files
+    // A delay notice (DSN "delayed") once a message has waited this long; 0 = never.
+    Millis delay_warning_time{4LL * 3600000};
+    // RET=FULL returns a failed message whole up to this size, else its headers.
+    std::uint64_t bounce_size_limit = 50000;
 };
 
 struct BackendTls {
@@ -150,6 +154,7 @@ struct Listener {
     proto::BareLineEndings bare_line_endings = proto::BareLineEndings::Reject;
     proto::NulBytes nul_bytes = proto::NulBytes::Reject;  // Keep is not a choice
     bool smtputf8 = true;
+    bool dsn = true;  // announce DSN (RFC 3461) and take its parameters
     // Look up the client's host name (reverse, then forward-confirmed, as
     // Postfix's smtpd does) for XCLIENT NAME and the tracking log.
     bool resolve_client_names = true;

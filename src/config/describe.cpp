@@ -61,7 +61,9 @@ std::string describe(const Config& c) {
       << "retry_initial = " << ms(c.spool.retry_initial) << "\n"
       << "retry_max = " << ms(c.spool.retry_max) << "\n"
       << "concurrency = " << c.spool.concurrency << "\n"
-      << "writers = " << c.spool.writers << "\n";
+      << "writers = " << c.spool.writers << "\n"
+      << "delay_warning_time = " << ms(c.spool.delay_warning_time) << "\n"
+      << "bounce_size_limit = " << bytes(c.spool.bounce_size_limit) << "\n";
     for (const auto& l : c.listeners) {
         o << "\n[[listener]]\n"
           << "name = " << quoted(l.name) << "\n"
@@ -87,6 +89,7 @@ std::string describe(const Config& c) {
           << "bare_line_endings = " << quoted(to_string(l.bare_line_endings)) << "\n"
           << "nul_bytes = " << quoted(to_string(l.nul_bytes)) << "\n"
           << "smtputf8 = " << (l.smtputf8 ? "true" : "false") << "\n"
+          << "dsn = " << (l.dsn ? "true" : "false") << "\n"
           << "resolve_client_names = " << (l.resolve_client_names ? "true" : "false") << "\n"
           << "recipients_file = " << quoted(l.recipients_file) << "  # "
           << l.known_recipients.size() << " entries\n"

@@ -82,6 +82,8 @@ void read_spool(TableReader& r, Spool& s) {
     r.duration("retry_max", s.retry_max, 1s, 24h);
     r.integer("concurrency", s.concurrency, 1, 1000);
     r.integer("writers", s.writers, 1, 64);
+    r.duration("delay_warning_time", s.delay_warning_time, 0s, 24h * 30);
+    r.size("bounce_size_limit", s.bounce_size_limit, 1024, 50ull << 20);
     if (s.retry_max < s.retry_initial)
         r.diagnostics().error(r.key_path("retry_max"), r.line_of("retry_max"),
                               "must not be less than retry_initial");
@@ -248,6 +250,7 @@ void read_listener(TableReader& r, Listener& l) {
     r.choice("nul_bytes", l.nul_bytes,
              {{"reject", proto::NulBytes::Reject}, {"strip", proto::NulBytes::Strip}});
     r.boolean("smtputf8", l.smtputf8);
+    r.boolean("dsn", l.dsn);
     r.boolean("resolve_client_names", l.resolve_client_names);
     if (auto* t = r.table("tls")) {
         TableReader tr(*t, r.key_path("tls"), d);

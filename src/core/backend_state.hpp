@@ -8,6 +8,7 @@
 #include "config/config.hpp"
 #include "core/health.hpp"
 #include "core/metrics.hpp"
+#include "core/pool_capabilities.hpp"
 
 namespace smtplb::core {
 
@@ -47,6 +48,8 @@ struct BackendState {
     ReplyRates rates;
     Histogram reply_seconds;  // end of a message until the backend's reply
     BackendCounters counters;
+    // Its last known EHLO capabilities (probes, opened connections).
+    BackendCapabilities capabilities;
     // Healthy, but not for long: "certificate expires in 3 days" (probes).
     std::string warning;
     // When the event log last heard that it was at its max_connections,

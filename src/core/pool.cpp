@@ -101,10 +101,13 @@ std::optional<std::size_t> Pool::find(const std::string& name) const {
 }
 
 std::optional<std::size_t> Pool::pick(const std::optional<base::IpAddress>& client,
-                                      const std::vector<std::size_t>& tried) {
+                                      const std::vector<std::size_t>& tried,
+                                      const TransactionNeeds& needs) {
     std::lock_guard guard(mutex_);
+    const bool verified_tls = config_.tls.verifies();
     auto open = [&](std::size_t i) {
-        return usable_locked(i) && std::find(tried.begin(), tried.end(), i) == tried.end();
+        return usable_locked(i) && std::find(tried.begin(), tried.end(), i) == tried.end() &&
+               (!needs.any() || may_take(backends_[i].capabilities, needs, verified_tls));
     };
     // The client's key matters only to persistence and source hashing.
     const bool keyed =
@@ -153,6 +156,7 @@ void Pool::adopt_state(const Pool& previous) {
         if (o.config.address.to_string() != b.config.address.to_string()) continue;
         b.health.adopt(o.health);
         b.rates = o.rates;
+        b.capabilities = o.capabilities;
     }
 }
 
@@ -179,10 +183,38 @@ void Pool::report(std::size_t i, LiveOutcome outcome, const std::string& reason,
     log(i, event);
 }
 
+void Pool::learn_capabilities_locked(std::size_t i, const proto::Capabilities& caps) {
+    auto learnt = BackendCapabilities::from(caps);
+    if (learnt == backends_[i].capabilities) return;
+    backends_[i].capabilities = learnt;
+    capabilities_epoch_.fetch_add(1, std::memory_order_release);
+}
+
+void Pool::learn_capabilities(std::size_t i, const proto::Capabilities& caps) {
+    std::lock_guard guard(mutex_);
+    learn_capabilities_locked(i, caps);
+}
+
+PoolCapabilities Pool::capabilities() const {
+    std::lock_guard guard(mutex_);
+    PoolCapabilities pool;
+    pool.verified_tls = config_.tls.verifies();
+    for (const auto& b : backends_)
+        pool.add(b.capabilities);
+    return pool;
+}
+
+std::optional<proto::Reply> Pool::refusal(const proto::MailParameters& params) const {
+    auto needs = TransactionNeeds::of(params);
+    if (!needs.any()) return std::nullopt;  // the common case takes no lock
+    return pool_refusal(capabilities(), needs);
+}
+
 void Pool::probe_result(std::size_t i, const proto::ProbeResult& result) {
     std::optional<HealthEvent> event;
     {
         std::lock_guard guard(mutex_);
+        if (result.capabilities) learn_capabilities_locked(i, *result.capabilities);
         event = backends_[i].health.probe(result, clock_.now());
     }
     log(i, event);

@@ -1,4 +1,5 @@
 #pragma once
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -32,8 +33,11 @@ class Pool {
     // A backend for a new attempt, never one in `tried`. Lower priority
     // numbers are preferred; a higher tier is used only when no backend of a
     // lower one is usable (MX preference semantics).
+    // With `needs`, only backends whose last known capabilities may take
+    // the transaction (core/pool_capabilities.hpp: unknown ones are tried).
     std::optional<std::size_t> pick(const std::optional<base::IpAddress>& client,
-                                    const std::vector<std::size_t>& tried);
+                                    const std::vector<std::size_t>& tried,
+                                    const TransactionNeeds& needs = {});
 
     // Passive health: how a live transaction step went on a backend.
     // `reply` is the backend's reply as text, when there was one.
@@ -42,6 +46,19 @@ class Pool {
     // Active health: one probe's result.
     void probe_result(std::size_t backend, const proto::ProbeResult& result);
     void set_admin(std::size_t backend, AdminState state);
+    // What a backend's EHLO announced (a probe's, an opened connection's):
+    // its last known capabilities until the next EHLO says otherwise.
+    void learn_capabilities(std::size_t backend, const proto::Capabilities& caps);
+    // The pool's capabilities from its backends' last known ones, and a
+    // number that changes whenever they may have (listeners cache their
+    // EHLO offer on it).
+    PoolCapabilities capabilities() const;
+    // The refusal for a transaction no backend of the pool can take
+    // (pool_refusal), answered at MAIL; nothing when one may.
+    std::optional<proto::Reply> refusal(const proto::MailParameters& params) const;
+    std::uint64_t capabilities_epoch() const {
+        return capabilities_epoch_.load(std::memory_order_acquire);
+    }
     // May a new transaction start on this backend now?
     bool usable(std::size_t backend) const;
     // The load schedulers weigh: transactions in flight, connections open.
@@ -98,8 +115,10 @@ class Pool {
   private:
     void log(std::size_t backend, const std::optional<HealthEvent>& event) const;
     bool usable_locked(std::size_t backend) const;
+    void learn_capabilities_locked(std::size_t backend, const proto::Capabilities& caps);
 
     mutable std::mutex mutex_;
+    std::atomic<std::uint64_t> capabilities_epoch_ = 0;
 
     config::Pool config_;
     const base::Clock& clock_;

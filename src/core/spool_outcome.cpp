@@ -61,4 +61,25 @@ const char* SpoolOutcome::result(bool null_sender) const {
     return "deferred";
 }
 
+SpoolReports plan_reports(const SpoolOutcome& outcome,
+                          const std::vector<proto::SpoolRecipient>& recipients, bool null_sender,
+                          bool relayed_without_dsn, const proto::Reply& final_reply,
+                          bool delay_due) {
+    SpoolReports out;
+    if (null_sender) return out;
+    auto params = [&](std::size_t i) -> const proto::RcptParameters& {
+        return recipients[i].params;
+    };
+    for (const auto& [i, reply] : outcome.failed)
+        if (params(i).wants_failure()) out.failed.emplace_back(i, reply);
+    if (delay_due)
+        for (const auto& [i, reply] : outcome.deferred)
+            if (recipients[i].state == proto::SpoolRecord::Recipient && params(i).wants_delay())
+                out.delayed.emplace_back(i, reply);
+    if (relayed_without_dsn)
+        for (auto i : outcome.delivered)
+            if (params(i).wants_success()) out.relayed.emplace_back(i, final_reply);
+    return out;
+}
+
 }  // namespace smtplb::core

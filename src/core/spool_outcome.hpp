@@ -39,4 +39,20 @@ class SpoolOutcome {
     std::vector<std::pair<std::size_t, proto::Reply>> deferred;  // temporary
 };
 
+// Whom the sender is told of after an attempt, as each recipient asked
+// (RFC 3461 NOTIFY; none is ever told to "<>"). Pairs of a recipient's
+// index in the file and the reply reported.
+struct SpoolReports {
+    using List = std::vector<std::pair<std::size_t, proto::Reply>>;
+    List failed;   // final failures: NOTIFY without FAILURE (or NEVER) are left out
+    List delayed;  // still deferred, delay_warning_time passed, not told yet
+    List relayed;  // taken by a backend without DSN, NOTIFY has SUCCESS
+};
+// `relayed_without_dsn`: the backend that took `delivered` announced no DSN
+// (`final_reply` its 250); `delay_due`: the message has waited long enough.
+SpoolReports plan_reports(const SpoolOutcome& outcome,
+                          const std::vector<proto::SpoolRecipient>& recipients, bool null_sender,
+                          bool relayed_without_dsn, const proto::Reply& final_reply,
+                          bool delay_due);
+
 }  // namespace smtplb::core

@@ -66,9 +66,13 @@ void Transaction::begin(Pool& pool, const std::optional<base::IpAddress>& client
     client_ = client;
     sender_ = sender;
     params_ = params;
+    needs_ = TransactionNeeds::of(params);
     spools_ = spools;
     recipients_.clear();
     accepted_.clear();
+    recipient_params_.clear();
+    accepted_params_.clear();
+    relayed_without_dsn_ = false;
     tried_.clear();
     attempts_.clear();
     queue_id_.clear();
@@ -86,6 +90,7 @@ void Transaction::switch_pool(Pool& pool, bool spools) {
     pool_ = &pool;
     spools_ = spools;
     recipients_.clear();
+    recipient_params_.clear();
     tried_.clear();
     mail_refusal_.reset();
     attempts_made_ = 0;
@@ -94,7 +99,12 @@ void Transaction::switch_pool(Pool& pool, bool spools) {
 }
 
 void Transaction::recipient(const proto::Mailbox& rcpt) {
+    recipient(rcpt, proto::RcptParameters{});
+}
+
+void Transaction::recipient(const proto::Mailbox& rcpt, const proto::RcptParameters& params) {
     new_rcpt_ = rcpt;
+    new_rcpt_params_ = params;
     no_backend_ = false;
     if (spooling_) {
         check_spool();
@@ -109,7 +119,7 @@ void Transaction::recipient(const proto::Mailbox& rcpt) {
         return;
     }
     if (holding_) {
-        send(Step::Rcpt, proto::rcpt_command(rcpt));
+        send(Step::Rcpt, proto::rcpt_command(rcpt, params, connection_.capabilities));
         await();
         waiting_ = Waiting::RcptReply;
         return;
@@ -143,6 +153,7 @@ void Transaction::message_complete() {
 void Transaction::abandon() {
     release(Release::Reset);
     recipients_.clear();
+    recipient_params_.clear();
     new_rcpt_.reset();
     spooling_ = false;
     push({.kind = Kind::Done});

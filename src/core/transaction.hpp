@@ -7,6 +7,7 @@
 #include "base/clock.hpp"
 #include "base/units.hpp"
 #include "core/pool.hpp"
+#include "core/pool_capabilities.hpp"
 #include "core/tracking.hpp"
 #include "proto/address.hpp"
 #include "proto/backend_session.hpp"
@@ -114,6 +115,8 @@ class Transaction {
     void switch_pool(Pool& pool, bool spools);
     // A recipient the listener's policy accepted: verified live.
     void recipient(const proto::Mailbox& rcpt);
+    // The same with its DSN parameters (RFC 3461), passed on to backends with DSN.
+    void recipient(const proto::Mailbox& rcpt, const proto::RcptParameters& params);
     // The client sent DATA: DATA goes to the backend now, so that its 354
     // arrives while the client sends, and the end costs one round trip.
     void data();
@@ -148,6 +151,14 @@ class Transaction {
     const proto::MailParameters& mail_parameters() const { return params_; }
     // Every recipient the client was told 250 for (the spool needs them).
     const std::vector<proto::Mailbox>& accepted() const { return accepted_; }
+    // Their DSN parameters, one for each of accepted().
+    const std::vector<proto::RcptParameters>& accepted_parameters() const {
+        return accepted_params_;
+    }
+    // After a backend's 250 for the message: that backend did not announce
+    // DSN, so the NOTIFY=SUCCESS recipients are owed an RFC 3461 §4.2
+    // "relayed" notice (smtplb's to send).
+    bool relayed_without_dsn() const { return relayed_without_dsn_; }
     const std::vector<AttemptRecord>& attempts() const { return attempts_; }
     const std::string& queue_id() const { return queue_id_; }
     // No backend can take the transaction: the spool does.
@@ -221,9 +232,15 @@ class Transaction {
     std::optional<base::IpAddress> client_;
     proto::Path sender_;
     proto::MailParameters params_;
+    TransactionNeeds needs_;                  // of params_: which backends may take it
     std::vector<proto::Mailbox> recipients_;  // accepted by the current backend
     std::vector<proto::Mailbox> accepted_;    // told 250 (backend or spool)
     std::optional<proto::Mailbox> new_rcpt_;
+    // DSN parameters, parallel to recipients_, accepted_ and new_rcpt_.
+    std::vector<proto::RcptParameters> recipient_params_;
+    std::vector<proto::RcptParameters> accepted_params_;
+    proto::RcptParameters new_rcpt_params_;
+    bool relayed_without_dsn_ = false;
     std::vector<std::size_t> tried_;
     std::uint32_t attempts_made_ = 0;
     std::optional<base::Clock::TimePoint> first_failure_;

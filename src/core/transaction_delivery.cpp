@@ -89,8 +89,10 @@ void Transaction::delivery_reply(const proto::Reply& reply) {
             if (!body_sent_) break;  // 2xx to DATA: nonsense, go elsewhere
             ++counters.delivered;
             queue_id_ = queue_id_from(reply.lines.empty() ? "" : reply.lines[0]);
+            relayed_without_dsn_ = !connection_.capabilities.dsn;
             release(Release::Keep);
             recipients_.clear();
+            recipient_params_.clear();
             answer(relay_reply(reply));
             return;
         case Verdict::Rejected:
@@ -99,6 +101,7 @@ void Transaction::delivery_reply(const proto::Reply& reply) {
             // restrictions refuse (REAL-PEERS.md): RSET before reuse.
             release(Release::Reset);
             recipients_.clear();
+            recipient_params_.clear();
             answer(relay_reply(reply));
             return;
         case Verdict::TryElsewhere:

@@ -33,6 +33,15 @@ bool about_the_recipient(const proto::Reply& reply, bool others_accepted) {
     return others_accepted || !moves_transaction(reply);
 }
 
+// For the tracking log: what the backend lacks.
+std::string missing_capability(const proto::Capabilities& caps, const TransactionNeeds& needs) {
+    if (needs.smtputf8 && !caps.smtputf8) return "no SMTPUTF8";
+    if (needs.requiretls && !caps.requiretls) return "no REQUIRETLS";
+    if (needs.size > 0 && caps.size_limit && *caps.size_limit > 0 && needs.size > *caps.size_limit)
+        return "SIZE " + std::to_string(*caps.size_limit);
+    return "not reached over verified TLS";
+}
+
 }  // namespace
 // --- Opening the transaction on a backend ---
 
@@ -50,7 +59,7 @@ void Transaction::establish(Purpose purpose) {
 
 void Transaction::next_attempt() {
     std::optional<std::size_t> chosen;
-    if (may_try_again()) chosen = pool_->pick(client_, tried_);
+    if (may_try_again()) chosen = pool_->pick(client_, tried_, needs_);
     if (!chosen) {
         no_backend_left();
         return;
@@ -134,12 +143,18 @@ void Transaction::opened(const OpenedConnection& connection) {
     connected_ = true;
     connection_ = connection;
     const auto& caps = connection.capabilities;
-    if (params_.smtputf8 && !caps.smtputf8) {
-        count_attempt();
-        record("mail", "backend does not announce SMTPUTF8");
-        release(Release::Keep);
-        next_attempt();
-        return;
+    // A reused connection's EHLO was learnt when it was opened.
+    if (!connection.reused) pool_->learn_capabilities(backend_, caps);
+    if (needs_.any()) {
+        // Its EHLO may say what its last known capabilities did not.
+        const bool verified = pool_->config().tls.verifies() && !connection.tls.empty();
+        if (!may_take(BackendCapabilities::from(caps), needs_, verified)) {
+            count_attempt();
+            record("mail", "backend cannot take it: " + missing_capability(caps, needs_));
+            release(Release::Keep);
+            next_attempt();
+            return;
+        }
     }
     if (needs_8bitmime() && !caps.eightbitmime) {
         // RFC 6152 §3: never 8-bit octets to it, and conversion is not allowed.
@@ -157,9 +172,10 @@ void Transaction::opened(const OpenedConnection& connection) {
     rcpt_index_ = 0;
     new_reply_.reset();
     if (caps.pipelining) {
-        for (const auto& r : recipients_)
-            send(Step::Rcpt, proto::rcpt_command(r));
-        if (purpose_ == Purpose::Recipient) send(Step::Rcpt, proto::rcpt_command(*new_rcpt_));
+        for (std::size_t i = 0; i < recipients_.size(); ++i)
+            send(Step::Rcpt, proto::rcpt_command(recipients_[i], recipient_params_[i], caps));
+        if (purpose_ == Purpose::Recipient)
+            send(Step::Rcpt, proto::rcpt_command(*new_rcpt_, new_rcpt_params_, caps));
     }
     await();
     waiting_ = Waiting::MailReply;
@@ -188,8 +204,10 @@ void Transaction::mail_reply(const proto::Reply& reply) {
 }
 
 void Transaction::send_envelope_rcpt() {
-    const auto& rcpt = rcpt_index_ < recipients_.size() ? recipients_[rcpt_index_] : *new_rcpt_;
-    send(Step::Rcpt, proto::rcpt_command(rcpt));
+    const bool replayed = rcpt_index_ < recipients_.size();
+    const auto& rcpt = replayed ? recipients_[rcpt_index_] : *new_rcpt_;
+    const auto& params = replayed ? recipient_params_[rcpt_index_] : new_rcpt_params_;
+    send(Step::Rcpt, proto::rcpt_command(rcpt, params, connection_.capabilities));
 }
 
 void Transaction::envelope_reply(const proto::Reply& reply) {
@@ -258,7 +276,9 @@ void Transaction::recipient_answer(const proto::Reply& reply) {
     auto& counters = pool_->backend(backend_).counters;
     if (reply.positive()) {
         recipients_.push_back(*new_rcpt_);
+        recipient_params_.push_back(new_rcpt_params_);
         accepted_.push_back(*new_rcpt_);
+        accepted_params_.push_back(new_rcpt_params_);
         ++counters.recipients;
     } else if (reply.transient()) {
         ++counters.deferred;
@@ -281,6 +301,15 @@ void Transaction::no_backend_left() {
         mail_refusal_ = proto::Reply::make(554, "5.6.3", "Conversion required but not supported");
         answer(*mail_refusal_);
         return;
+    }
+    // No backend of the pool can ever take it (SMTPUTF8, SIZE=, REQUIRETLS):
+    // refused at once, as a backend would, never deferred nor spooled.
+    if (needs_.any()) {
+        if (auto refusal = pool_refusal(pool_->capabilities(), needs_)) {
+            mail_refusal_ = refusal;
+            answer(*refusal);
+            return;
+        }
     }
     // Every backend reached answered the recipient with a 4xx: the client
     // hears the last one, as it would directly (no spool: it is the
@@ -331,6 +360,7 @@ void Transaction::spool_checked(const std::optional<proto::Reply>& refusal) {
     // Accepted by the listener's policy; no backend can verify it now.
     spooling_ = true;
     accepted_.push_back(*new_rcpt_);
+    accepted_params_.push_back(new_rcpt_params_);
     answer(proto::Reply::make(250, "2.1.5", "Ok"));
 }
 

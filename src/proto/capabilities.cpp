@@ -25,6 +25,10 @@ Capabilities Capabilities::from_ehlo(const Reply& reply) {
             caps.starttls = true;
         else if (key == "chunking")
             caps.chunking = true;
+        else if (key == "dsn")
+            caps.dsn = true;
+        else if (key == "requiretls")
+            caps.requiretls = true;
         else if (key == "size") {
             std::uint64_t n = 0;
             if (words.size() > 1) {

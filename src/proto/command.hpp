@@ -47,11 +47,17 @@ struct Command {
 // Splits one command line (without CRLF) into verb and argument.
 Command parse_command(std::string_view line);
 
-// MAIL FROM parameters we implement (RFC 1870, 6152, 6531, 4954).
+// RFC 3461 §4.3 RET: what a failure report returns of the message.
+enum class DsnReturn { Unset, Full, Headers };
+
+// MAIL FROM parameters we implement (RFC 1870, 6152, 6531, 3461, 4954).
 struct MailParameters {
     std::optional<std::uint64_t> size;
     bool body_8bitmime = false;
     bool smtputf8 = false;
+    bool requiretls = false;  // RFC 8689: accepted in TLS only (ServerSession)
+    DsnReturn ret = DsnReturn::Unset;
+    std::string envid;  // RFC 3461 §4.4 ENVID, xtext as received; "" when absent
     // RFC 4954 §5 AUTH=, xtext as sent (validated: "<>" or an address once
     // decoded); only sent on to a backend that announces AUTH.
     std::optional<std::string> auth;
@@ -63,9 +69,35 @@ inline constexpr std::size_t kMaxAuthParameter = 800;
 // Whether `xtext` is a valid AUTH= value: "<>" or an address, xtext-encoded.
 bool valid_auth_parameter(std::string_view xtext);
 
+// RCPT TO parameters (RFC 3461 §4.1, §4.2), kept per recipient.
+struct RcptParameters {
+    enum : std::uint8_t { Never = 1, Success = 2, Failure = 4, Delay = 8 };
+    std::uint8_t notify = 0;  // NOTIFY bits; 0 = not given
+    std::string orcpt;        // "addr-type;xtext" as received; "" when absent
+
+    bool empty() const { return notify == 0 && orcpt.empty(); }
+    // Without NOTIFY, RFC 3461 §4.1 leaves it to the MTA: failures and delays.
+    bool wants_failure() const { return notify == 0 || (notify & Failure) != 0; }
+    bool wants_delay() const { return notify == 0 || (notify & Delay) != 0; }
+    bool wants_success() const { return (notify & Success) != 0; }
+    // "NEVER" or the keywords in RFC order ("SUCCESS,FAILURE,DELAY"); "" when absent.
+    std::string notify_keywords() const;
+    // The ORCPT address, xtext-decoded ("rfc822;u@example.net"); "" when absent.
+    std::string original_recipient() const;
+};
+
+// RFC 3461 bounds on the xtext values.
+inline constexpr std::size_t kMaxEnvidLength = 100;
+inline constexpr std::size_t kMaxOrcptLength = 500;
+
 struct MailArgument {
     Path path;
     MailParameters params;
+};
+
+struct RcptArgument {
+    Path path;
+    RcptParameters params;
 };
 
 struct ArgumentError {
@@ -80,10 +112,18 @@ struct Capabilities;
 std::string mail_command(const Path& sender, const MailParameters& params,
                          const Capabilities& caps);
 std::string rcpt_command(const Mailbox& rcpt);
+// With the DSN parameters when the backend announced DSN (RFC 3461 §4.2).
+std::string rcpt_command(const Mailbox& rcpt, const RcptParameters& params,
+                         const Capabilities& caps);
 
 // "FROM:<path> [params]"; returns the error to reply with on failure.
-std::optional<ArgumentError> parse_mail_argument(std::string_view argument, MailArgument& out);
-// "TO:<path>"; no RCPT parameters are advertised, so any is refused.
+// `dsn_offered` false: RET and ENVID are refused as Postfix does without DSN.
+std::optional<ArgumentError> parse_mail_argument(std::string_view argument, MailArgument& out,
+                                                 bool dsn_offered = true);
+// "TO:<path> [NOTIFY=...] [ORCPT=...]"; any other parameter is refused.
+std::optional<ArgumentError> parse_rcpt_argument(std::string_view argument, RcptArgument& out,
+                                                 bool dsn_offered = true);
+// The path alone (tests, tools): DSN parameters are accepted and dropped.
 std::optional<ArgumentError> parse_rcpt_argument(std::string_view argument, Path& out);
 
 }  // namespace smtplb::proto

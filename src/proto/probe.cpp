@@ -156,7 +156,8 @@ void ProbeSession::feed(std::string_view bytes) {
 void ProbeSession::decide(ProbeVerdict verdict, const char* step, std::optional<Reply> reply,
                           std::string reason) {
     if (result_) return;
-    result_ = ProbeResult{verdict, step, std::move(reply), std::move(reason), warning_};
+    result_ =
+        ProbeResult{verdict, step, std::move(reply), std::move(reason), warning_, capabilities_};
     note(std::string("verdict: ") + to_string(verdict) + " at " + step + " (" + result_->reason +
          ")");
 }
@@ -201,6 +202,7 @@ void ProbeSession::tls_started(std::string warning) {
     note("TLS started" + (warning_.empty() ? std::string() : ": " + warning_));
     if (phase_ != Phase::Handshake) return;  // implicit TLS: before the banner
     pipelining_ = false;                     // learnt again from the EHLO inside TLS
+    capabilities_.reset();
     if (plan_.depth == ProbeDepth::Starttls) {
         decide(ProbeVerdict::Healthy, "starttls", std::nullopt, "ok");
         send(Phase::Quit, "QUIT");
@@ -306,6 +308,8 @@ void ProbeSession::handle(const Reply& reply) {
             if (phase_ == Phase::Ehlo) {
                 pipelining_ = announces(reply, "PIPELINING");
                 starttls_offered_ = announces(reply, "STARTTLS");
+                // Before a STARTTLS the offer may differ: only the last EHLO counts.
+                capabilities_ = Capabilities::from_ehlo(reply);
             }
             passed(step, reply);
             return;

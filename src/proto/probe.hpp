@@ -4,6 +4,7 @@
 #include <string_view>
 #include <vector>
 
+#include "proto/capabilities.hpp"
 #include "proto/reply.hpp"
 #include "proto/reply_parser.hpp"
 
@@ -44,6 +45,9 @@ struct ProbeResult {
     std::optional<Reply> reply;  // the reply that decided, when one did
     std::string reason;          // for logs: what went wrong, or "ok"
     std::string warning;         // healthy, but not for long (certificate expiry)
+    // What the EHLO announced, when the probe got that far (in TLS: the
+    // EHLO inside it): the pool keeps it as the backend's capabilities.
+    std::optional<Capabilities> capabilities;
 };
 
 // One health probe as declarative send/expect steps, sans-I/O: the caller
@@ -118,10 +122,11 @@ class ProbeSession {
     bool starttls_offered_ = false;
     bool tls_done_ = false;
     std::string warning_;
-    bool rcpt_sent_ = false;      // RCPT went out together with MAIL
-    bool quit_sent_ = false;      // QUIT went out together with RSET
-    bool teardown_sent_ = false;  // RSET and QUIT went out with MAIL
-    int ignore_replies_ = 0;      // due to commands sent before the verdict
+    std::optional<Capabilities> capabilities_;  // from the last EHLO's 250
+    bool rcpt_sent_ = false;                    // RCPT went out together with MAIL
+    bool quit_sent_ = false;                    // QUIT went out together with RSET
+    bool teardown_sent_ = false;                // RSET and QUIT went out with MAIL
+    int ignore_replies_ = 0;                    // due to commands sent before the verdict
     std::vector<Event> events_;
 };
 

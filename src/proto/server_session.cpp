@@ -169,15 +169,25 @@ std::optional<ServerEvent> ServerSession::run_line(std::string_view line) {
     return auth_step_ == AuthStep::None ? handle_line(line) : auth_response(line);
 }
 
+std::uint64_t ServerSession::size_limit() const {
+    auto limit = settings_.max_message_size;
+    if (offer_.max_message_size > 0 && (limit == 0 || offer_.max_message_size < limit))
+        limit = offer_.max_message_size;
+    return limit;
+}
+
 void ServerSession::ehlo_reply(std::string_view name) {
     Reply r;
     r.code = 250;
     r.lines.push_back(settings_.hostname);
     r.lines.push_back("PIPELINING");
-    r.lines.push_back("SIZE " + std::to_string(settings_.max_message_size));
-    r.lines.push_back("8BITMIME");
+    r.lines.push_back("SIZE " + std::to_string(size_limit()));
+    if (offer_.eightbitmime) r.lines.push_back("8BITMIME");
     r.lines.push_back("ENHANCEDSTATUSCODES");
-    if (settings_.advertise_smtputf8) r.lines.push_back("SMTPUTF8");
+    if (settings_.advertise_smtputf8 && offer_.smtputf8) r.lines.push_back("SMTPUTF8");
+    if (offer_.dsn) r.lines.push_back("DSN");
+    if (offer_.chunking) r.lines.push_back("CHUNKING");
+    if (offer_.requiretls && tls_) r.lines.push_back("REQUIRETLS");
     if (settings_.advertise_xclient && xclient_offered_)
         r.lines.push_back("XCLIENT " + settings_.xclient_attributes);
     if (settings_.starttls && !tls_) r.lines.push_back("STARTTLS");
@@ -206,6 +216,7 @@ std::optional<ServerEvent> ServerSession::handle_line(std::string_view line) {
             reset_transaction();
             helo_ = std::string(cmd.argument);
             esmtp_ = cmd.spec->verb == Verb::Ehlo;
+            offer_ = settings_.offer_source ? settings_.offer_source->current() : EhloOffer{};
             if (esmtp_)
                 ehlo_reply(cmd.argument);
             else
@@ -218,14 +229,16 @@ std::optional<ServerEvent> ServerSession::handle_line(std::string_view line) {
             if (settings_.require_tls && !tls_)
                 return error(530, "5.7.0", "Must issue a STARTTLS command first");
             MailArgument arg;
-            if (auto err = parse_mail_argument(cmd.argument, arg))
+            if (auto err = parse_mail_argument(cmd.argument, arg, settings_.advertise_dsn))
                 return error(err->code, err->enhanced, err->text);
             if (arg.params.smtputf8 && !settings_.advertise_smtputf8)
                 return error(555, "5.5.4", "SMTPUTF8 is not supported");
             // RFC 4954 §5: accepted on every listener, as Postfix does even
             // with SASL off; the authenticated login wins over the client's claim.
             if (arg.params.auth && !login_.empty()) arg.params.auth = xtext_encode(login_);
-            if (arg.params.size && *arg.params.size > settings_.max_message_size) {
+            // Not offered outside TLS (RFC 8689 §4): an unknown parameter there.
+            if (arg.params.requiretls && !tls_) return error(555, "5.5.4", "Unsupported parameter");
+            if (arg.params.size && *arg.params.size > size_limit()) {
                 reply(552, "5.3.4", "Message size exceeds fixed limit");
                 return std::nullopt;
             }
@@ -237,15 +250,16 @@ std::optional<ServerEvent> ServerSession::handle_line(std::string_view line) {
         }
         case Verb::Rcpt: {
             if (!mail_accepted_) return error(503, "5.5.1", "Error: need MAIL command");
-            Path path;
-            if (auto err = parse_rcpt_argument(cmd.argument, path))
+            RcptArgument arg;
+            if (auto err = parse_rcpt_argument(cmd.argument, arg, settings_.advertise_dsn))
                 return error(err->code, err->enhanced, err->text);
             if (recipients_seen_ >= settings_.max_recipients) {
                 reply(452, "4.5.3", "Error: too many recipients");
                 return std::nullopt;
             }
             ServerEvent ev{Kind::Rcpt};
-            ev.path = std::move(path);
+            ev.path = std::move(arg.path);
+            ev.rcpt_params = std::move(arg.params);
             pending_ = Kind::Rcpt;
             return ev;
         }
@@ -414,8 +428,7 @@ void ServerSession::answer(const Reply& r) {
             break;
         case Kind::Data:
             if (r.code == 354) {
-                DataDecoder::Limits limits{settings_.max_message_size,
-                                           settings_.max_data_line_length,
+                DataDecoder::Limits limits{size_limit(), settings_.max_data_line_length,
                                            settings_.bare_line_endings, settings_.nul_bytes};
                 decoder_.emplace(limits, body_sink_);
                 mode_ = Mode::Data;

@@ -12,6 +12,26 @@
 
 namespace smtplb::proto {
 
+// What EHLO offers that depends on the backends (issue 25, docs/esmtp.md
+// "What a listener offers"): read once per HELO/EHLO, so it may change
+// with the pools' health between transactions, never inside one.
+struct EhloOffer {
+    std::uint64_t max_message_size = 0;  // 0: the settings' max_message_size alone
+    bool smtputf8 = true;                // and the settings' advertise_smtputf8
+    bool eightbitmime = true;
+    bool dsn = false;         // the listener's `dsn` (smtplb relays DSN itself)
+    bool chunking = false;    // issue 25 (bdat) offers it once BDAT is converted
+    bool requiretls = false;  // inside TLS only (RFC 8689 §4)
+};
+
+// Where a session reads the current offer (a listener, from its pools);
+// must be cheap and safe to call from any event loop.
+class EhloOfferSource {
+  public:
+    virtual ~EhloOfferSource() = default;
+    virtual EhloOffer current() const = 0;
+};
+
 struct ServerSettings {
     std::string hostname = "localhost";
     std::size_t max_line_length = 512;  // command line including CRLF
@@ -23,6 +43,10 @@ struct ServerSettings {
     BareLineEndings bare_line_endings = BareLineEndings::Reject;
     NulBytes nul_bytes = NulBytes::Reject;
     bool advertise_smtputf8 = true;
+    // DSN (RFC 3461): RET, ENVID, NOTIFY and ORCPT are taken; without it they
+    // are refused as Postfix refuses them ("501 5.7.1 DSN support is disabled").
+    // issue 25 (caps): the listener's offer may come to decide this.
+    bool advertise_dsn = false;
     bool advertise_xclient = false;  // the built-in sink only
     // The attribute names the EHLO reply lists after XCLIENT.
     std::string xclient_attributes = "NAME ADDR PORT PROTO HELO LOGIN";
@@ -39,6 +63,8 @@ struct ServerSettings {
     bool require_tls = false;
     // AUTH PLAIN and LOGIN (RFC 4954), offered inside TLS only.
     bool auth = false;
+    // Null: the fixed EhloOffer{} (the sink, tests).
+    const EhloOfferSource* offer_source = nullptr;
 };
 
 // What the caller must know or decide. Events marked "answer" wait for
@@ -64,9 +90,10 @@ struct ServerEvent {
     DataDecoder::Outcome data_outcome = DataDecoder::Outcome::Ok;  // MessageEnd
     std::uint64_t message_size = 0;                                // MessageEnd
     std::string argument;                                          // Xclient
-    std::string login;      // Auth: the authentication identity
-    std::string password;   // Auth: never to be logged
-    std::string mechanism;  // Auth: PLAIN or LOGIN
+    std::string login;           // Auth: the authentication identity
+    std::string password;        // Auth: never to be logged
+    std::string mechanism;       // Auth: PLAIN or LOGIN
+    RcptParameters rcpt_params;  // Rcpt: its DSN parameters
 };
 
 // The standard refusal for a message the decoder did not accept.
@@ -119,6 +146,8 @@ class ServerSession {
     void reset_transaction();
     void ehlo_reply(std::string_view name);
     void compact();
+    // The message size limit: the settings' and the current offer's.
+    std::uint64_t size_limit() const;
 
     const ServerSettings& settings_;
     std::string input_;
@@ -139,6 +168,7 @@ class ServerSession {
     bool data_pipelined_ = false;  // input followed DATA in the same group
     bool tls_ = false;
     bool xclient_offered_ = false;
+    EhloOffer offer_;             // as of the last HELO/EHLO
     std::string truncated_line_;  // truncate_long_lines: waits for its LF
     // A SASL exchange in progress: the next line is a response, not a command.
     enum class AuthStep { None, PlainResponse, LoginUser, LoginPassword };

@@ -61,7 +61,28 @@ std::string params_payload(const MailParameters& p) {
     if (p.body_8bitmime) out += std::string(out.empty() ? "" : " ") + "BODY=8BITMIME";
     if (p.smtputf8) out += std::string(out.empty() ? "" : " ") + "SMTPUTF8";
     if (p.auth) out += std::string(out.empty() ? "" : " ") + "AUTH=" + *p.auth;
+    if (p.requiretls) out += std::string(out.empty() ? "" : " ") + "REQUIRETLS";
+    if (p.ret != DsnReturn::Unset)
+        out += std::string(out.empty() ? "" : " ") +
+               (p.ret == DsnReturn::Full ? "RET=FULL" : "RET=HDRS");
+    if (!p.envid.empty()) out += std::string(out.empty() ? "" : " ") + "ENVID=" + p.envid;
     return out;
+}
+
+// "NOTIFY=SUCCESS,DELAY ORCPT=rfc822;u+40example.net": both as on the wire.
+std::string rcpt_params_payload(const RcptParameters& p) {
+    std::string out;
+    if (p.notify) out += "NOTIFY=" + p.notify_keywords();
+    if (!p.orcpt.empty()) out += std::string(out.empty() ? "" : " ") + "ORCPT=" + p.orcpt;
+    return out;
+}
+
+// Read back through the parser the session used, so nothing new is accepted.
+bool parse_rcpt_params(std::string_view text, RcptParameters& p) {
+    RcptArgument arg;
+    if (parse_rcpt_argument("TO:<x@example.invalid> " + std::string(text), arg)) return false;
+    p = std::move(arg.params);
+    return true;
 }
 
 bool parse_params(std::string_view text, MailParameters& p) {
@@ -79,6 +100,12 @@ bool parse_params(std::string_view text, MailParameters& p) {
             p.smtputf8 = true;
         } else if (word.starts_with("AUTH=") && valid_auth_parameter(word.substr(5))) {
             p.auth = std::string(word.substr(5));
+        } else if (word == "REQUIRETLS") {
+            p.requiretls = true;
+        } else if (word == "RET=FULL" || word == "RET=HDRS") {
+            p.ret = word == "RET=FULL" ? DsnReturn::Full : DsnReturn::Headers;
+        } else if (word.starts_with("ENVID=") && word.size() > 6) {
+            p.envid = word.substr(6);
         } else if (!word.empty()) {
             return false;
         }
@@ -116,8 +143,11 @@ std::string spool_head(const SpoolEnvelope& e, const std::vector<Mailbox>& recip
     out += spool_record(SpoolRecord::Sender, e.sender.null ? "" : e.sender.mailbox.address());
     out += spool_record(SpoolRecord::Params, params_payload(e.params));
     out += spool_record(SpoolRecord::Identity, identity_payload(e.identity));
-    for (const auto& r : recipients)
-        out += spool_record(SpoolRecord::Recipient, r.address());
+    for (std::size_t i = 0; i < recipients.size(); ++i) {
+        out += spool_record(SpoolRecord::Recipient, recipients[i].address());
+        if (i < e.recipient_params.size() && !e.recipient_params[i].empty())
+            out += spool_record(SpoolRecord::RcptDsn, rcpt_params_payload(e.recipient_params[i]));
+    }
     return out;
 }
 
@@ -202,9 +232,14 @@ std::optional<SpoolLayout> parse_spool(const SpoolReadAt& read, std::uint64_t fi
             case SpoolRecord::Identity:
                 ok = parse_identity(payload, env.identity);
                 break;
+            case SpoolRecord::RcptDsn:
+                ok = !layout.recipients.empty() && layout.recipients.back().params.empty() &&
+                     parse_rcpt_params(payload, layout.recipients.back().params);
+                break;
             case SpoolRecord::Recipient:
             case SpoolRecord::Delivered:
-            case SpoolRecord::Failed: {
+            case SpoolRecord::Failed:
+            case SpoolRecord::Warned: {
                 auto path = parse_address(payload, false);
                 ok = path.has_value() && layout.recipients.size() < kSpoolMaxRecipients;
                 if (ok) layout.recipients.push_back({path->mailbox, offset, type});

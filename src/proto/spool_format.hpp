@@ -21,11 +21,13 @@ enum class SpoolRecord : char {
     Listener = 'L',   // the listener the message came in on
     Pool = 'P',       // the pool that delivers it
     Sender = 'S',     // envelope sender; empty payload = null sender "<>"
-    Params = 'M',     // MAIL parameters: "SIZE=n BODY=8BITMIME SMTPUTF8"
+    Params = 'M',     // MAIL parameters: "SIZE=n BODY=8BITMIME SMTPUTF8 RET=HDRS ENVID=x"
     Identity = 'I',   // the client's identity, passed on again at delivery
     Recipient = 'R',  // still to deliver
     Delivered = 'D',  // a Recipient rewritten in place once a backend took it
     Failed = 'X',     // a Recipient rewritten in place once it was bounced
+    Warned = 'W',     // a Recipient rewritten in place once told of a delay: still to deliver
+    RcptDsn = 'N',    // DSN parameters of the recipient record before it: "NOTIFY=.. ORCPT=.."
     Body = 'B',       // a chunk of the message content (CRLF lines, unstuffed)
     End = 'E',        // the body size in bytes, decimal: the commit mark
 };
@@ -44,6 +46,9 @@ struct SpoolEnvelope {
     Path sender;
     MailParameters params;
     ClientIdentity identity;
+    // Written: each recipient's DSN parameters, parallel to the recipients
+    // (may be empty: none). Read back into SpoolRecipient::params instead.
+    std::vector<RcptParameters> recipient_params;
 };
 
 std::string spool_record(SpoolRecord type, std::string_view payload);
@@ -55,6 +60,9 @@ struct SpoolRecipient {
     Mailbox mailbox;
     std::uint64_t offset = 0;  // of the record's type byte, to rewrite it in place
     SpoolRecord state = SpoolRecord::Recipient;
+    RcptParameters params;
+    // Still to deliver (Recipient, or Warned: a delay notice went out).
+    bool pending() const { return state == SpoolRecord::Recipient || state == SpoolRecord::Warned; }
 };
 
 struct SpoolChunk {

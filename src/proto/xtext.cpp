@@ -9,6 +9,11 @@ int hex_value(char c) {
     if (c >= 'A' && c <= 'F') return c - 'A' + 10;
     return -1;  // RFC 3461 hexchar is upper case only
 }
+
+int any_case_hex_value(char c) {
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    return hex_value(c);
+}
 }  // namespace
 
 std::string xtext_encode(std::string_view raw) {
@@ -41,6 +46,23 @@ std::optional<std::string> xtext_decode(std::string_view in) {
         } else {
             out += static_cast<char>(c);
         }
+    }
+    return out;
+}
+
+std::string xtext_decode_lenient(std::string_view in) {
+    std::string out;
+    out.reserve(in.size());
+    for (std::size_t i = 0; i < in.size(); ++i) {
+        if (in[i] == '+' && i + 2 < in.size()) {
+            int hi = any_case_hex_value(in[i + 1]), lo = any_case_hex_value(in[i + 2]);
+            if (hi >= 0 && lo >= 0) {
+                out += static_cast<char>(hi * 16 + lo);
+                i += 2;
+                continue;
+            }
+        }
+        out += in[i];
     }
     return out;
 }

@@ -48,9 +48,10 @@ awaitable<void> TransactionExecutor::switch_pool(core::Pool& pool) {
     co_await run();
 }
 
-awaitable<proto::Reply> TransactionExecutor::add_recipient(const proto::Mailbox& rcpt) {
+awaitable<proto::Reply> TransactionExecutor::add_recipient(const proto::Mailbox& rcpt,
+                                                           const proto::RcptParameters& params) {
     rcpt_ = rcpt;
-    tx_->recipient(rcpt);
+    tx_->recipient(rcpt, params);
     auto reply = co_await run();
     rcpt_.reset();
     co_return reply.value_or(core::no_backend_reply());

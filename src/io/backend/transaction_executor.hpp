@@ -65,7 +65,8 @@ class TransactionExecutor {
     core::Pool* pool() const { return tx_ ? tx_->pool() : nullptr; }
     // Moves a transaction with no accepted recipient yet to another pool.
     awaitable<void> switch_pool(core::Pool& pool);
-    awaitable<proto::Reply> add_recipient(const proto::Mailbox& rcpt);
+    awaitable<proto::Reply> add_recipient(const proto::Mailbox& rcpt,
+                                          const proto::RcptParameters& params = {});
     // The client sent DATA: DATA goes to the backend now, so its 354 arrives
     // while the client is still sending.
     awaitable<void> start_data();
@@ -95,6 +96,11 @@ class TransactionExecutor {
     bool spooling() const { return tx_ && tx_->spooling(); }
     // Every recipient the client was told 250 for.
     const std::vector<proto::Mailbox>& accepted() const { return tx_->accepted(); }
+    const std::vector<proto::RcptParameters>& accepted_parameters() const {
+        return tx_->accepted_parameters();
+    }
+    // The backend that took the message did not announce DSN (RFC 3461 §4.2).
+    bool relayed_without_dsn() const { return tx_ && tx_->relayed_without_dsn(); }
     const std::vector<core::AttemptRecord>& attempts() const { return tx_->attempts(); }
     const std::string& queue_id() const { return tx_->queue_id(); }
     // The identity the backend that carried the transaction was given:

@@ -17,6 +17,7 @@
 #include "io/runtime/sockets.hpp"
 #include "io/runtime/spare_buffers.hpp"
 #include "io/runtime/tls.hpp"
+#include "io/spool/dsn_notices.hpp"
 #include "proto/server_session.hpp"
 
 namespace smtplb::io {
@@ -282,6 +283,7 @@ awaitable<Reply> ClientSession::write_to_spool() {
     envelope.pool = relay_.pool()->name();
     envelope.sender = relay_.sender();
     envelope.params = relay_.mail_parameters();
+    envelope.recipient_params = relay_.accepted_parameters();
     envelope.identity = relay_.identity();
     auto committed = co_await spool->commit(envelope, relay_.accepted(), *body_);
     if (committed.id.empty()) co_return storage_full();
@@ -347,6 +349,10 @@ awaitable<void> ClientSession::handle(proto::ServerEvent& ev) {
             }
             co_await await_client_names();
             auto* pool = balancer_.pool(config.pool);
+            if (auto refusal = pool->refusal(ev.mail_params)) {  // no backend can take it
+                protocol_.answer(*refusal);
+                break;
+            }
             relay_.set_helo(protocol_.helo(), protocol_.esmtp());
             relay_.begin(*pool, ev.path, ev.mail_params);
             begin_tracking(ev);
@@ -372,7 +378,7 @@ awaitable<void> ClientSession::handle(proto::ServerEvent& ev) {
                 protocol_.answer(later);
                 break;
             }
-            auto reply = co_await relay_.add_recipient(rcpt);
+            auto reply = co_await relay_.add_recipient(rcpt, ev.rcpt_params);
             note_rcpt_reply(rcpt, reply);
             protocol_.answer(reply);
             break;
@@ -397,6 +403,8 @@ awaitable<void> ClientSession::handle(proto::ServerEvent& ev) {
                 if (log_) log_->record.size = ev.message_size;
                 if (log_ && balancer_.tracking().enabled()) log_->find_message_id(*body_);
                 reply = co_await relay_.deliver(*body_);
+                if (reply.positive() && relay_.relayed_without_dsn())  // RFC 3461 §4.2
+                    co_await send_relayed_notice(balancer_, relay_, config.name, *body_, reply);
             }
             protocol_.set_body_sink(nullptr);
             body_.reset();

@@ -2,6 +2,9 @@
 
 #include <unistd.h>
 
+#include <algorithm>
+#include <utility>
+
 #include "io/balancer.hpp"
 #include "io/front/client_session.hpp"
 #include "io/front/proxy_reader.hpp"
@@ -32,11 +35,50 @@ Listener::Listener(Balancer& balancer, const config::Listener& config)
     settings_.bare_line_endings = config.bare_line_endings;
     settings_.nul_bytes = config.nul_bytes;
     settings_.advertise_smtputf8 = config.smtputf8;
+    settings_.advertise_dsn = config.dsn;
     using config::ServerTlsMode;
     settings_.starttls =
         config.tls.mode == ServerTlsMode::Starttls || config.tls.mode == ServerTlsMode::Required;
     settings_.require_tls = config.tls.mode == ServerTlsMode::Required;
     settings_.auth = config.role == config::Role::Submission;
+    settings_.offer_source = this;
+    auto reach = [this](const std::string& name) {
+        const auto* pool = std::as_const(balancer_).pool(name);
+        if (pool && std::find(offer_pools_.begin(), offer_pools_.end(), pool) == offer_pools_.end())
+            offer_pools_.push_back(pool);
+    };
+    reach(config.pool);
+    for (const auto& route : balancer.config().routes)
+        reach(route.pool);
+}
+
+proto::EhloOffer Listener::current() const {
+    std::uint64_t epoch = 0;  // each pool's only grows: the sum changes when one does
+    for (const auto* pool : offer_pools_)
+        epoch += pool->capabilities_epoch();
+    std::lock_guard guard(offer_mutex_);
+    if (offer_ && epoch == offer_epoch_) return *offer_;
+    // docs/esmtp.md, "What a listener offers".
+    proto::EhloOffer offer;
+    offer.max_message_size = config_.max_message_size;
+    offer.requiretls = config_.tls.enabled() && !offer_pools_.empty();
+    for (const auto* pool : offer_pools_) {
+        auto caps = pool->capabilities();
+        offer.max_message_size = caps.size_offer(offer.max_message_size);
+        offer.smtputf8 = offer.smtputf8 && caps.smtputf8_possible();
+        // issue 25 (mime): 8BITMIME is bridged by conversion; without it
+        // (convert_8bit = false), offered only where a backend may have it.
+        offer.eightbitmime =
+            offer.eightbitmime && (pool->config().convert_8bit || caps.eightbitmime_possible());
+        // Offered only where a backend is known to honour it.
+        offer.requiretls = offer.requiretls && caps.verified_tls && caps.requiretls > 0;
+    }
+    // 8BITMIME, DSN and CHUNKING are smtplb's own bridges (it converts,
+    // it sends "relayed" notices, it sends DATA to backends without BDAT).
+    offer.dsn = config_.dsn;
+    offer_ = offer;
+    offer_epoch_ = epoch;
+    return offer;
 }
 
 bool Listener::bind(std::string& error, Listener* inherited) {

@@ -4,6 +4,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -25,7 +26,7 @@ namespace smtplb::io {
 class Balancer;
 
 // One [[listener]]: its socket, its policy and limits, and its sessions.
-class Listener {
+class Listener : public proto::EhloOfferSource {
   public:
     Listener(Balancer& balancer, const config::Listener& config);
     // Binds the address, or takes over `inherited` (a listener of the
@@ -44,6 +45,10 @@ class Listener {
     Balancer& balancer() { return balancer_; }
     const config::Listener& config() const { return config_; }
     const proto::ServerSettings& settings() const { return settings_; }
+    // What EHLO offers now, from the pools this listener reaches (its own
+    // and every [[route]]'s): recomputed only when their capabilities
+    // changed, so an EHLO costs a few atomic loads and one short lock.
+    proto::EhloOffer current() const override;
     const core::RelayPolicy& policy() const { return policy_; }
     // What relays of the sessions on event loop `loop` share (its cache).
     BackendAccess& backend_access(std::size_t loop = 0) { return backend_accesses_[loop]; }
@@ -104,6 +109,10 @@ class Listener {
     Balancer& balancer_;
     const config::Listener& config_;
     proto::ServerSettings settings_;
+    std::vector<const core::Pool*> offer_pools_;
+    mutable std::mutex offer_mutex_;
+    mutable std::optional<proto::EhloOffer> offer_;
+    mutable std::uint64_t offer_epoch_ = 0;
     core::RelayPolicy policy_;
     std::vector<BackendAccess> backend_accesses_;
     TlsContext tls_context_;

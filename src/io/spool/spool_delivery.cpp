@@ -5,8 +5,10 @@
 #include "core/spool_outcome.hpp"
 #include "core/tracking.hpp"
 #include "io/balancer.hpp"
+#include "io/spool/dsn_notices.hpp"
 #include "io/spool/spool.hpp"
 #include "io/spool/spool_deliverer.hpp"
+#include "proto/xtext.hpp"
 
 namespace smtplb::io {
 namespace {
@@ -21,14 +23,34 @@ struct Loaded {
     bool missing = false;  // deleted or moved meanwhile (by `smtplb queue`)
 };
 
-// A DSN is mail we write ourselves: it presents itself to the backend as
-// coming from this host, which backends trust to relay (mynetworks).
-proto::ClientIdentity local_identity(const std::string& hostname) {
-    proto::ClientIdentity id;
-    id.address = *base::IpAddress::parse("127.0.0.1");
-    id.local_address = id.address;
-    id.helo = hostname;
-    return id;
+// One report on `who` (RFC 3464): the client's ENVID and each ORCPT, and
+// for a failure with RET=FULL the whole message (up to bounce_size_limit).
+core::DsnInput report_on(core::DsnKind kind, const core::SpoolReports::List& who,
+                         const std::string& id, const core::SpoolMessage& message,
+                         const std::string& hostname, const config::Spool& settings,
+                         std::int64_t now_ms) {
+    const auto& layout = message.layout();
+    const auto& env = layout.envelope;
+    core::DsnInput dsn;
+    dsn.kind = kind;
+    dsn.reporting_mta = hostname;
+    dsn.queue_id = id;
+    dsn.sender = env.sender.mailbox.address();
+    dsn.arrival_ms = env.arrival_ms;
+    dsn.now_ms = now_ms;
+    dsn.retry_until_ms = env.arrival_ms + settings.max_queue_lifetime.count();
+    dsn.envelope_id = proto::xtext_decode_lenient(env.params.envid);
+    for (const auto& [i, reply] : who) {
+        const auto& r = layout.recipients[i];
+        auto status = kind == core::DsnKind::Relayed ? std::string("2.0.0")
+                                                     : core::status_of(reply.code, reply.enhanced);
+        dsn.failed.push_back(
+            {r.mailbox.address(), status, reply.summary(), r.params.original_recipient()});
+    }
+    dsn.original_headers = core::header_section(message);
+    if (kind == core::DsnKind::Failure && env.params.ret == proto::DsnReturn::Full)
+        dsn.original_message = core::whole_message(message, settings.bounce_size_limit);
+    return dsn;
 }
 
 // "No backend could take it" says little in a queue listing or a DSN: add
@@ -111,8 +133,8 @@ awaitable<void> SpoolDeliverer::deliver_one(std::string id,
     std::vector<std::size_t> accepted;
     for (std::size_t i = 0; i < layout.recipients.size(); ++i) {
         const auto& r = layout.recipients[i];
-        if (r.state != SpoolRecord::Recipient) continue;
-        auto reply = co_await relay.add_recipient(r.mailbox);
+        if (!r.pending()) continue;
+        auto reply = co_await relay.add_recipient(r.mailbox, r.params);
         explain(relay, reply);
         if (reply.positive())
             accepted.push_back(i);  // its final word is the end of data's
@@ -137,36 +159,44 @@ awaitable<void> SpoolDeliverer::deliver_one(std::string id,
         outcome.expire(spool.settings().max_queue_lifetime);
     }
 
-    // The report to the sender is committed before the failures are marked:
-    // a crash in between sends it twice, never not at all.
+    // The reports to the sender are committed before the failures are marked:
+    // a crash in between sends one twice, never not at all.
     const bool null_sender = env.sender.null;
-    if (outcome.needs_report(null_sender)) {
-        core::DsnInput dsn;
-        dsn.reporting_mta = balancer_.config().server.hostname;
-        dsn.queue_id = id;
-        dsn.sender = env.sender.mailbox.address();
-        dsn.arrival_ms = env.arrival_ms;
-        dsn.now_ms = now_ms;
-        for (const auto& [i, reply] : outcome.failed)
-            dsn.failed.push_back({layout.recipients[i].mailbox.address(),
-                                  core::status_of(reply.code, reply.enhanced), reply.summary()});
-        dsn.original_headers = core::header_section(message);
-        proto::SpoolEnvelope report;
-        report.arrival_ms = now_ms;
-        report.listener = env.listener;
-        report.pool = env.pool;
-        report.sender.null = true;
-        report.identity = local_identity(balancer_.config().server.hostname);
-        std::vector<proto::Mailbox> to{env.sender.mailbox};
-        proto::StringBody body(core::build_dsn(dsn));
-        auto committed = co_await spool.commit(report, to, body);
-        if (committed.id.empty()) {
+    const auto& settings = spool.settings();
+    const auto& hostname = balancer_.config().server.hostname;
+    const bool delay_due = settings.delay_warning_time.count() > 0 &&
+                           now_ms - env.arrival_ms >= settings.delay_warning_time.count();
+    const auto reports = core::plan_reports(outcome, layout.recipients, null_sender,
+                                            !accepted.empty() && relay.relayed_without_dsn(),
+                                            final_reply, delay_due);
+    const ReportRoute route{hostname, env.listener, env.pool, env.sender.mailbox};
+    if (!reports.failed.empty()) {
+        auto dsn = report_on(core::DsnKind::Failure, reports.failed, id, message, hostname,
+                             settings, now_ms);
+        auto committed = co_await spool_report(spool, route, core::build_dsn(dsn), now_ms);
+        if (committed.empty()) {
             outcome.keep_failures_for_later();
         } else {
-            spool.counters().bounced += outcome.failed.size();
-            spool.log("event=spool_bounce id=" + id + " dsn_id=" + committed.id +
-                      " recipients=" + std::to_string(outcome.failed.size()));
+            spool.counters().bounced += reports.failed.size();
+            spool.log("event=spool_bounce id=" + id + " dsn_id=" + committed +
+                      " recipients=" + std::to_string(reports.failed.size()));
         }
+    }
+    // Delay and relayed notices: a crash before the marks sends one twice.
+    std::vector<std::size_t> warned;
+    for (int kind = 0; kind < 2; ++kind) {
+        const bool delay = kind == 0;
+        const auto* list = delay ? &reports.delayed : &reports.relayed;
+        if (list->empty()) continue;
+        auto dsn = report_on(delay ? core::DsnKind::Delay : core::DsnKind::Relayed, *list, id,
+                             message, hostname, settings, now_ms);
+        auto committed = co_await spool_report(spool, route, core::build_dsn(dsn), now_ms);
+        spool.log(std::string("event=") + (delay ? "spool_delay_notice" : "dsn_relayed_notice") +
+                  " id=" + id + " recipients=" + std::to_string(list->size()) +
+                  (committed.empty() ? " result=not_sent" : " result=spooled dsn_id=" + committed));
+        if (delay && !committed.empty())
+            for (const auto& entry : *list)
+                warned.push_back(entry.first);
     }
 
     // With recipients left, each one's fate is recorded in the file (a
@@ -177,6 +207,9 @@ awaitable<void> SpoolDeliverer::deliver_one(std::string id,
     std::vector<std::pair<std::uint64_t, SpoolRecord>> marks;
     for (const auto& [i, state] : outcome.marks(null_sender))
         marks.emplace_back(layout.recipients[i].offset, state);
+    if (fate == core::SpoolOutcome::Fate::Keep)
+        for (auto i : warned)
+            marks.emplace_back(layout.recipients[i].offset, SpoolRecord::Warned);
     std::error_code file_error;
     const bool discard = fate == core::SpoolOutcome::Fate::Remove;  // at the end
     if (!marks.empty() || dead) {

@@ -128,6 +128,10 @@ TEST(LogLine, LevelFollowsTheEvent) {
     EXPECT_EQ(base::level_of("event=start_failed"), LogLevel::Error);
     EXPECT_EQ(base::level_of("event=health pool=p backend=b from=up to=down"), LogLevel::Warn);
     EXPECT_EQ(base::level_of("event=health pool=p backend=b from=down to=up"), LogLevel::Info);
+    EXPECT_EQ(base::level_of("event=dsn_relayed_notice pool=p recipients=1 result=not_sent"),
+              LogLevel::Warn);
+    EXPECT_EQ(base::level_of("event=dsn_relayed_notice id=1 recipients=1 result=spooled"),
+              LogLevel::Info);
     // A prefix of a known name is another event.
     EXPECT_EQ(base::level_of("event=reload_refusedx"), LogLevel::Info);
     EXPECT_EQ(base::level_of("no event"), LogLevel::Info);

@@ -441,5 +441,24 @@ TEST(Dsn, HeaderSectionOfAStuffedMessageIsContent) {
               ".A: 1\r\nB: 2\r\n");
 }
 
+// issue 25 (caps): a spooled message keeps SMTPUTF8 and REQUIRETLS, so its
+// delivery later obeys the same rules (docs/esmtp.md, REQUIRETLS).
+TEST(SpoolStore, SmtpUtf8AndRequireTlsSurviveTheSpool) {
+    testing::FaultSpoolFiles fs;
+    SpoolStore store(fs, "/s");
+    ASSERT_FALSE(store.prepare());
+    auto env = envelope();
+    env.params.smtputf8 = true;
+    env.params.requiretls = true;
+    auto result =
+        store.commit("0000000000001000", env, {mailbox("bob", "example.net")}, StringBody(kBody));
+    ASSERT_FALSE(result.error) << result.stage;
+    std::string error;
+    auto msg = store.load(SpoolArea::Queue, "0000000000001000", error);
+    ASSERT_TRUE(msg) << error;
+    EXPECT_TRUE(msg->layout().envelope.params.smtputf8);
+    EXPECT_TRUE(msg->layout().envelope.params.requiretls);
+}
+
 }  // namespace
 }  // namespace smtplb::core

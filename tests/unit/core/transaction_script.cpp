@@ -84,6 +84,7 @@ void Runner::setup(const std::vector<std::string>& w) {
         if (key == "retry_time") p.retry_time = std::chrono::seconds(std::stoul(value));
         if (key == "spool") spool_ = value == "yes";
         if (key == "convert_8bit") p.convert_8bit = value == "yes";
+        if (key == "tls" && value == "required") p.tls.mode = config::BackendTlsMode::Required;
     }
     for (std::size_t i = 0; i < backends; ++i) {
         config::Backend b;
@@ -123,6 +124,10 @@ void Runner::open(std::size_t backend) {
         c.capabilities.smtputf8 = has(*w, "smtputf8");
         c.capabilities.eightbitmime = !has(*w, "7bit");  // as Postfix, unless told
         if (has(*w, "auth")) c.capabilities.auth_mechanisms = {"PLAIN"};
+        c.capabilities.requiretls = has(*w, "requiretls");
+        for (const auto& word : *w)
+            if (word.starts_with("size=")) c.capabilities.size_limit = std::stoull(word.substr(5));
+        c.capabilities.dsn = has(*w, "dsn");
         c.tls = has(*w, "tls") ? "TLSv1.3" : "";
         tx_.opened(c);
         return;
@@ -265,13 +270,22 @@ std::string Runner::run(const std::string& script) {
             sender.mailbox = mailbox(w.size() > 1 ? w[1] : "<>");
             sender.null = sender.mailbox.local.empty();
             proto::MailParameters params;
+            proto::MailArgument parsed;  // SIZE=, RET=, ENVID= ... as a client sends them
+            if (!proto::parse_mail_argument("FROM:" + rest(w, 1), parsed)) params = parsed.params;
             params.smtputf8 = has(w, "SMTPUTF8");
             params.body_8bitmime = has(w, "BODY=8BITMIME");
             for (const auto& word : w)
                 if (word.starts_with("AUTH=")) params.auth = word.substr(5);
+            params.requiretls = has(w, "REQUIRETLS");
+            for (const auto& word : w)
+                if (word.starts_with("SIZE=")) params.size = std::stoull(word.substr(5));
             tx_.begin(*pool_, base::IpAddress::parse("192.0.2.10"), sender, params, spool_);
         } else if (verb == "rcpt") {
-            tx_.recipient(mailbox(w.size() > 1 ? w[1] : "<>"));
+            proto::RcptArgument parsed;  // NOTIFY=, ORCPT= as a client sends them
+            if (w.size() > 2 && !proto::parse_rcpt_argument("TO:" + rest(w, 1), parsed))
+                tx_.recipient(parsed.path.mailbox, parsed.params);
+            else
+                tx_.recipient(mailbox(w.size() > 1 ? w[1] : "<>"));
         } else if (verb == "data") {
             tx_.data();
         } else if (verb == "end") {
@@ -294,6 +308,10 @@ std::string Runner::run(const std::string& script) {
         out_ << " [" << a.backend << " " << a.stage << ": " << a.reply
              << (a.tls.empty() ? "" : " tls " + a.tls) << "]";
     out_ << "\n= queue id: " << tx_.queue_id() << (tx_.spooling() ? " (spooling)" : "") << "\n";
+    std::size_t owed = 0;  // RFC 3461 §4.2: NOTIFY=SUCCESS, taken by a backend without DSN
+    for (const auto& p : tx_.accepted_parameters())
+        owed += tx_.relayed_without_dsn() && p.wants_success() ? 1 : 0;
+    if (owed) out_ << "= relayed notices owed: " << owed << "\n";
     for (const auto& [who, left] : scripted_)
         if (!left.empty()) out_ << "= unused script for " << who << ": " << left.size() << "\n";
     for (const auto& b : pool_->backends()) {

@@ -9,10 +9,12 @@ namespace smtplb::testing {
 // record's attempts and each backend's counters, health and load.
 //
 // Script lines (# starts a comment):
-//   pool backends=N [max_attempts=N] [spool=yes] [retry_time=SECONDS]  (first)
-//   mail <sender> [SMTPUTF8]  rcpt <address>  data  end  rset  slow
+//   pool backends=N [max_attempts=N] [spool=yes] [retry_time=SECONDS] [tls=required]  (first)
+//   mail <sender> [SMTPUTF8] [REQUIRETLS] [SIZE=N] [RET=..] [ENVID=..]
+//   rcpt <address> [NOTIFY=..] [ORCPT=..]  data  end  rset  slow
 //   advance SECONDS                                    (the clock)
-//   bN open ok [pipelining] [smtputf8] [reused] [tls]   bN open connect|no-slot TEXT
+//   bN open ok [pipelining] [smtputf8] [requiretls] [dsn] [size=N] [reused] [tls]
+//   bN open connect|no-slot TEXT
 //   bN open greeting|helo-refused|unauthorised|identity-refused CODE ENH TEXT
 //   bN open identity-broken [reused]
 //   bN reply CODE [ENH] TEXT     bN broken TEXT     bN body sent|write-failed|read-failed

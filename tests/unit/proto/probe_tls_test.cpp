@@ -90,3 +90,19 @@ TEST(ProbeTls, CertificateWarnings) {
     EXPECT_EQ(certificate_warning(13 * 86400), "certificate expires in 13 days");
     EXPECT_EQ(certificate_warning(-2 * 86400), "certificate expired 2 days ago");
 }
+
+TEST(ProbeTls, ReportsTheCapabilitiesOfTheEhloInsideTls) {
+    // The pool keeps them as the backend's (core/pool_capabilities.hpp).
+    auto p = started(plan(ProbeDepth::Ehlo, true, true));
+    p.feed("250-hub\r\n250-SIZE 1000\r\n250 STARTTLS\r\n");
+    p.feed("220 Ready\r\n");
+    p.tls_started("");
+    p.feed("250-hub\r\n250-SIZE 10240000\r\n250-SMTPUTF8\r\n250 REQUIRETLS\r\n");
+    ASSERT_TRUE(p.result());
+    EXPECT_EQ(p.result()->verdict, ProbeVerdict::Healthy);
+    ASSERT_TRUE(p.result()->capabilities);
+    EXPECT_EQ(p.result()->capabilities->size_limit, 10240000u);
+    EXPECT_TRUE(p.result()->capabilities->smtputf8);
+    EXPECT_TRUE(p.result()->capabilities->requiretls);
+    EXPECT_FALSE(p.result()->capabilities->starttls);
+}

@@ -154,3 +154,65 @@ TEST(ServerSession, TruncatedLongLinesRunTheirFirstPart) {
     EXPECT_FALSE(contains(out, "line too long"));
     EXPECT_LT(out.find("250 2.0.0 Ok"), out.find("214 "));
 }
+
+namespace {
+struct FixedOffer : EhloOfferSource {
+    EhloOffer offer;
+    EhloOffer current() const override { return offer; }
+};
+}  // namespace
+
+TEST(ServerSession, EhloOffersWhatThePoolsCanTake) {
+    FixedOffer source;
+    source.offer.max_message_size = 1000;  // below the settings' 2000
+    source.offer.smtputf8 = false;
+    source.offer.requiretls = true;  // never outside TLS
+    ServerSettings settings = golden_settings();
+    settings.offer_source = &source;
+    auto t = run_transcript(settings,
+                            "EHLO x\r\nMAIL FROM:<a@b.example> SIZE=1001\r\n"
+                            "MAIL FROM:<a@b.example> REQUIRETLS\r\n",
+                            100);
+    EXPECT_TRUE(contains(t, "S: 250-SIZE 1000")) << t;
+    EXPECT_FALSE(contains(t, "SMTPUTF8")) << t;
+    EXPECT_FALSE(contains(t, "S: 250-REQUIRETLS")) << t;
+    EXPECT_TRUE(contains(t, "S: 552 5.3.4")) << t;
+    EXPECT_TRUE(contains(t, "S: 555 5.5.4")) << t;
+}
+
+TEST(ServerSession, SmtpUtf8NotOfferedByThePoolsIsLeftToThePool) {
+    // The listener allows it, its pools do not offer it: MAIL goes to the
+    // caller, which answers 553 5.6.7 for the pool (docs/esmtp.md).
+    FixedOffer source;
+    source.offer.smtputf8 = false;
+    ServerSettings settings = golden_settings();
+    settings.offer_source = &source;
+    ServerSession s(settings);
+    s.start();
+    s.feed("EHLO x\r\nMAIL FROM:<a@b.example> SMTPUTF8\r\n");
+    auto ev = s.next();
+    ASSERT_EQ(ev.kind, ServerEvent::Kind::Mail);
+    EXPECT_TRUE(ev.mail_params.smtputf8);
+}
+
+TEST(ServerSession, MessageAboveTheOfferedSizeIsRefused) {
+    FixedOffer source;
+    source.offer.max_message_size = 100;
+    ServerSettings settings = golden_settings();
+    settings.offer_source = &source;
+    ServerSession s(settings);
+    s.start();
+    s.feed("EHLO x\r\nMAIL FROM:<a@b.example>\r\n");
+    ASSERT_EQ(s.next().kind, ServerEvent::Kind::Mail);
+    s.answer(Reply::make(250, "2.1.0", "Ok"));
+    s.feed("RCPT TO:<c@d.example>\r\n");
+    ASSERT_EQ(s.next().kind, ServerEvent::Kind::Rcpt);
+    s.answer(Reply::make(250, "2.1.5", "Ok"));
+    s.feed("DATA\r\n");
+    ASSERT_EQ(s.next().kind, ServerEvent::Kind::Data);
+    s.answer(Reply::make(354, "", "go"));
+    s.feed(std::string(200, 'x') + "\r\n.\r\n");
+    auto ev = s.next();
+    ASSERT_EQ(ev.kind, ServerEvent::Kind::MessageEnd);
+    EXPECT_EQ(ev.data_outcome, DataDecoder::Outcome::TooBig);
+}

@@ -117,6 +117,9 @@ void backend_metrics(PrometheusText& m, io::Balancer& balancer) {
             m.sample("smtplb_identity_not_presented_total", l, static_cast<double>(n));
         }
     }
+    each("smtplb_backend_8bit_conversions_total", "counter",
+         "Messages converted to 7-bit MIME for a backend that does not announce 8BITMIME.",
+         [](const Row& r) { return r.backend->counters.converted_8bit.load(); });
     each("smtplb_backend_recipients_total", "counter", "Recipients a backend accepted.",
          [](const Row& r) { return r.backend->counters.recipients; });
     each("smtplb_backend_in_flight", "gauge", "Transactions open on a backend now.",

@@ -214,6 +214,9 @@ struct Pool {
     Health health;
     std::vector<Backend> backends;
     std::uint32_t max_attempts = 3;  // backends tried for one transaction
+    // 8-bit mail to a backend without 8BITMIME: converted to 7-bit MIME
+    // (RFC 6152 §3), or, when false, only sent to a backend offering 8BITMIME.
+    bool convert_8bit = true;
     Millis connect_timeout{10000};
     Millis reply_timeout{300000};
     // The reply to the final "." of a message: RFC 5321 §4.5.3.2.6 asks

@@ -115,6 +115,7 @@ std::string describe(const Config& c) {
           << "persistence_ttl = " << ms(p.persistence_ttl) << "\n"
           << "on_unavailable = " << quoted(to_string(p.on_unavailable)) << "\n"
           << "max_attempts = " << p.max_attempts << "\n"
+          << "convert_8bit = " << (p.convert_8bit ? "true" : "false") << "\n"
           << "connect_timeout = " << ms(p.connect_timeout) << "\n"
           << "reply_timeout = " << ms(p.reply_timeout) << "\n"
           << "final_reply_timeout = " << ms(p.final_reply_timeout) << "\n"

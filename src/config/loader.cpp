@@ -381,6 +381,7 @@ void read_pool(TableReader& r, Pool& p) {
         read_health(hr, p.health);
     }
     r.integer("max_attempts", p.max_attempts, 1, 20);
+    r.boolean("convert_8bit", p.convert_8bit);
     r.duration("connect_timeout", p.connect_timeout, 100ms, 5min);
     r.duration("reply_timeout", p.reply_timeout, 1s, 1h);
     r.duration("final_reply_timeout", p.final_reply_timeout, 1s, 2h);

@@ -28,6 +28,8 @@ struct BackendCounters {
     // connection slot, and those whose connection_wait ran out.
     base::Counter connection_waits = 0;
     base::Counter connection_wait_timeouts = 0;
+    // Messages converted to 7-bit MIME for it: it lacks 8BITMIME (issue 25).
+    base::Counter converted_8bit = 0;
 };
 
 // One backend as the scheduler sees it: configuration plus live load and state.

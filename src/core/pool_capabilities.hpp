@@ -60,6 +60,7 @@ struct PoolCapabilities {
     void add(const BackendCapabilities& backend);
     bool all_known() const { return known == backends; }
     bool smtputf8_possible() const { return smtputf8 > 0 || !all_known(); }
+    bool eightbitmime_possible() const { return eightbitmime > 0 || !all_known(); }
     bool requiretls_possible() const { return verified_tls && (requiretls > 0 || !all_known()); }
     // The SIZE a listener in front of this pool may offer: the smallest
     // backend limit, never above the listener's own.

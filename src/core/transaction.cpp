@@ -79,6 +79,8 @@ void Transaction::begin(Pool& pool, const std::optional<base::IpAddress>& client
     mail_refusal_.reset();
     attempts_made_ = 0;
     first_failure_.reset();
+    eight_bit_only_ = false;
+    body_refused_8bit_ = false;
     spooling_ = false;
     push({.kind = Kind::Done});
 }

@@ -74,6 +74,12 @@ struct TransactionAction {
     bool final_reply = false;
     Release release = Release::Keep;
     proto::Reply reply;
+    // SendBody to a backend without 8BITMIME (issue 25): what to do with
+    // 8-bit content. Pass: the backend offers 8BITMIME. Convert: to 7-bit MIME
+    // (a 7-bit message goes as it is). Refuse: BodyResult::EightBitRefused
+    // instead of sending it.
+    enum class EightBit { Pass, Convert, Refuse };
+    EightBit eight_bit = EightBit::Pass;
 };
 
 const char* to_string(TransactionAction::Kind kind);
@@ -90,7 +96,10 @@ const char* to_string(TransactionAction::Release release);
 class Transaction {
   public:
     using Action = TransactionAction;
-    enum class BodyResult { Sent, WriteFailed, ReadFailed };
+    // EightBitRefused: the body holds 8-bit octets this backend could not
+    // take (SendBody's EightBit::Refuse, or the conversion failed): nothing
+    // was sent after the 354.
+    enum class BodyResult { Sent, WriteFailed, ReadFailed, EightBitRefused };
 
     Transaction() = default;
     ~Transaction();
@@ -215,6 +224,9 @@ class Transaction {
     void final_reply(const proto::Reply& reply);
     void delivery_reply(const proto::Reply& reply);
     void delivery_failed(const char* stage, const std::string& reason);
+    // The message may only go to a backend that offers 8BITMIME.
+    bool needs_8bitmime() const;
+    bool refuse_8bit() const;
 
     Pool* pool_ = nullptr;
     std::optional<base::IpAddress> client_;
@@ -257,6 +269,13 @@ class Transaction {
     int stale_retries_ = 0;
     int identity_retries_ = 0;
     bool fresh_next_ = false;
+    // 8BITMIME (issue 25): backends chosen in this establish() and those of
+    // them passed over for lacking 8BITMIME; eight_bit_only_: conversion is
+    // off or failed for this message.
+    std::size_t establish_tries_ = 0;
+    std::size_t eight_bit_skips_ = 0;
+    bool eight_bit_only_ = false;
+    bool body_refused_8bit_ = false;
 
     // The current delivery.
     bool body_sent_ = false;

@@ -28,7 +28,11 @@ void Transaction::start_delivery() {
 void Transaction::data_reply(const proto::Reply& reply) {
     if (reply.code == 354) {
         body_sent_ = true;
-        push({.kind = Kind::SendBody, .backend = backend_});
+        using EightBit = Action::EightBit;
+        auto eight_bit = connection_.capabilities.eightbitmime              ? EightBit::Pass
+                         : pool_->config().convert_8bit && !eight_bit_only_ ? EightBit::Convert
+                                                                            : EightBit::Refuse;
+        push({.kind = Kind::SendBody, .backend = backend_, .eight_bit = eight_bit});
         waiting_ = Waiting::Body;
         return;
     }
@@ -48,6 +52,15 @@ void Transaction::body_done(BodyResult result, const std::string& reason) {
             return;
         case BodyResult::WriteFailed:
             delivery_failed("message", reason);
+            return;
+        case BodyResult::EightBitRefused:
+            // Not the backend's fault: the message needs one offering 8BITMIME.
+            // It is in DATA with nothing sent: closing drops the message.
+            record("message", reason);
+            eight_bit_only_ = true;
+            body_refused_8bit_ = true;
+            release(Release::Close);
+            start_delivery();
             return;
         case BodyResult::Sent:
             body_sent_at_ = pool_->clock().now();

@@ -52,6 +52,8 @@ void Transaction::establish(Purpose purpose) {
     stale_retries_ = 0;
     identity_retries_ = 0;
     fresh_next_ = false;
+    establish_tries_ = 0;
+    eight_bit_skips_ = 0;
     next_attempt();
 }
 
@@ -65,6 +67,7 @@ void Transaction::next_attempt() {
     backend_ = *chosen;
     tried_.push_back(backend_);
     ++attempts_made_;
+    ++establish_tries_;
     attempt_counted_ = false;
     push({.kind = Kind::Open, .backend = backend_, .fresh = std::exchange(fresh_next_, false)});
     waiting_ = Waiting::Open;
@@ -152,6 +155,17 @@ void Transaction::opened(const OpenedConnection& connection) {
             next_attempt();
             return;
         }
+    }
+    if (needs_8bitmime() && !caps.eightbitmime) {
+        // RFC 6152 §3: never 8-bit octets to it, and conversion is not allowed.
+        // issue 25 (caps): with convert_8bit = false a pool offers 8BITMIME
+        // only where its backends do; with it on, smtplb bridges the gap.
+        count_attempt();
+        ++eight_bit_skips_;
+        record("mail", "backend does not announce 8BITMIME");
+        release(Release::Keep);
+        next_attempt();
+        return;
     }
     // MAIL, the replayed recipients and the new one, pipelined when allowed.
     send(Step::Mail, proto::mail_command(sender_, params_, caps));
@@ -282,6 +296,12 @@ void Transaction::no_backend_left() {
         answer(relay_reply(*permanent_));
         return;
     }
+    if (refuse_8bit()) {
+        // Every backend reached lacks 8BITMIME and conversion is off or failed.
+        mail_refusal_ = proto::Reply::make(554, "5.6.3", "Conversion required but not supported");
+        answer(*mail_refusal_);
+        return;
+    }
     // No backend of the pool can ever take it (SMTPUTF8, SIZE=, REQUIRETLS):
     // refused at once, as a backend would, never deferred nor spooled.
     if (needs_.any()) {
@@ -313,6 +333,17 @@ void Transaction::no_backend_left() {
     spooling_ = true;
     push({.kind = Kind::Spool});
     waiting_ = Waiting::Spool;
+}
+
+bool Transaction::needs_8bitmime() const {
+    return eight_bit_only_ || (params_.body_8bitmime && !pool_->config().convert_8bit);
+}
+
+// The answer is 554 5.6.3 only when the lack of 8BITMIME is all that stood
+// in the way: a backend that was down says nothing about it.
+bool Transaction::refuse_8bit() const {
+    return needs_8bitmime() && eight_bit_skips_ == establish_tries_ &&
+           (eight_bit_skips_ > 0 || body_refused_8bit_);
 }
 
 void Transaction::check_spool() {

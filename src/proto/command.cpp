@@ -133,6 +133,8 @@ std::string mail_command(const Path& sender, const MailParameters& params,
     if (params.size && caps.size_limit) cmd += " SIZE=" + std::to_string(*params.size);
     if (params.body_8bitmime && caps.eightbitmime) cmd += " BODY=8BITMIME";
     if (params.smtputf8) cmd += " SMTPUTF8";
+    // RFC 4954 §5: a parameter of the AUTH extension, only where it is announced.
+    if (params.auth && !caps.auth_mechanisms.empty()) cmd += " AUTH=" + *params.auth;
     if (params.requiretls) cmd += " REQUIRETLS";  // only to backends that announce it
     if (caps.dsn && params.ret != DsnReturn::Unset)
         cmd += params.ret == DsnReturn::Full ? " RET=FULL" : " RET=HDRS";
@@ -142,6 +144,18 @@ std::string mail_command(const Path& sender, const MailParameters& params,
 
 std::string rcpt_command(const Mailbox& rcpt) {
     return "RCPT TO:<" + rcpt.address() + ">\r\n";
+}
+
+bool valid_auth_parameter(std::string_view xtext) {
+    if (xtext.empty() || xtext.size() > kMaxAuthParameter) return false;
+    auto decoded = xtext_decode(xtext);
+    if (!decoded || decoded->empty()) return false;
+    if (*decoded == "<>") return true;
+    // An addr-spec: printable, no spaces or angle brackets, an '@' inside.
+    for (unsigned char ch : *decoded)
+        if (ch <= ' ' || ch == 0x7f || ch == '<' || ch == '>') return false;
+    auto at = decoded->rfind('@');
+    return at != std::string::npos && at > 0 && at + 1 < decoded->size();
 }
 
 std::string rcpt_command(const Mailbox& rcpt, const RcptParameters& params,
@@ -194,6 +208,10 @@ std::optional<ArgumentError> parse_mail_argument(std::string_view argument, Mail
             }
         } else if (base::iequals(key, "SMTPUTF8") && value.empty()) {
             out.params.smtputf8 = true;
+        } else if (base::iequals(key, "AUTH") && eq != std::string_view::npos) {
+            if (out.params.auth) return syntax("Duplicate AUTH parameter");
+            if (!valid_auth_parameter(value)) return syntax("Bad AUTH parameter");
+            out.params.auth = std::string(value);
         } else if (base::iequals(key, "REQUIRETLS") && value.empty()) {
             out.params.requiretls = true;
         } else if (base::iequals(key, "RET") && eq != std::string_view::npos) {

@@ -50,7 +50,7 @@ Command parse_command(std::string_view line);
 // RFC 3461 §4.3 RET: what a failure report returns of the message.
 enum class DsnReturn { Unset, Full, Headers };
 
-// MAIL FROM parameters we implement (RFC 1870, 6152, 6531, 3461).
+// MAIL FROM parameters we implement (RFC 1870, 6152, 6531, 3461, 4954).
 struct MailParameters {
     std::optional<std::uint64_t> size;
     bool body_8bitmime = false;
@@ -58,7 +58,16 @@ struct MailParameters {
     bool requiretls = false;  // RFC 8689: accepted in TLS only (ServerSession)
     DsnReturn ret = DsnReturn::Unset;
     std::string envid;  // RFC 3461 §4.4 ENVID, xtext as received; "" when absent
+    // RFC 4954 §5 AUTH=, xtext as sent (validated: "<>" or an address once
+    // decoded); only sent on to a backend that announces AUTH.
+    std::optional<std::string> auth;
 };
+
+// AUTH= values longer than this are refused (an address is at most 256
+// octets, RFC 5321 §4.5.3.1.3; xtext may triple it).
+inline constexpr std::size_t kMaxAuthParameter = 800;
+// Whether `xtext` is a valid AUTH= value: "<>" or an address, xtext-encoded.
+bool valid_auth_parameter(std::string_view xtext);
 
 // RCPT TO parameters (RFC 3461 §4.1, §4.2), kept per recipient.
 struct RcptParameters {

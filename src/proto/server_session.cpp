@@ -2,6 +2,7 @@
 
 #include "base/base64.hpp"
 #include "base/text.hpp"
+#include "proto/xtext.hpp"
 
 namespace smtplb::proto {
 
@@ -232,6 +233,9 @@ std::optional<ServerEvent> ServerSession::handle_line(std::string_view line) {
                 return error(err->code, err->enhanced, err->text);
             if (arg.params.smtputf8 && !settings_.advertise_smtputf8)
                 return error(555, "5.5.4", "SMTPUTF8 is not supported");
+            // RFC 4954 §5: accepted on every listener, as Postfix does even
+            // with SASL off; the authenticated login wins over the client's claim.
+            if (arg.params.auth && !login_.empty()) arg.params.auth = xtext_encode(login_);
             // Not offered outside TLS (RFC 8689 §4): an unknown parameter there.
             if (arg.params.requiretls && !tls_) return error(555, "5.5.4", "Unsupported parameter");
             if (arg.params.size && *arg.params.size > size_limit()) {

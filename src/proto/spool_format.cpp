@@ -60,6 +60,7 @@ std::string params_payload(const MailParameters& p) {
     if (p.size) out += "SIZE=" + std::to_string(*p.size);
     if (p.body_8bitmime) out += std::string(out.empty() ? "" : " ") + "BODY=8BITMIME";
     if (p.smtputf8) out += std::string(out.empty() ? "" : " ") + "SMTPUTF8";
+    if (p.auth) out += std::string(out.empty() ? "" : " ") + "AUTH=" + *p.auth;
     if (p.requiretls) out += std::string(out.empty() ? "" : " ") + "REQUIRETLS";
     if (p.ret != DsnReturn::Unset)
         out += std::string(out.empty() ? "" : " ") +
@@ -97,6 +98,8 @@ bool parse_params(std::string_view text, MailParameters& p) {
             p.body_8bitmime = true;
         } else if (word == "SMTPUTF8") {
             p.smtputf8 = true;
+        } else if (word.starts_with("AUTH=") && valid_auth_parameter(word.substr(5))) {
+            p.auth = std::string(word.substr(5));
         } else if (word == "REQUIRETLS") {
             p.requiretls = true;
         } else if (word == "RET=FULL" || word == "RET=HDRS") {

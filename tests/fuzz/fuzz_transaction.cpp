@@ -136,6 +136,7 @@ struct Harness {
                         c.reused = flags & 1;
                         c.capabilities.pipelining = flags & 2;
                         c.capabilities.smtputf8 = flags & 4;
+                        c.capabilities.eightbitmime = flags & 8;
                         connected = true;
                         owed.clear();
                         tx->opened(c);
@@ -171,7 +172,7 @@ struct Harness {
                     check(connected, "SendBody without a connection");
                     check(owed.empty(), "the body before every reply was read");
                     owed.push_back(Step::Message);
-                    tx->body_done(static_cast<core::Transaction::BodyResult>(in.next() % 3), "x");
+                    tx->body_done(static_cast<core::Transaction::BodyResult>(in.next() % 4), "x");
                     break;
                 case Kind::Release:
                     check(connected, "Release without a connection");
@@ -234,6 +235,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     auto setup = in.next();
     p.max_attempts = 1 + setup % 4;
     h.spools = setup & 0x10;
+    p.convert_8bit = setup & 0x80;
     for (int i = 0; i < 1 + (setup >> 5) % 3; ++i) {
         config::Backend b;
         b.name = "b" + std::to_string(i);
@@ -249,7 +251,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
             proto::Path sender;
             sender.mailbox = mailbox(in.next());
             proto::MailParameters params;
-            params.smtputf8 = in.next() % 4 == 0;
+            auto param_bits = in.next();
+            params.smtputf8 = param_bits % 4 == 0;
+            params.body_8bitmime = param_bits & 0x10;
             h.tx->begin(*h.pool, base::IpAddress::parse("192.0.2.1"), sender, params, h.spools);
             check(h.drive(in) == Kind::Done, "MAIL needs no answer");
             h.in_mail = true;

@@ -7,6 +7,7 @@
 
 #include "base/network.hpp"
 #include "core/pool.hpp"
+#include "core/transaction.hpp"
 #include "io/asio.hpp"
 #include "io/runtime/deadline.hpp"
 #include "io/runtime/tls.hpp"
@@ -32,12 +33,17 @@ class BackendConnection {
     // Writes the queued commands, within the pool's reply_timeout from the
     // write's start; false when the connection broke or the time ran out.
     awaitable<bool> flush();
-    enum class BodyResult { Sent, WriteFailed, ReadFailed };
+    // EightBitRefused: 8-bit content this backend cannot take (failure() says why).
+    enum class BodyResult { Sent, WriteFailed, ReadFailed, EightBitRefused };
     // After a 354: the message, dot-stuffed unless it is stored that way
     // already, and the final "." line. ReadFailed: the body could not be
     // read back (our own spill file), which no other backend would change.
     // Each write has its own budget (config::body_write_budget).
-    awaitable<BodyResult> send_body(const proto::BodySource& body);
+    // `eight_bit`: for a backend without 8BITMIME, 8-bit content is
+    // converted to 7-bit MIME (Convert) or not sent at all (Refuse).
+    awaitable<BodyResult> send_body(
+        const proto::BodySource& body,
+        core::TransactionAction::EightBit eight_bit = core::TransactionAction::EightBit::Pass);
     // The next reply, or nothing when the connection broke, timed out or sent
     // something that is not SMTP (failure() says which). Queued commands go
     // out first (flush()); then `timeout` counts from the wait's start.

@@ -3,6 +3,7 @@
 #include <vector>
 
 #include "io/backend/backend_connection.hpp"
+#include "io/backend/eight_bit_body.hpp"
 #include "proto/dot_stuffer.hpp"
 
 namespace smtplb::io {
@@ -24,7 +25,25 @@ bool views_into(std::string_view chunk, const std::string& scratch) {
 }  // namespace
 
 awaitable<BackendConnection::BodyResult> BackendConnection::send_body(
-    const proto::BodySource& body) {
+    const proto::BodySource& body, core::TransactionAction::EightBit eight_bit) {
+    using EightBit = core::TransactionAction::EightBit;
+    if (eight_bit != EightBit::Pass) {
+        // RFC 6152 §3: never 8-bit octets to a backend without 8BITMIME.
+        using Outcome = SevenBitBody::Outcome;
+        auto seven_bit = seven_bit_body(body, eight_bit == EightBit::Convert);
+        switch (seven_bit.outcome) {
+            case Outcome::Unchanged:
+                break;
+            case Outcome::Converted:
+                ++pool_.backend(backend_).counters.converted_8bit;
+                co_return co_await send_body(*seven_bit.converted, EightBit::Pass);
+            case Outcome::Refused:
+                failure_ = seven_bit.reason;
+                co_return BodyResult::EightBitRefused;
+            case Outcome::ReadFailed:
+                co_return BodyResult::ReadFailed;
+        }
+    }
     bool flushed = co_await flush();
     if (!flushed) co_return BodyResult::WriteFailed;
     // Each write's own time, in proportion to its size.

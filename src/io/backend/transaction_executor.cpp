@@ -160,13 +160,14 @@ awaitable<std::optional<proto::Reply>> TransactionExecutor::run() {
             }
             case Kind::SendBody: {
                 using R = BackendConnection::BodyResult;
-                auto result = co_await conn_->send_body(*body_);
+                using TR = core::Transaction::BodyResult;
+                auto result = co_await conn_->send_body(*body_, action->eight_bit);
                 if (result == R::Sent)
                     conn_->protocol().expect(proto::BackendSession::Step::Message);
-                tx_->body_done(result == R::Sent ? core::Transaction::BodyResult::Sent
-                               : result == R::ReadFailed
-                                   ? core::Transaction::BodyResult::ReadFailed
-                                   : core::Transaction::BodyResult::WriteFailed,
+                tx_->body_done(result == R::Sent              ? TR::Sent
+                               : result == R::ReadFailed      ? TR::ReadFailed
+                               : result == R::EightBitRefused ? TR::EightBitRefused
+                                                              : TR::WriteFailed,
                                conn_->failure());
                 break;
             }

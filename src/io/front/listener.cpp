@@ -66,6 +66,10 @@ proto::EhloOffer Listener::current() const {
         auto caps = pool->capabilities();
         offer.max_message_size = caps.size_offer(offer.max_message_size);
         offer.smtputf8 = offer.smtputf8 && caps.smtputf8_possible();
+        // issue 25 (mime): 8BITMIME is bridged by conversion; without it
+        // (convert_8bit = false), offered only where a backend may have it.
+        offer.eightbitmime =
+            offer.eightbitmime && (pool->config().convert_8bit || caps.eightbitmime_possible());
         // Offered only where a backend is known to honour it.
         offer.requiretls = offer.requiretls && caps.verified_tls && caps.requiretls > 0;
     }

@@ -30,6 +30,7 @@ proto::SpoolEnvelope envelope() {
     e.sender.mailbox = mailbox("alice", "example.org");
     e.params.size = 1234;
     e.params.body_8bitmime = true;
+    e.params.auth = "a+2Bb@client.example";
     e.identity.address = *base::IpAddress::parse("203.0.113.9");
     e.identity.port = 40000;
     e.identity.local_address = *base::IpAddress::parse("192.0.2.1");
@@ -73,6 +74,7 @@ TEST(SpoolStore, CommitThenLoadGivesBackEnvelopeRecipientsAndBody) {
     EXPECT_EQ(e.sender.mailbox.address(), "alice@example.org");
     EXPECT_EQ(e.params.size, 1234u);
     EXPECT_TRUE(e.params.body_8bitmime);
+    EXPECT_EQ(e.params.auth, "a+2Bb@client.example");
     EXPECT_EQ(e.identity.address.to_string(), "203.0.113.9");
     EXPECT_EQ(e.identity.port, 40000);
     EXPECT_EQ(e.identity.helo, "client host+=");

@@ -83,6 +83,7 @@ void Runner::setup(const std::vector<std::string>& w) {
         if (key == "max_attempts") p.max_attempts = std::stoul(value);
         if (key == "retry_time") p.retry_time = std::chrono::seconds(std::stoul(value));
         if (key == "spool") spool_ = value == "yes";
+        if (key == "convert_8bit") p.convert_8bit = value == "yes";
         if (key == "tls" && value == "required") p.tls.mode = config::BackendTlsMode::Required;
     }
     for (std::size_t i = 0; i < backends; ++i) {
@@ -121,6 +122,8 @@ void Runner::open(std::size_t backend) {
         c.reused = has(*w, "reused");
         c.capabilities.pipelining = has(*w, "pipelining");
         c.capabilities.smtputf8 = has(*w, "smtputf8");
+        c.capabilities.eightbitmime = !has(*w, "7bit");  // as Postfix, unless told
+        if (has(*w, "auth")) c.capabilities.auth_mechanisms = {"PLAIN"};
         c.capabilities.requiretls = has(*w, "requiretls");
         for (const auto& word : *w)
             if (word.starts_with("size=")) c.capabilities.size_limit = std::stoull(word.substr(5));
@@ -194,11 +197,17 @@ void Runner::drive() {
             case Kind::SendBody: {
                 auto w = take(name, "body");
                 auto how = w && w->size() > 2 ? (*w)[2] : "write-failed";
-                out_ << "  " << name << " < (body) -> " << how << "\n";
+                using EightBit = core::TransactionAction::EightBit;
+                out_ << "  " << name << " < (body"
+                     << (action->eight_bit == EightBit::Convert  ? ", 8-bit converted"
+                         : action->eight_bit == EightBit::Refuse ? ", 8-bit refused"
+                                                                 : "")
+                     << ") -> " << how << "\n";
                 using R = core::Transaction::BodyResult;
-                tx_.body_done(how == "sent"          ? R::Sent
-                              : how == "read-failed" ? R::ReadFailed
-                                                     : R::WriteFailed,
+                tx_.body_done(how == "sent"                ? R::Sent
+                              : how == "read-failed"       ? R::ReadFailed
+                              : how == "eight-bit-refused" ? R::EightBitRefused
+                                                           : R::WriteFailed,
                               w && w->size() > 3 ? rest(*w, 3) : how);
                 break;
             }
@@ -264,6 +273,9 @@ std::string Runner::run(const std::string& script) {
             proto::MailArgument parsed;  // SIZE=, RET=, ENVID= ... as a client sends them
             if (!proto::parse_mail_argument("FROM:" + rest(w, 1), parsed)) params = parsed.params;
             params.smtputf8 = has(w, "SMTPUTF8");
+            params.body_8bitmime = has(w, "BODY=8BITMIME");
+            for (const auto& word : w)
+                if (word.starts_with("AUTH=")) params.auth = word.substr(5);
             params.requiretls = has(w, "REQUIRETLS");
             for (const auto& word : w)
                 if (word.starts_with("SIZE=")) params.size = std::stoull(word.substr(5));

@@ -1,5 +1,6 @@
 #include <gtest/gtest.h>
 
+#include "proto/capabilities.hpp"
 #include "proto/command.hpp"
 
 using namespace smtplb::proto;
@@ -72,6 +73,36 @@ TEST(MailArgument, ParametersAndNullSender) {
     EXPECT_EQ(err->code, 555);
     EXPECT_TRUE(parse_mail_argument("FROM:<a@example.net> SIZE=12x", m));
     EXPECT_TRUE(parse_mail_argument("FROM:<a@example.net> BODY=BINARYMIME", m));
+}
+
+// RFC 4954 §5: AUTH=<> or an xtext address, kept as sent.
+TEST(MailArgument, AuthParameter) {
+    MailArgument m;
+    ASSERT_FALSE(parse_mail_argument("FROM:<a@example.net> AUTH=<>", m));
+    EXPECT_EQ(*m.params.auth, "<>");
+    ASSERT_FALSE(parse_mail_argument("FROM:<a@example.net> AUTH=j+2Bsales@example.net", m));
+    EXPECT_EQ(*m.params.auth, "j+2Bsales@example.net");
+    for (const char* bad :
+         {"FROM:<a@example.net> AUTH=", "FROM:<a@example.net> AUTH=nobody",
+          "FROM:<a@example.net> AUTH=a+2@example.net", "FROM:<a@example.net> AUTH=a+20b@c.example",
+          "FROM:<a@example.net> AUTH=<> AUTH=<>", "FROM:<a@example.net> AUTH=a@b=c"}) {
+        auto err = parse_mail_argument(bad, m);
+        ASSERT_TRUE(err) << bad;
+        EXPECT_EQ(err->code, 501) << bad;
+    }
+    EXPECT_TRUE(parse_mail_argument(
+        "FROM:<a@example.net> AUTH=" + std::string(kMaxAuthParameter, 'a') + "@b.example", m));
+}
+
+TEST(MailArgument, AuthGoesOnlyToABackendThatAnnouncesAuth) {
+    MailArgument m;
+    ASSERT_FALSE(parse_mail_argument("FROM:<a@example.net> AUTH=a@example.net", m));
+    Capabilities plain;
+    EXPECT_EQ(mail_command(m.path, m.params, plain), "MAIL FROM:<a@example.net>\r\n");
+    Capabilities with_auth;
+    with_auth.auth_mechanisms = {"PLAIN"};
+    EXPECT_EQ(mail_command(m.path, m.params, with_auth),
+              "MAIL FROM:<a@example.net> AUTH=a@example.net\r\n");
 }
 
 TEST(Command, TableLookupIsCaseInsensitive) {

@@ -118,6 +118,33 @@ TEST_F(AuthFixture, HostileResponsesAreRefused) {
     EXPECT_EQ(s.output(), "250 2.0.0 Ok\r\n");
 }
 
+// RFC 4954 §5: AUTH= accepted where AUTH is configured; passed on as the
+// client gave it, unless the client authenticated: then its login wins.
+TEST_F(AuthFixture, AuthOnMailCarriesTheLoginOnceAuthenticated) {
+    auto ev = feed("MAIL FROM:<a@example.net> AUTH=x@example.net\r\n");
+    ASSERT_EQ(ev.kind, Kind::Mail) << s.output();
+    EXPECT_EQ(*ev.mail_params.auth, "x@example.net");
+    s.answer(Reply::make(250, "2.1.0", "Ok"));
+    feed("RSET\r\n");
+    ev = feed("AUTH PLAIN " + base64_encode(std::string("\0alice@example.net\0pw", 21)) + "\r\n");
+    ASSERT_EQ(ev.kind, Kind::Auth);
+    s.answer(Reply::make(235, "2.7.0", "Authentication successful"));
+    ev = feed("MAIL FROM:<a@example.net> AUTH=<>\r\n");
+    ASSERT_EQ(ev.kind, Kind::Mail) << s.output();
+    EXPECT_EQ(*ev.mail_params.auth, "alice@example.net");
+    s.answer(Reply::make(250, "2.1.0", "Ok"));
+}
+
+// Postfix with SASL off still takes AUTH= (250): so does every listener.
+TEST(Auth, AuthOnMailWithoutAuthConfiguredIsAccepted) {
+    ServerSession s(golden_settings());
+    s.start();
+    s.feed("EHLO x\r\nMAIL FROM:<a@example.net> AUTH=<>\r\n");
+    auto ev = s.next();
+    ASSERT_EQ(ev.kind, Kind::Mail) << s.output();
+    EXPECT_EQ(*ev.mail_params.auth, "<>");
+}
+
 TEST_F(AuthFixture, LongResponsesAreBoundedAt12288) {
     EXPECT_EQ(feed("AUTH PLAIN\r\n").kind, Kind::NeedInput);
     s.output().clear();

@@ -97,6 +97,8 @@ struct Spool {
     Millis retry_max{1800000};
     std::uint32_t concurrency = 20;  // messages delivered from the spool at once
     std::uint32_t writers = 4;       // threads that write and fsync spool files
+    // A Received: header on what the spool accepts (smtplb took responsibility).
+    bool received_header = true;
 };
 
 struct BackendTls {

@@ -61,7 +61,8 @@ std::string describe(const Config& c) {
       << "retry_initial = " << ms(c.spool.retry_initial) << "\n"
       << "retry_max = " << ms(c.spool.retry_max) << "\n"
       << "concurrency = " << c.spool.concurrency << "\n"
-      << "writers = " << c.spool.writers << "\n";
+      << "writers = " << c.spool.writers << "\n"
+      << "received_header = " << (c.spool.received_header ? "true" : "false") << "\n";
     for (const auto& l : c.listeners) {
         o << "\n[[listener]]\n"
           << "name = " << quoted(l.name) << "\n"

@@ -82,6 +82,7 @@ void read_spool(TableReader& r, Spool& s) {
     r.duration("retry_max", s.retry_max, 1s, 24h);
     r.integer("concurrency", s.concurrency, 1, 1000);
     r.integer("writers", s.writers, 1, 64);
+    r.boolean("received_header", s.received_header);
     if (s.retry_max < s.retry_initial)
         r.diagnostics().error(r.key_path("retry_max"), r.line_of("retry_max"),
                               "must not be less than retry_initial");

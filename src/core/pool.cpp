@@ -55,7 +55,9 @@ void Pool::connection_closed(std::size_t i) {
         if (backends_[i].active_connections > 0) --backends_[i].active_connections;
     }
     // The configuration never changes: read without the lock.
-    if (backends_[i].config.max_connections > 0 && slot_freed_) slot_freed_(i);
+    if (backends_[i].config.max_connections == 0) return;
+    if (slot_freed_) slot_freed_(i);
+    if (spool_slot_freed_) spool_slot_freed_(i);
 }
 
 bool Pool::try_open_connection(std::size_t i) {

@@ -73,6 +73,8 @@ void Transaction::begin(Pool& pool, const std::optional<base::IpAddress>& client
     attempts_.clear();
     queue_id_.clear();
     mail_refusal_.reset();
+    last_deferral_.reset();
+    held_by_limits_ = false;
     attempts_made_ = 0;
     first_failure_.reset();
     spooling_ = false;
@@ -86,6 +88,7 @@ void Transaction::switch_pool(Pool& pool, bool spools) {
     recipients_.clear();
     tried_.clear();
     mail_refusal_.reset();
+    last_deferral_.reset();
     attempts_made_ = 0;
     first_failure_.reset();
     push({.kind = Kind::Done});
@@ -93,7 +96,8 @@ void Transaction::switch_pool(Pool& pool, bool spools) {
 
 void Transaction::recipient(const proto::Mailbox& rcpt) {
     new_rcpt_ = rcpt;
-    no_backend_ = false;
+    no_backend_ = unavailable_ = false;
+    last_deferral_.reset();
     if (spooling_) {
         check_spool();
         return;
@@ -125,7 +129,8 @@ void Transaction::data() {
 }
 
 void Transaction::message_complete() {
-    no_backend_ = false;
+    no_backend_ = unavailable_ = false;
+    last_deferral_.reset();
     if (spooling_) {
         push({.kind = Kind::Spool});
         waiting_ = Waiting::Spool;
@@ -202,6 +207,10 @@ void Transaction::report(std::size_t backend, LiveOutcome outcome, const std::st
         if (!first_failure_) first_failure_ = pool_->clock().now();
     }
     pool_->report(backend, outcome, reason, reply ? reply->summary() : std::string());
+}
+
+void Transaction::deferred_by(const proto::Reply& reply) {
+    if (reply.transient()) last_deferral_ = reply;
 }
 
 void Transaction::report_reply(const char* stage, const proto::Reply& reply) {

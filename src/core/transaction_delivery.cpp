@@ -75,7 +75,7 @@ void Transaction::delivery_reply(const proto::Reply& reply) {
         case Verdict::Accepted:
             if (!body_sent_) break;  // 2xx to DATA: nonsense, go elsewhere
             ++counters.delivered;
-            queue_id_ = queue_id_from(reply.lines.empty() ? "" : reply.lines[0]);
+            queue_id_ = queue_id_from(reply.lines);
             release(Release::Keep);
             recipients_.clear();
             answer(relay_reply(reply));
@@ -89,6 +89,7 @@ void Transaction::delivery_reply(const proto::Reply& reply) {
             answer(relay_reply(reply));
             return;
         case Verdict::TryElsewhere:
+            deferred_by(reply);
             break;
     }
     ++counters.deferred;

@@ -79,6 +79,7 @@ void Transaction::open_failed(const OpenFailure& f) {
                                                                : LiveOutcome::Failed;
             report(backend_, outcome, "live " + f.stage + ": " + f.reason,
                    f.refusal ? &*f.refusal : nullptr);
+            if (f.refusal) deferred_by(*f.refusal);
             break;
         }
         case K::HeloRefused:
@@ -121,6 +122,7 @@ void Transaction::open_failed(const OpenFailure& f) {
         case K::NoSlot:
             // smtplb's own cap on connections to it: no judgement of the backend.
             record("connect", f.reason);
+            held_by_limits_ = true;
             break;
     }
     next_attempt();
@@ -161,6 +163,7 @@ void Transaction::mail_reply(const proto::Reply& reply) {
         if (classify(reply) == Verdict::Rejected) permanent_ = reply;
         record("mail", reply.summary());
         report_reply("MAIL", reply);
+        deferred_by(reply);
         envelope_refused(reply);
         return;
     }
@@ -193,6 +196,7 @@ void Transaction::envelope_reply(const proto::Reply& reply) {
         ok = false;
     }
     if (!ok) {
+        deferred_by(reply);
         record("rcpt", reply.summary());
         envelope_refused(reply);
         return;
@@ -273,8 +277,12 @@ void Transaction::no_backend_left() {
         return;
     }
     if (!spools_) {
-        no_backend_ = true;
-        answer(no_backend_reply());
+        // The most specific reply there is: the last backend's own 4xx
+        // about this message, as the client would have had it directly
+        // from that backend; the generic one only when none answered.
+        unavailable_ = true;
+        no_backend_ = !last_deferral_;
+        answer(last_deferral_ ? deferral_reply(*last_deferral_) : no_backend_reply());
         return;
     }
     if (purpose_ == Purpose::Recipient) {
@@ -316,6 +324,7 @@ void Transaction::rcpt_reply(const proto::Reply& reply) {
         return;
     }
     // Deferred for the backend's sake: the whole transaction moves.
+    deferred_by(reply);
     record("rcpt", reply.summary());
     ++pool_->backend(backend_).counters.deferred;
     if (reply.code == 421) report_reply("RCPT", reply);

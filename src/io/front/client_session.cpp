@@ -283,7 +283,10 @@ awaitable<Reply> ClientSession::write_to_spool() {
     envelope.sender = relay_.sender();
     envelope.params = relay_.mail_parameters();
     envelope.identity = relay_.identity();
-    auto committed = co_await spool->commit(envelope, relay_.accepted(), *body_);
+    const auto& config = balancer_.config();
+    auto committed = co_await spool->commit(
+        envelope, relay_.accepted(), *body_,
+        config.spool.received_header ? config.server.hostname : std::string());
     if (committed.id.empty()) co_return storage_full();
     if (log_) log_->record.spool_id = committed.id;
     co_return Reply::make(250, "2.0.0", "Ok: queued as " + committed.id);

@@ -41,8 +41,8 @@ std::string received_header(const proto::ClientIdentity& client, const std::stri
     auto address = client.address.unmapped();
     std::string name = client_name(client.name);
     std::string helo = client.helo.empty() ? name : printable(client.helo);
-    std::string out = "Received: from " + helo + " (" + name + " [" +
-                      (address.v6 ? "IPv6:" : "") + address.to_string() + "])\r\n";
+    std::string out = "Received: from " + helo + " (" + name + " [" + (address.v6 ? "IPv6:" : "") +
+                      address.to_string() + "])\r\n";
     if (!client.tls_version.empty())
         out += "\t(using " + printable(client.tls_version) + " with cipher " +
                printable(client.tls_cipher) + ")\r\n";

@@ -44,8 +44,9 @@ class SpoolQueue {
         std::string last_error;
         std::string pool;    // known once the file was read (or written here)
         std::string client;  // the client connection it came from, likewise
-        Wait wait = Wait::Backoff;       // why it waits, after a deferral
-        std::uint64_t drains_seen = 0;   // the pool's drain count when taken
+
+        Wait wait = Wait::Backoff;      // why it waits, after a deferral
+        std::uint64_t drains_seen = 0;  // the pool's drain count when taken
     };
 
     SpoolQueue(const base::Clock& clock, base::Random& random, QueueSettings settings)

@@ -283,10 +283,10 @@ awaitable<Reply> ClientSession::write_to_spool() {
     envelope.sender = relay_.sender();
     envelope.params = relay_.mail_parameters();
     envelope.identity = relay_.identity();
-    const auto& config = balancer_.config();
-    auto committed = co_await spool->commit(
-        envelope, relay_.accepted(), *body_,
-        config.spool.received_header ? config.server.hostname : std::string());
+    // Named: a temporary in a co_await is destroyed twice by GCC 12.
+    std::string received_by;
+    if (balancer_.config().spool.received_header) received_by = balancer_.config().server.hostname;
+    auto committed = co_await spool->commit(envelope, relay_.accepted(), *body_, received_by);
     if (committed.id.empty()) co_return storage_full();
     if (log_) log_->record.spool_id = committed.id;
     co_return Reply::make(250, "2.0.0", "Ok: queued as " + committed.id);

@@ -160,14 +160,13 @@ awaitable<Spool::Committed> Spool::commit(proto::SpoolEnvelope envelope,
     reserved_bytes_ += size;
     auto id = next_id();
     // smtplb takes responsibility for the message here: it says so, as an
-    // MTA does (RFC 5321 §4.4), before anything else reads the file.
-    std::optional<core::PrefixedBody> traced;
+    // MTA does (RFC 5321 §4.4), before anything else reads the file. (One
+    // named local, no temporaries: GCC 12's coroutine frames, io/asio.hpp.)
+    std::string trace;
     if (!received_by.empty())
-        traced.emplace(core::received_header(envelope.identity, received_by, id, recipients,
-                                             envelope.arrival_ms),
-                       plain_body);
-    const proto::BodySource& body = traced ? static_cast<const proto::BodySource&>(*traced)
-                                           : plain_body;
+        trace = core::received_header(envelope.identity, received_by, id, recipients,
+                                      envelope.arrival_ms);
+    core::PrefixedBody body(std::move(trace), plain_body);
     auto* store = &store_;
     auto* body_source = &body;
     auto* env = &envelope;

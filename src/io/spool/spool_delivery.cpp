@@ -201,7 +201,7 @@ awaitable<void> SpoolDeliverer::deliver_one(std::string id,
     if (fate == core::SpoolOutcome::Fate::Keep) {
         ++spool.counters().deferred;
         using Wait = core::SpoolQueue::Wait;
-        auto why = !pool_unavailable      ? Wait::Backoff
+        auto why = !pool_unavailable        ? Wait::Backoff
                    : relay.held_by_limits() ? Wait::BackendLimits
                                             : Wait::PoolUnavailable;
         queue.deferred(id, outcome.deferred.front().second.summary(), why);

@@ -35,7 +35,8 @@ TEST(ReceivedHeader, HasPostfixsFormWithTheSpoolIdAndTheOneRecipient) {
 TEST(ReceivedHeader, ProtocolFollowsHeloTlsAndAuth) {
     auto id = client();
     id.esmtp = false;
-    auto two = std::vector<proto::Mailbox>{mailbox("a", "example.net"), mailbox("b", "example.net")};
+    auto two =
+        std::vector<proto::Mailbox>{mailbox("a", "example.net"), mailbox("b", "example.net")};
     auto h = received_header(id, "mx", "1", two, kWhen);
     EXPECT_NE(h.find("with SMTP id 1; Thu"), std::string::npos) << h;  // no "for" with two
     id.esmtp = true;

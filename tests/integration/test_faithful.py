@@ -177,26 +177,30 @@ class SpoolDrains(WorkdirTestCase):
         hubs = [Postfix(self.workdir, name) for name in ("hub1", "hub2")]
         port = free_port()
         # The spool's default backoff (1 min, doubling to 30): without the
-        # drain, a message deferred while the backends were down waits it out.
+        # drain, a message deferred while the backends were down waits it
+        # out. Probes as by default (rise 2, fall 2), every 2 s.
+        health = {"interval": "2s", "down_interval": "2s", "rise": 2, "fall": 2, "timeout": "2s"}
         text = configs.balancer(port, [("hub1", hubs[0].port), ("hub2", hubs[1].port)],
-                                pool_options={"on_unavailable": "spool", "health": FAST_HEALTH,
+                                pool_options={"on_unavailable": "spool", "health": health,
                                               "connect_timeout": "1s"})
         lb = Smtplb(self.workdir, text)
         lb.start(port)
         self.addCleanup(lb.stop)
+        def deferrals():
+            return sum(r.get("result") == "deferred" for r in lb.tracking_records())
         per_kill = self.MESSAGES // self.KILLS
         for n in range(self.MESSAGES):
             self.send(port, n)
             if (n + 1) % per_kill == 0:
-                # Attempts were made (the restarted daemon believes its
-                # backends up until it finds otherwise) and deferred.
-                wait_until(lambda: any(r.get("result") == "deferred"
-                                       for r in lb.tracking_records()),
-                           timeout=20, what="a deferred attempt")
+                before = deferrals()
                 lb.process.proc.kill()  # SIGKILL
                 lb.process.proc.wait()
                 lb.process.start()
                 wait_for_port(port, proc=lb.process.proc)
+                # The restarted daemon believes its backends up until it
+                # finds otherwise: it tries what it recovered, in vain.
+                wait_until(lambda: deferrals() > before, timeout=20,
+                           what="deferred attempts after a restart")
         self.assertEqual(len(queued_files(self.workdir)), self.MESSAGES)
         wait_until(lambda: len(lb.log_lines(" to=down ")) >= 2, timeout=30,
                    what="both backends seen down after the last restart")

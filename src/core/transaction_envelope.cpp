@@ -87,7 +87,7 @@ void Transaction::open_failed(const OpenFailure& f) {
             // given it to the client directly: the client's answer.
             count_attempt();
             record("helo", f.reason);
-            answer(relay_reply(*f.refusal));
+            answer(deferral_reply(*f.refusal));  // a 421 (closing) as 451: the client stays
             return;
         case K::IdentityBroken:
             if (stale(f.reused, false, f.protocol_error)) break;

@@ -19,7 +19,7 @@ import time
 
 import configs
 import fidelity
-from harness import (Postfix, Smtplb, SmtpClient, WorkdirTestCase, free_port, main,
+from harness import (Postfix, RawBackend, Smtplb, SmtpClient, WorkdirTestCase, free_port, main,
                      postfix_available, wait_for_port, wait_until)
 from test_spool import FAST_HEALTH, queued_files
 
@@ -118,6 +118,50 @@ class FaithfulReplies(WorkdirTestCase):
                     (line,) = found()
                     self.assertIn(f" with {protocol} id {queue_id}", line, how)
                     self.assertIn("from client.test (", line, how)
+
+
+def multiline_queue_id_server(conn):
+    """An SMTP server that names its queue id on the second line of its 250."""
+    with conn:
+        f = conn.makefile("rb")
+        conn.sendall(b"220 multi.test ESMTP\r\n")
+        for raw in f:
+            verb = raw[:4].upper()
+            if verb == b"EHLO":
+                conn.sendall(b"250-multi.test\r\n250 PIPELINING\r\n")
+            elif verb == b"DATA":
+                conn.sendall(b"354 go ahead\r\n")
+                for line in f:
+                    if line == b".\r\n":
+                        break
+                conn.sendall(b"250-2.0.0 Message accepted\r\n250-2.0.0 queued as MULTI42\r\n"
+                             b"250 2.0.0 thank you\r\n")
+            elif verb == b"QUIT":
+                conn.sendall(b"221 bye\r\n")
+                return
+            else:
+                conn.sendall(b"250 ok\r\n")
+
+
+class MultiLineQueueId(WorkdirTestCase):
+    def test_the_queue_id_on_any_line_of_the_250_reaches_the_tracking_log(self):
+        backend = RawBackend(multiline_queue_id_server)
+        self.addCleanup(backend.stop)
+        port = free_port()
+        lb = Smtplb(self.workdir, configs.balancer(port, [("multi", backend.port)],
+                                                   listener_options={"client_identity": "none"}))
+        lb.start(port)
+        self.addCleanup(lb.stop)
+        with smtplib.SMTP("127.0.0.1", port, timeout=20) as s:
+            s.ehlo("client.test")
+            s.mail("alice@example.org")
+            s.rcpt("bob@example.net")
+            code, text = s.data("Subject: multi\r\n\r\nhello\r\n")
+        self.assertEqual(code, 250)
+        # The whole reply reaches the client (smtplib joins the lines' texts).
+        self.assertEqual(text, b"2.0.0 Message accepted\n2.0.0 queued as MULTI42\n2.0.0 thank you")
+        wait_until(lambda: lb.tracking_records(), what="the tracking record")
+        self.assertEqual(lb.tracking_records()[-1]["queue_id"], "MULTI42")
 
 
 class SpoolTrace(WorkdirTestCase):

@@ -69,10 +69,12 @@ class Spool : public std::enable_shared_from_this<Spool> {
     };
     // Writes one message durably; only a result with an id may be answered 250.
     // With `received_by` (this host's name), a Received: header naming the
-    // client and the spool id goes in front of the message (core/received).
+    // client and the spool id goes in front of the message (core/received);
+    // empty for mail smtplb writes itself (a DSN). No default argument: a
+    // temporary in a co_await is destroyed twice by GCC 12.
     awaitable<Committed> commit(proto::SpoolEnvelope envelope,
                                 std::vector<proto::Mailbox> recipients,
-                                const proto::BodySource& body, std::string received_by = {});
+                                const proto::BodySource& body, std::string received_by);
 
     // Removes a delivered message's file on a writer thread, without waiting:
     // unlinking, and closing the last descriptor of an unlinked file, can

@@ -164,7 +164,8 @@ awaitable<void> SpoolDeliverer::deliver_one(std::string id,
         report.identity = local_identity(balancer_.config().server.hostname);
         std::vector<proto::Mailbox> to{env.sender.mailbox};
         proto::StringBody body(core::build_dsn(dsn));
-        auto committed = co_await spool.commit(report, to, body);
+        const std::string no_trace;  // smtplb's own report: nobody else handled it
+        auto committed = co_await spool.commit(report, to, body, no_trace);
         if (committed.id.empty()) {
             outcome.keep_failures_for_later();
         } else {

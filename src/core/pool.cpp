@@ -40,8 +40,13 @@ void Pool::transaction_started(std::size_t i) {
 }
 
 void Pool::transaction_ended(std::size_t i) {
-    std::lock_guard guard(mutex_);
-    if (backends_[i].pending > 0) --backends_[i].pending;
+    {
+        std::lock_guard guard(mutex_);
+        if (backends_[i].pending > 0) --backends_[i].pending;
+    }
+    // At its cap, the backend's connection may now serve another (an idle
+    // one is closed to make room for a waiter): the spool may try again.
+    if (backends_[i].config.max_connections > 0 && spool_slot_freed_) spool_slot_freed_(i);
 }
 
 void Pool::connection_opened(std::size_t i) {

@@ -69,7 +69,8 @@ class Pool {
     // max_connections was closed: a waiting transaction may take its slot.
     using SlotFreed = std::function<void(std::size_t backend)>;
     void set_slot_freed(SlotFreed callback) { slot_freed_ = std::move(callback); }
-    // Told the same, for the spool (messages deferred at a backend's cap).
+    // Told the same, for the spool (messages deferred at a backend's cap),
+    // and when a transaction on such a backend ends.
     void set_spool_slot_freed(SlotFreed callback) { spool_slot_freed_ = std::move(callback); }
     // How long the backend took to answer the end of a message.
     void observe_reply_time(std::size_t backend, double seconds);

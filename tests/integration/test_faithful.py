@@ -10,18 +10,22 @@ Postfix directly (DESIGN.md, transparency):
   id as its id); one relayed directly does not;
 - every backend down, 200 messages spooled, 5 SIGKILLs, the backends back:
   the whole spool is delivered within 30 s of the probes seeing a backend
-  healthy again (the issue's bound; the figure is printed), none lost."""
+  healthy again (the issue's bound; the figure is printed), none lost;
+- a spooled message deferred at a backend's max_connections goes as soon
+  as the connection it waited for is free, not after its backoff."""
 import datetime
 import os
 import re
 import smtplib
+import threading
 import time
 
 import configs
 import fidelity
 from harness import (Postfix, RawBackend, Smtplb, SmtpClient, WorkdirTestCase, free_port, main,
                      postfix_available, wait_for_port, wait_until)
-from test_spool import FAST_HEALTH, queued_files
+from test_connection_cap import Client, CountingBackend
+from test_spool import FAST_HEALTH, queued_files, send
 
 GREYLIST = "450 4.2.0 Greylisted, see https://greylist.example/"
 WRITE_ERROR = "451 4.3.0 Error: queue file write error"
@@ -275,6 +279,39 @@ class SpoolDrains(WorkdirTestCase):
         self.assertEqual(missing, [], "acknowledged but never delivered")
         self.assertTrue(drains, "the drain is logged")
         self.assertLessEqual(drained_in, 30, "the issue's bound")
+
+
+class SpoolDrainsForSlots(WorkdirTestCase):
+    def test_a_message_deferred_at_a_backends_cap_goes_once_the_connection_is_free(self):
+        hub = CountingBackend()
+        self.addCleanup(hub.stop)
+        port = free_port()
+        text = configs.balancer(
+            port, [("hub", hub.port, {"address": f"{hub.host}:{hub.port}", "max_connections": 1})],
+            pool_options={"on_unavailable": "spool", "health": {"enabled": False},
+                          "connection_wait": "500ms"},
+            listener_options={"client_identity": "none"})
+        lb = Smtplb(self.workdir, text + configs.table("[spool]", {"retry_initial": "1h",
+                                                                    "retry_max": "2h"}))
+        lb.start(port)
+        self.addCleanup(lb.stop)
+        go = threading.Event()
+        holder = Client(port, 1, go)  # holds the only connection mid-transaction
+        holder.start()
+        wait_until(lambda: holder.rcpt is not None, what="the holder's RCPT reply")
+        code, reply = send(port, "capped")
+        self.assertEqual(code, 250, reply)  # spooled: no connection to be had
+        # The spool tries it, finds the cap again, and defers it (by an
+        # hour, were it not for the cap's end).
+        wait_until(lambda: any(r.get("result") == "deferred" for r in lb.tracking_records()),
+                   timeout=20, what="the spooled message deferred at the cap")
+        go.set()
+        holder.join(60)
+        self.assertEqual((holder.error, holder.data), (None, 250))
+        wait_until(lambda: not queued_files(self.workdir), timeout=20,
+                   what="the deferred message delivered once the connection was free")
+        self.assertTrue(lb.log_lines("cause=slot_freed"), "\n".join(lb.log_lines()))
+        self.assertEqual(hub.most, 1)
 
 
 if __name__ == "__main__":

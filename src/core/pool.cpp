@@ -46,6 +46,10 @@ void Pool::transaction_ended(std::size_t i) {
     }
     // At its cap, the backend's connection may now serve another (an idle
     // one is closed to make room for a waiter): the spool may try again.
+    room_for_spool(i);
+}
+
+void Pool::room_for_spool(std::size_t i) const {
     if (backends_[i].config.max_connections > 0 && spool_slot_freed_) spool_slot_freed_(i);
 }
 
@@ -62,7 +66,7 @@ void Pool::connection_closed(std::size_t i) {
     // The configuration never changes: read without the lock.
     if (backends_[i].config.max_connections == 0) return;
     if (slot_freed_) slot_freed_(i);
-    if (spool_slot_freed_) spool_slot_freed_(i);
+    room_for_spool(i);
 }
 
 bool Pool::try_open_connection(std::size_t i) {

@@ -70,8 +70,10 @@ class Pool {
     using SlotFreed = std::function<void(std::size_t backend)>;
     void set_slot_freed(SlotFreed callback) { slot_freed_ = std::move(callback); }
     // Told the same, for the spool (messages deferred at a backend's cap),
-    // and when a transaction on such a backend ends.
+    // and when a transaction on such a backend ends or its connection goes
+    // idle (room_for_spool).
     void set_spool_slot_freed(SlotFreed callback) { spool_slot_freed_ = std::move(callback); }
+    void room_for_spool(std::size_t backend) const;
     // How long the backend took to answer the end of a message.
     void observe_reply_time(std::size_t backend, double seconds);
     // For a consistent read of backends()' health, rates and load.

@@ -289,7 +289,9 @@ class SpoolDrainsForSlots(WorkdirTestCase):
         text = configs.balancer(
             port, [("hub", hub.port, {"address": f"{hub.host}:{hub.port}", "max_connections": 1})],
             pool_options={"on_unavailable": "spool", "health": {"enabled": False},
-                          "connection_wait": "500ms"},
+                          "connection_wait": "500ms",
+                          # The holder's backend waits on it the longest allowed.
+                          "backend_hold_time": "5s"},
             listener_options={"client_identity": "none"})
         lb = Smtplb(self.workdir, text + configs.table("[spool]", {"retry_initial": "1h",
                                                                     "retry_max": "2h"}))

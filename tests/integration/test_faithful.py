@@ -14,6 +14,7 @@ Postfix directly (DESIGN.md, transparency):
 - a spooled message deferred at a backend's max_connections goes as soon
   as the connection it waited for is free, not after its backoff."""
 import datetime
+import json
 import os
 import re
 import smtplib
@@ -310,8 +311,12 @@ class SpoolDrainsForSlots(WorkdirTestCase):
         go.set()
         holder.join(60)
         self.assertEqual((holder.error, holder.data), (None, 250))
-        wait_until(lambda: not queued_files(self.workdir), timeout=20,
-                   what="the deferred message delivered once the connection was free")
+        try:
+            wait_until(lambda: not queued_files(self.workdir), timeout=20,
+                       what="the deferred message delivered once the connection was free")
+        except AssertionError:
+            print("\n".join(lb.log_lines()), json.dumps(lb.tracking_records(), indent=1))
+            raise
         self.assertTrue(lb.log_lines("cause=slot_freed"), "\n".join(lb.log_lines()))
         self.assertEqual(hub.most, 1)
 

@@ -272,7 +272,8 @@ void spool_metrics(PrometheusText& m, io::Spool& spool) {
     const auto& c = spool.counters();
     m.family("smtplb_spool_events_total", "counter",
              "What happened to spooled mail: spooled and refused messages, delivered and "
-             "bounced recipients, deferred attempts, expired, corrupt and dead files.");
+             "bounced recipients, deferred attempts, expired, corrupt and dead files, drains "
+             "(a pool returned) and the messages they made due.");
     for (auto [event, n] : {std::pair{"spooled", c.spooled},
                             {"commit_failed", c.commit_failed},
                             {"refused_full", c.refused_full},
@@ -281,7 +282,9 @@ void spool_metrics(PrometheusText& m, io::Spool& spool) {
                             {"bounced_recipients", c.bounced},
                             {"expired", c.expired},
                             {"corrupt", c.corrupt},
-                            {"dead", c.dead}})
+                            {"dead", c.dead},
+                            {"drains", c.drains},
+                            {"drained", c.drained}})
         m.sample("smtplb_spool_events_total", {{"event", event}}, static_cast<double>(n));
 }
 

@@ -127,6 +127,8 @@ json::object spool_summary(io::Spool& spool) {
     counters["expired"] = c.expired;
     counters["corrupt"] = c.corrupt;
     counters["dead"] = c.dead;
+    counters["drains"] = c.drains;
+    counters["drained"] = c.drained;
     o["counters"] = std::move(counters);
     return o;
 }

@@ -101,6 +101,8 @@ struct Spool {
     Millis delay_warning_time{4LL * 3600000};
     // RET=FULL returns a failed message whole up to this size, else its headers.
     std::uint64_t bounce_size_limit = 50000;
+    // A Received: header on what the spool accepts (smtplb took responsibility).
+    bool received_header = true;
 };
 
 struct BackendTls {

@@ -63,7 +63,8 @@ std::string describe(const Config& c) {
       << "concurrency = " << c.spool.concurrency << "\n"
       << "writers = " << c.spool.writers << "\n"
       << "delay_warning_time = " << ms(c.spool.delay_warning_time) << "\n"
-      << "bounce_size_limit = " << bytes(c.spool.bounce_size_limit) << "\n";
+      << "bounce_size_limit = " << bytes(c.spool.bounce_size_limit) << "\n"
+      << "received_header = " << (c.spool.received_header ? "true" : "false") << "\n";
     for (const auto& l : c.listeners) {
         o << "\n[[listener]]\n"
           << "name = " << quoted(l.name) << "\n"

@@ -84,6 +84,7 @@ void read_spool(TableReader& r, Spool& s) {
     r.integer("writers", s.writers, 1, 64);
     r.duration("delay_warning_time", s.delay_warning_time, 0s, 24h * 30);
     r.size("bounce_size_limit", s.bounce_size_limit, 1024, 50ull << 20);
+    r.boolean("received_header", s.received_header);
     if (s.retry_max < s.retry_initial)
         r.diagnostics().error(r.key_path("retry_max"), r.line_of("retry_max"),
                               "must not be less than retry_initial");

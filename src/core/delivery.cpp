@@ -19,4 +19,10 @@ proto::Reply relay_reply(const proto::Reply& r) {
     return out;
 }
 
+proto::Reply deferral_reply(const proto::Reply& r) {
+    auto out = relay_reply(r);
+    if (out.code == 421) out.code = 451;
+    return out;
+}
+
 }  // namespace smtplb::core

@@ -17,5 +17,9 @@ proto::Reply no_backend_reply();
 // A backend's reply as passed to the client: code, enhanced code and text are
 // kept; a reply without an enhanced code gets the generic one of its class.
 proto::Reply relay_reply(const proto::Reply& backend_reply);
+// The last backend's 4xx, as the client's reply when every backend deferred
+// (relay_reply): a 421 becomes 451 with the same enhanced code and text,
+// because smtplb keeps the client's connection open (421 says it closes).
+proto::Reply deferral_reply(const proto::Reply& backend_reply);
 
 }  // namespace smtplb::core

@@ -65,6 +65,11 @@ std::string health_log_line(const std::string& pool, const std::string& backend,
     return line;
 }
 
+bool returns_to_service(const HealthEvent& e) {
+    if (e.source == "admin") return e.to == to_string(AdminState::Enabled);
+    return e.to == to_string(HealthState::Up);
+}
+
 void ReplyRates::record(Class c, base::Clock::TimePoint now) {
     auto second = std::chrono::duration_cast<std::chrono::seconds>(now.time_since_epoch()).count();
     auto& bucket = buckets_[static_cast<std::size_t>(second) % kSeconds];

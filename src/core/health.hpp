@@ -57,6 +57,10 @@ struct HealthEvent {
     std::uint32_t observations = 0;  // consecutive results that led to it
 };
 
+// May this change end a wait for the pool (the spool's drain)? True when
+// the backend's health went up, or an administrator enabled it again.
+bool returns_to_service(const HealthEvent& event);
+
 // The health log's line for a transition, in logfmt (key=value, quoted
 // where needed): backends' reply texts are untrusted and are made printable.
 std::string health_log_line(const std::string& pool, const std::string& backend,

@@ -40,8 +40,17 @@ void Pool::transaction_started(std::size_t i) {
 }
 
 void Pool::transaction_ended(std::size_t i) {
-    std::lock_guard guard(mutex_);
-    if (backends_[i].pending > 0) --backends_[i].pending;
+    {
+        std::lock_guard guard(mutex_);
+        if (backends_[i].pending > 0) --backends_[i].pending;
+    }
+    // At its cap, the backend's connection may now serve another (an idle
+    // one is closed to make room for a waiter): the spool may try again.
+    room_for_spool(i);
+}
+
+void Pool::room_for_spool(std::size_t i) const {
+    if (backends_[i].config.max_connections > 0 && spool_slot_freed_) spool_slot_freed_(i);
 }
 
 void Pool::connection_opened(std::size_t i) {
@@ -55,7 +64,9 @@ void Pool::connection_closed(std::size_t i) {
         if (backends_[i].active_connections > 0) --backends_[i].active_connections;
     }
     // The configuration never changes: read without the lock.
-    if (backends_[i].config.max_connections > 0 && slot_freed_) slot_freed_(i);
+    if (backends_[i].config.max_connections == 0) return;
+    if (slot_freed_) slot_freed_(i);
+    room_for_spool(i);
 }
 
 bool Pool::try_open_connection(std::size_t i) {

@@ -86,6 +86,11 @@ class Pool {
     // max_connections was closed: a waiting transaction may take its slot.
     using SlotFreed = std::function<void(std::size_t backend)>;
     void set_slot_freed(SlotFreed callback) { slot_freed_ = std::move(callback); }
+    // Told the same, for the spool (messages deferred at a backend's cap),
+    // and when a transaction on such a backend ends or its connection goes
+    // idle (room_for_spool).
+    void set_spool_slot_freed(SlotFreed callback) { spool_slot_freed_ = std::move(callback); }
+    void room_for_spool(std::size_t backend) const;
     // How long the backend took to answer the end of a message.
     void observe_reply_time(std::size_t backend, double seconds);
     // For a consistent read of backends()' health, rates and load.
@@ -128,6 +133,7 @@ class Pool {
     std::optional<PersistenceTable> persistence_;
     HealthLog health_log_;
     SlotFreed slot_freed_;
+    SlotFreed spool_slot_freed_;
     // pick()'s working list, kept so that choosing costs no allocation.
     std::vector<std::size_t> candidates_;
 };

@@ -21,23 +21,40 @@ void SpoolQueue::not_due(const Entry& e) {
 }
 
 void SpoolQueue::schedule(Entry& e) {
-    if (e.next_attempt <= clock_.now())
+    if (e.next_attempt <= clock_.now()) {
         make_due(e);
-    else
-        waiting_.emplace(e.next_attempt, e.id);
+        return;
+    }
+    waiting_.emplace(e.next_attempt, e.id);
+    if (e.wait == Wait::BackendLimits) slot_waiters_[e.pool].insert(e.id);
+}
+
+void SpoolQueue::forget_slot_wait(const Entry& e) {
+    auto it = slot_waiters_.find(e.pool);
+    if (it == slot_waiters_.end()) return;
+    it->second.erase(e.id);
+    if (it->second.empty()) slot_waiters_.erase(it);
 }
 
 void SpoolQueue::unschedule(const Entry& e) {
     not_due(e);
     waiting_.erase({e.next_attempt, e.id});
+    forget_slot_wait(e);
 }
 
 void SpoolQueue::promote_waiting() {
     auto now = clock_.now();
     while (!waiting_.empty() && waiting_.begin()->first <= now) {
-        make_due(entries_.at(waiting_.begin()->second));
+        const auto& e = entries_.at(waiting_.begin()->second);
+        forget_slot_wait(e);
+        make_due(e);
         waiting_.erase(waiting_.begin());
     }
+}
+
+std::uint64_t SpoolQueue::drain_count(const std::string& pool) const {
+    auto it = drains_.find(pool);
+    return it == drains_.end() ? 0 : it->second;
 }
 
 void SpoolQueue::add(const std::string& id, std::int64_t arrival_ms, std::uint64_t size, bool held,
@@ -65,6 +82,7 @@ void SpoolQueue::set_route(const std::string& id, const std::string& pool,
     if (ready) unschedule(e);
     e.pool = pool;
     e.client = client;
+    if (e.state == State::Busy) e.drains_seen = drain_count(pool);
     if (ready) schedule(e);
 }
 
@@ -93,6 +111,7 @@ std::vector<std::string> SpoolQueue::take_due(std::size_t max, const Filter& rea
         if (ready && !ready(*e)) continue;
         not_due(*e);
         e->state = State::Busy;
+        e->drains_seen = drain_count(e->pool);
         ++busy_;
         taken.push_back(e->id);
     }
@@ -109,6 +128,7 @@ std::optional<std::string> SpoolQueue::take_next_for_client(const std::string& c
         if (ready && !ready(e)) continue;
         not_due(e);  // may erase `it`: return at once
         e.state = State::Busy;
+        e.drains_seen = drain_count(e.pool);
         ++busy_;
         return e.id;
     }
@@ -131,12 +151,19 @@ std::chrono::milliseconds SpoolQueue::backoff(std::uint32_t attempts) const {
     return std::min(delay, settings_.retry_max);
 }
 
-void SpoolQueue::deferred(const std::string& id, const std::string& reason) {
+void SpoolQueue::deferred(const std::string& id, const std::string& reason, Wait why) {
     auto it = entries_.find(id);
     if (it == entries_.end()) return;
     auto& e = it->second;
     ++e.attempts;
     e.last_error = reason;
+    e.wait = why;
+    // The pool came back while this attempt ran on what it knew before:
+    // the wait it would start is already over.
+    if (why != Wait::Backoff && drain_count(e.pool) != e.drains_seen) {
+        postpone(id, std::chrono::milliseconds(0));
+        return;
+    }
     // ±20% jitter, so messages deferred together do not come back together.
     auto base = backoff(e.attempts);
     auto spread = static_cast<std::uint64_t>(base.count()) * 2 / 5 + 1;
@@ -189,6 +216,29 @@ void SpoolQueue::flush() {
         make_due(e);
     }
     waiting_.clear();
+    slot_waiters_.clear();
+}
+
+std::size_t SpoolQueue::drain(const std::string& pool, DrainCause cause) {
+    ++drains_[pool];
+    std::vector<Entry*> ended;
+    if (cause == DrainCause::SlotFreed) {
+        if (auto it = slot_waiters_.find(pool); it != slot_waiters_.end())
+            for (const auto& id : it->second)
+                ended.push_back(&entries_.at(id));
+    } else {
+        for (const auto& [when, id] : waiting_) {
+            auto& e = entries_.at(id);
+            if (e.pool == pool && e.wait != Wait::Backoff) ended.push_back(&e);
+        }
+    }
+    auto now = clock_.now();
+    for (auto* e : ended) {
+        unschedule(*e);
+        e->next_attempt = now;
+        make_due(*e);
+    }
+    return ended.size();
 }
 
 std::size_t SpoolQueue::held() const {

@@ -25,6 +25,15 @@ struct QueueSettings {
 class SpoolQueue {
   public:
     enum class State { Ready, Busy, Held };
+    // Why a deferred message waits. Its backoff is for a deferral about the
+    // message (a recipient greylisted, a content check); one because its
+    // pool had nothing to offer (every backend down or busy, or at its
+    // max_connections) ends when the pool has something again: drain().
+    enum class Wait { Backoff, PoolUnavailable, BackendLimits };
+    // What ended a wait: a backend of the pool came back into service (its
+    // health went up, or an administrator enabled it), or a connection
+    // slot to a backend with max_connections freed up.
+    enum class DrainCause { BackendReturned, SlotFreed };
     struct Entry {
         std::string id;
         std::int64_t arrival_ms = 0;
@@ -35,6 +44,9 @@ class SpoolQueue {
         std::string last_error;
         std::string pool;    // known once the file was read (or written here)
         std::string client;  // the client connection it came from, likewise
+
+        Wait wait = Wait::Backoff;      // why it waits, after a deferral
+        std::uint64_t drains_seen = 0;  // the pool's drain count when taken
     };
 
     SpoolQueue(const base::Clock& clock, base::Random& random, QueueSettings settings)
@@ -62,7 +74,18 @@ class SpoolQueue {
     // The attempt ended; the message is gone (delivered, bounced, moved away).
     void remove(const std::string& id);
     // The attempt ended with recipients left: next try after the backoff.
-    void deferred(const std::string& id, const std::string& reason);
+    // Deferred because the pool had nothing to offer (`why`), and the pool
+    // was drained while the attempt ran: due again at once.
+    void deferred(const std::string& id, const std::string& reason, Wait why = Wait::Backoff);
+    // The pool has something to offer again: its messages waiting for that
+    // (BackendReturned: PoolUnavailable and BackendLimits; SlotFreed:
+    // BackendLimits) are due now; how many. The deliverer takes them at
+    // its concurrency, like any due message.
+    std::size_t drain(const std::string& pool, DrainCause cause);
+    // Some message of `pool` waits for a connection slot (cheap: asked on
+    // every slot freed).
+    bool waits_for_slots(const std::string& pool) const { return slot_waiters_.count(pool) > 0; }
+    bool any_slot_waiters() const { return !slot_waiters_.empty(); }
     // The attempt could not start (nothing could take it now): try again
     // soon without counting an attempt.
     void postpone(const std::string& id, std::chrono::milliseconds delay);
@@ -90,6 +113,7 @@ class SpoolQueue {
     void make_due(const Entry& e);
     void not_due(const Entry& e);
     void promote_waiting();
+    void forget_slot_wait(const Entry& e);
 
     const base::Clock& clock_;
     base::Random& random_;
@@ -98,6 +122,10 @@ class SpoolQueue {
     std::map<std::string, std::set<std::string>> due_by_pool_;
     std::map<std::string, std::set<std::string>> due_by_client_;
     std::set<std::pair<base::Clock::TimePoint, std::string>> waiting_;
+    // Of waiting_, those deferred for BackendLimits, by pool.
+    std::map<std::string, std::set<std::string>> slot_waiters_;
+    std::map<std::string, std::uint64_t> drains_;  // drain() calls per pool
+    std::uint64_t drain_count(const std::string& pool) const;
     std::uint64_t bytes_ = 0;
     std::size_t busy_ = 0;
 };

@@ -161,4 +161,10 @@ std::string queue_id_from(const std::string& text) {
     return text.substr(pos, end == std::string::npos ? std::string::npos : end - pos);
 }
 
+std::string queue_id_from(const std::vector<std::string>& lines) {
+    for (const auto& line : lines)
+        if (auto id = queue_id_from(line); !id.empty()) return id;
+    return lines.empty() ? std::string() : lines.back();
+}
+
 }  // namespace smtplb::core

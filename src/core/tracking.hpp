@@ -74,5 +74,9 @@ struct QueueActionRecord {
 
 // "250 2.0.0 Ok: queued as 4Xyz" -> "4Xyz"; empty when none is named.
 std::string queue_id_from(const std::string& reply_text);
+// The queue id in a backend's 250 to the end of data, whatever line holds
+// it: the first line with "queued as ID" (Postfix: "Ok: queued as 4Xyz"),
+// else the last line's whole text (what other servers say to identify it).
+std::string queue_id_from(const std::vector<std::string>& reply_lines);
 
 }  // namespace smtplb::core

@@ -77,6 +77,8 @@ void Transaction::begin(Pool& pool, const std::optional<base::IpAddress>& client
     attempts_.clear();
     queue_id_.clear();
     mail_refusal_.reset();
+    last_deferral_.reset();
+    held_by_limits_ = false;
     attempts_made_ = 0;
     first_failure_.reset();
     eight_bit_only_ = false;
@@ -93,6 +95,7 @@ void Transaction::switch_pool(Pool& pool, bool spools) {
     recipient_params_.clear();
     tried_.clear();
     mail_refusal_.reset();
+    last_deferral_.reset();
     attempts_made_ = 0;
     first_failure_.reset();
     push({.kind = Kind::Done});
@@ -105,7 +108,8 @@ void Transaction::recipient(const proto::Mailbox& rcpt) {
 void Transaction::recipient(const proto::Mailbox& rcpt, const proto::RcptParameters& params) {
     new_rcpt_ = rcpt;
     new_rcpt_params_ = params;
-    no_backend_ = false;
+    no_backend_ = unavailable_ = false;
+    last_deferral_.reset();
     if (spooling_) {
         check_spool();
         return;
@@ -137,7 +141,8 @@ void Transaction::data() {
 }
 
 void Transaction::message_complete() {
-    no_backend_ = false;
+    no_backend_ = unavailable_ = false;
+    last_deferral_.reset();
     if (spooling_) {
         push({.kind = Kind::Spool});
         waiting_ = Waiting::Spool;
@@ -215,6 +220,10 @@ void Transaction::report(std::size_t backend, LiveOutcome outcome, const std::st
         if (!first_failure_) first_failure_ = pool_->clock().now();
     }
     pool_->report(backend, outcome, reason, reply ? reply->summary() : std::string());
+}
+
+void Transaction::deferred_by(const proto::Reply& reply) {
+    if (reply.transient()) last_deferral_ = reply;
 }
 
 void Transaction::report_reply(const char* stage, const proto::Reply& reply) {

@@ -165,6 +165,13 @@ class Transaction {
     bool spooling() const { return spooling_; }
     // The last answer was the generic "no mail server is available now".
     bool no_backend() const { return no_backend_; }
+    // The last answer said no backend could take the transaction now: the
+    // generic reply, or the last backend's deferral passed on (not one
+    // about this recipient alone). The spool then waits for the pool.
+    bool unavailable() const { return unavailable_; }
+    // A backend of the pool was passed over at its max_connections since
+    // begin(): room there may take the transaction.
+    bool held_by_limits() const { return held_by_limits_; }
     // A backend holds an open transaction for this client (the hold timer runs).
     bool holding() const { return holding_; }
     // Waiting for a result of its own actions, or actions not yet taken (an
@@ -227,6 +234,9 @@ class Transaction {
     // The message may only go to a backend that offers 8BITMIME.
     bool needs_8bitmime() const;
     bool refuse_8bit() const;
+    // A backend's 4xx about this message: the client hears the last one if
+    // no backend takes the message.
+    void deferred_by(const proto::Reply& reply);
 
     Pool* pool_ = nullptr;
     std::optional<base::IpAddress> client_;
@@ -250,7 +260,12 @@ class Transaction {
     bool spooling_ = false;
     bool spools_ = false;
     bool no_backend_ = false;
+    bool unavailable_ = false;
+    bool held_by_limits_ = false;
     bool closing_ = false;
+    // The last backend 4xx since the client's last input (MAIL, RCPT or
+    // end of data): the reply when every backend deferred.
+    std::optional<proto::Reply> last_deferral_;
 
     // The connection being opened or used.
     bool connected_ = false;

@@ -88,7 +88,7 @@ void Transaction::delivery_reply(const proto::Reply& reply) {
         case Verdict::Accepted:
             if (!body_sent_) break;  // 2xx to DATA: nonsense, go elsewhere
             ++counters.delivered;
-            queue_id_ = queue_id_from(reply.lines.empty() ? "" : reply.lines[0]);
+            queue_id_ = queue_id_from(reply.lines);
             relayed_without_dsn_ = !connection_.capabilities.dsn;
             release(Release::Keep);
             recipients_.clear();
@@ -105,6 +105,7 @@ void Transaction::delivery_reply(const proto::Reply& reply) {
             answer(relay_reply(reply));
             return;
         case Verdict::TryElsewhere:
+            deferred_by(reply);
             break;
     }
     ++counters.deferred;

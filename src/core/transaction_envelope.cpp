@@ -91,6 +91,7 @@ void Transaction::open_failed(const OpenFailure& f) {
                                                                : LiveOutcome::Failed;
             report(backend_, outcome, "live " + f.stage + ": " + f.reason,
                    f.refusal ? &*f.refusal : nullptr);
+            if (f.refusal) deferred_by(*f.refusal);
             break;
         }
         case K::HeloRefused:
@@ -98,7 +99,7 @@ void Transaction::open_failed(const OpenFailure& f) {
             // given it to the client directly: the client's answer.
             count_attempt();
             record("helo", f.reason);
-            answer(relay_reply(*f.refusal));
+            answer(deferral_reply(*f.refusal));  // a 421 (closing) as 451: the client stays
             return;
         case K::IdentityBroken:
             if (stale(f.reused, false, f.protocol_error)) break;
@@ -133,6 +134,7 @@ void Transaction::open_failed(const OpenFailure& f) {
         case K::NoSlot:
             // smtplb's own cap on connections to it: no judgement of the backend.
             record("connect", f.reason);
+            held_by_limits_ = true;
             break;
     }
     next_attempt();
@@ -191,6 +193,7 @@ void Transaction::mail_reply(const proto::Reply& reply) {
         if (classify(reply) == Verdict::Rejected) permanent_ = reply;
         record("mail", reply.summary());
         report_reply("MAIL", reply);
+        deferred_by(reply);
         envelope_refused(reply);
         return;
     }
@@ -225,6 +228,7 @@ void Transaction::envelope_reply(const proto::Reply& reply) {
         ok = false;
     }
     if (!ok) {
+        deferred_by(reply);
         record("rcpt", reply.summary());
         envelope_refused(reply);
         return;
@@ -322,8 +326,12 @@ void Transaction::no_backend_left() {
         return;
     }
     if (!spools_) {
-        no_backend_ = true;
-        answer(no_backend_reply());
+        // The most specific reply there is: the last backend's own 4xx
+        // about this message, as the client would have had it directly
+        // from that backend; the generic one only when none answered.
+        unavailable_ = true;
+        no_backend_ = !last_deferral_;
+        answer(last_deferral_ ? deferral_reply(*last_deferral_) : no_backend_reply());
         return;
     }
     if (purpose_ == Purpose::Recipient) {
@@ -377,6 +385,7 @@ void Transaction::rcpt_reply(const proto::Reply& reply) {
         return;
     }
     // Deferred for the backend's sake: the whole transaction moves.
+    deferred_by(reply);
     record("rcpt", reply.summary());
     ++pool_->backend(backend_).counters.deferred;
     if (reply.code == 421) report_reply("RCPT", reply);

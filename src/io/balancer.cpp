@@ -66,10 +66,22 @@ Balancer::Balancer(asio::io_context& io, const config::Config& config,
             if (const auto* old = previous->pool(p.name)) pools_.back()->adopt_state(*old);
         }
         slots_->watch(*pools_.back());
-        pools_.back()->set_health_log(
-            [this](const core::Pool& pool, const config::Backend& b, const core::HealthEvent& e) {
-                if (event_log_) event_log_(core::health_log_line(pool.name(), b.name, e));
-            });
+        // The spool's messages that waited for this pool are due once it
+        // has something to offer again (docs/esmtp.md, the spool drains).
+        std::weak_ptr<Spool> spool = spool_;
+        pools_.back()->set_health_log([this, spool](const core::Pool& pool,
+                                                    const config::Backend& b,
+                                                    const core::HealthEvent& e) {
+            if (event_log_) event_log_(core::health_log_line(pool.name(), b.name, e));
+            if (!core::returns_to_service(e)) return;
+            if (auto s = spool.lock())
+                s->drain_soon(pool.name(), core::SpoolQueue::DrainCause::BackendReturned, b.name);
+        });
+        pools_.back()->set_spool_slot_freed([spool, p = pools_.back().get()](std::size_t b) {
+            if (auto s = spool.lock())
+                s->drain_soon(p->name(), core::SpoolQueue::DrainCause::SlotFreed,
+                              p->backend(b).config.name);
+        });
     }
 }
 

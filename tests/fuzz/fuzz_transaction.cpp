@@ -11,6 +11,7 @@
 //  - connection actions only on an open connection, one Open at a time;
 //  - every transaction_started is ended: nothing in flight when the
 //    transaction holds no backend, one when it does, none once destroyed;
+//  - no 421 to the client (a backend's becomes 451: the client's stays open);
 //  - a bounded number of actions per input.
 #include <cstdint>
 #include <cstdio>
@@ -200,6 +201,8 @@ struct Harness {
                 case Kind::Answer:
                 case Kind::Done:
                     check(!tx->next(), "an action after the input's last");
+                    // smtplb keeps the client's connection: never "closing".
+                    check(action->reply.code != 421, "a 421 passed on to the client");
                     last_answer = action->reply;
                     return action->kind;
             }

@@ -6,6 +6,7 @@ limits, and `smtplb queue` on a running and a stopped daemon."""
 import json
 import os
 import random
+import re
 import signal
 import smtplib
 import subprocess
@@ -47,6 +48,12 @@ def recipient_states(path):
             states[data[at + 5:at + 5 + length].decode()] = kind
         at += 5 + length
     return states
+
+
+def subject_of(body):
+    """The Subject: of a delivered message (spooled ones start with smtplb's Received:)."""
+    m = re.search(r"^Subject: (.*?)\r?$", body, re.M)
+    return m.group(1) if m else None
 
 
 def send(port, subject, rcpts=("bob@example.net",), sender="alice@example.org"):
@@ -120,7 +127,7 @@ class Spool(WorkdirTestCase):
         self.addCleanup(sink.stop)
         wait_until(lambda: not queued_files(self.workdir), timeout=90,
                    what="the spool to drain")
-        received = [m["body"].split("\r\n")[0].removeprefix("Subject: ") for m in sink.messages()]
+        received = [subject_of(m["body"]) for m in sink.messages()]
         missing = sorted(set(acknowledged) - set(received))
         self.assertEqual(missing, [], "acknowledged but never delivered")
         duplicates = len(received) - len(set(received))
@@ -283,8 +290,8 @@ class Spool(WorkdirTestCase):
         lb2.start(port)
         self.addCleanup(lb2.stop)
         wait_until(lambda: len(sink.messages()) == 2, timeout=30, what="delivery after restart")
-        subjects = sorted(m["body"].split("\r\n")[0] for m in sink.messages())
-        self.assertEqual(subjects, ["Subject: q0", "Subject: q2"])
+        subjects = sorted(subject_of(m["body"]) for m in sink.messages())
+        self.assertEqual(subjects, ["q0", "q2"])
         wait_until(lambda: not queued_files(self.workdir), what="the spool to be empty")
 
     def test_a_full_spool_answers_452_and_a_down_pool_without_spool_451(self):

@@ -59,6 +59,9 @@ void ConnectionCache::put(std::unique_ptr<BackendConnection> conn) {
         return;
     }
     conn->idle_since = std::chrono::steady_clock::now();
+    // Idle, it can be closed for a waiter at the backend's cap: the spool's
+    // messages deferred at that cap may try again (issue 25).
+    conn->pool().room_for_spool(conn->backend());
     auto& list = idle_[Key{&conn->pool(), conn->backend(), source_key(conn->source())}];
     list.push_back(std::move(conn));
     while (list.size() > max) {

@@ -93,6 +93,10 @@ class TransactionExecutor {
 
     // The last answer was "no backend can take it now" (no spool took over).
     bool no_backend() const { return tx_ && tx_->no_backend(); }
+    // No backend could take it now (the generic reply or the last backend's
+    // deferral), and whether a backend's max_connections was in the way.
+    bool unavailable() const { return tx_ && tx_->unavailable(); }
+    bool held_by_limits() const { return tx_ && tx_->held_by_limits(); }
     bool spooling() const { return tx_ && tx_->spooling(); }
     // Every recipient the client was told 250 for.
     const std::vector<proto::Mailbox>& accepted() const { return tx_->accepted(); }

@@ -285,7 +285,10 @@ awaitable<Reply> ClientSession::write_to_spool() {
     envelope.params = relay_.mail_parameters();
     envelope.recipient_params = relay_.accepted_parameters();
     envelope.identity = relay_.identity();
-    auto committed = co_await spool->commit(envelope, relay_.accepted(), *body_);
+    // Named: a temporary in a co_await is destroyed twice by GCC 12.
+    std::string received_by;
+    if (balancer_.config().spool.received_header) received_by = balancer_.config().server.hostname;
+    auto committed = co_await spool->commit(envelope, relay_.accepted(), *body_, received_by);
     if (committed.id.empty()) co_return storage_full();
     if (log_) log_->record.spool_id = committed.id;
     co_return Reply::make(250, "2.0.0", "Ok: queued as " + committed.id);

@@ -34,7 +34,8 @@ awaitable<std::string> spool_report(Spool& spool, const ReportRoute& route, std:
         }
     std::vector<proto::Mailbox> to{route.sender};
     proto::StringBody body(std::move(report));
-    auto committed = co_await spool.commit(envelope, to, body);
+    const std::string no_trace;  // smtplb's own report: nobody else handled it
+    auto committed = co_await spool.commit(envelope, to, body, no_trace);
     co_return committed.id;
 }
 

@@ -7,6 +7,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include "base/text.hpp"
+#include "core/received.hpp"
 #include "io/spool/posix_spool_files.hpp"
 
 namespace smtplb::io {
@@ -144,10 +146,11 @@ std::string Spool::next_id() {
 
 awaitable<Spool::Committed> Spool::commit(proto::SpoolEnvelope envelope,
                                           std::vector<proto::Mailbox> recipients,
-                                          const proto::BodySource& body) {
+                                          const proto::BodySource& plain_body,
+                                          std::string received_by) {
     Committed out;
-    std::uint64_t size = body.size() + kHeadAllowance;
-    if (!has_room(body.size())) {
+    std::uint64_t size = plain_body.size() + kHeadAllowance;
+    if (!has_room(plain_body.size())) {
         ++counters_.refused_full;
         out.result.error = std::make_error_code(std::errc::no_space_on_device);
         out.result.stage = "spool full";
@@ -156,6 +159,14 @@ awaitable<Spool::Committed> Spool::commit(proto::SpoolEnvelope envelope,
     ++reserved_messages_;
     reserved_bytes_ += size;
     auto id = next_id();
+    // smtplb takes responsibility for the message here: it says so, as an
+    // MTA does (RFC 5321 §4.4), before anything else reads the file. (One
+    // named local, no temporaries: GCC 12's coroutine frames, io/asio.hpp.)
+    std::string trace;
+    if (!received_by.empty())
+        trace = core::received_header(envelope.identity, received_by, id, recipients,
+                                      envelope.arrival_ms);
+    core::PrefixedBody body(std::move(trace), plain_body);
     auto* store = &store_;
     auto* body_source = &body;
     auto* env = &envelope;
@@ -252,6 +263,29 @@ bool Spool::remove(const std::string& id, std::string& error) {
     queue_.remove(id);
     log("event=spool_delete id=" + id);
     return true;
+}
+
+void Spool::drain_soon(const std::string& pool, core::SpoolQueue::DrainCause cause,
+                       const std::string& backend) {
+    using Cause = core::SpoolQueue::DrainCause;
+    if (cause == Cause::SlotFreed && !slot_waiters_.load(std::memory_order_relaxed)) return;
+    asio::post(io_, [weak = weak_from_this(), pool, cause, backend] {
+        if (auto self = weak.lock()) self->drain(pool, cause, backend);
+    });
+}
+
+void Spool::drain(const std::string& pool, core::SpoolQueue::DrainCause cause,
+                  const std::string& backend) {
+    auto due = queue_.drain(pool, cause);
+    note_slot_waiters();
+    if (due == 0) return;
+    ++counters_.drains;
+    counters_.drained += due;
+    bool returned = cause == core::SpoolQueue::DrainCause::BackendReturned;
+    log("event=spool_drain pool=" + base::logfmt_value(pool) +
+        " backend=" + base::logfmt_value(backend) +
+        " cause=" + (returned ? "backend_returned" : "slot_freed") + " due=" + std::to_string(due));
+    wake();
 }
 
 void Spool::flush() {

@@ -29,6 +29,8 @@ struct SpoolCounters {
     std::uint64_t expired = 0;        // messages that reached max_queue_lifetime
     std::uint64_t corrupt = 0;        // files moved to corrupt/ (never delivered)
     std::uint64_t dead = 0;           // files moved to dead/ (no way to bounce)
+    std::uint64_t drains = 0;         // a pool returned: its waiting messages made due
+    std::uint64_t drained = 0;        // messages those drains made due
 };
 
 // The durable queue under state_dir/spool, shared by configuration
@@ -66,9 +68,13 @@ class Spool : public std::enable_shared_from_this<Spool> {
         core::CommitResult result;
     };
     // Writes one message durably; only a result with an id may be answered 250.
+    // With `received_by` (this host's name), a Received: header naming the
+    // client and the spool id goes in front of the message (core/received);
+    // empty for mail smtplb writes itself (a DSN). No default argument: a
+    // temporary in a co_await is destroyed twice by GCC 12.
     awaitable<Committed> commit(proto::SpoolEnvelope envelope,
                                 std::vector<proto::Mailbox> recipients,
-                                const proto::BodySource& body);
+                                const proto::BodySource& body, std::string received_by);
 
     // Removes a delivered message's file on a writer thread, without waiting:
     // unlinking, and closing the last descriptor of an unlinked file, can
@@ -100,6 +106,15 @@ class Spool : public std::enable_shared_from_this<Spool> {
         if (waker_) waker_();
     }
     std::string next_id();
+    // A backend of `pool` returned to service, or a connection slot to one
+    // freed up (from any thread): the messages that waited for that become
+    // due now, on the spool's loop (core::SpoolQueue::drain), and the
+    // deliverer is woken. A freed slot costs nothing while no message
+    // waits for one.
+    void drain_soon(const std::string& pool, core::SpoolQueue::DrainCause cause,
+                    const std::string& backend);
+    // After a deferral: whether any message now waits for a slot.
+    void note_slot_waiters() { slot_waiters_ = queue_.any_slot_waiters(); }
 
     // Queue administration (`smtplb queue`, the admin API). File moves run
     // on the calling thread: they are rare and take milliseconds. False
@@ -116,6 +131,8 @@ class Spool : public std::enable_shared_from_this<Spool> {
 
   private:
     void scan();
+    void drain(const std::string& pool, core::SpoolQueue::DrainCause cause,
+               const std::string& backend);
 
     asio::io_context& io_;
     config::Spool settings_;
@@ -132,6 +149,7 @@ class Spool : public std::enable_shared_from_this<Spool> {
     std::int64_t last_id_us_ = 0;
     std::uint32_t id_sequence_ = 0;
     bool scanning_ = false;
+    std::atomic<bool> slot_waiters_{false};
     SpoolCounters counters_;
     EventLog event_log_;
     std::function<void()> waker_;

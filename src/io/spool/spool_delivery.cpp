@@ -131,10 +131,14 @@ awaitable<void> SpoolDeliverer::deliver_one(std::string id,
     relay.begin(*pool, env.sender, env.params);
     core::SpoolOutcome outcome;
     std::vector<std::size_t> accepted;
+    // Some recipient waits because the pool had nothing to offer (not for
+    // a reply about the message): then its wait ends when the pool returns.
+    bool pool_unavailable = false;
     for (std::size_t i = 0; i < layout.recipients.size(); ++i) {
         const auto& r = layout.recipients[i];
         if (!r.pending()) continue;
         auto reply = co_await relay.add_recipient(r.mailbox, r.params);
+        if (reply.transient() && relay.unavailable()) pool_unavailable = true;
         explain(relay, reply);
         if (reply.positive())
             accepted.push_back(i);  // its final word is the end of data's
@@ -145,6 +149,7 @@ awaitable<void> SpoolDeliverer::deliver_one(std::string id,
     if (!accepted.empty()) {
         co_await relay.start_data();
         final_reply = co_await relay.deliver(message);
+        if (final_reply.transient() && relay.unavailable()) pool_unavailable = true;
         explain(relay, final_reply);
         for (auto i : accepted)
             outcome.record(i, final_reply);
@@ -228,11 +233,18 @@ awaitable<void> SpoolDeliverer::deliver_one(std::string id,
     const char* result = outcome.result(null_sender);
     if (fate == core::SpoolOutcome::Fate::Keep) {
         ++spool.counters().deferred;
-        queue.deferred(id, outcome.deferred.front().second.summary());
+        using Wait = core::SpoolQueue::Wait;
+        auto why = !pool_unavailable        ? Wait::Backoff
+                   : relay.held_by_limits() ? Wait::BackendLimits
+                                            : Wait::PoolUnavailable;
+        queue.deferred(id, outcome.deferred.front().second.summary(), why);
+        spool.note_slot_waiters();
         if (const auto* e = queue.find(id)) {
             auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(
                 e->next_attempt - balancer_.clock().now());
-            spool.remember_next_attempt(id, now_ms + wait.count());
+            // Only a backoff outlives a restart: after one, whether the
+            // pool has something to offer is found out afresh.
+            spool.remember_next_attempt(id, why == Wait::Backoff ? now_ms + wait.count() : now_ms);
         }
     } else {
         queue.remove(id);

@@ -23,15 +23,31 @@ std::vector<std::string> words(const std::string& line) {
     return out;
 }
 
-// "CODE [X.Y.Z] text..." from words[from...].
+// "CODE [X.Y.Z] text... [| more text...]" from words[from...]: each "|"
+// starts another line of a multi-line reply.
 proto::Reply reply_of(const std::vector<std::string>& w, std::size_t from) {
     int code = from < w.size() ? std::atoi(w[from].c_str()) : 0;
     std::string enhanced, text;
     std::size_t i = from + 1;
     if (i < w.size() && w[i].size() >= 5 && w[i][1] == '.') enhanced = w[i++];
-    for (; i < w.size(); ++i)
+    for (; i < w.size() && w[i] != "|"; ++i)
         text += (text.empty() ? "" : " ") + w[i];
-    return proto::Reply::make(code, enhanced, text);
+    auto reply = proto::Reply::make(code, enhanced, text);
+    while (i < w.size()) {  // at a "|"
+        std::string line;
+        for (++i; i < w.size() && w[i] != "|"; ++i)
+            line += (line.empty() ? "" : " ") + w[i];
+        reply.lines.push_back(line);
+    }
+    return reply;
+}
+
+// The first line's summary; the others below it, each after "|".
+std::string shown(const proto::Reply& reply) {
+    std::string out = reply.summary();
+    for (std::size_t i = 1; i < reply.lines.size(); ++i)
+        out += "\n      | " + reply.lines[i];
+    return out;
 }
 
 std::string rest(const std::vector<std::string>& w, std::size_t from) {
@@ -185,7 +201,7 @@ void Runner::drive() {
                 out_ << "  await " << name << (action->final_reply ? " (final)" : "") << " -> ";
                 if (w && w->size() > 2 && (*w)[1] == "reply") {
                     auto reply = reply_of(*w, 2);
-                    out_ << reply.summary() << "\n";
+                    out_ << shown(reply) << "\n";
                     tx_.replied(reply);
                 } else {
                     auto why = w ? rest(*w, 2) : "unscripted";
@@ -231,7 +247,7 @@ void Runner::drive() {
                 break;
             }
             case Kind::Answer:
-                out_ << "  answer " << action->reply.summary() << "\n";
+                out_ << "  answer " << shown(action->reply) << "\n";
                 if (auto more = tx_.next())
                     out_ << "  !! action after the answer: " << core::to_string(more->kind) << "\n";
                 return;

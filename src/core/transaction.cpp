@@ -116,7 +116,10 @@ void Transaction::recipient(const proto::Mailbox& rcpt) {
 }
 
 void Transaction::data() {
-    if (holding_ && !spooling_ && !data_sent_ && !recipients_.empty()) {
+    // A backend that takes BDAT gets the message in one BDAT ... LAST at
+    // the end: nothing to send before it.
+    if (holding_ && !spooling_ && !data_sent_ && !recipients_.empty() &&
+        !connection_.capabilities.chunking) {
         send(Step::Data, "DATA\r\n");
         data_sent_ = true;
         push({.kind = Kind::Flush, .backend = backend_});

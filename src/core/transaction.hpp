@@ -53,6 +53,7 @@ struct TransactionAction {
         Flush,  // write what is queued now (its failure shows at the next Await)
         Await,  // the next reply on the current connection (`final_reply`: to the final ".")
         SendBody,    // the message and its final "." on the current connection
+                     // (`chunking`: as one "BDAT <size> LAST", not stuffed)
         Release,     // the current connection is no longer this transaction's (`release` says how)
         Answer,      // the client's reply (`reply`); nothing more until the next input
         CheckSpool,  // may the spool take this recipient? (policy: known recipients; room)
@@ -71,6 +72,7 @@ struct TransactionAction {
     proto::BackendSession::Step step = proto::BackendSession::Step::Mail;
     std::string line;
     bool final_reply = false;
+    bool chunking = false;
     Release release = Release::Keep;
     proto::Reply reply;
 };

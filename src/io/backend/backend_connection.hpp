@@ -37,7 +37,10 @@ class BackendConnection {
     // already, and the final "." line. ReadFailed: the body could not be
     // read back (our own spill file), which no other backend would change.
     // Each write has its own budget (config::body_write_budget).
-    awaitable<BodyResult> send_body(const proto::BodySource& body);
+    // `chunking` (the backend announced CHUNKING): instead of DATA's body,
+    // one "BDAT <size> LAST" with the content as it is (RFC 3030), its size
+    // checked against what is sent (a mismatch closes: ReadFailed).
+    awaitable<BodyResult> send_body(const proto::BodySource& body, bool chunking = false);
     // The next reply, or nothing when the connection broke, timed out or sent
     // something that is not SMTP (failure() says which). Queued commands go
     // out first (flush()); then `timeout` counts from the wait's start.
@@ -124,6 +127,7 @@ class BackendConnection {
     std::chrono::steady_clock::time_point idle_since{};
 
   private:
+    awaitable<BodyResult> send_chunked(const proto::BodySource& body);
     // The name the backend's certificate must carry.
     std::string tls_name() const;
     awaitable<bool> start_tls(const TlsContext& context, bool verify, Millis timeout);

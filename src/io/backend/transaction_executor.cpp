@@ -159,7 +159,7 @@ awaitable<std::optional<proto::Reply>> TransactionExecutor::run() {
             }
             case Kind::SendBody: {
                 using R = BackendConnection::BodyResult;
-                auto result = co_await conn_->send_body(*body_);
+                auto result = co_await conn_->send_body(*body_, action->chunking);
                 if (result == R::Sent)
                     conn_->protocol().expect(proto::BackendSession::Step::Message);
                 tx_->body_done(result == R::Sent ? core::Transaction::BodyResult::Sent

@@ -339,6 +339,8 @@ awaitable<void> ClientSession::handle(proto::ServerEvent& ev) {
         case Kind::Reset:
             end_without_message("RSET");
             co_await relay_.abandon();
+            protocol_.set_body_sink(nullptr);  // a BDAT message abandoned midway
+            body_.reset();
             break;
         case Kind::Mail: {
             if (auto refusal = policy.check_sender(protocol_.authenticated())) {
@@ -395,6 +397,7 @@ awaitable<void> ClientSession::handle(proto::ServerEvent& ev) {
                 co_await relay_.abandon();
             } else {
                 if (log_) log_->record.size = ev.message_size;
+                body_->set_content_size(ev.message_size);
                 if (log_ && balancer_.tracking().enabled()) log_->find_message_id(*body_);
                 reply = co_await relay_.deliver(*body_);
             }

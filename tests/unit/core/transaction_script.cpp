@@ -120,6 +120,7 @@ void Runner::open(std::size_t backend) {
         c.reused = has(*w, "reused");
         c.capabilities.pipelining = has(*w, "pipelining");
         c.capabilities.smtputf8 = has(*w, "smtputf8");
+        c.capabilities.chunking = has(*w, "chunking");
         c.tls = has(*w, "tls") ? "TLSv1.3" : "";
         tx_.opened(c);
         return;
@@ -189,7 +190,8 @@ void Runner::drive() {
             case Kind::SendBody: {
                 auto w = take(name, "body");
                 auto how = w && w->size() > 2 ? (*w)[2] : "write-failed";
-                out_ << "  " << name << " < (body) -> " << how << "\n";
+                out_ << "  " << name << (action->chunking ? " < (BDAT LAST) -> " : " < (body) -> ")
+                     << how << "\n";
                 using R = core::Transaction::BodyResult;
                 tx_.body_done(how == "sent"          ? R::Sent
                               : how == "read-failed" ? R::ReadFailed

@@ -24,7 +24,7 @@ def mailbox_postfix(workdir, name, extra_main=""):
     os.chmod(box, 0o777)
     with open(os.path.join(pf.conf, "master.cf"), "a") as f:
         f.write("dump unix - n n - - pipe flags= user=nobody "
-                f"argv=/bin/sh -c cat>{box}/$1 sh ${{queue_id}}\n")
+                f"argv=/bin/sh -c cat>{box}/$$1 sh ${{queue_id}}\n")
     pf.mailbox = box
     return pf
 

@@ -167,14 +167,18 @@ class PostfixBdat(WorkdirTestCase):
     def test_a_data_client_reaches_a_chunking_backend_unchanged(self):
         import smtplib
         data = message("data-client", 20000)
-        for name, port in (("direct", self.full.port),
-                           ("via", self.start_balancer(self.full, 1)[0])):
+        lb_port, lb = self.start_balancer(self.full, 1)
+        for name, port in (("direct", self.full.port), ("via", lb_port)):
             with smtplib.SMTP("127.0.0.1", port, local_hostname="client.example", timeout=30) as s:
                 s.sendmail("a@example.org", ["b@example.net"],
                            data.replace(b"data-client", name.encode() + b"-data-client"),
                            mail_options=["BODY=8BITMIME"])
         self.assertEqual(self.wait_for(self.full, "via-data-client"),
                          self.wait_for(self.full, "direct-data-client").replace(b"direct-", b"via-"))
+        # The client said DATA; the backend, which offers CHUNKING, got BDAT.
+        lb.stop()
+        wait_until(lambda: any("disconnect from" in l and " bdat=1 " in l
+                               for l in self.full.log_lines()), what="smtplb's BDAT session")
 
 
 if __name__ == "__main__":

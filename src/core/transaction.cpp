@@ -76,6 +76,7 @@ void Transaction::begin(Pool& pool, const std::optional<base::IpAddress>& client
     attempts_made_ = 0;
     first_failure_.reset();
     spooling_ = false;
+    client_chunking_ = false;
     push({.kind = Kind::Done});
 }
 
@@ -115,11 +116,10 @@ void Transaction::recipient(const proto::Mailbox& rcpt) {
     establish(Purpose::Recipient);
 }
 
-void Transaction::data() {
-    // A backend that takes BDAT gets the message in one BDAT ... LAST at
-    // the end: nothing to send before it.
-    if (holding_ && !spooling_ && !data_sent_ && !recipients_.empty() &&
-        !connection_.capabilities.chunking) {
+void Transaction::data(bool chunking) {
+    client_chunking_ = chunking;
+    // A BDAT to the backend goes at the end, in one: nothing to send before it.
+    if (holding_ && !spooling_ && !data_sent_ && !recipients_.empty() && !bdat_to_backend()) {
         send(Step::Data, "DATA\r\n");
         data_sent_ = true;
         push({.kind = Kind::Flush, .backend = backend_});

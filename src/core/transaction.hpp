@@ -109,7 +109,10 @@ class Transaction {
     void recipient(const proto::Mailbox& rcpt);
     // The client sent DATA: DATA goes to the backend now, so that its 354
     // arrives while the client sends, and the end costs one round trip.
-    void data();
+    // `chunking`: the client sent BDAT instead; a backend that offers
+    // CHUNKING then gets one BDAT ... LAST at the end (the client's verb,
+    // so its final reply is the one the backend gives BDAT), others DATA.
+    void data(bool chunking = false);
     // The message is complete and stored: deliver it (or spool it).
     void message_complete();
     // The transaction ends without a message (RSET, QUIT, a refused body).
@@ -202,6 +205,7 @@ class Transaction {
     void rcpt_reply(const proto::Reply& reply);
     void rcpt_broken(const std::string& reason);
     void start_delivery();
+    bool bdat_to_backend() const { return client_chunking_ && connection_.capabilities.chunking; }
     void data_reply(const proto::Reply& reply);
     void final_reply(const proto::Reply& reply);
     void delivery_reply(const proto::Reply& reply);
@@ -229,8 +233,9 @@ class Transaction {
     bool connected_ = false;
     std::size_t backend_ = 0;
     OpenedConnection connection_;
-    bool holding_ = false;    // transaction_started for backend_ (ended on release)
-    bool data_sent_ = false;  // in DATA: it can only be finished or closed
+    bool holding_ = false;          // transaction_started for backend_ (ended on release)
+    bool data_sent_ = false;        // in DATA: it can only be finished or closed
+    bool client_chunking_ = false;  // the client sent its message with BDAT
     bool attempt_counted_ = false;
 
     // The current establish().

@@ -19,7 +19,7 @@ void Transaction::start_delivery() {
         establish(Purpose::Message);
         return;
     }
-    if (connection_.capabilities.chunking && !data_sent_) {
+    if (bdat_to_backend() && !data_sent_) {
         // RFC 3030: BDAT LAST's reply is the final one, as the "."'s is;
         // from the first octet on, the backend is in the message.
         data_sent_ = true;

@@ -56,8 +56,8 @@ awaitable<proto::Reply> TransactionExecutor::add_recipient(const proto::Mailbox&
     co_return reply.value_or(core::no_backend_reply());
 }
 
-awaitable<void> TransactionExecutor::start_data() {
-    tx_->data();
+awaitable<void> TransactionExecutor::start_data(bool chunking) {
+    tx_->data(chunking);
     co_await run();
 }
 

@@ -380,7 +380,7 @@ awaitable<void> ClientSession::handle(proto::ServerEvent& ev) {
             break;
         }
         case Kind::Data:
-            co_await relay_.start_data();
+            co_await relay_.start_data(ev.chunking);
             body_ = std::make_unique<MessageBuffer>(balancer_.config().server.spill_threshold,
                                                     spill_dir());
             body_->expect(relay_.mail_parameters().size.value_or(0));

@@ -264,6 +264,8 @@ std::string Runner::run(const std::string& script) {
             tx_.recipient(mailbox(w.size() > 1 ? w[1] : "<>"));
         } else if (verb == "data") {
             tx_.data();
+        } else if (verb == "bdat") {
+            tx_.data(true);
         } else if (verb == "end") {
             tx_.message_complete();
         } else if (verb == "rset") {

@@ -46,6 +46,7 @@ import json
 import os
 import resource
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -140,6 +141,9 @@ def measure(config, workload, args, workdir, sinks):
     if workload == "large-bdat" and config.partition("=")[0] in NO_BDAT:
         return None
     target = Target(config, args, workdir, sinks)
+    if workload == "large-bdat" and not offers_chunking(target.ports[0]):
+        target.stop()  # an older smtplb
+        return None
     try:
         cpu0 = target.cpu()
         sink0 = sum(cpu_seconds(s.pid) for _, s in sinks)
@@ -162,6 +166,17 @@ def measure(config, workload, args, workdir, sinks):
             "cpu": (cpu1 - cpu0) * 1000 / messages if config != "direct" else None,
             "sink_cpu": (sink1 - sink0) * 1000 / messages,
             "busy": ((cpu1 - cpu0) + (sink1 - sink0) + generator) / elapsed}
+
+
+def offers_chunking(port):
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        f = s.makefile("rb")
+        f.readline()
+        s.sendall(b"EHLO bench.example\r\nQUIT\r\n")
+        lines = []
+        while not lines or lines[-1][3:4] == b"-":
+            lines.append(f.readline())
+        return any(line[4:].strip().upper() == b"CHUNKING" for line in lines)
 
 
 def run_chunk_client(targets, messages, sessions, size, verb, chunks, timeout):

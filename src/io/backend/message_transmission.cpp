@@ -22,10 +22,6 @@ bool views_into(std::string_view chunk, const std::string& scratch) {
            chunk.data() < scratch.data() + scratch.size();
 }
 
-}  // namespace
-
-namespace {
-
 // The content's size for BDAT: known from the decoder, or counted from the
 // stored bytes without their stuffing.
 std::optional<std::uint64_t> content_size_of(const proto::BodySource& body, std::string& scratch) {

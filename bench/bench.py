@@ -19,7 +19,14 @@
 
 Workloads: `reused` (20 sessions, many 4 KiB messages each), `new-conn` (a
 new connection per message), `large` (100 KiB messages, reused sessions),
-and idle-connection memory (a fresh proxy process each time). Runs are
+and idle-connection memory (a fresh proxy process each time). Not in the
+default set: `large-data` and `large-bdat`, the large workload sent by
+bench/chunk_client.py (smtp-source has no BDAT) with DATA or with BDAT, the
+same client both ways; `large-bdat` only through what takes BDAT (smtplb in
+smtp mode, Postfix), as smtp-sink does not:
+
+  python3 bench/bench.py --configs smtplb=/work/main/build/src/app/smtplb,smtplb \
+      --workloads large-data,large-bdat --idle 0 Runs are
 interleaved; medians are reported: messages/s as a ratio to direct and to
 HAProxy, the proxy's CPU seconds per 1000 messages (its whole process tree),
 and RSS per idle connection. Every load is bounded in count and time; only
@@ -39,7 +46,9 @@ import json
 import os
 import resource
 import shutil
+import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -108,9 +117,16 @@ class Target:
             shutil.rmtree(self.dir, ignore_errors=True)
 
 
+# Workloads sent by bench/chunk_client.py, and the verb it sends them with.
+CHUNK_CLIENT = {"large-data": "data", "large-bdat": "bdat"}
+# Configurations that hand the client's bytes to smtp-sink, which has no BDAT.
+NO_BDAT = ("direct", "haproxy", "nginx", "smtplb-tcp")
+
+
 def messages_for(config, workload, args):
     count = {"reused": args.messages, "new-conn": args.new_conn_messages,
-             "large": args.large_messages}[workload]
+             "large": args.large_messages, "large-data": args.large_messages,
+             "large-bdat": args.large_messages}[workload]
     if config in SLOW:
         count = min(count, args.slow_messages)
     if config.partition("=")[0] == "smtplb-spool":
@@ -120,15 +136,24 @@ def messages_for(config, workload, args):
 
 def measure(config, workload, args, workdir, sinks):
     reuse = workload != "new-conn"
-    size = args.large_size if workload == "large" else args.size
+    size = args.large_size if workload.startswith("large") else args.size
     messages = messages_for(config, workload, args)
+    if workload == "large-bdat" and config.partition("=")[0] in NO_BDAT:
+        return None
     target = Target(config, args, workdir, sinks)
+    if workload == "large-bdat" and not offers_chunking(target.ports[0]):
+        target.stop()  # an older smtplb
+        return None
     try:
         cpu0 = target.cpu()
         sink0 = sum(cpu_seconds(s.pid) for _, s in sinks)
         gen0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.monotonic()
-        accept_time = run_load(target.ports, messages, args.sessions, reuse, size, 300)
+        if workload in CHUNK_CLIENT:
+            accept_time = run_chunk_client(target.ports, messages, args.sessions, size,
+                                           CHUNK_CLIENT[workload], args.chunks, 300)
+        else:
+            accept_time = run_load(target.ports, messages, args.sessions, reuse, size, 300)
         target.wait_delivered()
         elapsed = time.monotonic() - start
         gen1 = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -141,6 +166,41 @@ def measure(config, workload, args, workdir, sinks):
             "cpu": (cpu1 - cpu0) * 1000 / messages if config != "direct" else None,
             "sink_cpu": (sink1 - sink0) * 1000 / messages,
             "busy": ((cpu1 - cpu0) + (sink1 - sink0) + generator) / elapsed}
+
+
+def offers_chunking(port):
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        f = s.makefile("rb")
+        f.readline()
+        s.sendall(b"EHLO bench.example\r\nQUIT\r\n")
+        lines = []
+        while not lines or lines[-1][3:4] == b"-":
+            lines.append(f.readline())
+        return any(line[4:].strip().upper() == b"CHUNKING" for line in lines)
+
+
+def run_chunk_client(targets, messages, sessions, size, verb, chunks, timeout):
+    """bench/chunk_client.py, the load split evenly across the targets."""
+    client = os.path.join(os.path.dirname(os.path.abspath(__file__)), "chunk_client.py")
+    procs = []
+    start = time.monotonic()
+    for i, port in enumerate(targets):
+        m = messages // len(targets) + (1 if i < messages % len(targets) else 0)
+        s = max(1, sessions // len(targets) + (1 if i < sessions % len(targets) else 0))
+        procs.append(subprocess.Popen(
+            [sys.executable, client, "--port", str(port), "--messages", str(m), "--sessions",
+             str(s), "--size", str(size), "--verb", verb, "--chunks", str(chunks)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
+    for p in procs:
+        try:
+            _, err = p.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            for q in procs:
+                q.kill()
+            raise RuntimeError("chunk_client timed out")
+        if p.returncode != 0:
+            raise RuntimeError("chunk_client failed: " + err.decode(errors="replace")[-500:])
+    return time.monotonic() - start
 
 
 def measure_idle(config, args, workdir, sinks):
@@ -191,6 +251,8 @@ def report(results, idle, configs, workloads, args):
         hap_cpu = median(r["haproxy"]["cpu"]) if "haproxy" in r else None
         for c in configs:
             rate, cpu = median(r[c]["rate"]), median(r[c]["cpu"])
+            if rate is None:  # not measured (large-bdat through a BDAT-less path)
+                continue
             entry = {"rate": rate, "cpu_per_1000": cpu, "accept_rate": median(r[c]["accept"]),
                      "backend_cpu_per_1000": median(r[c]["sink_cpu"]),
                      "x_direct": rate / direct if direct else None,
@@ -211,7 +273,7 @@ def report(results, idle, configs, workloads, args):
         print("|---|---|---:|---|---:|---|")
         for w in workloads:
             for c in configs:
-                entry = summary[f"{w}/{c}"]
+                entry = summary.get(f"{w}/{c}", {})
                 if "x_haproxy_runs" not in entry:
                     continue
                 rates, cpus = entry["x_haproxy_runs"], entry["cpu_x_haproxy_runs"]
@@ -289,7 +351,9 @@ def main():
     ap.add_argument("--sink-smtplb", help="the smtplb binary whose sink --strict-sinks runs "
                     "(default: --smtplb), the same for every configuration")
     ap.add_argument("--workloads", default="reused,new-conn,large",
-                    help="comma-separated subset of reused,new-conn,large")
+                    help="comma-separated subset of reused,new-conn,large,large-data,large-bdat")
+    ap.add_argument("--chunks", type=int, default=1,
+                    help="BDAT chunks per message in large-bdat (default 1: BDAT ... LAST)")
     args = ap.parse_args()
     configs = args.configs.split(",")
     workloads = args.workloads.split(",")
@@ -318,6 +382,8 @@ def main():
                 order = configs[run % len(configs):] + configs[:run % len(configs)]
                 for c in order:
                     m = measure(c, w, args, workdir, sinks)
+                    if m is None:
+                        continue
                     for k, v in m.items():
                         results[w][c][k].append(v)
                     print(f"run {run + 1} {w:8} {c:12} {m['rate']:9.0f} msg/s"

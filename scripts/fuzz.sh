@@ -11,7 +11,7 @@ CC=clang CXX=clang++ cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWit
   -DSMTPLB_FUZZ=ON -DSMTPLB_TESTS=OFF >/dev/null
 ninja -C build-fuzz -j2
 failed=0
-for target in command data_decoder reply_parser server_session xtext config probe spool_format proxy_header dovecot_auth dns_answer transaction message_id mime_downgrade; do
+for target in command data_decoder bdat reply_parser server_session xtext config probe spool_format proxy_header dovecot_auth dns_answer transaction message_id mime_downgrade; do
   work=$(mktemp -d)
   cp tests/fuzz/corpus/$target/* "$work"/ 2>/dev/null || true
   echo "fuzz: $target for ${seconds}s"

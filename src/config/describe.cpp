@@ -91,6 +91,7 @@ std::string describe(const Config& c) {
           << "nul_bytes = " << quoted(to_string(l.nul_bytes)) << "\n"
           << "smtputf8 = " << (l.smtputf8 ? "true" : "false") << "\n"
           << "dsn = " << (l.dsn ? "true" : "false") << "\n"
+          << "chunking = " << (l.chunking ? "true" : "false") << "\n"
           << "resolve_client_names = " << (l.resolve_client_names ? "true" : "false") << "\n"
           << "recipients_file = " << quoted(l.recipients_file) << "  # "
           << l.known_recipients.size() << " entries\n"

@@ -252,6 +252,7 @@ void read_listener(TableReader& r, Listener& l) {
              {{"reject", proto::NulBytes::Reject}, {"strip", proto::NulBytes::Strip}});
     r.boolean("smtputf8", l.smtputf8);
     r.boolean("dsn", l.dsn);
+    r.boolean("chunking", l.chunking);
     r.boolean("resolve_client_names", l.resolve_client_names);
     if (auto* t = r.table("tls")) {
         TableReader tr(*t, r.key_path("tls"), d);

@@ -84,6 +84,7 @@ void Transaction::begin(Pool& pool, const std::optional<base::IpAddress>& client
     eight_bit_only_ = false;
     body_refused_8bit_ = false;
     spooling_ = false;
+    client_chunking_ = false;
     push({.kind = Kind::Done});
 }
 
@@ -131,8 +132,10 @@ void Transaction::recipient(const proto::Mailbox& rcpt, const proto::RcptParamet
     establish(Purpose::Recipient);
 }
 
-void Transaction::data() {
-    if (holding_ && !spooling_ && !data_sent_ && !recipients_.empty()) {
+void Transaction::data(bool chunking) {
+    client_chunking_ = chunking;
+    // A BDAT to the backend goes at the end, in one: nothing to send before it.
+    if (holding_ && !spooling_ && !data_sent_ && !recipients_.empty() && !bdat_to_backend()) {
         send(Step::Data, "DATA\r\n");
         data_sent_ = true;
         push({.kind = Kind::Flush, .backend = backend_});

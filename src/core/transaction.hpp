@@ -54,6 +54,7 @@ struct TransactionAction {
         Flush,  // write what is queued now (its failure shows at the next Await)
         Await,  // the next reply on the current connection (`final_reply`: to the final ".")
         SendBody,    // the message and its final "." on the current connection
+                     // (`chunking`: as one "BDAT <size> LAST", not stuffed)
         Release,     // the current connection is no longer this transaction's (`release` says how)
         Answer,      // the client's reply (`reply`); nothing more until the next input
         CheckSpool,  // may the spool take this recipient? (policy: known recipients; room)
@@ -72,6 +73,7 @@ struct TransactionAction {
     proto::BackendSession::Step step = proto::BackendSession::Step::Mail;
     std::string line;
     bool final_reply = false;
+    bool chunking = false;
     Release release = Release::Keep;
     proto::Reply reply;
     // SendBody to a backend without 8BITMIME (issue 25): what to do with
@@ -119,7 +121,10 @@ class Transaction {
     void recipient(const proto::Mailbox& rcpt, const proto::RcptParameters& params);
     // The client sent DATA: DATA goes to the backend now, so that its 354
     // arrives while the client sends, and the end costs one round trip.
-    void data();
+    // `chunking`: the client sent BDAT instead; a backend that offers
+    // CHUNKING then gets one BDAT ... LAST at the end (the client's verb,
+    // so its final reply is the one the backend gives BDAT), others DATA.
+    void data(bool chunking = false);
     // The message is complete and stored: deliver it (or spool it).
     void message_complete();
     // The transaction ends without a message (RSET, QUIT, a refused body).
@@ -227,6 +232,7 @@ class Transaction {
     void rcpt_reply(const proto::Reply& reply);
     void rcpt_broken(const std::string& reason);
     void start_delivery();
+    bool bdat_to_backend() const { return client_chunking_ && connection_.capabilities.chunking; }
     void data_reply(const proto::Reply& reply);
     void final_reply(const proto::Reply& reply);
     void delivery_reply(const proto::Reply& reply);
@@ -271,8 +277,9 @@ class Transaction {
     bool connected_ = false;
     std::size_t backend_ = 0;
     OpenedConnection connection_;
-    bool holding_ = false;    // transaction_started for backend_ (ended on release)
-    bool data_sent_ = false;  // in DATA: it can only be finished or closed
+    bool holding_ = false;          // transaction_started for backend_ (ended on release)
+    bool data_sent_ = false;        // in DATA: it can only be finished or closed
+    bool client_chunking_ = false;  // the client sent its message with BDAT
     bool attempt_counted_ = false;
 
     // The current establish().

@@ -19,6 +19,15 @@ void Transaction::start_delivery() {
         establish(Purpose::Message);
         return;
     }
+    if (bdat_to_backend() && !data_sent_) {
+        // RFC 3030: BDAT LAST's reply is the final one, as the "."'s is;
+        // from the first octet on, the backend is in the message.
+        data_sent_ = true;
+        body_sent_ = true;
+        push({.kind = Kind::SendBody, .backend = backend_, .chunking = true});
+        waiting_ = Waiting::Body;
+        return;
+    }
     if (!data_sent_) send(Step::Data, "DATA\r\n");
     data_sent_ = true;
     await();

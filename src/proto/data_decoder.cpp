@@ -86,6 +86,15 @@ void DataDecoder::nul_byte() {
     emit(std::string_view("\0", 1));
 }
 
+void DataDecoder::finish() {
+    if (state_ == State::Cr) {
+        bare_ending();
+    } else if (state_ == State::Body && (line_length_ > 0 || !content_line_empty_)) {
+        end_line();
+    }
+    state_ = State::Done;
+}
+
 std::size_t DataDecoder::feed(std::string_view in) {
     // NUL octets are only looked at in State::Body: every other state sends
     // a NUL there as content (never as a dot or a line ending).
@@ -95,7 +104,7 @@ std::size_t DataDecoder::feed(std::string_view in) {
         char c = in[i];
         switch (state_) {
             case State::LineStart:
-                if (c == '.') {
+                if (c == '.' && !chunked_) {
                     state_ = State::Dot;
                     ++i;
                 } else {

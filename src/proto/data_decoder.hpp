@@ -1,6 +1,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -38,6 +39,11 @@ class BodySource {
   public:
     virtual ~BodySource() = default;
     virtual std::uint64_t size() const = 0;
+    // The message's own octets, without stuffing (a BDAT count), when known.
+    virtual std::optional<std::uint64_t> content_size() const {
+        if (form() == BodyForm::Content) return size();
+        return std::nullopt;
+    }
     // Up to `max` bytes from `offset`: a view of memory or of `scratch`.
     // Empty at the end or on a read error (check offset against size()).
     virtual std::string_view chunk_at(std::uint64_t offset, std::size_t max,
@@ -66,6 +72,10 @@ class StringBody final : public BodySource {
 class DataDecoder {
   public:
     enum class Outcome { Ok, TooBig, BareLineEnding, LineTooLong, NulByte };
+    // DotTerminated: the DATA stream. Chunked: BDAT chunk content (RFC 3030),
+    // framed by its octet counts, so a '.' is content and nothing ends the
+    // message but finish(); the same line checks and limits apply.
+    enum class Framing { DotTerminated, Chunked };
     // max_size and max_line count octets as received: stripped NULs count.
     struct Limits {
         std::uint64_t max_size = 50u << 20;
@@ -74,13 +84,19 @@ class DataDecoder {
         NulBytes nul = NulBytes::Reject;
     };
 
-    DataDecoder(Limits limits, BodySink* sink)
-        : limits_(limits), sink_(sink), stuffed_(sink && sink->form() == BodyForm::Transmission) {}
+    DataDecoder(Limits limits, BodySink* sink, Framing framing = Framing::DotTerminated)
+        : limits_(limits),
+          sink_(sink),
+          stuffed_(sink && sink->form() == BodyForm::Transmission),
+          chunked_(framing == Framing::Chunked) {}
 
     // Consumes bytes up to the end of data. Returns how many were used; when
     // done() becomes true the rest belongs to the command stream.
     std::size_t feed(std::string_view bytes);
     bool done() const { return state_ == State::Done; }
+    // Chunked: the last chunk has been fed. A last line without its CRLF
+    // gets one (as Postfix's smtpd does); a CR left at the very end is a bare CR.
+    void finish();
     Outcome outcome() const { return outcome_; }
     // The message's size in octets: content, whatever form the sink takes
     // (without stripped NULs).
@@ -106,6 +122,7 @@ class DataDecoder {
     Limits limits_;
     BodySink* sink_;
     bool stuffed_;
+    bool chunked_;
     State state_ = State::LineStart;
     Outcome outcome_ = Outcome::Ok;
     std::uint64_t size_ = 0;

@@ -1,5 +1,8 @@
 #include "proto/server_session.hpp"
 
+#include <algorithm>
+#include <utility>
+
 #include "base/base64.hpp"
 #include "base/text.hpp"
 #include "proto/xtext.hpp"
@@ -46,6 +49,16 @@ void ServerSession::feed(std::string_view bytes) {
         !decoder_->done()) {
         bytes.remove_prefix(decoder_->feed(bytes));
     }
+    // The same for a BDAT chunk: its octets go where they are, up to its count.
+    if (mode_ == Mode::Chunk && !pending_ && consumed_ == input_.size() && chunk_left_ > 0) {
+        auto take = static_cast<std::size_t>(std::min<std::uint64_t>(chunk_left_, bytes.size()));
+        if (!chunk_discarded_) {
+            decoder_->feed(bytes.substr(0, take));
+            bdat_received_ += take;
+        }
+        chunk_left_ -= take;
+        bytes.remove_prefix(take);
+    }
     input_.append(bytes);
 }
 
@@ -68,6 +81,10 @@ void ServerSession::reset_transaction() {
     mail_accepted_ = false;
     accepted_recipients_ = 0;
     recipients_seen_ = 0;
+    if (bdat_active_) decoder_.reset();
+    bdat_active_ = false;
+    bdat_error_ = false;
+    bdat_received_ = 0;
 }
 
 std::optional<ServerEvent> ServerSession::error(int code, std::string_view enhanced,
@@ -102,6 +119,13 @@ ServerEvent ServerSession::next() {
                 pending_ = Kind::MessageEnd;
                 return ev;
             }
+            case Mode::Chunk:
+                if (auto ev = chunk_input(rest)) return *ev;
+                if (mode_ == Mode::Chunk) {
+                    compact();
+                    return ServerEvent{Kind::NeedInput};
+                }
+                break;
             case Mode::SkipLine: {
                 auto lf = rest.find('\n');
                 if (lf == std::string_view::npos) {
@@ -186,7 +210,7 @@ void ServerSession::ehlo_reply(std::string_view name) {
     r.lines.push_back("ENHANCEDSTATUSCODES");
     if (settings_.advertise_smtputf8 && offer_.smtputf8) r.lines.push_back("SMTPUTF8");
     if (settings_.advertise_dsn && offer_.dsn) r.lines.push_back("DSN");
-    if (offer_.chunking) r.lines.push_back("CHUNKING");
+    if (settings_.advertise_chunking && offer_.chunking) r.lines.push_back("CHUNKING");
     if (offer_.requiretls && tls_) r.lines.push_back("REQUIRETLS");
     if (settings_.advertise_xclient && xclient_offered_)
         r.lines.push_back("XCLIENT " + settings_.xclient_attributes);
@@ -250,6 +274,7 @@ std::optional<ServerEvent> ServerSession::handle_line(std::string_view line) {
         }
         case Verb::Rcpt: {
             if (!mail_accepted_) return error(503, "5.5.1", "Error: need MAIL command");
+            if (bdat_active_) return error(503, "5.5.1", "Error: RCPT after BDAT");
             RcptArgument arg;
             if (auto err = parse_rcpt_argument(cmd.argument, arg, settings_.advertise_dsn))
                 return error(err->code, err->enhanced, err->text);
@@ -266,6 +291,7 @@ std::optional<ServerEvent> ServerSession::handle_line(std::string_view line) {
         case Verb::Data:
             if (!cmd.argument.empty()) return error(501, "5.5.4", "Syntax: DATA");
             if (!mail_accepted_) return error(503, "5.5.1", "Error: need RCPT command");
+            if (bdat_active_) return error(503, "5.5.1", "Error: DATA after BDAT");
             if (accepted_recipients_ == 0) {
                 reply(554, "5.5.1", "Error: no valid recipients");
                 // Whatever was pipelined behind a refused DATA is message
@@ -276,6 +302,8 @@ std::optional<ServerEvent> ServerSession::handle_line(std::string_view line) {
             data_pipelined_ = buffered_input() > 0;
             pending_ = Kind::Data;
             return ServerEvent{Kind::Data};
+        case Verb::Bdat:
+            return bdat(cmd.argument);
         case Verb::Rset: {
             bool had_transaction = mail_accepted_;
             reset_transaction();
@@ -417,10 +445,17 @@ void ServerSession::answer(const Reply& r) {
     if (!pending_) return;
     Kind kind = *pending_;
     pending_.reset();
+    // A BDAT's go-ahead is not a reply: its chunk's 250 comes after the octets.
+    if (kind == Kind::Data && chunk_starting_) {
+        chunk_starting_ = false;
+        start_chunked_message(r);
+        return;
+    }
     r.append_wire(output_);
     switch (kind) {
         case Kind::Mail:
             if (r.positive()) mail_accepted_ = true;
+            if (r.positive()) bdat_error_ = false;
             break;
         case Kind::Rcpt:
             ++recipients_seen_;
@@ -438,6 +473,9 @@ void ServerSession::answer(const Reply& r) {
             break;
         case Kind::MessageEnd:
             reset_transaction();
+            // RFC 3030 §2: no more chunks after a failed one; any that come
+            // (pipelined) are discarded until MAIL or RSET.
+            bdat_error_ = std::exchange(chunk_failed_, false);
             break;
         case Kind::Auth:
             if (r.code == 235) login_ = std::move(pending_login_);

@@ -20,7 +20,7 @@ struct EhloOffer {
     bool smtputf8 = true;                // and the settings' advertise_smtputf8
     bool eightbitmime = true;
     bool dsn = true;          // and the settings' advertise_dsn (smtplb relays DSN itself)
-    bool chunking = false;    // issue 25 (bdat) offers it once BDAT is converted
+    bool chunking = true;     // and the settings' advertise_chunking (DATA to backends without it)
     bool requiretls = false;  // inside TLS only (RFC 8689 §4)
 };
 
@@ -47,6 +47,9 @@ struct ServerSettings {
     // are refused as Postfix refuses them ("501 5.7.1 DSN support is disabled").
     // issue 25 (caps): the listener's offer may come to decide this.
     bool advertise_dsn = false;
+    // CHUNKING (RFC 3030): BDAT is offered and taken. Off, a BDAT is still
+    // framed by its count (its octets discarded, never read as commands).
+    bool advertise_chunking = true;
     bool advertise_xclient = false;  // the built-in sink only
     // The attribute names the EHLO reply lists after XCLIENT.
     std::string xclient_attributes = "NAME ADDR PORT PROTO HELO LOGIN";
@@ -77,7 +80,8 @@ struct ServerEvent {
         Reset,       // transaction abandoned: RSET, HELO, or failed DATA (notification)
         Mail,        // answer: accept the sender?
         Rcpt,        // answer: accept this recipient?
-        Data,        // answer: 354 to start the message, or a refusal
+        Data,        // answer: 354 to start the message, or a refusal (for
+                     // a BDAT, `chunking`: the 354 is not sent; a chunk's 250 is)
         MessageEnd,  // answer: the message is complete (see data_outcome)
         Xclient,     // answer: 220 applies the attributes (sink only)
         StartTls,    // write output() (the 220), run the TLS handshake, then
@@ -94,6 +98,7 @@ struct ServerEvent {
     std::string password;        // Auth: never to be logged
     std::string mechanism;       // Auth: PLAIN or LOGIN
     RcptParameters rcpt_params;  // Rcpt: its DSN parameters
+    bool chunking = false;       // Data: the message comes in BDAT chunks
 };
 
 // The standard refusal for a message the decoder did not accept.
@@ -134,10 +139,16 @@ class ServerSession {
     std::size_t buffered_input() const { return input_.size() - consumed_; }
 
   private:
-    enum class Mode { Command, Data, SkipLine, Handshake, Closed };
+    enum class Mode { Command, Data, Chunk, SkipLine, Handshake, Closed };
     // Each returns an event for the caller, or nothing to go on reading.
     std::optional<ServerEvent> run_line(std::string_view line);
     std::optional<ServerEvent> handle_line(std::string_view line);
+    std::optional<ServerEvent> bdat(std::string_view argument);
+    // A BDAT that is not taken: `reply`, and its chunk's octets discarded.
+    std::optional<ServerEvent> refuse_chunk(int code, std::string_view enhanced,
+                                            std::string_view text, bool count_error);
+    std::optional<ServerEvent> chunk_input(std::string_view rest);
+    void start_chunked_message(const Reply& answer);
     std::optional<ServerEvent> start_auth(std::string_view argument);
     std::optional<ServerEvent> auth_response(std::string_view line);
     std::optional<ServerEvent> auth_complete(std::string login, std::string password);
@@ -166,6 +177,16 @@ class ServerSession {
     std::size_t commands_ = 0;
     std::size_t errors_ = 0;
     bool data_pipelined_ = false;  // input followed DATA in the same group
+    // BDAT: the chunk being read (its octets still to come), whether it is
+    // the last one or is discarded; the message's chunks so far.
+    std::uint64_t chunk_left_ = 0;
+    bool chunk_last_ = false;
+    bool chunk_discarded_ = false;
+    bool chunk_starting_ = false;  // the Data event of a BDAT waits for its answer
+    bool chunk_failed_ = false;    // the MessageEnd of a failed chunk before LAST
+    bool bdat_active_ = false;     // this transaction's message comes in chunks
+    bool bdat_error_ = false;      // a chunk failed: BDAT refused until MAIL or RSET
+    std::uint64_t bdat_received_ = 0;
     bool tls_ = false;
     bool xclient_offered_ = false;
     EhloOffer offer_;             // as of the last HELO/EHLO

@@ -384,6 +384,9 @@ Sink::Sink(asio::io_context& io, SinkOptions options)
     settings_.max_errors = 100;
     settings_.max_message_size = 1ull << 32;
     settings_.require_helo = false;
+    // Not offered: balancers in front of a sink send DATA, as to smtp-sink
+    // (Postfix's real smtpd is the test peer for BDAT).
+    settings_.advertise_chunking = false;
     // NUL octets are ordinary content, as in Postfix by default (empty
     // message_reject_characters): a test sees whether smtplb passed them on.
     settings_.nul_bytes = proto::NulBytes::Keep;

@@ -96,9 +96,11 @@ struct Harness {
     bool spools = false;
     bool connected = false;
     bool opening = false;
-    bool in_mail = false;      // the client's MAIL was accepted
-    std::size_t accepted = 0;  // recipients the client was told 2xx
-    bool in_data = false;      // the client sent DATA
+    bool in_mail = false;        // the client's MAIL was accepted
+    std::size_t accepted = 0;    // recipients the client was told 2xx
+    bool in_data = false;        // the client sent DATA
+    bool client_bdat = false;    // ... or BDAT
+    bool conn_chunking = false;  // the current connection offers CHUNKING
     // What this input saw: a backend's 2xx to RCPT or to the final ".",
     // the spool's room or commit.
     bool rcpt_ok_seen = false;
@@ -138,6 +140,8 @@ struct Harness {
                         c.capabilities.pipelining = flags & 2;
                         c.capabilities.smtputf8 = flags & 4;
                         c.capabilities.eightbitmime = flags & 8;
+                        c.capabilities.chunking = flags & 16;
+                        conn_chunking = c.capabilities.chunking;
                         connected = true;
                         owed.clear();
                         tx->opened(c);
@@ -145,6 +149,9 @@ struct Harness {
                     break;
                 case Kind::Send:
                     check(connected, "Send without a connection");
+                    // The client's verb where the backend takes it (esmtp.md).
+                    check(action->step != Step::Data || !(client_bdat && conn_chunking),
+                          "DATA to a CHUNKING backend for a BDAT client");
                     owed.push_back(action->step);
                     break;
                 case Kind::Flush:
@@ -172,6 +179,8 @@ struct Harness {
                 case Kind::SendBody:
                     check(connected, "SendBody without a connection");
                     check(owed.empty(), "the body before every reply was read");
+                    check(action->chunking == (client_bdat && conn_chunking),
+                          "BDAT to a backend without CHUNKING, or for a DATA client");
                     owed.push_back(Step::Message);
                     tx->body_done(static_cast<core::Transaction::BodyResult>(in.next() % 4), "x");
                     break;
@@ -260,6 +269,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
             h.tx->begin(*h.pool, base::IpAddress::parse("192.0.2.1"), sender, params, h.spools);
             check(h.drive(in) == Kind::Done, "MAIL needs no answer");
             h.in_mail = true;
+            h.client_bdat = false;
             h.accepted = 0;
             h.in_data = false;
         } else if (choice <= 3 && !h.in_data) {
@@ -270,7 +280,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
                 ++h.accepted;
             }
         } else if (choice == 4 && h.accepted > 0 && !h.in_data) {
-            h.tx->data();
+            h.client_bdat = in.next() % 2;
+            h.tx->data(h.client_bdat);
             check(h.drive(in) == Kind::Done, "DATA needs no answer from the transaction");
             h.in_data = true;
         } else if (choice == 5 && h.in_data) {

@@ -41,9 +41,13 @@ class BackendConnection {
     // Each write has its own budget (config::body_write_budget).
     // `eight_bit`: for a backend without 8BITMIME, 8-bit content is
     // converted to 7-bit MIME (Convert) or not sent at all (Refuse).
+    // `chunking` (the backend announced CHUNKING): instead of DATA's body,
+    // one "BDAT <size> LAST" with the content as it is (RFC 3030), its size
+    // checked against what is sent (a mismatch closes: ReadFailed).
     awaitable<BodyResult> send_body(
         const proto::BodySource& body,
-        core::TransactionAction::EightBit eight_bit = core::TransactionAction::EightBit::Pass);
+        core::TransactionAction::EightBit eight_bit = core::TransactionAction::EightBit::Pass,
+        bool chunking = false);
     // The next reply, or nothing when the connection broke, timed out or sent
     // something that is not SMTP (failure() says which). Queued commands go
     // out first (flush()); then `timeout` counts from the wait's start.
@@ -130,6 +134,7 @@ class BackendConnection {
     std::chrono::steady_clock::time_point idle_since{};
 
   private:
+    awaitable<BodyResult> send_chunked(const proto::BodySource& body);
     // The name the backend's certificate must carry.
     std::string tls_name() const;
     awaitable<bool> start_tls(const TlsContext& context, bool verify, Millis timeout);

@@ -1,4 +1,5 @@
 #include <array>
+#include <optional>
 #include <span>
 #include <vector>
 
@@ -22,10 +23,69 @@ bool views_into(std::string_view chunk, const std::string& scratch) {
            chunk.data() < scratch.data() + scratch.size();
 }
 
+// The content's size for BDAT: known from the decoder, or counted from the
+// stored bytes without their stuffing.
+std::optional<std::uint64_t> content_size_of(const proto::BodySource& body, std::string& scratch) {
+    if (auto known = body.content_size()) return known;
+    proto::DotUnstuffer unstuffer;
+    std::string content;
+    std::uint64_t size = 0;
+    for (std::uint64_t offset = 0; offset < body.size();) {
+        auto chunk = body.chunk_at(offset, kChunk, scratch);
+        if (chunk.empty()) return std::nullopt;
+        offset += chunk.size();
+        content.clear();
+        unstuffer.decode(chunk, content);
+        size += content.size();
+    }
+    return size;
+}
+
 }  // namespace
 
+awaitable<BackendConnection::BodyResult> BackendConnection::send_chunked(
+    const proto::BodySource& body) {
+    auto body_budget = [this](std::size_t bytes) {
+        return config::body_write_budget(pool_.config(), bytes);
+    };
+    std::string scratch;
+    auto declared = content_size_of(body, scratch);
+    if (!declared) co_return BodyResult::ReadFailed;
+    auto& out = protocol_.output();
+    out += "BDAT " + std::to_string(*declared) + " LAST\r\n";
+    // Stored stuffed (a client's message): the stuffing dots come off here.
+    const bool stuffed = body.form() == proto::BodyForm::Transmission;
+    proto::DotUnstuffer unstuffer;
+    std::uint64_t sent = 0;
+    for (std::uint64_t offset = 0; offset < body.size();) {
+        auto chunk = body.chunk_at(offset, kChunk, scratch);
+        if (chunk.empty()) co_return BodyResult::ReadFailed;
+        offset += chunk.size();
+        auto before = out.size();
+        if (stuffed)
+            unstuffer.decode(chunk, out);
+        else
+            out.append(chunk);
+        sent += out.size() - before;
+        // Never more octets than announced: the backend would read the rest
+        // as commands. Fewer leaves it waiting: the caller closes.
+        if (sent > *declared) break;
+        if (out.size() >= kChunk) {
+            bool written = co_await write_queued(body_budget(out.size()));
+            if (!written) co_return BodyResult::WriteFailed;
+        }
+    }
+    if (sent != *declared) {
+        out.clear();
+        failure_ = "message size changed while sent";
+        co_return BodyResult::ReadFailed;
+    }
+    bool written = co_await write_queued(body_budget(out.size()));
+    co_return written ? BodyResult::Sent : BodyResult::WriteFailed;
+}
+
 awaitable<BackendConnection::BodyResult> BackendConnection::send_body(
-    const proto::BodySource& body, core::TransactionAction::EightBit eight_bit) {
+    const proto::BodySource& body, core::TransactionAction::EightBit eight_bit, bool chunking) {
     using EightBit = core::TransactionAction::EightBit;
     if (eight_bit != EightBit::Pass) {
         // RFC 6152 §3: never 8-bit octets to a backend without 8BITMIME.
@@ -36,7 +96,7 @@ awaitable<BackendConnection::BodyResult> BackendConnection::send_body(
                 break;
             case Outcome::Converted:
                 ++pool_.backend(backend_).counters.converted_8bit;
-                co_return co_await send_body(*seven_bit.converted, EightBit::Pass);
+                co_return co_await send_body(*seven_bit.converted, EightBit::Pass, chunking);
             case Outcome::Refused:
                 failure_ = seven_bit.reason;
                 co_return BodyResult::EightBitRefused;
@@ -46,6 +106,7 @@ awaitable<BackendConnection::BodyResult> BackendConnection::send_body(
     }
     bool flushed = co_await flush();
     if (!flushed) co_return BodyResult::WriteFailed;
+    if (chunking) co_return co_await send_chunked(body);
     // Each write's own time, in proportion to its size.
     auto body_budget = [this](std::size_t bytes) {
         return config::body_write_budget(pool_.config(), bytes);

@@ -57,8 +57,8 @@ awaitable<proto::Reply> TransactionExecutor::add_recipient(const proto::Mailbox&
     co_return reply.value_or(core::no_backend_reply());
 }
 
-awaitable<void> TransactionExecutor::start_data() {
-    tx_->data();
+awaitable<void> TransactionExecutor::start_data(bool chunking) {
+    tx_->data(chunking);
     co_await run();
 }
 
@@ -161,7 +161,8 @@ awaitable<std::optional<proto::Reply>> TransactionExecutor::run() {
             case Kind::SendBody: {
                 using R = BackendConnection::BodyResult;
                 using TR = core::Transaction::BodyResult;
-                auto result = co_await conn_->send_body(*body_, action->eight_bit);
+                auto result =
+                    co_await conn_->send_body(*body_, action->eight_bit, action->chunking);
                 if (result == R::Sent)
                     conn_->protocol().expect(proto::BackendSession::Step::Message);
                 tx_->body_done(result == R::Sent              ? TR::Sent

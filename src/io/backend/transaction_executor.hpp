@@ -69,7 +69,8 @@ class TransactionExecutor {
                                           const proto::RcptParameters& params = {});
     // The client sent DATA: DATA goes to the backend now, so its 354 arrives
     // while the client is still sending.
-    awaitable<void> start_data();
+    // `chunking`: the client sent BDAT (core::Transaction::data).
+    awaitable<void> start_data(bool chunking = false);
     awaitable<proto::Reply> deliver(const proto::BodySource& body);
     // The transaction ended without delivery (RSET, QUIT, refused message).
     awaitable<void> abandon();

@@ -344,6 +344,8 @@ awaitable<void> ClientSession::handle(proto::ServerEvent& ev) {
         case Kind::Reset:
             end_without_message("RSET");
             co_await relay_.abandon();
+            protocol_.set_body_sink(nullptr);  // a BDAT message abandoned midway
+            body_.reset();
             break;
         case Kind::Mail: {
             if (auto refusal = policy.check_sender(protocol_.authenticated())) {
@@ -387,7 +389,7 @@ awaitable<void> ClientSession::handle(proto::ServerEvent& ev) {
             break;
         }
         case Kind::Data:
-            co_await relay_.start_data();
+            co_await relay_.start_data(ev.chunking);
             body_ = std::make_unique<MessageBuffer>(balancer_.config().server.spill_threshold,
                                                     spill_dir());
             body_->expect(relay_.mail_parameters().size.value_or(0));
@@ -404,6 +406,7 @@ awaitable<void> ClientSession::handle(proto::ServerEvent& ev) {
                 co_await relay_.abandon();
             } else {
                 if (log_) log_->record.size = ev.message_size;
+                body_->set_content_size(ev.message_size);
                 if (log_ && balancer_.tracking().enabled()) log_->find_message_id(*body_);
                 reply = co_await relay_.deliver(*body_);
                 if (reply.positive() && relay_.relayed_without_dsn())  // RFC 3461 §4.2

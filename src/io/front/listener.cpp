@@ -36,6 +36,7 @@ Listener::Listener(Balancer& balancer, const config::Listener& config)
     settings_.nul_bytes = config.nul_bytes;
     settings_.advertise_smtputf8 = config.smtputf8;
     settings_.advertise_dsn = config.dsn;
+    settings_.advertise_chunking = config.chunking;
     using config::ServerTlsMode;
     settings_.starttls =
         config.tls.mode == ServerTlsMode::Starttls || config.tls.mode == ServerTlsMode::Required;
@@ -76,6 +77,7 @@ proto::EhloOffer Listener::current() const {
     // 8BITMIME, DSN and CHUNKING are smtplb's own bridges (it converts,
     // it sends "relayed" notices, it sends DATA to backends without BDAT).
     offer.dsn = config_.dsn;
+    offer.chunking = config_.chunking;
     offer_ = offer;
     offer_epoch_ = epoch;
     return offer;

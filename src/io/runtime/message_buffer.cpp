@@ -35,6 +35,7 @@ void MessageBuffer::clear() {
     release_chunks();
     first_chunk_ = room_ = 0;
     size_ = 0;
+    content_size_.reset();
     expected_ = 0;
     failed_ = false;
 }

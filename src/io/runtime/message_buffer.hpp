@@ -2,6 +2,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -36,6 +37,10 @@ class MessageBuffer final : public proto::BodySink, public proto::BodySource {
     std::string_view chunk_at(std::uint64_t offset, std::size_t max,
                               std::string& scratch) const override;
     proto::BodyForm form() const override { return proto::BodyForm::Transmission; }
+    // The decoder's count of the content (the stored bytes less stuffing),
+    // for a BDAT to a backend; checked against the bytes as they are sent.
+    void set_content_size(std::uint64_t size) { content_size_ = size; }
+    std::optional<std::uint64_t> content_size() const override { return content_size_; }
 
   private:
     void spill();
@@ -53,6 +58,7 @@ class MessageBuffer final : public proto::BodySink, public proto::BodySource {
     std::uint64_t size_ = 0;
     std::uint64_t expected_ = 0;
     bool failed_ = false;
+    std::optional<std::uint64_t> content_size_;
 };
 
 }  // namespace smtplb::io

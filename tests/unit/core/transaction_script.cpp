@@ -144,6 +144,7 @@ void Runner::open(std::size_t backend) {
         for (const auto& word : *w)
             if (word.starts_with("size=")) c.capabilities.size_limit = std::stoull(word.substr(5));
         c.capabilities.dsn = has(*w, "dsn");
+        c.capabilities.chunking = has(*w, "chunking");
         c.tls = has(*w, "tls") ? "TLSv1.3" : "";
         tx_.opened(c);
         return;
@@ -214,7 +215,7 @@ void Runner::drive() {
                 auto w = take(name, "body");
                 auto how = w && w->size() > 2 ? (*w)[2] : "write-failed";
                 using EightBit = core::TransactionAction::EightBit;
-                out_ << "  " << name << " < (body"
+                out_ << "  " << name << (action->chunking ? " < (BDAT LAST" : " < (body")
                      << (action->eight_bit == EightBit::Convert  ? ", 8-bit converted"
                          : action->eight_bit == EightBit::Refuse ? ", 8-bit refused"
                                                                  : "")
@@ -304,6 +305,8 @@ std::string Runner::run(const std::string& script) {
                 tx_.recipient(mailbox(w.size() > 1 ? w[1] : "<>"));
         } else if (verb == "data") {
             tx_.data();
+        } else if (verb == "bdat") {
+            tx_.data(true);
         } else if (verb == "end") {
             tx_.message_complete();
         } else if (verb == "rset") {

@@ -49,6 +49,8 @@ void apply_golden_options(std::string& text, proto::ServerSettings& settings) {
             settings.nul_bytes = proto::NulBytes::Strip;
         else if (line == "nul_bytes=keep")
             settings.nul_bytes = proto::NulBytes::Keep;
+        else if (line == "chunking=off")
+            settings.advertise_chunking = false;
         else if (line == "bare_line_endings=normalise")
             settings.bare_line_endings = proto::BareLineEndings::Normalise;
         else
@@ -65,6 +67,7 @@ std::string run_transcript(const proto::ServerSettings& settings, const std::str
     s.start();
     std::string out;
     std::size_t fed = 0;
+    std::string sender;  // one starting with "nodata": its message is refused at DATA/BDAT
     for (;;) {
         auto ev = s.next();
         take_output(s, out);
@@ -88,6 +91,7 @@ std::string run_transcript(const proto::ServerSettings& settings, const std::str
                 break;
             case Kind::Mail:
                 out += "# mail <" + ev.path.mailbox.address() + ">\n";
+                sender = ev.path.mailbox.local;
                 s.answer(proto::Reply::make(250, "2.1.0", "Ok"));
                 break;
             case Kind::Rcpt: {
@@ -102,9 +106,12 @@ std::string run_transcript(const proto::ServerSettings& settings, const std::str
                 break;
             }
             case Kind::Data:
-                out += "# data\n";
+                out += ev.chunking ? "# data (bdat)\n" : "# data\n";
                 body.text.clear();
-                s.answer(proto::Reply::make(354, "", "Go ahead"));
+                if (sender.rfind("nodata", 0) == 0)
+                    s.answer(proto::Reply::make(451, "4.3.0", "No message now"));
+                else
+                    s.answer(proto::Reply::make(354, "", "Go ahead"));
                 break;
             case Kind::MessageEnd:
                 out += "# message size=" + std::to_string(ev.message_size) +

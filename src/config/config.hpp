@@ -156,7 +156,7 @@ struct Listener {
     proto::BareLineEndings bare_line_endings = proto::BareLineEndings::Reject;
     proto::NulBytes nul_bytes = proto::NulBytes::Reject;  // Keep is not a choice
     bool smtputf8 = true;
-    bool dsn = true;  // announce DSN (RFC 3461) and take its parameters
+    bool dsn = true;       // announce DSN (RFC 3461) and take its parameters
     bool chunking = true;  // CHUNKING offered: BDAT taken from clients
     // Look up the client's host name (reverse, then forward-confirmed, as
     // Postfix's smtpd does) for XCLIENT NAME and the tracking log.

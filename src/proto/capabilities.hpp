@@ -16,8 +16,8 @@ struct Capabilities {
     bool enhanced_codes = false;
     bool starttls = false;
     bool chunking = false;
-    bool dsn = false;         // RFC 3461: takes NOTIFY, ORCPT, RET, ENVID
-    bool requiretls = false;  // RFC 8689
+    bool dsn = false;                         // RFC 3461: takes NOTIFY, ORCPT, RET, ENVID
+    bool requiretls = false;                  // RFC 8689
     std::optional<std::uint64_t> size_limit;  // 0 = no fixed limit
     bool xclient = false;
     std::set<std::string> xclient_attributes;  // upper case

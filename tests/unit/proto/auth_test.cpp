@@ -137,7 +137,8 @@ TEST_F(AuthFixture, AuthOnMailCarriesTheLoginOnceAuthenticated) {
 
 // Postfix with SASL off still takes AUTH= (250): so does every listener.
 TEST(Auth, AuthOnMailWithoutAuthConfiguredIsAccepted) {
-    ServerSession s(golden_settings());
+    const auto settings = golden_settings();  // the session keeps a reference
+    ServerSession s(settings);
     s.start();
     s.feed("EHLO x\r\nMAIL FROM:<a@example.net> AUTH=<>\r\n");
     auto ev = s.next();

@@ -80,7 +80,8 @@ TEST(Bdat, ChunkSplitAcrossReadsIsStoredStuffedAndCountedAsContent) {
     std::string input = std::string(kEnvelope) + "BDAT 20\r\n.dot\r\nRCPT TO:<c@x>\r" +
                         "BDAT 6 LAST\r\n\nend\r\n" + "NOOP\r\n";
     for (std::size_t piece : {1u, 3u, 7u, 4096u}) {
-        Driver d(golden_settings());
+        const auto settings = golden_settings();  // the session keeps a reference
+        Driver d(settings);
         d.run(input, piece);
         EXPECT_EQ(d.count(ServerEvent::Kind::Rcpt), 1u) << piece;  // the envelope's only
         ASSERT_EQ(d.count(ServerEvent::Kind::MessageEnd), 1u) << piece;
@@ -118,7 +119,8 @@ TEST(Bdat, ARefusedBdatHasItsOctetsDiscarded) {
     std::string input =
         "EHLO x\r\nMAIL FROM:<a@example.org>\r\nBDAT 31\r\nRCPT "
         "TO:<b@example.net>\r\nQUIT\r\nNOOP\r\n";
-    Driver d(golden_settings());
+    const auto settings = golden_settings();  // the session keeps a reference
+    Driver d(settings);
     d.run(input, 5);
     EXPECT_EQ(d.count(ServerEvent::Kind::Rcpt), 0u);
     EXPECT_TRUE(contains(d.out, "554 5.5.1 Error: no valid recipients\r\n250 2.0.0 Ok\r\n"));
@@ -128,7 +130,8 @@ TEST(Bdat, ARefusedBdatHasItsOctetsDiscarded) {
 TEST(Bdat, AnUnreadableCountEndsTheSession) {
     for (const char* bad : {"BDAT", "BDAT x", "BDAT -1", "BDAT +5", "BDAT 5 LASTX", "BDAT 5 LAST X",
                             "BDAT 18446744073709551616", "BDAT 0x10"}) {
-        Driver d(golden_settings());
+        const auto settings = golden_settings();  // the session keeps a reference
+        Driver d(settings);
         d.run(std::string(kEnvelope) + bad + "\r\nNOOP\r\n", 4096);
         // The last word: the NOOP behind it is never run.
         EXPECT_TRUE(d.out.ends_with("\r\n521 5.5.4 Syntax: BDAT count [LAST]\r\n")) << bad;

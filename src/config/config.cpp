@@ -87,6 +87,10 @@ const char* to_string(IdentityMode v) {
     }
     return "?";
 }
+std::string identity_text(const Listener& l) {
+    if (!l.transparent) return to_string(l.client_identity);
+    return l.client_identity == IdentityMode::Xclient ? "transparent+xclient" : "transparent";
+}
 const char* to_string(Algorithm v) {
     switch (v) {
         case Algorithm::RoundRobin:

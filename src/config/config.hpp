@@ -141,7 +141,15 @@ struct Listener {
     std::vector<std::string> trusted_networks_text;
     std::string pool;
     int pool_line = 0;  // where `pool` was given, for cross-reference errors
+    // The identity sent in-band; with `transparent` only None or Xclient.
     IdentityMode client_identity = IdentityMode::Xclient;
+    // client_identity = "transparent" or "transparent+xclient": backend
+    // connections come from the client's own address (IP_TRANSPARENT,
+    // CAP_NET_ADMIN), so the backend sees the client as its TCP peer.
+    bool transparent = false;
+    // tcp mode with transparent: from the client's port too (same-port
+    // collisions possible: docs/identity.md).
+    bool transparent_port = false;
     std::optional<base::IpAddress> source_address;
     std::uint32_t max_connections = 10000;
     std::uint32_t max_connections_per_client = 50;
@@ -308,6 +316,8 @@ Millis body_write_budget(const Pool& pool, std::uint64_t bytes);
 const char* to_string(ListenerMode v);
 const char* to_string(Role v);
 const char* to_string(IdentityMode v);
+// client_identity as written: "transparent+xclient", "transparent", or to_string(mode).
+std::string identity_text(const Listener& l);
 const char* to_string(Algorithm v);
 const char* to_string(Persistence v);
 const char* to_string(OnUnavailable v);

@@ -74,7 +74,8 @@ std::string describe(const Config& c) {
           << "accepted_domains = " << list(l.accepted_domains) << "\n"
           << "trusted_networks = " << list(l.trusted_networks_text) << "\n"
           << "pool = " << quoted(l.pool) << "\n"
-          << "client_identity = " << quoted(to_string(l.client_identity)) << "\n"
+          << "client_identity = " << quoted(identity_text(l)) << "\n"
+          << "transparent_port = " << (l.transparent_port ? "true" : "false") << "\n"
           << "source_address = " << quoted(l.source_address ? l.source_address->to_string() : "")
           << "\n"
           << "max_connections = " << l.max_connections << "\n"

@@ -9,6 +9,7 @@
 #include "config/bind_conflicts.hpp"
 #include "config/route_pattern.hpp"
 #include "config/table_reader.hpp"
+#include "config/transparent.hpp"
 
 namespace smtplb::config {
 namespace {
@@ -194,11 +195,7 @@ void read_listener(TableReader& r, Listener& l) {
     }
     r.string("pool", l.pool, true);
     l.pool_line = r.line_of("pool");
-    r.choice("client_identity", l.client_identity,
-             {{"xclient", IdentityMode::Xclient},
-              {"proxy-v1", IdentityMode::ProxyV1},
-              {"proxy-v2", IdentityMode::ProxyV2},
-              {"none", IdentityMode::None}});
+    read_client_identity(r, l);
     std::string source;
     r.string("source_address", source);
     if (!source.empty()) {
@@ -285,10 +282,12 @@ void read_listener(TableReader& r, Listener& l) {
                 "proxy_protocol needs the networks of the proxies in front "
                 "(proxy_trusted_networks)");
 
+    check_transparent(r, l);
     if (tcp) {
         if (l.client_identity == IdentityMode::Xclient)
             d.error(r.key_path("client_identity"), r.line_of("client_identity"),
-                    "a \"tcp\" listener cannot send XCLIENT: use proxy-v1, proxy-v2 or none");
+                    "a \"tcp\" listener cannot send XCLIENT: use proxy-v1, proxy-v2, "
+                    "transparent or none");
         if (l.tls.enabled())
             d.error(
                 r.key_path("tls"), r.line_of("mode"),
@@ -474,6 +473,7 @@ void cross_check(Config& c, const KeyLines& lines, Diagnostics& d) {
                     "no [[pool]] is named \"" + c.routes[i].pool + "\"");
     if (c.listeners.empty()) d.error("listener", 0, "at least one [[listener]] is needed");
     check_bind_conflicts(c, lines, d);
+    check_transparent_families(c, lines, d);
 }
 
 }  // namespace

@@ -10,7 +10,8 @@ forwards, and (recipe "rule", the default) delivers everything arriving from
 the backend side locally (`ip rule add iif <veth> lookup 100` + `ip route add
 local 0.0.0.0/0 dev lo table 100`), so the replies to a transparent socket
 reach it. recipe="nft" marks only packets for transparent sockets (nftables
-`socket transparent 1`) and routes the mark locally; recipe=None sets up no
+`socket transparent 1`) and routes the mark locally; recipe="iptables" is the
+same with `iptables -m socket --transparent`; recipe=None sets up no
 recipe at all (the replies are forwarded to the client and lost: a test's
 negative case).
 
@@ -143,6 +144,10 @@ def nft_available():
     return shutil.which("nft") is not None
 
 
+def iptables_available():
+    return shutil.which("iptables") is not None and shutil.which("ip6tables") is not None
+
+
 def _setns(name):
     """Moves the calling thread into a namespace (network namespaces are per thread)."""
     libc = ctypes.CDLL(None, use_errno=True)
@@ -157,10 +162,12 @@ def _setns(name):
 
 class Lab:
     def __init__(self, workdir, recipe="rule", backends=BACKEND_COUNT):
-        if recipe not in ("rule", "nft", None):
-            raise ValueError(f"recipe must be 'rule', 'nft' or None, not {recipe!r}")
+        if recipe not in ("rule", "nft", "iptables", None):
+            raise ValueError(f"recipe must be 'rule', 'nft', 'iptables' or None, not {recipe!r}")
         if recipe == "nft" and not nft_available():
             raise RuntimeError("recipe 'nft' needs nft (package nftables)")
+        if recipe == "iptables" and not iptables_available():
+            raise RuntimeError("recipe 'iptables' needs iptables and ip6tables")
         global _counter
         with _counter_lock:
             _counter += 1
@@ -312,6 +319,8 @@ class Lab:
             self.apply_rule_recipe()
         elif self.recipe == "nft":
             self.apply_nft_recipe()
+        elif self.recipe == "iptables":
+            self.apply_iptables_recipe()
 
     def _local_routes(self):
         for family, everything in (("-4", "0.0.0.0/0"), ("-6", "::/0")):
@@ -339,6 +348,16 @@ class Lab:
                      text=True)
         if r.returncode != 0:
             raise RuntimeError("lab: nft ruleset failed: " + r.stderr.strip())
+        self._fwmark_rules()
+
+    def apply_iptables_recipe(self):
+        """The netfilter form written with iptables/ip6tables."""
+        for tool in ("iptables", "ip6tables"):
+            self._sh("balancer", tool, "-t", "mangle", "-A", "PREROUTING", "-p", "tcp", "-m",
+                     "socket", "--transparent", "-j", "MARK", "--set-mark", str(FWMARK))
+        self._fwmark_rules()
+
+    def _fwmark_rules(self):
         for family in ("-4", "-6"):
             self._sh("balancer", "ip", family, "rule", "add", "fwmark", str(FWMARK), "lookup",
                      str(ROUTE_TABLE))
@@ -355,6 +374,10 @@ class Lab:
         if nft_available():
             self.run("balancer", ["nft", "delete", "table", "inet", NFT_TABLE],
                      capture_output=True)
+        if iptables_available():
+            for tool in ("iptables", "ip6tables"):
+                self.run("balancer", [tool, "-t", "mangle", "-F", "PREROUTING"],
+                         capture_output=True)
 
     def close(self):
         for proc in self._procs:

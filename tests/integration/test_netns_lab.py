@@ -12,7 +12,7 @@ import unittest
 
 import netns_lab
 from harness import WorkdirTestCase, main, postfix_available
-from netns_lab import Lab, lab_available, nft_available
+from netns_lab import Lab, iptables_available, lab_available, nft_available
 
 PORT = 2525
 
@@ -129,6 +129,12 @@ class NetnsLab(WorkdirTestCase):
             self.check_transparent(lab)
             # Only the transparent sockets' packets are taken: the rest is
             # still forwarded (the form for backends on a shared network).
+            self.check_forwarding(lab)
+
+    @unittest.skipUnless(iptables_available(), "iptables/ip6tables are not installed")
+    def test_iptables_recipe_lets_a_transparent_socket_connect_from_the_client_address(self):
+        with Lab(self.workdir, recipe="iptables") as lab:
+            self.check_transparent(lab)
             self.check_forwarding(lab)
 
     def test_without_a_recipe_the_replies_do_not_come_back(self):

@@ -1,6 +1,7 @@
 #include <iostream>
 #include <set>
 
+#include "audit_routing_facts.hpp"
 #include "base/text.hpp"
 #include "commands.hpp"
 #include "config/loader.hpp"
@@ -115,6 +116,11 @@ int run_audit(const std::string& path, bool offline, const std::vector<std::stri
     const auto& config = *loaded.config;
     auto findings = core::audit_config(config);
     if (!offline) {
+        // Transparent listeners: the routing that brings the backends' replies back.
+        auto targets = core::transparent_targets(config);
+        if (!targets.empty())
+            for (auto& f : core::audit_transparent_routing(config, gather_routing_facts(targets)))
+                findings.push_back(std::move(f));
         for (const auto& pool : config.pools) {
             // Each address the balancer reaches this pool from, and how
             // that listener passes identity on.

@@ -23,7 +23,8 @@ std::vector<Finding> audit_config(const config::Config& config) {
     for (std::size_t i = 0; i < config.listeners.size(); ++i) {
         const auto& l = config.listeners[i];
         std::string at = "listener[" + std::to_string(i) + "] (" + l.name + ")";
-        if (l.client_identity == config::IdentityMode::None)
+        // Transparent listeners pass the client as the TCP peer itself.
+        if (l.client_identity == config::IdentityMode::None && !l.transparent)
             out.push_back({S::Warning, at + ".client_identity",
                            "backends see only the balancer's address: their logs, RBL checks and "
                            "per-client limits lose the real client",

@@ -10,7 +10,7 @@ build_packages=(
 )
 test_packages=(
   python3 postfix swaks libnet-ssleay-perl openssl dovecot-core nsd clang clang-tidy libclang-rt-14-dev systemd chromium
-  prometheus librsvg2-bin iproute2 python3-jsonschema logrotate
+  prometheus librsvg2-bin iproute2 nftables python3-jsonschema logrotate
 )
 bench_packages=(haproxy nginx libnginx-mod-mail)
 

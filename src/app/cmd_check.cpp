@@ -6,6 +6,7 @@
 #include "commands.hpp"
 #include "config/describe.hpp"
 #include "config/loader.hpp"
+#include "transparent_privilege.hpp"
 
 namespace smtplb::app {
 
@@ -15,7 +16,11 @@ namespace smtplb::app {
 int check_config(const std::string& path, const CheckOptions& options) {
     auto result = config::load_file(path);
     auto& diagnostics = result.diagnostics;
-    if (result.config) check_environment(*result.config, result.lines, options.user, diagnostics);
+    if (result.config) {
+        check_environment(*result.config, result.lines, options.user, diagnostics);
+        check_transparent_privilege(*result.config, result.lines, has_net_admin(), false,
+                                    diagnostics);
+    }
     std::cerr << diagnostics.format(path);
     if (diagnostics.has_errors()) {
         if (!options.quiet) std::cerr << path << ": configuration is not valid\n";

@@ -17,6 +17,7 @@
 #include "io/balancer.hpp"
 #include "io/front/listener.hpp"
 #include "systemd.hpp"
+#include "transparent_privilege.hpp"
 
 namespace smtplb::app {
 
@@ -126,6 +127,9 @@ admin::ReloadOutcome Daemon::reload() {
 
 admin::ReloadOutcome Daemon::reload_now() {
     auto loaded = config::load_file(path);
+    if (loaded.config && check_transparent_privilege(*loaded.config, loaded.lines, has_net_admin(),
+                                                     true, loaded.diagnostics))
+        loaded.config.reset();
     if (!loaded.config) {
         auto reasons = loaded.diagnostics.format(path);
         log_diagnostics(loaded.diagnostics, path);
@@ -325,6 +329,10 @@ void reopen_logs(io::Balancer& balancer) {
 
 int serve(const std::string& path, Ending& ending) {
     auto result = config::load_file(path);
+    // Without the privilege every transparent connection would fail: refuse now.
+    if (result.config && check_transparent_privilege(*result.config, result.lines,
+                                                     has_net_admin(), true, result.diagnostics))
+        result.config.reset();
     log_diagnostics(result.diagnostics, path);
     if (!result.config) {
         log_event("start_failed",

@@ -34,6 +34,9 @@ struct OpenFailure {
         Unauthorised,     // 550 / 5.7.x to the first XCLIENT: this balancer is not authorised
         IdentityRefused,  // XCLIENT refused for this client, or for a reused connection's last
         NoSlot,  // the backend's max_connections stayed reached: smtplb's cap, not its fault
+        // This client cannot reach it (transparent mode: another address
+        // family, or its address and port in use): not the backend's fault.
+        Unreachable,
     };
     Kind kind = Kind::Connect;
     std::string stage;  // for the tracking log: connect, greeting, helo, xclient

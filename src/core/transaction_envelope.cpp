@@ -136,6 +136,11 @@ void Transaction::open_failed(const OpenFailure& f) {
             record("connect", f.reason);
             held_by_limits_ = true;
             break;
+        case K::Unreachable:
+            // Passed over, as for capabilities it lacks: no attempt of max_attempts spent.
+            record("connect", f.reason);
+            if (attempts_made_ > 0) --attempts_made_;
+            break;
     }
     next_attempt();
 }

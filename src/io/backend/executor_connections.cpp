@@ -3,11 +3,13 @@
 #include <algorithm>
 #include <string_view>
 
+#include "config/transparent.hpp"
 #include "io/backend/transaction_executor.hpp"
 
 namespace smtplb::io {
 
 using Failure = core::OpenFailure;
+
 
 std::string TransactionExecutor::identity_key() const {
     return context_.identity_mode == config::IdentityMode::Xclient ? proto::identity_key(identity_)
@@ -90,8 +92,10 @@ awaitable<void> TransactionExecutor::open(std::size_t backend, bool fresh) {
 awaitable<std::optional<Failure>> TransactionExecutor::present_identity(
     std::unique_ptr<BackendConnection>& conn, std::size_t backend) {
     using Identity = BackendConnection::Identity;
+    const bool transparent = context_.transparent;
     if (context_.identity_mode != config::IdentityMode::Xclient) {
-        identity_presented_ = config::to_string(context_.identity_mode);
+        identity_presented_ =
+            transparent ? "transparent" : config::to_string(context_.identity_mode);
         co_return std::nullopt;
     }
     bool reused = conn->reused;
@@ -103,7 +107,7 @@ awaitable<std::optional<Failure>> TransactionExecutor::present_identity(
                     .reused = reused};
     switch (outcome) {
         case Identity::Presented: {
-            identity_presented_ = "xclient";
+            identity_presented_ = transparent ? "transparent+xclient" : "xclient";
             const auto& omitted = conn->omitted();
             // HELO left out of XCLIENT still reaches the backend in the EHLO.
             if (std::any_of(omitted.begin(), omitted.end(),
@@ -112,7 +116,7 @@ awaitable<std::optional<Failure>> TransactionExecutor::present_identity(
             co_return std::nullopt;
         }
         case Identity::NotOffered:
-            identity_presented_ = "none";
+            identity_presented_ = transparent ? "transparent" : "none";
             identity_not_presented(*conn, backend, "not-offered");
             co_return std::nullopt;
         case Identity::Broken:
@@ -160,7 +164,8 @@ awaitable<TransactionExecutor::Opening> TransactionExecutor::acquire(std::size_t
     Opening opening;
     bool proxy = context_.identity_mode == config::IdentityMode::ProxyV1 ||
                  context_.identity_mode == config::IdentityMode::ProxyV2;
-    if (!proxy && !fresh) {
+    // A transparent connection is opened for this client and no other.
+    if (!proxy && !context_.transparent && !fresh) {
         if (auto conn = context_.cache.take(pool, backend, context_.source_address, key)) {
             conn->reused = true;
             opening.conn = std::move(conn);
@@ -182,18 +187,38 @@ awaitable<std::unique_ptr<BackendConnection>> TransactionExecutor::connect(std::
         failure = {.kind = Failure::Kind::NoSlot, .stage = "connect", .reason = slot.failure()};
         co_return nullptr;
     }
+    const auto& address = pool.backend(backend).config.address;
+    if (context_.transparent && !config::transparent_reachable(identity_.address, address)) {
+        failure = {.kind = Failure::Kind::Unreachable,
+                   .stage = "connect",
+                   .reason = "transparent: the client's address family is not the backend's"};
+        co_return nullptr;
+    }
+    const ConnectFrom from = context_.transparent ? ConnectFrom::client(identity_.address)
+                                                  : ConnectFrom(context_.source_address);
     auto [ec, socket] =
-        co_await context_.connector.connect(pool.backend(backend).config.address,
-                                            context_.source_address, pool.config().connect_timeout);
+        co_await context_.connector.connect(address, from, pool.config().connect_timeout);
     if (ec) {
         failure = {.kind = Failure::Kind::Connect, .stage = "connect", .reason = ec.message()};
+        if (context_.transparent && transparent_local_failure(ec)) {
+            // This host refused the client's address (a capability lost, the
+            // address and port in use): not the backend's fault.
+            failure.kind = Failure::Kind::Unreachable;
+            failure.reason = "transparent bind: " + ec.message();
+            if (context_.log)
+                context_.log("event=transparent_connect_failed pool=" + pool.name() +
+                             " backend=" + pool.backend(backend).config.name +
+                             " client=" + identity_.address.to_string() + " reason=\"" +
+                             ec.message() + "\"");
+        }
         co_return nullptr;
     }
     bool proxy = context_.identity_mode == config::IdentityMode::ProxyV1 ||
                  context_.identity_mode == config::IdentityMode::ProxyV2;
-    auto conn = std::make_unique<BackendConnection>(std::move(socket), pool, backend,
-                                                    context_.source_address);
+    auto conn = std::make_unique<BackendConnection>(std::move(socket), pool, backend, from.address);
     conn->track_in(context_.cache, &slot);
+    // From the client's own address: it speaks for this client only.
+    if (context_.transparent) conn->dedicated = true;
     if (proxy) {
         conn->dedicated = true;
         conn->protocol().output() = context_.identity_mode == config::IdentityMode::ProxyV1

@@ -32,6 +32,9 @@ struct BackendAccess {
     const BackendTlsContexts* backend_tls = nullptr;
     // Where warnings go (the balancer's event log); none in some tests.
     std::function<void(const std::string&)> log;
+    // Backend connections come from the client's own address (transparent
+    // mode): each is this client's only, never cached for another.
+    bool transparent = false;
 };
 
 // Where a client session's spool is, for a transaction no backend can

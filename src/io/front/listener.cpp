@@ -24,7 +24,7 @@ Listener::Listener(Balancer& balancer, const config::Listener& config)
         backend_accesses_.push_back(BackendAccess{
             balancer.connector(), balancer.cache(loop), balancer.config().server.hostname,
             config.client_identity, config.source_address, &balancer.backend_tls(),
-            [&balancer](const std::string& line) { balancer.log(line); }});
+            [&balancer](const std::string& line) { balancer.log(line); }, config.transparent});
     settings_.hostname = balancer.config().server.hostname;
     settings_.max_line_length = config.max_line_length;
     settings_.max_data_line_length = config.max_data_line_length;

@@ -3,6 +3,7 @@
 #include <array>
 #include <memory>
 
+#include "config/transparent.hpp"
 #include "core/tracking.hpp"
 #include "io/balancer.hpp"
 #include "io/front/listener.hpp"
@@ -114,11 +115,19 @@ class TcpSession : public std::enable_shared_from_this<TcpSession> {
 awaitable<bool> TcpSession::connect() {
     const auto& config = listener_.config();
     std::vector<std::size_t> tried;
-    while (tried.size() < pool_->config().max_attempts) {
+    std::size_t passed_over = 0;  // transparent: backends this client cannot reach
+    while (tried.size() - passed_over < pool_->config().max_attempts) {
         auto pick = pool_->pick(identity_.address, tried);
         if (!pick) break;
         tried.push_back(*pick);
         auto& state = pool_->backend(*pick);
+        if (config.transparent &&
+            !smtplb::config::transparent_reachable(identity_.address, state.config.address)) {
+            ++passed_over;
+            record_.attempts.push_back(
+                {state.config.name, "connect", "transparent: another address family"});
+            continue;
+        }
         ++state.counters.attempts;
         // max_connections, as in smtp mode: no slot says nothing about its health.
         auto slot =
@@ -128,8 +137,22 @@ awaitable<bool> TcpSession::connect() {
             record_.attempts.push_back({state.config.name, "connect", slot.failure()});
             continue;
         }
-        auto [ec, socket] = co_await balancer_.connector().connect(
-            state.config.address, config.source_address, pool_->config().connect_timeout);
+        const auto from =
+            config.transparent
+                ? ConnectFrom::client(identity_.address, config.transparent_port ? identity_.port : 0)
+                : ConnectFrom(config.source_address);
+        auto [ec, socket] = co_await balancer_.connector().connect(state.config.address, from,
+                                                                   pool_->config().connect_timeout);
+        if (ec && config.transparent && transparent_local_failure(ec)) {
+            // The client's address (and port) refused here: not the backend's fault.
+            ++passed_over;
+            record_.attempts.push_back({state.config.name, "connect", "transparent: " + ec.message()});
+            balancer_.log("event=transparent_connect_failed listener=" + config.name +
+                          " backend=" + state.config.name + " client=" +
+                          identity_.address.to_string() + ":" + std::to_string(from.port) +
+                          " reason=\"" + ec.message() + "\"");
+            continue;
+        }
         if (ec) {
             ++state.counters.failed;
             record_.attempts.push_back({state.config.name, "connect", ec.message()});

@@ -40,6 +40,8 @@ BackendAccess& SpoolDeliverer::context_for(const std::string& listener) {
     const config::Listener* found = nullptr;
     for (const auto& l : balancer_.config().listeners)
         if (l.name == listener) found = &l;
+    // Never transparent: the client is gone, so a spooled message goes from
+    // smtplb's own address; its Received header names the client.
     auto context = std::make_unique<BackendAccess>(
         BackendAccess{balancer_.connector(), balancer_.cache(), balancer_.config().server.hostname,
                       found ? found->client_identity : config::IdentityMode::Xclient,

@@ -33,6 +33,12 @@ and RSS per idle connection. Every load is bounded in count and time; only
 127.0.0.1 is used. Needs root (Postfix, smtp-sink -u) and
 `scripts/bootstrap.sh all`.
 
+`--netns` measures transparent mode beside XCLIENT mode instead, in network
+namespaces (client, balancer, backend) with the same three sinks; see
+bench/netns_bench.py:
+
+  python3 bench/bench.py --netns --workloads reused,new-conn --runs 3
+
 `--strict-sinks` runs the backends as `smtplb sink --xclient-strict` (XCLIENT
 as Postfix's smtpd allows it: a backend connection cannot change clients;
 smtplb reaches them from 127.0.0.3, the one address they authorise), and
@@ -354,7 +360,21 @@ def main():
                     help="comma-separated subset of reused,new-conn,large,large-data,large-bdat")
     ap.add_argument("--chunks", type=int, default=1,
                     help="BDAT chunks per message in large-bdat (default 1: BDAT ... LAST)")
+    ap.add_argument("--netns", action="store_true",
+                    help="transparent mode beside XCLIENT mode in network namespaces "
+                    "(bench/netns_bench.py) instead of the side-by-side set")
+    ap.add_argument("--netns-configs", default="xclient,transparent",
+                    help="with --netns: comma-separated subset of xclient, transparent, "
+                    "transparent+xclient, tcp, tcp-transparent; ratios are to the first")
     args = ap.parse_args()
+    if args.netns:
+        import netns_bench
+        args.smtplb = os.path.abspath(args.smtplb)
+        summary = netns_bench.main(args)
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(summary, f, indent=2)
+        return
     configs = args.configs.split(",")
     workloads = args.workloads.split(",")
     for config in configs:

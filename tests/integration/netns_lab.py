@@ -253,7 +253,7 @@ class Lab:
 
     def postfix(self, name, address, **kw):
         """A private Postfix (real_peers.Postfix) whose smtpd listens on
-        `address` in the backend namespace."""
+        `address` (or each of a list) in the backend namespace."""
         return NetnsPostfix(self, "backend", address, self.workdir, name, **kw)
 
     # -- building and removing ---------------------------------------------
@@ -411,23 +411,28 @@ class NetnsPostfix(Postfix):
     are on the shared file system as usual."""
 
     def __init__(self, lab, ns, address, workdir, name, **kw):
+        """address: one address, or a list (smtpd then listens on each)."""
         if kw.get("resolv_conf"):
             raise ValueError("NetnsPostfix: resolv_conf is not supported")
         super().__init__(workdir, name, **kw)
-        self.lab, self.ns, self.address = lab, ns, address
+        addresses = address if isinstance(address, (list, tuple)) else [address]
+        self.lab, self.ns, self.address = lab, ns, addresses[0]
         self.port = 25  # the namespace's own ports are all free
         main_cf = os.path.join(self.conf, "main.cf")
         master_cf = os.path.join(self.conf, "master.cf")
         with open(main_cf) as f:
             text = f.read()
-        text = text.replace("inet_interfaces = 127.0.0.1", f"inet_interfaces = {address}")
+        text = text.replace("inet_interfaces = 127.0.0.1",
+                            "inet_interfaces = " + ", ".join(addresses))
         text = text.replace("inet_protocols = ipv4", "inet_protocols = all")
         with open(main_cf, "w") as f:
             f.write(text)
+        # One address in the listen column, or the port alone: every
+        # inet_interfaces address.
+        listen = _host_port(addresses[0], self.port) if len(addresses) == 1 else str(self.port)
         with open(master_cf) as f:
             text = f.read()
-        text = re.sub(r"^127\.0\.0\.1:\d+ ", _host_port(address, self.port) + " ", text,
-                      flags=re.M)
+        text = re.sub(r"^127\.0\.0\.1:\d+ ", listen + " ", text, flags=re.M)
         with open(master_cf, "w") as f:
             f.write(text)
 

@@ -16,7 +16,9 @@ recipe at all (the replies are forwarded to the client and lost: a test's
 negative case).
 
 Everything happens inside the lab's namespaces; the host's own routing is
-never touched. Namespace names carry this process's id, so labs of tests
+never touched. Processes started with run/popen (`ip netns exec`) see a
+resolv.conf of the lab's (/etc/netns/NAME/resolv.conf, nameserver 127.0.0.1):
+no DNS, lookups fail at once. Namespace names carry this process's id, so labs of tests
 running in parallel do not meet, and labs left by a crashed run (their
 process gone) are removed by the next one.
 
@@ -53,6 +55,12 @@ BACKEND_COUNT = 3
 ROUTE_TABLE = 100
 FWMARK = 1
 NFT_TABLE = "smtplb_transparent"
+
+# `ip netns exec NAME` mounts the files of /etc/netns/NAME over /etc's.
+NETNS_ETC = "/etc/netns"
+# No DNS in the lab: a lookup (Postfix's of its client's name) fails at once
+# instead of waiting for the host's resolver, which the lab cannot reach.
+LAB_RESOLV_CONF = "nameserver 127.0.0.1\noptions timeout:1 attempts:1\n"
 
 IP_TRANSPARENT = 19  # <linux/in.h>
 IPV6_TRANSPARENT = 75  # <linux/in6.h>
@@ -106,6 +114,7 @@ def _kill_namespace_processes(name):
 def _delete_namespace(name):
     _kill_namespace_processes(name)
     _ip("netns", "delete", name, check=False)
+    shutil.rmtree(os.path.join(NETNS_ETC, name), ignore_errors=True)
 
 
 def remove_stale_labs():
@@ -290,6 +299,10 @@ class Lab:
         for role in ROLES:
             _ip("netns", "add", self.ns_name(role))
             self._created.append(self.ns_name(role))
+            etc = os.path.join(NETNS_ETC, self.ns_name(role))
+            os.makedirs(etc, exist_ok=True)
+            with open(os.path.join(etc, "resolv.conf"), "w") as f:
+                f.write(LAB_RESOLV_CONF)
             self._sh(role, "ip", "link", "set", "lo", "up")
         self._veth("client", CLIENT_VETH, "balancer", BALANCER_CLIENT_VETH)
         self._veth("balancer", BALANCER_BACKEND_VETH, "backend", BACKEND_VETH)

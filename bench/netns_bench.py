@@ -77,7 +77,9 @@ class Balancer:
 
     def __init__(self, lab, workdir, smtplb, config):
         mode, identity = CONFIGS[config]
+        self.mode = mode
         self.dir = tempfile.mkdtemp(prefix="lb-", dir=workdir)
+        self.tracking = os.path.join(self.dir, "tracking.jsonl")
         cfg = smtplb_config(lab, self.dir, smtplb, mode, identity)
         self.stderr = open(os.path.join(self.dir, "smtplb.err"), "wb")
         # `ip netns exec` execs smtplb: this pid is smtplb's.
@@ -89,6 +91,11 @@ class Balancer:
             self.stop()
             with open(os.path.join(self.dir, "smtplb.err"), errors="replace") as f:
                 raise RuntimeError(f"smtplb ({config}) did not start:\n" + f.read()[-2000:])
+
+    def relayed(self):
+        """Messages the tracking log says reached a backend (smtp mode)."""
+        with open(self.tracking, errors="replace") as f:
+            return sum('"result":"relayed"' in line for line in f)
 
     def stop(self):
         if self.proc.poll() is None:
@@ -127,6 +134,9 @@ def measure(lab, args, workdir, sinks, config, workload):
         elapsed = run_load(lab, messages, args.sessions, reuse, size)
         cpu1 = tree_cpu_seconds(balancer.proc.pid)
         sink1 = sum(cpu_seconds(s.pid) for s in sinks)
+        # A mode that fails fast (replies not routed back) must not look fast.
+        if balancer.mode == "smtp" and balancer.relayed() != messages:
+            raise RuntimeError(f"{config}: {balancer.relayed()} of {messages} messages relayed")
     finally:
         balancer.stop()
     return {"rate": messages / elapsed, "cpu": (cpu1 - cpu0) * 1000 / messages,

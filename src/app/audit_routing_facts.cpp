@@ -118,8 +118,13 @@ core::BackendPath read_path(const std::string& address) {
 
 core::RoutingFacts gather_routing_facts(const std::vector<core::TransparentTarget>& targets) {
     core::RoutingFacts facts;
+    // IPv6 only where a backend has an IPv6 address: a host without IPv6
+    // fails `ip -6`, which must not hide the IPv4 findings.
+    bool any_v6 = false;
+    for (const auto& t : targets)
+        any_v6 |= t.address.find(':') != std::string::npos;
     for (bool v6 : {false, true})
-        if (!read_rules(v6, facts) || !read_routes(v6, facts)) return facts;
+        if ((!v6 || any_v6) && (!read_rules(v6, facts) || !read_routes(v6, facts))) return facts;
     std::set<std::string> asked;
     for (const auto& t : targets)
         if (!t.address.empty() && asked.insert(t.address).second)

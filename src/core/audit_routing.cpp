@@ -37,6 +37,10 @@ std::optional<std::uint32_t> mark_after(std::string_view line, std::string_view 
     return parse_mark(rest.substr(0, rest.find_first_of(" /\t")));
 }
 
+bool is_system_table(const std::string& table) {
+    return table == "local" || table == "main" || table == "default";
+}
+
 bool is_default(const TableRoute& r) {
     return r.dst == "default" || r.dst == (r.v6 ? "::/0" : "0.0.0.0/0");
 }
@@ -58,8 +62,7 @@ struct Check {
     // delivers everything locally: the one to point a new rule at.
     std::string local_table() const {
         for (const auto& r : facts.routes)
-            if (r.v6 == v6 && r.type == "local" && is_default(r) && r.table != "local" &&
-                r.table != "main" && r.table != "default")
+            if (r.v6 == v6 && r.type == "local" && is_default(r) && !is_system_table(r.table))
                 return r.table;
         return kTransparentTable;
     }
@@ -81,7 +84,9 @@ std::optional<Finding> check_interface(const Check& c, const std::string& where)
     const auto& facts = c.facts;
     std::optional<PolicyRule> iif_without_route, mark_without_netfilter;
     for (const auto& rule : facts.rules) {
-        if (rule.v6 != c.v6) continue;
+        // A rule into the system's own tables is not this recipe, and a local
+        // default route there would swallow all traffic: never suggest one.
+        if (rule.v6 != c.v6 || is_system_table(rule.table)) continue;
         if (!rule.fwmark && rule.iif == c.dev) {
             if (c.has_local_default(rule.table)) return std::nullopt;
             iif_without_route = rule;

@@ -128,6 +128,18 @@ TEST(AuditRouting, RuleForAnotherInterfaceDoesNotCount) {
               "ip rule add iif eth2 lookup 100");
 }
 
+TEST(AuditRouting, RuleIntoTheMainTableIsNotTheRecipe) {
+    auto facts = recipe_in_place();
+    for (auto& r : facts.rules)
+        if (r.table == "100") r.table = "main";
+    facts.routes.clear();
+    auto problems = only(core::audit_transparent_routing(load(), facts), S::Problem);
+    ASSERT_EQ(problems.size(), 2u) << dump(problems);
+    // Never a local default route in main: a table of its own.
+    EXPECT_EQ(problems[0].fix.substr(0, problems[0].fix.find(" (")),
+              "ip rule add iif eth1 lookup 100 && ip route add local 0.0.0.0/0 dev lo table 100");
+}
+
 TEST(AuditRouting, FwmarkRuleNeedsANetfilterRuleMarkingTransparentSockets) {
     auto facts = recipe_in_place();
     for (auto& r : facts.rules)

@@ -302,7 +302,7 @@ void TcpSession::finish(const char* result) {
     record_.pool = pool_ ? pool_->name() : "";
     record_.size = up_.bytes;
     record_.result = result;
-    record_.identity = config::to_string(listener_.config().client_identity);
+    record_.identity = config::identity_text(listener_.config());
     record_.reply = std::to_string(up_.bytes) + " bytes to the backend, " +
                     std::to_string(down_.bytes) + " back";
     record_.duration_ms = std::chrono::duration_cast<std::chrono::milliseconds>(

@@ -10,7 +10,6 @@ namespace smtplb::io {
 
 using Failure = core::OpenFailure;
 
-
 std::string TransactionExecutor::identity_key() const {
     return context_.identity_mode == config::IdentityMode::Xclient ? proto::identity_key(identity_)
                                                                    : std::string();
@@ -207,9 +206,8 @@ awaitable<std::unique_ptr<BackendConnection>> TransactionExecutor::connect(std::
             failure.reason = "transparent bind: " + ec.message();
             if (context_.log)
                 context_.log("event=transparent_connect_failed pool=" + pool.name() +
-                             " backend=" + pool.backend(backend).config.name +
-                             " client=" + identity_.address.to_string() + " reason=\"" +
-                             ec.message() + "\"");
+                             " backend=" + pool.backend(backend).config.name + " client=" +
+                             identity_.address.to_string() + " reason=\"" + ec.message() + "\"");
         }
         co_return nullptr;
     }

@@ -137,20 +137,20 @@ awaitable<bool> TcpSession::connect() {
             record_.attempts.push_back({state.config.name, "connect", slot.failure()});
             continue;
         }
-        const auto from =
-            config.transparent
-                ? ConnectFrom::client(identity_.address, config.transparent_port ? identity_.port : 0)
-                : ConnectFrom(config.source_address);
+        const auto from = config.transparent
+                              ? ConnectFrom::client(identity_.address,
+                                                    config.transparent_port ? identity_.port : 0)
+                              : ConnectFrom(config.source_address);
         auto [ec, socket] = co_await balancer_.connector().connect(state.config.address, from,
                                                                    pool_->config().connect_timeout);
         if (ec && config.transparent && transparent_local_failure(ec)) {
             // The client's address (and port) refused here: not the backend's fault.
             ++passed_over;
-            record_.attempts.push_back({state.config.name, "connect", "transparent: " + ec.message()});
-            balancer_.log("event=transparent_connect_failed listener=" + config.name +
-                          " backend=" + state.config.name + " client=" +
-                          identity_.address.to_string() + ":" + std::to_string(from.port) +
-                          " reason=\"" + ec.message() + "\"");
+            record_.attempts.push_back(
+                {state.config.name, "connect", "transparent: " + ec.message()});
+            balancer_.log("event=transparent_connect_failed listener=" + config.name + " backend=" +
+                          state.config.name + " client=" + identity_.address.to_string() + ":" +
+                          std::to_string(from.port) + " reason=\"" + ec.message() + "\"");
             continue;
         }
         if (ec) {

@@ -10,6 +10,7 @@ import os
 import re
 import shutil
 import smtplib
+import socket
 import subprocess
 import unittest
 
@@ -18,7 +19,7 @@ import harness
 from harness import WorkdirTestCase, free_port, main, postfix_available, wait_until
 from netns_lab import Lab, lab_available
 
-SMTP, XCLIENT, TCP, TCP_PORT, DUAL = 25, 26, 27, 28, 29
+SMTP, XCLIENT, TCP, TCP_PORT, DUAL, TCP_PORT2 = 25, 26, 27, 28, 29, 30
 HELO = "client.example"
 
 
@@ -61,6 +62,8 @@ def config_text(lab, hubs, threads):
          "client_identity": "transparent", "transparent_port": True},
         {"name": "dual", "bind": f"[::]:{DUAL}", "pool": "mixed",
          "client_identity": "transparent"},
+        {"name": "tcp_port2", "bind": f"{a}:{TCP_PORT2}", "mode": "tcp", "pool": "xhub",
+         "client_identity": "transparent", "transparent_port": True},
     ]
     for listener in listeners:
         if listener.get("mode") != "tcp":
@@ -194,6 +197,31 @@ class Transparent(TransparentTestCase):
             if source_port:
                 self.assertEqual(logged_port, str(source_port))
 
+        # transparent_port: one client address and port passed to the same
+        # backend twice (through two listeners) cannot be; the second is
+        # refused here, and the backend is not judged for it.
+        def collide():
+            first = socket.socket()
+            first.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            first.bind((client, 41300))
+            first.settimeout(30)
+            first.connect((lab.balancer_client_side_addr, TCP_PORT))
+            greeting = first.recv(1024)
+            second = socket.socket()
+            second.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            second.bind((client, 41300))
+            second.settimeout(30)
+            second.connect((lab.balancer_client_side_addr, TCP_PORT2))
+            refused = second.recv(1024)
+            first.sendall(b"QUIT\r\n")
+            first.recv(1024)
+            first.close()
+            second.close()
+            return greeting, refused
+        greeting, refused = lab.call_in("client", collide)
+        self.assertTrue(greeting.startswith(b"220 "), greeting)
+        self.assertEqual(refused, b"")
+
         # A dual-stack listener, a pool of one IPv4 and one IPv6 backend: each
         # client reaches the backend of its own family, and the other one is
         # passed over without being judged.
@@ -217,6 +245,9 @@ class Transparent(TransparentTestCase):
                        what=f"{hub}: a probe from smtplb's own address")
             self.assertEqual(clients_logged(hubs[hub], balancer), [])
         log = self.stop_smtplb(proc, "smtplb-more")
+        self.assertRegex(log, r"event=transparent_connect_failed listener=tcp_port2 backend=hub3 "
+                              r"client=10\.226\.1\.2:41300")
+        self.assertNotRegex(log, r"backend=hub3 from=\S+ to=down")
         self.assertNotRegex(log, r"backend=hub[16] from=\S+ to=down")
 
 

@@ -9,6 +9,7 @@ The privilege test drops CAP_NET_ADMIN with capsh and needs no namespace."""
 import os
 import re
 import shutil
+import signal
 import smtplib
 import socket
 import subprocess
@@ -266,10 +267,13 @@ class TransparentPrivilege(WorkdirTestCase):
         super().setUp()
         if shutil.which("capsh") is None:
             self.skipTest("capsh (package libcap2-bin) is not installed")
-        port = free_port()
+        self.port = free_port()
         self.config = os.path.join(self.workdir, "smtplb.toml")
-        text = configs.balancer(port, [("hub1", free_port())],
-                                listener_options={"client_identity": "transparent+xclient"})
+        self.write_config("transparent+xclient")
+
+    def write_config(self, identity):
+        text = configs.balancer(self.port, [("hub1", free_port())],
+                                listener_options={"client_identity": identity})
         with open(self.config, "w") as f:
             f.write(text.replace("@TRACKING@", os.path.join(self.workdir, "tracking.jsonl"))
                     .replace("@STATE@", self.workdir))
@@ -294,6 +298,29 @@ class TransparentPrivilege(WorkdirTestCase):
         self.assertEqual(with_cap.returncode, 0, with_cap.stderr)
         if os.geteuid() == 0:
             self.assertNotIn("CAP_NET_ADMIN", with_cap.stderr)
+
+
+    def test_a_reload_to_transparent_is_refused(self):
+        self.write_config("xclient")
+        err = os.path.join(self.workdir, "run.err")
+        command = f"exec {harness.SMTPLB} run --config {self.config}"
+        with open(err, "wb") as f:
+            proc = subprocess.Popen(["capsh", "--drop=cap_net_admin", "--", "-c", command],
+                                    stderr=f)
+        self.addCleanup(proc.kill)
+        harness.wait_for_port(self.port, proc=proc)
+        self.write_config("transparent")
+        proc.send_signal(signal.SIGHUP)
+        def log():
+            with open(err, errors="replace") as f:
+                return f.read()
+        wait_until(lambda: "event=reload_refused" in log(), what="the reload refused")
+        self.assertIn("needs CAP_NET_ADMIN", log())
+        # Still serving with the old configuration.
+        with smtplib.SMTP("127.0.0.1", self.port, timeout=10) as s:
+            self.assertEqual(s.noop()[0], 250)
+        proc.terminate()
+        self.assertEqual(proc.wait(timeout=30), 0, log())
 
 
 if __name__ == "__main__":

@@ -330,8 +330,8 @@ void reopen_logs(io::Balancer& balancer) {
 int serve(const std::string& path, Ending& ending) {
     auto result = config::load_file(path);
     // Without the privilege every transparent connection would fail: refuse now.
-    if (result.config && check_transparent_privilege(*result.config, result.lines,
-                                                     has_net_admin(), true, result.diagnostics))
+    if (result.config && check_transparent_privilege(*result.config, result.lines, has_net_admin(),
+                                                     true, result.diagnostics))
         result.config.reset();
     log_diagnostics(result.diagnostics, path);
     if (!result.config) {

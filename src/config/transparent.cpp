@@ -90,13 +90,14 @@ void check_transparent_families(const Config& c, const KeyLines& lines, Diagnost
                 d.error(
                     path, line,
                     "a transparent connection keeps the client's address family: no backend of " +
-                        where + " has a " + (v6_clients ? "IPv6" : "IPv4") + " address");
+                        where + " has an " + (v6_clients ? "IPv6" : "IPv4") + " address");
                 continue;
             }
             if (!unreachable.empty())
                 d.warning(path, line,
-                          "a transparent connection keeps the client's address family: " +
-                              unreachable + " in " + where + " never get its clients");
+                          "a transparent connection keeps the client's address family: the "
+                          "listener's clients never reach backend(s) " +
+                              unreachable + " of " + where);
             if (v4_clients && !v4_served)
                 d.warning(path, line,
                           std::string("IPv4 clients find no IPv4 backend in ") + where +

@@ -18,8 +18,9 @@ class ScriptedConnector final : public io::BackendConnector {
     std::map<std::uint16_t, int> attempts;
     std::vector<std::pair<std::uint16_t, io::ConnectFrom>> origins;
 
-    io::awaitable<std::pair<io::error_code, io::tcp::socket>> connect(
-        const base::HostPort& to, const io::ConnectFrom& from, io::Millis timeout) override {
+    io::awaitable<std::pair<io::error_code, io::tcp::socket>> connect(const base::HostPort& to,
+                                                                      const io::ConnectFrom& from,
+                                                                      io::Millis timeout) override {
         ++attempts[to.port];
         origins.emplace_back(to.port, from);
         if (refuse_ports.count(to.port)) {

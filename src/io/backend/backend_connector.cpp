@@ -1,8 +1,8 @@
 #include "io/backend/backend_connector.hpp"
 
 #include <netinet/in.h>
-#include <cerrno>
 #include <sys/socket.h>
+#include <cerrno>
 
 #include "io/runtime/deadline.hpp"
 

@@ -10,7 +10,6 @@ namespace smtplb::io {
 
 using Failure = core::OpenFailure;
 
-
 std::string TransactionExecutor::identity_key() const {
     return context_.identity_mode == config::IdentityMode::Xclient ? proto::identity_key(identity_)
                                                                    : std::string();
@@ -180,18 +179,18 @@ awaitable<std::unique_ptr<BackendConnection>> TransactionExecutor::connect(std::
                                                                            Opening& opening) {
     auto& pool = *tx_->pool();
     auto& failure = opening.failure;
-    // The backend's max_connections (io/connection_slots.hpp): no slot within
-    // the pool's connection_wait is smtplb's own limit, not the backend's fault.
-    auto slot = co_await context_.cache.reserve(pool, backend);
-    if (!slot) {
-        failure = {.kind = Failure::Kind::NoSlot, .stage = "connect", .reason = slot.failure()};
-        co_return nullptr;
-    }
     const auto& address = pool.backend(backend).config.address;
     if (context_.transparent && !config::transparent_reachable(identity_.address, address)) {
         failure = {.kind = Failure::Kind::Unreachable,
                    .stage = "connect",
                    .reason = "transparent: the client's address family is not the backend's"};
+        co_return nullptr;
+    }
+    // The backend's max_connections (io/connection_slots.hpp): no slot within
+    // the pool's connection_wait is smtplb's own limit, not the backend's fault.
+    auto slot = co_await context_.cache.reserve(pool, backend);
+    if (!slot) {
+        failure = {.kind = Failure::Kind::NoSlot, .stage = "connect", .reason = slot.failure()};
         co_return nullptr;
     }
     const ConnectFrom from = context_.transparent ? ConnectFrom::client(identity_.address)
@@ -207,9 +206,8 @@ awaitable<std::unique_ptr<BackendConnection>> TransactionExecutor::connect(std::
             failure.reason = "transparent bind: " + ec.message();
             if (context_.log)
                 context_.log("event=transparent_connect_failed pool=" + pool.name() +
-                             " backend=" + pool.backend(backend).config.name +
-                             " client=" + identity_.address.to_string() + " reason=\"" +
-                             ec.message() + "\"");
+                             " backend=" + pool.backend(backend).config.name + " client=" +
+                             identity_.address.to_string() + " reason=\"" + ec.message() + "\"");
         }
         co_return nullptr;
     }

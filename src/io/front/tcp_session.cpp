@@ -137,20 +137,20 @@ awaitable<bool> TcpSession::connect() {
             record_.attempts.push_back({state.config.name, "connect", slot.failure()});
             continue;
         }
-        const auto from =
-            config.transparent
-                ? ConnectFrom::client(identity_.address, config.transparent_port ? identity_.port : 0)
-                : ConnectFrom(config.source_address);
+        const auto from = config.transparent
+                              ? ConnectFrom::client(identity_.address,
+                                                    config.transparent_port ? identity_.port : 0)
+                              : ConnectFrom(config.source_address);
         auto [ec, socket] = co_await balancer_.connector().connect(state.config.address, from,
                                                                    pool_->config().connect_timeout);
         if (ec && config.transparent && transparent_local_failure(ec)) {
             // The client's address (and port) refused here: not the backend's fault.
             ++passed_over;
-            record_.attempts.push_back({state.config.name, "connect", "transparent: " + ec.message()});
-            balancer_.log("event=transparent_connect_failed listener=" + config.name +
-                          " backend=" + state.config.name + " client=" +
-                          identity_.address.to_string() + ":" + std::to_string(from.port) +
-                          " reason=\"" + ec.message() + "\"");
+            record_.attempts.push_back(
+                {state.config.name, "connect", "transparent: " + ec.message()});
+            balancer_.log("event=transparent_connect_failed listener=" + config.name + " backend=" +
+                          state.config.name + " client=" + identity_.address.to_string() + ":" +
+                          std::to_string(from.port) + " reason=\"" + ec.message() + "\"");
             continue;
         }
         if (ec) {
@@ -302,7 +302,7 @@ void TcpSession::finish(const char* result) {
     record_.pool = pool_ ? pool_->name() : "";
     record_.size = up_.bytes;
     record_.result = result;
-    record_.identity = config::to_string(listener_.config().client_identity);
+    record_.identity = config::identity_text(listener_.config());
     record_.reply = std::to_string(up_.bytes) + " bytes to the backend, " +
                     std::to_string(down_.bytes) + " back";
     record_.duration_ms = std::chrono::duration_cast<std::chrono::milliseconds>(

@@ -123,14 +123,15 @@ TEST(TransparentConfig, AddressFamiliesMustMeet) {
     EXPECT_TRUE(has_error(r, "listener[0].client_identity", "no backend of pool \"hubs\""));
     EXPECT_FALSE(r.config);
     r = load_string(config_text("client_identity = \"transparent\"", "[fd00::9]:25"), "t");
-    EXPECT_TRUE(has_error(r, "listener[0].client_identity", "has a IPv6 address"));
+    EXPECT_TRUE(has_error(r, "listener[0].client_identity", "has an IPv6 address"));
     // A mixed pool: the IPv6 backend never gets this listener's clients.
     r = load_string(
         config_text("client_identity = \"transparent\"", "10.0.0.9:25",
                     "[[pool.backend]]\nname = \"hub4\"\naddress = \"10.0.0.1:25\"\n" + kSix),
         "t");
     ASSERT_TRUE(r.config) << r.diagnostics.format("t");
-    EXPECT_TRUE(has_warning(r, "listener[0].client_identity", "hub6 in pool \"hubs\""));
+    EXPECT_TRUE(has_warning(r, "listener[0].client_identity",
+                            "never reach backend(s) hub6 of pool \"hubs\""));
     // Dual-stack: IPv6 clients find no IPv6 backend.
     r = load_string(config_text("client_identity = \"transparent\"", "[::]:25"), "t");
     ASSERT_TRUE(r.config) << r.diagnostics.format("t");

@@ -173,6 +173,8 @@ class Lab:
     def __init__(self, workdir, recipe="rule", backends=BACKEND_COUNT):
         if recipe not in ("rule", "nft", "iptables", None):
             raise ValueError(f"recipe must be 'rule', 'nft', 'iptables' or None, not {recipe!r}")
+        if not 1 <= backends <= 200:
+            raise ValueError(f"backends must be 1..200 (addresses .10 upwards), not {backends}")
         if recipe == "nft" and not nft_available():
             raise RuntimeError("recipe 'nft' needs nft (package nftables)")
         if recipe == "iptables" and not iptables_available():

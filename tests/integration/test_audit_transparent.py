@@ -16,7 +16,7 @@ from test_netns_lab import Listener, transparent_connect
 HANGS = "transparent connections to these backends will hang"
 
 
-@unittest.skipUnless(*lab_available()[:1], lab_available()[1] or "lab available")
+@unittest.skipUnless(lab_available()[0], lab_available()[1])
 @unittest.skipUnless(postfix_available(), "postfix is not installed (or not root)")
 class AuditTransparent(WorkdirTestCase):
     def setUp(self):

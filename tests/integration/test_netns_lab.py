@@ -68,7 +68,7 @@ def transparent_connect(lab, source, target, timeout=3.0):
         s.close()
 
 
-@unittest.skipUnless(*lab_available()[:1], lab_available()[1] or "lab available")
+@unittest.skipUnless(lab_available()[0], lab_available()[1])
 class NetnsLab(WorkdirTestCase):
     def check_transparent(self, lab):
         for source, target in ((lab.client_addr, lab.backend_addrs[1]),

@@ -87,6 +87,30 @@ class HeloToBackend(WorkdirTestCase):
                 self.assertEqual(lb.log_lines("misconfigured"), [])
                 self.assertEqual(self.backend_health(lb), {"helos": "up"})
 
+    def test_a_helo_refused_at_the_greeting_is_the_clients_answer(self):
+        # smtpd_delay_reject = no: Postfix refuses the EHLO itself; smtplb
+        # greets with that name only when the client has sent MAIL, so the
+        # refusal is the answer to the client's RCPT (docs/identity.md).
+        access = f"{self.workdir}/helo_access"
+        eager = Postfix(self.workdir, "eager", extra_main=(
+            "smtpd_delay_reject = no\n"
+            f"smtpd_helo_restrictions = check_helo_access texthash:{access}\n"))
+        eager.start()
+        self.addCleanup(eager.stop)
+        port = free_port()
+        lb = Smtplb(self.workdir, configs.balancer(
+            port, [("eager", eager.port)], pool_options={"helo_to_backend": "client"},
+            listener_options={"client_identity": "none"},
+            server_options={"admin": "127.0.0.1:0"}), name="smtplb-eager")
+        lb.start(port)
+        self.addCleanup(lb.stop)
+        code, enhanced, text = rcpt_reply(port, "127.0.0.32", BLOCKED)
+        self.assertEqual((code[0], enhanced), ("5", "5.7.1"), (code, enhanced, text))
+        self.assertIn("Helo command rejected: helo blocked by test", text)
+        self.assertEqual(rcpt_reply(port, "127.0.0.33", "fine.example")[0], "250")
+        self.assertEqual(lb.log_lines("misconfigured"), [])
+        self.assertEqual(self.backend_health(lb), {"eager": "up"})
+
     def test_by_default_the_backend_judges_smtplbs_own_name(self):
         _, port = self.balancer(1)
         self.assertEqual(rcpt_reply(port, "127.0.0.30", BLOCKED)[0], "250")

@@ -20,6 +20,9 @@ enum class IdentityMode { Xclient, ProxyV1, ProxyV2, None };
 enum class Algorithm { RoundRobin, LeastConnections, LeastPending, SourceHash, RandomTwo };
 enum class Persistence { None, SourceIp };
 enum class OnUnavailable { Tempfail, Spool };
+// The name smtplb greets a backend with where no XCLIENT carries the
+// client's HELO: its own hostname, or the client's HELO/EHLO argument.
+enum class HeloToBackend { Smtplb, Client };
 // Listener side: STARTTLS offered, implicit TLS (SMTPS, port 465), or
 // STARTTLS that must come before MAIL.
 enum class ServerTlsMode { None, Starttls, Implicit, Required };
@@ -269,6 +272,10 @@ struct Pool {
     // The longest XCLIENT command sent, CRLF included (Postfix reads lines
     // up to its line_length_limit, 2048 by default).
     std::uint32_t xclient_line_limit = 2048;
+    // Backends reached without XCLIENT: greeted with the client's own HELO
+    // name (Client), for filters that read it; such a connection is reused
+    // only for clients that said the same name.
+    HeloToBackend helo_to_backend = HeloToBackend::Smtplb;
     BackendTls tls;
 };
 
@@ -321,6 +328,7 @@ std::string identity_text(const Listener& l);
 const char* to_string(Algorithm v);
 const char* to_string(Persistence v);
 const char* to_string(OnUnavailable v);
+const char* to_string(HeloToBackend v);
 const char* to_string(ServerTlsMode v);
 const char* to_string(BackendTlsMode v);
 const char* to_string(TlsVersion v);

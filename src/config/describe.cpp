@@ -136,6 +136,7 @@ std::string describe(const Config& c) {
           << "max_connection_age = " << ms(p.max_connection_age) << "\n"
           << "max_messages_per_connection = " << p.max_messages_per_connection << "\n"
           << "xclient_line_limit = " << p.xclient_line_limit << "\n"
+          << "helo_to_backend = " << quoted(to_string(p.helo_to_backend)) << "\n"
           << "health = { enabled = " << (p.health.enabled ? "true" : "false")
           << ", depth = " << quoted(to_string(p.health.depth))
           << ", interval = " << ms(p.health.interval)

@@ -400,6 +400,8 @@ void read_pool(TableReader& r, Pool& p) {
     r.duration("max_connection_age", p.max_connection_age, 1s, 24h);
     r.integer("max_messages_per_connection", p.max_messages_per_connection, 1, 1000000);
     r.integer("xclient_line_limit", p.xclient_line_limit, 512, 65536);
+    r.choice("helo_to_backend", p.helo_to_backend,
+             {{"smtplb", HeloToBackend::Smtplb}, {"client", HeloToBackend::Client}});
     auto backends = r.tables("backend");
     if (backends.empty())
         d.error(r.key_path("backend"), r.line_of("backend"),

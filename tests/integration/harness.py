@@ -125,6 +125,20 @@ class Smtplb:
                                     timeout=10) as r:
             return json.load(r)
 
+    def wait_for_capabilities(self, timeout=30):
+        """Waits until the probes have read every backend's EHLO, in every
+        pool: a pool offers what its backends offer (issue 25)."""
+        def known():
+            for pool in self.status()["pools"]:
+                caps = pool.get("capabilities")
+                if caps is None:  # a build without them: every backend probed
+                    if not all("last_probe" in b for b in pool["backends"]):
+                        return False
+                elif caps["known"] != caps["backends"]:
+                    return False
+            return True
+        wait_until(known, timeout=timeout, what="the probes' EHLO capabilities")
+
     def health_changes(self, backend):
         """The daemon's log lines for every change of `backend`'s health state."""
         return self.log_lines(f" backend={backend} from=")

@@ -86,7 +86,15 @@ class BackendConnection {
     // this identity key: any client until an XCLIENT bound it to one (the
     // backend stopped offering XCLIENT after it, as Postfix does when the
     // client it now speaks for is not itself authorised).
-    bool serves(const std::string& key) const { return !bound_ || presented_key_ == key; }
+    // A connection greeted with a client's own HELO (greeted_as()) serves
+    // only clients with that HELO key, and one greeted with smtplb's own
+    // name no client with a HELO key.
+    bool serves(const std::string& key) const {
+        if (bound_) return presented_key_ == key;
+        return greeting_key_ == (proto::is_helo_key(key) ? key : std::string());
+    }
+    // The handshake greeted with a client's own HELO (proto::helo_key).
+    void greeted_as(const std::string& helo_key) { presented_key_ = greeting_key_ = helo_key; }
     // Bound to one client by an XCLIENT (see serves()).
     bool bound() const { return bound_; }
     // The identity key the backend judges this connection's mail by ("":
@@ -160,6 +168,7 @@ class BackendConnection {
     std::optional<proto::Reply> refusal_;
     bool helo_refused_ = false;
     std::string presented_key_;
+    std::string greeting_key_;  // "": greeted with smtplb's own name
     bool bound_ = false;
     std::uint32_t xclients_sent_ = 0;
     std::vector<std::string> omitted_;

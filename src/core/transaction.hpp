@@ -33,10 +33,11 @@ struct OpenFailure {
         IdentityBroken,   // the connection broke during XCLIENT
         Unauthorised,     // 550 / 5.7.x to the first XCLIENT: this balancer is not authorised
         IdentityRefused,  // XCLIENT refused for this client, or for a reused connection's last
-        NoSlot,  // the backend's max_connections stayed reached: smtplb's cap, not its fault
+        NoSlot,         // the backend's max_connections stayed reached: smtplb's cap, not its fault
+        Misconfigured,  // smtplb's AUTH refused or impossible (pool.backend.auth): its fault
     };
     Kind kind = Kind::Connect;
-    std::string stage;  // for the tracking log: connect, greeting, helo, xclient
+    std::string stage;  // for the tracking log: connect, greeting, helo, xclient, auth
     std::string reason;
     std::optional<proto::Reply> refusal;
     bool reused = false;

@@ -118,6 +118,15 @@ void Transaction::open_failed(const OpenFailure& f) {
                    "XCLIENT refused: the backend does not authorise this balancer",
                    f.refusal ? &*f.refusal : nullptr);
             break;
+        case K::Misconfigured:
+            // smtplb's own account on it (AUTH): every transaction would
+            // fail the same way, and never for the client's sake.
+            count_attempt();
+            record(f.stage.c_str(), f.reason);
+            ++counters.failed;
+            report(backend_, LiveOutcome::Misconfigured, f.reason,
+                   f.refusal ? &*f.refusal : nullptr);
+            break;
         case K::IdentityRefused:
             // About this client, or about the client a reused connection
             // spoke for before (Postfix refuses a second XCLIENT from a

@@ -192,14 +192,18 @@ awaitable<BackendConnection::Identity> BackendConnection::present(const proto::C
     const auto& caps = protocol_.capabilities();
     if (!caps.xclient || !caps.xclient_attributes.count("ADDR")) co_return Identity::NotOffered;
     const bool first = xclients_sent_ == 0;
-    auto command =
-        proto::xclient_command(id, caps.xclient_attributes, pool_.config().xclient_line_limit);
+    auto attributes = caps.xclient_attributes;
+    // With pool.backend.auth the backend's login is smtplb's account: a
+    // client's LOGIN= would replace it (docs/tls.md, AUTH towards smarthosts).
+    if (pool_.backend(backend_).config.auth) attributes.erase("LOGIN");
+    auto command = proto::xclient_command(id, attributes, pool_.config().xclient_line_limit);
     protocol_.send(Step::Xclient, command.line);
     ++xclients_sent_;
     // From here on the backend may speak for the client whatever happens:
     // this connection serves nobody else until an EHLO says otherwise.
     presented_key_ = key;
     bound_ = true;
+    authenticated_ = false;  // Postfix ends the SASL session with XCLIENT
     omitted_ = std::move(command.omitted);
     auto reply = co_await next(timeout);
     if (!reply) co_return Identity::Broken;

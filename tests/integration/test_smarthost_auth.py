@@ -11,12 +11,13 @@ import os
 import re
 import signal
 import smtplib
+import ssl
 import subprocess
 
 import configs
 import harness
 from harness import (Dovecot, Smtplb, WorkdirTestCase, free_port, main, make_ca,
-                     postfix_available, start_sasl_postfix, wait_until)
+                     make_certificate, postfix_available, start_sasl_postfix, wait_until)
 
 USER = "relay@example.net"
 PASSWORD = "s3cret pass word"
@@ -29,7 +30,7 @@ class SmarthostAuthTest(WorkdirTestCase):
         super().setUp()
         self.assertTrue(postfix_available(), "postfix must be installed (scripts/bootstrap.sh test)")
         self.ca = make_ca(self.workdir)
-        self.dovecot = Dovecot(self.workdir, {USER: PASSWORD})
+        self.dovecot = Dovecot(self.workdir, {USER: PASSWORD, "alice": "correct horse"})
         self.dovecot.start()
         self.addCleanup(self.dovecot.stop)
 
@@ -44,11 +45,12 @@ class SmarthostAuthTest(WorkdirTestCase):
         os.chmod(path, 0o600)
         return path
 
-    def balancer_config(self, port, backends, tls="required", health=None):
+    def balancer_config(self, port, backends, tls="required", health=None, listener=None):
         """backends: (name, port, auth table) for each."""
         pool = {"tls": {"mode": tls, "ca_file": self.ca[0]} if tls != "none" else {"mode": "none"},
                 "health": health or {"enabled": False}}
-        listener = {"role": "relay", "accepted_domains": [], "trusted_networks": ["127.0.0.0/8"]}
+        listener = listener or {"role": "relay", "accepted_domains": [],
+                                "trusted_networks": ["127.0.0.0/8"]}
         return configs.balancer(
             port, [(n, p, {"tls_name": f"{n}.test", "auth": auth}) for n, p, auth in backends],
             listener_options=listener, pool_options=pool,
@@ -63,15 +65,27 @@ class SmarthostAuthTest(WorkdirTestCase):
 
     def send(self, port, n=0):
         """One message from 127.0.0.2 to a domain no backend is final for:
-        relaying, which the smarthosts allow only to an authenticated client."""
+        relaying, which the smarthosts allow only to an authenticated client.
+        Each n greets with its own name: another client to the backend."""
         with smtplib.SMTP("127.0.0.1", port, timeout=60, source_address=("127.0.0.2", 0)) as s:
-            s.ehlo("app.example")
+            s.ehlo(f"app{n}.example")
             s.mail(f"app{n}@example.net")
             code, text = s.rcpt("someone@example.org")
             if code != 250:
                 return code, text
             code, text = s.data(f"Subject: {n}\r\n\r\nbody {n}\r\n".encode())
             return code, text
+
+    def send_many(self, port, count):
+        """`count` messages in one client session; the last reply."""
+        with smtplib.SMTP("127.0.0.1", port, timeout=60, source_address=("127.0.0.2", 0)) as s:
+            s.ehlo("app.example")
+            for n in range(count):
+                s.sendmail(f"app{n}@example.net", ["someone@example.org"],
+                           f"Subject: {n}\r\n\r\nbody {n}\r\n".encode())
+
+    def disconnects(self, pf):
+        return [line for line in pf.log_lines() if "disconnect from" in line and "auth=" in line]
 
     def client_lines(self, pf):
         return [line for line in pf.log_lines() if re.search(r"smtpd\[\d+\]: \w+: client=", line)]
@@ -102,13 +116,67 @@ class SmarthostAuthTest(WorkdirTestCase):
         for n in range(4):
             code, text = self.send(port, n)
             self.assertEqual(code, 250, text)
+        # One session's messages reuse its backend connections: one AUTH each.
+        self.send_many(port, 4)
         for pf, method in ((plain, "PLAIN"), (login, "LOGIN")):
-            wait_until(lambda: len(self.client_lines(pf)) >= 2, what=f"{method} deliveries")
+            wait_until(lambda: len(self.client_lines(pf)) >= 4, what=f"{method} deliveries")
             for line in self.client_lines(pf):
                 # The client's own address (XCLIENT) and smtplb's account (AUTH).
                 self.assertIn("[127.0.0.2]", line)
                 self.assertIn(f"sasl_method={method}, sasl_username={USER}", line)
+            wait_until(lambda: any(" auth=1 mail=2 " in d for d in self.disconnects(pf)),
+                       what=f"one {method} connection carrying two messages")
         self.assert_no_secret(lb)
+
+    def test_connections_shared_by_clients_authenticate_after_each_xclient(self):
+        # Postfix authorises XCLIENT for the clients too: it goes on offering
+        # XCLIENT after one, so a connection carries several clients' mail,
+        # each after its own XCLIENT, which ends the SASL session.
+        shared = self.smarthost("shared")
+        with open(os.path.join(shared.conf, "main.cf"), "a") as f:
+            f.write("smtpd_authorized_xclient_hosts = 127.0.0.0/8\n")
+        shared.reload()
+        secret = self.password_file("password", PASSWORD)
+        lb, port = self.start_lb([
+            ("shared", shared.port, {"username": USER, "password_file": secret})])
+        for n in range(3):
+            code, text = self.send(port, n)
+            self.assertEqual(code, 250, text)
+        wait_until(lambda: len(self.client_lines(shared)) >= 3, what="the deliveries")
+        for line in self.client_lines(shared):
+            self.assertIn(f"sasl_username={USER}", line)
+        lb.stop()
+        wait_until(lambda: self.disconnects(shared), what="the connections' ends")
+        # Two clients' XCLIENTs on one connection, each followed by a
+        # successful AUTH (Postfix counts a refused one as auth=1/2).
+        def xclients_each_with_auth(line):
+            m = re.search(r" xclient=0/(\d+) .* auth=(\d+) ", line)
+            return m and int(m.group(1)) >= 2 and m.group(2) == m.group(1)
+        self.assertTrue(any(xclients_each_with_auth(d) for d in self.disconnects(shared)),
+                        self.disconnects(shared))
+
+    def test_a_submission_clients_login_is_not_sent_as_xclient_login(self):
+        # The client logs in to smtplb as alice; the smarthost must see
+        # smtplb's account. XCLIENT LOGIN=alice would make Postfix take alice
+        # as authenticated and answer smtplb's AUTH with 503.
+        smarthost = self.smarthost("smarthost")
+        secret = self.password_file("password", PASSWORD)
+        cert = make_certificate(self.workdir, self.ca, "lb", dns=("lb.test",))
+        listener = {"role": "submission", "accepted_domains": [],
+                    "tls": {"mode": "starttls", "cert": cert[0], "key": cert[1]},
+                    "auth": {"verifier": "dovecot", "dovecot_socket": self.dovecot.socket}}
+        lb, port = self.start_lb([("smarthost", smarthost.port,
+                                   {"username": USER, "password_file": secret})],
+                                 listener=listener)
+        with smtplib.SMTP("127.0.0.1", port, timeout=60, source_address=("127.0.0.2", 0)) as s:
+            s.starttls(context=ssl.create_default_context(cafile=self.ca[0]))
+            s.ehlo("laptop.example")
+            s.login("alice", "correct horse")
+            s.sendmail("alice@example.net", ["someone@example.org"], b"Subject: a\r\n\r\nb\r\n")
+        wait_until(lambda: self.client_lines(smarthost), what="the delivery")
+        line = self.client_lines(smarthost)[0]
+        self.assertIn(f"sasl_username={USER}", line)
+        self.assertNotIn("alice", line)
 
     def test_wrong_password_is_misconfigured_and_clients_see_no_5xx(self):
         good, bad = self.smarthost("good"), self.smarthost("bad")

@@ -232,6 +232,18 @@ class SmarthostAuthTest(WorkdirTestCase):
                            text=True, timeout=60)
         self.assertNotEqual(r.returncode, 0)
         self.assertIn("allow_plaintext = true", r.stdout + r.stderr)
+        # A password file every local user may read: a warning from check.
+        os.chmod(secret, 0o644)
+        with open(config, "w") as f:
+            f.write(self.balancer_config(free_port(), [("lab", 2525, auth)])
+                    .replace("@TRACKING@", "-").replace("@STATE@", self.workdir))
+        r = subprocess.run([harness.SMTPLB, "check", "--config", config], capture_output=True,
+                           text=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn("pool[0].backend[0].auth.password_file", r.stdout + r.stderr)
+        self.assertIn("readable by every local user", r.stdout + r.stderr)
+        self.assertNotIn(PASSWORD, r.stdout + r.stderr)
+        os.chmod(secret, 0o600)
         lab = self.smarthost("lab", tls=False)
         lb, port = self.start_lb([("lab", lab.port, dict(auth, allow_plaintext=True))], tls="none")
         code, text = self.send(port)

@@ -118,8 +118,14 @@ class SmarthostAuthTest(WorkdirTestCase):
             self.assertEqual(code, 250, text)
         # One session's messages reuse its backend connections: one AUTH each.
         self.send_many(port, 4)
+        # A client that says HELO: smtplb still greets with EHLO to AUTH.
+        for n in range(2):
+            with smtplib.SMTP("127.0.0.1", port, timeout=60,
+                              source_address=("127.0.0.2", 0)) as s:
+                s.helo(f"old{n}.example")
+                s.sendmail("old@example.net", ["someone@example.org"], b"Subject: x\r\n\r\ny\r\n")
         for pf, method in ((plain, "PLAIN"), (login, "LOGIN")):
-            wait_until(lambda: len(self.client_lines(pf)) >= 4, what=f"{method} deliveries")
+            wait_until(lambda: len(self.client_lines(pf)) >= 5, what=f"{method} deliveries")
             for line in self.client_lines(pf):
                 # The client's own address (XCLIENT) and smtplb's account (AUTH).
                 self.assertIn("[127.0.0.2]", line)

@@ -1,7 +1,6 @@
 #include "config/backend_auth.hpp"
 
 #include <fstream>
-#include <iterator>
 
 namespace smtplb::config {
 

@@ -91,7 +91,9 @@ void Transaction::open_failed(const OpenFailure& f) {
                                                                : LiveOutcome::Failed;
             report(backend_, outcome, "live " + f.stage + ": " + f.reason,
                    f.refusal ? &*f.refusal : nullptr);
-            if (f.refusal) deferred_by(*f.refusal);
+            // A 4xx to smtplb's own AUTH ("454 4.7.0 Temporary authentication
+            // failure") is not the client's to hear: it did not authenticate.
+            if (f.refusal && f.stage != "auth") deferred_by(*f.refusal);
             break;
         }
         case K::HeloRefused:

@@ -49,7 +49,9 @@ bool has(const LoadResult& r, Diagnostic::Severity severity, const std::string& 
     return false;
 }
 
-LoadResult load_text(const std::string& text) { return load_string(text, "test"); }
+LoadResult load_text(const std::string& text) {
+    return load_string(text, "test");
+}
 
 const auto kError = Diagnostic::Severity::Error;
 const auto kWarning = Diagnostic::Severity::Warning;
@@ -86,7 +88,7 @@ TEST(BackendAuth, MechanismIsPlainOrLogin) {
               smtplb::proto::AuthMechanism::Login);
     EXPECT_EQ(r.config->pools[0].backends[0].auth->credentials.password, "pw");
     auto bad = load_text(with_auth("{ username = \"u\", password_file = \"" + file +
-                                     "\", mechanism = \"cram-md5\" }"));
+                                   "\", mechanism = \"cram-md5\" }"));
     EXPECT_TRUE(has(bad, kError, kAuthPath + ".mechanism", "must be one of auto | plain | login"));
 }
 
@@ -117,7 +119,7 @@ TEST(BackendAuth, UsernameAndPasswordFileAreRequiredAndAPasswordKeyIsRefused) {
     EXPECT_EQ(r.diagnostics.format("t").find("s3cret"), std::string::npos);
     auto file = file_with("smtplb-auth-user", "pw\n");
     auto long_user = load_text(with_auth("{ username = \"" + std::string(256, 'u') +
-                                           "\", password_file = \"" + file + "\" }"));
+                                         "\", password_file = \"" + file + "\" }"));
     EXPECT_TRUE(has(long_user, kError, kAuthPath + ".username", "at most 255"));
 }
 

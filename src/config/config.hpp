@@ -9,6 +9,7 @@
 #include "base/network.hpp"
 #include "proto/data_decoder.hpp"
 #include "proto/probe.hpp"
+#include "proto/smarthost_auth.hpp"
 
 namespace smtplb::config {
 
@@ -207,6 +208,16 @@ struct Health {
     std::string rcpt_to;  // required for depth "rcpt"
 };
 
+// smtplb's own account on a backend (a provider's smarthost): AUTH after
+// EHLO on every connection to it, health probes included. Never the
+// client's login: that one goes as XCLIENT LOGIN= to backends without auth.
+struct BackendAuth {
+    proto::AuthCredentials credentials;  // the password read from password_file
+    std::string password_file;
+    // AUTH without TLS towards the backend (a lab on loopback).
+    bool allow_plaintext = false;
+};
+
 struct Backend {
     std::string name;
     base::HostPort address;
@@ -217,6 +228,7 @@ struct Backend {
     // or the smtpd line's maxproc in master.cf). Probes are not counted.
     std::uint32_t max_connections = 0;
     std::string tls_name;  // the name its certificate must carry; "" = the pool's verify_name
+    std::optional<BackendAuth> auth;  // pool.backend.auth
 };
 
 struct Pool {

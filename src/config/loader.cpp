@@ -6,6 +6,7 @@
 
 #include "base/text.hpp"
 #include "config/admin_keys.hpp"
+#include "config/backend_auth.hpp"
 #include "config/bind_conflicts.hpp"
 #include "config/route_pattern.hpp"
 #include "config/table_reader.hpp"
@@ -411,6 +412,7 @@ void read_pool(TableReader& r, Pool& p) {
         Backend b;
         TableReader br(*backends[i], r.key_path("backend") + "[" + std::to_string(i) + "]", d);
         read_backend(br, b);
+        read_backend_auth(br, p, b);
         if (!b.name.empty() && !names.insert(b.name).second)
             d.error(br.path() + ".name", br.line_of("name"),
                     "duplicate backend name \"" + b.name + "\"");
@@ -468,6 +470,12 @@ void cross_check(Config& c, const KeyLines& lines, Diagnostics& d) {
             d.error(path + ".auth.verifier", l.pool_line,
                     "verifier \"backend\" sends passwords to pool \"" + l.pool +
                         "\"'s backends: that pool needs tls (opportunistic or better)");
+        if (pool && l.mode == ListenerMode::Tcp)
+            for (const auto& b : pool->backends)
+                if (b.auth)  // bytes pass through: smtplb says nothing of its own
+                    d.warning(path + ".mode", l.pool_line,
+                              "a \"tcp\" listener's connections to backend \"" + b.name +
+                                  "\" carry no AUTH: its auth is used by smtp listeners only");
     }
     for (std::size_t i = 0; i < c.routes.size(); ++i)
         if (!c.routes[i].pool.empty() && !pools.count(c.routes[i].pool))

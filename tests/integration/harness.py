@@ -197,6 +197,33 @@ def make_certificate(workdir, ca, name, dns=("localhost",), ips=("127.0.0.1",), 
     return cert, key
 
 
+def start_sasl_postfix(test, ca, dovecot, name, sasl=True, tls=True, extra_main=""):
+    """A started Postfix (stopped at the test's cleanup) named NAME, with
+    STARTTLS under a certificate from `ca` for NAME.test (when `tls`) and,
+    with `sasl`, AUTH checked by `dovecot` (a started Dovecot), offered only
+    inside TLS when there is TLS. The set-up shared by the tests whose
+    backend authenticates (submission, AUTH=, smarthosts)."""
+    extra = ""
+    if tls:
+        cert = make_certificate(test.workdir, ca, name, dns=(f"{name}.test",))
+        extra += f"""\
+smtpd_tls_security_level = may
+smtpd_tls_cert_file = {cert[0]}
+smtpd_tls_key_file = {cert[1]}
+"""
+    if sasl:
+        extra += f"""\
+smtpd_tls_auth_only = {"yes" if tls else "no"}
+smtpd_sasl_auth_enable = yes
+smtpd_sasl_type = dovecot
+smtpd_sasl_path = {dovecot.socket}
+"""
+    pf = Postfix(test.workdir, name, extra_main=extra + extra_main)
+    pf.start()
+    test.addCleanup(pf.stop)
+    return pf
+
+
 class RawBackend:
     """A TCP server on loopback: `serve(conn)` runs on a thread of its own
     for every connection; connections are kept until stop()."""

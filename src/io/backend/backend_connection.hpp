@@ -102,6 +102,17 @@ class BackendConnection {
     const std::string& presented_key() const { return presented_key_; }
     // Attributes the last XCLIENT left out to fit the backend's line.
     const std::vector<std::string>& omitted() const { return omitted_; }
+    enum class Auth {
+        Ready,          // authenticated, or the backend has no pool.backend.auth
+        Misconfigured,  // AUTH refused, not offered, or no TLS for it (failure())
+        Deferred,       // a 4xx to AUTH: this connection only (refusal())
+        Broken,         // the connection broke or timed out (failure())
+    };
+    // smtplb's own AUTH on a backend with pool.backend.auth (backend_auth.cpp):
+    // after the EHLO, and again after an XCLIENT (which ends the backend's
+    // SASL session). Nothing is sent when the connection is authenticated.
+    awaitable<Auth> authenticate(Millis timeout);
+
     // Past the pool's max_connection_age or max_messages_per_connection:
     // to be closed with QUIT rather than reused.
     bool worn_out() const;
@@ -171,6 +182,8 @@ class BackendConnection {
     std::string greeting_key_;  // "": greeted with smtplb's own name
     bool bound_ = false;
     std::uint32_t xclients_sent_ = 0;
+    bool authenticated_ = false;       // AUTH holds on this connection now
+    bool ever_authenticated_ = false;  // AUTH succeeded once (before an XCLIENT)
     std::vector<std::string> omitted_;
     std::uint32_t transactions_ = 0;
     const std::chrono::steady_clock::time_point opened_at_ = std::chrono::steady_clock::now();

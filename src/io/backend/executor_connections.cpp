@@ -82,6 +82,7 @@ awaitable<void> TransactionExecutor::open(std::size_t backend, bool fresh) {
     if (!opening.conn) opening = co_await acquire(backend, fresh);
     if (opening.conn) {
         auto failure = co_await present_identity(opening.conn, backend);
+        if (!failure) failure = co_await authenticate(*opening.conn);
         if (failure) {
             opening.failure = std::move(*failure);
             opening.conn.reset();
@@ -147,6 +148,23 @@ awaitable<std::optional<Failure>> TransactionExecutor::present_identity(
             context_.cache.retire(std::move(conn));
             break;
     }
+    co_return failure;
+}
+
+awaitable<std::optional<Failure>> TransactionExecutor::authenticate(BackendConnection& conn) {
+    using Auth = BackendConnection::Auth;
+    auto outcome = co_await conn.authenticate(reply_timeout());
+    if (outcome == Auth::Ready) co_return std::nullopt;
+    // A 4xx is this connection's (Greeting with the refusal: back pressure);
+    // a broken one is the backend's (down); a refusal is smtplb's own
+    // account: misconfigured, and never the client's answer.
+    Failure failure{
+        .kind =
+            outcome == Auth::Misconfigured ? Failure::Kind::Misconfigured : Failure::Kind::Greeting,
+        .stage = "auth",
+        .reason = conn.failure(),
+        .refusal = outcome == Auth::Broken ? std::optional<proto::Reply>() : conn.refusal(),
+        .reused = conn.reused};
     co_return failure;
 }
 

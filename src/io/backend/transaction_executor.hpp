@@ -172,6 +172,9 @@ class TransactionExecutor {
     // (conn is then gone).
     awaitable<std::optional<core::OpenFailure>> present_identity(
         std::unique_ptr<BackendConnection>& conn, std::size_t backend);
+    // smtplb's own AUTH on a backend with pool.backend.auth, once the
+    // connection speaks for the client (an XCLIENT ends the SASL session).
+    awaitable<std::optional<core::OpenFailure>> authenticate(BackendConnection& conn);
     void keep(std::unique_ptr<BackendConnection> conn);
     // The identity key connections must serve for this client: XCLIENT's,
     // the HELO key where the pool greets with the client's HELO, else "".

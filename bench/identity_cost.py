@@ -55,11 +55,14 @@ def client(port, index, messages, reuse, failures):
             session(1)
 
 
-def measure(binary, sinks, clients, messages, reuse):
+def measure(binary, sinks, clients, messages, reuse, **smtplb_options):
+    """One run; `smtplb_options` go to peers.start_smtplb (by default the
+    source address the strict sinks authorise)."""
+    smtplb_options.setdefault("source_address", STRICT_BALANCER_ADDRESS)
     workdir = tempfile.mkdtemp(prefix="idcost-")
     try:
         port, proc = start_smtplb(binary, workdir, [p for p, _ in sinks], "smtp",
-                                  source_address=STRICT_BALANCER_ADDRESS)
+                                  **smtplb_options)
         try:
             cpu0, start = cpu_seconds(proc.pid), time.monotonic()
             failures = []
@@ -92,31 +95,50 @@ def main():
     configs = [c.partition("=")[::2] for c in args.configs.split(",")]
     clients = max(1, min(args.clients, 250))
     sinks = start_sinks(strict_smtplb=args.sink_smtplb or configs[-1][1])
-    results = {}
+    binaries = dict(configs)
     try:
-        for run in range(args.runs):
-            for workload in args.workloads.split(","):
-                for name, binary in configs:
-                    r = measure(binary, sinks, clients, args.messages, workload == "reused")
-                    results.setdefault((workload, name), []).append(r)
-                    print(f"run {run + 1} {workload:8} {name:8} {r['rate']:8.0f} msg/s "
-                          f"{r['cpu_us']:7.0f} us/msg  failed {r['failed']}", flush=True)
+        results = run_interleaved(
+            args.runs, args.workloads.split(","), list(binaries),
+            lambda name, workload: measure(binaries[name], sinks, clients, args.messages,
+                                           workload == "reused"))
     finally:
         for _, p in sinks:
             p.stop()
     print(f"\n{clients} clients x {args.messages} messages, {args.runs} interleaved runs; "
           "medians; ratios to the first configuration")
-    print(f"{'workload':10} {'build':8} {'msg/s':>8} {'ratio':>6} {'CPU us/msg':>11} {'ratio':>6} "
+    print_medians(results, args.workloads.split(","), [name for name, _ in configs])
+
+
+def run_interleaved(runs, workloads, names, one):
+    """{(workload, name): [one(name, workload) for each run]}, the runs
+    interleaved so that a change in the machine's load touches every name."""
+    results = {}
+    for run in range(runs):
+        for workload in workloads:
+            for name in names:
+                r = one(name, workload)
+                results.setdefault((workload, name), []).append(r)
+                print(f"run {run + 1} {workload:8} {name:8} {r['rate']:8.0f} msg/s "
+                      f"{r['cpu_us']:7.0f} us/msg  failed {r['failed']}", flush=True)
+    return results
+
+
+def print_medians(results, workloads, names, column="build"):
+    """The table of medians: results[(workload, name)] is a list of measure()s;
+    ratios are to the first name."""
+    print(f"{'workload':10} {column:8} {'msg/s':>8} {'ratio':>6} {'CPU us/msg':>11} {'ratio':>6} "
           f"{'failed':>7}")
-    for workload in args.workloads.split(","):
+    for workload in workloads:
         base = None
-        for name, _ in configs:
+        for name in names:
             runs = results[(workload, name)]
             rate = statistics.median(r["rate"] for r in runs)
             cpu = statistics.median(r["cpu_us"] for r in runs)
             base = base or (rate, cpu)
+            # A run too short for the CPU clock's ticks measures 0: no ratio.
+            cpu_ratio = cpu / base[1] if base[1] else float("nan")
             print(f"{workload:10} {name:8} {rate:8.0f} {rate / base[0]:6.2f} {cpu:11.0f} "
-                  f"{cpu / base[1]:6.2f} {sum(r['failed'] for r in runs):7}")
+                  f"{cpu_ratio:6.2f} {sum(r['failed'] for r in runs):7}")
 
 
 if __name__ == "__main__":

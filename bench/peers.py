@@ -285,12 +285,15 @@ _KNOWN_KEYS = {}
 
 
 def start_smtplb(smtplb, workdir, sink_ports, mode="smtp", listener_extra="", spool=False,
-                 threads=None, busy_poll_us=None, source_address=None, tracking_log=None):
+                 threads=None, busy_poll_us=None, source_address=None, tracking_log=None,
+                 client_identity=None, pool_extra=""):
     """smtplb in front of the sinks; `listener_extra`: more [[listener]] lines.
     With `spool`, every backend is down and the pool spools what it accepts.
     `threads`, `busy_poll_us`: those [server] keys (the daemon's defaults
     when None). `source_address`: the listener's address towards backends.
-    `tracking_log`: that key ("" turns the log off); a file in `workdir` when None."""
+    `tracking_log`: that key ("" turns the log off); a file in `workdir` when None.
+    `client_identity`: the listener's (default: xclient in smtp mode, none in
+    tcp mode); `pool_extra`: more [[pool]] lines."""
     port = free_port()
     if source_address:
         listener_extra = f'source_address = "{source_address}"\n' + listener_extra
@@ -303,9 +306,10 @@ def start_smtplb(smtplb, workdir, sink_ports, mode="smtp", listener_extra="", sp
         sink_ports = [free_port() for _ in sink_ports]  # nothing listens there
     backends = "\n".join(f'[[pool.backend]]\nname = "s{i}"\naddress = "127.0.0.1:{p}"\n'
                          for i, p in enumerate(sink_ports))
-    pool_extra = ('on_unavailable = "spool"\nconnect_timeout = "1s"\n'
-                  'health = { interval = "1s", down_interval = "500ms", rise = 1, fall = 1 }\n'
-                  if spool else "")
+    pool_extra += ('on_unavailable = "spool"\nconnect_timeout = "1s"\n'
+                   'health = { interval = "1s", down_interval = "500ms", rise = 1, fall = 1 }\n'
+                   if spool else "")
+    client_identity = client_identity or ("xclient" if mode == "smtp" else "none")
     spool_section = "[spool]\nconcurrency = 20" if spool else ""
     with open(cfg, "w") as f:
         f.write(f"""[server]
@@ -322,7 +326,7 @@ bind = "127.0.0.1:{port}"
 accepted_domains = ["example.net"]
 pool = "sinks"
 mode = "{mode}"
-client_identity = "{"xclient" if mode == "smtp" else "none"}"
+client_identity = "{client_identity}"
 max_connections = 15000
 max_connections_per_client = 15000
 {listener_extra}

@@ -201,6 +201,23 @@ void check_token_files(const config::Config& c, const config::KeyLines& lines,
     }
 }
 
+// smtplb's password on a smarthost: anyone who reads it can send as smtplb.
+void check_password_files(const config::Config& c, const config::KeyLines& lines,
+                          config::Diagnostics& d) {
+    for (std::size_t i = 0; i < c.pools.size(); ++i)
+        for (std::size_t j = 0; j < c.pools[i].backends.size(); ++j) {
+            const auto& auth = c.pools[i].backends[j].auth;
+            struct stat st {};
+            if (!auth || ::stat(auth->password_file.c_str(), &st) != 0) continue;
+            if ((st.st_mode & 0004) == 0) continue;
+            const auto key = "pool[" + std::to_string(i) + "].backend[" + std::to_string(j) +
+                             "].auth.password_file";
+            d.warning(key, lines.line(key),
+                      "\"" + auth->password_file + "\" is readable by every local user; chmod " +
+                          "o-r it (0600, or 0640 with group smtplb)");
+        }
+}
+
 }  // namespace
 
 void check_environment(const config::Config& config, const config::KeyLines& lines,
@@ -218,6 +235,7 @@ void check_environment(const config::Config& config, const config::KeyLines& lin
     check_tracking_log(config, lines, account, diags);
     check_certificates(config, lines, diags);
     check_token_files(config, lines, diags);
+    check_password_files(config, lines, diags);
 }
 
 }  // namespace smtplb::app

@@ -41,6 +41,7 @@ int run_probe_command(const ProbeOptions& options) {
         case proto::ProbeVerdict::Busy:
             return 1;
         case proto::ProbeVerdict::Down:
+        case proto::ProbeVerdict::Misconfigured:
             return 2;
     }
     return 2;

@@ -112,6 +112,9 @@ const char* to_string(Persistence v) {
 const char* to_string(OnUnavailable v) {
     return v == OnUnavailable::Tempfail ? "tempfail" : "spool";
 }
+const char* to_string(HeloToBackend v) {
+    return v == HeloToBackend::Smtplb ? "smtplb" : "client";
+}
 Millis body_write_budget(const Pool& pool, std::uint64_t bytes) {
     auto rate = std::max<std::uint64_t>(pool.data_min_rate, 1);
     auto seconds = bytes / rate;

@@ -9,6 +9,7 @@
 #include "base/network.hpp"
 #include "proto/data_decoder.hpp"
 #include "proto/probe.hpp"
+#include "proto/smarthost_auth.hpp"
 
 namespace smtplb::config {
 
@@ -20,6 +21,9 @@ enum class IdentityMode { Xclient, ProxyV1, ProxyV2, None };
 enum class Algorithm { RoundRobin, LeastConnections, LeastPending, SourceHash, RandomTwo };
 enum class Persistence { None, SourceIp };
 enum class OnUnavailable { Tempfail, Spool };
+// The name smtplb greets a backend with where no XCLIENT carries the
+// client's HELO: its own hostname, or the client's HELO/EHLO argument.
+enum class HeloToBackend { Smtplb, Client };
 // Listener side: STARTTLS offered, implicit TLS (SMTPS, port 465), or
 // STARTTLS that must come before MAIL.
 enum class ServerTlsMode { None, Starttls, Implicit, Required };
@@ -204,6 +208,16 @@ struct Health {
     std::string rcpt_to;  // required for depth "rcpt"
 };
 
+// smtplb's own account on a backend (a provider's smarthost): AUTH after
+// EHLO on every connection to it, health probes included. Never the
+// client's login: that one goes as XCLIENT LOGIN= to backends without auth.
+struct BackendAuth {
+    proto::AuthCredentials credentials;  // the password read from password_file
+    std::string password_file;
+    // AUTH without TLS towards the backend (a lab on loopback).
+    bool allow_plaintext = false;
+};
+
 struct Backend {
     std::string name;
     base::HostPort address;
@@ -214,6 +228,7 @@ struct Backend {
     // or the smtpd line's maxproc in master.cf). Probes are not counted.
     std::uint32_t max_connections = 0;
     std::string tls_name;  // the name its certificate must carry; "" = the pool's verify_name
+    std::optional<BackendAuth> auth;  // pool.backend.auth
 };
 
 struct Pool {
@@ -269,6 +284,10 @@ struct Pool {
     // The longest XCLIENT command sent, CRLF included (Postfix reads lines
     // up to its line_length_limit, 2048 by default).
     std::uint32_t xclient_line_limit = 2048;
+    // Backends reached without XCLIENT: greeted with the client's own HELO
+    // name (Client), for filters that read it; such a connection is reused
+    // only for clients that said the same name.
+    HeloToBackend helo_to_backend = HeloToBackend::Smtplb;
     BackendTls tls;
 };
 
@@ -321,6 +340,7 @@ std::string identity_text(const Listener& l);
 const char* to_string(Algorithm v);
 const char* to_string(Persistence v);
 const char* to_string(OnUnavailable v);
+const char* to_string(HeloToBackend v);
 const char* to_string(ServerTlsMode v);
 const char* to_string(BackendTlsMode v);
 const char* to_string(TlsVersion v);

@@ -136,6 +136,7 @@ std::string describe(const Config& c) {
           << "max_connection_age = " << ms(p.max_connection_age) << "\n"
           << "max_messages_per_connection = " << p.max_messages_per_connection << "\n"
           << "xclient_line_limit = " << p.xclient_line_limit << "\n"
+          << "helo_to_backend = " << quoted(to_string(p.helo_to_backend)) << "\n"
           << "health = { enabled = " << (p.health.enabled ? "true" : "false")
           << ", depth = " << quoted(to_string(p.health.depth))
           << ", interval = " << ms(p.health.interval)
@@ -156,6 +157,12 @@ std::string describe(const Config& c) {
               << "priority = " << b.priority << "\n"
               << "max_connections = " << b.max_connections << "\n";
             if (!b.tls_name.empty()) o << "tls_name = " << quoted(b.tls_name) << "\n";
+            if (b.auth)  // the password never: only the file it is read from
+                o << "auth = { username = " << quoted(b.auth->credentials.username)
+                  << ", password_file = " << quoted(b.auth->password_file)
+                  << ", mechanism = " << quoted(proto::to_string(b.auth->credentials.mechanism))
+                  << ", allow_plaintext = " << (b.auth->allow_plaintext ? "true" : "false")
+                  << " }\n";
         }
     }
     for (const auto& r : c.routes) {

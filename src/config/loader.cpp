@@ -6,6 +6,7 @@
 
 #include "base/text.hpp"
 #include "config/admin_keys.hpp"
+#include "config/backend_auth.hpp"
 #include "config/bind_conflicts.hpp"
 #include "config/route_pattern.hpp"
 #include "config/table_reader.hpp"
@@ -400,6 +401,8 @@ void read_pool(TableReader& r, Pool& p) {
     r.duration("max_connection_age", p.max_connection_age, 1s, 24h);
     r.integer("max_messages_per_connection", p.max_messages_per_connection, 1, 1000000);
     r.integer("xclient_line_limit", p.xclient_line_limit, 512, 65536);
+    r.choice("helo_to_backend", p.helo_to_backend,
+             {{"smtplb", HeloToBackend::Smtplb}, {"client", HeloToBackend::Client}});
     auto backends = r.tables("backend");
     if (backends.empty())
         d.error(r.key_path("backend"), r.line_of("backend"),
@@ -409,6 +412,7 @@ void read_pool(TableReader& r, Pool& p) {
         Backend b;
         TableReader br(*backends[i], r.key_path("backend") + "[" + std::to_string(i) + "]", d);
         read_backend(br, b);
+        read_backend_auth(br, p, b);
         if (!b.name.empty() && !names.insert(b.name).second)
             d.error(br.path() + ".name", br.line_of("name"),
                     "duplicate backend name \"" + b.name + "\"");
@@ -466,6 +470,12 @@ void cross_check(Config& c, const KeyLines& lines, Diagnostics& d) {
             d.error(path + ".auth.verifier", l.pool_line,
                     "verifier \"backend\" sends passwords to pool \"" + l.pool +
                         "\"'s backends: that pool needs tls (opportunistic or better)");
+        if (pool && l.mode == ListenerMode::Tcp)
+            for (const auto& b : pool->backends)
+                if (b.auth)  // bytes pass through: smtplb says nothing of its own
+                    d.warning(path + ".mode", l.pool_line,
+                              "a \"tcp\" listener's connections to backend \"" + b.name +
+                                  "\" carry no AUTH: its auth is used by smtp listeners only");
     }
     for (std::size_t i = 0; i < c.routes.size(); ++i)
         if (!c.routes[i].pool.empty() && !pools.count(c.routes[i].pool))

@@ -178,6 +178,12 @@ std::optional<HealthEvent> BackendHealth::probe(const proto::ProbeResult& result
     }
     good_probes_ = 0;
     ++bad_probes_;
+    if (result.verdict == proto::ProbeVerdict::Misconfigured)
+        // smtplb's AUTH refused: every transaction would fail the same way,
+        // so at once; a probe that passes again (a fixed password, after a
+        // reload) brings it back after `rise`.
+        return move_to(HealthState::Misconfigured, "probe", reason, describe(result.reply),
+                       bad_probes_, now);
     auto target =
         result.verdict == proto::ProbeVerdict::Busy ? HealthState::Busy : HealthState::Down;
     // Hysteresis guards the way out of service; between busy and down the

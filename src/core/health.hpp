@@ -18,7 +18,8 @@ namespace smtplb::core {
 // while the ones it holds finish. Misconfigured: it answers SMTP but refuses
 // what this balancer needs of it (XCLIENT from the balancer's address): a
 // configuration error on the backend that probes cannot see, so it is left
-// out for kMisconfiguredHold before a transaction tries it again.
+// out for kMisconfiguredHold before a transaction tries it again; or it
+// refuses smtplb's own AUTH (pool.backend.auth), which probes do see.
 enum class HealthState { Up, Busy, Down, Misconfigured };
 inline constexpr std::chrono::seconds kMisconfiguredHold{60};
 // What the administrator decided: drain takes no new transactions but keeps

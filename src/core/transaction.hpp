@@ -37,9 +37,10 @@ struct OpenFailure {
         // This client cannot reach it (transparent mode: another address
         // family, or its address and port in use): not the backend's fault.
         Unreachable,
+        Misconfigured,  // smtplb's AUTH refused or impossible (pool.backend.auth): its fault
     };
     Kind kind = Kind::Connect;
-    std::string stage;  // for the tracking log: connect, greeting, helo, xclient
+    std::string stage;  // for the tracking log: connect, greeting, helo, xclient, auth
     std::string reason;
     std::optional<proto::Reply> refusal;
     bool reused = false;

@@ -91,7 +91,9 @@ void Transaction::open_failed(const OpenFailure& f) {
                                                                : LiveOutcome::Failed;
             report(backend_, outcome, "live " + f.stage + ": " + f.reason,
                    f.refusal ? &*f.refusal : nullptr);
-            if (f.refusal) deferred_by(*f.refusal);
+            // A 4xx to smtplb's own AUTH ("454 4.7.0 Temporary authentication
+            // failure") is not the client's to hear: it did not authenticate.
+            if (f.refusal && f.stage != "auth") deferred_by(*f.refusal);
             break;
         }
         case K::HeloRefused:
@@ -116,6 +118,15 @@ void Transaction::open_failed(const OpenFailure& f) {
             ++counters.failed;
             report(backend_, LiveOutcome::Misconfigured,
                    "XCLIENT refused: the backend does not authorise this balancer",
+                   f.refusal ? &*f.refusal : nullptr);
+            break;
+        case K::Misconfigured:
+            // smtplb's own account on it (AUTH): every transaction would
+            // fail the same way, and never for the client's sake.
+            count_attempt();
+            record(f.stage.c_str(), f.reason);
+            ++counters.failed;
+            report(backend_, LiveOutcome::Misconfigured, f.reason,
                    f.refusal ? &*f.refusal : nullptr);
             break;
         case K::IdentityRefused:

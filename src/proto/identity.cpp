@@ -107,6 +107,14 @@ std::string identity_key(const ClientIdentity& id) {
     return key;
 }
 
+std::string helo_key(const std::string& name, bool esmtp) {
+    return (esmtp ? "helo E " : "helo S ") + name;
+}
+
+bool is_helo_key(const std::string& key) {
+    return key.rfind("helo ", 0) == 0;
+}
+
 std::string proxy_v1_header(const ClientIdentity& id) {
     auto src = id.address.unmapped(), dst = id.local_address.unmapped();
     if (src.v6 != dst.v6) {

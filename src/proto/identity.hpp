@@ -65,6 +65,13 @@ std::string helo_for_backend(const std::string& helo, const std::string& fallbac
 // connection has another port, and the backend keeps the one it was given.
 std::string identity_key(const ClientIdentity& id);
 
+// What a backend connection greeted with a client's own HELO name (sent
+// as `name`, with EHLO or HELO as the client used) may be reused for,
+// where no XCLIENT re-presents the client: clients that said the same.
+// Never equal to an identity_key(), which starts with a digit.
+std::string helo_key(const std::string& name, bool esmtp);
+bool is_helo_key(const std::string& key);
+
 // PROXY protocol headers (haproxy's proxy-protocol.txt), v1 text and v2 binary.
 std::string proxy_v1_header(const ClientIdentity& id);
 std::string proxy_v2_header(const ClientIdentity& id);

@@ -30,6 +30,8 @@ const char* to_string(ProbeVerdict verdict) {
             return "busy";
         case ProbeVerdict::Down:
             return "down";
+        case ProbeVerdict::Misconfigured:
+            return "misconfigured";
     }
     return "?";
 }
@@ -74,6 +76,8 @@ const char* ProbeSession::phase_name() const {
         case Phase::StartTls:
         case Phase::Handshake:
             return "starttls";
+        case Phase::Auth:
+            return "auth";
         case Phase::Mail:
             return "mail";
         case Phase::Rcpt:
@@ -242,6 +246,7 @@ void ProbeSession::passed(const char* step, const Reply& reply) {
         phase_ = Phase::Handshake;
         return;
     }
+    if ((phase_ == Phase::Ehlo || phase_ == Phase::Helo) && start_auth()) return;
     bool last = (phase_ == Phase::Banner && depth == ProbeDepth::Banner) ||
                 ((phase_ == Phase::Ehlo || phase_ == Phase::Helo) &&
                  (depth == ProbeDepth::Ehlo || depth == ProbeDepth::Starttls)) ||
@@ -301,6 +306,10 @@ void ProbeSession::handle(const Reply& reply) {
         default:
             break;
     }
+    if (phase_ == Phase::Auth) {
+        handle_auth(reply);
+        return;
+    }
     const char* step = phase_name();
     std::string what = std::string(step) + " answered " + std::to_string(reply.code);
     switch (reply.klass()) {
@@ -337,6 +346,52 @@ void ProbeSession::handle(const Reply& reply) {
         return;
     }
     teardown();
+}
+
+bool ProbeSession::start_auth() {
+    if (!plan_.auth || auth_done_ || auth_) return false;
+    if (plan_.depth != ProbeDepth::Ehlo && plan_.depth != ProbeDepth::Mail &&
+        plan_.depth != ProbeDepth::Rcpt)
+        return false;
+    if (!tls_done_ && !plan_.auth_plaintext) {
+        // Opportunistic TLS that did not happen: the password stays here.
+        decide(ProbeVerdict::Misconfigured, "auth", std::nullopt,
+               "AUTH needs TLS and STARTTLS did not happen: the password is not sent");
+        teardown();
+        return true;
+    }
+    // After HELO (no extensions) nothing is offered: start() says so.
+    auth_ = std::make_unique<SmarthostAuth>(*plan_.auth, capabilities_.value_or(Capabilities{}));
+    phase_ = Phase::Auth;
+    send_auth(auth_->start());
+    return true;
+}
+
+void ProbeSession::send_auth(const SmarthostAuth::Step& step) {
+    using Status = SmarthostAuth::Status;
+    switch (step.status) {
+        case Status::Send:
+            // The transcript shows the command, never the credentials.
+            events_.push_back({Event::Kind::Sent, auth_->redacted()});
+            output_ += step.line;
+            return;
+        case Status::Authenticated:
+            auth_done_ = true;
+            phase_ = Phase::Ehlo;  // go on as after the EHLO
+            passed("auth", *step.reply);
+            return;
+        case Status::Deferred:
+            decide(ProbeVerdict::Busy, "auth", step.reply, step.reason);
+            break;
+        case Status::Misconfigured:
+            decide(ProbeVerdict::Misconfigured, "auth", step.reply, step.reason);
+            break;
+    }
+    teardown();
+}
+
+void ProbeSession::handle_auth(const Reply& reply) {
+    send_auth(auth_->reply(reply));
 }
 
 }  // namespace smtplb::proto

@@ -1,4 +1,5 @@
 #pragma once
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -7,6 +8,7 @@
 #include "proto/capabilities.hpp"
 #include "proto/reply.hpp"
 #include "proto/reply_parser.hpp"
+#include "proto/smarthost_auth.hpp"
 
 namespace smtplb::proto {
 
@@ -16,8 +18,9 @@ const char* to_string(ProbeDepth depth);
 
 // What a probe saw, as the pool uses it: 2xx at every step is healthy, a 4xx
 // at any step is back pressure (busy), a 5xx, garbage, a timeout or a closed
-// connection is down.
-enum class ProbeVerdict { Healthy, Busy, Down };
+// connection is down. Misconfigured: the backend refuses smtplb's own AUTH
+// (pool.backend.auth), which no wait will change.
+enum class ProbeVerdict { Healthy, Busy, Down, Misconfigured };
 const char* to_string(ProbeVerdict verdict);
 
 struct ProbePlan {
@@ -33,6 +36,10 @@ struct ProbePlan {
     // Sent as soon as the connection is up, before the banner is read: a
     // PROXY header, for backends that expect one (smtplb audit).
     std::string preamble;
+    // smtplb's account on the backend: AUTH after the (last) EHLO at depth
+    // ehlo and deeper, only inside TLS unless auth_plaintext.
+    std::optional<AuthCredentials> auth;
+    bool auth_plaintext = false;
 };
 
 // "certificate expires in 3 days" when fewer than 14 days are left (or it
@@ -96,6 +103,7 @@ class ProbeSession {
         Helo,
         StartTls,
         Handshake,
+        Auth,
         Mail,
         Rcpt,
         Rset,
@@ -108,6 +116,10 @@ class ProbeSession {
     void decide(ProbeVerdict verdict, const char* step, std::optional<Reply> reply,
                 std::string reason);
     void send(Phase next, const std::string& line);
+    // AUTH after the EHLO's 2xx; false when there is none to do.
+    bool start_auth();
+    void handle_auth(const Reply& reply);
+    void send_auth(const SmarthostAuth::Step& step);
     void teardown();
     void note(std::string text);
     const char* phase_name() const;
@@ -128,6 +140,8 @@ class ProbeSession {
     bool teardown_sent_ = false;                // RSET and QUIT went out with MAIL
     int ignore_replies_ = 0;                    // due to commands sent before the verdict
     std::vector<Event> events_;
+    std::unique_ptr<SmarthostAuth> auth_;  // once AUTH started
+    bool auth_done_ = false;
 };
 
 }  // namespace smtplb::proto

@@ -28,7 +28,11 @@ Reply data_outcome_reply(DataDecoder::Outcome outcome) {
 }
 
 ServerSession::ServerSession(const ServerSettings& settings)
-    : settings_(settings), xclient_offered_(settings.advertise_xclient) {}
+    : settings_(settings), xclient_offered_(settings.advertise_xclient), offer_(current_offer()) {}
+
+EhloOffer ServerSession::current_offer() const {
+    return settings_.offer_source ? settings_.offer_source->current() : settings_.offer;
+}
 
 void ServerSession::start() {
     reply(220, "", settings_.hostname + " ESMTP smtplb");
@@ -209,8 +213,8 @@ void ServerSession::ehlo_reply(std::string_view name) {
     if (offer_.eightbitmime) r.lines.push_back("8BITMIME");
     r.lines.push_back("ENHANCEDSTATUSCODES");
     if (settings_.advertise_smtputf8 && offer_.smtputf8) r.lines.push_back("SMTPUTF8");
-    if (settings_.advertise_dsn && offer_.dsn) r.lines.push_back("DSN");
-    if (settings_.advertise_chunking && offer_.chunking) r.lines.push_back("CHUNKING");
+    if (offer_.dsn) r.lines.push_back("DSN");
+    if (offer_.chunking) r.lines.push_back("CHUNKING");
     if (offer_.requiretls && tls_) r.lines.push_back("REQUIRETLS");
     if (settings_.advertise_xclient && xclient_offered_)
         r.lines.push_back("XCLIENT " + settings_.xclient_attributes);
@@ -240,7 +244,7 @@ std::optional<ServerEvent> ServerSession::handle_line(std::string_view line) {
             reset_transaction();
             helo_ = std::string(cmd.argument);
             esmtp_ = cmd.spec->verb == Verb::Ehlo;
-            offer_ = settings_.offer_source ? settings_.offer_source->current() : EhloOffer{};
+            offer_ = current_offer();
             if (esmtp_)
                 ehlo_reply(cmd.argument);
             else
@@ -253,7 +257,7 @@ std::optional<ServerEvent> ServerSession::handle_line(std::string_view line) {
             if (settings_.require_tls && !tls_)
                 return error(530, "5.7.0", "Must issue a STARTTLS command first");
             MailArgument arg;
-            if (auto err = parse_mail_argument(cmd.argument, arg, settings_.advertise_dsn))
+            if (auto err = parse_mail_argument(cmd.argument, arg, offer_.dsn))
                 return error(err->code, err->enhanced, err->text);
             if (arg.params.smtputf8 && !settings_.advertise_smtputf8)
                 return error(555, "5.5.4", "SMTPUTF8 is not supported");
@@ -276,7 +280,7 @@ std::optional<ServerEvent> ServerSession::handle_line(std::string_view line) {
             if (!mail_accepted_) return error(503, "5.5.1", "Error: need MAIL command");
             if (bdat_active_) return error(503, "5.5.1", "Error: RCPT after BDAT");
             RcptArgument arg;
-            if (auto err = parse_rcpt_argument(cmd.argument, arg, settings_.advertise_dsn))
+            if (auto err = parse_rcpt_argument(cmd.argument, arg, offer_.dsn))
                 return error(err->code, err->enhanced, err->text);
             if (recipients_seen_ >= settings_.max_recipients) {
                 reply(452, "4.5.3", "Error: too many recipients");

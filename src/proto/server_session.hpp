@@ -12,15 +12,23 @@
 
 namespace smtplb::proto {
 
-// What EHLO offers that depends on the backends (issue 25, docs/esmtp.md
-// "What a listener offers"): read once per HELO/EHLO, so it may change
-// with the pools' health between transactions, never inside one.
+// What EHLO offers that depends on the listener's configuration and its
+// backends (issue 25, docs/esmtp.md "What a listener offers"): the one
+// source of the session's decision on these keywords and their parameters.
+// Read once per HELO/EHLO, so it may change with the pools' health between
+// transactions, never inside one.
 struct EhloOffer {
     std::uint64_t max_message_size = 0;  // 0: the settings' max_message_size alone
     bool smtputf8 = true;                // and the settings' advertise_smtputf8
     bool eightbitmime = true;
-    bool dsn = true;          // and the settings' advertise_dsn (smtplb relays DSN itself)
-    bool chunking = true;     // and the settings' advertise_chunking (DATA to backends without it)
+    // DSN (RFC 3461): RET, ENVID, NOTIFY and ORCPT are taken; without it they
+    // are refused as Postfix refuses them ("501 5.7.1 DSN support is
+    // disabled"). smtplb relays DSN itself, whatever the backends offer.
+    bool dsn = false;
+    // CHUNKING (RFC 3030): BDAT is offered and taken (DATA to backends
+    // without it). Off, a BDAT is still framed by its count (its octets
+    // discarded, never read as commands).
+    bool chunking = true;
     bool requiretls = false;  // inside TLS only (RFC 8689 §4)
 };
 
@@ -43,13 +51,6 @@ struct ServerSettings {
     BareLineEndings bare_line_endings = BareLineEndings::Reject;
     NulBytes nul_bytes = NulBytes::Reject;
     bool advertise_smtputf8 = true;
-    // DSN (RFC 3461): RET, ENVID, NOTIFY and ORCPT are taken; without it they
-    // are refused as Postfix refuses them ("501 5.7.1 DSN support is disabled").
-    // issue 25 (caps): the listener's offer may come to decide this.
-    bool advertise_dsn = false;
-    // CHUNKING (RFC 3030): BDAT is offered and taken. Off, a BDAT is still
-    // framed by its count (its octets discarded, never read as commands).
-    bool advertise_chunking = true;
     bool advertise_xclient = false;  // the built-in sink only
     // The attribute names the EHLO reply lists after XCLIENT.
     std::string xclient_attributes = "NAME ADDR PORT PROTO HELO LOGIN";
@@ -66,8 +67,9 @@ struct ServerSettings {
     bool require_tls = false;
     // AUTH PLAIN and LOGIN (RFC 4954), offered inside TLS only.
     bool auth = false;
-    // Null: the fixed EhloOffer{} (the sink, tests).
+    // Null: the fixed `offer` (the sink, tests).
     const EhloOfferSource* offer_source = nullptr;
+    EhloOffer offer;
 };
 
 // What the caller must know or decide. Events marked "answer" wait for
@@ -159,6 +161,8 @@ class ServerSession {
     void compact();
     // The message size limit: the settings' and the current offer's.
     std::uint64_t size_limit() const;
+    // The offer source's, else the settings' fixed offer.
+    EhloOffer current_offer() const;
 
     const ServerSettings& settings_;
     std::string input_;
@@ -189,7 +193,7 @@ class ServerSession {
     std::uint64_t bdat_received_ = 0;
     bool tls_ = false;
     bool xclient_offered_ = false;
-    EhloOffer offer_;             // as of the last HELO/EHLO
+    EhloOffer offer_;             // as of the last HELO/EHLO (or the session's start)
     std::string truncated_line_;  // truncate_long_lines: waits for its LF
     // A SASL exchange in progress: the next line is a response, not a command.
     enum class AuthStep { None, PlainResponse, LoginUser, LoginPassword };

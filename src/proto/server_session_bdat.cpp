@@ -41,8 +41,7 @@ std::optional<ServerEvent> ServerSession::bdat(std::string_view argument) {
     }
     chunk_left_ = count;
     chunk_last_ = last;
-    if (!settings_.advertise_chunking)
-        return refuse_chunk(502, "5.5.1", "Error: command not implemented", true);
+    if (!offer_.chunking) return refuse_chunk(502, "5.5.1", "Error: command not implemented", true);
     if (bdat_error_)
         return refuse_chunk(551, "5.0.0",
                             "Discarded " + std::to_string(count) + " bytes after earlier error",

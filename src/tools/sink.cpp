@@ -386,7 +386,7 @@ Sink::Sink(asio::io_context& io, SinkOptions options)
     settings_.require_helo = false;
     // Not offered: balancers in front of a sink send DATA, as to smtp-sink
     // (Postfix's real smtpd is the test peer for BDAT).
-    settings_.advertise_chunking = false;
+    settings_.offer.chunking = false;
     // NUL octets are ordinary content, as in Postfix by default (empty
     // message_reject_characters): a test sees whether smtplb passed them on.
     settings_.nul_bytes = proto::NulBytes::Keep;

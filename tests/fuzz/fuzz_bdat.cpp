@@ -69,7 +69,7 @@ std::string run(const Script& script, std::uint8_t flags, bool whole, std::size_
     settings.max_message_size = 3000;
     settings.max_data_line_length = 1000;
     settings.max_errors = 1000;
-    settings.advertise_chunking = !(flags & 1);
+    settings.offer.chunking = !(flags & 1);
     BodyCopy body(flags & 2 ? BodyForm::Transmission : BodyForm::Content);
     ServerSession s(settings);
     s.set_body_sink(&body);

@@ -128,7 +128,7 @@ struct Harness {
                     check(!connected, "Open while a connection is open");
                     if (in.next() % 4 == 0) {
                         core::OpenFailure f;
-                        f.kind = static_cast<core::OpenFailure::Kind>(in.next() % 8);
+                        f.kind = static_cast<core::OpenFailure::Kind>(in.next() % 9);
                         f.stage = "connect";
                         f.reused = in.next() % 2;
                         if (in.next() % 2) f.refusal = reply_for(in.next());

@@ -125,6 +125,20 @@ class Smtplb:
                                     timeout=10) as r:
             return json.load(r)
 
+    def wait_for_capabilities(self, timeout=30):
+        """Waits until the probes have read every backend's EHLO, in every
+        pool: a pool offers what its backends offer (issue 25)."""
+        def known():
+            for pool in self.status()["pools"]:
+                caps = pool.get("capabilities")
+                if caps is None:  # a build without them: every backend probed
+                    if not all("last_probe" in b for b in pool["backends"]):
+                        return False
+                elif caps["known"] != caps["backends"]:
+                    return False
+            return True
+        wait_until(known, timeout=timeout, what="the probes' EHLO capabilities")
+
     def health_changes(self, backend):
         """The daemon's log lines for every change of `backend`'s health state."""
         return self.log_lines(f" backend={backend} from=")
@@ -181,6 +195,33 @@ def make_certificate(workdir, ca, name, dns=("localhost",), ips=("127.0.0.1",), 
                    check=True, capture_output=True)
     os.chmod(key, 0o644)  # Postfix reads it as root, smtplb as whoever runs the test
     return cert, key
+
+
+def start_sasl_postfix(test, ca, dovecot, name, sasl=True, tls=True, extra_main=""):
+    """A started Postfix (stopped at the test's cleanup) named NAME, with
+    STARTTLS under a certificate from `ca` for NAME.test (when `tls`) and,
+    with `sasl`, AUTH checked by `dovecot` (a started Dovecot), offered only
+    inside TLS when there is TLS. The set-up shared by the tests whose
+    backend authenticates (submission, AUTH=, smarthosts)."""
+    extra = ""
+    if tls:
+        cert = make_certificate(test.workdir, ca, name, dns=(f"{name}.test",))
+        extra += f"""\
+smtpd_tls_security_level = may
+smtpd_tls_cert_file = {cert[0]}
+smtpd_tls_key_file = {cert[1]}
+"""
+    if sasl:
+        extra += f"""\
+smtpd_tls_auth_only = {"yes" if tls else "no"}
+smtpd_sasl_auth_enable = yes
+smtpd_sasl_type = dovecot
+smtpd_sasl_path = {dovecot.socket}
+"""
+    pf = Postfix(test.workdir, name, extra_main=extra + extra_main)
+    pf.start()
+    test.addCleanup(pf.stop)
+    return pf
 
 
 class RawBackend:

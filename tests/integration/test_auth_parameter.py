@@ -9,8 +9,8 @@ import smtplib
 import ssl
 
 import configs
-from harness import (Dovecot, Postfix, Smtplb, WorkdirTestCase, free_port, main, make_ca,
-                     make_certificate, postfix_available, wait_until)
+from harness import (Dovecot, Smtplb, WorkdirTestCase, free_port, main, make_ca,
+                     make_certificate, postfix_available, start_sasl_postfix, wait_until)
 
 
 class AuthParameterTest(WorkdirTestCase):
@@ -24,23 +24,7 @@ class AuthParameterTest(WorkdirTestCase):
         self.addCleanup(self.dovecot.stop)
 
     def start_postfix(self, name, sasl):
-        cert = make_certificate(self.workdir, self.ca, name, dns=(f"{name}.test",))
-        extra = f"""\
-smtpd_tls_security_level = may
-smtpd_tls_cert_file = {cert[0]}
-smtpd_tls_key_file = {cert[1]}
-"""
-        if sasl:
-            extra += f"""\
-smtpd_tls_auth_only = yes
-smtpd_sasl_auth_enable = yes
-smtpd_sasl_type = dovecot
-smtpd_sasl_path = {self.dovecot.socket}
-"""
-        pf = Postfix(self.workdir, name, extra_main=extra)
-        pf.start()
-        self.addCleanup(pf.stop)
-        return pf
+        return start_sasl_postfix(self, self.ca, self.dovecot, name, sasl=sasl)
 
     def start_lb(self, backends, auth=None):
         port = free_port()

@@ -73,14 +73,7 @@ class PostfixCapabilities(WorkdirTestCase):
             server_options={"admin": "127.0.0.1:0", "threads": threads}), name=f"lb{threads}")
         lb.start(port)
         self.addCleanup(lb.stop)
-
-        def known():  # every backend probed: the pool's capabilities are its backends'
-            pool = lb.status()["pools"][0]
-            if "capabilities" not in pool:  # a build without them: every backend probed
-                return all("last_probe" in b for b in pool["backends"])
-            caps = pool["capabilities"]
-            return caps["known"] == caps["backends"]
-        wait_until(known, what="the probes' EHLO capabilities")
+        lb.wait_for_capabilities()
         return port, lb
 
     def test_a_pool_without_smtputf8_offers_its_size_and_refuses_utf8_at_once(self):
@@ -157,9 +150,7 @@ class PostfixCapabilities(WorkdirTestCase):
             server_options={"admin": "127.0.0.1:0"}))
         lb.start(port)
         self.addCleanup(lb.stop)
-        wait_until(lambda: all(p.get("capabilities", {"known": 1})["known"] == 1 and
-                               "last_probe" in p["backends"][0] for p in lb.status()["pools"]),
-                   timeout=30, what="both pools' capabilities")
+        lb.wait_for_capabilities()
         # One reachable pool cannot take SMTPUTF8: the listener does not offer it.
         keywords = ehlo_keywords(port)
         self.assertNotIn("smtputf8", keywords)

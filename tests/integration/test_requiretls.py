@@ -8,7 +8,7 @@ import ssl
 
 import configs
 from harness import (Postfix, ScriptedBackend, Smtplb, WorkdirTestCase, free_port, main,
-                     make_ca, make_certificate, plain_answers, postfix_available, wait_until)
+                     make_ca, make_certificate, plain_answers, postfix_available)
 
 
 class ImplicitTlsBackend(ScriptedBackend):
@@ -71,14 +71,7 @@ class RequireTls(WorkdirTestCase):
             server_options={"admin": "127.0.0.1:0"}))
         lb.start(port)
         self.addCleanup(lb.stop)
-
-        def known():  # every backend probed: the pool's capabilities are its backends'
-            pool = lb.status()["pools"][0]
-            if "capabilities" not in pool:  # a build without them: every backend probed
-                return all("last_probe" in b for b in pool["backends"])
-            caps = pool["capabilities"]
-            return caps["known"] == caps["backends"]
-        wait_until(known, what="the probes' EHLO capabilities")
+        lb.wait_for_capabilities()
         return lb, port
 
     def test_honoured_through_a_pool_reached_over_verified_tls(self):

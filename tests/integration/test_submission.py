@@ -8,8 +8,8 @@ import smtplib
 import ssl
 
 import configs
-from harness import (Dovecot, Postfix, Smtplb, WorkdirTestCase, free_port, main, make_ca,
-                     make_certificate, postfix_available, wait_until)
+from harness import (Dovecot, Smtplb, WorkdirTestCase, free_port, main, make_ca,
+                     make_certificate, postfix_available, start_sasl_postfix, wait_until)
 
 
 class SubmissionTest(WorkdirTestCase):
@@ -23,19 +23,7 @@ class SubmissionTest(WorkdirTestCase):
         self.addCleanup(self.dovecot.stop)
 
     def start_postfix(self, name):
-        cert = make_certificate(self.workdir, self.ca, name, dns=(f"{name}.test",))
-        pf = Postfix(self.workdir, name, extra_main=f"""\
-smtpd_tls_security_level = may
-smtpd_tls_cert_file = {cert[0]}
-smtpd_tls_key_file = {cert[1]}
-smtpd_tls_auth_only = yes
-smtpd_sasl_auth_enable = yes
-smtpd_sasl_type = dovecot
-smtpd_sasl_path = {self.dovecot.socket}
-""")
-        pf.start()
-        self.addCleanup(pf.stop)
-        return pf
+        return start_sasl_postfix(self, self.ca, self.dovecot, name)
 
     def start_lb(self, backends, auth=None):
         port = free_port()

@@ -156,7 +156,9 @@ awaitable<bool> BackendConnection::handshake(const std::string& hostname, Millis
         co_return false;
     }
     const bool starttls = tls.mode == Mode::Opportunistic || tls.mode == Mode::Required;
-    bool greeted = co_await ehlo(hostname, timeout, esmtp || starttls);
+    // AUTH (pool.backend.auth) needs EHLO's extensions, as STARTTLS does.
+    const bool auth = pool_.backend(backend_).config.auth.has_value();
+    bool greeted = co_await ehlo(hostname, timeout, esmtp || starttls || auth);
     if (!greeted) co_return false;
     if (!starttls) co_return true;
     if (!protocol_.capabilities().starttls) {
@@ -192,14 +194,18 @@ awaitable<BackendConnection::Identity> BackendConnection::present(const proto::C
     const auto& caps = protocol_.capabilities();
     if (!caps.xclient || !caps.xclient_attributes.count("ADDR")) co_return Identity::NotOffered;
     const bool first = xclients_sent_ == 0;
-    auto command =
-        proto::xclient_command(id, caps.xclient_attributes, pool_.config().xclient_line_limit);
+    auto attributes = caps.xclient_attributes;
+    // With pool.backend.auth the backend's login is smtplb's account: a
+    // client's LOGIN= would replace it (docs/tls.md, AUTH towards smarthosts).
+    if (pool_.backend(backend_).config.auth) attributes.erase("LOGIN");
+    auto command = proto::xclient_command(id, attributes, pool_.config().xclient_line_limit);
     protocol_.send(Step::Xclient, command.line);
     ++xclients_sent_;
     // From here on the backend may speak for the client whatever happens:
     // this connection serves nobody else until an EHLO says otherwise.
     presented_key_ = key;
     bound_ = true;
+    authenticated_ = false;  // Postfix ends the SASL session with XCLIENT
     omitted_ = std::move(command.omitted);
     auto reply = co_await next(timeout);
     if (!reply) co_return Identity::Broken;
@@ -216,7 +222,10 @@ awaitable<BackendConnection::Identity> BackendConnection::present(const proto::C
     // Postfix takes the HELO name it records and judges from the EHLO that
     // must follow XCLIENT: the client's own, as the client said it.
     auto name = proto::helo_for_backend(id.helo, hostname, pool_.config().xclient_line_limit);
-    protocol_.send(Step::Ehlo, (id.esmtp ? "EHLO " : "HELO ") + name + "\r\n");
+    // EHLO for a client that said HELO too where smtplb must AUTH after it
+    // (the backend then records ESMTP; docs/tls.md).
+    const bool esmtp = id.esmtp || pool_.backend(backend_).config.auth.has_value();
+    protocol_.send(Step::Ehlo, (esmtp ? "EHLO " : "HELO ") + name + "\r\n");
     auto ehlo = co_await next(timeout);
     if (!ehlo) co_return Identity::Broken;
     if (ehlo->reply.code != 250) {
@@ -227,7 +236,7 @@ awaitable<BackendConnection::Identity> BackendConnection::present(const proto::C
     // Still offered: the backend authorises the client it now speaks for
     // too, so another client's XCLIENT may follow (HELO greets without
     // extensions, so nothing can be told then).
-    bound_ = !(id.esmtp && protocol_.capabilities().xclient);
+    bound_ = !(esmtp && protocol_.capabilities().xclient);
     co_return Identity::Presented;
 }
 

@@ -86,7 +86,15 @@ class BackendConnection {
     // this identity key: any client until an XCLIENT bound it to one (the
     // backend stopped offering XCLIENT after it, as Postfix does when the
     // client it now speaks for is not itself authorised).
-    bool serves(const std::string& key) const { return !bound_ || presented_key_ == key; }
+    // A connection greeted with a client's own HELO (greeted_as()) serves
+    // only clients with that HELO key, and one greeted with smtplb's own
+    // name no client with a HELO key.
+    bool serves(const std::string& key) const {
+        if (bound_) return presented_key_ == key;
+        return greeting_key_ == (proto::is_helo_key(key) ? key : std::string());
+    }
+    // The handshake greeted with a client's own HELO (proto::helo_key).
+    void greeted_as(const std::string& helo_key) { presented_key_ = greeting_key_ = helo_key; }
     // Bound to one client by an XCLIENT (see serves()).
     bool bound() const { return bound_; }
     // The identity key the backend judges this connection's mail by ("":
@@ -94,6 +102,17 @@ class BackendConnection {
     const std::string& presented_key() const { return presented_key_; }
     // Attributes the last XCLIENT left out to fit the backend's line.
     const std::vector<std::string>& omitted() const { return omitted_; }
+    enum class Auth {
+        Ready,          // authenticated, or the backend has no pool.backend.auth
+        Misconfigured,  // AUTH refused, not offered, or no TLS for it (failure())
+        Deferred,       // a 4xx to AUTH: this connection only (refusal())
+        Broken,         // the connection broke or timed out (failure())
+    };
+    // smtplb's own AUTH on a backend with pool.backend.auth (backend_auth.cpp):
+    // after the EHLO, and again after an XCLIENT (which ends the backend's
+    // SASL session). Nothing is sent when the connection is authenticated.
+    awaitable<Auth> authenticate(Millis timeout);
+
     // Past the pool's max_connection_age or max_messages_per_connection:
     // to be closed with QUIT rather than reused.
     bool worn_out() const;
@@ -160,8 +179,11 @@ class BackendConnection {
     std::optional<proto::Reply> refusal_;
     bool helo_refused_ = false;
     std::string presented_key_;
+    std::string greeting_key_;  // "": greeted with smtplb's own name
     bool bound_ = false;
     std::uint32_t xclients_sent_ = 0;
+    bool authenticated_ = false;       // AUTH holds on this connection now
+    bool ever_authenticated_ = false;  // AUTH succeeded once (before an XCLIENT)
     std::vector<std::string> omitted_;
     std::uint32_t transactions_ = 0;
     const std::chrono::steady_clock::time_point opened_at_ = std::chrono::steady_clock::now();

@@ -11,8 +11,19 @@ namespace smtplb::io {
 using Failure = core::OpenFailure;
 
 std::string TransactionExecutor::identity_key() const {
-    return context_.identity_mode == config::IdentityMode::Xclient ? proto::identity_key(identity_)
-                                                                   : std::string();
+    if (context_.identity_mode == config::IdentityMode::Xclient)
+        return proto::identity_key(identity_);
+    if (greets_with_client_helo())
+        return proto::helo_key(proto::helo_for_backend(identity_.helo, context_.hostname),
+                               identity_.esmtp);
+    return {};
+}
+
+bool TransactionExecutor::greets_with_client_helo() const {
+    // Probes and clients that have not said HELO greet with smtplb's name.
+    return context_.identity_mode == config::IdentityMode::None && tx_ && tx_->pool() &&
+           tx_->pool()->config().helo_to_backend == config::HeloToBackend::Client &&
+           !identity_.helo.empty();
 }
 
 void TransactionExecutor::keep(std::unique_ptr<BackendConnection> conn) {
@@ -71,6 +82,7 @@ awaitable<void> TransactionExecutor::open(std::size_t backend, bool fresh) {
     if (!opening.conn) opening = co_await acquire(backend, fresh);
     if (opening.conn) {
         auto failure = co_await present_identity(opening.conn, backend);
+        if (!failure) failure = co_await authenticate(*opening.conn);
         if (failure) {
             opening.failure = std::move(*failure);
             opening.conn.reset();
@@ -139,6 +151,23 @@ awaitable<std::optional<Failure>> TransactionExecutor::present_identity(
     co_return failure;
 }
 
+awaitable<std::optional<Failure>> TransactionExecutor::authenticate(BackendConnection& conn) {
+    using Auth = BackendConnection::Auth;
+    auto outcome = co_await conn.authenticate(reply_timeout());
+    if (outcome == Auth::Ready) co_return std::nullopt;
+    // A 4xx is this connection's (Greeting with the refusal: back pressure);
+    // a broken one is the backend's (down); a refusal is smtplb's own
+    // account: misconfigured, and never the client's answer.
+    Failure failure{
+        .kind =
+            outcome == Auth::Misconfigured ? Failure::Kind::Misconfigured : Failure::Kind::Greeting,
+        .stage = "auth",
+        .reason = conn.failure(),
+        .refusal = outcome == Auth::Broken ? std::optional<proto::Reply>() : conn.refusal(),
+        .reused = conn.reused};
+    co_return failure;
+}
+
 std::unique_ptr<BackendConnection> TransactionExecutor::from_stash(std::size_t backend) {
     auto* pool = tx_->pool();
     for (auto it = stash_.begin(); it != stash_.end(); ++it) {
@@ -150,7 +179,12 @@ std::unique_ptr<BackendConnection> TransactionExecutor::from_stash(std::size_t b
             conn->reused = true;
             return conn;
         }
-        context_.cache.retire(std::move(conn));
+        // Greeted with the client's former HELO: another client that says
+        // that name may still use it (the cache keeps only what is reusable).
+        if (conn->bound() || conn->dedicated)
+            context_.cache.retire(std::move(conn));
+        else
+            context_.cache.put(std::move(conn));
         return nullptr;
     }
     return nullptr;
@@ -225,17 +259,25 @@ awaitable<std::unique_ptr<BackendConnection>> TransactionExecutor::connect(std::
     }
     auto tls = context_.backend_tls ? context_.backend_tls->for_pool(pool.name()) : nullptr;
     // A PROXY connection is this client's alone: it greets with the client's
-    // own HELO, which the backend records and judges (as XCLIENT's EHLO does).
-    const std::string name =
-        proxy ? proto::helo_for_backend(identity_.helo, context_.hostname) : context_.hostname;
+    // own HELO, which the backend records and judges (as XCLIENT's EHLO does);
+    // so does one for helo_to_backend = "client", kept for that HELO name.
+    const bool client_helo = proxy || greets_with_client_helo();
+    const std::string name = client_helo
+                                 ? proto::helo_for_backend(identity_.helo, context_.hostname)
+                                 : context_.hostname;
     bool greeted = co_await conn->handshake(name, pool.config().greeting_timeout, tls,
-                                            !proxy || identity_.esmtp);
-    if (greeted) co_return conn;
+                                            !client_helo || identity_.esmtp);
+    if (greeted) {
+        if (!proxy && client_helo) conn->greeted_as(identity_key());
+        co_return conn;
+    }
     failure = {.kind = Failure::Kind::Greeting,
                .stage = "greeting",
                .reason = conn->failure(),
                .refusal = conn->refusal()};
-    if (proxy && conn->helo_refused()) {
+    // The backend's verdict on the client's own HELO is the client's answer
+    // (as it would hear it directly), not a fault of the backend.
+    if (client_helo && conn->helo_refused()) {
         failure.kind = Failure::Kind::HeloRefused;
         failure.stage = "helo";
     }

@@ -172,9 +172,15 @@ class TransactionExecutor {
     // (conn is then gone).
     awaitable<std::optional<core::OpenFailure>> present_identity(
         std::unique_ptr<BackendConnection>& conn, std::size_t backend);
+    // smtplb's own AUTH on a backend with pool.backend.auth, once the
+    // connection speaks for the client (an XCLIENT ends the SASL session).
+    awaitable<std::optional<core::OpenFailure>> authenticate(BackendConnection& conn);
     void keep(std::unique_ptr<BackendConnection> conn);
-    // The identity key connections must serve for this client ("" without XCLIENT).
+    // The identity key connections must serve for this client: XCLIENT's,
+    // the HELO key where the pool greets with the client's HELO, else "".
     std::string identity_key() const;
+    // No XCLIENT or PROXY, and the pool's helo_to_backend is "client".
+    bool greets_with_client_helo() const;
     // A warning (once per connection) and a count: the backend was not told
     // who the client is, or not all of it.
     void identity_not_presented(BackendConnection& conn, std::size_t backend, const char* reason);

@@ -35,8 +35,6 @@ Listener::Listener(Balancer& balancer, const config::Listener& config)
     settings_.bare_line_endings = config.bare_line_endings;
     settings_.nul_bytes = config.nul_bytes;
     settings_.advertise_smtputf8 = config.smtputf8;
-    settings_.advertise_dsn = config.dsn;
-    settings_.advertise_chunking = config.chunking;
     using config::ServerTlsMode;
     settings_.starttls =
         config.tls.mode == ServerTlsMode::Starttls || config.tls.mode == ServerTlsMode::Required;

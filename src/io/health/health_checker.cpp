@@ -89,6 +89,10 @@ awaitable<void> HealthChecker::probe_one(Watched& w, std::size_t backend) {
     const auto& health = pool.config().health;
     proto::ProbePlan plan{health.depth, hostname_, health.mail_from, health.rcpt_to};
     plan_tls_for(pool.config(), plan);
+    if (const auto& auth = pool.backend(backend).config.auth) {
+        plan.auth = auth->credentials;
+        plan.auth_plaintext = auth->allow_plaintext;
+    }
     if (w.origin.identity == config::IdentityMode::ProxyV1) {
         // v1 has no LOCAL that Postfix takes ("PROXY UNKNOWN" gets 421): the
         // probe names its own source (0.0.0.0 when listeners differ).

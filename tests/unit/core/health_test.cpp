@@ -117,6 +117,26 @@ TEST(BackendHealth, XclientRefusalIsMisconfiguredUntilTheHoldPassesWhateverProbe
     EXPECT_TRUE(h.accepts_new(clock.now()));
 }
 
+TEST(BackendHealth, AProbeWhoseAuthIsRefusedIsMisconfiguredAtOnceUntilProbesPassAgain) {
+    smtplb::testing::FakeClock clock;
+    core::BackendHealth h(pool_config(2, 3));  // fall 3: not waited for
+    auto refused = probe(proto::ProbeVerdict::Misconfigured, 535, "5.7.8");
+    refused.step = "auth";
+    refused.reason = "AUTH refused: 535 5.7.8 text";
+    auto event = h.probe(refused, clock.now());
+    ASSERT_TRUE(event);
+    EXPECT_EQ(event->to, "misconfigured");
+    EXPECT_EQ(event->source, "probe");
+    EXPECT_EQ(event->reason, "probe auth: AUTH refused: 535 5.7.8 text");
+    EXPECT_EQ(event->reply, "535 5.7.8 text");
+    EXPECT_FALSE(h.accepts_new(clock.now()));
+    // A fixed password (a reload): probes see it, no hold applies.
+    EXPECT_FALSE(h.probe(kHealthy, clock.now()));
+    auto back = h.probe(kHealthy, clock.now());
+    ASSERT_TRUE(back);
+    EXPECT_EQ(back->to, "up");
+}
+
 TEST(BackendHealth, MessageSpecificRepliesDoNotCount) {
     smtplb::testing::FakeClock clock;
     auto cfg = pool_config();

@@ -156,12 +156,15 @@ void Runner::open(std::size_t backend) {
                                                 {"identity-broken", K::IdentityBroken},
                                                 {"unauthorised", K::Unauthorised},
                                                 {"identity-refused", K::IdentityRefused},
-                                                {"no-slot", K::NoSlot}};
+                                                {"no-slot", K::NoSlot},
+                                                {"auth-refused", K::Misconfigured},
+                                                {"auth-deferred", K::Greeting}};
     core::OpenFailure f;
     f.kind = kinds.count(kind) ? kinds.at(kind) : K::Connect;
     f.stage = kind == "connect" || kind == "no-slot" ? "connect"
               : kind == "greeting"                   ? "greeting"
               : kind == "helo-refused"               ? "helo"
+              : kind.starts_with("auth-")            ? "auth"
                                                      : "xclient";
     f.reused = has(*w, "reused");
     std::size_t from = 3;

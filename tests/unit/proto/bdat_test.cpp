@@ -71,7 +71,7 @@ struct Driver {
 TEST(Bdat, ChunkingIsOfferedUnlessTurnedOff) {
     auto settings = golden_settings();
     EXPECT_TRUE(contains(run_transcript(settings, "EHLO x\r\n", 100), "S: 250 CHUNKING"));
-    settings.advertise_chunking = false;
+    settings.offer.chunking = false;
     EXPECT_FALSE(contains(run_transcript(settings, "EHLO x\r\n", 100), "CHUNKING"));
 }
 

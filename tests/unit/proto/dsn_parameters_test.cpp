@@ -131,7 +131,7 @@ TEST(DsnParameters, SessionOffersDsnAndHandsOnTheRecipientsParameters) {
     for (bool offered : {true, false}) {
         ServerSettings settings;
         settings.hostname = "mx.test";
-        settings.advertise_dsn = offered;
+        settings.offer.dsn = offered;
         ServerSession s(settings);
         s.start();
         s.output().clear();

@@ -142,6 +142,15 @@ TEST(IdentityKey, SameClientAnyPortOtherwiseDistinct) {
     EXPECT_NE(identity_key(x), identity_key(y));
 }
 
+TEST(HeloKey, OneNameAndCommandAndNeverAnIdentityKey) {
+    EXPECT_EQ(helo_key("a.example", true), helo_key("a.example", true));
+    EXPECT_NE(helo_key("a.example", true), helo_key("b.example", true));
+    EXPECT_NE(helo_key("a.example", true), helo_key("a.example", false));
+    EXPECT_TRUE(is_helo_key(helo_key("a.example", false)));
+    EXPECT_FALSE(is_helo_key(identity_key(sample())));
+    EXPECT_FALSE(is_helo_key(""));
+}
+
 TEST(Proxy, V1Header) {
     EXPECT_EQ(proxy_v1_header(sample()), "PROXY TCP4 127.0.0.2 127.0.0.1 40000 2525\r\n");
 }

@@ -216,3 +216,21 @@ TEST(ServerSession, MessageAboveTheOfferedSizeIsRefused) {
     ASSERT_EQ(ev.kind, ServerEvent::Kind::MessageEnd);
     EXPECT_EQ(ev.data_outcome, DataDecoder::Outcome::TooBig);
 }
+
+TEST(ServerSession, TheOfferAloneDecidesDsnAndChunking) {
+    // The listener's offer (its configuration and pools) is the one source:
+    // no second switch in the settings can hide what it offers.
+    FixedOffer source;
+    source.offer.dsn = true;
+    source.offer.chunking = false;
+    ServerSettings settings = golden_settings();
+    settings.offer_source = &source;
+    auto t = run_transcript(settings,
+                            "EHLO x\r\nMAIL FROM:<a@b.example> RET=HDRS\r\n"
+                            "RCPT TO:<c@d.example>\r\nBDAT 3 LAST\r\nabc",
+                            100);
+    EXPECT_TRUE(contains(t, "S: 250 DSN") || contains(t, "S: 250-DSN")) << t;
+    EXPECT_FALSE(contains(t, "CHUNKING")) << t;
+    EXPECT_TRUE(contains(t, "S: 250 2.1.0 Ok")) << t;  // RET taken, not "501 5.7.1"
+    EXPECT_TRUE(contains(t, "S: 502 5.5.1")) << t;
+}

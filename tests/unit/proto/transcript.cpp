@@ -50,7 +50,7 @@ void apply_golden_options(std::string& text, proto::ServerSettings& settings) {
         else if (line == "nul_bytes=keep")
             settings.nul_bytes = proto::NulBytes::Keep;
         else if (line == "chunking=off")
-            settings.advertise_chunking = false;
+            settings.offer.chunking = false;
         else if (line == "bare_line_endings=normalise")
             settings.bare_line_endings = proto::BareLineEndings::Normalise;
         else

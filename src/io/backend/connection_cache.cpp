@@ -62,17 +62,45 @@ void ConnectionCache::put(std::unique_ptr<BackendConnection> conn) {
     // Idle, it can be closed for a waiter at the backend's cap: the spool's
     // messages deferred at that cap may try again (issue 25).
     conn->pool().room_for_spool(conn->backend());
-    auto& list = idle_[Key{&conn->pool(), conn->backend(), source_key(conn->source())}];
+    auto* conn_pool = &conn->pool();
+    const auto backend = conn->backend();
+    auto& list = idle_[Key{conn_pool, backend, source_key(conn->source())}];
     list.push_back(std::move(conn));
     while (list.size() > max) {
         retire(std::move(list.front()));
         list.pop_front();
     }
+    keep_backend_under(conn_pool, backend, max);
     if (!sweeping_) {
         sweeping_ = true;
         // The sweep keeps the cache: the generation may end before it does.
         asio::co_spawn(
             executor_, [self = shared_from_this()] { return self->sweep(); }, asio::detached);
+    }
+}
+
+void ConnectionCache::keep_backend_under(const core::Pool* pool, std::size_t backend,
+                                         std::size_t max) {
+    // Transparent connections are kept per client address: without a bound
+    // over all addresses, many clients would leave enough idle connections
+    // to fill the backend's process limit. The oldest idle one goes first.
+    for (;;) {
+        const auto first = idle_.lower_bound(Key{pool, backend, std::string()});
+        std::size_t count = 0;
+        auto oldest = idle_.end();
+        for (auto it = first; it != idle_.end() && std::get<0>(it->first) == pool &&
+                              std::get<1>(it->first) == backend;
+             ++it) {
+            count += it->second.size();
+            if (!it->second.empty() &&
+                (oldest == idle_.end() ||
+                 it->second.front()->idle_since < oldest->second.front()->idle_since))
+                oldest = it;
+        }
+        if (count <= max || oldest == idle_.end()) return;
+        retire(std::move(oldest->second.front()));
+        oldest->second.pop_front();
+        if (oldest->second.empty()) idle_.erase(oldest);
     }
 }
 

@@ -16,11 +16,11 @@
 namespace smtplb::io {
 
 // Idle backend connections kept for reuse, per (pool, backend, source
-// address), bounded per backend and closed with QUIT after the pool's idle
-// timeout, age or message count. Only connections whose identity goes by
-// XCLIENT (or none at all) come here, PROXY connections never, and those
-// an XCLIENT bound to one client never either (they end with its session);
-// take() still never hands out one that speaks for another client.
+// address: a transparent one's is its client's), bounded per backend and closed with QUIT after the
+// pool's idle timeout, age or message count. Only connections whose identity goes by XCLIENT (or
+// none at all) come here, PROXY connections never, and those an XCLIENT bound to one client never
+// either (they end with its session); take() still never hands out one that speaks for another
+// client.
 //
 // One per event loop, used only on that loop's thread, except for the
 // closing flag, which the generation's owner sets. Connections it ends with
@@ -70,6 +70,8 @@ class ConnectionCache : public std::enable_shared_from_this<ConnectionCache> {
     awaitable<void> sweep();
     // A transaction waits for a slot to this connection's backend.
     bool wanted_elsewhere(BackendConnection& conn) const;
+    // At most `max` idle connections to one backend, whatever their source.
+    void keep_backend_under(const core::Pool* pool, std::size_t backend, std::size_t max);
 
     asio::any_io_executor executor_;
     asio::steady_timer timer_;

@@ -197,9 +197,12 @@ awaitable<TransactionExecutor::Opening> TransactionExecutor::acquire(std::size_t
     Opening opening;
     bool proxy = context_.identity_mode == config::IdentityMode::ProxyV1 ||
                  context_.identity_mode == config::IdentityMode::ProxyV2;
-    // A transparent connection is opened for this client and no other.
-    if (!proxy && !context_.transparent && !fresh) {
-        if (auto conn = context_.cache.take(pool, backend, context_.source_address, key)) {
+    // A transparent connection comes from its client's address: kept under
+    // that address, it serves that client's later sessions and no other.
+    const auto& source =
+        context_.transparent ? std::optional(identity_.address) : context_.source_address;
+    if (!proxy && !fresh) {
+        if (auto conn = context_.cache.take(pool, backend, source, key)) {
             conn->reused = true;
             opening.conn = std::move(conn);
             co_return opening;
@@ -249,8 +252,6 @@ awaitable<std::unique_ptr<BackendConnection>> TransactionExecutor::connect(std::
                  context_.identity_mode == config::IdentityMode::ProxyV2;
     auto conn = std::make_unique<BackendConnection>(std::move(socket), pool, backend, from.address);
     conn->track_in(context_.cache, &slot);
-    // From the client's own address: it speaks for this client only.
-    if (context_.transparent) conn->dedicated = true;
     if (proxy) {
         conn->dedicated = true;
         conn->protocol().output() = context_.identity_mode == config::IdentityMode::ProxyV1

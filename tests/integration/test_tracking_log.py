@@ -159,6 +159,10 @@ class TrackingLog(WorkdirTestCase):
         for signo in (signal.SIGUSR2, signal.SIGHUP, signal.SIGPIPE, signal.SIGUSR1):
             os.kill(pid, signo)
         wait_until(lambda: lb.log_lines("event=signal_ignored"), what="SIGUSR2's log line")
+        # The SIGUSR1 above handled first: a second one still pending would
+        # merge with it (signals of one kind do not queue).
+        wait_until(lambda: len(lb.log_lines("event=logs_reopened")) >= 2,
+                   what="the reopen by SIGUSR1")
         os.rename(lb.tracking, lb.tracking + ".2")
         r = subprocess.run([harness.SMTPLB, "reopen-logs", "--pid", str(pid)],
                            capture_output=True, text=True, timeout=30)

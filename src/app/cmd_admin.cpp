@@ -111,8 +111,8 @@ void print_capabilities(const json::object& root) {
 
 void print_status(const json::value& doc) {
     const auto& root = doc.as_object();
-    std::printf("%-12s %-12s %-22s %4s %7s %-5s %-12s %6s %10s  %s\n", "POOL", "BACKEND", "ADDRESS",
-                "PRI", "WEIGHT", "STATE", "ADMIN", "FLIGHT", "DELIVERED", "LAST PROBE");
+    std::printf("%-12s %-12s %-22s %4s %7s %-13s %-12s %6s %10s  %s\n", "POOL", "BACKEND",
+                "ADDRESS", "PRI", "WEIGHT", "STATE", "ADMIN", "FLIGHT", "DELIVERED", "LAST PROBE");
     for (const auto& pv : root.at("pools").as_array()) {
         const auto& pool = pv.as_object();
         for (const auto& bv : pool.at("backends").as_array()) {
@@ -125,10 +125,13 @@ void print_status(const json::value& doc) {
                 // the deciding reply; "ok" says nothing the verdict does not.
                 const auto* reason = p.if_contains("reason");
                 if (reason && text_of(reason) != "ok") probe += ": " + text_of(reason);
-                if (const auto* reply = p.if_contains("reply")) probe += ": " + text_of(reply);
+                // A reason that quotes the reply (AUTH refused: 535 ...) says it once.
+                if (const auto* reply = p.if_contains("reply");
+                    reply && probe.find(text_of(reply)) == std::string::npos)
+                    probe += ": " + text_of(reply);
             }
             std::printf(
-                "%-12s %-12s %-22s %4s %7.2f %-5s %-12s %6s %10s  %s\n",
+                "%-12s %-12s %-22s %4s %7.2f %-13s %-12s %6s %10s  %s\n",
                 text_of(pool.if_contains("name")).c_str(), text_of(b.if_contains("name")).c_str(),
                 text_of(b.if_contains("address")).c_str(),
                 text_of(b.if_contains("priority")).c_str(),

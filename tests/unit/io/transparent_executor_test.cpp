@@ -88,6 +88,7 @@ resolve_client_names = false
 [[pool]]
 name = "p"
 health = { enabled = false }
+)" + pool_extra() + R"(
 [[pool.backend]]
 name = "a"
 address = "127.0.0.1:)" + std::to_string(sinks[0]->port()) +
@@ -108,6 +109,8 @@ address = "[::1]:9"
         std::string error;
         ASSERT_TRUE(balancer->start(error)) << error;
     }
+
+    virtual std::string pool_extra() const { return ""; }
 
     std::vector<int> run_client(const std::string& source, int messages) {
         std::vector<int> codes;
@@ -193,4 +196,25 @@ TEST_F(TransparentRelay, ABackendOfAnotherFamilyIsPassedOverUnjudged) {
     EXPECT_EQ(c.health.state(), core::HealthState::Up);
     EXPECT_EQ(c.counters.failed, 0u);
     EXPECT_EQ(sinks[0]->stats().messages + sinks[1]->stats().messages, 6u);
+}
+
+namespace {
+class TransparentRelayOneIdle : public TransparentRelay {
+  protected:
+    std::string pool_extra() const override { return "max_idle_connections = 1"; }
+};
+}  // namespace
+
+TEST_F(TransparentRelayOneIdle, IdleConnectionsPerBackendAreBoundedOverAllClientAddresses) {
+    // .5 leaves one idle connection per backend; .6's, newer, take the one
+    // place per backend, so .5's next session finds nothing of its own.
+    EXPECT_EQ(run_client("127.0.0.5", 2), (std::vector<int>{250, 250}));
+    EXPECT_EQ(run_client("127.0.0.6", 2), (std::vector<int>{250, 250}));
+    const auto before = scripted->origins.size();
+    EXPECT_EQ(run_client("127.0.0.5", 2), (std::vector<int>{250, 250}));
+    EXPECT_GT(scripted->origins.size(), before);
+    // Now .5's are the newest and stay: its next session opens nothing.
+    const auto after = scripted->origins.size();
+    EXPECT_EQ(run_client("127.0.0.5", 1), (std::vector<int>{250}));
+    EXPECT_EQ(scripted->origins.size(), after);
 }

@@ -9,7 +9,9 @@ import argparse
 import json
 import os
 import shutil
+import smtplib
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -342,6 +344,16 @@ def plain_answers(line):
     """A well-behaved server's replies (for ScriptedBackend)."""
     verb = line.split(" ", 1)[0].upper()
     return {"DATA": b"354 go ahead\r\n", "QUIT": b"221 bye\r\n"}.get(verb, b"250 2.0.0 Ok\r\n")
+
+
+def starttls_client(port, cafile, source="127.0.0.2", helo="laptop.example"):
+    """An smtplib session through STARTTLS (certificate checked against cafile, not its name)."""
+    s = smtplib.SMTP("127.0.0.1", port, timeout=30, source_address=(source, 0))
+    ctx = ssl.create_default_context(cafile=cafile)
+    ctx.check_hostname = False
+    s.starttls(context=ctx)
+    s.ehlo(helo)
+    return s
 
 
 class SmtpClient:

@@ -6,10 +6,9 @@ AUTH). Compared with the same client talking to the SASL
 Postfix directly."""
 import re
 import smtplib
-import ssl
 
 import configs
-from harness import (Dovecot, Smtplb, WorkdirTestCase, free_port, main, make_ca,
+from harness import (starttls_client, Dovecot, Smtplb, WorkdirTestCase, free_port, main, make_ca,
                      make_certificate, postfix_available, start_sasl_postfix, wait_until)
 
 
@@ -42,12 +41,7 @@ class AuthParameterTest(WorkdirTestCase):
         return lb, port
 
     def session(self, port):
-        s = smtplib.SMTP("127.0.0.1", port, timeout=30, source_address=("127.0.0.2", 0))
-        ctx = ssl.create_default_context(cafile=self.ca[0])
-        ctx.check_hostname = False
-        s.starttls(context=ctx)
-        s.ehlo("laptop.example")
-        return s
+        return starttls_client(port, self.ca[0])
 
     def send(self, port, auth_param, login=True):
         s = self.session(port)

@@ -5,10 +5,9 @@ Postfix's log. Wrong passwords, relaying without AUTH and guessing are
 refused."""
 import re
 import smtplib
-import ssl
 
 import configs
-from harness import (Dovecot, Smtplb, WorkdirTestCase, free_port, main, make_ca,
+from harness import (starttls_client, Dovecot, Smtplb, WorkdirTestCase, free_port, main, make_ca,
                      make_certificate, postfix_available, start_sasl_postfix, wait_until)
 
 
@@ -40,12 +39,7 @@ class SubmissionTest(WorkdirTestCase):
         return lb, port
 
     def connect(self, port):
-        s = smtplib.SMTP("127.0.0.1", port, timeout=30, source_address=("127.0.0.2", 0))
-        ctx = ssl.create_default_context(cafile=self.ca[0])
-        ctx.check_hostname = False
-        s.starttls(context=ctx)
-        s.ehlo("laptop.example")
-        return s
+        return starttls_client(port, self.ca[0])
 
     def test_login_verified_by_a_backend_and_messages_spread_with_xclient_login(self):
         hub1, hub2 = self.start_postfix("hub1"), self.start_postfix("hub2")

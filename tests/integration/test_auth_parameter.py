@@ -5,7 +5,6 @@ smtplb leaves it out, as RFC 4954 asks for a server that does not announce
 AUTH). Compared with the same client talking to the SASL
 Postfix directly."""
 import re
-import smtplib
 
 import configs
 from harness import (starttls_client, Dovecot, Smtplb, WorkdirTestCase, free_port, main, make_ca,

@@ -95,9 +95,11 @@ void check_transparent_families(const Config& c, const KeyLines& lines, Diagnost
             }
             if (!unreachable.empty())
                 d.warning(path, line,
-                          "a transparent connection keeps the client's address family: the "
-                          "listener's clients never reach backend(s) " +
-                              unreachable + " of " + where);
+                          std::string("a transparent connection keeps the client's address "
+                                      "family: the listener's clients never reach backend(s) ")
+                              .append(unreachable)
+                              .append(" of ")
+                              .append(where));
             if (v4_clients && !v4_served)
                 d.warning(path, line,
                           std::string("IPv4 clients find no IPv4 backend in ") + where +

@@ -217,8 +217,9 @@ std::vector<Finding> audit_transparent_routing(const config::Config& config,
     }
     for (const auto& [key, g] : groups) {
         const auto& [listener, v6, dev] = key;
-        std::string where = "listener " + listener + ", " + (v6 ? "IPv6" : "IPv4") +
-                            " backends via " + dev + " (" + join(g.backends, ", ") + ")";
+        std::string where = "listener " + listener + ", ";
+        where.append(v6 ? "IPv6" : "IPv4").append(" backends via ").append(dev);
+        where.append(" (").append(join(g.backends, ", ")).append(")");
         if (dev == "lo") {
             out.push_back({S::Warning, where,
                            "the backends are on this host: a transparent connection to them "

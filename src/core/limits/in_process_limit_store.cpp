@@ -1,0 +1,201 @@
+#include "core/limits/in_process_limit_store.hpp"
+
+#include <functional>
+
+namespace smtplb::core {
+namespace {
+
+// Lookups by string_view without building a std::string.
+struct KeyHash {
+    using is_transparent = void;
+    std::size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+};
+struct KeyEqual {
+    using is_transparent = void;
+    bool operator()(std::string_view a, std::string_view b) const { return a == b; }
+};
+
+// Keys forgotten from the old end on each rate decision, so that expiry
+// keeps pace with traffic without a scan.
+constexpr int kExpiredPerDecision = 2;
+
+}  // namespace
+
+struct InProcessLimitStore::Partition {
+    struct RateEntry;
+    using RateMap = std::unordered_map<std::string, RateEntry, KeyHash, KeyEqual>;
+    using Node = RateMap::value_type;
+    struct RateEntry {
+        GcraState state;
+        TimePoint last_used;
+        Node* older = nullptr;  // the least-recently-used list, through the map's nodes
+        Node* newer = nullptr;
+    };
+
+    explicit Partition(std::size_t max) : max_keys(max == 0 ? 1 : max) {}
+
+    std::mutex mutex;
+    const std::size_t max_keys;
+    RateMap rates;
+    Node* newest = nullptr;
+    Node* oldest = nullptr;
+    // Set by the rate decisions: a key last used longer ago than this has
+    // recovered (each decision leaves its TAT at most this far ahead).
+    Gcra::Duration max_idle{0};
+    std::unordered_map<std::string, std::uint32_t, KeyHash, KeyEqual> held;
+    std::uint64_t evictions = 0;
+    std::uint64_t table_full = 0;
+
+    void unlink(Node* n) {
+        auto& e = n->second;
+        (e.older ? e.older->second.newer : oldest) = e.newer;
+        (e.newer ? e.newer->second.older : newest) = e.older;
+        e.older = e.newer = nullptr;
+    }
+    void push_newest(Node* n, TimePoint now) {
+        auto& e = n->second;
+        e.last_used = now;
+        e.older = newest;
+        e.newer = nullptr;
+        if (newest) newest->second.newer = n;
+        newest = n;
+        if (!oldest) oldest = n;
+    }
+    void erase(Node* n) {
+        unlink(n);
+        rates.erase(rates.find(std::string_view(n->first)));
+    }
+    bool recovered(const Node* n, TimePoint now) const {
+        return n->second.last_used + max_idle <= now;
+    }
+    void expire_oldest(TimePoint now, std::size_t budget) {
+        while (budget-- > 0 && oldest && recovered(oldest, now))
+            erase(oldest);
+    }
+    Node* find(std::string_view key) {
+        auto it = rates.find(key);
+        return it == rates.end() ? nullptr : &*it;
+    }
+    Node* insert(std::string_view key, const GcraState& state, TimePoint now) {
+        if (rates.size() >= max_keys && oldest) {
+            if (!recovered(oldest, now)) ++evictions;
+            erase(oldest);
+        }
+        auto [it, added] = rates.try_emplace(std::string(key));
+        it->second.state = state;
+        push_newest(&*it, now);
+        return &*it;
+    }
+};
+
+InProcessLimitStore::InProcessLimitStore(const std::vector<std::size_t>& max_keys) {
+    for (auto max : max_keys)
+        partitions_.push_back(std::make_unique<Partition>(max));
+}
+
+InProcessLimitStore::~InProcessLimitStore() = default;
+
+InProcessLimitStore::Partition* InProcessLimitStore::partition(std::size_t limit) {
+    // Out of range cannot happen (the store is built from the same limits);
+    // such a call is answered as if nothing were remembered.
+    return limit < partitions_.size() ? partitions_[limit].get() : nullptr;
+}
+
+GcraDecision InProcessLimitStore::rate(std::size_t limit, std::string_view key, const Gcra& gcra,
+                                       TimePoint now, std::uint64_t cost) {
+    auto* p = partition(limit);
+    if (!p) {
+        GcraState scratch;
+        return gcra.decide(scratch, now, cost);
+    }
+    std::lock_guard lock(p->mutex);
+    p->max_idle = gcra.max_idle();
+    p->expire_oldest(now, kExpiredPerDecision);
+    if (auto* n = p->find(key)) {
+        auto d = gcra.decide(n->second.state, now, cost);
+        p->unlink(n);
+        p->push_newest(n, now);
+        return d;
+    }
+    GcraState state;
+    auto d = gcra.decide(state, now, cost);
+    // Only a decision that leaves something to remember takes an entry.
+    if (!gcra.idle(state, now)) p->insert(key, state, now);
+    return d;
+}
+
+GcraDecision InProcessLimitStore::peek_rate(std::size_t limit, std::string_view key,
+                                            const Gcra& gcra, TimePoint now, std::uint64_t cost) {
+    auto* p = partition(limit);
+    GcraState state;
+    if (p) {
+        std::lock_guard lock(p->mutex);
+        if (auto* n = p->find(key)) state = n->second.state;
+    }
+    return gcra.peek(state, now, cost);
+}
+
+void InProcessLimitStore::refund_rate(std::size_t limit, std::string_view key, const Gcra& gcra,
+                                      TimePoint now, std::uint64_t cost) {
+    auto* p = partition(limit);
+    if (!p) return;
+    std::lock_guard lock(p->mutex);
+    auto* n = p->find(key);
+    if (!n) return;  // forgotten or evicted meanwhile: nothing to give back
+    gcra.refund(n->second.state, now, cost);
+    if (gcra.idle(n->second.state, now)) p->erase(n);
+}
+
+AcquireResult InProcessLimitStore::acquire(std::size_t limit, std::string_view key,
+                                           std::uint32_t max) {
+    auto* p = partition(limit);
+    if (!p) return AcquireResult::AtLimit;
+    std::lock_guard lock(p->mutex);
+    auto it = p->held.find(key);
+    if (it == p->held.end()) {
+        if (max == 0) return AcquireResult::AtLimit;
+        if (p->held.size() >= p->max_keys) {
+            ++p->table_full;
+            return AcquireResult::TableFull;
+        }
+        p->held.emplace(std::string(key), 1);
+        return AcquireResult::Acquired;
+    }
+    if (it->second >= max) return AcquireResult::AtLimit;
+    ++it->second;
+    return AcquireResult::Acquired;
+}
+
+void InProcessLimitStore::release(std::size_t limit, std::string_view key) {
+    auto* p = partition(limit);
+    if (!p) return;
+    std::lock_guard lock(p->mutex);
+    auto it = p->held.find(key);
+    if (it == p->held.end()) return;
+    // The last one out removes the key: nothing held, nothing remembered.
+    if (--it->second == 0) p->held.erase(it);
+}
+
+std::uint32_t InProcessLimitStore::in_use(std::size_t limit, std::string_view key) {
+    auto* p = partition(limit);
+    if (!p) return 0;
+    std::lock_guard lock(p->mutex);
+    auto it = p->held.find(key);
+    return it == p->held.end() ? 0 : it->second;
+}
+
+void InProcessLimitStore::expire(TimePoint now) {
+    for (auto& p : partitions_) {
+        std::lock_guard lock(p->mutex);
+        p->expire_oldest(now, p->rates.size());
+    }
+}
+
+LimitStoreStats InProcessLimitStore::stats(std::size_t limit) {
+    auto* p = partition(limit);
+    if (!p) return {};
+    std::lock_guard lock(p->mutex);
+    return {p->rates.size() + p->held.size(), p->evictions, p->table_full};
+}
+
+}  // namespace smtplb::core

@@ -5,13 +5,15 @@
 
 namespace smtplb::core {
 
-Gcra::Gcra(std::uint64_t count, Duration period, std::uint64_t burst)
+Gcra::Gcra(std::uint64_t count, Duration period, std::uint64_t burst, Duration reserve_ahead)
     : count_(std::clamp<std::uint64_t>(count, 1, kMaxCount)),
       period_(std::clamp<Duration>(period, Duration(1), kMaxPeriod)),
       burst_(std::clamp<std::uint64_t>(burst, 1, kMaxBurst)),
       // One unit spends period / count nanoseconds = period (in ns) ticks.
       interval_(static_cast<GcraTicks>(period_.count())),
-      tolerance_(static_cast<GcraTicks>(burst_) * interval_) {}
+      tolerance_(static_cast<GcraTicks>(burst_) * interval_),
+      max_lead_(tolerance_ + ticks(TimePoint(std::clamp(reserve_ahead, Duration(0), kMaxPeriod)))) {
+}
 
 GcraTicks Gcra::ticks(TimePoint t) const {
     return static_cast<GcraTicks>(t.time_since_epoch().count()) * static_cast<GcraTicks>(count_);
@@ -27,10 +29,10 @@ Gcra::Duration Gcra::to_duration(GcraTicks t) const {
 GcraDecision Gcra::evaluate(const GcraState& state, TimePoint now, std::uint64_t cost,
                             GcraTicks& new_tat) const {
     const GcraTicks now_ticks = ticks(now);
-    // An allowed decision never leaves the TAT more than the tolerance ahead
-    // of its clock; more means the clock went backwards since. Capping it
-    // keeps the wait within one burst's recovery without granting anything.
-    const GcraTicks tat = std::min(std::max(state.tat, now_ticks), now_ticks + tolerance_);
+    // An allowed decision never leaves the TAT more than max_lead_ ahead of
+    // its clock; more means the clock went backwards since. Capping it keeps
+    // the wait within one burst's recovery without granting anything.
+    const GcraTicks tat = std::min(std::max(state.tat, now_ticks), now_ticks + max_lead_);
     const auto units_left = [&](GcraTicks at) {
         GcraTicks room = now_ticks + tolerance_ - at;
         return room <= 0 ? 0 : static_cast<std::uint64_t>(room / interval_);
@@ -83,7 +85,7 @@ bool Gcra::idle(const GcraState& state, TimePoint now) const {
 }
 
 Gcra::Duration Gcra::max_idle() const {
-    return to_duration(tolerance_);
+    return to_duration(max_lead_);
 }
 
 }  // namespace smtplb::core

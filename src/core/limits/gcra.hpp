@@ -47,7 +47,11 @@ class Gcra {
     static constexpr std::uint64_t kMaxBurst = 1ull << 40;
     static constexpr Duration kMaxPeriod = std::chrono::hours(24 * 366);
 
-    Gcra(std::uint64_t count, Duration period, std::uint64_t burst);
+    // `reserve_ahead`: how far ahead of the clock a decision may be made (a
+    // tarpit counts a held request at the end of its hold), so that such a
+    // TAT is not mistaken for a clock gone backwards.
+    Gcra(std::uint64_t count, Duration period, std::uint64_t burst,
+         Duration reserve_ahead = Duration(0));
 
     // Decides a request of `cost` units at `now` and, when it passes, records it.
     GcraDecision decide(GcraState& state, TimePoint now, std::uint64_t cost = 1) const;
@@ -59,7 +63,7 @@ class Gcra {
     // True when the state remembers nothing: the key may be forgotten.
     bool idle(const GcraState& state, TimePoint now) const;
     // The longest a key can stay remembered after its last decision: the
-    // time to recover a whole burst.
+    // time to recover a whole burst (plus reserve_ahead).
     Duration max_idle() const;
 
     std::uint64_t count() const { return count_; }
@@ -77,6 +81,7 @@ class Gcra {
     std::uint64_t burst_;
     GcraTicks interval_;   // T in ticks: the period in nanoseconds
     GcraTicks tolerance_;  // burst * T
+    GcraTicks max_lead_;   // the furthest ahead of its clock a TAT can legitimately be
 };
 
 }  // namespace smtplb::core

@@ -79,7 +79,9 @@ LimitSet::LimitSet(std::vector<config::Limit> limits, std::shared_ptr<LimitStore
       hits_(std::make_unique<Hits[]>(limits_.size())) {
     for (const auto& l : limits_) {
         if (l.is_rate())
-            rates_.emplace_back(Gcra(l.quantity, l.period, l.burst));
+            rates_.emplace_back(
+                Gcra(l.quantity, l.period, l.burst,
+                     l.action == config::LimitAction::Delay ? l.delay : base::Clock::Duration(0)));
         else
             rates_.emplace_back(std::nullopt);
     }

@@ -171,3 +171,19 @@ TEST(Gcra, HugeValuesDoNotOverflow) {
     slow.decide(s3, clock.now());
     EXPECT_EQ(slow.decide(s3, clock.now()).retry_after, Gcra::kMaxPeriod);
 }
+
+TEST(Gcra, ADecisionReservedAheadIsKeptNotTakenForAClockGoneBackwards) {
+    FakeClock clock;
+    Gcra gcra(10, 1min, 1, 10s);  // a tarpit may count a request up to 10 s ahead
+    GcraState state;
+    EXPECT_TRUE(gcra.decide(state, clock.now()).allowed);
+    auto wait = gcra.decide(state, clock.now()).retry_after;
+    EXPECT_EQ(wait, 6s);
+    EXPECT_TRUE(gcra.decide(state, clock.now() + wait).allowed);  // counted at the end of its hold
+    EXPECT_EQ(gcra.decide(state, clock.now()).retry_after, 12s);
+    EXPECT_EQ(gcra.max_idle(), 16s);
+    Gcra plain(10, 1min, 1);
+    GcraState other = state;
+    // Without the allowance the same TAT reads as a clock gone backwards.
+    EXPECT_EQ(plain.decide(other, clock.now()).retry_after, 6s);
+}

@@ -2,6 +2,8 @@
 
 #include <functional>
 
+#include "core/limits/rate_table.hpp"
+
 namespace smtplb::core {
 namespace {
 
@@ -22,23 +24,13 @@ constexpr int kExpiredPerDecision = 2;
 }  // namespace
 
 struct InProcessLimitStore::Partition {
-    struct RateEntry;
-    using RateMap = std::unordered_map<std::string, RateEntry, KeyHash, KeyEqual>;
-    using Node = RateMap::value_type;
-    struct RateEntry {
-        GcraState state;
-        TimePoint last_used;
-        Node* older = nullptr;  // the least-recently-used list, through the map's nodes
-        Node* newer = nullptr;
-    };
+    using Node = RateTable::Node;
 
     explicit Partition(std::size_t max) : max_keys(max == 0 ? 1 : max) {}
 
     std::mutex mutex;
     const std::size_t max_keys;
-    RateMap rates;
-    Node* newest = nullptr;
-    Node* oldest = nullptr;
+    RateTable rates;
     // Set by the rate decisions: a key last used longer ago than this has
     // recovered (each decision leaves its TAT at most this far ahead).
     Gcra::Duration max_idle{0};
@@ -46,45 +38,18 @@ struct InProcessLimitStore::Partition {
     std::uint64_t evictions = 0;
     std::uint64_t table_full = 0;
 
-    void unlink(Node* n) {
-        auto& e = n->second;
-        (e.older ? e.older->second.newer : oldest) = e.newer;
-        (e.newer ? e.newer->second.older : newest) = e.older;
-        e.older = e.newer = nullptr;
-    }
-    void push_newest(Node* n, TimePoint now) {
-        auto& e = n->second;
-        e.last_used = now;
-        e.older = newest;
-        e.newer = nullptr;
-        if (newest) newest->second.newer = n;
-        newest = n;
-        if (!oldest) oldest = n;
-    }
-    void erase(Node* n) {
-        unlink(n);
-        rates.erase(rates.find(std::string_view(n->first)));
-    }
-    bool recovered(const Node* n, TimePoint now) const {
-        return n->second.last_used + max_idle <= now;
-    }
+    bool recovered(const Node* n, TimePoint now) const { return n->last_used + max_idle <= now; }
+    // Oldest first: once one has not recovered, none newer has.
     void expire_oldest(TimePoint now, std::size_t budget) {
-        while (budget-- > 0 && oldest && recovered(oldest, now))
-            erase(oldest);
+        while (budget-- > 0 && rates.oldest() && recovered(rates.oldest(), now))
+            rates.erase(rates.oldest());
     }
-    Node* find(std::string_view key) {
-        auto it = rates.find(key);
-        return it == rates.end() ? nullptr : &*it;
-    }
-    Node* insert(std::string_view key, const GcraState& state, TimePoint now) {
-        if (rates.size() >= max_keys && oldest) {
-            if (!recovered(oldest, now)) ++evictions;
-            erase(oldest);
+    void insert(std::string_view key, const GcraState& state, TimePoint now) {
+        if (rates.size() >= max_keys && rates.oldest()) {
+            if (!recovered(rates.oldest(), now)) ++evictions;
+            rates.erase(rates.oldest());
         }
-        auto [it, added] = rates.try_emplace(std::string(key));
-        it->second.state = state;
-        push_newest(&*it, now);
-        return &*it;
+        rates.insert(key, state, now);
     }
 };
 
@@ -111,10 +76,9 @@ GcraDecision InProcessLimitStore::rate(std::size_t limit, std::string_view key, 
     std::lock_guard lock(p->mutex);
     p->max_idle = gcra.max_idle();
     p->expire_oldest(now, kExpiredPerDecision);
-    if (auto* n = p->find(key)) {
-        auto d = gcra.decide(n->second.state, now, cost);
-        p->unlink(n);
-        p->push_newest(n, now);
+    if (auto* n = p->rates.find(key)) {
+        auto d = gcra.decide(n->state, now, cost);
+        p->rates.touch(n, now);
         return d;
     }
     GcraState state;
@@ -130,7 +94,7 @@ GcraDecision InProcessLimitStore::peek_rate(std::size_t limit, std::string_view 
     GcraState state;
     if (p) {
         std::lock_guard lock(p->mutex);
-        if (auto* n = p->find(key)) state = n->second.state;
+        if (auto* n = p->rates.find(key)) state = n->state;
     }
     return gcra.peek(state, now, cost);
 }
@@ -140,10 +104,10 @@ void InProcessLimitStore::refund_rate(std::size_t limit, std::string_view key, c
     auto* p = partition(limit);
     if (!p) return;
     std::lock_guard lock(p->mutex);
-    auto* n = p->find(key);
+    auto* n = p->rates.find(key);
     if (!n) return;  // forgotten or evicted meanwhile: nothing to give back
-    gcra.refund(n->second.state, now, cost);
-    if (gcra.idle(n->second.state, now)) p->erase(n);
+    gcra.refund(n->state, now, cost);
+    if (gcra.idle(n->state, now)) p->rates.erase(n);
 }
 
 AcquireResult InProcessLimitStore::acquire(std::size_t limit, std::string_view key,

@@ -4,6 +4,7 @@
 #include <string>
 
 #include "core/limits/in_process_limit_store.hpp"
+#include "core/limits/rate_table.hpp"
 #include "mocks/fake_clock.hpp"
 
 using smtplb::core::AcquireResult;
@@ -150,4 +151,39 @@ TEST(InProcessLimitStore, AMillionDistinctKeysStayWithinMaxKeys) {
         store.rate(0, "sender=user" + std::to_string(i) + "@example.net", gcra, clock.now(), 1);
     EXPECT_EQ(store.stats(0).tracked_keys, 1000u);
     EXPECT_EQ(store.stats(0).evictions, 999000u);
+}
+
+TEST(RateTable, FindsErasesAndKeepsUseOrderAcrossGrowth) {
+    using smtplb::core::GcraState;
+    using smtplb::core::RateTable;
+    FakeClock clock;
+    RateTable table;
+    for (int i = 0; i < 1000; ++i)
+        table.insert("key" + std::to_string(i), GcraState{i}, clock.now());
+    EXPECT_EQ(table.size(), 1000u);
+    for (int i = 0; i < 1000; ++i) {
+        auto* n = table.find("key" + std::to_string(i));
+        ASSERT_NE(n, nullptr);
+        EXPECT_EQ(n->state.tat, i);
+        EXPECT_EQ(n->key(), "key" + std::to_string(i));
+    }
+    EXPECT_EQ(table.find("key1000"), nullptr);
+    EXPECT_EQ(table.find(""), nullptr);
+    EXPECT_EQ(table.oldest()->key(), "key0");
+    table.touch(table.find("key0"), clock.now());
+    EXPECT_EQ(table.oldest()->key(), "key1");
+    for (int i = 1; i < 1000; i += 2)
+        table.erase(table.find("key" + std::to_string(i)));
+    EXPECT_EQ(table.size(), 500u);
+    EXPECT_EQ(table.oldest()->key(), "key2");
+    EXPECT_EQ(table.find("key3"), nullptr);
+    ASSERT_NE(table.find("key4"), nullptr);
+    // The newest is key0 (touched): erasing from the old end reaches it last.
+    std::string last;
+    while (table.oldest()) {
+        last = std::string(table.oldest()->key());
+        table.erase(table.oldest());
+    }
+    EXPECT_EQ(last, "key0");
+    EXPECT_EQ(table.size(), 0u);
 }

@@ -85,8 +85,17 @@ void read_key(TableReader& r, Limit& l) {
 void read_counted(TableReader& r, Limit& l) {
     auto& d = r.diagnostics();
     std::vector<const char*> given;
-    for (const auto& [name, counts] : kCounted) {
-        auto* n = r.node(name);
+    // Each key named where it is read (tests/docs follow the reads).
+    const toml::node* nodes[] = {r.node("connections"),
+                                 r.node("messages"),
+                                 r.node("recipients"),
+                                 r.node("bytes"),
+                                 r.node("concurrent_connections"),
+                                 r.node("concurrent_transactions")};
+    static_assert(std::size(nodes) == std::size(kCounted));
+    for (std::size_t i = 0; i < std::size(kCounted); ++i) {
+        const auto& [name, counts] = kCounted[i];
+        const toml::node* n = nodes[i];
         if (!n) continue;
         given.push_back(name);
         l.counts = counts;

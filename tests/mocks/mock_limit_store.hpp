@@ -10,10 +10,12 @@ namespace smtplb::testing {
 class MockLimitStore : public core::LimitStore {
   public:
     MOCK_METHOD(core::GcraDecision, rate,
-                (std::size_t, std::string_view, const core::Gcra&, TimePoint, std::uint64_t),
+                (std::size_t, std::string_view, const core::Gcra&, TimePoint, std::uint64_t,
+                 core::Gcra::Duration),
                 (override));
     MOCK_METHOD(core::GcraDecision, peek_rate,
-                (std::size_t, std::string_view, const core::Gcra&, TimePoint, std::uint64_t),
+                (std::size_t, std::string_view, const core::Gcra&, TimePoint, std::uint64_t,
+                 core::Gcra::Duration),
                 (override));
     MOCK_METHOD(void, refund_rate,
                 (std::size_t, std::string_view, const core::Gcra&, TimePoint, std::uint64_t),

@@ -12,8 +12,8 @@ Gcra::Gcra(std::uint64_t count, Duration period, std::uint64_t burst, Duration r
       // One unit spends period / count nanoseconds = period (in ns) ticks.
       interval_(static_cast<GcraTicks>(period_.count())),
       tolerance_(static_cast<GcraTicks>(burst_) * interval_),
-      max_lead_(tolerance_ + ticks(TimePoint(std::clamp(reserve_ahead, Duration(0), kMaxPeriod)))) {
-}
+      reserve_(ticks(TimePoint(std::clamp(reserve_ahead, Duration(0), kMaxPeriod)))),
+      max_lead_(tolerance_ + reserve_) {}
 
 GcraTicks Gcra::ticks(TimePoint t) const {
     return static_cast<GcraTicks>(t.time_since_epoch().count()) * static_cast<GcraTicks>(count_);
@@ -27,7 +27,7 @@ Gcra::Duration Gcra::to_duration(GcraTicks t) const {
 }
 
 GcraDecision Gcra::evaluate(const GcraState& state, TimePoint now, std::uint64_t cost,
-                            GcraTicks& new_tat) const {
+                            Duration max_wait, GcraTicks& new_tat) const {
     const GcraTicks now_ticks = ticks(now);
     // An allowed decision never leaves the TAT more than max_lead_ ahead of
     // its clock; more means the clock went backwards since. Capping it keeps
@@ -48,8 +48,11 @@ GcraDecision Gcra::evaluate(const GcraState& state, TimePoint now, std::uint64_t
     }
     const GcraTicks after = tat + static_cast<GcraTicks>(cost) * interval_;
     const GcraTicks allow_at = after - tolerance_;
-    if (allow_at <= now_ticks) {
+    const GcraTicks may_wait =
+        std::min(ticks(TimePoint(std::max(max_wait, Duration(0)))), reserve_);
+    if (allow_at - now_ticks <= may_wait) {
         d.allowed = true;
+        d.wait = to_duration(allow_at - now_ticks);
         new_tat = after;
         d.remaining = units_left(after);
         d.reset_after = to_duration(after - now_ticks);
@@ -61,17 +64,19 @@ GcraDecision Gcra::evaluate(const GcraState& state, TimePoint now, std::uint64_t
     return d;
 }
 
-GcraDecision Gcra::decide(GcraState& state, TimePoint now, std::uint64_t cost) const {
+GcraDecision Gcra::decide(GcraState& state, TimePoint now, std::uint64_t cost,
+                          Duration max_wait) const {
     GcraTicks new_tat;
-    GcraDecision d = evaluate(state, now, cost, new_tat);
+    GcraDecision d = evaluate(state, now, cost, max_wait, new_tat);
     // Refused, new_tat is the TAT capped after a clock that went backwards.
     state.tat = new_tat;
     return d;
 }
 
-GcraDecision Gcra::peek(const GcraState& state, TimePoint now, std::uint64_t cost) const {
+GcraDecision Gcra::peek(const GcraState& state, TimePoint now, std::uint64_t cost,
+                        Duration max_wait) const {
     GcraTicks new_tat;
-    return evaluate(state, now, cost, new_tat);
+    return evaluate(state, now, cost, max_wait, new_tat);
 }
 
 void Gcra::refund(GcraState& state, TimePoint now, std::uint64_t cost) const {

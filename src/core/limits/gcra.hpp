@@ -20,6 +20,9 @@ struct GcraState {
 
 struct GcraDecision {
     bool allowed = false;
+    // Allowed only once this has passed (a request held by a tarpit, counted
+    // as of the end of its hold); 0 for a request that passes now.
+    base::Clock::Duration wait{0};
     // Refused: how long until the same cost would pass; kNever when it never
     // can (the cost is larger than the burst). 0 when allowed.
     base::Clock::Duration retry_after{0};
@@ -47,16 +50,20 @@ class Gcra {
     static constexpr std::uint64_t kMaxBurst = 1ull << 40;
     static constexpr Duration kMaxPeriod = std::chrono::hours(24 * 366);
 
-    // `reserve_ahead`: how far ahead of the clock a decision may be made (a
-    // tarpit counts a held request at the end of its hold), so that such a
-    // TAT is not mistaken for a clock gone backwards.
+    // `reserve_ahead`: the longest wait a decision may grant (a tarpit holds
+    // the request that long), so that the TAT it leaves is not mistaken for
+    // a clock gone backwards.
     Gcra(std::uint64_t count, Duration period, std::uint64_t burst,
          Duration reserve_ahead = Duration(0));
 
-    // Decides a request of `cost` units at `now` and, when it passes, records it.
-    GcraDecision decide(GcraState& state, TimePoint now, std::uint64_t cost = 1) const;
+    // Decides a request of `cost` units at `now` and, when it passes, records
+    // it. With `max_wait` (at most reserve_ahead), a request that would pass
+    // within that time is allowed with that `wait` instead of refused.
+    GcraDecision decide(GcraState& state, TimePoint now, std::uint64_t cost = 1,
+                        Duration max_wait = Duration(0)) const;
     // The same decision without recording anything.
-    GcraDecision peek(const GcraState& state, TimePoint now, std::uint64_t cost = 1) const;
+    GcraDecision peek(const GcraState& state, TimePoint now, std::uint64_t cost = 1,
+                      Duration max_wait = Duration(0)) const;
     // Gives back `cost` units recorded by an earlier decide (a recipient the
     // backend refused after all, a later limit refusing the same event).
     void refund(GcraState& state, TimePoint now, std::uint64_t cost = 1) const;
@@ -74,13 +81,14 @@ class Gcra {
     GcraTicks ticks(TimePoint t) const;
     Duration to_duration(GcraTicks ticks) const;  // rounded up, saturated
     GcraDecision evaluate(const GcraState& state, TimePoint now, std::uint64_t cost,
-                          GcraTicks& new_tat) const;
+                          Duration max_wait, GcraTicks& new_tat) const;
 
     std::uint64_t count_;
     Duration period_;
     std::uint64_t burst_;
     GcraTicks interval_;   // T in ticks: the period in nanoseconds
     GcraTicks tolerance_;  // burst * T
+    GcraTicks reserve_;    // reserve_ahead in ticks
     GcraTicks max_lead_;   // the furthest ahead of its clock a TAT can legitimately be
 };
 

@@ -67,36 +67,37 @@ InProcessLimitStore::Partition* InProcessLimitStore::partition(std::size_t limit
 }
 
 GcraDecision InProcessLimitStore::rate(std::size_t limit, std::string_view key, const Gcra& gcra,
-                                       TimePoint now, std::uint64_t cost) {
+                                       TimePoint now, std::uint64_t cost, Gcra::Duration max_wait) {
     auto* p = partition(limit);
     if (!p) {
         GcraState scratch;
-        return gcra.decide(scratch, now, cost);
+        return gcra.decide(scratch, now, cost, max_wait);
     }
     std::lock_guard lock(p->mutex);
     p->max_idle = gcra.max_idle();
     p->expire_oldest(now, kExpiredPerDecision);
     if (auto* n = p->rates.find(key)) {
-        auto d = gcra.decide(n->state, now, cost);
+        auto d = gcra.decide(n->state, now, cost, max_wait);
         p->rates.touch(n, now);
         return d;
     }
     GcraState state;
-    auto d = gcra.decide(state, now, cost);
+    auto d = gcra.decide(state, now, cost, max_wait);
     // Only a decision that leaves something to remember takes an entry.
     if (!gcra.idle(state, now)) p->insert(key, state, now);
     return d;
 }
 
 GcraDecision InProcessLimitStore::peek_rate(std::size_t limit, std::string_view key,
-                                            const Gcra& gcra, TimePoint now, std::uint64_t cost) {
+                                            const Gcra& gcra, TimePoint now, std::uint64_t cost,
+                                            Gcra::Duration max_wait) {
     auto* p = partition(limit);
     GcraState state;
     if (p) {
         std::lock_guard lock(p->mutex);
         if (auto* n = p->rates.find(key)) state = n->state;
     }
-    return gcra.peek(state, now, cost);
+    return gcra.peek(state, now, cost, max_wait);
 }
 
 void InProcessLimitStore::refund_rate(std::size_t limit, std::string_view key, const Gcra& gcra,

@@ -26,9 +26,10 @@ class InProcessLimitStore final : public LimitStore {
     ~InProcessLimitStore() override;
 
     GcraDecision rate(std::size_t limit, std::string_view key, const Gcra& gcra, TimePoint now,
-                      std::uint64_t cost) override;
+                      std::uint64_t cost, Gcra::Duration max_wait = Gcra::Duration(0)) override;
     GcraDecision peek_rate(std::size_t limit, std::string_view key, const Gcra& gcra, TimePoint now,
-                           std::uint64_t cost) override;
+                           std::uint64_t cost,
+                           Gcra::Duration max_wait = Gcra::Duration(0)) override;
     void refund_rate(std::size_t limit, std::string_view key, const Gcra& gcra, TimePoint now,
                      std::uint64_t cost) override;
     AcquireResult acquire(std::size_t limit, std::string_view key, std::uint32_t max) override;

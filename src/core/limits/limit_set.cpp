@@ -70,7 +70,6 @@ struct LimitSet::Counted {
     std::size_t index;
     std::string key;
     std::uint64_t cost;
-    TimePoint at;
 };
 
 LimitSet::LimitSet(std::vector<config::Limit> limits, std::shared_ptr<LimitStore> store)
@@ -207,7 +206,7 @@ LimitVerdict LimitSet::check(LimitEvent event, const LimitSubject& subject, Time
     std::vector<bool> delayed(limits_.size(), false);
     auto refuse = [&](std::size_t i, const std::string& key, base::Clock::Duration retry) {
         for (auto it = counted.rbegin(); it != counted.rend(); ++it)
-            store_->refund_rate(it->index, it->key, *rates_[it->index], it->at, it->cost);
+            store_->refund_rate(it->index, it->key, *rates_[it->index], now, it->cost);
         LimitVerdict out;
         out.kind = LimitVerdict::Kind::Tempfail;
         const auto& limit = limits_[i];
@@ -232,27 +231,23 @@ LimitVerdict LimitSet::check(LimitEvent event, const LimitSubject& subject, Time
             }
             const Gcra& gcra = *rates_[i];
             const std::uint64_t c = cost(i, subject);
-            auto d = use == Use::Consume ? store_->rate(i, key, gcra, now, c)
-                                         : store_->peek_rate(i, key, gcra, now, c);
-            TimePoint at = now;
-            if (!d.allowed && limit.action == config::LimitAction::Delay &&
-                d.retry_after <= limit.delay) {
-                // The tarpit: the reply waits until the rate allows it; what
-                // is counted is counted at that moment.
-                at = now + d.retry_after;
-                d = use == Use::Consume ? store_->rate(i, key, gcra, at, c)
-                                        : store_->peek_rate(i, key, gcra, at, c);
-                if (d.allowed) {
-                    verdict.hold = std::max(verdict.hold, at - now);
-                    if (verdict.limit.empty()) {
-                        verdict.limit = limit.name;
-                        verdict.key = key;
-                    }
-                    delayed[i] = true;
-                }
-            }
+            // The tarpit: a request that would pass within `delay` passes
+            // with its reply held that long, counted as of then.
+            const auto max_wait = limit.action == config::LimitAction::Delay
+                                      ? Gcra::Duration(limit.delay)
+                                      : Gcra::Duration(0);
+            auto d = use == Use::Consume ? store_->rate(i, key, gcra, now, c, max_wait)
+                                         : store_->peek_rate(i, key, gcra, now, c, max_wait);
             if (!d.allowed) return refuse(i, key, d.retry_after);
-            if (use == Use::Consume) counted.push_back({i, key, c, at});
+            if (d.wait > Gcra::Duration(0)) {
+                verdict.hold = std::max(verdict.hold, d.wait);
+                if (verdict.limit.empty()) {
+                    verdict.limit = limit.name;
+                    verdict.key = key;
+                }
+                delayed[i] = true;
+            }
+            if (use == Use::Consume) counted.push_back({i, key, c});
         }
     }
     for (std::size_t i = 0; i < limits_.size(); ++i)

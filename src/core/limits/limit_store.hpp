@@ -32,13 +32,16 @@ class LimitStore {
     using TimePoint = base::Clock::TimePoint;
     virtual ~LimitStore() = default;
 
-    // A rate decision for `cost` units, recorded when it passes.
+    // A rate decision for `cost` units, recorded when it passes (Gcra::decide;
+    // `max_wait`: how long the caller would hold the request to let it pass).
     virtual GcraDecision rate(std::size_t limit, std::string_view key, const Gcra& gcra,
-                              TimePoint now, std::uint64_t cost) = 0;
+                              TimePoint now, std::uint64_t cost,
+                              Gcra::Duration max_wait = Gcra::Duration(0)) = 0;
     // The same decision, recording nothing (a check at MAIL for what is
     // counted at end of data; the API).
     virtual GcraDecision peek_rate(std::size_t limit, std::string_view key, const Gcra& gcra,
-                                   TimePoint now, std::uint64_t cost) = 0;
+                                   TimePoint now, std::uint64_t cost,
+                                   Gcra::Duration max_wait = Gcra::Duration(0)) = 0;
     // Gives back units recorded by rate().
     virtual void refund_rate(std::size_t limit, std::string_view key, const Gcra& gcra,
                              TimePoint now, std::uint64_t cost) = 0;

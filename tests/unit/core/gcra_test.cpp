@@ -172,18 +172,24 @@ TEST(Gcra, HugeValuesDoNotOverflow) {
     EXPECT_EQ(slow.decide(s3, clock.now()).retry_after, Gcra::kMaxPeriod);
 }
 
-TEST(Gcra, ADecisionReservedAheadIsKeptNotTakenForAClockGoneBackwards) {
+TEST(Gcra, AWaitWithinReserveAheadIsGrantedAndNotTakenForAClockGoneBackwards) {
     FakeClock clock;
-    Gcra gcra(10, 1min, 1, 10s);  // a tarpit may count a request up to 10 s ahead
+    Gcra gcra(10, 1min, 1, 10s);  // a tarpit may hold a request up to 10 s
     GcraState state;
-    EXPECT_TRUE(gcra.decide(state, clock.now()).allowed);
-    auto wait = gcra.decide(state, clock.now()).retry_after;
-    EXPECT_EQ(wait, 6s);
-    EXPECT_TRUE(gcra.decide(state, clock.now() + wait).allowed);  // counted at the end of its hold
-    EXPECT_EQ(gcra.decide(state, clock.now()).retry_after, 12s);
+    EXPECT_TRUE(gcra.decide(state, clock.now(), 1, 10s).allowed);
+    auto held = gcra.decide(state, clock.now(), 1, 10s);
+    EXPECT_TRUE(held.allowed);
+    EXPECT_EQ(held.wait, 6s);  // counted as of the end of its hold
+    auto refused = gcra.decide(state, clock.now(), 1, 10s);
+    EXPECT_FALSE(refused.allowed);
+    EXPECT_EQ(refused.retry_after, 12s);
     EXPECT_EQ(gcra.max_idle(), 16s);
+    // Without a max_wait nothing waits; a max_wait beyond reserve_ahead is cut to it.
+    EXPECT_FALSE(gcra.peek(state, clock.now() + 2s, 1).allowed);
+    EXPECT_FALSE(gcra.peek(state, clock.now() + 1s, 1, 1h).allowed);
+    EXPECT_EQ(gcra.peek(state, clock.now() + 2s, 1, 1h).wait, 10s);
+    // Without the allowance the same TAT reads as a clock gone backwards.
     Gcra plain(10, 1min, 1);
     GcraState other = state;
-    // Without the allowance the same TAT reads as a clock gone backwards.
     EXPECT_EQ(plain.decide(other, clock.now()).retry_after, 6s);
 }

@@ -297,7 +297,7 @@ TEST(LimitSet, AStoreThatIsFullRefusesAndWhatWasCountedIsRefunded) {
     LimitSet set(limits, store);
     GcraDecision allowed;
     allowed.allowed = true;
-    EXPECT_CALL(*store, rate(0, std::string_view("client_ip=192.0.2.1"), _, _, 1))
+    EXPECT_CALL(*store, rate(0, std::string_view("client_ip=192.0.2.1"), _, _, 1, _))
         .WillOnce(Return(allowed));
     EXPECT_CALL(*store, acquire(1, std::string_view("client_ip=192.0.2.1"), 5))
         .WillOnce(Return(AcquireResult::TableFull));

@@ -26,6 +26,8 @@ class MockLimitStore : public core::LimitStore {
     MOCK_METHOD(std::uint32_t, in_use, (std::size_t, std::string_view), (override));
     MOCK_METHOD(void, expire, (TimePoint), (override));
     MOCK_METHOD(core::LimitStoreStats, stats, (std::size_t), (override));
+    MOCK_METHOD(std::vector<core::LimitKeyState>, nearest,
+                (std::size_t, const core::Gcra*, TimePoint, std::size_t), (override));
 };
 
 }  // namespace smtplb::testing

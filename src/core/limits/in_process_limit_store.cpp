@@ -1,5 +1,6 @@
 #include "core/limits/in_process_limit_store.hpp"
 
+#include <algorithm>
 #include <functional>
 
 #include "core/limits/rate_table.hpp"
@@ -161,6 +162,43 @@ LimitStoreStats InProcessLimitStore::stats(std::size_t limit) {
     if (!p) return {};
     std::lock_guard lock(p->mutex);
     return {p->rates.size() + p->held.size(), p->evictions, p->table_full};
+}
+
+std::vector<LimitKeyState> InProcessLimitStore::nearest(std::size_t limit, const Gcra* gcra,
+                                                        TimePoint now, std::size_t n) {
+    std::vector<LimitKeyState> out;
+    auto* p = partition(limit);
+    if (!p || n == 0) return out;
+    // Nearest first: least remaining (then the longest to recover), or most in use.
+    auto nearer = [](const LimitKeyState& a, const LimitKeyState& b) {
+        if (a.in_use != b.in_use) return a.in_use > b.in_use;
+        if (a.remaining != b.remaining) return a.remaining < b.remaining;
+        return a.reset_after > b.reset_after;
+    };
+    // A heap of the n nearest so far, the farthest of them on top.
+    auto keep = [&](LimitKeyState s) {
+        if (out.size() < n) {
+            out.push_back(std::move(s));
+            std::push_heap(out.begin(), out.end(), nearer);
+        } else if (nearer(s, out.front())) {
+            std::pop_heap(out.begin(), out.end(), nearer);
+            out.back() = std::move(s);
+            std::push_heap(out.begin(), out.end(), nearer);
+        }
+    };
+    std::lock_guard lock(p->mutex);
+    if (gcra) {
+        for (auto* node = p->rates.newest(); node; node = node->older) {
+            if (gcra->idle(node->state, now)) continue;
+            auto d = gcra->peek(node->state, now, 0);
+            keep({std::string(node->key()), d.remaining, d.reset_after, 0});
+        }
+    } else {
+        for (const auto& [key, count] : p->held)
+            keep({key, 0, Gcra::Duration(0), count});
+    }
+    std::sort_heap(out.begin(), out.end(), nearer);
+    return out;
 }
 
 }  // namespace smtplb::core

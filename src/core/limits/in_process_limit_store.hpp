@@ -37,6 +37,8 @@ class InProcessLimitStore final : public LimitStore {
     std::uint32_t in_use(std::size_t limit, std::string_view key) override;
     void expire(TimePoint now) override;
     LimitStoreStats stats(std::size_t limit) override;
+    std::vector<LimitKeyState> nearest(std::size_t limit, const Gcra* gcra, TimePoint now,
+                                       std::size_t n) override;
 
   private:
     struct Partition;

@@ -264,6 +264,25 @@ void LimitSet::refund(LimitEvent event, const LimitSubject& subject, TimePoint n
     }
 }
 
+LimitKeyState LimitSet::inspect(std::size_t index, std::string_view key, TimePoint now) {
+    LimitKeyState state;
+    state.key = std::string(key);
+    if (index >= limits_.size()) return state;
+    if (!rates_[index]) {
+        state.in_use = store_->in_use(index, key);
+        return state;
+    }
+    auto d = store_->peek_rate(index, key, *rates_[index], now, 0);
+    state.remaining = d.remaining;
+    state.reset_after = d.reset_after;
+    return state;
+}
+
+std::vector<LimitKeyState> LimitSet::nearest(std::size_t index, TimePoint now, std::size_t n) {
+    if (index >= limits_.size()) return {};
+    return store_->nearest(index, rates_[index] ? &*rates_[index] : nullptr, now, n);
+}
+
 LimitHits LimitSet::hits(std::size_t index) const {
     if (index >= limits_.size()) return {};
     return {hits_[index].tempfail.load(), hits_[index].delay.load()};

@@ -79,6 +79,11 @@ class LimitSet {
     std::vector<std::string> keys(std::size_t index, LimitEvent event,
                                   const LimitSubject& subject) const;
 
+    // One key's state under limit `index` (the API's /limits?key=...).
+    LimitKeyState inspect(std::size_t index, std::string_view key, TimePoint now);
+    // The `n` keys nearest limit `index` (status, the dashboard).
+    std::vector<LimitKeyState> nearest(std::size_t index, TimePoint now, std::size_t n);
+
     const std::vector<config::Limit>& limits() const { return limits_; }
     LimitStore& store() { return *store_; }
     LimitHits hits(std::size_t index) const;

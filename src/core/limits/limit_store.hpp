@@ -4,6 +4,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "base/clock.hpp"
 #include "core/limits/gcra.hpp"
@@ -14,6 +15,14 @@ enum class AcquireResult {
     Acquired,
     AtLimit,    // the key already holds its maximum
     TableFull,  // max_keys other keys are held: refused rather than untracked
+};
+
+// One key's state, for status, the dashboard and the API.
+struct LimitKeyState {
+    std::string key;
+    std::uint64_t remaining = 0;           // rate: units that could pass now
+    base::Clock::Duration reset_after{0};  // rate: until the whole burst is back
+    std::uint32_t in_use = 0;              // concurrency: held now
 };
 
 struct LimitStoreStats {
@@ -56,6 +65,11 @@ class LimitStore {
     // then; rate() also forgets a few as it goes).
     virtual void expire(TimePoint now) = 0;
     virtual LimitStoreStats stats(std::size_t limit) = 0;
+    // The `n` keys nearest their limit: a rate's (`gcra` given) with the
+    // least remaining, a concurrency's (`gcra` null) with the most in use.
+    // A scan of the limit's keys (up to max_keys): for status, not per message.
+    virtual std::vector<LimitKeyState> nearest(std::size_t limit, const Gcra* gcra, TimePoint now,
+                                               std::size_t n) = 0;
 };
 
 // One unit of a concurrency limit held: released when the lease is reset or

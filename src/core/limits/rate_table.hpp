@@ -41,6 +41,7 @@ class RateTable {
     void touch(Node* node, TimePoint now);
 
     Node* oldest() const { return oldest_; }
+    Node* newest() const { return newest_; }
     std::size_t size() const { return size_; }
 
   private:

@@ -307,3 +307,23 @@ TEST(LimitSet, AStoreThatIsFullRefusesAndWhatWasCountedIsRefunded) {
     EXPECT_EQ(v.kind, Kind::Tempfail);
     EXPECT_EQ(v.limit, "conns");
 }
+
+TEST(LimitSet, ReportsAKeysStateAndTheKeysNearestTheirLimits) {
+    FakeClock clock;
+    auto set = make(
+        {rate("per-sender", {LimitKeyPart::Sender}, LimitCounts::Messages, 10, 1min, 5),
+         concurrency("conns", {LimitKeyPart::ClientIp}, LimitCounts::ConcurrentConnections, 3)});
+    auto s = client("192.0.2.1", "alice@example.net");
+    set.check(LimitEvent::EndOfData, s, clock.now());
+    set.check(LimitEvent::EndOfData, s, clock.now());
+    auto conn = set.check(LimitEvent::Connect, s, clock.now());
+    auto state = set.inspect(0, "sender=alice@example.net", clock.now());
+    EXPECT_EQ(state.remaining, 3u);
+    EXPECT_EQ(state.reset_after, 12s);
+    EXPECT_EQ(set.inspect(0, "sender=nobody@example.net", clock.now()).remaining, 5u);
+    EXPECT_EQ(set.inspect(1, "client_ip=192.0.2.1", clock.now()).in_use, 1u);
+    auto top = set.nearest(0, clock.now(), 10);
+    ASSERT_EQ(top.size(), 1u);
+    EXPECT_EQ(top[0].key, "sender=alice@example.net");
+    EXPECT_EQ(set.nearest(1, clock.now(), 10).at(0).in_use, 1u);
+}

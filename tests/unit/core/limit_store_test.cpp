@@ -187,3 +187,30 @@ TEST(RateTable, FindsErasesAndKeepsUseOrderAcrossGrowth) {
     EXPECT_EQ(last, "key0");
     EXPECT_EQ(table.size(), 0u);
 }
+
+TEST(InProcessLimitStore, ListsTheKeysNearestTheirLimit) {
+    FakeClock clock;
+    InProcessLimitStore store({100, 100});
+    Gcra gcra(10, 1min, 10);
+    for (int i = 0; i < 5; ++i)
+        store.rate(0, "k" + std::to_string(i), gcra, clock.now(), 1 + i);  // k4 used most
+    auto top = store.nearest(0, &gcra, clock.now(), 3);
+    ASSERT_EQ(top.size(), 3u);
+    EXPECT_EQ(top[0].key, "k4");
+    EXPECT_EQ(top[0].remaining, 5u);
+    EXPECT_EQ(top[0].reset_after, 30s);
+    EXPECT_EQ(top[1].key, "k3");
+    EXPECT_EQ(top[2].key, "k2");
+    EXPECT_EQ(store.nearest(0, &gcra, clock.now(), 10).size(), 5u);
+    clock.advance(1min);
+    EXPECT_TRUE(store.nearest(0, &gcra, clock.now(), 3).empty());  // all recovered
+
+    store.acquire(1, "a", 5);
+    store.acquire(1, "b", 5);
+    store.acquire(1, "b", 5);
+    auto held = store.nearest(1, nullptr, clock.now(), 5);
+    ASSERT_EQ(held.size(), 2u);
+    EXPECT_EQ(held[0].key, "b");
+    EXPECT_EQ(held[0].in_use, 2u);
+    EXPECT_EQ(held[1].key, "a");
+}

@@ -74,6 +74,9 @@ struct Limit {
     bool keyed_by(LimitKeyPart part) const;
 };
 
+// The [[limit]] tables as `smtplb check` prints the effective configuration.
+std::string describe_limits(const std::vector<Limit>& limits);
+
 const char* to_string(LimitKeyPart v);
 const char* to_string(LimitCounts v);
 const char* to_string(LimitAction v);

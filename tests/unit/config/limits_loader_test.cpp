@@ -242,3 +242,39 @@ TEST(LimitsLoader, WarnsAboutKeysThatDoNothing) {
     // The two, and that limits are not enforced yet (until the wiring).
     EXPECT_EQ(warnings, 3) << r.diagnostics.format("test.toml");
 }
+
+TEST(LimitsLoader, TheEffectiveConfigurationReadsBackTheSame) {
+    auto r = load(R"(
+[[limit]]
+name = "net"
+key = ["client_network", "sender_domain"]
+ipv4_prefix = 16
+recipients = "1000/h"
+action = "delay"
+delay = "10s"
+listeners = ["internet"]
+exempt_networks = ["10.0.0.0/8"]
+exempt_auth_users = ["monitor"]
+
+[[limit]]
+name = "volume"
+key = "auth_user"
+bytes = "500MiB/1d"
+burst = "50MiB"
+reply = "451 4.7.1 Too \"much\" today"
+
+[[limit]]
+name = "conns"
+key = "client_ip"
+concurrent_connections = 20
+)");
+    ASSERT_TRUE(r.config) << r.diagnostics.format("test.toml");
+    auto text = describe_limits(r.config->limits);
+    EXPECT_NE(text.find("recipients = \"1000/1h\"\nburst = 1000\nipv4_prefix = 16\n"),
+              std::string::npos)
+        << text;
+    EXPECT_NE(text.find("bytes = \"500MiB/1d\"\nburst = 52428800\n"), std::string::npos) << text;
+    auto again = load(text);
+    ASSERT_TRUE(again.config) << again.diagnostics.format("described") << text;
+    EXPECT_EQ(describe_limits(again.config->limits), text);
+}

@@ -1,5 +1,6 @@
 #include <gtest/gtest.h>
 
+#include "config/changes.hpp"
 #include "config/limits_reader.hpp"
 #include "config/loader.hpp"
 
@@ -277,4 +278,22 @@ concurrent_connections = 20
     auto again = load(text);
     ASSERT_TRUE(again.config) << again.diagnostics.format("described") << text;
     EXPECT_EQ(describe_limits(again.config->limits), text);
+}
+
+TEST(LimitsLoader, AReloadSaysWhichLimitsWereAddedRemovedOrChanged) {
+    const std::string one =
+        "[[limit]]\nname = \"per-sender\"\nkey = \"sender\"\nmessages = \"10/1m\"\n";
+    const std::string two =
+        "[[limit]]\nname = \"conns\"\nkey = \"client_ip\"\nconcurrent_connections = 5\n";
+    auto before = load(one + two),
+         after = load(
+             "[[limit]]\nname = \"per-sender\"\nkey = \"sender\"\nmessages = \"20/1m\"\n"
+             "burst = 10\n"
+             "[[limit]]\nname = \"volume\"\nkey = \"sender\"\nbytes = \"1GiB/1d\"\n");
+    ASSERT_TRUE(before.config && after.config);
+    EXPECT_EQ(describe_changes(*before.config, *after.config),
+              (std::vector<std::string>{"removed limit conns",
+                                        "messages of limit per-sender: 10/1m -> 20/1m",
+                                        "added limit volume"}));
+    EXPECT_TRUE(describe_changes(*before.config, *before.config).empty());
 }

@@ -3,7 +3,8 @@
 // message, at most `max_keys` remembered. Prints the keys tracked, the
 // evictions and the peak RSS (VmHWM); run it under /usr/bin/time -v too.
 //
-//   build/tests/limit_keys_bench [keys] [max_keys]   (default 1000000 1000000)
+//   build/tests/limit_keys_bench [keys] [max_keys] [pad]   (default 1000000 1000000 0)
+// `pad` lengthens every sender's local part by that many characters.
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -28,6 +29,7 @@ int main(int argc, char** argv) {
     using namespace smtplb;
     const long keys = argc > 1 ? std::atol(argv[1]) : 1000000;
     const long max_keys = argc > 2 ? std::atol(argv[2]) : 1000000;
+    const std::string pad(argc > 3 ? static_cast<std::size_t>(std::atol(argv[3])) : 0, 'x');
     config::Limit limit;
     limit.name = "per-sender";
     limit.key = {config::LimitKeyPart::Sender};
@@ -47,14 +49,15 @@ int main(int argc, char** argv) {
     long refused = 0;
     for (long i = 0; i < keys; ++i) {
         subject.sender =
-            "user" + std::to_string(i) + "@example" + std::to_string(i % 1000) + ".net";
+            "user" + pad + std::to_string(i) + "@example" + std::to_string(i % 1000) + ".net";
         refused += set.check(core::LimitEvent::EndOfData, subject, now).kind ==
                    core::LimitVerdict::Kind::Tempfail;
     }
     const double seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     auto stats = set.store().stats(0);
-    std::printf("keys=%ld max_keys=%ld tracked=%llu evictions=%llu refused=%ld\n", keys, max_keys,
+    std::printf("keys=%ld (%zu bytes each) max_keys=%ld tracked=%llu evictions=%llu refused=%ld\n",
+                keys, set.keys(0, core::LimitEvent::EndOfData, subject).at(0).size(), max_keys,
                 static_cast<unsigned long long>(stats.tracked_keys),
                 static_cast<unsigned long long>(stats.evictions), refused);
     std::printf("%.0f decisions/s; peak RSS%s\n", keys / seconds, peak_rss().c_str());

@@ -1,7 +1,9 @@
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <memory>
 #include <string>
+#include <thread>
 
 #include "core/limits/in_process_limit_store.hpp"
 #include "core/limits/rate_table.hpp"
@@ -213,4 +215,27 @@ TEST(InProcessLimitStore, ListsTheKeysNearestTheirLimit) {
     EXPECT_EQ(held[0].key, "b");
     EXPECT_EQ(held[0].in_use, 2u);
     EXPECT_EQ(held[1].key, "a");
+}
+
+TEST(InProcessLimitStore, ThreadsSharingKeysNeitherLeakNorOvercount) {
+    FakeClock clock;
+    auto store = std::make_shared<InProcessLimitStore>(std::vector<std::size_t>{100, 100});
+    Gcra gcra(1000, 1h, 1000);
+    std::atomic<int> allowed{0}, over{0};
+    auto work = [&] {
+        for (int i = 0; i < 20000; ++i) {
+            std::string key = "k" + std::to_string(i % 7);
+            if (store->acquire(0, key, 3) == AcquireResult::Acquired) {
+                LimitLease lease(store, 0, key);
+                if (store->in_use(0, key) > 3) ++over;
+            }
+            allowed += store->rate(1, "shared", gcra, clock.now(), 1).allowed;
+        }
+    };
+    std::thread a(work), b(work);
+    a.join();
+    b.join();
+    EXPECT_EQ(over.load(), 0);
+    EXPECT_EQ(store->stats(0).tracked_keys, 0u);  // every place given back
+    EXPECT_EQ(allowed.load(), 1000);              // the burst, exactly, across both threads
 }

@@ -190,6 +190,13 @@ TEST(LimitSet, KeysNormaliseCombineAndWaitForWhatIsNotKnownYet) {
     EXPECT_EQ(set.keys(0, LimitEvent::Mail, client("2001:db8:1:2:3:4:5:6", "a@b")),
               V{"client_network=2001:db8:1:2::/64|sender_domain=b"});
     EXPECT_EQ(set.keys(0, LimitEvent::Connect, client("203.0.113.77")), V{});
+    net.ipv4_prefix = 20;
+    net.ipv6_prefix = 0;
+    auto odd = make({net});
+    EXPECT_EQ(odd.keys(0, LimitEvent::Mail, s),
+              V{"client_network=203.0.112.0/20|sender_domain=example.net"});
+    EXPECT_EQ(odd.keys(0, LimitEvent::Mail, client("2001:db8::1", "a@b")),
+              V{"client_network=::/0|sender_domain=b"});
     EXPECT_EQ(set.keys(1, LimitEvent::Mail, s), V{});  // not authenticated
     s.auth_user = "alice";
     EXPECT_EQ(set.keys(1, LimitEvent::Mail, s), V{"auth_user=alice"});

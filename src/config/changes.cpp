@@ -170,8 +170,8 @@ std::vector<std::string> describe_changes(const Config& before, const Config& af
     for (const auto& t : old_tables) {
         if (t.kind == "listener" && !find(new_tables, t.kind, t.name))
             out.push_back("removed listener " + t.name + " on " + t.value("bind"));
-        if (t.kind == "pool" && !find(new_tables, t.kind, t.name))
-            out.push_back("removed pool " + t.name);
+        if ((t.kind == "pool" || t.kind == "limit") && !find(new_tables, t.kind, t.name))
+            out.push_back("removed " + t.kind + " " + t.name);
         if (t.kind == "pool.backend" && !find(new_tables, t.kind, t.name)) {
             auto slash = t.name.find('/');
             // A removed pool took its backends with it: said once.
@@ -181,7 +181,9 @@ std::vector<std::string> describe_changes(const Config& before, const Config& af
         }
     }
     for (const auto& t : new_tables) {
-        if (t.kind != "listener" && t.kind != "pool" && t.kind != "pool.backend") continue;
+        if (t.kind != "listener" && t.kind != "pool" && t.kind != "pool.backend" &&
+            t.kind != "limit")
+            continue;
         const auto* old = find(old_tables, t.kind, t.name);
         if (old) {
             changed_keys(*old, t, out);
@@ -191,8 +193,8 @@ std::vector<std::string> describe_changes(const Config& before, const Config& af
             out.push_back("added listener " + t.name + " on " + t.value("bind") + " (mode " +
                           t.value("mode") + ", role " + t.value("role") + ", pool " +
                           t.value("pool") + ")");
-        } else if (t.kind == "pool") {
-            out.push_back("added pool " + t.name);
+        } else if (t.kind == "pool" || t.kind == "limit") {
+            out.push_back("added " + t.kind + " " + t.name);
         } else {
             auto slash = t.name.find('/');
             out.push_back("added backend " + t.name.substr(slash + 1) + " to pool " +

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "base/network.hpp"
+#include "config/limits.hpp"
 #include "proto/data_decoder.hpp"
 #include "proto/probe.hpp"
 #include "proto/smarthost_auth.hpp"
@@ -304,6 +305,7 @@ struct Config {
     std::vector<Listener> listeners;
     std::vector<Pool> pools;
     std::vector<Route> routes;
+    std::vector<Limit> limits;  // [[limit]]: rates and concurrencies (config/limits.hpp)
 
     const Pool* find_pool(const std::string& name) const;
     bool uses_spool() const;

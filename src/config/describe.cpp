@@ -172,6 +172,7 @@ std::string describe(const Config& c) {
         if (!r.recipient.empty()) o << "recipient = " << quoted(r.recipient) << "\n";
         o << "pool = " << quoted(r.pool) << "\n";
     }
+    o << describe_limits(c.limits);
     return o.str();
 }
 

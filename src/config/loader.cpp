@@ -8,6 +8,7 @@
 #include "config/admin_keys.hpp"
 #include "config/backend_auth.hpp"
 #include "config/bind_conflicts.hpp"
+#include "config/limits_reader.hpp"
 #include "config/route_pattern.hpp"
 #include "config/table_reader.hpp"
 #include "config/transparent.hpp"
@@ -484,6 +485,7 @@ void cross_check(Config& c, const KeyLines& lines, Diagnostics& d) {
     if (c.listeners.empty()) d.error("listener", 0, "at least one [[listener]] is needed");
     check_bind_conflicts(c, lines, d);
     check_transparent_families(c, lines, d);
+    check_limits(c, lines, d);
 }
 
 }  // namespace
@@ -513,6 +515,7 @@ LoadResult load_string(const std::string& text, const std::string& source_name) 
         read_each(r, "listener", c.listeners, read_listener);
         read_each(r, "pool", c.pools, read_pool);
         read_each(r, "route", c.routes, read_route);
+        read_each(r, "limit", c.limits, read_limit);
         if (!server || !server->contains("busy_poll_us"))
             c.server.busy_poll_us = default_busy_poll_us(c.listeners);
     }

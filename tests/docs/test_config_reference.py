@@ -43,6 +43,7 @@ BASE_TABLES = [
     ("pool.backend", "[[pool.backend]]", ['name = "hub1"', 'address = "127.0.0.1:2526"',
                                           'tls_name = "hub1.example.net"']),
     ("route", "[[route]]", ['recipient_domain = "example.org"', 'pool = "hubs"']),
+    ("limit", "[[limit]]", ['name = "per-sender"', 'key = "sender"', 'messages = "10/1m"']),
 ]
 
 

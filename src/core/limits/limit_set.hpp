@@ -1,0 +1,109 @@
+#pragma once
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/clock.hpp"
+#include "base/network.hpp"
+#include "config/limits.hpp"
+#include "core/limits/gcra.hpp"
+#include "core/limits/limit_store.hpp"
+#include "proto/reply.hpp"
+
+namespace smtplb::core {
+
+// The moments a limit is looked at. Connections are counted at Connect;
+// transactions from Mail; recipients at Rcpt (each one accepted: give back
+// the ones a backend refuses after all); messages and bytes at EndOfData,
+// with an early look (nothing counted) at Mail and Rcpt so that a sender
+// over its rate is refused before it sends the message.
+enum class LimitEvent { Connect, Mail, Rcpt, EndOfData };
+
+// Who and what an event is about; what is not known yet stays empty, and a
+// limit keyed by something not known is not applied at that event.
+struct LimitSubject {
+    std::string listener;
+    std::optional<base::IpAddress> client;
+    std::string auth_user;                       // "" = not authenticated
+    std::optional<std::string> sender;           // from Mail on; "" = the null sender <>
+    std::string recipient;                       // Rcpt: this recipient
+    std::vector<std::string> recipient_domains;  // EndOfData: the accepted recipients' domains
+    std::uint64_t bytes = 0;  // EndOfData: the message's size; Mail: its SIZE=, when given
+};
+
+struct LimitVerdict {
+    enum class Kind {
+        Allow,
+        Delay,     // hold the reply for `hold`, then go on as allowed
+        Tempfail,  // hold the reply for `hold` (a tarpit, may be 0), then refuse with `reply`
+    };
+    Kind kind = Kind::Allow;
+    base::Clock::Duration hold{0};
+    proto::Reply reply;  // Tempfail
+    std::string limit;   // the limit that refused or delayed (the first one)
+    std::string key;     // and its key, for the tracking log
+    // Concurrency taken by this event (Connect: the connection's, Mail: the
+    // transaction's): kept until it ends, released when dropped.
+    std::vector<LimitLease> leases;
+};
+
+struct LimitHits {
+    std::uint64_t tempfail = 0;
+    std::uint64_t delay = 0;
+};
+
+// The configured [[limit]]s applied to one event at a time, their state in
+// a LimitStore. Pure: time comes in as an argument. Thread-safe.
+class LimitSet {
+  public:
+    using TimePoint = base::Clock::TimePoint;
+
+    LimitSet(std::vector<config::Limit> limits, std::shared_ptr<LimitStore> store);
+    // The in-process store sized for these limits.
+    static std::shared_ptr<LimitStore> in_process_store(const std::vector<config::Limit>& limits);
+
+    // Counts the event against every limit that applies to it and decides.
+    // A refusal takes back what this event had counted under other limits.
+    LimitVerdict check(LimitEvent event, const LimitSubject& subject, TimePoint now);
+    // Gives back what check() counted at this event (a recipient the
+    // backend refused after all).
+    void refund(LimitEvent event, const LimitSubject& subject, TimePoint now);
+
+    // The keys `subject` has under limit `index` at `event` (several at end
+    // of data for a limit keyed by recipient_domain); none when the limit
+    // does not apply (another listener, exempt, a key part not known yet).
+    std::vector<std::string> keys(std::size_t index, LimitEvent event,
+                                  const LimitSubject& subject) const;
+
+    // One key's state under limit `index` (the API's /limits?key=...).
+    LimitKeyState inspect(std::size_t index, std::string_view key, TimePoint now);
+    // The `n` keys nearest limit `index` (status, the dashboard).
+    std::vector<LimitKeyState> nearest(std::size_t index, TimePoint now, std::size_t n);
+
+    const std::vector<config::Limit>& limits() const { return limits_; }
+    LimitStore& store() { return *store_; }
+    LimitHits hits(std::size_t index) const;
+
+  private:
+    struct Counted;
+    struct Hits {
+        std::atomic<std::uint64_t> tempfail{0};
+        std::atomic<std::uint64_t> delay{0};
+    };
+    enum class Use { None, Consume, Peek, Acquire };
+    static Use use_at(const config::Limit& limit, LimitEvent event);
+    std::uint64_t cost(std::size_t index, const LimitSubject& subject) const;
+    proto::Reply refusal(std::size_t index, LimitEvent event,
+                         base::Clock::Duration retry_after) const;
+
+    std::vector<config::Limit> limits_;
+    std::vector<std::optional<Gcra>> rates_;  // by index; nullopt for concurrencies
+    std::shared_ptr<LimitStore> store_;
+    std::unique_ptr<Hits[]> hits_;
+};
+
+}  // namespace smtplb::core

@@ -45,6 +45,13 @@ Balancer::Balancer(asio::io_context& io, const config::Config& config,
             spool_->counters() = previous->spool_->counters();
     }
     if (spool_) spool_->set_event_log(event_log_);
+    if (previous && config::describe_limits(previous->config_.limits) ==
+                        config::describe_limits(config_.limits)) {
+        limits_ = previous->limits_;
+    } else {
+        limits_ = std::make_shared<core::LimitSet>(
+            config_.limits, core::LimitSet::in_process_store(config_.limits));
+    }
     // Both generations count into the same total while the old one still probes.
     if (previous) health_.share_probe_count(previous->health_);
     for (std::size_t i = 0; i < loops_->size(); ++i) {

@@ -10,6 +10,7 @@
 #include "base/clock.hpp"
 #include "base/random.hpp"
 #include "config/config.hpp"
+#include "core/limits/limit_set.hpp"
 #include "core/pool.hpp"
 #include "core/router.hpp"
 #include "io/asio.hpp"
@@ -92,6 +93,11 @@ class Balancer {
     const std::vector<std::unique_ptr<core::Pool>>& pools() const { return pools_; }
     const config::Config& config() const { return config_; }
     const core::Router& router() const { return router_; }
+    // The [[limit]]s and their state (shared: a session's leases keep it).
+    // A reload that leaves them as they were hands the same set on, so that
+    // nobody's rate or concurrency starts afresh.
+    core::LimitSet& limits() { return *limits_; }
+    const std::shared_ptr<core::LimitSet>& limit_set() const { return limits_; }
     BackendConnector& connector() { return *connector_; }
     // Idle backend connections of the sessions on event loop `loop`.
     ConnectionCache& cache(std::size_t loop = 0) { return *caches_[loop]; }
@@ -148,6 +154,7 @@ class Balancer {
     std::shared_ptr<ConnectionSlots> slots_;
     std::vector<std::unique_ptr<core::Pool>> pools_;
     core::Router router_;
+    std::shared_ptr<core::LimitSet> limits_;
     std::unique_ptr<BackendConnector> connector_;
     // One per event loop (shared: a sweep in progress keeps its cache).
     std::vector<std::shared_ptr<ConnectionCache>> caches_;

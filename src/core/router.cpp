@@ -1,5 +1,7 @@
 #include "core/router.hpp"
 
+#include <algorithm>
+
 #include "config/route_pattern.hpp"
 
 namespace smtplb::core {
@@ -9,9 +11,13 @@ Router::Router(const std::vector<config::Route>& routes) {
         Compiled c;
         c.domain = r.recipient_domain;
         c.pool = r.pool;
+        c.on_recipient = r.on_recipient();
         // Validated by the loader; a pattern that did not compile (a
         // configuration built without it) matches nothing.
         if (!r.recipient.empty()) c.pattern = config::compile_route_pattern(r.recipient);
+        c.auth_users.insert(r.auth_users.begin(), r.auth_users.end());
+        c.networks = r.client_networks;
+        c.listeners = r.listeners;
         routes_.push_back(std::move(c));
     }
 }
@@ -20,15 +26,26 @@ Router::~Router() = default;
 Router::Router(Router&&) noexcept = default;
 Router& Router::operator=(Router&&) noexcept = default;
 
-const std::string& Router::route(const proto::Mailbox& rcpt,
-                                 const std::string& default_pool) const {
-    for (const auto& r : routes_) {
-        if (r.pattern) {
-            if (r.pattern->ok() && re2::RE2::FullMatch(rcpt.address(), *r.pattern)) return r.pool;
-        } else if (!rcpt.domain.empty() && rcpt.domain == r.domain) {
-            return r.pool;
-        }
-    }
+bool Router::matches(const Compiled& r, const RouteInput& in) {
+    if (!r.listeners.empty() &&
+        std::find(r.listeners.begin(), r.listeners.end(), in.listener) == r.listeners.end())
+        return false;
+    if (!r.auth_users.empty() &&
+        (in.auth_user.empty() || !r.auth_users.count(std::string(in.auth_user))))
+        return false;
+    if (!r.networks.empty() &&
+        std::none_of(r.networks.begin(), r.networks.end(),
+                     [&](const base::Cidr& n) { return n.contains(in.client); }))
+        return false;
+    if (!r.on_recipient) return true;
+    if (!in.rcpt) return false;
+    if (r.pattern) return r.pattern->ok() && re2::RE2::FullMatch(in.rcpt->address(), *r.pattern);
+    return !in.rcpt->domain.empty() && in.rcpt->domain == r.domain;
+}
+
+const std::string& Router::route(const RouteInput& in, const std::string& default_pool) const {
+    for (const auto& r : routes_)
+        if (matches(r, in)) return r.pool;
     return default_pool;
 }
 

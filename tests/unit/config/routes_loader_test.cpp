@@ -6,6 +6,7 @@
 #include "config/changes.hpp"
 #include "config/describe.hpp"
 #include "config/loader.hpp"
+#include "core/audit_routing.hpp"
 
 using namespace smtplb::config;
 
@@ -197,4 +198,45 @@ TEST(RoutesLoader, ProbeOriginFollowsOnlyTheListenersARouteServes) {
         load_string(with_proxy + "[[route]]\nauth_user = \"acme\"\npool = \"acme\"\n", "t");
     ASSERT_TRUE(everywhere.config);
     EXPECT_EQ(probe_origin(*everywhere.config, "acme").identity, IdentityMode::ProxyV2);
+}
+
+// A transparent listener's backends must route replies back through smtplb:
+// `audit` looks at the pools that listener feeds, and a route kept to another
+// listener does not make its pool one of them.
+TEST(RoutesLoader, TransparentTargetsFollowOnlyTheListenersARouteServes) {
+    const std::string base = R"(
+[[listener]]
+name = "edge"
+bind = "0.0.0.0:25"
+accepted_domains = ["example.net"]
+pool = "hubs"
+client_identity = "transparent"
+[[listener]]
+name = "internal"
+bind = "10.3.0.1:587"
+accepted_domains = ["example.net"]
+pool = "hubs"
+[[pool]]
+name = "hubs"
+[[pool.backend]]
+name = "hub1"
+address = "10.1.1.21:25"
+[[pool]]
+name = "archive"
+[[pool.backend]]
+name = "archive1"
+address = "10.1.2.21:25"
+[[route]]
+client_network = "10.0.0.0/8"
+)";
+    auto targets = [&](const std::string& route_end) {
+        auto r = load_string(base + route_end + "pool = \"archive\"\n", "t");
+        EXPECT_TRUE(r.config) << r.diagnostics.format("t");
+        std::vector<std::string> out;
+        for (const auto& t : smtplb::core::transparent_targets(*r.config))
+            out.push_back(t.backend);
+        return out;
+    };
+    EXPECT_EQ(targets("listener = \"internal\"\n"), std::vector<std::string>{"hubs/hub1"});
+    EXPECT_EQ(targets(""), (std::vector<std::string>{"hubs/hub1", "archive/archive1"}));
 }

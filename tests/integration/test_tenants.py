@@ -26,7 +26,9 @@ class TenantsTest(WorkdirTestCase):
         self.addCleanup(self.dovecot.stop)
         self.postfix = {}
         for name in ("hubs", "acme", "globex"):
-            pf = Postfix(self.workdir, name)
+            # Globex's servers take smaller messages than the others.
+            pf = Postfix(self.workdir, name, extra_main="message_size_limit = 100000\n"
+                         if name == "globex" else "")
             pf.start()
             self.addCleanup(pf.stop)
             self.postfix[name] = pf
@@ -44,7 +46,7 @@ address = "127.0.0.1:{pf.port}"
 hostname = "lb.test"
 state_dir = "@STATE@"
 tracking_log = "@TRACKING@"
-admin = ""
+admin = "127.0.0.1:0"
 
 [[listener]]
 name = "submission"
@@ -181,6 +183,23 @@ pool = "globex"
         wait_until(lambda: len(self.accepted_by()) == 2, what="two recipients accepted")
         self.assertEqual(self.accepted_by(), {"one@example.net": ["acme"],
                                               "postmaster@example.net": ["hubs"]})
+
+
+    def test_a_listener_offers_what_the_pools_it_feeds_take(self):
+        # EHLO's SIZE is the smallest of the pools a listener's mail may go
+        # to. Globex's pool (100 000 bytes) is fed by the submission
+        # listener (globex's login) and by "partners", not by "internet".
+        self.lb.wait_for_capabilities()
+
+        def size_offered(listener):
+            r = subprocess.run(["swaks", "--server", f"127.0.0.1:{self.ports[listener]}",
+                                "--quit-after", "EHLO"], capture_output=True, text=True,
+                               timeout=60)
+            return re.search(r"<-  250.SIZE (\d+)", r.stdout).group(1)
+
+        self.assertEqual(size_offered("partners"), "100000")
+        self.assertEqual(size_offered("submission"), "100000")
+        self.assertEqual(size_offered("internet"), "10240000")
 
 
 if __name__ == "__main__":

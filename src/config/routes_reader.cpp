@@ -29,12 +29,20 @@ void read_auth_users(TableReader& r, Route& route) {
     if (route.auth_users.size() > kMaxAuthUsers)
         d.error(r.key_path("auth_user"), r.line_of("auth_user"),
                 "lists more than " + std::to_string(kMaxAuthUsers) + " logins");
-    for (const auto& user : route.auth_users)
+    for (const auto& user : route.auth_users) {
         if (user.empty() || user.size() > kMaxLoginLength) {
             d.error(r.key_path("auth_user"), r.line_of("auth_user"),
                     "a login is 1 to " + std::to_string(kMaxLoginLength) + " characters");
             break;
         }
+        // "@example.com": every login in that domain.
+        if (user.front() == '@' && (user.size() == 1 || user.find('@', 1) != std::string::npos)) {
+            d.error(r.key_path("auth_user"), r.line_of("auth_user"),
+                    "\"" + base::printable(user) +
+                        "\": a login, or \"@\" and a domain for every login in it");
+            break;
+        }
+    }
 }
 
 void read_client_networks(TableReader& r, Route& route) {

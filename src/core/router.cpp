@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "base/text.hpp"
 #include "config/route_pattern.hpp"
 
 namespace smtplb::core {
@@ -15,7 +16,11 @@ Router::Router(const std::vector<config::Route>& routes) {
         // Validated by the loader; a pattern that did not compile (a
         // configuration built without it) matches nothing.
         if (!r.recipient.empty()) c.pattern = config::compile_route_pattern(r.recipient);
-        c.auth_users.insert(r.auth_users.begin(), r.auth_users.end());
+        for (const auto& user : r.auth_users)
+            if (user.starts_with('@'))
+                c.auth_domains.insert(base::to_lower(user));
+            else
+                c.auth_users.insert(user);
         c.networks = r.client_networks;
         c.listeners = r.listeners;
         routes_.push_back(std::move(c));
@@ -26,12 +31,21 @@ Router::~Router() = default;
 Router::Router(Router&&) noexcept = default;
 Router& Router::operator=(Router&&) noexcept = default;
 
+// A login exactly, or by its domain ("@example.com": any login that ends in
+// "@example.com", the domain in any case).
+bool Router::login_matches(const Compiled& r, std::string_view login) {
+    if (login.empty()) return false;
+    if (r.auth_users.count(std::string(login))) return true;
+    auto at = login.rfind('@');
+    return at != std::string_view::npos && at + 1 < login.size() &&
+           r.auth_domains.count(base::to_lower(login.substr(at)));
+}
+
 bool Router::matches(const Compiled& r, const RouteInput& in) {
     if (!r.listeners.empty() &&
         std::find(r.listeners.begin(), r.listeners.end(), in.listener) == r.listeners.end())
         return false;
-    if (!r.auth_users.empty() &&
-        (in.auth_user.empty() || !r.auth_users.count(std::string(in.auth_user))))
+    if ((!r.auth_users.empty() || !r.auth_domains.empty()) && !login_matches(r, in.auth_user))
         return false;
     if (!r.networks.empty() &&
         std::none_of(r.networks.begin(), r.networks.end(),

@@ -42,12 +42,14 @@ class Router {
         std::string domain;
         std::unique_ptr<re2::RE2> pattern;  // null unless a `recipient` route
         std::unordered_set<std::string> auth_users;
+        std::unordered_set<std::string> auth_domains;  // "@example.com", lower case
         std::vector<base::Cidr> networks;
         std::vector<std::string> listeners;
         std::string pool;
         bool on_recipient = false;
     };
     static bool matches(const Compiled& r, const RouteInput& in);
+    static bool login_matches(const Compiled& r, std::string_view login);
     std::vector<Compiled> routes_;
 };
 

@@ -12,7 +12,8 @@ from harness import (Dovecot, Postfix, Smtplb, WorkdirTestCase, free_port, main,
                      make_certificate, postfix_available, starttls_client, wait_for_port,
                      wait_until)
 
-USERS = {"acme": "acme secret", "globex": "globex secret", "carol": "carol secret"}
+USERS = {"acme": "acme secret", "jo@acme.example": "jo secret", "globex": "globex secret",
+         "carol": "carol secret"}
 
 
 class TenantsTest(WorkdirTestCase):
@@ -85,7 +86,7 @@ recipient = "postmaster@example[.]net"
 pool = "hubs"
 
 [[route]]
-auth_user = "acme"
+auth_user = ["acme", "@ACME.example"]
 pool = "acme"
 
 [[route]]
@@ -139,6 +140,7 @@ pool = "globex"
         expected = {
             # By login, on the submission listener.
             "by-acme@example.net": "acme",
+            "by-jo@example.net": "acme",  # by the login's domain
             "by-globex@example.net": "globex",
             "by-carol@example.net": "hubs",  # a login no route names
             # No login: the listener's pool.
@@ -150,6 +152,7 @@ pool = "globex"
             "via-partners@example.net": "globex",
         }
         self.authenticated("submission", "by-acme@example.net", "acme")
+        self.authenticated("submission", "by-jo@example.net", "jo@acme.example")
         self.authenticated("submission", "by-globex@example.net", "globex")
         self.authenticated("submission", "by-carol@example.net", "carol")
         self.swaks("internet", "anonymous@example.net")

@@ -118,6 +118,10 @@ TEST(RoutesLoader, EveryBadConditionIsAnErrorAtItsKeyAndLine) {
                       "no [[listener]] is named \"nosuch\""));
     EXPECT_TRUE(fails("[[route]]\nauth_user = \"\"\npool = \"acme\"\n", "route[0].auth_user",
                       "a login is 1 to 512 characters"));
+    EXPECT_TRUE(fails("[[route]]\nauth_user = [\"@\"]\npool = \"acme\"\n", "route[0].auth_user",
+                      "a login, or \"@\" and a domain"));
+    EXPECT_TRUE(fails("[[route]]\nauth_user = [\"@a@b.example\"]\npool = \"acme\"\n",
+                      "route[0].auth_user", "a login, or \"@\" and a domain"));
     EXPECT_TRUE(fails("[[route]]\nauth_user = \"acme\"\npool = \"nosuch\"\n", "route[0].pool",
                       "no [[pool]] is named \"nosuch\""));
     std::string many = "[[route]]\nclient_network = [";

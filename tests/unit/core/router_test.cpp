@@ -134,6 +134,26 @@ TEST(Router, SessionConditionsCombineWithAndAndTheFirstMatchWins) {
     EXPECT_EQ(route(org, "partners", "10.2.0.1", "acme"), "acme");  // route 1 before route 4
 }
 
+// A tenant with many logins: "@domain" takes every login in that domain.
+TEST(Router, AnAtDomainEntryTakesEveryLoginOfThatDomain) {
+    std::vector<config::Route> routes(1);
+    routes[0].auth_users = {"billing", "@Acme.example"};
+    routes[0].pool = "acme";
+    core::Router router(routes);
+    auto login = [&](std::string_view user) {
+        return router.route({nullptr, "submission", ip("192.0.2.1"), user}, "default");
+    };
+    EXPECT_EQ(login("billing"), "acme");
+    EXPECT_EQ(login("jo@acme.example"), "acme");
+    EXPECT_EQ(login("Jo@ACME.Example"), "acme");
+    EXPECT_EQ(login("x@y@acme.example"), "acme");  // the last "@" starts the domain
+    EXPECT_EQ(login("jo@sub.acme.example"), "default");
+    EXPECT_EQ(login("jo@acme.example.org"), "default");
+    EXPECT_EQ(login("acme.example"), "default");
+    EXPECT_EQ(login("@acme.example"), "acme");  // a login may be just that
+    EXPECT_EQ(login("jo@"), "default");
+}
+
 // At MAIL no recipient is known: the session's own route gives the
 // transaction's pool, and routes on a recipient wait for one.
 TEST(Router, BeforeAnyRecipientOnlySessionRoutesMatch) {

@@ -31,22 +31,27 @@ Router::~Router() = default;
 Router::Router(Router&&) noexcept = default;
 Router& Router::operator=(Router&&) noexcept = default;
 
-// A login exactly, or by its domain ("@example.com": any login that ends in
-// "@example.com", the domain in any case).
-bool Router::login_matches(const Compiled& r, std::string_view login) {
-    if (login.empty()) return false;
-    if (r.auth_users.count(std::string(login))) return true;
-    auto at = login.rfind('@');
-    return at != std::string_view::npos && at + 1 < login.size() &&
-           r.auth_domains.count(base::to_lower(login.substr(at)));
-}
+// The session's login as the routes compare it, made once per call: exactly,
+// and its domain ("@example.com", lower case) for "@domain" entries.
+struct Router::Login {
+    std::string exact;
+    std::string domain;
+    explicit Login(std::string_view login) : exact(login) {
+        auto at = login.rfind('@');
+        if (at != std::string_view::npos && at + 1 < login.size())
+            domain = base::to_lower(login.substr(at));
+    }
+    bool in(const Compiled& r) const {
+        return !exact.empty() &&
+               (r.auth_users.count(exact) || (!domain.empty() && r.auth_domains.count(domain)));
+    }
+};
 
-bool Router::matches(const Compiled& r, const RouteInput& in) {
+bool Router::matches(const Compiled& r, const RouteInput& in, const Login& login) {
     if (!r.listeners.empty() &&
         std::find(r.listeners.begin(), r.listeners.end(), in.listener) == r.listeners.end())
         return false;
-    if ((!r.auth_users.empty() || !r.auth_domains.empty()) && !login_matches(r, in.auth_user))
-        return false;
+    if ((!r.auth_users.empty() || !r.auth_domains.empty()) && !login.in(r)) return false;
     if (!r.networks.empty() &&
         std::none_of(r.networks.begin(), r.networks.end(),
                      [&](const base::Cidr& n) { return n.contains(in.client); }))
@@ -58,8 +63,9 @@ bool Router::matches(const Compiled& r, const RouteInput& in) {
 }
 
 const std::string& Router::route(const RouteInput& in, const std::string& default_pool) const {
+    const Login login(in.auth_user);
     for (const auto& r : routes_)
-        if (matches(r, in)) return r.pool;
+        if (matches(r, in, login)) return r.pool;
     return default_pool;
 }
 

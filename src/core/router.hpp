@@ -48,8 +48,8 @@ class Router {
         std::string pool;
         bool on_recipient = false;
     };
-    static bool matches(const Compiled& r, const RouteInput& in);
-    static bool login_matches(const Compiled& r, std::string_view login);
+    struct Login;
+    static bool matches(const Compiled& r, const RouteInput& in, const Login& login);
     std::vector<Compiled> routes_;
 };
 

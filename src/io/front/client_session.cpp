@@ -353,7 +353,8 @@ awaitable<void> ClientSession::handle(proto::ServerEvent& ev) {
                 break;
             }
             co_await await_client_names();
-            auto* pool = balancer_.pool(config.pool);
+            auto* pool = balancer_.pool(balancer_.router().route(
+                {nullptr, config.name, client, protocol_.login()}, config.pool));
             if (auto refusal = pool->refusal(ev.mail_params)) {  // no backend can take it
                 protocol_.answer(*refusal);
                 break;
@@ -371,7 +372,8 @@ awaitable<void> ClientSession::handle(proto::ServerEvent& ev) {
                 protocol_.answer(*refusal);
                 break;
             }
-            auto* pool = balancer_.pool(balancer_.router().route(rcpt, config.pool));
+            auto* pool = balancer_.pool(balancer_.router().route(
+                {&rcpt, config.name, client, protocol_.login()}, config.pool));
             if (protocol_.accepted_recipients() == 0 && relay_.pool() != pool) {
                 co_await relay_.switch_pool(*pool);  // the first recipient decides the pool
             }

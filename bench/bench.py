@@ -17,6 +17,10 @@
   python3 bench/bench.py --configs smtplb,smtplb-nolog --workloads reused \
       --runs 5 --messages 50000 --idle 0
 
+  smtplb-limits smtplb as `smtplb` with five [[limit]]s that no message
+               reaches (one at connect, MAIL, RCPT and end of data each, two
+               concurrencies): beside `smtplb`, what checking them costs.
+
 Workloads: `reused` (20 sessions, many 4 KiB messages each), `new-conn` (a
 new connection per message), `large` (100 KiB messages, reused sessions),
 and idle-connection memory (a fresh proxy process each time). Not in the
@@ -67,7 +71,15 @@ from peers import (BUILT_SMTPLB, STRICT_BALANCER_ADDRESS, Proc, cpu_seconds,  # 
                    start_sinks, start_smtplb, tree_cpu_seconds, wait_port)
 
 ALL_CONFIGS = "direct,haproxy,nginx,postfix,smtplb,smtplb-tcp,smtplb-spool"
-EXTRA_CONFIGS = "smtplb-nolog"  # accepted, not run by default
+EXTRA_CONFIGS = "smtplb-nolog,smtplb-limits"  # accepted, not run by default
+# Five limits no bench message reaches: what checking them costs (issue 27).
+UNREACHED_LIMITS = "".join(
+    f'[[limit]]\nname = "{name}"\nkey = "{key}"\n{what}\n\n' for name, key, what in (
+        ("conns", "client_ip", "concurrent_connections = 100000"),
+        ("tx", "client_ip", "concurrent_transactions = 100000"),
+        ("msgs", "sender", 'messages = "1000000000/1s"'),
+        ("rcpts", "sender_domain", 'recipients = "1000000000/1s"'),
+        ("volume", "client_network", 'bytes = "1000000000000/1s"')))
 SLOW = ("nginx", "postfix")  # hundreds of messages per second: fewer messages
 
 
@@ -97,6 +109,8 @@ class Target:
             port, self.proc = start_smtplb(binary or args.smtplb, self.dir, sink_ports, mode,
                                            spool=name == "smtplb-spool",
                                            tracking_log="" if name == "smtplb-nolog" else None,
+                                           extra=UNREACHED_LIMITS
+                                           if name == "smtplb-limits" else "",
                                            threads=args.smtplb_threads,
                                            source_address=STRICT_BALANCER_ADDRESS
                                            if args.strict_sinks else None)
@@ -315,6 +329,20 @@ def report(results, idle, configs, workloads, args):
             cpus = [a / b for a, b in zip(on["cpu"], off["cpu"]) if a is not None and b]
             summary[f"{w}/tracking_log_rate_ratio_runs"] = rates
             summary[f"{w}/tracking_log_cpu_ratio_runs"] = cpus
+            print(f"| {w} | {fmt(median(rates), 3)} | {spread(rates)} | {fmt(median(cpus), 3)} | "
+                  f"{spread(cpus)} |")
+    if "smtplb" in configs and "smtplb-limits" in configs:
+        print()
+        print("Five unreached [[limit]]s: smtplb-limits over smtplb, per run:")
+        print()
+        print("| workload | × rate without limits | range | × CPU | range |")
+        print("|---|---:|---|---:|---|")
+        for w in workloads:
+            on, off = results[w]["smtplb-limits"], results[w]["smtplb"]
+            rates = [a / b for a, b in zip(on["rate"], off["rate"]) if b]
+            cpus = [a / b for a, b in zip(on["cpu"], off["cpu"]) if a is not None and b]
+            summary[f"{w}/limits_rate_ratio_runs"] = rates
+            summary[f"{w}/limits_cpu_ratio_runs"] = cpus
             print(f"| {w} | {fmt(median(rates), 3)} | {spread(rates)} | {fmt(median(cpus), 3)} | "
                   f"{spread(cpus)} |")
     if idle:

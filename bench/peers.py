@@ -286,14 +286,15 @@ _KNOWN_KEYS = {}
 
 def start_smtplb(smtplb, workdir, sink_ports, mode="smtp", listener_extra="", spool=False,
                  threads=None, busy_poll_us=None, source_address=None, tracking_log=None,
-                 client_identity=None, pool_extra=""):
+                 client_identity=None, pool_extra="", extra=""):
     """smtplb in front of the sinks; `listener_extra`: more [[listener]] lines.
     With `spool`, every backend is down and the pool spools what it accepts.
     `threads`, `busy_poll_us`: those [server] keys (the daemon's defaults
     when None). `source_address`: the listener's address towards backends.
     `tracking_log`: that key ("" turns the log off); a file in `workdir` when None.
     `client_identity`: the listener's (default: xclient in smtp mode, none in
-    tcp mode); `pool_extra`: more [[pool]] lines."""
+    tcp mode); `pool_extra`: more [[pool]] lines; `extra`: more tables at the
+    end ([[limit]]s)."""
     port = free_port()
     if source_address:
         listener_extra = f'source_address = "{source_address}"\n' + listener_extra
@@ -335,6 +336,7 @@ name = "sinks"
 algorithm = "round_robin"
 {pool_extra}
 {backends}
+{extra}
 """)
     proc = Proc([smtplb, "run", "--config", cfg])
     wait_port(port)

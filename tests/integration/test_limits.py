@@ -2,6 +2,8 @@
 swaks, raw sockets) through smtplb to a real Postfix. What is asserted is
 what the clients were answered, what reached Postfix and what the tracking
 log says; never how long anything took."""
+import json
+import pathlib
 import signal
 import socket
 import struct
@@ -12,6 +14,9 @@ import time
 import configs
 from harness import Postfix, SmtpClient, Smtplb, WorkdirTestCase, free_port, main, \
     postfix_available, wait_until
+
+
+SCHEMA = pathlib.Path(__file__).resolve().parents[2] / "docs" / "tracking-schema.json"
 
 
 def limit(**values):
@@ -81,7 +86,17 @@ class LimitsTest(WorkdirTestCase):
         lb = Smtplb(self.workdir, text + "".join(limits), name=name)
         lb.start(port)
         self.addCleanup(lb.stop)
+        self.addCleanup(self.validate, lb)
         return lb, port
+
+    def validate(self, lb):
+        """Every line it wrote against the published schema."""
+        import jsonschema
+        with open(SCHEMA) as f:
+            validator = jsonschema.Draft202012Validator(json.load(f))
+        for r in lb.tracking_records():
+            errors = [e.message for e in validator.iter_errors(r)]
+            self.assertFalse(errors, f"{r}: {errors}")
 
     def greet(self, port, source="127.0.0.1"):
         c = SmtpClient(port, source=source)

@@ -3,6 +3,7 @@ swaks, raw sockets) through smtplb to a real Postfix. What is asserted is
 what the clients were answered, what reached Postfix and what the tracking
 log says; never how long anything took."""
 import json
+import os
 import pathlib
 import signal
 import socket
@@ -11,9 +12,11 @@ import subprocess
 import threading
 import time
 
+import smtplib
+
 import configs
-from harness import Postfix, SmtpClient, Smtplb, WorkdirTestCase, free_port, main, \
-    postfix_available, wait_until
+from harness import Dovecot, Postfix, SmtpClient, Smtplb, WorkdirTestCase, free_port, main, \
+    make_ca, make_certificate, postfix_available, starttls_client, wait_until
 
 
 SCHEMA = pathlib.Path(__file__).resolve().parents[2] / "docs" / "tracking-schema.json"
@@ -384,6 +387,51 @@ class LimitsTest(WorkdirTestCase):
         c.command("QUIT")
         code, out = swaks(port, sender="fresh@example.org")
         self.assertEqual(code, 0, out)
+
+
+class AuthUserLimitsTest(WorkdirTestCase):
+    """A limit keyed by the authenticated user, with one user exempt
+    (submission: AUTH after STARTTLS, checked by a real Dovecot)."""
+
+    def test_an_exempt_user_is_never_limited(self):
+        os.chmod(self.workdir, 0o755)  # Dovecot reads its users file as its own user
+        ca = make_ca(self.workdir)
+        cert = make_certificate(self.workdir, ca, "lb.test", dns=("lb.test",))
+        dovecot = Dovecot(self.workdir, {"alice": "correct horse", "monitor": "battery staple"})
+        dovecot.start()
+        self.addCleanup(dovecot.stop)
+        sink, = self.start_sinks("hub")
+        port = free_port()
+        listener = {"role": "submission", "accepted_domains": [],
+                    "tls": {"mode": "starttls", "cert": cert[0], "key": cert[1]},
+                    "auth": {"verifier": "dovecot", "dovecot_socket": dovecot.socket}}
+        lb = Smtplb(self.workdir, configs.balancer(port, [("hub", sink.port)],
+                                                   listener_options=listener) +
+                    limit(name="per-user", key="auth_user", messages="1/1h", burst=1,
+                          exempt_auth_users=["monitor"]))
+        lb.start(port)
+        self.addCleanup(lb.stop)
+
+        def send(user, password, count):
+            codes = []
+            s = starttls_client(port, ca[0])
+            s.login(user, password)
+            for _ in range(count):
+                try:
+                    s.sendmail(f"{user}@example.org", ["x@elsewhere.example"], b"\r\nhi\r\n")
+                    codes.append(250)
+                except smtplib.SMTPSenderRefused as e:
+                    codes.append((e.smtp_code, e.smtp_error.decode()))
+                    s.rset()
+            s.quit()
+            return codes
+
+        self.assertEqual(send("monitor", "battery staple", 3), [250, 250, 250])
+        self.assertEqual(send("alice", "correct horse", 2),
+                         [250, (451, '4.7.1 Too many messages (limit "per-user"), '
+                                     'try again in 3600 seconds')])
+        line, = [r for r in lb.tracking_records() if r.get("result") == "limited"]
+        self.assertEqual((line["key"], line["login"]), ("auth_user=alice", "alice"))
 
 
 if __name__ == "__main__":

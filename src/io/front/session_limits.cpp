@@ -101,7 +101,7 @@ awaitable<std::optional<proto::Reply>> SessionLimits::decide(LimitEvent event,
     if (verdict.kind == Kind::Allow) co_return std::nullopt;
     log(event, subject, verdict);
     if (verdict.hold > base::Clock::Duration(0)) {
-        bool held = co_await hold_reply(balancer_, verdict.hold);
+        bool held = co_await hold_reply(balancer_.sessions(), verdict.hold);
         (void)held;  // cut short by a stop: answered as decided, only sooner
     }
     if (verdict.kind == Kind::Delay) co_return std::nullopt;
@@ -131,13 +131,13 @@ void SessionLimits::log(LimitEvent event, const core::LimitSubject& subject,
     tracking.write(r.to_json());
 }
 
-awaitable<bool> hold_reply(Balancer& balancer, base::Clock::Duration how_long) {
+awaitable<bool> hold_reply(TaskGroup& sessions, base::Clock::Duration how_long) {
     auto executor = co_await asio::this_coro::executor;
     // Shared with the stop callback, which may run on another thread (and
     // so posts the cancel to the timer's own).
     auto timer = std::make_shared<asio::steady_timer>(executor, how_long);
-    auto on_stop = balancer.sessions().on_stop(
-        [timer, executor] { asio::post(executor, [timer] { timer->cancel(); }); });
+    auto on_stop =
+        sessions.on_stop([timer, executor] { asio::post(executor, [timer] { timer->cancel(); }); });
     auto [ec] = co_await timer->async_wait(use_nothrow);
     co_return !ec;
 }

@@ -8,6 +8,7 @@
 #include "base/clock.hpp"
 #include "core/limits/limit_set.hpp"
 #include "io/asio.hpp"
+#include "io/runtime/task_group.hpp"
 #include "proto/address.hpp"
 #include "proto/identity.hpp"
 #include "proto/reply.hpp"
@@ -72,8 +73,8 @@ class SessionLimits {
 };
 
 // Waits `how_long` on the caller's executor without holding the loop up;
-// ends early (false) when `balancer`'s sessions are asked to stop.
-awaitable<bool> hold_reply(Balancer& balancer, base::Clock::Duration how_long);
+// ends early (false) when `sessions` (the generation's) are asked to stop.
+awaitable<bool> hold_reply(TaskGroup& sessions, base::Clock::Duration how_long);
 
 // Calls LimitStore::expire every few seconds until the generation stops
 // (a task of its group, started with it when it has [[limit]]s).

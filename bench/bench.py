@@ -18,8 +18,11 @@
       --runs 5 --messages 50000 --idle 0
 
   smtplb-limits smtplb as `smtplb` with five [[limit]]s that no message
-               reaches (one at connect, MAIL, RCPT and end of data each, two
-               concurrencies): beside `smtplb`, what checking them costs.
+               reaches (bench/peers.py UNREACHED_LIMITS): beside `smtplb`,
+               the cost of checking limits, per run in the same run:
+
+  python3 bench/bench.py --configs smtplb,smtplb-limits --workloads reused \
+      --runs 5 --messages 50000 --idle 0
 
 Workloads: `reused` (20 sessions, many 4 KiB messages each), `new-conn` (a
 new connection per message), `large` (100 KiB messages, reused sessions),
@@ -65,21 +68,13 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 # Re-exported for the other benchmarks, which import them from here.
-from peers import (BUILT_SMTPLB, STRICT_BALANCER_ADDRESS, Proc, cpu_seconds,  # noqa: E402,F401
+from peers import (BUILT_SMTPLB, STRICT_BALANCER_ADDRESS, UNREACHED_LIMITS, Proc, cpu_seconds,  # noqa: E402,F401
                    free_port, idle_rss_per_connection, postfix_master_pid, postfix_queued,
                    require, run_load, start_haproxy, start_nginx, start_postfix_relay,
                    start_sinks, start_smtplb, tree_cpu_seconds, wait_port)
 
 ALL_CONFIGS = "direct,haproxy,nginx,postfix,smtplb,smtplb-tcp,smtplb-spool"
 EXTRA_CONFIGS = "smtplb-nolog,smtplb-limits"  # accepted, not run by default
-# Five limits no bench message reaches: what checking them costs (issue 27).
-UNREACHED_LIMITS = "".join(
-    f'[[limit]]\nname = "{name}"\nkey = "{key}"\n{what}\n\n' for name, key, what in (
-        ("conns", "client_ip", "concurrent_connections = 100000"),
-        ("tx", "client_ip", "concurrent_transactions = 100000"),
-        ("msgs", "sender", 'messages = "1000000000/1s"'),
-        ("rcpts", "sender_domain", 'recipients = "1000000000/1s"'),
-        ("volume", "client_network", 'bytes = "1000000000000/1s"')))
 SLOW = ("nginx", "postfix")  # hundreds of messages per second: fewer messages
 
 
@@ -109,8 +104,7 @@ class Target:
             port, self.proc = start_smtplb(binary or args.smtplb, self.dir, sink_ports, mode,
                                            spool=name == "smtplb-spool",
                                            tracking_log="" if name == "smtplb-nolog" else None,
-                                           extra=UNREACHED_LIMITS
-                                           if name == "smtplb-limits" else "",
+                                           extra=UNREACHED_LIMITS if name == "smtplb-limits" else "",
                                            threads=args.smtplb_threads,
                                            source_address=STRICT_BALANCER_ADDRESS
                                            if args.strict_sinks else None)
@@ -318,33 +312,13 @@ def report(results, idle, configs, workloads, args):
                 line += f"; {summary[f'{w}/smtplb_x_nginx']:.1f}× nginx"
             print(line)
     if "smtplb" in configs and "smtplb-nolog" in configs:
-        print()
-        print("The tracking log's cost: smtplb (log to a file) over smtplb-nolog, per run:")
-        print()
-        print("| workload | × rate without the log | range | × CPU | range |")
-        print("|---|---:|---|---:|---|")
-        for w in workloads:
-            on, off = results[w]["smtplb"], results[w]["smtplb-nolog"]
-            rates = [a / b for a, b in zip(on["rate"], off["rate"]) if b]
-            cpus = [a / b for a, b in zip(on["cpu"], off["cpu"]) if a is not None and b]
-            summary[f"{w}/tracking_log_rate_ratio_runs"] = rates
-            summary[f"{w}/tracking_log_cpu_ratio_runs"] = cpus
-            print(f"| {w} | {fmt(median(rates), 3)} | {spread(rates)} | {fmt(median(cpus), 3)} | "
-                  f"{spread(cpus)} |")
+        compare_runs(results, summary, workloads, "smtplb", "smtplb-nolog", "tracking_log",
+                     "The tracking log's cost: smtplb (log to a file) over smtplb-nolog, per run:",
+                     "without the log")
     if "smtplb" in configs and "smtplb-limits" in configs:
-        print()
-        print("Five unreached [[limit]]s: smtplb-limits over smtplb, per run:")
-        print()
-        print("| workload | × rate without limits | range | × CPU | range |")
-        print("|---|---:|---|---:|---|")
-        for w in workloads:
-            on, off = results[w]["smtplb-limits"], results[w]["smtplb"]
-            rates = [a / b for a, b in zip(on["rate"], off["rate"]) if b]
-            cpus = [a / b for a, b in zip(on["cpu"], off["cpu"]) if a is not None and b]
-            summary[f"{w}/limits_rate_ratio_runs"] = rates
-            summary[f"{w}/limits_cpu_ratio_runs"] = cpus
-            print(f"| {w} | {fmt(median(rates), 3)} | {spread(rates)} | {fmt(median(cpus), 3)} | "
-                  f"{spread(cpus)} |")
+        compare_runs(results, summary, workloads, "smtplb-limits", "smtplb", "limits",
+                     "The cost of five limits no message reaches: smtplb-limits over smtplb, "
+                     "per run:", "without limits")
     if idle:
         print()
         print("| idle client connections | KiB RSS per connection |")
@@ -353,6 +327,23 @@ def report(results, idle, configs, workloads, args):
             print(f"| {c} | {v:.2f} |")
             summary[f"idle/{c}"] = v
     return summary
+
+
+def compare_runs(results, summary, workloads, config, baseline, key, title, versus):
+    """`config` over `baseline`, run by run (the runs are interleaved)."""
+    print()
+    print(title)
+    print()
+    print(f"| workload | × rate {versus} | range | × CPU | range |")
+    print("|---|---:|---|---:|---|")
+    for w in workloads:
+        on, off = results[w][config], results[w][baseline]
+        rates = [a / b for a, b in zip(on["rate"], off["rate"]) if b]
+        cpus = [a / b for a, b in zip(on["cpu"], off["cpu"]) if a is not None and b]
+        summary[f"{w}/{key}_rate_ratio_runs"] = rates
+        summary[f"{w}/{key}_cpu_ratio_runs"] = cpus
+        print(f"| {w} | {fmt(median(rates), 3)} | {spread(rates)} | {fmt(median(cpus), 3)} | "
+              f"{spread(cpus)} |")
 
 
 def main():

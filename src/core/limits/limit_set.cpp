@@ -126,12 +126,24 @@ std::vector<std::string> LimitSet::keys(std::size_t index, LimitEvent event,
         std::find(limit.exempt_auth_users.begin(), limit.exempt_auth_users.end(),
                   subject.auth_user) != limit.exempt_auth_users.end())
         return {};
-    // One key (every limit not keyed by recipient domain): built in place,
-    // as this runs for each limit at each event.
-    if (!limit.keyed_by(LimitKeyPart::RecipientDomain)) {
+    // One key, but for several recipient domains at end of data: built in
+    // place, as this runs for each limit at each event.
+    std::string domain;    // the recipients' domain, when keyed by it
+    bool several = false;  // end of data, recipients in several domains
+    if (limit.keyed_by(LimitKeyPart::RecipientDomain)) {
+        if (event == LimitEvent::Rcpt && !subject.recipient.empty())
+            domain = domain_of(subject.recipient);
+        else if (event == LimitEvent::EndOfData && !subject.recipient_domains.empty())
+            domain = base::to_lower(subject.recipient_domains.front());
+        else
+            return {};  // not known at this event: the limit waits
+        for (const auto& d : subject.recipient_domains)
+            several |= event == LimitEvent::EndOfData && !base::iequals(d, domain);
+    }
+    if (!several) {
         std::string key;
         for (auto part : limit.key) {
-            if (!append_part(key, part, limit, subject)) return {};  // not known yet: waits
+            if (!append_part(key, part, limit, subject, domain)) return {};  // not known yet
         }
         std::vector<std::string> one;
         one.push_back(std::move(key));
@@ -189,7 +201,7 @@ std::vector<std::string> LimitSet::keys(std::size_t index, LimitEvent event,
 }
 
 bool LimitSet::append_part(std::string& key, LimitKeyPart part, const config::Limit& limit,
-                           const LimitSubject& subject) {
+                           const LimitSubject& subject, std::string_view recipient_domain) {
     auto start = [&] {
         if (!key.empty()) key += '|';
         key += config::to_string(part);
@@ -229,7 +241,9 @@ bool LimitSet::append_part(std::string& key, LimitKeyPart part, const config::Li
             append_escaped(key, subject.listener);
             return true;
         case LimitKeyPart::RecipientDomain:
-            return false;  // several keys: the general path
+            start();
+            append_escaped(key, recipient_domain);
+            return true;
     }
     return false;
 }

@@ -44,12 +44,13 @@ class Shaping(WorkdirTestCase):
             self.addCleanup(pf.stop)
             self.backends.append(pf)
 
-    def start_balancer(self, destination_limit, pool_options=None):
+    def start_balancer(self, destination_limit, pool_options=None, weights=(1, 1)):
         port = free_port()
         options = {"health": {"enabled": False}}  # only the test's traffic
         options.update(pool_options or {})
         text = configs.balancer(
-            port, [(pf_name, pf.port) for pf_name, pf in zip(("ip1", "ip2"), self.backends)],
+            port, [(name, pf.port, {"weight": weight})
+                   for name, pf, weight in zip(("ip1", "ip2"), self.backends, weights)],
             pool_options=options, listener_options={"accepted_domains": [SHAPED, OTHER]},
             server_options={"admin": "127.0.0.1:0"})
         text += configs.table("[[pool.destination_limit]]", destination_limit)
@@ -70,8 +71,9 @@ class Shaping(WorkdirTestCase):
 
     def test_a_rate_per_backend_moves_mail_to_the_other_backend_before_refusing(self):
         # A period long enough that nothing comes back during the test.
+        # ip1 would take three of four messages by weight.
         port, lb = self.start_balancer(
-            {"domain": SHAPED, "messages": "2/10m", "burst": 2})
+            {"domain": SHAPED, "messages": "2/10m", "burst": 2}, weights=(3, 1))
         for i in range(4):
             status, out = swaks(port, f"user{i}@{SHAPED}")
             self.assertEqual(status, 0, out)

@@ -90,6 +90,7 @@ void Transaction::next_attempt() {
 
 void Transaction::open_failed(const OpenFailure& f) {
     if (waiting_ != Waiting::Open) return;  // nothing was asked: ignored
+    drop_shaping();  // nothing opened: its share goes back, whatever comes next
     auto& counters = pool_->backend(backend_).counters;
     using K = OpenFailure::Kind;
     // Only a refusal can be passed on as the backend's verdict on the HELO.

@@ -24,6 +24,13 @@
   python3 bench/bench.py --configs smtplb,smtplb-limits --workloads reused \
       --runs 5 --messages 50000 --idle 0
 
+  smtplb-shaping smtplb as `smtplb` with per-destination shaping that no
+               message reaches (bench/peers.py UNREACHED_SHAPING): the cost
+               of [[pool.destination_limit]], per run in the same run:
+
+  python3 bench/bench.py --configs smtplb,smtplb-shaping --workloads reused \
+      --runs 5 --messages 50000 --idle 0
+
 Workloads: `reused` (20 sessions, many 4 KiB messages each), `new-conn` (a
 new connection per message), `large` (100 KiB messages, reused sessions),
 and idle-connection memory (a fresh proxy process each time). Not in the
@@ -68,13 +75,14 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 # Re-exported for the other benchmarks, which import them from here.
-from peers import (BUILT_SMTPLB, STRICT_BALANCER_ADDRESS, UNREACHED_LIMITS, Proc, cpu_seconds,  # noqa: E402,F401
-                   free_port, idle_rss_per_connection, postfix_master_pid, postfix_queued,
+from peers import (BUILT_SMTPLB, STRICT_BALANCER_ADDRESS, UNREACHED_LIMITS,  # noqa: E402,F401
+                   UNREACHED_SHAPING, Proc, cpu_seconds, free_port, idle_rss_per_connection,
+                   postfix_master_pid, postfix_queued,
                    require, run_load, start_haproxy, start_nginx, start_postfix_relay,
                    start_sinks, start_smtplb, tree_cpu_seconds, wait_port)
 
 ALL_CONFIGS = "direct,haproxy,nginx,postfix,smtplb,smtplb-tcp,smtplb-spool"
-EXTRA_CONFIGS = "smtplb-nolog,smtplb-limits"  # accepted, not run by default
+EXTRA_CONFIGS = "smtplb-nolog,smtplb-limits,smtplb-shaping"  # accepted, not run by default
 SLOW = ("nginx", "postfix")  # hundreds of messages per second: fewer messages
 
 
@@ -104,7 +112,9 @@ class Target:
             port, self.proc = start_smtplb(binary or args.smtplb, self.dir, sink_ports, mode,
                                            spool=name == "smtplb-spool",
                                            tracking_log="" if name == "smtplb-nolog" else None,
-                                           extra=UNREACHED_LIMITS if name == "smtplb-limits" else "",
+                                           extra=UNREACHED_LIMITS if name == "smtplb-limits"
+                                           else UNREACHED_SHAPING if name == "smtplb-shaping"
+                                           else "",
                                            threads=args.smtplb_threads,
                                            source_address=STRICT_BALANCER_ADDRESS
                                            if args.strict_sinks else None)
@@ -319,6 +329,10 @@ def report(results, idle, configs, workloads, args):
         compare_runs(results, summary, workloads, "smtplb-limits", "smtplb", "limits",
                      "The cost of five limits no message reaches: smtplb-limits over smtplb, "
                      "per run:", "without limits")
+    if "smtplb" in configs and "smtplb-shaping" in configs:
+        compare_runs(results, summary, workloads, "smtplb-shaping", "smtplb", "shaping",
+                     "The cost of destination limits no message reaches: smtplb-shaping over "
+                     "smtplb, per run:", "without shaping")
     if idle:
         print()
         print("| idle client connections | KiB RSS per connection |")

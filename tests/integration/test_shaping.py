@@ -5,6 +5,7 @@ limit and the domain.
 
     python3 tests/integration/test_shaping.py --smtplb build/src/app/smtplb
 """
+import json
 import re
 import subprocess
 import urllib.request
@@ -131,6 +132,26 @@ class Shaping(WorkdirTestCase):
         # The places are given back at the end of each transaction.
         self.assertEqual(clients[2].command("MAIL FROM:<app@example.org>")[-1][:3], "250")
         self.assertEqual(clients[2].command(f"RCPT TO:<c@{SHAPED}>")[-1][:3], "250")
+
+    def test_a_spooling_pool_spools_what_no_backend_may_take_and_its_deliveries_wait_too(self):
+        port, lb = self.start_balancer({"domain": SHAPED, "messages": "1/10m", "burst": 1},
+                                       pool_options={"on_unavailable": "spool"})
+        for i in range(3):
+            status, out = swaks(port, f"user{i}@{SHAPED}")
+            self.assertEqual(status, 0, out)  # the third one spooled: acknowledged all the same
+        self.assertEqual(self.wait_delivered(SHAPED, 2), [1, 1])
+
+        def queue():
+            with urllib.request.urlopen(f"http://127.0.0.1:{lb.admin_port()}/api/v1/queue",
+                                        timeout=10) as r:
+                return json.load(r)
+
+        # The spool's delivery goes through the same limits: it waits, deferred by them.
+        wait_until(lambda: any("destination limit" in m.get("last_error", "")
+                               for m in queue()["queue"]), timeout=30)
+        self.assertEqual(len(queue()["queue"]), 1)
+        self.assertEqual(sum(delivered(pf, SHAPED) for pf in self.backends), 2)
+        self.assertRegex(self.metrics(lb), r'smtplb_shaping_full_total\{pool="hubs"\} [1-9]')
 
 
 if __name__ == "__main__":

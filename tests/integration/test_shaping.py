@@ -7,6 +7,7 @@ limit and the domain.
 """
 import json
 import re
+import signal
 import subprocess
 import urllib.request
 
@@ -102,6 +103,23 @@ class Shaping(WorkdirTestCase):
         records = lb.tracking_records()
         refused = [r for r in records if "destination limit" in r.get("reply", "")]
         self.assertEqual(len(refused), 1, records)
+
+        # A reload that keeps the destination limits keeps their counts...
+        lb.process.proc.send_signal(signal.SIGHUP)
+        wait_until(lambda: lb.log_lines("event=reloaded "), what="reloaded")
+        status, out = swaks(port, f"user6@{SHAPED}")
+        self.assertIn("451 4.7.1 Too many messages to example.net", out)
+        # ... and one that changes them starts afresh.
+        with open(lb.config) as f:
+            text = f.read()
+        with open(lb.config, "w") as f:
+            f.write(text.replace('messages = "2/10m"', 'messages = "3/10m"'))
+        lb.process.proc.send_signal(signal.SIGHUP)
+        wait_until(lambda: len(lb.log_lines("event=reloaded ")) >= 2, what="reloaded again")
+        self.assertTrue(lb.log_lines("destination limit example.net in pool hubs: 2/10m -> 3/10m"),
+                        lb.log_lines("reload"))
+        status, out = swaks(port, f"user7@{SHAPED}")
+        self.assertEqual(status, 0, out)
 
     def test_concurrency_one_moves_the_second_client_to_the_other_backend(self):
         # backend_hold_time at its most: the clients below pause between

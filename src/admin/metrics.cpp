@@ -147,6 +147,14 @@ void backend_metrics(PrometheusText& m, io::Balancer& balancer) {
         if (p->shaping())
             m.sample("smtplb_shaping_full_total", {{"pool", p->name()}},
                      static_cast<double>(p->shaping_full.load()));
+    m.family("smtplb_shaping_tracked_keys", "gauge",
+             "Backend x domain keys a destination limit remembers now (at most its max_keys).");
+    for (const auto& p : balancer.pools())
+        if (const auto& shaping = p->shaping())
+            for (std::size_t i = 0; i < shaping->rules().size(); ++i)
+                m.sample("smtplb_shaping_tracked_keys",
+                         {{"pool", p->name()}, {"domain", shaping->rules()[i].domain}},
+                         static_cast<double>(shaping->store().stats(i).tracked_keys));
     auto now = [](const Row& r) { return r.pool->clock().now(); };
     each("smtplb_backend_effective_weight", "gauge",
          "The weight schedulers use now (lower during slow start).", [&](const Row& r) {

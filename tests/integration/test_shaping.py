@@ -99,6 +99,9 @@ class Shaping(WorkdirTestCase):
         self.assertEqual(len(skips), 2, text)
         self.assertGreaterEqual(sum(skips), 3)  # one at the fourth message, both at the fifth
         self.assertRegex(text, r'smtplb_shaping_full_total\{pool="hubs"\} 1\b')
+        # Two keys: example.net on each backend.
+        self.assertRegex(text, r'smtplb_shaping_tracked_keys\{pool="hubs",'
+                         r'domain="example\.net"\} 2\b')
         # The tracking log says what the client was told.
         records = lb.tracking_records()
         refused = [r for r in records if "destination limit" in r.get("reply", "")]

@@ -75,15 +75,16 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 # Re-exported for the other benchmarks, which import them from here.
-from peers import (BUILT_SMTPLB, STRICT_BALANCER_ADDRESS, UNREACHED_LIMITS,  # noqa: E402,F401
-                   UNREACHED_SHAPING, Proc, cpu_seconds, free_port, idle_rss_per_connection,
-                   postfix_master_pid, postfix_queued,
+from peers import (BUILT_SMTPLB, STRICT_BALANCER_ADDRESS, UNREACHED_LIMITS, Proc, cpu_seconds,  # noqa: E402,F401
+                   free_port, idle_rss_per_connection, postfix_master_pid, postfix_queued,
                    require, run_load, start_haproxy, start_nginx, start_postfix_relay,
                    start_sinks, start_smtplb, tree_cpu_seconds, wait_port)
+from peers import UNREACHED_SHAPING  # noqa: E402
 
 ALL_CONFIGS = "direct,haproxy,nginx,postfix,smtplb,smtplb-tcp,smtplb-spool"
-EXTRA_CONFIGS = "smtplb-nolog,smtplb-limits,smtplb-shaping"  # accepted, not run by default
+EXTRA_CONFIGS = "smtplb-nolog,smtplb-limits"  # accepted, not run by default
 SLOW = ("nginx", "postfix")  # hundreds of messages per second: fewer messages
+EXTRA_CONFIGS += ",smtplb-shaping"  # destination limits no message reaches
 
 
 class Target:
@@ -111,10 +112,10 @@ class Target:
             self.dir = tempfile.mkdtemp(prefix="lb-", dir=workdir)
             port, self.proc = start_smtplb(binary or args.smtplb, self.dir, sink_ports, mode,
                                            spool=name == "smtplb-spool",
+                                           pool_extra=UNREACHED_SHAPING
+                                           if name == "smtplb-shaping" else "",
                                            tracking_log="" if name == "smtplb-nolog" else None,
-                                           extra=UNREACHED_LIMITS if name == "smtplb-limits"
-                                           else UNREACHED_SHAPING if name == "smtplb-shaping"
-                                           else "",
+                                           extra=UNREACHED_LIMITS if name == "smtplb-limits" else "",
                                            threads=args.smtplb_threads,
                                            source_address=STRICT_BALANCER_ADDRESS
                                            if args.strict_sinks else None)
@@ -321,6 +322,10 @@ def report(results, idle, configs, workloads, args):
                     summary[f"{w}/nginx"]["rate"]
                 line += f"; {summary[f'{w}/smtplb_x_nginx']:.1f}× nginx"
             print(line)
+    if "smtplb" in configs and "smtplb-shaping" in configs:
+        compare_runs(results, summary, workloads, "smtplb-shaping", "smtplb", "shaping",
+                     "The cost of destination limits no message reaches: smtplb-shaping over "
+                     "smtplb, per run:", "without shaping")
     if "smtplb" in configs and "smtplb-nolog" in configs:
         compare_runs(results, summary, workloads, "smtplb", "smtplb-nolog", "tracking_log",
                      "The tracking log's cost: smtplb (log to a file) over smtplb-nolog, per run:",
@@ -329,10 +334,6 @@ def report(results, idle, configs, workloads, args):
         compare_runs(results, summary, workloads, "smtplb-limits", "smtplb", "limits",
                      "The cost of five limits no message reaches: smtplb-limits over smtplb, "
                      "per run:", "without limits")
-    if "smtplb" in configs and "smtplb-shaping" in configs:
-        compare_runs(results, summary, workloads, "smtplb-shaping", "smtplb", "shaping",
-                     "The cost of destination limits no message reaches: smtplb-shaping over "
-                     "smtplb, per run:", "without shaping")
     if idle:
         print()
         print("| idle client connections | KiB RSS per connection |")

@@ -8,6 +8,7 @@
 
 #include "base/network.hpp"
 #include "config/limits.hpp"
+#include "config/shaping.hpp"
 #include "proto/data_decoder.hpp"
 #include "proto/probe.hpp"
 #include "proto/smarthost_auth.hpp"
@@ -290,6 +291,8 @@ struct Pool {
     // only for clients that said the same name.
     HeloToBackend helo_to_backend = HeloToBackend::Smtplb;
     BackendTls tls;
+    // [[pool.destination_limit]]: per backend and recipient domain (config/shaping.hpp).
+    std::vector<DestinationLimit> destination_limits;
 };
 
 // Conditions combine with AND; an empty one matches anything. At least one

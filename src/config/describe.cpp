@@ -164,6 +164,7 @@ std::string describe(const Config& c) {
                   << ", allow_plaintext = " << (b.auth->allow_plaintext ? "true" : "false")
                   << " }\n";
         }
+        o << describe_destination_limits(p.destination_limits);
     }
     for (const auto& r : c.routes) {
         o << "\n[[route]]\n";

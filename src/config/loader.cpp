@@ -419,6 +419,7 @@ void read_pool(TableReader& r, Pool& p) {
                     "duplicate backend name \"" + b.name + "\"");
         p.backends.push_back(std::move(b));
     }
+    read_destination_limits(r, p.destination_limits);
 }
 
 // Reads every [[key]] table into `out`, each with its own path for messages.

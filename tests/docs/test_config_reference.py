@@ -42,6 +42,8 @@ BASE_TABLES = [
     ("pool", "[[pool]]", ['name = "hubs"']),
     ("pool.backend", "[[pool.backend]]", ['name = "hub1"', 'address = "127.0.0.1:2526"',
                                           'tls_name = "hub1.example.net"']),
+    ("pool.destination_limit", "[[pool.destination_limit]]", ['domain = "example.org"',
+                                                              'concurrent_transactions = 1']),
     ("route", "[[route]]", ['recipient_domain = "example.org"', 'pool = "hubs"']),
     ("limit", "[[limit]]", ['name = "per-sender"', 'key = "sender"', 'messages = "10/1m"']),
 ]

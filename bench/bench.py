@@ -82,9 +82,8 @@ from peers import (BUILT_SMTPLB, STRICT_BALANCER_ADDRESS, UNREACHED_LIMITS, Proc
 from peers import UNREACHED_SHAPING  # noqa: E402
 
 ALL_CONFIGS = "direct,haproxy,nginx,postfix,smtplb,smtplb-tcp,smtplb-spool"
-EXTRA_CONFIGS = "smtplb-nolog,smtplb-limits"  # accepted, not run by default
+EXTRA_CONFIGS = "smtplb-nolog,smtplb-limits,smtplb-shaping"  # accepted, not run by default
 SLOW = ("nginx", "postfix")  # hundreds of messages per second: fewer messages
-EXTRA_CONFIGS += ",smtplb-shaping"  # destination limits no message reaches
 
 
 class Target:

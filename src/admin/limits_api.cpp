@@ -138,8 +138,10 @@ ApiResponse key_response(core::LimitSet& limits, const std::string& key_text,
             continue;
         }
         auto state = limits.inspect(i, *key, now);
-        json::object o = key_state_json(limit, state);
+        json::object o;
         o["limit"] = limit.name;
+        for (auto& [name, value] : key_state_json(limit, state))
+            o[name] = value;
         o["counts"] = config::to_string(limit.counts);
         if (limit.is_rate()) {
             o["burst"] = limit.burst;

@@ -107,7 +107,7 @@ class LimitSet {
 
     // The keys nearest limit `index`, nearest first, at most kTopKeys, from
     // a scan at most kTopKeysMaxAge old: a scan holds the limit's lock
-    // (~10 ms per million keys), so however often status, the dashboard and
+    // (~20 ms per million keys), so however often status, the dashboard and
     // the API ask, it runs at most that often per limit.
     struct TopKeys {
         TimePoint scanned_at;

@@ -56,6 +56,7 @@ class LimitsApi(WorkdirTestCase):
             with open(files[name], "w") as f:
                 f.write(token + "\n")
         self.readonly_file = files["readonly"]
+        self.admin_file = files["admin"]
         port = free_port()
         text = configs.balancer(port, [("a", sink.port)],
                                 pool_options={"health": {"enabled": False}},
@@ -69,6 +70,7 @@ class LimitsApi(WorkdirTestCase):
         lb = Smtplb(self.workdir, text)
         lb.start(port)
         self.addCleanup(lb.stop)
+        self.lb = lb
         self.admin = lb.admin_port()
         return port
 
@@ -135,6 +137,21 @@ class LimitsApi(WorkdirTestCase):
             env={**os.environ, "SMTPLB_TOKEN": READONLY})
         self.assertEqual(browser.returncode, 0, browser.stdout + browser.stderr)
         self.assertIn("limits panel: ok", browser.stdout)
+
+        # A reload that changes the rate: the keys start afresh, the counters go on.
+        with open(self.lb.config) as f:
+            text = f.read()
+        with open(self.lb.config, "w") as f:
+            f.write(text.replace("burst = 5", "burst = 6"))
+        reload = subprocess.run([harness.SMTPLB, "reload", "--admin", f"127.0.0.1:{self.admin}",
+                                 "--token-file", self.admin_file],
+                                capture_output=True, text=True, timeout=60)
+        self.assertEqual(reload.returncode, 0, reload.stdout + reload.stderr)
+        _, metrics = self.get("/metrics")
+        self.assertIn('smtplb_limit_hits_total{limit="per-sender",action="tempfail"} 1\n', metrics)
+        self.assertIn('smtplb_limit_keys{limit="per-sender"} 0\n', metrics)
+        (limit,) = self.get_json("/api/v1/limits?limit=per-sender")["limits"]
+        self.assertEqual((limit["burst"], limit["hits"]["tempfail"]), (6, 1))
 
 
 if __name__ == "__main__":

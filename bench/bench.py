@@ -24,6 +24,13 @@
   python3 bench/bench.py --configs smtplb,smtplb-limits --workloads reused \
       --runs 5 --messages 50000 --idle 0
 
+  smtplb-shaping smtplb as `smtplb` with per-destination shaping that no
+               message reaches (bench/peers.py UNREACHED_SHAPING): the cost
+               of [[pool.destination_limit]], per run in the same run:
+
+  python3 bench/bench.py --configs smtplb,smtplb-shaping --workloads reused \
+      --runs 5 --messages 50000 --idle 0
+
 Workloads: `reused` (20 sessions, many 4 KiB messages each), `new-conn` (a
 new connection per message), `large` (100 KiB messages, reused sessions),
 and idle-connection memory (a fresh proxy process each time). Not in the
@@ -72,10 +79,12 @@ from peers import (BUILT_SMTPLB, STRICT_BALANCER_ADDRESS, UNREACHED_LIMITS, Proc
                    free_port, idle_rss_per_connection, postfix_master_pid, postfix_queued,
                    require, run_load, start_haproxy, start_nginx, start_postfix_relay,
                    start_sinks, start_smtplb, tree_cpu_seconds, wait_port)
+from peers import UNREACHED_SHAPING  # noqa: E402
 
 ALL_CONFIGS = "direct,haproxy,nginx,postfix,smtplb,smtplb-tcp,smtplb-spool"
 EXTRA_CONFIGS = "smtplb-nolog,smtplb-limits"  # accepted, not run by default
 SLOW = ("nginx", "postfix")  # hundreds of messages per second: fewer messages
+EXTRA_CONFIGS += ",smtplb-shaping"  # destination limits no message reaches
 
 
 class Target:
@@ -103,6 +112,8 @@ class Target:
             self.dir = tempfile.mkdtemp(prefix="lb-", dir=workdir)
             port, self.proc = start_smtplb(binary or args.smtplb, self.dir, sink_ports, mode,
                                            spool=name == "smtplb-spool",
+                                           pool_extra=UNREACHED_SHAPING
+                                           if name == "smtplb-shaping" else "",
                                            tracking_log="" if name == "smtplb-nolog" else None,
                                            extra=UNREACHED_LIMITS if name == "smtplb-limits" else "",
                                            threads=args.smtplb_threads,
@@ -311,6 +322,10 @@ def report(results, idle, configs, workloads, args):
                     summary[f"{w}/nginx"]["rate"]
                 line += f"; {summary[f'{w}/smtplb_x_nginx']:.1f}× nginx"
             print(line)
+    if "smtplb" in configs and "smtplb-shaping" in configs:
+        compare_runs(results, summary, workloads, "smtplb-shaping", "smtplb", "shaping",
+                     "The cost of destination limits no message reaches: smtplb-shaping over "
+                     "smtplb, per run:", "without shaping")
     if "smtplb" in configs and "smtplb-nolog" in configs:
         compare_runs(results, summary, workloads, "smtplb", "smtplb-nolog", "tracking_log",
                      "The tracking log's cost: smtplb (log to a file) over smtplb-nolog, per run:",

@@ -424,3 +424,18 @@ def require(*tools):
     for tool in tools:
         if not shutil.which(tool):
             sys.exit(f"bench: {tool} not found (scripts/bootstrap.sh all)")
+
+
+# Per-destination shaping that the bench's load never reaches: a destination
+# limit for its recipients' domain (a rate and a concurrency) and one for
+# every other domain, looked at for every message. [[pool]] lines (before
+# the backends: the tables still belong to the pool).
+UNREACHED_SHAPING = """
+[[pool.destination_limit]]
+domain = "example.net"
+messages = "1000000/1s"
+concurrent_transactions = 100000
+[[pool.destination_limit]]
+domain = "*"
+messages = "1000000/1s"
+"""

@@ -120,6 +120,7 @@ json::object backend_json(const core::Pool& pool, const core::BackendState& b) {
     counters["recipients"] = b.counters.recipients;
     counters["connection_waits"] = b.counters.connection_waits;
     counters["connection_wait_timeouts"] = b.counters.connection_wait_timeouts;
+    counters["shaping_skips"] = b.counters.shaping_skips.load();  // [[pool.destination_limit]]
     o["counters"] = std::move(counters);
     auto minute = b.rates.last_minute(now);
     json::object rates;

@@ -136,6 +136,25 @@ void backend_metrics(PrometheusText& m, io::Balancer& balancer) {
          "Waits for a connection slot that ran out (connection_wait): the transaction went to "
          "another backend, or to the spool or a 451 with none.",
          [](const Row& r) { return r.backend->counters.connection_wait_timeouts.load(); });
+    each("smtplb_shaping_skips_total", "counter",
+         "Picks that passed a backend over at its per-destination shaping limit "
+         "([[pool.destination_limit]]) for one of the transaction's recipient domains.",
+         [](const Row& r) { return r.backend->counters.shaping_skips.load(); });
+    m.family("smtplb_shaping_full_total", "counter",
+             "Transactions or recipients that found every backend of the pool at its "
+             "destination limit (answered 451 4.7.1 or 452 4.5.3, or spooled).");
+    for (const auto& p : balancer.pools())
+        if (p->shaping())
+            m.sample("smtplb_shaping_full_total", {{"pool", p->name()}},
+                     static_cast<double>(p->shaping_full.load()));
+    m.family("smtplb_shaping_tracked_keys", "gauge",
+             "Backend x domain keys a destination limit remembers now (at most its max_keys).");
+    for (const auto& p : balancer.pools())
+        if (const auto& shaping = p->shaping())
+            for (std::size_t i = 0; i < shaping->rules().size(); ++i)
+                m.sample("smtplb_shaping_tracked_keys",
+                         {{"pool", p->name()}, {"domain", shaping->rules()[i].domain}},
+                         static_cast<double>(shaping->store().stats(i).tracked_keys));
     auto now = [](const Row& r) { return r.pool->clock().now(); };
     each("smtplb_backend_effective_weight", "gauge",
          "The weight schedulers use now (lower during slow start).", [&](const Row& r) {

@@ -128,7 +128,7 @@ int run_audit(const std::string& path, bool offline, const std::vector<std::stri
             for (const auto& l : config.listeners) {
                 bool uses = l.pool == pool.name;
                 for (const auto& route : config.routes)
-                    uses |= route.pool == pool.name;
+                    uses |= route.pool == pool.name && route.serves(l.name);
                 if (!uses) continue;
                 std::string key = l.source_address ? l.source_address->to_string() : "";
                 if (!seen.insert({key, l.client_identity}).second) continue;

@@ -12,7 +12,7 @@ using Keys = std::vector<std::pair<std::string, std::string>>;
 
 // One table of the effective configuration as describe() prints it.
 struct Table {
-    std::string kind;  // server, spool, listener, pool, pool.backend, route
+    std::string kind;  // server, spool, listener, pool, pool.backend, pool.destination_limit, route
     std::string name;  // its `name`; for a backend, "POOL/NAME"
     Keys keys;         // in the order printed, inline tables flattened
     std::string value(const std::string& key) const {
@@ -98,6 +98,8 @@ std::vector<Table> tables(const Config& config) {
             continue;
         }
         table.keys.emplace_back(key, plain(value));
+        if (table.kind == "pool.destination_limit" && key == "domain")
+            table.name = pool + "/" + plain(value);
         if (key != "name") continue;
         if (table.kind == "pool") pool = plain(value);
         table.name = table.kind == "pool.backend" ? pool + "/" + plain(value) : plain(value);
@@ -113,9 +115,10 @@ const Table* find(const std::vector<Table>& all, const std::string& kind, const 
 
 // "listener internet", "backend hub1 in pool hubs", "server", "spool".
 std::string subject(const Table& t) {
-    if (t.kind == "pool.backend") {
+    if (t.kind == "pool.backend" || t.kind == "pool.destination_limit") {
         auto slash = t.name.find('/');
-        return "backend " + t.name.substr(slash + 1) + " in pool " + t.name.substr(0, slash);
+        return (t.kind == "pool.backend" ? "backend " : "destination limit ") +
+               t.name.substr(slash + 1) + " in pool " + t.name.substr(0, slash);
     }
     if (t.kind == "server" || t.kind == "spool") return t.kind;
     return t.kind + " " + t.name;
@@ -172,17 +175,19 @@ std::vector<std::string> describe_changes(const Config& before, const Config& af
             out.push_back("removed listener " + t.name + " on " + t.value("bind"));
         if ((t.kind == "pool" || t.kind == "limit") && !find(new_tables, t.kind, t.name))
             out.push_back("removed " + t.kind + " " + t.name);
-        if (t.kind == "pool.backend" && !find(new_tables, t.kind, t.name)) {
+        if ((t.kind == "pool.backend" || t.kind == "pool.destination_limit") &&
+            !find(new_tables, t.kind, t.name)) {
             auto slash = t.name.find('/');
             // A removed pool took its backends with it: said once.
             if (find(new_tables, "pool", t.name.substr(0, slash)))
-                out.push_back("removed backend " + t.name.substr(slash + 1) + " from pool " +
-                              t.name.substr(0, slash));
+                out.push_back(std::string("removed ") +
+                              (t.kind == "pool.backend" ? "backend " : "destination limit ") +
+                              t.name.substr(slash + 1) + " from pool " + t.name.substr(0, slash));
         }
     }
     for (const auto& t : new_tables) {
         if (t.kind != "listener" && t.kind != "pool" && t.kind != "pool.backend" &&
-            t.kind != "limit")
+            t.kind != "limit" && t.kind != "pool.destination_limit")
             continue;
         const auto* old = find(old_tables, t.kind, t.name);
         if (old) {
@@ -195,6 +200,12 @@ std::vector<std::string> describe_changes(const Config& before, const Config& af
                           t.value("pool") + ")");
         } else if (t.kind == "pool" || t.kind == "limit") {
             out.push_back("added " + t.kind + " " + t.name);
+        } else if (t.kind == "pool.destination_limit") {
+            auto slash = t.name.find('/');
+            // A new pool brings its destination limits: said once.
+            if (find(old_tables, "pool", t.name.substr(0, slash)))
+                out.push_back("added destination limit " + t.name.substr(slash + 1) + " to pool " +
+                              t.name.substr(0, slash));
         } else {
             auto slash = t.name.find('/');
             out.push_back("added backend " + t.name.substr(slash + 1) + " to pool " +

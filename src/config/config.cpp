@@ -36,13 +36,20 @@ bool Config::uses_spool() const {
     return false;
 }
 
+bool Route::serves(const std::string& listener) const {
+    return listeners.empty() ||
+           std::find(listeners.begin(), listeners.end(), listener) != listeners.end();
+}
+
 ProbeOrigin probe_origin(const Config& config, const std::string& pool) {
-    bool routed = std::any_of(config.routes.begin(), config.routes.end(),
-                              [&](const Route& r) { return r.pool == pool; });
+    auto routed = [&](const Listener& l) {
+        return std::any_of(config.routes.begin(), config.routes.end(),
+                           [&](const Route& r) { return r.pool == pool && r.serves(l.name); });
+    };
     ProbeOrigin origin;
     bool first = true, same_source = true;
     for (const auto& l : config.listeners) {
-        if (!routed && l.pool != pool) continue;
+        if (l.pool != pool && !routed(l)) continue;
         if (l.client_identity == IdentityMode::ProxyV1 ||
             l.client_identity == IdentityMode::ProxyV2)
             origin.identity = l.client_identity;

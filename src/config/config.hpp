@@ -8,6 +8,7 @@
 
 #include "base/network.hpp"
 #include "config/limits.hpp"
+#include "config/shaping.hpp"
 #include "proto/data_decoder.hpp"
 #include "proto/probe.hpp"
 #include "proto/smarthost_auth.hpp"
@@ -290,13 +291,27 @@ struct Pool {
     // only for clients that said the same name.
     HeloToBackend helo_to_backend = HeloToBackend::Smtplb;
     BackendTls tls;
+    // [[pool.destination_limit]]: per backend and recipient domain (config/shaping.hpp).
+    std::vector<DestinationLimit> destination_limits;
 };
 
+// Conditions combine with AND; an empty one matches anything. At least one
+// is set (config/routes_reader.cpp).
 struct Route {
     std::string recipient_domain;  // lower case; or
     std::string recipient;         // RE2 pattern on the whole address (route_pattern.hpp)
+    // On the session (issue 27, tenants): its SASL login, its client's
+    // address (after PROXY/XCLIENT), the listener it arrived on.
+    std::vector<std::string> auth_users;  // `auth_user`: exact logins
+    std::vector<base::Cidr> client_networks;
+    std::vector<std::string> client_networks_text;  // `client_network`, as written
+    std::vector<std::string> listeners;             // `listener`: names
     std::string pool;
     int pool_line = 0;
+
+    bool on_recipient() const { return !recipient_domain.empty() || !recipient.empty(); }
+    // Whether sessions of this listener may take this route.
+    bool serves(const std::string& listener) const;
 };
 
 struct Config {
@@ -315,8 +330,8 @@ struct Config {
 // them as it judges the pool's traffic: with the PROXY header its listeners
 // send (a backend listening with the PROXY protocol refuses a connection
 // without one) and from their source_address when they all use the same.
-// The listeners that feed a pool: those whose `pool` it is, and every
-// listener when a [[route]] leads to it.
+// The listeners that feed a pool: those whose `pool` it is, and those a
+// [[route]] to it serves (every listener, unless the route names some).
 struct ProbeOrigin {
     IdentityMode identity = IdentityMode::None;  // ProxyV1/ProxyV2: that header
     std::optional<base::IpAddress> source;

@@ -164,12 +164,17 @@ std::string describe(const Config& c) {
                   << ", allow_plaintext = " << (b.auth->allow_plaintext ? "true" : "false")
                   << " }\n";
         }
+        o << describe_destination_limits(p.destination_limits);
     }
     for (const auto& r : c.routes) {
         o << "\n[[route]]\n";
         if (!r.recipient_domain.empty())
             o << "recipient_domain = " << quoted(r.recipient_domain) << "\n";
         if (!r.recipient.empty()) o << "recipient = " << quoted(r.recipient) << "\n";
+        if (!r.auth_users.empty()) o << "auth_user = " << list(r.auth_users) << "\n";
+        if (!r.client_networks_text.empty())
+            o << "client_network = " << list(r.client_networks_text) << "\n";
+        if (!r.listeners.empty()) o << "listener = " << list(r.listeners) << "\n";
         o << "pool = " << quoted(r.pool) << "\n";
     }
     o << describe_limits(c.limits);

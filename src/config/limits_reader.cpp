@@ -296,11 +296,6 @@ void read_limit(TableReader& r, Limit& l) {
 }
 
 void check_limits(const Config& c, const KeyLines& lines, Diagnostics& d) {
-    // Until sessions apply them (issue 27's wiring), say so rather than let
-    // an administrator believe the limits protect anything.
-    if (!c.limits.empty())
-        d.warning("limit", lines.line("limit"),
-                  "[[limit]] tables are checked but not enforced yet by this version");
     std::set<std::string> names, listeners;
     for (const auto& l : c.listeners)
         listeners.insert(l.name);

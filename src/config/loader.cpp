@@ -9,7 +9,7 @@
 #include "config/backend_auth.hpp"
 #include "config/bind_conflicts.hpp"
 #include "config/limits_reader.hpp"
-#include "config/route_pattern.hpp"
+#include "config/routes_reader.hpp"
 #include "config/table_reader.hpp"
 #include "config/transparent.hpp"
 
@@ -419,23 +419,7 @@ void read_pool(TableReader& r, Pool& p) {
                     "duplicate backend name \"" + b.name + "\"");
         p.backends.push_back(std::move(b));
     }
-}
-
-void read_route(TableReader& r, Route& route) {
-    auto& d = r.diagnostics();
-    r.string("recipient_domain", route.recipient_domain);
-    route.recipient_domain = base::to_lower(route.recipient_domain);
-    r.string("recipient", route.recipient);
-    r.string("pool", route.pool, true);
-    route.pool_line = r.line_of("pool");
-    if (route.recipient_domain.empty() == route.recipient.empty())
-        d.error(r.path(), r.line_of("pool"),
-                "a route needs exactly one of recipient_domain or recipient");
-    if (!route.recipient.empty()) {
-        if (auto pattern = compile_route_pattern(route.recipient); !pattern->ok())
-            d.error(r.key_path("recipient"), r.line_of("recipient"),
-                    "is not a valid RE2 regular expression: " + pattern->error());
-    }
+    read_destination_limits(r, p.destination_limits);
 }
 
 // Reads every [[key]] table into `out`, each with its own path for messages.
@@ -478,14 +462,11 @@ void cross_check(Config& c, const KeyLines& lines, Diagnostics& d) {
                               "a \"tcp\" listener's connections to backend \"" + b.name +
                                   "\" carry no AUTH: its auth is used by smtp listeners only");
     }
-    for (std::size_t i = 0; i < c.routes.size(); ++i)
-        if (!c.routes[i].pool.empty() && !pools.count(c.routes[i].pool))
-            d.error("route[" + std::to_string(i) + "].pool", c.routes[i].pool_line,
-                    "no [[pool]] is named \"" + c.routes[i].pool + "\"");
     if (c.listeners.empty()) d.error("listener", 0, "at least one [[listener]] is needed");
     check_bind_conflicts(c, lines, d);
     check_transparent_families(c, lines, d);
     check_limits(c, lines, d);
+    check_routes(c, lines, d);
 }
 
 }  // namespace

@@ -71,7 +71,8 @@ void check_transparent_families(const Config& c, const KeyLines& lines, Diagnost
         if (const auto* p = c.find_pool(l.pool)) pools.push_back(p);
         if (l.mode == ListenerMode::Smtp)
             for (const auto& route : c.routes)
-                if (const auto* p = c.find_pool(route.pool)) pools.push_back(p);
+                if (const auto* p = c.find_pool(route.pool); p && route.serves(l.name))
+                    pools.push_back(p);
         const std::string path = "listener[" + std::to_string(i) + "].client_identity";
         const int line = lines.line(path);
         for (const auto* pool : pools) {

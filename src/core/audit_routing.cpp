@@ -148,7 +148,7 @@ std::vector<TransparentTarget> transparent_targets(const config::Config& config)
         if (!l.transparent) continue;
         std::set<std::string> pools{l.pool};
         for (const auto& route : config.routes)
-            pools.insert(route.pool);
+            if (route.serves(l.name)) pools.insert(route.pool);
         for (const auto& pool : config.pools) {
             if (!pools.count(pool.name)) continue;
             for (const auto& b : pool.backends) {

@@ -30,6 +30,9 @@ struct BackendCounters {
     base::Counter connection_wait_timeouts = 0;
     // Messages converted to 7-bit MIME for it: it lacks 8BITMIME (issue 25).
     base::Counter converted_8bit = 0;
+    // Picks that passed it over at its per-destination shaping limit for
+    // one of the transaction's recipient domains ([[pool.destination_limit]]).
+    base::Counter shaping_skips = 0;
 };
 
 // One backend as the scheduler sees it: configuration plus live load and state.

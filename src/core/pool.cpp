@@ -16,6 +16,8 @@ Pool::Pool(const config::Pool& config, const base::Clock& clock, base::Random& r
     scheduler_ = make_scheduler(config_.algorithm, backends_, random);
     if (config_.persistence == config::Persistence::SourceIp)
         persistence_.emplace(clock_, config_.persistence_ttl);
+    if (!config_.destination_limits.empty())
+        shaping_ = std::make_shared<Shaping>(config_.destination_limits);
 }
 
 bool Pool::usable_locked(std::size_t i) const {
@@ -111,14 +113,51 @@ std::optional<std::size_t> Pool::find(const std::string& name) const {
     return std::nullopt;
 }
 
+namespace {
+// Of two reasons to pass a backend over, the one to tell the client: a
+// concurrency may free at any moment, a rate at its retry_after.
+bool sooner(const ShapingBlock& a, const ShapingBlock& b) {
+    if (a.concurrency != b.concurrency) return a.concurrency;
+    return a.retry_after < b.retry_after;
+}
+}  // namespace
+
 std::optional<std::size_t> Pool::pick(const std::optional<base::IpAddress>& client,
                                       const std::vector<std::size_t>& tried,
-                                      const TransactionNeeds& needs) {
+                                      const TransactionNeeds& needs, ShapingPick* shaping) {
     std::lock_guard guard(mutex_);
     const bool verified_tls = config_.tls.verifies();
-    auto open = [&](std::size_t i) {
+    auto now = clock_.now();
+    auto eligible = [&](std::size_t i) {
         return usable_locked(i) && std::find(tried.begin(), tried.end(), i) == tried.end() &&
                (!needs.any() || may_take(backends_[i].capabilities, needs, verified_tls));
+    };
+    // Per-destination shaping: a backend at its limit for one of the
+    // domains is out of this pick, before the scheduler weighs the others.
+    const bool shaped = shaping_ && shaping && shaping->domains && !shaping->domains->empty();
+    auto pass_over = [&](std::size_t i, const ShapingBlock& block) {
+        shaped_out_[i] = 1;
+        ++backends_[i].counters.shaping_skips;
+        if (!shaping->blocked || sooner(block, *shaping->blocked)) shaping->blocked = block;
+    };
+    if (shaped) {
+        shaped_out_.assign(backends_.size(), 0);
+        for (std::size_t i = 0; i < backends_.size(); ++i)
+            if (eligible(i))
+                if (auto block =
+                        shaping_->blocked(backends_[i].config.name, *shaping->domains, now))
+                    pass_over(i, *block);
+    }
+    auto open = [&](std::size_t i) { return eligible(i) && !(shaped && shaped_out_[i]); };
+    // Takes the chosen backend's share of the domains' limits; another
+    // event loop (or the previous generation's pool, over a reload) may
+    // have taken the last of it since the look above.
+    auto take = [&](std::size_t i) {
+        if (!shaped || !shaping->hold) return true;
+        auto block =
+            shaping_->reserve(backends_[i].config.name, i, *shaping->domains, now, *shaping->hold);
+        if (block) pass_over(i, *block);
+        return !block;
     };
     // The client's key matters only to persistence and source hashing.
     const bool keyed =
@@ -132,30 +171,50 @@ std::optional<std::size_t> Pool::pick(const std::optional<base::IpAddress>& clie
                 if (open(i) &&
                     backends_[i].config.priority < backends_[*remembered].config.priority)
                     better_tier = true;
-            if (!better_tier) {
+            if (!better_tier && take(*remembered)) {
                 persistence_->remember(client_key, *remembered);
                 return remembered;
             }
         }
     }
     std::uint64_t key = keyed ? stable_hash(client_key) : 0;
-    auto now = clock_.now();
     for (auto& b : backends_)
         b.effective_weight = b.config.weight * b.health.weight_permille(now);
     for (std::uint32_t tier : tiers_) {
-        candidates_.clear();
-        for (std::size_t i = 0; i < backends_.size(); ++i)
-            if (backends_[i].config.priority == tier && open(i)) candidates_.push_back(i);
-        if (candidates_.empty()) continue;
-        std::size_t chosen = scheduler_->choose(backends_, candidates_, key);
-        if (persistence_ && client) persistence_->remember(client_key, chosen);
-        return chosen;
+        for (;;) {
+            candidates_.clear();
+            for (std::size_t i = 0; i < backends_.size(); ++i)
+                if (backends_[i].config.priority == tier && open(i)) candidates_.push_back(i);
+            if (candidates_.empty()) break;
+            std::size_t chosen = scheduler_->choose(backends_, candidates_, key);
+            if (!take(chosen)) continue;  // passed over now: the others of the tier
+            if (persistence_ && client) persistence_->remember(client_key, chosen);
+            return chosen;
+        }
     }
     return std::nullopt;
 }
 
+std::optional<ShapingBlock> Pool::shape_recipient(std::size_t backend, std::string_view domain,
+                                                  ShapingHold& hold) {
+    if (!shaping_) return std::nullopt;
+    const std::vector<std::string> domains{std::string(domain)};
+    return shaping_->reserve(backends_[backend].config.name, backend, domains, clock_.now(), hold);
+}
+
+void Pool::settle_shaping(ShapingHold& hold, const std::vector<std::string>& delivered) {
+    if (hold.empty()) return;
+    // The hold's own Shaping: the one it was taken from, even after a reload.
+    hold.settle(delivered, clock_.now());
+}
+
 void Pool::adopt_state(const Pool& previous) {
     std::scoped_lock guard(mutex_, previous.mutex_);
+    // Unchanged rules: the same counts go on (a changed rate would read the
+    // old state in another unit, so it starts afresh).
+    if (shaping_ && previous.shaping_ && previous.shaping_->rules() == shaping_->rules())
+        shaping_ = previous.shaping_;
+    shaping_full = previous.shaping_full;
     for (auto& b : backends_) {
         auto old = previous.find(b.config.name);
         if (!old) continue;

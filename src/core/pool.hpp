@@ -16,6 +16,7 @@
 #include "core/backend_state.hpp"
 #include "core/persistence.hpp"
 #include "core/scheduler.hpp"
+#include "core/shaping.hpp"
 
 namespace smtplb::core {
 
@@ -30,14 +31,39 @@ class Pool {
   public:
     Pool(const config::Pool& config, const base::Clock& clock, base::Random& random);
 
+    // pick()'s per-destination shaping: the transaction's recipient
+    // domains (each once, lower case); the hold receives the message and
+    // concurrent transaction the chosen backend takes for them.
+    struct ShapingPick {
+        const std::vector<std::string>* domains = nullptr;
+        ShapingHold* hold = nullptr;
+        // Out: a backend was passed over at its limit for a domain (the
+        // block that frees soonest), whether or not another was chosen.
+        std::optional<ShapingBlock> blocked;
+    };
+
     // A backend for a new attempt, never one in `tried`. Lower priority
     // numbers are preferred; a higher tier is used only when no backend of a
     // lower one is usable (MX preference semantics).
     // With `needs`, only backends whose last known capabilities may take
     // the transaction (core/pool_capabilities.hpp: unknown ones are tried).
+    // With `shaping` (and destination limits), a backend at its limit for
+    // one of the domains is passed over (counted), never tried.
     std::optional<std::size_t> pick(const std::optional<base::IpAddress>& client,
                                     const std::vector<std::size_t>& tried,
-                                    const TransactionNeeds& needs = {});
+                                    const TransactionNeeds& needs = {},
+                                    ShapingPick* shaping = nullptr);
+    // The pool's [[pool.destination_limit]]s; null without any.
+    const std::shared_ptr<Shaping>& shaping() const { return shaping_; }
+    // A recipient domain added to a transaction open on `backend`: taken
+    // into `hold`, or the block when the backend is at its limit for it.
+    std::optional<ShapingBlock> shape_recipient(std::size_t backend, std::string_view domain,
+                                                ShapingHold& hold);
+    // Ends a hold (Shaping::settle): messages to the `delivered` domains stay counted.
+    void settle_shaping(ShapingHold& hold, const std::vector<std::string>& delivered = {});
+    // Transactions or recipients that found every backend at its limit for
+    // a domain (refused with 451 4.7.1 or 452 4.5.3, or spooled).
+    base::Counter shaping_full;
 
     // Passive health: how a live transaction step went on a backend.
     // `reply` is the backend's reply as text, when there was one.
@@ -99,7 +125,8 @@ class Pool {
     std::optional<std::size_t> find(const std::string& backend_name) const;
     // After a reload: backends of `previous` with the same name keep their
     // counters and reply-time histogram; with the same address too, their
-    // health, admin state and rates.
+    // health, admin state and rates. Unchanged destination limits keep
+    // their state (keyed by backend name).
     void adopt_state(const Pool& previous);
 
     // Receives every health transition, for the log. Called without the
@@ -134,8 +161,10 @@ class Pool {
     HealthLog health_log_;
     SlotFreed slot_freed_;
     SlotFreed spool_slot_freed_;
-    // pick()'s working list, kept so that choosing costs no allocation.
+    std::shared_ptr<Shaping> shaping_;
+    // pick()'s working lists, kept so that choosing costs no allocation.
     std::vector<std::size_t> candidates_;
+    std::vector<char> shaped_out_;  // by backend: at its limit for this pick's domains
 };
 
 }  // namespace smtplb::core

@@ -151,6 +151,25 @@ std::string QueueActionRecord::to_json() const {
     return out;
 }
 
+std::string LimitRecord::to_json() const {
+    std::string out = "{\"time_ms\":" + std::to_string(time_ms);
+    field(out, "result", std::string_view("limited"));
+    field(out, "action", action);
+    field(out, "event", event);
+    field(out, "limit", limit);
+    field(out, "key", key);
+    field(out, "listener", listener);
+    field(out, "client", client);
+    field(out, "client_port", static_cast<std::int64_t>(client_port));
+    if (!login.empty()) field(out, "login", login);
+    if (has_sender) field(out, "sender", sender);
+    if (!recipient.empty()) field(out, "recipient", recipient);
+    field(out, "hold_ms", hold_ms);
+    if (!reply.empty()) field(out, "reply", reply);
+    out += '}';
+    return out;
+}
+
 std::string queue_id_from(const std::string& text) {
     // Postfix and others: "queued as ID"; take the token after it.
     static const std::string marker = "queued as ";

@@ -72,6 +72,27 @@ struct QueueActionRecord {
     std::string to_json() const;
 };
 
+// A line for each refusal or hold by a [[limit]]: which limit, which key,
+// at which event, and what the client was told.
+struct LimitRecord {
+    std::int64_t time_ms = 0;
+    std::string action;  // tempfail | delay
+    std::string event;   // connect | mail | rcpt | data
+    std::string limit;   // the limit's name
+    std::string key;     // its key ("sender=a@example.org"): may name a sender
+    std::string listener;
+    std::string client;
+    std::uint16_t client_port = 0;
+    std::string login;   // when authenticated
+    std::string sender;  // from MAIL on ("" for <>: see has_sender)
+    bool has_sender = false;
+    std::string recipient;     // at RCPT
+    std::int64_t hold_ms = 0;  // how long the reply was held
+    std::string reply;         // tempfail: the refusal
+
+    std::string to_json() const;
+};
+
 // "250 2.0.0 Ok: queued as 4Xyz" -> "4Xyz"; empty when none is named.
 std::string queue_id_from(const std::string& reply_text);
 // The queue id in a backend's 250 to the end of data, whatever line holds

@@ -53,6 +53,7 @@ const char* to_string(Release release) {
 }
 
 Transaction::~Transaction() {
+    drop_shaping();
     if (holding_) pool_->transaction_ended(backend_);
 }
 
@@ -124,6 +125,7 @@ void Transaction::recipient(const proto::Mailbox& rcpt, const proto::RcptParamet
         return;
     }
     if (holding_) {
+        if (shaped_out(rcpt)) return;
         send(Step::Rcpt, proto::rcpt_command(rcpt, params, connection_.capabilities));
         await();
         waiting_ = Waiting::RcptReply;
@@ -199,6 +201,7 @@ void Transaction::answer(const proto::Reply& reply) {
 }
 
 void Transaction::release(Release how) {
+    drop_shaping();
     if (!connected_) return;
     if (holding_) {
         pool_->transaction_ended(backend_);

@@ -8,6 +8,7 @@
 #include "base/units.hpp"
 #include "core/pool.hpp"
 #include "core/pool_capabilities.hpp"
+#include "core/shaping.hpp"
 #include "core/tracking.hpp"
 #include "proto/address.hpp"
 #include "proto/backend_session.hpp"
@@ -178,8 +179,8 @@ class Transaction {
     // generic reply, or the last backend's deferral passed on (not one
     // about this recipient alone). The spool then waits for the pool.
     bool unavailable() const { return unavailable_; }
-    // A backend of the pool was passed over at its max_connections since
-    // begin(): room there may take the transaction.
+    // A backend of the pool was passed over at its max_connections, or at
+    // a destination limit, since begin(): room there may take the transaction.
     bool held_by_limits() const { return held_by_limits_; }
     // A backend holds an open transaction for this client (the hold timer runs).
     bool holding() const { return holding_; }
@@ -231,6 +232,12 @@ class Transaction {
     void envelope_broken(const std::string& reason, bool protocol_error);
     void envelope_done();
     void no_backend_left();
+    // Per-destination shaping (core/shaping.hpp): the recipient domains the
+    // next backend must take; what the transaction holds given back; a
+    // later recipient whose domain the held backend cannot take now.
+    void envelope_domains(std::vector<std::string>& out) const;
+    void drop_shaping();
+    bool shaped_out(const proto::Mailbox& rcpt);
     void check_spool();
     void recipient_answer(const proto::Reply& reply);
     void rcpt_reply(const proto::Reply& reply);
@@ -276,6 +283,11 @@ class Transaction {
     // The last backend 4xx since the client's last input (MAIL, RCPT or
     // end of data): the reply when every backend deferred.
     std::optional<proto::Reply> last_deferral_;
+    // Shaping: what is held on the backend chosen, why a backend was last
+    // passed over in this establish(), and pick()'s list of domains.
+    ShapingHold shaping_hold_;
+    std::optional<ShapingBlock> shaping_block_;
+    std::vector<std::string> shaping_domains_;
 
     // The connection being opened or used.
     bool connected_ = false;

@@ -99,6 +99,13 @@ void Transaction::delivery_reply(const proto::Reply& reply) {
             ++counters.delivered;
             queue_id_ = queue_id_from(reply.lines);
             relayed_without_dsn_ = !connection_.capabilities.dsn;
+            if (!shaping_hold_.empty()) {
+                // Counted for each domain among the recipients it took.
+                std::vector<std::string> delivered;
+                for (const auto& r : recipients_)
+                    add_domain(delivered, r.domain);
+                pool_->settle_shaping(shaping_hold_, delivered);
+            }
             release(Release::Keep);
             recipients_.clear();
             recipient_params_.clear();

@@ -1,5 +1,6 @@
 // Transaction: opening it on a backend (the envelope, replayed when it
 // moves), recipients on an open one, and the spool when none can take it.
+#include "base/text.hpp"
 #include "core/delivery.hpp"
 #include "core/health.hpp"
 #include "core/transaction.hpp"
@@ -54,12 +55,26 @@ void Transaction::establish(Purpose purpose) {
     fresh_next_ = false;
     establish_tries_ = 0;
     eight_bit_skips_ = 0;
+    shaping_block_.reset();
     next_attempt();
 }
 
 void Transaction::next_attempt() {
+    drop_shaping();  // the last backend's share, if it was not kept
     std::optional<std::size_t> chosen;
-    if (may_try_again()) chosen = pool_->pick(client_, tried_, needs_);
+    if (may_try_again()) {
+        Pool::ShapingPick shaping;
+        if (pool_->shaping()) {
+            envelope_domains(shaping_domains_);
+            shaping.domains = &shaping_domains_;
+            shaping.hold = &shaping_hold_;
+        }
+        chosen = pool_->pick(client_, tried_, needs_, pool_->shaping() ? &shaping : nullptr);
+        if (shaping.blocked) {
+            shaping_block_ = shaping.blocked;
+            held_by_limits_ = true;  // room there, in time, may take it
+        }
+    }
     if (!chosen) {
         no_backend_left();
         return;
@@ -75,6 +90,7 @@ void Transaction::next_attempt() {
 
 void Transaction::open_failed(const OpenFailure& f) {
     if (waiting_ != Waiting::Open) return;  // nothing was asked: ignored
+    drop_shaping();  // nothing opened: its share goes back, whatever comes next
     auto& counters = pool_->backend(backend_).counters;
     using K = OpenFailure::Kind;
     // Only a refusal can be passed on as the backend's verdict on the HELO.
@@ -341,13 +357,19 @@ void Transaction::no_backend_left() {
         answer(relay_reply(*recipient_deferral_));
         return;
     }
+    // Every backend left was at its limit for a domain: smtplb's own
+    // shaping, named in the reply (or the spool keeps the message for later).
+    const bool shaped = shaping_block_ && !last_deferral_;
+    if (shaped) ++pool_->shaping_full;
     if (!spools_) {
         // The most specific reply there is: the last backend's own 4xx
         // about this message, as the client would have had it directly
         // from that backend; the generic one only when none answered.
         unavailable_ = true;
-        no_backend_ = !last_deferral_;
-        answer(last_deferral_ ? deferral_reply(*last_deferral_) : no_backend_reply());
+        no_backend_ = !last_deferral_ && !shaped;
+        answer(last_deferral_ ? deferral_reply(*last_deferral_)
+               : shaped       ? pool_->shaping()->refusal(*shaping_block_, pool_->name())
+                              : no_backend_reply());
         return;
     }
     if (purpose_ == Purpose::Recipient) {
@@ -357,6 +379,40 @@ void Transaction::no_backend_left() {
     spooling_ = true;
     push({.kind = Kind::Spool});
     waiting_ = Waiting::Spool;
+}
+
+void Transaction::envelope_domains(std::vector<std::string>& out) const {
+    out.clear();
+    for (const auto& r : recipients_)
+        add_domain(out, r.domain);
+    if (purpose_ == Purpose::Recipient && new_rcpt_) add_domain(out, new_rcpt_->domain);
+}
+
+void Transaction::drop_shaping() {
+    if (!shaping_hold_.empty()) pool_->settle_shaping(shaping_hold_);
+}
+
+// A later recipient's domain at its limit on the backend holding the
+// transaction. With nothing accepted there yet, the transaction moves
+// (establish() looks for a backend with room); otherwise the client sends
+// that recipient in another transaction (452 4.5.3, as for a recipient
+// routed to another pool), which may go to another backend.
+bool Transaction::shaped_out(const proto::Mailbox& rcpt) {
+    if (!pool_->shaping() || rcpt.domain.empty()) return false;
+    auto domain = base::to_lower(rcpt.domain);
+    if (shaping_hold_.holds(domain)) return false;
+    auto block = pool_->shape_recipient(backend_, domain, shaping_hold_);
+    if (!block) return false;
+    if (recipients_.empty()) {
+        record("rcpt", "at its destination limit for " + domain + ": moved");
+        uncount_attempt();  // not a failure: it may take other domains' mail
+        release(Release::Reset);
+        establish(Purpose::Recipient);
+        return true;
+    }
+    ++pool_->shaping_full;
+    answer(pool_->shaping()->separate(*block, pool_->name()));
+    return true;
 }
 
 bool Transaction::needs_8bitmime() const {

@@ -9,6 +9,7 @@
 
 #include "base/log_line.hpp"
 #include "io/front/listener.hpp"
+#include "io/front/session_limits.hpp"
 
 namespace smtplb::io {
 
@@ -174,6 +175,11 @@ bool Balancer::start(std::string& error, Balancer* previous) {
     listeners_ = std::move(bound);
     for (auto& l : listeners_)
         l->begin();
+    if (!config_.limits.empty()) {  // idle keys forgotten, until the generation stops
+        auto cancel =
+            tasks_.spawn_cancellable(io_.get_executor(), expire_limit_keys(limits_, clock_));
+        stop_expiry_ = tasks_.on_stop([cancel] { cancel(); });
+    }
     for (auto& p : pools_)
         health_.watch(*p, config::probe_origin(config_, p->name()));
     if (spool_) {

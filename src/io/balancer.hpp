@@ -155,6 +155,7 @@ class Balancer {
     std::vector<std::unique_ptr<core::Pool>> pools_;
     core::Router router_;
     std::shared_ptr<core::LimitSet> limits_;
+    TaskGroup::StopCallback stop_expiry_;  // of the limits' expiry task
     std::unique_ptr<BackendConnector> connector_;
     // One per event loop (shared: a sweep in progress keeps its cache).
     std::vector<std::shared_ptr<ConnectionCache>> caches_;

@@ -42,6 +42,8 @@ BASE_TABLES = [
     ("pool", "[[pool]]", ['name = "hubs"']),
     ("pool.backend", "[[pool.backend]]", ['name = "hub1"', 'address = "127.0.0.1:2526"',
                                           'tls_name = "hub1.example.net"']),
+    ("pool.destination_limit", "[[pool.destination_limit]]", ['domain = "example.org"',
+                                                              'concurrent_transactions = 1']),
     ("route", "[[route]]", ['recipient_domain = "example.org"', 'pool = "hubs"']),
     ("limit", "[[limit]]", ['name = "per-sender"', 'key = "sender"', 'messages = "10/1m"']),
 ]
@@ -123,6 +125,10 @@ def loader_keys(config_sources=CONFIG_SOURCES):
             if m.group(1) in paths:
                 callee = m.group(3)
                 visit(callee, {functions[callee][0][0]: join(paths[m.group(1)], m.group(2))})
+        # A helper given a reader and a key reads that key: read_names(r, "listener", ...).
+        for m in re.finditer(r'\b(\w+)\(\s*(\w+)\s*,\s*"(\w+)"', body):
+            if m.group(1) in functions and m.group(1) != "read_each" and m.group(2) in paths:
+                keys.add(join(paths[m.group(2)], m.group(3)))
         for m in re.finditer(r"\b(\w+)\(\s*(\w+)\s*[,)]", body):
             callee, reader = m.group(1), m.group(2)
             if callee in functions and callee != "read_each" and reader in paths:

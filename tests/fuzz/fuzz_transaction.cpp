@@ -11,6 +11,8 @@
 //  - connection actions only on an open connection, one Open at a time;
 //  - every transaction_started is ended: nothing in flight when the
 //    transaction holds no backend, one when it does, none once destroyed;
+//  - per-destination shaping: a concurrent transaction held only while a
+//    backend connection is (none once destroyed);
 //  - no 421 to the client (a backend's becomes 451: the client's stays open);
 //  - a bounded number of actions per input.
 #include <cstdint>
@@ -226,13 +228,23 @@ struct Harness {
         check(!tx->busy(), "an input's last action left a result owed");
         check(in_flight() == (tx->holding() ? 1u : 0u), "transaction_started not paired");
         check(!tx->holding() || connected, "holding a backend without a connection");
+        check(connected || shaping_held() == 0, "a shaping place held without a backend");
+    }
+    // Concurrent transactions held under the pool's destination limits.
+    std::uint64_t shaping_held() const {
+        if (!pool->shaping()) return 0;
+        std::uint64_t n = 0;
+        for (std::size_t i = 0; i < pool->shaping()->rules().size(); ++i)
+            if (pool->shaping()->rules()[i].messages == 0)
+                n += pool->shaping()->store().stats(i).tracked_keys;
+        return n;
     }
 };
 
 proto::Mailbox mailbox(std::uint8_t b) {
     proto::Mailbox m;
     m.local = "u" + std::to_string(b % 4);
-    m.domain = "d.example";
+    m.domain = b & 4 ? "e.example" : "d.example";  // d.example may be shaped
     return m;
 }
 
@@ -248,6 +260,17 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     p.max_attempts = 1 + setup % 4;
     h.spools = setup & 0x10;
     p.convert_8bit = setup & 0x80;
+    if (setup & 0x04) {  // a destination limit: a rate, or (0x08) one transaction at once
+        config::DestinationLimit shape;
+        shape.domain = "d.example";
+        if (setup & 0x08) {
+            shape.concurrent_transactions = 1;
+        } else {
+            shape.messages = shape.burst = 1;
+            shape.period = std::chrono::seconds(60);
+        }
+        p.destination_limits.push_back(shape);
+    }
     for (int i = 0; i < 1 + (setup >> 5) % 3; ++i) {
         config::Backend b;
         b.name = "b" + std::to_string(i);
@@ -307,5 +330,6 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     }
     h.tx.reset();
     check(h.in_flight() == 0, "in flight after the transaction ended");
+    check(h.shaping_held() == 0, "a shaping place held after the transaction ended");
     return 0;
 }

@@ -14,8 +14,9 @@ using config::LimitKeyPart;
 
 // Key values are joined with '|' and '='; a sender's local part may hold
 // either, so they are escaped: no two subjects share a key by accident.
-void append_escaped(std::string& out, std::string_view value) {
+void append_escaped(std::string& out, std::string_view value, bool lower = false) {
     for (char c : value) {
+        if (lower) c = base::ascii_lower(c);
         if (c == '%' || c == '|' || c == '=') {
             static const char kHex[] = "0123456789ABCDEF";
             out += '%';
@@ -126,6 +127,29 @@ std::vector<std::string> LimitSet::keys(std::size_t index, LimitEvent event,
         std::find(limit.exempt_auth_users.begin(), limit.exempt_auth_users.end(),
                   subject.auth_user) != limit.exempt_auth_users.end())
         return {};
+    // One key, but for several recipient domains at end of data: built in
+    // place, as this runs for each limit at each event.
+    std::string domain;    // the recipients' domain, when keyed by it
+    bool several = false;  // end of data, recipients in several domains
+    if (limit.keyed_by(LimitKeyPart::RecipientDomain)) {
+        if (event == LimitEvent::Rcpt && !subject.recipient.empty())
+            domain = domain_of(subject.recipient);
+        else if (event == LimitEvent::EndOfData && !subject.recipient_domains.empty())
+            domain = base::to_lower(subject.recipient_domains.front());
+        else
+            return {};  // not known at this event: the limit waits
+        for (const auto& d : subject.recipient_domains)
+            several |= event == LimitEvent::EndOfData && !base::iequals(d, domain);
+    }
+    if (!several) {
+        std::string key;
+        for (auto part : limit.key) {
+            if (!append_part(key, part, limit, subject, domain)) return {};  // not known yet
+        }
+        std::vector<std::string> one;
+        one.push_back(std::move(key));
+        return one;
+    }
     // Recipient domains: one at Rcpt, each distinct one at end of data.
     std::set<std::string> domains;
     if (event == LimitEvent::Rcpt && !subject.recipient.empty())
@@ -217,6 +241,54 @@ std::optional<std::string> LimitSet::key_of(std::size_t index, const KeyValues& 
     return key;
 }
 
+bool LimitSet::append_part(std::string& key, LimitKeyPart part, const config::Limit& limit,
+                           const LimitSubject& subject, std::string_view recipient_domain) {
+    auto start = [&] {
+        if (!key.empty()) key += '|';
+        key += config::to_string(part);
+        key += '=';
+    };
+    switch (part) {
+        case LimitKeyPart::ClientIp:
+            if (!subject.client) return false;
+            start();
+            append_escaped(key, subject.client->unmapped().to_string());
+            return true;
+        case LimitKeyPart::ClientNetwork:
+            if (!subject.client) return false;
+            start();
+            append_escaped(key, network_of(*subject.client, limit));
+            return true;
+        case LimitKeyPart::Sender:
+            if (!subject.sender) return false;
+            start();
+            append_escaped(key, subject.sender->empty() ? "<>" : *subject.sender, true);
+            return true;
+        case LimitKeyPart::SenderDomain: {
+            if (!subject.sender) return false;
+            start();
+            auto at = subject.sender->rfind('@');
+            if (at != std::string::npos)
+                append_escaped(key, std::string_view(*subject.sender).substr(at + 1), true);
+            return true;
+        }
+        case LimitKeyPart::AuthUser:
+            if (subject.auth_user.empty()) return false;
+            start();
+            append_escaped(key, subject.auth_user);
+            return true;
+        case LimitKeyPart::Listener:
+            start();
+            append_escaped(key, subject.listener);
+            return true;
+        case LimitKeyPart::RecipientDomain:
+            start();
+            append_escaped(key, recipient_domain);
+            return true;
+    }
+    return false;
+}
+
 std::uint64_t LimitSet::cost(std::size_t index, const LimitSubject& subject) const {
     const auto& limit = limits_[index];
     if (limit.counts != LimitCounts::Bytes) return 1;
@@ -244,7 +316,7 @@ proto::Reply LimitSet::refusal(std::size_t index, LimitEvent event,
 LimitVerdict LimitSet::check(LimitEvent event, const LimitSubject& subject, TimePoint now) {
     LimitVerdict verdict;
     std::vector<Counted> counted;
-    std::vector<bool> delayed(limits_.size(), false);
+    std::vector<std::size_t> delayed;  // rare: no allocation per check otherwise
     auto refuse = [&](std::size_t i, const std::string& key, base::Clock::Duration retry) {
         for (auto it = counted.rbegin(); it != counted.rend(); ++it)
             store_->refund_rate(it->index, it->key, *rates_[it->index], now, it->cost);
@@ -286,13 +358,13 @@ LimitVerdict LimitSet::check(LimitEvent event, const LimitSubject& subject, Time
                     verdict.limit = limit.name;
                     verdict.key = key;
                 }
-                delayed[i] = true;
+                if (delayed.empty() || delayed.back() != i) delayed.push_back(i);
             }
             if (use == Use::Consume) counted.push_back({i, key, c});
         }
     }
-    for (std::size_t i = 0; i < limits_.size(); ++i)
-        if (delayed[i]) ++hits_[i]->delay;
+    for (auto i : delayed)
+        ++hits_[i]->delay;
     if (verdict.hold > base::Clock::Duration(0)) verdict.kind = LimitVerdict::Kind::Delay;
     return verdict;
 }

@@ -125,6 +125,10 @@ class LimitSet {
     };
     enum class Use { None, Consume, Peek, Acquire };
     static Use use_at(const config::Limit& limit, LimitEvent event);
+    // Appends "part=value" (after a '|') for a key part known at this
+    // event; false when it is not known (the limit waits).
+    static bool append_part(std::string& key, config::LimitKeyPart part, const config::Limit& limit,
+                            const LimitSubject& subject, std::string_view recipient_domain);
     std::uint64_t cost(std::size_t index, const LimitSubject& subject) const;
     proto::Reply refusal(std::size_t index, LimitEvent event,
                          base::Clock::Duration retry_after) const;

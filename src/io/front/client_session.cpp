@@ -10,6 +10,8 @@
 #include "io/balancer.hpp"
 #include "io/front/client_names.hpp"
 #include "io/front/listener.hpp"
+#include "io/front/session_auth.hpp"
+#include "io/front/session_limits.hpp"
 #include "io/front/transaction_log.hpp"
 #include "io/runtime/deadline.hpp"
 #include "io/runtime/event_loops.hpp"
@@ -54,7 +56,8 @@ class ClientSession : public SpoolPort {
           listener_(listener),
           balancer_(listener.balancer()),
           protocol_(listener.settings()),
-          relay_(listener.backend_access(loop), identity_of(socket_), balancer_.next_session_id()) {
+          relay_(listener.backend_access(loop), identity_of(socket_), balancer_.next_session_id()),
+          limits_(balancer_, listener.config().name, relay_.identity()) {
         listener_.track(&socket_, &protocol_);
         relay_.set_spool(balancer_.spool() ? this : nullptr);
     }
@@ -92,9 +95,8 @@ class ClientSession : public SpoolPort {
     // address or user has failed too often lately. On the balancer's own
     // loop, where the verifier and the throttle live.
     awaitable<Reply> authenticate(proto::ServerEvent& ev) {
-        return on_loop(balancer_.io(), check_credentials(ev));
+        return on_loop(balancer_.io(), check_credentials(listener_, relay_, ev));
     }
-    awaitable<Reply> check_credentials(proto::ServerEvent& ev);
     // Writes the message to the spool: 250 only once it is durable. The
     // spool, too, lives on the balancer's own loop.
     awaitable<Reply> commit() override { return on_loop(balancer_.io(), write_to_spool()); }
@@ -156,6 +158,7 @@ class ClientSession : public SpoolPort {
     Balancer& balancer_;
     proto::ServerSession protocol_;
     TransactionExecutor relay_;
+    SessionLimits limits_;  // the [[limit]]s: checks, holds, leases
     // The message being received; made at DATA and gone after it, so an
     // idle connection does not carry it (the per-connection memory budget).
     std::unique_ptr<MessageBuffer> body_;
@@ -294,48 +297,6 @@ awaitable<Reply> ClientSession::write_to_spool() {
     co_return Reply::make(250, "2.0.0", "Ok: queued as " + committed.id);
 }
 
-awaitable<Reply> ClientSession::check_credentials(proto::ServerEvent& ev) {
-    auto& counters = listener_.counters;
-    auto address = relay_.identity().address.to_string();
-    auto& throttle = listener_.auth_throttle();
-    auto log = [&](const char* result, const std::string& why) {
-        // The login is logged (it is what an administrator searches for);
-        // the password never is.
-        balancer_.log(std::string("event=auth listener=") + listener_.config().name +
-                      " client=" + address + " login=" + base::logfmt_value(ev.login) +
-                      " mechanism=" + ev.mechanism + " result=" + result +
-                      (why.empty() ? "" : " reason=" + base::logfmt_value(why)));
-    };
-    if (throttle.blocked(address, ev.login)) {
-        std::fill(ev.password.begin(), ev.password.end(), '\0');
-        ++counters.auth_throttled;
-        log("throttled", "");
-        co_return Reply::make(454, "4.7.0", "Too many failed authentications; try again later");
-    }
-    AuthRequest request{ev.login, std::move(ev.password), relay_.identity()};
-    std::string why;
-    auto verdict = co_await listener_.auth_verifier().verify(request, why);
-    std::fill(request.password.begin(), request.password.end(), '\0');
-    switch (verdict) {
-        case AuthVerdict::Ok:
-            throttle.succeeded(address);
-            relay_.set_login(ev.login);
-            ++counters.auth_ok;
-            log("ok", "");
-            co_return Reply::make(235, "2.7.0", "Authentication successful");
-        case AuthVerdict::Fail:
-            throttle.failed(address, ev.login);
-            ++counters.auth_failed;
-            log("failed", "");
-            co_return Reply::make(535, "5.7.8", "Authentication credentials invalid");
-        case AuthVerdict::TempFail:
-            break;
-    }
-    ++counters.auth_tempfailed;
-    log("tempfailed", why);
-    co_return Reply::make(454, "4.7.0", "Temporary authentication failure");
-}
-
 awaitable<void> ClientSession::handle(proto::ServerEvent& ev) {
     const auto& config = listener_.config();
     const auto& policy = listener_.policy();
@@ -343,6 +304,7 @@ awaitable<void> ClientSession::handle(proto::ServerEvent& ev) {
     switch (ev.kind) {
         case Kind::Reset:
             end_without_message("RSET");
+            limits_.end_transaction();
             co_await relay_.abandon();
             protocol_.set_body_sink(nullptr);  // a BDAT message abandoned midway
             body_.reset();
@@ -353,9 +315,15 @@ awaitable<void> ClientSession::handle(proto::ServerEvent& ev) {
                 break;
             }
             co_await await_client_names();
-            auto* pool = balancer_.pool(config.pool);
+            auto* pool = balancer_.pool(balancer_.router().route(
+                {nullptr, config.name, client, protocol_.login()}, config.pool));
             if (auto refusal = pool->refusal(ev.mail_params)) {  // no backend can take it
                 protocol_.answer(*refusal);
+                break;
+            }
+            auto over = co_await limits_.mail(ev.path, ev.mail_params.size.value_or(0));
+            if (over) {
+                protocol_.answer(*over);
                 break;
             }
             relay_.set_helo(protocol_.helo(), protocol_.esmtp());
@@ -371,7 +339,8 @@ awaitable<void> ClientSession::handle(proto::ServerEvent& ev) {
                 protocol_.answer(*refusal);
                 break;
             }
-            auto* pool = balancer_.pool(balancer_.router().route(rcpt, config.pool));
+            auto* pool = balancer_.pool(balancer_.router().route(
+                {&rcpt, config.name, client, protocol_.login()}, config.pool));
             if (protocol_.accepted_recipients() == 0 && relay_.pool() != pool) {
                 co_await relay_.switch_pool(*pool);  // the first recipient decides the pool
             }
@@ -383,7 +352,14 @@ awaitable<void> ClientSession::handle(proto::ServerEvent& ev) {
                 protocol_.answer(later);
                 break;
             }
+            auto over = co_await limits_.rcpt(relay_.sender(), rcpt);
+            if (over) {
+                note_rcpt_reply(rcpt, *over);
+                protocol_.answer(*over);
+                break;
+            }
             auto reply = co_await relay_.add_recipient(rcpt, ev.rcpt_params);
+            if (!reply.positive()) limits_.refund_rcpt(relay_.sender(), rcpt);  // not counted
             note_rcpt_reply(rcpt, reply);
             protocol_.answer(reply);
             break;
@@ -398,11 +374,20 @@ awaitable<void> ClientSession::handle(proto::ServerEvent& ev) {
             break;
         case Kind::MessageEnd: {
             Reply reply;
+            std::optional<Reply> over;  // a [[limit]], before any backend has the message
+            if (ev.data_outcome == proto::DataDecoder::Outcome::Ok && !body_->failed()) {
+                auto checked = co_await limits_.end_of_data(relay_.sender(), relay_.accepted(),
+                                                            ev.message_size);
+                over = std::move(checked);
+            }
             if (ev.data_outcome != proto::DataDecoder::Outcome::Ok) {
                 reply = proto::data_outcome_reply(ev.data_outcome);
                 co_await relay_.abandon();
             } else if (body_->failed()) {
                 reply = Reply::make(451, "4.3.0", "Local error storing the message");
+                co_await relay_.abandon();
+            } else if (over) {
+                reply = *over;
                 co_await relay_.abandon();
             } else {
                 if (log_) log_->record.size = ev.message_size;
@@ -414,6 +399,7 @@ awaitable<void> ClientSession::handle(proto::ServerEvent& ev) {
             }
             protocol_.set_body_sink(nullptr);
             body_.reset();
+            limits_.end_transaction();
             if (relay_.spooling() && reply.positive())
                 finish_tracking(reply.summary(), "spooled");
             else
@@ -497,10 +483,17 @@ awaitable<bool> ClientSession::open(Deadline& deadline) {
         bool accepted = co_await accept_proxy_header(deadline);
         if (!accepted) co_return false;
     }
-    start_name_lookup();
+    deadline.suspend();                      // a hold is not the client's time
+    auto over = co_await limits_.connect();  // the real client is known now
+    if (!over) start_name_lookup();
     if (config.tls.mode == config::ServerTlsMode::Implicit) {
         bool handshaken = co_await start_tls(deadline);
         if (!handshaken) co_return false;
+    }
+    if (over) {
+        protocol_.shutdown(*over);  // as the greeting
+        co_await flush();
+        co_return false;
     }
     protocol_.start();
     co_return true;

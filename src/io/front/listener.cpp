@@ -48,7 +48,7 @@ Listener::Listener(Balancer& balancer, const config::Listener& config)
     };
     reach(config.pool);
     for (const auto& route : balancer.config().routes)
-        reach(route.pool);
+        if (route.serves(config.name)) reach(route.pool);
 }
 
 proto::EhloOffer Listener::current() const {

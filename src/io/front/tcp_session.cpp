@@ -7,6 +7,7 @@
 #include "core/tracking.hpp"
 #include "io/balancer.hpp"
 #include "io/front/listener.hpp"
+#include "io/front/session_limits.hpp"
 #include "io/runtime/deadline.hpp"
 #include "io/runtime/readiness.hpp"
 #include "io/runtime/sockets.hpp"
@@ -36,13 +37,15 @@ class TcpSession : public std::enable_shared_from_this<TcpSession> {
           backend_(client_.get_executor()),
           listener_(listener),
           balancer_(listener.balancer()),
-          identity_() {
+          identity_(),
+          limits_(balancer_, listener.config().name, identity_) {
         // Only the client's end: the local one is asked for when a PROXY
         // header needs it (two syscalls fewer per connection otherwise).
         if (auto a = base::IpAddress::parse(peer.address().to_string()))
             identity_.address = a->unmapped();
         identity_.port = peer.port();
         listener_.track(&client_, nullptr);
+        limits_.close_silently();
     }
     ~TcpSession() {
         // Their callbacks refer to this session.
@@ -103,6 +106,7 @@ class TcpSession : public std::enable_shared_from_this<TcpSession> {
     Listener& listener_;
     Balancer& balancer_;
     proto::ClientIdentity identity_;
+    SessionLimits limits_;  // only connection limits apply: there is no SMTP here
     core::Pool* pool_ = nullptr;
     std::optional<std::size_t> chosen_;
     std::unique_ptr<Deadline> deadline_;
@@ -343,6 +347,12 @@ awaitable<void> TcpSession::run() {
             co_return;
         }
         client_key_ = key;
+    }
+    deadline_->suspend();  // a hold is not the client's time
+    auto over = co_await limits_.connect();
+    if (over) {
+        end(shared_from_this(), nullptr);  // refused: closed (logged as a limit line)
+        co_return;
     }
     pool_ = balancer_.pool(config.pool);
     // Each backend tried may first wait for a connection slot (max_connections).

@@ -240,8 +240,9 @@ TEST(LimitsLoader, WarnsAboutKeysThatDoNothing) {
     int warnings = 0;
     for (const auto& d : r.diagnostics.items)
         warnings += d.severity == Diagnostic::Severity::Warning;
-    // The two, and that limits are not enforced yet (until the wiring).
-    EXPECT_EQ(warnings, 3) << r.diagnostics.format("test.toml");
+    // The two (and no "not enforced": sessions apply the limits).
+    EXPECT_EQ(warnings, 2) << r.diagnostics.format("test.toml");
+    EXPECT_EQ(r.diagnostics.format("test.toml").find("enforced"), std::string::npos);
 }
 
 TEST(LimitsLoader, TheEffectiveConfigurationReadsBackTheSame) {

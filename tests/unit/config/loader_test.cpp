@@ -127,7 +127,7 @@ TEST(ConfigLoader, SyntaxErrorHasALine) {
     EXPECT_EQ(r.diagnostics.items[0].line, 2);
 }
 
-TEST(ConfigLoader, InboundNeedsDomainsAndRoutesNeedOneMatcher) {
+TEST(ConfigLoader, InboundNeedsDomainsAndRoutesNeedACondition) {
     auto r = load_string(R"(
 [[listener]]
 name = "in"
@@ -147,7 +147,7 @@ pool = "p"
                          "t");
     EXPECT_FALSE(r.config);
     has_error(r, "listener[0].accepted_domains", 0, "needs the domains");
-    has_error(r, "route[0]", 0, "exactly one of");
+    has_error(r, "route[0]", 0, "a route needs a condition");
     has_error(r, "route[1].recipient", 0, "regular expression");
 }
 

@@ -5,6 +5,13 @@
 
 using namespace smtplb;
 
+namespace {
+// A recipient's pool in a session that no other condition looks at.
+std::string route_rcpt(const core::Router& router, const proto::Mailbox& rcpt) {
+    return router.route({&rcpt, "in", {}, ""}, "default");
+}
+}  // namespace
+
 TEST(Router, FirstMatchingRouteElseDefault) {
     std::vector<config::Route> routes(3);
     routes[0].recipient_domain = "example.org";
@@ -17,7 +24,7 @@ TEST(Router, FirstMatchingRouteElseDefault) {
     auto route = [&](const char* path) {
         proto::Path p;
         EXPECT_FALSE(proto::parse_rcpt_argument(std::string("TO:") + path, p));
-        return router.route(p.mailbox, "default");
+        return route_rcpt(router, p.mailbox);
     };
     EXPECT_EQ(route("<x@EXAMPLE.org>"), "org");
     EXPECT_EQ(route("<Alice@example.net>"), "a-to-m");
@@ -42,10 +49,10 @@ TEST(Router, PatternsMatchTheWholeAddressIgnoringCase) {
     routes[1].recipient = "[^@]+\\+archive@.*";
     routes[1].pool = "archive";
     core::Router router(routes);
-    EXPECT_EQ(router.route(mailbox("ALICE", "Example.NET"), "default"), "alice");
-    EXPECT_EQ(router.route(mailbox("xalice", "example.net"), "default"), "default");
-    EXPECT_EQ(router.route(mailbox("alice", "example.network"), "default"), "default");
-    EXPECT_EQ(router.route(mailbox("bob+Archive", "example.org"), "default"), "archive");
+    EXPECT_EQ(route_rcpt(router, mailbox("ALICE", "Example.NET")), "alice");
+    EXPECT_EQ(route_rcpt(router, mailbox("xalice", "example.net")), "default");
+    EXPECT_EQ(route_rcpt(router, mailbox("alice", "example.network")), "default");
+    EXPECT_EQ(route_rcpt(router, mailbox("bob+Archive", "example.org")), "archive");
 }
 
 // Patterns a backtracking engine (std::regex) takes exponential time on,
@@ -68,10 +75,105 @@ TEST(Router, PathologicalPatternsAnswerInLinearTime) {
         routes[0].recipient = pattern;
         routes[0].pool = "matched";
         core::Router router(routes);
-        EXPECT_EQ(router.route(mailbox(run, domain), "default"), matches ? "matched" : "default")
+        EXPECT_EQ(route_rcpt(router, mailbox(run, domain)), matches ? "matched" : "default")
             << pattern;
-        EXPECT_EQ(router.route(mailbox(run + "!", domain), "default"), "default") << pattern;
+        EXPECT_EQ(route_rcpt(router, mailbox(run + "!", domain)), "default") << pattern;
     }
+}
+
+namespace {
+base::IpAddress ip(const char* text) {
+    return *base::IpAddress::parse(text);
+}
+base::Cidr net(const char* text) {
+    return *base::Cidr::parse(text);
+}
+
+// Issue 27's tenants: routes on the session's login, client network and
+// listener, in order, each route's conditions together.
+std::vector<config::Route> tenant_routes() {
+    std::vector<config::Route> routes(5);
+    routes[0].recipient_domain = "internal.example";  // before the tenants: theirs go here too
+    routes[0].pool = "hubs";
+    routes[1].auth_users = {"acme", "acme-billing"};
+    routes[1].pool = "acme";
+    routes[2].auth_users = {"globex"};
+    routes[2].listeners = {"submission"};  // AND: globex's login on that listener only
+    routes[2].pool = "globex";
+    routes[3].client_networks = {net("10.1.0.0/16"), net("2001:db8:1::/48")};
+    routes[3].recipient_domain = "example.org";  // AND: that network's mail to example.org
+    routes[3].pool = "apps-org";
+    routes[4].listeners = {"partners"};
+    routes[4].pool = "partners";
+    return routes;
+}
+}  // namespace
+
+TEST(Router, SessionConditionsCombineWithAndAndTheFirstMatchWins) {
+    core::Router router(tenant_routes());
+    const auto out = mailbox("bob", "example.com"), org = mailbox("bob", "example.org"),
+               internal = mailbox("ops", "internal.example");
+    auto route = [&](const proto::Mailbox& rcpt, std::string_view listener, const char* client,
+                     std::string_view user) {
+        return router.route({&rcpt, listener, ip(client), user}, "default");
+    };
+    EXPECT_EQ(route(out, "submission", "192.0.2.1", "acme"), "acme");
+    EXPECT_EQ(route(out, "internet", "192.0.2.1", "acme-billing"), "acme");
+    EXPECT_EQ(route(internal, "submission", "192.0.2.1", "acme"), "hubs");  // route 0 first
+    EXPECT_EQ(route(out, "submission", "192.0.2.1", "globex"), "globex");
+    EXPECT_EQ(route(out, "internet", "192.0.2.1", "globex"), "default");  // not on submission
+    // Logins compare exactly, and a session without one matches no login.
+    EXPECT_EQ(route(out, "submission", "192.0.2.1", "ACME"), "default");
+    EXPECT_EQ(route(out, "submission", "192.0.2.1", ""), "default");
+    EXPECT_EQ(route(org, "internet", "10.1.200.3", ""), "apps-org");
+    EXPECT_EQ(route(org, "internet", "2001:db8:1:ff::9", ""), "apps-org");
+    EXPECT_EQ(route(org, "internet", "::ffff:10.1.0.1", ""), "apps-org");  // mapped IPv4
+    EXPECT_EQ(route(out, "internet", "10.1.200.3", ""), "default");        // not example.org
+    EXPECT_EQ(route(org, "internet", "10.2.0.1", ""), "default");          // not that network
+    EXPECT_EQ(route(org, "partners", "10.2.0.1", ""), "partners");
+    EXPECT_EQ(route(org, "partners", "10.2.0.1", "acme"), "acme");  // route 1 before route 4
+}
+
+// A tenant with many logins: "@domain" takes every login in that domain.
+TEST(Router, AnAtDomainEntryTakesEveryLoginOfThatDomain) {
+    std::vector<config::Route> routes(1);
+    routes[0].auth_users = {"billing", "@Acme.example"};
+    routes[0].pool = "acme";
+    core::Router router(routes);
+    auto login = [&](std::string_view user) {
+        return router.route({nullptr, "submission", ip("192.0.2.1"), user}, "default");
+    };
+    EXPECT_EQ(login("billing"), "acme");
+    EXPECT_EQ(login("jo@acme.example"), "acme");
+    EXPECT_EQ(login("Jo@ACME.Example"), "acme");
+    EXPECT_EQ(login("x@y@acme.example"), "acme");  // the last "@" starts the domain
+    EXPECT_EQ(login("jo@sub.acme.example"), "default");
+    EXPECT_EQ(login("jo@acme.example.org"), "default");
+    EXPECT_EQ(login("acme.example"), "default");
+    EXPECT_EQ(login("@acme.example"), "acme");  // a login may be just that
+    EXPECT_EQ(login("jo@"), "default");
+}
+
+// At MAIL no recipient is known: the session's own route gives the
+// transaction's pool, and routes on a recipient wait for one.
+TEST(Router, BeforeAnyRecipientOnlySessionRoutesMatch) {
+    core::Router router(tenant_routes());
+    auto at_mail = [&](std::string_view listener, const char* client, std::string_view user) {
+        return router.route({nullptr, listener, ip(client), user}, "default");
+    };
+    EXPECT_EQ(at_mail("submission", "192.0.2.1", "acme"), "acme");  // route 0 passed over
+    EXPECT_EQ(at_mail("submission", "192.0.2.1", "globex"), "globex");
+    EXPECT_EQ(at_mail("internet", "10.1.200.3", ""), "default");  // route 3 needs example.org
+    EXPECT_EQ(at_mail("partners", "10.1.200.3", ""), "partners");
+    // A configuration of recipient routes only starts every transaction on
+    // the listener's pool, as before routes could look at the session.
+    std::vector<config::Route> by_recipient(1);
+    by_recipient[0].recipient = ".*";
+    by_recipient[0].pool = "all";
+    core::Router plain(by_recipient);
+    EXPECT_EQ(plain.route({nullptr, "in", ip("10.1.0.1"), "acme"}, "default"), "default");
+    const auto rcpt = mailbox("a", "example.net");
+    EXPECT_EQ(plain.route({&rcpt, "in", ip("10.1.0.1"), "acme"}, "default"), "all");
 }
 
 #include "core/tracking.hpp"

@@ -40,5 +40,41 @@ TEST(QueueActionRecord, SaysWhatWhoAndWhich) {
               "\"by\":\"cli\",\"pool\":\"hubs\",\"client\":\"192.0.2.7\",\"size\":10}");
 }
 
+TEST(LimitRecord, NamesTheLimitTheKeyAndWhatTheClientWasTold) {
+    LimitRecord r;
+    r.time_ms = 1764772800000;
+    r.action = "tempfail";
+    r.event = "mail";
+    r.limit = "per-sender";
+    r.key = "sender=a@example.org";
+    r.listener = "internet";
+    r.client = "192.0.2.7";
+    r.client_port = 40001;
+    r.has_sender = true;
+    r.sender = "a@example.org";
+    r.reply = "451 4.7.1 Too many messages";
+    EXPECT_EQ(r.to_json(),
+              "{\"time_ms\":1764772800000,\"result\":\"limited\",\"action\":\"tempfail\","
+              "\"event\":\"mail\",\"limit\":\"per-sender\",\"key\":\"sender=a@example.org\","
+              "\"listener\":\"internet\",\"client\":\"192.0.2.7\",\"client_port\":40001,"
+              "\"sender\":\"a@example.org\",\"hold_ms\":0,\"reply\":\"451 4.7.1 Too many "
+              "messages\"}");
+}
+
+TEST(LimitRecord, AtConnectNoSenderAndAHoldWithoutReply) {
+    LimitRecord r;
+    r.action = "delay";
+    r.event = "connect";
+    r.hold_ms = 2500;
+    auto json = r.to_json();
+    EXPECT_EQ(json.find("\"sender\""), std::string::npos) << json;
+    EXPECT_EQ(json.find("\"reply\""), std::string::npos) << json;
+    EXPECT_EQ(json.find("\"recipient\""), std::string::npos) << json;
+    EXPECT_NE(json.find("\"hold_ms\":2500"), std::string::npos) << json;
+    // The null sender is a sender all the same.
+    r.has_sender = true;
+    EXPECT_NE(r.to_json().find("\"sender\":\"\""), std::string::npos);
+}
+
 }  // namespace
 }  // namespace smtplb::core

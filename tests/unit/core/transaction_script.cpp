@@ -4,6 +4,7 @@
 #include <map>
 #include <sstream>
 
+#include "config/limits_reader.hpp"
 #include "core/transaction.hpp"
 #include "mocks/fake_clock.hpp"
 #include "mocks/scripted_random.hpp"
@@ -101,6 +102,20 @@ void Runner::setup(const std::vector<std::string>& w) {
         if (key == "spool") spool_ = value == "yes";
         if (key == "convert_8bit") p.convert_8bit = value == "yes";
         if (key == "tls" && value == "required") p.tls.mode = config::BackendTlsMode::Required;
+        // shape=DOMAIN [messages=N/PERIOD] [burst=N] [concurrent=N]: a destination limit.
+        if (key == "shape") {
+            p.destination_limits.emplace_back();
+            p.destination_limits.back().domain = value;
+        }
+        if (p.destination_limits.empty()) continue;
+        auto& shape = p.destination_limits.back();
+        if (key == "messages") {
+            auto rate = config::parse_rate(value, false);
+            shape.messages = shape.burst = rate->quantity;
+            shape.period = rate->period;
+        }
+        if (key == "burst") shape.burst = std::stoul(value);
+        if (key == "concurrent") shape.concurrent_transactions = std::stoul(value);
     }
     for (std::size_t i = 0; i < backends; ++i) {
         config::Backend b;
@@ -341,8 +356,11 @@ std::string Runner::run(const std::string& script) {
         out_ << "= " << b.config.name << ": " << core::to_string(b.health.state())
              << " attempts=" << c.attempts << " delivered=" << c.delivered
              << " rejected=" << c.rejected << " deferred=" << c.deferred << " failed=" << c.failed
-             << " recipients=" << c.recipients << " in-flight=" << b.pending << "\n";
+             << " recipients=" << c.recipients << " in-flight=" << b.pending;
+        if (pool_->shaping()) out_ << " shaping-skips=" << c.shaping_skips;
+        out_ << "\n";
     }
+    if (pool_->shaping()) out_ << "= shaping full: " << pool_->shaping_full << "\n";
     return out_.str();
 }
 

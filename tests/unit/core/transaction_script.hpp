@@ -10,6 +10,7 @@ namespace smtplb::testing {
 //
 // Script lines (# starts a comment):
 //   pool backends=N [max_attempts=N] [spool=yes] [retry_time=SECONDS] [tls=required]  (first)
+//        [shape=DOMAIN [messages=N/PERIOD] [burst=N] [concurrent=N]]...  (destination limits)
 //   mail <sender> [SMTPUTF8] [REQUIRETLS] [SIZE=N] [RET=..] [ENVID=..]
 //   rcpt <address> [NOTIFY=..] [ORCPT=..]  data  end  rset  slow
 //   advance SECONDS                                    (the clock)

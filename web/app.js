@@ -158,6 +158,60 @@ function renderBackends(status, perSecond) {
   }
 }
 
+// A key's state in words, as `smtplb limits` says it.
+function keyStateText(k, limit) {
+  if (k.in_use !== undefined)
+    return `${k.in_use} of ${limit.concurrency} in use` +
+      (k.in_use >= limit.concurrency ? " (at the limit)" : "");
+  let text = `${k.remaining} of ${limit.burst} left`;
+  if (k.reset_after_ms > 0) text += `, all back in ${duration(k.reset_after_ms + 999)}`;
+  return text + (k.remaining === 0 ? " (at the limit)" : "");
+}
+
+function atLimit(k, limit) {
+  return k.in_use !== undefined ? k.in_use >= limit.concurrency : k.remaining === 0;
+}
+
+// The [[limit]]s from the status document: hits since the start, tracked
+// keys, and the few keys nearest each (the daemon scans at most every few
+// seconds, so the list may lag a poll or two).
+function renderLimits(status) {
+  const limits = status.limits ?? [];
+  $("limits-section").hidden = limits.length === 0;
+  const body = document.querySelector("#limits tbody");
+  body.replaceChildren();
+  let refused = 0, delayed = 0, atLimitKeys = 0;
+  for (const l of limits) {
+    refused += l.hits.tempfail;
+    delayed += l.hits.delay;
+    const row = body.insertRow();
+    row.className = "limit";
+    row.dataset.limit = l.name;
+    cell(row, l.name);
+    cell(row, l.summary, "text summary");
+    cell(row, l.hits.tempfail, "num tempfail");
+    cell(row, l.hits.delay, "num delayed");
+    cell(row, l.tracked_keys, "num keys");
+    cell(row, l.evictions, "num evicted");
+    const keys = cell(row, "", "keys nearest");
+    if (l.nearest.length === 0) keys.textContent = "-";
+    const list = document.createElement("ul");
+    for (const k of l.nearest) {
+      const item = document.createElement("li");
+      item.dataset.key = k.key;
+      item.textContent = `${k.key}: ${keyStateText(k, l)}`;
+      if (atLimit(k, l)) {
+        item.className = "at-limit";
+        atLimitKeys++;
+      }
+      list.append(item);
+    }
+    if (l.nearest.length) keys.append(list);
+  }
+  $("limits-caption").textContent = `Limits (${limits.length}: ${refused} refused, ` +
+    `${delayed} delayed since start; ${atLimitKeys} of the keys shown at their limit)`;
+}
+
 // "3 up, 0 busy, 1 down, 0 misconfigured", from the backends' states.
 function healthCounts(status) {
   const n = { up: 0, busy: 0, down: 0, misconfigured: 0, drain: 0, maintenance: 0, total: 0 };
@@ -337,6 +391,7 @@ async function refresh() {
   renderDaemon(status);
   renderListeners(status);
   renderBackends(status, perSecond);
+  renderLimits(status);
   const n = healthCounts(status);
   $("backends-caption").textContent =
     `Backends (${n.total}: ${healthText(n)}; ${n.drain} drained, ${n.maintenance} in maintenance)`;

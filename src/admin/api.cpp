@@ -1,6 +1,7 @@
 #include "admin/api.hpp"
 
 #include "admin/assets.hpp"
+#include "admin/limits_api.hpp"
 #include "admin/metrics.hpp"
 #include "admin/queue.hpp"
 #include "base/text.hpp"
@@ -229,6 +230,7 @@ std::string status_json(io::Balancer& balancer, const RunInfo* run) {
     root["pools"] = std::move(pools);
     root["probes_run"] = balancer.health().probes_run();
     if (auto* spool = balancer.spool()) root["spool"] = spool_summary(*spool);
+    root["limits"] = limits_json(balancer.limits(), balancer.clock().now(), kStatusTop);
     return json::serialize(root) + "\n";
 }
 
@@ -248,6 +250,12 @@ ApiResponse handle_request(io::Balancer& balancer, const std::string& method,
     if (api && parts.size() == 3 && parts[2] == "status") {
         if (method != "GET") return error_response(405, "use GET");
         return {200, "application/json", status_json(balancer, run)};
+    }
+    if (api && parts.size() == 3 && parts[2] == "limits") {
+        auto q = target.find('?');
+        return limits_request(balancer.limits(), method,
+                              q == std::string::npos ? "" : std::string_view(target).substr(q + 1),
+                              balancer.clock().now());
     }
     if (api && parts.size() == 3 && parts[2] == "reload") {
         if (method != "POST") return error_response(405, "use POST");

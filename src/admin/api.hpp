@@ -23,6 +23,7 @@ using ReloadHook = std::function<ReloadOutcome()>;
 // response out. The HTTP server and the tests share it.
 //   GET  /metrics (Prometheus text format)
 //   GET  /api/v1/status
+//   GET  /api/v1/limits[?top=N|?key=K][&limit=NAME] (admin/limits_api.hpp)
 //   POST /api/v1/backends/{pool}/{backend}/{drain|maintenance|enable}
 //   POST /api/v1/reload
 //   POST /api/v1/reopen-logs (the tracking log, after a rotation)
@@ -33,7 +34,8 @@ ApiResponse handle_request(io::Balancer& balancer, const std::string& method,
 
 // The status document: the daemon (version, uptime, reloads, with `run`),
 // listeners with their counters, pools, backends with health, the last
-// probe and state change, admin state, weights, load and counters. Fields
+// probe and state change, admin state, weights, load and counters, the
+// limits with their hits and the keys nearest them. Fields
 // are only ever added.
 std::string status_json(io::Balancer& balancer, const RunInfo* run = nullptr);
 

@@ -319,6 +319,38 @@ void tracking_log_metrics(PrometheusText& m, const io::TrackingLog& log) {
     m.sample("smtplb_tracking_log_reopens_total", {}, static_cast<double>(log.reopens()));
 }
 
+// The [[limit]]s: a limit renamed or removed by a reload leaves; one that
+// keeps its name keeps its counters (LimitSet::carry_over).
+void limit_metrics(PrometheusText& m, core::LimitSet& limits) {
+    const auto& all = limits.limits();
+    if (all.empty()) return;
+    m.family("smtplb_limit_hits_total", "counter",
+             "Requests a [[limit]] refused (tempfail) or held (delay), by limit.");
+    for (std::size_t i = 0; i < all.size(); ++i) {
+        auto hits = limits.hits(i);
+        for (auto [action, n] : {std::pair{"tempfail", hits.tempfail}, {"delay", hits.delay}})
+            m.sample("smtplb_limit_hits_total", {{"limit", all[i].name}, {"action", action}},
+                     static_cast<double>(n));
+    }
+    std::vector<core::LimitStoreStats> stats;
+    for (std::size_t i = 0; i < all.size(); ++i)
+        stats.push_back(limits.stats(i));
+    auto each = [&](const char* name, const char* type, const char* help, auto value) {
+        m.family(name, type, help);
+        for (std::size_t i = 0; i < all.size(); ++i)
+            m.sample(name, {{"limit", all[i].name}}, static_cast<double>(value(stats[i])));
+    };
+    each("smtplb_limit_keys", "gauge",
+         "Keys a limit tracks now: rate keys not yet recovered, concurrency keys held.",
+         [](const core::LimitStoreStats& s) { return s.tracked_keys; });
+    each("smtplb_limit_evictions_total", "counter",
+         "Rate keys forgotten before they recovered, because the limit held max_keys.",
+         [](const core::LimitStoreStats& s) { return s.evictions; });
+    each("smtplb_limit_table_full_total", "counter",
+         "Concurrency requests refused because the limit already held max_keys other keys.",
+         [](const core::LimitStoreStats& s) { return s.table_full; });
+}
+
 }  // namespace
 
 std::string metrics_text(io::Balancer& balancer) {
@@ -329,6 +361,7 @@ std::string metrics_text(io::Balancer& balancer) {
     if (auto* spool = balancer.spool()) spool_metrics(m, *spool);
     process_metrics(m);
     tracking_log_metrics(m, balancer.tracking());
+    limit_metrics(m, balancer.limits());
     return m.text();
 }
 

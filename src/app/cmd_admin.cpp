@@ -10,6 +10,7 @@
 #include <iostream>
 
 #include "admin/client.hpp"
+#include "admin/limits_text.hpp"
 #include "admin_call.hpp"
 #include "commands.hpp"
 #include "config/loader.hpp"
@@ -142,6 +143,10 @@ void print_status(const json::value& doc) {
         }
     }
     print_capabilities(root);
+    // The [[limit]]s, each with the keys nearest it (smtplb limits: more).
+    if (const auto* limits = root.if_contains("limits");
+        limits && limits->is_array() && !limits->as_array().empty())
+        std::printf("\n%s", admin::format_limits(limits->as_array()).c_str());
 }
 
 }  // namespace

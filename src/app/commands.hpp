@@ -41,6 +41,15 @@ struct AdminOptions {
     int pid = 0;
 };
 int run_status(const AdminOptions& options);
+// The [[limit]]s of a running daemon and the keys nearest them, or one
+// key's state (admin API: GET /api/v1/limits).
+struct LimitsOptions {
+    std::string key;    // "part=value|part=value", as the tracking log writes it
+    std::string limit;  // one limit by name
+    int top = 10;       // keys listed per limit
+    bool top_given = false;
+};
+int run_limits_command(const AdminOptions& options, const LimitsOptions& limits);
 int run_reload_command(const AdminOptions& options);
 // The daemon reopens its tracking log: through the admin API, or, with a
 // process id (not 0), by SIGUSR1.

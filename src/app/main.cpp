@@ -92,6 +92,24 @@ int run_command_line(int argc, char** argv) {
     status->add_option("--config,-c", admin_options.config_path,
                        "Take the admin address from this configuration");
     status->add_flag("--json", admin_options.json, "Print the API's JSON document");
+    smtplb::app::LimitsOptions limits_options;
+    auto* limits = app.add_subcommand(
+        "limits",
+        "Show a running daemon's [[limit]]s with their hits and the keys nearest them, or one "
+        "key's state (--key)");
+    limits->add_option("--key", limits_options.key,
+                       "A key as the tracking log writes it, e.g. sender=a@example.net");
+    limits->add_option("--limit", limits_options.limit, "Only this limit (by name)");
+    auto* limits_top = limits->add_option("--top", limits_options.top,
+                                          "Keys listed per limit, 1 to 100 (default 10)");
+    limits->add_option("--admin", admin_options.admin, "The daemon's admin ADDRESS:PORT");
+    limits->add_option("--token-file", admin_options.token_file,
+                       "Bearer token for the admin API (else the configuration's)");
+    limits->add_option("--tls-ca", admin_options.tls_ca,
+                       "Talk TLS to the admin listener, trusting this PEM file");
+    limits->add_option("--config,-c", admin_options.config_path,
+                       "Take the admin address from this configuration");
+    limits->add_flag("--json", admin_options.json, "Print the API's JSON document");
     auto* reload = app.add_subcommand(
         "reload",
         "Make a running daemon re-read its configuration (same as SIGHUP); prints "
@@ -206,6 +224,10 @@ int run_command_line(int argc, char** argv) {
     }
 
     if (*status) return smtplb::app::run_status(admin_options);
+    if (*limits) {
+        limits_options.top_given = limits_top->count() > 0;
+        return smtplb::app::run_limits_command(admin_options, limits_options);
+    }
     if (*reload) return smtplb::app::run_reload_command(admin_options);
     if (*reopen_logs) return smtplb::app::run_reopen_logs_command(admin_options, reopen_pid);
     if (*queue) return smtplb::app::run_queue_command(admin_options, queue_action, queue_id);

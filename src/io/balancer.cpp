@@ -52,6 +52,7 @@ Balancer::Balancer(asio::io_context& io, const config::Config& config,
     } else {
         limits_ = std::make_shared<core::LimitSet>(
             config_.limits, core::LimitSet::in_process_store(config_.limits));
+        if (previous) limits_->carry_over(*previous->limits_);  // counters go on
     }
     // Both generations count into the same total while the old one still probes.
     if (previous) health_.share_probe_count(previous->health_);

@@ -175,13 +175,16 @@ std::vector<LimitKeyState> InProcessLimitStore::nearest(std::size_t limit, const
         if (a.remaining != b.remaining) return a.remaining < b.remaining;
         return a.reset_after > b.reset_after;
     };
-    // A heap of the n nearest so far, the farthest of them on top.
-    auto keep = [&](LimitKeyState s) {
+    // A heap of the n nearest so far, the farthest of them on top. The key
+    // is copied only for a state that is kept: the scan holds the lock.
+    auto keep = [&](std::string_view key, LimitKeyState s) {
         if (out.size() < n) {
+            s.key = std::string(key);
             out.push_back(std::move(s));
             std::push_heap(out.begin(), out.end(), nearer);
         } else if (nearer(s, out.front())) {
             std::pop_heap(out.begin(), out.end(), nearer);
+            s.key = std::string(key);
             out.back() = std::move(s);
             std::push_heap(out.begin(), out.end(), nearer);
         }
@@ -191,11 +194,11 @@ std::vector<LimitKeyState> InProcessLimitStore::nearest(std::size_t limit, const
         for (auto* node = p->rates.newest(); node; node = node->older) {
             if (gcra->idle(node->state, now)) continue;
             auto d = gcra->peek(node->state, now, 0);
-            keep({std::string(node->key()), d.remaining, d.reset_after, 0});
+            keep(node->key(), {{}, d.remaining, d.reset_after, 0});
         }
     } else {
         for (const auto& [key, count] : p->held)
-            keep({key, 0, Gcra::Duration(0), count});
+            keep(key, {{}, 0, Gcra::Duration(0), count});
     }
     std::sort_heap(out.begin(), out.end(), nearer);
     return out;

@@ -74,9 +74,10 @@ struct LimitSet::Counted {
 };
 
 LimitSet::LimitSet(std::vector<config::Limit> limits, std::shared_ptr<LimitStore> store)
-    : limits_(std::move(limits)),
-      store_(std::move(store)),
-      hits_(std::make_unique<Hits[]>(limits_.size())) {
+    : limits_(std::move(limits)), store_(std::move(store)), carried_(limits_.size()) {
+    for (std::size_t i = 0; i < limits_.size(); ++i)
+        hits_.push_back(std::make_shared<Hits>());
+    top_->scans.resize(limits_.size());
     for (const auto& l : limits_) {
         if (l.is_rate())
             rates_.emplace_back(
@@ -200,6 +201,46 @@ std::vector<std::string> LimitSet::keys(std::size_t index, LimitEvent event,
     return out;
 }
 
+std::optional<std::string> LimitSet::key_of(std::size_t index, const KeyValues& values) const {
+    if (index >= limits_.size()) return std::nullopt;
+    const auto& limit = limits_[index];
+    if (values.size() != limit.key.size()) return std::nullopt;
+    std::string key;
+    for (auto part : limit.key) {
+        auto it = std::find_if(values.begin(), values.end(),
+                               [part](const auto& v) { return v.first == part; });
+        if (it == values.end()) return std::nullopt;
+        std::string value = it->second;
+        switch (part) {
+            case LimitKeyPart::ClientIp:
+            case LimitKeyPart::ClientNetwork: {
+                // An address, or for a network also address/prefix: the
+                // limit's own prefix decides.
+                auto address = base::IpAddress::parse(value.substr(0, value.find('/')));
+                if (!address) return std::nullopt;
+                value = part == LimitKeyPart::ClientIp ? address->unmapped().to_string()
+                                                       : network_of(*address, limit);
+                break;
+            }
+            case LimitKeyPart::Sender:  // the null sender is "<>", as keys() has it
+                value = value.empty() ? "<>" : base::to_lower(value);
+                break;
+            case LimitKeyPart::SenderDomain:
+            case LimitKeyPart::RecipientDomain:
+                value = base::to_lower(value);
+                break;
+            case LimitKeyPart::AuthUser:
+            case LimitKeyPart::Listener:
+                break;
+        }
+        if (!key.empty()) key += '|';
+        key += config::to_string(part);
+        key += '=';
+        append_escaped(key, value);
+    }
+    return key;
+}
+
 bool LimitSet::append_part(std::string& key, LimitKeyPart part, const config::Limit& limit,
                            const LimitSubject& subject, std::string_view recipient_domain) {
     auto start = [&] {
@@ -287,7 +328,7 @@ LimitVerdict LimitSet::check(LimitEvent event, const LimitSubject& subject, Time
         out.reply = refusal(i, event, retry);
         out.limit = limit.name;
         out.key = key;
-        ++hits_[i].tempfail;
+        ++hits_[i]->tempfail;
         return out;  // verdict's leases are released as it goes
     };
     for (std::size_t i = 0; i < limits_.size(); ++i) {
@@ -323,7 +364,7 @@ LimitVerdict LimitSet::check(LimitEvent event, const LimitSubject& subject, Time
         }
     }
     for (auto i : delayed)
-        ++hits_[i].delay;
+        ++hits_[i]->delay;
     if (verdict.hold > base::Clock::Duration(0)) verdict.kind = LimitVerdict::Kind::Delay;
     return verdict;
 }
@@ -357,7 +398,38 @@ std::vector<LimitKeyState> LimitSet::nearest(std::size_t index, TimePoint now, s
 
 LimitHits LimitSet::hits(std::size_t index) const {
     if (index >= limits_.size()) return {};
-    return {hits_[index].tempfail.load(), hits_[index].delay.load()};
+    return {hits_[index]->tempfail.load(), hits_[index]->delay.load()};
+}
+
+void LimitSet::carry_over(LimitSet& previous) {
+    for (std::size_t i = 0; i < limits_.size(); ++i)
+        for (std::size_t j = 0; j < previous.limits_.size(); ++j) {
+            if (previous.limits_[j].name != limits_[i].name) continue;
+            hits_[i] = previous.hits_[j];
+            // The old store is retired: what it counts from now on (its
+            // remaining sessions') is not added.
+            auto before = previous.stats(j);
+            carried_[i].evictions = before.evictions;
+            carried_[i].table_full = before.table_full;
+            break;
+        }
+}
+
+LimitStoreStats LimitSet::stats(std::size_t index) {
+    if (index >= limits_.size()) return {};
+    auto s = store_->stats(index);
+    s.evictions += carried_[index].evictions;
+    s.table_full += carried_[index].table_full;
+    return s;
+}
+
+LimitSet::TopKeys LimitSet::top_keys(std::size_t index, TimePoint now) {
+    if (index >= limits_.size()) return {now, {}};
+    std::lock_guard lock(top_->mutex);  // one scan at a time; the others wait for it
+    auto& scan = top_->scans[index];
+    if (!scan || now < scan->scanned_at || now - scan->scanned_at >= kTopKeysMaxAge)
+        scan = TopKeys{now, nearest(index, now, kTopKeys)};
+    return *scan;
 }
 
 }  // namespace smtplb::core

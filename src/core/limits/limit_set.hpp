@@ -2,9 +2,11 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "base/clock.hpp"
@@ -79,6 +81,13 @@ class LimitSet {
     std::vector<std::string> keys(std::size_t index, LimitEvent event,
                                   const LimitSubject& subject) const;
 
+    // The key a subject with these part values (unescaped, in any order)
+    // has under limit `index`, built as keys() builds it: escaped, lower
+    // case where keys() lowers it, an address cut to the limit's prefix for
+    // client_network. None when the limit is keyed by other parts or an
+    // address does not parse.
+    using KeyValues = std::vector<std::pair<config::LimitKeyPart, std::string>>;
+    std::optional<std::string> key_of(std::size_t index, const KeyValues& values) const;
     // One key's state under limit `index` (the API's /limits?key=...).
     LimitKeyState inspect(std::size_t index, std::string_view key, TimePoint now);
     // The `n` keys nearest limit `index` (status, the dashboard).
@@ -87,6 +96,26 @@ class LimitSet {
     const std::vector<config::Limit>& limits() const { return limits_; }
     LimitStore& store() { return *store_; }
     LimitHits hits(std::size_t index) const;
+
+    // A reload that changed the limits: each limit named as one of
+    // `previous`'s shares its hit counters (the old generation's sessions
+    // go on counting into them) and carries its evictions and table_full
+    // on, so that no counter on /metrics goes back.
+    void carry_over(LimitSet& previous);
+    // store().stats(index), with what carry_over() brought.
+    LimitStoreStats stats(std::size_t index);
+
+    // The keys nearest limit `index`, nearest first, at most kTopKeys, from
+    // a scan at most kTopKeysMaxAge old: a scan holds the limit's lock
+    // (~20 ms per million keys), so however often status, the dashboard and
+    // the API ask, it runs at most that often per limit.
+    struct TopKeys {
+        TimePoint scanned_at;
+        std::vector<LimitKeyState> keys;
+    };
+    static constexpr std::size_t kTopKeys = 100;
+    static constexpr base::Clock::Duration kTopKeysMaxAge = std::chrono::seconds(2);
+    TopKeys top_keys(std::size_t index, TimePoint now);
 
   private:
     struct Counted;
@@ -107,7 +136,13 @@ class LimitSet {
     std::vector<config::Limit> limits_;
     std::vector<std::optional<Gcra>> rates_;  // by index; nullopt for concurrencies
     std::shared_ptr<LimitStore> store_;
-    std::unique_ptr<Hits[]> hits_;
+    std::vector<std::shared_ptr<Hits>> hits_;  // by index; shared by carry_over()
+    std::vector<LimitStoreStats> carried_;     // by index; evictions, table_full before
+    struct TopCache {
+        std::mutex mutex;
+        std::vector<std::optional<TopKeys>> scans;  // by index
+    };
+    std::unique_ptr<TopCache> top_ = std::make_unique<TopCache>();
 };
 
 }  // namespace smtplb::core

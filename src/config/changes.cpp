@@ -232,6 +232,11 @@ std::vector<std::string> describe_changes(const Config& before, const Config& af
     };
     if (kept(old_routes, new_routes) != kept(new_routes, old_routes))
         out.push_back("routes reordered (the first match wins)");
+    // The balancer keeps the limits' counts only when the limits are the
+    // same (io::Balancer): otherwise every key starts afresh, which lifts
+    // every throttle in force; the administrator is told so.
+    if (!before.limits.empty() && describe_limits(before.limits) != describe_limits(after.limits))
+        out.push_back("[[limit]] counts start afresh: every key's rate and concurrency is reset");
     return out;
 }
 

@@ -121,7 +121,8 @@ smtpd_banner = $myhostname ESMTP
             r = self._postfix("start")
         if r.returncode != 0:
             raise RuntimeError("postfix start failed: " + r.stdout + r.stderr)
-        wait_for_port(self.port)
+        # master binds at once, but a loaded machine may start it late.
+        wait_for_port(self.port, timeout=30.0)
         return self
 
     def stop(self):

@@ -325,7 +325,9 @@ LimitVerdict LimitSet::check(LimitEvent event, const LimitSubject& subject, Time
         const auto& limit = limits_[i];
         // A tarpit holds even the refusal: the client is slowed down either way.
         if (limit.action == config::LimitAction::Delay) out.hold = limit.delay;
-        out.reply = refusal(i, event, retry);
+        // The wait named is counted from the refusal, after the hold.
+        out.reply =
+            refusal(i, event, retry > out.hold ? retry - out.hold : base::Clock::Duration(0));
         out.limit = limit.name;
         out.key = key;
         ++hits_[i]->tempfail;

@@ -295,6 +295,8 @@ TEST(LimitsLoader, AReloadSaysWhichLimitsWereAddedRemovedOrChanged) {
     EXPECT_EQ(describe_changes(*before.config, *after.config),
               (std::vector<std::string>{"removed limit conns",
                                         "messages of limit per-sender: 10/1m -> 20/1m",
-                                        "added limit volume"}));
+                                        "added limit volume",
+                                        "[[limit]] counts start afresh: every key's rate "
+                                        "and concurrency is reset"}));
     EXPECT_TRUE(describe_changes(*before.config, *before.config).empty());
 }

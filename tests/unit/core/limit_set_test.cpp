@@ -246,6 +246,9 @@ TEST(LimitSet, ADelayHoldsTheReplyWhileTheWaitIsShortThenRefusesAfterTheLongestH
     EXPECT_EQ(refused.kind, Kind::Tempfail);
     EXPECT_EQ(refused.hold, 10s);
     EXPECT_EQ(refused.reply.code, 421);
+    // Named from the refusal, which comes after the 10 s hold: 12 - 10.
+    EXPECT_NE(refused.reply.wire().find("try again in 2 seconds"), std::string::npos)
+        << refused.reply.wire();
     EXPECT_EQ(set.hits(0).delay, 1u);
     EXPECT_EQ(set.hits(0).tempfail, 1u);
 }

@@ -232,11 +232,15 @@ std::vector<std::string> describe_changes(const Config& before, const Config& af
     };
     if (kept(old_routes, new_routes) != kept(new_routes, old_routes))
         out.push_back("routes reordered (the first match wins)");
-    // The balancer keeps the limits' counts only when the limits are the
-    // same (io::Balancer): otherwise every key starts afresh, which lifts
-    // every throttle in force; the administrator is told so.
-    if (!before.limits.empty() && describe_limits(before.limits) != describe_limits(after.limits))
-        out.push_back("[[limit]] counts start afresh: every key's rate and concurrency is reset");
+    // A limit kept exactly as it was keeps its keys' counts (core::LimitSet::
+    // carry_over); a changed one starts afresh, which lifts the throttles
+    // it had in force: the administrator is told which.
+    std::string afresh;
+    for (const auto& a : after.limits)
+        for (const auto& b : before.limits)
+            if (a.name == b.name && describe_limits({a}) != describe_limits({b}))
+                afresh.append(afresh.empty() ? "" : ", ").append(a.name);
+    if (!afresh.empty()) out.push_back("counts start afresh for the changed limits: " + afresh);
     return out;
 }
 

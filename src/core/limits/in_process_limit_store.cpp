@@ -56,7 +56,17 @@ struct InProcessLimitStore::Partition {
 
 InProcessLimitStore::InProcessLimitStore(const std::vector<std::size_t>& max_keys) {
     for (auto max : max_keys)
-        partitions_.push_back(std::make_unique<Partition>(max));
+        partitions_.push_back(std::make_shared<Partition>(max));
+}
+
+bool InProcessLimitStore::adopt(std::size_t limit, LimitStore& from, std::size_t from_limit) {
+    auto* other = dynamic_cast<InProcessLimitStore*>(&from);
+    if (!other || limit >= partitions_.size() || from_limit >= other->partitions_.size())
+        return false;
+    // Called before this store is in use; `other`'s vector never changes
+    // after its construction, so reading it races with nothing.
+    partitions_[limit] = other->partitions_[from_limit];
+    return true;
 }
 
 InProcessLimitStore::~InProcessLimitStore() = default;

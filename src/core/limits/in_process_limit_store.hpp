@@ -39,12 +39,14 @@ class InProcessLimitStore final : public LimitStore {
     LimitStoreStats stats(std::size_t limit) override;
     std::vector<LimitKeyState> nearest(std::size_t limit, const Gcra* gcra, TimePoint now,
                                        std::size_t n) override;
+    bool adopt(std::size_t limit, LimitStore& from, std::size_t from_limit) override;
 
   private:
     struct Partition;
     Partition* partition(std::size_t limit);
 
-    std::vector<std::unique_ptr<Partition>> partitions_;
+    // Shared: a reload's new store adopts the partitions of unchanged limits.
+    std::vector<std::shared_ptr<Partition>> partitions_;
 };
 
 }  // namespace smtplb::core

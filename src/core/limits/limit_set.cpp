@@ -408,6 +408,12 @@ void LimitSet::carry_over(LimitSet& previous) {
         for (std::size_t j = 0; j < previous.limits_.size(); ++j) {
             if (previous.limits_[j].name != limits_[i].name) continue;
             hits_[i] = previous.hits_[j];
+            // Unchanged: its keys' state goes on too (shared with the old
+            // store, whose sessions release their leases into it).
+            if (config::describe_limits({previous.limits_[j]}) ==
+                    config::describe_limits({limits_[i]}) &&
+                store_->adopt(i, *previous.store_, j))
+                break;
             // The old store is retired: what it counts from now on (its
             // remaining sessions') is not added.
             auto before = previous.stats(j);

@@ -100,7 +100,8 @@ class LimitSet {
     // A reload that changed the limits: each limit named as one of
     // `previous`'s shares its hit counters (the old generation's sessions
     // go on counting into them) and carries its evictions and table_full
-    // on, so that no counter on /metrics goes back.
+    // on, so that no counter on /metrics goes back. One that is exactly as
+    // it was keeps its keys' state as well (the store adopts it).
     void carry_over(LimitSet& previous);
     // store().stats(index), with what carry_over() brought.
     LimitStoreStats stats(std::size_t index);

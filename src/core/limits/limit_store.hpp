@@ -70,6 +70,12 @@ class LimitStore {
     // A scan of the limit's keys (up to max_keys): for status, not per message.
     virtual std::vector<LimitKeyState> nearest(std::size_t limit, const Gcra* gcra, TimePoint now,
                                                std::size_t n) = 0;
+    // Makes `from`'s limit `from_limit` this store's limit `limit`, state and
+    // all, shared from now on (a reload that keeps that limit as it was).
+    // False when the two stores cannot share (the limit then starts afresh).
+    virtual bool adopt(std::size_t /*limit*/, LimitStore& /*from*/, std::size_t /*from_limit*/) {
+        return false;
+    }
 };
 
 // One unit of a concurrency limit held: released when the lease is reset or

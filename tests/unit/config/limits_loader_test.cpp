@@ -296,7 +296,7 @@ TEST(LimitsLoader, AReloadSaysWhichLimitsWereAddedRemovedOrChanged) {
               (std::vector<std::string>{"removed limit conns",
                                         "messages of limit per-sender: 10/1m -> 20/1m",
                                         "added limit volume",
-                                        "[[limit]] counts start afresh: every key's rate "
-                                        "and concurrency is reset"}));
+                                        "counts start afresh for the changed limits: "
+                                        "per-sender"}));
     EXPECT_TRUE(describe_changes(*before.config, *before.config).empty());
 }

@@ -79,6 +79,26 @@ TEST(LimitWatch, AReloadThatChangesTheLimitsKeepsEachNamedLimitsCounters) {
     EXPECT_EQ(after->stats(1).evictions, 3u);
 }
 
+TEST(LimitWatch, AReloadKeepsTheStateOfTheLimitsItLeavesAsTheyWere) {
+    FakeClock clock;
+    auto before = make({per_sender("kept", 2), per_sender("changed", 2)});
+    for (int i = 0; i < 2; ++i)
+        ASSERT_EQ(send(*before, "a@x.example", clock), Kind::Allow);
+    ASSERT_EQ(send(*before, "a@x.example", clock), Kind::Tempfail);
+
+    // "changed" gets another rate and moves; "kept" is the same, elsewhere.
+    auto after = make({per_sender("changed", 3), per_sender("kept", 2)});
+    after->carry_over(*before);
+    EXPECT_EQ(after->stats(1).tracked_keys, 1u);  // kept: a@ still at its limit
+    EXPECT_EQ(after->stats(0).tracked_keys, 0u);  // changed: afresh
+    auto verdict = after->check(LimitEvent::EndOfData, sender("a@x.example"), clock.now());
+    EXPECT_EQ(verdict.kind, Kind::Tempfail);
+    EXPECT_EQ(verdict.limit, "kept");
+    // One state for both generations: what the old one counts, the new one sees.
+    EXPECT_EQ(send(*before, "b@x.example", clock), Kind::Allow);
+    EXPECT_EQ(after->stats(1).tracked_keys, 2u);
+}
+
 TEST(LimitWatch, TheKeysNearestALimitAreScannedAtMostEveryFewSeconds) {
     FakeClock clock;
     auto set = make({per_sender("per-sender", 3)});

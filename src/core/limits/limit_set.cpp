@@ -90,6 +90,7 @@ LimitSet::LimitSet(std::vector<config::Limit> limits, std::shared_ptr<LimitStore
 
 std::shared_ptr<LimitStore> LimitSet::in_process_store(const std::vector<config::Limit>& limits) {
     std::vector<std::size_t> max_keys;
+    max_keys.reserve(limits.size());
     for (const auto& l : limits)
         max_keys.push_back(l.max_keys);
     return std::make_shared<InProcessLimitStore>(max_keys);

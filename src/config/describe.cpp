@@ -3,25 +3,13 @@
 #include <sstream>
 
 #include "base/units.hpp"
+#include "config/toml_text.hpp"
 
 namespace smtplb::config {
 namespace {
 
-std::string quoted(const std::string& s) {
-    std::string out = "\"";
-    for (char c : s) {
-        if (c == '"' || c == '\\') out += '\\';
-        out += c;
-    }
-    return out + "\"";
-}
-
-std::string list(const std::vector<std::string>& items) {
-    std::string out = "[";
-    for (std::size_t i = 0; i < items.size(); ++i)
-        out += (i ? ", " : "") + quoted(items[i]);
-    return out + "]";
-}
+using toml_text::list;
+using toml_text::quoted;
 
 // Durations and sizes as an administrator writes them ("5m", "10MiB").
 std::string ms(Millis d) {

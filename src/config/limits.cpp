@@ -4,6 +4,7 @@
 #include <sstream>
 
 #include "base/units.hpp"
+#include "config/toml_text.hpp"
 
 namespace smtplb::config {
 
@@ -13,21 +14,8 @@ bool Limit::keyed_by(LimitKeyPart part) const {
 
 namespace {
 
-std::string quoted(const std::string& s) {
-    std::string out = "\"";
-    for (char c : s) {
-        if (c == '"' || c == '\\') out += '\\';
-        out += c;
-    }
-    return out + "\"";
-}
-
-std::string list(const std::vector<std::string>& items) {
-    std::string out = "[";
-    for (std::size_t i = 0; i < items.size(); ++i)
-        out += (i ? ", " : "") + quoted(items[i]);
-    return out + "]";
-}
+using toml_text::list;
+using toml_text::quoted;
 
 }  // namespace
 

@@ -3,6 +3,7 @@
 #include "config/changes.hpp"
 #include "config/limits_reader.hpp"
 #include "config/loader.hpp"
+#include "unit/config/diagnostic_matchers.hpp"
 
 using namespace smtplb::config;
 using namespace std::chrono_literals;
@@ -27,17 +28,9 @@ LoadResult load(const std::string& limits) {
     return load_string(kBase + limits, "test.toml");
 }
 
-// The file fails with an error at `path` whose message holds `text`.
 ::testing::AssertionResult fails(const std::string& limits, const std::string& path,
                                  const std::string& text) {
-    auto r = load(limits);
-    if (r.config) return ::testing::AssertionFailure() << "loaded without error";
-    for (const auto& d : r.diagnostics.items)
-        if (d.severity == Diagnostic::Severity::Error && d.path == path &&
-            d.message.find(text) != std::string::npos && d.line > 0)
-            return ::testing::AssertionSuccess();
-    return ::testing::AssertionFailure() << "no '" << path << ": " << text << "' in\n"
-                                         << r.diagnostics.format("test.toml");
+    return test_support::refused_with(load(limits), path, text);
 }
 
 }  // namespace

@@ -7,6 +7,7 @@
 #include "config/describe.hpp"
 #include "config/loader.hpp"
 #include "core/audit_routing.hpp"
+#include "unit/config/diagnostic_matchers.hpp"
 
 using namespace smtplb::config;
 
@@ -50,16 +51,8 @@ LoadResult load(const std::string& routes) {
     return load_string(kBase + routes, "test.toml");
 }
 
-// The file gives a diagnostic of `severity` at `path` with `text` and a line.
-::testing::AssertionResult says(const LoadResult& r, Diagnostic::Severity severity,
-                                const std::string& path, const std::string& text) {
-    for (const auto& d : r.diagnostics.items)
-        if (d.severity == severity && d.path == path && d.message.find(text) != std::string::npos &&
-            d.line > 0)
-            return ::testing::AssertionSuccess();
-    return ::testing::AssertionFailure() << "no '" << path << ": " << text << "' in\n"
-                                         << r.diagnostics.format("test.toml");
-}
+using test_support::says;
+
 ::testing::AssertionResult fails(const std::string& routes, const std::string& path,
                                  const std::string& text) {
     auto r = load(routes);

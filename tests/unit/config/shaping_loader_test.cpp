@@ -3,6 +3,7 @@
 #include "config/changes.hpp"
 #include "config/describe.hpp"
 #include "config/loader.hpp"
+#include "unit/config/diagnostic_matchers.hpp"
 
 using namespace smtplb::config;
 using namespace std::chrono_literals;
@@ -31,17 +32,9 @@ LoadResult load(const std::string& shaping) {
     return load_string(kBase + shaping, "test.toml");
 }
 
-// The file fails with an error at `path`, with a line, whose message holds `text`.
 ::testing::AssertionResult fails(const std::string& shaping, const std::string& path,
                                  const std::string& text) {
-    auto r = load(shaping);
-    if (r.config) return ::testing::AssertionFailure() << "loaded without error";
-    for (const auto& d : r.diagnostics.items)
-        if (d.severity == Diagnostic::Severity::Error && d.path == path &&
-            d.message.find(text) != std::string::npos && d.line > 0)
-            return ::testing::AssertionSuccess();
-    return ::testing::AssertionFailure() << "no '" << path << ": " << text << "' in\n"
-                                         << r.diagnostics.format("test.toml");
+    return test_support::refused_with(load(shaping), path, text);
 }
 
 const std::string kPath = "pool[0].destination_limit[0]";

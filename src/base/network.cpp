@@ -26,6 +26,22 @@ std::string IpAddress::to_string() const {
     return buf;
 }
 
+void IpAddress::append_to(std::string& out) const {
+    if (v6) {
+        char buf[INET6_ADDRSTRLEN] = {};
+        inet_ntop(AF_INET6, bytes.data(), buf, sizeof buf);
+        out += buf;
+        return;
+    }
+    for (int i = 0; i < 4; ++i) {
+        if (i > 0) out += '.';
+        const unsigned b = bytes[i];
+        if (b >= 100) out += static_cast<char>('0' + b / 100);
+        if (b >= 10) out += static_cast<char>('0' + b / 10 % 10);
+        out += static_cast<char>('0' + b % 10);
+    }
+}
+
 bool IpAddress::is_loopback() const {
     auto a = unmapped();
     if (!a.v6) return a.bytes[0] == 127;

@@ -15,6 +15,9 @@ struct IpAddress {
 
     static std::optional<IpAddress> parse(std::string_view text);
     std::string to_string() const;
+    // The same text appended to `out` (no allocation of its own: limit keys
+    // are built per event).
+    void append_to(std::string& out) const;
     // IPv4-mapped IPv6 addresses become IPv4.
     IpAddress unmapped() const;
     bool is_loopback() const;  // 127.0.0.0/8 or ::1

@@ -1,7 +1,6 @@
 #include "core/limits/limit_set.hpp"
 
 #include <algorithm>
-#include <set>
 
 #include "base/text.hpp"
 #include "core/limits/in_process_limit_store.hpp"
@@ -15,8 +14,18 @@ using config::LimitKeyPart;
 // Key values are joined with '|' and '='; a sender's local part may hold
 // either, so they are escaped: no two subjects share a key by accident.
 void append_escaped(std::string& out, std::string_view value, bool lower = false) {
-    for (char c : value) {
-        if (lower) c = base::ascii_lower(c);
+    const std::size_t start = out.size();
+    out += value;  // almost always as it is: copied at once
+    if (lower)
+        for (std::size_t i = start; i < out.size(); ++i)
+            out[i] = base::ascii_lower(out[i]);
+    bool special = false;  // a plain loop: find_first_of calls memchr per character
+    for (char c : value)
+        special |= c == '%' || c == '|' || c == '=';
+    if (!special) return;
+    const std::string plain = out.substr(start);
+    out.resize(start);
+    for (char c : plain) {
         if (c == '%' || c == '|' || c == '=') {
             static const char kHex[] = "0123456789ABCDEF";
             out += '%';
@@ -28,7 +37,8 @@ void append_escaped(std::string& out, std::string_view value, bool lower = false
     }
 }
 
-std::string network_of(const base::IpAddress& client, const config::Limit& limit) {
+// The client's network under `limit`'s prefix, as "address/prefix".
+void append_network(std::string& out, const base::IpAddress& client, const config::Limit& limit) {
     base::IpAddress a = client.unmapped();
     const std::uint32_t prefix = a.v6 ? limit.ipv6_prefix : limit.ipv4_prefix;
     const std::size_t bytes = a.v6 ? 16 : 4;
@@ -39,12 +49,9 @@ std::string network_of(const base::IpAddress& client, const config::Limit& limit
         else if (prefix - first_bit < 8)
             a.bytes[i] &= static_cast<std::uint8_t>(0xFF << (8 - (prefix - first_bit)));
     }
-    return a.to_string() + "/" + std::to_string(prefix);
-}
-
-std::string domain_of(std::string_view address) {
-    auto at = address.rfind('@');
-    return at == std::string_view::npos ? std::string() : base::to_lower(address.substr(at + 1));
+    a.append_to(out);
+    out += '/';
+    out += std::to_string(prefix);
 }
 
 const char* what_is_over(LimitCounts counts) {
@@ -66,12 +73,6 @@ const char* what_is_over(LimitCounts counts) {
 }
 
 }  // namespace
-
-struct LimitSet::Counted {
-    std::size_t index;
-    std::string key;
-    std::uint64_t cost;
-};
 
 LimitSet::LimitSet(std::vector<config::Limit> limits, std::shared_ptr<LimitStore> store)
     : limits_(std::move(limits)), store_(std::move(store)), carried_(limits_.size()) {
@@ -110,95 +111,69 @@ LimitSet::Use LimitSet::use_at(const config::Limit& limit, LimitEvent event) {
         case LimitCounts::Messages:
         case LimitCounts::Bytes:
             if (event == LimitEvent::EndOfData) return Use::Consume;
-            return event == LimitEvent::Connect ? Use::None : Use::Peek;
+            // Looked at once before the body: at MAIL, or at each RCPT when
+            // keyed by the recipient's domain (not known at MAIL).
+            if (limit.keyed_by(LimitKeyPart::RecipientDomain))
+                return event == LimitEvent::Rcpt ? Use::Peek : Use::None;
+            return event == LimitEvent::Mail ? Use::Peek : Use::None;
     }
     return Use::None;
 }
 
-std::vector<std::string> LimitSet::keys(std::size_t index, LimitEvent event,
-                                        const LimitSubject& subject) const {
-    const auto& limit = limits_.at(index);
+bool LimitSet::applies(const config::Limit& limit, const LimitSubject& subject) {
     if (!limit.listeners.empty() && std::find(limit.listeners.begin(), limit.listeners.end(),
                                               subject.listener) == limit.listeners.end())
-        return {};
+        return false;
     if (subject.client)
         for (const auto& net : limit.exempt_networks)
-            if (net.contains(subject.client->unmapped())) return {};
-    if (!subject.auth_user.empty() &&
-        std::find(limit.exempt_auth_users.begin(), limit.exempt_auth_users.end(),
-                  subject.auth_user) != limit.exempt_auth_users.end())
-        return {};
-    // One key, but for several recipient domains at end of data: built in
-    // place, as this runs for each limit at each event.
-    std::string domain;    // the recipients' domain, when keyed by it
-    bool several = false;  // end of data, recipients in several domains
-    if (limit.keyed_by(LimitKeyPart::RecipientDomain)) {
-        if (event == LimitEvent::Rcpt && !subject.recipient.empty())
-            domain = domain_of(subject.recipient);
-        else if (event == LimitEvent::EndOfData && !subject.recipient_domains.empty())
-            domain = base::to_lower(subject.recipient_domains.front());
-        else
-            return {};  // not known at this event: the limit waits
-        for (const auto& d : subject.recipient_domains)
-            several |= event == LimitEvent::EndOfData && !base::iequals(d, domain);
+            if (net.contains(subject.client->unmapped())) return false;
+    return subject.auth_user.empty() ||
+           std::find(limit.exempt_auth_users.begin(), limit.exempt_auth_users.end(),
+                     subject.auth_user) == limit.exempt_auth_users.end();
+}
+
+template <typename OnKey>
+void LimitSet::for_each_key(std::size_t index, LimitEvent event, const LimitSubject& subject,
+                            std::string& key, OnKey&& on_key) const {
+    const auto& limit = limits_[index];
+    if (!applies(limit, subject)) return;
+    // Built in `key`, the caller's, whose capacity is reused: this runs for
+    // each limit at each event. One key, but one per distinct recipient
+    // domain at end of data for a limit keyed by recipient_domain.
+    auto build = [&](std::string_view domain) {
+        key.clear();
+        for (auto part : limit.key)
+            if (!append_part(key, part, limit, subject, domain)) return false;  // not known yet
+        return true;
+    };
+    if (!limit.keyed_by(LimitKeyPart::RecipientDomain)) {
+        if (build({})) on_key(std::string_view(key));
+        return;
     }
-    if (!several) {
-        std::string key;
-        for (auto part : limit.key) {
-            if (!append_part(key, part, limit, subject, domain)) return {};  // not known yet
-        }
-        std::vector<std::string> one;
-        one.push_back(std::move(key));
-        return one;
+    if (event == LimitEvent::Rcpt && !subject.recipient.empty()) {
+        auto at = subject.recipient.rfind('@');
+        std::string domain =
+            at == std::string::npos ? std::string() : base::to_lower(subject.recipient.substr(at + 1));
+        if (build(domain)) on_key(std::string_view(key));
+        return;
     }
-    // Recipient domains: one at Rcpt, each distinct one at end of data.
-    std::set<std::string> domains;
-    if (event == LimitEvent::Rcpt && !subject.recipient.empty())
-        domains.insert(domain_of(subject.recipient));
-    if (event == LimitEvent::EndOfData)
-        for (const auto& d : subject.recipient_domains)
-            domains.insert(base::to_lower(d));
-    std::vector<std::string> out{std::string()};
-    for (auto part : limit.key) {
-        std::vector<std::string> values;
-        switch (part) {
-            case LimitKeyPart::ClientIp:
-                if (subject.client) values.push_back(subject.client->unmapped().to_string());
-                break;
-            case LimitKeyPart::ClientNetwork:
-                if (subject.client) values.push_back(network_of(*subject.client, limit));
-                break;
-            case LimitKeyPart::Sender:
-                if (subject.sender)
-                    values.push_back(subject.sender->empty() ? "<>"
-                                                             : base::to_lower(*subject.sender));
-                break;
-            case LimitKeyPart::SenderDomain:
-                if (subject.sender) values.push_back(domain_of(*subject.sender));
-                break;
-            case LimitKeyPart::AuthUser:
-                if (!subject.auth_user.empty()) values.push_back(subject.auth_user);
-                break;
-            case LimitKeyPart::RecipientDomain:
-                values.assign(domains.begin(), domains.end());
-                break;
-            case LimitKeyPart::Listener:
-                values.push_back(subject.listener);
-                break;
-        }
-        if (values.empty()) return {};  // not known at this event: the limit waits
-        std::vector<std::string> next;
-        for (const auto& prefix : out)
-            for (const auto& value : values) {
-                std::string key = prefix;
-                if (!key.empty()) key += '|';
-                key += config::to_string(part);
-                key += '=';
-                append_escaped(key, value);
-                next.push_back(std::move(key));
-            }
-        out = std::move(next);
+    if (event != LimitEvent::EndOfData) return;  // not known at this event: the limit waits
+    const auto& domains = subject.recipient_domains;
+    for (std::size_t d = 0; d < domains.size(); ++d) {
+        bool seen = false;  // each domain once; few recipients, so a scan
+        for (std::size_t e = 0; e < d && !seen; ++e)
+            seen = base::iequals(domains[e], domains[d]);
+        if (!seen && build(base::to_lower(domains[d]))) on_key(std::string_view(key));
     }
+}
+
+std::vector<std::string> LimitSet::keys(std::size_t index, LimitEvent event,
+                                        const LimitSubject& subject) const {
+    std::vector<std::string> out;
+    if (index >= limits_.size()) return out;
+    std::string key;
+    for_each_key(index, event, subject, key,
+                 [&](std::string_view k) { out.emplace_back(k); });
     return out;
 }
 
@@ -219,8 +194,11 @@ std::optional<std::string> LimitSet::key_of(std::size_t index, const KeyValues& 
                 // limit's own prefix decides.
                 auto address = base::IpAddress::parse(value.substr(0, value.find('/')));
                 if (!address) return std::nullopt;
-                value = part == LimitKeyPart::ClientIp ? address->unmapped().to_string()
-                                                       : network_of(*address, limit);
+                value.clear();
+                if (part == LimitKeyPart::ClientIp)
+                    address->unmapped().append_to(value);
+                else
+                    append_network(value, *address, limit);
                 break;
             }
             case LimitKeyPart::Sender:  // the null sender is "<>", as keys() has it
@@ -253,12 +231,12 @@ bool LimitSet::append_part(std::string& key, LimitKeyPart part, const config::Li
         case LimitKeyPart::ClientIp:
             if (!subject.client) return false;
             start();
-            append_escaped(key, subject.client->unmapped().to_string());
+            subject.client->unmapped().append_to(key);  // nothing to escape
             return true;
         case LimitKeyPart::ClientNetwork:
             if (!subject.client) return false;
             start();
-            append_escaped(key, network_of(*subject.client, limit));
+            append_network(key, *subject.client, limit);
             return true;
         case LimitKeyPart::Sender:
             if (!subject.sender) return false;
@@ -316,34 +294,29 @@ proto::Reply LimitSet::refusal(std::size_t index, LimitEvent event,
 
 LimitVerdict LimitSet::check(LimitEvent event, const LimitSubject& subject, TimePoint now) {
     LimitVerdict verdict;
-    std::vector<Counted> counted;
+    // Reused for every key: no allocation per check once it is large enough.
+    thread_local std::string key;
+    std::size_t refused = limits_.size();  // the limit that refused, if one did
+    std::size_t refused_ordinal = 0;       // and which of its keys
+    base::Clock::Duration retry{0};
+    std::string refused_key;
     std::vector<std::size_t> delayed;  // rare: no allocation per check otherwise
-    auto refuse = [&](std::size_t i, const std::string& key, base::Clock::Duration retry) {
-        for (auto it = counted.rbegin(); it != counted.rend(); ++it)
-            store_->refund_rate(it->index, it->key, *rates_[it->index], now, it->cost);
-        LimitVerdict out;
-        out.kind = LimitVerdict::Kind::Tempfail;
-        const auto& limit = limits_[i];
-        // A tarpit holds even the refusal: the client is slowed down either way.
-        if (limit.action == config::LimitAction::Delay) out.hold = limit.delay;
-        // The wait named is counted from the refusal, after the hold.
-        out.reply =
-            refusal(i, event, retry > out.hold ? retry - out.hold : base::Clock::Duration(0));
-        out.limit = limit.name;
-        out.key = key;
-        ++hits_[i]->tempfail;
-        return out;  // verdict's leases are released as it goes
-    };
-    for (std::size_t i = 0; i < limits_.size(); ++i) {
+    for (std::size_t i = 0; i < limits_.size() && refused == limits_.size(); ++i) {
         const auto& limit = limits_[i];
         const Use use = use_at(limit, event);
         if (use == Use::None) continue;
-        for (const auto& key : keys(i, event, subject)) {
+        std::size_t ordinal = 0;
+        for_each_key(i, event, subject, key, [&](std::string_view k) {
+            if (refused != limits_.size()) return;
+            const std::size_t this_key = ordinal++;
             if (use == Use::Acquire) {
-                if (store_->acquire(i, key, limit.concurrency) != AcquireResult::Acquired)
-                    return refuse(i, key, base::Clock::Duration(0));
-                verdict.leases.emplace_back(store_, i, key);
-                continue;
+                if (store_->acquire(i, k, limit.concurrency) != AcquireResult::Acquired) {
+                    refused = i;
+                    refused_key = k;
+                    return;
+                }
+                verdict.leases.emplace_back(store_, i, std::string(k));
+                return;
             }
             const Gcra& gcra = *rates_[i];
             const std::uint64_t c = cost(i, subject);
@@ -352,31 +325,62 @@ LimitVerdict LimitSet::check(LimitEvent event, const LimitSubject& subject, Time
             const auto max_wait = limit.action == config::LimitAction::Delay
                                       ? Gcra::Duration(limit.delay)
                                       : Gcra::Duration(0);
-            auto d = use == Use::Consume ? store_->rate(i, key, gcra, now, c, max_wait)
-                                         : store_->peek_rate(i, key, gcra, now, c, max_wait);
-            if (!d.allowed) return refuse(i, key, d.retry_after);
+            auto d = use == Use::Consume ? store_->rate(i, k, gcra, now, c, max_wait)
+                                         : store_->peek_rate(i, k, gcra, now, c, max_wait);
+            if (!d.allowed) {
+                refused = i;
+                refused_ordinal = this_key;
+                refused_key = k;
+                retry = d.retry_after;
+                return;
+            }
             if (d.wait > Gcra::Duration(0)) {
                 verdict.hold = std::max(verdict.hold, d.wait);
                 if (verdict.limit.empty()) {
                     verdict.limit = limit.name;
-                    verdict.key = key;
+                    verdict.key = k;
                 }
                 if (delayed.empty() || delayed.back() != i) delayed.push_back(i);
             }
-            if (use == Use::Consume) counted.push_back({i, key, c});
-        }
+        });
     }
-    for (auto i : delayed)
-        ++hits_[i]->delay;
-    if (verdict.hold > base::Clock::Duration(0)) verdict.kind = LimitVerdict::Kind::Delay;
-    return verdict;
+    if (refused == limits_.size()) {
+        for (auto i : delayed)
+            ++hits_[i]->delay;
+        if (verdict.hold > base::Clock::Duration(0)) verdict.kind = LimitVerdict::Kind::Delay;
+        return verdict;
+    }
+    // Rare: what this event had counted before the refusal is given back
+    // (keys are built again rather than kept on every check).
+    for (std::size_t i = 0; i <= refused; ++i) {
+        if (use_at(limits_[i], event) != Use::Consume) continue;
+        std::size_t ordinal = 0;
+        for_each_key(i, event, subject, key, [&](std::string_view k) {
+            if (i == refused && ordinal++ >= refused_ordinal) return;
+            store_->refund_rate(i, k, *rates_[i], now, cost(i, subject));
+        });
+    }
+    LimitVerdict out;  // the leases taken are released as `verdict` goes
+    out.kind = LimitVerdict::Kind::Tempfail;
+    const auto& limit = limits_[refused];
+    // A tarpit holds even the refusal: the client is slowed down either way.
+    if (limit.action == config::LimitAction::Delay) out.hold = limit.delay;
+    // The wait named is counted from the refusal, after the hold.
+    out.reply =
+        refusal(refused, event, retry > out.hold ? retry - out.hold : base::Clock::Duration(0));
+    out.limit = limit.name;
+    out.key = std::move(refused_key);
+    ++hits_[refused]->tempfail;
+    return out;
 }
 
 void LimitSet::refund(LimitEvent event, const LimitSubject& subject, TimePoint now) {
+    thread_local std::string key;
     for (std::size_t i = 0; i < limits_.size(); ++i) {
         if (use_at(limits_[i], event) != Use::Consume) continue;
-        for (const auto& key : keys(i, event, subject))
-            store_->refund_rate(i, key, *rates_[i], now, cost(i, subject));
+        for_each_key(i, event, subject, key, [&](std::string_view k) {
+            store_->refund_rate(i, k, *rates_[i], now, cost(i, subject));
+        });
     }
 }
 

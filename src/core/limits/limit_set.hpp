@@ -21,8 +21,10 @@ namespace smtplb::core {
 // The moments a limit is looked at. Connections are counted at Connect;
 // transactions from Mail; recipients at Rcpt (each one accepted: give back
 // the ones a backend refuses after all); messages and bytes at EndOfData,
-// with an early look (nothing counted) at Mail and Rcpt so that a sender
-// over its rate is refused before it sends the message.
+// with an early look (nothing counted) at Mail, or at Rcpt for a limit
+// keyed by recipient_domain, so that a sender over its rate is refused
+// before it sends the message. One look per transaction is enough: a rate
+// checked at each RCPT too would cost every recipient a store access.
 enum class LimitEvent { Connect, Mail, Rcpt, EndOfData };
 
 // Who and what an event is about; what is not known yet stays empty, and a
@@ -126,6 +128,13 @@ class LimitSet {
     };
     enum class Use { None, Consume, Peek, Acquire };
     static Use use_at(const config::Limit& limit, LimitEvent event);
+    // Not another listener's limit, nor one the client or user is exempt from.
+    static bool applies(const config::Limit& limit, const LimitSubject& subject);
+    // Calls on_key(std::string_view) for each key `subject` has under limit
+    // `index` at `event`, each built in `key` (the caller's scratch space).
+    template <typename OnKey>
+    void for_each_key(std::size_t index, LimitEvent event, const LimitSubject& subject,
+                      std::string& key, OnKey&& on_key) const;
     // Appends "part=value" (after a '|') for a key part known at this
     // event; false when it is not known (the limit waits).
     static bool append_part(std::string& key, config::LimitKeyPart part, const config::Limit& limit,

@@ -352,14 +352,14 @@ awaitable<void> ClientSession::handle(proto::ServerEvent& ev) {
                 protocol_.answer(later);
                 break;
             }
-            auto over = co_await limits_.rcpt(relay_.sender(), rcpt);
+            auto over = co_await limits_.rcpt(rcpt);
             if (over) {
                 note_rcpt_reply(rcpt, *over);
                 protocol_.answer(*over);
                 break;
             }
             auto reply = co_await relay_.add_recipient(rcpt, ev.rcpt_params);
-            if (!reply.positive()) limits_.refund_rcpt(relay_.sender(), rcpt);  // not counted
+            if (!reply.positive()) limits_.refund_rcpt(rcpt);  // not counted
             note_rcpt_reply(rcpt, reply);
             protocol_.answer(reply);
             break;
@@ -376,8 +376,7 @@ awaitable<void> ClientSession::handle(proto::ServerEvent& ev) {
             Reply reply;
             std::optional<Reply> over;  // a [[limit]], before any backend has the message
             if (ev.data_outcome == proto::DataDecoder::Outcome::Ok && !body_->failed()) {
-                auto checked = co_await limits_.end_of_data(relay_.sender(), relay_.accepted(),
-                                                            ev.message_size);
+                auto checked = co_await limits_.end_of_data(relay_.accepted(), ev.message_size);
                 over = std::move(checked);
             }
             if (ev.data_outcome != proto::DataDecoder::Outcome::Ok) {

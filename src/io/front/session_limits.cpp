@@ -25,8 +25,13 @@ const char* event_name(LimitEvent event) {
     return "?";
 }
 
-std::string sender_of(const proto::Path& path) {
-    return path.null ? std::string() : path.mailbox.address();
+// In place: the subject's strings keep their capacity from one
+// transaction to the next.
+void assign_address(std::string& out, const proto::Mailbox& mailbox) {
+    out.assign(mailbox.local);
+    if (mailbox.domain.empty()) return;
+    out += '@';
+    out += mailbox.domain;
 }
 
 // Often enough that idle keys do not pile up between two rate() calls that
@@ -39,67 +44,72 @@ SessionLimits::SessionLimits(Balancer& balancer, const std::string& listener,
                              const proto::ClientIdentity& client)
     : balancer_(balancer),
       set_(balancer.limits().limits().empty() ? nullptr : balancer.limit_set()),
-      listener_(listener),
-      client_(client) {}
+      client_(client) {
+    subject_.listener = listener;
+}
 
-core::LimitSubject SessionLimits::subject(const proto::Path* sender) const {
-    core::LimitSubject s;
-    s.listener = listener_;
-    s.client = client_.address;
-    s.auth_user = client_.login;
-    if (sender) s.sender = sender_of(*sender);
-    return s;
+core::LimitSubject& SessionLimits::subject() {
+    // XCLIENT, PROXY and AUTH may have changed who the client is.
+    subject_.client = client_.address;
+    subject_.auth_user = client_.login;
+    subject_.recipient.clear();
+    subject_.recipient_domains.clear();
+    subject_.bytes = 0;
+    return subject_;
 }
 
 awaitable<std::optional<proto::Reply>> SessionLimits::connect() {
     if (!set_) co_return std::nullopt;
-    co_return co_await decide(LimitEvent::Connect, subject(nullptr), connection_);
+    subject().sender.reset();
+    co_return co_await decide(LimitEvent::Connect, connection_);
 }
 
 awaitable<std::optional<proto::Reply>> SessionLimits::mail(const proto::Path& sender,
                                                            std::uint64_t size) {
     transaction_.clear();
     if (!set_) co_return std::nullopt;
-    auto s = subject(&sender);
+    auto& s = subject();
+    if (!s.sender) s.sender.emplace();
+    if (sender.null)
+        s.sender->clear();
+    else
+        assign_address(*s.sender, sender.mailbox);
     s.bytes = size;
-    co_return co_await decide(LimitEvent::Mail, std::move(s), transaction_);
+    co_return co_await decide(LimitEvent::Mail, transaction_);
 }
 
-awaitable<std::optional<proto::Reply>> SessionLimits::rcpt(const proto::Path& sender,
-                                                           const proto::Mailbox& recipient) {
+awaitable<std::optional<proto::Reply>> SessionLimits::rcpt(const proto::Mailbox& recipient) {
     if (!set_) co_return std::nullopt;
-    auto s = subject(&sender);
-    s.recipient = recipient.address();
+    assign_address(subject().recipient, recipient);
     std::vector<core::LimitLease> none;  // RCPT takes no concurrency
-    co_return co_await decide(LimitEvent::Rcpt, std::move(s), none);
+    co_return co_await decide(LimitEvent::Rcpt, none);
 }
 
-void SessionLimits::refund_rcpt(const proto::Path& sender, const proto::Mailbox& recipient) {
+void SessionLimits::refund_rcpt(const proto::Mailbox& recipient) {
     if (!set_) return;
-    auto s = subject(&sender);
-    s.recipient = recipient.address();
+    auto& s = subject();
+    assign_address(s.recipient, recipient);
     set_->refund(LimitEvent::Rcpt, s, balancer_.clock().now());
 }
 
 awaitable<std::optional<proto::Reply>> SessionLimits::end_of_data(
-    const proto::Path& sender, const std::vector<proto::Mailbox>& recipients, std::uint64_t size) {
+    const std::vector<proto::Mailbox>& recipients, std::uint64_t size) {
     if (!set_) co_return std::nullopt;
-    auto s = subject(&sender);
+    auto& s = subject();
     s.bytes = size;
     for (const auto& r : recipients)
         s.recipient_domains.push_back(r.domain);
     std::vector<core::LimitLease> none;
-    co_return co_await decide(LimitEvent::EndOfData, std::move(s), none);
+    co_return co_await decide(LimitEvent::EndOfData, none);
 }
 
 awaitable<std::optional<proto::Reply>> SessionLimits::decide(LimitEvent event,
-                                                             core::LimitSubject subject,
                                                              std::vector<core::LimitLease>& keep) {
-    auto verdict = set_->check(event, subject, balancer_.clock().now());
+    auto verdict = set_->check(event, subject_, balancer_.clock().now());
     for (auto& lease : verdict.leases)
         keep.push_back(std::move(lease));
     if (verdict.kind == Kind::Allow) co_return std::nullopt;
-    log(event, subject, verdict);
+    log(event, verdict);
     if (verdict.hold > base::Clock::Duration(0)) {
         bool held = co_await hold_reply(balancer_.sessions(), verdict.hold);
         (void)held;  // cut short by a stop: answered as decided, only sooner
@@ -108,8 +118,8 @@ awaitable<std::optional<proto::Reply>> SessionLimits::decide(LimitEvent event,
     co_return std::move(verdict.reply);
 }
 
-void SessionLimits::log(LimitEvent event, const core::LimitSubject& subject,
-                        const core::LimitVerdict& verdict) const {
+void SessionLimits::log(LimitEvent event, const core::LimitVerdict& verdict) const {
+    const auto& subject = subject_;
     auto& tracking = balancer_.tracking();
     if (!tracking.enabled()) return;
     core::LimitRecord r;
@@ -118,7 +128,7 @@ void SessionLimits::log(LimitEvent event, const core::LimitSubject& subject,
     r.event = event_name(event);
     r.limit = verdict.limit;
     r.key = verdict.key;
-    r.listener = listener_;
+    r.listener = subject.listener;
     r.client = client_.address.to_string();
     r.client_port = client_.port;
     r.login = subject.auth_user;

@@ -26,8 +26,8 @@ class Balancer;
 // Without any [[limit]] each call costs a null check.
 class SessionLimits {
   public:
-    // `listener` and `client` are the session's and must outlive this: the
-    // client is the real one (PROXY header, XCLIENT-corrected) by the time
+    // `client` is the session's and must outlive this: the client is the
+    // real one (PROXY header, XCLIENT-corrected) by the time
     // connect() is called.
     SessionLimits(Balancer& balancer, const std::string& listener,
                   const proto::ClientIdentity& client);
@@ -35,17 +35,16 @@ class SessionLimits {
     // Before the greeting: connections, concurrent_connections.
     awaitable<std::optional<proto::Reply>> connect();
     // MAIL FROM, once the relay policy has accepted the sender; `size`: its
-    // SIZE= (0 when not given). Takes the transaction's concurrency.
+    // SIZE= (0 when not given). Takes the transaction's concurrency; the
+    // transaction's sender is this one until the next mail().
     awaitable<std::optional<proto::Reply>> mail(const proto::Path& sender, std::uint64_t size);
     // RCPT TO, once the relay policy has accepted it and before a backend
     // is asked; refund_rcpt() when the backend then refuses it.
-    awaitable<std::optional<proto::Reply>> rcpt(const proto::Path& sender,
-                                                const proto::Mailbox& recipient);
-    void refund_rcpt(const proto::Path& sender, const proto::Mailbox& recipient);
+    awaitable<std::optional<proto::Reply>> rcpt(const proto::Mailbox& recipient);
+    void refund_rcpt(const proto::Mailbox& recipient);
     // The end of data, before the message goes to a backend.
     awaitable<std::optional<proto::Reply>> end_of_data(
-        const proto::Path& sender, const std::vector<proto::Mailbox>& recipients,
-        std::uint64_t size);
+        const std::vector<proto::Mailbox>& recipients, std::uint64_t size);
     // The transaction ended (RSET, end of data, refused MAIL): its
     // concurrency is given back.
     void end_transaction() { transaction_.clear(); }
@@ -53,20 +52,21 @@ class SessionLimits {
     void close_silently() { closes_silently_ = true; }
 
   private:
-    core::LimitSubject subject(const proto::Path* sender) const;
-    // Checks, logs, holds; keeps the verdict's leases in `keep`.
+    // subject_ brought up to date for a new event (the sender stays).
+    core::LimitSubject& subject();
+    // Checks subject_, logs, holds; keeps the verdict's leases in `keep`.
     awaitable<std::optional<proto::Reply>> decide(core::LimitEvent event,
-                                                  core::LimitSubject subject,
                                                   std::vector<core::LimitLease>& keep);
-    void log(core::LimitEvent event, const core::LimitSubject& subject,
-             const core::LimitVerdict& verdict) const;
+    void log(core::LimitEvent event, const core::LimitVerdict& verdict) const;
 
     Balancer& balancer_;
     // The generation's set, kept by the session (a reload may replace it);
     // null without any [[limit]].
     std::shared_ptr<core::LimitSet> set_;
-    const std::string& listener_;
     const proto::ClientIdentity& client_;
+    // The subject of every check, kept from one to the next so that its
+    // strings are not built again for each event.
+    core::LimitSubject subject_;
     std::vector<core::LimitLease> connection_;
     std::vector<core::LimitLease> transaction_;
     bool closes_silently_ = false;

@@ -205,9 +205,10 @@ TEST(LimitSet, KeysNormaliseCombineAndWaitForWhatIsNotKnownYet) {
     EXPECT_EQ(set.keys(2, LimitEvent::Rcpt, s),
               V{"listener=internet|recipient_domain=example.org"});
     s.recipient_domains = {"example.org", "EXAMPLE.org", "example.com"};
+    // Each distinct domain once, in the order the recipients came.
     EXPECT_EQ(set.keys(2, LimitEvent::EndOfData, s),
-              (V{"listener=internet|recipient_domain=example.com",
-                 "listener=internet|recipient_domain=example.org"}));
+              (V{"listener=internet|recipient_domain=example.org",
+                 "listener=internet|recipient_domain=example.com"}));
     EXPECT_EQ(set.keys(3, LimitEvent::Mail, s), V{"sender=alice@example.net"});
     EXPECT_EQ(set.keys(3, LimitEvent::Mail, client("192.0.2.1", "")), V{"sender=<>"});
     // A sender cannot pose as another key: '|' and '=' are escaped.

@@ -46,8 +46,8 @@ std::vector<config::Limit> unreached_limits() {
     transactions.counts = LimitCounts::ConcurrentTransactions;
     transactions.concurrency = 100000;
     limits.push_back(transactions);
-    limits.push_back(rate("per-listener-bytes", {LimitKeyPart::Listener}, LimitCounts::Bytes,
-                          100ull << 30));
+    limits.push_back(
+        rate("per-listener-bytes", {LimitKeyPart::Listener}, LimitCounts::Bytes, 100ull << 30));
     return limits;
 }
 

@@ -152,8 +152,9 @@ void LimitSet::for_each_key(std::size_t index, LimitEvent event, const LimitSubj
     }
     if (event == LimitEvent::Rcpt && !subject.recipient.empty()) {
         auto at = subject.recipient.rfind('@');
-        std::string domain =
-            at == std::string::npos ? std::string() : base::to_lower(subject.recipient.substr(at + 1));
+        std::string domain = at == std::string::npos
+                                 ? std::string()
+                                 : base::to_lower(subject.recipient.substr(at + 1));
         if (build(domain)) on_key(std::string_view(key));
         return;
     }
@@ -172,8 +173,7 @@ std::vector<std::string> LimitSet::keys(std::size_t index, LimitEvent event,
     std::vector<std::string> out;
     if (index >= limits_.size()) return out;
     std::string key;
-    for_each_key(index, event, subject, key,
-                 [&](std::string_view k) { out.emplace_back(k); });
+    for_each_key(index, event, subject, key, [&](std::string_view k) { out.emplace_back(k); });
     return out;
 }
 

@@ -135,6 +135,44 @@ TEST(LimitSet, ARefusalGivesBackWhatTheSameEventCountedElsewhere) {
     EXPECT_EQ(sender.remaining, 98u);
 }
 
+TEST(LimitSet, AMessageRateIsLookedAtOnceBeforeTheBody) {
+    FakeClock clock;
+    auto set = make(
+        {rate("per-sender", {LimitKeyPart::Sender}, LimitCounts::Messages, 1, 1h, 1),
+         rate("per-domain", {LimitKeyPart::RecipientDomain}, LimitCounts::Messages, 1, 1h, 1)});
+    auto s = client("192.0.2.7", "alice@example.net");
+    s.recipient_domains = {"example.org"};
+    ASSERT_EQ(set.check(LimitEvent::EndOfData, s, clock.now()).kind, Kind::Allow);
+    // Both used up. Keyed by the sender: looked at MAIL, not at each RCPT.
+    auto at_mail = set.check(LimitEvent::Mail, s, clock.now());
+    EXPECT_EQ(at_mail.kind, Kind::Tempfail);
+    EXPECT_EQ(at_mail.limit, "per-sender");
+    s.recipient = "x@other.example";
+    EXPECT_EQ(set.check(LimitEvent::Rcpt, s, clock.now()).kind, Kind::Allow);
+    // Keyed by the recipient's domain: not known at MAIL, looked at at RCPT.
+    s.recipient = "x@Example.org";
+    auto at_rcpt = set.check(LimitEvent::Rcpt, s, clock.now());
+    EXPECT_EQ(at_rcpt.kind, Kind::Tempfail);
+    EXPECT_EQ(at_rcpt.limit, "per-domain");
+    EXPECT_EQ(at_rcpt.key, "recipient_domain=example.org");
+}
+
+TEST(LimitSet, ARefusalForOneDomainGivesBackTheDomainsCountedBeforeIt) {
+    FakeClock clock;
+    auto set = make(
+        {rate("per-domain", {LimitKeyPart::RecipientDomain}, LimitCounts::Messages, 1, 1h, 1)});
+    auto s = client("192.0.2.7", "alice@example.net");
+    s.recipient_domains = {"two.example"};
+    ASSERT_EQ(set.check(LimitEvent::EndOfData, s, clock.now()).kind, Kind::Allow);
+    s.recipient_domains = {"one.example", "three.example", "two.example"};
+    auto refused = set.check(LimitEvent::EndOfData, s, clock.now());
+    EXPECT_EQ(refused.kind, Kind::Tempfail);
+    EXPECT_EQ(refused.key, "recipient_domain=two.example");
+    // one and three were counted, then given back: each still has its one.
+    s.recipient_domains = {"three.example", "one.example"};
+    EXPECT_EQ(set.check(LimitEvent::EndOfData, s, clock.now()).kind, Kind::Allow);
+}
+
 TEST(LimitSet, ARecipientTheBackendRefusesIsGivenBack) {
     FakeClock clock;
     auto set = make({rate("rcpts", {LimitKeyPart::Sender}, LimitCounts::Recipients, 2, 1h, 2)});

@@ -17,5 +17,8 @@ std::string printable(std::string_view s, std::size_t max_len = 200);
 // One logfmt value: made printable, quoted when it holds spaces, quotes, '='
 // or nothing at all.
 std::string logfmt_value(std::string_view raw);
+// The number of single-character insertions, deletions, substitutions and
+// swaps of two neighbours that turn `a` into `b` (for "did you mean").
+std::size_t edit_distance(std::string_view a, std::string_view b);
 
 }  // namespace smtplb::base

@@ -1,5 +1,8 @@
 #include "config/table_reader.hpp"
 
+#include <algorithm>
+
+#include "base/text.hpp"
 #include "base/units.hpp"
 
 namespace smtplb::config {
@@ -22,9 +25,20 @@ TableReader::TableReader(const toml::table& table, std::string path, Diagnostics
 TableReader::~TableReader() {
     for (auto&& [key, value] : table_) {
         std::string name(key.str());
-        if (!read_.count(name))
-            diags_.error(key_path(name), static_cast<int>(value.source().begin.line),
-                         "unknown key");
+        if (read_.count(name)) continue;
+        std::string message = "unknown key";
+        // The nearest key this table has, when a typo or two away.
+        const std::string* nearest = nullptr;
+        std::size_t best = std::min<std::size_t>(2, name.size() / 3);
+        for (const auto& known : read_) {
+            auto d = base::edit_distance(name, known);
+            if (d <= best && (!nearest || d < best)) {
+                nearest = &known;
+                best = d;
+            }
+        }
+        if (nearest) message += "; did you mean \"" + *nearest + "\"?";
+        diags_.error(key_path(name), static_cast<int>(value.source().begin.line), message);
     }
 }
 

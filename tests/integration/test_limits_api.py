@@ -1,4 +1,4 @@
-"""Watching limits: swaks sends one sender over `messages = "10/1m",
+"""Watching limits: swaks sends one sender over `messages = "10/1h",
 burst = 5`; the admin API (GET /api/v1/limits, with the read-only token),
 /metrics, `smtplb status`, `smtplb limits` and the dashboard's Limits panel
 (headless Chromium, tests/e2e/limits.mjs) must each say so."""
@@ -64,7 +64,7 @@ class LimitsApi(WorkdirTestCase):
                                                 "admin_token_file": files["admin"],
                                                 "admin_readonly_token_file": files["readonly"]})
         text += configs.table("[[limit]]", {"name": "per-sender", "key": "sender",
-                                            "messages": "10/1m", "burst": 5})
+                                            "messages": "10/1h", "burst": 5})
         text += configs.table("[[limit]]", {"name": "conns", "key": "client_ip",
                                             "concurrent_connections": 50})
         lb = Smtplb(self.workdir, text)
@@ -89,7 +89,7 @@ class LimitsApi(WorkdirTestCase):
         (limit,) = doc["limits"]
         self.assertEqual(limit["hits"], {"tempfail": 1, "delay": 0})
         self.assertEqual(limit["tracked_keys"], 2)
-        self.assertEqual(limit["summary"], "messages 10/1m burst 5 per sender, tempfail")
+        self.assertEqual(limit["summary"], "messages 10/1h burst 5 per sender, tempfail")
         self.assertEqual(limit["nearest"][0]["key"], KEY)
         self.assertEqual(limit["nearest"][0]["remaining"], 0)
         self.assertEqual(limit["nearest"][1]["key"], "sender=bob@outside.example")
@@ -116,7 +116,7 @@ class LimitsApi(WorkdirTestCase):
 
         status = self.cli("status")
         self.assertEqual(status.returncode, 0, status.stderr)
-        self.assertRegex(status.stdout, r"\nper-sender +1 +0 +2 +0  messages 10/1m burst 5")
+        self.assertRegex(status.stdout, r"\nper-sender +1 +0 +2 +0  messages 10/1h burst 5")
         self.assertIn(f"    {KEY}  0 of 5 left, all back in ", status.stdout)
         one = self.cli("limits", "--key", "sender=ALICE@outside.example")
         self.assertEqual(one.returncode, 0, one.stderr)

@@ -219,6 +219,7 @@ TEST(LimitsLoader, ChecksActionsRepliesAndScope) {
                       "exempt nobody"));
     EXPECT_TRUE(fails(rate + "max_keys = 0\n", "limit[0].max_keys", "between 1 and 10000000"));
     EXPECT_TRUE(fails(rate + "speed = 3\n", "limit[0].speed", "unknown key"));
+    EXPECT_TRUE(fails(rate + "bursts = 3\n", "limit[0].bursts", "did you mean \"burst\"?"));
     // A reply without an enhanced code is fine.
     auto r = load(rate + "reply = \"451 Slow down\"\n");
     ASSERT_TRUE(r.config) << r.diagnostics.format("test.toml");

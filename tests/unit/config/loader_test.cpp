@@ -109,7 +109,7 @@ weight = 0
 )",
                          "bad.toml");
     EXPECT_FALSE(r.config);
-    has_error(r, "server.hostnme", 2, "unknown key");
+    has_error(r, "server.hostnme", 2, "unknown key; did you mean \"hostname\"?");
     has_error(r, "listener[0].bind", 6, "numeric address");
     has_error(r, "listener[0].role", 7, "inbound | relay | submission");
     has_error(r, "listener[0].max_recipients", 9, "between 1 and 100000");

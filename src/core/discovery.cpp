@@ -1,7 +1,9 @@
 #include "core/discovery.hpp"
 
 #include <algorithm>
+#include <iterator>
 #include <set>
+#include <tuple>
 
 namespace smtplb::core {
 
@@ -30,8 +32,9 @@ std::set<std::string> names_of(const std::vector<config::Backend>& backends) {
     return out;
 }
 
+// Rounded to the nearest second: "wait 1 s" computed a microsecond ago is 1.
 std::string seconds_text(base::Clock::Duration d) {
-    return std::to_string(std::chrono::duration_cast<std::chrono::seconds>(d).count());
+    return std::to_string(std::chrono::round<std::chrono::seconds>(d).count());
 }
 
 }  // namespace

@@ -31,7 +31,19 @@ def zone_text(serial, mx, hosts):
     return text
 
 
-def config_text(port, dns_port):
+def srv_zone_text(serial, records):
+    """records: [(priority, weight, port, host)], every host at 127.0.0.1."""
+    text = (f"$ORIGIN {ZONE}.\n$TTL 1\n"
+            f"@ IN SOA ns.{ZONE}. hostmaster.{ZONE}. {serial} 3600 600 86400 1\n"
+            f"@ IN NS ns.{ZONE}.\nns IN A 127.0.0.1\n")
+    for priority, weight, port, host in records:
+        text += f"_smtp._tcp IN SRV {priority} {weight} {port} {host}.{ZONE}.\n"
+    for host in sorted({r[3] for r in records}):
+        text += f"{host} IN A 127.0.0.1\n"
+    return text
+
+
+def config_text(port, dns_port, discover=f'mx = "{ZONE}"'):
     return f"""[server]
 hostname = "lb.test"
 state_dir = "@STATE@"
@@ -50,7 +62,7 @@ resolve_client_names = false
 [[pool]]
 name = "hubs"
 health = {{ enabled = false }}
-discover = {{ mx = "{ZONE}", min_refresh = "1s", max_refresh = "2s" }}
+discover = {{ {discover}, min_refresh = "1s", max_refresh = "2s" }}
 """
 
 
@@ -76,9 +88,9 @@ class Discovery(WorkdirTestCase):
         self.addCleanup(sink.stop)
         return sink
 
-    def start_lb(self):
+    def start_lb(self, **options):
         port = free_port()
-        lb = Smtplb(self.workdir, config_text(port, self.dns.port))
+        lb = Smtplb(self.workdir, config_text(port, self.dns.port, **options))
         lb.start(port)
         self.addCleanup(lb.stop)
         return lb, port
@@ -184,6 +196,22 @@ class Discovery(WorkdirTestCase):
         wait_until(lambda: len(self.backends(lb)) == 1, timeout=20, what="the pool filled")
         self.send(port, 2)
         wait_until(lambda: len(sink.messages()) == 2, what="2 messages at the hub")
+
+    def test_srv_weights_and_ports_follow_the_zone(self):
+        one, two = self.start_sinks("one", "two")
+        self.start_dns(srv_zone_text(1, [(0, 1, one.port, "one"), (0, 1, two.port, "two")]))
+        lb, port = self.start_lb(discover=f'srv = "_smtp._tcp.{ZONE}"')
+        name_one = f"one.{ZONE}:{one.port}@127.0.0.1"
+        name_two = f"two.{ZONE}:{two.port}@127.0.0.1"
+        wait_until(lambda: len(self.backends(lb)) == 2, timeout=20, what="two backends from SRV")
+        self.assertEqual(self.backends(lb)[name_one]["weight"], 1)
+        # Re-weighted: 3 to 1. Smooth weighted round robin sends 6 of 8 to one.
+        self.change_zone(srv_zone_text(2, [(0, 3, one.port, "one"), (0, 1, two.port, "two")]))
+        wait_until(lambda: self.backends(lb)[name_one]["weight"] == 3, timeout=20,
+                   what="the new SRV weight")
+        self.send(port, 8)
+        wait_until(lambda: len(one.messages()) + len(two.messages()) == 8, what="8 messages")
+        self.assertEqual((len(one.messages()), len(two.messages())), (6, 2))
 
 
 if __name__ == "__main__":

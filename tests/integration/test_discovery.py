@@ -163,6 +163,12 @@ class Discovery(WorkdirTestCase):
         self.assertEqual(len(backup.messages()), 0)
         self.assertTrue(lb.log_lines("event=discovery_changed"))
 
+        # A reload of the file keeps what DNS found (the same discover).
+        lb.process.proc.send_signal(signal.SIGHUP)
+        wait_until(lambda: lb.log_lines("event=reloaded "), what="the reload")
+        self.assertIn("changes=0", lb.log_lines("event=reloaded ")[0])
+        self.assertEqual(set(self.backends(lb)), {name["mx2"], name["mx3"], name["backup"]})
+
         # The backup's preference drops below the others': it is the
         # preferred tier now and takes all the mail.
         self.change_zone(zone_text(3, [(10, "mx2"), (10, "mx3"), (5, "backup")], hosts))

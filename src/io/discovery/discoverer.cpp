@@ -45,7 +45,7 @@ awaitable<void> Discoverer::run(std::shared_ptr<Entry> entry) {
         if (step.changed && owner->changed_) owner->changed_();
         entry->timer.expires_at(step.next);
         auto [ec] = co_await entry->timer.async_wait(use_nothrow);
-        (void)ec;  // cancelled or expired: `owner` says which matters
+        (void)ec;                      // cancelled or expired: `owner` says which matters
         if (!entry->owner) co_return;  // stopped (cancelled, or gone meanwhile)
     }
 }

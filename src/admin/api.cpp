@@ -6,8 +6,10 @@
 #include "admin/queue.hpp"
 #include "base/text.hpp"
 #include "core/tracking.hpp"
+#include "io/discovery/discoverer.hpp"
 #include "io/front/listener.hpp"
 
+#include <algorithm>
 #include <boost/json.hpp>
 #include <chrono>
 #include <ctime>
@@ -75,6 +77,7 @@ json::object backend_json(const core::Pool& pool, const core::BackendState& b) {
     o["address"] = b.config.address.to_string();
     o["priority"] = b.config.priority;
     o["weight"] = b.config.weight;
+    if (!b.config.discovered_from.empty()) o["discovered_from"] = b.config.discovered_from;
     o["effective_weight"] = b.config.weight * b.health.weight_permille(now) / 1000.0;
     o["health"] = core::to_string(b.health.state());
     o["admin"] = core::to_string(b.health.admin());
@@ -197,6 +200,26 @@ json::object run_json(const io::RunStats& stats, const RunInfo& run) {
 
 }  // namespace
 
+const core::PoolDiscovery* discovery_of(const io::Balancer& balancer, const std::string& pool) {
+    const auto* discoverer = balancer.discoverer();
+    return discoverer ? discoverer->find(pool) : nullptr;
+}
+
+// A pool's `discover`: what it asks, what it found, when it asks again.
+json::object discover_json(const core::PoolDiscovery& d, base::Clock::TimePoint now) {
+    json::object o;
+    o["kind"] = config::to_string(d.discover().kind);
+    o["name"] = d.discover().name;
+    o["answered"] = d.answered();
+    o["backends"] = d.backends().size();
+    o["next_refresh_ms"] = std::max<std::int64_t>(
+        0, std::chrono::duration_cast<std::chrono::milliseconds>(d.next_refresh() - now).count());
+    o["failures"] = d.failures();
+    o["failing"] = d.failing();
+    if (!d.last_error().empty()) o["last_error"] = d.last_error();
+    return o;
+}
+
 std::string status_json(io::Balancer& balancer, const RunInfo* run) {
     json::object root;
     if (run) {
@@ -225,6 +248,8 @@ std::string status_json(io::Balancer& balancer, const RunInfo* run) {
         for (const auto& b : p->backends())
             backends.push_back(backend_json(*p, b));
         o["backends"] = std::move(backends);
+        if (const auto* found = p->config().discover ? discovery_of(balancer, p->name()) : nullptr)
+            o["discover"] = discover_json(*found, balancer.clock().now());
         pools.push_back(std::move(o));
     }
     root["pools"] = std::move(pools);

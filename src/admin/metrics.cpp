@@ -9,6 +9,7 @@
 #include <mutex>
 #include <sstream>
 
+#include "io/discovery/discoverer.hpp"
 #include "io/front/listener.hpp"
 
 namespace smtplb::admin {
@@ -351,6 +352,23 @@ void limit_metrics(PrometheusText& m, core::LimitSet& limits) {
          [](const core::LimitStoreStats& s) { return s.table_full; });
 }
 
+// Pools from DNS (pool.discover): what each found, and how often DNS failed it.
+void discovery_metrics(PrometheusText& m, const io::Discoverer& discoverer) {
+    auto pools = discoverer.pools();
+    if (pools.empty()) return;
+    m.family("smtplb_discovery_backends", "gauge",
+             "Backends the pool's discover last found in DNS (kept while DNS fails).");
+    for (const auto* d : pools)
+        m.sample("smtplb_discovery_backends", {{"pool", d->pool()}},
+                 static_cast<double>(d->backends().size()));
+    m.family("smtplb_discovery_failures_total", "counter",
+             "Resolutions of the pool's discover that failed or found nothing; the last "
+             "good backends were kept.");
+    for (const auto* d : pools)
+        m.sample("smtplb_discovery_failures_total", {{"pool", d->pool()}},
+                 static_cast<double>(d->failures()));
+}
+
 }  // namespace
 
 std::string metrics_text(io::Balancer& balancer) {
@@ -362,6 +380,7 @@ std::string metrics_text(io::Balancer& balancer) {
     process_metrics(m);
     tracking_log_metrics(m, balancer.tracking());
     limit_metrics(m, balancer.limits());
+    if (const auto* discoverer = balancer.discoverer()) discovery_metrics(m, *discoverer);
     return m.text();
 }
 

@@ -142,6 +142,22 @@ void print_status(const json::value& doc) {
                 text_of(&b.at("counters").as_object().at("delivered")).c_str(), probe.c_str());
         }
     }
+    // Pools from DNS: what each asks, how many backends it found, when next.
+    for (const auto& pv : root.at("pools").as_array()) {
+        const auto& pool = pv.as_object();
+        const auto* dv = pool.if_contains("discover");
+        if (!dv || !dv->is_object()) continue;
+        const auto& d = dv->as_object();
+        std::string line =
+            text_of(pool.if_contains("name")) + ": from DNS, " + text_of(d.if_contains("kind")) +
+            " " + text_of(d.if_contains("name")) + ", " + text_of(d.if_contains("backends")) +
+            " backends, next refresh in " +
+            std::to_string(d.at("next_refresh_ms").to_number<std::int64_t>() / 1000) + " s";
+        if (const auto* e = d.if_contains("last_error"))
+            line += "; failing (" + text_of(d.if_contains("failing")) + " times): " + text_of(e) +
+                    "; keeping the last answer";
+        std::printf("\n%s\n", line.c_str());
+    }
     print_capabilities(root);
     // The [[limit]]s, each with the keys nearest it (smtplb limits: more).
     if (const auto* limits = root.if_contains("limits");

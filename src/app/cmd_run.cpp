@@ -15,6 +15,7 @@
 #include "config/changes.hpp"
 #include "config/loader.hpp"
 #include "io/balancer.hpp"
+#include "io/discovery/discoverer.hpp"
 #include "io/front/listener.hpp"
 #include "systemd.hpp"
 #include "transparent_privilege.hpp"
@@ -93,12 +94,22 @@ struct Daemon {
     Generation current;
     std::vector<Generation> retiring;
     std::unique_ptr<admin::HttpServer> admin_server;
+    // Pools' backends from DNS: above generations, it keeps what it found
+    // across reloads and has a new generation built when that changes.
+    std::unique_ptr<io::Discoverer> discoverer;
     std::uint64_t last_number = 1;
     // Set by shut_down(), which from then on alone releases generations.
     bool stopping = false;
 
     admin::ReloadOutcome reload();
     admin::ReloadOutcome reload_now();
+    // What DNS finds for the pools changed: the running configuration with
+    // the new lists becomes the next generation, as a reload would.
+    void rediscovered();
+    // Follows `config`'s `discover`s, asking the nameservers it names.
+    void discover(const config::Config& config);
+    // `next` (started) takes over from the current generation.
+    void replace(std::unique_ptr<io::Balancer> next);
     // A generation a reload replaced: released when its sessions have
     // ended and then everything else of it.
     io::awaitable<void> release(std::uint64_t number);
@@ -139,6 +150,7 @@ admin::ReloadOutcome Daemon::reload_now() {
         current.balancer->run_stats().reloaded(false);
         return {false, reasons};
     }
+    if (discoverer) discoverer->apply(*loaded.config);
     // Validate against the running daemon too: bind, state_dir, tracking log.
     auto& running = *current.balancer;
     auto next = std::make_unique<io::Balancer>(io, *loaded.config, nullptr, &running, &loops);
@@ -159,13 +171,8 @@ admin::ReloadOutcome Daemon::reload_now() {
         log_event("threads_unchanged",
                   {{"threads", std::to_string(loops.size())},
                    {"reason", "server.threads changes take effect at the next start"}});
-    // The old generation takes no new connections; its sessions go on with
-    // the old configuration until their clients end them.
-    running.retire();
-    const auto old_number = current.number;
-    retiring.push_back(std::move(current));
-    current = Generation{std::move(next), ++last_number};
-    if (admin_server) admin_server->set_balancer(*current.balancer);
+    replace(std::move(next));
+    discover(current.balancer->config());
     auto& now_running = *current.balancer;
     now_running.run_stats().reloaded(true);
     const auto changes = config::describe_changes(running.config(), now_running.config());
@@ -196,8 +203,42 @@ admin::ReloadOutcome Daemon::reload_now() {
             });
         if (!known) log_listening(*l);
     }
-    io::asio::co_spawn(io, release(old_number), io::asio::detached);
     return {true, summary};
+}
+
+void Daemon::replace(std::unique_ptr<io::Balancer> next) {
+    auto& running = *current.balancer;
+    next->set_discoverer(discoverer.get());
+    // The old generation takes no new connections; its sessions go on with
+    // the old configuration until their clients end them.
+    running.retire();
+    const auto old_number = current.number;
+    retiring.push_back(std::move(current));
+    current = Generation{std::move(next), ++last_number};
+    if (admin_server) admin_server->set_balancer(*current.balancer);
+    io::asio::co_spawn(io, release(old_number), io::asio::detached);
+}
+
+void Daemon::discover(const config::Config& config) {
+    discoverer->use_resolver(io::make_discovery_resolver(
+        io.get_executor(), io::client_name_servers(config.server), config.server.dns_timeout));
+    discoverer->configure(config);
+}
+
+void Daemon::rediscovered() {
+    if (stopping) return;
+    auto& running = *current.balancer;
+    auto config = running.config();
+    discoverer->apply(config);
+    auto next = std::make_unique<io::Balancer>(io, config, nullptr, &running, &loops);
+    std::string error;
+    if (!next->start(error, &running)) {
+        log_event("discovery_not_applied",
+                  {{"reason", error + "; the running backends are unchanged"}});
+        return;
+    }
+    replace(std::move(next));
+    log_event("discovery_applied", {{"generation", std::to_string(current.number)}});
 }
 
 io::Balancer* Daemon::retired(std::uint64_t number) {
@@ -266,6 +307,7 @@ io::awaitable<bool> Daemon::drain(std::vector<Generation*> generations,
 
 io::awaitable<void> Daemon::shut_down(std::chrono::milliseconds grace) {
     stopping = true;  // from here on, only this releases generations
+    if (discoverer) discoverer->stop();
     if (admin_server) admin_server->stop();
     auto generations = all();
     // Each generation's parts stop as they registered: idle sessions are
@@ -359,6 +401,19 @@ int serve(const std::string& path, Ending& ending) {
         Generation{std::make_unique<io::Balancer>(*io, *result.config, nullptr, nullptr, &loops),
                    1}};
     auto& first = *daemon.current.balancer;
+    daemon.discoverer = std::make_unique<io::Discoverer>(
+        io->get_executor(),
+        [](const core::DiscoveryEvent& e) {
+            std::vector<std::pair<const char*, std::string>> fields;
+            for (const auto& [key, value] : e.fields)
+                fields.emplace_back(key.c_str(), value);
+            log_event(e.event, fields);
+        },
+        [&daemon] {
+            // Posted: the discoverer's step ends before a generation is built.
+            io::asio::post(daemon.io, [&daemon] { daemon.rediscovered(); });
+        });
+    first.set_discoverer(daemon.discoverer.get());
     std::string error;
     if (!first.start(error)) {
         log_event("start_failed", {{"reason", error}});
@@ -379,6 +434,7 @@ int serve(const std::string& path, Ending& ending) {
     }
     for (const auto& l : first.listeners())
         log_listening(*l);
+    daemon.discover(first.config());
     // Type=notify: ready once every listener is bound. The watchdog
     // keep-alive comes from the event loop itself, so a stuck loop is seen.
     notify_systemd("READY=1\nSTATUS=accepting mail");

@@ -183,6 +183,22 @@ const char* to_string(ProxyProtocol v) {
 const char* to_string(AuthVerifier v) {
     return v == AuthVerifier::Backend ? "backend" : "dovecot";
 }
+const char* to_string(DiscoverKind v) {
+    switch (v) {
+        case DiscoverKind::Mx:
+            return "mx";
+        case DiscoverKind::A:
+            return "a";
+        case DiscoverKind::Srv:
+            return "srv";
+    }
+    return "?";
+}
+std::string discover_text(const Discover& d) {
+    std::string out = std::string(to_string(d.kind)) + " " + d.name;
+    if (d.kind == DiscoverKind::A) out += " port " + std::to_string(d.port);
+    return out;
+}
 const char* to_string(proto::BareLineEndings v) {
     return v == proto::BareLineEndings::Reject ? "reject" : "normalise";
 }

@@ -231,6 +231,23 @@ struct Backend {
     std::uint32_t max_connections = 0;
     std::string tls_name;  // the name its certificate must carry; "" = the pool's verify_name
     std::optional<BackendAuth> auth;  // pool.backend.auth
+    // Found by the pool's `discover` (docs/cluster.md): what it came from,
+    // e.g. "mx example.org"; "" for a [[pool.backend]] of the file.
+    std::string discovered_from;
+};
+
+// pool.discover: the pool's backends from DNS (docs/cluster.md). Each MX
+// host's (or SRV target's, or the name's) A and AAAA addresses become
+// backends; refreshed by the answers' TTLs within [min_refresh, max_refresh].
+enum class DiscoverKind { Mx, A, Srv };
+struct Discover {
+    DiscoverKind kind = DiscoverKind::Mx;
+    std::string name;         // lower case, without the final dot
+    std::uint16_t port = 25;  // mx: always 25; a: `port`; srv: each record's
+    Millis min_refresh{30000};
+    Millis max_refresh{3600000};
+    int line = 0;  // where it was given
+    bool operator==(const Discover&) const = default;
 };
 
 struct Pool {
@@ -241,7 +258,8 @@ struct Pool {
     OnUnavailable on_unavailable = OnUnavailable::Tempfail;
     Health health;
     std::vector<Backend> backends;
-    std::uint32_t max_attempts = 3;  // backends tried for one transaction
+    std::optional<Discover> discover;  // more backends from DNS, beside `backends`
+    std::uint32_t max_attempts = 3;    // backends tried for one transaction
     // 8-bit mail to a backend without 8BITMIME: converted to 7-bit MIME
     // (RFC 6152 §3), or, when false, only sent to a backend offering 8BITMIME.
     bool convert_8bit = true;
@@ -363,6 +381,9 @@ const char* to_string(BackendTlsMode v);
 const char* to_string(TlsVersion v);
 const char* to_string(ProxyProtocol v);
 const char* to_string(AuthVerifier v);
+const char* to_string(DiscoverKind v);
+// "mx example.org", "a hubs.example.org port 2525", "srv _smtp._tcp.example.org".
+std::string discover_text(const Discover& d);
 const char* to_string(proto::BareLineEndings v);
 const char* to_string(proto::NulBytes v);
 

@@ -137,7 +137,15 @@ std::string describe(const Config& c) {
           << ", verify_name = " << quoted(p.tls.verify_name)
           << ", min_version = " << quoted(to_string(p.tls.min_version))
           << ", cert = " << quoted(p.tls.cert) << ", key = " << quoted(p.tls.key) << " }\n";
+        if (const auto& dis = p.discover) {
+            o << "discover = { " << to_string(dis->kind) << " = " << quoted(dis->name);
+            if (dis->kind == DiscoverKind::A) o << ", port = " << dis->port;
+            o << ", min_refresh = " << ms(dis->min_refresh)
+              << ", max_refresh = " << ms(dis->max_refresh) << " }\n";
+        }
         for (const auto& b : p.backends) {
+            // The file's configuration: what DNS found is in `smtplb status`.
+            if (!b.discovered_from.empty()) continue;
             o << "\n[[pool.backend]]\n"
               << "name = " << quoted(b.name) << "\n"
               << "address = " << quoted(b.address.to_string()) << "\n"

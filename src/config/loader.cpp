@@ -8,6 +8,7 @@
 #include "config/admin_keys.hpp"
 #include "config/backend_auth.hpp"
 #include "config/bind_conflicts.hpp"
+#include "config/discover_reader.hpp"
 #include "config/limits_reader.hpp"
 #include "config/routes_reader.hpp"
 #include "config/table_reader.hpp"
@@ -404,10 +405,11 @@ void read_pool(TableReader& r, Pool& p) {
     r.integer("xclient_line_limit", p.xclient_line_limit, 512, 65536);
     r.choice("helo_to_backend", p.helo_to_backend,
              {{"smtplb", HeloToBackend::Smtplb}, {"client", HeloToBackend::Client}});
+    read_discover(r, p);
     auto backends = r.tables("backend");
-    if (backends.empty())
+    if (backends.empty() && !p.discover)
         d.error(r.key_path("backend"), r.line_of("backend"),
-                "a pool needs at least one [[pool.backend]]");
+                "a pool needs at least one [[pool.backend]] or a `discover`");
     std::set<std::string> names;
     for (std::size_t i = 0; i < backends.size(); ++i) {
         Backend b;

@@ -37,10 +37,19 @@ enum class DnsStatus {
     TempFail,  // timeout, SERVFAIL, REFUSED, a truncated or unusable answer
 };
 
+// An MX (priority = its preference, port 25) or SRV record's data.
+struct ServiceRecord {
+    std::uint16_t priority = 0;
+    std::uint16_t weight = 0;
+    std::uint16_t port = 25;
+    std::string host;  // without the trailing dot; "" for the root (a null MX)
+};
+
 // One DNS answer as the lookup needs it; io fills it from the packet.
 struct DnsAnswer {
     DnsStatus status = DnsStatus::TempFail;
     std::vector<std::string> names;             // PTR targets, without the trailing dot
+    std::vector<ServiceRecord> services;        // MX or SRV (pool discovery)
     std::vector<base::IpAddress> addresses;     // A or AAAA
     std::optional<std::uint32_t> ttl;           // the smallest TTL of those records
     std::optional<std::uint32_t> negative_ttl;  // from the SOA of a negative answer (RFC 2308)

@@ -58,7 +58,9 @@ struct PoolCapabilities {
     bool verified_tls = false;  // [pool.tls] verifies every backend
 
     void add(const BackendCapabilities& backend);
-    bool all_known() const { return known == backends; }
+    // An empty pool (from DNS, before its first answer) knows nothing: what
+    // it will have may have anything, and nothing is refused for good.
+    bool all_known() const { return backends > 0 && known == backends; }
     bool smtputf8_possible() const { return smtputf8 > 0 || !all_known(); }
     bool eightbitmime_possible() const { return eightbitmime > 0 || !all_known(); }
     bool requiretls_possible() const { return verified_tls && (requiretls > 0 || !all_known()); }

@@ -30,6 +30,7 @@
 namespace smtplb::io {
 
 class Listener;
+class Discoverer;
 
 // Everything one running configuration needs: pools, routes, listeners,
 // backend connections, the tracking log. Its own work (accepting, probes,
@@ -113,6 +114,10 @@ class Balancer {
         for (auto& r : client_names_)
             r = resolver;
     }
+    // What finds pools' backends in DNS (it outlives generations; each
+    // gets it from the daemon), for status and metrics; null without.
+    void set_discoverer(const Discoverer* discoverer) { discoverer_ = discoverer; }
+    const Discoverer* discoverer() const { return discoverer_; }
     const BackendTlsContexts& backend_tls() const { return backend_tls_; }
     TrackingLog& tracking() { return *tracking_; }
     // The daemon's start time and reloads: handed on from `previous`.
@@ -169,6 +174,7 @@ class Balancer {
     std::unique_ptr<SpoolDeliverer> deliverer_;
     HealthChecker health_;
     EventLog event_log_;
+    const Discoverer* discoverer_ = nullptr;
     bool stopped_ = false;
     std::atomic<std::uint64_t> session_ids_ = 0;
 };

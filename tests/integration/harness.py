@@ -30,13 +30,16 @@ SMTPLB = None  # set by main()
 class Sink:
     """`smtplb sink` recording each message it accepts as a JSON line."""
 
-    def __init__(self, workdir, name, faults=(), extra=(), port=None, strict=False):
+    def __init__(self, workdir, name, faults=(), extra=(), port=None, strict=False,
+                 host="127.0.0.1"):
         """strict: XCLIENT as Postfix's smtpd allows it (`--xclient-strict`):
-        only while the current client is authorised (127.0.0.1/32)."""
+        only while the current client is authorised (127.0.0.1/32).
+        host: the loopback address it listens on."""
         self.port = port or free_port()
+        self.host = host
         self.name = name
         self.record = os.path.join(workdir, f"{name}.jsonl")
-        args = [SMTPLB, "sink", "--listen", f"127.0.0.1:{self.port}", "--record", self.record,
+        args = [SMTPLB, "sink", "--listen", f"{host}:{self.port}", "--record", self.record,
                 "--hostname", f"{name}.test"] + (["--xclient-strict"] if strict else [])
         for f in faults:
             args += ["--fault", f]
@@ -46,7 +49,7 @@ class Sink:
 
     def start(self):
         self.process.start()
-        wait_for_port(self.port, proc=self.process.proc)
+        wait_for_port(self.port, host=self.host, proc=self.process.proc)
         return self
 
     def stop(self):

@@ -1,11 +1,7 @@
-#include <openssl/rand.h>
-
-#include <array>
 #include <unordered_map>
 
 #include "io/front/client_names.hpp"
-#include "io/front/dns_packets.hpp"
-#include "io/runtime/deadline.hpp"
+#include "io/front/dns_exchange.hpp"
 
 // Last: with ldns.h first, clang (clang-tidy) fails to parse libstdc++
 // headers in this file.
@@ -78,56 +74,9 @@ class UdpClientNameResolver final : public ClientNameResolver,
         pending->signal.cancel();
     }
 
-    // Asks `question` of the first server and, when it does not answer in
-    // its share of the time or answers with a temporary failure, of the
-    // next one (the same one when there is only one). `later` attempts of
-    // another question follow and get their share of what is left.
     awaitable<core::DnsAnswer> ask(const DnsQuestion& question, Steady::time_point deadline,
                                    int later) {
-        core::DnsAnswer failed;  // TempFail
-        if (settings_.servers.empty()) co_return failed;
-        for (int attempt = 0; attempt < 2; ++attempt) {
-            auto now = Steady::now();
-            if (now >= deadline) break;
-            auto share = (deadline - now) / (2 - attempt + later);
-            const auto& server = settings_.servers[attempt % settings_.servers.size()];
-            auto answer =
-                co_await exchange(server, question, std::chrono::duration_cast<Millis>(share));
-            if (answer && answer->status != core::DnsStatus::TempFail) co_return *answer;
-        }
-        co_return failed;
-    }
-
-    // One query over UDP from a socket of its own (a random source port,
-    // and connected: only that server's datagrams arrive); nothing when no
-    // reply to it came within `timeout`.
-    awaitable<std::optional<core::DnsAnswer>> exchange(const udp::endpoint& server,
-                                                       const DnsQuestion& question,
-                                                       Millis timeout) {
-        udp::socket socket(executor_);
-        error_code ec;
-        socket.open(server.protocol(), ec);
-        if (!ec) socket.connect(server, ec);
-        std::uint16_t id = 0;
-        if (RAND_bytes(reinterpret_cast<unsigned char*>(&id), sizeof id) != 1)
-            co_return std::nullopt;
-        auto query = dns_query(question, id);
-        if (ec || query.empty()) co_return std::nullopt;
-        Alarm alarm(executor_, std::max(timeout, Millis(1)), [&socket] {
-            error_code ignored;
-            socket.cancel(ignored);
-        });
-        auto [send_ec, sent] = co_await socket.async_send(asio::buffer(query), use_nothrow);
-        if (send_ec) co_return std::nullopt;
-        std::array<std::uint8_t, kDnsUdpSize> buffer;
-        for (;;) {
-            // Errors end the attempt: the timeout's cancel, or an ICMP
-            // "port unreachable" reported on the connected socket.
-            auto [read_ec, n] = co_await socket.async_receive(asio::buffer(buffer), use_nothrow);
-            if (read_ec) co_return std::nullopt;
-            auto answer = dns_answer(std::span(buffer.data(), n), question, id);
-            if (answer) co_return answer;  // else not ours: wait on
-        }
+        co_return co_await ask_dns(executor_, settings_.servers, question, deadline, later);
     }
 
     asio::any_io_executor executor_;

@@ -23,6 +23,34 @@ bool same_name(const ldns_rdf* a, const ldns_rdf* b) {
            ldns_rdf_get_type(b) == LDNS_RDF_TYPE_DNAME && ldns_dname_compare(a, b) == 0;
 }
 
+std::optional<std::uint16_t> number16(const ldns_rdf* rdf) {
+    if (!rdf || ldns_rdf_size(rdf) != 2) return std::nullopt;
+    return ldns_rdf2native_int16(rdf);
+}
+
+// An MX (preference, exchange) or SRV (priority, weight, port, target).
+bool service_record(const ldns_rr* rr, std::uint16_t type, core::DnsAnswer& out) {
+    bool mx = type == kDnsTypeMx;
+    std::size_t fields = mx ? 2 : 4;
+    if (ldns_rr_rd_count(rr) < fields) return false;
+    const ldns_rdf* host = ldns_rr_rdf(rr, fields - 1);
+    if (!host || ldns_rdf_get_type(host) != LDNS_RDF_TYPE_DNAME) return false;
+    core::ServiceRecord record;
+    auto priority = number16(ldns_rr_rdf(rr, 0));
+    if (!priority) return false;
+    record.priority = *priority;
+    if (!mx) {
+        auto weight = number16(ldns_rr_rdf(rr, 1));
+        auto port = number16(ldns_rr_rdf(rr, 2));
+        if (!weight || !port) return false;
+        record.weight = *weight;
+        record.port = *port;
+    }
+    record.host = dname_text(host);
+    out.services.push_back(std::move(record));
+    return true;
+}
+
 // The records of `type` for `name`, following at most a few CNAMEs.
 void collect(const ldns_rr_list* answers, const ldns_rdf* name, std::uint16_t type,
              core::DnsAnswer& out) {
@@ -42,7 +70,9 @@ void collect(const ldns_rr_list* answers, const ldns_rdf* name, std::uint16_t ty
             }
             if (rr_type != type) continue;
             bool used = false;
-            if (type == kDnsTypePtr && ldns_rdf_get_type(data) == LDNS_RDF_TYPE_DNAME) {
+            if (type == kDnsTypeMx || type == kDnsTypeSrv) {
+                used = service_record(rr, type, out);
+            } else if (type == kDnsTypePtr && ldns_rdf_get_type(data) == LDNS_RDF_TYPE_DNAME) {
                 out.names.push_back(dname_text(data));
                 used = true;
             } else if (type == kDnsTypeA || type == kDnsTypeAaaa) {
@@ -57,7 +87,7 @@ void collect(const ldns_rr_list* answers, const ldns_rdf* name, std::uint16_t ty
             }
             if (used) out.ttl = std::min(out.ttl.value_or(UINT32_MAX), ldns_rr_ttl(rr));
         }
-        if (!out.names.empty() || !out.addresses.empty()) return;
+        if (!out.names.empty() || !out.addresses.empty() || !out.services.empty()) return;
         current = next;
     }
 }
@@ -119,13 +149,14 @@ std::optional<core::DnsAnswer> dns_answer(std::span<const std::uint8_t> reply,
 
     core::DnsAnswer answer;
     collect(ldns_pkt_answer(raw), name.get(), question.type, answer);
-    bool records = !answer.names.empty() || !answer.addresses.empty();
+    bool records = !answer.names.empty() || !answer.addresses.empty() || !answer.services.empty();
     answer.status =
         core::answer_status(static_cast<int>(ldns_pkt_get_rcode(raw)), ldns_pkt_tc(raw), records);
     if (answer.status == core::DnsStatus::NoName) answer.negative_ttl = negative_ttl(raw);
     if (answer.status != core::DnsStatus::Ok) {
         answer.names.clear();
         answer.addresses.clear();
+        answer.services.clear();
         answer.ttl.reset();
     }
     return answer;

@@ -14,11 +14,13 @@ namespace smtplb::io {
 // A domain name as text, without the root's final dot ("" for none).
 std::string dname_text(const ldns_struct_rdf* rdf);
 
-// DNS messages for the client name lookups, built and read with ldns (the
+// DNS messages for the client name lookups and pool discovery, built and read with ldns (the
 // I/O is the caller's): one question, recursion desired, EDNS0 with room
 // for 1232 bytes.
 inline constexpr std::uint16_t kDnsTypeA = 1;
 inline constexpr std::uint16_t kDnsTypePtr = 12;
+inline constexpr std::uint16_t kDnsTypeMx = 15;
+inline constexpr std::uint16_t kDnsTypeSrv = 33;
 inline constexpr std::uint16_t kDnsTypeAaaa = 28;
 inline constexpr std::size_t kDnsUdpSize = 1232;
 

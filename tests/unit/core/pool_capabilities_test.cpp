@@ -38,7 +38,10 @@ TEST(PoolCapabilities, SmtpUtf8IsPossibleUnlessEveryBackendIsKnownWithoutIt) {
     // Never reached yet: it may have it, so it is tried (as before).
     EXPECT_TRUE(
         core::pool_capabilities({known(false), BackendCapabilities{}}, false).smtputf8_possible());
-    EXPECT_TRUE(core::pool_capabilities({}, false).all_known());
+    // An empty pool (from DNS, before its first answer) knows nothing, so
+    // refuses nothing for good (docs/cluster.md).
+    EXPECT_FALSE(core::pool_capabilities({}, false).all_known());
+    EXPECT_TRUE(core::pool_capabilities({}, false).smtputf8_possible());
 }
 
 TEST(PoolCapabilities, RefusalsAreTheOnesABackendWouldGive) {

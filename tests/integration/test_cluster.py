@@ -48,7 +48,7 @@ class Cluster(WorkdirTestCase):
     def setUp(self):
         super().setUp()
         self.redis = RedisServer(self.workdir, free_port()).start()
-        self.addCleanup(self.redis.kill)
+        self.addCleanup(lambda: self.redis.kill())  # the one running at the end
         self.sinks = dict(zip(("hub1", "hub2"), self.start_sinks("hub1", "hub2")))
         self.nodes = {}
         for name in ("node-a", "node-b"):
@@ -71,7 +71,7 @@ class Cluster(WorkdirTestCase):
     def post(self, node, path):
         request = urllib.request.Request(
             f"http://127.0.0.1:{self.nodes[node].admin_port()}/api/v1/backends/{path}",
-            method="POST", data=b"")
+            method="POST", data=b"{}", headers={"Content-Type": "application/json"})
         with urllib.request.urlopen(request, timeout=10) as r:
             return json.load(r)
 

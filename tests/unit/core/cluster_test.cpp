@@ -65,7 +65,7 @@ TEST(ClusterBackoff, DoublesUpToTheMaximumAndResets) {
 }
 
 TEST(ClusterLinkState, LogsEachSwitchOnceAndTheReturnWithItsLength) {
-    testing::FakeClock clock;
+    smtplb::testing::FakeClock clock;
     LinkState link;
     auto first = link.connected(clock.now(), "127.0.0.1:6379");
     ASSERT_TRUE(first);
@@ -88,7 +88,7 @@ TEST(ClusterLinkState, LogsEachSwitchOnceAndTheReturnWithItsLength) {
 }
 
 TEST(ClusterLinkState, NeverReachedIsOneDownLine) {
-    testing::FakeClock clock;
+    smtplb::testing::FakeClock clock;
     LinkState link;
     EXPECT_TRUE(link.lost(clock.now(), "r", "refused"));
     EXPECT_FALSE(link.lost(clock.now(), "r", "refused"));

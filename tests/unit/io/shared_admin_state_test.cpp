@@ -11,7 +11,7 @@
 
 using namespace smtplb;
 using namespace std::chrono_literals;
-using testing::MockRedisClient;
+using smtplb::testing::MockRedisClient;
 
 namespace {
 
@@ -70,7 +70,7 @@ struct Fixture : ::testing::Test {
 
     io::asio::io_context io;
     config::Config config;
-    testing::FakeClock clock;
+    smtplb::testing::FakeClock clock;
     std::unique_ptr<io::Balancer> balancer;
     MockRedisClient* redis = nullptr;
     std::unique_ptr<io::SharedAdminState> shared;

@@ -39,8 +39,8 @@ redis = "127.0.0.1:6379"
 node_name = "node-a"
 )";
 
-struct Fixture : ::testing::Test {
-    Fixture() {
+struct SharedAdminStateTest : ::testing::Test {
+    SharedAdminStateTest() {
         auto loaded = config::load_string(kConfig, "test");
         EXPECT_TRUE(loaded.config) << loaded.diagnostics.format("test");
         config = *loaded.config;
@@ -53,7 +53,7 @@ struct Fixture : ::testing::Test {
         shared->attach(*balancer);
         shared->start();
     }
-    ~Fixture() override {
+    ~SharedAdminStateTest() override {
         shared.reset();
         balancer.reset();
     }
@@ -79,7 +79,7 @@ struct Fixture : ::testing::Test {
 
 }  // namespace
 
-TEST_F(Fixture, ADrainHereIsAppliedAtOnceThenWrittenAndAnnounced) {
+TEST_F(SharedAdminStateTest, ADrainHereIsAppliedAtOnceThenWrittenAndAnnounced) {
     redis->go_up();
     ASSERT_EQ(redis->sent.size(), 1u);  // the re-read on connecting
     EXPECT_EQ(redis->answer(MockRedisClient::hash({}))[0], "HGETALL");
@@ -94,7 +94,7 @@ TEST_F(Fixture, ADrainHereIsAppliedAtOnceThenWrittenAndAnnounced) {
     EXPECT_EQ(redis->channel, "smtplb:admin:changes");
 }
 
-TEST_F(Fixture, AnAnnouncementMakesItReadTheHashAndRedisWins) {
+TEST_F(SharedAdminStateTest, AnAnnouncementMakesItReadTheHashAndRedisWins) {
     redis->go_up();
     redis->answer(MockRedisClient::hash({}));
     redis->publish("node-b hubs/hub2");
@@ -113,7 +113,7 @@ TEST_F(Fixture, AnAnnouncementMakesItReadTheHashAndRedisWins) {
     EXPECT_EQ(state("hub2"), core::AdminState::Enabled);
 }
 
-TEST_F(Fixture, AReadOvertakenByALocalChangeIsNotApplied) {
+TEST_F(SharedAdminStateTest, AReadOvertakenByALocalChangeIsNotApplied) {
     redis->go_up();
     // The read issued on connecting is still in flight when hub1 is drained here.
     std::string error;
@@ -122,7 +122,7 @@ TEST_F(Fixture, AReadOvertakenByALocalChangeIsNotApplied) {
     EXPECT_EQ(state("hub1"), core::AdminState::Drain);
 }
 
-TEST_F(Fixture, WithoutRedisTheStateStaysLocalAndTheSwitchIsLoggedOnce) {
+TEST_F(SharedAdminStateTest, WithoutRedisTheStateStaysLocalAndTheSwitchIsLoggedOnce) {
     redis->go_down("Connection refused");
     redis->go_down("Connection refused");
     redis->go_down("Connection refused");
@@ -145,14 +145,14 @@ TEST_F(Fixture, WithoutRedisTheStateStaysLocalAndTheSwitchIsLoggedOnce) {
     EXPECT_EQ(state("hub2"), core::AdminState::Drain);
 }
 
-TEST_F(Fixture, ATimedOutReadIsCountedAndChangesNothing) {
+TEST_F(SharedAdminStateTest, ATimedOutReadIsCountedAndChangesNothing) {
     redis->go_up();
     redis->answer(MockRedisClient::timeout());
     EXPECT_EQ(shared->stats()->request_timeouts.load(), 1u);
     EXPECT_EQ(state("hub1"), core::AdminState::Enabled);
 }
 
-TEST_F(Fixture, AReloadedGenerationIsBroughtUpToDateAndTheOldOneNoLongerShares) {
+TEST_F(SharedAdminStateTest, AReloadedGenerationIsBroughtUpToDateAndTheOldOneNoLongerShares) {
     redis->go_up();
     redis->answer(MockRedisClient::hash({}));
     auto next = std::make_unique<io::Balancer>(io, config, nullptr, balancer.get());

@@ -7,10 +7,12 @@ build_packages=(
   build-essential cmake ninja-build ccache pkg-config
   libboost1.81-dev libboost-json1.81-dev libssl-dev
   libtomlplusplus-dev libcli11-dev libgtest-dev libgmock-dev libbenchmark-dev libldns-dev libre2-dev libgmime-3.0-dev
+  libhiredis-dev
 )
 test_packages=(
   python3 postfix swaks libnet-ssleay-perl openssl dovecot-core nsd clang clang-tidy libclang-rt-14-dev systemd chromium
   prometheus librsvg2-bin iproute2 nftables iptables python3-jsonschema logrotate
+  redis-server redis-tools
 )
 bench_packages=(haproxy nginx libnginx-mod-mail)
 

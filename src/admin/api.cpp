@@ -256,6 +256,15 @@ std::string status_json(io::Balancer& balancer, const RunInfo* run) {
     root["probes_run"] = balancer.health().probes_run();
     if (auto* spool = balancer.spool()) root["spool"] = spool_summary(*spool);
     root["limits"] = limits_json(balancer.limits(), balancer.clock().now(), kStatusTop);
+    if (const auto& stats = balancer.cluster_stats()) {  // [cluster] (docs/cluster.md)
+        json::object cluster;
+        cluster["node"] = balancer.config().cluster.node_name;
+        cluster["redis"] = balancer.config().cluster.redis_text;
+        cluster["redis_up"] = stats->redis_up.load();
+        cluster["admin_changes_from_redis"] = stats->admin_applied.load();
+        cluster["admin_changes_local_only"] = stats->admin_local_only.load();
+        root["cluster"] = std::move(cluster);
+    }
     return json::serialize(root) + "\n";
 }
 

@@ -369,6 +369,34 @@ void discovery_metrics(PrometheusText& m, const io::Discoverer& discoverer) {
                  static_cast<double>(d->failures()));
 }
 
+// [cluster]: the link to Redis and what went through it (docs/cluster.md).
+void cluster_metrics(PrometheusText& m, const core::cluster::ClusterStats& c) {
+    m.family("smtplb_cluster_redis_up", "gauge",
+             "1 while this node is connected to the cluster's Redis (and subscribed), else 0.");
+    m.sample("smtplb_cluster_redis_up", {}, c.redis_up ? 1 : 0);
+    m.family("smtplb_cluster_redis_switches_total", "counter",
+             "Switches of the link to Redis: to=down when it was lost or could not be made "
+             "(local admin state from then on), to=up when it was made (Redis's state read).");
+    m.sample("smtplb_cluster_redis_switches_total", {{"to", "down"}},
+             static_cast<double>(c.switched_down));
+    m.sample("smtplb_cluster_redis_switches_total", {{"to", "up"}},
+             static_cast<double>(c.switched_up));
+    m.family("smtplb_cluster_requests_failed_total", "counter",
+             "Redis requests that failed, by reason: timeout (past [cluster] timeout) or error "
+             "(an error reply, or no connection).");
+    m.sample("smtplb_cluster_requests_failed_total", {{"reason", "timeout"}},
+             static_cast<double>(c.request_timeouts));
+    m.sample("smtplb_cluster_requests_failed_total", {{"reason", "error"}},
+             static_cast<double>(c.request_errors));
+    m.family("smtplb_cluster_admin_changes_total", "counter",
+             "Backend admin changes: from=redis (set through another node, applied here), "
+             "local_only (set here while Redis was unreachable: not shared).");
+    m.sample("smtplb_cluster_admin_changes_total", {{"from", "redis"}},
+             static_cast<double>(c.admin_applied));
+    m.sample("smtplb_cluster_admin_changes_total", {{"from", "local_only"}},
+             static_cast<double>(c.admin_local_only));
+}
+
 }  // namespace
 
 std::string metrics_text(io::Balancer& balancer) {
@@ -381,6 +409,7 @@ std::string metrics_text(io::Balancer& balancer) {
     tracking_log_metrics(m, balancer.tracking());
     limit_metrics(m, balancer.limits());
     if (const auto* discoverer = balancer.discoverer()) discovery_metrics(m, *discoverer);
+    if (const auto& cluster = balancer.cluster_stats()) cluster_metrics(m, *cluster);
     return m.text();
 }
 

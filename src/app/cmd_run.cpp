@@ -16,6 +16,8 @@
 #include "config/loader.hpp"
 #include "io/balancer.hpp"
 #include "io/discovery/discoverer.hpp"
+#include "io/cluster/hiredis_client.hpp"
+#include "io/cluster/shared_admin_state.hpp"
 #include "io/front/listener.hpp"
 #include "systemd.hpp"
 #include "transparent_privilege.hpp"
@@ -67,6 +69,13 @@ void log_listening(const io::Listener& listener) {
                   {{"listener", c.name}, {"certificate", c.tls.cert}, {"days_left", days}});
 }
 
+// What of [cluster] a reload cannot change (the password too, unprinted).
+std::string cluster_settings(const config::Cluster& c) {
+    if (!c.enabled) return "";
+    return c.redis_text + "\n" + c.password + "\n" + c.node_name + "\n" + c.key_prefix + "\n" +
+           std::to_string(c.timeout.count());
+}
+
 // Why the daemon ends, for its last line (event=stopped).
 struct Ending {
     std::string reason = "exited";
@@ -97,6 +106,10 @@ struct Daemon {
     // Pools' backends from DNS: above generations, it keeps what it found
     // across reloads and has a new generation built when that changes.
     std::unique_ptr<io::Discoverer> discoverer;
+    // [cluster]: the admin state shared through Redis; after `current`, so
+    // that it is gone (detached) before the generations are.
+    base::SystemClock clock;
+    std::unique_ptr<io::SharedAdminState> cluster;
     std::uint64_t last_number = 1;
     // Set by shut_down(), which from then on alone releases generations.
     bool stopping = false;
@@ -167,6 +180,9 @@ admin::ReloadOutcome Daemon::reload_now() {
                   {{"address", old_admin},
                    {"reason", "server.admin changes take effect at the next start"}});
     loops.set_busy_poll(std::chrono::microseconds(loaded.config->server.busy_poll_us));
+    if (cluster_settings(loaded.config->cluster) != cluster_settings(running.config().cluster))
+        log_event("cluster_unchanged",
+                  {{"reason", "[cluster] changes take effect at the next start"}});
     if (loaded.config->server.threads != loops.size())
         log_event("threads_unchanged",
                   {{"threads", std::to_string(loops.size())},
@@ -216,6 +232,7 @@ void Daemon::replace(std::unique_ptr<io::Balancer> next) {
     retiring.push_back(std::move(current));
     current = Generation{std::move(next), ++last_number};
     if (admin_server) admin_server->set_balancer(*current.balancer);
+    if (cluster) cluster->attach(*current.balancer);
     io::asio::co_spawn(io, release(old_number), io::asio::detached);
 }
 
@@ -309,6 +326,10 @@ io::awaitable<void> Daemon::shut_down(std::chrono::milliseconds grace) {
     stopping = true;  // from here on, only this releases generations
     if (discoverer) discoverer->stop();
     if (admin_server) admin_server->stop();
+    if (cluster) {  // the other nodes go on without this one
+        cluster->stop();
+        cluster->detach();
+    }
     auto generations = all();
     // Each generation's parts stop as they registered: idle sessions are
     // told 421 4.3.2 at once, those in a transaction get server.
@@ -358,6 +379,25 @@ void raise_file_limit(const config::Config& config) {
                   {{"limit", std::to_string(limit.rlim_cur)},
                    {"wanted", std::to_string(wanted)},
                    {"hint", "raise LimitNOFILE (systemd) or ulimit -n, or lower max_connections"}});
+}
+
+// [cluster]: the Redis link and the shared admin state, on the first loop
+// (where the admin API runs). Mail never waits for it.
+void start_cluster(Daemon& daemon, const config::Cluster& c) {
+    if (!c.enabled) return;
+    io::HiredisSettings settings;
+    settings.redis = c.redis;
+    settings.password = c.password;
+    settings.timeout = c.timeout;
+    auto client = std::make_unique<io::HiredisClient>(daemon.io.get_executor(), settings);
+    daemon.cluster = std::make_unique<io::SharedAdminState>(
+        c, std::move(client), daemon.clock, [](const std::string& line) { base::log_line(line); });
+    daemon.cluster->attach(*daemon.current.balancer);
+    daemon.cluster->start();
+    log_event("cluster_starting", {{"node", c.node_name},
+                                   {"redis", c.redis_text},
+                                   {"hash", daemon.cluster->hash_key()},
+                                   {"channel", daemon.cluster->channel()}});
 }
 
 // SIGUSR1: the tracking log is opened again (after logrotate renamed it).
@@ -435,6 +475,7 @@ int serve(const std::string& path, Ending& ending) {
     for (const auto& l : first.listeners())
         log_listening(*l);
     daemon.discover(first.config());
+    start_cluster(daemon, result.config->cluster);
     // Type=notify: ready once every listener is bound. The watchdog
     // keep-alive comes from the event loop itself, so a stuck loop is seen.
     notify_systemd("READY=1\nSTATUS=accepting mail");

@@ -332,8 +332,23 @@ struct Route {
     bool serves(const std::string& listener) const;
 };
 
+// [cluster]: several nodes sharing administrative state in Redis
+// (docs/cluster.md). Absent, nothing of it exists.
+struct Cluster {
+    bool enabled = false;  // the table is in the file
+    base::HostPort redis;  // numeric address and port
+    std::string redis_text;
+    std::string password_file;
+    std::string password;   // the file's first line; never logged or printed
+    bool tls = false;       // refused for now ("not supported yet")
+    std::string node_name;  // default: the machine's host name
+    Millis timeout{5};      // each request's deadline
+    std::string key_prefix = "smtplb";
+};
+
 struct Config {
     Server server;
+    Cluster cluster;
     Spool spool;
     std::vector<Listener> listeners;
     std::vector<Pool> pools;

@@ -53,6 +53,14 @@ std::string describe(const Config& c) {
       << "delay_warning_time = " << ms(c.spool.delay_warning_time) << "\n"
       << "bounce_size_limit = " << bytes(c.spool.bounce_size_limit) << "\n"
       << "received_header = " << (c.spool.received_header ? "true" : "false") << "\n";
+    if (c.cluster.enabled)  // the password itself is never printed
+        o << "\n[cluster]\n"
+          << "redis = " << quoted(c.cluster.redis_text) << "\n"
+          << "password_file = " << quoted(c.cluster.password_file) << "\n"
+          << "tls = " << (c.cluster.tls ? "true" : "false") << "\n"
+          << "node_name = " << quoted(c.cluster.node_name) << "\n"
+          << "timeout = " << ms(c.cluster.timeout) << "\n"
+          << "key_prefix = " << quoted(c.cluster.key_prefix) << "\n";
     for (const auto& l : c.listeners) {
         o << "\n[[listener]]\n"
           << "name = " << quoted(l.name) << "\n"

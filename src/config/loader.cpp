@@ -9,6 +9,7 @@
 #include "config/backend_auth.hpp"
 #include "config/bind_conflicts.hpp"
 #include "config/discover_reader.hpp"
+#include "config/cluster_reader.hpp"
 #include "config/limits_reader.hpp"
 #include "config/routes_reader.hpp"
 #include "config/table_reader.hpp"
@@ -495,6 +496,10 @@ LoadResult load_string(const std::string& text, const std::string& source_name) 
         const auto* spool = r.table("spool");
         TableReader spr(spool ? *spool : no_spool, "spool", d);
         read_spool(spr, c.spool);
+        if (const auto* cluster = r.table("cluster")) {
+            TableReader cr(*cluster, "cluster", d);
+            read_cluster(cr, c.cluster);
+        }
         read_each(r, "listener", c.listeners, read_listener);
         read_each(r, "pool", c.pools, read_pool);
         read_each(r, "route", c.routes, read_route);

@@ -46,6 +46,7 @@ Balancer::Balancer(asio::io_context& io, const config::Config& config,
             spool_->counters() = previous->spool_->counters();
     }
     if (spool_) spool_->set_event_log(event_log_);
+    if (previous) cluster_stats_ = previous->cluster_stats_;
     if (previous && config::describe_limits(previous->config_.limits) ==
                         config::describe_limits(config_.limits)) {
         limits_ = previous->limits_;
@@ -191,7 +192,7 @@ bool Balancer::start(std::string& error, Balancer* previous) {
 }
 
 bool Balancer::set_backend_state(const std::string& pool_name, const std::string& backend,
-                                 core::AdminState state, std::string& error) {
+                                 core::AdminState state, std::string& error, AdminOrigin origin) {
     auto* p = pool(pool_name);
     if (!p) {
         error = "no pool named \"" + pool_name + "\"";
@@ -208,6 +209,8 @@ bool Balancer::set_backend_state(const std::string& pool_name, const std::string
     if (state != core::AdminState::Enabled)
         on_each_cache([p, backend = *index](ConnectionCache& c) { c.close_idle(*p, backend); });
     if (before == core::AdminState::Maintenance && state != before) health_.probe_now(*p, *index);
+    // Applied here first: mail never waits for the other nodes to hear of it.
+    if (origin == AdminOrigin::Here && admin_hook_) admin_hook_(pool_name, backend, state);
     return true;
 }
 

@@ -10,6 +10,7 @@
 #include "base/clock.hpp"
 #include "base/random.hpp"
 #include "config/config.hpp"
+#include "core/cluster/shared_admin.hpp"
 #include "core/limits/limit_set.hpp"
 #include "core/pool.hpp"
 #include "core/router.hpp"
@@ -72,9 +73,23 @@ class Balancer {
     core::Pool* pool(const std::string& name);
     const core::Pool* pool(const std::string& name) const;
     // drain | maintenance | enable one backend; false with a reason when
-    // the pool or backend does not exist.
+    // the pool or backend does not exist. A change made here (the admin
+    // API) is told to the admin hook, one that came from the cluster is not.
+    enum class AdminOrigin { Here, Cluster };
     bool set_backend_state(const std::string& pool, const std::string& backend,
-                           core::AdminState state, std::string& error);
+                           core::AdminState state, std::string& error,
+                           AdminOrigin origin = AdminOrigin::Here);
+    // Who shares admin changes made here with the other nodes ([cluster]).
+    using AdminHook = std::function<void(const std::string& pool, const std::string& backend,
+                                         core::AdminState state)>;
+    void set_admin_hook(AdminHook hook) { admin_hook_ = std::move(hook); }
+    // The cluster link's counters for /metrics; null without [cluster].
+    void set_cluster_stats(std::shared_ptr<core::cluster::ClusterStats> stats) {
+        cluster_stats_ = std::move(stats);
+    }
+    const std::shared_ptr<core::cluster::ClusterStats>& cluster_stats() const {
+        return cluster_stats_;
+    }
     // Where health transitions and other events go; stderr by default.
     using EventLog = std::function<void(const std::string& line)>;
     void set_event_log(EventLog log);
@@ -175,6 +190,8 @@ class Balancer {
     HealthChecker health_;
     EventLog event_log_;
     const Discoverer* discoverer_ = nullptr;
+    AdminHook admin_hook_;
+    std::shared_ptr<core::cluster::ClusterStats> cluster_stats_;
     bool stopped_ = false;
     std::atomic<std::uint64_t> session_ids_ = 0;
 };

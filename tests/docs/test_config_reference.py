@@ -46,6 +46,7 @@ BASE_TABLES = [
                                                               'concurrent_transactions = 1']),
     ("route", "[[route]]", ['recipient_domain = "example.org"', 'pool = "hubs"']),
     ("limit", "[[limit]]", ['name = "per-sender"', 'key = "sender"', 'messages = "10/1m"']),
+    ("cluster", "[cluster]", ['redis = "127.0.0.1:6379"']),
 ]
 
 

@@ -1,0 +1,121 @@
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
+
+#include "config/cluster_reader.hpp"
+#include "config/describe.hpp"
+#include "config/loader.hpp"
+#include "unit/config/diagnostic_matchers.hpp"
+
+using namespace smtplb::config;
+using namespace std::chrono_literals;
+
+namespace {
+
+const std::string kBase = R"(
+[[listener]]
+name = "internet"
+bind = "127.0.0.1:2525"
+accepted_domains = ["example.net"]
+pool = "hubs"
+
+[[pool]]
+name = "hubs"
+[[pool.backend]]
+name = "hub1"
+address = "127.0.0.1:2601"
+)";
+
+LoadResult load(const std::string& cluster) {
+    return load_string(kBase + cluster, "test.toml");
+}
+
+::testing::AssertionResult fails(const std::string& cluster, const std::string& path,
+                                 const std::string& text) {
+    return test_support::refused_with(load(cluster), path, text);
+}
+
+}  // namespace
+
+TEST(ClusterLoader, AbsentMeansNoCluster) {
+    auto r = load("");
+    ASSERT_TRUE(r.config);
+    EXPECT_FALSE(r.config->cluster.enabled);
+    EXPECT_EQ(describe(*r.config).find("[cluster]"), std::string::npos);
+}
+
+TEST(ClusterLoader, DefaultsAndKeys) {
+    auto r = load("[cluster]\nredis = \"127.0.0.1:6379\"\n");
+    ASSERT_TRUE(r.config) << r.diagnostics.format("test.toml");
+    const auto& c = r.config->cluster;
+    EXPECT_TRUE(c.enabled);
+    EXPECT_EQ(c.redis.host, "127.0.0.1");
+    EXPECT_EQ(c.redis.port, 6379);
+    EXPECT_EQ(c.timeout, 5ms);
+    EXPECT_EQ(c.node_name, machine_hostname());
+    EXPECT_EQ(c.key_prefix, "smtplb");
+    EXPECT_FALSE(c.tls);
+
+    r = load(
+        "[cluster]\nredis = \"[::1]:6380\"\nnode_name = \"mx2\"\ntimeout = \"20ms\"\n"
+        "key_prefix = \"mail:lb\"\n");
+    ASSERT_TRUE(r.config) << r.diagnostics.format("test.toml");
+    EXPECT_EQ(r.config->cluster.redis.port, 6380);
+    EXPECT_EQ(r.config->cluster.node_name, "mx2");
+    EXPECT_EQ(r.config->cluster.timeout, 20ms);
+    EXPECT_EQ(r.config->cluster.key_prefix, "mail:lb");
+}
+
+TEST(ClusterLoader, RefusesWhatItCannotUse) {
+    EXPECT_TRUE(fails("[cluster]\nnode_name = \"a\"\n", "cluster.redis", "is required"));
+    EXPECT_TRUE(fails("[cluster]\nredis = \"redis.example.net:6379\"\n", "cluster.redis",
+                      "numeric address"));
+    EXPECT_TRUE(fails("[cluster]\nredis = \"127.0.0.1\"\n", "cluster.redis", "ADDRESS:PORT"));
+    EXPECT_TRUE(
+        fails("[cluster]\nredis = \"127.0.0.1:6379\"\ntimeout = \"0ms\"\n", "cluster.timeout", ""));
+    EXPECT_TRUE(
+        fails("[cluster]\nredis = \"127.0.0.1:6379\"\ntimeout = \"5s\"\n", "cluster.timeout", ""));
+    EXPECT_TRUE(fails("[cluster]\nredis = \"127.0.0.1:6379\"\nnode_name = \"a b\"\n",
+                      "cluster.node_name", "letters, digits"));
+    EXPECT_TRUE(fails("[cluster]\nredis = \"127.0.0.1:6379\"\nkey_prefix = \"\"\n",
+                      "cluster.key_prefix", "letters, digits"));
+    EXPECT_TRUE(fails("[cluster]\nredis = \"127.0.0.1:6379\"\nredis_typo = 1\n",
+                      "cluster.redis_typo", "unknown key"));
+}
+
+TEST(ClusterLoader, SentinelsAndTlsAreNotSupportedYet) {
+    EXPECT_TRUE(fails("[cluster]\nredis = \"127.0.0.1:6379\"\nsentinels = [\"127.0.0.1:26379\"]\n",
+                      "cluster.sentinels", "not supported yet"));
+    EXPECT_TRUE(fails("[cluster]\nredis = \"127.0.0.1:6379\"\nmaster_name = \"mymaster\"\n",
+                      "cluster.master_name", "not supported yet"));
+    EXPECT_TRUE(fails("[cluster]\nredis = \"127.0.0.1:6379\"\ntls = true\n", "cluster.tls",
+                      "not supported yet"));
+    auto r = load("[cluster]\nredis = \"127.0.0.1:6379\"\ntls = false\n");
+    EXPECT_TRUE(r.config);
+}
+
+TEST(ClusterLoader, ThePasswordIsReadButNeverPrintedOrQuoted) {
+    char path[] = "/tmp/smtplb-redis-passXXXXXX";
+    int fd = ::mkstemp(path);
+    ASSERT_GE(fd, 0);
+    ::close(fd);
+    std::ofstream(path) << "s3cret-redis-password\n";
+    auto r = load(std::string("[cluster]\nredis = \"127.0.0.1:6379\"\npassword_file = \"") + path +
+                  "\"\n");
+    ASSERT_TRUE(r.config) << r.diagnostics.format("test.toml");
+    EXPECT_EQ(r.config->cluster.password, "s3cret-redis-password");
+    auto text = describe(*r.config);
+    EXPECT_NE(text.find("password_file = \"" + std::string(path) + "\""), std::string::npos);
+    EXPECT_EQ(text.find("s3cret"), std::string::npos);
+    std::ofstream(path) << "\n";
+    r = load(std::string("[cluster]\nredis = \"127.0.0.1:6379\"\npassword_file = \"") + path +
+             "\"\n");
+    EXPECT_FALSE(r.config);
+    EXPECT_EQ(r.diagnostics.format("test.toml").find("s3cret"), std::string::npos);
+    ::unlink(path);
+    EXPECT_TRUE(fails(
+        std::string("[cluster]\nredis = \"127.0.0.1:6379\"\npassword_file = \"") + path + "\"\n",
+        "cluster.password_file", "cannot read"));
+}

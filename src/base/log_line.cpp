@@ -73,7 +73,7 @@ LogLevel level_of(std::string_view line) {
           "spool_bounce", "config_warning", "certificate_expiring", "admin_tls_unchanged",
           "discovery_failed", "discovery_empty", "discovery_not_applied",
           "cluster_redis_down", "cluster_unchanged", "cluster_admin_unreadable",
-          "cluster_admin_local_only"})
+          "cluster_admin_local_only", "cluster_node_gone", "cluster_node_config_differs"})
         if (name == e) return LogLevel::Warn;
     if (name == "health")
         return line.find(" to=up") == std::string_view::npos ? LogLevel::Warn : LogLevel::Info;

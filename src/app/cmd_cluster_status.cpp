@@ -48,15 +48,17 @@ void print_cluster(const json::object& root) {
                     text_of(n.if_contains("sessions")).c_str(),
                     n.at("messages_per_second").to_number<double>());
     }
-    std::printf("(* this node; %s alive of %zu; a gone node's key expired or its heartbeat is "
-                "older than %s)\n",
-                text_of(root.if_contains("live_nodes")).c_str(), nodes.size(),
-                age_text(root.at("expiry_ms").to_number<std::int64_t>()).c_str());
+    std::printf(
+        "(* this node; %s alive of %zu; a gone node's key expired or its heartbeat is "
+        "older than %s)\n",
+        text_of(root.if_contains("live_nodes")).c_str(), nodes.size(),
+        age_text(root.at("expiry_ms").to_number<std::int64_t>()).c_str());
     if (differing)
-        std::printf("%zu node(s) run a configuration whose digest differs from the majority's "
-                    "(%s) or this node's (%s)\n",
-                    differing, text_of(root.if_contains("majority_digest")).c_str(),
-                    text_of(root.if_contains("digest")).c_str());
+        std::printf(
+            "%zu node(s) run a configuration whose digest differs from the majority's "
+            "(%s) or this node's (%s)\n",
+            differing, text_of(root.if_contains("majority_digest")).c_str(),
+            text_of(root.if_contains("digest")).c_str());
     // Each node's view of each backend: one row per backend, one column per node.
     std::map<std::string, std::map<std::string, std::string>> opinions;  // backend -> node -> text
     std::vector<std::string> reasons;
@@ -67,7 +69,8 @@ void print_cluster(const json::object& root) {
         names.push_back(node);
         for (const auto& bv : n.at("backends").as_array()) {
             const auto& b = bv.as_object();
-            std::string key = text_of(b.if_contains("pool")) + "/" + text_of(b.if_contains("backend"));
+            std::string key =
+                text_of(b.if_contains("pool")) + "/" + text_of(b.if_contains("backend"));
             opinions[key][node] = opinion_text(b);
             if (text_of(b.if_contains("health")) != "up")
                 if (const auto* r = b.if_contains("reason"))

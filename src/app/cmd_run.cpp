@@ -11,16 +11,14 @@
 #include "admin/http_server.hpp"
 #include "base/log_line.hpp"
 #include "base/text.hpp"
+#include "cluster_nodes.hpp"
 #include "commands.hpp"
 #include "config/changes.hpp"
 #include "config/loader.hpp"
 #include "io/balancer.hpp"
 #include "io/discovery/discoverer.hpp"
-#include "admin/cluster_api.hpp"
 #include "io/cluster/hiredis_client.hpp"
-#include "io/cluster/node_registry.hpp"
 #include "io/cluster/shared_admin_state.hpp"
-#include "io/cluster/shared_persistence.hpp"
 #include "io/front/listener.hpp"
 #include "systemd.hpp"
 #include "transparent_privilege.hpp"
@@ -113,11 +111,7 @@ struct Daemon {
     // that it is gone (detached) before the generations are.
     base::SystemClock clock;
     std::unique_ptr<io::SharedAdminState> cluster;
-    // [cluster]: the node registry and the shared source_ip persistence,
-    // over a Redis link of their own (their channel is not the admin one).
-    std::unique_ptr<io::HiredisClient> nodes_link;
-    std::unique_ptr<io::NodeRegistry> registry;
-    std::unique_ptr<io::SharedPersistence> sticks;
+    std::unique_ptr<ClusterNodes> nodes;  // the node registry, shared sticks
     std::uint64_t last_number = 1;
     // Set by shut_down(), which from then on alone releases generations.
     bool stopping = false;
@@ -241,8 +235,7 @@ void Daemon::replace(std::unique_ptr<io::Balancer> next) {
     current = Generation{std::move(next), ++last_number};
     if (admin_server) admin_server->set_balancer(*current.balancer);
     if (cluster) cluster->attach(*current.balancer);
-    if (registry) registry->attach(*current.balancer);
-    if (sticks) sticks->attach(*current.balancer);
+    if (nodes) nodes->attach(*current.balancer);
     io::asio::co_spawn(io, release(old_number), io::asio::detached);
 }
 
@@ -340,12 +333,7 @@ io::awaitable<void> Daemon::shut_down(std::chrono::milliseconds grace) {
         cluster->stop();
         cluster->detach();
     }
-    if (registry) {  // its key expires: the others see it gone
-        registry->stop();
-        registry->detach();
-    }
-    if (sticks) sticks->detach();
-    if (nodes_link) nodes_link->stop();
+    if (nodes) nodes->stop();  // its key expires: the others see it gone
     auto generations = all();
     // Each generation's parts stop as they registered: idle sessions are
     // told 421 4.3.2 at once, those in a transaction get server.
@@ -397,31 +385,6 @@ void raise_file_limit(const config::Config& config) {
                    {"hint", "raise LimitNOFILE (systemd) or ulimit -n, or lower max_connections"}});
 }
 
-// [cluster]: the node registry and the shared source_ip persistence, on
-// the first loop too (docs/cluster.md, "Nodes").
-void start_registry(Daemon& daemon, const config::Cluster& c, const io::HiredisSettings& settings) {
-    daemon.nodes_link = std::make_unique<io::HiredisClient>(daemon.io.get_executor(), settings);
-    daemon.registry = std::make_unique<io::NodeRegistry>(
-        c, *daemon.nodes_link, daemon.io.get_executor(), daemon.clock, admin::smtplb_version(),
-        [](const core::cluster::RegistryEvent& e) {
-            std::vector<std::pair<const char*, std::string>> fields;
-            for (const auto& [key, value] : e.fields)
-                fields.emplace_back(key.c_str(), value);
-            log_event(e.event, fields);
-        });
-    daemon.sticks = std::make_unique<io::SharedPersistence>(
-        c, *daemon.nodes_link, daemon.io.get_executor(), daemon.registry->stats());
-    daemon.registry->attach(*daemon.current.balancer);
-    daemon.sticks->attach(*daemon.current.balancer);
-    daemon.nodes_link->start();
-    daemon.registry->start();
-    log_event("cluster_registry_starting",
-              {{"node", c.node_name},
-               {"key", daemon.registry->node_key(c.node_name)},
-               {"digest", daemon.registry->digest()},
-               {"sticks_channel", daemon.sticks->channel()}});
-}
-
 // [cluster]: the Redis link and the shared admin state, on the first loop
 // (where the admin API runs). Mail never waits for it.
 void start_cluster(Daemon& daemon, const config::Cluster& c) {
@@ -439,7 +402,8 @@ void start_cluster(Daemon& daemon, const config::Cluster& c) {
                                    {"redis", c.redis_text},
                                    {"hash", daemon.cluster->hash_key()},
                                    {"channel", daemon.cluster->channel()}});
-    start_registry(daemon, c, settings);
+    daemon.nodes = start_cluster_nodes(daemon.io.get_executor(), c, settings, daemon.clock,
+                                       *daemon.current.balancer);
 }
 
 // SIGUSR1: the tracking log is opened again (after logrotate renamed it).

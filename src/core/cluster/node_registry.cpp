@@ -8,7 +8,8 @@ namespace smtplb::core::cluster {
 namespace {
 
 std::string trim(std::string_view s) {
-    while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+    while (!s.empty() && (s.front() == ' ' || s.front() == '\t'))
+        s.remove_prefix(1);
     while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r'))
         s.remove_suffix(1);
     return std::string(s);
@@ -25,8 +26,8 @@ const std::vector<std::string>& per_node_keys() {
     // are (names, addresses they bind or send from), where they keep their
     // files, and how big the machine is.
     static const std::vector<std::string> keys{
-        "server.hostname",  "server.state_dir",  "server.tracking_log",
-        "server.admin",     "server.threads",    "server.busy_poll_us",
+        "server.hostname",   "server.state_dir", "server.tracking_log",
+        "server.admin",      "server.threads",   "server.busy_poll_us",
         "cluster.node_name", "listener.bind",    "listener.source_address",
     };
     return keys;
@@ -103,18 +104,16 @@ std::vector<RegistryEvent> NodeTable::observe(const std::vector<Heartbeat>& foun
             continue;
         }
         if (now_alive && !known.logged_alive)
-            events.push_back({"cluster_node_joined",
-                              {{"node", name},
-                               {"version", known.last.version},
-                               {"digest", known.last.digest}}});
+            events.push_back(
+                {"cluster_node_joined",
+                 {{"node", name}, {"version", known.last.version}, {"digest", known.last.digest}}});
         if (!now_alive && known.logged_alive)
             events.push_back({"cluster_node_gone",
                               {{"node", name},
                                {"last_heartbeat_ms", ms_text(now - known.changed_at)},
                                {"reason", known.key_present ? "heartbeat_stale" : "key_expired"}}});
         known.logged_alive = now_alive;
-        const bool differs =
-            now_alive && !self_digest.empty() && known.last.digest != self_digest;
+        const bool differs = now_alive && !self_digest.empty() && known.last.digest != self_digest;
         if (differs && known.logged_digest != known.last.digest)
             events.push_back({"cluster_node_config_differs",
                               {{"node", name},

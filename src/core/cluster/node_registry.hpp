@@ -51,7 +51,7 @@ struct NodeView {
     Heartbeat last;  // its last heartbeat read
     bool alive = false;
     bool self = false;
-    base::Clock::Duration age{};   // since its heartbeat last changed, as seen here
+    base::Clock::Duration age{};  // since its heartbeat last changed, as seen here
     bool differs_from_majority = false;
     bool differs_from_self = false;
 };
@@ -107,7 +107,7 @@ class NodeTable {
 struct RegistryStats {
     std::atomic<std::size_t> live_nodes{1};
     std::atomic<std::size_t> known_nodes{1};
-    base::Counter heartbeats = 0;         // written and acknowledged
+    base::Counter heartbeats = 0;          // written and acknowledged
     base::Counter heartbeat_failures = 0;  // not written (Redis away, timeout, error)
     base::Counter reads_failed = 0;        // the nodes' heartbeats could not be read
     base::Counter sticks_shared = 0;       // source_ip sticks made here, written to Redis

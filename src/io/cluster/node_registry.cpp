@@ -86,9 +86,8 @@ std::string running_config_digest(const config::Config& config) {
     // the `discover` setting, which describe() prints, is compared.
     auto copy = config;
     for (auto& pool : copy.pools)
-        std::erase_if(pool.backends, [](const config::Backend& b) {
-            return !b.discovered_from.empty();
-        });
+        std::erase_if(pool.backends,
+                      [](const config::Backend& b) { return !b.discovered_from.empty(); });
     return core::cluster::config_digest(config::describe(copy));
 }
 
@@ -163,8 +162,7 @@ core::cluster::Heartbeat NodeRegistry::heartbeat() {
             delivered += b.counters.delivered;
             std::string reason;
             if (const auto& change = b.health.last_change()) reason = change->reason;
-            h.backends.push_back({pool->name(), b.config.name,
-                                  core::to_string(b.health.state()),
+            h.backends.push_back({pool->name(), b.config.name, core::to_string(b.health.state()),
                                   core::to_string(b.health.admin()),
                                   b.health.accepts_new(clock_.now()), reason});
         }

@@ -50,13 +50,13 @@ void SharedPersistence::attach(Balancer& balancer) {
     for (const auto& pool : balancer.pools()) {
         if (!pool->persistent()) continue;
         // On whichever loop picked, under the pool's lock: hand it off.
-        pool->set_stick_hook([this, alive = std::weak_ptr<bool>(alive_), executor = executor_,
-                              name = pool->name()](const std::string& client,
-                                                   const std::string& backend) {
-            asio::post(executor, [this, alive, name, client, backend] {
-                if (!alive.expired()) made_here(name, client, backend);
+        pool->set_stick_hook(
+            [this, alive = std::weak_ptr<bool>(alive_), executor = executor_, name = pool->name()](
+                const std::string& client, const std::string& backend) {
+                asio::post(executor, [this, alive, name, client, backend] {
+                    if (!alive.expired()) made_here(name, client, backend);
+                });
             });
-        });
     }
 }
 
@@ -74,8 +74,9 @@ void SharedPersistence::made_here(const std::string& pool, const std::string& cl
         return;
     }
     const auto* p = balancer_ ? balancer_->pool(pool) : nullptr;
-    auto ttl = p ? std::chrono::duration_cast<std::chrono::milliseconds>(p->config().persistence_ttl)
-                 : std::chrono::milliseconds(0);
+    auto ttl =
+        p ? std::chrono::duration_cast<std::chrono::milliseconds>(p->config().persistence_ttl)
+          : std::chrono::milliseconds(0);
     if (ttl.count() <= 0) return;
     auto alive = std::weak_ptr<bool>(alive_);
     client_.command({"SET", stick_key(pool, client), backend, "PX", std::to_string(ttl.count())},

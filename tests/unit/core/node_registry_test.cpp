@@ -57,7 +57,8 @@ TEST(ConfigDigest, LeavesOutPerNodeKeysOnly) {
     d.replace(d.find("name = \"in\""), 11, "name = \"up\"");
     EXPECT_NE(config_digest(a), config_digest(d));
     // "name" under [[listener]] is not "node_name" under [cluster].
-    EXPECT_NE(config_digest("[listener]\nname = \"a\"\n"), config_digest("[listener]\nname = \"b\"\n"));
+    EXPECT_NE(config_digest("[listener]\nname = \"a\"\n"),
+              config_digest("[listener]\nname = \"b\"\n"));
 }
 
 TEST(NodeTable, ANodeIsGoneAfterItsExpiryWhenItsKeyGoesOrItsHeartbeatStops) {
@@ -127,8 +128,8 @@ TEST(NodeTable, FlagsADigestThatDiffersFromTheMajorityAndFromThisNode) {
     EXPECT_FALSE(find(view, "mx1")->differs_from_majority);
     // Said once, not every read.
     clock.advance(1s);
-    events = table.observe(
-        {beat("mx1", 2, "aaaa"), beat("mx2", 2, "aaaa"), beat("mx3", 2, "bbbb")}, clock.now());
+    events = table.observe({beat("mx1", 2, "aaaa"), beat("mx2", 2, "aaaa"), beat("mx3", 2, "bbbb")},
+                           clock.now());
     EXPECT_FALSE(has_event(events, "cluster_node_config_differs", "mx3"));
     // This node is the odd one out: the majority is the others', and this
     // node differs from the majority; from its own view the others differ.
@@ -160,8 +161,9 @@ TEST(PoolSticks, ANewStickIsToldAndAnAdoptedOneIsFollowed) {
     }
     core::Pool pool(cfg, clock, random);
     std::vector<std::pair<std::string, std::string>> told;
-    pool.set_stick_hook(
-        [&](const std::string& client, const std::string& backend) { told.emplace_back(client, backend); });
+    pool.set_stick_hook([&](const std::string& client, const std::string& backend) {
+        told.emplace_back(client, backend);
+    });
     auto client = base::IpAddress::parse("192.0.2.10");
     auto first = *pool.pick(client, {});
     ASSERT_EQ(told.size(), 1u);

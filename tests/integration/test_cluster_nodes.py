@@ -21,6 +21,7 @@ import harness
 from harness import Smtplb, WorkdirTestCase, free_port, main, wait_until
 from test_cluster import RedisServer
 
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 NODES = ("node-a", "node-b", "node-c")
 CLIENTS = [f"127.0.0.{i}" for i in range(10, 18)]
 
@@ -87,12 +88,13 @@ class ClusterNodes(WorkdirTestCase):
                 if any(m["client"] == source for m in sink.messages())}
 
     def test_registry_lists_flags_and_forgets(self):
-        def all_listed():
-            nodes = self.listed("node-a")
+        def all_listed(node):
+            nodes = self.listed(node)
             return len(nodes) == 3 and all(n["alive"] for n in nodes.values())
-        wait_until(all_listed, timeout=10, what="node A to list the three nodes alive")
-        # The others list them too, each marking itself.
+        # Each node lists the three, marking itself.
         for name in NODES:
+            wait_until(lambda: all_listed(name), timeout=10,
+                       what=f"{name} to list the three nodes alive")
             nodes = self.listed(name)
             self.assertEqual(sorted(nodes), list(NODES), name)
             self.assertTrue(nodes[name]["self"])
@@ -139,6 +141,19 @@ class ClusterNodes(WorkdirTestCase):
         self.assertRegex(out, r"(?m)^hubs/hub1\s+up\s+up\s+up\s*$")
         self.assertIn('"nodes"', self.status_cluster("node-b", "--json"))
 
+        # The dashboard shows the same (tests/e2e/cluster.mjs, headless Chromium).
+        self.assertIsNotNone(shutil.which("node"), "node is missing")
+        r = subprocess.run(["node", os.path.join(ROOT, "tests/e2e/cluster.mjs"),
+                            f"http://127.0.0.1:{self.nodes['node-a'].admin_port()}/", "3"],
+                           capture_output=True, text=True, timeout=90)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        shown = json.loads(r.stdout)
+        self.assertIn("3 of 3 nodes alive; 1 with a configuration that differs", shown["caption"])
+        rows = {row[0]: row for row in shown["nodes"]}
+        self.assertIn("DIFFERS", rows["node-c"][3])
+        self.assertNotIn("DIFFERS", rows["node-b"][3])
+        self.assertIn(["hubs/hub2", "up", "up", "down"], shown["opinions"])
+
         # node-c killed (SIGKILL: no goodbye): gone once its key expires.
         c = self.nodes["node-c"]
         c.process.proc.kill()
@@ -158,8 +173,9 @@ class ClusterNodes(WorkdirTestCase):
     def test_a_client_sticks_to_one_backend_through_every_node(self):
         wait_until(lambda: len([n for n in self.listed("node-b").values() if n["alive"]]) == 3,
                    timeout=10, what="node B to see the other nodes")
-        wait_until(lambda: all(b["health"] == "up" for b in self.listed("node-a")["node-a"][
-            "backends"]), timeout=10, what="node A's backends up")
+        for name in ("node-a", "node-b"):
+            wait_until(lambda: all(b["health"] == "up" for b in self.listed(name)[name][
+                "backends"]), timeout=10, what=f"{name}'s backends up")
         # node B's round robin one step ahead of node A's: without shared
         # sticks every client below would land elsewhere through node B.
         self.send_from("node-b", "127.0.0.99")

@@ -128,7 +128,7 @@ void NodeRegistry::detach() {
 
 void NodeRegistry::start() {
     running_ = true;
-    tick();
+    arm();  // the first heartbeat a period from now: the link is made meanwhile
 }
 
 void NodeRegistry::stop() {

@@ -52,6 +52,8 @@ class NodeRegistry {
     // sessions and backends go into the heartbeats from now on.
     void attach(Balancer& balancer);
     void detach();
+    // Heartbeats every `interval` from now on, the first one `interval`
+    // from now (the link to Redis is being made meanwhile).
     void start();
     void stop();
     // One heartbeat and one read now (the timer calls it; tests too).

@@ -62,7 +62,7 @@ TEST(ConfigDigest, LeavesOutPerNodeKeysOnly) {
 }
 
 TEST(NodeTable, ANodeIsGoneAfterItsExpiryWhenItsKeyGoesOrItsHeartbeatStops) {
-    testing::FakeClock clock;
+    smtplb::testing::FakeClock clock;
     NodeTable table("mx1", 3s, 1h);
     auto events = table.observe({beat("mx1", 1), beat("mx2", 1), beat("mx3", 1)}, clock.now());
     EXPECT_TRUE(has_event(events, "cluster_node_joined", "mx2"));
@@ -105,7 +105,7 @@ TEST(NodeTable, ANodeIsGoneAfterItsExpiryWhenItsKeyGoesOrItsHeartbeatStops) {
 }
 
 TEST(NodeTable, LiveNodesKeepsTheLastReadsCountWhileRedisIsAway) {
-    testing::FakeClock clock;
+    smtplb::testing::FakeClock clock;
     NodeTable table("mx1", 3s, 1h);
     EXPECT_EQ(table.live_at_last_read(), 1u);  // nothing read yet: this node alone
     table.observe({beat("mx1", 1), beat("mx2", 1), beat("mx3", 1)}, clock.now());
@@ -114,7 +114,7 @@ TEST(NodeTable, LiveNodesKeepsTheLastReadsCountWhileRedisIsAway) {
 }
 
 TEST(NodeTable, FlagsADigestThatDiffersFromTheMajorityAndFromThisNode) {
-    testing::FakeClock clock;
+    smtplb::testing::FakeClock clock;
     NodeTable table("mx1", 3s, 1h);
     auto events = table.observe(
         {beat("mx1", 1, "aaaa"), beat("mx2", 1, "aaaa"), beat("mx3", 1, "bbbb")}, clock.now());
@@ -147,8 +147,8 @@ TEST(NodeTable, FlagsADigestThatDiffersFromTheMajorityAndFromThisNode) {
 }
 
 TEST(PoolSticks, ANewStickIsToldAndAnAdoptedOneIsFollowed) {
-    testing::FakeClock clock;
-    testing::ScriptedRandom random({0});
+    smtplb::testing::FakeClock clock;
+    smtplb::testing::ScriptedRandom random({0});
     config::Pool cfg;
     cfg.name = "p";
     cfg.health.enabled = false;

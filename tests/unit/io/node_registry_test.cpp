@@ -71,7 +71,7 @@ struct NodeRegistryTest : ::testing::Test {
         registry->attach(*balancer);
     }
     io::asio::io_context io;
-    testing::FakeClock clock;
+    smtplb::testing::FakeClock clock;
     config::Config config;
     MockRedisClient redis;
     std::unique_ptr<io::Balancer> balancer;
@@ -118,7 +118,7 @@ TEST_F(NodeRegistryTest, WritesItsHeartbeatAndReadsEveryNodes) {
     redis.up = true;
     registry->tick();
     ASSERT_EQ(redis.sent.size(), 3u);
-    const auto& set = redis.sent[0].args;
+    const auto set = redis.sent[0].args;  // a copy: answered below
     EXPECT_EQ(set[0], "SET");
     EXPECT_EQ(set[1], "smtplb:node:node-a");
     EXPECT_EQ(set[3], "PX");
@@ -175,7 +175,7 @@ TEST_F(NodeRegistryTest, AStickMadeHereIsSharedAndOneMadeElsewhereIsApplied) {
     redis.answer(ok());
     EXPECT_EQ(registry->stats()->sticks_shared.load(), 1u);
     // Its own announcement changes nothing; another node's is applied.
-    redis.publish(redis.sent[0].args[1]);
+    redis.publish(std::string(redis.sent[0].args[2]));  // the PUBLISH above: its own
     redis.publish(io::SharedPersistence::message("node-a", "hubs", "192.0.2.11", "hub2"));
     EXPECT_EQ(registry->stats()->sticks_applied.load(), 0u);
     redis.publish(io::SharedPersistence::message("node-b", "hubs", "192.0.2.11", "hub2"));

@@ -1,8 +1,9 @@
 """Three smtplb nodes and one real redis-server ([cluster], docs/cluster.md
 "Nodes"): every node is listed by `smtplb status --cluster` and
 /api/v1/cluster with its version and digest; a node whose configuration
-differs is flagged; its own view of a backend (down for it only) shows as
-its opinion alone; a node killed with SIGKILL is shown gone after the
+differs is flagged (and no longer once a reload gives it the others'); its
+own view of a backend (down for it only) shows as its opinion alone, in
+the API, the command and the dashboard; a node killed with SIGKILL is shown gone after the
 expiry; and a client address stuck to a backend through node A goes to the
 same backend through node B (shared source_ip persistence)."""
 import json
@@ -37,22 +38,24 @@ class ClusterNodes(WorkdirTestCase):
         self.nodes = {}
         for name in NODES:
             port = free_port()
-            hub2 = self.sinks["hub2"].port if name != "node-c" else dead
             # node-c differs: its hub2 is elsewhere (so its probes find it
             # down while the others find it up), so its digest differs.
-            text = configs.balancer(
-                port, [("hub1", self.sinks["hub1"].port), ("hub2", hub2)],
-                pool_options={"persistence": "source_ip",
-                              "health": {"depth": "connect", "interval": "200ms",
-                                         "down_interval": "200ms", "rise": 1, "fall": 1}},
-                server_options={"admin": "127.0.0.1:0"})
-            text += configs.table("[cluster]", {"redis": f"127.0.0.1:{self.redis.port}",
-                                                "node_name": name, "timeout": "50ms"})
-            lb = Smtplb(self.workdir, text, name=name)
+            lb = Smtplb(self.workdir, self.config_text(name, port, dead if name == "node-c"
+                                                       else self.sinks["hub2"].port), name=name)
             lb.start(port)
             self.addCleanup(lb.stop)
             lb.smtp_port = port
             self.nodes[name] = lb
+
+    def config_text(self, name, port, hub2):
+        text = configs.balancer(
+            port, [("hub1", self.sinks["hub1"].port), ("hub2", hub2)],
+            pool_options={"persistence": "source_ip",
+                          "health": {"depth": "connect", "interval": "200ms",
+                                     "down_interval": "200ms", "rise": 1, "fall": 1}},
+            server_options={"admin": "127.0.0.1:0"})
+        return text + configs.table("[cluster]", {"redis": f"127.0.0.1:{self.redis.port}",
+                                                  "node_name": name, "timeout": "50ms"})
 
     def cluster(self, node):
         url = f"http://127.0.0.1:{self.nodes[node].admin_port()}/api/v1/cluster"
@@ -154,8 +157,23 @@ class ClusterNodes(WorkdirTestCase):
         self.assertNotIn("DIFFERS", rows["node-b"][3])
         self.assertIn(["hubs/hub2", "up", "up", "down"], shown["opinions"])
 
-        # node-c killed (SIGKILL: no goodbye): gone once its key expires.
+        # node-c reloaded with the others' configuration: its next heartbeat
+        # carries their digest, and the flag goes.
         c = self.nodes["node-c"]
+        with open(c.config, "w") as f:
+            f.write(harness.with_test_threads(
+                self.config_text("node-c", c.smtp_port, self.sinks["hub2"].port))
+                .replace("@TRACKING@", c.tracking).replace("@STATE@", self.workdir))
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{c.admin_port()}/api/v1/reload", method="POST", data=b"{}",
+            headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=60) as r:
+            self.assertTrue(json.load(r)["reloaded"])
+        wait_until(lambda: not self.listed("node-a")["node-c"]["digest_differs_from_majority"],
+                   timeout=5, what="node-c's new digest, the others'")
+        self.assertEqual(self.listed("node-a")["node-c"]["digest"], nodes["node-a"]["digest"])
+
+        # node-c killed (SIGKILL: no goodbye): gone once its key expires.
         c.process.proc.kill()
         c.process.proc.wait(timeout=10)
         c.process.proc = None  # nothing left for the cleanup to stop

@@ -3,8 +3,8 @@
 /api/v1/cluster with its version and digest; a node whose configuration
 differs is flagged (and no longer once a reload gives it the others'); its
 own view of a backend (down for it only) shows as its opinion alone, in
-the API, the command and the dashboard; a node killed with SIGKILL is shown gone after the
-expiry; and a client address stuck to a backend through node A goes to the
+the API, the command and the dashboard; a node killed with SIGKILL is
+shown gone after the expiry; and a client address stuck to a backend through node A goes to the
 same backend through node B (shared source_ip persistence)."""
 import json
 import os

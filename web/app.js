@@ -392,6 +392,7 @@ async function refresh() {
   renderListeners(status);
   renderBackends(status, perSecond);
   renderLimits(status);
+  await refreshCluster(status);
   const n = healthCounts(status);
   $("backends-caption").textContent =
     `Backends (${n.total}: ${healthText(n)}; ${n.drain} drained, ${n.maintenance} in maintenance)`;
@@ -410,6 +411,67 @@ async function refresh() {
   if (spoolText) summary += " · " + spoolText;
   $("summary").textContent = summary;
   $("error").textContent = actionError && Date.now() < actionError.until ? actionError.message : "";
+}
+
+// [cluster]: the node registry (GET /api/v1/cluster), one row per node,
+// then each node's opinion of each backend; hidden without a [cluster].
+async function refreshCluster(status) {
+  const section = $("cluster-section");
+  if (!status.cluster) {
+    section.hidden = true;
+    return;
+  }
+  const doc = await api("GET", "/api/v1/cluster");
+  section.hidden = false;
+  const body = document.querySelector("#cluster-nodes tbody");
+  body.replaceChildren();
+  let alive = 0;
+  let differing = 0;
+  for (const n of doc.nodes) {
+    const differs = n.digest_differs_from_majority || n.digest_differs_from_this_node;
+    if (n.alive) alive++;
+    if (n.alive && differs) differing++;
+    const row = body.insertRow();
+    row.className = "node" + (n.alive ? "" : " gone");
+    row.dataset.node = n.name;
+    cell(row, n.name + (n.self ? " (this node)" : ""));
+    cell(row, n.alive ? "alive" : "gone", n.alive ? "state-up" : "state-down");
+    cell(row, n.version);
+    cell(row, n.digest + (differs ? " DIFFERS" : ""), differs ? "state-misconfigured digest" : "digest");
+    cell(row, ago(n.heartbeat_age_ms));
+    cell(row, n.sessions, "num");
+    cell(row, Number(n.messages_per_second).toFixed(1), "num");
+  }
+  $("cluster-caption").textContent = `Cluster (${alive} of ${doc.nodes.length} nodes alive` +
+    (differing ? `; ${differing} with a configuration that differs` : "") + ")";
+  const backends = new Map();  // "pool/backend" -> node -> opinion
+  for (const n of doc.nodes)
+    for (const b of n.backends) {
+      const k = b.pool + "/" + b.backend;
+      if (!backends.has(k)) backends.set(k, new Map());
+      backends.get(k).set(n.name, b);
+    }
+  const head = document.querySelector("#cluster-opinions thead");
+  head.replaceChildren();
+  const hrow = head.insertRow();
+  for (const text of ["backend", ...doc.nodes.map((n) => n.name)]) {
+    const th = document.createElement("th");
+    th.textContent = text;
+    hrow.append(th);
+  }
+  const obody = document.querySelector("#cluster-opinions tbody");
+  obody.replaceChildren();
+  for (const [k, byNode] of [...backends.entries()].sort()) {
+    const row = obody.insertRow();
+    row.dataset.backend = k;
+    cell(row, k);
+    for (const n of doc.nodes) {
+      const b = byNode.get(n.name);
+      const text = b ? b.health + (b.admin !== "enabled" ? "/" + b.admin : "") : "-";
+      const td = cell(row, text, b ? "state-" + b.health : "");
+      if (b && b.reason) td.title = b.reason;
+    }
+  }
 }
 
 function renderLegend() {

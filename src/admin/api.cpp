@@ -1,6 +1,7 @@
 #include "admin/api.hpp"
 
 #include "admin/assets.hpp"
+#include "admin/cluster_api.hpp"
 #include "admin/limits_api.hpp"
 #include "admin/metrics.hpp"
 #include "admin/queue.hpp"
@@ -285,6 +286,8 @@ ApiResponse handle_request(io::Balancer& balancer, const std::string& method,
         if (method != "GET") return error_response(405, "use GET");
         return {200, "application/json", status_json(balancer, run)};
     }
+    if (api && parts.size() == 3 && parts[2] == "cluster")  // the node registry
+        return cluster_request(balancer, method);
     if (api && parts.size() == 3 && parts[2] == "limits") {
         auto q = target.find('?');
         return limits_request(balancer.limits(), method,

@@ -23,6 +23,7 @@ using ReloadHook = std::function<ReloadOutcome()>;
 // response out. The HTTP server and the tests share it.
 //   GET  /metrics (Prometheus text format)
 //   GET  /api/v1/status
+//   GET  /api/v1/cluster (admin/cluster_api.hpp; 404 without [cluster])
 //   GET  /api/v1/limits[?top=N|?key=K][&limit=NAME] (admin/limits_api.hpp)
 //   POST /api/v1/backends/{pool}/{backend}/{drain|maintenance|enable}
 //   POST /api/v1/reload

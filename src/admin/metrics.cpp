@@ -1,5 +1,7 @@
 #include "admin/metrics.hpp"
 
+#include "admin/cluster_api.hpp"
+
 #include <unistd.h>
 
 #include <dirent.h>
@@ -410,7 +412,9 @@ std::string metrics_text(io::Balancer& balancer) {
     limit_metrics(m, balancer.limits());
     if (const auto* discoverer = balancer.discoverer()) discovery_metrics(m, *discoverer);
     if (const auto& cluster = balancer.cluster_stats()) cluster_metrics(m, *cluster);
-    return m.text();
+    auto text = m.text();
+    if (const auto* registry = balancer.node_registry()) text += registry_metrics_text(*registry);
+    return text;
 }
 
 }  // namespace smtplb::admin

@@ -11,6 +11,7 @@
 #include "admin/http_server.hpp"
 #include "base/log_line.hpp"
 #include "base/text.hpp"
+#include "cluster_nodes.hpp"
 #include "commands.hpp"
 #include "config/changes.hpp"
 #include "config/loader.hpp"
@@ -110,6 +111,7 @@ struct Daemon {
     // that it is gone (detached) before the generations are.
     base::SystemClock clock;
     std::unique_ptr<io::SharedAdminState> cluster;
+    std::unique_ptr<ClusterNodes> nodes;  // the node registry, shared sticks
     std::uint64_t last_number = 1;
     // Set by shut_down(), which from then on alone releases generations.
     bool stopping = false;
@@ -233,6 +235,7 @@ void Daemon::replace(std::unique_ptr<io::Balancer> next) {
     current = Generation{std::move(next), ++last_number};
     if (admin_server) admin_server->set_balancer(*current.balancer);
     if (cluster) cluster->attach(*current.balancer);
+    if (nodes) nodes->attach(*current.balancer);
     io::asio::co_spawn(io, release(old_number), io::asio::detached);
 }
 
@@ -330,6 +333,7 @@ io::awaitable<void> Daemon::shut_down(std::chrono::milliseconds grace) {
         cluster->stop();
         cluster->detach();
     }
+    if (nodes) nodes->stop();  // its key expires: the others see it gone
     auto generations = all();
     // Each generation's parts stop as they registered: idle sessions are
     // told 421 4.3.2 at once, those in a transaction get server.
@@ -398,6 +402,8 @@ void start_cluster(Daemon& daemon, const config::Cluster& c) {
                                    {"redis", c.redis_text},
                                    {"hash", daemon.cluster->hash_key()},
                                    {"channel", daemon.cluster->channel()}});
+    daemon.nodes = start_cluster_nodes(daemon.io.get_executor(), c, settings, daemon.clock,
+                                       *daemon.current.balancer);
 }
 
 // SIGUSR1: the tracking log is opened again (after logrotate renamed it).

@@ -35,12 +35,16 @@ struct AdminOptions {
     // the configuration has admin_tls (trusting its certificate).
     std::string tls_ca;
     bool json = false;
+    bool cluster = false;  // status --cluster: the node registry
     std::chrono::milliseconds timeout{5000};
     // reload: the daemon's process, sent SIGHUP when its configuration has
     // no admin API (systemd's $MAINPID).
     int pid = 0;
 };
 int run_status(const AdminOptions& options);
+// status --cluster: the nodes of the daemon's [cluster] and each one's view
+// of the backends (admin API: GET /api/v1/cluster).
+int run_cluster_status(const AdminOptions& options);
 // The [[limit]]s of a running daemon and the keys nearest them, or one
 // key's state (admin API: GET /api/v1/limits).
 struct LimitsOptions {

@@ -92,6 +92,8 @@ int run_command_line(int argc, char** argv) {
     status->add_option("--config,-c", admin_options.config_path,
                        "Take the admin address from this configuration");
     status->add_flag("--json", admin_options.json, "Print the API's JSON document");
+    status->add_flag("--cluster", admin_options.cluster,
+                     "Show the cluster's nodes and each one's view of the backends ([cluster])");
     smtplb::app::LimitsOptions limits_options;
     auto* limits = app.add_subcommand(
         "limits",
@@ -223,7 +225,9 @@ int run_command_line(int argc, char** argv) {
         return smtplb::app::run_report(report_options);
     }
 
-    if (*status) return smtplb::app::run_status(admin_options);
+    if (*status)
+        return admin_options.cluster ? smtplb::app::run_cluster_status(admin_options)
+                                     : smtplb::app::run_status(admin_options);
     if (*limits) {
         limits_options.top_given = limits_top->count() > 0;
         return smtplb::app::run_limits_command(admin_options, limits_options);

@@ -66,6 +66,7 @@ LogLevel level_of(std::string_view line) {
           "logs_reopen_failed"})
         if (name == e) return LogLevel::Error;
     // Something is wrong or refused, the daemon goes on.
+    if (name == "cluster_node_gone" || name == "cluster_node_config_differs") return LogLevel::Warn;
     for (std::string_view e :
          {"reload_refused", "admin_unchanged", "threads_unchanged", "file_limit_low",
           "backend_warning", "backend_connections_at_max", "connection_wait_timeout",

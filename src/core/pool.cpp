@@ -188,11 +188,30 @@ std::optional<std::size_t> Pool::pick(const std::optional<base::IpAddress>& clie
             if (candidates_.empty()) break;
             std::size_t chosen = scheduler_->choose(backends_, candidates_, key);
             if (!take(chosen)) continue;  // passed over now: the others of the tier
-            if (persistence_ && client) persistence_->remember(client_key, chosen);
+            if (persistence_ && client) {
+                persistence_->remember(client_key, chosen);
+                if (stick_hook_) stick_hook_(client_key, backends_[chosen].config.name);
+            }
             return chosen;
         }
     }
     return std::nullopt;
+}
+
+void Pool::set_stick_hook(StickHook hook) {
+    std::lock_guard guard(mutex_);
+    stick_hook_ = std::move(hook);
+}
+
+bool Pool::adopt_stick(const std::string& client, const std::string& backend) {
+    std::lock_guard guard(mutex_);
+    if (!persistence_) return false;
+    for (std::size_t i = 0; i < backends_.size(); ++i)
+        if (backends_[i].config.name == backend) {
+            persistence_->remember(client, i);
+            return true;
+        }
+    return false;
 }
 
 std::optional<ShapingBlock> Pool::shape_recipient(std::size_t backend, std::string_view domain,

@@ -138,6 +138,18 @@ class Pool {
     void set_health_log(HealthLog log) { health_log_ = std::move(log); }
     const base::Clock& clock() const { return clock_; }
 
+    // Shared source_ip persistence ([cluster], docs/cluster.md): told each
+    // new stick (client address -> backend name) this pool makes, not the
+    // ones it only keeps using. Called under the pool's lock from any event
+    // loop: the hook must only hand the stick off (post it), never wait.
+    using StickHook = std::function<void(const std::string& client, const std::string& backend)>;
+    void set_stick_hook(StickHook hook);
+    // A stick another node made: this pool's next pick for `client` goes
+    // to that backend while it may take the transaction. False when the
+    // pool has no source_ip persistence or no such backend.
+    bool adopt_stick(const std::string& client, const std::string& backend);
+    bool persistent() const { return persistence_.has_value(); }
+
     const config::Pool& config() const { return config_; }
     const std::string& name() const { return config_.name; }
     std::vector<BackendState>& backends() { return backends_; }
@@ -158,6 +170,7 @@ class Pool {
     std::vector<std::uint32_t> tiers_;  // distinct priorities, ascending
     std::unique_ptr<Scheduler> scheduler_;
     std::optional<PersistenceTable> persistence_;
+    StickHook stick_hook_;
     HealthLog health_log_;
     SlotFreed slot_freed_;
     SlotFreed spool_slot_freed_;

@@ -32,6 +32,7 @@ namespace smtplb::io {
 
 class Listener;
 class Discoverer;
+class NodeRegistry;
 
 // Everything one running configuration needs: pools, routes, listeners,
 // backend connections, the tracking log. Its own work (accepting, probes,
@@ -90,6 +91,10 @@ class Balancer {
     const std::shared_ptr<core::cluster::ClusterStats>& cluster_stats() const {
         return cluster_stats_;
     }
+    // The node registry ([cluster], docs/cluster.md "Nodes"), for the API
+    // and /metrics; null without [cluster]. Owned by the daemon.
+    void set_node_registry(const NodeRegistry* registry) { node_registry_ = registry; }
+    const NodeRegistry* node_registry() const { return node_registry_; }
     // Where health transitions and other events go; stderr by default.
     using EventLog = std::function<void(const std::string& line)>;
     void set_event_log(EventLog log);
@@ -192,6 +197,7 @@ class Balancer {
     const Discoverer* discoverer_ = nullptr;
     AdminHook admin_hook_;
     std::shared_ptr<core::cluster::ClusterStats> cluster_stats_;
+    const NodeRegistry* node_registry_ = nullptr;
     bool stopped_ = false;
     std::atomic<std::uint64_t> session_ids_ = 0;
 };

@@ -1,0 +1,48 @@
+#include "cluster_nodes.hpp"
+
+#include "admin/cluster_api.hpp"
+#include "base/log_line.hpp"
+#include "base/text.hpp"
+
+namespace smtplb::app {
+
+void ClusterNodes::attach(io::Balancer& balancer) {
+    registry->attach(balancer);
+    sticks->attach(balancer);
+}
+
+void ClusterNodes::stop() {
+    registry->stop();
+    registry->detach();
+    sticks->detach();
+    link->stop();
+}
+
+std::unique_ptr<ClusterNodes> start_cluster_nodes(const io::asio::any_io_executor& executor,
+                                                  const config::Cluster& cluster,
+                                                  const io::HiredisSettings& settings,
+                                                  const base::Clock& clock,
+                                                  io::Balancer& balancer) {
+    auto nodes = std::make_unique<ClusterNodes>();
+    nodes->link = std::make_unique<io::HiredisClient>(executor, settings);
+    nodes->registry = std::make_unique<io::NodeRegistry>(
+        cluster, *nodes->link, executor, clock, admin::smtplb_version(),
+        [](const core::cluster::RegistryEvent& e) {
+            std::string line = "event=" + e.event;
+            for (const auto& [key, value] : e.fields)
+                line += " " + key + "=" + base::logfmt_value(value);
+            base::log_line(base::level_of(line), line);
+        });
+    nodes->sticks = std::make_unique<io::SharedPersistence>(cluster, *nodes->link, executor,
+                                                            nodes->registry->stats());
+    nodes->attach(balancer);
+    nodes->link->start();
+    nodes->registry->start();
+    base::log_line("event=cluster_registry_starting node=" + base::logfmt_value(cluster.node_name) +
+                   " key=" + base::logfmt_value(nodes->registry->node_key(cluster.node_name)) +
+                   " digest=" + nodes->registry->digest() +
+                   " sticks_channel=" + base::logfmt_value(nodes->sticks->channel()));
+    return nodes;
+}
+
+}  // namespace smtplb::app

@@ -16,7 +16,7 @@
 #include "config/loader.hpp"
 #include "io/balancer.hpp"
 #include "io/cluster/hiredis_client.hpp"
-#include "io/cluster/sentinel_client.hpp"
+#include "io/cluster/hiredis_sentinel.hpp"
 #include "io/cluster/shared_admin_state.hpp"
 #include "io/discovery/discoverer.hpp"
 #include "io/front/listener.hpp"
@@ -382,51 +382,6 @@ void raise_file_limit(const config::Config& config) {
                    {"hint", "raise LimitNOFILE (systemd) or ulimit -n, or lower max_connections"}});
 }
 
-// Redis Sentinel: hiredis clients for the sentinels (short deadlines: each
-// is asked in turn) and for whichever master they name.
-std::unique_ptr<io::SentinelClient> make_sentinel_client(const io::asio::any_io_executor& executor,
-                                                         const config::Cluster& c,
-                                                         const io::HiredisSettings& settings) {
-    io::SentinelSettings s;
-    s.sentinels = c.sentinels;
-    s.master_name = c.master_name;
-    auto factory = [executor, settings, sentinel_password = c.sentinel_password](
-                       const base::HostPort& at, bool to_sentinel) {
-        auto mine = settings;
-        mine.redis = at;
-        if (to_sentinel) {
-            mine.password = sentinel_password;
-            mine.timeout = std::chrono::milliseconds(200);
-            mine.connect_timeout = std::chrono::milliseconds(500);
-        }
-        return std::make_unique<io::HiredisClient>(executor, mine);
-    };
-    return std::make_unique<io::SentinelClient>(executor, s, factory);
-}
-
-// The master's moves: logged, counted, shown by status.
-void watch_master(io::SentinelClient& client,
-                  const std::shared_ptr<core::cluster::ClusterStats>& stats,
-                  const std::string& node) {
-    client.on_master_change([stats, node](const std::string& from, const std::string& to,
-                                          const std::string& reason) {
-        stats->set_master(to);
-        if (from.empty()) {
-            log_event("cluster_master_found", {{"node", node}, {"master", to}, {"reason", reason}});
-            return;
-        }
-        ++stats->master_changes;
-        log_event("cluster_master_changed",
-                  {{"node", node}, {"old", from}, {"new", to}, {"reason", reason}});
-    });
-    client.on_unanswered([node](const std::string& reason) {
-        log_event("cluster_master_unknown",
-                  {{"node", node},
-                   {"reason", reason},
-                   {"note", "no sentinel named the master: asking again"}});
-    });
-}
-
 // [cluster]: the Redis link and the shared admin state, on the first loop
 // (where the admin API runs). Mail never waits for it.
 void start_cluster(Daemon& daemon, const config::Cluster& c) {
@@ -439,7 +394,7 @@ void start_cluster(Daemon& daemon, const config::Cluster& c) {
     std::unique_ptr<io::RedisClient> client;
     io::SentinelClient* sentinel = nullptr;
     if (c.uses_sentinels()) {
-        auto made = make_sentinel_client(executor, c, settings);
+        auto made = io::make_hiredis_sentinel_client(executor, c, settings);
         sentinel = made.get();
         client = std::move(made);
     } else {
@@ -447,7 +402,9 @@ void start_cluster(Daemon& daemon, const config::Cluster& c) {
     }
     daemon.cluster = std::make_unique<io::SharedAdminState>(
         c, std::move(client), daemon.clock, [](const std::string& line) { base::log_line(line); });
-    if (sentinel) watch_master(*sentinel, daemon.cluster->stats(), c.node_name);
+    if (sentinel)
+        io::report_master_moves(*sentinel, daemon.cluster->stats(), c.node_name,
+                                [](const std::string& line) { base::log_line(line); });
     daemon.cluster->attach(*daemon.current.balancer);
     daemon.cluster->start();
     log_event("cluster_starting", {{"node", c.node_name},

@@ -21,6 +21,9 @@ std::optional<base::HostPort> address(const std::string& host, const std::string
 }
 
 constexpr Millis kRoleRetry{100};
+// How long after a +switch-master a sentinel naming the old master is
+// taken as not yet told (they learn of it from each other within seconds).
+constexpr Millis kSwitchSettles{10000};
 
 }  // namespace
 
@@ -171,6 +174,8 @@ void SentinelClient::ask(std::size_t asked, std::string why, std::string failure
     if (!running_) return;
     if (asked == sentinels_.size()) {
         discovering_ = false;
+        // Something changed meanwhile (a sentinel came up): a round at once.
+        if (rediscover_) return discover(why);
         if (!unanswered_logged_ && unanswered_) unanswered_(failures);
         unanswered_logged_ = true;
         later(settings_.retry, [this, why] { discover(why); });
@@ -182,10 +187,13 @@ void SentinelClient::ask(std::size_t asked, std::string why, std::string failure
         {"SENTINEL", "get-master-addr-by-name", settings_.master_name},
         [this, index, asked, why, failures, switches](const RedisReply& reply) {
             auto found = master_address(reply);
-            if (!found) {
-                auto what = reply.kind == RedisReply::Kind::Nil ? "does not know the master"
-                            : reply.text.empty()                ? "gave no address"
-                                                                : reply.text;
+            bool stale = found && switched_from_ && same_address(*found, *switched_from_) &&
+                         std::chrono::steady_clock::now() < switched_at_ + kSwitchSettles;
+            if (!found || stale) {
+                auto what = stale ? "names the master before the switch"
+                            : reply.kind == RedisReply::Kind::Nil ? "does not know the master"
+                            : reply.text.empty()                  ? "gave no address"
+                                                                  : reply.text;
                 auto failed = failures + (failures.empty() ? "" : "; ") +
                               settings_.sentinels[index].to_string() + ": " + what;
                 return ask(asked + 1, why, failed);
@@ -280,6 +288,10 @@ void SentinelClient::switch_message(const std::string& message) {
     auto change = parse_switch_master(message);
     if (!change || change->name != settings_.master_name) return;
     ++switches_;  // a sentinel's answer still on its way is older
+    // The sentinels learn of a failover one after the other: for a while
+    // one may still name the old master, which must not take the node back.
+    switched_from_ = change->from;
+    switched_at_ = std::chrono::steady_clock::now();
     use_master(change->to, "+switch-master from the sentinels");
 }
 

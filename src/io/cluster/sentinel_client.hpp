@@ -1,4 +1,5 @@
 #pragma once
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -110,7 +111,9 @@ class SentinelClient final : public RedisClient {
     std::unique_ptr<RedisClient> master_client_;
     std::uint64_t generation_ = 0;  // of master_client_: callbacks of an older one are dropped
     std::uint64_t switches_ = 0;    // +switch-master messages: older answers are stale
-    bool confirmed_ = false;        // ROLE said master
+    std::optional<base::HostPort> switched_from_;  // by the last +switch-master
+    std::chrono::steady_clock::time_point switched_at_{};
+    bool confirmed_ = false;  // ROLE said master
     bool discovering_ = false;
     bool rediscover_ = false;  // asked for while a round was under way
     bool unanswered_logged_ = false;

@@ -183,6 +183,12 @@ TEST_F(SentinelFixture, FollowsSwitchMasterAndAnswersWhatWasInFlight) {
     EXPECT_TRUE(client->connected());
     EXPECT_TRUE(links.back().first);
     EXPECT_EQ(moves.back(), "127.0.0.1:6380->127.0.0.1:6381");
+    // A sentinel not yet told of the switch does not take the node back.
+    master().go_down("connection reset");
+    ASSERT_EQ(sentinels[0]->sent.size(), 1u);
+    sentinels[0]->answer(array({"127.0.0.1", "6380"}));
+    EXPECT_EQ(masters.size(), 2u);
+    EXPECT_EQ(client->master(), "127.0.0.1:6381");
 }
 
 TEST_F(SentinelFixture, ReadonlyOrALostLinkAsksTheSentinelsAgain) {

@@ -76,7 +76,7 @@ void read_sentinels(TableReader& r, Cluster& c) {
                 "goes with `sentinels`");
     if (listed && !c.redis_text.empty())
         d.error(r.key_path("sentinels"), r.line_of("sentinels"),
-                "and `redis` exclude each other: give the master as `redis`, or the sentinels "
+                "cannot go with `redis`: give either the master as `redis` or the sentinels "
                 "that know it");
     if (!listed && c.redis_text.empty())
         d.error(r.key_path("redis"), r.line_of("redis"),

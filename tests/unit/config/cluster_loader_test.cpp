@@ -116,7 +116,7 @@ TEST(ClusterLoader, SentinelMisuse) {
     const std::string s = "[cluster]\nsentinels = [\"127.0.0.1:26379\"]\n";
     EXPECT_TRUE(fails(s, "cluster.master_name", "is required with `sentinels`"));
     EXPECT_TRUE(fails(s + "master_name = \"m\"\nredis = \"127.0.0.1:6379\"\n", "cluster.sentinels",
-                      "exclude each other"));
+                      "cannot go with `redis`"));
     EXPECT_TRUE(
         fails("[cluster]\nsentinels = []\nmaster_name = \"m\"\n", "cluster.sentinels", "is empty"));
     EXPECT_TRUE(

@@ -260,7 +260,11 @@ std::string status_json(io::Balancer& balancer, const RunInfo* run) {
     if (const auto& stats = balancer.cluster_stats()) {  // [cluster] (docs/cluster.md)
         json::object cluster;
         cluster["node"] = balancer.config().cluster.node_name;
-        cluster["redis"] = balancer.config().cluster.redis_text;
+        cluster["redis"] = balancer.config().cluster.redis_description();
+        if (balancer.config().cluster.uses_sentinels()) {  // Redis Sentinel: where it is now
+            cluster["master"] = stats->master();
+            cluster["master_changes"] = stats->master_changes.load();
+        }
         cluster["redis_up"] = stats->redis_up.load();
         cluster["admin_changes_from_redis"] = stats->admin_applied.load();
         cluster["admin_changes_local_only"] = stats->admin_local_only.load();

@@ -397,6 +397,9 @@ void cluster_metrics(PrometheusText& m, const core::cluster::ClusterStats& c) {
              static_cast<double>(c.admin_applied));
     m.sample("smtplb_cluster_admin_changes_total", {{"from", "local_only"}},
              static_cast<double>(c.admin_local_only));
+    m.family("smtplb_cluster_master_changes_total", "counter",
+             "Redis Sentinel: moves of this node to another master (a failover followed).");
+    m.sample("smtplb_cluster_master_changes_total", {}, static_cast<double>(c.master_changes));
 }
 
 }  // namespace

@@ -3,6 +3,7 @@
 #include "admin/cluster_api.hpp"
 #include "base/log_line.hpp"
 #include "base/text.hpp"
+#include "io/cluster/hiredis_sentinel.hpp"
 
 namespace smtplb::app {
 
@@ -24,7 +25,8 @@ std::unique_ptr<ClusterNodes> start_cluster_nodes(const io::asio::any_io_executo
                                                   const base::Clock& clock,
                                                   io::Balancer& balancer) {
     auto nodes = std::make_unique<ClusterNodes>();
-    nodes->link = std::make_unique<io::HiredisClient>(executor, settings);
+    // Sentinels too: the registry follows the master as the admin state does.
+    nodes->link = io::make_cluster_redis_client(executor, cluster, settings);
     nodes->registry = std::make_unique<io::NodeRegistry>(
         cluster, *nodes->link, executor, clock, admin::smtplb_version(),
         [](const core::cluster::RegistryEvent& e) {

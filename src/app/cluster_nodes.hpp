@@ -14,7 +14,7 @@ namespace smtplb::app {
 // (docs/cluster.md, "Nodes"), over a Redis link of their own (their
 // channel is not the admin state's), on the daemon's first loop.
 struct ClusterNodes {
-    std::unique_ptr<io::HiredisClient> link;
+    std::unique_ptr<io::RedisClient> link;
     std::unique_ptr<io::NodeRegistry> registry;
     std::unique_ptr<io::SharedPersistence> sticks;
 

@@ -16,9 +16,10 @@
 #include "config/changes.hpp"
 #include "config/loader.hpp"
 #include "io/balancer.hpp"
-#include "io/discovery/discoverer.hpp"
 #include "io/cluster/hiredis_client.hpp"
+#include "io/cluster/hiredis_sentinel.hpp"
 #include "io/cluster/shared_admin_state.hpp"
+#include "io/discovery/discoverer.hpp"
 #include "io/front/listener.hpp"
 #include "systemd.hpp"
 #include "transparent_privilege.hpp"
@@ -73,8 +74,8 @@ void log_listening(const io::Listener& listener) {
 // What of [cluster] a reload cannot change (the password too, unprinted).
 std::string cluster_settings(const config::Cluster& c) {
     if (!c.enabled) return "";
-    return c.redis_text + "\n" + c.password + "\n" + c.node_name + "\n" + c.key_prefix + "\n" +
-           std::to_string(c.timeout.count());
+    return c.redis_description() + "\n" + c.sentinel_password + "\n" + c.password + "\n" +
+           c.node_name + "\n" + c.key_prefix + "\n" + std::to_string(c.timeout.count());
 }
 
 // Why the daemon ends, for its last line (event=stopped).
@@ -393,13 +394,25 @@ void start_cluster(Daemon& daemon, const config::Cluster& c) {
     settings.redis = c.redis;
     settings.password = c.password;
     settings.timeout = c.timeout;
-    auto client = std::make_unique<io::HiredisClient>(daemon.io.get_executor(), settings);
+    auto executor = daemon.io.get_executor();
+    std::unique_ptr<io::RedisClient> client;
+    io::SentinelClient* sentinel = nullptr;
+    if (c.uses_sentinels()) {
+        auto made = io::make_hiredis_sentinel_client(executor, c, settings);
+        sentinel = made.get();
+        client = std::move(made);
+    } else {
+        client = std::make_unique<io::HiredisClient>(executor, settings);
+    }
     daemon.cluster = std::make_unique<io::SharedAdminState>(
         c, std::move(client), daemon.clock, [](const std::string& line) { base::log_line(line); });
+    if (sentinel)
+        io::report_master_moves(*sentinel, daemon.cluster->stats(), c.node_name,
+                                [](const std::string& line) { base::log_line(line); });
     daemon.cluster->attach(*daemon.current.balancer);
     daemon.cluster->start();
     log_event("cluster_starting", {{"node", c.node_name},
-                                   {"redis", c.redis_text},
+                                   {"redis", c.redis_description()},
                                    {"hash", daemon.cluster->hash_key()},
                                    {"channel", daemon.cluster->channel()}});
     daemon.nodes = start_cluster_nodes(daemon.io.get_executor(), c, settings, daemon.clock,

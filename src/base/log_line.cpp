@@ -68,13 +68,14 @@ LogLevel level_of(std::string_view line) {
     // Something is wrong or refused, the daemon goes on.
     if (name == "cluster_node_gone" || name == "cluster_node_config_differs") return LogLevel::Warn;
     for (std::string_view e :
-         {"reload_refused", "admin_unchanged", "threads_unchanged", "file_limit_low",
-          "backend_warning", "backend_connections_at_max", "connection_wait_timeout",
-          "identity_not_presented", "proxy_refused", "spool_quarantined", "spool_no_pool",
-          "spool_bounce", "config_warning", "certificate_expiring", "admin_tls_unchanged",
-          "discovery_failed", "discovery_empty", "discovery_not_applied",
-          "cluster_redis_down", "cluster_unchanged", "cluster_admin_unreadable",
-          "cluster_admin_local_only"})
+         {"reload_refused",           "admin_unchanged",        "threads_unchanged",
+          "file_limit_low",           "backend_warning",        "backend_connections_at_max",
+          "connection_wait_timeout",  "identity_not_presented", "proxy_refused",
+          "spool_quarantined",        "spool_no_pool",          "spool_bounce",
+          "config_warning",           "certificate_expiring",   "admin_tls_unchanged",
+          "discovery_failed",         "discovery_empty",        "discovery_not_applied",
+          "cluster_redis_down",       "cluster_unchanged",      "cluster_admin_unreadable",
+          "cluster_admin_local_only", "cluster_master_changed", "cluster_master_unknown"})
         if (name == e) return LogLevel::Warn;
     if (name == "health")
         return line.find(" to=up") == std::string_view::npos ? LogLevel::Warn : LogLevel::Info;

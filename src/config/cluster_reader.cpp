@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <fstream>
+#include <optional>
 
 #include "base/text.hpp"
 
@@ -23,43 +24,91 @@ bool plain_name(const std::string& name, std::size_t max) {
            });
 }
 
+// Numeric only: a name would be resolved by hiredis with a blocking lookup
+// on the event loop at every reconnect.
+std::optional<base::HostPort> numeric_address(const std::string& text) {
+    auto hp = base::HostPort::parse(text);
+    if (!hp || hp->port == 0 || !base::IpAddress::parse(hp->host)) return std::nullopt;
+    return hp;
+}
+
+const char* kNotNumeric = "\" is not ADDRESS:PORT or [IPv6]:PORT with a numeric address";
+
 void read_redis_address(TableReader& r, Cluster& c) {
     auto& d = r.diagnostics();
     r.string("redis", c.redis_text);
-    if (c.redis_text.empty()) {
+    if (c.redis_text.empty()) return;
+    if (auto hp = numeric_address(c.redis_text))
+        c.redis = *hp;
+    else
         d.error(r.key_path("redis"), r.line_of("redis"),
-                "is required: the Redis server as \"ADDRESS:PORT\", e.g. \"127.0.0.1:6379\"");
-        return;
-    }
-    // Numeric only: a name would be resolved by hiredis with a blocking
-    // lookup on the event loop at every reconnect.
-    auto hp = base::HostPort::parse(c.redis_text);
-    if (!hp || hp->port == 0 || !base::IpAddress::parse(hp->host)) {
-        d.error(r.key_path("redis"), r.line_of("redis"),
-                "\"" + base::printable(c.redis_text) +
-                    "\" is not ADDRESS:PORT or [IPv6]:PORT with a numeric address");
-        return;
-    }
-    c.redis = *hp;
+                "\"" + base::printable(c.redis_text) + kNotNumeric);
 }
 
-void read_password(TableReader& r, Cluster& c) {
-    r.string("password_file", c.password_file);
-    if (c.password_file.empty()) return;
-    std::ifstream in(c.password_file);
-    std::getline(in, c.password);
-    while (!c.password.empty() && std::isspace(static_cast<unsigned char>(c.password.back())))
-        c.password.pop_back();
+// `sentinels` + `master_name`: the master is whichever the sentinels name.
+void read_sentinels(TableReader& r, Cluster& c) {
+    auto& d = r.diagnostics();
+    bool listed = r.node("sentinels") != nullptr;
+    r.strings("sentinels", c.sentinels_text);
+    r.string("master_name", c.master_name);
+    for (const auto& text : c.sentinels_text) {
+        if (auto hp = numeric_address(text))
+            c.sentinels.push_back(*hp);
+        else
+            d.error(r.key_path("sentinels"), r.line_of("sentinels"),
+                    "\"" + base::printable(text) + kNotNumeric);
+    }
+    if (listed && c.sentinels_text.empty())
+        d.error(r.key_path("sentinels"), r.line_of("sentinels"),
+                "is empty: list the sentinels as \"ADDRESS:PORT\", e.g. [\"127.0.0.1:26379\"]");
+    if (listed && c.master_name.empty())
+        d.error(r.key_path("master_name"), r.line_of("sentinels"),
+                "is required with `sentinels`: the name the sentinels monitor the master under");
+    if (!listed && r.node("master_name"))
+        d.error(r.key_path("master_name"), r.line_of("master_name"),
+                "goes with `sentinels`: without them, give the master as `redis`");
+    if (!c.master_name.empty() && !std::all_of(c.master_name.begin(), c.master_name.end(),
+                                               [](unsigned char ch) { return std::isgraph(ch); }))
+        d.error(r.key_path("master_name"), r.line_of("master_name"),
+                "must be printable characters without spaces");
+    if (!listed && r.node("sentinel_password_file"))
+        d.error(r.key_path("sentinel_password_file"), r.line_of("sentinel_password_file"),
+                "goes with `sentinels`");
+    if (listed && !c.redis_text.empty())
+        d.error(r.key_path("sentinels"), r.line_of("sentinels"),
+                "cannot go with `redis`: give either the master as `redis` or the sentinels "
+                "that know it");
+    if (!listed && c.redis_text.empty())
+        d.error(r.key_path("redis"), r.line_of("redis"),
+                "is required: the Redis server as \"ADDRESS:PORT\", e.g. \"127.0.0.1:6379\" (or "
+                "`sentinels` with `master_name`)");
+}
+
+void read_password(TableReader& r, const std::string& key, std::string& file,
+                   std::string& password) {
+    r.string(key, file);
+    if (file.empty()) return;
+    std::ifstream in(file);
+    std::getline(in, password);
+    while (!password.empty() && std::isspace(static_cast<unsigned char>(password.back())))
+        password.pop_back();
     // The message names the file, never what it holds.
-    if (!in && c.password.empty())
-        r.diagnostics().error(r.key_path("password_file"), r.line_of("password_file"),
-                              "cannot read \"" + c.password_file + "\"");
-    else if (c.password.empty())
-        r.diagnostics().error(r.key_path("password_file"), r.line_of("password_file"),
+    if (!in && password.empty())
+        r.diagnostics().error(r.key_path(key), r.line_of(key), "cannot read \"" + file + "\"");
+    else if (password.empty())
+        r.diagnostics().error(r.key_path(key), r.line_of(key),
                               "the password (the file's first line) is empty");
 }
 
 }  // namespace
+
+std::string Cluster::redis_description() const {
+    if (!uses_sentinels()) return redis_text;
+    std::string text = "sentinels:" + master_name + "@";
+    for (std::size_t i = 0; i < sentinels_text.size(); ++i)
+        text += (i ? "," : "") + sentinels_text[i];
+    return text;
+}
 
 std::string machine_hostname() {
     char name[256] = {};
@@ -71,13 +120,10 @@ void read_cluster(TableReader& r, Cluster& c) {
     auto& d = r.diagnostics();
     c.enabled = true;
     read_redis_address(r, c);
+    read_sentinels(r, c);
+    read_password(r, "password_file", c.password_file, c.password);
     if (r.node("sentinels"))
-        d.error(r.key_path("sentinels"), r.line_of("sentinels"),
-                "Redis Sentinel is not supported yet: give the master as `redis`");
-    if (r.node("master_name"))
-        d.error(r.key_path("master_name"), r.line_of("master_name"),
-                "Redis Sentinel is not supported yet: give the master as `redis`");
-    read_password(r, c);
+        read_password(r, "sentinel_password_file", c.sentinel_password_file, c.sentinel_password);
     r.boolean("tls", c.tls);
     if (c.tls)
         d.error(r.key_path("tls"), r.line_of("tls"),

@@ -338,12 +338,23 @@ struct Cluster {
     bool enabled = false;  // the table is in the file
     base::HostPort redis;  // numeric address and port
     std::string redis_text;
+    // Redis Sentinel instead of `redis`: the sentinels to ask for the
+    // master called `master_name` (docs/cluster.md "Redis Sentinel").
+    std::vector<base::HostPort> sentinels;
+    std::vector<std::string> sentinels_text;
+    std::string master_name;
+    std::string sentinel_password_file;
+    std::string sentinel_password;  // never logged or printed
     std::string password_file;
     std::string password;   // the file's first line; never logged or printed
     bool tls = false;       // refused for now ("not supported yet")
     std::string node_name;  // default: the machine's host name
     Millis timeout{5};      // each request's deadline
     std::string key_prefix = "smtplb";
+
+    bool uses_sentinels() const { return !sentinels.empty(); }
+    // Where Redis is, for logs and status: the address or the sentinels.
+    std::string redis_description() const;
 };
 
 struct Config {

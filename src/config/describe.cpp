@@ -55,7 +55,12 @@ std::string describe(const Config& c) {
       << "received_header = " << (c.spool.received_header ? "true" : "false") << "\n";
     if (c.cluster.enabled)  // the password itself is never printed
         o << "\n[cluster]\n"
-          << "redis = " << quoted(c.cluster.redis_text) << "\n"
+          << (c.cluster.uses_sentinels()
+                  ? "sentinels = " + list(c.cluster.sentinels_text) +
+                        "\nmaster_name = " + quoted(c.cluster.master_name) +
+                        "\nsentinel_password_file = " + quoted(c.cluster.sentinel_password_file)
+                  : "redis = " + quoted(c.cluster.redis_text))
+          << "\n"
           << "password_file = " << quoted(c.cluster.password_file) << "\n"
           << "tls = " << (c.cluster.tls ? "true" : "false") << "\n"
           << "node_name = " << quoted(c.cluster.node_name) << "\n"

@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cstdint>
 #include <map>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -95,6 +96,20 @@ struct ClusterStats {
     base::Counter request_errors = 0;    // error replies, lost connections
     base::Counter admin_applied = 0;     // backends changed here from Redis
     base::Counter admin_local_only = 0;  // set here while Redis was unreachable
+    // Redis Sentinel: moves to another master, and the one in use now.
+    base::Counter master_changes = 0;
+    void set_master(std::string address) {
+        std::lock_guard lock(master_mutex_);
+        master_ = std::move(address);
+    }
+    std::string master() const {
+        std::lock_guard lock(master_mutex_);
+        return master_;
+    }
+
+  private:
+    mutable std::mutex master_mutex_;
+    std::string master_;
 };
 
 }  // namespace smtplb::core::cluster

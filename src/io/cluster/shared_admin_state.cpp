@@ -51,7 +51,7 @@ void SharedAdminState::detach() {
 }
 
 void SharedAdminState::link_changed(bool up, const std::string& reason) {
-    auto redis = cluster_.redis_text;
+    auto redis = cluster_.redis_description();
     auto line = up ? link_.connected(clock_.now(), redis) : link_.lost(clock_.now(), redis, reason);
     stats_->redis_up = link_.up();
     if (line) {

@@ -85,15 +85,53 @@ TEST(ClusterLoader, RefusesWhatItCannotUse) {
                       "cluster.redis_typo", "unknown key"));
 }
 
-TEST(ClusterLoader, SentinelsAndTlsAreNotSupportedYet) {
-    EXPECT_TRUE(fails("[cluster]\nredis = \"127.0.0.1:6379\"\nsentinels = [\"127.0.0.1:26379\"]\n",
-                      "cluster.sentinels", "not supported yet"));
-    EXPECT_TRUE(fails("[cluster]\nredis = \"127.0.0.1:6379\"\nmaster_name = \"mymaster\"\n",
-                      "cluster.master_name", "not supported yet"));
+TEST(ClusterLoader, TlsIsNotSupportedYet) {
     EXPECT_TRUE(fails("[cluster]\nredis = \"127.0.0.1:6379\"\ntls = true\n", "cluster.tls",
                       "not supported yet"));
     auto r = load("[cluster]\nredis = \"127.0.0.1:6379\"\ntls = false\n");
     EXPECT_TRUE(r.config);
+}
+
+TEST(ClusterLoader, Sentinels) {
+    auto r = load(
+        "[cluster]\nsentinels = [\"127.0.0.1:26379\", \"[::1]:26380\"]\n"
+        "master_name = \"mymaster\"\n");
+    ASSERT_TRUE(r.config) << r.diagnostics.format("test.toml");
+    const auto& c = r.config->cluster;
+    EXPECT_TRUE(c.uses_sentinels());
+    ASSERT_EQ(c.sentinels.size(), 2u);
+    EXPECT_EQ(c.sentinels[0].port, 26379);
+    EXPECT_EQ(c.sentinels[1].host, "::1");
+    EXPECT_EQ(c.master_name, "mymaster");
+    EXPECT_EQ(c.redis_description(), "sentinels:mymaster@127.0.0.1:26379,[::1]:26380");
+    auto text = describe(*r.config);
+    EXPECT_NE(text.find("sentinels = [\"127.0.0.1:26379\", \"[::1]:26380\"]"), std::string::npos)
+        << text;
+    EXPECT_NE(text.find("master_name = \"mymaster\""), std::string::npos);
+    // What `describe` prints loads again.
+    EXPECT_TRUE(load_string(text, "described.toml").config);
+}
+
+TEST(ClusterLoader, SentinelMisuse) {
+    const std::string s = "[cluster]\nsentinels = [\"127.0.0.1:26379\"]\n";
+    EXPECT_TRUE(fails(s, "cluster.master_name", "is required with `sentinels`"));
+    EXPECT_TRUE(fails(s + "master_name = \"m\"\nredis = \"127.0.0.1:6379\"\n", "cluster.sentinels",
+                      "cannot go with `redis`"));
+    EXPECT_TRUE(
+        fails("[cluster]\nsentinels = []\nmaster_name = \"m\"\n", "cluster.sentinels", "is empty"));
+    EXPECT_TRUE(
+        fails("[cluster]\nsentinels = [\"sentinel.example.net:26379\"]\nmaster_name = \"m\"\n",
+              "cluster.sentinels", "numeric address"));
+    EXPECT_TRUE(fails("[cluster]\nsentinels = [\"127.0.0.1\"]\nmaster_name = \"m\"\n",
+                      "cluster.sentinels", "ADDRESS:PORT"));
+    EXPECT_TRUE(fails(s + "master_name = \"my master\"\n", "cluster.master_name", "printable"));
+    EXPECT_TRUE(fails("[cluster]\nredis = \"127.0.0.1:6379\"\nmaster_name = \"m\"\n",
+                      "cluster.master_name", "goes with `sentinels`"));
+    EXPECT_TRUE(fails("[cluster]\nredis = \"127.0.0.1:6379\"\nsentinel_password_file = \"/x\"\n",
+                      "cluster.sentinel_password_file", "goes with `sentinels`"));
+    EXPECT_TRUE(fails(s + "master_name = \"m\"\nsentinel_password_file = \"/nonexistent/x\"\n",
+                      "cluster.sentinel_password_file", "cannot read"));
+    EXPECT_TRUE(fails("[cluster]\nnode_name = \"a\"\n", "cluster.redis", "sentinels"));
 }
 
 TEST(ClusterLoader, ThePasswordIsReadButNeverPrintedOrQuoted) {

@@ -17,6 +17,7 @@
 #include "io/balancer.hpp"
 #include "io/discovery/discoverer.hpp"
 #include "io/cluster/hiredis_client.hpp"
+#include "io/cluster/redis_limit_store.hpp"
 #include "io/cluster/shared_admin_state.hpp"
 #include "io/front/listener.hpp"
 #include "systemd.hpp"
@@ -110,6 +111,9 @@ struct Daemon {
     // that it is gone (detached) before the generations are.
     base::SystemClock clock;
     std::unique_ptr<io::SharedAdminState> cluster;
+    // [cluster] with a shared [[limit]]: their state in Redis, over a client
+    // of its own (limits' scripts do not queue behind admin reads).
+    std::shared_ptr<io::RedisLimitStore> limit_store;
     std::uint64_t last_number = 1;
     // Set by shut_down(), which from then on alone releases generations.
     bool stopping = false;
@@ -233,6 +237,8 @@ void Daemon::replace(std::unique_ptr<io::Balancer> next) {
     current = Generation{std::move(next), ++last_number};
     if (admin_server) admin_server->set_balancer(*current.balancer);
     if (cluster) cluster->attach(*current.balancer);
+    if (limit_store && current.balancer->shared_limits())
+        current.balancer->shared_limits()->use_store(limit_store);
     io::asio::co_spawn(io, release(old_number), io::asio::detached);
 }
 
@@ -357,6 +363,7 @@ io::awaitable<void> Daemon::shut_down(std::chrono::milliseconds grace) {
         (void)g->balancer.release();
     }
     retiring.clear();
+    if (limit_store) limit_store->stop();  // after the sessions gave their places back
     io.stop();
 }
 
@@ -394,6 +401,15 @@ void start_cluster(Daemon& daemon, const config::Cluster& c) {
         c, std::move(client), daemon.clock, [](const std::string& line) { base::log_line(line); });
     daemon.cluster->attach(*daemon.current.balancer);
     daemon.cluster->start();
+    // Every limit is shared unless it says otherwise: the store exists
+    // whenever one might be, so that a reload adding one finds it.
+    io::RedisLimitSettings limit_settings{c.key_prefix, c.node_name, c.lease_ttl};
+    daemon.limit_store = std::make_shared<io::RedisLimitStore>(
+        daemon.io.get_executor(),
+        std::make_unique<io::HiredisClient>(daemon.io.get_executor(), settings), limit_settings);
+    daemon.limit_store->start();
+    if (auto& shared = daemon.current.balancer->shared_limits())
+        shared->use_store(daemon.limit_store);
     log_event("cluster_starting", {{"node", c.node_name},
                                    {"redis", c.redis_text},
                                    {"hash", daemon.cluster->hash_key()},

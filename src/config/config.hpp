@@ -344,6 +344,10 @@ struct Cluster {
     std::string node_name;  // default: the machine's host name
     Millis timeout{5};      // each request's deadline
     std::string key_prefix = "smtplb";
+    // Shared limits: a concurrency place held by a node is its own for this
+    // long unless renewed (every third of it): a node killed outright frees
+    // its places within it.
+    Millis lease_ttl{15000};
 };
 
 struct Config {

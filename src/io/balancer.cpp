@@ -59,9 +59,11 @@ Balancer::Balancer(asio::io_context& io, const config::Config& config,
         if (previous) limits_->carry_over(*previous->limits_);  // counters go on
     }
     if (limits_->has_shared()) {
-        shared_limits_ = std::make_shared<SharedLimits>(
-            limits_, config_.cluster.node_name, [](const std::string& line) { base::log_line(line); });
-        if (previous && previous->shared_limits_) shared_limits_->carry_over(*previous->shared_limits_);
+        shared_limits_ =
+            std::make_shared<SharedLimits>(limits_, config_.cluster.node_name,
+                                           [](const std::string& line) { base::log_line(line); });
+        if (previous && previous->shared_limits_)
+            shared_limits_->carry_over(*previous->shared_limits_);
     }
     // Both generations count into the same total while the old one still probes.
     if (previous) health_.share_probe_count(previous->health_);

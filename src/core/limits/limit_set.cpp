@@ -425,8 +425,9 @@ LimitVerdict LimitSet::conclude(LimitEvent event, const LimitBatch& batch,
         verdict.kind = LimitVerdict::Kind::Tempfail;
         if (limit.action == config::LimitAction::Delay) verdict.hold = limit.delay;
         const auto retry = result.retry_after;
-        verdict.reply = refusal(op.limit, event,
-                                retry > verdict.hold ? retry - verdict.hold : base::Clock::Duration(0));
+        verdict.reply =
+            refusal(op.limit, event,
+                    retry > verdict.hold ? retry - verdict.hold : base::Clock::Duration(0));
         verdict.limit = limit.name;
         verdict.key = op.key;
         ++hits_[op.limit]->tempfail;
@@ -455,7 +456,9 @@ LimitVerdict LimitSet::conclude(LimitEvent event, const LimitBatch& batch,
 std::vector<config::Limit> LimitSet::local_share(std::size_t nodes) const {
     std::vector<config::Limit> out;
     const std::uint64_t n = std::max<std::size_t>(nodes, 1);
-    auto share = [n](std::uint64_t v) { return v == 0 ? 0 : std::max<std::uint64_t>(1, (v + n - 1) / n); };
+    auto share = [n](std::uint64_t v) {
+        return v == 0 ? 0 : std::max<std::uint64_t>(1, (v + n - 1) / n);
+    };
     for (std::size_t i = 0; i < limits_.size(); ++i) {
         if (!shared_[i]) continue;
         auto l = limits_[i];

@@ -82,8 +82,7 @@ class LimitSet {
     // verdict from its results (hits counted as check() counts them; the
     // leases taken are released into `lease_store`).
     LimitBatch plan(LimitEvent event, const LimitSubject& subject) const;
-    LimitVerdict conclude(LimitEvent event, const LimitBatch& batch,
-                          const LimitBatchResult& result,
+    LimitVerdict conclude(LimitEvent event, const LimitBatch& batch, const LimitBatchResult& result,
                           const std::shared_ptr<LimitStore>& lease_store);
     bool has_shared() const { return shared_count_ > 0; }
     bool shared(std::size_t index) const { return index < shared_.size() && shared_[index]; }

@@ -197,34 +197,34 @@ void RedisLimitStore::send(std::vector<std::string> args, Done done, std::vector
     command.insert(command.end(), args.begin(), args.end());
     ++round_trips_;
     std::weak_ptr<RedisLimitStore> self = weak_from_this();
-    client_->command(std::move(command), [self, args = std::move(args), done = std::move(done),
-                                          leases = std::move(leases),
-                                          ops](const RedisReply& reply) mutable {
-        auto store = self.lock();
-        if (!store) return;
-        if (reply.kind == RedisReply::Kind::Error && reply.text.rfind("NOSCRIPT", 0) == 0) {
-            store->sha_.clear();
-            store->load_script();
-            store->send(std::move(args), std::move(done), std::move(leases), ops);
-            return;
-        }
-        auto result = parse(reply, ops);
-        if (!result) {
-            done(std::nullopt, reply.kind == RedisReply::Kind::Array ? RedisReply::Kind::Error
-                                                                      : reply.kind);
-            return;
-        }
-        // Passed: the leases are this node's to renew and to release. (A
-        // request that timed out may still have taken some: they expire.)
-        if (result->refused == ops) {
-            for (auto& lease : leases) {
-                result->ops[lease.op].lease = lease.member;
-                store->held_[lease.member] = lease.key;
+    client_->command(
+        std::move(command), [self, args = std::move(args), done = std::move(done),
+                             leases = std::move(leases), ops](const RedisReply& reply) mutable {
+            auto store = self.lock();
+            if (!store) return;
+            if (reply.kind == RedisReply::Kind::Error && reply.text.rfind("NOSCRIPT", 0) == 0) {
+                store->sha_.clear();
+                store->load_script();
+                store->send(std::move(args), std::move(done), std::move(leases), ops);
+                return;
             }
-            store->leases_held_ = store->held_.size();
-        }
-        done(std::move(result), reply.kind);
-    });
+            auto result = parse(reply, ops);
+            if (!result) {
+                done(std::nullopt,
+                     reply.kind == RedisReply::Kind::Array ? RedisReply::Kind::Error : reply.kind);
+                return;
+            }
+            // Passed: the leases are this node's to renew and to release. (A
+            // request that timed out may still have taken some: they expire.)
+            if (result->refused == ops) {
+                for (auto& lease : leases) {
+                    result->ops[lease.op].lease = lease.member;
+                    store->held_[lease.member] = lease.key;
+                }
+                store->leases_held_ = store->held_.size();
+            }
+            done(std::move(result), reply.kind);
+        });
 }
 
 void RedisLimitStore::release(std::size_t, std::string_view lease) {

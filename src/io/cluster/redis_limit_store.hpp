@@ -89,8 +89,7 @@ class RedisLimitStore final : public core::LimitStore,
         std::string member;
         std::string key;
     };
-    void send(std::vector<std::string> args, Done done, std::vector<Lease> leases,
-              std::size_t ops);
+    void send(std::vector<std::string> args, Done done, std::vector<Lease> leases, std::size_t ops);
     void load_script();
     void renew();
 

@@ -16,17 +16,17 @@ awaitable<Outcome> run_on_store(std::shared_ptr<RedisLimitStore> store,
         auto guard = asio::make_work_guard(asio::get_associated_executor(handler));
         // std::function wants a copyable callable; the handler is move-only.
         auto shared = std::make_shared<decltype(handler)>(std::move(handler));
-        store->execute(std::move(names), std::move(batch),
-                       [shared, guard = std::move(guard)](
-                           std::optional<core::LimitBatchResult> result,
-                           RedisReply::Kind kind) mutable {
-                           auto executor = guard.get_executor();
-                           asio::post(executor, [shared, outcome = Outcome{std::move(result),
-                                                                           kind}]() mutable {
+        store->execute(
+            std::move(names), std::move(batch),
+            [shared, guard = std::move(guard)](std::optional<core::LimitBatchResult> result,
+                                               RedisReply::Kind kind) mutable {
+                auto executor = guard.get_executor();
+                asio::post(executor,
+                           [shared, outcome = Outcome{std::move(result), kind}]() mutable {
                                std::move (*shared)(std::move(outcome));
                            });
-                           guard.reset();
-                       });
+                guard.reset();
+            });
     };
     return asio::async_initiate<decltype(use_awaitable), void(Outcome)>(std::move(initiate),
                                                                         use_awaitable);
@@ -69,8 +69,7 @@ void SharedLimits::switched(bool to_redis, const char* reason) {
     if (to_redis)
         log_("event=cluster_limits_shared node=" + base::logfmt_value(node_));
     else
-        log_("event=cluster_limits_local node=" + base::logfmt_value(node_) +
-             " reason=" + reason +
+        log_("event=cluster_limits_local node=" + base::logfmt_value(node_) + " reason=" + reason +
              " note=\"shared limits decided on this node, divided by the live nodes\"");
 }
 
@@ -83,8 +82,8 @@ core::LimitVerdict SharedLimits::locally(core::LimitEvent event, const core::Lim
         // Built again when the number of nodes changes (its state starts afresh).
         if (!fallback_ || fallback_nodes_ != nodes) {
             auto limits = set_->local_share(nodes);
-            fallback_ = std::make_shared<core::LimitSet>(limits,
-                                                         core::LimitSet::in_process_store(limits));
+            fallback_ =
+                std::make_shared<core::LimitSet>(limits, core::LimitSet::in_process_store(limits));
             fallback_nodes_ = nodes;
         }
         fallback = fallback_;

@@ -87,7 +87,7 @@ TEST(LimitBatchPlan, ListsEverySharedLimitOfTheEventAndNoneOfTheOthers) {
               concurrency("tx", 2), local,
               rate("rcpts", LimitKeyPart::Sender, LimitCounts::Recipients, 100, 100)});
     auto batch = s.set.plan(LimitEvent::Mail, mail_from("a@example.net"));
-    ASSERT_EQ(batch.ops.size(), 3u);  // the local one is check()'s
+    ASSERT_EQ(batch.ops.size(), 3u);                    // the local one is check()'s
     EXPECT_EQ(batch.ops[0].kind, LimitOp::Kind::Peek);  // messages: counted at end of data
     EXPECT_EQ(batch.ops[0].key, "sender=a@example.net");
     EXPECT_EQ(batch.ops[1].kind, LimitOp::Kind::Acquire);
@@ -101,7 +101,8 @@ TEST(LimitBatchPlan, ListsEverySharedLimitOfTheEventAndNoneOfTheOthers) {
 }
 
 TEST(LimitBatchPlan, WithoutClusterNothingIsSharedAndCheckDecidesAll) {
-    std::vector<Limit> limits{rate("per-sender", LimitKeyPart::Sender, LimitCounts::Messages, 1, 1)};
+    std::vector<Limit> limits{
+        rate("per-sender", LimitKeyPart::Sender, LimitCounts::Messages, 1, 1)};
     LimitSet set(limits, LimitSet::in_process_store(limits));
     EXPECT_FALSE(set.has_shared());
     EXPECT_TRUE(set.plan(LimitEvent::EndOfData, mail_from("a@example.net")).empty());
@@ -192,8 +193,9 @@ TEST(LimitBatchExecute, ARefusalRecordsNothing) {
 TEST(LimitBatchLocalShare, RatesAndConcurrenciesAreDividedByTheNodesRoundedUp) {
     auto local = rate("local", LimitKeyPart::Sender, LimitCounts::Messages, 9, 9);
     local.shared = false;
-    std::vector<Limit> limits{rate("per-sender", LimitKeyPart::Sender, LimitCounts::Messages, 10, 4),
-                              concurrency("tx", 5), local};
+    std::vector<Limit> limits{
+        rate("per-sender", LimitKeyPart::Sender, LimitCounts::Messages, 10, 4),
+        concurrency("tx", 5), local};
     LimitSet set(limits, LimitSet::in_process_store(limits), true);
     auto share = set.local_share(3);
     ASSERT_EQ(share.size(), 2u);

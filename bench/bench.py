@@ -142,13 +142,17 @@ class Target:
         return tree_cpu_seconds(self.root) if self.root else 0.0
 
     def redis_calls(self):
-        """Commands Redis has run so far (INFO commandstats), None without Redis."""
+        """Requests smtplb has sent Redis so far (INFO commandstats), None without
+        Redis: the scripts (EVALSHA, EVAL, SCRIPT) and the ZREMs that give places
+        back; the commands a script runs inside Redis are not round trips."""
         if not self.redis:
             return None
         out = subprocess.run(["redis-cli", "-p", str(self.redis_port), "INFO", "commandstats"],
                              capture_output=True, text=True, timeout=10).stdout
+        requests = ("cmdstat_evalsha:", "cmdstat_eval:", "cmdstat_script|load:",
+                    "cmdstat_script:", "cmdstat_zrem:")
         return sum(int(part.split("=", 1)[1]) for line in out.splitlines()
-                   if line.startswith("cmdstat_") and not line.startswith("cmdstat_info")
+                   if line.startswith(requests)
                    for part in line.split(":", 1)[1].split(",") if part.startswith("calls="))
 
     def wait_delivered(self, timeout=300):

@@ -36,7 +36,7 @@ RedisReply text(RedisReply::Kind kind, std::string t) {
     return r;
 }
 
-struct Fixture : ::testing::Test {
+struct RedisLimitStoreTest : ::testing::Test {
     smtplb::io::asio::io_context io;
     MockRedisClient* redis = nullptr;
     std::shared_ptr<RedisLimitStore> store;
@@ -86,7 +86,7 @@ struct Fixture : ::testing::Test {
 
 }  // namespace
 
-TEST_F(Fixture, OneScriptForTheWholeEventWithEveryKey) {
+TEST_F(RedisLimitStoreTest, OneScriptForTheWholeEventWithEveryKey) {
     execute();
     ASSERT_EQ(redis->sent.size(), 1u);
     const auto& args = redis->sent.front().args;
@@ -116,7 +116,7 @@ TEST_F(Fixture, OneScriptForTheWholeEventWithEveryKey) {
     EXPECT_EQ(store->leases_held(), 0u);
 }
 
-TEST_F(Fixture, ARefusalNamesTheOperationAndItsWait) {
+TEST_F(RedisLimitStoreTest, ARefusalNamesTheOperationAndItsWait) {
     execute();
     redis->answer(integers({1, 3000000}));
     ASSERT_TRUE(result);
@@ -129,7 +129,7 @@ TEST_F(Fixture, ARefusalNamesTheOperationAndItsWait) {
     EXPECT_EQ(result->retry_after, Gcra::kNever);
 }
 
-TEST_F(Fixture, NoscriptLoadsTheScriptAgainAndTheEventStillGetsItsAnswer) {
+TEST_F(RedisLimitStoreTest, NoscriptLoadsTheScriptAgainAndTheEventStillGetsItsAnswer) {
     execute();
     redis->answer(text(RedisReply::Kind::Error, "NOSCRIPT No matching script."));
     EXPECT_EQ(answers, 0);
@@ -142,7 +142,7 @@ TEST_F(Fixture, NoscriptLoadsTheScriptAgainAndTheEventStillGetsItsAnswer) {
     EXPECT_EQ(result->refused, 2u);
 }
 
-TEST_F(Fixture, NoAnswerInTimeOrNoRedisIsNoResult) {
+TEST_F(RedisLimitStoreTest, NoAnswerInTimeOrNoRedisIsNoResult) {
     execute();
     redis->answer(text(RedisReply::Kind::Timeout, "deadline"));
     EXPECT_FALSE(result);

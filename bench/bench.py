@@ -24,6 +24,14 @@
   python3 bench/bench.py --configs smtplb,smtplb-limits --workloads reused \
       --runs 5 --messages 50000 --idle 0
 
+  smtplb-shared-limits smtplb-limits with a [cluster] (one node) and a
+               redis-server the bench starts: the same limits kept in Redis
+               (docs/cluster.md, "Shared limits"); beside smtplb-limits, with
+               the Redis round trips per message (Redis's commandstats):
+
+  python3 bench/bench.py --configs smtplb-limits,smtplb-shared-limits \
+      --workloads reused --runs 5 --messages 50000 --idle 0
+
   smtplb-shaping smtplb as `smtplb` with per-destination shaping that no
                message reaches (bench/peers.py UNREACHED_SHAPING): the cost
                of [[pool.destination_limit]], per run in the same run:
@@ -82,7 +90,7 @@ from peers import (BUILT_SMTPLB, STRICT_BALANCER_ADDRESS, UNREACHED_LIMITS, Proc
 from peers import UNREACHED_SHAPING  # noqa: E402
 
 ALL_CONFIGS = "direct,haproxy,nginx,postfix,smtplb,smtplb-tcp,smtplb-spool"
-EXTRA_CONFIGS = "smtplb-nolog,smtplb-limits,smtplb-shaping"  # accepted, not run by default
+EXTRA_CONFIGS = "smtplb-nolog,smtplb-limits,smtplb-shaping,smtplb-shared-limits"  # accepted, not run by default
 SLOW = ("nginx", "postfix")  # hundreds of messages per second: fewer messages
 
 
@@ -91,6 +99,7 @@ class Target:
 
     def __init__(self, config, args, workdir, sinks):
         self.config, self.postfix, self.proc, self.dir = config, None, None, None
+        self.redis = None
         sink_ports = [p for p, _ in sinks]
         if config == "direct":
             self.ports, self.root = sink_ports, None
@@ -109,12 +118,21 @@ class Target:
             name, _, binary = config.partition("=")
             mode = "tcp" if name == "smtplb-tcp" else "smtp"
             self.dir = tempfile.mkdtemp(prefix="lb-", dir=workdir)
+            extra = UNREACHED_LIMITS if name in ("smtplb-limits", "smtplb-shared-limits") else ""
+            if name == "smtplb-shared-limits":
+                self.redis_port = free_port()
+                self.redis = Proc(["redis-server", "--port", str(self.redis_port), "--bind",
+                                   "127.0.0.1", "--save", "", "--appendonly", "no",
+                                   "--dir", self.dir])
+                wait_port(self.redis_port)
+                extra += (f'[cluster]\nredis = "127.0.0.1:{self.redis_port}"\n'
+                          'node_name = "bench"\ntimeout = "50ms"\n')
             port, self.proc = start_smtplb(binary or args.smtplb, self.dir, sink_ports, mode,
                                            spool=name == "smtplb-spool",
                                            pool_extra=UNREACHED_SHAPING
                                            if name == "smtplb-shaping" else "",
                                            tracking_log="" if name == "smtplb-nolog" else None,
-                                           extra=UNREACHED_LIMITS if name == "smtplb-limits" else "",
+                                           extra=extra,
                                            threads=args.smtplb_threads,
                                            source_address=STRICT_BALANCER_ADDRESS
                                            if args.strict_sinks else None)
@@ -122,6 +140,20 @@ class Target:
 
     def cpu(self):
         return tree_cpu_seconds(self.root) if self.root else 0.0
+
+    def redis_calls(self):
+        """Requests smtplb has sent Redis so far (INFO commandstats), None without
+        Redis: the scripts (EVALSHA, EVAL, SCRIPT) and the ZREMs that give places
+        back; the commands a script runs inside Redis are not round trips."""
+        if not self.redis:
+            return None
+        out = subprocess.run(["redis-cli", "-p", str(self.redis_port), "INFO", "commandstats"],
+                             capture_output=True, text=True, timeout=10).stdout
+        requests = ("cmdstat_evalsha:", "cmdstat_eval:", "cmdstat_script|load:",
+                    "cmdstat_script:", "cmdstat_zrem:")
+        return sum(int(part.split("=", 1)[1]) for line in out.splitlines()
+                   if line.startswith(requests)
+                   for part in line.split(":", 1)[1].split(",") if part.startswith("calls="))
 
     def wait_delivered(self, timeout=300):
         """Postfix has only accepted what smtp-source sent; wait for its queue."""
@@ -137,6 +169,8 @@ class Target:
             time.sleep(0.5)
         if self.proc:
             self.proc.stop()
+        if self.redis:
+            self.redis.stop()
         if self.dir:
             shutil.rmtree(self.dir, ignore_errors=True)
 
@@ -170,6 +204,7 @@ def measure(config, workload, args, workdir, sinks):
         return None
     try:
         cpu0 = target.cpu()
+        redis0 = target.redis_calls()
         sink0 = sum(cpu_seconds(s.pid) for _, s in sinks)
         gen0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.monotonic()
@@ -182,6 +217,7 @@ def measure(config, workload, args, workdir, sinks):
         elapsed = time.monotonic() - start
         gen1 = resource.getrusage(resource.RUSAGE_CHILDREN)
         cpu1 = target.cpu()
+        redis1 = target.redis_calls()
         sink1 = sum(cpu_seconds(s.pid) for _, s in sinks)
     finally:
         target.stop()
@@ -189,7 +225,9 @@ def measure(config, workload, args, workdir, sinks):
     return {"rate": messages / elapsed, "accept": messages / accept_time,
             "cpu": (cpu1 - cpu0) * 1000 / messages if config != "direct" else None,
             "sink_cpu": (sink1 - sink0) * 1000 / messages,
-            "busy": ((cpu1 - cpu0) + (sink1 - sink0) + generator) / elapsed}
+            "busy": ((cpu1 - cpu0) + (sink1 - sink0) + generator) / elapsed,
+            # Round trips per message: each Redis command is one (pipelined or not).
+            "redis_per_message": (redis1 - redis0) / messages if redis0 is not None else None}
 
 
 def offers_chunking(port):
@@ -333,6 +371,18 @@ def report(results, idle, configs, workloads, args):
         compare_runs(results, summary, workloads, "smtplb-limits", "smtplb", "limits",
                      "The cost of five limits no message reaches: smtplb-limits over smtplb, "
                      "per run:", "without limits")
+    if "smtplb-limits" in configs and "smtplb-shared-limits" in configs:
+        compare_runs(results, summary, workloads, "smtplb-shared-limits", "smtplb-limits",
+                     "shared_limits", "The cost of keeping those limits in Redis: "
+                     "smtplb-shared-limits over smtplb-limits, per run:", "with local limits")
+        print()
+        print("| workload | Redis round trips per message (median of the runs) |")
+        print("|---|---:|")
+        for w in workloads:
+            trips = [t for t in results[w]["smtplb-shared-limits"].get("redis_per_message", [])
+                     if t is not None]
+            summary[f"{w}/shared_limits_redis_per_message_runs"] = trips
+            print(f"| {w} | {fmt(median(trips), 2) if trips else '-'} |")
     if idle:
         print()
         print("| idle client connections | KiB RSS per connection |")
@@ -424,7 +474,8 @@ def main():
     args.sink_smtplb = os.path.abspath(args.sink_smtplb or args.smtplb)
     workdir = tempfile.mkdtemp(prefix="smtplb-bench-")
     os.chmod(workdir, 0o755)  # Postfix's user must traverse it
-    results = {w: {c: {k: [] for k in ("rate", "accept", "cpu", "sink_cpu", "busy")}
+    results = {w: {c: {k: [] for k in ("rate", "accept", "cpu", "sink_cpu", "busy",
+                                                  "redis_per_message")}
                    for c in configs} for w in workloads}
     idle = {}
     sinks = start_sinks(strict_smtplb=args.sink_smtplb if args.strict_sinks else None)

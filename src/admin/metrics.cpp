@@ -272,6 +272,31 @@ void process_metrics(PrometheusText& m) {
     m.sample("process_open_fds", {}, static_cast<double>(fds > 2 ? fds - 3 : 0));  // ., .., dir
 }
 
+// [cluster] with shared [[limit]]s: how the checks were decided and what
+// they cost in Redis round trips (docs/cluster.md, "Shared limits").
+void shared_limit_metrics(PrometheusText& m, const io::SharedLimits& shared) {
+    const auto& s = shared.stats();
+    m.family("smtplb_cluster_limit_checks_total", "counter",
+             "Checks of shared limits by how they were decided: redis (answered in time), "
+             "local (Redis not connected) or timeout (no answer within [cluster] timeout); "
+             "local and timeout applied the limits on this node alone.");
+    m.sample("smtplb_cluster_limit_checks_total", {{"result", "redis"}},
+             static_cast<double>(s.redis.load()));
+    m.sample("smtplb_cluster_limit_checks_total", {{"result", "local"}},
+             static_cast<double>(s.local.load()));
+    m.sample("smtplb_cluster_limit_checks_total", {{"result", "timeout"}},
+             static_cast<double>(s.timeout.load()));
+    static const char* const kEvents[] = {"connect", "mail", "rcpt", "data"};
+    m.family("smtplb_cluster_limit_round_trips_total", "counter",
+             "Redis round trips made by the shared limits' checks, by SMTP event.");
+    for (std::size_t i = 0; i < 4; ++i)
+        m.sample("smtplb_cluster_limit_round_trips_total", {{"event", kEvents[i]}},
+                 static_cast<double>(s.round_trips[i].load()));
+    m.family("smtplb_cluster_limit_leases", "gauge",
+             "Concurrency places this node holds in Redis now (renewed every lease_ttl/3).");
+    m.sample("smtplb_cluster_limit_leases", {}, static_cast<double>(shared.leases_held()));
+}
+
 }  // namespace
 
 void spool_metrics(PrometheusText& m, io::Spool& spool) {
@@ -415,6 +440,7 @@ std::string metrics_text(io::Balancer& balancer) {
     limit_metrics(m, balancer.limits());
     if (const auto* discoverer = balancer.discoverer()) discovery_metrics(m, *discoverer);
     if (const auto& cluster = balancer.cluster_stats()) cluster_metrics(m, *cluster);
+    if (const auto& shared = balancer.shared_limits()) shared_limit_metrics(m, *shared);
     auto text = m.text();
     if (const auto* registry = balancer.node_registry()) text += registry_metrics_text(*registry);
     return text;

@@ -18,6 +18,7 @@
 #include "io/balancer.hpp"
 #include "io/cluster/hiredis_client.hpp"
 #include "io/cluster/hiredis_sentinel.hpp"
+#include "io/cluster/redis_limit_store.hpp"
 #include "io/cluster/shared_admin_state.hpp"
 #include "io/discovery/discoverer.hpp"
 #include "io/front/listener.hpp"
@@ -113,6 +114,9 @@ struct Daemon {
     base::SystemClock clock;
     std::unique_ptr<io::SharedAdminState> cluster;
     std::unique_ptr<ClusterNodes> nodes;  // the node registry, shared sticks
+    // [cluster] with a shared [[limit]]: their state in Redis, over a client
+    // of its own (limits' scripts do not queue behind admin reads).
+    std::shared_ptr<io::RedisLimitStore> limit_store;
     std::uint64_t last_number = 1;
     // Set by shut_down(), which from then on alone releases generations.
     bool stopping = false;
@@ -124,6 +128,9 @@ struct Daemon {
     void rediscovered();
     // Follows `config`'s `discover`s, asking the nameservers it names.
     void discover(const config::Config& config);
+    // [cluster]: `balancer`'s shared limits kept in Redis, their local
+    // share sized by the node registry.
+    void share_limits(io::Balancer& balancer);
     // `next` (started) takes over from the current generation.
     void replace(std::unique_ptr<io::Balancer> next);
     // A generation a reload replaced: released when its sessions have
@@ -237,7 +244,20 @@ void Daemon::replace(std::unique_ptr<io::Balancer> next) {
     if (admin_server) admin_server->set_balancer(*current.balancer);
     if (cluster) cluster->attach(*current.balancer);
     if (nodes) nodes->attach(*current.balancer);
+    share_limits(*current.balancer);
     io::asio::co_spawn(io, release(old_number), io::asio::detached);
+}
+
+void Daemon::share_limits(io::Balancer& balancer) {
+    auto& shared = balancer.shared_limits();
+    if (!limit_store || !shared) return;
+    shared->use_store(limit_store);
+    // Past Redis's deadline each node takes its share: the limit divided by
+    // the nodes the registry saw alive.
+    if (nodes) {
+        auto* registry = nodes->registry.get();
+        shared->set_live_nodes([registry] { return registry->live_nodes(); });
+    }
 }
 
 void Daemon::discover(const config::Config& config) {
@@ -362,6 +382,7 @@ io::awaitable<void> Daemon::shut_down(std::chrono::milliseconds grace) {
         (void)g->balancer.release();
     }
     retiring.clear();
+    if (limit_store) limit_store->stop();  // after the sessions gave their places back
     io.stop();
 }
 
@@ -411,12 +432,20 @@ void start_cluster(Daemon& daemon, const config::Cluster& c) {
                                 [](const std::string& line) { base::log_line(line); });
     daemon.cluster->attach(*daemon.current.balancer);
     daemon.cluster->start();
+    // Every limit is shared unless it says otherwise: the store exists
+    // whenever one might be, so that a reload adding one finds it.
+    io::RedisLimitSettings limit_settings{c.key_prefix, c.node_name, c.lease_ttl};
+    daemon.limit_store = std::make_shared<io::RedisLimitStore>(
+        daemon.io.get_executor(),
+        io::make_cluster_redis_client(daemon.io.get_executor(), c, settings), limit_settings);
+    daemon.limit_store->start();
     log_event("cluster_starting", {{"node", c.node_name},
                                    {"redis", c.redis_description()},
                                    {"hash", daemon.cluster->hash_key()},
                                    {"channel", daemon.cluster->channel()}});
     daemon.nodes = start_cluster_nodes(daemon.io.get_executor(), c, settings, daemon.clock,
                                        *daemon.current.balancer);
+    daemon.share_limits(*daemon.current.balancer);
 }
 
 // SIGUSR1: the tracking log is opened again (after logrotate renamed it).

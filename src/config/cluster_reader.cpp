@@ -134,6 +134,7 @@ void read_cluster(TableReader& r, Cluster& c) {
                 "must be 1-64 characters of letters, digits, '-', '_', '.', ':'");
     if (c.node_name.empty()) c.node_name = machine_hostname();
     r.duration("timeout", c.timeout, 1ms, 1s);
+    r.duration("lease_ttl", c.lease_ttl, 3s, 10min);
     r.string("key_prefix", c.key_prefix);
     if (!plain_name(c.key_prefix, kMaxKeyPrefix))
         d.error(r.key_path("key_prefix"), r.line_of("key_prefix"),

@@ -355,6 +355,10 @@ struct Cluster {
     bool uses_sentinels() const { return !sentinels.empty(); }
     // Where Redis is, for logs and status: the address or the sentinels.
     std::string redis_description() const;
+    // Shared limits: a concurrency place held by a node is its own for this
+    // long unless renewed (every third of it): a node killed outright frees
+    // its places within it.
+    Millis lease_ttl{15000};
 };
 
 struct Config {

@@ -65,7 +65,8 @@ std::string describe(const Config& c) {
           << "tls = " << (c.cluster.tls ? "true" : "false") << "\n"
           << "node_name = " << quoted(c.cluster.node_name) << "\n"
           << "timeout = " << ms(c.cluster.timeout) << "\n"
-          << "key_prefix = " << quoted(c.cluster.key_prefix) << "\n";
+          << "key_prefix = " << quoted(c.cluster.key_prefix) << "\n"
+          << "lease_ttl = " << ms(c.cluster.lease_ttl) << "\n";
     for (const auto& l : c.listeners) {
         o << "\n[[listener]]\n"
           << "name = " << quoted(l.name) << "\n"

@@ -48,6 +48,7 @@ std::string describe_limits(const std::vector<Limit>& limits) {
           << "exempt_networks = " << list(l.exempt_networks_text) << "\n"
           << "exempt_auth_users = " << list(l.exempt_auth_users) << "\n"
           << "max_keys = " << l.max_keys << "\n";
+        if (!l.shared) o << "shared = false\n";
     }
     return o.str();
 }

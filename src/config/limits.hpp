@@ -61,6 +61,9 @@ struct Limit {
     std::vector<std::string> exempt_networks_text;
     std::vector<std::string> exempt_auth_users;
     std::uint32_t max_keys = 100000;  // keys remembered at most
+    // With [cluster]: kept in Redis for all the nodes together (docs/cluster.md,
+    // "Shared limits"); false keeps it this node's own. Without [cluster]: no effect.
+    bool shared = true;
     int line = 0;
 
     bool is_rate() const {

@@ -293,6 +293,7 @@ void read_limit(TableReader& r, Limit& l) {
             d.error(r.key_path("exempt_auth_users"), r.line_of("exempt_auth_users"),
                     "an empty name would exempt nobody");
     r.integer("max_keys", l.max_keys, 1, 10000000);
+    r.boolean("shared", l.shared);
 }
 
 void check_limits(const Config& c, const KeyLines& lines, Diagnostics& d) {

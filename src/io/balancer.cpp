@@ -47,13 +47,23 @@ Balancer::Balancer(asio::io_context& io, const config::Config& config,
     }
     if (spool_) spool_->set_event_log(event_log_);
     if (previous) cluster_stats_ = previous->cluster_stats_;
-    if (previous && config::describe_limits(previous->config_.limits) ==
-                        config::describe_limits(config_.limits)) {
+    if (previous &&
+        config::describe_limits(previous->config_.limits) ==
+            config::describe_limits(config_.limits) &&
+        previous->config_.cluster.enabled == config_.cluster.enabled) {
         limits_ = previous->limits_;
     } else {
-        limits_ = std::make_shared<core::LimitSet>(
-            config_.limits, core::LimitSet::in_process_store(config_.limits));
+        limits_ = std::make_shared<core::LimitSet>(config_.limits,
+                                                   core::LimitSet::in_process_store(config_.limits),
+                                                   config_.cluster.enabled);
         if (previous) limits_->carry_over(*previous->limits_);  // counters go on
+    }
+    if (limits_->has_shared()) {
+        shared_limits_ =
+            std::make_shared<SharedLimits>(limits_, config_.cluster.node_name,
+                                           [](const std::string& line) { base::log_line(line); });
+        if (previous && previous->shared_limits_)
+            shared_limits_->carry_over(*previous->shared_limits_);
     }
     // Both generations count into the same total while the old one still probes.
     if (previous) health_.share_probe_count(previous->health_);

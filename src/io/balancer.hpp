@@ -18,6 +18,7 @@
 #include "io/backend/backend_connector.hpp"
 #include "io/backend/connection_cache.hpp"
 #include "io/backend/connection_slots.hpp"
+#include "io/cluster/shared_limits.hpp"
 #include "io/front/client_names.hpp"
 #include "io/health/health_checker.hpp"
 #include "io/run_stats.hpp"
@@ -119,6 +120,8 @@ class Balancer {
     // nobody's rate or concurrency starts afresh.
     core::LimitSet& limits() { return *limits_; }
     const std::shared_ptr<core::LimitSet>& limit_set() const { return limits_; }
+    // With [cluster] and a shared [[limit]]: where those are decided (else null).
+    const std::shared_ptr<SharedLimits>& shared_limits() const { return shared_limits_; }
     BackendConnector& connector() { return *connector_; }
     // Idle backend connections of the sessions on event loop `loop`.
     ConnectionCache& cache(std::size_t loop = 0) { return *caches_[loop]; }
@@ -180,6 +183,7 @@ class Balancer {
     std::vector<std::unique_ptr<core::Pool>> pools_;
     core::Router router_;
     std::shared_ptr<core::LimitSet> limits_;
+    std::shared_ptr<SharedLimits> shared_limits_;
     TaskGroup::StopCallback stop_expiry_;  // of the limits' expiry task
     std::unique_ptr<BackendConnector> connector_;
     // One per event loop (shared: a sweep in progress keeps its cache).

@@ -74,10 +74,14 @@ const char* what_is_over(LimitCounts counts) {
 
 }  // namespace
 
-LimitSet::LimitSet(std::vector<config::Limit> limits, std::shared_ptr<LimitStore> store)
+LimitSet::LimitSet(std::vector<config::Limit> limits, std::shared_ptr<LimitStore> store,
+                   bool clustered)
     : limits_(std::move(limits)), store_(std::move(store)), carried_(limits_.size()) {
-    for (std::size_t i = 0; i < limits_.size(); ++i)
+    for (std::size_t i = 0; i < limits_.size(); ++i) {
         hits_.push_back(std::make_shared<Hits>());
+        shared_.push_back(clustered && limits_[i].shared);
+        shared_count_ += shared_.back() ? 1 : 0;
+    }
     top_->scans.resize(limits_.size());
     for (const auto& l : limits_) {
         if (l.is_rate())
@@ -304,7 +308,7 @@ LimitVerdict LimitSet::check(LimitEvent event, const LimitSubject& subject, Time
     for (std::size_t i = 0; i < limits_.size() && refused == limits_.size(); ++i) {
         const auto& limit = limits_[i];
         const Use use = use_at(limit, event);
-        if (use == Use::None) continue;
+        if (use == Use::None || (shared_count_ > 0 && shared_[i])) continue;
         std::size_t ordinal = 0;
         for_each_key(i, event, subject, key, [&](std::string_view k) {
             if (refused != limits_.size()) return;
@@ -353,7 +357,7 @@ LimitVerdict LimitSet::check(LimitEvent event, const LimitSubject& subject, Time
     // Rare: what this event had counted before the refusal is given back
     // (keys are built again rather than kept on every check).
     for (std::size_t i = 0; i <= refused; ++i) {
-        if (use_at(limits_[i], event) != Use::Consume) continue;
+        if (use_at(limits_[i], event) != Use::Consume || shared_[i]) continue;
         std::size_t ordinal = 0;
         for_each_key(i, event, subject, key, [&](std::string_view k) {
             if (i == refused && ordinal++ >= refused_ordinal) return;
@@ -377,11 +381,96 @@ LimitVerdict LimitSet::check(LimitEvent event, const LimitSubject& subject, Time
 void LimitSet::refund(LimitEvent event, const LimitSubject& subject, TimePoint now) {
     thread_local std::string key;
     for (std::size_t i = 0; i < limits_.size(); ++i) {
-        if (use_at(limits_[i], event) != Use::Consume) continue;
+        if (use_at(limits_[i], event) != Use::Consume || shared_[i]) continue;
         for_each_key(i, event, subject, key, [&](std::string_view k) {
             store_->refund_rate(i, k, *rates_[i], now, cost(i, subject));
         });
     }
+}
+
+LimitBatch LimitSet::plan(LimitEvent event, const LimitSubject& subject) const {
+    LimitBatch batch;
+    if (shared_count_ == 0) return batch;
+    std::string key;
+    for (std::size_t i = 0; i < limits_.size(); ++i) {
+        const auto& limit = limits_[i];
+        const Use use = use_at(limit, event);
+        if (use == Use::None || !shared_[i]) continue;
+        for_each_key(i, event, subject, key, [&](std::string_view k) {
+            LimitOp op;
+            op.limit = i;
+            op.key = std::string(k);
+            if (use == Use::Acquire) {
+                op.kind = LimitOp::Kind::Acquire;
+                op.max = limit.concurrency;
+            } else {
+                op.kind = use == Use::Consume ? LimitOp::Kind::Consume : LimitOp::Kind::Peek;
+                op.gcra = &*rates_[i];
+                op.cost = cost(i, subject);
+                if (limit.action == config::LimitAction::Delay) op.max_wait = limit.delay;
+            }
+            batch.ops.push_back(std::move(op));
+        });
+    }
+    return batch;
+}
+
+LimitVerdict LimitSet::conclude(LimitEvent event, const LimitBatch& batch,
+                                const LimitBatchResult& result,
+                                const std::shared_ptr<LimitStore>& lease_store) {
+    LimitVerdict verdict;
+    if (result.refused < batch.ops.size()) {
+        const auto& op = batch.ops[result.refused];
+        const auto& limit = limits_[op.limit];
+        verdict.kind = LimitVerdict::Kind::Tempfail;
+        if (limit.action == config::LimitAction::Delay) verdict.hold = limit.delay;
+        const auto retry = result.retry_after;
+        verdict.reply =
+            refusal(op.limit, event,
+                    retry > verdict.hold ? retry - verdict.hold : base::Clock::Duration(0));
+        verdict.limit = limit.name;
+        verdict.key = op.key;
+        ++hits_[op.limit]->tempfail;
+        return verdict;
+    }
+    std::size_t last_delayed = limits_.size();
+    for (std::size_t i = 0; i < batch.ops.size() && i < result.ops.size(); ++i) {
+        const auto& op = batch.ops[i];
+        if (op.kind == LimitOp::Kind::Acquire) {
+            verdict.leases.emplace_back(lease_store, op.limit, result.ops[i].lease);
+            continue;
+        }
+        if (result.ops[i].wait <= base::Clock::Duration(0)) continue;
+        verdict.hold = std::max(verdict.hold, result.ops[i].wait);
+        if (verdict.limit.empty()) {
+            verdict.limit = limits_[op.limit].name;
+            verdict.key = op.key;
+        }
+        if (last_delayed != op.limit) ++hits_[op.limit]->delay;
+        last_delayed = op.limit;
+    }
+    if (verdict.hold > base::Clock::Duration(0)) verdict.kind = LimitVerdict::Kind::Delay;
+    return verdict;
+}
+
+std::vector<config::Limit> LimitSet::local_share(std::size_t nodes) const {
+    std::vector<config::Limit> out;
+    const std::uint64_t n = std::max<std::size_t>(nodes, 1);
+    auto share = [n](std::uint64_t v) {
+        return v == 0 ? 0 : std::max<std::uint64_t>(1, (v + n - 1) / n);
+    };
+    for (std::size_t i = 0; i < limits_.size(); ++i) {
+        if (!shared_[i]) continue;
+        auto l = limits_[i];
+        if (l.is_rate()) {
+            l.quantity = share(l.quantity);
+            l.burst = share(l.burst);
+        } else {
+            l.concurrency = static_cast<std::uint32_t>(share(l.concurrency));
+        }
+        out.push_back(std::move(l));
+    }
+    return out;
 }
 
 LimitKeyState LimitSet::inspect(std::size_t index, std::string_view key, TimePoint now) {

@@ -13,6 +13,7 @@
 #include "base/network.hpp"
 #include "config/limits.hpp"
 #include "core/limits/gcra.hpp"
+#include "core/limits/limit_batch.hpp"
 #include "core/limits/limit_store.hpp"
 #include "proto/reply.hpp"
 
@@ -66,13 +67,30 @@ class LimitSet {
   public:
     using TimePoint = base::Clock::TimePoint;
 
-    LimitSet(std::vector<config::Limit> limits, std::shared_ptr<LimitStore> store);
+    // `clustered`: with [cluster], the limits not marked `shared = false`
+    // are left to plan()/conclude() and a shared store; check() skips them.
+    LimitSet(std::vector<config::Limit> limits, std::shared_ptr<LimitStore> store,
+             bool clustered = false);
     // The in-process store sized for these limits.
     static std::shared_ptr<LimitStore> in_process_store(const std::vector<config::Limit>& limits);
 
     // Counts the event against every limit that applies to it and decides.
     // A refusal takes back what this event had counted under other limits.
     LimitVerdict check(LimitEvent event, const LimitSubject& subject, TimePoint now);
+    // The shared limits' side of an event: the operations a shared store
+    // is to run at once (none when no shared limit applies), then the
+    // verdict from its results (hits counted as check() counts them; the
+    // leases taken are released into `lease_store`).
+    LimitBatch plan(LimitEvent event, const LimitSubject& subject) const;
+    LimitVerdict conclude(LimitEvent event, const LimitBatch& batch, const LimitBatchResult& result,
+                          const std::shared_ptr<LimitStore>& lease_store);
+    bool has_shared() const { return shared_count_ > 0; }
+    bool shared(std::size_t index) const { return index < shared_.size() && shared_[index]; }
+    // The shared limits as this node applies them alone while the shared
+    // store does not answer: each rate (quantity and burst) and
+    // concurrency divided by the `nodes` that share it, rounded up.
+    std::vector<config::Limit> local_share(std::size_t nodes) const;
+
     // Gives back what check() counted at this event (a recipient the
     // backend refused after all).
     void refund(LimitEvent event, const LimitSubject& subject, TimePoint now);
@@ -145,6 +163,8 @@ class LimitSet {
 
     std::vector<config::Limit> limits_;
     std::vector<std::optional<Gcra>> rates_;  // by index; nullopt for concurrencies
+    std::vector<bool> shared_;                // by index: left to a shared store
+    std::size_t shared_count_ = 0;
     std::shared_ptr<LimitStore> store_;
     std::vector<std::shared_ptr<Hits>> hits_;  // by index; shared by carry_over()
     std::vector<LimitStoreStats> carried_;     // by index; evictions, table_full before

@@ -44,6 +44,7 @@ SessionLimits::SessionLimits(Balancer& balancer, const std::string& listener,
                              const proto::ClientIdentity& client)
     : balancer_(balancer),
       set_(balancer.limits().limits().empty() ? nullptr : balancer.limit_set()),
+      shared_(balancer.shared_limits()),
       client_(client) {
     subject_.listener = listener;
 }
@@ -105,7 +106,26 @@ awaitable<std::optional<proto::Reply>> SessionLimits::end_of_data(
 
 awaitable<std::optional<proto::Reply>> SessionLimits::decide(LimitEvent event,
                                                              std::vector<core::LimitLease>& keep) {
-    auto verdict = set_->check(event, subject_, balancer_.clock().now());
+    const auto now = balancer_.clock().now();
+    auto verdict = set_->check(event, subject_, now);
+    // [cluster]: the shared limits after this node's own (a refusal here
+    // costs no round trip); one refusing there takes back what was counted here.
+    if (verdict.kind != Kind::Tempfail && shared_) {
+        auto shared = co_await shared_->check(event, subject_, now);
+        if (shared.kind == Kind::Tempfail) {
+            set_->refund(event, subject_, now);
+            verdict = std::move(shared);  // the leases taken here are released
+        } else {
+            for (auto& lease : shared.leases)
+                verdict.leases.push_back(std::move(lease));
+            if (shared.hold > verdict.hold) {
+                verdict.hold = shared.hold;
+                verdict.limit = shared.limit;
+                verdict.key = shared.key;
+            }
+            if (shared.kind == Kind::Delay) verdict.kind = Kind::Delay;
+        }
+    }
     for (auto& lease : verdict.leases)
         keep.push_back(std::move(lease));
     if (verdict.kind == Kind::Allow) co_return std::nullopt;

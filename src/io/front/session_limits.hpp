@@ -16,6 +16,7 @@
 namespace smtplb::io {
 
 class Balancer;
+class SharedLimits;
 
 // The [[limit]]s as one client connection meets them (docs/limits.md): each
 // event is checked against the generation's LimitSet, a refusal or a hold is
@@ -63,6 +64,7 @@ class SessionLimits {
     // The generation's set, kept by the session (a reload may replace it);
     // null without any [[limit]].
     std::shared_ptr<core::LimitSet> set_;
+    std::shared_ptr<SharedLimits> shared_;  // [cluster] with a shared [[limit]], else null
     const proto::ClientIdentity& client_;
     // The subject of every check, kept from one to the next so that its
     // strings are not built again for each event.

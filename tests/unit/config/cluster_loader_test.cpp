@@ -56,6 +56,7 @@ TEST(ClusterLoader, DefaultsAndKeys) {
     EXPECT_EQ(c.timeout, 5ms);
     EXPECT_EQ(c.node_name, machine_hostname());
     EXPECT_EQ(c.key_prefix, "smtplb");
+    EXPECT_EQ(c.lease_ttl, 15s);
     EXPECT_FALSE(c.tls);
 
     r = load(
@@ -66,6 +67,9 @@ TEST(ClusterLoader, DefaultsAndKeys) {
     EXPECT_EQ(r.config->cluster.node_name, "mx2");
     EXPECT_EQ(r.config->cluster.timeout, 20ms);
     EXPECT_EQ(r.config->cluster.key_prefix, "mail:lb");
+    r = load("[cluster]\nredis = \"127.0.0.1:6379\"\nlease_ttl = \"30s\"\n");
+    ASSERT_TRUE(r.config) << r.diagnostics.format("test.toml");
+    EXPECT_EQ(r.config->cluster.lease_ttl, 30s);
 }
 
 TEST(ClusterLoader, RefusesWhatItCannotUse) {
@@ -81,6 +85,10 @@ TEST(ClusterLoader, RefusesWhatItCannotUse) {
                       "cluster.node_name", "letters, digits"));
     EXPECT_TRUE(fails("[cluster]\nredis = \"127.0.0.1:6379\"\nkey_prefix = \"\"\n",
                       "cluster.key_prefix", "letters, digits"));
+    EXPECT_TRUE(fails("[cluster]\nredis = \"127.0.0.1:6379\"\nlease_ttl = \"1s\"\n",
+                      "cluster.lease_ttl", ""));
+    EXPECT_TRUE(fails("[cluster]\nredis = \"127.0.0.1:6379\"\nlease_ttl = \"1h\"\n",
+                      "cluster.lease_ttl", ""));
     EXPECT_TRUE(fails("[cluster]\nredis = \"127.0.0.1:6379\"\nredis_typo = 1\n",
                       "cluster.redis_typo", "unknown key"));
 }

@@ -99,6 +99,7 @@ concurrent_transactions = 3
     EXPECT_EQ(l[1].exempt_networks.size(), 2u);
     EXPECT_EQ(l[1].exempt_auth_users, std::vector<std::string>{"monitor"});
     EXPECT_EQ(l[1].max_keys, 5000u);
+    EXPECT_TRUE(l[0].shared);  // with a [cluster]: shared unless it says otherwise
     EXPECT_EQ(l[2].counts, LimitCounts::Bytes);
     EXPECT_EQ(l[2].quantity, 500ull << 20);
     EXPECT_EQ(l[2].period, 24h);
@@ -218,6 +219,7 @@ TEST(LimitsLoader, ChecksActionsRepliesAndScope) {
     EXPECT_TRUE(fails(rate + "exempt_auth_users = [\"\"]\n", "limit[0].exempt_auth_users",
                       "exempt nobody"));
     EXPECT_TRUE(fails(rate + "max_keys = 0\n", "limit[0].max_keys", "between 1 and 10000000"));
+    EXPECT_TRUE(fails(rate + "shared = \"no\"\n", "limit[0].shared", ""));
     EXPECT_TRUE(fails(rate + "speed = 3\n", "limit[0].speed", "unknown key"));
     EXPECT_TRUE(fails(rate + "bursts = 3\n", "limit[0].bursts", "did you mean \"burst\"?"));
     // A reply without an enhanced code is fine.
@@ -293,4 +295,13 @@ TEST(LimitsLoader, AReloadSaysWhichLimitsWereAddedRemovedOrChanged) {
                                         "counts start afresh for the changed limits: "
                                         "per-sender"}));
     EXPECT_TRUE(describe_changes(*before.config, *before.config).empty());
+}
+
+TEST(LimitsLoader, SharedFalseKeepsALimitThisNodesOwn) {
+    auto r = load(
+        "[[limit]]\nname = \"x\"\nkey = \"client_ip\"\nmessages = \"10/1m\"\n"
+        "shared = false\n");
+    ASSERT_TRUE(r.config) << r.diagnostics.format("test.toml");
+    EXPECT_FALSE(r.config->limits[0].shared);
+    EXPECT_NE(describe_limits(r.config->limits).find("shared = false\n"), std::string::npos);
 }

@@ -19,6 +19,21 @@ void ClusterNodes::stop() {
     link->stop();
 }
 
+std::string cluster_settings(const config::Cluster& c) {
+    if (!c.enabled) return "";
+    return c.redis_description() + "\n" + c.sentinel_password + "\n" + c.password + "\n" +
+           c.node_name + "\n" + c.key_prefix + "\n" + std::to_string(c.timeout.count()) + "\n" +
+           std::to_string(c.lease_ttl.count());
+}
+
+io::HiredisSettings cluster_redis_settings(const config::Cluster& c) {
+    io::HiredisSettings settings;
+    settings.redis = c.redis;
+    settings.password = c.password;
+    settings.timeout = c.timeout;
+    return settings;
+}
+
 std::unique_ptr<ClusterNodes> start_cluster_nodes(const io::asio::any_io_executor& executor,
                                                   const config::Cluster& cluster,
                                                   const io::HiredisSettings& settings,

@@ -1,5 +1,6 @@
 #pragma once
 #include <memory>
+#include <string>
 
 #include "base/clock.hpp"
 #include "config/config.hpp"
@@ -24,6 +25,11 @@ struct ClusterNodes {
     // this node gone), no more sticks, the link closed.
     void stop();
 };
+
+// What of [cluster] a reload cannot change (the passwords too, unprinted).
+std::string cluster_settings(const config::Cluster& c);
+// How the daemon's clients reach Redis (or the master `c`'s sentinels name).
+io::HiredisSettings cluster_redis_settings(const config::Cluster& c);
 
 std::unique_ptr<ClusterNodes> start_cluster_nodes(const io::asio::any_io_executor& executor,
                                                   const config::Cluster& cluster,

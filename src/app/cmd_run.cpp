@@ -72,13 +72,6 @@ void log_listening(const io::Listener& listener) {
                   {{"listener", c.name}, {"certificate", c.tls.cert}, {"days_left", days}});
 }
 
-// What of [cluster] a reload cannot change (the password too, unprinted).
-std::string cluster_settings(const config::Cluster& c) {
-    if (!c.enabled) return "";
-    return c.redis_description() + "\n" + c.sentinel_password + "\n" + c.password + "\n" +
-           c.node_name + "\n" + c.key_prefix + "\n" + std::to_string(c.timeout.count());
-}
-
 // Why the daemon ends, for its last line (event=stopped).
 struct Ending {
     std::string reason = "exited";
@@ -411,20 +404,10 @@ void raise_file_limit(const config::Config& config) {
 // (where the admin API runs). Mail never waits for it.
 void start_cluster(Daemon& daemon, const config::Cluster& c) {
     if (!c.enabled) return;
-    io::HiredisSettings settings;
-    settings.redis = c.redis;
-    settings.password = c.password;
-    settings.timeout = c.timeout;
+    const auto settings = cluster_redis_settings(c);
     auto executor = daemon.io.get_executor();
-    std::unique_ptr<io::RedisClient> client;
-    io::SentinelClient* sentinel = nullptr;
-    if (c.uses_sentinels()) {
-        auto made = io::make_hiredis_sentinel_client(executor, c, settings);
-        sentinel = made.get();
-        client = std::move(made);
-    } else {
-        client = std::make_unique<io::HiredisClient>(executor, settings);
-    }
+    auto client = io::make_cluster_redis_client(executor, c, settings);
+    auto* sentinel = dynamic_cast<io::SentinelClient*>(client.get());  // it reports moves
     daemon.cluster = std::make_unique<io::SharedAdminState>(
         c, std::move(client), daemon.clock, [](const std::string& line) { base::log_line(line); });
     if (sentinel)

@@ -73,9 +73,13 @@ void print_cluster(const json::object& root) {
                 text_of(b.if_contains("pool")) + "/" + text_of(b.if_contains("backend"));
             opinions[key][node] = opinion_text(b);
             if (text_of(b.if_contains("health")) != "up")
-                if (const auto* r = b.if_contains("reason"))
-                    reasons.push_back(node + ": " + key + " " + text_of(b.if_contains("health")) +
-                                      ": " + text_of(r));
+                if (const auto* r = b.if_contains("reason")) {
+                    std::string reason = node;
+                    reason += ": " + key;
+                    reason += " " + text_of(b.if_contains("health"));
+                    reason += ": " + text_of(r);
+                    reasons.push_back(std::move(reason));
+                }
         }
     }
     if (opinions.empty()) return;

@@ -68,7 +68,7 @@ class HiredisConnection : public std::enable_shared_from_this<HiredisConnection>
     void start();
     void stop();
     bool ready() const { return ready_; }
-    void command(std::vector<std::string> args, RedisClient::Done done);
+    void command(const std::vector<std::string>& args, RedisClient::Done done);
 
   private:
     struct Pending {

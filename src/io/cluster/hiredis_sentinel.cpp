@@ -32,8 +32,10 @@ std::unique_ptr<SentinelClient> make_hiredis_sentinel_client(const asio::any_io_
     return std::make_unique<SentinelClient>(executor, s, factory);
 }
 
-void report_master_moves(SentinelClient& client, std::shared_ptr<core::cluster::ClusterStats> stats,
-                         const std::string& node, std::function<void(const std::string&)> log) {
+void report_master_moves(SentinelClient& client,
+                         const std::shared_ptr<core::cluster::ClusterStats>& stats,
+                         const std::string& node,
+                         const std::function<void(const std::string&)>& log) {
     auto who = " node=" + base::logfmt_value(node);
     client.on_master_change([stats, who, log](const std::string& from, const std::string& to,
                                               const std::string& reason) {

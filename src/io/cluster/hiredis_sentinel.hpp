@@ -25,7 +25,9 @@ std::unique_ptr<RedisClient> make_cluster_redis_client(const asio::any_io_execut
 
 // The master's moves logged (one logfmt line each, through `log`), counted
 // and shown (`stats`: metrics and status).
-void report_master_moves(SentinelClient& client, std::shared_ptr<core::cluster::ClusterStats> stats,
-                         const std::string& node, std::function<void(const std::string&)> log);
+void report_master_moves(SentinelClient& client,
+                         const std::shared_ptr<core::cluster::ClusterStats>& stats,
+                         const std::string& node,
+                         const std::function<void(const std::string&)>& log);
 
 }  // namespace smtplb::io

@@ -125,6 +125,9 @@ RedisLimitStore::RedisLimitStore(asio::any_io_executor executor,
     });
 }
 
+// stop() cancels timers and closes sockets: only an allocation failure
+// could throw, and that ends the process anyway.
+// NOLINTNEXTLINE(bugprone-exception-escape)
 RedisLimitStore::~RedisLimitStore() {
     stop();
 }

@@ -170,7 +170,7 @@ void SentinelClient::discover(const std::string& why) {
 
 // Asks the sentinels one after the other, from the one that answered last,
 // until one names a master.
-void SentinelClient::ask(std::size_t asked, std::string why, std::string failures) {
+void SentinelClient::ask(std::size_t asked, const std::string& why, const std::string& failures) {
     if (!running_) return;
     if (asked == sentinels_.size()) {
         discovering_ = false;
@@ -228,11 +228,12 @@ void SentinelClient::use_master(const base::HostPort& at, const std::string& why
     auto generation = ++generation_;
     master_client_ = factory_(at, false);
     for (const auto& [channel, on_message] : channels_) {
-        master_client_->subscribe(channel, [this, generation, channel](const std::string& m) {
-            if (generation != generation_) return;
-            if (auto it = channels_.find(channel); it != channels_.end() && it->second)
-                it->second(m);
-        });
+        master_client_->subscribe(
+            channel, [this, generation, name = channel](const std::string& m) {
+                if (generation != generation_) return;
+                if (auto it = channels_.find(name); it != channels_.end() && it->second)
+                    it->second(m);
+            });
     }
     master_client_->on_link_change([this, generation](bool up, const std::string& reason) {
         if (generation == generation_) master_link(up, reason);

@@ -88,7 +88,7 @@ class SentinelClient final : public RedisClient {
 
   private:
     void discover(const std::string& why);
-    void ask(std::size_t asked, std::string why, std::string failures);
+    void ask(std::size_t asked, const std::string& why, const std::string& failures);
     void use_master(const base::HostPort& at, const std::string& why);
     void master_link(bool up, const std::string& reason);
     void check_role();

@@ -18,6 +18,9 @@ struct Discoverer::Entry {
 Discoverer::Discoverer(asio::any_io_executor executor, EventLog log, Changed changed)
     : executor_(std::move(executor)), log_(std::move(log)), changed_(std::move(changed)) {}
 
+// Stopping cancels timers and closes sockets: only an allocation failure
+// could throw, and that ends the process anyway.
+// NOLINTNEXTLINE(bugprone-exception-escape)
 Discoverer::~Discoverer() {
     stop();
 }

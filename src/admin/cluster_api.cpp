@@ -39,18 +39,7 @@ std::string cluster_json(const io::NodeRegistry& registry) {
         n["started_ms"] = h.started_ms;
         n["sessions"] = h.sessions;
         n["messages_per_second"] = h.messages_per_second;
-        json::array backends;
-        for (const auto& b : h.backends) {
-            json::object o;
-            o["pool"] = b.pool;
-            o["backend"] = b.backend;
-            o["health"] = b.health;
-            o["admin"] = b.admin;
-            o["accepts_new"] = b.accepts_new;
-            if (!b.reason.empty()) o["reason"] = b.reason;
-            backends.push_back(std::move(o));
-        }
-        n["backends"] = std::move(backends);
+        n["backends"] = io::backend_opinions_json(h.backends);
         nodes.push_back(std::move(n));
     }
     root["nodes"] = std::move(nodes);

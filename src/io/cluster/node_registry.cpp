@@ -8,17 +8,9 @@
 namespace smtplb::io {
 namespace json = boost::json;
 
-std::string encode_heartbeat(const core::cluster::Heartbeat& h) {
-    json::object o;
-    o["node"] = h.node;
-    o["version"] = h.version;
-    o["digest"] = h.digest;
-    o["started_ms"] = h.started_ms;
-    o["sequence"] = h.sequence;
-    o["sessions"] = h.sessions;
-    o["messages_per_second"] = h.messages_per_second;
+json::array backend_opinions_json(const std::vector<core::cluster::BackendOpinion>& opinions) {
     json::array backends;
-    for (const auto& b : h.backends) {
+    for (const auto& b : opinions) {
         json::object e;
         e["pool"] = b.pool;
         e["backend"] = b.backend;
@@ -28,7 +20,19 @@ std::string encode_heartbeat(const core::cluster::Heartbeat& h) {
         if (!b.reason.empty()) e["reason"] = b.reason;
         backends.push_back(std::move(e));
     }
-    o["backends"] = std::move(backends);
+    return backends;
+}
+
+std::string encode_heartbeat(const core::cluster::Heartbeat& h) {
+    json::object o;
+    o["node"] = h.node;
+    o["version"] = h.version;
+    o["digest"] = h.digest;
+    o["started_ms"] = h.started_ms;
+    o["sequence"] = h.sequence;
+    o["sessions"] = h.sessions;
+    o["messages_per_second"] = h.messages_per_second;
+    o["backends"] = backend_opinions_json(h.backends);
     return json::serialize(o);
 }
 

@@ -278,7 +278,8 @@ void shared_limit_metrics(PrometheusText& m, const io::SharedLimits& shared) {
     const auto& s = shared.stats();
     m.family("smtplb_cluster_limit_checks_total", "counter",
              "Checks of shared limits by how they were decided: redis (answered in time), "
-             "local (Redis not connected) or timeout (no answer within [cluster] timeout); "
+             "local (Redis not connected), timeout (no answer within [cluster] timeout) or "
+             "granted (met from units Redis granted this node ahead: no round trip); "
              "local and timeout applied the limits on this node alone.");
     m.sample("smtplb_cluster_limit_checks_total", {{"result", "redis"}},
              static_cast<double>(s.redis.load()));
@@ -286,12 +287,19 @@ void shared_limit_metrics(PrometheusText& m, const io::SharedLimits& shared) {
              static_cast<double>(s.local.load()));
     m.sample("smtplb_cluster_limit_checks_total", {{"result", "timeout"}},
              static_cast<double>(s.timeout.load()));
+    m.sample("smtplb_cluster_limit_checks_total", {{"result", "granted"}},
+             static_cast<double>(s.met_here.load()));
     static const char* const kEvents[] = {"connect", "mail", "rcpt", "data"};
-    m.family("smtplb_cluster_limit_round_trips_total", "counter",
-             "Redis round trips made by the shared limits' checks, by SMTP event.");
+    m.family("smtplb_cluster_limit_events_total", "counter",
+             "SMTP events whose shared limits Redis was asked about, by event.");
     for (std::size_t i = 0; i < 4; ++i)
-        m.sample("smtplb_cluster_limit_round_trips_total", {{"event", kEvents[i]}},
-                 static_cast<double>(s.round_trips[i].load()));
+        m.sample("smtplb_cluster_limit_events_total", {{"event", kEvents[i]}},
+                 static_cast<double>(s.events[i].load()));
+    m.family("smtplb_cluster_limit_round_trips_total", "counter",
+             "Requests the shared limits sent Redis: scripts (each carrying the events "
+             "gathered while the previous one was answered), script loads, lease renewals.");
+    m.sample("smtplb_cluster_limit_round_trips_total", {},
+             static_cast<double>(shared.round_trips()));
     m.family("smtplb_cluster_limit_leases", "gauge",
              "Concurrency places this node holds in Redis now (renewed every lease_ttl/3).");
     m.sample("smtplb_cluster_limit_leases", {}, static_cast<double>(shared.leases_held()));

@@ -27,6 +27,9 @@ struct LimitOp {
     base::Clock::Duration max_wait{0};
     // Concurrencies: at most this many held per key.
     std::uint32_t max = 0;
+    // Consume: units to count beyond `cost` if they pass at once, held by
+    // this node for later (RateGrants); a store may ignore it.
+    std::uint64_t extra = 0;
 };
 
 struct LimitBatch {
@@ -37,6 +40,7 @@ struct LimitBatch {
 struct LimitOpResult {
     base::Clock::Duration wait{0};  // allowed after this hold (a tarpit)
     std::string lease;              // Acquire: what the store's release() takes back
+    std::uint64_t granted = 0;      // Consume: of `extra`, what was counted too
 };
 
 struct LimitBatchResult {

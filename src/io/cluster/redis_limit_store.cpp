@@ -1,58 +1,117 @@
 #include "io/cluster/redis_limit_store.hpp"
 
+#include <algorithm>
 #include <cstdio>
+#include <iterator>
 
 namespace smtplb::io {
 namespace {
 
 using core::LimitOp;
 
-// One event's shared limits, atomically, on Redis's clock (microseconds).
-// ARGV[1]: the lease TTL in ms; then five per operation (KEYS[i]):
-//   kind ('c' consume, 'p' peek, 'a' acquire),
-//   rate: cost, T (us per unit), burst, longest hold (us);
-//   acquire: max, member, -, -.
-// Every operation is checked before anything is written: all or nothing.
-// Answers {0, hold_us...} when all passed, {i, retry_us or -1} when the
-// i-th did not (-1: waiting will not help).
+// Several events' shared limits, each batch atomically and in order, on
+// Redis's clock (microseconds), after giving back the leases released since
+// the last call. ARGV[1]: the lease TTL in ms; ARGV[2]: the batches;
+// ARGV[3]: the releases R, their keys KEYS[1..R] and members ARGV[4..3+R].
+// Then per batch its operation count n and six per operation (its key
+// next in KEYS): kind ('c' consume, 'p' peek, 'a' acquire),
+//   rate: cost, T (us per unit), burst, longest hold (us), extra;
+//   acquire: max, member, extra, -, -.
+// A consume counts `extra` units more if cost + extra pass at once (no
+// hold): the node holds them for later (core::RateGrants). An acquire
+// takes up to `extra` places more if they fit: then its member, in the
+// key's grant set KEY:g, is MEMBER*W for the W places it stands for
+// (PlacePools); a place counts once whichever set holds it.
+// In a batch every operation is checked before anything is written: all
+// or nothing. Answers per batch {0, hold_us, granted...} (2n + 1 values)
+// when all passed, {i, retry_us or -1} when the i-th did not (-1: waiting
+// will not help).
 constexpr const char* kBatchScript = R"lua(
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local ttl = tonumber(ARGV[1])
-local out = {0}
-local tats = {}
-for i = 1, #KEYS do
-  local a = 1 + (i - 1) * 5
-  local kind = ARGV[a + 1]
-  if kind == 'a' then
-    redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now)
-    if redis.call('ZCARD', KEYS[i]) >= tonumber(ARGV[a + 2]) then return {i, -1} end
-    out[i + 1] = 0
+local batches = tonumber(ARGV[2])
+local releases = tonumber(ARGV[3])
+for r = 1, releases do redis.call('ZREM', KEYS[r], ARGV[3 + r]) end
+local out = {}
+local k = releases
+local a = 3 + releases
+for b = 1, batches do
+  local n = tonumber(ARGV[a + 1])
+  a = a + 1
+  local refused, retry = 0, 0
+  local holds, tats, grants = {}, {}, {}
+  for i = 1, n do
+    local key = KEYS[k + i]
+    local o = a + (i - 1) * 6
+    if ARGV[o + 1] == 'a' then
+      local g = key .. ':g'
+      redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
+      redis.call('ZREMRANGEBYSCORE', g, '-inf', now)
+      local used = redis.call('ZCARD', key)
+      for _, m in ipairs(redis.call('ZRANGE', g, 0, -1)) do
+        used = used + (tonumber(string.match(m, '%*(%d+)$')) or 1)
+      end
+      local max = tonumber(ARGV[o + 2])
+      if used >= max then
+        refused, retry = i, -1
+        break
+      end
+      holds[i] = 0
+      grants[i] = math.max(0, math.min(tonumber(ARGV[o + 4]), max - used - 1))
+    else
+      local cost = tonumber(ARGV[o + 2])
+      local T = tonumber(ARGV[o + 3])
+      local burst = tonumber(ARGV[o + 4])
+      local hold = tonumber(ARGV[o + 5])
+      local extra = tonumber(ARGV[o + 6])
+      if cost > burst then
+        refused, retry = i, -1
+        break
+      end
+      local tat = tonumber(redis.call('GET', key)) or now
+      if tat < now then tat = now end
+      grants[i] = 0
+      if extra > 0 and cost + extra <= burst and
+         tat + (cost + extra) * T - burst * T - now <= 0 then
+        grants[i] = extra
+      end
+      local after = tat + (cost + grants[i]) * T
+      local early = after - burst * T - now
+      if early > hold then
+        refused, retry = i, math.ceil(early)
+        break
+      end
+      tats[i] = after
+      if early > 0 then holds[i] = math.ceil(early) else holds[i] = 0 end
+    end
+  end
+  if refused == 0 then
+    out[#out + 1] = 0
+    for i = 1, n do
+      local key = KEYS[k + i]
+      local o = a + (i - 1) * 6
+      local kind = ARGV[o + 1]
+      if kind == 'c' then
+        redis.call('SET', key, string.format('%.3f', tats[i]), 'PX',
+                   math.ceil((tats[i] - now) / 1000) + 1)
+      elseif kind == 'a' then
+        local set, member = key, ARGV[o + 3]
+        if grants[i] > 0 then
+          set, member = key .. ':g', member .. '*' .. (grants[i] + 1)
+        end
+        redis.call('ZADD', set, now + ttl * 1000, member)
+        if redis.call('PTTL', set) < ttl then redis.call('PEXPIRE', set, ttl) end
+      end
+      out[#out + 1] = holds[i]
+      out[#out + 1] = grants[i]
+    end
   else
-    local cost = tonumber(ARGV[a + 2])
-    local T = tonumber(ARGV[a + 3])
-    local burst = tonumber(ARGV[a + 4])
-    local hold = tonumber(ARGV[a + 5])
-    if cost > burst then return {i, -1} end
-    local tat = tonumber(redis.call('GET', KEYS[i])) or now
-    if tat < now then tat = now end
-    local after = tat + cost * T
-    local early = after - burst * T - now
-    if early > hold then return {i, math.ceil(early)} end
-    tats[i] = after
-    if early > 0 then out[i + 1] = math.ceil(early) else out[i + 1] = 0 end
+    out[#out + 1] = refused
+    out[#out + 1] = retry
   end
-end
-for i = 1, #KEYS do
-  local a = 1 + (i - 1) * 5
-  local kind = ARGV[a + 1]
-  if kind == 'c' then
-    redis.call('SET', KEYS[i], string.format('%.3f', tats[i]), 'PX',
-               math.ceil((tats[i] - now) / 1000) + 1)
-  elseif kind == 'a' then
-    redis.call('ZADD', KEYS[i], now + ttl * 1000, ARGV[a + 3])
-    if redis.call('PTTL', KEYS[i]) < ttl then redis.call('PEXPIRE', KEYS[i], ttl) end
-  end
+  k = k + n
+  a = a + n * 6
 end
 return out
 )lua";
@@ -82,29 +141,45 @@ long long count_us(D d) {
     return std::chrono::duration_cast<std::chrono::microseconds>(d).count();
 }
 
-std::optional<core::LimitBatchResult> parse(const RedisReply& reply, std::size_t ops) {
-    if (reply.kind != RedisReply::Kind::Array || reply.elements.empty()) return std::nullopt;
-    for (const auto& e : reply.elements)
-        if (e.kind != RedisReply::Kind::Integer) return std::nullopt;
+// One batch's answer, from `at` in the script's answer (all integers);
+// `at` moves past it. Nothing when the answer does not fit the batch.
+std::optional<core::LimitBatchResult> parse_batch(const RedisReply& reply, std::size_t& at,
+                                                  std::size_t ops) {
+    const auto& e = reply.elements;
+    if (at >= e.size()) return std::nullopt;
     core::LimitBatchResult result;
-    const long long refused = reply.elements[0].integer;
-    if (refused > 0) {
-        if (reply.elements.size() < 2 || static_cast<std::size_t>(refused) > ops)
+    const long long refused = e[at].integer;
+    if (refused != 0) {
+        if (refused < 0 || at + 1 >= e.size() || static_cast<std::size_t>(refused) > ops)
             return std::nullopt;
         result.refused = static_cast<std::size_t>(refused - 1);
-        const long long retry = reply.elements[1].integer;
+        const long long retry = e[at + 1].integer;
         result.retry_after = retry < 0 ? core::Gcra::kNever
                                        : std::chrono::duration_cast<base::Clock::Duration>(
                                              std::chrono::microseconds(retry));
+        at += 2;
         return result;
     }
-    if (reply.elements.size() != ops + 1) return std::nullopt;
+    if (e.size() - at < 2 * ops + 1) return std::nullopt;
     result.refused = ops;
     result.ops.resize(ops);
-    for (std::size_t i = 0; i < ops; ++i)
-        result.ops[i].wait = std::chrono::duration_cast<base::Clock::Duration>(
-            std::chrono::microseconds(reply.elements[i + 1].integer));
+    for (std::size_t i = 0; i < ops; ++i) {
+        const long long hold = e[at + 1 + 2 * i].integer;
+        const long long granted = e[at + 2 + 2 * i].integer;
+        if (hold < 0 || granted < 0) return std::nullopt;
+        result.ops[i].wait =
+            std::chrono::duration_cast<base::Clock::Duration>(std::chrono::microseconds(hold));
+        result.ops[i].granted = static_cast<std::uint64_t>(granted);
+    }
+    at += 2 * ops + 1;
     return result;
+}
+
+bool all_integers(const RedisReply& reply) {
+    if (reply.kind != RedisReply::Kind::Array) return false;
+    for (const auto& e : reply.elements)
+        if (e.kind != RedisReply::Kind::Integer) return false;
+    return true;
 }
 
 }  // namespace
@@ -118,10 +193,13 @@ RedisLimitStore::RedisLimitStore(asio::any_io_executor executor,
     : executor_(std::move(executor)),
       client_(std::move(client)),
       settings_(std::move(settings)),
-      renew_timer_(executor_) {
+      renew_timer_(executor_),
+      flush_timer_(executor_) {
     client_->on_link_change([this](bool up, const std::string&) {
         connected_ = up;
         if (up) load_script();
+        // What Redis held may be gone (restarted): no pool takes anyone new.
+        if (!up) pools_.stop_taking(std::chrono::steady_clock::now());
     });
 }
 
@@ -142,8 +220,13 @@ void RedisLimitStore::stop() {
     if (!running_) return;
     running_ = false;
     renew_timer_.cancel();
+    flush_timer_.cancel();
+    flush_due_.reset();
     client_->stop();
     connected_ = false;
+    // The client calls nothing back after stop(): what waits is told here.
+    fail_all(RedisReply::Kind::Disconnected);
+    releases_.clear();
 }
 
 void RedisLimitStore::load_script() {
@@ -162,34 +245,112 @@ void RedisLimitStore::execute(std::vector<std::string> names, core::LimitBatch b
             done(std::nullopt, RedisReply::Kind::Disconnected);
             return;
         }
-        std::vector<std::string> args;  // after EVALSHA/EVAL and the script
-        std::vector<Lease> leases;
-        args.push_back(std::to_string(batch.ops.size()));
+        const auto now = std::chrono::steady_clock::now();
+        Queued q;
+        q.total = batch.ops.size();
+        q.done = std::move(done);
         const std::string prefix = self->settings_.key_prefix + ":limit:";
-        for (const auto& op : batch.ops)
-            args.push_back(prefix + names[op.limit] + ":" + op.key);
-        args.push_back(std::to_string(self->settings_.lease_ttl.count()));
-        for (const auto& op : batch.ops) {
+        q.args.push_back("");  // the operations sent, below
+        for (std::size_t i = 0; i < q.total; ++i) {
+            const auto& op = batch.ops[i];
+            auto key = prefix + names[op.limit] + ":" + op.key;
             if (op.kind == LimitOp::Kind::Acquire) {
+                if (auto lease = self->pools_.take(key, now)) {
+                    q.local.emplace_back(i, std::move(*lease));
+                    continue;
+                }
+                // Ahead: as many as this node holds on the key now, at most op.extra.
+                const auto extra = std::min<std::uint64_t>(op.extra, self->pools_.open(key));
                 auto member = self->settings_.node + ":" + std::to_string(self->next_lease_++);
-                leases.push_back({static_cast<std::size_t>(&op - batch.ops.data()), member,
-                                  prefix + names[op.limit] + ":" + op.key});
-                args.insert(args.end(), {"a", std::to_string(op.max), member, "0", "0"});
-                continue;
+                q.leases.push_back({q.keys.size(), member, key});
+                q.args.insert(q.args.end(), {"a", std::to_string(op.max), member,
+                                             std::to_string(extra), "0", "0"});
+            } else {
+                const double period_us = static_cast<double>(count_us(op.gcra->period()));
+                q.args.insert(
+                    q.args.end(),
+                    {op.kind == LimitOp::Kind::Consume ? "c" : "p", std::to_string(op.cost),
+                     micros(period_us / static_cast<double>(op.gcra->count())),
+                     std::to_string(op.gcra->burst()), std::to_string(count_us(op.max_wait)),
+                     std::to_string(op.kind == LimitOp::Kind::Consume ? op.extra : 0)});
             }
-            const double period_us = static_cast<double>(count_us(op.gcra->period()));
-            args.insert(args.end(),
-                        {op.kind == LimitOp::Kind::Consume ? "c" : "p", std::to_string(op.cost),
-                         micros(period_us / static_cast<double>(op.gcra->count())),
-                         std::to_string(op.gcra->burst()), std::to_string(count_us(op.max_wait))});
+            q.keys.push_back(std::move(key));
+            q.index.push_back(i);
         }
-        const std::size_t ops = batch.ops.size();
-        self->send(std::move(args), std::move(done), std::move(leases), ops);
+        q.ops = q.keys.size();
+        q.args.front() = std::to_string(q.ops);
+        if (q.ops == 0) {
+            // Met from the places held here: no round trip.
+            core::LimitBatchResult all;
+            all.refused = q.total;
+            all.ops.resize(q.total);
+            for (auto& [i, lease] : q.local)
+                all.ops[i].lease = std::move(lease);
+            q.done(std::move(all), RedisReply::Kind::Array);
+            return;
+        }
+        self->queued_.push_back(std::move(q));
+        self->flush();
     });
 }
 
-void RedisLimitStore::send(std::vector<std::string> args, Done done, std::vector<Lease> leases,
-                           std::size_t ops) {
+void RedisLimitStore::flush_at(SteadyTime at) {
+    if (flush_due_ && *flush_due_ <= at) return;
+    flush_due_ = at;
+    flush_timer_.expires_at(at);  // cancels a later one: its wait ends aborted
+    std::weak_ptr<RedisLimitStore> weak = weak_from_this();
+    flush_timer_.async_wait([weak](const std::error_code& ec) {
+        auto store = weak.lock();
+        if (ec || !store) return;
+        store->flush_due_.reset();
+        if (store->running_) store->flush();
+    });
+}
+
+void RedisLimitStore::flush() {
+    if (in_flight_ || (queued_.empty() && releases_.empty())) return;
+    if (!running_ || !client_->connected()) {
+        fail_all(RedisReply::Kind::Disconnected);
+        releases_.clear();  // they expire
+        return;
+    }
+    const auto now = std::chrono::steady_clock::now();
+    if (queued_.empty() && now < first_release_ + kReleaseDelay) {
+        flush_at(first_release_ + kReleaseDelay);  // a release alone waits for company
+        return;
+    }
+    if (now < last_call_ + kMinCallInterval) {
+        flush_at(last_call_ + kMinCallInterval);
+        return;
+    }
+    last_call_ = now;
+    auto call = std::make_shared<std::vector<Queued>>();
+    const std::size_t take = std::min(queued_.size(), kMaxBatchesPerCall);
+    call->insert(call->end(), std::make_move_iterator(queued_.begin()),
+                 std::make_move_iterator(queued_.begin() + static_cast<std::ptrdiff_t>(take)));
+    queued_.erase(queued_.begin(), queued_.begin() + static_cast<std::ptrdiff_t>(take));
+    // After EVALSHA/EVAL and the script: the keys, then the arguments.
+    std::size_t keys = releases_.size();
+    for (const auto& q : *call)
+        keys += q.keys.size();
+    std::vector<std::string> args;
+    args.push_back(std::to_string(keys));
+    for (const auto& [key, member] : releases_)
+        args.push_back(key);
+    for (const auto& q : *call)
+        args.insert(args.end(), q.keys.begin(), q.keys.end());
+    args.push_back(std::to_string(settings_.lease_ttl.count()));
+    args.push_back(std::to_string(call->size()));
+    args.push_back(std::to_string(releases_.size()));
+    for (const auto& [key, member] : releases_)
+        args.push_back(member);
+    for (const auto& q : *call)
+        args.insert(args.end(), q.args.begin(), q.args.end());
+    releases_.clear();
+    send(std::move(call), std::move(args));
+}
+
+void RedisLimitStore::send(Call call, std::vector<std::string> args) {
     // EVALSHA once the script is loaded; EVAL (which loads it too) before
     // that, and again when Redis answers NOSCRIPT (restarted, flushed).
     std::vector<std::string> command;
@@ -199,47 +360,130 @@ void RedisLimitStore::send(std::vector<std::string> args, Done done, std::vector
         command = {"EVALSHA", sha_};
     command.insert(command.end(), args.begin(), args.end());
     ++round_trips_;
+    in_flight_ = call;
     std::weak_ptr<RedisLimitStore> self = weak_from_this();
     client_->command(
-        std::move(command), [self, args = std::move(args), done = std::move(done),
-                             leases = std::move(leases), ops](const RedisReply& reply) mutable {
+        std::move(command), [self, call, args = std::move(args)](const RedisReply& reply) mutable {
             auto store = self.lock();
-            if (!store) return;
+            if (!store || store->in_flight_ != call) return;  // stopped meanwhile
             if (reply.kind == RedisReply::Kind::Error && reply.text.rfind("NOSCRIPT", 0) == 0) {
                 store->sha_.clear();
                 store->load_script();
-                store->send(std::move(args), std::move(done), std::move(leases), ops);
+                store->send(std::move(call), std::move(args));
                 return;
             }
-            auto result = parse(reply, ops);
-            if (!result) {
-                done(std::nullopt,
-                     reply.kind == RedisReply::Kind::Array ? RedisReply::Kind::Error : reply.kind);
-                return;
-            }
-            // Passed: the leases are this node's to renew and to release. (A
-            // request that timed out may still have taken some: they expire.)
-            if (result->refused == ops) {
-                for (auto& lease : leases) {
-                    result->ops[lease.op].lease = lease.member;
-                    store->held_[lease.member] = lease.key;
-                }
-                store->leases_held_ = store->held_.size();
-            }
-            done(std::move(result), reply.kind);
+            store->in_flight_.reset();
+            store->answer(call, reply);
+            store->flush();
         });
+}
+
+void RedisLimitStore::answer(const Call& call, const RedisReply& reply) {
+    // Every batch's answer, and nothing more: else none is trusted.
+    std::vector<std::optional<core::LimitBatchResult>> results;
+    bool fits = all_integers(reply);
+    std::size_t at = 0;
+    for (const auto& q : *call) {
+        if (fits) results.push_back(parse_batch(reply, at, q.ops));
+        fits = fits && results.back().has_value();
+    }
+    fits = fits && at == reply.elements.size();
+    const auto failed =
+        reply.kind == RedisReply::Kind::Array ? RedisReply::Kind::Error : reply.kind;
+    const auto now = std::chrono::steady_clock::now();
+    for (std::size_t i = 0; i < call->size(); ++i) {
+        auto& q = (*call)[i];
+        if (!fits) {
+            give_back_local(q);
+            q.done(std::nullopt, failed);
+            continue;
+        }
+        auto& sent = *results[i];
+        core::LimitBatchResult all;
+        if (sent.refused < q.ops) {
+            give_back_local(q);
+            all.refused = q.index[sent.refused];
+            all.retry_after = sent.retry_after;
+            q.done(std::move(all), reply.kind);
+            continue;
+        }
+        // Passed: the leases are this node's to renew and to release. (A
+        // call that timed out may still have taken some: they expire.)
+        for (auto& lease : q.leases) {
+            auto& op = sent.ops[lease.op];
+            if (op.granted > 0) {
+                // One member stands for the place and those granted ahead.
+                const auto places = static_cast<std::uint32_t>(op.granted + 1);
+                auto member = lease.member + "*" + std::to_string(places);
+                auto grant_key = lease.key + ":g";
+                held_[member] = grant_key;
+                op.lease = pools_.add(lease.key, grant_key, member, places, now);
+            } else {
+                held_[lease.member] = lease.key;
+                pools_.opened(lease.key);
+                op.lease = lease.member;
+            }
+        }
+        all.refused = q.total;
+        all.ops.resize(q.total);
+        for (std::size_t j = 0; j < q.ops; ++j)
+            all.ops[q.index[j]] = std::move(sent.ops[j]);
+        for (auto& [index, lease] : q.local)
+            all.ops[index].lease = std::move(lease);
+        q.done(std::move(all), reply.kind);
+    }
+    leases_held_ = held_.size();
+}
+
+void RedisLimitStore::fail_all(RedisReply::Kind kind) {
+    auto waiting = std::move(queued_);
+    queued_.clear();
+    if (in_flight_) {
+        auto call = std::move(in_flight_);
+        in_flight_.reset();
+        for (auto& q : *call)
+            waiting.push_back(std::move(q));
+    }
+    for (auto& q : waiting) {
+        give_back_local(q);
+        q.done(std::nullopt, kind);
+    }
+}
+
+void RedisLimitStore::give_back_local(Queued& q) {
+    for (auto& [index, lease] : q.local)
+        pools_.release(lease);
+    q.local.clear();
+}
+
+void RedisLimitStore::give_back_pools(SteadyTime now) {
+    for (auto& [grant_key, member] : pools_.done(now)) {
+        held_.erase(member);
+        if (releases_.empty()) first_release_ = now;
+        releases_.emplace_back(std::move(grant_key), std::move(member));
+    }
+    leases_held_ = held_.size();
 }
 
 void RedisLimitStore::release(std::size_t, std::string_view lease) {
     asio::post(executor_, [self = shared_from_this(), member = std::string(lease)] {
-        auto it = self->held_.find(member);
-        if (it == self->held_.end()) return;
-        auto key = it->second;
-        self->held_.erase(it);
-        self->leases_held_ = self->held_.size();
-        if (!self->running_ || !self->client_->connected()) return;  // it expires
-        ++self->round_trips_;
-        self->client_->command({"ZREM", key, member}, [](const RedisReply&) {});
+        const auto now = std::chrono::steady_clock::now();
+        if (self->pools_.release(member)) {
+            self->give_back_pools(now);
+        } else {
+            auto it = self->held_.find(member);
+            if (it == self->held_.end()) return;
+            self->pools_.closed(it->second);
+            if (self->releases_.empty()) self->first_release_ = now;
+            self->releases_.emplace_back(it->second, member);
+            self->held_.erase(it);
+            self->leases_held_ = self->held_.size();
+        }
+        if (!self->running_ || !self->client_->connected()) {
+            self->releases_.clear();  // they expire
+            return;
+        }
+        self->flush();  // rides with the next batch, or goes alone after kReleaseDelay
     });
 }
 
@@ -250,6 +494,8 @@ void RedisLimitStore::renew() {
     renew_timer_.async_wait([self](const std::error_code& ec) {
         auto store = self.lock();
         if (ec || !store || !store->running_) return;
+        store->give_back_pools(std::chrono::steady_clock::now());
+        store->flush();
         if (!store->held_.empty() && store->client_->connected()) {
             std::vector<std::string> command{"EVAL", kRenewScript,
                                              std::to_string(store->held_.size())};

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "core/limits/limit_set.hpp"
+#include "core/limits/rate_grants.hpp"
 #include "io/asio.hpp"
 #include "io/cluster/redis_limit_store.hpp"
 
@@ -15,17 +16,19 @@ namespace smtplb::io {
 
 // Counters of the shared limits, for /metrics (docs/cluster.md).
 struct SharedLimitStats {
-    std::atomic<std::uint64_t> redis{0};    // checks Redis answered
-    std::atomic<std::uint64_t> local{0};    // decided here: Redis not connected
-    std::atomic<std::uint64_t> timeout{0};  // decided here: Redis too slow or failing
-    // Per event (core::LimitEvent's order): events checked against Redis,
-    // and the round trips they cost.
+    std::atomic<std::uint64_t> redis{0};     // checks Redis answered
+    std::atomic<std::uint64_t> local{0};     // decided here: Redis not connected
+    std::atomic<std::uint64_t> timeout{0};   // decided here: Redis too slow or failing
+    std::atomic<std::uint64_t> met_here{0};  // met from units granted ahead: no round trip
+    // Per event (core::LimitEvent's order): events checked against Redis.
+    // (Their round trips are the store's: several events share a call.)
     std::array<std::atomic<std::uint64_t>, 4> events{};
-    std::array<std::atomic<std::uint64_t>, 4> round_trips{};
 };
 
 // The shared limits of one generation's LimitSet (those check() leaves
-// alone with [cluster]): one batch per event to the RedisLimitStore, with
+// alone with [cluster]): what units of shared rates this node already holds
+// (core::RateGrants) are spent here; the rest of the event goes as one
+// batch to the RedisLimitStore (asking ahead for busy keys), with
 // [cluster] timeout as its deadline (the client's); without an answer in
 // time, or without a store, they are decided here, each divided by the
 // nodes alive (live_nodes()), and Redis is used again once it answers.
@@ -48,11 +51,16 @@ class SharedLimits {
 
     const SharedLimitStats& stats() const { return *stats_; }
     std::uint64_t leases_held() const;
+    // Requests the store has sent Redis (scripts, their loading, renewals).
+    std::uint64_t round_trips() const;
+    // Events met entirely from grants held here (no round trip).
+    std::uint64_t met_here() const { return stats_->met_here.load(); }
 
   private:
     core::LimitVerdict locally(core::LimitEvent event, const core::LimitSubject& subject,
                                base::Clock::TimePoint now);
     void switched(bool to_redis, const char* reason);
+    std::size_t live_nodes() const;
 
     std::shared_ptr<core::LimitSet> set_;
     std::string node_;
@@ -65,6 +73,7 @@ class SharedLimits {
     std::shared_ptr<core::LimitSet> fallback_;
     std::size_t fallback_nodes_ = 0;
     std::shared_ptr<SharedLimitStats> stats_ = std::make_shared<SharedLimitStats>();
+    core::RateGrants grants_;
     // Shared with a reload's next generation: the switch is logged once.
     std::shared_ptr<std::atomic<bool>> local_ = std::make_shared<std::atomic<bool>>(false);
 };

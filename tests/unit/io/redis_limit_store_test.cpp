@@ -63,6 +63,7 @@ struct RedisLimitStoreTest : ::testing::Test {
         rate.limit = 0;
         rate.key = "sender=a@example.net";
         rate.gcra = &gcra;
+        rate.extra = 7;
         b.ops.push_back(rate);
         LimitOp place;
         place.kind = LimitOp::Kind::Acquire;
@@ -72,6 +73,13 @@ struct RedisLimitStoreTest : ::testing::Test {
         b.ops.push_back(place);
         return b;
     }
+    // Runs the loop past the least interval between calls (far short of
+    // the delay a lone release waits).
+    void settle() {
+        io.restart();
+        io.run_for(RedisLimitStore::kMinCallInterval * 4);
+        io.restart();
+    }
     void execute() {
         store->execute({"per-sender", "tx"}, batch(),
                        [this](std::optional<LimitBatchResult> r, RedisReply::Kind k) {
@@ -79,8 +87,7 @@ struct RedisLimitStoreTest : ::testing::Test {
                            kind = k;
                            ++answers;
                        });
-        io.poll();
-        io.restart();
+        settle();
     }
 };
 
@@ -90,30 +97,133 @@ TEST_F(RedisLimitStoreTest, OneScriptForTheWholeEventWithEveryKey) {
     execute();
     ASSERT_EQ(redis->sent.size(), 1u);
     const auto& args = redis->sent.front().args;
-    ASSERT_GE(args.size(), 16u);
+    ASSERT_EQ(args.size(), 21u);
     EXPECT_EQ(args[0], "EVALSHA");
     EXPECT_EQ(args[1], "sha1");
     EXPECT_EQ(args[2], "2");  // two keys
     EXPECT_EQ(args[3], "lb:limit:per-sender:sender=a@example.net");
     EXPECT_EQ(args[4], "lb:limit:tx:client_ip=192.0.2.1");
     EXPECT_EQ(args[5], "15000");
-    EXPECT_EQ(args[6], "c");
-    EXPECT_EQ(args[11], "a");
-    EXPECT_EQ(args[12], "3");
-    EXPECT_EQ(args[13], "mx1:1");  // NODE:LEASE-ID
-    redis->answer(integers({0, 250000, 0}));
+    EXPECT_EQ(args[6], "1");  // one batch
+    EXPECT_EQ(args[7], "0");  // no lease given back
+    EXPECT_EQ(args[8], "2");  // its operations
+    EXPECT_EQ(args[9], "c");
+    EXPECT_EQ(args[14], "7");  // the units asked for ahead
+    EXPECT_EQ(args[15], "a");
+    EXPECT_EQ(args[16], "3");
+    EXPECT_EQ(args[17], "mx1:1");  // NODE:LEASE-ID
+    redis->answer(integers({0, 250000, 5, 0, 0}));
     ASSERT_TRUE(result);
     EXPECT_EQ(result->refused, 2u);
     EXPECT_EQ(result->ops[0].wait, 250ms);
+    EXPECT_EQ(result->ops[0].granted, 5u);
     EXPECT_EQ(result->ops[1].lease, "mx1:1");
     EXPECT_EQ(store->leases_held(), 1u);
-    // Giving the place back: a ZREM, not waited for.
+    // Giving the place back rides with the next script...
     store->release(1, "mx1:1");
-    io.poll();
+    settle();
+    EXPECT_EQ(store->leases_held(), 0u);
+    EXPECT_TRUE(redis->sent.empty());
+    execute();
+    ASSERT_EQ(redis->sent.size(), 1u);
+    const auto& next = redis->sent.front().args;
+    EXPECT_EQ(next[2], "3");  // the released lease's key first
+    EXPECT_EQ(next[3], "lb:limit:tx:client_ip=192.0.2.1");
+    EXPECT_EQ(next[6], "15000");
+    EXPECT_EQ(next[7], "1");
+    EXPECT_EQ(next[8], "1");  // one lease given back
+    EXPECT_EQ(next[9], "mx1:1");
+    EXPECT_EQ(next[10], "2");
+    EXPECT_EQ(store->round_trips(), 3u);  // SCRIPT LOAD and two scripts, no ZREM
+    redis->answer(integers({0, 0, 0, 0, 0}));
+    EXPECT_EQ(answers, 2);
+}
+
+TEST_F(RedisLimitStoreTest, ALeaseGivenBackWhileNothingElseGoesIsSentAfterAShortDelay) {
+    execute();
+    redis->answer(integers({0, 0, 0, 0, 0}));
+    store->release(1, "mx1:1");
+    settle();
+    EXPECT_TRUE(redis->sent.empty());
+    io.run_for(RedisLimitStore::kReleaseDelay * 3);
     ASSERT_EQ(redis->sent.size(), 1u);
     EXPECT_EQ(redis->sent.front().args,
-              (std::vector<std::string>{"ZREM", "lb:limit:tx:client_ip=192.0.2.1", "mx1:1"}));
-    EXPECT_EQ(store->leases_held(), 0u);
+              (std::vector<std::string>{"EVALSHA", "sha1", "1", "lb:limit:tx:client_ip=192.0.2.1",
+                                        "15000", "0", "1", "mx1:1"}));
+}
+
+TEST_F(RedisLimitStoreTest, EventsArrivingWhileAScriptIsInFlightGoTogetherInTheNext) {
+    std::vector<std::optional<LimitBatchResult>> results;
+    auto run = [&] {
+        store->execute({"per-sender", "tx"}, batch(),
+                       [&](std::optional<LimitBatchResult> r, RedisReply::Kind) {
+                           results.push_back(std::move(r));
+                       });
+    };
+    run();
+    settle();
+    ASSERT_EQ(redis->sent.size(), 1u);
+    run();
+    run();
+    run();
+    settle();
+    ASSERT_EQ(redis->sent.size(), 1u);  // one in flight at a time
+    redis->answer(integers({0, 0, 0, 0, 0}));
+    ASSERT_EQ(results.size(), 1u);
+    settle();
+    ASSERT_EQ(redis->sent.size(), 1u);
+    const auto& args = redis->sent.front().args;
+    EXPECT_EQ(args[2], "6");  // three batches of two keys
+    EXPECT_EQ(args[10], "3");
+    EXPECT_EQ(args[11], "0");
+    // The first passes, the second is refused at its rate (nothing
+    // recorded), the third passes: each batch gets its own answer.
+    redis->answer(integers({0, 0, 0, 0, 0, 1, 2000000, 0, 0, 0, 0, 0}));
+    ASSERT_EQ(results.size(), 4u);
+    ASSERT_TRUE(results[1] && results[2] && results[3]);
+    EXPECT_EQ(results[1]->refused, 2u);
+    EXPECT_EQ(results[2]->refused, 0u);
+    EXPECT_EQ(results[2]->retry_after, 2s);
+    EXPECT_EQ(results[3]->refused, 2u);
+    EXPECT_EQ(results[3]->ops[1].lease, "mx1:4");
+    EXPECT_EQ(store->leases_held(), 3u);  // mx1:1, mx1:2, mx1:4
+    EXPECT_EQ(store->round_trips(), 3u);
+}
+
+TEST_F(RedisLimitStoreTest, AnAnswerThatDoesNotFitTheBatchesIsNoResultForAny) {
+    std::vector<std::optional<LimitBatchResult>> results;
+    for (int i = 0; i < 2; ++i)
+        store->execute({"per-sender", "tx"}, batch(),
+                       [&](std::optional<LimitBatchResult> r, RedisReply::Kind) {
+                           results.push_back(std::move(r));
+                       });
+    settle();
+    redis->answer(integers({0, 0, 0, 0, 0}));
+    settle();
+    redis->answer(integers({0, 0, 0, 0, 0, 7}));  // more than the batch's answer
+    ASSERT_EQ(results.size(), 2u);
+    EXPECT_TRUE(results[0]);
+    EXPECT_FALSE(results[1]);
+    EXPECT_EQ(store->leases_held(), 1u);
+    // Nor one cut short.
+    store->execute({"per-sender", "tx"}, batch(),
+                   [&](std::optional<LimitBatchResult> r, RedisReply::Kind) {
+                       results.push_back(std::move(r));
+                   });
+    settle();
+    redis->answer(integers({0, 0}));
+    ASSERT_EQ(results.size(), 3u);
+    EXPECT_FALSE(results[2]);
+}
+
+TEST_F(RedisLimitStoreTest, StoppingAnswersWhatWaitsSoNoSessionHangs) {
+    execute();
+    execute();
+    EXPECT_EQ(answers, 0);
+    store->stop();
+    EXPECT_EQ(answers, 2);
+    EXPECT_FALSE(result);
+    EXPECT_EQ(kind, RedisReply::Kind::Disconnected);
 }
 
 TEST_F(RedisLimitStoreTest, ARefusalNamesTheOperationAndItsWait) {
@@ -136,7 +246,7 @@ TEST_F(RedisLimitStoreTest, NoscriptLoadsTheScriptAgainAndTheEventStillGetsItsAn
     ASSERT_EQ(redis->sent.size(), 2u);
     EXPECT_EQ(redis->answer(text(RedisReply::Kind::String, "sha2"))[1], "LOAD");
     EXPECT_EQ(redis->sent.front().args[0], "EVAL");  // loads it too
-    redis->answer(integers({0, 0, 0}));
+    redis->answer(integers({0, 0, 0, 0, 0}));
     EXPECT_EQ(answers, 1);
     ASSERT_TRUE(result);
     EXPECT_EQ(result->refused, 2u);

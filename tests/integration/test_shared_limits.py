@@ -87,6 +87,24 @@ class SharedLimits(WorkdirTestCase):
         for name, lb in self.nodes.items():
             self.assertFalse(lb.log_lines("event=cluster_limits_local "), name)
 
+    def test_units_granted_ahead_to_a_busy_sender_never_take_it_over_its_limit(self):
+        # 150/1h over three nodes: a node may take up to 150 / (20 x 3) = 2
+        # units ahead, spent without asking Redis. The sender still gets at
+        # most 150 in all, and at most 5% fewer (units held unspent at the end).
+        n = 150
+        self.start([limit(name="per-sender", key="sender", messages=f"{n}/1h")])
+        accepted = self.round_robin("busy@outside.example", n + 30)
+        self.assertLessEqual(accepted, n)
+        self.assertGreaterEqual(accepted, n - n * 5 // 100, f"accepted {accepted} of {n}")
+        self.assertEqual(len(self.sink.messages()), accepted)
+        granted = 0
+        for name in self.nodes:
+            found = re.search(r'^smtplb_cluster_limit_checks_total\{result="granted"\} (\S+)$',
+                              self.metrics(name), re.M)
+            self.assertIsNotNone(found, name)
+            granted += float(found.group(1))
+        self.assertGreater(granted, 0, "no event was met from units granted ahead")
+
     def test_a_killed_nodes_places_come_back_within_the_lease_ttl(self):
         self.start([limit(name="tx", key="client_ip", concurrent_transactions=2)])
         holders = []

@@ -226,6 +226,61 @@ TEST_F(RedisLimitStoreTest, StoppingAnswersWhatWaitsSoNoSessionHangs) {
     EXPECT_EQ(kind, RedisReply::Kind::Disconnected);
 }
 
+TEST_F(RedisLimitStoreTest, PlacesGrantedAheadAreHandedOutHereAndGivenBackWhenDone) {
+    std::vector<std::optional<LimitBatchResult>> results;
+    auto acquire = [&] {
+        LimitBatch b;
+        LimitOp place;
+        place.kind = LimitOp::Kind::Acquire;
+        place.limit = 1;
+        place.key = "client_ip=192.0.2.1";
+        place.max = 100;
+        place.extra = 5;  // the share SharedLimits allows
+        b.ops.push_back(place);
+        store->execute({"per-sender", "tx"}, b,
+                       [&](std::optional<LimitBatchResult> r, RedisReply::Kind) {
+                           results.push_back(std::move(r));
+                       });
+        settle();
+    };
+    acquire();
+    ASSERT_EQ(redis->sent.size(), 1u);
+    EXPECT_EQ(redis->sent.front().args[11], "0");  // nothing held here yet: nothing ahead
+    redis->answer(integers({0, 0, 0}));
+    acquire();
+    ASSERT_EQ(redis->sent.size(), 1u);
+    EXPECT_EQ(redis->sent.front().args[11], "1");  // as many as held here, within the share
+    redis->answer(integers({0, 0, 1}));            // one more granted: a pool of two
+    ASSERT_EQ(results.size(), 2u);
+    EXPECT_EQ(results[0]->ops[0].lease, "mx1:1");
+    EXPECT_EQ(results[1]->ops[0].lease, "~mx1:2*2");
+    acquire();  // from the pool: no round trip
+    EXPECT_TRUE(redis->sent.empty());
+    ASSERT_EQ(results.size(), 3u);
+    ASSERT_TRUE(results[2]);
+    EXPECT_EQ(results[2]->refused, 1u);
+    EXPECT_EQ(results[2]->ops[0].lease, "~mx1:2*2");
+    acquire();  // the pool is full: Redis again
+    ASSERT_EQ(redis->sent.size(), 1u);
+    redis->answer(text(RedisReply::Kind::Timeout, "deadline"));
+    EXPECT_FALSE(results[3]);
+    // The pool takes no one new after PlacePools::kTaking; its last holder
+    // gone, it is given back (one ZREM in the grant set, inside a script).
+    io.restart();
+    io.run_for(smtplb::io::PlacePools::kTaking + 50ms);
+    store->release(1, "~mx1:2*2");
+    settle();
+    EXPECT_TRUE(redis->sent.empty());
+    store->release(1, "~mx1:2*2");
+    io.restart();
+    io.run_for(RedisLimitStore::kReleaseDelay * 3);
+    ASSERT_EQ(redis->sent.size(), 1u);
+    EXPECT_EQ(redis->sent.front().args,
+              (std::vector<std::string>{"EVALSHA", "sha1", "1", "lb:limit:tx:client_ip=192.0.2.1:g",
+                                        "15000", "0", "1", "mx1:2*2"}));
+    EXPECT_EQ(store->leases_held(), 1u);  // mx1:1
+}
+
 TEST_F(RedisLimitStoreTest, ARefusalNamesTheOperationAndItsWait) {
     execute();
     redis->answer(integers({1, 3000000}));

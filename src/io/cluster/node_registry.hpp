@@ -9,20 +9,13 @@
 #include "config/config.hpp"
 #include "core/cluster/node_registry.hpp"
 #include "io/asio.hpp"
+#include "io/cluster/cluster_messages.hpp"
 #include "io/cluster/redis_client.hpp"
 
 namespace smtplb::io {
 
 class Balancer;
 
-// A heartbeat as Redis holds it (JSON), and back; nullopt for text that is
-// not one (another program's, a newer node's it cannot read).
-std::string encode_heartbeat(const core::cluster::Heartbeat& heartbeat);
-// Each node's view of the backends as JSON: in its heartbeat and in
-// GET /api/v1/cluster alike.
-boost::json::array backend_opinions_json(
-    const std::vector<core::cluster::BackendOpinion>& opinions);
-std::optional<core::cluster::Heartbeat> decode_heartbeat(const std::string& text);
 // The digest of the configuration a generation runs (per-node keys and
 // backends found by DNS left out: docs/cluster.md, "Nodes").
 std::string running_config_digest(const config::Config& config);

@@ -141,47 +141,6 @@ long long count_us(D d) {
     return std::chrono::duration_cast<std::chrono::microseconds>(d).count();
 }
 
-// One batch's answer, from `at` in the script's answer (all integers);
-// `at` moves past it. Nothing when the answer does not fit the batch.
-std::optional<core::LimitBatchResult> parse_batch(const RedisReply& reply, std::size_t& at,
-                                                  std::size_t ops) {
-    const auto& e = reply.elements;
-    if (at >= e.size()) return std::nullopt;
-    core::LimitBatchResult result;
-    const long long refused = e[at].integer;
-    if (refused != 0) {
-        if (refused < 0 || at + 1 >= e.size() || static_cast<std::size_t>(refused) > ops)
-            return std::nullopt;
-        result.refused = static_cast<std::size_t>(refused - 1);
-        const long long retry = e[at + 1].integer;
-        result.retry_after = retry < 0 ? core::Gcra::kNever
-                                       : std::chrono::duration_cast<base::Clock::Duration>(
-                                             std::chrono::microseconds(retry));
-        at += 2;
-        return result;
-    }
-    if (e.size() - at < 2 * ops + 1) return std::nullopt;
-    result.refused = ops;
-    result.ops.resize(ops);
-    for (std::size_t i = 0; i < ops; ++i) {
-        const long long hold = e[at + 1 + 2 * i].integer;
-        const long long granted = e[at + 2 + 2 * i].integer;
-        if (hold < 0 || granted < 0) return std::nullopt;
-        result.ops[i].wait =
-            std::chrono::duration_cast<base::Clock::Duration>(std::chrono::microseconds(hold));
-        result.ops[i].granted = static_cast<std::uint64_t>(granted);
-    }
-    at += 2 * ops + 1;
-    return result;
-}
-
-bool all_integers(const RedisReply& reply) {
-    if (reply.kind != RedisReply::Kind::Array) return false;
-    for (const auto& e : reply.elements)
-        if (e.kind != RedisReply::Kind::Integer) return false;
-    return true;
-}
-
 }  // namespace
 
 const char* RedisLimitStore::batch_script() {
@@ -379,15 +338,12 @@ void RedisLimitStore::send(Call call, std::vector<std::string> args) {
 }
 
 void RedisLimitStore::answer(const Call& call, const RedisReply& reply) {
+    std::vector<std::size_t> ops;
+    for (const auto& q : *call)
+        ops.push_back(q.ops);
     // Every batch's answer, and nothing more: else none is trusted.
-    std::vector<std::optional<core::LimitBatchResult>> results;
-    bool fits = all_integers(reply);
-    std::size_t at = 0;
-    for (const auto& q : *call) {
-        if (fits) results.push_back(parse_batch(reply, at, q.ops));
-        fits = fits && results.back().has_value();
-    }
-    fits = fits && at == reply.elements.size();
+    auto results = parse_limit_reply(reply, ops);
+    const bool fits = results.has_value();
     const auto failed =
         reply.kind == RedisReply::Kind::Array ? RedisReply::Kind::Error : reply.kind;
     const auto now = std::chrono::steady_clock::now();
@@ -398,7 +354,7 @@ void RedisLimitStore::answer(const Call& call, const RedisReply& reply) {
             q.done(std::nullopt, failed);
             continue;
         }
-        auto& sent = *results[i];
+        auto& sent = (*results)[i];
         core::LimitBatchResult all;
         if (sent.refused < q.ops) {
             give_back_local(q);

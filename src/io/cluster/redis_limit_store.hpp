@@ -12,6 +12,7 @@
 #include "core/limits/limit_batch.hpp"
 #include "core/limits/limit_store.hpp"
 #include "io/asio.hpp"
+#include "io/cluster/cluster_messages.hpp"
 #include "io/cluster/place_pools.hpp"
 #include "io/cluster/redis_client.hpp"
 

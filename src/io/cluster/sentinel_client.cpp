@@ -1,24 +1,7 @@
 #include "io/cluster/sentinel_client.hpp"
 
-#include <charconv>
-#include <sstream>
-
 namespace smtplb::io {
 namespace {
-
-std::optional<std::uint16_t> port_number(const std::string& text) {
-    unsigned value = 0;
-    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-    if (ec != std::errc() || end != text.data() + text.size() || value == 0 || value > 65535)
-        return std::nullopt;
-    return static_cast<std::uint16_t>(value);
-}
-
-std::optional<base::HostPort> address(const std::string& host, const std::string& port) {
-    auto number = port_number(port);
-    if (host.empty() || !number) return std::nullopt;
-    return base::HostPort{host, *number};
-}
 
 constexpr Millis kRoleRetry{100};
 // How long after a +switch-master a sentinel naming the old master is
@@ -26,44 +9,6 @@ constexpr Millis kRoleRetry{100};
 constexpr Millis kSwitchSettles{10000};
 
 }  // namespace
-
-std::optional<base::HostPort> master_address(const RedisReply& reply) {
-    if (reply.kind != RedisReply::Kind::Array || reply.elements.size() != 2) return std::nullopt;
-    const auto& host = reply.elements[0];
-    const auto& port = reply.elements[1];
-    if (host.kind != RedisReply::Kind::String || port.kind != RedisReply::Kind::String)
-        return std::nullopt;
-    return address(host.text, port.text);
-}
-
-std::optional<MasterSwitch> parse_switch_master(const std::string& message) {
-    std::istringstream in(message);
-    std::string name, from_host, from_port, to_host, to_port, extra;
-    if (!(in >> name >> from_host >> from_port >> to_host >> to_port) || (in >> extra))
-        return std::nullopt;
-    auto from = address(from_host, from_port);
-    auto to = address(to_host, to_port);
-    if (!from || !to) return std::nullopt;
-    return MasterSwitch{name, *from, *to};
-}
-
-RedisRole role_of(const RedisReply& reply) {
-    if (reply.kind != RedisReply::Kind::Array || reply.elements.empty() ||
-        reply.elements[0].kind != RedisReply::Kind::String)
-        return RedisRole::Unknown;
-    const auto& role = reply.elements[0].text;
-    if (role == "master") return RedisRole::Master;
-    if (role == "slave" || role == "replica") return RedisRole::Replica;
-    return RedisRole::Other;
-}
-
-bool is_demoted_error(const RedisReply& reply) {
-    return reply.kind == RedisReply::Kind::Error && reply.text.rfind("READONLY", 0) == 0;
-}
-
-bool same_address(const base::HostPort& a, const base::HostPort& b) {
-    return a.host == b.host && a.port == b.port;
-}
 
 SentinelClient::SentinelClient(const asio::any_io_executor& executor, SentinelSettings settings,
                                ClientFactory factory)

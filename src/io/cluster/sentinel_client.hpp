@@ -10,34 +10,12 @@
 
 #include "base/network.hpp"
 #include "io/asio.hpp"
+#include "io/cluster/cluster_messages.hpp"
 #include "io/cluster/redis_client.hpp"
 
 // Redis Sentinel (docs/cluster.md "Redis Sentinel"): the master is
 // whichever the sentinels name, and it moves when they fail over.
 namespace smtplb::io {
-
-// What a sentinel answers to SENTINEL get-master-addr-by-name: the
-// master's address, or nothing (Nil: it does not know the name; anything
-// malformed).
-std::optional<base::HostPort> master_address(const RedisReply& reply);
-
-// A +switch-master message: "NAME OLD-IP OLD-PORT NEW-IP NEW-PORT".
-struct MasterSwitch {
-    std::string name;
-    base::HostPort from;
-    base::HostPort to;
-};
-std::optional<MasterSwitch> parse_switch_master(const std::string& message);
-
-// ROLE's first element: what a server says it is now.
-enum class RedisRole { Master, Replica, Other, Unknown };
-RedisRole role_of(const RedisReply& reply);
-
-// An error that means the server is no master any more (a stale sentinel
-// or a failover under way): READONLY from a replica.
-bool is_demoted_error(const RedisReply& reply);
-
-bool same_address(const base::HostPort& a, const base::HostPort& b);
 
 struct SentinelSettings {
     std::vector<base::HostPort> sentinels;

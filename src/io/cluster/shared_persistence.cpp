@@ -26,22 +26,7 @@ std::string SharedPersistence::stick_key(const std::string& pool, const std::str
 
 std::string SharedPersistence::message(const std::string& node, const std::string& pool,
                                        const std::string& client, const std::string& backend) {
-    return node + "\t" + pool + "\t" + client + "\t" + backend;
-}
-
-std::optional<SharedPersistence::Stick> SharedPersistence::parse(const std::string& message) {
-    std::vector<std::string> parts;
-    std::size_t start = 0;
-    for (;;) {
-        auto tab = message.find('\t', start);
-        parts.push_back(message.substr(start, tab - start));
-        if (tab == std::string::npos) break;
-        start = tab + 1;
-    }
-    if (parts.size() != 4) return std::nullopt;
-    for (const auto& p : parts)
-        if (p.empty()) return std::nullopt;
-    return Stick{parts[0], parts[1], parts[2], parts[3]};
+    return encode_stick({node, pool, client, backend});
 }
 
 void SharedPersistence::attach(Balancer& balancer) {

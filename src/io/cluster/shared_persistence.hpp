@@ -5,6 +5,7 @@
 #include "config/config.hpp"
 #include "core/cluster/node_registry.hpp"
 #include "io/asio.hpp"
+#include "io/cluster/cluster_messages.hpp"
 #include "io/cluster/redis_client.hpp"
 
 namespace smtplb::io {
@@ -37,10 +38,8 @@ class SharedPersistence {
     // and addresses hold no tab).
     static std::string message(const std::string& node, const std::string& pool,
                                const std::string& client, const std::string& backend);
-    struct Stick {
-        std::string node, pool, client, backend;
-    };
-    static std::optional<Stick> parse(const std::string& message);
+    using Stick = StickMessage;
+    static std::optional<Stick> parse(const std::string& message) { return parse_stick(message); }
 
   private:
     void made_here(const std::string& pool, const std::string& client, const std::string& backend);

@@ -26,5 +26,13 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         auto step = core::after_reverse(*answer);
         if (!step.result && !core::valid_client_hostname(step.confirm)) __builtin_trap();
     }
+    // Pool discovery's questions (docs/cluster.md, "Pools from DNS").
+    for (const auto& question : {io::DnsQuestion{"example.org", io::kDnsTypeMx},
+                                 io::DnsQuestion{"_smtp._tcp.example.org", io::kDnsTypeSrv}}) {
+        auto answer = io::dns_answer(reply, question, id);
+        if (!answer) continue;
+        if (!answer->addresses.empty() || !answer->names.empty()) __builtin_trap();
+        if (answer->status == core::DnsStatus::Ok && answer->services.empty()) __builtin_trap();
+    }
     return 0;
 }

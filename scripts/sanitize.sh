@@ -22,6 +22,6 @@ export TSAN_OPTIONS="halt_on_error=1 exitcode=66 second_deadlock_stack=1"
 build-tsan/tests/io_tests --gtest_brief=1
 export SMTPLB_TEST_THREADS=2
 for test in test_balancing test_reload test_shutdown test_spool test_generations test_connection_cap \
-    test_cluster test_cluster_nodes test_shared_limits test_discovery; do
+    test_cluster test_cluster_nodes test_cluster_tls test_shared_limits test_discovery; do
     python3 tests/integration/$test.py --smtplb build-tsan/src/app/smtplb
 done

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <pwd.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -236,6 +237,21 @@ void check_environment(const config::Config& config, const config::KeyLines& lin
     check_certificates(config, lines, diags);
     check_token_files(config, lines, diags);
     check_password_files(config, lines, diags);
+}
+
+std::optional<FileLimitLow> raise_file_limit(const config::Config& config) {
+    rlimit limit{};
+    if (::getrlimit(RLIMIT_NOFILE, &limit) != 0) return std::nullopt;
+    if (limit.rlim_cur < limit.rlim_max) {
+        rlimit raised = limit;
+        raised.rlim_cur = limit.rlim_max;
+        if (::setrlimit(RLIMIT_NOFILE, &raised) == 0) limit = raised;
+    }
+    std::uint64_t wanted = 64;  // listeners, admin, logs, spool
+    for (const auto& l : config.listeners)
+        wanted += std::uint64_t(l.max_connections) * (l.mode == config::ListenerMode::Tcp ? 2 : 1);
+    if (limit.rlim_cur == RLIM_INFINITY || wanted <= limit.rlim_cur) return std::nullopt;
+    return FileLimitLow{limit.rlim_cur, wanted};
 }
 
 }  // namespace smtplb::app

@@ -1,4 +1,6 @@
 #pragma once
+#include <cstdint>
+#include <optional>
 #include <string>
 
 #include "config/config.hpp"
@@ -16,5 +18,14 @@ namespace smtplb::app {
 // each directory on the way), else as the user running `check`.
 void check_environment(const config::Config& config, const config::KeyLines& lines,
                        const std::string& user, config::Diagnostics& diags);
+
+// Every connection is a descriptor (two in TCP mode, and backend
+// connections besides): the soft limit, often 1024, goes up to the hard
+// one. What remains too low for the listeners' max_connections, if it does.
+struct FileLimitLow {
+    std::uint64_t limit = 0;
+    std::uint64_t wanted = 0;
+};
+std::optional<FileLimitLow> raise_file_limit(const config::Config& config);
 
 }  // namespace smtplb::app

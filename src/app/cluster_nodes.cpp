@@ -26,11 +26,23 @@ std::string cluster_settings(const config::Cluster& c) {
            std::to_string(c.lease_ttl.count());
 }
 
-io::HiredisSettings cluster_redis_settings(const config::Cluster& c) {
+io::HiredisSettings cluster_redis_settings(const config::Cluster& c, std::string& error) {
     io::HiredisSettings settings;
     settings.redis = c.redis;
     settings.password = c.password;
     settings.timeout = c.timeout;
+    if (c.tls) {
+        // The certificate always verified: a Redis reached over TLS is one
+        // reached over a network.
+        config::BackendTls tls;
+        tls.mode = config::BackendTlsMode::Required;
+        tls.ca_file = c.tls_ca_file;
+        tls.cert = c.tls_cert_file;
+        tls.key = c.tls_key_file;
+        settings.tls = io::make_backend_tls(tls, error);
+        if (!settings.tls) error = "[cluster] tls: " + error;
+        settings.tls_name = c.tls_server_name;
+    }
     return settings;
 }
 

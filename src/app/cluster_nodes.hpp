@@ -29,7 +29,8 @@ struct ClusterNodes {
 // What of [cluster] a reload cannot change (the passwords too, unprinted).
 std::string cluster_settings(const config::Cluster& c);
 // How the daemon's clients reach Redis (or the master `c`'s sentinels name).
-io::HiredisSettings cluster_redis_settings(const config::Cluster& c);
+// `error` is set when [cluster] tls's files do not make a TLS context.
+io::HiredisSettings cluster_redis_settings(const config::Cluster& c, std::string& error);
 
 std::unique_ptr<ClusterNodes> start_cluster_nodes(const io::asio::any_io_executor& executor,
                                                   const config::Cluster& cluster,

@@ -1,4 +1,3 @@
-#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -11,6 +10,7 @@
 #include "admin/http_server.hpp"
 #include "base/log_line.hpp"
 #include "base/text.hpp"
+#include "check_environment.hpp"
 #include "cluster_nodes.hpp"
 #include "commands.hpp"
 #include "config/changes.hpp"
@@ -379,32 +379,21 @@ io::awaitable<void> Daemon::shut_down(std::chrono::milliseconds grace) {
     io.stop();
 }
 
-// Every connection is a descriptor (two in TCP mode, and backend connections
-// besides): the soft limit, often 1024, goes up to the hard one, and the
-// administrator hears when the listeners' max_connections cannot all fit.
-void raise_file_limit(const config::Config& config) {
-    rlimit limit{};
-    if (::getrlimit(RLIMIT_NOFILE, &limit) != 0) return;
-    if (limit.rlim_cur < limit.rlim_max) {
-        rlimit raised = limit;
-        raised.rlim_cur = limit.rlim_max;
-        if (::setrlimit(RLIMIT_NOFILE, &raised) == 0) limit = raised;
-    }
-    std::uint64_t wanted = 64;  // listeners, admin, logs, spool
-    for (const auto& l : config.listeners)
-        wanted += std::uint64_t(l.max_connections) * (l.mode == config::ListenerMode::Tcp ? 2 : 1);
-    if (limit.rlim_cur != RLIM_INFINITY && wanted > limit.rlim_cur)
+// The soft descriptor limit raised to the hard one; said when still too low.
+void log_file_limit(const config::Config& config) {
+    if (auto low = raise_file_limit(config))
         log_event("file_limit_low",
-                  {{"limit", std::to_string(limit.rlim_cur)},
-                   {"wanted", std::to_string(wanted)},
+                  {{"limit", std::to_string(low->limit)},
+                   {"wanted", std::to_string(low->wanted)},
                    {"hint", "raise LimitNOFILE (systemd) or ulimit -n, or lower max_connections"}});
 }
 
 // [cluster]: the Redis link and the shared admin state, on the first loop
 // (where the admin API runs). Mail never waits for it.
-void start_cluster(Daemon& daemon, const config::Cluster& c) {
-    if (!c.enabled) return;
-    const auto settings = cluster_redis_settings(c);
+bool start_cluster(Daemon& daemon, const config::Cluster& c, std::string& error) {
+    if (!c.enabled) return true;
+    const auto settings = cluster_redis_settings(c, error);
+    if (!error.empty()) return false;
     auto executor = daemon.io.get_executor();
     auto client = io::make_cluster_redis_client(executor, c, settings);
     auto* sentinel = dynamic_cast<io::SentinelClient*>(client.get());  // it reports moves
@@ -429,6 +418,7 @@ void start_cluster(Daemon& daemon, const config::Cluster& c) {
     daemon.nodes = start_cluster_nodes(daemon.io.get_executor(), c, settings, daemon.clock,
                                        *daemon.current.balancer);
     daemon.share_limits(*daemon.current.balancer);
+    return true;
 }
 
 // SIGUSR1: the tracking log is opened again (after logrotate renamed it).
@@ -438,6 +428,12 @@ void reopen_logs(io::Balancer& balancer) {
         log_event("logs_reopened", {{"tracking_log", balancer.tracking().path()}});
     else
         log_event("logs_reopen_failed", {{"reason", error}});
+}
+
+int start_failed(Ending& ending, const std::string& error) {
+    log_event("start_failed", {{"reason", error}});
+    ending.reason = "start failed: " + error;
+    return 1;
 }
 
 int serve(const std::string& path, Ending& ending) {
@@ -453,7 +449,7 @@ int serve(const std::string& path, Ending& ending) {
         ending.reason = "configuration not valid";
         return 1;
     }
-    raise_file_limit(*result.config);
+    log_file_limit(*result.config);
     auto io = std::make_unique<io::asio::io_context>(1);
     // Registered before anything listens: a signal sent as soon as the port
     // answers is queued for its handler, not default-handled (SIGHUP would
@@ -487,17 +483,13 @@ int serve(const std::string& path, Ending& ending) {
     first.set_discoverer(daemon.discoverer.get());
     std::string error;
     if (!first.start(error)) {
-        log_event("start_failed", {{"reason", error}});
-        ending.reason = "start failed: " + error;
-        return 1;
+        return start_failed(ending, error);
     }
     if (const auto& bind = result.config->server.admin_bind) {
         daemon.admin_server = std::make_unique<admin::HttpServer>(
             first, *bind, [&daemon] { return daemon.reload(); });
         if (!daemon.admin_server->start(error)) {
-            log_event("start_failed", {{"reason", error}});
-            ending.reason = "start failed: " + error;
-            return 1;
+            return start_failed(ending, error);
         }
         log_event(
             "admin_listening",
@@ -506,7 +498,9 @@ int serve(const std::string& path, Ending& ending) {
     for (const auto& l : first.listeners())
         log_listening(*l);
     daemon.discover(first.config());
-    start_cluster(daemon, result.config->cluster);
+    if (!start_cluster(daemon, result.config->cluster, error)) {
+        return start_failed(ending, error);
+    }
     // Type=notify: ready once every listener is bound. The watchdog
     // keep-alive comes from the event loop itself, so a stuck loop is seen.
     notify_systemd("READY=1\nSTATUS=accepting mail");

@@ -125,9 +125,25 @@ void read_cluster(TableReader& r, Cluster& c) {
     if (r.node("sentinels"))
         read_password(r, "sentinel_password_file", c.sentinel_password_file, c.sentinel_password);
     r.boolean("tls", c.tls);
-    if (c.tls)
-        d.error(r.key_path("tls"), r.line_of("tls"),
-                "TLS to Redis is not supported yet: reach it over loopback or a private network");
+    r.string("tls_ca_file", c.tls_ca_file);
+    r.string("tls_cert_file", c.tls_cert_file);
+    r.string("tls_key_file", c.tls_key_file);
+    for (auto [key, file] :
+         {std::pair{"tls_ca_file", &c.tls_ca_file}, std::pair{"tls_cert_file", &c.tls_cert_file},
+          std::pair{"tls_key_file", &c.tls_key_file}}) {
+        if (!r.node(key)) continue;
+        if (!c.tls)
+            d.error(r.key_path(key), r.line_of(key), "needs tls = true");
+        else if (!std::ifstream(*file))
+            d.error(r.key_path(key), r.line_of(key), "cannot read \"" + *file + "\"");
+    }
+    if (c.tls_cert_file.empty() != c.tls_key_file.empty())
+        d.error(r.key_path(c.tls_cert_file.empty() ? "tls_key_file" : "tls_cert_file"),
+                r.line_of(c.tls_cert_file.empty() ? "tls_key_file" : "tls_cert_file"),
+                "tls_cert_file and tls_key_file go together");
+    r.string("tls_server_name", c.tls_server_name);
+    if (r.node("tls_server_name") && !c.tls)
+        d.error(r.key_path("tls_server_name"), r.line_of("tls_server_name"), "needs tls = true");
     r.string("node_name", c.node_name);
     if (r.node("node_name") && !plain_name(c.node_name, kMaxNodeName))
         d.error(r.key_path("node_name"), r.line_of("node_name"),

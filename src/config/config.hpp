@@ -346,10 +346,14 @@ struct Cluster {
     std::string sentinel_password_file;
     std::string sentinel_password;  // never logged or printed
     std::string password_file;
-    std::string password;   // the file's first line; never logged or printed
-    bool tls = false;       // refused for now ("not supported yet")
-    std::string node_name;  // default: the machine's host name
-    Millis timeout{5};      // each request's deadline
+    std::string password;       // the file's first line; never logged or printed
+    bool tls = false;           // to Redis and the sentinels (docs/cluster.md "TLS")
+    std::string tls_ca_file;    // "" = the system's trust store
+    std::string tls_cert_file;  // a client certificate (Redis's tls-auth-clients)
+    std::string tls_key_file;
+    std::string tls_server_name;  // "" = each address's host
+    std::string node_name;        // default: the machine's host name
+    Millis timeout{5};            // each request's deadline
     std::string key_prefix = "smtplb";
 
     bool uses_sentinels() const { return !sentinels.empty(); }

@@ -1,5 +1,7 @@
 #include "io/cluster/hiredis_client.hpp"
 
+#include "io/cluster/redis_tls_bridge.hpp"
+
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 
@@ -133,12 +135,28 @@ void HiredisConnection::stop() {
         redisAsyncFree(ac_);  // pending callbacks run with no reply: Disconnected
     }
     ac_ = nullptr;
+    if (bridge_) bridge_->close();
+    bridge_.reset();
 }
 
 void HiredisConnection::connect() {
     if (!running_ || ac_) return;
     drop_reason_.clear();
-    auto* ac = redisAsyncConnect(settings_.redis.host.c_str(), settings_.redis.port);
+    redisAsyncContext* ac = nullptr;
+    if (settings_.tls) {
+        // hiredis 0.14 has no TLS: it goes through this process's bridge.
+        if (!bridge_) {
+            auto bridge =
+                std::make_shared<RedisTlsBridge>(executor_, settings_.tls, settings_.tls_name);
+            std::string error;
+            if (!bridge->open(error)) return retry_later(error);
+            bridge_ = std::move(bridge);
+        }
+        bridge_->set_target(settings_.redis);
+        ac = redisAsyncConnectUnix(bridge_->path().c_str());
+    } else {
+        ac = redisAsyncConnect(settings_.redis.host.c_str(), settings_.redis.port);
+    }
     if (!ac) return retry_later("out of memory");
     if (ac->err) {
         std::string reason = ac->errstr;
@@ -290,6 +308,9 @@ void HiredisConnection::cleanup(void* privdata) {
 void HiredisConnection::gone() {
     std::string reason = drop_reason_;
     if (reason.empty()) reason = ac_ && ac_->err ? ac_->errstr : "Redis closed the connection";
+    // Through the TLS bridge hiredis only sees its end close: say why.
+    if (bridge_ && !bridge_->last_failure().empty())
+        reason = "TLS to Redis: " + bridge_->take_failure();
     if (watcher_) watcher_->close();
     watcher_.reset();
     ac_ = nullptr;

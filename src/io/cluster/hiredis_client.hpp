@@ -9,6 +9,7 @@
 #include "core/cluster/shared_admin.hpp"
 #include "io/asio.hpp"
 #include "io/cluster/redis_client.hpp"
+#include "io/runtime/tls.hpp"
 
 struct redisAsyncContext;
 
@@ -25,9 +26,14 @@ struct HiredisSettings {
     // A connection with a request unanswered this long is dropped and made
     // again: a Redis that stopped answering looks like one that went away.
     Millis stall{1000};
+    // TLS ([cluster] tls): through a RedisTlsBridge, the certificate
+    // verified for tls_name (the address's host when empty).
+    TlsContext tls;
+    std::string tls_name;
 };
 
 class HiredisConnection;
+class RedisTlsBridge;
 
 // RedisClient over hiredis's asynchronous API, driven by the Asio loop of
 // `executor` (one thread: every call and callback happens there). Two
@@ -101,6 +107,7 @@ class HiredisConnection : public std::enable_shared_from_this<HiredisConnection>
     RedisClient::Message on_message_;
     redisAsyncContext* ac_ = nullptr;
     std::shared_ptr<Watcher> watcher_;
+    std::shared_ptr<RedisTlsBridge> bridge_;  // with TLS: made at the first connect
     asio::steady_timer retry_timer_;
     asio::steady_timer deadline_timer_;
     asio::steady_timer connect_timer_;

@@ -93,11 +93,26 @@ TEST(ClusterLoader, RefusesWhatItCannotUse) {
                       "cluster.redis_typo", "unknown key"));
 }
 
-TEST(ClusterLoader, TlsIsNotSupportedYet) {
-    EXPECT_TRUE(fails("[cluster]\nredis = \"127.0.0.1:6379\"\ntls = true\n", "cluster.tls",
-                      "not supported yet"));
-    auto r = load("[cluster]\nredis = \"127.0.0.1:6379\"\ntls = false\n");
-    EXPECT_TRUE(r.config);
+TEST(ClusterLoader, TlsAndItsFiles) {
+    auto r = load(
+        "[cluster]\nredis = \"127.0.0.1:6379\"\ntls = true\n"
+        "tls_server_name = \"redis.example.net\"\n");
+    ASSERT_TRUE(r.config) << r.diagnostics.format("test.toml");
+    EXPECT_TRUE(r.config->cluster.tls);
+    EXPECT_EQ(r.config->cluster.tls_server_name, "redis.example.net");
+    EXPECT_TRUE(r.config->cluster.tls_ca_file.empty());  // the system's trust store
+    EXPECT_TRUE(
+        fails("[cluster]\nredis = \"127.0.0.1:6379\"\ntls = true\n"
+              "tls_ca_file = \"/nonexistent/ca.pem\"\n",
+              "cluster.tls_ca_file", "cannot read \"/nonexistent/ca.pem\""));
+    EXPECT_TRUE(fails("[cluster]\nredis = \"127.0.0.1:6379\"\ntls_ca_file = \"/etc/hostname\"\n",
+                      "cluster.tls_ca_file", "needs tls = true"));
+    EXPECT_TRUE(
+        fails("[cluster]\nredis = \"127.0.0.1:6379\"\ntls = true\n"
+              "tls_cert_file = \"/etc/hostname\"\n",
+              "cluster.tls_cert_file", "tls_cert_file and tls_key_file go together"));
+    EXPECT_TRUE(fails("[cluster]\nredis = \"127.0.0.1:6379\"\ntls_server_name = \"x\"\n",
+                      "cluster.tls_server_name", "needs tls = true"));
 }
 
 TEST(ClusterLoader, Sentinels) {

@@ -101,4 +101,44 @@ void RateGrants::granted(const LimitOp& op, std::uint64_t extra, TimePoint now) 
     held->expires = now + lifetime(*op.gcra);
 }
 
+RateGrants::Split RateGrants::split(LimitBatch& batch, std::size_t nodes, TimePoint now) {
+    Split out;
+    nodes = std::max<std::size_t>(1, nodes);
+    for (std::size_t i = 0; i < batch.ops.size(); ++i) {
+        auto& op = batch.ops[i];
+        if (take(op, now)) {
+            out.met.push_back(i);
+            continue;
+        }
+        op.extra = op.kind == LimitOp::Kind::Acquire ? op.max / (kShareDivisor * nodes)
+                                                     : extra(op, nodes, now);
+        out.remote.ops.push_back(op);
+        out.remote_index.push_back(i);
+    }
+    return out;
+}
+
+std::optional<LimitBatchResult> RateGrants::merge(const LimitBatch& batch, const Split& split,
+                                                  std::optional<LimitBatchResult> remote,
+                                                  TimePoint now) {
+    const bool passed = remote && remote->refused >= split.remote.ops.size();
+    if (!passed)
+        for (auto i : split.met)
+            give_back(batch.ops[i], now);
+    if (!remote) return std::nullopt;
+    LimitBatchResult all;
+    if (!passed) {
+        all.refused = split.remote_index[remote->refused];
+        all.retry_after = remote->retry_after;
+        return all;
+    }
+    all.refused = batch.ops.size();
+    all.ops.resize(batch.ops.size());
+    for (std::size_t j = 0; j < split.remote.ops.size() && j < remote->ops.size(); ++j) {
+        granted(split.remote.ops[j], remote->ops[j].granted, now);
+        all.ops[split.remote_index[j]] = std::move(remote->ops[j]);
+    }
+    return all;
+}
+
 }  // namespace smtplb::core

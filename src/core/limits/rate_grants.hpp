@@ -2,8 +2,10 @@
 #include <cstddef>
 #include <cstdint>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 #include "base/clock.hpp"
 #include "core/limits/limit_batch.hpp"
@@ -42,6 +44,21 @@ class RateGrants {
     std::uint64_t extra(const LimitOp& op, std::size_t nodes, TimePoint now);
     // The store counted op.cost + `extra` at `now`: the extra is held here.
     void granted(const LimitOp& op, std::uint64_t extra, TimePoint now);
+
+    // An event's batch split: what the units held here met (taken now),
+    // and the rest for the store, each asking ahead as extra() says (a
+    // place: a share of the limit, bounded by the store by this node's use).
+    struct Split {
+        LimitBatch remote;
+        std::vector<std::size_t> remote_index;  // each remote op's index in the event's batch
+        std::vector<std::size_t> met;           // indexes met here
+    };
+    Split split(LimitBatch& batch, std::size_t nodes, TimePoint now);
+    // The event's result from the store's answer to split.remote (nothing:
+    // no answer), the grants it made kept; what was met here is given back
+    // unless the whole event passed.
+    std::optional<LimitBatchResult> merge(const LimitBatch& batch, const Split& split,
+                                          std::optional<LimitBatchResult> remote, TimePoint now);
 
     // How long a grant stays usable: a twentieth of the rate's period, at
     // most a second, so that units are spent close to when they were counted.

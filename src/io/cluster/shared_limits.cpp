@@ -119,59 +119,26 @@ awaitable<core::LimitVerdict> SharedLimits::check(core::LimitEvent event,
         co_return locally(event, subject, now);
     }
     // What the units held here meet; the rest goes to Redis, asking ahead
-    // for the busy keys.
-    core::LimitBatch remote;
-    std::vector<std::size_t> remote_index;  // in `batch`, by remote's order
-    std::vector<std::size_t> met;           // in `batch`, taken from the grants
-    const std::size_t nodes = live_nodes();
-    for (std::size_t i = 0; i < batch.ops.size(); ++i) {
-        auto& op = batch.ops[i];
-        if (grants_.take(op, now)) {
-            met.push_back(i);
-            continue;
-        }
-        // Places: a share of the limit that the store gives as this node's
-        // use of the key calls for (PlacePools); rates: core::RateGrants.
-        op.extra = op.kind == core::LimitOp::Kind::Acquire
-                       ? op.max / (core::RateGrants::kShareDivisor * nodes)
-                       : grants_.extra(op, nodes, now);
-        remote.ops.push_back(op);
-        remote_index.push_back(i);
-    }
-    auto give_back = [&] {
-        for (auto i : met)
-            grants_.give_back(batch.ops[i], now);
-    };
-    core::LimitBatchResult all;
-    all.refused = batch.ops.size();
-    all.ops.resize(batch.ops.size());
-    if (remote.empty()) {
+    // for the busy keys (core::RateGrants).
+    auto split = grants_.split(batch, live_nodes(), now);
+    if (split.remote.empty()) {
         ++stats_->met_here;
+        core::LimitBatchResult all;
+        all.refused = batch.ops.size();
+        all.ops.resize(batch.ops.size());
         co_return set_->conclude(event, batch, all, store);
     }
-    const auto index = static_cast<std::size_t>(event);
-    auto [result, kind] = co_await run_on_store(store, names_, remote);
-    ++stats_->events[index];
-    if (!result) {
-        give_back();
+    auto [result, kind] = co_await run_on_store(store, names_, split.remote);
+    ++stats_->events[static_cast<std::size_t>(event)];
+    auto all = grants_.merge(batch, split, std::move(result), now);
+    if (!all) {
         ++stats_->timeout;
         switched(false, kind == RedisReply::Kind::Timeout ? "timeout" : "redis_failed");
         co_return locally(event, subject, now);
     }
     ++stats_->redis;
     switched(true, "");
-    if (result->refused < remote.ops.size()) {
-        give_back();
-        all.refused = remote_index[result->refused];
-        all.retry_after = result->retry_after;
-        all.ops.clear();
-        co_return set_->conclude(event, batch, all, store);
-    }
-    for (std::size_t j = 0; j < remote.ops.size(); ++j) {
-        grants_.granted(remote.ops[j], result->ops[j].granted, now);
-        all.ops[remote_index[j]] = std::move(result->ops[j]);
-    }
-    co_return set_->conclude(event, batch, all, store);
+    co_return set_->conclude(event, batch, *all, store);
 }
 
 }  // namespace smtplb::io

@@ -101,6 +101,55 @@ TEST_F(RateGrantsTest, ConcurrencyIsNeverMetHere) {
     EXPECT_EQ(grants.extra(acquire, 1, now), 0u);
 }
 
+TEST_F(RateGrantsTest, AnEventIsSplitBetweenWhatIsHeldHereAndTheStoreAndMergedBack) {
+    smtplb::core::LimitBatch batch;
+    batch.ops.push_back(consume(busy, "sender=a@example.org"));  // held here
+    LimitOp place;
+    place.kind = LimitOp::Kind::Acquire;
+    place.limit = 1;
+    place.key = "client_ip=192.0.2.1";
+    place.max = 200;
+    batch.ops.push_back(place);
+    batch.ops.push_back(consume(busy, "sender=b@example.org"));  // not held
+    grants.granted(batch.ops[0], 1, now);
+    auto split = grants.split(batch, 2, now);
+    EXPECT_EQ(split.met, (std::vector<std::size_t>{0}));
+    EXPECT_EQ(split.remote_index, (std::vector<std::size_t>{1, 2}));
+    EXPECT_EQ(split.remote.ops[0].extra, 200u / 40);  // a place: the share of the limit
+    EXPECT_EQ(split.remote.ops[1].extra, 0u);         // a key not busy here
+    // The store refuses the second remote op: the event is refused at the
+    // event's third op, and the unit spent here comes back.
+    smtplb::core::LimitBatchResult refused;
+    refused.refused = 1;
+    refused.retry_after = 2s;
+    auto merged = grants.merge(batch, split, refused, now);
+    ASSERT_TRUE(merged);
+    EXPECT_EQ(merged->refused, 2u);
+    EXPECT_EQ(merged->retry_after, 2s);
+    EXPECT_TRUE(grants.take(batch.ops[0], now));
+    // Passed: the results land at their places, and what the store granted
+    // ahead is held.
+    grants.granted(batch.ops[0], 1, now);
+    split = grants.split(batch, 2, now);
+    smtplb::core::LimitBatchResult passed;
+    passed.refused = 2;
+    passed.ops.resize(2);
+    passed.ops[0].lease = "mx1:7";
+    passed.ops[1].granted = 3;
+    merged = grants.merge(batch, split, passed, now);
+    ASSERT_TRUE(merged);
+    EXPECT_EQ(merged->refused, 3u);
+    EXPECT_EQ(merged->ops[1].lease, "mx1:7");
+    for (int i = 0; i < 3; ++i)
+        EXPECT_TRUE(grants.take(batch.ops[2], now)) << i;
+    EXPECT_FALSE(grants.take(batch.ops[2], now));
+    // No answer: nothing, and what was met here comes back.
+    grants.granted(batch.ops[0], 1, now);
+    split = grants.split(batch, 2, now);
+    EXPECT_FALSE(grants.merge(batch, split, std::nullopt, now));
+    EXPECT_TRUE(grants.take(batch.ops[0], now));
+}
+
 TEST_F(RateGrantsTest, TheTableIsBounded) {
     RateGrants few(2);
     for (int i = 0; i < 5; ++i) {

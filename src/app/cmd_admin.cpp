@@ -203,26 +203,31 @@ std::optional<admin::HttpResult> call(const AdminOptions& options, const char* c
     return result;
 }
 
+int show_answer(const admin::HttpResult& result, const AdminOptions& options, const char* command,
+                const std::function<void(const json::value&)>& print) {
+    if (result.status != 200) {
+        std::cerr << "smtplb " << command << ": HTTP " << result.status << ": "
+                  << field_or_body(result.body, "error") << "\n";
+        return 1;
+    }
+    if (options.json) {
+        std::cout << result.body;
+        return 0;
+    }
+    try {
+        print(json::parse(result.body));
+    } catch (const std::exception& e) {
+        std::cerr << "smtplb " << command << ": unexpected answer: " << e.what() << "\n";
+        return 1;
+    }
+    return 0;
+}
+
 int run_status(const AdminOptions& options) {
     int status = 0;
     auto result = call(options, "status", "GET", "/api/v1/status", status);
     if (!result) return status;
-    if (result->status != 200) {
-        std::cerr << "smtplb status: HTTP " << result->status << ": "
-                  << field_or_body(result->body, "error") << "\n";
-        return 1;
-    }
-    if (options.json) {
-        std::cout << result->body;
-        return 0;
-    }
-    try {
-        print_status(json::parse(result->body));
-    } catch (const std::exception& e) {
-        std::cerr << "smtplb status: unexpected answer: " << e.what() << "\n";
-        return 1;
-    }
-    return 0;
+    return show_answer(*result, options, "status", print_status);
 }
 
 int run_backend_command(const AdminOptions& options, const std::string& pool,

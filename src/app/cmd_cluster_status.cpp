@@ -111,22 +111,8 @@ int run_cluster_status(const AdminOptions& options) {
                      "to show\n";
         return 0;
     }
-    if (result->status != 200) {
-        std::cerr << "smtplb status: HTTP " << result->status << ": "
-                  << field_or_body(result->body, "error") << "\n";
-        return 1;
-    }
-    if (options.json) {
-        std::cout << result->body;
-        return 0;
-    }
-    try {
-        print_cluster(json::parse(result->body).as_object());
-    } catch (const std::exception& e) {
-        std::cerr << "smtplb status: unexpected answer: " << e.what() << "\n";
-        return 1;
-    }
-    return 0;
+    return show_answer(*result, options, "status",
+                       [](const json::value& v) { print_cluster(v.as_object()); });
 }
 
 }  // namespace smtplb::app

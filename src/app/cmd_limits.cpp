@@ -50,26 +50,13 @@ int run_limits_command(const AdminOptions& options, const LimitsOptions& limits)
     int status = 0;
     auto result = call(options, "limits", "GET", path, status);
     if (!result) return status;
-    if (result->status != 200) {
-        std::cerr << "smtplb limits: " << field_or_body(result->body, "error") << "\n";
-        return 1;
-    }
-    if (options.json) {
-        std::cout << result->body;
-        return 0;
-    }
-    try {
-        auto doc = json::parse(result->body);
+    return show_answer(*result, options, "limits", [&](const json::value& doc) {
         const auto& root = doc.as_object();
         if (!limits.key.empty())
             std::cout << admin::format_key_states(root);
         else
             std::cout << admin::format_limits(root.at("limits").as_array());
-    } catch (const std::exception& e) {
-        std::cerr << "smtplb limits: unexpected answer: " << e.what() << "\n";
-        return 1;
-    }
-    return 0;
+    });
 }
 
 }  // namespace smtplb::app

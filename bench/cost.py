@@ -9,7 +9,7 @@ change and its parent) with HAProxy as the yardstick; bench.py is the
 published side-by-side.
 
   python3 bench/cost.py --configs haproxy,smtp=build-old/src/app/smtplb,smtp \\
-      --messages 3000 --size 102400 --runs 5
+      --messages 3000 --size 102400 --runs 5 [--syscalls]
 
 `--strict-sinks` runs the backends as `smtplb sink --xclient-strict` (of
 --smtplb) instead of smtp-sink. A configuration is `haproxy`, `haproxy1` (one thread), or `MODE[=BINARY]`:
@@ -21,6 +21,8 @@ import argparse
 import os
 import re
 import resource
+import signal
+import subprocess
 import statistics
 import sys
 import tempfile
@@ -61,6 +63,27 @@ def machine_ticks():
     return sum(ticks), ticks[3] + ticks[4]  # idle and iowait
 
 
+def start_syscall_count(pid, out):
+    """perf counting every system call the proxy's threads enter, until stopped."""
+    return subprocess.Popen(["perf", "stat", "-x", ",", "-o", out, "-p", str(pid),
+                             "-e", "syscalls:sys_enter_*,context-switches"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def stop_syscall_count(perf, out):
+    """{system call name: count} from a perf started by start_syscall_count."""
+    perf.send_signal(signal.SIGINT)
+    perf.wait(timeout=30)
+    counts = {}
+    with open(out) as f:
+        for line in f:
+            fields = line.strip().split(",")
+            if len(fields) > 2 and fields[0].isdigit():
+                name = fields[2].removeprefix("syscalls:sys_enter_")
+                counts[name] = int(fields[0])
+    return counts
+
+
 def peers_seconds(sinks):
     sink_ticks = sum(sum(stat(s.pid)[:2]) for _, s in sinks)
     generator = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -86,7 +109,8 @@ def start(config, workdir, ports, default_binary, strict=False):
 
 def measure(config, args):
     sinks = start_sinks(strict_smtplb=args.smtplb if args.strict_sinks else None)
-    port, proc = start(config, tempfile.mkdtemp(prefix="cost-"), [p for p, _ in sinks],
+    workdir = tempfile.mkdtemp(prefix="cost-")
+    port, proc = start(config, workdir, [p for p, _ in sinks],
                        args.smtplb, args.strict_sinks)
     try:
         time.sleep(0.5)
@@ -94,9 +118,14 @@ def measure(config, args):
         sink0, gen0 = peers_seconds(sinks)
         user0, sys0, faults0 = stat(proc.pid)
         switches0, machine0 = context_switches(proc.pid), machine_ticks()
+        perf_out = os.path.join(workdir, "perf.csv")
+        perf = start_syscall_count(proc.pid, perf_out) if args.syscalls else None
+        if perf:
+            time.sleep(1)  # perf attached to every thread
         began = time.monotonic()
         run_load([port], args.messages, args.sessions, True, args.size, 300)
         elapsed = time.monotonic() - began
+        calls = stop_syscall_count(perf, perf_out) if perf else {}
         user1, sys1, faults1 = stat(proc.pid)
         switches1, machine1 = context_switches(proc.pid), machine_ticks()
         sink1, gen1 = peers_seconds(sinks)
@@ -111,7 +140,8 @@ def measure(config, args):
             "sleeps": (switches1[0] - switches0[0]) / args.messages,
             "preempted": (switches1[1] - switches0[1]) / args.messages,
             "idle": 100 * (machine1[1] - machine0[1]) / max(1, machine1[0] - machine0[0]),
-            "sinks": (sink1 - sink0) * per, "generator": (gen1 - gen0) * per}
+            "sinks": (sink1 - sink0) * per, "generator": (gen1 - gen0) * per,
+            **{f"call:{name}": n / args.messages for name, n in calls.items()}}
 
 
 def main():
@@ -124,6 +154,8 @@ def main():
     ap.add_argument("--smtplb", default=BUILT_SMTPLB)
     ap.add_argument("--strict-sinks", action="store_true",
                     help="backends are `smtplb sink --xclient-strict` of --smtplb, not smtp-sink")
+    ap.add_argument("--syscalls", action="store_true",
+                    help="also count the proxy's system calls per message (perf stat)")
     args = ap.parse_args()
     args.smtplb = os.path.abspath(args.smtplb)
     if not (1 <= args.messages <= 200000 and 1 <= args.runs <= 20):
@@ -142,6 +174,26 @@ def main():
         print(f"| {config} | {med['rate']:.0f} | {med['user']:.1f} | {med['sys']:.1f} | "
               f"{med['faults']:.2f} | {med['sleeps']:.2f} | {med['preempted']:.2f} | {med['sinks']:.1f} | "
               f"{med['generator']:.1f} | {med['idle']:.1f} |")
+    if args.syscalls:
+        print_syscalls(configs, results)
+
+
+def print_syscalls(configs, results):
+    """System calls per message by name (medians), those above 0.05 in any configuration."""
+    def median(config, key):
+        return statistics.median(r.get(key, 0) for r in results[config])
+    names = sorted({k for c in configs for r in results[c] for k in r if k.startswith("call:")})
+    shown = [n for n in names if n != "call:context-switches"
+             and max(median(c, n) for c in configs) >= 0.05]
+    print()
+    print("| system call per message | " + " | ".join(configs) + " |")
+    print("|---|" + "---:|" * len(configs))
+    for name in shown:
+        print(f"| {name[5:]} | " + " | ".join(f"{median(c, name):.2f}" for c in configs) + " |")
+    total = {c: sum(median(c, n) for n in names if n != "call:context-switches") for c in configs}
+    print("| **all** | " + " | ".join(f"**{total[c]:.2f}**" for c in configs) + " |")
+    print("| context switches | " + " | ".join(f"{median(c, 'call:context-switches'):.2f}"
+                                              for c in configs) + " |")
 
 
 if __name__ == "__main__":

@@ -86,6 +86,8 @@ void Transaction::begin(Pool& pool, const std::optional<base::IpAddress>& client
     body_refused_8bit_ = false;
     spooling_ = false;
     client_chunking_ = false;
+    batch_.clear();
+    batch_next_ = 0;
     push({.kind = Kind::Done});
 }
 
@@ -108,8 +110,22 @@ void Transaction::recipient(const proto::Mailbox& rcpt) {
 }
 
 void Transaction::recipient(const proto::Mailbox& rcpt, const proto::RcptParameters& params) {
-    new_rcpt_ = rcpt;
-    new_rcpt_params_ = params;
+    std::vector<RecipientInput> one;
+    one.push_back({rcpt, params});
+    recipients(std::move(one));
+}
+
+void Transaction::recipients(std::vector<RecipientInput> batch) {
+    batch_ = std::move(batch);
+    batch_next_ = 0;
+    if (!batch_.empty()) next_recipient();
+}
+
+void Transaction::next_recipient() {
+    auto& input = batch_[batch_next_++];
+    new_rcpt_ = std::move(input.mailbox);
+    new_rcpt_params_ = std::move(input.params);
+    const auto& rcpt = *new_rcpt_;
     no_backend_ = unavailable_ = false;
     last_deferral_.reset();
     if (spooling_) {
@@ -125,8 +141,22 @@ void Transaction::recipient(const proto::Mailbox& rcpt, const proto::RcptParamet
         return;
     }
     if (holding_) {
+        if (sent_ahead_ > 0) {  // already sent: its reply is next
+            --sent_ahead_;
+            await();
+            waiting_ = Waiting::RcptReply;
+            return;
+        }
         if (shaped_out(rcpt)) return;
-        send(Step::Rcpt, proto::rcpt_command(rcpt, params, connection_.capabilities));
+        const auto& caps = connection_.capabilities;
+        send(Step::Rcpt, proto::rcpt_command(rcpt, new_rcpt_params_, caps));
+        // Shaping decides per recipient's domain, before each is sent.
+        if (caps.pipelining && !pool_->shaping()) {
+            for (auto i = batch_next_; i < batch_.size() && sent_ahead_ < kMaxAhead; ++i) {
+                send(Step::Rcpt, proto::rcpt_command(batch_[i].mailbox, batch_[i].params, caps));
+                ++sent_ahead_;
+            }
+        }
         await();
         waiting_ = Waiting::RcptReply;
         return;
@@ -166,6 +196,8 @@ void Transaction::abandon() {
     recipient_params_.clear();
     new_rcpt_.reset();
     spooling_ = false;
+    batch_.clear();
+    batch_next_ = 0;
     push({.kind = Kind::Done});
 }
 
@@ -211,6 +243,9 @@ void Transaction::release(Release how) {
     // without the final "." discards the transaction there.
     if (data_sent_) how = Release::Close;
     data_sent_ = false;
+    // Replies still owed to recipients sent ahead are not ours to read: a
+    // Reset drains them before its RSET (io), anything else drops them.
+    sent_ahead_ = 0;
     connected_ = false;
     push({.kind = Kind::Release, .backend = backend_, .release = how});
 }
@@ -309,6 +344,9 @@ void Transaction::broken(const std::string& reason, bool protocol_error) {
 }
 
 std::optional<TransactionAction> Transaction::next() {
+    // A batch goes on once the last recipient's Answer has been taken.
+    if (taken_ == out_.size() && waiting_ == Waiting::Input && batch_next_ < batch_.size())
+        next_recipient();
     if (taken_ == out_.size()) return std::nullopt;
     auto action = std::move(out_[taken_++]);
     if (taken_ == out_.size()) {  // all taken: the next input starts at the front

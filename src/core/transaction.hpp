@@ -62,6 +62,7 @@ struct TransactionAction {
                      // (`chunking`: as one "BDAT <size> LAST", not stuffed)
         Release,     // the current connection is no longer this transaction's (`release` says how)
         Answer,      // the client's reply (`reply`); nothing more until the next input
+                     // (in a batch of recipients, until the next recipient's Answer)
         CheckSpool,  // may the spool take this recipient? (policy: known recipients; room)
         Spool,       // write the message to the spool
         Done,        // the input needs no reply (DATA, RSET, the client is slow)
@@ -91,6 +92,12 @@ struct TransactionAction {
 
 const char* to_string(TransactionAction::Kind kind);
 const char* to_string(TransactionAction::Release release);
+
+// A recipient the listener's policy accepted, with its DSN parameters.
+struct RecipientInput {
+    proto::Mailbox mailbox;
+    proto::RcptParameters params;
+};
 
 // One client transaction carried to the backends, as a sans-I/O state
 // machine (DESIGN.md, delivery contract): inputs from the client (a
@@ -124,6 +131,12 @@ class Transaction {
     void recipient(const proto::Mailbox& rcpt);
     // The same with its DSN parameters (RFC 3461), passed on to backends with DSN.
     void recipient(const proto::Mailbox& rcpt, const proto::RcptParameters& params);
+    // Recipients the client pipelined (RFC 2920), each answered in order as
+    // if given alone (one Answer each). To a backend holding the transaction
+    // that offers PIPELINING, those still unanswered go out in one write
+    // (at most kMaxAhead), not one round trip each.
+    void recipients(std::vector<RecipientInput> batch);
+    static constexpr std::size_t kMaxAhead = 100;
     // The client sent DATA: DATA goes to the backend now, so that its 354
     // arrives while the client sends, and the end costs one round trip.
     // `chunking`: the client sent BDAT instead; a backend that offers
@@ -158,6 +171,8 @@ class Transaction {
     // --- What the session and the tracking log read ---
     Pool* pool() const { return pool_; }
     const proto::Path& sender() const { return sender_; }
+    // The recipient being decided (CheckSpool asks about it).
+    const std::optional<proto::Mailbox>& current_recipient() const { return new_rcpt_; }
     const proto::MailParameters& mail_parameters() const { return params_; }
     // Every recipient the client was told 250 for (the spool needs them).
     const std::vector<proto::Mailbox>& accepted() const { return accepted_; }
@@ -186,7 +201,9 @@ class Transaction {
     bool holding() const { return holding_; }
     // Waiting for a result of its own actions, or actions not yet taken (an
     // input's last action leaves it not busy: the fuzzer checks this).
-    bool busy() const { return waiting_ != Waiting::Input || taken_ < out_.size(); }
+    bool busy() const {
+        return waiting_ != Waiting::Input || taken_ < out_.size() || batch_next_ < batch_.size();
+    }
 
   private:
     enum class Waiting {
@@ -205,6 +222,8 @@ class Transaction {
     enum class Purpose { Recipient, Message };
 
     void push(Action action) { out_.push_back(std::move(action)); }
+    // The next recipient of the batch: its actions, up to its Answer.
+    void next_recipient();
     void send(proto::BackendSession::Step step, std::string line);
     void await(bool final_reply = false);
     void answer(const proto::Reply& reply);
@@ -267,6 +286,12 @@ class Transaction {
     std::vector<proto::RcptParameters> recipient_params_;
     std::vector<proto::RcptParameters> accepted_params_;
     proto::RcptParameters new_rcpt_params_;
+    // recipients(): the batch, the next one to decide, and how many after
+    // the current one were sent ahead on the current connection (their
+    // replies follow in order; a Reset drains them first).
+    std::vector<RecipientInput> batch_;
+    std::size_t batch_next_ = 0;
+    std::size_t sent_ahead_ = 0;
     bool relayed_without_dsn_ = false;
     std::vector<std::size_t> tried_;
     std::uint32_t attempts_made_ = 0;

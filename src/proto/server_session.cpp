@@ -40,6 +40,7 @@ void ServerSession::start() {
 
 void ServerSession::shutdown(const Reply& r) {
     if (mode_ == Mode::Closed) return;
+    held_.clear();  // never answered: the session ends here
     r.append_wire(output_);
     mode_ = Mode::Closed;
 }
@@ -67,7 +68,7 @@ void ServerSession::feed(std::string_view bytes) {
 }
 
 void ServerSession::reply(int code, std::string_view enhanced, std::string_view text) {
-    Reply::make(code, enhanced, text).append_wire(output_);
+    Reply::make(code, enhanced, text).append_wire(out());
 }
 
 void ServerSession::compact() {
@@ -104,6 +105,7 @@ std::optional<ServerEvent> ServerSession::error(int code, std::string_view enhan
 
 ServerEvent ServerSession::next() {
     while (!pending_) {
+        if (!held_.empty() && !recipient_follows()) return ServerEvent{Kind::Deferred};
         std::string_view rest(input_.data() + consumed_, input_.size() - consumed_);
         switch (mode_) {
             case Mode::Closed:
@@ -220,7 +222,7 @@ void ServerSession::ehlo_reply(std::string_view name) {
         r.lines.push_back("XCLIENT " + settings_.xclient_attributes);
     if (settings_.starttls && !tls_) r.lines.push_back("STARTTLS");
     if (settings_.auth && tls_) r.lines.push_back("AUTH PLAIN LOGIN");
-    r.append_wire(output_);
+    r.append_wire(out());
 }
 
 std::optional<ServerEvent> ServerSession::handle_line(std::string_view line) {
@@ -445,6 +447,37 @@ void ServerSession::tls_started() {
     if (mode_ == Mode::Handshake) mode_ = Mode::Command;
 }
 
+void ServerSession::defer() {
+    if (pending_ != Kind::Rcpt) return;
+    pending_.reset();
+    ++recipients_seen_;  // max_recipients counts it now
+    held_.emplace_back();
+}
+
+void ServerSession::answer_deferred(const Reply& r) {
+    if (held_.empty()) return;
+    r.append_wire(output_);
+    output_ += held_.front();
+    held_.pop_front();
+    if (r.positive()) ++accepted_recipients_;
+}
+
+bool ServerSession::recipient_follows() const {
+    if (mode_ != Mode::Command || auth_step_ != AuthStep::None || !mail_accepted_ || bdat_active_ ||
+        recipients_seen_ >= settings_.max_recipients || commands_ >= settings_.max_commands)
+        return false;
+    std::string_view rest(input_.data() + consumed_, input_.size() - consumed_);
+    auto lf = rest.find('\n');
+    if (lf == std::string_view::npos || lf + 1 > settings_.max_line_length) return false;
+    auto line = rest.substr(0, lf);
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    if (line.find('\0') != std::string_view::npos) return false;
+    Command cmd = parse_command(line);
+    if (!cmd.spec || cmd.spec->verb != Verb::Rcpt) return false;
+    RcptArgument arg;
+    return !parse_rcpt_argument(cmd.argument, arg, offer_.dsn);
+}
+
 void ServerSession::answer(const Reply& r) {
     if (!pending_) return;
     Kind kind = *pending_;
@@ -455,7 +488,7 @@ void ServerSession::answer(const Reply& r) {
         start_chunked_message(r);
         return;
     }
-    r.append_wire(output_);
+    r.append_wire(out());
     switch (kind) {
         case Kind::Mail:
             if (r.positive()) mail_accepted_ = true;

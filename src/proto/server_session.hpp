@@ -1,6 +1,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <deque>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -89,6 +90,9 @@ struct ServerEvent {
         StartTls,    // write output() (the 220), run the TLS handshake, then
                      // tls_started(); or close if it fails
         Auth,        // answer: 235 when login/password are right, 535 when not, 454
+        // Recipients were deferred (defer()) and what follows is not another
+        // recipient to take now: answer_deferred() each, in order, then next().
+        Deferred,
     };
     Kind kind = Kind::NeedInput;
     Path path;                                                     // Mail, Rcpt
@@ -118,6 +122,13 @@ class ServerSession {
     void feed(std::string_view bytes);
     ServerEvent next();
     void answer(const Reply& reply);
+    // The pending Rcpt is answered later (answer_deferred()), so that the
+    // recipients a client pipelines can go to a backend together (RFC 2920).
+    // Meanwhile next() goes on only to further recipients; replies stay in
+    // order (anything said after a deferred one waits behind it).
+    void defer();
+    void answer_deferred(const Reply& reply);
+    std::size_t deferred() const { return held_.size(); }
 
     std::string& output() { return output_; }
     // Where message content goes during DATA; null discards it.
@@ -159,6 +170,11 @@ class ServerSession {
     void reset_transaction();
     void ehlo_reply(std::string_view name);
     void compact();
+    // Where a reply goes: behind the last deferred recipient, if any.
+    std::string& out() { return held_.empty() ? output_ : held_.back(); }
+    // The next buffered line is a recipient that next() would hand out as a
+    // Rcpt event, saying nothing itself.
+    bool recipient_follows() const;
     // The message size limit: the settings' and the current offer's.
     std::uint64_t size_limit() const;
     // The offer source's, else the settings' fixed offer.
@@ -168,6 +184,8 @@ class ServerSession {
     std::string input_;
     std::size_t consumed_ = 0;
     std::string output_;
+    // One per deferred recipient, in order: what was said after it.
+    std::deque<std::string> held_;
     Mode mode_ = Mode::Command;
     std::optional<ServerEvent::Kind> pending_;
     std::optional<DataDecoder> decoder_;

@@ -86,7 +86,7 @@ std::optional<ServerEvent> ServerSession::refuse_chunk(int code, std::string_vie
 void ServerSession::start_chunked_message(const Reply& answer) {
     mode_ = Mode::Chunk;
     if (answer.code != 354) {
-        answer.append_wire(output_);
+        answer.append_wire(out());
         chunk_discarded_ = true;
         bdat_error_ = true;
         return;

@@ -192,6 +192,10 @@ class SinkSession {
     std::string xclient_name_, xclient_reverse_name_;
     bool authorized_ = false;  // strict: the current client may use XCLIENT
     bool dropped_ = false;
+    // Reads so far, and how many brought this transaction's recipients: one
+    // for a group a client pipelined, one per recipient otherwise.
+    std::uint64_t reads_ = 0, last_rcpt_read_ = 0;
+    std::uint64_t rcpt_reads_ = 0;
 };
 
 void SinkSession::record_message() {
@@ -211,6 +215,7 @@ void SinkSession::record_message() {
     for (const auto& r : rcpts_)
         rcpts.emplace_back(r);
     o["rcpt"] = std::move(rcpts);
+    o["rcpt_reads"] = rcpt_reads_;
     o["size"] = body_.size;
     o["body"] = body_.text;
     sink_.record(boost::json::serialize(o));
@@ -300,6 +305,7 @@ awaitable<void> SinkSession::run() {
             auto [ec, bytes] = co_await io::read_some_shared(socket_);
             if (ec) break;
             protocol_.feed(bytes);
+            ++reads_;
             continue;
         }
         bool handled = false;
@@ -307,6 +313,7 @@ awaitable<void> SinkSession::run() {
             case Kind::Mail:
                 from_ = ev.path.null ? "" : ev.path.mailbox.address();
                 rcpts_.clear();
+                rcpt_reads_ = 0;
                 // Postfix with smtpd_helo_required: XCLIENT HELO= counts.
                 if (sink_.options_.xclient_strict && protocol_.helo().empty() &&
                     xclient_helo_.empty()) {
@@ -317,6 +324,8 @@ awaitable<void> SinkSession::run() {
                 if (!handled) protocol_.answer(Reply::make(250, "2.1.0", "Ok"));
                 break;
             case Kind::Rcpt:
+                if (std::exchange(last_rcpt_read_, reads_) != reads_ || rcpt_reads_ == 0)
+                    ++rcpt_reads_;
                 handled = co_await apply(fault(SinkFault::Stage::Rcpt));
                 if (!handled) {
                     rcpts_.push_back(ev.path.mailbox.address());

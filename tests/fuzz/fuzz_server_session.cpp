@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "proto/server_session.hpp"
 
@@ -19,7 +20,10 @@ struct BodyCopy final : smtplb::proto::BodySink {
 
 // Every event, everything the session said and every message byte it
 // decoded, each in order (how they interleave depends on the pieces).
-std::string run(const std::uint8_t* data, std::size_t size, bool whole, bool always_354) {
+// `defer`: recipients are answered when the session says Deferred (as
+// smtplb does, to pass a pipelined group on together), not at once.
+std::string run(const std::uint8_t* data, std::size_t size, bool whole, bool always_354,
+                bool defer = false) {
     using namespace smtplb::proto;
     ServerSettings settings;
     settings.max_recipients = 5;
@@ -40,8 +44,17 @@ std::string run(const std::uint8_t* data, std::size_t size, bool whole, bool alw
     std::size_t fed = 0, answers = 0;
     std::string events, said;
     static const int codes[] = {250, 354, 451, 550, 220};
+    std::vector<int> deferred;
     for (int rounds = 0; rounds < 100000; ++rounds) {
         auto ev = s.next();
+        if (ev.kind == ServerEvent::Kind::Deferred) {
+            if (deferred.empty() || deferred.size() != s.deferred()) __builtin_trap();
+            for (int code : deferred)
+                s.answer_deferred(Reply::make(code, "", "x"));
+            deferred.clear();
+            continue;
+        }
+        if (!deferred.empty() && ev.kind != ServerEvent::Kind::Rcpt) __builtin_trap();
         if (ev.kind != ServerEvent::Kind::NeedInput)  // how often depends on the pieces
             events += static_cast<char>('A' + static_cast<int>(ev.kind));
         if (ev.kind == ServerEvent::Kind::Close) break;
@@ -65,6 +78,11 @@ std::string run(const std::uint8_t* data, std::size_t size, bool whole, bool alw
                                                       : codes[(answers++ + size) % 5];
         if (ev.kind == ServerEvent::Kind::Data && code != 354 && (always_354 || answers % 2))
             code = 354;
+        if (defer && ev.kind == ServerEvent::Kind::Rcpt) {
+            s.defer();
+            deferred.push_back(code);
+            continue;
+        }
         s.answer(Reply::make(code, "", "x"));
         // Commands are bounded by max_line_length, SASL responses by 12288.
         if (!whole && s.buffered_input() > 12288 + 64) __builtin_trap();
@@ -81,5 +99,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     auto pieces = run(data, size, false, true);
     if (pieces.find("554 5.5.1 Error: no valid recipients") != std::string::npos) return 0;
     if (run(data, size, true, true) != pieces) __builtin_trap();
+    // Deferring recipients changes nothing the client is told, nor when.
+    if (run(data, size, false, true, true) != pieces) __builtin_trap();
     return 0;
 }

@@ -103,6 +103,7 @@ struct Harness {
     bool in_data = false;        // the client sent DATA
     bool client_bdat = false;    // ... or BDAT
     bool conn_chunking = false;  // the current connection offers CHUNKING
+    bool conn_pipelining = false;
     // What this input saw: a backend's 2xx to RCPT or to the final ".",
     // the spool's room or commit.
     bool rcpt_ok_seen = false;
@@ -116,8 +117,9 @@ struct Harness {
         return n;
     }
 
-    // Carries out actions until the input's last; returns it.
-    Kind drive(Bytes& in) {
+    // Carries out actions until the input's last (`more`: an Answer of a
+    // batch of recipients with more to come); returns it.
+    Kind drive(Bytes& in, bool more = false) {
         for (int steps = 0; steps < 500; ++steps) {
             auto action = tx->next();
             check(action.has_value(), "an input ended without an Answer or Done");
@@ -144,6 +146,7 @@ struct Harness {
                         c.capabilities.eightbitmime = flags & 8;
                         c.capabilities.chunking = flags & 16;
                         conn_chunking = c.capabilities.chunking;
+                        conn_pipelining = c.capabilities.pipelining;
                         connected = true;
                         owed.clear();
                         tx->opened(c);
@@ -154,6 +157,10 @@ struct Harness {
                     // The client's verb where the backend takes it (esmtp.md).
                     check(action->step != Step::Data || !(client_bdat && conn_chunking),
                           "DATA to a CHUNKING backend for a BDAT client");
+                    check(conn_pipelining || owed.empty(),
+                          "commands pipelined to a backend without PIPELINING");
+                    check(owed.size() <= core::Transaction::kMaxAhead + 2,
+                          "more commands ahead than kMaxAhead");
                     owed.push_back(action->step);
                     break;
                 case Kind::Flush:
@@ -210,6 +217,11 @@ struct Harness {
                     }
                     break;
                 case Kind::Answer:
+                    if (more) {  // the batch goes on: its next recipient
+                        last_answer = action->reply;
+                        return action->kind;
+                    }
+                    [[fallthrough]];
                 case Kind::Done:
                     check(!tx->next(), "an action after the input's last");
                     // smtplb keeps the client's connection: never "closing".
@@ -295,12 +307,26 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
             h.client_bdat = false;
             h.accepted = 0;
             h.in_data = false;
-        } else if (choice <= 3 && !h.in_data) {
+        } else if (choice <= 2 && !h.in_data) {
             h.tx->recipient(mailbox(in.next()));
             check(h.drive(in) == Kind::Answer, "a recipient gets an answer");
             if (h.last_answer.positive()) {
                 check(h.rcpt_ok_seen, "2xx to a recipient nobody accepted");
                 ++h.accepted;
+            }
+        } else if (choice == 3 && !h.in_data) {  // pipelined by the client
+            std::vector<core::RecipientInput> batch(2 + in.next() % 4);
+            for (auto& r : batch)
+                r.mailbox = mailbox(in.next());
+            const auto count = batch.size();
+            h.tx->recipients(std::move(batch));
+            for (std::size_t i = 0; i < count; ++i) {
+                h.rcpt_ok_seen = false;
+                check(h.drive(in, i + 1 < count) == Kind::Answer, "each recipient gets an answer");
+                if (h.last_answer.positive()) {
+                    check(h.rcpt_ok_seen, "2xx to a recipient nobody accepted");
+                    ++h.accepted;
+                }
             }
         } else if (choice == 4 && h.accepted > 0 && !h.in_data) {
             h.client_bdat = in.next() % 2;

@@ -50,11 +50,22 @@ awaitable<void> TransactionExecutor::switch_pool(core::Pool& pool) {
 
 awaitable<proto::Reply> TransactionExecutor::add_recipient(const proto::Mailbox& rcpt,
                                                            const proto::RcptParameters& params) {
-    rcpt_ = rcpt;
     tx_->recipient(rcpt, params);
     auto reply = co_await run();
-    rcpt_.reset();
     co_return reply.value_or(core::no_backend_reply());
+}
+
+awaitable<std::vector<proto::Reply>> TransactionExecutor::add_recipients(
+    std::vector<core::RecipientInput> batch) {
+    const auto count = batch.size();
+    tx_->recipients(std::move(batch));
+    std::vector<proto::Reply> replies;
+    replies.reserve(count);
+    while (replies.size() < count) {
+        auto reply = co_await run();  // up to the next recipient's answer
+        replies.push_back(reply.value_or(core::no_backend_reply()));
+    }
+    co_return replies;
 }
 
 awaitable<void> TransactionExecutor::start_data(bool chunking) {
@@ -179,7 +190,7 @@ awaitable<std::optional<proto::Reply>> TransactionExecutor::run() {
                     release_now(action->release);
                 break;
             case Kind::CheckSpool: {
-                auto refusal = co_await spool_->check_recipient(*rcpt_);
+                auto refusal = co_await spool_->check_recipient(*tx_->current_recipient());
                 tx_->spool_checked(refusal);
                 break;
             }

@@ -70,6 +70,9 @@ class TransactionExecutor {
     awaitable<void> switch_pool(core::Pool& pool);
     awaitable<proto::Reply> add_recipient(const proto::Mailbox& rcpt,
                                           const proto::RcptParameters& params = {});
+    // Recipients the client pipelined: one reply each, in order (their RCPTs
+    // go to the backend together where it offers PIPELINING).
+    awaitable<std::vector<proto::Reply>> add_recipients(std::vector<core::RecipientInput> batch);
     // The client sent DATA: DATA goes to the backend now, so its 354 arrives
     // while the client is still sending.
     // `chunking`: the client sent BDAT (core::Transaction::data).
@@ -194,7 +197,6 @@ class TransactionExecutor {
     std::unique_ptr<core::Transaction> tx_;
     SpoolPort* spool_ = nullptr;
     const proto::BodySource* body_ = nullptr;                // during deliver()
-    std::optional<proto::Mailbox> rcpt_;                     // during add_recipient()
     std::unique_ptr<BackendConnection> conn_;                // the transaction's connection
     std::vector<std::unique_ptr<BackendConnection>> stash_;  // this session's idle ones
     std::chrono::steady_clock::time_point idle_since_{};

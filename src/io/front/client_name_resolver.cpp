@@ -122,4 +122,11 @@ std::shared_ptr<ClientNameResolver> make_client_name_resolver(const asio::any_io
     return std::make_shared<UdpClientNameResolver>(executor, std::move(settings));
 }
 
+awaitable<void> look_up_names(std::shared_ptr<ClientNameResolver> resolver, base::IpAddress address,
+                              std::shared_ptr<NameLookup> lookup) {
+    auto names = co_await resolver->lookup(address);
+    lookup->result = std::move(names);
+    lookup->done.cancel();
+}
+
 }  // namespace smtplb::io

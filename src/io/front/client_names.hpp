@@ -1,5 +1,7 @@
 #pragma once
+#include <chrono>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -42,5 +44,20 @@ std::vector<asio::ip::udp::endpoint> client_name_servers(
 // (Shared: a lookup in flight keeps it, after the session that asked has gone.)
 std::shared_ptr<ClientNameResolver> make_client_name_resolver(const asio::any_io_executor& executor,
                                                               ClientNameSettings settings);
+
+// The client's host names, looked up while the session goes on (the banner
+// does not wait for them); shared with the lookup, which may outlive the
+// session. `done` never expires on its own until the session waits on it:
+// the lookup cancels it when the result is in.
+struct NameLookup {
+    explicit NameLookup(const asio::any_io_executor& executor)
+        : done(executor, std::chrono::steady_clock::time_point::max()) {}
+    asio::steady_timer done;
+    std::optional<core::ClientNames> result;
+};
+
+// Runs the lookup into `lookup` (spawned by the session).
+awaitable<void> look_up_names(std::shared_ptr<ClientNameResolver> resolver, base::IpAddress address,
+                              std::shared_ptr<NameLookup> lookup);
 
 }  // namespace smtplb::io

@@ -28,24 +28,6 @@ namespace {
 using Kind = proto::ServerEvent::Kind;
 using proto::Reply;
 
-// The client's host names, looked up while the session goes on (the banner
-// does not wait for them); shared with the lookup, which may outlive the
-// session. `done` never expires on its own until the session waits on it:
-// the lookup cancels it when the result is in.
-struct NameLookup {
-    explicit NameLookup(const asio::any_io_executor& executor)
-        : done(executor, std::chrono::steady_clock::time_point::max()) {}
-    asio::steady_timer done;
-    std::optional<core::ClientNames> result;
-};
-
-awaitable<void> look_up_names(std::shared_ptr<ClientNameResolver> resolver, base::IpAddress address,
-                              std::shared_ptr<NameLookup> lookup) {
-    auto names = co_await resolver->lookup(address);
-    lookup->result = std::move(names);
-    lookup->done.cancel();
-}
-
 class ClientSession : public SpoolPort {
   public:
     ~ClientSession() override { listener_.untrack(&socket_); }
@@ -84,6 +66,7 @@ class ClientSession : public SpoolPort {
     // The daemon is stopping: 421 4.3.2 and the end of the session.
     awaitable<void> say_goodbye();
     awaitable<void> handle(proto::ServerEvent& ev);
+    awaitable<void> answer_recipients();
     void begin_tracking(const proto::ServerEvent& ev);
     void finish_tracking(const std::string& reply, const char* result);
     void finish_tracking(const Reply& reply);
@@ -162,9 +145,10 @@ class ClientSession : public SpoolPort {
     // The message being received; made at DATA and gone after it, so an
     // idle connection does not carry it (the per-connection memory budget).
     std::unique_ptr<MessageBuffer> body_;
-    std::unique_ptr<TransactionLog> log_;  // the current transaction's tracking line
-    std::shared_ptr<NameLookup> names_;    // until the first transaction has the result
-    std::unique_ptr<Deadline> hold_;       // made when a backend first waits on this client
+    std::unique_ptr<TransactionLog> log_;          // the current transaction's tracking line
+    std::shared_ptr<NameLookup> names_;            // until the first transaction has the result
+    std::unique_ptr<Deadline> hold_;               // made when a backend first waits on this client
+    std::vector<core::RecipientInput> pipelined_;  // deferred recipients (answer_recipients)
 };
 
 Reply storage_full() {
@@ -297,6 +281,19 @@ awaitable<Reply> ClientSession::write_to_spool() {
     co_return Reply::make(250, "2.0.0", "Ok: queued as " + committed.id);
 }
 
+// The recipients deferred so far, to the backend together: each reply in order.
+awaitable<void> ClientSession::answer_recipients() {
+    if (pipelined_.empty()) co_return;
+    auto replies = co_await relay_.add_recipients(pipelined_);
+    for (std::size_t i = 0; i < replies.size(); ++i) {
+        const auto& rcpt = pipelined_[i].mailbox;
+        if (!replies[i].positive()) limits_.refund_rcpt(rcpt);  // not counted
+        note_rcpt_reply(rcpt, replies[i]);
+        protocol_.answer_deferred(replies[i]);
+    }
+    pipelined_.clear();
+}
+
 awaitable<void> ClientSession::handle(proto::ServerEvent& ev) {
     const auto& config = listener_.config();
     const auto& policy = listener_.policy();
@@ -335,12 +332,14 @@ awaitable<void> ClientSession::handle(proto::ServerEvent& ev) {
         case Kind::Rcpt: {
             const auto& rcpt = ev.path.mailbox;
             if (auto refusal = policy.check_recipient(client, protocol_.authenticated(), rcpt)) {
+                co_await answer_recipients();  // those before it first, in order
                 note_rcpt_reply(rcpt, *refusal);
                 protocol_.answer(*refusal);
                 break;
             }
             auto* pool = balancer_.pool(balancer_.router().route(
                 {&rcpt, config.name, client, protocol_.login()}, config.pool));
+            if (relay_.pool() != pool) co_await answer_recipients();  // how many were accepted?
             if (protocol_.accepted_recipients() == 0 && relay_.pool() != pool) {
                 co_await relay_.switch_pool(*pool);  // the first recipient decides the pool
             }
@@ -354,16 +353,19 @@ awaitable<void> ClientSession::handle(proto::ServerEvent& ev) {
             }
             auto over = co_await limits_.rcpt(rcpt);
             if (over) {
+                co_await answer_recipients();
                 note_rcpt_reply(rcpt, *over);
                 protocol_.answer(*over);
                 break;
             }
-            auto reply = co_await relay_.add_recipient(rcpt, ev.rcpt_params);
-            if (!reply.positive()) limits_.refund_rcpt(rcpt);  // not counted
-            note_rcpt_reply(rcpt, reply);
-            protocol_.answer(reply);
+            // Answered with the recipients pipelined behind it (Kind::Deferred).
+            protocol_.defer();
+            pipelined_.push_back({rcpt, ev.rcpt_params});
             break;
         }
+        case Kind::Deferred:
+            co_await answer_recipients();
+            break;
         case Kind::Data:
             co_await relay_.start_data(ev.chunking);
             body_ = std::make_unique<MessageBuffer>(balancer_.config().server.spill_threshold,

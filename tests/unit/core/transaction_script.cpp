@@ -74,7 +74,9 @@ class Runner {
 
   private:
     void setup(const std::vector<std::string>& w);
-    void drive();
+    // Runs the actions of one input up to its answer (`answers`: one per
+    // recipient of a batch).
+    void drive(std::size_t answers = 1);
     // The next scripted line for backend `b` (or "spool"), or nothing.
     std::optional<std::vector<std::string>> take(const std::string& who, const char* what);
     void open(std::size_t backend);
@@ -193,7 +195,7 @@ void Runner::open(std::size_t backend) {
     tx_.open_failed(f);
 }
 
-void Runner::drive() {
+void Runner::drive(std::size_t answers) {
     for (int steps = 0; steps < 1000; ++steps) {
         auto action = tx_.next();
         if (!action) {
@@ -267,6 +269,7 @@ void Runner::drive() {
             }
             case Kind::Answer:
                 out_ << "  answer " << shown(action->reply) << "\n";
+                if (--answers > 0) break;  // the batch's next recipient
                 if (auto more = tx_.next())
                     out_ << "  !! action after the answer: " << core::to_string(more->kind) << "\n";
                 return;
@@ -321,6 +324,13 @@ std::string Runner::run(const std::string& script) {
                 tx_.recipient(parsed.path.mailbox, parsed.params);
             else
                 tx_.recipient(mailbox(w.size() > 1 ? w[1] : "<>"));
+        } else if (verb == "rcpts") {  // pipelined by the client: one batch
+            std::vector<core::RecipientInput> batch;
+            for (std::size_t i = 1; i < w.size(); ++i)
+                batch.push_back({mailbox(w[i]), {}});
+            tx_.recipients(std::move(batch));
+            drive(w.size() - 1);
+            continue;
         } else if (verb == "data") {
             tx_.data();
         } else if (verb == "bdat") {

@@ -46,6 +46,76 @@ TEST(ServerSession, PipelinedRepliesKeepOrderWhileAnEventIsPending) {
     EXPECT_LT(rcpt, noop);
 }
 
+// smtplb passes a client's pipelined recipients on together: each Rcpt is
+// deferred, and the session goes on to the next one only.
+TEST(ServerSession, DeferredRecipientsAreAnsweredInOrderBeforeAnythingElse) {
+    ServerSettings settings = golden_settings();
+    settings.max_recipients = 3;
+    ServerSession s(settings);
+    s.start();
+    s.feed("EHLO x\r\nMAIL FROM:<a@b.example>\r\n");
+    ASSERT_EQ(s.next().kind, ServerEvent::Kind::Mail);
+    s.answer(Reply::make(250, "2.1.0", "Ok"));
+    ASSERT_EQ(s.next().kind, ServerEvent::Kind::NeedInput);
+    s.output().clear();
+    s.feed(
+        "RCPT TO:<1@d.example>\r\nRCPT TO:<2@d.example>\r\nRCPT TO:bad\r\n"
+        "RCPT TO:<3@d.example>\r\nRCPT TO:<4@d.example>\r\nDATA\r\n");
+    auto ev = s.next();
+    ASSERT_EQ(ev.kind, ServerEvent::Kind::Rcpt);
+    EXPECT_EQ(ev.path.mailbox.local, "1");
+    s.defer();
+    ev = s.next();
+    ASSERT_EQ(ev.kind, ServerEvent::Kind::Rcpt);
+    EXPECT_EQ(ev.path.mailbox.local, "2");
+    s.defer();
+    // A line that would be refused at once is not taken while answers are owed.
+    EXPECT_EQ(s.next().kind, ServerEvent::Kind::Deferred);
+    EXPECT_EQ(s.deferred(), 2u);
+    EXPECT_TRUE(s.output().empty());
+    s.answer_deferred(Reply::make(550, "5.1.1", "no 1"));
+    s.answer_deferred(Reply::make(250, "2.1.5", "ok 2"));
+    ev = s.next();  // the refusal of "bad" is said, then recipient 3
+    ASSERT_EQ(ev.kind, ServerEvent::Kind::Rcpt);
+    EXPECT_EQ(ev.path.mailbox.local, "3");
+    s.defer();
+    // Three recipients seen: the fourth is refused by max_recipients, so
+    // it is not one to take now either.
+    EXPECT_EQ(s.next().kind, ServerEvent::Kind::Deferred);
+    s.answer_deferred(Reply::make(250, "2.1.5", "ok 3"));
+    EXPECT_EQ(s.next().kind, ServerEvent::Kind::Data);  // two accepted: DATA goes on
+    auto out = s.output();
+    auto no1 = out.find("550 5.1.1 no 1"), ok2 = out.find("ok 2"), bad = out.find("501"),
+         ok3 = out.find("ok 3"), many = out.find("452 4.5.3");
+    ASSERT_NE(bad, std::string::npos);
+    ASSERT_NE(many, std::string::npos);
+    EXPECT_LT(no1, ok2);
+    EXPECT_LT(ok2, bad);
+    EXPECT_LT(bad, ok3);
+    EXPECT_LT(ok3, many);
+    EXPECT_EQ(s.accepted_recipients(), 2u);
+}
+
+TEST(ServerSession, AllDeferredRecipientsRefusedMeansNoValidRecipients) {
+    ServerSettings settings = golden_settings();  // the session keeps a reference
+    ServerSession s(settings);
+    s.start();
+    s.feed(
+        "EHLO x\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<1@d.example>\r\n"
+        "RCPT TO:<2@d.example>\r\nDATA\r\n");
+    ASSERT_EQ(s.next().kind, ServerEvent::Kind::Mail);
+    s.answer(Reply::make(250, "2.1.0", "Ok"));
+    ASSERT_EQ(s.next().kind, ServerEvent::Kind::Rcpt);
+    s.defer();
+    ASSERT_EQ(s.next().kind, ServerEvent::Kind::Rcpt);
+    s.defer();
+    ASSERT_EQ(s.next().kind, ServerEvent::Kind::Deferred);
+    s.answer_deferred(Reply::make(450, "4.2.0", "later"));
+    s.answer_deferred(Reply::make(550, "5.1.1", "no"));
+    EXPECT_EQ(s.next().kind, ServerEvent::Kind::NeedInput);
+    EXPECT_TRUE(contains(s.output(), "554 5.5.1 Error: no valid recipients"));
+}
+
 TEST(ServerSession, CommandLineLimitIsEnforcedWithoutBufferingTheLine) {
     ServerSettings settings = golden_settings();
     ServerSession s(settings);

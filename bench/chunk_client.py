@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
 """A small SMTP load client for the BDAT benchmark (smtp-source has no
 BDAT): SESSIONS connections, each sending its share of MESSAGES messages of
-SIZE bytes to one recipient, with DATA or with BDAT (one chunk, or CHUNKS
-chunks per message), the envelope pipelined (RFC 2920). The same client
-sends both ways, so the two are compared with the same load generator.
+SIZE bytes to RECIPIENTS recipients (one by default), with DATA or with
+BDAT (one chunk, or CHUNKS chunks per message), the envelope pipelined (RFC
+2920), as an MTA sends. The same client sends both ways, so the two are
+compared with the same load generator.
 
   python3 bench/chunk_client.py --port 2525 --messages 2000 --sessions 20 \\
-      --size 102400 --verb bdat [--chunks 4]
+      --size 102400 --verb bdat [--chunks 4] [--recipients 50]
 
 Exits 1 (with the reply on stderr) when any reply is not the expected one.
 """
@@ -19,9 +20,7 @@ def make_body(size):
     """smtp-source's kind of message: a few headers and lines of text."""
     head = b"From: bench@example.org\r\nTo: user@example.net\r\nSubject: bench\r\n\r\n"
     line = b"La de da de da 1. La de da de da 2. La de da de da 3. La de da de da 4.\r\n"
-    body = head
-    while len(body) < size:
-        body += line
+    body = head + line * max(0, -(-(size - len(head)) // len(line)))
     return body[:size - 2] + b"\r\n" if len(body) > size else body
 
 
@@ -40,12 +39,14 @@ async def expect(reader, code):
         raise RuntimeError(f"expected {code.decode()}: {line!r}")
 
 
-async def session(port, count, body, verb, chunks):
+async def session(port, count, body, verb, chunks, recipients):
     reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=1 << 16)
     await expect(reader, b"220")
     writer.write(b"EHLO bench.example\r\n")
     await expect(reader, b"250")
-    envelope = b"MAIL FROM:<bench@example.org>\r\nRCPT TO:<user@example.net>\r\n"
+    envelope = b"MAIL FROM:<bench@example.org>\r\n" + b"".join(
+        b"RCPT TO:<user%d@example.net>\r\n" % n for n in range(recipients))
+    rcpt_ok = [b"250"] * recipients
     if verb == "bdat":
         step = -(-len(body) // chunks)
         pieces = [body[i:i + step] for i in range(0, len(body), step)]
@@ -53,14 +54,13 @@ async def session(port, count, body, verb, chunks):
                                                    p) for i, p in enumerate(pieces))
         for _ in range(count):
             writer.write(envelope + commands)
-            for code in [b"250", b"250"] + [b"250"] * len(pieces):
+            for code in [b"250"] + rcpt_ok + [b"250"] * len(pieces):
                 await expect(reader, code)
     else:
         for _ in range(count):
             writer.write(envelope + b"DATA\r\n")
-            await expect(reader, b"250")
-            await expect(reader, b"250")
-            await expect(reader, b"354")
+            for code in [b"250"] + rcpt_ok + [b"354"]:
+                await expect(reader, code)
             writer.write(body + b".\r\n")
             await expect(reader, b"250")
     writer.write(b"QUIT\r\n")
@@ -72,7 +72,7 @@ async def run(args):
     body = make_body(args.size)
     shares = [args.messages // args.sessions + (1 if i < args.messages % args.sessions else 0)
               for i in range(args.sessions)]
-    await asyncio.gather(*(session(args.port, n, body, args.verb, args.chunks)
+    await asyncio.gather(*(session(args.port, n, body, args.verb, args.chunks, args.recipients)
                            for n in shares if n))
 
 
@@ -84,6 +84,7 @@ def main():
     ap.add_argument("--size", type=int, default=102400)
     ap.add_argument("--verb", choices=("data", "bdat"), default="bdat")
     ap.add_argument("--chunks", type=int, default=1, help="BDAT chunks per message")
+    ap.add_argument("--recipients", type=int, default=1, help="recipients per message")
     args = ap.parse_args()
     try:
         asyncio.run(run(args))

@@ -16,15 +16,23 @@ divided by its own 1-recipient (or smallest-size) one.
 
   python3 bench/curves.py recipients --counts 1,10,50,100 --messages 200 --runs 5
   python3 bench/curves.py sizes --sizes 1K,100K,1M,10M,25M --runs 3
+  python3 bench/curves.py sessions --counts 20,200,2000,10000 --runs 3
   (--before OLD/smtplb: a change's parent beside it, as "before")
 
 `recipients`: milliseconds of wall time per message and the proxy's CPU
 microseconds per message, by recipients per message (4 KiB messages).
 `sizes`: milliseconds per message end to end (the client's last byte to its
 250) and smtplb's peak memory (VmHWM), by message size.
+`sessions`: throughput, not latency: smtp-source with N concurrent reused
+sessions (4 KiB messages, at least 20 000 in all and 4 per session) through
+HAProxy and smtplb to three `smtplb sink`s (smtp-sink stalls past a few
+hundred connections); messages per second and the proxy's CPU per message.
+HAProxy holds two descriptors per session and is left out where that passes
+this process's open-file limit.
 """
 import argparse
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -34,7 +42,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from peers import (BUILT_SMTPLB, STRICT_BALANCER_ADDRESS, start_haproxy, start_sinks,  # noqa: E402
                    start_smtplb)
-from peers import tree_cpu_seconds  # noqa: E402
+from peers import run_load, tree_cpu_seconds  # noqa: E402
 
 CLIENT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "chunk_client.py")
 
@@ -119,10 +127,63 @@ def run_curve(points, label, args, messages_for, size_for, recipients_for):
         print(f"| {p} | " + " | ".join(cells) + " |")
 
 
+def sessions_curve(counts, args):
+    """Rate and proxy CPU per message by concurrent sessions."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # inherited by every peer
+    configs = ["haproxy", "smtplb"] + (["before"] if args.before else [])
+    results = {}
+    for r in range(args.runs):
+        for n in counts:
+            for c in configs[r % len(configs):] + configs[:r % len(configs)]:
+                if c == "haproxy" and 2 * n + 200 > hard:
+                    continue
+                results.setdefault((c, n), []).append(measure_sessions(c, n, args))
+    med = {k: {m: statistics.median(x[m] for x in v) for m in v[0]} for k, v in results.items()}
+    print("| sessions | " + " | ".join(f"{c} msgs/s | {c} CPU µs/msg | {c} CPU × at {counts[0]}"
+                                      for c in configs) + " |")
+    print("|---|" + "---:|" * (3 * len(configs)))
+    for n in counts:
+        cells = []
+        for c in configs:
+            if (c, n) not in med:
+                cells += ["–"] * 3
+                continue
+            m, base = med[(c, n)], med[(c, counts[0])]
+            cells += [f"{m['rate']:.0f}", f"{m['cpu_us']:.1f}", f"{m['cpu_us'] / base['cpu_us']:.2f}"]
+        print(f"| {n} | " + " | ".join(cells) + " |")
+
+
+def measure_sessions(config, sessions, args):
+    sinks = start_sinks(3, strict_smtplb=args.smtplb)
+    workdir = tempfile.mkdtemp(prefix="curves-")
+    ports = [p for p, _ in sinks]
+    try:
+        if config == "haproxy":
+            port, proxy = start_haproxy(workdir, ports, maxconn=2 * sessions + 100)
+        else:
+            port, proxy = start_smtplb(args.smtplb if config == "smtplb" else args.before,
+                                       workdir, ports, source_address=STRICT_BALANCER_ADDRESS)
+        time.sleep(0.5)
+        messages = max(20000, 4 * sessions)
+        run_load([port], min(messages, sessions * 2), sessions, True, 4096, 600)  # warm-up
+        cpu0 = tree_cpu_seconds(proxy.pid)
+        began = time.monotonic()
+        run_load([port], messages, sessions, True, 4096, 600)
+        seconds = time.monotonic() - began
+        cpu1 = tree_cpu_seconds(proxy.pid)
+        proxy.stop()
+    finally:
+        for _, s in sinks:
+            s.stop()
+    return {"rate": messages / seconds, "cpu_us": 1e6 * (cpu1 - cpu0) / messages}
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("curve", choices=("recipients", "sizes"))
-    ap.add_argument("--counts", default="1,10,50,100", help="recipients per message")
+    ap.add_argument("curve", choices=("recipients", "sizes", "sessions"))
+    ap.add_argument("--counts", help="recipients per message (1,10,50,100) or sessions "
+                    "(20,200,2000,10000)")
     ap.add_argument("--sizes", default="1K,100K,1M,10M,25M")
     ap.add_argument("--messages", type=int, default=200,
                     help="per point (recipients); sizes send about 64 MiB or 3, whichever is more")
@@ -138,8 +199,13 @@ def main():
         args.before = os.path.abspath(args.before)
     if not (1 <= args.messages <= 100000 and 1 <= args.runs <= 20):
         sys.exit("curves: --messages 1..100000, --runs 1..20")
-    if args.curve == "recipients":
-        counts = [int(c) for c in args.counts.split(",")]
+    if args.curve == "sessions":
+        counts = [int(c) for c in (args.counts or "20,200,2000,10000").split(",")]
+        if any(not 1 <= c <= 10000 for c in counts):
+            sys.exit("curves: --counts each 1..10000 sessions")
+        sessions_curve(counts, args)
+    elif args.curve == "recipients":
+        counts = [int(c) for c in (args.counts or "1,10,50,100").split(",")]
         if any(not 1 <= c <= 1000 for c in counts):
             sys.exit("curves: --counts each 1..1000")
         run_curve(counts, "recipients", args, lambda p: args.messages, lambda p: 4096, lambda p: p)

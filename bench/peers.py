@@ -140,14 +140,14 @@ def start_sinks(n=3, strict_smtplb=None):
     return sinks
 
 
-def start_haproxy(workdir, sink_ports, threads=None):
+def start_haproxy(workdir, sink_ports, threads=None, maxconn=9000):
     port = free_port()
     cfg = os.path.join(workdir, "haproxy.cfg")
     servers = "\n".join(f"    server s{i} 127.0.0.1:{p} check inter 2s"
                         for i, p in enumerate(sink_ports))
     with open(cfg, "w") as f:
         f.write(f"""global
-    maxconn 9000
+    maxconn {maxconn}
 {f"    nbthread {threads}" if threads else ""}
 defaults
     mode tcp

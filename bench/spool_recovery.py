@@ -32,11 +32,22 @@ def spool_file(n, now_ms):
             + record("R", f"user{n}@example.net") + record("B", body) + record("E", str(len(body))))
 
 
+def peak_rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return 0
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--smtplb", default=BUILT_SMTPLB)
     ap.add_argument("--messages", type=int, default=100000)
+    ap.add_argument("--timeout", type=int, default=120, help="seconds to wait for recovery")
     args = ap.parse_args()
+    if not (1 <= args.messages <= 2000000 and 1 <= args.timeout <= 1800):
+        sys.exit("recovery bench: --messages 1..2000000, --timeout 1..1800")
     workdir = tempfile.mkdtemp(prefix="smtplb-recovery-")
     queue = os.path.join(workdir, "spool", "queue")
     os.makedirs(queue)
@@ -75,7 +86,7 @@ address = "127.0.0.1:{free_port()}"
                             stdout=subprocess.DEVNULL, stderr=err)
     first_ack = recovered = None
     try:
-        deadline = start + 120
+        deadline = start + args.timeout
         while time.monotonic() < deadline and (first_ack is None or recovered is None):
             if first_ack is None:
                 try:
@@ -90,6 +101,7 @@ address = "127.0.0.1:{free_port()}"
                 if "event=spool_recovered" in err.read():
                     recovered = time.monotonic() - start
             time.sleep(0.005)
+        peak_kib = peak_rss_kib(proc.pid)
     finally:
         proc.terminate()
         try:
@@ -107,6 +119,7 @@ address = "127.0.0.1:{free_port()}"
     print("|---|---:|")
     print(f"| first new message acknowledged (250, spooled) | {first_ack:.2f} |")
     print(f"| the whole queue indexed (event=spool_recovered) | {recovered:.2f} |")
+    print(f"\nsmtplb's peak RSS with the queue indexed: {peak_kib / 1024:.1f} MiB")
 
 
 if __name__ == "__main__":

@@ -163,6 +163,7 @@ def measure_sessions(config, sessions, args):
     sinks = start_sinks(3, strict_smtplb=args.smtplb)
     workdir = tempfile.mkdtemp(prefix="curves-")
     ports = [p for p, _ in sinks]
+    proxy = None
     try:
         if config == "haproxy":
             port, proxy = start_haproxy(workdir, ports, maxconn=2 * sessions + 100)
@@ -179,8 +180,9 @@ def measure_sessions(config, sessions, args):
         run_load([port], messages, sessions, True, 4096, 600)
         seconds = time.monotonic() - began
         cpu1 = tree_cpu_seconds(proxy.pid)
-        proxy.stop()
     finally:
+        if proxy:
+            proxy.stop()
         for _, s in sinks:
             s.stop()
     return {"rate": messages / seconds, "cpu_us": 1e6 * (cpu1 - cpu0) / messages}

@@ -42,7 +42,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from peers import (BUILT_SMTPLB, STRICT_BALANCER_ADDRESS, start_haproxy, start_sinks,  # noqa: E402
                    start_smtplb)
-from peers import run_load, tree_cpu_seconds  # noqa: E402
+from peers import rss_kib, run_load, tree_cpu_seconds  # noqa: E402
 
 CLIENT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "chunk_client.py")
 
@@ -51,14 +51,6 @@ def parse_size(text):
     units = {"K": 1024, "M": 1024 * 1024}
     return int(float(text[:-1]) * units[text[-1].upper()]) if text[-1].upper() in units \
         else int(text)
-
-
-def peak_rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
-    return 0
 
 
 def send(port, messages, size, recipients, timeout=600):
@@ -92,7 +84,7 @@ def measure(config, messages, size, recipients, args):
         cpu0 = tree_cpu_seconds(proxy.pid) if proxy else 0.0
         seconds = send(port, messages, size, recipients)
         cpu1 = tree_cpu_seconds(proxy.pid) if proxy else 0.0
-        rss = peak_rss_kib(proxy.pid) if config == "smtplb" else 0
+        rss = rss_kib(proxy.pid, "VmHWM") if config == "smtplb" else 0
     finally:
         if proxy:
             proxy.stop()

@@ -16,7 +16,7 @@ import sys
 import tempfile
 import time
 
-from peers import BUILT_SMTPLB, free_port
+from peers import BUILT_SMTPLB, free_port, rss_kib
 
 
 def record(kind, payload):
@@ -30,14 +30,6 @@ def spool_file(n, now_ms):
             + record("P", "hubs") + record("S", "bench@example.org") + record("M", "")
             + record("I", "addr=192.0.2.7 port=40000 laddr=127.0.0.1 lport=25 esmtp=1")
             + record("R", f"user{n}@example.net") + record("B", body) + record("E", str(len(body))))
-
-
-def peak_rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
-    return 0
 
 
 def main():
@@ -101,7 +93,7 @@ address = "127.0.0.1:{free_port()}"
                 if "event=spool_recovered" in err.read():
                     recovered = time.monotonic() - start
             time.sleep(0.005)
-        peak_kib = peak_rss_kib(proc.pid)
+        peak_kib = rss_kib(proc.pid, "VmHWM")
     finally:
         proc.terminate()
         try:

@@ -156,13 +156,28 @@ class Smtplb:
             return [json.loads(line) for line in f if line.endswith("\n")]
 
 
-def rss_kib(pid):
-    """The resident memory of a process, in KiB."""
+def rss_kib(pid, field="VmRSS"):
+    """The resident memory of a process, in KiB (field="VmHWM": its peak)."""
     with open(f"/proc/{pid}/status") as f:
         for line in f:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1])
     return 0
+
+
+def read_replies(sock, count):
+    """The next `count` SMTP replies on a socket, each as its last line."""
+    buf, replies = b"", []
+    while len(replies) < count:
+        data = sock.recv(65536)
+        if not data:
+            raise AssertionError(f"connection closed after {replies}")
+        buf += data
+        while b"\r\n" in buf and len(replies) < count:
+            line, buf = buf.split(b"\r\n", 1)
+            if line[3:4] != b"-":
+                replies.append(line.decode(errors="replace"))
+    return replies
 
 
 def sanitized_build(pid):

@@ -12,7 +12,7 @@ import socket
 import configs
 import fidelity
 from harness import (Postfix, Sink, Smtplb, WorkdirTestCase, free_port, main, postfix_available,
-                     wait_until)
+                     read_replies, wait_until)
 
 KNOWN = [f"u{n}@example.net" for n in range(1, 9)]
 # (recipient, what Postfix answers it): check_recipient_access, then the
@@ -23,21 +23,6 @@ GROUP = ["u1@example.net", "nobody@example.net", "u2@example.net", "full@example
          "u3@example.net", "moved@example.net", "u4@example.net", "ghost@example.net",
          "u5@example.net", "u6@example.net", "u7@example.net", "u8@example.net"]
 REFUSED_GROUP = ["nobody@example.net", "moved@example.net", "full@example.net"]
-
-
-def read_replies(sock, count):
-    """The next `count` replies, each as its last line."""
-    buf, replies = b"", []
-    while len(replies) < count:
-        data = sock.recv(65536)
-        if not data:
-            raise AssertionError(f"connection closed after {replies}")
-        buf += data
-        while b"\r\n" in buf and len(replies) < count:
-            line, buf = buf.split(b"\r\n", 1)
-            if line[3:4] != b"-":
-                replies.append(line.decode(errors="replace"))
-    return replies
 
 
 def send_pipelined(port, source, groups):

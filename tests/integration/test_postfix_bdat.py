@@ -8,7 +8,8 @@ import socket
 import time
 
 import configs
-from harness import Postfix, Smtplb, WorkdirTestCase, free_port, main, postfix_available, wait_until
+from harness import (Postfix, Smtplb, WorkdirTestCase, free_port, main, postfix_available,
+                     read_replies, wait_until)
 
 
 def mailbox_postfix(workdir, name, extra_main=""):
@@ -52,21 +53,6 @@ def split(data, chunks):
                   {len(data) * k // chunks for k in range(1, chunks)})
     bounds = [0] + cuts + [len(data)]
     return [data[a:b] for a, b in zip(bounds, bounds[1:])]
-
-
-def read_replies(sock, count):
-    buf = b""
-    replies = []
-    while len(replies) < count:
-        data = sock.recv(65536)
-        if not data:
-            raise AssertionError(f"connection closed after {replies}")
-        buf += data
-        while b"\r\n" in buf and len(replies) < count:
-            line, buf = buf.split(b"\r\n", 1)
-            if line[3:4] != b"-":
-                replies.append(line.decode(errors="replace"))
-    return replies
 
 
 def send_bdat(port, data, chunks):

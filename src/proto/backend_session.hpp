@@ -41,6 +41,8 @@ class BackendSession {
     void expect(Step step) { expected_.push_back(step); }
 
     void feed(std::string_view bytes) { parser_.feed(bytes); }
+    // Bytes of replies fed and not yet handed out by next().
+    std::size_t buffered() const { return parser_.buffered(); }
     // The next completed step; nothing when more input is needed or on error.
     std::optional<Completion> next();
     // Protocol failure: malformed reply, or a reply nobody asked for.

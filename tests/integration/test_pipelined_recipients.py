@@ -4,15 +4,18 @@ the same order, through smtplb as directly (known, unknown, refused and
 deferred recipients mixed, and a group with none accepted), delivers to the
 same recipients, with one event loop and two and over a reused backend
 connection; and the backend receives a pipelined group's recipients in one
-read (the built-in sink counts them), not one round trip each."""
+read (the built-in sink counts them), not one round trip each; and replies
+already known reach the client while a slow backend is still answering the
+rest, as they would directly."""
 import os
 import re
 import socket
+import threading
 
 import configs
 import fidelity
-from harness import (Postfix, Sink, Smtplb, WorkdirTestCase, free_port, main, postfix_available,
-                     read_replies, wait_until)
+from harness import (Postfix, ScriptedBackend, Sink, Smtplb, WorkdirTestCase, free_port, main,
+                     postfix_available, read_replies, wait_until)
 
 KNOWN = [f"u{n}@example.net" for n in range(1, 9)]
 # (recipient, what Postfix answers it): check_recipient_access, then the
@@ -125,6 +128,47 @@ class PipelinedRecipientsInOneRead(WorkdirTestCase):
         # that goes on in a second write once the rest of it is read.
         self.assertLessEqual(second["rcpt_reads"], 3, second)
         self.assertEqual(third["rcpt_reads"], 1, third)
+
+
+class RepliesWhileTheBackendIsSlow(WorkdirTestCase):
+    def test_known_replies_are_not_held_behind_a_slow_one(self):
+        # Postfix slows its replies after errors (smtpd_error_sleep_time);
+        # directly, a client reads each reply as it comes.
+        release = threading.Event()
+
+        def answer(line):
+            verb = line.split(" ", 1)[0].upper()
+            if verb == "RCPT" and "slow@" in line:
+                release.wait(60)
+            return {"MAIL": b"250 2.1.0 Ok\r\n", "RCPT": b"250 2.1.5 Ok\r\n",
+                    "DATA": b"354 go ahead\r\n", "RSET": b"250 2.0.0 Ok\r\n",
+                    "QUIT": b"221 2.0.0 Bye\r\n"}.get(verb, b"250 Ok\r\n")
+
+        backend = ScriptedBackend(answer)
+        self.addCleanup(backend.stop)
+        self.addCleanup(release.set)
+        port = free_port()
+        lb = Smtplb(self.workdir, configs.balancer(
+            port, [("scripted", backend.port)], pool_options={"health": {"enabled": False}}),
+            name="lb")
+        lb.start(port)
+        self.addCleanup(lb.stop)
+        with socket.create_connection(("127.0.0.1", port), timeout=20) as s:
+            read_replies(s, 1)
+            s.sendall(b"EHLO pipelining.example\r\n")
+            read_replies(s, 1)
+            s.sendall(b"MAIL FROM:<a@example.org>\r\nRCPT TO:<r1@example.net>\r\n"
+                      b"RCPT TO:<r2@example.net>\r\nRCPT TO:<slow@example.net>\r\n"
+                      b"RCPT TO:<r3@example.net>\r\nDATA\r\n")
+            # The backend holds its reply to slow@ until released: the three
+            # before it must arrive meanwhile (a read timeout fails the test).
+            self.assertEqual(read_replies(s, 3), ["250 2.1.0 Ok", "250 2.1.5 Ok", "250 2.1.5 Ok"])
+            release.set()
+            self.assertEqual(read_replies(s, 3), ["250 2.1.5 Ok", "250 2.1.5 Ok",
+                                                  "354 End data with <CR><LF>.<CR><LF>"])
+            s.sendall(b"Subject: slow\r\n\r\nhello\r\n.\r\n")
+            self.assertTrue(read_replies(s, 1)[0].startswith("250 2.0.0"))
+
 
 if __name__ == "__main__":
     main()

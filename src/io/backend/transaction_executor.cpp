@@ -55,17 +55,9 @@ awaitable<proto::Reply> TransactionExecutor::add_recipient(const proto::Mailbox&
     co_return reply.value_or(core::no_backend_reply());
 }
 
-awaitable<std::vector<proto::Reply>> TransactionExecutor::add_recipients(
-    std::vector<core::RecipientInput> batch) {
-    const auto count = batch.size();
-    tx_->recipients(std::move(batch));
-    std::vector<proto::Reply> replies;
-    replies.reserve(count);
-    while (replies.size() < count) {
-        auto reply = co_await run();  // up to the next recipient's answer
-        replies.push_back(reply.value_or(core::no_backend_reply()));
-    }
-    co_return replies;
+awaitable<proto::Reply> TransactionExecutor::recipient_reply() {
+    auto reply = co_await run();  // up to the next recipient's answer
+    co_return reply.value_or(core::no_backend_reply());
 }
 
 awaitable<void> TransactionExecutor::start_data(bool chunking) {

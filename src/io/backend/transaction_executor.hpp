@@ -70,9 +70,14 @@ class TransactionExecutor {
     awaitable<void> switch_pool(core::Pool& pool);
     awaitable<proto::Reply> add_recipient(const proto::Mailbox& rcpt,
                                           const proto::RcptParameters& params = {});
-    // Recipients the client pipelined: one reply each, in order (their RCPTs
-    // go to the backend together where it offers PIPELINING).
-    awaitable<std::vector<proto::Reply>> add_recipients(std::vector<core::RecipientInput> batch);
+    // Recipients the client pipelined (their RCPTs go to the backend
+    // together where it offers PIPELINING): recipients() starts them, and
+    // each recipient_reply() is the next one's reply, in order.
+    void recipients(std::vector<core::RecipientInput> batch) { tx_->recipients(std::move(batch)); }
+    awaitable<proto::Reply> recipient_reply();
+    // Some of the backend's next reply is already here: waiting for it costs
+    // no time.
+    bool reply_buffered() const { return conn_ && conn_->protocol().buffered() > 0; }
     // The client sent DATA: DATA goes to the backend now, so its 354 arrives
     // while the client is still sending.
     // `chunking`: the client sent BDAT (core::Transaction::data).

@@ -281,15 +281,24 @@ awaitable<Reply> ClientSession::write_to_spool() {
     co_return Reply::make(250, "2.0.0", "Ok: queued as " + committed.id);
 }
 
-// The recipients deferred so far, to the backend together: each reply in order.
+// The deferred recipients, to the backend together, each reply in order. Known
+// replies go out before a wait on a slow backend, as directly (in plaintext,
+// what the socket takes at once: a client that does not read holds nothing);
+// from a quick one, all in one write.
 awaitable<void> ClientSession::answer_recipients() {
     if (pipelined_.empty()) co_return;
-    auto replies = co_await relay_.add_recipients(pipelined_);
-    for (std::size_t i = 0; i < replies.size(); ++i) {
+    relay_.recipients(pipelined_);
+    for (std::size_t i = 0; i < pipelined_.size(); ++i) {
+        auto reply = co_await relay_.recipient_reply();
         const auto& rcpt = pipelined_[i].mailbox;
-        if (!replies[i].positive()) limits_.refund_rcpt(rcpt);  // not counted
-        note_rcpt_reply(rcpt, replies[i]);
-        protocol_.answer_deferred(replies[i]);
+        if (!reply.positive()) limits_.refund_rcpt(rcpt);  // not counted
+        note_rcpt_reply(rcpt, reply);
+        protocol_.answer_deferred(reply);
+        if (i + 1 < pipelined_.size() && !relay_.reply_buffered()) {
+            error_code ec;
+            auto& out = protocol_.output();
+            out.erase(0, stream_.write_now(asio::buffer(out), ec));
+        }
     }
     pipelined_.clear();
 }

@@ -41,6 +41,7 @@ void ServerSession::start() {
 void ServerSession::shutdown(const Reply& r) {
     if (mode_ == Mode::Closed) return;
     held_.clear();  // never answered: the session ends here
+    held_first_ = 0;
     r.append_wire(output_);
     mode_ = Mode::Closed;
 }
@@ -105,7 +106,7 @@ std::optional<ServerEvent> ServerSession::error(int code, std::string_view enhan
 
 ServerEvent ServerSession::next() {
     while (!pending_) {
-        if (!held_.empty() && !recipient_follows()) return ServerEvent{Kind::Deferred};
+        if (deferred() > 0 && !recipient_follows()) return ServerEvent{Kind::Deferred};
         std::string_view rest(input_.data() + consumed_, input_.size() - consumed_);
         switch (mode_) {
             case Mode::Closed:
@@ -455,10 +456,13 @@ void ServerSession::defer() {
 }
 
 void ServerSession::answer_deferred(const Reply& r) {
-    if (held_.empty()) return;
+    if (deferred() == 0) return;
     r.append_wire(output_);
-    output_ += held_.front();
-    held_.pop_front();
+    output_ += held_[held_first_++];
+    if (held_first_ == held_.size()) {
+        held_.clear();
+        held_first_ = 0;
+    }
     if (r.positive()) ++accepted_recipients_;
 }
 

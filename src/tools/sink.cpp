@@ -324,8 +324,8 @@ awaitable<void> SinkSession::run() {
                 if (!handled) protocol_.answer(Reply::make(250, "2.1.0", "Ok"));
                 break;
             case Kind::Rcpt:
-                if (std::exchange(last_rcpt_read_, reads_) != reads_ || rcpt_reads_ == 0)
-                    ++rcpt_reads_;
+                if (rcpt_reads_ == 0 || last_rcpt_read_ != reads_) ++rcpt_reads_;
+                last_rcpt_read_ = reads_;
                 handled = co_await apply(fault(SinkFault::Stage::Rcpt));
                 if (!handled) {
                     rcpts_.push_back(ev.path.mailbox.address());

@@ -24,8 +24,9 @@ def mailbox_postfix(workdir, name, extra_main=""):
     os.makedirs(box)
     os.chmod(box, 0o777)
     with open(os.path.join(pf.conf, "master.cf"), "a") as f:
+        # Written under a dot name, then renamed: a reader never sees half a message.
         f.write("dump unix - n n - - pipe flags= user=nobody "
-                f"argv=/bin/sh -c cat>{box}/$$1 sh ${{queue_id}}\n")
+                f"argv=/bin/sh -c {{ cat>{box}/.$$1 && mv {box}/.$$1 {box}/$$1 }} sh ${{queue_id}}\n")
     pf.mailbox = box
     return pf
 
@@ -76,6 +77,8 @@ def delivered(pf, subject):
     """The mailbox file holding `subject`, without the Received header
     Postfix put on top (it names the client and the queue id)."""
     for name in os.listdir(pf.mailbox):
+        if name.startswith("."):  # still being written
+            continue
         with open(os.path.join(pf.mailbox, name), "rb") as f:
             text = f.read()
         if f"Subject: {subject}\n".encode() in text:

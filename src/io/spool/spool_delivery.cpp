@@ -91,12 +91,26 @@ awaitable<void> SpoolDeliverer::deliver_one(std::string id,
     auto& spool = spool_;
     auto& queue = spool.queue();
     auto* store = &spool.store();
-    // Read here, on the event loop: no fsync is involved, a file just
-    // written is in the page cache, and a thread hop costs more than the
-    // read (the body is read here anyway while it is sent).
+    // A message spooled by this process is read here, on the event loop: no
+    // fsync is involved, its file is in the page cache, and a thread hop
+    // costs more than the read. One recovered from disk (its route not
+    // known yet) is read on a writer thread: after a restart its file is
+    // cold, and a million disk reads on the loop would hold up every
+    // session and the index itself.
+    std::function<Loaded()> load = [store, id] {
+        Loaded loaded;
+        loaded.message = store->load(SpoolArea::Queue, id, loaded.error);
+        loaded.missing = !loaded.message && loaded.error.starts_with("cannot open");
+        return loaded;
+    };
+    // Not `cond ? co_await ... : ...`: GCC 12 frees a temporary of such an
+    // expression twice.
+    const auto* queued = queue.find(id);
     Loaded loaded;
-    loaded.message = store->load(SpoolArea::Queue, id, loaded.error);
-    loaded.missing = !loaded.message && loaded.error.starts_with("cannot open");
+    if (queued && queued->client.empty())
+        loaded = co_await spool.offload<Loaded>(std::move(load));
+    else
+        loaded = load();
     if (!loaded.message) {
         queue.remove(id);
         if (!loaded.missing) {

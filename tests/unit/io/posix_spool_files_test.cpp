@@ -1,5 +1,7 @@
 #include "io/spool/posix_spool_files.hpp"
 
+#include "mocks/temp_dir.hpp"
+
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -15,14 +17,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-struct TempDir {
-    TempDir() {
-        char tmpl[] = "/tmp/posix-spool-files-test-XXXXXX";
-        path = ::mkdtemp(tmpl);
-    }
-    ~TempDir() { fs::remove_all(path); }
-    std::string path;
-};
+using TempDir = smtplb::test_support::TempDir;
 
 std::string name_of(int n) {
     char buf[32];
@@ -34,7 +29,7 @@ std::string name_of(int n) {
 // file is listed once, with its own size and modification time; a
 // directory among them is not.
 TEST(PosixSpoolFiles, ListsEveryFileWithItsSizeAndTimeAcrossThreads) {
-    TempDir dir;
+    TempDir dir{"posix-spool-files-test"};
     constexpr int kFiles = 40000;  // > 4 × 8192: four threads
     for (int n = 0; n < kFiles; ++n)
         std::ofstream(dir.path + "/" + name_of(n))

@@ -1,5 +1,7 @@
 #include "io/tracking_log.hpp"
 
+#include "mocks/temp_dir.hpp"
+
 #include <gtest/gtest.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -18,15 +20,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-struct TempDir {
-    TempDir() {
-        char tmpl[] = "/tmp/tracking-log-test-XXXXXX";
-        path = ::mkdtemp(tmpl);
-    }
-    ~TempDir() { fs::remove_all(path); }
-    std::string file(const char* name) const { return path + "/" + name; }
-    std::string path;
-};
+using TempDir = smtplb::test_support::TempDir;
 
 std::string slurp(const std::string& path) {
     std::ifstream in(path, std::ios::binary);
@@ -53,7 +47,7 @@ mode_t mode_of(const std::string& path) {
 }
 
 TEST(TrackingLog, EachLineIsInTheFileAtOnceAndANewFileIs0640) {
-    TempDir dir;
+    TempDir dir{"tracking-log-test"};
     auto path = dir.file("t.jsonl");
     auto old_umask = ::umask(022);
     TrackingLog log(path);
@@ -68,7 +62,7 @@ TEST(TrackingLog, EachLineIsInTheFileAtOnceAndANewFileIs0640) {
 }
 
 TEST(TrackingLog, AnExistingFileKeepsItsModeAndAHalfLineIsEnded) {
-    TempDir dir;
+    TempDir dir{"tracking-log-test"};
     auto path = dir.file("t.jsonl");
     {
         std::ofstream out(path);
@@ -82,7 +76,7 @@ TEST(TrackingLog, AnExistingFileKeepsItsModeAndAHalfLineIsEnded) {
 }
 
 TEST(TrackingLog, ReopenAfterARenameWritesToTheNewFile) {
-    TempDir dir;
+    TempDir dir{"tracking-log-test"};
     auto path = dir.file("t.jsonl");
     TrackingLog log(path);
     log.write("before");
@@ -97,7 +91,7 @@ TEST(TrackingLog, ReopenAfterARenameWritesToTheNewFile) {
 }
 
 TEST(TrackingLog, AFailedReopenKeepsTheOldFile) {
-    TempDir dir;
+    TempDir dir{"tracking-log-test"};
     auto path = dir.file("sub/t.jsonl");
     fs::create_directory(dir.file("sub"));
     TrackingLog log(path);
@@ -112,7 +106,7 @@ TEST(TrackingLog, AFailedReopenKeepsTheOldFile) {
 // Writers on several threads (as on several event loops) and a rotation in
 // the middle: every line whole, in exactly one of the two files.
 TEST(TrackingLog, ConcurrentWritersAndAReopenSplitNothing) {
-    TempDir dir;
+    TempDir dir{"tracking-log-test"};
     auto path = dir.file("t.jsonl");
     TrackingLog log(path);
     constexpr int kThreads = 4, kLines = 3000;
@@ -160,7 +154,7 @@ TEST(TrackingLog, FailedWritesAreCountedAndReportedAtMostOnceAMinute) {
 // A disk that fills in the middle of a line leaves a fragment: the next
 // record must not be glued onto it (a file size limit stands for the disk).
 TEST(TrackingLog, ALineCutByAFullDiskIsNotContinuedByTheNext) {
-    TempDir dir;
+    TempDir dir{"tracking-log-test"};
     TrackingLog log(dir.file("t.jsonl"));
     ASSERT_TRUE(log.enabled()) << log.error();
     log.write("{\"n\":1}");

@@ -123,6 +123,9 @@ void backend_metrics(PrometheusText& m, io::Balancer& balancer) {
     each("smtplb_backend_8bit_conversions_total", "counter",
          "Messages converted to 7-bit MIME for a backend that does not announce 8BITMIME.",
          [](const Row& r) { return r.backend->counters.converted_8bit.load(); });
+    each("smtplb_backend_streamed_messages_total", "counter",
+         "Messages whose body went to a backend as it arrived from the client, not after it.",
+         [](const Row& r) { return r.backend->counters.streamed.load(); });
     each("smtplb_backend_recipients_total", "counter", "Recipients a backend accepted.",
          [](const Row& r) { return r.backend->counters.recipients; });
     each("smtplb_backend_in_flight", "gauge", "Transactions open on a backend now.",

@@ -30,6 +30,8 @@ struct BackendCounters {
     base::Counter connection_wait_timeouts = 0;
     // Messages converted to 7-bit MIME for it: it lacks 8BITMIME (issue 25).
     base::Counter converted_8bit = 0;
+    // Messages whose body went to it as it arrived (Transaction::body_arriving).
+    base::Counter streamed = 0;
     // Picks that passed it over at its per-destination shaping limit for
     // one of the transaction's recipient domains ([[pool.destination_limit]]).
     base::Counter shaping_skips = 0;

@@ -243,6 +243,8 @@ void Transaction::release(Release how) {
     // without the final "." discards the transaction there.
     if (data_sent_) how = Release::Close;
     data_sent_ = false;
+    streaming_ = false;
+    early_data_reply_.reset();
     // Replies still owed to recipients sent ahead are not ours to read: a
     // Reset drains them before its RSET (io), anything else drops them.
     sent_ahead_ = 0;
@@ -315,6 +317,9 @@ void Transaction::replied(const proto::Reply& reply) {
         case Waiting::DataReply:
             data_reply(reply);
             return;
+        case Waiting::EarlyDataReply:
+            early_data_reply(reply);
+            return;
         case Waiting::FinalReply:
             final_reply(reply);
             return;
@@ -334,6 +339,9 @@ void Transaction::broken(const std::string& reason, bool protocol_error) {
             return;
         case Waiting::DataReply:
             delivery_failed("data", reason);
+            return;
+        case Waiting::EarlyDataReply:
+            stream_failed(reason);
             return;
         case Waiting::FinalReply:
             delivery_failed("message", reason);

@@ -59,7 +59,8 @@ struct TransactionAction {
         Flush,  // write what is queued now (its failure shows at the next Await)
         Await,  // the next reply on the current connection (`final_reply`: to the final ".")
         SendBody,    // the message and its final "." on the current connection
-                     // (`chunking`: as one "BDAT <size> LAST", not stuffed)
+                     // (`chunking`: as one "BDAT <size> LAST", not stuffed;
+                     // `streamed`: only what the stream has not sent yet)
         Release,     // the current connection is no longer this transaction's (`release` says how)
         Answer,      // the client's reply (`reply`); nothing more until the next input
                      // (in a batch of recipients, until the next recipient's Answer)
@@ -80,6 +81,7 @@ struct TransactionAction {
     std::string line;
     bool final_reply = false;
     bool chunking = false;
+    bool streamed = false;
     Release release = Release::Keep;
     proto::Reply reply;
     // SendBody to a backend without 8BITMIME (issue 25): what to do with
@@ -143,6 +145,20 @@ class Transaction {
     // CHUNKING then gets one BDAT ... LAST at the end (the client's verb,
     // so its final reply is the one the backend gives BDAT), others DATA.
     void data(bool chunking = false);
+    // The body arrives fast and is large enough to be worth sending on as it
+    // comes (the io's call): where the backend holding the transaction has
+    // DATA, offers 8BITMIME (the body goes as it is) and the client did not
+    // use BDAT, its 354 is read now; after a 354, streaming() is true and
+    // the io writes the body on the connection as it arrives. Any other
+    // reply to DATA is kept for the end of the message. The hold counts
+    // from the backend's last step (the 354, then each write of the body):
+    // a client that stalls or trickles is let go as before (client_slow),
+    // and the whole body replayed.
+    void body_arriving();
+    // A write of the streamed body failed: the backend is let go, and the
+    // message goes to another at its end.
+    void stream_failed(const std::string& reason);
+    bool streaming() const { return streaming_; }
     // The message is complete and stored: deliver it (or spool it).
     void message_complete();
     // The transaction ends without a message (RSET, QUIT, a refused body).
@@ -207,16 +223,17 @@ class Transaction {
 
   private:
     enum class Waiting {
-        Input,          // the next client input
-        Open,           // opened / open_failed
-        MailReply,      // replied / broken: to MAIL
-        EnvelopeReply,  // to RCPT number rcpt_index_ of the envelope being opened
-        RcptReply,      // to a recipient added on the current connection
-        DataReply,      // to DATA
-        Body,           // body_done
-        FinalReply,     // to the final "."
-        SpoolCheck,     // spool_checked
-        Spool,          // spooled
+        Input,           // the next client input
+        Open,            // opened / open_failed
+        MailReply,       // replied / broken: to MAIL
+        EnvelopeReply,   // to RCPT number rcpt_index_ of the envelope being opened
+        RcptReply,       // to a recipient added on the current connection
+        DataReply,       // to DATA
+        EarlyDataReply,  // to DATA, while the client still sends the body
+        Body,            // body_done
+        FinalReply,      // to the final "."
+        SpoolCheck,      // spool_checked
+        Spool,           // spooled
     };
     // What the current establish() is for.
     enum class Purpose { Recipient, Message };
@@ -264,6 +281,7 @@ class Transaction {
     void start_delivery();
     bool bdat_to_backend() const { return client_chunking_ && connection_.capabilities.chunking; }
     void data_reply(const proto::Reply& reply);
+    void early_data_reply(const proto::Reply& reply);
     void final_reply(const proto::Reply& reply);
     void delivery_reply(const proto::Reply& reply);
     void delivery_failed(const char* stage, const std::string& reason);
@@ -342,6 +360,10 @@ class Transaction {
 
     // The current delivery.
     bool body_sent_ = false;
+    // body_arriving(): the backend said 354 and takes the body as it comes,
+    // or answered DATA otherwise (that answer counts at the end).
+    bool streaming_ = false;
+    std::optional<proto::Reply> early_data_reply_;
     base::Clock::TimePoint body_sent_at_{};
 
     Waiting waiting_ = Waiting::Input;

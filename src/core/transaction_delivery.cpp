@@ -1,5 +1,6 @@
 // Transaction: the message, from DATA to the final reply.
 #include <chrono>
+#include <utility>
 
 #include "core/delivery.hpp"
 #include "core/health.hpp"
@@ -28,10 +29,58 @@ void Transaction::start_delivery() {
         waiting_ = Waiting::Body;
         return;
     }
+    if (streaming_) {
+        // The 354 came while the client sent: the rest of the body follows
+        // what the stream wrote.
+        body_sent_ = true;
+        push({.kind = Kind::SendBody, .backend = backend_, .streamed = true});
+        waiting_ = Waiting::Body;
+        return;
+    }
+    if (early_data_reply_) {
+        auto reply = *std::exchange(early_data_reply_, std::nullopt);
+        data_reply(reply);
+        return;
+    }
     if (!data_sent_) send(Step::Data, "DATA\r\n");
     data_sent_ = true;
     await();
     waiting_ = Waiting::DataReply;
+}
+
+void Transaction::body_arriving() {
+    // A backend without 8BITMIME may need the body converted, or refused,
+    // which only the whole body can say: it gets the body at the end.
+    if (holding_ && data_sent_ && !streaming_ && !early_data_reply_ && !client_chunking_ &&
+        !spooling_ && connection_.capabilities.eightbitmime) {
+        await();
+        waiting_ = Waiting::EarlyDataReply;
+        return;
+    }
+    push({.kind = Kind::Done});
+}
+
+void Transaction::early_data_reply(const proto::Reply& reply) {
+    waiting_ = Waiting::Input;
+    if (reply.code == 354) {
+        streaming_ = true;
+        ++pool_->backend(backend_).counters.streamed;
+    } else {
+        early_data_reply_ = reply;  // for the end of the message, as if read then
+    }
+    push({.kind = Kind::Done});
+}
+
+void Transaction::stream_failed(const std::string& reason) {
+    if (!streaming_ && waiting_ != Waiting::EarlyDataReply) return;
+    waiting_ = Waiting::Input;
+    // As a failure while the body is sent at the end (delivery_failed), but
+    // the next backend is chosen once the whole message is here.
+    record("message", reason);
+    ++pool_->backend(backend_).counters.failed;
+    report(backend_, LiveOutcome::Failed, "live message: " + reason);
+    release(Release::Close);
+    push({.kind = Kind::Done});
 }
 
 void Transaction::data_reply(const proto::Reply& reply) {

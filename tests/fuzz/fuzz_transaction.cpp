@@ -104,6 +104,8 @@ struct Harness {
     bool client_bdat = false;    // ... or BDAT
     bool conn_chunking = false;  // the current connection offers CHUNKING
     bool conn_pipelining = false;
+    bool conn_8bitmime = false;
+    bool streaming = false;  // the body streams on the current connection
     // What this input saw: a backend's 2xx to RCPT or to the final ".",
     // the spool's room or commit.
     bool rcpt_ok_seen = false;
@@ -147,7 +149,9 @@ struct Harness {
                         c.capabilities.chunking = flags & 16;
                         conn_chunking = c.capabilities.chunking;
                         conn_pipelining = c.capabilities.pipelining;
+                        conn_8bitmime = c.capabilities.eightbitmime;
                         connected = true;
+                        streaming = false;
                         owed.clear();
                         tx->opened(c);
                     }
@@ -190,12 +194,15 @@ struct Harness {
                     check(owed.empty(), "the body before every reply was read");
                     check(action->chunking == (client_bdat && conn_chunking),
                           "BDAT to a backend without CHUNKING, or for a DATA client");
+                    check(action->streamed == streaming,
+                          "the rest of a body that did not stream, or all of one that did");
                     owed.push_back(Step::Message);
                     tx->body_done(static_cast<core::Transaction::BodyResult>(in.next() % 4), "x");
                     break;
                 case Kind::Release:
                     check(connected, "Release without a connection");
                     connected = false;
+                    streaming = false;
                     owed.clear();  // a reset drains them; a close forgets them
                     break;
                 case Kind::CheckSpool:
@@ -291,7 +298,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     h.pool = std::make_unique<core::Pool>(p, h.clock, h.random);
     h.tx = std::make_unique<core::Transaction>();
     for (int inputs = 0; inputs < 64 && !in.done(); ++inputs) {
-        auto choice = in.next() % 8;
+        auto choice = in.next() % 10;
         if (h.trace) std::fprintf(stderr, "input %d\n", choice);
         h.rcpt_ok_seen = h.final_ok_seen = false;
         if (choice == 0 || !h.in_mail) {
@@ -349,6 +356,19 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
             check(h.drive(in) == Kind::Done, "RSET needs no answer from the transaction");
             check(!h.tx->holding() && !h.connected, "a connection kept after abandon");
             h.in_mail = false;
+        } else if (choice == 8 && h.in_data) {
+            h.tx->body_arriving();
+            check(h.drive(in) == Kind::Done, "a body arriving needs no answer");
+            h.streaming = h.tx->streaming();
+            check(!h.streaming || (h.connected && h.conn_8bitmime && !h.client_bdat),
+                  "streaming without a connection, to a 7-bit backend, or for BDAT");
+        } else if (choice == 9 && h.in_data) {
+            const bool was_streaming = h.streaming;
+            h.tx->stream_failed("write failed");
+            check(h.drive(in) == Kind::Done, "a failed stream needs no answer");
+            check(!h.tx->streaming(), "still streaming after the stream failed");
+            check(!was_streaming || (!h.connected && !h.tx->holding()),
+                  "the backend of a failed stream kept");
         } else {
             h.clock.advance(std::chrono::seconds(in.next()));
         }

@@ -44,10 +44,19 @@ class BackendConnection {
     // `chunking` (the backend announced CHUNKING): instead of DATA's body,
     // one "BDAT <size> LAST" with the content as it is (RFC 3030), its size
     // checked against what is sent (a mismatch closes: ReadFailed).
+    // `streamed`: only what stream_body() has not written yet, then the ".".
     awaitable<BodyResult> send_body(
         const proto::BodySource& body,
         core::TransactionAction::EightBit eight_bit = core::TransactionAction::EightBit::Pass,
-        bool chunking = false);
+        bool chunking = false, bool streamed = false);
+    // After a 354 read while the client still sends (Transaction::
+    // body_arriving): writes what has arrived of a body stored as it is sent
+    // (BodyForm::Transmission) since the last call, without the final ".".
+    // Bounded by the body's write budget; false when the write failed
+    // (failure()) or the body cannot be read back.
+    awaitable<bool> stream_body(const proto::BodySource& body);
+    // Octets of the body written by stream_body().
+    std::uint64_t streamed() const { return streamed_; }
     // The next reply, or nothing when the connection broke, timed out or sent
     // something that is not SMTP (failure() says which). Queued commands go
     // out first (flush()); then `timeout` counts from the wait's start.
@@ -116,8 +125,12 @@ class BackendConnection {
     // Past the pool's max_connection_age or max_messages_per_connection:
     // to be closed with QUIT rather than reused.
     bool worn_out() const;
-    // A transaction (MAIL) goes out on it.
-    void count_transaction() { ++transactions_; }
+    // A transaction (MAIL) goes out on it: nothing of its body streamed yet.
+    void count_transaction() {
+        ++transactions_;
+        streamed_ = 0;
+        streamed_ends_line_ = true;
+    }
     // RSET so the connection can carry another transaction.
     awaitable<bool> reset(Millis timeout);
     // Polite end: QUIT, its reply, close.
@@ -154,6 +167,10 @@ class BackendConnection {
 
   private:
     awaitable<BodyResult> send_chunked(const proto::BodySource& body);
+    // The stored body from `from` on, as it is, in gathered writes; with
+    // `terminate`, its final "." line after it.
+    awaitable<BodyResult> write_stored(const proto::BodySource& body, std::uint64_t from,
+                                       bool terminate);
     // The name the backend's certificate must carry.
     std::string tls_name() const;
     awaitable<bool> start_tls(const TlsContext& context, bool verify, Millis timeout);
@@ -186,6 +203,8 @@ class BackendConnection {
     bool ever_authenticated_ = false;  // AUTH succeeded once (before an XCLIENT)
     std::vector<std::string> omitted_;
     std::uint32_t transactions_ = 0;
+    std::uint64_t streamed_ = 0;      // stream_body(): octets written
+    bool streamed_ends_line_ = true;  // ... and whether they end a line
     const std::chrono::steady_clock::time_point opened_at_ = std::chrono::steady_clock::now();
     class ConnectionCache* tracker_ = nullptr;
 };

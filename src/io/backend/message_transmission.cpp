@@ -84,9 +84,27 @@ awaitable<BackendConnection::BodyResult> BackendConnection::send_chunked(
     co_return written ? BodyResult::Sent : BodyResult::WriteFailed;
 }
 
+awaitable<bool> BackendConnection::stream_body(const proto::BodySource& body) {
+    if (body.form() != proto::BodyForm::Transmission) {
+        failure_ = "a body not stored as sent cannot stream";
+        co_return false;
+    }
+    bool flushed = co_await flush();
+    if (!flushed) co_return false;
+    auto result = co_await write_stored(body, streamed_, false);
+    co_return result == BodyResult::Sent;
+}
+
 awaitable<BackendConnection::BodyResult> BackendConnection::send_body(
-    const proto::BodySource& body, core::TransactionAction::EightBit eight_bit, bool chunking) {
+    const proto::BodySource& body, core::TransactionAction::EightBit eight_bit, bool chunking,
+    bool streamed) {
     using EightBit = core::TransactionAction::EightBit;
+    if (streamed) {
+        // What stream_body() wrote stays written: the rest, then the ".".
+        bool flushed = co_await flush();
+        if (!flushed) co_return BodyResult::WriteFailed;
+        co_return co_await write_stored(body, streamed_, true);
+    }
     if (eight_bit != EightBit::Pass) {
         // RFC 6152 §3: never 8-bit octets to a backend without 8BITMIME.
         using Outcome = SevenBitBody::Outcome;
@@ -130,32 +148,45 @@ awaitable<BackendConnection::BodyResult> BackendConnection::send_body(
         bool sent = co_await write_queued(body_budget(out.size()));
         co_return sent ? BodyResult::Sent : BodyResult::WriteFailed;
     }
-    // Already in transmission form: the stored bytes go out as they are,
-    // straight from the buffer's memory in gathered writes.
+    // Already in transmission form: the stored bytes go out as they are.
+    co_return co_await write_stored(body, 0, true);
+}
+
+// Straight from the buffer's memory in gathered writes.
+awaitable<BackendConnection::BodyResult> BackendConnection::write_stored(
+    const proto::BodySource& body, std::uint64_t from, bool terminate) {
+    auto body_budget = [this](std::size_t bytes) {
+        return config::body_write_budget(pool_.config(), bytes);
+    };
+    std::string scratch;
     std::vector<asio::const_buffer> gather;
     gather.reserve(8);  // a write's chunks and the terminator, in one allocation
     std::size_t gathered = 0;
-    bool ends_line = true;  // empty so far, or ending in LF
-    for (std::uint64_t offset = 0;;) {
+    // Empty so far, or ending in LF: the terminator needs no CRLF before it.
+    bool ends_line = from == 0 || streamed_ends_line_;
+    for (std::uint64_t offset = from;;) {
         bool from_scratch = false;
         if (offset < body.size()) {
             auto chunk = body.chunk_at(offset, kChunk, scratch);
-            if (chunk.empty()) co_return BodyResult::ReadFailed;
+            if (chunk.empty()) {
+                failure_ = "the message could not be read back";
+                co_return BodyResult::ReadFailed;
+            }
             gather.emplace_back(chunk.data(), chunk.size());
             gathered += chunk.size();
             offset += chunk.size();
             ends_line = chunk.back() == '\n';
             from_scratch = views_into(chunk, scratch);
         }
-        bool final = offset >= body.size();
-        if (final) {
+        bool last = offset >= body.size();
+        if (last && terminate) {
             // The decoder ends every stored message with CRLF; another
             // source might not, and the terminator must stand on its own line.
             auto end = ends_line ? kEndOfData : kCrLfEndOfData;
             gather.emplace_back(end.data(), end.size());
         }
         // A view of scratch is overwritten by the next read: send it now.
-        if (final || from_scratch || gathered >= kGatherBytes) {
+        if (!gather.empty() && (last || from_scratch || gathered >= kGatherBytes)) {
             std::size_t bytes = 0;
             for (const auto& b : gather)
                 bytes += b.size();
@@ -169,8 +200,12 @@ awaitable<BackendConnection::BodyResult> BackendConnection::send_body(
             }
             gather.clear();
             gathered = 0;
+            if (!terminate) {
+                streamed_ = offset;
+                streamed_ends_line_ = ends_line;
+            }
         }
-        if (final) co_return BodyResult::Sent;
+        if (last) co_return BodyResult::Sent;
     }
 }
 

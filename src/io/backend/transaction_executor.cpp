@@ -65,6 +65,30 @@ awaitable<void> TransactionExecutor::start_data(bool chunking) {
     co_await run();
 }
 
+awaitable<void> TransactionExecutor::body_arriving() {
+    if (!tx_) co_return;
+    // The 354 is the backend's last step before the body, as DATA was: the
+    // hold goes on counting from there, not from now.
+    const auto since = idle_since_;
+    tx_->body_arriving();
+    co_await run();
+    idle_since_ = since;
+}
+
+awaitable<void> TransactionExecutor::stream(const proto::BodySource& body) {
+    if (!streaming()) co_return;
+    bool written = co_await conn_->stream_body(body);
+    if (written) {
+        // The backend's last step: it has just been given more of the body.
+        // A client that trickles sends no step (kStreamStep at a time) and
+        // is let go as before.
+        if (tx_->holding()) idle_since_ = std::chrono::steady_clock::now();
+        co_return;
+    }
+    tx_->stream_failed(conn_->failure());
+    run_without_waiting();
+}
+
 awaitable<proto::Reply> TransactionExecutor::deliver(const proto::BodySource& body) {
     body_ = &body;
     tx_->message_complete();
@@ -164,8 +188,8 @@ awaitable<std::optional<proto::Reply>> TransactionExecutor::run() {
             case Kind::SendBody: {
                 using R = BackendConnection::BodyResult;
                 using TR = core::Transaction::BodyResult;
-                auto result =
-                    co_await conn_->send_body(*body_, action->eight_bit, action->chunking);
+                auto result = co_await conn_->send_body(*body_, action->eight_bit, action->chunking,
+                                                        action->streamed);
                 if (result == R::Sent)
                     conn_->protocol().expect(proto::BackendSession::Step::Message);
                 tx_->body_done(result == R::Sent              ? TR::Sent

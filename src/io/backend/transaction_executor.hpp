@@ -82,6 +82,18 @@ class TransactionExecutor {
     // while the client is still sending.
     // `chunking`: the client sent BDAT (core::Transaction::data).
     awaitable<void> start_data(bool chunking = false);
+    // The body arrives and is worth sending on as it comes
+    // (core::Transaction::body_arriving): the backend's answer to DATA is
+    // read now. The hold keeps counting from where it did.
+    awaitable<void> body_arriving();
+    // The backend takes the body as it arrives (after body_arriving()).
+    bool streaming() const { return tx_ && tx_->streaming() && conn_; }
+    // Octets of the body the backend has been sent so far.
+    std::uint64_t streamed() const { return streaming() ? conn_->streamed() : 0; }
+    // Writes what has arrived of the body since the last call; a failed
+    // write lets the backend go (the message goes elsewhere at its end).
+    // A write is the backend's last step: the hold counts from it.
+    awaitable<void> stream(const proto::BodySource& body);
     awaitable<proto::Reply> deliver(const proto::BodySource& body);
     // The transaction ended without delivery (RSET, QUIT, refused message).
     awaitable<void> abandon();

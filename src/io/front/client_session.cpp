@@ -4,6 +4,7 @@
 #include <chrono>
 
 #include "base/text.hpp"
+#include "core/body_streaming.hpp"
 #include "core/delivery.hpp"
 #include "core/tracking.hpp"
 #include "io/backend/transaction_executor.hpp"
@@ -67,6 +68,13 @@ class ClientSession : public SpoolPort {
     awaitable<void> say_goodbye();
     awaitable<void> handle(proto::ServerEvent& ev);
     awaitable<void> answer_recipients();
+    // A body arriving with a backend already in DATA: once
+    // core::worth_streaming says so, written on to the backend as it comes,
+    // kStreamStep at a time (the rest and the "." at its end), so that a
+    // large message reaches the backend about when it would directly.
+    // Smaller or slower messages go whole at their end, as before.
+    awaitable<void> stream_body(Deadline& deadline);
+    static constexpr std::uint64_t kStreamStep = 64 * 1024;
     void begin_tracking(const proto::ServerEvent& ev);
     void finish_tracking(const std::string& reply, const char* result);
     void finish_tracking(const Reply& reply);
@@ -136,6 +144,8 @@ class ClientSession : public SpoolPort {
     std::unique_ptr<char[]> transaction_buffer_;
     SpareSize transaction_buffer_size_ = SpareSize::Small;
     bool last_read_filled_ = false;  // the last read filled its buffer
+    bool stream_asked_ = false;      // this message's body_arriving() is done
+    std::chrono::steady_clock::time_point body_started_{};  // the client's DATA
     std::array<char, 512> command_buffer_;
     Listener& listener_;
     Balancer& balancer_;
@@ -381,6 +391,8 @@ awaitable<void> ClientSession::handle(proto::ServerEvent& ev) {
                                                     spill_dir());
             body_->expect(relay_.mail_parameters().size.value_or(0));
             protocol_.set_body_sink(body_.get());
+            stream_asked_ = false;
+            body_started_ = std::chrono::steady_clock::now();
             protocol_.answer(Reply::make(354, "", "End data with <CR><LF>.<CR><LF>"));
             break;
         case Kind::MessageEnd: {
@@ -520,11 +532,33 @@ awaitable<void> ClientSession::read_failed(const error_code& ec, Deadline& deadl
     }
 }
 
+awaitable<void> ClientSession::stream_body(Deadline& deadline) {
+    if (body_->failed()) co_return;
+    if (!relay_.streaming()) {
+        if (stream_asked_ || body_->size() < core::kStreamFrom || !relay_.holding()) co_return;
+        const auto now = std::chrono::steady_clock::now();
+        if (!core::worth_streaming({body_->size(), now - body_started_,
+                                    relay_.mail_parameters().size,
+                                    relay_.waiting_since() + relay_.hold_time() - now}))
+            co_return;  // asked again with the next read
+        stream_asked_ = true;
+        // Waiting on the backend now, not on the client: neither the
+        // client's timeout nor the hold may end it midway.
+        stop_waiting_for_client(deadline);
+        co_await relay_.body_arriving();
+        if (!relay_.streaming()) co_return;
+    }
+    if (body_->size() - relay_.streamed() < kStreamStep) co_return;
+    stop_waiting_for_client(deadline);
+    co_await relay_.stream(*body_);
+}
+
 awaitable<bool> ClientSession::answer(Deadline& deadline) {
     for (;;) {
         auto ev = protocol_.next();
         switch (ev.kind) {
             case Kind::NeedInput: {
+                if (body_) co_await stream_body(deadline);
                 wait_for_client(deadline);
                 bool flushed = co_await flush();
                 co_return flushed;

@@ -235,7 +235,10 @@ void Runner::drive(std::size_t answers) {
                 auto w = take(name, "body");
                 auto how = w && w->size() > 2 ? (*w)[2] : "write-failed";
                 using EightBit = core::TransactionAction::EightBit;
-                out_ << "  " << name << (action->chunking ? " < (BDAT LAST" : " < (body")
+                out_ << "  " << name
+                     << (action->chunking   ? " < (BDAT LAST"
+                         : action->streamed ? " < (rest of the streamed body"
+                                            : " < (body")
                      << (action->eight_bit == EightBit::Convert  ? ", 8-bit converted"
                          : action->eight_bit == EightBit::Refuse ? ", 8-bit refused"
                                                                  : "")
@@ -337,6 +340,13 @@ std::string Runner::run(const std::string& script) {
             tx_.data(true);
         } else if (verb == "end") {
             tx_.message_complete();
+        } else if (verb == "arriving") {  // the body comes fast: stream it if it may
+            tx_.body_arriving();
+            drive();
+            out_ << "  streaming: " << (tx_.streaming() ? "yes" : "no") << "\n";
+            continue;
+        } else if (verb == "stream-failed") {
+            tx_.stream_failed(rest(w, 1));
         } else if (verb == "rset") {
             tx_.abandon();
         } else if (verb == "slow") {

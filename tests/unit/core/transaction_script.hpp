@@ -13,6 +13,7 @@ namespace smtplb::testing {
 //        [shape=DOMAIN [messages=N/PERIOD] [burst=N] [concurrent=N]]...  (destination limits)
 //   mail <sender> [SMTPUTF8] [REQUIRETLS] [SIZE=N] [RET=..] [ENVID=..]
 //   rcpt <address> [NOTIFY=..] [ORCPT=..]  data  end  rset  slow
+//   arriving (the body comes fast: Transaction::body_arriving)  stream-failed TEXT
 //   advance SECONDS                                    (the clock)
 //   bN open ok [pipelining] [smtputf8] [requiretls] [dsn] [size=N] [reused] [tls]
 //   bN open connect|no-slot TEXT

@@ -74,7 +74,7 @@ class ClientSession : public SpoolPort {
     // large message reaches the backend about when it would directly.
     // Smaller or slower messages go whole at their end, as before.
     awaitable<void> stream_body(Deadline& deadline);
-    static constexpr std::uint64_t kStreamStep = 64 * 1024;
+    static constexpr std::uint64_t kStreamStep = 256 * 1024;
     void begin_tracking(const proto::ServerEvent& ev);
     void finish_tracking(const std::string& reply, const char* result);
     void finish_tracking(const Reply& reply);

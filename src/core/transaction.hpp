@@ -261,6 +261,10 @@ class Transaction {
     void establish(Purpose purpose);
     void next_attempt();
     std::size_t envelope_size() const;
+    // Sends the envelope's next RCPT (the replayed ones, then new_rcpt_).
+    // To a backend with PIPELINING at most kMaxAhead are ahead of their
+    // replies, one more after each: a long envelope replayed does not fill
+    // both socket buffers while neither side reads.
     void send_envelope_rcpt();
     void mail_reply(const proto::Reply& reply);
     void envelope_reply(const proto::Reply& reply);
@@ -343,7 +347,8 @@ class Transaction {
 
     // The current establish().
     Purpose purpose_ = Purpose::Recipient;
-    std::size_t rcpt_index_ = 0;
+    std::size_t rcpt_index_ = 0;     // the envelope's RCPT awaiting its reply
+    std::size_t envelope_sent_ = 0;  // the envelope's RCPTs sent so far
     std::optional<proto::Reply> new_reply_;
     std::optional<proto::Reply> permanent_;  // a 5xx worth passing on if nobody accepts
     std::optional<proto::Reply> recipient_deferral_;

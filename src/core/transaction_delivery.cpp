@@ -72,7 +72,10 @@ void Transaction::early_data_reply(const proto::Reply& reply) {
 }
 
 void Transaction::stream_failed(const std::string& reason) {
-    if (!streaming_ && waiting_ != Waiting::EarlyDataReply) return;
+    if (!streaming_ && waiting_ != Waiting::EarlyDataReply) {
+        push({.kind = Kind::Done});  // nothing streamed: nothing to let go
+        return;
+    }
     waiting_ = Waiting::Input;
     // As a failure while the body is sent at the end (delivery_failed), but
     // the next backend is chosen once the whole message is here.

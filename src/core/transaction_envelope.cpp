@@ -203,13 +203,11 @@ void Transaction::opened(const OpenedConnection& connection) {
     }
     // MAIL, the replayed recipients and the new one, pipelined when allowed.
     send(Step::Mail, proto::mail_command(sender_, params_, caps));
-    rcpt_index_ = 0;
+    rcpt_index_ = envelope_sent_ = 0;
     new_reply_.reset();
     if (caps.pipelining) {
-        for (std::size_t i = 0; i < recipients_.size(); ++i)
-            send(Step::Rcpt, proto::rcpt_command(recipients_[i], recipient_params_[i], caps));
-        if (purpose_ == Purpose::Recipient)
-            send(Step::Rcpt, proto::rcpt_command(*new_rcpt_, new_rcpt_params_, caps));
+        while (envelope_sent_ < envelope_size() && envelope_sent_ < kMaxAhead)
+            send_envelope_rcpt();
     }
     await();
     waiting_ = Waiting::MailReply;
@@ -239,9 +237,10 @@ void Transaction::mail_reply(const proto::Reply& reply) {
 }
 
 void Transaction::send_envelope_rcpt() {
-    const bool replayed = rcpt_index_ < recipients_.size();
-    const auto& rcpt = replayed ? recipients_[rcpt_index_] : *new_rcpt_;
-    const auto& params = replayed ? recipient_params_[rcpt_index_] : new_rcpt_params_;
+    const std::size_t index = envelope_sent_++;
+    const bool replayed = index < recipients_.size();
+    const auto& rcpt = replayed ? recipients_[index] : *new_rcpt_;
+    const auto& params = replayed ? recipient_params_[index] : new_rcpt_params_;
     send(Step::Rcpt, proto::rcpt_command(rcpt, params, connection_.capabilities));
 }
 
@@ -269,7 +268,7 @@ void Transaction::envelope_reply(const proto::Reply& reply) {
         envelope_done();
         return;
     }
-    if (!connection_.capabilities.pipelining) send_envelope_rcpt();
+    if (envelope_sent_ < envelope_size()) send_envelope_rcpt();
     await();
 }
 

@@ -7,7 +7,10 @@
 # per CPU); then the threaded parts under ThreadSanitizer, with two loops.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DSMTPLB_SANITIZE=ON >/dev/null
+# Line tables only (-g1): all a sanitizer's report needs, and the builds
+# take about a third less time than with full debug information.
+debug_flags=(-DCMAKE_BUILD_TYPE=Debug "-DCMAKE_CXX_FLAGS_DEBUG=-g1" "-DCMAKE_C_FLAGS_DEBUG=-g1")
+cmake -S . -B build-asan -G Ninja "${debug_flags[@]}" -DSMTPLB_SANITIZE=ON >/dev/null
 ninja -C build-asan -j2
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
 export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
@@ -20,7 +23,7 @@ SMTPLB_TEST_THREADS=1 ctest --test-dir build-asan --output-on-failure -j2 --time
 # against the real daemon that share pools, listeners, caches and the spool
 # across loops, reload and stop (the harness fails a test whose smtplb exits
 # non-zero, as TSan makes it).
-cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DSMTPLB_TSAN=ON >/dev/null
+cmake -S . -B build-tsan -G Ninja "${debug_flags[@]}" -DSMTPLB_TSAN=ON >/dev/null
 ninja -C build-tsan -j2 smtplb io_tests
 export TSAN_OPTIONS="halt_on_error=1 exitcode=66 second_deadlock_stack=1"
 build-tsan/tests/io_tests --gtest_brief=1

@@ -148,20 +148,23 @@ void Transaction::next_recipient() {
             return;
         }
         if (shaped_out(rcpt)) return;
-        const auto& caps = connection_.capabilities;
-        send(Step::Rcpt, proto::rcpt_command(rcpt, new_rcpt_params_, caps));
-        // Shaping decides per recipient's domain, before each is sent.
-        if (caps.pipelining && !pool_->shaping()) {
-            for (auto i = batch_next_; i < batch_.size() && sent_ahead_ < kMaxAhead; ++i) {
-                send(Step::Rcpt, proto::rcpt_command(batch_[i].mailbox, batch_[i].params, caps));
-                ++sent_ahead_;
-            }
-        }
+        send(Step::Rcpt, proto::rcpt_command(rcpt, new_rcpt_params_, connection_.capabilities));
+        send_ahead(kMaxAhead);
         await();
         waiting_ = Waiting::RcptReply;
         return;
     }
     establish(Purpose::Recipient);
+}
+
+void Transaction::send_ahead(std::size_t room) {
+    const auto& caps = connection_.capabilities;
+    // Shaping decides per recipient's domain, before each is sent.
+    if (!caps.pipelining || pool_->shaping()) return;
+    for (auto i = batch_next_ + sent_ahead_; i < batch_.size() && sent_ahead_ < room; ++i) {
+        send(Step::Rcpt, proto::rcpt_command(batch_[i].mailbox, batch_[i].params, caps));
+        ++sent_ahead_;
+    }
 }
 
 void Transaction::data(bool chunking) {

@@ -266,6 +266,10 @@ class Transaction {
     // replies, one more after each: a long envelope replayed does not fill
     // both socket buffers while neither side reads.
     void send_envelope_rcpt();
+    // The client's further pipelined recipients (batch_), sent ahead of
+    // their turn to a backend with PIPELINING, until `room` are ahead; not
+    // where destination limits decide per recipient before it is sent.
+    void send_ahead(std::size_t room);
     void mail_reply(const proto::Reply& reply);
     void envelope_reply(const proto::Reply& reply);
     void envelope_refused(const proto::Reply& reply);

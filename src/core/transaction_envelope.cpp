@@ -208,6 +208,11 @@ void Transaction::opened(const OpenedConnection& connection) {
     if (caps.pipelining) {
         while (envelope_sent_ < envelope_size() && envelope_sent_ < kMaxAhead)
             send_envelope_rcpt();
+        // With the client's next recipients: a pipelined group costs one
+        // round trip to open, not two. Only behind a whole envelope, so that
+        // every command goes in the client's order.
+        if (purpose_ == Purpose::Recipient && envelope_sent_ == envelope_size())
+            send_ahead(kMaxAhead - envelope_sent_);
     }
     await();
     waiting_ = Waiting::MailReply;

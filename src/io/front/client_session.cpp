@@ -438,6 +438,20 @@ awaitable<bool> ClientSession::answer(Deadline& deadline) {
 // Kept lean: its frame lives as long as the connection, so everything but
 // the wait for input (opening, answering, read errors) is a coroutine of
 // its own whose frame exists only while it runs.
+void ClientSession::take_arrived() {
+    for (int reads = 0; reads < kArrivedReads; ++reads) {
+        error_code ec;
+        std::size_t got = stream_.read_now(asio::buffer(command_buffer_), ec);
+        // An error or the end of the stream: the next read meets it again.
+        if (ec || got == 0) return;
+        protocol_.feed(std::string_view(command_buffer_.data(), got));
+        if (got < command_buffer_.size()) {
+            readiness::mark_drained(socket_);
+            return;
+        }
+    }
+}
+
 awaitable<void> ClientSession::run() {
     Deadline deadline(socket_.get_executor(), [this] {
         error_code ec;
@@ -460,6 +474,7 @@ awaitable<void> ClientSession::run() {
         }
         last_read_filled_ = n == buffer.size();
         protocol_.feed(std::string_view(static_cast<const char*>(buffer.data()), n));
+        if (last_read_filled_ && !protocol_.in_transaction()) take_arrived();
     }
     deadline.stop();
     if (hold_) hold_->stop();

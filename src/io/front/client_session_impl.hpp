@@ -110,6 +110,13 @@ class ClientSession : public SpoolPort {
     // Answers what the client has sent, up to where more input is needed;
     // false when the session is to end.
     awaitable<bool> answer(Deadline& deadline);
+    // A read filled the command buffer between transactions: a client that
+    // pipelines (MAIL, a group of RCPTs, DATA) has sent more, and what has
+    // already arrived is taken now (without waiting, at most kArrivedReads
+    // more of it), so that the whole group goes to the backend in one write
+    // instead of the part that fitted first and the rest a round trip later.
+    void take_arrived();
+    static constexpr int kArrivedReads = 16;
     // The read failed: a timeout gets its 421, a stopping daemon its goodbye.
     awaitable<void> read_failed(const error_code& ec, Deadline& deadline);
     // The idle timeout counts only while smtplb waits for the client (a read,
